@@ -1,0 +1,445 @@
+//! The blueprint document as the user wrote it: one Rust type per TOML table,
+//! strict (`deny_unknown_fields`, like Butane), with spans on every value a
+//! check may need to point at. Defaults live in `resolve`, not here, so that
+//! this file reads as the reference of the language.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::located::Located;
+use super::values::{Date, Port, SecretRef, Size, TargetRef};
+
+/// A waddle blueprint: everything `waddlec build` needs to compile one platform.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Blueprint {
+    /// Version of the blueprint language. This compiler reads version 1.
+    pub version: Located<u32>,
+    pub project: Project,
+    pub operator: Operator,
+    pub host: Host,
+    /// Linux bridges on the Proxmox host.
+    #[serde(rename = "bridge")]
+    pub bridges: Vec<Bridge>,
+    /// Disk images VMs boot from.
+    #[serde(rename = "image", default)]
+    pub images: Vec<Image>,
+    /// Settings every VM gets unless it overrides them.
+    #[serde(default)]
+    pub vm_defaults: VmSettings,
+    /// Ordinary (non-Talos) VMs.
+    #[serde(rename = "vm", default)]
+    pub vms: Vec<Vm>,
+    /// Floating addresses announced by something other than a VM NIC (e.g. Cilium L2).
+    #[serde(rename = "vip", default)]
+    pub vips: Vec<Vip>,
+    pub talos: Option<Talos>,
+    /// The public SNI router.
+    pub edge: Option<Edge>,
+    /// Ports on the host's public address forwarded (DNAT) to internal VMs.
+    #[serde(rename = "forward", default)]
+    pub forwards: Vec<Forward>,
+    pub firewall: Firewall,
+    pub teleport: Option<Teleport>,
+    /// Component version pins: one place for every version of the platform.
+    pub versions: Versions,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// Short name of the platform, used in generated comments and unit names.
+    pub name: Located<String>,
+    /// Public DNS domain; every SNI host must be under it.
+    pub domain: Located<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    /// The operator's public address; temporary firewall rules admit it.
+    pub ip: Located<Ipv4Addr>,
+    /// Contact e-mail (ACME registration).
+    pub email: Located<String>,
+    /// Login created on Debian VMs for the operator. Default: `deploy`.
+    pub login: Option<Located<String>>,
+    /// SSH public keys installed for that login.
+    pub ssh_keys: Vec<Located<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Proxmox node name (`pvesh get /nodes`).
+    pub node: Located<String>,
+    /// Proxmox API URL. Default: `https://<public address>:8006`; the internal
+    /// address is not routable from a workstation.
+    pub api: Option<Located<String>>,
+    /// SSH target for host setup. Default: `root@<public address>`.
+    pub ssh: Option<Located<String>>,
+    /// Proxmox API token (`USER@REALM!TOKENID=SECRET`), as a secret reference.
+    pub api_token: Located<SecretRef>,
+    /// Storage that holds VM disks (e.g. a ZFS pool).
+    pub disk_storage: Located<String>,
+    /// Directory storage for images, ISOs, snippets and cloud-init drives.
+    pub file_storage: Located<String>,
+    /// DNS servers for VMs and nodes.
+    pub dns: Vec<Located<Ipv4Addr>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BridgeRole {
+    /// Carries the host's public address and uplink.
+    Public,
+    /// A private network behind the host.
+    Internal,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bridge {
+    pub name: Located<String>,
+    pub role: Located<BridgeRole>,
+    /// The network on this bridge, e.g. `10.10.0.0/24`.
+    pub cidr: Located<Ipv4Net>,
+    /// The host's own address on this bridge.
+    pub host_address: Located<Ipv4Addr>,
+    /// Upstream router (public bridges only).
+    pub gateway: Option<Located<Ipv4Addr>>,
+    /// Masquerade this network's traffic out of the public bridge (internal bridges only).
+    #[serde(default)]
+    pub masquerade: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageOs {
+    Debian,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub name: Located<String>,
+    pub os: ImageOs,
+}
+
+/// VM settings that can be given once in `[vm_defaults]` (or
+/// `[talos.node_defaults]`) and overridden per VM.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmSettings {
+    pub cores: Option<Located<u32>>,
+    pub memory: Option<Located<Size>>,
+    pub disk: Option<Located<Size>>,
+    /// CPU type; `host` exposes x86-64-v2 (talosctl and Teleport need it).
+    pub cpu: Option<Located<String>>,
+    pub onboot: Option<bool>,
+    /// Proxmox tags, appended to the defaults' tags.
+    pub tags: Option<Vec<Located<String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Vm {
+    /// Proxmox VMID.
+    pub id: Located<u32>,
+    /// VM name, also its hostname unless `hostname` is set.
+    pub name: Located<String>,
+    pub hostname: Option<Located<String>>,
+    /// Name of an `[[image]]`.
+    pub image: Located<String>,
+    pub cores: Option<Located<u32>>,
+    pub memory: Option<Located<Size>>,
+    pub disk: Option<Located<Size>>,
+    pub cpu: Option<Located<String>>,
+    pub onboot: Option<bool>,
+    pub tags: Option<Vec<Located<String>>>,
+    pub nics: Vec<Nic>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Nic {
+    /// Name of a `[[bridge]]`.
+    pub bridge: Located<String>,
+    /// Address on that bridge; the prefix length comes from the bridge.
+    pub address: Located<Ipv4Addr>,
+    /// Default route through this NIC. Default: the bridge's router when the VM
+    /// has a single NIC.
+    pub gateway: Option<Located<Ipv4Addr>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Vip {
+    pub name: Located<String>,
+    pub address: Located<Ipv4Addr>,
+    /// Ports something listens on at this address.
+    pub ports: Vec<Located<Port>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Talos {
+    /// Cluster name.
+    pub cluster: Located<String>,
+    /// System extensions baked into the Image Factory schematic.
+    #[serde(default)]
+    pub extensions: Vec<Located<String>>,
+    /// Bridge the nodes live on.
+    pub bridge: Located<String>,
+    /// Floating Kubernetes API address (port 6443).
+    pub api_vip: Located<Ipv4Addr>,
+    #[serde(default)]
+    pub node_defaults: VmSettings,
+    #[serde(rename = "node")]
+    pub nodes: Vec<TalosNode>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TalosNode {
+    pub id: Located<u32>,
+    pub name: Located<String>,
+    pub hostname: Option<Located<String>>,
+    pub address: Located<Ipv4Addr>,
+    pub cores: Option<Located<u32>>,
+    pub memory: Option<Located<Size>>,
+    pub disk: Option<Located<Size>>,
+    pub cpu: Option<Located<String>>,
+    pub onboot: Option<bool>,
+    pub tags: Option<Vec<Located<String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Edge {
+    /// The VM that runs HAProxy.
+    pub vm: Located<String>,
+    #[serde(default = "default_https_port")]
+    pub https_port: Located<Port>,
+    #[serde(default = "default_http_port")]
+    pub http_port: Located<Port>,
+    /// SNI routes, tried exact hosts first; anything unmatched is dropped.
+    #[serde(rename = "route", default)]
+    pub routes: Vec<SniRoute>,
+    /// Where plain HTTP goes (usually the gateway's :80 for the HTTPS redirect).
+    pub http: Option<HttpRoute>,
+}
+
+fn default_https_port() -> Located<Port> {
+    Located {
+        value: Port(443),
+        span: 0..0,
+    }
+}
+
+fn default_http_port() -> Located<Port> {
+    Located {
+        value: Port(80),
+        span: 0..0,
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SniRoute {
+    /// An exact host (`teleport.example.org`) or a wildcard (`*.apps.example.org`).
+    pub sni: Located<String>,
+    pub to: Located<TargetRef>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRoute {
+    pub to: Located<TargetRef>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// Port on the host's public address.
+    pub port: Located<Port>,
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
+    pub to: Located<TargetRef>,
+}
+
+fn default_protocol() -> Protocol {
+    Protocol::Tcp
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Policy {
+    Drop,
+    Reject,
+    Accept,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    /// Policy for traffic to the host itself (Proxmox cluster firewall).
+    pub input_policy: Located<Policy>,
+    /// Bridges whose traffic to the host is always accepted.
+    #[serde(default)]
+    pub allow_bridges: Vec<Located<String>>,
+    /// Rules that exist only until their `expires` date (e.g. operator SSH
+    /// before Teleport is up).
+    #[serde(rename = "temporary", default)]
+    pub temporary: Vec<Located<TemporaryRule>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemporaryRule {
+    pub name: Located<String>,
+    /// Port on the host.
+    pub port: Located<Port>,
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
+    /// Source network. Default: the operator's address.
+    pub source: Option<Located<Ipv4Net>>,
+    /// Last day the rule may exist. Required: a temporary rule without an end is
+    /// a permanent hole.
+    pub expires: Option<Located<Date>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Teleport {
+    /// The VM that runs Teleport.
+    pub vm: Located<String>,
+    /// Public host name of the proxy (served on :443 through the edge).
+    pub public_host: Located<String>,
+    #[serde(default = "default_web_port")]
+    pub web_port: Located<Port>,
+    #[serde(default = "default_ssh_port")]
+    pub ssh_port: Located<Port>,
+    #[serde(default = "default_tunnel_port")]
+    pub tunnel_port: Located<Port>,
+    pub github: TeleportGithub,
+    #[serde(rename = "role", default)]
+    pub roles: Vec<TeleportRole>,
+    #[serde(rename = "app", default)]
+    pub apps: Vec<TeleportApp>,
+}
+
+fn default_web_port() -> Located<Port> {
+    Located {
+        value: Port(3080),
+        span: 0..0,
+    }
+}
+
+fn default_ssh_port() -> Located<Port> {
+    Located {
+        value: Port(3023),
+        span: 0..0,
+    }
+}
+
+fn default_tunnel_port() -> Located<Port> {
+    Located {
+        value: Port(3024),
+        span: 0..0,
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeleportGithub {
+    pub org: Located<String>,
+    pub client_id: Located<String>,
+    pub client_secret: Located<SecretRef>,
+    /// Team slug → Teleport roles. Slugs are matched exactly (no wildcards).
+    pub teams_to_roles: Vec<TeamMapping>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamMapping {
+    pub team: Located<String>,
+    pub roles: Vec<Located<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeleportRole {
+    pub name: Located<String>,
+    /// Unix logins the role may use.
+    pub logins: Vec<Located<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeleportApp {
+    pub name: Located<String>,
+    pub public_host: Located<String>,
+    pub uri: Located<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// The seed's component version table.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Versions {
+    pub proxmox: Located<String>,
+    pub debian: Located<String>,
+    pub talos: Located<String>,
+    pub kubernetes: Located<String>,
+    pub teleport: Located<String>,
+    pub cilium: Located<String>,
+    pub democratic_csi: Located<String>,
+    pub flux_operator: Located<String>,
+    pub cert_manager: Located<String>,
+    pub external_dns: Located<String>,
+    pub external_secrets: Located<String>,
+    pub onepassword_connect: Located<String>,
+    pub cloudnative_pg: Located<String>,
+    pub spicedb_operator: Located<String>,
+}
+
+/// The overridable settings of one VM or node, borrowed from wherever they
+/// were written (defaults table, `[[vm]]` or `[[talos.node]]`).
+pub struct SettingsRef<'a> {
+    pub cores: Option<&'a Located<u32>>,
+    pub memory: Option<&'a Located<Size>>,
+    pub disk: Option<&'a Located<Size>>,
+    pub cpu: Option<&'a Located<String>>,
+    pub onboot: Option<bool>,
+    pub tags: &'a [Located<String>],
+}
+
+macro_rules! settings_ref {
+    ($($ty:ty),*) => {$(
+        impl $ty {
+            pub fn settings(&self) -> SettingsRef<'_> {
+                SettingsRef {
+                    cores: self.cores.as_ref(),
+                    memory: self.memory.as_ref(),
+                    disk: self.disk.as_ref(),
+                    cpu: self.cpu.as_ref(),
+                    onboot: self.onboot,
+                    tags: self.tags.as_deref().unwrap_or_default(),
+                }
+            }
+        }
+    )*};
+}
+
+settings_ref!(VmSettings, Vm, TalosNode);

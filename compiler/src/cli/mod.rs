@@ -1,0 +1,365 @@
+//! The command line: argument parsing, terminal output, exit codes. The only
+//! module that prints, reads the environment or decides how to show things.
+
+mod exit;
+mod today;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::blueprint::SourceFile;
+use crate::diagnostics::{report, rules, Diagnostic, Diagnostics};
+use crate::{compile, emit, CompileError};
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0   success
+  1   the blueprint is invalid (or has warnings under --strict)
+  2   usage error
+  3   --check: the output tree is out of date
+  70  internal error (a bug: please report it)
+  74  reading or writing files failed
+
+Environment:
+  NO_COLOR        disables colour (as does --color never)
+  WADDLEC_TODAY   YYYY-MM-DD to use instead of today's date for expiry warnings
+
+Examples:
+  waddlec build                          build blueprints/waddle.toml into out/
+  waddlec build --check                  fail (exit 3) with a diff if out/ is stale
+  waddlec validate my.toml --format json diagnostics as JSON
+  waddlec explain E0102                  why duplicate addresses are refused";
+
+/// Compile a waddle blueprint into every artifact of the platform.
+///
+/// One TOML blueprint describes the Proxmox host, its bridges and firewall,
+/// every VM, the Talos cluster and the public edge. `waddlec build` checks
+/// it (every finding points at file:line:col with a fix) and writes the
+/// artifacts: iptables ruleset, Proxmox firewall files, haproxy.cfg, the qm
+/// script, and manifest.json. The same blueprint always gives byte-identical
+/// output.
+#[derive(Parser)]
+#[command(name = "waddlec", version, after_help = AFTER_HELP, max_term_width = 100)]
+struct Cli {
+    /// When to colour diagnostics.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a blueprint and write its artifacts (or compare them, with --check).
+    ///
+    /// The tree is written next to DIR and renamed into place, so a failed build
+    /// leaves the previous output untouched.
+    Build(BuildArgs),
+    /// Check a blueprint without writing anything.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of the blueprint language (for editor completion:
+    /// put `#:schema ./blueprint.schema.json` on a blueprint's first line).
+    Schema,
+    /// Explain a diagnostic code (`E0102`) or name (`duplicate-address`); with
+    /// no argument, list every rule.
+    Explain {
+        /// Rule code or name.
+        rule: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct BlueprintArgs {
+    /// The blueprint to compile.
+    #[arg(default_value = "blueprints/waddle.toml")]
+    blueprint: PathBuf,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    strict: bool,
+    /// Output format: `json` prints machine-readable diagnostics (and, for
+    /// build, the manifest) on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    common: BlueprintArgs,
+    /// Output directory (the review tree).
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Write nothing; exit 3 with a diff if the output directory is not exactly
+    /// what this build would write.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    common: BlueprintArgs,
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
+    };
+    let code = match cli.command {
+        Command::Build(args) => build(&args, color),
+        Command::Validate(args) => validate(&args.common, color),
+        Command::Schema => schema(),
+        Command::Explain { rule } => explain(rule.as_deref()),
+    };
+    ExitCode::from(code)
+}
+
+fn read_source(path: &Path) -> Result<SourceFile, u8> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(SourceFile {
+            name: path.display().to_string(),
+            text,
+        }),
+        Err(err) => {
+            eprintln!("error: cannot read blueprint {}: {err}", path.display());
+            Err(exit::IO)
+        }
+    }
+}
+
+/// Prints diagnostics in the chosen format (text on stderr, JSON on stdout).
+fn show(
+    source: &SourceFile,
+    diagnostics: Diagnostics,
+    format: Format,
+    color: bool,
+    ok: bool,
+    extra: Option<serde_json::Value>,
+) {
+    let diagnostics: Vec<Diagnostic> = diagnostics.sorted();
+    match format {
+        Format::Text => {
+            if !diagnostics.is_empty() {
+                eprint!("{}", report::render_text(source, &diagnostics, color));
+            }
+        }
+        Format::Json => {
+            let mut value = serde_json::json!({
+                "ok": ok,
+                "diagnostics": report::to_json(source, &diagnostics),
+            });
+            if let (Some(extra), Some(object)) = (extra, value.as_object_mut()) {
+                object.insert("manifest".into(), extra);
+            }
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn validate(args: &BlueprintArgs, color: bool) -> u8 {
+    let source = match read_source(&args.blueprint) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match compile(&source, today::today()) {
+        Ok(compiled) => {
+            let failed = args.strict && compiled.warnings.has_warnings();
+            show(
+                &source,
+                compiled.warnings,
+                args.format,
+                color,
+                !failed,
+                None,
+            );
+            if failed {
+                exit::INVALID
+            } else {
+                exit::OK
+            }
+        }
+        Err(err) => compile_failed(&source, err, args.format, color),
+    }
+}
+
+fn compile_failed(source: &SourceFile, err: CompileError, format: Format, color: bool) -> u8 {
+    match err {
+        CompileError::Invalid(diagnostics) => {
+            let count = diagnostics.clone().sorted().len();
+            show(source, diagnostics, format, color, false, None);
+            if format == Format::Text {
+                eprintln!(
+                    "error: {} is invalid ({count} finding{})",
+                    source.name,
+                    if count == 1 { "" } else { "s" }
+                );
+            }
+            exit::INVALID
+        }
+        other => {
+            eprintln!("{other}");
+            exit::INTERNAL
+        }
+    }
+}
+
+fn build(args: &BuildArgs, color: bool) -> u8 {
+    let common = &args.common;
+    let source = match read_source(&common.blueprint) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let compiled = match compile(&source, today::today()) {
+        Ok(compiled) => compiled,
+        Err(err) => return compile_failed(&source, err, common.format, color),
+    };
+    if common.strict && compiled.warnings.has_warnings() {
+        show(
+            &source,
+            compiled.warnings,
+            common.format,
+            color,
+            false,
+            None,
+        );
+        eprintln!("error: warnings are fatal under --strict");
+        return exit::INVALID;
+    }
+    let manifest = compiled
+        .artifacts
+        .iter()
+        .find(|a| a.path == "manifest.json")
+        .and_then(|a| serde_json::from_slice::<serde_json::Value>(&a.contents).ok());
+    if args.check {
+        let staleness = match emit::compare(&args.out, &compiled.artifacts) {
+            Ok(s) => s,
+            Err(err) => {
+                eprintln!("error: cannot read {}: {err}", args.out.display());
+                return exit::IO;
+            }
+        };
+        show(
+            &source,
+            compiled.warnings,
+            common.format,
+            color,
+            staleness.is_fresh(),
+            manifest,
+        );
+        if staleness.is_fresh() {
+            eprintln!("{} is up to date with {}", args.out.display(), source.name);
+            return exit::OK;
+        }
+        for (_, diff) in &staleness.changed {
+            eprint!("{diff}");
+        }
+        for path in &staleness.missing {
+            eprintln!("missing: {path}");
+        }
+        for path in &staleness.extra {
+            eprintln!("not produced by this blueprint: {path}");
+        }
+        eprintln!(
+            "error: {} is out of date ({} changed, {} missing, {} extra); run `waddlec build {}` and commit the result",
+            args.out.display(),
+            staleness.changed.len(),
+            staleness.missing.len(),
+            staleness.extra.len(),
+            source.name
+        );
+        return exit::STALE;
+    }
+    if let Err(err) = emit::write_tree(&args.out, &compiled.artifacts) {
+        eprintln!("error: {err}");
+        return exit::IO;
+    }
+    let count = compiled.artifacts.len();
+    show(
+        &source,
+        compiled.warnings,
+        common.format,
+        color,
+        true,
+        manifest,
+    );
+    if common.format == Format::Text {
+        eprintln!("wrote {count} files to {}", args.out.display());
+    }
+    exit::OK
+}
+
+fn schema() -> u8 {
+    let schema = schemars::schema_for!(crate::blueprint::Blueprint);
+    match serde_json::to_string_pretty(&schema) {
+        Ok(json) => {
+            println!("{json}");
+            exit::OK
+        }
+        Err(err) => {
+            eprintln!("internal error: {err}");
+            exit::INTERNAL
+        }
+    }
+}
+
+fn explain(rule: Option<&str>) -> u8 {
+    match rule {
+        None => {
+            for rule in rules::ALL {
+                println!("{}  {:<34} {:?}", rule.code, rule.name, rule.severity);
+            }
+            exit::OK
+        }
+        Some(query) => match rules::find(query) {
+            Some(rule) => {
+                println!(
+                    "{} {} ({:?})\n\n{}",
+                    rule.code, rule.name, rule.severity, rule.explanation
+                );
+                exit::OK
+            }
+            None => {
+                eprintln!("error: no rule `{query}`; `waddlec explain` lists them");
+                exit::USAGE
+            }
+        },
+    }
+}

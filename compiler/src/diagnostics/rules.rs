@@ -1,0 +1,149 @@
+//! The catalogue of named checks. Each rule has a stable code, a kebab-case
+//! name, and an explanation of why it exists (`waddlec explain CODE`).
+//! Codes are never reused: a retired rule keeps its number.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub severity: Severity,
+    pub explanation: &'static str,
+}
+
+macro_rules! rules {
+    ($($ident:ident = $code:literal $name:literal $severity:ident: $explanation:literal;)*) => {
+        $(pub static $ident: Rule = Rule {
+            code: $code,
+            name: $name,
+            severity: Severity::$severity,
+            explanation: $explanation,
+        };)*
+
+        /// Every rule, in code order.
+        pub static ALL: &[&Rule] = &[$(&$ident),*];
+    };
+}
+
+rules! {
+    TOML_SYNTAX = "E0001" "toml-syntax" Error:
+        "The file is not valid TOML. Nothing else can be checked until it parses.";
+    UNKNOWN_KEY = "E0002" "unknown-key" Error:
+        "Blueprints are strict, like Butane configs: a key the language does not define is an \
+         error, never silently ignored, because a misspelled key (`memroy = \"8G\"`) would \
+         otherwise fall back to a default and the platform would differ from what the file says. \
+         `waddlec schema` prints the JSON Schema with every key.";
+    MISSING_KEY = "E0003" "missing-key" Error:
+        "A key without a sensible default is missing.";
+    INVALID_VALUE = "E0004" "invalid-value" Error:
+        "A value has the wrong type or spelling (an address that does not parse, an unknown \
+         enum variant, a target that is not `NAME:PORT`).";
+    UNSUPPORTED_VERSION = "E0005" "unsupported-version" Error:
+        "Every blueprint names the version of the language it is written in, so that a future \
+         change of meaning is never applied silently to an old file.";
+    LITERAL_SECRET = "E0006" "literal-secret" Error:
+        "Blueprints live in git and reach the review tree, CI logs and diffs. A secret written \
+         into one is leaked. Secret fields take references only: `op://VAULT/ITEM/FIELD` \
+         (1Password), `env:NAME` or `file:PATH`. The diagnostic deliberately does not print the \
+         offending line.";
+    INVALID_SIZE = "E0007" "invalid-size" Error:
+        "Sizes are a whole number with a binary unit: `512M`, `8G`, `1T`. A bare number is \
+         refused because Proxmox reads it as MiB in one place and bytes in another.";
+    PORT_OUT_OF_RANGE = "E0008" "port-out-of-range" Error:
+        "A port is a whole number from 1 to 65535.";
+    ADDRESS_OUTSIDE_NETWORK = "E0101" "address-outside-network" Error:
+        "An address on a bridge must lie inside that bridge's CIDR, and must not be its network \
+         or broadcast address; otherwise the VM has no route to its neighbours.";
+    DUPLICATE_ADDRESS = "E0102" "duplicate-address" Error:
+        "Two things claim the same address on one L2 segment (the host, a VM NIC, a Talos node or \
+         a VIP). ARP then answers for whichever replies first and traffic goes to the wrong \
+         machine intermittently. A classic case: giving the HAProxy VM the host's own public \
+         address on the public bridge while the host also DNATs to it.";
+    DUPLICATE_VMID = "E0103" "duplicate-vmid" Error:
+        "Proxmox VMIDs are unique per host; the second `qm create` would fail or, worse, a deploy \
+         would treat one VM as the other.";
+    DUPLICATE_NAME = "E0104" "duplicate-name" Error:
+        "Names of VMs, nodes, VIPs, bridges, images and rules identify them in routes, forwards \
+         and generated files, so each must be unique within its kind (VMs, Talos nodes and VIPs \
+         share one namespace because routes can target any of them).";
+    DUPLICATE_HOSTNAME = "E0105" "duplicate-hostname" Error:
+        "Two machines with the same hostname confuse DNS, Teleport node lists and Kubernetes \
+         node names. Hostnames compare case-insensitively.";
+    VIP_COLLISION = "E0106" "vip-collision" Error:
+        "A floating address (Kubernetes API VIP, Cilium gateway VIP) must not equal a node, the \
+         host, a gateway or another VIP: the announcer would fight the owner for the address.";
+    INVALID_DNS_NAME = "E0107" "invalid-dns-name" Error:
+        "Host names follow RFC 1123: labels of letters, digits and hyphens, 1 to 63 characters, \
+         not starting or ending with a hyphen, 253 characters in all.";
+    HOST_OUTSIDE_DOMAIN = "E0108" "host-outside-domain" Error:
+        "Every public name the edge serves must be under the project's domain: certificates, DNS \
+         records and the SNI router all assume it, and a stray name is usually a typo.";
+    MALFORMED_WILDCARD = "E0109" "malformed-wildcard" Error:
+        "A wildcard is `*.` followed by a DNS name (`*.apps.example.org`). `*` elsewhere, a bare \
+         `*` or `*apps.example.org` cannot be expressed safely: the SNI router matches a \
+         wildcard as the suffix `.apps.example.org` including the leading dot, so that \
+         `evilapps.example.org` and `apps.example.org.evil.org` never match.";
+    UNDEFINED_TARGET = "E0110" "undefined-target" Error:
+        "A route, forward or setting names a VM, VIP, bridge or image that the blueprint does \
+         not define.";
+    PORT_NOT_LISTENING = "E0111" "port-not-listening" Error:
+        "A route or forward sends traffic to a port nothing on the target listens on. The \
+         listening ports of a VM come from what runs on it (the edge's HTTPS/HTTP ports, \
+         Teleport's web, SSH-proxy and tunnel ports); a VIP lists its `ports`.";
+    TEMPORARY_RULE_WITHOUT_LIFETIME = "E0112" "temporary-rule-without-lifetime" Error:
+        "The seed's 'temporary' operator SSH rule had no end and stayed open. A temporary rule \
+         must say when it expires (`expires = 2026-12-31`) so that builds warn once it is due.";
+    ROLE_MISMATCH = "E0113" "role-mismatch" Error:
+        "A setting is used where its role does not fit: a gateway or masquerade on the wrong kind \
+         of bridge, a forward to a VM that is not on an internal bridge, more than one public \
+         bridge, or more than one default route on a VM.";
+    DUPLICATE_ROUTE = "E0114" "duplicate-route" Error:
+        "The same SNI host or forwarded port appears twice; only one of them could ever match.";
+    INVALID_VALUE_SEMANTIC = "E0115" "invalid-setting" Error:
+        "A value parses but cannot work: an e-mail without `@`, a GitHub team slug that is not \
+         lowercase (Teleport matches team slugs exactly; `*` is a literal, not a wildcard), a \
+         URL that is not https, a version that is not a version.";
+    VMID_OUT_OF_RANGE = "E0116" "vmid-out-of-range" Error:
+        "Proxmox VMIDs are 100 to 999999999; lower numbers are reserved.";
+    UNROUTED_PUBLIC_HOST = "E0117" "unrouted-public-host" Error:
+        "Teleport's public host and every Teleport app host reach Teleport only through the \
+         edge's SNI router. A name Teleport serves but the edge does not route to Teleport's web \
+         port is unreachable from the internet (the seed's `proxmox.` host needed its own route).";
+    TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
+        "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
+         not depend on the clock), but it should be removed from the blueprint now; \
+         `--strict` makes this fatal.";
+}
+
+pub fn find(code_or_name: &str) -> Option<&'static Rule> {
+    ALL.iter()
+        .copied()
+        .find(|rule| rule.code.eq_ignore_ascii_case(code_or_name) || rule.name == code_or_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn codes_and_names_are_unique() {
+        let codes: BTreeSet<_> = ALL.iter().map(|r| r.code).collect();
+        let names: BTreeSet<_> = ALL.iter().map(|r| r.name).collect();
+        assert_eq!(codes.len(), ALL.len());
+        assert_eq!(names.len(), ALL.len());
+    }
+
+    #[test]
+    fn find_accepts_code_or_name() {
+        assert_eq!(find("e0102").map(|r| r.name), Some("duplicate-address"));
+        assert_eq!(find("duplicate-vmid").map(|r| r.code), Some("E0103"));
+        assert!(find("E9999").is_none());
+    }
+}

@@ -1,0 +1,143 @@
+//! The one temp-dir-and-rename writer: a tree is written beside its
+//! destination, synced, then swapped in with a single rename, so a failed or
+//! interrupted build leaves the previous tree intact and readers never see a
+//! half-written one.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::artifact::Artifact;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct WriteError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Replaces `destination` with a directory holding exactly `artifacts`.
+pub fn write_tree(destination: &Path, artifacts: &[Artifact]) -> Result<(), WriteError> {
+    let parent = match destination.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(io_at(&parent))?;
+    let name = destination
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.new-"))
+        .tempdir_in(&parent)
+        .map_err(io_at(&parent))?;
+    for artifact in artifacts {
+        write_file(staging.path(), artifact)?;
+    }
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
+        .map_err(io_at(staging.path()))?;
+    let staged = staging.keep();
+    swap_in(&staged, destination).inspect_err(|_| {
+        let _ = fs::remove_dir_all(&staged);
+    })
+}
+
+fn write_file(root: &Path, artifact: &Artifact) -> Result<(), WriteError> {
+    let path = root.join(&artifact.path);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(io_at(dir))?;
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(artifact.mode())
+        .open(&path)
+        .map_err(io_at(&path))?;
+    file.write_all(&artifact.contents).map_err(io_at(&path))?;
+    // The umask may have narrowed the mode given at creation.
+    file.set_permissions(fs::Permissions::from_mode(artifact.mode()))
+        .map_err(io_at(&path))?;
+    file.sync_all().map_err(io_at(&path))
+}
+
+/// Moves `staged` to `destination`. An existing destination is first renamed
+/// aside, then removed; if the second rename fails it is put back.
+fn swap_in(staged: &Path, destination: &Path) -> Result<(), WriteError> {
+    if !destination.exists() {
+        return fs::rename(staged, destination).map_err(io_at(destination));
+    }
+    let old = staged.with_extension("old");
+    fs::rename(destination, &old).map_err(io_at(destination))?;
+    if let Err(source) = fs::rename(staged, destination) {
+        let _ = fs::rename(&old, destination);
+        return Err(WriteError {
+            path: destination.to_path_buf(),
+            source,
+        });
+    }
+    fs::remove_dir_all(&old).map_err(io_at(&old))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(path: &str, text: &str) -> Artifact {
+        Artifact::file(path, "test", text.to_string())
+    }
+
+    #[test]
+    fn replaces_the_whole_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        write_tree(
+            &out,
+            &[artifact("a/b.txt", "1"), artifact("stale.txt", "x")],
+        )
+        .unwrap();
+        write_tree(&out, &[artifact("a/b.txt", "2")]).unwrap();
+        assert_eq!(fs::read_to_string(out.join("a/b.txt")).unwrap(), "2");
+        assert!(!out.join("stale.txt").exists());
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("out")]);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_previous_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        write_tree(&out, &[artifact("keep.txt", "old")]).unwrap();
+        // Two artifacts at one path: the second create fails mid-build.
+        let err = write_tree(&out, &[artifact("x.txt", "1"), artifact("x.txt", "2")]);
+        assert!(err.is_err());
+        assert_eq!(fs::read_to_string(out.join("keep.txt")).unwrap(), "old");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no staging directory left behind"
+        );
+    }
+
+    #[test]
+    fn modes_ignore_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        write_tree(&out, &[artifact("f", "x"), artifact("s", "y").executable()]).unwrap();
+        let mode = |p: &str| fs::metadata(out.join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("f"), 0o644);
+        assert_eq!(mode("s"), 0o755);
+    }
+}

@@ -1,0 +1,240 @@
+//! The validated model: the platform with every default applied, every name
+//! resolved to what it refers to, and every address parsed. Renderers read
+//! only this; it carries no spans and cannot be invalid.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use waddle_images::ByteSize;
+
+pub use crate::blueprint::{BridgeRole, Date, Policy, Port, Protocol, SecretRef};
+
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub project: Project,
+    pub operator: Operator,
+    pub host: Host,
+    pub bridges: Vec<Bridge>,
+    /// Every VM, Debian and Talos alike, sorted by VMID.
+    pub vms: Vec<Vm>,
+    pub vips: Vec<Vip>,
+    pub talos: Option<TalosCluster>,
+    pub edge: Option<Edge>,
+    pub forwards: Vec<PortForward>,
+    pub firewall: Firewall,
+    pub teleport: Option<Teleport>,
+    pub versions: Versions,
+}
+
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub name: String,
+    pub domain: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Operator {
+    pub ip: Ipv4Addr,
+    pub email: String,
+    pub login: String,
+    pub ssh_keys: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub node: String,
+    pub api_url: String,
+    pub ssh_target: String,
+    pub api_token: SecretRef,
+    pub disk_storage: String,
+    pub file_storage: String,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Bridge {
+    pub name: String,
+    pub role: BridgeRole,
+    pub network: Ipv4Net,
+    pub host_address: Ipv4Addr,
+    /// Upstream router of a public bridge.
+    pub gateway: Option<Ipv4Addr>,
+    pub masquerade: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestOs {
+    /// A baked Debian image, by image name.
+    Debian {
+        image: String,
+    },
+    Talos,
+}
+
+#[derive(Clone, Debug)]
+pub struct Vm {
+    pub id: u32,
+    pub name: String,
+    pub hostname: String,
+    pub os: GuestOs,
+    /// Sorted, de-duplicated.
+    pub tags: Vec<String>,
+    pub cores: u32,
+    pub memory: ByteSize,
+    pub disk: ByteSize,
+    pub cpu: String,
+    pub onboot: bool,
+    pub nics: Vec<Nic>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Nic {
+    pub bridge: String,
+    /// Address with the bridge's prefix length.
+    pub address: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Vip {
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub ports: Vec<Port>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TalosCluster {
+    pub name: String,
+    /// Sorted, de-duplicated: the schematic ID depends on the set, not the order.
+    pub extensions: Vec<String>,
+    pub bridge: String,
+    pub api_vip: Ipv4Addr,
+}
+
+/// A concrete destination: an address and port on an internal network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The VM or VIP name the blueprint used.
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub port: Port,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SniHost {
+    Exact(String),
+    /// `*.apps.example.org`, matched as the suffix `.apps.example.org`.
+    Wildcard {
+        suffix: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct SniRoute {
+    pub host: SniHost,
+    pub backend: Endpoint,
+}
+
+#[derive(Clone, Debug)]
+pub struct Edge {
+    pub vm: String,
+    pub https_port: Port,
+    pub http_port: Port,
+    /// Exact hosts first, then wildcards, each group in blueprint order.
+    pub routes: Vec<SniRoute>,
+    pub http: Option<Endpoint>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PortForward {
+    pub protocol: Protocol,
+    pub port: Port,
+    pub to: Endpoint,
+}
+
+#[derive(Clone, Debug)]
+pub struct Firewall {
+    pub input_policy: Policy,
+    pub allow_bridges: Vec<String>,
+    pub temporary: Vec<TemporaryRule>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TemporaryRule {
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: Port,
+    pub source: Ipv4Net,
+    pub expires: Date,
+}
+
+#[derive(Clone, Debug)]
+pub struct Teleport {
+    pub vm: String,
+    pub public_host: String,
+    pub web_port: Port,
+    pub ssh_port: Port,
+    pub tunnel_port: Port,
+    pub github: TeleportGithub,
+    pub roles: Vec<TeleportRole>,
+    pub apps: Vec<TeleportApp>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TeleportGithub {
+    pub org: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    pub teams_to_roles: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TeleportRole {
+    pub name: String,
+    pub logins: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TeleportApp {
+    pub name: String,
+    pub public_host: String,
+    pub uri: String,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Versions {
+    pub proxmox: String,
+    pub debian: String,
+    pub talos: String,
+    pub kubernetes: String,
+    pub teleport: String,
+    pub cilium: String,
+    pub democratic_csi: String,
+    pub flux_operator: String,
+    pub cert_manager: String,
+    pub external_dns: String,
+    pub external_secrets: String,
+    pub onepassword_connect: String,
+    pub cloudnative_pg: String,
+    pub spicedb_operator: String,
+}
+
+impl Model {
+    pub fn public_bridge(&self) -> &Bridge {
+        self.bridges
+            .iter()
+            .find(|b| b.role == BridgeRole::Public)
+            .expect("resolve guarantees exactly one public bridge")
+    }
+
+    pub fn internal_bridges(&self) -> impl Iterator<Item = &Bridge> {
+        self.bridges
+            .iter()
+            .filter(|b| b.role == BridgeRole::Internal)
+    }
+
+    pub fn vm(&self, name: &str) -> Option<&Vm> {
+        self.vms.iter().find(|vm| vm.name == name)
+    }
+}

@@ -1,0 +1,96 @@
+//! Render: [`Model`] → artifacts. One module per artifact family, each a pure
+//! function of the model: no I/O, no clock, no randomness, no environment.
+//!
+//! Text configs come from the handlebars templates in `compiler/templates/`,
+//! compiled into the binary, in strict mode (a missing variable is a bug, not
+//! an empty string) and without HTML escaping. Template data is built from
+//! values `resolve` has already restricted to safe character sets (DNS labels,
+//! storage IDs, addresses, tags), which is what makes quoting in the shell
+//! templates sound.
+
+mod haproxy;
+mod host_firewall;
+mod host_network;
+mod qm_script;
+
+use handlebars::Handlebars;
+use serde::Serialize;
+
+use crate::artifact::Artifact;
+use crate::model::Model;
+
+/// A template failed to render: always a bug in waddlec, never in the blueprint.
+#[derive(Debug, thiserror::Error)]
+#[error("internal error: template `{template}` failed to render: {source}")]
+pub struct RenderError {
+    template: &'static str,
+    #[source]
+    source: handlebars::RenderError,
+}
+
+/// The compiled templates.
+pub struct Templates {
+    registry: Handlebars<'static>,
+}
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "haproxy.cfg",
+        include_str!("../../templates/haproxy.cfg.hbs"),
+    ),
+    (
+        "host-network.rules",
+        include_str!("../../templates/host-network.rules.hbs"),
+    ),
+    (
+        "waddlec-host-network",
+        include_str!("../../templates/waddlec-host-network.hbs"),
+    ),
+    (
+        "waddlec-host-network.service",
+        include_str!("../../templates/waddlec-host-network.service.hbs"),
+    ),
+    (
+        "sysctl.conf",
+        include_str!("../../templates/sysctl.conf.hbs"),
+    ),
+    ("cluster.fw", include_str!("../../templates/cluster.fw.hbs")),
+    ("host.fw", include_str!("../../templates/host.fw.hbs")),
+    (
+        "create-vms.sh",
+        include_str!("../../templates/create-vms.sh.hbs"),
+    ),
+];
+
+impl Templates {
+    /// Compiles the embedded templates. A template that does not compile is a
+    /// bug caught by every test run.
+    pub fn new() -> Result<Self, Box<handlebars::TemplateError>> {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        for (name, text) in TEMPLATES {
+            registry
+                .register_template_string(name, text)
+                .map_err(Box::new)?;
+        }
+        Ok(Templates { registry })
+    }
+
+    fn render(&self, template: &'static str, data: &impl Serialize) -> Result<String, RenderError> {
+        self.registry
+            .render(template, data)
+            .map_err(|source| RenderError { template, source })
+    }
+}
+
+/// Every artifact of the model, sorted by path.
+pub fn render_all(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
+    let mut artifacts = Vec::new();
+    artifacts.extend(host_network::render(templates, model)?);
+    artifacts.extend(host_firewall::render(templates, model)?);
+    artifacts.extend(haproxy::render(templates, model)?);
+    artifacts.extend(qm_script::render(templates, model)?);
+    artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(artifacts)
+}

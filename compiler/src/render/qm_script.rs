@@ -1,0 +1,123 @@
+//! The `qm` script: the seed's hand-typed VM creation for every VM, in VMID
+//! order, idempotent and checked before it changes anything.
+
+use serde::Serialize;
+
+use super::{RenderError, Templates};
+use crate::artifact::Artifact;
+use crate::model::{GuestOs, Model};
+
+/// Volume ID of the disk image a VM boots from, in the file storage's
+/// `import` content (where `waddlec deploy` uploads images).
+fn image_volume(model: &Model, os: &GuestOs) -> String {
+    let file = match os {
+        GuestOs::Debian { image } => format!("{image}.qcow2"),
+        GuestOs::Talos => format!("talos-{}-nocloud-amd64.qcow2", model.versions.talos),
+    };
+    format!("{}:import/{file}", model.host.file_storage)
+}
+
+#[derive(Serialize)]
+struct Nic {
+    index: usize,
+    bridge: String,
+    ipconfig: String,
+}
+
+#[derive(Serialize)]
+struct Vm {
+    id: u32,
+    name: String,
+    tags: String,
+    cpu: String,
+    cores: u32,
+    memory_mib: u64,
+    disk: String,
+    onboot: u8,
+    agent: u8,
+    image: String,
+    debian: bool,
+    nics: Vec<Nic>,
+}
+
+#[derive(Serialize)]
+struct Data<'a> {
+    project: &'a str,
+    node: &'a str,
+    disk_storage: &'a str,
+    file_storage: &'a str,
+    nameservers: String,
+    login: &'a str,
+    ssh_keys: &'a [String],
+    images: Vec<String>,
+    vms: Vec<Vm>,
+}
+
+/// The Talos extension that makes the QEMU guest agent answer.
+const TALOS_GUEST_AGENT: &str = "siderolabs/qemu-guest-agent";
+
+pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
+    let talos_agent = model
+        .talos
+        .as_ref()
+        .is_some_and(|t| t.extensions.iter().any(|e| e == TALOS_GUEST_AGENT));
+    let vms: Vec<Vm> = model
+        .vms
+        .iter()
+        .map(|vm| Vm {
+            id: vm.id,
+            name: vm.name.clone(),
+            tags: vm.tags.join(";"),
+            cpu: vm.cpu.clone(),
+            cores: vm.cores,
+            memory_mib: vm.memory.whole_mib().unwrap_or_default(),
+            disk: vm.disk.to_string(),
+            onboot: u8::from(vm.onboot),
+            agent: u8::from(match vm.os {
+                GuestOs::Debian { .. } => true,
+                GuestOs::Talos => talos_agent,
+            }),
+            image: image_volume(model, &vm.os),
+            debian: matches!(vm.os, GuestOs::Debian { .. }),
+            nics: vm
+                .nics
+                .iter()
+                .enumerate()
+                .map(|(index, nic)| Nic {
+                    index,
+                    bridge: nic.bridge.clone(),
+                    ipconfig: match nic.gateway {
+                        Some(gateway) => format!("ip={},gw={gateway}", nic.address),
+                        None => format!("ip={}", nic.address),
+                    },
+                })
+                .collect(),
+        })
+        .collect();
+    let mut images: Vec<String> = vms.iter().map(|vm| vm.image.clone()).collect();
+    images.sort();
+    images.dedup();
+    let data = Data {
+        project: &model.project.name,
+        node: &model.host.node,
+        disk_storage: &model.host.disk_storage,
+        file_storage: &model.host.file_storage,
+        nameservers: model
+            .host
+            .dns
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        login: &model.operator.login,
+        ssh_keys: &model.operator.ssh_keys,
+        images,
+        vms,
+    };
+    Ok(vec![Artifact::file(
+        "host/create-vms.sh",
+        "qm-script",
+        templates.render("create-vms.sh", &data)?,
+    )
+    .executable()])
+}

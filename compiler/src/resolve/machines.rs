@@ -1,0 +1,524 @@
+//! VMs and Talos nodes: group defaults merged with per-machine overrides
+//! (talhelper style: scalars replace, tags append), IDs, names, hostnames and
+//! NICs checked, all machines as one list sorted by VMID.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use waddle_images::ByteSize;
+
+use super::network::check_in_network;
+use super::{names, Checker};
+use crate::blueprint::{Blueprint, Located, SettingsRef, Span};
+use crate::diagnostics::rules;
+use crate::model::{self, GuestOs};
+
+const MIN_VMID: u32 = 100;
+const MAX_VMID: u32 = 999_999_999;
+
+/// Merges defaults and overrides; reports what is missing at the machine's name.
+fn settings(
+    checker: &mut Checker,
+    defaults: &SettingsRef<'_>,
+    own: &SettingsRef<'_>,
+    name: &Located<String>,
+    path: &str,
+    defaults_table: &str,
+) -> (u32, ByteSize, ByteSize, String, bool, Vec<String>) {
+    let mut required = |key: &str| {
+        checker
+            .error(
+                &rules::MISSING_KEY,
+                name.span(),
+                format!("{path}.{key}"),
+                format!("`{}` has no `{key}`", **name),
+            )
+            .help = Some(format!(
+            "set `{key}` on the machine or in `[{defaults_table}]`"
+        ));
+    };
+    let cores = own.cores.or(defaults.cores);
+    let memory = own.memory.or(defaults.memory);
+    let disk = own.disk.or(defaults.disk);
+    if cores.is_none() {
+        required("cores");
+    }
+    if memory.is_none() {
+        required("memory");
+    }
+    if disk.is_none() {
+        required("disk");
+    }
+    if let Some(cores) = cores.filter(|c| c.value == 0) {
+        checker.error(
+            &rules::INVALID_VALUE_SEMANTIC,
+            cores.span(),
+            format!("{path}.cores"),
+            "`cores` must be at least 1",
+        );
+    }
+    if let Some(memory) = memory {
+        if memory.0.whole_mib().is_none_or(|mib| mib < 64) {
+            checker
+                .error(
+                    &rules::INVALID_SIZE,
+                    memory.span(),
+                    format!("{path}.memory"),
+                    format!(
+                        "memory `{}` is not a whole number of MiB of at least 64M",
+                        memory.0
+                    ),
+                )
+                .help = Some("Proxmox sets memory in MiB; write e.g. `2G` or `1536M`".into());
+        }
+    }
+    let mut tags: Vec<String> = Vec::new();
+    for (i, tag) in defaults.tags.iter().chain(own.tags).enumerate() {
+        checker.check_str(
+            tag,
+            &format!("{path}.tags[{i}]"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            names::check_tag,
+        );
+        tags.push(tag.to_string());
+    }
+    tags.sort();
+    tags.dedup();
+    let cpu = own
+        .cpu
+        .or(defaults.cpu)
+        .map_or_else(|| "host".to_string(), |c| c.to_string());
+    (
+        cores.map_or(1, |c| c.value),
+        memory.map_or(ByteSize::from_mib(64), |m| m.0),
+        disk.map_or(ByteSize::from_mib(1), |d| d.0),
+        cpu,
+        own.onboot.or(defaults.onboot).unwrap_or(true),
+        tags,
+    )
+}
+
+pub(super) fn vms(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    bridges: &[model::Bridge],
+) -> Vec<model::Vm> {
+    let defaults = blueprint.vm_defaults.settings();
+    let mut out = Vec::new();
+    for (v, vm) in blueprint.vms.iter().enumerate() {
+        let path = format!("vm[{v}]");
+        let (cores, memory, disk, cpu, onboot, tags) = settings(
+            checker,
+            &defaults,
+            &vm.settings(),
+            &vm.name,
+            &path,
+            "vm_defaults",
+        );
+        if !blueprint
+            .images
+            .iter()
+            .any(|image| *image.name == *vm.image)
+        {
+            let known: Vec<_> = blueprint
+                .images
+                .iter()
+                .map(|i| format!("`{}`", *i.name))
+                .collect();
+            checker
+                .error(
+                    &rules::UNDEFINED_TARGET,
+                    vm.image.span(),
+                    format!("{path}.image"),
+                    format!("image `{}` is not defined", *vm.image),
+                )
+                .help = Some(if known.is_empty() {
+                "add an `[[image]]` with this name".into()
+            } else {
+                format!("defined images: {}", known.join(", "))
+            });
+        }
+        if vm.nics.is_empty() {
+            checker.error(
+                &rules::MISSING_KEY,
+                vm.name.span(),
+                format!("{path}.nics"),
+                format!("VM `{}` has no NIC", *vm.name),
+            );
+        }
+        let single = vm.nics.len() == 1;
+        let mut nics = Vec::new();
+        let mut default_routes: Vec<Span> = Vec::new();
+        for (n, nic) in vm.nics.iter().enumerate() {
+            let nic_path = format!("{path}.nics[{n}]");
+            let Some(bridge) = bridges.iter().find(|b| b.name == *nic.bridge) else {
+                checker
+                    .error(
+                        &rules::UNDEFINED_TARGET,
+                        nic.bridge.span(),
+                        format!("{nic_path}.bridge"),
+                        format!("bridge `{}` is not defined", *nic.bridge),
+                    )
+                    .help = Some(format!(
+                    "defined bridges: {}",
+                    bridges
+                        .iter()
+                        .map(|b| format!("`{}`", b.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                continue;
+            };
+            check_in_network(
+                checker,
+                *nic.address,
+                nic.address.span(),
+                &format!("{nic_path}.address"),
+                bridge.network,
+                &bridge.name,
+            );
+            let gateway = match &nic.gateway {
+                Some(gateway) => {
+                    check_in_network(
+                        checker,
+                        **gateway,
+                        gateway.span(),
+                        &format!("{nic_path}.gateway"),
+                        bridge.network,
+                        &bridge.name,
+                    );
+                    default_routes.push(gateway.span());
+                    Some(**gateway)
+                }
+                None if single => Some(router_of(bridge)),
+                None => None,
+            };
+            nics.push(model::Nic {
+                bridge: bridge.name.clone(),
+                address: Ipv4Net::new(*nic.address, bridge.network.prefix_len())
+                    .unwrap_or(bridge.network),
+                gateway,
+            });
+        }
+        if let [_, extra, ..] = default_routes.as_slice() {
+            checker
+                .error(
+                    &rules::ROLE_MISMATCH,
+                    extra.clone(),
+                    format!("{path}.nics"),
+                    format!("VM `{}` has more than one default route", *vm.name),
+                )
+                .help = Some("set `gateway` on exactly one NIC".into());
+        }
+        out.push(model::Vm {
+            id: *vm.id,
+            name: vm.name.to_string(),
+            hostname: vm
+                .hostname
+                .as_ref()
+                .unwrap_or(&vm.name)
+                .to_ascii_lowercase(),
+            os: GuestOs::Debian {
+                image: vm.image.to_string(),
+            },
+            tags,
+            cores,
+            memory,
+            disk,
+            cpu,
+            onboot,
+            nics,
+        });
+    }
+    out
+}
+
+/// The default router for a VM on `bridge`: upstream gateway on the public
+/// bridge, the host on an internal one.
+fn router_of(bridge: &model::Bridge) -> Ipv4Addr {
+    bridge.gateway.unwrap_or(bridge.host_address)
+}
+
+pub(super) fn talos(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    bridges: &[model::Bridge],
+) -> Option<model::TalosCluster> {
+    let talos = blueprint.talos.as_ref()?;
+    checker.check_str(
+        &talos.cluster,
+        "talos.cluster",
+        &rules::INVALID_DNS_NAME,
+        names::check_label,
+    );
+    for (i, extension) in talos.extensions.iter().enumerate() {
+        checker.check_str(
+            extension,
+            &format!("talos.extensions[{i}]"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            |e| {
+                let ok = e.split('/').count() == 2
+                    && e.split('/').all(|part| {
+                        !part.is_empty()
+                            && part.chars().all(|c| {
+                                c.is_ascii_lowercase()
+                                    || c.is_ascii_digit()
+                                    || matches!(c, '-' | '_' | '.')
+                            })
+                    });
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{e}` is not an extension name like `siderolabs/qemu-guest-agent`"
+                    ))
+                }
+            },
+        );
+    }
+    let mut extensions: Vec<String> = talos.extensions.iter().map(|e| e.to_string()).collect();
+    extensions.sort();
+    extensions.dedup();
+    let bridge = bridges.iter().find(|b| b.name == *talos.bridge);
+    if bridge.is_none() {
+        checker.error(
+            &rules::UNDEFINED_TARGET,
+            talos.bridge.span(),
+            "talos.bridge",
+            format!("bridge `{}` is not defined", *talos.bridge),
+        );
+    }
+    if let Some(bridge) = bridge {
+        check_in_network(
+            checker,
+            *talos.api_vip,
+            talos.api_vip.span(),
+            "talos.api_vip",
+            bridge.network,
+            &bridge.name,
+        );
+    }
+    if talos.nodes.is_empty() {
+        checker.error(
+            &rules::MISSING_KEY,
+            talos.cluster.span(),
+            "talos.node",
+            "the Talos cluster has no `[[talos.node]]`",
+        );
+    }
+    Some(model::TalosCluster {
+        name: talos.cluster.to_string(),
+        extensions,
+        bridge: talos.bridge.to_string(),
+        api_vip: *talos.api_vip,
+    })
+}
+
+/// Talos nodes as VMs; separate from `talos()` so the cluster and its machines
+/// are built from the same checked bridge.
+pub(super) fn talos_nodes(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    bridges: &[model::Bridge],
+) -> Vec<model::Vm> {
+    let Some(talos) = &blueprint.talos else {
+        return Vec::new();
+    };
+    let Some(bridge) = bridges.iter().find(|b| b.name == *talos.bridge) else {
+        return Vec::new();
+    };
+    let defaults = talos.node_defaults.settings();
+    talos
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(n, node)| {
+            let path = format!("talos.node[{n}]");
+            let (cores, memory, disk, cpu, onboot, tags) = settings(
+                checker,
+                &defaults,
+                &node.settings(),
+                &node.name,
+                &path,
+                "talos.node_defaults",
+            );
+            check_in_network(
+                checker,
+                *node.address,
+                node.address.span(),
+                &format!("{path}.address"),
+                bridge.network,
+                &bridge.name,
+            );
+            model::Vm {
+                id: *node.id,
+                name: node.name.to_string(),
+                hostname: node
+                    .hostname
+                    .as_ref()
+                    .unwrap_or(&node.name)
+                    .to_ascii_lowercase(),
+                os: GuestOs::Talos,
+                tags,
+                cores,
+                memory,
+                disk,
+                cpu,
+                onboot,
+                nics: vec![model::Nic {
+                    bridge: bridge.name.clone(),
+                    address: Ipv4Net::new(*node.address, bridge.network.prefix_len())
+                        .unwrap_or(bridge.network),
+                    gateway: Some(router_of(bridge)),
+                }],
+            }
+        })
+        .collect()
+}
+
+/// IDs, names and hostnames unique across VMs, nodes and VIPs.
+pub(super) fn check_identities(checker: &mut Checker, blueprint: &Blueprint) {
+    struct Machine<'a> {
+        path: String,
+        id: &'a Located<u32>,
+        name: &'a Located<String>,
+        hostname: &'a Located<String>,
+        hostname_path: String,
+    }
+    let mut machines: Vec<Machine<'_>> = Vec::new();
+    for (v, vm) in blueprint.vms.iter().enumerate() {
+        let path = format!("vm[{v}]");
+        let hostname_path = format!(
+            "{path}.{}",
+            if vm.hostname.is_some() {
+                "hostname"
+            } else {
+                "name"
+            }
+        );
+        machines.push(Machine {
+            path,
+            id: &vm.id,
+            name: &vm.name,
+            hostname: vm.hostname.as_ref().unwrap_or(&vm.name),
+            hostname_path,
+        });
+    }
+    if let Some(talos) = &blueprint.talos {
+        for (n, node) in talos.nodes.iter().enumerate() {
+            let path = format!("talos.node[{n}]");
+            let hostname_path = format!(
+                "{path}.{}",
+                if node.hostname.is_some() {
+                    "hostname"
+                } else {
+                    "name"
+                }
+            );
+            machines.push(Machine {
+                path,
+                id: &node.id,
+                name: &node.name,
+                hostname: node.hostname.as_ref().unwrap_or(&node.name),
+                hostname_path,
+            });
+        }
+    }
+    let mut ids: BTreeMap<u32, &Located<u32>> = BTreeMap::new();
+    let mut names_seen: BTreeMap<String, Span> = BTreeMap::new();
+    let mut hostnames: BTreeMap<String, (Span, bool, String)> = BTreeMap::new();
+    for machine in &machines {
+        if !(MIN_VMID..=MAX_VMID).contains(&machine.id.value) {
+            checker.error(
+                &rules::VMID_OUT_OF_RANGE,
+                machine.id.span(),
+                format!("{}.id", machine.path),
+                format!("VMID {} is outside {MIN_VMID}–{MAX_VMID}", machine.id.value),
+            );
+        }
+        if let Some(first) = ids.insert(machine.id.value, machine.id) {
+            checker
+                .error(
+                    &rules::DUPLICATE_VMID,
+                    machine.id.span(),
+                    format!("{}.id", machine.path),
+                    format!("VMID {} is used twice", machine.id.value),
+                )
+                .related
+                .push((first.span(), "first used here".into()));
+        }
+        checker.check_str(
+            machine.name,
+            &format!("{}.name", machine.path),
+            &rules::INVALID_DNS_NAME,
+            names::check_label,
+        );
+        if let Some(first) = names_seen.insert(machine.name.to_string(), machine.name.span()) {
+            checker
+                .error(
+                    &rules::DUPLICATE_NAME,
+                    machine.name.span(),
+                    format!("{}.name", machine.path),
+                    format!("name `{}` is used twice", **machine.name),
+                )
+                .related
+                .push((first, "first used here".into()));
+        }
+        let explicit = machine.hostname.span != machine.name.span;
+        if explicit {
+            checker.check_str(
+                machine.hostname,
+                &machine.hostname_path,
+                &rules::INVALID_DNS_NAME,
+                names::check_label,
+            );
+        }
+        let hostname = machine.hostname.to_ascii_lowercase();
+        let entry = (machine.hostname.span(), explicit, machine.name.to_string());
+        if let Some((first, first_explicit, first_name)) = hostnames.insert(hostname.clone(), entry)
+        {
+            // Two implicit hostnames from one duplicated name were reported above.
+            let reported = !explicit && !first_explicit && first_name == **machine.name;
+            if !reported {
+                checker
+                    .error(
+                        &rules::DUPLICATE_HOSTNAME,
+                        machine.hostname.span(),
+                        machine.hostname_path.clone(),
+                        format!("hostname `{hostname}` is used twice"),
+                    )
+                    .related
+                    .push((first, "first used here".into()));
+            }
+        }
+    }
+    for (i, vip) in blueprint.vips.iter().enumerate() {
+        if let Some(first) = names_seen.insert(vip.name.to_string(), vip.name.span()) {
+            checker
+                .error(&rules::DUPLICATE_NAME, vip.name.span(), format!("vip[{i}].name"), format!("name `{}` is used by a VIP and a machine; routes could not tell them apart", *vip.name))
+                .related
+                .push((first, "first used here".into()));
+        }
+    }
+    let mut images: BTreeMap<&str, Span> = BTreeMap::new();
+    for (i, image) in blueprint.images.iter().enumerate() {
+        checker.check_str(
+            &image.name,
+            &format!("image[{i}].name"),
+            &rules::INVALID_DNS_NAME,
+            names::check_label,
+        );
+        if let Some(first) = images.insert(&image.name, image.name.span()) {
+            checker
+                .error(
+                    &rules::DUPLICATE_NAME,
+                    image.name.span(),
+                    format!("image[{i}].name"),
+                    format!("image `{}` is defined twice", *image.name),
+                )
+                .related
+                .push((first, "first defined here".into()));
+        }
+    }
+}

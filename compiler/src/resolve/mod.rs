@@ -1,0 +1,259 @@
+//! Resolve/validate: [`Blueprint`] document → [`Model`], or the list of
+//! everything wrong with it.
+//!
+//! Owns defaults, cross-references and every topology rule. Checks keep going
+//! after the first problem so one run reports all of them; the model is only
+//! handed out when there is no error. Pure: the only outside input, today's
+//! date (for expiring rules), is a parameter.
+
+mod firewall;
+mod machines;
+mod names;
+mod network;
+mod routes;
+mod teleport;
+
+use crate::blueprint::{Blueprint, Date, Located, Span};
+use crate::diagnostics::{rules, Diagnostic, Diagnostics};
+use crate::model::{self, Model};
+
+pub use names::check_dns_name;
+
+/// The operator's login on Debian VMs unless `operator.login` says otherwise.
+const DEFAULT_LOGIN: &str = "deploy";
+
+/// Resolution state shared by the check modules: the findings so far.
+#[derive(Default)]
+struct Checker {
+    diagnostics: Diagnostics,
+}
+
+impl Checker {
+    fn report(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn error(
+        &mut self,
+        rule: &'static rules::Rule,
+        span: Span,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        let path = path.into();
+        self.diagnostics
+            .push_mut(Diagnostic::new(rule, span, message).with_path(path))
+    }
+
+    /// Checks a string setting with `check`, reporting its reason under `rule`.
+    fn check_str(
+        &mut self,
+        value: &Located<String>,
+        path: &str,
+        rule: &'static rules::Rule,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) {
+        if let Err(reason) = check(value) {
+            self.error(rule, value.span(), path, format!("`{path}` {reason}"))
+                .label = "here".into();
+        }
+    }
+}
+
+/// Validates the blueprint and builds the model. On success the second value
+/// holds warnings (possibly none); on failure, every finding.
+pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics), Diagnostics> {
+    let mut checker = Checker::default();
+    let project = project(&mut checker, blueprint);
+    let bridges = network::bridges(&mut checker, blueprint);
+    let host = network::host(&mut checker, blueprint, &bridges);
+    let operator = operator(&mut checker, blueprint);
+    let mut vms = machines::vms(&mut checker, blueprint, &bridges);
+    vms.extend(machines::talos_nodes(&mut checker, blueprint, &bridges));
+    vms.sort_by_key(|vm| vm.id);
+    machines::check_identities(&mut checker, blueprint);
+    let vips = network::vips(&mut checker, blueprint);
+    let talos = machines::talos(&mut checker, blueprint, &bridges);
+    network::check_addresses(&mut checker, blueprint, &bridges);
+    let teleport = teleport::teleport(&mut checker, blueprint, &project);
+    let targets = routes::Targets::new(blueprint, &vms, &vips, &bridges, teleport.as_ref());
+    let edge = routes::edge(&mut checker, blueprint, &project, &targets);
+    let forwards = routes::forwards(&mut checker, blueprint, &targets);
+    routes::check_public_hosts(&mut checker, blueprint, edge.as_ref(), teleport.as_ref());
+    let firewall = firewall::firewall(&mut checker, blueprint, &bridges, &operator, today);
+    let versions = versions(&mut checker, blueprint);
+
+    if checker.diagnostics.has_errors() {
+        return Err(checker.diagnostics);
+    }
+    let model = Model {
+        project,
+        operator,
+        host,
+        bridges,
+        vms,
+        vips,
+        talos,
+        edge,
+        forwards,
+        firewall,
+        teleport,
+        versions,
+    };
+    Ok((model, checker.diagnostics))
+}
+
+fn project(checker: &mut Checker, blueprint: &Blueprint) -> model::Project {
+    let project = &blueprint.project;
+    checker.check_str(
+        &project.name,
+        "project.name",
+        &rules::INVALID_DNS_NAME,
+        names::check_label,
+    );
+    checker.check_str(
+        &project.domain,
+        "project.domain",
+        &rules::INVALID_DNS_NAME,
+        check_dns_name,
+    );
+    model::Project {
+        name: project.name.to_string(),
+        domain: project.domain.to_ascii_lowercase(),
+    }
+}
+
+fn operator(checker: &mut Checker, blueprint: &Blueprint) -> model::Operator {
+    let operator = &blueprint.operator;
+    checker.check_str(
+        &operator.email,
+        "operator.email",
+        &rules::INVALID_VALUE_SEMANTIC,
+        |email| match email.split_once('@') {
+            Some((user, domain)) if !user.is_empty() && check_dns_name(domain).is_ok() => Ok(()),
+            _ => Err(format!("`{email}` is not an e-mail address")),
+        },
+    );
+    for (i, key) in operator.ssh_keys.iter().enumerate() {
+        checker.check_str(
+            key,
+            &format!("operator.ssh_keys[{i}]"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            check_ssh_public_key,
+        );
+    }
+    if operator.ssh_keys.is_empty() {
+        checker
+            .error(
+                &rules::MISSING_KEY,
+                operator.email.span(),
+                "operator.ssh_keys",
+                "`operator.ssh_keys` is empty: nobody could log in to the Debian VMs",
+            )
+            .help = Some("add at least one SSH public key (`ssh-ed25519 AAAA… you@host`)".into());
+    }
+    if let Some(login) = &operator.login {
+        checker.check_str(
+            login,
+            "operator.login",
+            &rules::INVALID_VALUE_SEMANTIC,
+            names::check_login,
+        );
+    }
+    model::Operator {
+        ip: *operator.ip,
+        email: operator.email.to_string(),
+        login: operator
+            .login
+            .as_ref()
+            .map_or_else(|| DEFAULT_LOGIN.to_string(), |l| l.to_string()),
+        ssh_keys: operator
+            .ssh_keys
+            .iter()
+            .map(|k| k.trim().to_string())
+            .collect(),
+    }
+}
+
+fn check_ssh_public_key(key: &str) -> Result<(), String> {
+    const TYPES: &[&str] = &[
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ];
+    let mut fields = key.split_whitespace();
+    let kind = fields.next().unwrap_or_default();
+    let body = fields.next().unwrap_or_default();
+    if key.contains("PRIVATE KEY") {
+        return Err("is a private key; only public keys belong in a blueprint".into());
+    }
+    if !TYPES.contains(&kind) {
+        return Err(format!(
+            "does not start with a known key type (`ssh-ed25519`, `ecdsa-sha2-nistp256`, …), found `{kind}`"
+        ));
+    }
+    let base64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+    if body.len() < 16 || !body.chars().all(base64) {
+        return Err("has no base64 key body after the key type".into());
+    }
+    Ok(())
+}
+
+fn versions(checker: &mut Checker, blueprint: &Blueprint) -> model::Versions {
+    let v = &blueprint.versions;
+    let pins = [
+        ("proxmox", &v.proxmox),
+        ("debian", &v.debian),
+        ("talos", &v.talos),
+        ("kubernetes", &v.kubernetes),
+        ("teleport", &v.teleport),
+        ("cilium", &v.cilium),
+        ("democratic_csi", &v.democratic_csi),
+        ("flux_operator", &v.flux_operator),
+        ("cert_manager", &v.cert_manager),
+        ("external_dns", &v.external_dns),
+        ("external_secrets", &v.external_secrets),
+        ("onepassword_connect", &v.onepassword_connect),
+        ("cloudnative_pg", &v.cloudnative_pg),
+        ("spicedb_operator", &v.spicedb_operator),
+    ];
+    for (key, value) in pins {
+        checker.check_str(
+            value,
+            &format!("versions.{key}"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            names::check_version,
+        );
+    }
+    if !v.talos.starts_with('v') {
+        checker
+            .error(
+                &rules::INVALID_VALUE_SEMANTIC,
+                v.talos.span(),
+                "versions.talos",
+                format!("Talos versions are written with a `v` (`v{}`), as Image Factory and installer tags use them", *v.talos),
+            )
+            .label = "missing `v`".into();
+    }
+    let s = |l: &Located<String>| l.to_string();
+    model::Versions {
+        proxmox: s(&v.proxmox),
+        debian: s(&v.debian),
+        talos: s(&v.talos),
+        kubernetes: s(&v.kubernetes),
+        teleport: s(&v.teleport),
+        cilium: s(&v.cilium),
+        democratic_csi: s(&v.democratic_csi),
+        flux_operator: s(&v.flux_operator),
+        cert_manager: s(&v.cert_manager),
+        external_dns: s(&v.external_dns),
+        external_secrets: s(&v.external_secrets),
+        onepassword_connect: s(&v.onepassword_connect),
+        cloudnative_pg: s(&v.cloudnative_pg),
+        spicedb_operator: s(&v.spicedb_operator),
+    }
+}

@@ -1,0 +1,444 @@
+//! Bridges, the host's own addresses, VIPs, and the address-claim checks:
+//! every address inside its bridge's network, no address claimed twice on one
+//! segment, no VIP on top of anything else.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::{names, Checker};
+use crate::blueprint::{Blueprint, BridgeRole, Span};
+use crate::diagnostics::rules;
+use crate::model;
+
+pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model::Bridge> {
+    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, bridge) in blueprint.bridges.iter().enumerate() {
+        let path = format!("bridge[{i}]");
+        if let Some(first) = seen.insert(&bridge.name, bridge.name.span()) {
+            checker
+                .error(
+                    &rules::DUPLICATE_NAME,
+                    bridge.name.span(),
+                    format!("{path}.name"),
+                    format!("bridge `{}` is defined twice", *bridge.name),
+                )
+                .related
+                .push((first, "first defined here".into()));
+        }
+        checker.check_str(
+            &bridge.name,
+            &format!("{path}.name"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            check_bridge_name,
+        );
+        let network = bridge.cidr.trunc();
+        if network != *bridge.cidr {
+            checker
+                .error(
+                    &rules::ADDRESS_OUTSIDE_NETWORK,
+                    bridge.cidr.span(),
+                    format!("{path}.cidr"),
+                    format!(
+                        "`{}` has host bits set; the network is `{network}`",
+                        *bridge.cidr
+                    ),
+                )
+                .help = Some(format!(
+                "write `cidr = \"{network}\"` and put the host's address in `host_address`"
+            ));
+        }
+        check_in_network(
+            checker,
+            *bridge.host_address,
+            bridge.host_address.span(),
+            &format!("{path}.host_address"),
+            network,
+            &bridge.name,
+        );
+        match (*bridge.role, &bridge.gateway) {
+            (BridgeRole::Public, Some(gateway)) => {
+                check_in_network(
+                    checker,
+                    **gateway,
+                    gateway.span(),
+                    &format!("{path}.gateway"),
+                    network,
+                    &bridge.name,
+                );
+            }
+            (BridgeRole::Public, None) => {
+                checker
+                    .error(
+                        &rules::MISSING_KEY,
+                        bridge.role.span(),
+                        format!("{path}.gateway"),
+                        format!("public bridge `{}` has no `gateway`", *bridge.name),
+                    )
+                    .help =
+                    Some("set `gateway` to the upstream router of the public network".into());
+            }
+            (BridgeRole::Internal, Some(gateway)) => {
+                checker
+                    .error(&rules::ROLE_MISMATCH, gateway.span(), format!("{path}.gateway"), format!("internal bridge `{}` cannot have an upstream gateway; the host ({}) is its router", *bridge.name, *bridge.host_address))
+                    .help = Some("remove `gateway`".into());
+            }
+            (BridgeRole::Internal, None) => {}
+        }
+        if bridge.masquerade && *bridge.role == BridgeRole::Public {
+            checker.error(&rules::ROLE_MISMATCH, bridge.role.span(), format!("{path}.masquerade"), format!("`masquerade` NATs an internal network out of the public bridge; `{}` is the public bridge", *bridge.name));
+        }
+        out.push(model::Bridge {
+            name: bridge.name.to_string(),
+            role: *bridge.role,
+            network,
+            host_address: *bridge.host_address,
+            gateway: bridge.gateway.as_ref().map(|g| **g),
+            masquerade: bridge.masquerade,
+        });
+    }
+    let public: Vec<_> = blueprint
+        .bridges
+        .iter()
+        .filter(|b| *b.role == BridgeRole::Public)
+        .collect();
+    match public.as_slice() {
+        [_] => {}
+        [] => {
+            let span = blueprint
+                .bridges
+                .first()
+                .map(|b| b.role.span())
+                .unwrap_or(blueprint.version.span());
+            checker
+                .error(&rules::ROLE_MISMATCH, span, "bridge", "no bridge has `role = \"public\"`: the host needs one public bridge for its address, port forwards and NAT")
+                .help = Some("mark the uplink bridge (usually `vmbr0`) with `role = \"public\"`".into());
+        }
+        [first, rest @ ..] => {
+            for extra in rest {
+                checker
+                    .error(
+                        &rules::ROLE_MISMATCH,
+                        extra.role.span(),
+                        "bridge",
+                        format!(
+                            "bridge `{}` is a second public bridge; waddlec supports one uplink",
+                            *extra.name
+                        ),
+                    )
+                    .related
+                    .push((first.role.span(), "the public bridge".into()));
+            }
+        }
+    }
+    out
+}
+
+fn check_bridge_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a Linux interface name (at most 15 letters, digits, `_ - .`)"
+        ))
+    }
+}
+
+/// Reports an address outside `network`, or equal to its network/broadcast address.
+pub(super) fn check_in_network(
+    checker: &mut Checker,
+    address: Ipv4Addr,
+    span: Span,
+    path: &str,
+    network: Ipv4Net,
+    bridge: &str,
+) -> bool {
+    if !network.contains(&address) {
+        checker
+            .error(
+                &rules::ADDRESS_OUTSIDE_NETWORK,
+                span,
+                path,
+                format!("{address} is outside bridge `{bridge}` ({network})"),
+            )
+            .label = format!("not in {network}");
+        return false;
+    }
+    if network.prefix_len() < 31 && (address == network.network() || address == network.broadcast())
+    {
+        checker
+            .error(
+                &rules::ADDRESS_OUTSIDE_NETWORK,
+                span,
+                path,
+                format!(
+                    "{address} is the {} address of bridge `{bridge}` ({network})",
+                    if address == network.network() {
+                        "network"
+                    } else {
+                        "broadcast"
+                    }
+                ),
+            )
+            .label = "not a host address".into();
+        return false;
+    }
+    true
+}
+
+pub(super) fn host(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    bridges: &[model::Bridge],
+) -> model::Host {
+    let host = &blueprint.host;
+    checker.check_str(
+        &host.node,
+        "host.node",
+        &rules::INVALID_DNS_NAME,
+        names::check_label,
+    );
+    for (key, storage) in [
+        ("host.disk_storage", &host.disk_storage),
+        ("host.file_storage", &host.file_storage),
+    ] {
+        checker.check_str(storage, key, &rules::INVALID_VALUE_SEMANTIC, |s| {
+            let ok = !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("`{s}` is not a Proxmox storage ID"))
+            }
+        });
+    }
+    if host.dns.is_empty() {
+        checker.error(
+            &rules::MISSING_KEY,
+            host.node.span(),
+            "host.dns",
+            "`host.dns` is empty: VMs and nodes need at least one DNS server",
+        );
+    }
+    let public_address = bridges
+        .iter()
+        .find(|b| b.role == BridgeRole::Public)
+        .map(|b| b.host_address)
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let api_url = match &host.api {
+        Some(api) => {
+            checker.check_str(api, "host.api", &rules::INVALID_VALUE_SEMANTIC, |url| {
+                if url.starts_with("https://") && url.len() > "https://".len() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{url}` is not an https URL; the Proxmox API is served over TLS on :8006"
+                    ))
+                }
+            });
+            api.to_string()
+        }
+        None => format!("https://{public_address}:8006"),
+    };
+    let ssh_target = match &host.ssh {
+        Some(ssh) => {
+            checker.check_str(ssh, "host.ssh", &rules::INVALID_VALUE_SEMANTIC, |target| {
+                let ok = !target.is_empty()
+                    && !target
+                        .chars()
+                        .any(|c| c.is_whitespace() || matches!(c, '\'' | '"' | ';' | '$' | '`'));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{target}` is not an SSH destination (`user@host`)"
+                    ))
+                }
+            });
+            ssh.to_string()
+        }
+        None => format!("root@{public_address}"),
+    };
+    model::Host {
+        node: host.node.to_string(),
+        api_url,
+        ssh_target,
+        api_token: host.api_token.value.clone(),
+        disk_storage: host.disk_storage.to_string(),
+        file_storage: host.file_storage.to_string(),
+        dns: host.dns.iter().map(|d| **d).collect(),
+    }
+}
+
+pub(super) fn vips(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model::Vip> {
+    blueprint
+        .vips
+        .iter()
+        .enumerate()
+        .map(|(i, vip)| {
+            checker.check_str(
+                &vip.name,
+                &format!("vip[{i}].name"),
+                &rules::INVALID_DNS_NAME,
+                names::check_label,
+            );
+            let mut ports: Vec<_> = vip.ports.iter().map(|p| **p).collect();
+            ports.sort();
+            ports.dedup();
+            model::Vip {
+                name: vip.name.to_string(),
+                address: *vip.address,
+                ports,
+            }
+        })
+        .collect()
+}
+
+/// One address claimed by something, for the duplicate and collision checks.
+struct Claim {
+    address: Ipv4Addr,
+    what: String,
+    span: Span,
+    path: String,
+    floating: bool,
+}
+
+/// Every address in the blueprint must be unique on its segment, and VIPs must
+/// not sit on anything else.
+pub(super) fn check_addresses(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    bridges: &[model::Bridge],
+) {
+    let mut claims: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
+    let segment_of = |address: Ipv4Addr| {
+        bridges
+            .iter()
+            .find(|b| b.network.contains(&address))
+            .map(|b| b.name.clone())
+    };
+    for (i, bridge) in blueprint.bridges.iter().enumerate() {
+        claims
+            .entry(bridge.name.to_string())
+            .or_default()
+            .push(Claim {
+                address: *bridge.host_address,
+                what: format!("the host on `{}`", *bridge.name),
+                span: bridge.host_address.span(),
+                path: format!("bridge[{i}].host_address"),
+                floating: false,
+            });
+        if let Some(gateway) = &bridge.gateway {
+            claims
+                .entry(bridge.name.to_string())
+                .or_default()
+                .push(Claim {
+                    address: **gateway,
+                    what: format!("the upstream gateway of `{}`", *bridge.name),
+                    span: gateway.span(),
+                    path: format!("bridge[{i}].gateway"),
+                    floating: false,
+                });
+        }
+    }
+    for (v, vm) in blueprint.vms.iter().enumerate() {
+        for (n, nic) in vm.nics.iter().enumerate() {
+            claims
+                .entry(nic.bridge.to_string())
+                .or_default()
+                .push(Claim {
+                    address: *nic.address,
+                    what: format!("VM `{}`", *vm.name),
+                    span: nic.address.span(),
+                    path: format!("vm[{v}].nics[{n}].address"),
+                    floating: false,
+                });
+        }
+    }
+    if let Some(talos) = &blueprint.talos {
+        for (n, node) in talos.nodes.iter().enumerate() {
+            claims
+                .entry(talos.bridge.to_string())
+                .or_default()
+                .push(Claim {
+                    address: *node.address,
+                    what: format!("Talos node `{}`", *node.name),
+                    span: node.address.span(),
+                    path: format!("talos.node[{n}].address"),
+                    floating: false,
+                });
+        }
+        if let Some(segment) = segment_of(*talos.api_vip) {
+            claims.entry(segment).or_default().push(Claim {
+                address: *talos.api_vip,
+                what: "the Kubernetes API VIP".into(),
+                span: talos.api_vip.span(),
+                path: "talos.api_vip".into(),
+                floating: true,
+            });
+        } else {
+            checker.error(
+                &rules::ADDRESS_OUTSIDE_NETWORK,
+                talos.api_vip.span(),
+                "talos.api_vip",
+                format!("{} is on no bridge's network", *talos.api_vip),
+            );
+        }
+    }
+    for (i, vip) in blueprint.vips.iter().enumerate() {
+        match segment_of(*vip.address) {
+            Some(segment) => claims.entry(segment).or_default().push(Claim {
+                address: *vip.address,
+                what: format!("VIP `{}`", *vip.name),
+                span: vip.address.span(),
+                path: format!("vip[{i}].address"),
+                floating: true,
+            }),
+            None => {
+                checker.error(
+                    &rules::ADDRESS_OUTSIDE_NETWORK,
+                    vip.address.span(),
+                    format!("vip[{i}].address"),
+                    format!("{} is on no bridge's network", *vip.address),
+                );
+            }
+        }
+    }
+    for segment in claims.values() {
+        let mut first: BTreeMap<Ipv4Addr, &Claim> = BTreeMap::new();
+        for claim in segment {
+            let Some(previous) = first.get(&claim.address) else {
+                first.insert(claim.address, claim);
+                continue;
+            };
+            let rule = if claim.floating || previous.floating {
+                &rules::VIP_COLLISION
+            } else {
+                &rules::DUPLICATE_ADDRESS
+            };
+            let diagnostic = checker.error(
+                rule,
+                claim.span.clone(),
+                claim.path.clone(),
+                format!(
+                    "{} is claimed by both {} and {} on one L2 segment",
+                    claim.address, previous.what, claim.what
+                ),
+            );
+            diagnostic.label = format!("{} claims it again", claim.what);
+            diagnostic.related.push((
+                previous.span.clone(),
+                format!("{} ({})", previous.what, previous.path),
+            ));
+            diagnostic.help = Some("give each machine and VIP its own address; a VM behind the host's DNAT needs no copy of the host's public address".into());
+        }
+    }
+}

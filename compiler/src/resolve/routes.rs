@@ -1,0 +1,366 @@
+//! Traffic: what listens where (`Targets`), the edge's SNI routes, the host's
+//! port forwards, and that every public name Teleport serves is routed to it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use super::{check_dns_name, names, Checker};
+use crate::blueprint::{Blueprint, BridgeRole, Located, Port, TargetRef};
+use crate::diagnostics::rules;
+use crate::model::{self, Endpoint, GuestOs, SniHost};
+
+/// Ports of the host itself that a forward on its public address would shadow.
+const HOST_PORTS: &[(u16, &str)] = &[(22, "SSH"), (8006, "the Proxmox API and UI")];
+/// What a Talos node serves: the Kubernetes API and Talos' apid.
+const TALOS_PORTS: &[u16] = &[6443, 50000];
+const SSH_PORT: u16 = 22;
+
+/// Something a route or forward can send traffic to.
+struct Target {
+    what: String,
+    /// Its address on an internal bridge, if it has one.
+    internal_address: Option<Ipv4Addr>,
+    ports: Vec<Port>,
+}
+
+/// Every VM and VIP by name, with what listens on it.
+pub(super) struct Targets {
+    by_name: BTreeMap<String, Target>,
+}
+
+impl Targets {
+    pub(super) fn new(
+        blueprint: &Blueprint,
+        vms: &[model::Vm],
+        vips: &[model::Vip],
+        bridges: &[model::Bridge],
+        teleport: Option<&model::Teleport>,
+    ) -> Self {
+        let internal = |address: Ipv4Addr| {
+            bridges
+                .iter()
+                .any(|b| b.role == BridgeRole::Internal && b.network.contains(&address))
+        };
+        let mut by_name = BTreeMap::new();
+        for vm in vms {
+            let mut ports: Vec<Port> = match vm.os {
+                GuestOs::Debian { .. } => vec![Port(SSH_PORT)],
+                GuestOs::Talos => TALOS_PORTS.iter().map(|p| Port(*p)).collect(),
+            };
+            if let Some(edge) = blueprint.edge.as_ref().filter(|e| *e.vm == vm.name) {
+                ports.push(*edge.https_port);
+                ports.push(*edge.http_port);
+            }
+            if let Some(teleport) = teleport.filter(|t| t.vm == vm.name) {
+                ports.extend([teleport.web_port, teleport.ssh_port, teleport.tunnel_port]);
+            }
+            ports.sort();
+            ports.dedup();
+            let internal_address = vm
+                .nics
+                .iter()
+                .map(|n| n.address.addr())
+                .find(|a| internal(*a));
+            by_name.insert(
+                vm.name.clone(),
+                Target {
+                    what: format!("VM `{}`", vm.name),
+                    internal_address,
+                    ports,
+                },
+            );
+        }
+        for vip in vips {
+            let internal_address = Some(vip.address).filter(|a| internal(*a));
+            by_name.insert(
+                vip.name.clone(),
+                Target {
+                    what: format!("VIP `{}`", vip.name),
+                    internal_address,
+                    ports: vip.ports.clone(),
+                },
+            );
+        }
+        Targets { by_name }
+    }
+
+    /// Resolves `NAME:PORT` to an internal endpoint, or reports why it cannot be.
+    fn endpoint(
+        &self,
+        checker: &mut Checker,
+        to: &Located<TargetRef>,
+        path: &str,
+    ) -> Option<Endpoint> {
+        let Some(target) = self.by_name.get(&to.name) else {
+            let known: Vec<_> = self.by_name.keys().map(|k| format!("`{k}`")).collect();
+            checker
+                .error(
+                    &rules::UNDEFINED_TARGET,
+                    to.span(),
+                    path,
+                    format!("`{}` names no VM or VIP", to.name),
+                )
+                .help = Some(format!("targets are {}", known.join(", ")));
+            return None;
+        };
+        if !target.ports.contains(&to.port) {
+            let listening: Vec<_> = target.ports.iter().map(|p| p.to_string()).collect();
+            checker
+                .error(
+                    &rules::PORT_NOT_LISTENING,
+                    to.span(),
+                    path,
+                    format!("nothing listens on port {} of {}", to.port, target.what),
+                )
+                .help = Some(format!(
+                "{} listens on {}",
+                target.what,
+                listening.join(", ")
+            ));
+            return None;
+        }
+        let Some(address) = target.internal_address else {
+            checker.error(
+                &rules::ROLE_MISMATCH,
+                to.span(),
+                path,
+                format!(
+                    "{} has no address on an internal bridge, so the host cannot route to it",
+                    target.what
+                ),
+            );
+            return None;
+        };
+        Some(Endpoint {
+            name: to.name.clone(),
+            address,
+            port: to.port,
+        })
+    }
+}
+
+pub(super) fn edge(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    project: &model::Project,
+    targets: &Targets,
+) -> Option<model::Edge> {
+    let edge = blueprint.edge.as_ref()?;
+    if !blueprint.vms.iter().any(|vm| *vm.name == *edge.vm) {
+        checker.error(
+            &rules::UNDEFINED_TARGET,
+            edge.vm.span(),
+            "edge.vm",
+            format!(
+                "`{}` is not a `[[vm]]`; the edge needs a Debian VM to run HAProxy",
+                *edge.vm
+            ),
+        );
+    }
+    if *edge.https_port == *edge.http_port {
+        checker.error(
+            &rules::ROLE_MISMATCH,
+            edge.http_port.span(),
+            "edge.http_port",
+            "`http_port` and `https_port` are the same port",
+        );
+    }
+    let mut exact = Vec::new();
+    let mut wildcards = Vec::new();
+    let mut seen: BTreeMap<String, &Located<String>> = BTreeMap::new();
+    for (i, route) in edge.routes.iter().enumerate() {
+        let path = format!("edge.route[{i}].sni");
+        let host = route.sni.to_ascii_lowercase();
+        if let Some(first) = seen.insert(host.clone(), &route.sni) {
+            checker
+                .error(
+                    &rules::DUPLICATE_ROUTE,
+                    route.sni.span(),
+                    path.clone(),
+                    format!("SNI host `{host}` is routed twice; only the first route could match"),
+                )
+                .related
+                .push((first.span(), "first route".into()));
+        }
+        let Some(pattern) = sni_pattern(checker, &route.sni, &path, &project.domain) else {
+            continue;
+        };
+        let Some(backend) = targets.endpoint(checker, &route.to, &format!("edge.route[{i}].to"))
+        else {
+            continue;
+        };
+        let route = model::SniRoute {
+            host: pattern,
+            backend,
+        };
+        match route.host {
+            SniHost::Exact(_) => exact.push(route),
+            SniHost::Wildcard { .. } => wildcards.push(route),
+        }
+    }
+    // The most specific wildcard must be tried first: `*.a.example.org` before `*.example.org`.
+    wildcards.sort_by_key(|r| match &r.host {
+        SniHost::Wildcard { suffix } => std::cmp::Reverse(suffix.len()),
+        SniHost::Exact(_) => std::cmp::Reverse(0),
+    });
+    exact.extend(wildcards);
+    let http = edge
+        .http
+        .as_ref()
+        .and_then(|http| targets.endpoint(checker, &http.to, "edge.http.to"));
+    Some(model::Edge {
+        vm: edge.vm.to_string(),
+        https_port: *edge.https_port,
+        http_port: *edge.http_port,
+        routes: exact,
+        http,
+    })
+}
+
+/// `teleport.example.org` or `*.apps.example.org`, under the project domain.
+fn sni_pattern(
+    checker: &mut Checker,
+    sni: &Located<String>,
+    path: &str,
+    domain: &str,
+) -> Option<SniHost> {
+    let host = sni.to_ascii_lowercase();
+    let (pattern, name) = match host.strip_prefix("*.") {
+        Some(rest) => (
+            SniHost::Wildcard {
+                suffix: format!(".{rest}"),
+            },
+            rest.to_string(),
+        ),
+        None => (SniHost::Exact(host.clone()), host.clone()),
+    };
+    if name.contains('*') || (host.contains('*') && !host.starts_with("*.")) {
+        checker
+            .error(
+                &rules::MALFORMED_WILDCARD,
+                sni.span(),
+                path,
+                format!("`{}` is not a valid wildcard", **sni),
+            )
+            .help = Some(format!(
+            "a wildcard is `*.` followed by a name, e.g. `*.apps.{domain}`"
+        ));
+        return None;
+    }
+    if let Err(reason) = check_dns_name(&name) {
+        checker.error(
+            &rules::INVALID_DNS_NAME,
+            sni.span(),
+            path,
+            format!("`{}` is not a valid DNS name: {reason}", **sni),
+        );
+        return None;
+    }
+    if !names::is_under_domain(&name, domain) {
+        checker
+            .error(
+                &rules::HOST_OUTSIDE_DOMAIN,
+                sni.span(),
+                path,
+                format!("`{}` is not under the project domain `{domain}`", **sni),
+            )
+            .help = Some(format!(
+            "public names must end in `.{domain}`; fix the name or `project.domain`"
+        ));
+        return None;
+    }
+    Some(pattern)
+}
+
+pub(super) fn forwards(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    targets: &Targets,
+) -> Vec<model::PortForward> {
+    let mut seen: BTreeMap<(String, u16), &Located<Port>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, forward) in blueprint.forwards.iter().enumerate() {
+        let path = format!("forward[{i}]");
+        let key = (format!("{:?}", forward.protocol), forward.port.0);
+        if let Some(first) = seen.insert(key, &forward.port) {
+            checker
+                .error(
+                    &rules::DUPLICATE_ROUTE,
+                    forward.port.span(),
+                    format!("{path}.port"),
+                    format!("port {} is forwarded twice", *forward.port),
+                )
+                .related
+                .push((first.span(), "first forward".into()));
+        }
+        if let Some((_, what)) = HOST_PORTS.iter().find(|(p, _)| *p == forward.port.0) {
+            checker
+                .error(
+                    &rules::ROLE_MISMATCH,
+                    forward.port.span(),
+                    format!("{path}.port"),
+                    format!(
+                        "forwarding port {} would hide the host's own {what} on its public address",
+                        *forward.port
+                    ),
+                )
+                .help =
+                Some("forward another public port, or reach the service through Teleport".into());
+        }
+        if let Some(to) = targets.endpoint(checker, &forward.to, &format!("{path}.to")) {
+            out.push(model::PortForward {
+                protocol: forward.protocol,
+                port: *forward.port,
+                to,
+            });
+        }
+    }
+    out
+}
+
+/// Teleport's own name and its app names only work if the edge sends them to
+/// Teleport's web port.
+pub(super) fn check_public_hosts(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    edge: Option<&model::Edge>,
+    teleport: Option<&model::Teleport>,
+) {
+    let (Some(edge), Some(teleport), Some(settings)) =
+        (edge, teleport, blueprint.teleport.as_ref())
+    else {
+        return;
+    };
+    let hosts = std::iter::once((&settings.public_host, "teleport.public_host".to_string())).chain(
+        settings
+            .apps
+            .iter()
+            .enumerate()
+            .map(|(i, app)| (&app.public_host, format!("teleport.app[{i}].public_host"))),
+    );
+    for (host, path) in hosts {
+        let name = host.to_ascii_lowercase();
+        let route = edge.routes.iter().find(|r| match &r.host {
+            SniHost::Exact(exact) => *exact == name,
+            SniHost::Wildcard { suffix } => name.ends_with(suffix.as_str()),
+        });
+        let reaches_teleport = route
+            .is_some_and(|r| r.backend.name == teleport.vm && r.backend.port == teleport.web_port);
+        if !reaches_teleport {
+            checker
+                .error(
+                    &rules::UNROUTED_PUBLIC_HOST,
+                    host.span(),
+                    path,
+                    format!(
+                        "`{name}` is served by Teleport, but the edge does not route it to `{}:{}`",
+                        teleport.vm, teleport.web_port
+                    ),
+                )
+                .help = Some(format!(
+                "add `[[edge.route]] sni = \"{name}\"` with `to = \"{}:{}\"`",
+                teleport.vm, teleport.web_port
+            ));
+        }
+    }
+}

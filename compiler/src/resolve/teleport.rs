@@ -1,0 +1,207 @@
+//! Teleport settings: the VM it runs on, its public names, GitHub SSO (exact
+//! team slugs), roles and apps. Rendering them is the edge VM issue's job; the
+//! checks here are the ones the seed's troubleshooting section paid for.
+
+use std::collections::BTreeSet;
+
+use super::{check_dns_name, names, Checker};
+use crate::blueprint::Blueprint;
+use crate::diagnostics::rules;
+use crate::model;
+
+/// Roles every Teleport cluster has without defining them.
+const BUILTIN_ROLES: &[&str] = &["access", "auditor", "editor"];
+
+pub(super) fn teleport(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    project: &model::Project,
+) -> Option<model::Teleport> {
+    let teleport = blueprint.teleport.as_ref()?;
+    if !blueprint.vms.iter().any(|vm| *vm.name == *teleport.vm) {
+        checker.error(
+            &rules::UNDEFINED_TARGET,
+            teleport.vm.span(),
+            "teleport.vm",
+            format!("`{}` is not a `[[vm]]`", *teleport.vm),
+        );
+    }
+    public_host(
+        checker,
+        &teleport.public_host,
+        "teleport.public_host",
+        &project.domain,
+    );
+    let ports = [
+        ("web_port", &teleport.web_port),
+        ("ssh_port", &teleport.ssh_port),
+        ("tunnel_port", &teleport.tunnel_port),
+    ];
+    for (i, (key, port)) in ports.iter().enumerate() {
+        if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p.value == port.value) {
+            checker.error(
+                &rules::ROLE_MISMATCH,
+                port.span(),
+                format!("teleport.{key}"),
+                format!("`{key}` and `{other}` are both {}", port.value),
+            );
+        }
+    }
+    let github = &teleport.github;
+    checker.check_str(
+        &github.org,
+        "teleport.github.org",
+        &rules::INVALID_VALUE_SEMANTIC,
+        |org| {
+            let ok = !org.is_empty() && org.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("`{org}` is not a GitHub organisation name"))
+            }
+        },
+    );
+    checker.check_str(
+        &github.client_id,
+        "teleport.github.client_id",
+        &rules::INVALID_VALUE_SEMANTIC,
+        |id| {
+            if id.trim().is_empty() {
+                Err("is empty".to_string())
+            } else {
+                Ok(())
+            }
+        },
+    );
+    let mut role_names = BTreeSet::new();
+    let mut roles = Vec::new();
+    for (i, role) in teleport.roles.iter().enumerate() {
+        let path = format!("teleport.role[{i}]");
+        checker.check_str(
+            &role.name,
+            &format!("{path}.name"),
+            &rules::INVALID_DNS_NAME,
+            names::check_label,
+        );
+        if !role_names.insert(role.name.to_string()) {
+            checker.error(
+                &rules::DUPLICATE_NAME,
+                role.name.span(),
+                format!("{path}.name"),
+                format!("role `{}` is defined twice", *role.name),
+            );
+        }
+        for (l, login) in role.logins.iter().enumerate() {
+            checker.check_str(
+                login,
+                &format!("{path}.logins[{l}]"),
+                &rules::INVALID_VALUE_SEMANTIC,
+                names::check_login,
+            );
+        }
+        roles.push(model::TeleportRole {
+            name: role.name.to_string(),
+            logins: role.logins.iter().map(|l| l.to_string()).collect(),
+        });
+    }
+    let mut teams_to_roles = Vec::new();
+    if github.teams_to_roles.is_empty() {
+        checker
+            .error(&rules::MISSING_KEY, github.org.span(), "teleport.github.teams_to_roles", "no `teams_to_roles`: nobody could log in through GitHub")
+            .help = Some("map a team slug to a role: `teams_to_roles = [{ team = \"infra\", roles = [\"infra-admin\"] }]`".into());
+    }
+    for (i, mapping) in github.teams_to_roles.iter().enumerate() {
+        let path = format!("teleport.github.teams_to_roles[{i}]");
+        checker.check_str(
+            &mapping.team,
+            &format!("{path}.team"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            names::check_team_slug,
+        );
+        for (r, role) in mapping.roles.iter().enumerate() {
+            if !role_names.contains(role.as_str()) && !BUILTIN_ROLES.contains(&role.as_str()) {
+                checker
+                    .error(&rules::UNDEFINED_TARGET, role.span(), format!("{path}.roles[{r}]"), format!("role `{}` is neither defined in `[[teleport.role]]` nor built into Teleport", **role))
+                    .help = Some(format!("built-in roles: {}", BUILTIN_ROLES.join(", ")));
+            }
+        }
+        teams_to_roles.push((
+            mapping.team.to_string(),
+            mapping.roles.iter().map(|r| r.to_string()).collect(),
+        ));
+    }
+    let mut apps = Vec::new();
+    for (i, app) in teleport.apps.iter().enumerate() {
+        let path = format!("teleport.app[{i}]");
+        checker.check_str(
+            &app.name,
+            &format!("{path}.name"),
+            &rules::INVALID_DNS_NAME,
+            names::check_label,
+        );
+        public_host(
+            checker,
+            &app.public_host,
+            &format!("{path}.public_host"),
+            &project.domain,
+        );
+        checker.check_str(
+            &app.uri,
+            &format!("{path}.uri"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            |uri| {
+                let rest = uri
+                    .strip_prefix("https://")
+                    .or_else(|| uri.strip_prefix("http://"));
+                match rest {
+                    Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(()),
+                    _ => Err(format!("`{uri}` is not an http(s) URI")),
+                }
+            },
+        );
+        apps.push(model::TeleportApp {
+            name: app.name.to_string(),
+            public_host: app.public_host.to_ascii_lowercase(),
+            uri: app.uri.to_string(),
+            insecure_skip_verify: app.insecure_skip_verify,
+        });
+    }
+    Some(model::Teleport {
+        vm: teleport.vm.to_string(),
+        public_host: teleport.public_host.to_ascii_lowercase(),
+        web_port: *teleport.web_port,
+        ssh_port: *teleport.ssh_port,
+        tunnel_port: *teleport.tunnel_port,
+        github: model::TeleportGithub {
+            org: github.org.to_string(),
+            client_id: github.client_id.to_string(),
+            client_secret: github.client_secret.value.clone(),
+            teams_to_roles,
+        },
+        roles,
+        apps,
+    })
+}
+
+fn public_host(
+    checker: &mut Checker,
+    host: &crate::blueprint::Located<String>,
+    path: &str,
+    domain: &str,
+) {
+    if let Err(reason) = check_dns_name(host) {
+        checker.error(
+            &rules::INVALID_DNS_NAME,
+            host.span(),
+            path,
+            format!("`{}` is not a valid DNS name: {reason}", **host),
+        );
+    } else if !names::is_under_domain(host, domain) {
+        checker.error(
+            &rules::HOST_OUTSIDE_DOMAIN,
+            host.span(),
+            path,
+            format!("`{}` is not under the project domain `{domain}`", **host),
+        );
+    }
+}

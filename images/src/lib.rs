@@ -1,0 +1,9 @@
+//! Disk-image toolkit for waddlec.
+//!
+//! Owns everything about disks as bytes: sizes and their units today; qcow2,
+//! partition tables, seed filesystems and rootfs layers as the image pipeline
+//! grows. It knows nothing about blueprints: the compiler hands it plain values.
+
+pub mod size;
+
+pub use size::{ByteSize, ParseSizeError};
