@@ -42,7 +42,7 @@ pub enum CompileError {
 /// Parses, validates and renders a blueprint. Pure apart from `today`, which
 /// only decides whether expired temporary rules are warned about.
 pub fn compile(source: &SourceFile, today: Date) -> Result<Compiled, CompileError> {
-    let document = blueprint::parse(source).map_err(|d| CompileError::Invalid(d.into()))?;
+    let document = blueprint::parse(source).map_err(CompileError::Invalid)?;
     let (model, warnings) = resolve::resolve(&document, today).map_err(CompileError::Invalid)?;
     let templates = render::Templates::new()?;
     let mut artifacts = render::render_all(&templates, &model)?;

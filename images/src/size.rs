@@ -49,7 +49,7 @@ impl ByteSize {
 
     /// Whole mebibytes, if the size is a multiple of 1 MiB.
     pub fn whole_mib(self) -> Option<u64> {
-        (self.0 % MIB == 0).then_some(self.0 / MIB)
+        self.0.is_multiple_of(MIB).then_some(self.0 / MIB)
     }
 }
 
@@ -57,7 +57,7 @@ impl ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, factor) in [("T", TIB), ("G", GIB), ("M", MIB), ("K", KIB)] {
-            if self.0 >= factor && self.0 % factor == 0 {
+            if self.0 >= factor && self.0.is_multiple_of(factor) {
                 return write!(f, "{}{unit}", self.0 / factor);
             }
         }

@@ -191,8 +191,8 @@ mod tests {
         let text = "a = 1\nb = \"é\"x\n";
         assert_eq!(line_col(text, 0), (1, 1));
         assert_eq!(line_col(text, 6), (2, 1));
-        // byte 11 is after the two-byte é: column counts it once
-        assert_eq!(line_col(text, 12), (2, 7));
+        // byte 13 follows the two-byte é: the column counts it once
+        assert_eq!(line_col(text, 13), (2, 7));
         assert_eq!(line_col(text, 999), (3, 1));
     }
 }

@@ -289,16 +289,6 @@ pub(super) fn talos(
             format!("bridge `{}` is not defined", *talos.bridge),
         );
     }
-    if let Some(bridge) = bridge {
-        check_in_network(
-            checker,
-            *talos.api_vip,
-            talos.api_vip.span(),
-            "talos.api_vip",
-            bridge.network,
-            &bridge.name,
-        );
-    }
     if talos.nodes.is_empty() {
         checker.error(
             &rules::MISSING_KEY,
@@ -493,10 +483,24 @@ pub(super) fn check_identities(checker: &mut Checker, blueprint: &Blueprint) {
             }
         }
     }
+    let machine_names: std::collections::BTreeSet<String> = names_seen.keys().cloned().collect();
     for (i, vip) in blueprint.vips.iter().enumerate() {
         if let Some(first) = names_seen.insert(vip.name.to_string(), vip.name.span()) {
+            let message = if machine_names.contains(vip.name.as_str()) {
+                format!(
+                    "name `{}` is used by a VIP and a machine; routes could not tell them apart",
+                    *vip.name
+                )
+            } else {
+                format!("VIP `{}` is defined twice", *vip.name)
+            };
             checker
-                .error(&rules::DUPLICATE_NAME, vip.name.span(), format!("vip[{i}].name"), format!("name `{}` is used by a VIP and a machine; routes could not tell them apart", *vip.name))
+                .error(
+                    &rules::DUPLICATE_NAME,
+                    vip.name.span(),
+                    format!("vip[{i}].name"),
+                    message,
+                )
                 .related
                 .push((first, "first used here".into()));
         }

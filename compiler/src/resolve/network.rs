@@ -319,12 +319,6 @@ pub(super) fn check_addresses(
     bridges: &[model::Bridge],
 ) {
     let mut claims: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
-    let segment_of = |address: Ipv4Addr| {
-        bridges
-            .iter()
-            .find(|b| b.network.contains(&address))
-            .map(|b| b.name.clone())
-    };
     for (i, bridge) in blueprint.bridges.iter().enumerate() {
         claims
             .entry(bridge.name.to_string())
@@ -376,32 +370,47 @@ pub(super) fn check_addresses(
                     floating: false,
                 });
         }
-        if let Some(segment) = segment_of(*talos.api_vip) {
-            claims.entry(segment).or_default().push(Claim {
-                address: *talos.api_vip,
-                what: "the Kubernetes API VIP".into(),
-                span: talos.api_vip.span(),
-                path: "talos.api_vip".into(),
-                floating: true,
-            });
-        } else {
-            checker.error(
-                &rules::ADDRESS_OUTSIDE_NETWORK,
+        // An undefined `talos.bridge` is reported where the cluster is resolved.
+        if let Some(bridge) = bridges.iter().find(|b| b.name == *talos.bridge) {
+            if check_in_network(
+                checker,
+                *talos.api_vip,
                 talos.api_vip.span(),
                 "talos.api_vip",
-                format!("{} is on no bridge's network", *talos.api_vip),
-            );
+                bridge.network,
+                &bridge.name,
+            ) {
+                claims.entry(bridge.name.clone()).or_default().push(Claim {
+                    address: *talos.api_vip,
+                    what: "the Kubernetes API VIP".into(),
+                    span: talos.api_vip.span(),
+                    path: "talos.api_vip".into(),
+                    floating: true,
+                });
+            }
         }
     }
     for (i, vip) in blueprint.vips.iter().enumerate() {
-        match segment_of(*vip.address) {
-            Some(segment) => claims.entry(segment).or_default().push(Claim {
-                address: *vip.address,
-                what: format!("VIP `{}`", *vip.name),
-                span: vip.address.span(),
-                path: format!("vip[{i}].address"),
-                floating: true,
-            }),
+        let path = format!("vip[{i}].address");
+        match bridges.iter().find(|b| b.network.contains(&*vip.address)) {
+            Some(bridge) => {
+                if check_in_network(
+                    checker,
+                    *vip.address,
+                    vip.address.span(),
+                    &path,
+                    bridge.network,
+                    &bridge.name,
+                ) {
+                    claims.entry(bridge.name.clone()).or_default().push(Claim {
+                        address: *vip.address,
+                        what: format!("VIP `{}`", *vip.name),
+                        span: vip.address.span(),
+                        path,
+                        floating: true,
+                    });
+                }
+            }
             None => {
                 checker.error(
                     &rules::ADDRESS_OUTSIDE_NETWORK,

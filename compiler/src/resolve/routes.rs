@@ -41,6 +41,11 @@ impl Targets {
                 .iter()
                 .any(|b| b.role == BridgeRole::Internal && b.network.contains(&address))
         };
+        let internal_bridge = |name: &str| {
+            bridges
+                .iter()
+                .any(|b| b.role == BridgeRole::Internal && b.name == name)
+        };
         let mut by_name = BTreeMap::new();
         for vm in vms {
             let mut ports: Vec<Port> = match vm.os {
@@ -56,11 +61,12 @@ impl Targets {
             }
             ports.sort();
             ports.dedup();
+            // By the NIC's bridge, so a mistyped address is reported once, as itself.
             let internal_address = vm
                 .nics
                 .iter()
-                .map(|n| n.address.addr())
-                .find(|a| internal(*a));
+                .find(|n| internal_bridge(&n.bridge))
+                .map(|n| n.address.addr());
             by_name.insert(
                 vm.name.clone(),
                 Target {
@@ -326,9 +332,21 @@ pub(super) fn check_public_hosts(
     edge: Option<&model::Edge>,
     teleport: Option<&model::Teleport>,
 ) {
-    let (Some(edge), Some(teleport), Some(settings)) =
-        (edge, teleport, blueprint.teleport.as_ref())
-    else {
+    let (Some(teleport), Some(settings)) = (teleport, blueprint.teleport.as_ref()) else {
+        return;
+    };
+    let Some(edge) = edge else {
+        checker
+            .error(
+                &rules::UNROUTED_PUBLIC_HOST,
+                settings.public_host.span(),
+                "teleport.public_host",
+                format!(
+                    "`{}` is served by Teleport, but there is no `[edge]` to route it from the internet",
+                    teleport.public_host
+                ),
+            )
+            .help = Some("add an `[edge]` whose routes send Teleport's names to its web port".into());
         return;
     };
     let hosts = std::iter::once((&settings.public_host, "teleport.public_host".to_string())).chain(

@@ -1,0 +1,232 @@
+//! haproxy.cfg, checked by haproxy itself: `haproxy -c` for every shipped
+//! blueprint, then the waddle config running for real in a network namespace,
+//! with TLS ClientHellos deciding where each name lands.
+
+use std::fs;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use waddlec::blueprint::SourceFile;
+use waddlec::model::{Model, SniHost};
+
+use crate::support::{build, repo_root, require, run, text, valid_blueprints, Netns};
+
+#[test]
+fn every_rendered_haproxy_cfg_passes_haproxy_c() {
+    require("haproxy");
+    for blueprint in valid_blueprints() {
+        let (_guard, out) = build(&blueprint);
+        let configs: Vec<_> = fs::read_dir(out.join("vms"))
+            .unwrap()
+            .map(|e| e.unwrap().path().join("haproxy.cfg"))
+            .filter(|p| p.exists())
+            .collect();
+        assert_eq!(configs.len(), 1, "{}: one edge VM", blueprint.display());
+        for config in configs {
+            let output = run(Command::new("haproxy").arg("-c").arg("-f").arg(&config));
+            assert!(
+                output.status.success(),
+                "{}: haproxy -c failed:\n{}{}",
+                config.display(),
+                text(&output.stdout),
+                text(&output.stderr)
+            );
+            assert!(
+                !text(&output.stderr).contains("WARNING"),
+                "haproxy warns:\n{}",
+                text(&output.stderr)
+            );
+        }
+    }
+}
+
+fn model(blueprint: &std::path::Path) -> Model {
+    let source = SourceFile {
+        name: blueprint.display().to_string(),
+        text: fs::read_to_string(blueprint).unwrap(),
+    };
+    let today = waddlec::blueprint::Date {
+        year: 2000,
+        month: 1,
+        day: 1,
+    };
+    waddlec::compile(&source, today)
+        .map(|c| c.model)
+        .unwrap_or_else(|_| panic!("{} compiles", blueprint.display()))
+}
+
+/// What the blueprint says should happen to a name: the route that claims it.
+fn intended(model: &Model, sni: &str) -> Option<String> {
+    let edge = model.edge.as_ref()?;
+    let sni = sni.to_ascii_lowercase();
+    edge.routes
+        .iter()
+        .find(|r| match &r.host {
+            SniHost::Exact(host) => *host == sni,
+            SniHost::Wildcard { suffix } => sni.ends_with(suffix.as_str()),
+        })
+        .map(|r| format!("{}:{}", r.backend.address, r.backend.port))
+}
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sni_routing_sends_each_name_where_the_blueprint_says_and_drops_the_rest() {
+    require("haproxy");
+    require("python3");
+    let blueprint = &valid_blueprints()[0];
+    let model = model(blueprint);
+    let edge = model.edge.as_ref().expect("waddle has an edge");
+    let domain = &model.project.domain;
+    let (guard, out) = build(blueprint);
+    let config = out.join(format!("vms/{}/haproxy.cfg", edge.vm));
+    // Two hosts joined by a veth pair: the edge VM (haproxy on its own
+    // address) and the internal network holding every backend address.
+    let ns = Netns::new("edge");
+    let internal = Netns::new("back");
+    let edge_nic = model
+        .vm(&edge.vm)
+        .and_then(|vm| vm.nics.first())
+        .expect("edge VM has a NIC")
+        .address;
+    ns.sh(&format!("ip link add v0 type veth peer name v1 netns {} && ip addr add {edge_nic} dev v0 && ip link set v0 up", internal.name));
+    let mut sinks: Vec<String> = edge
+        .routes
+        .iter()
+        .map(|r| &r.backend)
+        .chain(edge.http.as_ref())
+        .map(|e| format!("{}:{}", e.address, e.port))
+        .collect();
+    sinks.sort();
+    sinks.dedup();
+    let mut addresses: Vec<&str> = sinks
+        .iter()
+        .map(|s| s.rsplit_once(':').unwrap().0)
+        .collect();
+    addresses.dedup();
+    for address in addresses {
+        internal.sh(&format!(
+            "ip addr add {address}/{} dev v1",
+            edge_nic.prefix_len()
+        ));
+    }
+    internal.sh("ip link set v1 up");
+    ns.sh("mkdir -p /run/haproxy");
+    let log = guard.path().join("connections.log");
+    fs::write(&log, "").unwrap();
+    let lab = repo_root().join("tests/support/sni_lab.py");
+    let _sinks = Reaped(
+        Command::new("ip")
+            .args(["netns", "exec", &internal.name, "python3"])
+            .arg(&lab)
+            .arg("sinks")
+            .arg(&log)
+            .args(&sinks)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _haproxy = Reaped(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, "haproxy", "-db", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let listening = |ns: &Netns, port: u16| {
+        text(&ns.try_sh(&format!("ss -Hltn 'sport = :{port}'")).stdout).contains("LISTEN")
+    };
+    wait_for("haproxy", || {
+        listening(&ns, edge.https_port.0) && listening(&ns, edge.http_port.0)
+    });
+    for sink in &sinks {
+        let port: u16 = sink.rsplit_once(':').unwrap().1.parse().unwrap();
+        wait_for("backends", || listening(&internal, port));
+    }
+
+    let mut connections_seen = 0;
+    let mut probe = |args: &str| -> Option<String> {
+        ns.sh(&format!("python3 {} {args}", lab.display()));
+        std::thread::sleep(Duration::from_millis(100));
+        let lines: Vec<String> = text(&fs::read(&log).unwrap())
+            .lines()
+            .map(String::from)
+            .collect();
+        let new = lines[connections_seen..].to_vec();
+        connections_seen = lines.len();
+        assert!(new.len() <= 1, "one probe reached {new:?}");
+        new.into_iter().next()
+    };
+
+    let names = [
+        format!("teleport.{domain}"),
+        format!("proxmox.{domain}"),
+        format!("TELEPORT.{}", domain.to_uppercase()),
+        format!("x.apps.{domain}"),
+        format!("a.b.apps.{domain}"),
+        format!("apps.{domain}"),
+        format!("evilapps.{domain}"),
+        format!("apps.{domain}.evil.org"),
+        format!("x.apps.{domain}.evil.org"),
+        format!("unknown.{domain}"),
+        "example.net".to_string(),
+    ];
+    let mut expected_any = 0;
+    for name in &names {
+        let expected = intended(&model, name);
+        expected_any += usize::from(expected.is_some());
+        let reached = probe(&format!("tls 127.0.0.1 {} {name}", edge.https_port));
+        assert_eq!(reached, expected, "SNI `{name}`");
+    }
+    assert!(expected_any >= 5, "the probe list exercises the routes");
+    for lookalike in [
+        format!("apps.{domain}"),
+        format!("evilapps.{domain}"),
+        format!("apps.{domain}.evil.org"),
+    ] {
+        assert_eq!(
+            intended(&model, &lookalike),
+            None,
+            "`{lookalike}` must not match `*.apps.{domain}`"
+        );
+    }
+    assert_eq!(
+        probe(&format!("tls 127.0.0.1 {}", edge.https_port)),
+        None,
+        "no SNI is dropped"
+    );
+    assert_eq!(
+        probe(&format!("http 127.0.0.1 {}", edge.https_port)),
+        None,
+        "plain HTTP on the TLS port is dropped"
+    );
+    let http = edge
+        .http
+        .as_ref()
+        .map(|e| format!("{}:{}", e.address, e.port));
+    assert_eq!(
+        probe(&format!("http 127.0.0.1 {}", edge.http_port)),
+        http,
+        "plain HTTP goes to the HTTP backend"
+    );
+}

@@ -1,0 +1,156 @@
+//! The host ruleset, actually applied (not `--test`, which the nft backend
+//! passes with typos) by the rendered apply script inside fresh network
+//! namespaces, with both iptables backends, beside a stand-in pve-firewall
+//! chain that must survive.
+
+use std::fs;
+
+use crate::support::{build, require, valid_blueprints, Netns};
+
+struct Backend {
+    name: &'static str,
+    iptables: &'static str,
+    restore: &'static str,
+    save: &'static str,
+}
+
+const BACKENDS: &[Backend] = &[
+    Backend {
+        name: "nft",
+        iptables: "iptables-nft",
+        restore: "iptables-nft-restore",
+        save: "iptables-nft-save",
+    },
+    Backend {
+        name: "legacy",
+        iptables: "iptables-legacy",
+        restore: "iptables-legacy-restore",
+        save: "iptables-legacy-save",
+    },
+];
+
+/// `iptables-save` without comments and counters, so two dumps compare equal
+/// when the rules are the same.
+fn rules(ns: &Netns, backend: &Backend) -> String {
+    ns.sh(&format!("{} -c", backend.save))
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            l.split_once("] ")
+                .filter(|_| l.starts_with('['))
+                .map_or(l, |(_, rest)| rest)
+        })
+        .map(|l| {
+            if l.starts_with(':') {
+                l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn ruleset_applies_twice_without_duplicates_and_keeps_pve_firewall_chains() {
+    require("iptables-nft-restore");
+    require("iptables-legacy-restore");
+    for blueprint in valid_blueprints() {
+        let (_guard, out) = build(&blueprint);
+        let script = out.join("host/network/waddlec-host-network");
+        let ruleset = out.join("host/network/host-network.rules");
+        let expected_rules = fs::read_to_string(&ruleset)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .count();
+        assert!(expected_rules >= 3, "the ruleset has rules");
+        for backend in BACKENDS {
+            let ns = Netns::new(&format!("fw{}", backend.name));
+            // pve-firewall's chains as it would leave them.
+            ns.sh(&format!(
+                "{ipt} -N PVEFW-FORWARD && {ipt} -A PVEFW-FORWARD -m conntrack --ctstate INVALID -j DROP && {ipt} -A FORWARD -j PVEFW-FORWARD \
+                 && {ipt} -N PVEFW-INPUT && {ipt} -A PVEFW-INPUT -i lo -j ACCEPT && {ipt} -A INPUT -j PVEFW-INPUT",
+                ipt = backend.iptables
+            ));
+            let apply = format!(
+                "IPTABLES={} IPTABLES_RESTORE={} {} {}",
+                backend.iptables,
+                backend.restore,
+                script.display(),
+                ruleset.display()
+            );
+            ns.sh(&apply);
+            let first = rules(&ns, backend);
+            ns.sh(&apply);
+            let second = rules(&ns, backend);
+            let context = format!("{} with {}", blueprint.display(), backend.name);
+            assert_eq!(first, second, "{context}: re-applying changed the ruleset");
+            let ours = second.lines().filter(|l| l.starts_with("-A WDLC-")).count();
+            assert_eq!(
+                ours, expected_rules,
+                "{context}: every rule loaded exactly once:\n{second}"
+            );
+            for jump in [
+                "-A PREROUTING -j WDLC-PREROUTING",
+                "-A POSTROUTING -j WDLC-POSTROUTING",
+                "-A FORWARD -j WDLC-FORWARD",
+            ] {
+                assert_eq!(
+                    second.lines().filter(|l| *l == jump).count(),
+                    1,
+                    "{context}: `{jump}` once:\n{second}"
+                );
+            }
+            for survivor in [
+                "-A PVEFW-FORWARD -m conntrack --ctstate INVALID -j DROP",
+                "-A FORWARD -j PVEFW-FORWARD",
+                "-A INPUT -j PVEFW-INPUT",
+                "-A PVEFW-INPUT -i lo -j ACCEPT",
+            ] {
+                assert!(
+                    second.lines().any(|l| l == survivor),
+                    "{context}: pve-firewall's `{survivor}` was lost:\n{second}"
+                );
+            }
+            // Our jump comes before pve-firewall's in FORWARD.
+            let forward: Vec<&str> = second
+                .lines()
+                .filter(|l| l.starts_with("-A FORWARD "))
+                .collect();
+            assert_eq!(
+                forward.first(),
+                Some(&"-A FORWARD -j WDLC-FORWARD"),
+                "{context}: {forward:?}"
+            );
+            assert_eq!(
+                ns.sh("sysctl -n net.ipv4.ip_forward").trim(),
+                "1",
+                "{context}: forwarding on"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_broken_ruleset_is_refused_not_half_applied() {
+    require("iptables-nft-restore");
+    let (_guard, out) = build(&valid_blueprints()[0]);
+    let script = out.join("host/network/waddlec-host-network");
+    let broken = out.join("broken.rules");
+    let text = fs::read_to_string(out.join("host/network/host-network.rules"))
+        .unwrap()
+        .replace("MASQUERADE", "MASQUERAD");
+    fs::write(&broken, text).unwrap();
+    let ns = Netns::new("fwbad");
+    let output = ns.try_sh(&format!("{} {}", script.display(), broken.display()));
+    assert!(
+        !output.status.success(),
+        "a typo in the ruleset must fail the apply"
+    );
+    let saved = ns.sh("iptables-save");
+    assert!(
+        !saved.contains("WDLC-"),
+        "nothing of a failed ruleset is loaded:\n{saved}"
+    );
+}

@@ -1,0 +1,15 @@
+//! End-to-end tests: run `waddlec` as a user would, then hand its artifacts to
+//! the programs that consume them (haproxy, iptables in a network namespace,
+//! shellcheck, a stand-in `qm` checked against the Proxmox API schema).
+//!
+//! Tests that need root, `ip netns` or Debian packages fail (never skip) when
+//! those are missing: `tests/run-all.sh` installs them.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
+
+mod build_output;
+mod haproxy;
+mod host_network;
+mod invalid_blueprints;
+mod qm_script;
+mod support;

@@ -1,0 +1,129 @@
+//! Shared helpers: paths, running waddlec, building blueprints into temp
+//! dirs, requiring tools, and network namespaces that clean up after
+//! themselves.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("compiler/ has a parent")
+        .to_path_buf()
+}
+
+/// Every valid blueprint shipped in the repository.
+pub fn valid_blueprints() -> Vec<PathBuf> {
+    let root = repo_root();
+    vec![
+        root.join("blueprints/waddle.toml"),
+        root.join("blueprints/examples/lab.toml"),
+    ]
+}
+
+pub fn waddlec() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_waddlec"));
+    command.env("NO_COLOR", "1").env_remove("WADDLEC_TODAY");
+    command
+}
+
+pub fn run(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    output
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Builds `blueprint` into a fresh temp dir; returns (tempdir guard, out dir).
+pub fn build(blueprint: &Path) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let output = run(waddlec().arg("build").arg(blueprint).arg("--out").arg(&out));
+    assert!(
+        output.status.success(),
+        "build of {} failed:\n{}",
+        blueprint.display(),
+        text(&output.stderr)
+    );
+    (dir, out)
+}
+
+/// Fails the test with an install hint when a tool is missing.
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`{tool}` is not installed; run tests/run-all.sh, which installs the test dependencies"
+    );
+}
+
+/// Runs a shell command line, panicking with its output if it fails.
+pub fn sh(script: &str) -> String {
+    let output = run(Command::new("bash").arg("-c").arg(script));
+    assert!(
+        output.status.success(),
+        "`{script}` failed:\n{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// A network namespace that exists for the life of the value.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        require("ip");
+        let name = format!("wdlc-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        sh(&format!(
+            "ip netns add {name} && ip -n {name} link set lo up"
+        ));
+        Netns { name }
+    }
+
+    /// Runs a shell command line inside the namespace.
+    pub fn sh(&self, script: &str) -> String {
+        sh(&format!(
+            "ip netns exec {} bash -c {}",
+            self.name,
+            shell_quote(script)
+        ))
+    }
+
+    /// Like `sh`, but returns the output whatever the exit status.
+    pub fn try_sh(&self, script: &str) -> Output {
+        run(Command::new("ip").args(["netns", "exec", &self.name, "bash", "-c", script]))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                for pid in text(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").arg(pid).output();
+                }
+            });
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this).
+#
+# Installs what the tests hand artifacts to (Debian bookworm packages:
+# haproxy 2.6, iptables with both backends, shellcheck, iproute2, python3),
+# then: formatting, clippy, every unit and end-to-end test, and the
+# committed review tree checked against a fresh build.
+# Needs root: the network tests create namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(haproxy iptables shellcheck iproute2 python3 procps)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "==> installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo test"
+cargo test --workspace --locked
+echo "==> waddlec build --check (committed out/ is current)"
+cargo run --quiet --locked -p waddlec -- build --check
