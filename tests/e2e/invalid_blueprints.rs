@@ -116,3 +116,20 @@ fn literal_secrets_never_reach_the_terminal() {
         }
     }
 }
+
+/// The rendered diagnostic is part of the product: pin a few exactly.
+#[test]
+fn rendered_diagnostics_are_stable() {
+    for file in [
+        "13-vm-claims-host-public-address.toml",
+        "23-wildcard-without-dot.toml",
+        "05-literal-secret.toml",
+    ] {
+        let output = run(waddlec()
+            .current_dir(repo_root())
+            .arg("validate")
+            .arg(format!("tests/blueprints/invalid/{file}")));
+        assert_eq!(output.status.code(), Some(1));
+        insta::assert_snapshot!(file, text(&output.stderr));
+    }
+}

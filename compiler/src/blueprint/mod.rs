@@ -5,6 +5,7 @@
 
 mod document;
 mod located;
+mod path;
 mod values;
 
 pub use document::*;
@@ -56,6 +57,14 @@ fn line_at(text: &str, offset: usize) -> &str {
 }
 
 fn toml_error(text: &str, err: toml::de::Error) -> Diagnostic {
+    let diagnostic = toml_error_without_path(text, err);
+    match path::path_at(text, diagnostic.span.start) {
+        Some(path) => diagnostic.with_path(path),
+        None => diagnostic,
+    }
+}
+
+fn toml_error_without_path(text: &str, err: toml::de::Error) -> Diagnostic {
     let span = err.span().unwrap_or(0..0);
     let raw = err.message().trim().to_string();
     if let Some(message) = raw.strip_prefix(SECRET_ERROR_MARKER) {
