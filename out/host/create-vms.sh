@@ -27,21 +27,27 @@ for storage in 'vmdata' 'local'; do
         exit 1
     fi
 done
-if ! pvesm path 'local:import/debian-12-haproxy.qcow2' >/dev/null 2>&1; then
+if ! image_path=$(pvesm path 'local:import/debian-12-haproxy.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
     echo "create-vms: image local:import/debian-12-haproxy.qcow2 is missing; upload it first" >&2
     exit 1
 fi
-if ! pvesm path 'local:import/debian-12-teleport.qcow2' >/dev/null 2>&1; then
+if ! image_path=$(pvesm path 'local:import/debian-12-teleport.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
     echo "create-vms: image local:import/debian-12-teleport.qcow2 is missing; upload it first" >&2
     exit 1
 fi
-if ! pvesm path 'local:import/talos-v1.12.4-nocloud-amd64.qcow2' >/dev/null 2>&1; then
+if ! image_path=$(pvesm path 'local:import/talos-v1.12.4-nocloud-amd64.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
     echo "create-vms: image local:import/talos-v1.12.4-nocloud-amd64.qcow2 is missing; upload it first" >&2
     exit 1
 fi
 
+# True if VM $1 exists; stops the script if it exists under another name
+# (someone else's VM must never be resized or started by this script).
 vm_exists() {
-    qm status "$1" >/dev/null 2>&1
+    qm status "$1" >/dev/null 2>&1 || return 1
+    if ! qm config "$1" | grep -qx "name: $2"; then
+        echo "create-vms: VM $1 exists but is not named $2; refusing to touch it" >&2
+        exit 1
+    fi
 }
 
 vm_running() {
@@ -55,7 +61,7 @@ ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0n7cUjQbsJ9V5bkUjM1Ga3QJmmvKf0oK0qzv6u2Z8H
 SSH_KEYS
 
 # VM 100 haproxy: 1 vCPU, 2048 MiB, 8G disk, Debian image local:import/debian-12-haproxy.qcow2
-if vm_exists 100; then
+if vm_exists 100 'haproxy'; then
     echo "VM 100 (haproxy) exists; not recreating"
 else
     qm create 100 \
@@ -86,7 +92,7 @@ if ! vm_running 100; then
 fi
 
 # VM 101 teleport: 2 vCPU, 2048 MiB, 20G disk, Debian image local:import/debian-12-teleport.qcow2
-if vm_exists 101; then
+if vm_exists 101 'teleport'; then
     echo "VM 101 (teleport) exists; not recreating"
 else
     qm create 101 \
@@ -117,7 +123,7 @@ if ! vm_running 101; then
 fi
 
 # VM 110 talos-cp1: 3 vCPU, 8192 MiB, 10G disk, Talos
-if vm_exists 110; then
+if vm_exists 110 'talos-cp1'; then
     echo "VM 110 (talos-cp1) exists; not recreating"
 else
     qm create 110 \
@@ -145,7 +151,7 @@ if ! vm_running 110; then
 fi
 
 # VM 111 talos-cp2: 3 vCPU, 8192 MiB, 10G disk, Talos
-if vm_exists 111; then
+if vm_exists 111 'talos-cp2'; then
     echo "VM 111 (talos-cp2) exists; not recreating"
 else
     qm create 111 \
@@ -173,7 +179,7 @@ if ! vm_running 111; then
 fi
 
 # VM 112 talos-cp3: 3 vCPU, 8192 MiB, 10G disk, Talos
-if vm_exists 112; then
+if vm_exists 112 'talos-cp3'; then
     echo "VM 112 (talos-cp3) exists; not recreating"
 else
     qm create 112 \

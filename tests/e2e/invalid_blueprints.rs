@@ -101,6 +101,17 @@ fn literal_secrets_never_reach_the_terminal() {
             "\"op://waddle-platform/proxmox-api-token/credential\"",
             &format!("\"{secret}"),
         ),
+        // The secret on a context line just above a syntax error.
+        base.replace(
+            "op://waddle-platform/proxmox-api-token/credential",
+            &format!("root@pam!x={secret}"),
+        )
+        .replace("disk_storage = \"vmdata\"", "disk_storage = \"vmdata"),
+        // Inside an inline table whose line starts with another key.
+        base.replace(
+            "client_secret = \"op://waddle-platform/github-oauth/client-secret\"",
+            &format!("bogus = {{ nope = 1, client_secret = \"{secret}\" }}"),
+        ),
     ];
     for (i, case) in cases.iter().enumerate() {
         let file = dir.path().join(format!("secret-{i}.toml"));

@@ -44,6 +44,7 @@ status)
 create)
     echo stopped >"$QM_STATE/vm-$2"
     printf '%s\n' "${@:2}" >"$QM_STATE/create-$2.args" ;;
+config) echo "name: $(grep -A1 -x -- --name "$QM_STATE/create-$2.args" | tail -n 1)" ;;
 start) echo running >"$QM_STATE/vm-$2" ;;
 resize) ;;
 *) echo "unexpected qm $1" >&2; exit 1 ;;
@@ -56,7 +57,7 @@ fn stand_ins(bin: &Path, node: &str) {
         ("qm", STAND_IN_QM.to_string()),
         (
             "pvesm",
-            "#!/bin/bash\necho \"pvesm $*\" >>\"$QM_STATE/calls\"\n".to_string(),
+            "#!/bin/bash\necho \"pvesm $*\" >>\"$QM_STATE/calls\"\n[[ $1 != path ]] || echo \"${PVESM_PATH:-/dev/null}\"\n".to_string(),
         ),
         ("hostname", format!("#!/bin/bash\necho {node}\n")),
     ];
@@ -317,4 +318,31 @@ fn check_against_schema(schema: &BTreeMap<String, Value>, args: &str, context: &
             _ => check_scalar(spec, pair[1], &context),
         }
     }
+}
+
+#[test]
+fn qm_script_stops_before_creating_anything_when_an_image_is_missing() {
+    let (guard, out) = build(&valid_blueprints()[0]);
+    let bin = guard.path().join("bin");
+    stand_ins(&bin, "waddle-proxmox01");
+    let state = guard.path().join("state");
+    fs::create_dir_all(&state).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = run(Command::new("bash")
+        .arg(out.join("host/create-vms.sh"))
+        .env("PATH", &path)
+        .env("QM_STATE", &state)
+        .env("PVESM_PATH", "/nonexistent/image.qcow2"));
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("is missing; upload it first"),
+        "{}",
+        text(&output.stderr)
+    );
+    let calls = fs::read_to_string(state.join("calls")).unwrap_or_default();
+    assert!(!calls.contains("qm create"), "{calls}");
 }

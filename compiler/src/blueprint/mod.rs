@@ -47,7 +47,8 @@ pub fn parse(source: &SourceFile) -> Result<Blueprint, Diagnostics> {
 }
 
 /// Words in a key that mark its line as possibly holding a secret.
-const SECRET_KEY_HINTS: &[&str] = &["secret", "token", "password", "passphrase", "private"];
+pub(crate) const SECRET_KEY_HINTS: &[&str] =
+    &["secret", "token", "password", "passphrase", "private"];
 
 fn line_at(text: &str, offset: usize) -> &str {
     let offset = offset.min(text.len());
@@ -119,7 +120,7 @@ fn classify(message: &str) -> (&'static rules::Rule, Option<String>) {
     if message.starts_with("invalid type")
         || message.starts_with("invalid value")
         || message.starts_with("unknown variant")
-        || message.starts_with("invalid IPv4")
+        || message.starts_with("invalid IP")
         || message.contains("target `")
         || message.contains("reference")
         || message.contains("date")

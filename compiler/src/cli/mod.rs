@@ -326,11 +326,17 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
     exit::OK
 }
 
+/// Writes a line to stdout; a closed pipe (`waddlec explain | head`) is not
+/// an error worth a panic.
+fn print_out(text: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
 fn schema() -> u8 {
     let schema = schemars::schema_for!(crate::blueprint::Blueprint);
     match serde_json::to_string_pretty(&schema) {
         Ok(json) => {
-            println!("{json}");
+            print_out(&json);
             exit::OK
         }
         Err(err) => {
@@ -344,16 +350,19 @@ fn explain(rule: Option<&str>) -> u8 {
     match rule {
         None => {
             for rule in rules::ALL {
-                println!("{}  {:<34} {:?}", rule.code, rule.name, rule.severity);
+                print_out(&format!(
+                    "{}  {:<34} {:?}",
+                    rule.code, rule.name, rule.severity
+                ));
             }
             exit::OK
         }
         Some(query) => match rules::find(query) {
             Some(rule) => {
-                println!(
+                print_out(&format!(
                     "{} {} ({:?})\n\n{}",
                     rule.code, rule.name, rule.severity, rule.explanation
-                );
+                ));
                 exit::OK
             }
             None => {

@@ -7,7 +7,7 @@ use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, S
 use serde::Serialize;
 
 use super::{Diagnostic, Severity};
-use crate::blueprint::SourceFile;
+use crate::blueprint::{SourceFile, SECRET_KEY_HINTS};
 
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -55,7 +55,7 @@ pub fn render_text(source: &SourceFile, diagnostics: &[Diagnostic], color: bool)
         let report = Report {
             diagnostic,
             location,
-            source: NamedSource::new(&source.name, source.text.clone()),
+            source: NamedSource::new(&source.name, redacted(&source.text)),
         };
         // Rendering into a String cannot fail for I/O reasons; fall back to the
         // plain header if miette ever refuses.
@@ -65,6 +65,59 @@ pub fn render_text(source: &SourceFile, diagnostics: &[Diagnostic], color: bool)
         out.push('\n');
     }
     out
+}
+
+/// The source with the value of every secret-looking key (`api_token = …`,
+/// `client_secret = …`, also inside inline tables) masked by `*`, byte for
+/// byte, so spans stay valid while context lines can never show a secret.
+pub fn redacted(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
+    let mut mask = vec![false; bytes.len()];
+    for hint in SECRET_KEY_HINTS {
+        for (start, _) in lower.match_indices(hint) {
+            let mut i = start + hint.len();
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'-'))
+            {
+                i += 1;
+            }
+            while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
+                i += 1;
+            }
+            if i >= bytes.len() || bytes[i] != b'=' {
+                continue;
+            }
+            i += 1;
+            while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
+                i += 1;
+            }
+            let quote = bytes.get(i).copied().filter(|b| matches!(b, b'"' | b'\''));
+            if quote.is_some() {
+                i += 1;
+            }
+            while i < bytes.len() && bytes[i] != b'\n' {
+                let end = match quote {
+                    Some(q) => bytes[i] == q,
+                    None => matches!(bytes[i], b',' | b'}' | b'#' | b' '),
+                };
+                if end {
+                    break;
+                }
+                mask[i] = true;
+                i += 1;
+            }
+        }
+    }
+    text.char_indices()
+        .map(|(i, c)| {
+            if mask[i] {
+                "*".repeat(c.len_utf8())
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn severity_word(severity: Severity) -> &'static str {
@@ -185,6 +238,21 @@ pub fn to_json<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_masks_secret_values_only() {
+        let text = "api_token = \"root@pam!x=S3CRET\"\nname = \"é\"\ngithub = { org = \"o\", client_secret = \"HUNTER2\" }\n";
+        let masked = redacted(text);
+        assert_eq!(masked.len(), text.len());
+        assert!(
+            !masked.contains("S3CRET") && !masked.contains("HUNTER2"),
+            "{masked}"
+        );
+        assert!(
+            masked.contains("name = \"é\"") && masked.contains("org = \"o\""),
+            "{masked}"
+        );
+    }
 
     #[test]
     fn line_col_counts_characters() {

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::manifest::MANIFEST_PATH;
 use crate::artifact::Artifact;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +27,20 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
 }
 
 /// Replaces `destination` with a directory holding exactly `artifacts`.
+/// An existing non-empty directory is only replaced if it is a previous output
+/// tree (it has a `manifest.json`): `--out` pointed at the wrong directory
+/// must not delete it.
 pub fn write_tree(destination: &Path, artifacts: &[Artifact]) -> Result<(), WriteError> {
+    let foreign = fs::read_dir(destination).is_ok_and(|mut entries| entries.next().is_some())
+        && !destination.join(MANIFEST_PATH).is_file();
+    if foreign {
+        return Err(WriteError {
+            path: destination.to_path_buf(),
+            source: std::io::Error::other(format!(
+                "it is a non-empty directory without {MANIFEST_PATH}, so not a waddlec output tree; refusing to replace it"
+            )),
+        });
+    }
     let parent = match destination.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -76,7 +90,7 @@ fn swap_in(staged: &Path, destination: &Path) -> Result<(), WriteError> {
     if !destination.exists() {
         return fs::rename(staged, destination).map_err(io_at(destination));
     }
-    let old = staged.with_extension("old");
+    let old = PathBuf::from(format!("{}.old", staged.display()));
     fs::rename(destination, &old).map_err(io_at(destination))?;
     if let Err(source) = fs::rename(staged, destination) {
         let _ = fs::rename(&old, destination);
@@ -97,15 +111,31 @@ mod tests {
     }
 
     #[test]
+    fn refuses_to_replace_a_directory_that_is_not_an_output_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("precious.toml"), "x").unwrap();
+        assert!(write_tree(dir.path(), &[artifact(MANIFEST_PATH, "{}")]).is_err());
+        assert!(dir.path().join("precious.toml").exists());
+    }
+
+    #[test]
     fn replaces_the_whole_tree() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         write_tree(
             &out,
-            &[artifact("a/b.txt", "1"), artifact("stale.txt", "x")],
+            &[
+                artifact(MANIFEST_PATH, "{}"),
+                artifact("a/b.txt", "1"),
+                artifact("stale.txt", "x"),
+            ],
         )
         .unwrap();
-        write_tree(&out, &[artifact("a/b.txt", "2")]).unwrap();
+        write_tree(
+            &out,
+            &[artifact(MANIFEST_PATH, "{}"), artifact("a/b.txt", "2")],
+        )
+        .unwrap();
         assert_eq!(fs::read_to_string(out.join("a/b.txt")).unwrap(), "2");
         assert!(!out.join("stale.txt").exists());
         let leftovers: Vec<_> = fs::read_dir(dir.path())
@@ -119,7 +149,11 @@ mod tests {
     fn a_failed_write_keeps_the_previous_tree() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        write_tree(&out, &[artifact("keep.txt", "old")]).unwrap();
+        write_tree(
+            &out,
+            &[artifact(MANIFEST_PATH, "{}"), artifact("keep.txt", "old")],
+        )
+        .unwrap();
         // Two artifacts at one path: the second create fails mid-build.
         let err = write_tree(&out, &[artifact("x.txt", "1"), artifact("x.txt", "2")]);
         assert!(err.is_err());

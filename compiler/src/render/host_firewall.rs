@@ -21,6 +21,7 @@ struct Data<'a> {
     project: &'a str,
     node: &'a str,
     policy_in: &'static str,
+    public_address: String,
     allow_bridges: &'a [String],
     temporary: Vec<Temporary>,
 }
@@ -35,6 +36,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             Policy::Reject => "REJECT",
             Policy::Accept => "ACCEPT",
         },
+        public_address: model.public_bridge().host_address.to_string(),
         allow_bridges: &firewall.allow_bridges,
         temporary: firewall
             .temporary

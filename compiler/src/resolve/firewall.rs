@@ -18,7 +18,25 @@ pub(super) fn firewall(
     today: Date,
 ) -> model::Firewall {
     let firewall = &blueprint.firewall;
+    let mut allowed: Vec<String> = Vec::new();
     for (i, bridge) in firewall.allow_bridges.iter().enumerate() {
+        if bridges
+            .iter()
+            .any(|b| b.name == **bridge && b.role == crate::blueprint::BridgeRole::Public)
+        {
+            checker
+                .error(&rules::ROLE_MISMATCH, bridge.span(), format!("firewall.allow_bridges[{i}]"), format!("`{}` is the public bridge: allowing it admits the whole internet to the host", **bridge))
+                .help = Some("list internal bridges only; open single ports with rules".into());
+        }
+        if allowed.contains(&bridge.value) {
+            checker.error(
+                &rules::DUPLICATE_NAME,
+                bridge.span(),
+                format!("firewall.allow_bridges[{i}]"),
+                format!("bridge `{}` is listed twice", **bridge),
+            );
+        }
+        allowed.push(bridge.value.clone());
         if !bridges.iter().any(|b| b.name == **bridge) {
             checker.error(
                 &rules::UNDEFINED_TARGET,
@@ -43,6 +61,12 @@ pub(super) fn firewall(
                 .related
                 .push((first, "first defined here".into()));
         }
+        checker.check_str(
+            &rule.name,
+            &format!("{path}.name"),
+            &rules::INVALID_DNS_NAME,
+            super::names::check_label,
+        );
         let Some(expires) = &rule.expires else {
             let diagnostic = checker.error(
                 &rules::TEMPORARY_RULE_WITHOUT_LIFETIME,
@@ -72,6 +96,28 @@ pub(super) fn firewall(
                 ),
             );
         }
+        if let Some(source) = &rule.source {
+            if source.prefix_len() == 0 || source.trunc() != source.value {
+                let what = if source.prefix_len() == 0 {
+                    "the whole internet"
+                } else {
+                    "not a network address (host bits set)"
+                };
+                let fix = if source.prefix_len() == 0 {
+                    format!("{}/32", source.addr())
+                } else {
+                    source.trunc().to_string()
+                };
+                checker
+                    .error(
+                        &rules::ADDRESS_OUTSIDE_NETWORK,
+                        source.span(),
+                        format!("{path}.source"),
+                        format!("source `{}` is {what}", source.value),
+                    )
+                    .help = Some(format!("write the network itself, e.g. `{fix}`"));
+            }
+        }
         let source = rule
             .source
             .as_ref()
@@ -86,11 +132,7 @@ pub(super) fn firewall(
     }
     model::Firewall {
         input_policy: *firewall.input_policy,
-        allow_bridges: firewall
-            .allow_bridges
-            .iter()
-            .map(|b| b.to_string())
-            .collect(),
+        allow_bridges: allowed,
         temporary,
     }
 }

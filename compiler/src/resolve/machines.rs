@@ -16,6 +16,8 @@ use crate::model::{self, GuestOs};
 
 const MIN_VMID: u32 = 100;
 const MAX_VMID: u32 = 999_999_999;
+const MAX_CORES: u32 = 512;
+const MIN_DISK: ByteSize = ByteSize::from_mib(1024);
 
 /// Merges defaults and overrides; reports what is missing at the machine's name.
 fn settings(
@@ -85,6 +87,47 @@ fn settings(
     }
     tags.sort();
     tags.dedup();
+    if let Some(cpu) = own.cpu.or(defaults.cpu) {
+        checker.check_str(
+            cpu,
+            &format!("{path}.cpu"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            |c| {
+                let ok = !c.is_empty()
+                    && c.chars().all(|ch| {
+                        ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '+')
+                    });
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{c}` is not a Proxmox CPU type such as `host` or `x86-64-v2-AES`"
+                    ))
+                }
+            },
+        );
+    }
+    if let Some(cores) = cores.filter(|c| c.value > MAX_CORES) {
+        checker.error(
+            &rules::INVALID_VALUE_SEMANTIC,
+            cores.span(),
+            format!("{path}.cores"),
+            format!(
+                "{} cores is more than Proxmox allows ({MAX_CORES})",
+                cores.value
+            ),
+        );
+    }
+    if let Some(disk) = disk.filter(|d| d.0 < MIN_DISK) {
+        checker
+            .error(
+                &rules::INVALID_SIZE,
+                disk.span(),
+                format!("{path}.disk"),
+                format!("disk `{}` is smaller than {MIN_DISK}", disk.0),
+            )
+            .help = Some("a bootable disk needs at least 1G".into());
+    }
     let cpu = own
         .cpu
         .or(defaults.cpu)

@@ -188,6 +188,9 @@ fn check_ssh_public_key(key: &str) -> Result<(), String> {
     let mut fields = key.split_whitespace();
     let kind = fields.next().unwrap_or_default();
     let body = fields.next().unwrap_or_default();
+    if key.chars().any(char::is_control) {
+        return Err("contains a control character (a newline?); write one key per string".into());
+    }
     if key.contains("PRIVATE KEY") {
         return Err("is a private key; only public keys belong in a blueprint".into());
     }

@@ -99,6 +99,15 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
             masquerade: bridge.masquerade,
         });
     }
+    for (i, bridge) in out.iter().enumerate() {
+        let overlapping = out[..i].iter().find(|o| {
+            o.network.contains(&bridge.network.network())
+                || bridge.network.contains(&o.network.network())
+        });
+        if let Some(other) = overlapping {
+            checker.error(&rules::ADDRESS_OUTSIDE_NETWORK, blueprint.bridges[i].cidr.span(), format!("bridge[{i}].cidr"), format!("{} overlaps {} of bridge `{}`; an address could not tell which segment it is on", bridge.network, other.network, other.name));
+        }
+    }
     let public: Vec<_> = blueprint
         .bridges
         .iter()

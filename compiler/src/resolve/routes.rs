@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use super::{check_dns_name, names, Checker};
-use crate::blueprint::{Blueprint, BridgeRole, Located, Port, TargetRef};
+use crate::blueprint::{Blueprint, BridgeRole, Located, Port, Protocol, TargetRef};
 use crate::diagnostics::rules;
 use crate::model::{self, Endpoint, GuestOs, SniHost};
 
@@ -54,7 +54,9 @@ impl Targets {
             };
             if let Some(edge) = blueprint.edge.as_ref().filter(|e| *e.vm == vm.name) {
                 ports.push(*edge.https_port);
-                ports.push(*edge.http_port);
+                if edge.http.is_some() {
+                    ports.push(*edge.http_port);
+                }
             }
             if let Some(teleport) = teleport.filter(|t| t.vm == vm.name) {
                 ports.extend([teleport.web_port, teleport.ssh_port, teleport.tunnel_port]);
@@ -299,7 +301,10 @@ pub(super) fn forwards(
                 .related
                 .push((first.span(), "first forward".into()));
         }
-        if let Some((_, what)) = HOST_PORTS.iter().find(|(p, _)| *p == forward.port.0) {
+        if let Some((_, what)) = HOST_PORTS
+            .iter()
+            .find(|(p, _)| *p == forward.port.0 && forward.protocol == Protocol::Tcp)
+        {
             checker
                 .error(
                     &rules::ROLE_MISMATCH,
