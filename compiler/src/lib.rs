@@ -25,6 +25,8 @@ pub struct Compiled {
     pub model: model::Model,
     /// Every artifact, `manifest.json` included, sorted by path.
     pub artifacts: Vec<Artifact>,
+    /// What `manifest.json` says, for `--format json`.
+    pub manifest: emit::Manifest,
     pub warnings: Diagnostics,
 }
 
@@ -52,6 +54,7 @@ pub fn compile(source: &SourceFile, today: Date) -> Result<Compiled, CompileErro
     Ok(Compiled {
         model,
         artifacts,
+        manifest,
         warnings,
     })
 }

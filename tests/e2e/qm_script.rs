@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -51,9 +51,21 @@ resize) ;;
 esac
 "#;
 
-fn stand_ins(bin: &Path, node: &str) {
-    fs::create_dir_all(bin).unwrap();
-    let tools = [
+/// A fake Proxmox host: stand-in `qm`, `pvesm` and `hostname` first on PATH,
+/// with VM state and a call log in `state`.
+struct ProxmoxStandIn {
+    state: PathBuf,
+    path: String,
+}
+
+impl ProxmoxStandIn {
+    fn new(dir: &Path, node: &str) -> Self {
+        let bin = dir.join("bin");
+        let state = dir.join("state");
+        fs::create_dir_all(&state).unwrap();
+
+        fs::create_dir_all(&bin).unwrap();
+        let tools = [
         ("qm", STAND_IN_QM.to_string()),
         (
             "pvesm",
@@ -61,10 +73,37 @@ fn stand_ins(bin: &Path, node: &str) {
         ),
         ("hostname", format!("#!/bin/bash\necho {node}\n")),
     ];
-    for (name, body) in tools {
-        let path = bin.join(name);
-        fs::write(&path, body).unwrap();
-        run(Command::new("chmod").arg("+x").arg(&path));
+        for (name, body) in tools {
+            let path = bin.join(name);
+            fs::write(&path, body).unwrap();
+            run(Command::new("chmod").arg("+x").arg(&path));
+        }
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        ProxmoxStandIn { state, path }
+    }
+
+    /// Runs `script` against the stand-ins, with extra environment.
+    fn run(&self, script: &Path, env: &[(&str, &str)]) -> std::process::Output {
+        let mut command = Command::new("bash");
+        command
+            .arg(script)
+            .env("PATH", &self.path)
+            .env("QM_STATE", &self.state);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        run(&mut command)
+    }
+
+    /// The calls recorded since the last time, cleared.
+    fn take_calls(&self) -> String {
+        let calls = fs::read_to_string(self.state.join("calls")).unwrap_or_default();
+        fs::remove_file(self.state.join("calls")).ok();
+        calls
     }
 }
 
@@ -82,36 +121,24 @@ fn qm_script_creates_each_vm_once_and_is_idempotent() {
                     .map(String::from)
             })
             .expect("the script checks its node");
-        let state = guard.path().join("state");
-        fs::create_dir_all(&state).unwrap();
-        let bin = guard.path().join("bin");
-        stand_ins(&bin, &node);
-        let path = format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let host = ProxmoxStandIn::new(guard.path(), &node);
+        let state = &host.state;
         let run_script = || {
-            let output = run(Command::new("bash")
-                .arg(&script)
-                .env("PATH", &path)
-                .env("QM_STATE", &state));
+            let output = host.run(&script, &[]);
             assert!(
                 output.status.success(),
                 "{}: {}",
                 blueprint.display(),
                 text(&output.stderr)
             );
-            let calls = fs::read_to_string(state.join("calls")).unwrap_or_default();
-            fs::remove_file(state.join("calls")).ok();
-            calls
+            host.take_calls()
         };
         let first = run_script();
         let creates: Vec<&str> = first
             .lines()
             .filter(|l| l.starts_with("qm create "))
             .collect();
-        let vm_ids: Vec<String> = fs::read_dir(&state)
+        let vm_ids: Vec<String> = fs::read_dir(state)
             .unwrap()
             .filter_map(|e| {
                 e.unwrap()
@@ -146,31 +173,15 @@ fn qm_script_creates_each_vm_once_and_is_idempotent() {
 #[test]
 fn qm_script_refuses_the_wrong_node() {
     let (guard, out) = build(&valid_blueprints()[0]);
-    let bin = guard.path().join("bin");
-    stand_ins(&bin, "some-other-host");
-    let state = guard.path().join("state");
-    fs::create_dir_all(&state).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let output = run(Command::new("bash")
-        .arg(out.join("host/create-vms.sh"))
-        .env("PATH", &path)
-        .env("QM_STATE", &state));
+    let host = ProxmoxStandIn::new(guard.path(), "some-other-host");
+    let output = host.run(&out.join("host/create-vms.sh"), &[]);
     assert!(!output.status.success());
     assert!(
         text(&output.stderr).contains("but the blueprint is for node"),
         "{}",
         text(&output.stderr)
     );
-    assert!(
-        !state.join("calls").exists()
-            || !fs::read_to_string(state.join("calls"))
-                .unwrap()
-                .contains("create")
-    );
+    assert!(!host.take_calls().contains("create"));
 }
 
 /// Parameters of `POST /nodes/{node}/qemu`.
@@ -323,26 +334,17 @@ fn check_against_schema(schema: &BTreeMap<String, Value>, args: &str, context: &
 #[test]
 fn qm_script_stops_before_creating_anything_when_an_image_is_missing() {
     let (guard, out) = build(&valid_blueprints()[0]);
-    let bin = guard.path().join("bin");
-    stand_ins(&bin, "waddle-proxmox01");
-    let state = guard.path().join("state");
-    fs::create_dir_all(&state).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
+    let host = ProxmoxStandIn::new(guard.path(), "waddle-proxmox01");
+    let output = host.run(
+        &out.join("host/create-vms.sh"),
+        &[("PVESM_PATH", "/nonexistent/image.qcow2")],
     );
-    let output = run(Command::new("bash")
-        .arg(out.join("host/create-vms.sh"))
-        .env("PATH", &path)
-        .env("QM_STATE", &state)
-        .env("PVESM_PATH", "/nonexistent/image.qcow2"));
     assert!(!output.status.success());
     assert!(
         text(&output.stderr).contains("is missing; upload it first"),
         "{}",
         text(&output.stderr)
     );
-    let calls = fs::read_to_string(state.join("calls")).unwrap_or_default();
+    let calls = host.take_calls();
     assert!(!calls.contains("qm create"), "{calls}");
 }

@@ -223,7 +223,7 @@ fn validate(args: &BlueprintArgs, color: bool) -> u8 {
 fn compile_failed(source: &SourceFile, err: CompileError, format: Format, color: bool) -> u8 {
     match err {
         CompileError::Invalid(diagnostics) => {
-            let count = diagnostics.clone().sorted().len();
+            let count = diagnostics.count();
             show(source, diagnostics, format, color, false, None);
             if format == Format::Text {
                 eprintln!(
@@ -263,11 +263,7 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
         eprintln!("error: warnings are fatal under --strict");
         return exit::INVALID;
     }
-    let manifest = compiled
-        .artifacts
-        .iter()
-        .find(|a| a.path == "manifest.json")
-        .and_then(|a| serde_json::from_slice::<serde_json::Value>(&a.contents).ok());
+    let manifest = serde_json::to_value(&compiled.manifest).ok();
     if args.check {
         let staleness = match emit::compare(&args.out, &compiled.artifacts) {
             Ok(s) => s,

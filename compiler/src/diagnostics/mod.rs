@@ -56,11 +56,6 @@ impl Diagnostic {
         self
     }
 
-    pub fn with_related(mut self, span: Span, label: impl Into<String>) -> Self {
-        self.related.push((span, label.into()));
-        self
-    }
-
     pub fn hiding_source(mut self) -> Self {
         self.hide_source = true;
         self
@@ -95,8 +90,8 @@ impl Diagnostics {
         self.0.iter().any(|d| d.severity() == Severity::Warning)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    pub fn count(&self) -> usize {
+        self.0.len()
     }
 
     /// Findings sorted by position, then code, so output is stable.

@@ -84,13 +84,12 @@ impl Templates {
     }
 }
 
-/// Every artifact of the model, sorted by path.
+/// Every artifact of the model (`compile` sorts them with the manifest).
 pub fn render_all(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
     let mut artifacts = Vec::new();
     artifacts.extend(host_network::render(templates, model)?);
     artifacts.extend(host_firewall::render(templates, model)?);
     artifacts.extend(haproxy::render(templates, model)?);
     artifacts.extend(qm_script::render(templates, model)?);
-    artifacts.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(artifacts)
 }

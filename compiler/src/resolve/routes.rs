@@ -285,11 +285,11 @@ pub(super) fn forwards(
     blueprint: &Blueprint,
     targets: &Targets,
 ) -> Vec<model::PortForward> {
-    let mut seen: BTreeMap<(String, u16), &Located<Port>> = BTreeMap::new();
+    let mut seen: BTreeMap<(Protocol, u16), &Located<Port>> = BTreeMap::new();
     let mut out = Vec::new();
     for (i, forward) in blueprint.forwards.iter().enumerate() {
         let path = format!("forward[{i}]");
-        let key = (format!("{:?}", forward.protocol), forward.port.0);
+        let key = (forward.protocol, forward.port.0);
         if let Some(first) = seen.insert(key, &forward.port) {
             checker
                 .error(
