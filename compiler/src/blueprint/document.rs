@@ -148,9 +148,8 @@ pub struct VmSettings {
 pub struct Vm {
     /// Proxmox VMID.
     pub id: Located<u32>,
-    /// VM name, also its hostname unless `hostname` is set.
+    /// VM name, also its hostname.
     pub name: Located<String>,
-    pub hostname: Option<Located<String>>,
     /// Name of an `[[image]]`.
     pub image: Located<String>,
     pub cores: Option<Located<u32>>,
@@ -205,8 +204,8 @@ pub struct Talos {
 #[serde(deny_unknown_fields)]
 pub struct TalosNode {
     pub id: Located<u32>,
+    /// Node name, also its hostname.
     pub name: Located<String>,
-    pub hostname: Option<Located<String>>,
     pub address: Located<Ipv4Addr>,
     pub cores: Option<Located<u32>>,
     pub memory: Option<Located<Size>>,
@@ -221,29 +220,15 @@ pub struct TalosNode {
 pub struct Edge {
     /// The VM that runs HAProxy.
     pub vm: Located<String>,
-    #[serde(default = "default_https_port")]
-    pub https_port: Located<Port>,
-    #[serde(default = "default_http_port")]
-    pub http_port: Located<Port>,
+    /// Default: 443.
+    pub https_port: Option<Located<Port>>,
+    /// Default: 80.
+    pub http_port: Option<Located<Port>>,
     /// SNI routes, tried exact hosts first; anything unmatched is dropped.
     #[serde(rename = "route", default)]
     pub routes: Vec<SniRoute>,
     /// Where plain HTTP goes (usually the gateway's :80 for the HTTPS redirect).
     pub http: Option<HttpRoute>,
-}
-
-fn default_https_port() -> Located<Port> {
-    Located {
-        value: Port(443),
-        span: 0..0,
-    }
-}
-
-fn default_http_port() -> Located<Port> {
-    Located {
-        value: Port(80),
-        span: 0..0,
-    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -325,38 +310,17 @@ pub struct Teleport {
     pub vm: Located<String>,
     /// Public host name of the proxy (served on :443 through the edge).
     pub public_host: Located<String>,
-    #[serde(default = "default_web_port")]
-    pub web_port: Located<Port>,
-    #[serde(default = "default_ssh_port")]
-    pub ssh_port: Located<Port>,
-    #[serde(default = "default_tunnel_port")]
-    pub tunnel_port: Located<Port>,
+    /// Web and API listener behind the edge. Default: 3080.
+    pub web_port: Option<Located<Port>>,
+    /// SSH proxy (`tsh ssh`). Default: 3023.
+    pub ssh_port: Option<Located<Port>>,
+    /// Reverse tunnel; without it apps and nodes cannot register. Default: 3024.
+    pub tunnel_port: Option<Located<Port>>,
     pub github: TeleportGithub,
     #[serde(rename = "role", default)]
     pub roles: Vec<TeleportRole>,
     #[serde(rename = "app", default)]
     pub apps: Vec<TeleportApp>,
-}
-
-fn default_web_port() -> Located<Port> {
-    Located {
-        value: Port(3080),
-        span: 0..0,
-    }
-}
-
-fn default_ssh_port() -> Located<Port> {
-    Located {
-        value: Port(3023),
-        span: 0..0,
-    }
-}
-
-fn default_tunnel_port() -> Located<Port> {
-    Located {
-        value: Port(3024),
-        span: 0..0,
-    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -75,7 +75,6 @@ pub enum GuestOs {
 pub struct Vm {
     pub id: u32,
     pub name: String,
-    pub hostname: String,
     pub os: GuestOs,
     /// Sorted, de-duplicated.
     pub tags: Vec<String>,

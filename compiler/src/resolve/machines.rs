@@ -257,11 +257,6 @@ pub(super) fn vms(
         out.push(model::Vm {
             id: *vm.id,
             name: vm.name.to_string(),
-            hostname: vm
-                .hostname
-                .as_ref()
-                .unwrap_or(&vm.name)
-                .to_ascii_lowercase(),
             os: GuestOs::Debian {
                 image: vm.image.to_string(),
             },
@@ -387,11 +382,6 @@ pub(super) fn talos_nodes(
             model::Vm {
                 id: *node.id,
                 name: node.name.to_string(),
-                hostname: node
-                    .hostname
-                    .as_ref()
-                    .unwrap_or(&node.name)
-                    .to_ascii_lowercase(),
                 os: GuestOs::Talos,
                 tags,
                 cores,
@@ -410,57 +400,31 @@ pub(super) fn talos_nodes(
         .collect()
 }
 
-/// IDs, names and hostnames unique across VMs, nodes and VIPs.
+/// IDs, names and hostnames unique across VMs, nodes and VIPs. A machine's
+/// hostname is its name (Proxmox's cloud-init drive and the Talos config take
+/// it from there), compared case-insensitively.
 pub(super) fn check_identities(checker: &mut Checker, blueprint: &Blueprint) {
     struct Machine<'a> {
         path: String,
         id: &'a Located<u32>,
         name: &'a Located<String>,
-        hostname: &'a Located<String>,
-        hostname_path: String,
     }
-    let mut machines: Vec<Machine<'_>> = Vec::new();
-    for (v, vm) in blueprint.vms.iter().enumerate() {
-        let path = format!("vm[{v}]");
-        let hostname_path = format!(
-            "{path}.{}",
-            if vm.hostname.is_some() {
-                "hostname"
-            } else {
-                "name"
-            }
-        );
-        machines.push(Machine {
-            path,
-            id: &vm.id,
-            name: &vm.name,
-            hostname: vm.hostname.as_ref().unwrap_or(&vm.name),
-            hostname_path,
-        });
-    }
-    if let Some(talos) = &blueprint.talos {
-        for (n, node) in talos.nodes.iter().enumerate() {
-            let path = format!("talos.node[{n}]");
-            let hostname_path = format!(
-                "{path}.{}",
-                if node.hostname.is_some() {
-                    "hostname"
-                } else {
-                    "name"
-                }
-            );
-            machines.push(Machine {
-                path,
-                id: &node.id,
-                name: &node.name,
-                hostname: node.hostname.as_ref().unwrap_or(&node.name),
-                hostname_path,
-            });
-        }
-    }
+    let vms = blueprint.vms.iter().enumerate().map(|(v, vm)| Machine {
+        path: format!("vm[{v}]"),
+        id: &vm.id,
+        name: &vm.name,
+    });
+    let nodes = blueprint.talos.iter().flat_map(|talos| {
+        talos.nodes.iter().enumerate().map(|(n, node)| Machine {
+            path: format!("talos.node[{n}]"),
+            id: &node.id,
+            name: &node.name,
+        })
+    });
+    let machines: Vec<Machine<'_>> = vms.chain(nodes).collect();
     let mut ids: BTreeMap<u32, &Located<u32>> = BTreeMap::new();
     let mut names_seen: BTreeMap<String, Span> = BTreeMap::new();
-    let mut hostnames: BTreeMap<String, (Span, bool, String)> = BTreeMap::new();
+    let mut hostnames: BTreeMap<String, (Span, String)> = BTreeMap::new();
     for machine in &machines {
         if !(MIN_VMID..=MAX_VMID).contains(&machine.id.value) {
             checker.error(
@@ -498,28 +462,22 @@ pub(super) fn check_identities(checker: &mut Checker, blueprint: &Blueprint) {
                 .related
                 .push((first, "first used here".into()));
         }
-        let explicit = machine.hostname.span != machine.name.span;
-        if explicit {
-            checker.check_str(
-                machine.hostname,
-                &machine.hostname_path,
-                &rules::INVALID_DNS_NAME,
-                names::check_label,
-            );
-        }
-        let hostname = machine.hostname.to_ascii_lowercase();
-        let entry = (machine.hostname.span(), explicit, machine.name.to_string());
-        if let Some((first, first_explicit, first_name)) = hostnames.insert(hostname.clone(), entry)
-        {
-            // Two implicit hostnames from one duplicated name were reported above.
-            let reported = !explicit && !first_explicit && first_name == **machine.name;
-            if !reported {
+        let hostname = machine.name.to_ascii_lowercase();
+        if let Some((first, first_name)) = hostnames.insert(
+            hostname.clone(),
+            (machine.name.span(), machine.name.to_string()),
+        ) {
+            // An exact duplicate name was reported above.
+            if first_name != **machine.name {
                 checker
                     .error(
                         &rules::DUPLICATE_HOSTNAME,
-                        machine.hostname.span(),
-                        machine.hostname_path.clone(),
-                        format!("hostname `{hostname}` is used twice"),
+                        machine.name.span(),
+                        format!("{}.name", machine.path),
+                        format!(
+                            "`{}` and `{first_name}` are the same hostname `{hostname}`",
+                            **machine.name
+                        ),
                     )
                     .related
                     .push((first, "first used here".into()));

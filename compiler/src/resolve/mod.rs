@@ -13,7 +13,7 @@ mod network;
 mod routes;
 mod teleport;
 
-use crate::blueprint::{Blueprint, Date, Located, Span};
+use crate::blueprint::{Blueprint, Date, Located, Port, Span};
 use crate::diagnostics::{rules, Diagnostic, Diagnostics};
 use crate::model::{self, Model};
 
@@ -21,6 +21,15 @@ pub use names::check_dns_name;
 
 /// The operator's login on Debian VMs unless `operator.login` says otherwise.
 const DEFAULT_LOGIN: &str = "deploy";
+
+/// A port setting with its default applied. A defaulted port is blamed on
+/// `fallback` (the table it belongs to), never on an empty span.
+fn port_setting(value: &Option<Located<Port>>, default: u16, fallback: Span) -> Located<Port> {
+    value.clone().unwrap_or(Located {
+        value: Port(default),
+        span: fallback,
+    })
+}
 
 /// Resolution state shared by the check modules: the findings so far.
 #[derive(Default)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use super::{check_dns_name, names, Checker};
+use super::{check_dns_name, names, port_setting, Checker};
 use crate::blueprint::{Blueprint, BridgeRole, Located, Port, Protocol, TargetRef};
 use crate::diagnostics::rules;
 use crate::model::{self, Endpoint, GuestOs, SniHost};
@@ -53,9 +53,9 @@ impl Targets {
                 GuestOs::Talos => TALOS_PORTS.iter().map(|p| Port(*p)).collect(),
             };
             if let Some(edge) = blueprint.edge.as_ref().filter(|e| *e.vm == vm.name) {
-                ports.push(*edge.https_port);
+                ports.push(edge_ports(edge).0.value);
                 if edge.http.is_some() {
-                    ports.push(*edge.http_port);
+                    ports.push(edge_ports(edge).1.value);
                 }
             }
             if let Some(teleport) = teleport.filter(|t| t.vm == vm.name) {
@@ -147,6 +147,14 @@ impl Targets {
     }
 }
 
+/// The edge's HTTPS and HTTP ports, defaults applied.
+fn edge_ports(edge: &crate::blueprint::Edge) -> (Located<Port>, Located<Port>) {
+    (
+        port_setting(&edge.https_port, 443, edge.vm.span()),
+        port_setting(&edge.http_port, 80, edge.vm.span()),
+    )
+}
+
 pub(super) fn edge(
     checker: &mut Checker,
     blueprint: &Blueprint,
@@ -165,10 +173,11 @@ pub(super) fn edge(
             ),
         );
     }
-    if *edge.https_port == *edge.http_port {
+    let (https_port, http_port) = edge_ports(edge);
+    if *https_port == *http_port {
         checker.error(
             &rules::ROLE_MISMATCH,
-            edge.http_port.span(),
+            http_port.span(),
             "edge.http_port",
             "`http_port` and `https_port` are the same port",
         );
@@ -218,8 +227,8 @@ pub(super) fn edge(
         .and_then(|http| targets.endpoint(checker, &http.to, "edge.http.to"));
     Some(model::Edge {
         vm: edge.vm.to_string(),
-        https_port: *edge.https_port,
-        http_port: *edge.http_port,
+        https_port: *https_port,
+        http_port: *http_port,
         routes: exact,
         http,
     })

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{check_dns_name, names, Checker};
+use super::{check_dns_name, names, port_setting, Checker};
 use crate::blueprint::Blueprint;
 use crate::diagnostics::rules;
 use crate::model;
@@ -32,10 +32,13 @@ pub(super) fn teleport(
         "teleport.public_host",
         &project.domain,
     );
+    let web_port = port_setting(&teleport.web_port, 3080, teleport.vm.span());
+    let ssh_port = port_setting(&teleport.ssh_port, 3023, teleport.vm.span());
+    let tunnel_port = port_setting(&teleport.tunnel_port, 3024, teleport.vm.span());
     let ports = [
-        ("web_port", &teleport.web_port),
-        ("ssh_port", &teleport.ssh_port),
-        ("tunnel_port", &teleport.tunnel_port),
+        ("web_port", &web_port),
+        ("ssh_port", &ssh_port),
+        ("tunnel_port", &tunnel_port),
     ];
     for (i, (key, port)) in ports.iter().enumerate() {
         if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p.value == port.value) {
@@ -169,9 +172,9 @@ pub(super) fn teleport(
     Some(model::Teleport {
         vm: teleport.vm.to_string(),
         public_host: teleport.public_host.to_ascii_lowercase(),
-        web_port: *teleport.web_port,
-        ssh_port: *teleport.ssh_port,
-        tunnel_port: *teleport.tunnel_port,
+        web_port: *web_port,
+        ssh_port: *ssh_port,
+        tunnel_port: *tunnel_port,
         github: model::TeleportGithub {
             org: github.org.to_string(),
             client_id: github.client_id.to_string(),
