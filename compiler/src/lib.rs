@@ -13,8 +13,10 @@ pub mod cli;
 pub mod diagnostics;
 pub mod emit;
 pub mod model;
+pub mod net;
 pub mod render;
 pub mod resolve;
+pub mod secrets;
 
 use artifact::Artifact;
 use blueprint::{Date, SourceFile};
@@ -37,18 +39,72 @@ pub enum CompileError {
     Invalid(Diagnostics),
     #[error(transparent)]
     Render(#[from] render::RenderError),
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
     #[error("internal error: a template does not compile: {0}")]
     Template(#[from] Box<handlebars::TemplateError>),
 }
 
-/// Parses, validates and renders a blueprint. Pure apart from `today`, which
-/// only decides whether expired temporary rules are warned about.
+/// Which secret values a build writes.
+pub enum SecretSource<'a> {
+    /// Placeholders: the review tree, buildable without any secret.
+    Redacted,
+    /// Read every secret reference; `file:` paths are relative to this
+    /// directory (the blueprint's).
+    Resolve(&'a std::path::Path),
+}
+
+/// Parses, validates and renders a blueprint into the review tree. Pure
+/// apart from `today`, which only decides whether expired temporary rules
+/// are warned about.
 pub fn compile(source: &SourceFile, today: Date) -> Result<Compiled, CompileError> {
+    compile_with(source, today, SecretSource::Redacted)
+}
+
+/// Like [`compile`], with the secret values `secrets` says.
+pub fn compile_with(
+    source: &SourceFile,
+    today: Date,
+    secrets: SecretSource<'_>,
+) -> Result<Compiled, CompileError> {
+    tracing::info!(blueprint = %source.name, "parsing");
     let document = blueprint::parse(source).map_err(CompileError::Invalid)?;
+    tracing::info!("resolving and checking the topology");
     let (model, warnings) = resolve::resolve(&document, today).map_err(CompileError::Invalid)?;
+    tracing::debug!(
+        vms = model.vms.len(),
+        warnings = warnings.count(),
+        "model ready"
+    );
+    let (values, included) = match secrets {
+        SecretSource::Redacted => (secrets::SecretValues::redacted(&model), false),
+        SecretSource::Resolve(base) => (secrets::SecretValues::resolve(&model, base)?, true),
+    };
     let templates = render::Templates::new()?;
-    let mut artifacts = render::render_all(&templates, &model)?;
-    let manifest = emit::manifest(&model.project.name, &source.text, &artifacts);
+    tracing::info!(
+        secrets = if included { "included" } else { "redacted" },
+        "rendering"
+    );
+    let mut artifacts = render::render_all(&templates, &model, &values)?;
+    for artifact in &artifacts {
+        tracing::debug!(path = %artifact.path, kind = artifact.kind, bytes = artifact.contents.len(), "rendered");
+    }
+    if !included {
+        // Placeholders are not secrets: review files get ordinary modes.
+        for artifact in &mut artifacts {
+            artifact.secret = false;
+        }
+    }
+    let manifest = emit::manifest(
+        &model.project.name,
+        &source.text,
+        &artifacts,
+        if included {
+            emit::INCLUDED
+        } else {
+            emit::REDACTED
+        },
+    );
     artifacts.push(manifest.to_artifact());
     artifacts.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Compiled {

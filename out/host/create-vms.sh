@@ -76,7 +76,7 @@ else
         --scsihw virtio-scsi-single \
         --scsi0 'vmdata:0,import-from=local:import/debian-12-haproxy.qcow2,discard=on,iothread=1' \
         --boot order=scsi0 \
-        --net0 'virtio,bridge=vmbr1' \
+        --net0 'virtio,bridge=vmbr1,macaddr=BC:24:11:75:9E:6C' \
         --ipconfig0 'ip=10.10.0.3/24,gw=10.10.0.1' \
         --ide2 'local:cloudinit,media=cdrom' \
         --nameserver '1.1.1.1 8.8.8.8' \
@@ -107,7 +107,7 @@ else
         --scsihw virtio-scsi-single \
         --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport.qcow2,discard=on,iothread=1' \
         --boot order=scsi0 \
-        --net0 'virtio,bridge=vmbr1' \
+        --net0 'virtio,bridge=vmbr1,macaddr=BC:24:11:1A:47:4C' \
         --ipconfig0 'ip=10.10.0.2/24,gw=10.10.0.1' \
         --ide2 'local:cloudinit,media=cdrom' \
         --nameserver '1.1.1.1 8.8.8.8' \
@@ -135,10 +135,10 @@ else
         --memory 8192 \
         --onboot 1 \
         --agent enabled=1 \
-        --scsihw virtio-scsi-single \
-        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on,iothread=1' \
+        --scsihw virtio-scsi-pci \
+        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on' \
         --boot order=scsi0 \
-        --net0 'virtio,bridge=vmbr1' \
+        --net0 'virtio,bridge=vmbr1,macaddr=BC:24:11:0C:35:30' \
         --ipconfig0 'ip=10.10.0.10/24,gw=10.10.0.1' \
         --ide2 'local:cloudinit,media=cdrom' \
         --nameserver '1.1.1.1 8.8.8.8' \
@@ -163,10 +163,10 @@ else
         --memory 8192 \
         --onboot 1 \
         --agent enabled=1 \
-        --scsihw virtio-scsi-single \
-        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on,iothread=1' \
+        --scsihw virtio-scsi-pci \
+        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on' \
         --boot order=scsi0 \
-        --net0 'virtio,bridge=vmbr1' \
+        --net0 'virtio,bridge=vmbr1,macaddr=BC:24:11:14:B8:59' \
         --ipconfig0 'ip=10.10.0.11/24,gw=10.10.0.1' \
         --ide2 'local:cloudinit,media=cdrom' \
         --nameserver '1.1.1.1 8.8.8.8' \
@@ -191,10 +191,10 @@ else
         --memory 8192 \
         --onboot 1 \
         --agent enabled=1 \
-        --scsihw virtio-scsi-single \
-        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on,iothread=1' \
+        --scsihw virtio-scsi-pci \
+        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on' \
         --boot order=scsi0 \
-        --net0 'virtio,bridge=vmbr1' \
+        --net0 'virtio,bridge=vmbr1,macaddr=BC:24:11:FB:A0:D3' \
         --ipconfig0 'ip=10.10.0.12/24,gw=10.10.0.1' \
         --ide2 'local:cloudinit,media=cdrom' \
         --nameserver '1.1.1.1 8.8.8.8' \

@@ -1,34 +1,9 @@
 //! The build as a whole: determinism, the committed review tree, `--check`,
 //! atomic replacement, the manifest, the schema, exit codes.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
 
-use crate::support::{build, repo_root, run, text, valid_blueprints, waddlec};
-
-fn tree(root: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut files = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-                let relative = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                files.insert(relative, (fs::read(&path).unwrap(), mode));
-            }
-        }
-    }
-    files
-}
+use crate::support::{build, repo_root, run, text, tree, valid_blueprints, waddlec};
 
 #[test]
 fn builds_are_byte_identical_whatever_the_cwd_umask_locale_or_out_dir() {

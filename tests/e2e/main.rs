@@ -13,3 +13,4 @@ mod host_network;
 mod invalid_blueprints;
 mod qm_script;
 mod support;
+mod talos;

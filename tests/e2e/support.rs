@@ -2,6 +2,8 @@
 //! dirs, requiring tools, and network namespaces that clean up after
 //! themselves.
 
+use std::collections::BTreeMap;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -126,4 +128,28 @@ impl Drop for Netns {
 
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Every file under `root`: relative path → (contents, mode).
+pub fn tree(root: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.insert(relative, (fs::read(&path).unwrap(), mode));
+            }
+        }
+    }
+    files
 }

@@ -187,9 +187,17 @@ pub struct Vip {
 pub struct Talos {
     /// Cluster name.
     pub cluster: Located<String>,
-    /// System extensions baked into the Image Factory schematic.
+    /// System extensions baked into the Image Factory schematic (sorted and
+    /// de-duplicated: the set, not the order, decides the schematic ID).
     #[serde(default)]
     pub extensions: Vec<Located<String>>,
+    /// Extra kernel arguments baked into the schematic, in order.
+    #[serde(default)]
+    pub kernel_args: Vec<Located<String>>,
+    /// The Talos secrets bundle (`talosctl gen secrets` format), a `file:`
+    /// reference relative to the blueprint. `waddlec secrets init` creates or
+    /// imports it; keep it out of git.
+    pub secrets: Located<SecretRef>,
     /// Bridge the nodes live on.
     pub bridge: Located<String>,
     /// Floating Kubernetes API address (port 6443).

@@ -8,6 +8,11 @@ pub const INVALID: u8 = 1;
 pub const USAGE: u8 = 2;
 /// `--check` found the output tree out of date.
 pub const STALE: u8 = 3;
+/// A secret the command needs is missing or unreadable (e.g. no Talos
+/// secrets bundle yet), or `secrets init` would overwrite one.
+pub const SECRETS: u8 = 4;
+/// A remote service (Image Factory, 1Password) failed or disagreed.
+pub const UNAVAILABLE: u8 = 69;
 /// Reading or writing files failed.
 pub const IO: u8 = 74;
 /// A bug in waddlec.

@@ -2,6 +2,8 @@
 //! module that prints, reads the environment or decides how to show things.
 
 mod exit;
+mod schematic;
+mod secrets;
 mod today;
 
 use std::io::{IsTerminal, Write};
@@ -12,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::blueprint::SourceFile;
 use crate::diagnostics::{report, rules, Diagnostic, Diagnostics};
-use crate::{compile, emit, CompileError};
+use crate::{compile, compile_with, emit, CompileError, SecretSource};
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -20,6 +22,9 @@ Exit codes:
   1   the blueprint is invalid (or has warnings under --strict)
   2   usage error
   3   --check: the output tree is out of date
+  4   a secret is missing or unreadable (e.g. no Talos secrets bundle yet),
+      or `secrets init` refused to overwrite one
+  69  a remote service (Image Factory, 1Password) failed or disagreed
   70  internal error (a bug: please report it)
   74  reading or writing files failed
 
@@ -28,8 +33,11 @@ Environment:
   WADDLEC_TODAY   YYYY-MM-DD to use instead of today's date for expiry warnings
 
 Examples:
-  waddlec build                          build blueprints/waddle.toml into out/
+  waddlec build                          build the review tree (no secrets) into out/
   waddlec build --check                  fail (exit 3) with a diff if out/ is stale
+  waddlec secrets init                   create the Talos secrets bundle, once
+  waddlec build --with-secrets           the deployable tree, secrets included, into dist/
+  waddlec schematic id --extension siderolabs/qemu-guest-agent
   waddlec validate my.toml --format json diagnostics as JSON
   waddlec explain E0102                  why duplicate addresses are refused";
 
@@ -39,14 +47,23 @@ Examples:
 /// every VM, the Talos cluster and the public edge. `waddlec build` checks
 /// it (every finding points at file:line:col with a fix) and writes the
 /// artifacts: iptables ruleset, Proxmox firewall files, haproxy.cfg, the qm
-/// script, and manifest.json. The same blueprint always gives byte-identical
-/// output.
+/// script, Talos schematics, machine configs and NoCloud seeds, talosconfig,
+/// and manifest.json. The same blueprint (and secrets) always give
+/// byte-identical output.
+///
+/// Two trees come out of one blueprint: the review tree (`out/`, secrets
+/// replaced by placeholders, committed so changes are reviewed as diffs) and,
+/// with `--with-secrets`, the deployable tree (`dist/`, never committed).
 #[derive(Parser)]
 #[command(name = "waddlec", version, after_help = AFTER_HELP, max_term_width = 100)]
 struct Cli {
     /// When to colour diagnostics.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     color: ColorChoice,
+    /// Log what waddlec does on stderr: -v steps, -vv details, -vvv
+    /// everything. Secret values are never logged, at any level.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,6 +93,12 @@ enum Command {
     /// Print the JSON Schema of the blueprint language (for editor completion:
     /// put `#:schema ./blueprint.schema.json` on a blueprint's first line).
     Schema,
+    /// Create or import secrets waddlec owns (the Talos bundle).
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
+    /// Talos Image Factory schematics: IDs offline, registration online.
+    #[command(subcommand)]
+    Schematic(schematic::SchematicCommand),
     /// Explain a diagnostic code (`E0102`) or name (`duplicate-address`); with
     /// no argument, list every rule.
     Explain {
@@ -102,9 +125,15 @@ struct BlueprintArgs {
 struct BuildArgs {
     #[command(flatten)]
     common: BlueprintArgs,
-    /// Output directory (the review tree).
-    #[arg(long, default_value = "out")]
-    out: PathBuf,
+    /// Output directory. Default: `out` (the review tree), or `dist` with
+    /// --with-secrets.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Read every secret the blueprint references (Talos bundle, `op://`,
+    /// `env:`, `file:`) and write the deployable tree with real values.
+    /// Without it, secrets are placeholders and no secret is read.
+    #[arg(long)]
+    with_secrets: bool,
     /// Write nothing; exit 3 with a diff if the output directory is not exactly
     /// what this build would write.
     #[arg(long)]
@@ -138,13 +167,33 @@ pub fn run() -> ExitCode {
                 && std::io::stderr().is_terminal()
         }
     };
+    init_logging(cli.verbose, color);
     let code = match cli.command {
         Command::Build(args) => build(&args, color),
         Command::Validate(args) => validate(&args.common, color),
         Command::Schema => schema(),
+        Command::Secrets(command) => secrets::run(command),
+        Command::Schematic(command) => schematic::run(command),
         Command::Explain { rule } => explain(rule.as_deref()),
     };
     ExitCode::from(code)
+}
+
+/// Logs go to stderr, without timestamps (output must not vary run to run).
+fn init_logging(verbose: u8, color: bool) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .without_time()
+        .with_target(false)
+        .try_init();
 }
 
 fn read_source(path: &Path) -> Result<SourceFile, u8> {
@@ -234,11 +283,31 @@ fn compile_failed(source: &SourceFile, err: CompileError, format: Format, color:
             }
             exit::INVALID
         }
+        CompileError::Secret(err) => {
+            eprintln!("error: {err}");
+            exit::SECRETS
+        }
         other => {
             eprintln!("{other}");
             exit::INTERNAL
         }
     }
+}
+
+/// The directory `file:` secret references are relative to.
+fn blueprint_dir(blueprint: &Path) -> PathBuf {
+    match blueprint.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// True if `dir` holds a review tree (manifest says secrets are redacted).
+fn is_review_tree(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(emit::MANIFEST_PATH))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|manifest| manifest["secrets"] == emit::REDACTED)
 }
 
 fn build(args: &BuildArgs, color: bool) -> u8 {
@@ -247,7 +316,24 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let compiled = match compile(&source, today::today()) {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(if args.with_secrets { "dist" } else { "out" }));
+    if args.with_secrets && is_review_tree(&out) {
+        eprintln!(
+            "error: {} holds the review tree, which is committed; write the tree with secrets elsewhere (default: dist/)",
+            out.display()
+        );
+        return exit::USAGE;
+    }
+    let dir = blueprint_dir(&common.blueprint);
+    let secrets = if args.with_secrets {
+        SecretSource::Resolve(&dir)
+    } else {
+        SecretSource::Redacted
+    };
+    let compiled = match compile_with(&source, today::today(), secrets) {
         Ok(compiled) => compiled,
         Err(err) => return compile_failed(&source, err, common.format, color),
     };
@@ -265,10 +351,10 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
     }
     let manifest = serde_json::to_value(&compiled.manifest).ok();
     if args.check {
-        let staleness = match emit::compare(&args.out, &compiled.artifacts) {
+        let staleness = match emit::compare(&out, &compiled.artifacts) {
             Ok(s) => s,
             Err(err) => {
-                eprintln!("error: cannot read {}: {err}", args.out.display());
+                eprintln!("error: cannot read {}: {err}", out.display());
                 return exit::IO;
             }
         };
@@ -281,7 +367,7 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
             manifest,
         );
         if staleness.is_fresh() {
-            eprintln!("{} is up to date with {}", args.out.display(), source.name);
+            eprintln!("{} is up to date with {}", out.display(), source.name);
             return exit::OK;
         }
         for (_, diff) in &staleness.changed {
@@ -295,7 +381,7 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
         }
         eprintln!(
             "error: {} is out of date ({} changed, {} missing, {} extra); run `waddlec build {}` and commit the result",
-            args.out.display(),
+            out.display(),
             staleness.changed.len(),
             staleness.missing.len(),
             staleness.extra.len(),
@@ -303,7 +389,7 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
         );
         return exit::STALE;
     }
-    if let Err(err) = emit::write_tree(&args.out, &compiled.artifacts) {
+    if let Err(err) = emit::write_tree(&out, &compiled.artifacts) {
         eprintln!("error: {err}");
         return exit::IO;
     }
@@ -317,7 +403,7 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
         manifest,
     );
     if common.format == Format::Text {
-        eprintln!("wrote {count} files to {}", args.out.display());
+        eprintln!("wrote {count} files to {}", out.display());
     }
     exit::OK
 }

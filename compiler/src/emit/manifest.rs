@@ -13,6 +13,9 @@ pub struct Manifest {
     pub project: String,
     /// sha256 of the blueprint source the tree was built from.
     pub blueprint_sha256: String,
+    /// `redacted` (the review tree: placeholders, safe to commit) or
+    /// `included` (real secret values: never commit or share).
+    pub secrets: &'static str,
     pub artifacts: Vec<ManifestEntry>,
 }
 
@@ -28,7 +31,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-pub fn manifest(project: &str, blueprint_source: &str, artifacts: &[Artifact]) -> Manifest {
+pub const REDACTED: &str = "redacted";
+pub const INCLUDED: &str = "included";
+
+pub fn manifest(
+    project: &str,
+    blueprint_source: &str,
+    artifacts: &[Artifact],
+    secrets: &'static str,
+) -> Manifest {
     let mut entries: Vec<ManifestEntry> = artifacts
         .iter()
         .map(|a| ManifestEntry {
@@ -42,6 +53,7 @@ pub fn manifest(project: &str, blueprint_source: &str, artifacts: &[Artifact]) -
     Manifest {
         project: project.to_string(),
         blueprint_sha256: sha256_hex(blueprint_source.as_bytes()),
+        secrets,
         artifacts: entries,
     }
 }

@@ -6,5 +6,5 @@ mod manifest;
 mod writer;
 
 pub use check::{compare, Staleness};
-pub use manifest::{manifest, Manifest};
+pub use manifest::{manifest, Manifest, INCLUDED, MANIFEST_PATH, REDACTED};
 pub use writer::{write_tree, WriteError};

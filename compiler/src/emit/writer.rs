@@ -26,7 +26,8 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
     }
 }
 
-/// Replaces `destination` with a directory holding exactly `artifacts`.
+/// Replaces `destination` with a directory holding exactly `artifacts`. A
+/// tree with secret files is readable by its owner only (0700).
 /// An existing non-empty directory is only replaced if it is a previous output
 /// tree (it has a `manifest.json`): `--out` pointed at the wrong directory
 /// must not delete it.
@@ -57,7 +58,12 @@ pub fn write_tree(destination: &Path, artifacts: &[Artifact]) -> Result<(), Writ
     for artifact in artifacts {
         write_file(staging.path(), artifact)?;
     }
-    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
+    let root_mode = if artifacts.iter().any(|a| a.secret) {
+        0o700
+    } else {
+        0o755
+    };
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(root_mode))
         .map_err(io_at(staging.path()))?;
     let staged = staging.keep();
     swap_in(&staged, destination).inspect_err(|_| {

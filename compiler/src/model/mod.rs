@@ -89,6 +89,9 @@ pub struct Vm {
 #[derive(Clone, Debug)]
 pub struct Nic {
     pub bridge: String,
+    /// Fixed MAC address (`BC:24:11:…`, Proxmox's prefix), derived from the
+    /// VMID and NIC index: seeds match NICs by it.
+    pub mac: String,
     /// Address with the bridge's prefix length.
     pub address: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
@@ -106,6 +109,10 @@ pub struct TalosCluster {
     pub name: String,
     /// Sorted, de-duplicated: the schematic ID depends on the set, not the order.
     pub extensions: Vec<String>,
+    /// In blueprint order.
+    pub kernel_args: Vec<String>,
+    /// The secrets bundle (always a `file:` reference).
+    pub secrets: SecretRef,
     pub bridge: String,
     pub api_vip: Ipv4Addr,
 }
@@ -231,6 +238,11 @@ impl Model {
         self.bridges
             .iter()
             .filter(|b| b.role == BridgeRole::Internal)
+    }
+
+    /// The Talos nodes, by VMID.
+    pub fn talos_nodes(&self) -> impl Iterator<Item = &Vm> {
+        self.vms.iter().filter(|vm| vm.os == GuestOs::Talos)
     }
 
     pub fn vm(&self, name: &str) -> Option<&Vm> {

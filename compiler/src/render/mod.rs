@@ -1,5 +1,10 @@
-//! Render: [`Model`] → artifacts. One module per artifact family, each a pure
-//! function of the model: no I/O, no clock, no randomness, no environment.
+//! Render: [`Model`] + [`SecretValues`] → artifacts. One module per artifact
+//! family, each a pure function: no I/O, no clock, no randomness, no
+//! environment. Secret values arrive already read (or as placeholders, for
+//! the review tree); renderers cannot tell which.
+//!
+//! Structured formats (YAML, JSON) are serialised from types (`yaml`); only
+//! text configs come from templates.
 //!
 //! Text configs come from the handlebars templates in `compiler/templates/`,
 //! compiled into the binary, in strict mode (a missing variable is a bug, not
@@ -12,20 +17,28 @@ mod haproxy;
 mod host_firewall;
 mod host_network;
 mod qm_script;
+pub mod seed;
+pub mod talos;
+pub mod yaml;
 
 use handlebars::Handlebars;
 use serde::Serialize;
 
 use crate::artifact::Artifact;
 use crate::model::Model;
+use crate::secrets::SecretValues;
 
-/// A template failed to render: always a bug in waddlec, never in the blueprint.
+/// Rendering failed: always a bug in waddlec, never in the blueprint.
 #[derive(Debug, thiserror::Error)]
-#[error("internal error: template `{template}` failed to render: {source}")]
-pub struct RenderError {
-    template: &'static str,
-    #[source]
-    source: handlebars::RenderError,
+pub enum RenderError {
+    #[error("internal error: template `{template}` failed to render: {source}")]
+    Template {
+        template: &'static str,
+        #[source]
+        source: handlebars::RenderError,
+    },
+    #[error(transparent)]
+    Yaml(#[from] yaml::YamlError),
 }
 
 /// The compiled templates.
@@ -80,16 +93,21 @@ impl Templates {
     fn render(&self, template: &'static str, data: &impl Serialize) -> Result<String, RenderError> {
         self.registry
             .render(template, data)
-            .map_err(|source| RenderError { template, source })
+            .map_err(|source| RenderError::Template { template, source })
     }
 }
 
 /// Every artifact of the model (`compile` sorts them with the manifest).
-pub fn render_all(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
+pub fn render_all(
+    templates: &Templates,
+    model: &Model,
+    secrets: &SecretValues,
+) -> Result<Vec<Artifact>, RenderError> {
     let mut artifacts = Vec::new();
     artifacts.extend(host_network::render(templates, model)?);
     artifacts.extend(host_firewall::render(templates, model)?);
     artifacts.extend(haproxy::render(templates, model)?);
     artifacts.extend(qm_script::render(templates, model)?);
+    artifacts.extend(talos::render(model, secrets)?);
     Ok(artifacts)
 }

@@ -21,6 +21,7 @@ fn image_volume(model: &Model, os: &GuestOs) -> String {
 struct Nic {
     index: usize,
     bridge: String,
+    mac: String,
     ipconfig: String,
 }
 
@@ -37,6 +38,10 @@ struct Vm {
     agent: u8,
     image: String,
     debian: bool,
+    /// Talos bootstrap hangs on "VirtIO SCSI single" (talos#11173).
+    scsihw: &'static str,
+    /// An I/O thread per disk needs the single-controller model.
+    iothread: bool,
     nics: Vec<Nic>,
 }
 
@@ -79,6 +84,11 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             }),
             image: image_volume(model, &vm.os),
             debian: matches!(vm.os, GuestOs::Debian { .. }),
+            scsihw: match vm.os {
+                GuestOs::Debian { .. } => "virtio-scsi-single",
+                GuestOs::Talos => "virtio-scsi-pci",
+            },
+            iothread: matches!(vm.os, GuestOs::Debian { .. }),
             nics: vm
                 .nics
                 .iter()
@@ -86,6 +96,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
                 .map(|(index, nic)| Nic {
                     index,
                     bridge: nic.bridge.clone(),
+                    mac: nic.mac.clone(),
                     ipconfig: match nic.gateway {
                         Some(gateway) => format!("ip={},gw={gateway}", nic.address),
                         None => format!("ip={}", nic.address),

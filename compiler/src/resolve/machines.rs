@@ -10,7 +10,7 @@ use waddle_images::ByteSize;
 
 use super::network::check_in_network;
 use super::{names, Checker};
-use crate::blueprint::{Blueprint, Located, SettingsRef, Span};
+use crate::blueprint::{Blueprint, Located, SecretRef, SettingsRef, Span};
 use crate::diagnostics::rules;
 use crate::model::{self, GuestOs};
 
@@ -239,6 +239,7 @@ pub(super) fn vms(
             };
             nics.push(model::Nic {
                 bridge: bridge.name.clone(),
+                mac: mac_address(*vm.id, nics.len()),
                 address: Ipv4Net::new(*nic.address, bridge.network.prefix_len())
                     .unwrap_or(bridge.network),
                 gateway,
@@ -270,6 +271,22 @@ pub(super) fn vms(
         });
     }
     out
+}
+
+/// NICs per VM whose MACs are checked for clashes (Proxmox allows net0–net31).
+const MAX_NICS: usize = 32;
+
+/// The MAC of a VM's `index`th NIC: Proxmox's locally administered prefix
+/// `BC:24:11` and three bytes of a hash of VMID and index, so it is the same
+/// on every build and unique in practice (a clash is refused by
+/// `check_identities`).
+pub(super) fn mac_address(vm_id: u32, index: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("waddlec nic {vm_id}/{index}"));
+    format!(
+        "BC:24:11:{:02X}:{:02X}:{:02X}",
+        digest[0], digest[1], digest[2]
+    )
 }
 
 /// The default router for a VM on `bridge`: upstream gateway on the public
@@ -315,6 +332,34 @@ pub(super) fn talos(
             },
         );
     }
+    for (i, arg) in talos.kernel_args.iter().enumerate() {
+        checker.check_str(
+            arg,
+            &format!("talos.kernel_args[{i}]"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            |a| {
+                let ok = !a.is_empty()
+                    && !a.starts_with('-')
+                    && a.chars().all(|c| c.is_ascii_alphanumeric() || "._/=,:+-".contains(c));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{a}` is not a kernel argument like `console=ttyS0` (letters, digits and `._/=,:+-`, one argument per entry)"
+                    ))
+                }
+            },
+        );
+    }
+    if !matches!(*talos.secrets, SecretRef::File(_)) {
+        checker.error(
+            &rules::INVALID_VALUE_SEMANTIC,
+            talos.secrets.span(),
+            "talos.secrets",
+            "the Talos secrets bundle must be a `file:` reference (e.g. `file:../secrets/cluster.yaml`): \
+             `waddlec secrets init` creates that file; back it up in 1Password, but build from the file",
+        );
+    }
     let mut extensions: Vec<String> = talos.extensions.iter().map(|e| e.to_string()).collect();
     extensions.sort();
     extensions.dedup();
@@ -338,6 +383,8 @@ pub(super) fn talos(
     Some(model::TalosCluster {
         name: talos.cluster.to_string(),
         extensions,
+        kernel_args: talos.kernel_args.iter().map(|a| a.to_string()).collect(),
+        secrets: (*talos.secrets).clone(),
         bridge: talos.bridge.to_string(),
         api_vip: *talos.api_vip,
     })
@@ -391,6 +438,7 @@ pub(super) fn talos_nodes(
                 onboot,
                 nics: vec![model::Nic {
                     bridge: bridge.name.clone(),
+                    mac: mac_address(*node.id, 0),
                     address: Ipv4Net::new(*node.address, bridge.network.prefix_len())
                         .unwrap_or(bridge.network),
                     gateway: Some(router_of(bridge)),
@@ -423,6 +471,26 @@ pub(super) fn check_identities(checker: &mut Checker, blueprint: &Blueprint) {
     });
     let machines: Vec<Machine<'_>> = vms.chain(nodes).collect();
     let mut ids: BTreeMap<u32, &Located<u32>> = BTreeMap::new();
+    let mut macs: BTreeMap<String, u32> = BTreeMap::new();
+    for machine in &machines {
+        for index in 0..MAX_NICS {
+            let mac = mac_address(machine.id.value, index);
+            match macs.insert(mac.clone(), machine.id.value) {
+                Some(other) if other != machine.id.value => {
+                    checker.error(
+                        &rules::DUPLICATE_VMID,
+                        machine.id.span(),
+                        format!("{}.id", machine.path),
+                        format!(
+                            "VMIDs {other} and {} derive the same NIC MAC address {mac}; choose another VMID",
+                            machine.id.value
+                        ),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
     let mut names_seen: BTreeMap<String, Span> = BTreeMap::new();
     let mut hostnames: BTreeMap<String, (Span, String)> = BTreeMap::new();
     for machine in &machines {

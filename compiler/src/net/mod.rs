@@ -1,0 +1,27 @@
+//! Everything that leaves the machine goes through here: the Image Factory
+//! (`factory`), 1Password (`onepassword`), and later Proxmox and downloads.
+//! One place to set timeouts, the user agent and the base URLs tests point
+//! at a local server.
+
+pub mod factory;
+pub mod onepassword;
+
+use std::time::Duration;
+
+/// The HTTP client every network call uses.
+pub fn http_client() -> Result<reqwest::blocking::Client, NetError> {
+    reqwest::blocking::Client::builder()
+        .user_agent(concat!("waddlec/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| NetError::Client(e.to_string()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+    #[error("{url}: {problem}")]
+    Request { url: String, problem: String },
+}
