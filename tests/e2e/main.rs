@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
 mod build_output;
+mod edge_proof;
 mod haproxy;
 mod host_network;
 mod invalid_blueprints;

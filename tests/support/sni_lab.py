@@ -7,6 +7,20 @@
 
 Clients wait until the peer closes or 3 s pass; they never fail on a
 handshake error, since the sinks are not TLS servers.
+
+Peers that say who they are (the network proof, tests/e2e/edge_proof.rs):
+
+  sni_lab.py serve LOG CERT KEY KIND:ADDR:PORT...
+      listen on each ADDR:PORT; KIND is `tls` (a TLS server with CERT/KEY),
+      `http` (answers one HTTP request) or `tcp`. Per connection, append
+      "ADDR:PORT peer=IP" (TLS: plus " sni=NAME", "-" without SNI) to LOG,
+      then send "ADDR:PORT" back (TLS: inside the session; HTTP: as the body).
+  sni_lab.py probe KIND,SRC,HOST,PORT[,SNI]...
+      connect from SRC to HOST:PORT, all probes at once; KIND is `tls` (a
+      real ClientHello, no SNI when omitted), `http` (a GET) or `tcp`. Prints
+      one line per probe, in order: "reached DATA" (what the peer sent),
+      "closed" (accepted, then closed without a word), "timeout" (no answer
+      to the SYN within 2 s) or "refused".
 """
 import socket
 import ssl
@@ -60,6 +74,130 @@ def http(host, port):
             pass
 
 
+def serve(log, cert, key, specs):
+    lock = threading.Lock()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    names = {}
+
+    def remember_sni(tls_socket, name, _context):
+        names[id(tls_socket)] = name
+
+    context.sni_callback = remember_sni
+
+    def record(line):
+        with lock, open(log, "a") as f:
+            f.write(line + "\n")
+
+    def handle(kind, label, conn, peer):
+        conn.settimeout(3)
+        try:
+            if kind == "tls":
+                try:
+                    conn = context.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError):
+                    record(f"{label} peer={peer} handshake-failed")
+                    return
+                record(f"{label} peer={peer} sni={names.pop(id(conn), None) or '-'}")
+                conn.sendall(label.encode())
+                try:
+                    conn = conn.unwrap()
+                except (ssl.SSLError, OSError):
+                    pass
+            elif kind == "http":
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                record(f"{label} peer={peer}")
+                body = label.encode()
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            else:
+                record(f"{label} peer={peer}")
+                conn.sendall(label.encode())
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def accept(kind, listener, label):
+        while True:
+            conn, (peer, _) = listener.accept()
+            threading.Thread(target=handle, args=(kind, label, conn, peer), daemon=True).start()
+
+    threads = []
+    for spec in specs:
+        kind, host, port = spec.split(":")
+        if kind not in ("tls", "http", "tcp"):
+            sys.exit(f"unknown listener kind {kind}")
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, int(port)))
+        listener.listen(16)
+        t = threading.Thread(target=accept, args=(kind, listener, f"{host}:{port}"), daemon=True)
+        t.start()
+        threads.append(t)
+    print("ready", flush=True)
+    for t in threads:
+        t.join()
+
+
+def probe_one(spec):
+    kind, source, host, port, *sni = spec.split(",")
+    try:
+        raw = socket.create_connection((host, int(port)), timeout=2, source_address=(source, 0))
+    except (socket.timeout, TimeoutError):
+        return "timeout"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError as e:
+        return f"error {e.strerror}"
+    with raw:
+        raw.settimeout(3)
+        peer = raw
+        if kind == "tls":
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            try:
+                peer = context.wrap_socket(raw, server_hostname=sni[0] if sni else None)
+            except (ssl.SSLError, OSError):
+                return "closed"
+        elif kind == "http":
+            raw.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+        elif kind != "tcp":
+            return f"error unknown probe kind {kind}"
+        data = b""
+        try:
+            while True:
+                chunk = peer.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except (ssl.SSLError, OSError):
+            pass
+        if kind == "http":
+            data = data.partition(b"\r\n\r\n")[2]
+        return f"reached {data.decode(errors='replace')}" if data else "closed"
+
+
+def probe(specs):
+    results = [None] * len(specs)
+
+    def run(i, spec):
+        results[i] = probe_one(spec)
+
+    threads = [threading.Thread(target=run, args=(i, s)) for i, s in enumerate(specs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for result in results:
+        print(result)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "sinks":
@@ -68,5 +206,9 @@ if __name__ == "__main__":
         tls(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
     elif mode == "http":
         http(sys.argv[2], sys.argv[3])
+    elif mode == "serve":
+        serve(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+    elif mode == "probe":
+        probe(sys.argv[2:])
     else:
         sys.exit(f"unknown mode {mode}")
