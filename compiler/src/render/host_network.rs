@@ -74,6 +74,9 @@ struct Data<'a> {
     public_bridge: &'a str,
     forwards: Vec<Forward>,
     masquerade: Vec<Masquerade>,
+    /// Every internal bridge: the public side reaches them only through
+    /// the forwards.
+    internal_bridges: Vec<String>,
     sysctl: &'static [Sysctl],
     jumps: Vec<Jump>,
     rules_path: &'static str,
@@ -121,6 +124,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         public_bridge: &public.name,
         forwards,
         masquerade,
+        internal_bridges: model.internal_bridges().map(|b| b.name.clone()).collect(),
         sysctl: SYSCTL,
         jumps: vec![
             Jump {
