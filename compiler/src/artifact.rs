@@ -11,6 +11,18 @@ pub struct Artifact {
     pub contents: Vec<u8>,
     pub executable: bool,
     pub secret: bool,
+    /// Where this file goes inside a VM, if it does: the VM's cloud-init
+    /// seed carries it there (`write_files`).
+    pub guest: Option<GuestFile>,
+}
+
+/// A file a Debian VM receives through its seed, owned by root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestFile {
+    pub vm: String,
+    pub path: &'static str,
+    /// Octal permissions, e.g. `0o644`.
+    pub mode: u32,
 }
 
 impl Artifact {
@@ -21,7 +33,18 @@ impl Artifact {
             contents: contents.into_bytes(),
             executable: false,
             secret: false,
+            guest: None,
         }
+    }
+
+    /// Marks a file that `vm` receives at `path` with `mode`.
+    pub fn for_guest(mut self, vm: &str, path: &'static str, mode: u32) -> Self {
+        self.guest = Some(GuestFile {
+            vm: vm.to_string(),
+            path,
+            mode,
+        });
+        self
     }
 
     /// Marks a file that holds secret values (when built with secrets).

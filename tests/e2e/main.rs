@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
 mod build_output;
+mod cloud_init;
 mod edge_proof;
 mod haproxy;
 mod host_network;
@@ -15,3 +16,4 @@ mod invalid_blueprints;
 mod qm_script;
 mod support;
 mod talos;
+mod teleport;

@@ -692,6 +692,20 @@ fn no_secret_reaches_the_review_tree_or_the_logs_and_builds_repeat() {
         fs::metadata(lab.path("dist")).unwrap().permissions().mode() & 0o777,
         0o700
     );
+    let resources = &dist["vms/teleport/teleport-resources.yaml"];
+    assert!(
+        text(&resources.0).contains(GITHUB_SECRET),
+        "the connector has its secret"
+    );
+    assert_eq!(resources.1, 0o600);
+    assert_eq!(
+        dist["vms/teleport/seed/user-data"].1, 0o600,
+        "the seed carries it"
+    );
+    assert_eq!(
+        dist["vms/haproxy/seed/user-data"].1, 0o644,
+        "no secret in this one"
+    );
     let again = lab.build_with_secrets("dist-again");
     assert_eq!(
         tree(&again),

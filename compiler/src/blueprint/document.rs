@@ -324,11 +324,25 @@ pub struct Teleport {
     pub ssh_port: Option<Located<Port>>,
     /// Reverse tunnel; without it apps and nodes cannot register. Default: 3024.
     pub tunnel_port: Option<Located<Port>>,
+    /// Serve apps without their own `public_host` at `<app>.<public_host>`;
+    /// the edge must then route `*.<public_host>` to Teleport.
+    #[serde(default)]
+    pub app_subdomains: bool,
     pub github: TeleportGithub,
     #[serde(rename = "role", default)]
     pub roles: Vec<TeleportRole>,
     #[serde(rename = "app", default)]
     pub apps: Vec<TeleportApp>,
+    /// Give Teleport access to the Talos cluster's Kubernetes API.
+    pub kubernetes: Option<TeleportKubernetes>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeleportKubernetes {
+    /// Path of the kubeconfig on the Teleport VM (provisioned with the
+    /// cluster's admin credentials, never from the blueprint).
+    pub kubeconfig: Located<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -181,9 +181,18 @@ pub struct Teleport {
     pub web_port: Port,
     pub ssh_port: Port,
     pub tunnel_port: Port,
+    pub app_subdomains: bool,
     pub github: TeleportGithub,
     pub roles: Vec<TeleportRole>,
     pub apps: Vec<TeleportApp>,
+    pub kubernetes: Option<TeleportKubernetes>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TeleportKubernetes {
+    /// The Talos cluster it serves (Teleport's `kube_cluster_name`).
+    pub cluster: String,
+    pub kubeconfig: String,
 }
 
 #[derive(Clone, Debug)]

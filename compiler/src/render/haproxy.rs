@@ -101,5 +101,6 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         format!("vms/{}/haproxy.cfg", edge.vm),
         "haproxy-config",
         templates.render("haproxy.cfg", &data)?,
-    )])
+    )
+    .for_guest(&edge.vm, "/etc/haproxy/haproxy.cfg", 0o644)])
 }

@@ -13,12 +13,14 @@
 //! storage IDs, addresses, tags), which is what makes quoting in the shell
 //! templates sound.
 
+mod cloud_init;
 mod haproxy;
 mod host_firewall;
 mod host_network;
 mod qm_script;
 pub mod seed;
 pub mod talos;
+pub mod teleport;
 pub mod yaml;
 
 use handlebars::Handlebars;
@@ -109,5 +111,9 @@ pub fn render_all(
     artifacts.extend(haproxy::render(templates, model)?);
     artifacts.extend(qm_script::render(templates, model)?);
     artifacts.extend(talos::render(model, secrets)?);
+    artifacts.extend(teleport::render(model, secrets)?);
+    // Seeds last: they carry the files rendered above into their VMs.
+    let seeds = cloud_init::render(model, &artifacts)?;
+    artifacts.extend(seeds);
     Ok(artifacts)
 }

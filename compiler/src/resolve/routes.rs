@@ -363,15 +363,29 @@ pub(super) fn check_public_hosts(
             .help = Some("add an `[edge]` whose routes send Teleport's names to its web port".into());
         return;
     };
-    let hosts = std::iter::once((&settings.public_host, "teleport.public_host".to_string())).chain(
-        settings
-            .apps
-            .iter()
-            .enumerate()
-            .map(|(i, app)| (&app.public_host, format!("teleport.app[{i}].public_host"))),
-    );
-    for (host, path) in hosts {
-        let name = host.to_ascii_lowercase();
+    // App subdomains are checked with a sample name under the proxy's host.
+    let sample = format!("app.{}", teleport.public_host);
+    let subdomains = teleport.app_subdomains.then(|| {
+        (
+            &settings.public_host,
+            "teleport.app_subdomains".to_string(),
+            sample,
+        )
+    });
+    let hosts = std::iter::once((
+        &settings.public_host,
+        "teleport.public_host".to_string(),
+        teleport.public_host.clone(),
+    ))
+    .chain(settings.apps.iter().enumerate().map(|(i, app)| {
+        (
+            &app.public_host,
+            format!("teleport.app[{i}].public_host"),
+            app.public_host.to_ascii_lowercase(),
+        )
+    }))
+    .chain(subdomains);
+    for (host, path, name) in hosts {
         let route = edge.routes.iter().find(|r| match &r.host {
             SniHost::Exact(exact) => *exact == name,
             SniHost::Wildcard { suffix } => name.ends_with(suffix.as_str()),
@@ -390,8 +404,14 @@ pub(super) fn check_public_hosts(
                     ),
                 )
                 .help = Some(format!(
-                "add `[[edge.route]] sni = \"{name}\"` with `to = \"{}:{}\"`",
-                teleport.vm, teleport.web_port
+                "add `[[edge.route]] sni = \"{}\"` with `to = \"{}:{}\"`",
+                if path == "teleport.app_subdomains" {
+                    format!("*.{}", teleport.public_host)
+                } else {
+                    name.clone()
+                },
+                teleport.vm,
+                teleport.web_port
             ));
         }
     }

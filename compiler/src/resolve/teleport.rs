@@ -1,5 +1,5 @@
 //! Teleport settings: the VM it runs on, its public names, GitHub SSO (exact
-//! team slugs), roles and apps. Rendering them is the edge VM issue's job; the
+//! team slugs), roles, apps, app subdomains and Kubernetes access. The
 //! checks here are the ones the seed's troubleshooting section paid for.
 
 use std::collections::BTreeSet;
@@ -169,6 +169,41 @@ pub(super) fn teleport(
             insecure_skip_verify: app.insecure_skip_verify,
         });
     }
+    let kubernetes = teleport.kubernetes.as_ref().and_then(|kube| {
+        checker.check_str(
+            &kube.kubeconfig,
+            "teleport.kubernetes.kubeconfig",
+            &rules::INVALID_VALUE_SEMANTIC,
+            |path| {
+                let ok = path.starts_with('/')
+                    && path
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{path}` is not an absolute path on the Teleport VM like `/var/lib/teleport/kubeconfig.yaml`"
+                    ))
+                }
+            },
+        );
+        match &blueprint.talos {
+            Some(talos) => Some(model::TeleportKubernetes {
+                cluster: talos.cluster.to_string(),
+                kubeconfig: kube.kubeconfig.to_string(),
+            }),
+            None => {
+                checker.error(
+                    &rules::UNDEFINED_TARGET,
+                    kube.kubeconfig.span(),
+                    "teleport.kubernetes",
+                    "Teleport's Kubernetes access needs a `[talos]` cluster to serve",
+                );
+                None
+            }
+        }
+    });
     Some(model::Teleport {
         vm: teleport.vm.to_string(),
         public_host: teleport.public_host.to_ascii_lowercase(),
@@ -181,8 +216,10 @@ pub(super) fn teleport(
             client_secret: github.client_secret.value.clone(),
             teams_to_roles,
         },
+        app_subdomains: teleport.app_subdomains,
         roles,
         apps,
+        kubernetes,
     })
 }
 

@@ -1,0 +1,172 @@
+//! Teleport's config and resources, checked against the keys Teleport 18
+//! itself defines (`tests/data/teleport/`, read from its source): Teleport
+//! parses `teleport.yaml` strictly, so an unknown key is a VM that never
+//! serves. Plus what the seed's troubleshooting paid for: the tunnel
+//! listener, exact team slugs, the callback URL, and the client secret only
+//! in the deployable tree.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use crate::support::{build, repo_root, run, text, valid_blueprints, waddlec};
+
+fn key_list(name: &str) -> BTreeSet<String> {
+    fs::read_to_string(repo_root().join("tests/data/teleport").join(name))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// Dotted paths of every key in `value` (`[]` for items of lists of maps).
+fn paths(prefix: &str, value: &serde_json::Value, into: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                into.push(path.clone());
+                paths(&path, child, into);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items.iter().filter(|i| i.is_object()) {
+                paths(&format!("{prefix}[]"), item, into);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn assert_known(known: &BTreeSet<String>, prefix: &str, document: &serde_json::Value, what: &str) {
+    let mut found = Vec::new();
+    paths(prefix, document, &mut found);
+    assert!(found.len() > 10, "{what}: {found:?}");
+    for path in found {
+        let wildcard = path
+            .rsplit_once('.')
+            .map(|(parent, _)| format!("{parent}.*"))
+            .unwrap_or_default();
+        assert!(
+            known.contains(&path) || known.contains(&wildcard),
+            "{what}: `{path}` is not a key Teleport 18 knows"
+        );
+    }
+}
+
+fn load(path: &Path) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A variant of waddle with Teleport's Kubernetes access on.
+fn with_kubernetes() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut document: toml::Table = fs::read_to_string(&valid_blueprints()[0])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let teleport = document["teleport"].as_table_mut().unwrap();
+    let mut kube = toml::Table::new();
+    kube.insert(
+        "kubeconfig".into(),
+        "/var/lib/teleport/kubeconfig.yaml".into(),
+    );
+    teleport.insert("kubernetes".into(), kube.into());
+    let path = dir.path().join("kube.toml");
+    fs::write(&path, toml::to_string(&document).unwrap()).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn teleport_yaml_and_resources_use_only_keys_teleport_knows() {
+    let fileconf = key_list("fileconf-keys.txt");
+    let resources = key_list("resource-keys.txt");
+    let (_kube_dir, kube) = with_kubernetes();
+    for blueprint in [valid_blueprints()[0].clone(), kube] {
+        let (_guard, out) = build(&blueprint);
+        let config = load(&out.join("vms/teleport/teleport.yaml")).remove(0);
+        assert_known(&fileconf, "", &config, "teleport.yaml");
+        for document in load(&out.join("vms/teleport/teleport-resources.yaml")) {
+            let kind = document["kind"].as_str().unwrap().to_string();
+            let mut found = Vec::new();
+            paths(&kind, &document, &mut found);
+            assert_known(&resources, &kind, &document, &format!("{kind} resource"));
+        }
+    }
+}
+
+#[test]
+fn teleport_listens_where_the_edge_and_forwards_send_traffic() {
+    let (_kube_dir, kube) = with_kubernetes();
+    let (_guard, out) = build(&kube);
+    let config = load(&out.join("vms/teleport/teleport.yaml")).remove(0);
+    assert_eq!(config["version"], "v3");
+    let proxy = &config["proxy_service"];
+    assert_eq!(proxy["web_listen_addr"], "0.0.0.0:3080");
+    assert_eq!(
+        proxy["tunnel_listen_addr"], "0.0.0.0:3024",
+        "apps need the reverse tunnel"
+    );
+    assert_eq!(proxy["listen_addr"], "0.0.0.0:3023");
+    assert_eq!(proxy["public_addr"], "teleport.waddle.social:443");
+    assert_eq!(proxy["ssh_public_addr"], "teleport.waddle.social:3023");
+    assert_eq!(proxy["acme"]["enabled"], true);
+    assert_eq!(proxy["acme"]["email"], "ops@waddle.social");
+    assert_eq!(config["auth_service"]["authentication"]["type"], "github");
+    let app = &config["app_service"]["apps"][0];
+    assert_eq!(app["uri"], "https://10.10.0.1:8006");
+    assert_eq!(app["public_addr"], "proxmox.waddle.social");
+    assert_eq!(app["insecure_skip_verify"], true);
+    assert_eq!(
+        config["kubernetes_service"]["kubeconfig_file"],
+        "/var/lib/teleport/kubeconfig.yaml"
+    );
+
+    let resources = load(&out.join("vms/teleport/teleport-resources.yaml"));
+    let role = resources.iter().find(|r| r["kind"] == "role").unwrap();
+    assert_eq!(role["version"], "v7");
+    assert_eq!(role["metadata"]["name"], "infra-admin");
+    let allow = &role["spec"]["allow"];
+    assert_eq!(allow["logins"], serde_json::json!(["deploy", "root"]));
+    assert_eq!(allow["app_labels"], serde_json::json!({"app": ["proxmox"]}));
+    assert_eq!(
+        allow["kubernetes_labels"],
+        serde_json::json!({"cluster": ["waddle-cluster"]})
+    );
+    let github = resources.iter().find(|r| r["kind"] == "github").unwrap();
+    assert_eq!(github["version"], "v3");
+    assert_eq!(
+        github["spec"]["redirect_url"],
+        "https://teleport.waddle.social/v1/webapi/github/callback"
+    );
+    assert_eq!(
+        github["spec"]["teams_to_roles"],
+        serde_json::json!([{"organization": "waddle-social", "team": "infra", "roles": ["infra-admin"]}])
+    );
+    assert!(github["spec"]["client_secret"]
+        .as_str()
+        .unwrap()
+        .starts_with("<redacted sha256:"));
+}
+
+#[test]
+fn app_subdomains_need_a_route_to_teleport() {
+    let blueprint = &valid_blueprints()[0];
+    let dir = tempfile::tempdir().unwrap();
+    let edited = fs::read_to_string(blueprint).unwrap().replace(
+        "sni = \"*.teleport.waddle.social\"",
+        "sni = \"*.other.waddle.social\"",
+    );
+    let path = dir.path().join("b.toml");
+    fs::write(&path, edited).unwrap();
+    let output = run(waddlec().arg("validate").arg(&path));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("E0117"), "{stderr}");
+    assert!(stderr.contains("*.teleport.waddle.social"), "{stderr}");
+}
