@@ -215,6 +215,45 @@ fn check_ssh_public_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The Talos release the machine-config renderer speaks (multi-document
+/// network config, `grubUseUKICmdline`), and the newest Kubernetes minor it
+/// supports. Anything else is the version skew talhelper users meet as
+/// unknown-field errors at apply time.
+const TALOS_RELEASE: &str = "v1.12.";
+const NEWEST_KUBERNETES_MINOR: u32 = 35;
+
+fn check_talos_skew(checker: &mut Checker, v: &crate::blueprint::Versions) {
+    if v.talos.starts_with('v') && !v.talos.starts_with(TALOS_RELEASE) {
+        checker.error(
+            &rules::INVALID_VALUE_SEMANTIC,
+            v.talos.span(),
+            "versions.talos",
+            format!(
+                "waddlec renders machine configs for Talos {TALOS_RELEASE}x, not `{}`: another release \
+                 would reject or silently ignore keys (version skew)",
+                *v.talos
+            ),
+        );
+    }
+    let minor = v
+        .kubernetes
+        .trim_start_matches('v')
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse::<u32>().ok());
+    if minor.is_some_and(|m| m > NEWEST_KUBERNETES_MINOR) {
+        checker.error(
+            &rules::INVALID_VALUE_SEMANTIC,
+            v.kubernetes.span(),
+            "versions.kubernetes",
+            format!(
+                "Talos {TALOS_RELEASE}x supports Kubernetes up to 1.{NEWEST_KUBERNETES_MINOR}, not `{}`",
+                *v.kubernetes
+            ),
+        );
+    }
+}
+
 fn versions(checker: &mut Checker, blueprint: &Blueprint) -> model::Versions {
     let v = &blueprint.versions;
     let pins = [
@@ -251,6 +290,7 @@ fn versions(checker: &mut Checker, blueprint: &Blueprint) -> model::Versions {
             )
             .label = "missing `v`".into();
     }
+    check_talos_skew(checker, v);
     let s = |l: &Located<String>| l.to_string();
     model::Versions {
         proxmox: s(&v.proxmox),
