@@ -8,10 +8,12 @@
 //! See ARCHITECTURE.md for the invariants.
 
 pub mod artifact;
+pub mod bake;
 pub mod blueprint;
 pub mod cli;
 pub mod diagnostics;
 pub mod emit;
+pub mod lock;
 pub mod model;
 pub mod net;
 pub mod render;
@@ -30,6 +32,7 @@ pub struct Compiled {
     /// What `manifest.json` says, for `--format json`.
     pub manifest: emit::Manifest,
     pub warnings: Diagnostics,
+    blueprint_text: String,
 }
 
 /// Why a compilation produced nothing.
@@ -43,6 +46,23 @@ pub enum CompileError {
     Secret(#[from] secrets::SecretError),
     #[error("internal error: a template does not compile: {0}")]
     Template(#[from] Box<handlebars::TemplateError>),
+}
+
+impl Compiled {
+    /// Adds artifacts made after rendering (e.g. `images.json`) and
+    /// recomputes the manifest over the whole tree.
+    pub fn add_artifacts(&mut self, extra: Vec<Artifact>) {
+        self.artifacts.retain(|a| a.path != emit::MANIFEST_PATH);
+        self.artifacts.extend(extra);
+        self.manifest = emit::manifest(
+            &self.manifest.project,
+            &self.blueprint_text,
+            &self.artifacts,
+            self.manifest.secrets,
+        );
+        self.artifacts.push(self.manifest.to_artifact());
+        self.artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+    }
 }
 
 /// Which secret values a build writes.
@@ -112,5 +132,6 @@ pub fn compile_with(
         artifacts,
         manifest,
         warnings,
+        blueprint_text: source.text.clone(),
     })
 }

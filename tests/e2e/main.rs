@@ -16,4 +16,5 @@ mod invalid_blueprints;
 mod qm_script;
 mod support;
 mod talos;
+mod talos_image;
 mod teleport;

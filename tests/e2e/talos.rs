@@ -21,13 +21,13 @@ const GITHUB_SECRET: &str = "gh-secret-c0ffee-0123456789abcdef";
 
 /// A blueprint copied into a temp dir whose secrets resolve locally: the
 /// Talos bundle under `secrets/`, the GitHub secret from the environment.
-struct SecretLab {
+pub struct SecretLab {
     dir: tempfile::TempDir,
     blueprint: PathBuf,
 }
 
 impl SecretLab {
-    fn new(original: &Path) -> Self {
+    pub fn new(original: &Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut document: toml::Table = fs::read_to_string(original).unwrap().parse().unwrap();
         if let Some(talos) = document.get_mut("talos").and_then(|t| t.as_table_mut()) {
@@ -48,24 +48,31 @@ impl SecretLab {
         SecretLab { dir, blueprint }
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
+    pub fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }
 
-    fn waddlec(&self, args: &[&str]) -> std::process::Output {
+    pub fn waddlec(&self, args: &[&str]) -> std::process::Output {
         run(waddlec()
             .current_dir(self.dir.path())
             .env(GITHUB_SECRET_ENV, GITHUB_SECRET)
             .args(args))
     }
 
-    fn init(&self) {
+    pub fn init(&self) {
         let output = self.waddlec(&["secrets", "init", "blueprint.toml"]);
         assert!(output.status.success(), "{}", text(&output.stderr));
     }
 
     fn build_with_secrets(&self, out: &str) -> PathBuf {
-        let output = self.waddlec(&["build", "blueprint.toml", "--with-secrets", "--out", out]);
+        let output = self.waddlec(&[
+            "build",
+            "blueprint.toml",
+            "--with-secrets",
+            "--no-images",
+            "--out",
+            out,
+        ]);
         assert!(output.status.success(), "{}", text(&output.stderr));
         self.path(out)
     }
@@ -637,6 +644,7 @@ fn no_secret_reaches_the_review_tree_or_the_logs_and_builds_repeat() {
                 "build",
                 "blueprint.toml",
                 "--with-secrets",
+                "--no-images",
                 "--out",
                 "dist",
                 verbosity,
@@ -645,6 +653,7 @@ fn no_secret_reaches_the_review_tree_or_the_logs_and_builds_repeat() {
                 "build",
                 "blueprint.toml",
                 "--with-secrets",
+                "--no-images",
                 "--out",
                 "dist",
                 "--format",

@@ -11,6 +11,9 @@ pub const STALE: u8 = 3;
 /// A secret the command needs is missing or unreadable (e.g. no Talos
 /// secrets bundle yet), or `secrets init` would overwrite one.
 pub const SECRETS: u8 = 4;
+/// An upstream input is not pinned in the lock file (under `--locked`) or
+/// does not match its pin.
+pub const LOCK: u8 = 5;
 /// A remote service (Image Factory, 1Password) failed or disagreed.
 pub const UNAVAILABLE: u8 = 69;
 /// Reading or writing files failed.

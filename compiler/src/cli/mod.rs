@@ -2,6 +2,7 @@
 //! module that prints, reads the environment or decides how to show things.
 
 mod exit;
+mod progress;
 mod schematic;
 mod secrets;
 mod today;
@@ -24,6 +25,8 @@ Exit codes:
   3   --check: the output tree is out of date
   4   a secret is missing or unreadable (e.g. no Talos secrets bundle yet),
       or `secrets init` refused to overwrite one
+  5   an upstream input is not pinned in the lock file (--locked) or does
+      not match its pin
   69  a remote service (Image Factory, 1Password) failed or disagreed
   70  internal error (a bug: please report it)
   74  reading or writing files failed
@@ -134,6 +137,17 @@ struct BuildArgs {
     /// Without it, secrets are placeholders and no secret is read.
     #[arg(long)]
     with_secrets: bool,
+    /// With --with-secrets: skip the disk images (fetching, baking) and
+    /// build everything else.
+    #[arg(long)]
+    no_images: bool,
+    /// Fetch only what the lock file (`<blueprint>.lock`) pins; fail on
+    /// anything new. CI runs this.
+    #[arg(long)]
+    locked: bool,
+    /// The Talos Image Factory images are fetched from.
+    #[arg(long, value_name = "URL", default_value_t = crate::net::factory::default_url())]
+    factory: String,
     /// Write nothing; exit 3 with a diff if the output directory is not exactly
     /// what this build would write.
     #[arg(long)]
@@ -302,6 +316,58 @@ fn blueprint_dir(blueprint: &Path) -> PathBuf {
     }
 }
 
+/// Fetches and bakes every image of the model; returns `images.json`, the
+/// list the deployer uploads (names are content-addressed by inputs; the
+/// files are in the cache).
+fn bake_images(
+    args: &BuildArgs,
+    model: &crate::model::Model,
+) -> Result<crate::artifact::Artifact, u8> {
+    use crate::bake::talos_image;
+    use crate::lock::Lock;
+    use crate::net::fetch::Cache;
+    let lock_path = Lock::path_for(&args.common.blueprint);
+    let mut lock = Lock::load(&lock_path).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::IO
+    })?;
+    let cache = Cache::new(Cache::default_dir());
+    let bar = progress::bytes("fetching the Talos image");
+    let talos = talos_image::bake(
+        model,
+        &cache,
+        &mut lock,
+        args.locked,
+        &args.factory,
+        &|done, total| bar.update(done, total),
+    );
+    bar.finish();
+    // Pins are kept even when a later step fails: they were verified.
+    if let Err(e) = lock.save() {
+        eprintln!("error: {e}");
+        return Err(exit::IO);
+    }
+    let images: Vec<_> = match talos {
+        Ok(image) => image.into_iter().collect(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(match e {
+                crate::bake::BakeError::Fetch(crate::net::fetch::FetchError::Net(_)) => {
+                    exit::UNAVAILABLE
+                }
+                crate::bake::BakeError::Fetch(_) => exit::LOCK,
+                crate::bake::BakeError::Io { .. } => exit::IO,
+            });
+        }
+    };
+    let json = serde_json::to_string_pretty(&images).expect("plain data serialises") + "\n";
+    Ok(crate::artifact::Artifact::file(
+        "images.json",
+        "image-list",
+        json,
+    ))
+}
+
 /// True if `dir` holds a review tree (manifest says secrets are redacted).
 fn is_review_tree(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join(emit::MANIFEST_PATH))
@@ -333,10 +399,16 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
     } else {
         SecretSource::Redacted
     };
-    let compiled = match compile_with(&source, today::today(), secrets) {
+    let mut compiled = match compile_with(&source, today::today(), secrets) {
         Ok(compiled) => compiled,
         Err(err) => return compile_failed(&source, err, common.format, color),
     };
+    if args.with_secrets && !args.no_images {
+        match bake_images(args, &compiled.model) {
+            Ok(images) => compiled.add_artifacts(vec![images]),
+            Err(code) => return code,
+        }
+    }
     if common.strict && compiled.warnings.has_warnings() {
         show(
             &source,

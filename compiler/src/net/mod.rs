@@ -4,6 +4,7 @@
 //! at a local server.
 
 pub mod factory;
+pub mod fetch;
 pub mod onepassword;
 
 use std::time::Duration;
