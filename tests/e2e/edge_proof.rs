@@ -60,12 +60,15 @@
 //! of its own namespaces; the root namespace's interfaces and iptables are
 //! never touched, and everything goes away when the namespaces drop. Probes
 //! of one batch run at once; a dropped one costs the client's 2 s connect
-//! timeout, so the whole proof takes about 15 s.
+//! timeout, so the whole proof takes about 17 s.
 //!
-//! Not covered (the ruleset does not hold it today): packets for an
-//! internal address that arrive on the public bridge, from a neighbour that
-//! routes 10.10.0.0/24 via the host. `WDLC-FORWARD` only accepts and the
-//! host's FORWARD policy is ACCEPT, so they are forwarded.
+//! A neighbour on the public subnet that routes the internal networks via
+//! the host's public address reaches no internal listener (the forwards'
+//! targets, the edge's backends) directly: its connections time out, every
+//! SYN it sends arrives on the public bridge and is taken by the rendered
+//! `WDLC-FORWARD` DROP rule for that internal bridge (its packet counter
+//! rises by exactly their number, and in no other batch), while its
+//! connections through the forwards keep working.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -121,6 +124,7 @@ fn the_public_address_routes_and_filters_as_the_blueprint_says() {
     lab.apply_pve_firewall(&variant_out, "after the temporary rules are removed");
     lab.public_probes(&variant_model, "temporary rules removed");
 
+    lab.routed_neighbour(&model);
     lab.way_out();
     lab.neighbours_see_the_host();
     lab.nothing_else_heard();
@@ -437,6 +441,9 @@ struct Probe {
     edge_sees: Option<Ipv4Addr>,
     /// Whether it leaves through the rendered MASQUERADE rule.
     masquerade: bool,
+    /// The internal listener it is sent to directly from the public side:
+    /// its SYNs reach the host there and the rendered DROP rule takes them.
+    inside: Option<(Ipv4Addr, u16)>,
 }
 
 #[derive(Clone, Copy)]
@@ -653,6 +660,38 @@ fn from_internet(model: &Model, source: Ipv4Addr, port: u16, hello: Hello, entry
     probe
 }
 
+/// Every listener on an internal machine that the public address leads to
+/// (the forwards' targets and the edge's backends): its machine and the
+/// blueprint entries that name it.
+fn internal_listeners(model: &Model) -> BTreeMap<(Ipv4Addr, u16), (String, Vec<String>)> {
+    let mut found: BTreeMap<(Ipv4Addr, u16), (String, Vec<String>)> = BTreeMap::new();
+    let mut add = |name: &str, address: Ipv4Addr, port: u16, entry: String| {
+        let listener = found.entry((address, port));
+        listener
+            .or_insert_with(|| (name.into(), Vec::new()))
+            .1
+            .push(entry);
+    };
+    for f in &model.forwards {
+        let entry = format!(
+            "[[forward]] port = {} -> {}:{}",
+            f.port, f.to.name, f.to.port
+        );
+        add(&f.to.name, f.to.address, f.to.port.0, entry);
+    }
+    if let Some(edge) = &model.edge {
+        for route in &edge.routes {
+            let b = &route.backend;
+            add(&b.name, b.address, b.port.0, route_label(route));
+        }
+        if let Some(b) = &edge.http {
+            let entry = format!("[edge.http] -> {}:{}", b.name, b.port);
+            add(&b.name, b.address, b.port.0, entry);
+        }
+    }
+    found
+}
+
 /// The names to send, from the domain (as haproxy.rs) and from every route.
 fn probe_names(model: &Model, edge: &Edge) -> Vec<String> {
     let domain = &model.project.domain;
@@ -782,6 +821,11 @@ struct Counters {
     edge_syn: BTreeMap<Option<Ipv4Addr>, u64>,
     /// New connections through the rendered MASQUERADE rule(s).
     masquerade: u64,
+    /// SYNs arriving on the public bridge for an internal listener, by
+    /// listener (test-only counting rules in the host).
+    inside_syn: BTreeMap<(Ipv4Addr, u16), u64>,
+    /// Packets taken by the rendered DROP rules (public to internal bridge).
+    inside_drop: u64,
 }
 
 struct Lab {
@@ -798,6 +842,8 @@ struct Lab {
     /// Rendered nat rules (as option groups) by the forward port they DNAT.
     dnat_rules: BTreeMap<u16, Vec<String>>,
     masquerade_rules: Vec<Vec<String>>,
+    /// Rendered `WDLC-FORWARD` DROP rules, one per internal bridge.
+    drop_rules: Vec<Vec<String>>,
 }
 
 fn lab_script() -> PathBuf {
@@ -897,8 +943,10 @@ impl Lab {
             clients,
             dnat_rules: BTreeMap::new(),
             masquerade_rules: Vec::new(),
+            drop_rules: Vec::new(),
         };
         lab.instrument_edge();
+        lab.instrument_host();
         lab
     }
 
@@ -935,6 +983,25 @@ impl Lab {
             .map(option_groups)
             .collect();
 
+        let public = &self.model.public_bridge().name;
+        let drops: Vec<Vec<String>> = rules
+            .lines()
+            .filter(|l| l.starts_with("-A WDLC-FORWARD ") && l.ends_with(" -j DROP"))
+            .map(option_groups)
+            .collect();
+        self.drop_rules = self
+            .model
+            .internal_bridges()
+            .map(|bridge| {
+                let wanted = option_groups(&format!(
+                    "-A WDLC-FORWARD -i {public} -o {} -j DROP",
+                    bridge.name
+                ));
+                let rendered = drops.iter().filter(|d| **d == wanted).count();
+                assert_eq!(rendered, 1, "one rendered DROP rule {wanted:?}: {drops:?}");
+                wanted
+            })
+            .collect();
         self.dnat_rules = dnat_rules;
         self.masquerade_rules = masquerade_rules;
         assert_eq!(
@@ -1003,6 +1070,24 @@ impl Lab {
         }
         script.push_str(" && iptables -w -A PROOF-SEEN");
         self.edge().ns.sh(&script);
+    }
+
+    /// Counting rules in the host, ahead of routing and NAT (mangle
+    /// PREROUTING): SYNs arriving on the public bridge for an internal
+    /// listener, by listener. Traffic through the forwards is addressed to
+    /// the public address there, so only a routed neighbour's matches.
+    fn instrument_host(&self) {
+        let public = &self.model.public_bridge().name;
+        let mut script = format!(
+            "iptables -w -t mangle -N PROOF-INSIDE \
+             && iptables -w -t mangle -A PREROUTING -i {public} -p tcp --syn -j PROOF-INSIDE"
+        );
+        for (address, port) in internal_listeners(&self.model).keys() {
+            script.push_str(&format!(
+                " && iptables -w -t mangle -A PROOF-INSIDE -d {address}/32 -p tcp -m tcp --dport {port}"
+            ));
+        }
+        self.host.sh(&script);
     }
 
     /// Every listener the blueprint implies, then haproxy with its config.
@@ -1134,6 +1219,14 @@ impl Lab {
         }
         let any = option_groups("-A PROOF-SEEN");
         counters.edge_syn.insert(None, count(&seen, &any));
+        let mangle = iptables_counters(&self.host, "mangle");
+        for (address, port) in internal_listeners(&self.model).keys() {
+            let rule = format!("-A PROOF-INSIDE -d {address}/32 -p tcp -m tcp --dport {port}");
+            let packets = count(&mangle, &option_groups(&rule));
+            counters.inside_syn.insert((*address, *port), packets);
+        }
+        let filter = iptables_counters(&self.host, "filter");
+        counters.inside_drop = self.drop_rules.iter().map(|r| count(&filter, r)).sum();
         counters
     }
 
@@ -1202,6 +1295,7 @@ impl Lab {
                 expected_heard.join("\n  ")
             ));
         }
+        let syn_before = before.inside_syn.clone();
         let mut expected = before;
         for probe in probes {
             if let Some(port) = probe.dnat {
@@ -1212,10 +1306,23 @@ impl Lab {
                 *expected.edge_syn.get_mut(&None).unwrap() += 1;
             }
             expected.masquerade += u64::from(probe.masquerade);
+            // Retransmits make SYNs inexact: at least one per listener
+            // probed from the public side arrives, and the rendered DROP
+            // rules take every one that does, nothing else.
+            if let Some(listener) = probe.inside {
+                let least = syn_before[&listener] + 1;
+                expected
+                    .inside_syn
+                    .insert(listener, after.inside_syn[&listener].max(least));
+            }
         }
+        expected.inside_drop +=
+            expected.inside_syn.values().sum::<u64>() - syn_before.values().sum::<u64>();
         if after != expected {
             failures.push(format!(
-                "packet counters (rendered DNAT rules, SYNs at the edge VM by source, MASQUERADE) are\n  {after:?}\nbut the paths predict\n  {expected:?}"
+                "packet counters (rendered DNAT rules, SYNs at the edge VM by source, MASQUERADE, \
+                 SYNs for internal listeners on the public bridge, rendered DROP rules) are\n  \
+                 {after:?}\nbut the paths predict\n  {expected:?}"
             ));
         }
         println!("       counters {after:?}, {:.1?}", started.elapsed());
@@ -1327,6 +1434,82 @@ impl Lab {
             "Teleport's apps on the host, from the internal bridge",
             &inside,
         );
+    }
+
+    /// A neighbour on the public subnet routes the internal networks via the
+    /// host's public address: no internal listener answers it directly, its
+    /// connections through the forwards still work.
+    fn routed_neighbour(&mut self, model: &Model) {
+        let public = model.public_bridge();
+        let edge = model.edge.as_ref().expect("the blueprint has an edge");
+        let (neighbour, via) = (neighbour_on(public), public.host_address);
+        let routes: Vec<String> = model
+            .internal_bridges()
+            .map(|b| format!("{} via {via} dev eth0", b.network))
+            .collect();
+        for route in &routes {
+            self.internet.sh(&format!("ip route add {route}"));
+        }
+
+        let mut probes = Vec::new();
+        for ((address, port), (name, mut because)) in internal_listeners(model) {
+            let bridge = model
+                .internal_bridges()
+                .find(|b| b.network.contains(&address))
+                .expect("the listener is on an internal bridge");
+            because.push(format!(
+                "[[bridge]] {} role = internal: from {} only the forwards reach it",
+                bridge.name, public.name
+            ));
+            probes.push(Probe {
+                what: format!(
+                    "TCP connect from {neighbour} (routes {} via {via}) to {name} {address}:{port}",
+                    bridge.network
+                ),
+                spec: Hello::Tcp.spec(neighbour, address, port),
+                because,
+                path: format!(
+                    "neighbour {neighbour} -> host {public} -> {bridge} {address}:{port}, dropped by \
+                     the rendered `-i {public} -o {bridge} -j DROP`",
+                    public = public.name,
+                    bridge = bridge.name
+                ),
+                outcome: "timeout".into(),
+                inside: Some((address, port)),
+                ..Probe::default()
+            });
+        }
+        // The same neighbour through the public address: every route, the
+        // plain HTTP and the direct forwards.
+        let names: Vec<String> = edge
+            .routes
+            .iter()
+            .map(|r| match &r.host {
+                SniHost::Exact(host) => host.clone(),
+                SniHost::Wildcard { suffix } => format!("x{suffix}"),
+            })
+            .collect();
+        let mut hellos: Vec<(u16, Hello)> = names
+            .iter()
+            .map(|name| (edge.https_port.0, Hello::Tls(Some(name))))
+            .collect();
+        hellos.push((edge.http_port.0, Hello::Http));
+        let direct = model.forwards.iter().filter(|f| f.to.name != edge.vm);
+        hellos.extend(direct.map(|f| (f.port.0, Hello::Tcp)));
+        probes.extend(
+            hellos
+                .into_iter()
+                .map(|(port, hello)| from_internet(model, neighbour, port, hello, "")),
+        );
+        let internet = self.internet.name.clone();
+        self.check(
+            "a neighbour routing the internal networks via the host",
+            &internet,
+            &probes,
+        );
+        for route in &routes {
+            self.internet.sh(&format!("ip route del {route}"));
+        }
     }
 
     /// Every internal machine reaches the internet as the host's public address.
