@@ -3,14 +3,15 @@
 #
 # Installs what the tests hand artifacts to (Debian bookworm packages:
 # haproxy 2.6, cloud-init 22.4.2, iptables with both backends, shellcheck,
-# iproute2, python3, openssl, sshd for `sshd -t`),
+# iproute2, python3, openssl, sshd for `sshd -t`, mtools and dosfstools for
+# seed disks, xz-utils for image fixtures),
 # then: formatting, clippy, every unit and end-to-end test, and the
 # committed review tree checked against a fresh build.
 # Needs root: the network tests create namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-yaml procps openssl openssh-server)
+packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-yaml procps openssl openssh-server mtools dosfstools xz-utils)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -736,3 +736,46 @@ fn the_committed_review_tree_is_never_overwritten_with_secrets() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("review tree"));
 }
+
+#[test]
+fn every_vm_gets_a_cidata_seed_disk_with_its_rendered_seed() {
+    require("mtype");
+    require("blkid");
+    let lab = SecretLab::new(&valid_blueprints()[0]);
+    lab.init();
+    let dist = lab.build_with_secrets("dist");
+    let again = lab.build_with_secrets("dist-again");
+    for vm in ["haproxy", "teleport", "talos-cp1", "talos-cp2", "talos-cp3"] {
+        let image = dist.join(format!("vms/{vm}/seed.img"));
+        assert_eq!(
+            fs::read(&image).unwrap(),
+            fs::read(again.join(format!("vms/{vm}/seed.img"))).unwrap(),
+            "{vm}: byte-identical across builds"
+        );
+        let probe = run(Command::new("blkid").args(["-o", "export"]).arg(&image));
+        assert!(
+            text(&probe.stdout).contains("LABEL=CIDATA"),
+            "{}",
+            text(&probe.stdout)
+        );
+        for file in ["user-data", "meta-data", "network-config"] {
+            let output = run(Command::new("mtype")
+                .arg("-i")
+                .arg(&image)
+                .arg(format!("::{file}")));
+            assert!(output.status.success(), "{}", text(&output.stderr));
+            assert_eq!(
+                output.stdout,
+                fs::read(dist.join(format!("vms/{vm}/seed/{file}"))).unwrap(),
+                "{vm}: {file} on the seed disk is the rendered one"
+            );
+        }
+    }
+    let mode = |p: &str| fs::metadata(dist.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode("vms/talos-cp1/seed.img"),
+        0o600,
+        "carries the machine config"
+    );
+    assert_eq!(mode("vms/haproxy/seed.img"), 0o644);
+}

@@ -3,6 +3,7 @@
 //! it: fetching and image work are I/O. Every image is named by a hash of
 //! its inputs, so an unchanged input is a cache hit and no image work.
 
+pub mod seed_disks;
 pub mod talos_image;
 
 use std::path::PathBuf;

@@ -403,10 +403,19 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
         Ok(compiled) => compiled,
         Err(err) => return compile_failed(&source, err, common.format, color),
     };
-    if args.with_secrets && !args.no_images {
-        match bake_images(args, &compiled.model) {
-            Ok(images) => compiled.add_artifacts(vec![images]),
-            Err(code) => return code,
+    if args.with_secrets {
+        match crate::bake::seed_disks::seed_disks(&compiled.artifacts) {
+            Ok(seeds) => compiled.add_artifacts(seeds),
+            Err(err) => {
+                eprintln!("internal error: {err}");
+                return exit::INTERNAL;
+            }
+        }
+        if !args.no_images {
+            match bake_images(args, &compiled.model) {
+                Ok(images) => compiled.add_artifacts(vec![images]),
+                Err(code) => return code,
+            }
         }
     }
     if common.strict && compiled.warnings.has_warnings() {
