@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{build, require, run, text, valid_blueprints};
+use crate::support::{build, model, require, run, text, valid_blueprints};
 
 /// The Python that has cloud-init's modules (Debian's, not a pyenv one).
 const SYSTEM_PYTHON: &str = "/usr/bin/python3";
@@ -118,20 +118,7 @@ fn every_user_data_passes_cloud_init_schema_and_uses_known_keys_only() {
 fn user_data_makes_a_keys_only_login_and_writes_each_vms_files() {
     let blueprint = &valid_blueprints()[0];
     let (_guard, out) = build(blueprint);
-    let source = waddlec::blueprint::SourceFile {
-        name: "waddle".into(),
-        text: fs::read_to_string(blueprint).unwrap(),
-    };
-    let model = waddlec::compile(
-        &source,
-        waddlec::blueprint::Date {
-            year: 2000,
-            month: 1,
-            day: 1,
-        },
-    )
-    .unwrap()
-    .model;
+    let model = model(blueprint);
     let expected_files: [(&str, &str, &str, &str); 3] = [
         (
             "haproxy",
@@ -241,20 +228,7 @@ fn network_config_renders_the_static_addresses_and_route_cloud_init_will_apply()
     require("cloud-init");
     for blueprint in valid_blueprints() {
         let (_guard, out) = build(&blueprint);
-        let source = waddlec::blueprint::SourceFile {
-            name: "bp".into(),
-            text: fs::read_to_string(&blueprint).unwrap(),
-        };
-        let model = waddlec::compile(
-            &source,
-            waddlec::blueprint::Date {
-                year: 2000,
-                month: 1,
-                day: 1,
-            },
-        )
-        .unwrap()
-        .model;
+        let model = model(&blueprint);
         for vm in &model.vms {
             let network_config = out.join(format!("vms/{}/seed/network-config", vm.name));
             let rendered = tempfile::tempdir().unwrap();

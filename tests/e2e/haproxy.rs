@@ -6,10 +6,9 @@ use std::fs;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use waddlec::blueprint::SourceFile;
 use waddlec::model::{Model, SniHost};
 
-use crate::support::{build, repo_root, require, run, text, valid_blueprints, Netns};
+use crate::support::{build, model, repo_root, require, run, text, valid_blueprints, Netns};
 
 #[test]
 fn every_rendered_haproxy_cfg_passes_haproxy_c() {
@@ -38,21 +37,6 @@ fn every_rendered_haproxy_cfg_passes_haproxy_c() {
             );
         }
     }
-}
-
-fn model(blueprint: &std::path::Path) -> Model {
-    let source = SourceFile {
-        name: blueprint.display().to_string(),
-        text: fs::read_to_string(blueprint).unwrap(),
-    };
-    let today = waddlec::blueprint::Date {
-        year: 2000,
-        month: 1,
-        day: 1,
-    };
-    waddlec::compile(&source, today)
-        .map(|c| c.model)
-        .unwrap_or_else(|_| panic!("{} compiles", blueprint.display()))
 }
 
 /// What the blueprint says should happen to a name: the route that claims it.

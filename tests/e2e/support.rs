@@ -153,3 +153,20 @@ pub fn tree(root: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
     }
     files
 }
+
+/// The model of a blueprint file, as renderers see it. The clock only
+/// decides whether expired temporary rules are warned about.
+pub fn model(blueprint: &Path) -> waddlec::model::Model {
+    let source = waddlec::blueprint::SourceFile {
+        name: blueprint.display().to_string(),
+        text: fs::read_to_string(blueprint).unwrap(),
+    };
+    let today = waddlec::blueprint::Date {
+        year: 2000,
+        month: 1,
+        day: 1,
+    };
+    waddlec::compile(&source, today)
+        .map(|c| c.model)
+        .unwrap_or_else(|_| panic!("{} compiles", blueprint.display()))
+}

@@ -14,7 +14,9 @@ use std::process::Command;
 
 use base64::Engine as _;
 
-use crate::support::{build, repo_root, require, run, text, tree, valid_blueprints, waddlec};
+use crate::support::{
+    build, model, repo_root, require, run, text, tree, valid_blueprints, waddlec,
+};
 
 const GITHUB_SECRET_ENV: &str = "WDLC_TEST_GITHUB_CLIENT_SECRET";
 const GITHUB_SECRET: &str = "gh-secret-c0ffee-0123456789abcdef";
@@ -194,20 +196,7 @@ fn every_machine_config_document_validates_against_the_talos_schema() {
 fn machine_configs_say_what_the_blueprint_says() {
     let blueprint = &valid_blueprints()[0];
     let (_guard, out) = build(blueprint);
-    let source = waddlec::blueprint::SourceFile {
-        name: "waddle".into(),
-        text: fs::read_to_string(blueprint).unwrap(),
-    };
-    let model = waddlec::compile(
-        &source,
-        waddlec::blueprint::Date {
-            year: 2000,
-            month: 1,
-            day: 1,
-        },
-    )
-    .unwrap()
-    .model;
+    let model = model(blueprint);
     let cluster = model.talos.as_ref().unwrap();
     let images: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("talos/images.json")).unwrap()).unwrap();
