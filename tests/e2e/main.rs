@@ -12,6 +12,7 @@ mod cloud_init;
 mod edge_proof;
 mod haproxy;
 mod host_network;
+mod image;
 mod invalid_blueprints;
 mod qm_script;
 mod support;

@@ -2,6 +2,7 @@
 //! module that prints, reads the environment or decides how to show things.
 
 mod exit;
+mod image;
 mod progress;
 mod schematic;
 mod secrets;
@@ -102,6 +103,9 @@ enum Command {
     /// Talos Image Factory schematics: IDs offline, registration online.
     #[command(subcommand)]
     Schematic(schematic::SchematicCommand),
+    /// Disk images: convert a raw disk into the qcow2 Proxmox imports.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Explain a diagnostic code (`E0102`) or name (`duplicate-address`); with
     /// no argument, list every rule.
     Explain {
@@ -188,6 +192,7 @@ pub fn run() -> ExitCode {
         Command::Schema => schema(),
         Command::Secrets(command) => secrets::run(command),
         Command::Schematic(command) => schematic::run(command),
+        Command::Image(command) => image::run(command),
         Command::Explain { rule } => explain(rule.as_deref()),
     };
     ExitCode::from(code)
