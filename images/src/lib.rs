@@ -1,9 +1,21 @@
 //! Disk-image toolkit for waddlec.
 //!
-//! Owns everything about disks as bytes: sizes and their units today; qcow2,
-//! partition tables, seed filesystems and rootfs layers as the image pipeline
-//! grows. It knows nothing about blueprints: the compiler hands it plain values.
+//! Owns everything about disks as bytes: sizes and their units, GUIDs, GPT
+//! raw disks, FAT EFI system partitions, ext4 root filesystems made from
+//! tars, rootfs layers (overlay and merge), and the baked Debian VM image
+//! that puts them together. It knows nothing about blueprints: the compiler
+//! hands it plain values. Host programs it drives (mmdebstrap, mke2fs,
+//! mtools) are run only through `tool`.
 
+pub mod debian;
+pub mod esp;
+pub mod ext4;
+pub mod gpt;
+pub mod guid;
+pub mod layer;
 pub mod size;
+mod tool;
 
+pub use guid::{Guid, ParseGuidError};
 pub use size::{ByteSize, ParseSizeError};
+pub use tool::ToolError;
