@@ -76,7 +76,7 @@ else
         --scsihw virtio-scsi-single \
         --scsi0 'vmdata:0,import-from=local:import/debian-12-haproxy.qcow2,discard=on,iothread=1' \
         --boot order=scsi0 \
-        --net0 'virtio,bridge=vmbr1,macaddr=BC:24:11:75:9E:6C' \
+        --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:75:9e:6c' \
         --ipconfig0 'ip=10.10.0.3/24,gw=10.10.0.1' \
         --ide2 'local:cloudinit,media=cdrom' \
         --nameserver '1.1.1.1 8.8.8.8' \
@@ -107,7 +107,7 @@ else
         --scsihw virtio-scsi-single \
         --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport.qcow2,discard=on,iothread=1' \
         --boot order=scsi0 \
-        --net0 'virtio,bridge=vmbr1,macaddr=BC:24:11:1A:47:4C' \
+        --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:1a:47:4c' \
         --ipconfig0 'ip=10.10.0.2/24,gw=10.10.0.1' \
         --ide2 'local:cloudinit,media=cdrom' \
         --nameserver '1.1.1.1 8.8.8.8' \
@@ -138,7 +138,7 @@ else
         --scsihw virtio-scsi-pci \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on' \
         --boot order=scsi0 \
-        --net0 'virtio,bridge=vmbr1,macaddr=BC:24:11:0C:35:30' \
+        --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:0c:35:30' \
         --ipconfig0 'ip=10.10.0.10/24,gw=10.10.0.1' \
         --ide2 'local:cloudinit,media=cdrom' \
         --nameserver '1.1.1.1 8.8.8.8' \
@@ -166,7 +166,7 @@ else
         --scsihw virtio-scsi-pci \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on' \
         --boot order=scsi0 \
-        --net0 'virtio,bridge=vmbr1,macaddr=BC:24:11:14:B8:59' \
+        --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:14:b8:59' \
         --ipconfig0 'ip=10.10.0.11/24,gw=10.10.0.1' \
         --ide2 'local:cloudinit,media=cdrom' \
         --nameserver '1.1.1.1 8.8.8.8' \
@@ -194,7 +194,7 @@ else
         --scsihw virtio-scsi-pci \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on' \
         --boot order=scsi0 \
-        --net0 'virtio,bridge=vmbr1,macaddr=BC:24:11:FB:A0:D3' \
+        --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:fb:a0:d3' \
         --ipconfig0 'ip=10.10.0.12/24,gw=10.10.0.1' \
         --ide2 'local:cloudinit,media=cdrom' \
         --nameserver '1.1.1.1 8.8.8.8' \

@@ -89,8 +89,8 @@ pub struct Vm {
 #[derive(Clone, Debug)]
 pub struct Nic {
     pub bridge: String,
-    /// Fixed MAC address (`BC:24:11:…`, Proxmox's prefix), derived from the
-    /// VMID and NIC index: seeds match NICs by it.
+    /// Fixed MAC address (`bc:24:11:…`, Proxmox's prefix, lowercase), derived
+    /// from the VMID and NIC index: seeds match NICs by it.
     pub mac: String,
     /// Address with the bridge's prefix length.
     pub address: Ipv4Net,

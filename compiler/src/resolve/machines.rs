@@ -277,14 +277,19 @@ pub(super) fn vms(
 const MAX_NICS: usize = 32;
 
 /// The MAC of a VM's `index`th NIC: Proxmox's locally administered prefix
-/// `BC:24:11` and three bytes of a hash of VMID and index, so it is the same
+/// `bc:24:11` and three bytes of a hash of VMID and index, so it is the same
 /// on every build and unique in practice (a clash is refused by
 /// `check_identities`).
+///
+/// Lowercase, as the kernel writes it: cloud-init 22.4 compares the seed's
+/// `match: macaddress` with the kernel's addresses case-sensitively, and an
+/// uppercase MAC fails its first stage ("Not all expected physical devices
+/// present"), leaving the VM without network. Proxmox accepts either case.
 pub(super) fn mac_address(vm_id: u32, index: usize) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("waddlec nic {vm_id}/{index}"));
     format!(
-        "BC:24:11:{:02X}:{:02X}:{:02X}",
+        "bc:24:11:{:02x}:{:02x}:{:02x}",
         digest[0], digest[1], digest[2]
     )
 }
@@ -593,5 +598,16 @@ pub(super) fn check_identities(checker: &mut Checker, blueprint: &Blueprint) {
                 .related
                 .push((first, "first defined here".into()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn macs_are_lowercase_like_the_kernels() {
+        let mac = super::mac_address(101, 0);
+        assert_eq!(mac, mac.to_ascii_lowercase());
+        assert!(mac.starts_with("bc:24:11:"), "{mac}");
+        assert_eq!(mac.len(), 17, "{mac}");
     }
 }
