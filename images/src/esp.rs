@@ -15,9 +15,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use crate::size::ByteSize;
 use crate::tool::{Tool, ToolError};
 
-const MFORMAT: Tool = Tool::new("mformat", "apt-get install mtools");
-const MMD: Tool = Tool::new("mmd", "apt-get install mtools");
-const MCOPY: Tool = Tool::new("mcopy", "apt-get install mtools");
+pub(crate) const MFORMAT: Tool = Tool::new("mformat", "apt-get install mtools");
+pub(crate) const MMD: Tool = Tool::new("mmd", "apt-get install mtools");
+pub(crate) const MCOPY: Tool = Tool::new("mcopy", "apt-get install mtools");
 
 /// One file on the ESP; `path` is relative to its root, `/`-separated
 /// (`EFI/BOOT/BOOTX64.EFI`).

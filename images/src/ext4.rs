@@ -133,7 +133,7 @@ pub fn build_ext4(tar: &Path, out: &Path, spec: &Ext4Spec) -> Result<(), Ext4Err
 
 /// Refuses an mke2fs older than 1.47.1 (Debian 12's own 1.47.0 cannot read a
 /// tar and stamps inode times from the build).
-fn check_version() -> Result<(), Ext4Error> {
+pub(crate) fn check_version() -> Result<(), Ext4Error> {
     let output = MKE2FS.run(MKE2FS.command().arg("-V"))?;
     // `mke2fs 1.47.2 (1-Jan-2025)` on stderr.
     let text = String::from_utf8_lossy(&output.stderr).into_owned();

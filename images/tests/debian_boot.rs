@@ -105,11 +105,11 @@ fn base_spec() -> BaseSpec {
 
 fn haproxy_overlay() -> Overlay {
     let mut overlay = guest_overlay(&Guest {
-        seed: NoCloudSeed {
+        seed: Some(NoCloudSeed {
             user_data: rendered("seed/user-data"),
             meta_data: rendered("seed/meta-data"),
             network_config: rendered("seed/network-config"),
-        },
+        }),
         root_filesystem: IDS.root_filesystem,
         files: vec![GuestFile {
             path: "/etc/haproxy/haproxy.cfg".into(),

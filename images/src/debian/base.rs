@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::tool::{Tool, ToolError};
 
-const MMDEBSTRAP: Tool = Tool::new("mmdebstrap", "apt-get install mmdebstrap");
+pub(crate) const MMDEBSTRAP: Tool = Tool::new("mmdebstrap", "apt-get install mmdebstrap");
 const CUSTOMIZE_HOOK: &str = include_str!("customize.sh");
 /// Changes whenever the way a base is made changes in a way the other inputs
 /// do not show.

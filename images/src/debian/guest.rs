@@ -122,7 +122,9 @@ pub struct GuestFile {
 /// One guest image's first-boot configuration.
 #[derive(Clone, Debug)]
 pub struct Guest {
-    pub seed: NoCloudSeed,
+    /// Baked into `/var/lib/cloud/seed/nocloud`; without it the VM's seed
+    /// disk (a `CIDATA` volume) is its only seed.
+    pub seed: Option<NoCloudSeed>,
     /// The filesystem UUID of the root partition (for /etc/fstab).
     pub root_filesystem: Guid,
     pub files: Vec<GuestFile>,
@@ -143,13 +145,15 @@ pub enum GuestError {
 /// The overlay that turns a base with [`GUEST_PACKAGES`] into `guest`.
 pub fn guest_overlay(guest: &Guest) -> Result<Overlay, GuestError> {
     let mut overlay = Overlay::new();
-    for (name, contents) in [
-        ("user-data", &guest.seed.user_data),
-        ("meta-data", &guest.seed.meta_data),
-        ("network-config", &guest.seed.network_config),
-    ] {
-        // The deployable user-data can carry secrets.
-        overlay.add_file(&format!("{SEED_DIR}/{name}"), 0o600, contents.clone())?;
+    if let Some(seed) = &guest.seed {
+        for (name, contents) in [
+            ("user-data", &seed.user_data),
+            ("meta-data", &seed.meta_data),
+            ("network-config", &seed.network_config),
+        ] {
+            // The deployable user-data can carry secrets.
+            overlay.add_file(&format!("{SEED_DIR}/{name}"), 0o600, contents.clone())?;
+        }
     }
     overlay
         .add_file("/etc/cloud/cloud.cfg.d/10-waddle.cfg", 0o644, CLOUD_CFG)?
@@ -206,11 +210,11 @@ mod tests {
 
     fn guest() -> Guest {
         Guest {
-            seed: NoCloudSeed {
+            seed: Some(NoCloudSeed {
                 user_data: b"#cloud-config\n".to_vec(),
                 meta_data: b"instance-id: x\n".to_vec(),
                 network_config: b"version: 2\n".to_vec(),
-            },
+            }),
             root_filesystem: Guid::from_u128(0x2d3f6b1a_9c1e_4b8a_8f3e_0a1b2c3d4e5f),
             files: vec![GuestFile {
                 path: "/etc/haproxy/haproxy.cfg".into(),

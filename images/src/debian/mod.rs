@@ -108,6 +108,28 @@ pub enum BakeError {
     },
 }
 
+/// What this machine lacks to bake a Debian image, one line per missing or
+/// too old program, each naming the command that installs it; empty when
+/// everything is there. Cheap (`--version` runs), so a build can say all of
+/// it up front instead of failing one program at a time minutes in.
+pub fn missing_host_tools() -> Vec<String> {
+    let mut missing = Vec::new();
+    for tool in [
+        base::MMDEBSTRAP,
+        crate::esp::MFORMAT,
+        crate::esp::MMD,
+        crate::esp::MCOPY,
+    ] {
+        if let Err(error) = tool.run(tool.command().arg("--version")) {
+            missing.push(error.to_string());
+        }
+    }
+    if let Err(error) = crate::ext4::check_version() {
+        missing.push(error.to_string());
+    }
+    missing
+}
+
 /// Writes the raw disk `out` (replacing it): `overlay` on `base`, as an ext4
 /// root partition beside an ESP that boots it with systemd-boot. Intermediate
 /// files live in a temporary directory beside `out` and are removed.
@@ -134,7 +156,17 @@ pub fn bake(
 
     let started = Instant::now();
     let rootfs = scratch.path().join("rootfs.tar");
-    let overlay_tar = overlay.to_tar(epoch).map_err(BakeError::Overlay)?;
+    let overlay_path = scratch.path().join("overlay.tar");
+    let overlay_file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&overlay_path)
+        .map_err(scratch_error(&overlay_path))?;
+    let overlay_file = overlay
+        .write_tar(epoch, BufWriter::with_capacity(1 << 20, overlay_file))
+        .and_then(|writer| writer.into_inner().map_err(|e| e.into_error()))
+        .map_err(BakeError::Overlay)?;
     let base_file = File::open(&base.tar).map_err(|source| BakeError::Base {
         path: base.tar.clone(),
         source,
@@ -142,7 +174,7 @@ pub fn bake(
     let merged = File::create(&rootfs).map_err(scratch_error(&rootfs))?;
     let mut merged = merge(
         BufReader::with_capacity(1 << 20, base_file),
-        &overlay_tar,
+        BufReader::with_capacity(1 << 20, overlay_file),
         BufWriter::with_capacity(1 << 20, merged),
     )
     .map_err(|source| BakeError::Merge {

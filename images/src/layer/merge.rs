@@ -12,7 +12,7 @@
 //! replaced file that a later hard link still points at.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use tar::{Archive, Builder, EntryType, Header};
 
@@ -56,10 +56,26 @@ pub enum MergeError {
 }
 
 /// Writes `base` with `overlay` on top to `out` as one tar, and returns `out`.
-pub fn merge<R: Read, W: Write>(base: R, overlay: &[u8], out: W) -> Result<W, MergeError> {
+/// The overlay is read twice (its paths first, then its contents), so it is
+/// rewound in between rather than held in memory.
+pub fn merge<R: Read, O: Read + Seek, W: Write>(
+    base: R,
+    mut overlay: O,
+    out: W,
+) -> Result<W, MergeError> {
+    let rewind = |overlay: &mut O| {
+        overlay
+            .seek(SeekFrom::Start(0))
+            .map(drop)
+            .map_err(|source| MergeError::Read {
+                layer: Layer::Overlay,
+                source,
+            })
+    };
     // Overlay paths and whether each is a directory.
     let mut overlay_paths: HashMap<Vec<u8>, bool> = HashMap::new();
-    walk(overlay, Layer::Overlay, |member, _| {
+    rewind(&mut overlay)?;
+    walk(&mut overlay, Layer::Overlay, |member, _| {
         overlay_paths.insert(member.path.clone(), member.is_directory());
         Ok(())
     })?;
@@ -89,7 +105,8 @@ pub fn merge<R: Read, W: Write>(base: R, overlay: &[u8], out: W) -> Result<W, Me
         member.copy(&mut builder, data)
     })?;
 
-    walk(overlay, Layer::Overlay, |member, data| {
+    rewind(&mut overlay)?;
+    walk(&mut overlay, Layer::Overlay, |member, data| {
         if member.is_directory() {
             match base_paths.get(&member.path) {
                 Some(true) => return Ok(()),
@@ -390,7 +407,11 @@ mod tests {
     }
 
     fn merged(overlay: &Overlay) -> Result<Vec<u8>, MergeError> {
-        merge(base().as_slice(), &overlay.to_tar(9).unwrap(), Vec::new())
+        merge(
+            base().as_slice(),
+            io::Cursor::new(overlay.to_tar(9).unwrap()),
+            Vec::new(),
+        )
     }
 
     #[test]
@@ -441,7 +462,7 @@ mod tests {
         let base = base();
         let out = merge(
             base.as_slice(),
-            &Overlay::new().to_tar(0).unwrap(),
+            io::Cursor::new(Overlay::new().to_tar(0).unwrap()),
             Vec::new(),
         )
         .unwrap();

@@ -6,18 +6,32 @@
 //! 0:0 with the mode the caller gave (directories the caller did not name are
 //! 0755) and one mtime, so the same files always give the same bytes. Paths
 //! are checked when added, so a bad path fails where it was written rather
-//! than deep inside mke2fs.
+//! than deep inside mke2fs. Large files (release binaries) are added by their
+//! path on the host and streamed into the tar, never held in memory.
 
 use std::collections::BTreeMap;
-use std::io;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::PathBuf;
 
 use tar::{Builder, EntryType, Header};
 
 /// What an overlay path holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Node {
-    File { mode: u32, contents: Vec<u8> },
-    Symlink { target: String },
+    File {
+        mode: u32,
+        contents: Vec<u8>,
+    },
+    /// A regular file whose contents are read from the host when the tar is
+    /// written.
+    HostFile {
+        mode: u32,
+        source: PathBuf,
+    },
+    Symlink {
+        target: String,
+    },
     Directory,
 }
 
@@ -73,6 +87,30 @@ impl Overlay {
         )
     }
 
+    /// Adds a regular file at the absolute `path` whose contents are the host
+    /// file `source`, read only when the tar is written (release binaries of
+    /// hundreds of MiB never sit in memory).
+    pub fn add_host_file(
+        &mut self,
+        path: &str,
+        mode: u32,
+        source: impl Into<PathBuf>,
+    ) -> Result<&mut Self, OverlayError> {
+        if mode > 0o7777 {
+            return Err(OverlayError::BadMode {
+                path: path.to_string(),
+                mode,
+            });
+        }
+        self.insert(
+            path,
+            Node::HostFile {
+                mode,
+                source: source.into(),
+            },
+        )
+    }
+
     /// Adds a symlink at the absolute `path` pointing at `target` (stored as
     /// given, relative or absolute).
     pub fn add_symlink(&mut self, path: &str, target: &str) -> Result<&mut Self, OverlayError> {
@@ -117,10 +155,15 @@ impl Overlay {
         Ok(self)
     }
 
-    /// The overlay as a tar: every entry and every directory above one, in
-    /// path order (a parent sorts before its children), owned by 0:0, with
-    /// `mtime` as every time.
+    /// The overlay as a tar in memory (see [`Overlay::write_tar`]).
     pub fn to_tar(&self, mtime: u64) -> io::Result<Vec<u8>> {
+        self.write_tar(mtime, Vec::new())
+    }
+
+    /// Writes the overlay as a tar to `out`: every entry and every directory
+    /// above one, in path order (a parent sorts before its children), owned
+    /// by 0:0, with `mtime` as every time. Host files are streamed.
+    pub fn write_tar<W: Write>(&self, mtime: u64, out: W) -> io::Result<W> {
         let mut all: BTreeMap<&str, &Node> = BTreeMap::new();
         for (path, node) in &self.entries {
             for ancestor in ancestors(path) {
@@ -128,7 +171,7 @@ impl Overlay {
             }
             all.insert(path, node);
         }
-        let mut builder = Builder::new(Vec::new());
+        let mut builder = Builder::new(out);
         for (path, node) in all {
             let mut header = Header::new_gnu();
             header.set_uid(0);
@@ -146,6 +189,18 @@ impl Overlay {
                     header.set_mode(*mode);
                     header.set_size(contents.len() as u64);
                     builder.append_data(&mut header, path, contents.as_slice())?;
+                }
+                Node::HostFile { mode, source } => {
+                    let file = File::open(source).map_err(|error| {
+                        io::Error::new(
+                            error.kind(),
+                            format!("cannot read {}: {error}", source.display()),
+                        )
+                    })?;
+                    header.set_entry_type(EntryType::Regular);
+                    header.set_mode(*mode);
+                    header.set_size(file.metadata()?.len());
+                    builder.append_data(&mut header, path, io::BufReader::new(file))?;
                 }
                 Node::Symlink { target } => {
                     header.set_entry_type(EntryType::Symlink);
@@ -237,6 +292,27 @@ mod tests {
         two.add_file("/a/x", 0o644, "x").unwrap();
         two.add_file("/b", 0o644, "b").unwrap();
         assert_eq!(one.to_tar(7).unwrap(), two.to_tar(7).unwrap());
+    }
+
+    #[test]
+    fn host_files_are_read_when_written_with_the_overlay_mode_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("teleport");
+        std::fs::write(&source, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&source, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let mut overlay = Overlay::new();
+        overlay
+            .add_host_file("/usr/local/bin/teleport", 0o755, &source)
+            .unwrap();
+        let listed = listing(&overlay.to_tar(5).unwrap());
+        assert_eq!(
+            listed.last().unwrap(),
+            "Regular usr/local/bin/teleport 755 0:0 5 #!/bin/sh\n"
+        );
+        std::fs::remove_file(&source).unwrap();
+        let error = overlay.to_tar(5).unwrap_err();
+        assert!(error.to_string().contains("teleport"), "{error}");
     }
 
     #[test]
