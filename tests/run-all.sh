@@ -4,21 +4,39 @@
 # Installs what the tests hand artifacts to (Debian bookworm packages:
 # haproxy 2.6, cloud-init 22.4.2, iptables with both backends, shellcheck,
 # iproute2, python3, openssl, sshd for `sshd -t`, mtools and dosfstools for
-# seed disks, xz-utils for image fixtures),
+# seed disks and ESPs, xz-utils for image fixtures, mmdebstrap for Debian
+# bases, fdisk for sfdisk, systemd for `systemd-analyze verify`; and from
+# bookworm-backports: e2fsprogs >= 1.47.1 for reproducible `mke2fs -d`,
+# qemu-utils 10 for `qemu-img`, qemu-system-x86 and ovmf to boot images),
 # then: formatting, clippy, every unit and end-to-end test, and the
 # committed review tree checked against a fresh build.
 # Needs root: the network tests create namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-yaml procps openssl openssh-server mtools dosfstools xz-utils)
+packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-yaml procps openssl openssh-server mtools dosfstools xz-utils mmdebstrap fdisk libarchive13 systemd)
+backports=(e2fsprogs qemu-utils qemu-system-x86 ovmf)
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
 missing=()
 for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+    installed "$package" || missing+=("$package")
 done
-if ((${#missing[@]})); then
-    echo "==> installing ${missing[*]}"
+missing_backports=()
+for package in "${backports[@]}"; do
+    installed "$package" || missing_backports+=("$package")
+done
+# Debian 12's own e2fsprogs (1.47.0) cannot make ext4 from a tar reproducibly.
+if ! dpkg --compare-versions "$(dpkg-query -W -f='${Version}' e2fsprogs 2>/dev/null)" ge 1.47.1; then
+    missing_backports+=(e2fsprogs)
+fi
+if ((${#missing[@]} + ${#missing_backports[@]})); then
+    echo "==> installing ${missing[*]} ${missing_backports[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    if ((${#missing_backports[@]})) && ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo 'deb http://deb.debian.org/debian bookworm-backports main' >/etc/apt/sources.list.d/bookworm-backports.list
+    fi
     # Install only: no service (sshd, haproxy, cloud-init) may start here.
     policy_rc_d=""
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
@@ -27,7 +45,12 @@ if ((${#missing[@]})); then
         chmod 755 "$policy_rc_d"
     fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if ((${#missing[@]})); then
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    if ((${#missing_backports[@]})); then
+        apt-get install -y -qq --no-install-recommends -t bookworm-backports "${missing_backports[@]}" >/dev/null
+    fi
     if [[ -n "$policy_rc_d" ]]; then
         rm -f "$policy_rc_d"
     fi

@@ -29,6 +29,8 @@ pub struct Compiled {
     pub model: model::Model,
     /// Every artifact, `manifest.json` included, sorted by path.
     pub artifacts: Vec<Artifact>,
+    /// The disks each VM boots from (`host/images.json`), for `bake`.
+    pub images: Vec<render::images::VmImages>,
     /// What `manifest.json` says, for `--format json`.
     pub manifest: emit::Manifest,
     pub warnings: Diagnostics,
@@ -105,7 +107,7 @@ pub fn compile_with(
         secrets = if included { "included" } else { "redacted" },
         "rendering"
     );
-    let mut artifacts = render::render_all(&templates, &model, &values)?;
+    let (mut artifacts, images) = render::render_all(&templates, &model, &values)?;
     for artifact in &artifacts {
         tracing::debug!(path = %artifact.path, kind = artifact.kind, bytes = artifact.contents.len(), "rendered");
     }
@@ -130,6 +132,7 @@ pub fn compile_with(
     Ok(Compiled {
         model,
         artifacts,
+        images,
         manifest,
         warnings,
         blueprint_text: source.text.clone(),

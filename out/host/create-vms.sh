@@ -7,8 +7,11 @@
 # idempotently: a VM that exists is left as it is (only grown to its disk size
 # and started), so the script can be re-run after any failure. Disks are
 # imported at creation with `import-from`, so a VM never exists without its
-# disk. Run it as root on the Proxmox host once the images are in
-# local:import/ (`waddlec deploy` uploads them).
+# disks: scsi0 is the baked image, scsi1 the NoCloud seed disk (CIDATA) that
+# gives the VM its identity, network and users. Image and seed file names
+# carry a hash of their contents, so a changed image is a new file and never
+# overwrites one in use. Run it as root on the Proxmox host once the images
+# are in local:import/ (`waddlec deploy` uploads them).
 set -euo pipefail
 
 if ! command -v qm >/dev/null 2>&1; then
@@ -27,16 +30,36 @@ for storage in 'vmdata' 'local'; do
         exit 1
     fi
 done
-if ! image_path=$(pvesm path 'local:import/debian-12-haproxy.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/debian-12-haproxy.qcow2 is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/debian-12-haproxy-haproxy-fee80ccee1a3.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/debian-12-haproxy-haproxy-fee80ccee1a3.qcow2 is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/debian-12-teleport.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/debian-12-teleport.qcow2 is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/debian-12-teleport-teleport-eaf68e5932e9.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/debian-12-teleport-teleport-eaf68e5932e9.qcow2 is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/talos-v1.12.4-nocloud-amd64.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/talos-v1.12.4-nocloud-amd64.qcow2 is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/haproxy-seed-13b66204ae6d.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/haproxy-seed-13b66204ae6d.raw is missing; upload it first" >&2
+    exit 1
+fi
+if ! image_path=$(pvesm path 'local:import/talos-cp1-seed-49c958266e8b.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/talos-cp1-seed-49c958266e8b.raw is missing; upload it first" >&2
+    exit 1
+fi
+if ! image_path=$(pvesm path 'local:import/talos-cp2-seed-f65c955a01e9.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/talos-cp2-seed-f65c955a01e9.raw is missing; upload it first" >&2
+    exit 1
+fi
+if ! image_path=$(pvesm path 'local:import/talos-cp3-seed-6434f2b09b15.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/talos-cp3-seed-6434f2b09b15.raw is missing; upload it first" >&2
+    exit 1
+fi
+if ! image_path=$(pvesm path 'local:import/talos-v1.12.4-dc7b152cb3ea.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/talos-v1.12.4-dc7b152cb3ea.qcow2 is missing; upload it first" >&2
+    exit 1
+fi
+if ! image_path=$(pvesm path 'local:import/teleport-seed-c9cd20417716.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/teleport-seed-c9cd20417716.raw is missing; upload it first" >&2
     exit 1
 fi
 
@@ -54,13 +77,7 @@ vm_running() {
     [[ "$(qm status "$1")" == "status: running" ]]
 }
 
-keys_file=$(mktemp)
-trap 'rm -f "$keys_file"' EXIT
-cat >"$keys_file" <<'SSH_KEYS'
-ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0n7cUjQbsJ9V5bkUjM1Ga3QJmmvKf0oK0qzv6u2Z8H operator@waddle
-SSH_KEYS
-
-# VM 100 haproxy: 1 vCPU, 2048 MiB, 8G disk, Debian image local:import/debian-12-haproxy.qcow2
+# VM 100 haproxy: 1 vCPU, 2048 MiB, 8G disk, Debian (UEFI) image local:import/debian-12-haproxy-haproxy-fee80ccee1a3.qcow2
 if vm_exists 100 'haproxy'; then
     echo "VM 100 (haproxy) exists; not recreating"
 else
@@ -74,16 +91,14 @@ else
         --onboot 1 \
         --agent enabled=1 \
         --scsihw virtio-scsi-single \
-        --scsi0 'vmdata:0,import-from=local:import/debian-12-haproxy.qcow2,discard=on,iothread=1' \
+        --bios ovmf \
+        --efidisk0 'vmdata:1,efitype=4m,pre-enrolled-keys=0' \
+        --scsi0 'vmdata:0,import-from=local:import/debian-12-haproxy-haproxy-fee80ccee1a3.qcow2,discard=on,iothread=1' \
+        --scsi1 'vmdata:0,import-from=local:import/haproxy-seed-13b66204ae6d.raw,iothread=1' \
         --boot order=scsi0 \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:75:9e:6c' \
-        --ipconfig0 'ip=10.10.0.3/24,gw=10.10.0.1' \
-        --ide2 'local:cloudinit,media=cdrom' \
-        --nameserver '1.1.1.1 8.8.8.8' \
         --serial0 socket \
-        --vga serial0 \
-        --ciuser 'deploy' \
-        --sshkeys "$keys_file"
+        --vga serial0
 fi
 # Growing to the blueprint's size is a no-op once the disk has it.
 qm resize 100 scsi0 8G
@@ -91,7 +106,7 @@ if ! vm_running 100; then
     qm start 100
 fi
 
-# VM 101 teleport: 2 vCPU, 2048 MiB, 20G disk, Debian image local:import/debian-12-teleport.qcow2
+# VM 101 teleport: 2 vCPU, 2048 MiB, 20G disk, Debian (UEFI) image local:import/debian-12-teleport-teleport-eaf68e5932e9.qcow2
 if vm_exists 101 'teleport'; then
     echo "VM 101 (teleport) exists; not recreating"
 else
@@ -105,16 +120,14 @@ else
         --onboot 1 \
         --agent enabled=1 \
         --scsihw virtio-scsi-single \
-        --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport.qcow2,discard=on,iothread=1' \
+        --bios ovmf \
+        --efidisk0 'vmdata:1,efitype=4m,pre-enrolled-keys=0' \
+        --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport-teleport-eaf68e5932e9.qcow2,discard=on,iothread=1' \
+        --scsi1 'vmdata:0,import-from=local:import/teleport-seed-c9cd20417716.raw,iothread=1' \
         --boot order=scsi0 \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:1a:47:4c' \
-        --ipconfig0 'ip=10.10.0.2/24,gw=10.10.0.1' \
-        --ide2 'local:cloudinit,media=cdrom' \
-        --nameserver '1.1.1.1 8.8.8.8' \
         --serial0 socket \
-        --vga serial0 \
-        --ciuser 'deploy' \
-        --sshkeys "$keys_file"
+        --vga serial0
 fi
 # Growing to the blueprint's size is a no-op once the disk has it.
 qm resize 101 scsi0 20G
@@ -122,7 +135,7 @@ if ! vm_running 101; then
     qm start 101
 fi
 
-# VM 110 talos-cp1: 3 vCPU, 8192 MiB, 10G disk, Talos
+# VM 110 talos-cp1: 3 vCPU, 8192 MiB, 10G disk, Talos image local:import/talos-v1.12.4-dc7b152cb3ea.qcow2
 if vm_exists 110 'talos-cp1'; then
     echo "VM 110 (talos-cp1) exists; not recreating"
 else
@@ -136,12 +149,10 @@ else
         --onboot 1 \
         --agent enabled=1 \
         --scsihw virtio-scsi-pci \
-        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on' \
+        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
+        --scsi1 'vmdata:0,import-from=local:import/talos-cp1-seed-49c958266e8b.raw' \
         --boot order=scsi0 \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:0c:35:30' \
-        --ipconfig0 'ip=10.10.0.10/24,gw=10.10.0.1' \
-        --ide2 'local:cloudinit,media=cdrom' \
-        --nameserver '1.1.1.1 8.8.8.8' \
         --serial0 socket
 fi
 # Growing to the blueprint's size is a no-op once the disk has it.
@@ -150,7 +161,7 @@ if ! vm_running 110; then
     qm start 110
 fi
 
-# VM 111 talos-cp2: 3 vCPU, 8192 MiB, 10G disk, Talos
+# VM 111 talos-cp2: 3 vCPU, 8192 MiB, 10G disk, Talos image local:import/talos-v1.12.4-dc7b152cb3ea.qcow2
 if vm_exists 111 'talos-cp2'; then
     echo "VM 111 (talos-cp2) exists; not recreating"
 else
@@ -164,12 +175,10 @@ else
         --onboot 1 \
         --agent enabled=1 \
         --scsihw virtio-scsi-pci \
-        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on' \
+        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
+        --scsi1 'vmdata:0,import-from=local:import/talos-cp2-seed-f65c955a01e9.raw' \
         --boot order=scsi0 \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:14:b8:59' \
-        --ipconfig0 'ip=10.10.0.11/24,gw=10.10.0.1' \
-        --ide2 'local:cloudinit,media=cdrom' \
-        --nameserver '1.1.1.1 8.8.8.8' \
         --serial0 socket
 fi
 # Growing to the blueprint's size is a no-op once the disk has it.
@@ -178,7 +187,7 @@ if ! vm_running 111; then
     qm start 111
 fi
 
-# VM 112 talos-cp3: 3 vCPU, 8192 MiB, 10G disk, Talos
+# VM 112 talos-cp3: 3 vCPU, 8192 MiB, 10G disk, Talos image local:import/talos-v1.12.4-dc7b152cb3ea.qcow2
 if vm_exists 112 'talos-cp3'; then
     echo "VM 112 (talos-cp3) exists; not recreating"
 else
@@ -192,12 +201,10 @@ else
         --onboot 1 \
         --agent enabled=1 \
         --scsihw virtio-scsi-pci \
-        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-nocloud-amd64.qcow2,discard=on' \
+        --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
+        --scsi1 'vmdata:0,import-from=local:import/talos-cp3-seed-6434f2b09b15.raw' \
         --boot order=scsi0 \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:fb:a0:d3' \
-        --ipconfig0 'ip=10.10.0.12/24,gw=10.10.0.1' \
-        --ide2 'local:cloudinit,media=cdrom' \
-        --nameserver '1.1.1.1 8.8.8.8' \
         --serial0 socket
 fi
 # Growing to the blueprint's size is a no-op once the disk has it.

@@ -9,6 +9,7 @@
 
 mod build_output;
 mod cloud_init;
+mod debian_images;
 mod edge_proof;
 mod haproxy;
 mod host_network;
@@ -19,3 +20,4 @@ mod support;
 mod talos;
 mod talos_image;
 mod teleport;
+mod upstream;

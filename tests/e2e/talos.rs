@@ -18,8 +18,8 @@ use crate::support::{
     build, model, repo_root, require, run, text, tree, valid_blueprints, waddlec,
 };
 
-const GITHUB_SECRET_ENV: &str = "WDLC_TEST_GITHUB_CLIENT_SECRET";
-const GITHUB_SECRET: &str = "gh-secret-c0ffee-0123456789abcdef";
+pub const GITHUB_SECRET_ENV: &str = "WDLC_TEST_GITHUB_CLIENT_SECRET";
+pub const GITHUB_SECRET: &str = "gh-secret-c0ffee-0123456789abcdef";
 
 /// A blueprint copied into a temp dir whose secrets resolve locally: the
 /// Talos bundle under `secrets/`, the GitHub secret from the environment.
@@ -30,8 +30,15 @@ pub struct SecretLab {
 
 impl SecretLab {
     pub fn new(original: &Path) -> Self {
+        Self::edited(original, |_| {})
+    }
+
+    /// A lab whose blueprint is `original` changed by `edit` (before its
+    /// secrets are pointed at the lab).
+    pub fn edited(original: &Path, edit: impl FnOnce(&mut toml::Table)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut document: toml::Table = fs::read_to_string(original).unwrap().parse().unwrap();
+        edit(&mut document);
         if let Some(talos) = document.get_mut("talos").and_then(|t| t.as_table_mut()) {
             talos.insert("secrets".into(), "file:secrets/cluster.yaml".into());
         }

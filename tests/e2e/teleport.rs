@@ -170,3 +170,41 @@ fn app_subdomains_need_a_route_to_teleport() {
     assert!(stderr.contains("E0117"), "{stderr}");
     assert!(stderr.contains("*.teleport.waddle.social"), "{stderr}");
 }
+
+/// The units the Teleport image runs, checked by systemd's own parser
+/// (`systemd-analyze verify`). The binaries live only in the image, so the
+/// one complaint allowed is that `/usr/local/bin/…` is not on this host.
+#[test]
+fn teleport_units_pass_systemd_analyze_verify() {
+    crate::support::require("systemd-analyze");
+    let mut checked = 0;
+    for blueprint in valid_blueprints() {
+        let (_guard, out) = build(&blueprint);
+        let units: Vec<_> = ["teleport.service", "teleport-resources.service"]
+            .iter()
+            .map(|unit| out.join("vms/teleport").join(unit))
+            .filter(|path| path.exists())
+            .collect();
+        if units.is_empty() {
+            continue;
+        }
+        assert_eq!(units.len(), 2, "{}", blueprint.display());
+        checked += 1;
+        let output = run(std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .args(&units));
+        let stderr = text(&output.stderr);
+        let unexpected: Vec<&str> = stderr
+            .lines()
+            .filter(|line| {
+                !(line.contains("Command /usr/local/bin/") && line.contains("is not executable"))
+            })
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "{}: systemd-analyze verify:\n{stderr}",
+            blueprint.display()
+        );
+    }
+    assert!(checked > 0, "no blueprint has a Teleport VM");
+}

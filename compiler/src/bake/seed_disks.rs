@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::artifact::Artifact;
 
-/// The files a NoCloud seed holds, by their names on the volume.
-const SEED_FILES: &[&str] = &["meta-data", "network-config", "user-data"];
+use crate::render::images::SEED_FILES;
 
 #[derive(Debug, thiserror::Error)]
 #[error("seed disk of VM `{vm}`: {source}")]

@@ -27,6 +27,8 @@ pub struct Blueprint {
     /// Disk images VMs boot from.
     #[serde(rename = "image", default)]
     pub images: Vec<Image>,
+    /// Where the Debian images' packages come from.
+    pub debian: Option<Debian>,
     /// Settings every VM gets unless it overrides them.
     #[serde(default)]
     pub vm_defaults: VmSettings,
@@ -126,6 +128,27 @@ pub enum ImageOs {
 pub struct Image {
     pub name: Located<String>,
     pub os: ImageOs,
+    /// Debian packages baked in on top of the guest's own (kernel, systemd,
+    /// openssh-server, cloud-init, qemu-guest-agent) and of what the VM's
+    /// role needs (`haproxy` on the edge VM, Teleport's binaries on the
+    /// Teleport VM).
+    #[serde(default)]
+    pub packages: Vec<Located<String>>,
+}
+
+/// The Debian archive the images are built from.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Debian {
+    /// A snapshot.debian.org timestamp (`20251120T000000Z`): the images get
+    /// the packages of that moment, today and in ten years. It is also the
+    /// time stamped on every file in the images.
+    pub snapshot: Located<String>,
+    /// A live mirror (`http://deb.debian.org/debian`) instead of the
+    /// snapshot, for networks that cannot reach snapshot.debian.org. The
+    /// packages then follow the archive, so images are not reproducible over
+    /// time (warning W0202).
+    pub mirror: Option<Located<String>>,
 }
 
 /// VM settings that can be given once in `[vm_defaults]` (or

@@ -14,7 +14,9 @@ pub const SECRETS: u8 = 4;
 /// An upstream input is not pinned in the lock file (under `--locked`) or
 /// does not match its pin.
 pub const LOCK: u8 = 5;
-/// A remote service (Image Factory, 1Password) failed or disagreed.
+/// A remote service (Image Factory, 1Password) failed or disagreed, or a
+/// host program a build needs (mmdebstrap, mke2fs, mtools) is missing or
+/// failed.
 pub const UNAVAILABLE: u8 = 69;
 /// Reading or writing files failed.
 pub const IO: u8 = 74;

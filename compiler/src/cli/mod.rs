@@ -1,6 +1,7 @@
 //! The command line: argument parsing, terminal output, exit codes. The only
 //! module that prints, reads the environment or decides how to show things.
 
+mod bake;
 mod exit;
 mod image;
 mod progress;
@@ -28,13 +29,16 @@ Exit codes:
       or `secrets init` refused to overwrite one
   5   an upstream input is not pinned in the lock file (--locked) or does
       not match its pin
-  69  a remote service (Image Factory, 1Password) failed or disagreed
+  69  a remote service (Image Factory, 1Password) failed or disagreed, or a
+      host program an image needs (mmdebstrap, mke2fs, mtools) is missing
   70  internal error (a bug: please report it)
   74  reading or writing files failed
 
 Environment:
   NO_COLOR        disables colour (as does --color never)
   WADDLEC_TODAY   YYYY-MM-DD to use instead of today's date for expiry warnings
+  WADDLEC_CACHE_DIR  downloads, Debian bases and baked images
+                  (default: $XDG_CACHE_HOME/waddlec or ~/.cache/waddlec)
 
 Examples:
   waddlec build                          build the review tree (no secrets) into out/
@@ -152,6 +156,12 @@ struct BuildArgs {
     /// The Talos Image Factory images are fetched from.
     #[arg(long, value_name = "URL", default_value_t = crate::net::factory::default_url())]
     factory: String,
+    /// Where Teleport release tarballs are fetched from.
+    #[arg(long, value_name = "URL", default_value = crate::bake::teleport_release::CDN)]
+    teleport_cdn: String,
+    /// The Debian snapshot archive (serving `archive/debian/<timestamp>/`).
+    #[arg(long, value_name = "URL", default_value = crate::bake::debian_image::SNAPSHOTS)]
+    debian_snapshots: String,
     /// Write nothing; exit 3 with a diff if the output directory is not exactly
     /// what this build would write.
     #[arg(long)]
@@ -324,55 +334,6 @@ fn blueprint_dir(blueprint: &Path) -> PathBuf {
 /// Fetches and bakes every image of the model; returns `images.json`, the
 /// list the deployer uploads (names are content-addressed by inputs; the
 /// files are in the cache).
-fn bake_images(
-    args: &BuildArgs,
-    model: &crate::model::Model,
-) -> Result<crate::artifact::Artifact, u8> {
-    use crate::bake::talos_image;
-    use crate::lock::Lock;
-    use crate::net::fetch::Cache;
-    let lock_path = Lock::path_for(&args.common.blueprint);
-    let mut lock = Lock::load(&lock_path).map_err(|e| {
-        eprintln!("error: {e}");
-        exit::IO
-    })?;
-    let cache = Cache::new(Cache::default_dir());
-    let bar = progress::bytes("fetching the Talos image");
-    let talos = talos_image::bake(
-        model,
-        &cache,
-        &mut lock,
-        args.locked,
-        &args.factory,
-        &|done, total| bar.update(done, total),
-    );
-    bar.finish();
-    // Pins are kept even when a later step fails: they were verified.
-    if let Err(e) = lock.save() {
-        eprintln!("error: {e}");
-        return Err(exit::IO);
-    }
-    let images: Vec<_> = match talos {
-        Ok(image) => image.into_iter().collect(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(match e {
-                crate::bake::BakeError::Fetch(crate::net::fetch::FetchError::Net(_)) => {
-                    exit::UNAVAILABLE
-                }
-                crate::bake::BakeError::Fetch(_) => exit::LOCK,
-                crate::bake::BakeError::Io { .. } => exit::IO,
-            });
-        }
-    };
-    let json = serde_json::to_string_pretty(&images).expect("plain data serialises") + "\n";
-    Ok(crate::artifact::Artifact::file(
-        "images.json",
-        "image-list",
-        json,
-    ))
-}
-
 /// True if `dir` holds a review tree (manifest says secrets are redacted).
 fn is_review_tree(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join(emit::MANIFEST_PATH))
@@ -408,6 +369,7 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
         Ok(compiled) => compiled,
         Err(err) => return compile_failed(&source, err, common.format, color),
     };
+    let mut image_files = Vec::new();
     if args.with_secrets {
         match crate::bake::seed_disks::seed_disks(&compiled.artifacts) {
             Ok(seeds) => compiled.add_artifacts(seeds),
@@ -417,8 +379,11 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
             }
         }
         if !args.no_images {
-            match bake_images(args, &compiled.model) {
-                Ok(images) => compiled.add_artifacts(vec![images]),
+            match bake::bake_images(args, &compiled) {
+                Ok((list, files)) => {
+                    compiled.add_artifacts(vec![list]);
+                    image_files = files;
+                }
                 Err(code) => return code,
             }
         }
@@ -475,7 +440,7 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
         );
         return exit::STALE;
     }
-    if let Err(err) = emit::write_tree(&out, &compiled.artifacts) {
+    if let Err(err) = emit::write_tree_with(&out, &compiled.artifacts, &image_files) {
         eprintln!("error: {err}");
         return exit::IO;
     }

@@ -21,6 +21,17 @@ pub fn bytes(message: &'static str) -> Bytes {
 }
 
 impl Bytes {
+    /// Updates the bar for a step of several (`fetching …`, `converting …`).
+    pub fn step(&self, what: &str, done: u64, total: Option<u64>) {
+        if let Some(bar) = &self.0 {
+            if bar.message() != what {
+                bar.set_message(what.to_string());
+                bar.reset();
+            }
+        }
+        self.update(done, total);
+    }
+
     pub fn update(&self, done: u64, total: Option<u64>) {
         if let Some(bar) = &self.0 {
             if let Some(total) = total {

@@ -119,6 +119,12 @@ rules! {
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \
          `--strict` makes this fatal.";
+    LIVE_DEBIAN_MIRROR = "W0202" "live-debian-mirror" Warning:
+        "`[debian] mirror` bakes the Debian images from a live mirror, whose packages change \
+         with every point release and security update: the same blueprint then bakes different \
+         images next month. Without `mirror`, images come from the pinned snapshot.debian.org \
+         timestamp (and the lock file pins that snapshot's `InRelease`). Use a live mirror only \
+         where snapshot.debian.org is unreachable; `--strict` makes this fatal.";
 }
 
 pub fn find(code_or_name: &str) -> Option<&'static Rule> {

@@ -7,4 +7,4 @@ mod writer;
 
 pub use check::{compare, Staleness};
 pub use manifest::{manifest, Manifest, INCLUDED, MANIFEST_PATH, REDACTED};
-pub use writer::{write_tree, WriteError};
+pub use writer::{write_tree, write_tree_with, WriteError};

@@ -32,6 +32,18 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
 /// tree (it has a `manifest.json`): `--out` pointed at the wrong directory
 /// must not delete it.
 pub fn write_tree(destination: &Path, artifacts: &[Artifact]) -> Result<(), WriteError> {
+    write_tree_with(destination, artifacts, &[])
+}
+
+/// [`write_tree`], plus `files` (`(path in the tree, file on disk)`) linked
+/// into the tree before it is swapped in: baked images, which live in the
+/// cache and are far too large to hold in memory. A hard link where the
+/// cache shares the tree's filesystem, a copy otherwise.
+pub fn write_tree_with(
+    destination: &Path,
+    artifacts: &[Artifact],
+    files: &[(String, PathBuf)],
+) -> Result<(), WriteError> {
     let foreign = fs::read_dir(destination).is_ok_and(|mut entries| entries.next().is_some())
         && !destination.join(MANIFEST_PATH).is_file();
     if foreign {
@@ -57,6 +69,9 @@ pub fn write_tree(destination: &Path, artifacts: &[Artifact]) -> Result<(), Writ
         .map_err(io_at(&parent))?;
     for artifact in artifacts {
         write_file(staging.path(), artifact)?;
+    }
+    for (path, source) in files {
+        link_file(staging.path(), path, source)?;
     }
     let root_mode = if artifacts.iter().any(|a| a.secret) {
         0o700
@@ -92,6 +107,21 @@ fn write_file(root: &Path, artifact: &Artifact) -> Result<(), WriteError> {
 
 /// Moves `staged` to `destination`. An existing destination is first renamed
 /// aside, then removed; if the second rename fails it is put back.
+fn link_file(root: &Path, path: &str, source: &Path) -> Result<(), WriteError> {
+    let target = root.join(path);
+    if let Some(dir) = target.parent() {
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(io_at(dir))?;
+    }
+    if fs::hard_link(source, &target).is_err() {
+        fs::copy(source, &target).map_err(io_at(&target))?;
+        fs::File::open(&target)
+            .and_then(|file| file.sync_all())
+            .map_err(io_at(&target))?;
+    }
+    Ok(())
+}
+
 fn swap_in(staged: &Path, destination: &Path) -> Result<(), WriteError> {
     if !destination.exists() {
         return fs::rename(staged, destination).map_err(io_at(destination));

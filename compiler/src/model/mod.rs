@@ -23,7 +23,22 @@ pub struct Model {
     pub forwards: Vec<PortForward>,
     pub firewall: Firewall,
     pub teleport: Option<Teleport>,
+    /// Set when any VM boots a Debian image.
+    pub debian: Option<DebianArchive>,
     pub versions: Versions,
+}
+
+/// The Debian archive the images are built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebianArchive {
+    /// `bookworm` (from `versions.debian`).
+    pub suite: String,
+    /// snapshot.debian.org timestamp, `20251120T000000Z`.
+    pub snapshot: String,
+    /// The snapshot as seconds since the epoch: every time in the images.
+    pub source_date_epoch: u64,
+    /// A live mirror used instead of the snapshot (W0202).
+    pub mirror: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -64,9 +79,11 @@ pub struct Bridge {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GuestOs {
-    /// A baked Debian image, by image name.
+    /// A baked Debian image, by image name, with the image's own extra
+    /// packages (sorted, de-duplicated).
     Debian {
         image: String,
+        packages: Vec<String>,
     },
     Talos,
 }

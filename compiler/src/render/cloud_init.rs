@@ -2,9 +2,10 @@
 //! `meta-data` and `network-config` (shared with Talos, `seed`).
 //!
 //! `user-data` creates the operator's login (keys only, sudo), turns off
-//! password SSH and root login, hardens sshd with a drop-in, and writes
-//! every file rendered for the VM (`Artifact::guest`): haproxy.cfg,
-//! teleport.yaml… with their owners and modes. It installs nothing and runs
+//! password SSH and root login, and writes every file rendered for the VM
+//! (`Artifact::guest`): the sshd hardening drop-in rendered here,
+//! haproxy.cfg, teleport.yaml… with their owners and modes (the same files
+//! the image bakes, so a VM is right whichever it booted from). It installs nothing and runs
 //! nothing: images are baked, and what must run at boot is a unit in the
 //! image. The only keys used are ones cloud-init 22.4 (Debian 12) knows.
 
@@ -61,8 +62,8 @@ fn sshd_hardening(login: &str) -> String {
     )
 }
 
-/// The seed of every Debian VM. `rendered` holds every other artifact; the
-/// ones addressed to a VM are written into its seed.
+/// The sshd drop-in and the seed of every Debian VM. `rendered` holds every
+/// other artifact; the ones addressed to a VM are written into its seed.
 pub fn render(model: &Model, rendered: &[Artifact]) -> Result<Vec<Artifact>, YamlError> {
     let mut artifacts = Vec::new();
     for vm in model
@@ -70,33 +71,41 @@ pub fn render(model: &Model, rendered: &[Artifact]) -> Result<Vec<Artifact>, Yam
         .iter()
         .filter(|vm| matches!(vm.os, GuestOs::Debian { .. }))
     {
-        artifacts.extend(seed_of(model, vm, rendered)?);
+        let sshd = Artifact::file(
+            format!("vms/{}/sshd-hardening.conf", vm.name),
+            "sshd-config",
+            sshd_hardening(&model.operator.login),
+        )
+        .for_guest(&vm.name, SSHD_DROP_IN, 0o644);
+        let seed = seed_of(model, vm, rendered.iter().chain([&sshd]))?;
+        artifacts.push(sshd);
+        artifacts.extend(seed);
     }
     Ok(artifacts)
 }
 
-fn seed_of(model: &Model, vm: &Vm, rendered: &[Artifact]) -> Result<Vec<Artifact>, YamlError> {
+fn seed_of<'a>(
+    model: &Model,
+    vm: &Vm,
+    rendered: impl Iterator<Item = &'a Artifact>,
+) -> Result<Vec<Artifact>, YamlError> {
     let login = &model.operator.login;
     let mut guest_files: Vec<&Artifact> = rendered
-        .iter()
         .filter(|a| a.guest.as_ref().is_some_and(|g| g.vm == vm.name))
         .collect();
     guest_files.sort_by_key(|a| a.guest.as_ref().map(|g| g.path));
-    let mut write_files = vec![WriteFile {
-        path: SSHD_DROP_IN,
-        owner: "root:root",
-        permissions: "0644".into(),
-        content: sshd_hardening(login),
-    }];
-    write_files.extend(guest_files.iter().filter_map(|artifact| {
-        let guest = artifact.guest.as_ref()?;
-        Some(WriteFile {
-            path: guest.path,
-            owner: "root:root",
-            permissions: format!("{:04o}", guest.mode),
-            content: String::from_utf8_lossy(&artifact.contents).into_owned(),
+    let write_files: Vec<WriteFile> = guest_files
+        .iter()
+        .filter_map(|artifact| {
+            let guest = artifact.guest.as_ref()?;
+            Some(WriteFile {
+                path: guest.path,
+                owner: "root:root",
+                permissions: format!("{:04o}", guest.mode),
+                content: String::from_utf8_lossy(&artifact.contents).into_owned(),
+            })
         })
-    }));
+        .collect();
     let user_data = UserData {
         hostname: &vm.name,
         manage_etc_hosts: true,

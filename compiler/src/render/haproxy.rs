@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
+use super::images::Role;
 use super::{RenderError, Templates};
 use crate::artifact::Artifact;
-use crate::model::{Endpoint, Model, SniHost};
+use crate::model::{Endpoint, Model, SniHost, Vm};
 
 #[derive(Serialize)]
 struct Route {
@@ -41,6 +42,19 @@ struct Data<'a> {
 
 fn backend_name(endpoint: &Endpoint) -> String {
     format!("be_{}_{}", endpoint.name.replace('-', "_"), endpoint.port)
+}
+
+/// What the edge VM's image needs: Debian's haproxy, started only once
+/// cloud-init has written the config it may carry.
+pub fn role(model: &Model, vm: &Vm) -> Role {
+    match &model.edge {
+        Some(edge) if edge.vm == vm.name => Role {
+            packages: vec!["haproxy"],
+            after_cloud_init: vec!["haproxy.service"],
+            ..Role::default()
+        },
+        _ => Role::default(),
+    }
 }
 
 pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {

@@ -17,6 +17,7 @@ mod cloud_init;
 mod haproxy;
 mod host_firewall;
 mod host_network;
+pub mod images;
 mod qm_script;
 pub mod seed;
 pub mod talos;
@@ -75,6 +76,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         "create-vms.sh",
         include_str!("../../templates/create-vms.sh.hbs"),
     ),
+    (
+        "teleport.service",
+        include_str!("../../templates/teleport.service.hbs"),
+    ),
+    (
+        "teleport-resources.service",
+        include_str!("../../templates/teleport-resources.service.hbs"),
+    ),
 ];
 
 impl Templates {
@@ -99,21 +108,28 @@ impl Templates {
     }
 }
 
-/// Every artifact of the model (`compile` sorts them with the manifest).
+/// Every artifact of the model (`compile` sorts them with the manifest), and
+/// the image plan `bake` follows.
 pub fn render_all(
     templates: &Templates,
     model: &Model,
     secrets: &SecretValues,
-) -> Result<Vec<Artifact>, RenderError> {
+) -> Result<(Vec<Artifact>, Vec<images::VmImages>), RenderError> {
     let mut artifacts = Vec::new();
     artifacts.extend(host_network::render(templates, model)?);
     artifacts.extend(host_firewall::render(templates, model)?);
     artifacts.extend(haproxy::render(templates, model)?);
-    artifacts.extend(qm_script::render(templates, model)?);
     artifacts.extend(talos::render(model, secrets)?);
     artifacts.extend(teleport::render(model, secrets)?);
-    // Seeds last: they carry the files rendered above into their VMs.
+    artifacts.extend(teleport::units(templates, model)?);
+    // Seeds once every file a VM receives is rendered; then the images,
+    // named by what goes into them, and the script that boots them.
     let seeds = cloud_init::render(model, &artifacts)?;
     artifacts.extend(seeds);
-    Ok(artifacts)
+    let plan = images::plan(model, &artifacts, |vm| {
+        haproxy::role(model, vm).and(teleport::role(model, vm))
+    })?;
+    artifacts.extend(qm_script::render(templates, model, &plan)?);
+    artifacts.push(images::artifact(&plan));
+    Ok((artifacts, plan))
 }

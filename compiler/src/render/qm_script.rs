@@ -3,17 +3,14 @@
 
 use serde::Serialize;
 
+use super::images::VmImages;
 use super::{RenderError, Templates};
 use crate::artifact::Artifact;
 use crate::model::{GuestOs, Model};
 
-/// Volume ID of the disk image a VM boots from, in the file storage's
-/// `import` content (where `waddlec deploy` uploads images).
-fn image_volume(model: &Model, os: &GuestOs) -> String {
-    let file = match os {
-        GuestOs::Debian { image } => format!("{image}.qcow2"),
-        GuestOs::Talos => format!("talos-{}-nocloud-amd64.qcow2", model.versions.talos),
-    };
+/// Volume ID of a disk image in the file storage's `import` content (where
+/// `waddlec deploy` uploads images).
+fn import_volume(model: &Model, file: &str) -> String {
     format!("{}:import/{file}", model.host.file_storage)
 }
 
@@ -22,7 +19,6 @@ struct Nic {
     index: usize,
     bridge: String,
     mac: String,
-    ipconfig: String,
 }
 
 #[derive(Serialize)]
@@ -37,6 +33,8 @@ struct Vm {
     onboot: u8,
     agent: u8,
     image: String,
+    seed: String,
+    /// Debian images boot with systemd-boot under OVMF.
     debian: bool,
     /// Talos bootstrap hangs on "VirtIO SCSI single" (talos#11173).
     scsihw: &'static str,
@@ -51,9 +49,6 @@ struct Data<'a> {
     node: &'a str,
     disk_storage: &'a str,
     file_storage: &'a str,
-    nameservers: String,
-    login: &'a str,
-    ssh_keys: &'a [String],
     images: Vec<String>,
     vms: Vec<Vm>,
 }
@@ -61,7 +56,12 @@ struct Data<'a> {
 /// The Talos extension that makes the QEMU guest agent answer.
 const TALOS_GUEST_AGENT: &str = "siderolabs/qemu-guest-agent";
 
-pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
+/// The script, booting each VM from the disks `plans` name.
+pub fn render(
+    templates: &Templates,
+    model: &Model,
+    plans: &[VmImages],
+) -> Result<Vec<Artifact>, RenderError> {
     let talos_agent = model
         .talos
         .as_ref()
@@ -69,7 +69,8 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
     let vms: Vec<Vm> = model
         .vms
         .iter()
-        .map(|vm| Vm {
+        .filter_map(|vm| Some((vm, plans.iter().find(|p| p.vm == vm.name)?)))
+        .map(|(vm, plan)| Vm {
             id: vm.id,
             name: vm.name.clone(),
             tags: vm.tags.join(";"),
@@ -82,7 +83,8 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
                 GuestOs::Debian { .. } => true,
                 GuestOs::Talos => talos_agent,
             }),
-            image: image_volume(model, &vm.os),
+            image: import_volume(model, plan.boot.file()),
+            seed: import_volume(model, &plan.seed.file),
             debian: matches!(vm.os, GuestOs::Debian { .. }),
             scsihw: match vm.os {
                 GuestOs::Debian { .. } => "virtio-scsi-single",
@@ -97,15 +99,14 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
                     index,
                     bridge: nic.bridge.clone(),
                     mac: nic.mac.clone(),
-                    ipconfig: match nic.gateway {
-                        Some(gateway) => format!("ip={},gw={gateway}", nic.address),
-                        None => format!("ip={}", nic.address),
-                    },
                 })
                 .collect(),
         })
         .collect();
-    let mut images: Vec<String> = vms.iter().map(|vm| vm.image.clone()).collect();
+    let mut images: Vec<String> = vms
+        .iter()
+        .flat_map(|vm| [vm.image.clone(), vm.seed.clone()])
+        .collect();
     images.sort();
     images.dedup();
     let data = Data {
@@ -113,15 +114,6 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         node: &model.host.node,
         disk_storage: &model.host.disk_storage,
         file_storage: &model.host.file_storage,
-        nameservers: model
-            .host
-            .dns
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
-        login: &model.operator.login,
-        ssh_keys: &model.operator.ssh_keys,
         images,
         vms,
     };

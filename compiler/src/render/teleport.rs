@@ -18,9 +18,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::images::Role;
 use super::yaml::{self, YamlError};
+use super::{RenderError, Templates};
 use crate::artifact::Artifact;
-use crate::model::{Model, Teleport};
+use crate::model::{Model, Teleport, Vm};
 use crate::secrets::{Secret, SecretValues};
 
 pub const CONFIG_PATH: &str = "/etc/teleport.yaml";
@@ -35,6 +37,57 @@ const KUBE_LABEL: &str = "cluster";
 /// Kubernetes group a role's users act as.
 const KUBE_GROUP: &str = "system:masters";
 pub const CONNECTOR: &str = "github";
+
+/// The systemd units of the image, enabled in it.
+const UNITS: &[&str] = &["teleport.service", "teleport-resources.service"];
+
+/// What the Teleport VM's image needs: the release's binaries and the units
+/// that run them.
+pub fn role(model: &Model, vm: &Vm) -> Role {
+    match &model.teleport {
+        Some(teleport) if teleport.vm == vm.name => Role {
+            teleport: Some(model.versions.teleport.clone()),
+            after_cloud_init: vec!["teleport.service"],
+            enable: UNITS.to_vec(),
+            ..Role::default()
+        },
+        _ => Role::default(),
+    }
+}
+
+/// `teleport.service` and `teleport-resources.service`, baked into the image.
+pub fn units(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
+    let Some(teleport) = &model.teleport else {
+        return Ok(Vec::new());
+    };
+    #[derive(Serialize)]
+    struct Data<'a> {
+        project: &'a str,
+        version: &'a str,
+        resources: &'static str,
+    }
+    let data = Data {
+        project: &model.project.name,
+        version: &model.versions.teleport,
+        resources: RESOURCES_PATH,
+    };
+    let dir = format!("vms/{}", teleport.vm);
+    let unit = |template: &'static str, guest: &'static str| -> Result<Artifact, RenderError> {
+        Ok(Artifact::file(
+            format!("{dir}/{template}"),
+            "systemd-unit",
+            templates.render(template, &data)?,
+        )
+        .for_guest(&teleport.vm, guest, 0o644))
+    };
+    Ok(vec![
+        unit("teleport.service", "/etc/systemd/system/teleport.service")?,
+        unit(
+            "teleport-resources.service",
+            "/etc/systemd/system/teleport-resources.service",
+        )?,
+    ])
+}
 
 pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, YamlError> {
     let Some(teleport) = &model.teleport else {

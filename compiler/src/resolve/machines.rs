@@ -19,6 +19,19 @@ const MAX_VMID: u32 = 999_999_999;
 const MAX_CORES: u32 = 512;
 const MIN_DISK: ByteSize = ByteSize::from_mib(1024);
 
+/// The extra packages of the image `name`, sorted and de-duplicated.
+fn image_packages(blueprint: &Blueprint, name: &str) -> Vec<String> {
+    let mut packages: Vec<String> = blueprint
+        .images
+        .iter()
+        .filter(|image| *image.name == name)
+        .flat_map(|image| image.packages.iter().map(|p| p.to_string()))
+        .collect();
+    packages.sort();
+    packages.dedup();
+    packages
+}
+
 /// Merges defaults and overrides; reports what is missing at the machine's name.
 fn settings(
     checker: &mut Checker,
@@ -260,6 +273,7 @@ pub(super) fn vms(
             name: vm.name.to_string(),
             os: GuestOs::Debian {
                 image: vm.image.to_string(),
+                packages: image_packages(blueprint, &vm.image),
             },
             tags,
             cores,

@@ -7,6 +7,7 @@
 //! date (for expiring rules), is a parameter.
 
 mod firewall;
+mod images;
 mod machines;
 mod names;
 mod network;
@@ -91,6 +92,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     routes::check_public_hosts(&mut checker, blueprint, edge.as_ref(), teleport.as_ref());
     let firewall = firewall::firewall(&mut checker, blueprint, &bridges, &operator, today);
     let versions = versions(&mut checker, blueprint);
+    let debian = images::debian(&mut checker, blueprint);
 
     if checker.diagnostics.has_errors() {
         return Err(checker.diagnostics);
@@ -107,6 +109,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
         forwards,
         firewall,
         teleport,
+        debian,
         versions,
     };
     Ok((model, checker.diagnostics))
