@@ -11,6 +11,7 @@ pub mod artifact;
 pub mod bake;
 pub mod blueprint;
 pub mod cli;
+pub mod deploy;
 pub mod diagnostics;
 pub mod emit;
 pub mod lock;

@@ -77,28 +77,29 @@ vm_running() {
     [[ "$(qm status "$1")" == "status: running" ]]
 }
 
-# VM 100 haproxy: 1 vCPU, 2048 MiB, 8G disk, Debian (UEFI) image local:import/debian-12-haproxy-haproxy-fee80ccee1a3.qcow2
+# VM 100 haproxy: 1 vCPU, 2048 MiB, 8G disk, Debian (UEFI)
 if vm_exists 100 'haproxy'; then
     echo "VM 100 (haproxy) exists; not recreating"
 else
     qm create 100 \
         --name 'haproxy' \
+        --description 'Managed by waddlec. image=debian-12-haproxy-haproxy-fee80ccee1a3.qcow2 seed=haproxy-seed-13b66204ae6d.raw' \
         --tags 'haproxy;infra' \
-        --ostype l26 \
+        --ostype 'l26' \
         --cpu 'host' \
-        --cores 1 \
-        --memory 2048 \
-        --onboot 1 \
-        --agent enabled=1 \
-        --scsihw virtio-scsi-single \
-        --bios ovmf \
+        --cores '1' \
+        --memory '2048' \
+        --onboot '1' \
+        --agent 'enabled=1' \
+        --scsihw 'virtio-scsi-single' \
+        --bios 'ovmf' \
         --efidisk0 'vmdata:1,efitype=4m,pre-enrolled-keys=0' \
         --scsi0 'vmdata:0,import-from=local:import/debian-12-haproxy-haproxy-fee80ccee1a3.qcow2,discard=on,iothread=1' \
         --scsi1 'vmdata:0,import-from=local:import/haproxy-seed-13b66204ae6d.raw,iothread=1' \
-        --boot order=scsi0 \
+        --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:75:9e:6c' \
-        --serial0 socket \
-        --vga serial0
+        --serial0 'socket' \
+        --vga 'serial0'
 fi
 # Growing to the blueprint's size is a no-op once the disk has it.
 qm resize 100 scsi0 8G
@@ -106,28 +107,29 @@ if ! vm_running 100; then
     qm start 100
 fi
 
-# VM 101 teleport: 2 vCPU, 2048 MiB, 20G disk, Debian (UEFI) image local:import/debian-12-teleport-teleport-eaf68e5932e9.qcow2
+# VM 101 teleport: 2 vCPU, 2048 MiB, 20G disk, Debian (UEFI)
 if vm_exists 101 'teleport'; then
     echo "VM 101 (teleport) exists; not recreating"
 else
     qm create 101 \
         --name 'teleport' \
+        --description 'Managed by waddlec. image=debian-12-teleport-teleport-eaf68e5932e9.qcow2 seed=teleport-seed-c9cd20417716.raw' \
         --tags 'infra;teleport' \
-        --ostype l26 \
+        --ostype 'l26' \
         --cpu 'host' \
-        --cores 2 \
-        --memory 2048 \
-        --onboot 1 \
-        --agent enabled=1 \
-        --scsihw virtio-scsi-single \
-        --bios ovmf \
+        --cores '2' \
+        --memory '2048' \
+        --onboot '1' \
+        --agent 'enabled=1' \
+        --scsihw 'virtio-scsi-single' \
+        --bios 'ovmf' \
         --efidisk0 'vmdata:1,efitype=4m,pre-enrolled-keys=0' \
         --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport-teleport-eaf68e5932e9.qcow2,discard=on,iothread=1' \
         --scsi1 'vmdata:0,import-from=local:import/teleport-seed-c9cd20417716.raw,iothread=1' \
-        --boot order=scsi0 \
+        --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:1a:47:4c' \
-        --serial0 socket \
-        --vga serial0
+        --serial0 'socket' \
+        --vga 'serial0'
 fi
 # Growing to the blueprint's size is a no-op once the disk has it.
 qm resize 101 scsi0 20G
@@ -135,25 +137,26 @@ if ! vm_running 101; then
     qm start 101
 fi
 
-# VM 110 talos-cp1: 3 vCPU, 8192 MiB, 10G disk, Talos image local:import/talos-v1.12.4-dc7b152cb3ea.qcow2
+# VM 110 talos-cp1: 3 vCPU, 8192 MiB, 10G disk, Talos
 if vm_exists 110 'talos-cp1'; then
     echo "VM 110 (talos-cp1) exists; not recreating"
 else
     qm create 110 \
         --name 'talos-cp1' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp1-seed-49c958266e8b.raw' \
         --tags 'k8s;talos' \
-        --ostype l26 \
+        --ostype 'l26' \
         --cpu 'host' \
-        --cores 3 \
-        --memory 8192 \
-        --onboot 1 \
-        --agent enabled=1 \
-        --scsihw virtio-scsi-pci \
+        --cores '3' \
+        --memory '8192' \
+        --onboot '1' \
+        --agent 'enabled=1' \
+        --scsihw 'virtio-scsi-pci' \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
         --scsi1 'vmdata:0,import-from=local:import/talos-cp1-seed-49c958266e8b.raw' \
-        --boot order=scsi0 \
+        --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:0c:35:30' \
-        --serial0 socket
+        --serial0 'socket'
 fi
 # Growing to the blueprint's size is a no-op once the disk has it.
 qm resize 110 scsi0 10G
@@ -161,25 +164,26 @@ if ! vm_running 110; then
     qm start 110
 fi
 
-# VM 111 talos-cp2: 3 vCPU, 8192 MiB, 10G disk, Talos image local:import/talos-v1.12.4-dc7b152cb3ea.qcow2
+# VM 111 talos-cp2: 3 vCPU, 8192 MiB, 10G disk, Talos
 if vm_exists 111 'talos-cp2'; then
     echo "VM 111 (talos-cp2) exists; not recreating"
 else
     qm create 111 \
         --name 'talos-cp2' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp2-seed-f65c955a01e9.raw' \
         --tags 'k8s;talos' \
-        --ostype l26 \
+        --ostype 'l26' \
         --cpu 'host' \
-        --cores 3 \
-        --memory 8192 \
-        --onboot 1 \
-        --agent enabled=1 \
-        --scsihw virtio-scsi-pci \
+        --cores '3' \
+        --memory '8192' \
+        --onboot '1' \
+        --agent 'enabled=1' \
+        --scsihw 'virtio-scsi-pci' \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
         --scsi1 'vmdata:0,import-from=local:import/talos-cp2-seed-f65c955a01e9.raw' \
-        --boot order=scsi0 \
+        --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:14:b8:59' \
-        --serial0 socket
+        --serial0 'socket'
 fi
 # Growing to the blueprint's size is a no-op once the disk has it.
 qm resize 111 scsi0 10G
@@ -187,25 +191,26 @@ if ! vm_running 111; then
     qm start 111
 fi
 
-# VM 112 talos-cp3: 3 vCPU, 8192 MiB, 10G disk, Talos image local:import/talos-v1.12.4-dc7b152cb3ea.qcow2
+# VM 112 talos-cp3: 3 vCPU, 8192 MiB, 10G disk, Talos
 if vm_exists 112 'talos-cp3'; then
     echo "VM 112 (talos-cp3) exists; not recreating"
 else
     qm create 112 \
         --name 'talos-cp3' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp3-seed-6434f2b09b15.raw' \
         --tags 'k8s;talos' \
-        --ostype l26 \
+        --ostype 'l26' \
         --cpu 'host' \
-        --cores 3 \
-        --memory 8192 \
-        --onboot 1 \
-        --agent enabled=1 \
-        --scsihw virtio-scsi-pci \
+        --cores '3' \
+        --memory '8192' \
+        --onboot '1' \
+        --agent 'enabled=1' \
+        --scsihw 'virtio-scsi-pci' \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
         --scsi1 'vmdata:0,import-from=local:import/talos-cp3-seed-6434f2b09b15.raw' \
-        --boot order=scsi0 \
+        --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:fb:a0:d3' \
-        --serial0 socket
+        --serial0 'socket'
 fi
 # Growing to the blueprint's size is a no-op once the disk has it.
 qm resize 112 scsi0 10G

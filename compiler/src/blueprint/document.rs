@@ -82,6 +82,10 @@ pub struct Host {
     pub api: Option<Located<String>>,
     /// SSH target for host setup. Default: `root@<public address>`.
     pub ssh: Option<Located<String>>,
+    /// SHA-256 fingerprint of the API's TLS certificate (`AB:CD:…`, as
+    /// `pvenode cert info` prints it). Proxmox's certificate is self-signed:
+    /// `waddlec deploy` trusts exactly this one and nothing else.
+    pub api_fingerprint: Option<Located<String>>,
     /// Proxmox API token (`USER@REALM!TOKENID=SECRET`), as a secret reference.
     pub api_token: Located<SecretRef>,
     /// Storage that holds VM disks (e.g. a ZFS pool).

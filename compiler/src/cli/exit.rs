@@ -14,6 +14,13 @@ pub const SECRETS: u8 = 4;
 /// An upstream input is not pinned in the lock file (under `--locked`) or
 /// does not match its pin.
 pub const LOCK: u8 = 5;
+/// `deploy`: the host conflicts with the blueprint (a VMID held by another
+/// VM, a VM locked by a running task, the host changed under the plan), or
+/// the plan held a step back on purpose (a replace without
+/// `--allow-replace`, an image the tree lacks).
+pub const CONFLICT: u8 = 6;
+/// `deploy`: another deploy holds the host's lock.
+pub const LOCKED: u8 = 7;
 /// A remote service (Image Factory, 1Password) failed or disagreed, or a
 /// host program a build needs (mmdebstrap, mke2fs, mtools) is missing or
 /// failed.

@@ -2,6 +2,7 @@
 //! module that prints, reads the environment or decides how to show things.
 
 mod bake;
+mod deploy;
 mod exit;
 mod image;
 mod progress;
@@ -29,6 +30,9 @@ Exit codes:
       or `secrets init` refused to overwrite one
   5   an upstream input is not pinned in the lock file (--locked) or does
       not match its pin
+  6   deploy: the host conflicts with the blueprint, or a step was held back
+      (a replace without --allow-replace, an image the tree lacks)
+  7   deploy: another deploy holds the host's lock
   69  a remote service (Image Factory, 1Password) failed or disagreed, or a
       host program an image needs (mmdebstrap, mke2fs, mtools) is missing
   70  internal error (a bug: please report it)
@@ -107,6 +111,11 @@ enum Command {
     /// Talos Image Factory schematics: IDs offline, registration online.
     #[command(subcommand)]
     Schematic(schematic::SchematicCommand),
+    /// Put the deployable tree on the Proxmox host through its API: upload
+    /// the images and seed disks, create, update or (with --allow-replace)
+    /// replace the VMs, start them. Shows the plan first; --dry-run stops
+    /// there. A second deploy with nothing changed does nothing.
+    Deploy(deploy::DeployArgs),
     /// Disk images: convert a raw disk into the qcow2 Proxmox imports.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -203,6 +212,7 @@ pub fn run() -> ExitCode {
         Command::Secrets(command) => secrets::run(command),
         Command::Schematic(command) => schematic::run(command),
         Command::Image(command) => image::run(command),
+        Command::Deploy(args) => deploy::run(&args, color),
         Command::Explain { rule } => explain(rule.as_deref()),
     };
     ExitCode::from(code)

@@ -6,5 +6,5 @@ mod manifest;
 mod writer;
 
 pub use check::{compare, Staleness};
-pub use manifest::{manifest, Manifest, INCLUDED, MANIFEST_PATH, REDACTED};
+pub use manifest::{manifest, sha256_hex, Manifest, INCLUDED, MANIFEST_PATH, REDACTED};
 pub use writer::{write_tree, write_tree_with, WriteError};

@@ -59,6 +59,8 @@ pub struct Operator {
 pub struct Host {
     pub node: String,
     pub api_url: String,
+    /// Uppercase `AB:CD:…` SHA-256 of the API certificate, if pinned.
+    pub api_fingerprint: Option<String>,
     pub ssh_target: String,
     pub api_token: SecretRef,
     pub disk_storage: String,

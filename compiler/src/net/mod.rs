@@ -1,11 +1,13 @@
 //! Everything that leaves the machine goes through here: the Image Factory
-//! (`factory`), 1Password (`onepassword`), and later Proxmox and downloads.
+//! (`factory`), 1Password (`onepassword`), the Proxmox API (`pve`) and
+//! downloads (`fetch`).
 //! One place to set timeouts, the user agent and the base URLs tests point
 //! at a local server.
 
 pub mod factory;
 pub mod fetch;
 pub mod onepassword;
+pub mod pve;
 
 use std::time::Duration;
 

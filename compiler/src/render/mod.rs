@@ -22,6 +22,7 @@ mod qm_script;
 pub mod seed;
 pub mod talos;
 pub mod teleport;
+pub mod vm_config;
 pub mod yaml;
 
 use handlebars::Handlebars;

@@ -276,15 +276,46 @@ pub(super) fn host(
         }
         None => format!("root@{public_address}"),
     };
+    let api_fingerprint = host.api_fingerprint.as_ref().and_then(|fingerprint| {
+        let normalized = normalize_fingerprint(fingerprint);
+        if normalized.is_none() {
+            checker
+                .error(
+                    &rules::INVALID_VALUE_SEMANTIC,
+                    fingerprint.span(),
+                    "host.api_fingerprint",
+                    format!(
+                        "`{}` is not a SHA-256 certificate fingerprint",
+                        **fingerprint
+                    ),
+                )
+                .help = Some(
+                "write 32 hex byte pairs separated by `:`, as `pvenode cert info` prints them"
+                    .into(),
+            );
+        }
+        normalized
+    });
     model::Host {
         node: host.node.to_string(),
         api_url,
+        api_fingerprint,
         ssh_target,
         api_token: host.api_token.value.clone(),
         disk_storage: host.disk_storage.to_string(),
         file_storage: host.file_storage.to_string(),
         dns: host.dns.iter().map(|d| **d).collect(),
     }
+}
+
+/// `ab:cd:…` (32 pairs, `:` separated) → `AB:CD:…`.
+fn normalize_fingerprint(text: &str) -> Option<String> {
+    let pairs: Vec<&str> = text.trim().split(':').collect();
+    let valid = pairs.len() == 32
+        && pairs
+            .iter()
+            .all(|pair| pair.len() == 2 && pair.chars().all(|c| c.is_ascii_hexdigit()));
+    valid.then(|| text.trim().to_ascii_uppercase())
 }
 
 pub(super) fn vips(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model::Vip> {

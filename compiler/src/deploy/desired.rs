@@ -1,0 +1,142 @@
+//! What the deployable tree says the host should have: the files to upload
+//! (each VM's boot image and seed disk, by the names the plan gave them)
+//! and the VMs to create. Read from the tree `build --with-secrets` wrote,
+//! after checking it is that blueprint's current build, so deploy never
+//! ships a stale or hand-edited tree.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::emit::{self, MANIFEST_PATH};
+use crate::render::vm_config::{vm_configs, VmConfig};
+use crate::Compiled;
+
+/// A file the host's file storage must hold in its `import` content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upload {
+    /// The name on the host (content-hashed by the plan).
+    pub file: String,
+    /// Where it is in the tree, if the tree has it (`--no-images` builds
+    /// have no images).
+    pub path: Option<PathBuf>,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Everything the host should have.
+#[derive(Clone, Debug)]
+pub struct Desired {
+    pub uploads: Vec<Upload>,
+    pub vms: Vec<VmConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredError {
+    #[error(
+        "{tree} is not a deployable tree ({reason}); build one with `waddlec build --with-secrets`"
+    )]
+    NotDeployable { tree: String, reason: String },
+    #[error("{tree} is out of date with the blueprint ({path} differs); rebuild it with `waddlec build --with-secrets`")]
+    Stale { tree: String, path: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The desired state of `compiled` (the blueprint built with its secrets),
+/// whose files are in `tree`.
+pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError> {
+    let not_deployable = |reason: &str| DesiredError::NotDeployable {
+        tree: tree.display().to_string(),
+        reason: reason.to_string(),
+    };
+    let manifest: Value = read_json(&tree.join(MANIFEST_PATH))
+        .map_err(|_| not_deployable("no readable manifest.json"))?;
+    if manifest["secrets"] != emit::INCLUDED {
+        return Err(not_deployable("its secrets are placeholders"));
+    }
+    let built: BTreeMap<&str, &str> = manifest["artifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| Some((entry["path"].as_str()?, entry["sha256"].as_str()?)))
+        .collect();
+    for artifact in &compiled.artifacts {
+        if artifact.path == MANIFEST_PATH {
+            continue;
+        }
+        let expected = emit::sha256_hex(&artifact.contents);
+        if built.get(artifact.path.as_str()) != Some(&expected.as_str()) {
+            return Err(DesiredError::Stale {
+                tree: tree.display().to_string(),
+                path: artifact.path.clone(),
+            });
+        }
+    }
+    let baked: Vec<Value> = read_json(&tree.join("images.json"))
+        .ok()
+        .and_then(|list| list.as_array().cloned())
+        .unwrap_or_default();
+
+    let mut uploads: Vec<Upload> = Vec::new();
+    for plan in &compiled.images {
+        let file = plan.boot.file();
+        if !uploads.iter().any(|u| u.file == file) {
+            uploads.push(image_upload(tree, file, &baked));
+        }
+        let seed = tree.join(&plan.seed.artifact);
+        let bytes = fs::read(&seed).map_err(|source| DesiredError::Read {
+            path: seed.display().to_string(),
+            source,
+        })?;
+        uploads.push(Upload {
+            file: plan.seed.file.clone(),
+            path: Some(seed),
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            bytes: bytes.len() as u64,
+        });
+    }
+    Ok(Desired {
+        uploads,
+        vms: vm_configs(&compiled.model, &compiled.images),
+    })
+}
+
+/// The boot image as `images.json` lists it, or without a path if the tree
+/// was built without images.
+fn image_upload(tree: &Path, file: &str, baked: &[Value]) -> Upload {
+    let entry = baked.iter().find(|image| image["file"] == file);
+    let path = tree.join("images").join(file);
+    match entry {
+        Some(entry) if path.is_file() => Upload {
+            file: file.to_string(),
+            path: Some(path),
+            sha256: entry["sha256"].as_str().unwrap_or_default().to_string(),
+            bytes: entry["bytes"].as_u64().unwrap_or_default(),
+        },
+        _ => Upload {
+            file: file.to_string(),
+            path: None,
+            sha256: String::new(),
+            bytes: 0,
+        },
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, DesiredError> {
+    let text = fs::read_to_string(path).map_err(|source| DesiredError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| DesiredError::Read {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })
+}

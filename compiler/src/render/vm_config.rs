@@ -1,0 +1,179 @@
+//! Every VM as Proxmox creates it: the parameters of `POST
+//! /nodes/{node}/qemu` (the same names `qm create` takes as options), in a
+//! fixed order. The one definition of a VM, shared by the qm script and
+//! `waddlec deploy`, so the two can never create different machines.
+//!
+//! Disks are imported at creation (`import-from`) from the plan's files in
+//! the file storage's `import` content: scsi0 the boot image, scsi1 the
+//! NoCloud seed disk. Debian images boot with systemd-boot under OVMF (an
+//! EFI disk without pre-enrolled keys: the bootloader is not signed).
+
+use super::images::VmImages;
+use crate::model::{GuestOs, Model, Vm};
+
+/// The Talos extension that makes the QEMU guest agent answer.
+const TALOS_GUEST_AGENT: &str = "siderolabs/qemu-guest-agent";
+/// Marks a VM's description: the VM is managed by waddlec, and these are
+/// the files it was created from (`deploy` reads them back).
+pub const DESCRIPTION_PREFIX: &str = "Managed by waddlec.";
+
+/// One VM to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    pub vmid: u32,
+    pub name: String,
+    /// `(parameter, value)` in creation order.
+    pub params: Vec<(String, String)>,
+    /// The blueprint's disk size (`8G`): scsi0 is grown to it after import.
+    pub disk: String,
+    /// Volume IDs of the boot image and the seed disk.
+    pub image_volume: String,
+    pub seed_volume: String,
+    pub debian: bool,
+    /// Whether the guest agent answers (Debian images; Talos with the
+    /// extension).
+    pub agent: bool,
+}
+
+impl VmConfig {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// The volume ID of a file in the file storage's `import` content.
+pub fn import_volume(model: &Model, file: &str) -> String {
+    format!("{}:import/{file}", model.host.file_storage)
+}
+
+/// Every VM with a plan, in VMID order.
+pub fn vm_configs(model: &Model, plans: &[VmImages]) -> Vec<VmConfig> {
+    model
+        .vms
+        .iter()
+        .filter_map(|vm| {
+            Some(vm_config(
+                model,
+                vm,
+                plans.iter().find(|p| p.vm == vm.name)?,
+            ))
+        })
+        .collect()
+}
+
+fn vm_config(model: &Model, vm: &Vm, plan: &VmImages) -> VmConfig {
+    let debian = matches!(vm.os, GuestOs::Debian { .. });
+    let agent = debian
+        || model
+            .talos
+            .as_ref()
+            .is_some_and(|t| t.extensions.iter().any(|e| e == TALOS_GUEST_AGENT));
+    let storage = &model.host.disk_storage;
+    let image_volume = import_volume(model, plan.boot.file());
+    let seed_volume = import_volume(model, &plan.seed.file);
+    // An I/O thread per disk needs the single-controller model; Talos
+    // bootstrap hangs on "VirtIO SCSI single" (talos#11173).
+    let (scsihw, iothread) = if debian {
+        ("virtio-scsi-single", ",iothread=1")
+    } else {
+        ("virtio-scsi-pci", "")
+    };
+    let mut params: Vec<(String, String)> = Vec::new();
+    let mut set = |key: &str, value: String| params.push((key.to_string(), value));
+    for (key, value) in [
+        ("name", vm.name.clone()),
+        ("description", description(plan)),
+        ("tags", vm.tags.join(";")),
+        ("ostype", "l26".into()),
+        ("cpu", vm.cpu.clone()),
+        ("cores", vm.cores.to_string()),
+        (
+            "memory",
+            vm.memory.whole_mib().unwrap_or_default().to_string(),
+        ),
+        ("onboot", u8::from(vm.onboot).to_string()),
+        ("agent", format!("enabled={}", u8::from(agent))),
+        ("scsihw", scsihw.into()),
+    ] {
+        set(key, value);
+    }
+    if debian {
+        set("bios", "ovmf".into());
+        set(
+            "efidisk0",
+            format!("{storage}:1,efitype=4m,pre-enrolled-keys=0"),
+        );
+    }
+    set(
+        "scsi0",
+        format!("{storage}:0,import-from={image_volume},discard=on{iothread}"),
+    );
+    set(
+        "scsi1",
+        format!("{storage}:0,import-from={seed_volume}{iothread}"),
+    );
+    set("boot", "order=scsi0".into());
+    for (index, nic) in vm.nics.iter().enumerate() {
+        set(
+            &format!("net{index}"),
+            format!("virtio,bridge={},macaddr={}", nic.bridge, nic.mac),
+        );
+    }
+    set("serial0", "socket".into());
+    if debian {
+        set("vga", "serial0".into());
+    }
+    VmConfig {
+        vmid: vm.id,
+        name: vm.name.clone(),
+        params,
+        disk: vm.disk.to_string(),
+        image_volume,
+        seed_volume,
+        debian,
+        agent,
+    }
+}
+
+/// The description names the files the VM was created from, which is how
+/// a later deploy knows whether the VM still matches the plan.
+fn description(plan: &VmImages) -> String {
+    format!(
+        "{DESCRIPTION_PREFIX} image={} seed={}",
+        plan.boot.file(),
+        plan.seed.file
+    )
+}
+
+/// The image and seed files a description names, if waddlec wrote it.
+pub fn described_files(description: &str) -> Option<(String, String)> {
+    let rest = description.trim().strip_prefix(DESCRIPTION_PREFIX)?;
+    let mut image = None;
+    let mut seed = None;
+    for word in rest.split_whitespace() {
+        if let Some(file) = word.strip_prefix("image=") {
+            image = Some(file.to_string());
+        } else if let Some(file) = word.strip_prefix("seed=") {
+            seed = Some(file.to_string());
+        }
+    }
+    Some((image?, seed?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_read_back_what_they_name() {
+        assert_eq!(
+            described_files("Managed by waddlec. image=a-1.qcow2 seed=a-seed-2.raw\n"),
+            Some(("a-1.qcow2".into(), "a-seed-2.raw".into()))
+        );
+        assert_eq!(described_files("hand-made VM"), None);
+        assert_eq!(described_files("Managed by waddlec. image=a.qcow2"), None);
+    }
+}
