@@ -13,6 +13,7 @@ mod debian_images;
 mod edge_proof;
 mod haproxy;
 mod host_network;
+mod host_setup;
 mod image;
 mod invalid_blueprints;
 mod qm_script;

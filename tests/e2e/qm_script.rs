@@ -17,7 +17,11 @@ fn generated_scripts_pass_shellcheck() {
     require("shellcheck");
     for blueprint in valid_blueprints() {
         let (_guard, out) = build(&blueprint);
-        for script in ["host/create-vms.sh", "host/network/waddlec-host-network"] {
+        for script in [
+            "host/create-vms.sh",
+            "host/network/waddlec-host-network",
+            "host/setup.sh",
+        ] {
             let output = run(Command::new("shellcheck")
                 .args(["--shell=bash", "--severity=style"])
                 .arg(out.join(script)));

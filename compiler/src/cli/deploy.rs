@@ -15,8 +15,10 @@ use super::{
 };
 use crate::deploy::apply::{apply, Host, Timeouts};
 use crate::deploy::desired::{desired, Desired, DesiredError};
+use crate::deploy::guard;
+use crate::deploy::host_setup::{self, Ssh};
 use crate::deploy::lock::{HostLock, LockError};
-use crate::deploy::observed::observe;
+use crate::deploy::observed::{observe, Observed};
 use crate::deploy::plan::{plan, Plan};
 use crate::net::pve::{Progress, Pve, PveError};
 use crate::{compile_with, SecretSource};
@@ -49,6 +51,16 @@ pub struct DeployArgs {
     /// Seconds to wait for a started VM's guest agent.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     agent_timeout: u64,
+    /// Leave the host's own setup (sysctl, forwards and NAT, firewall,
+    /// storage content) alone: API steps only.
+    #[arg(long)]
+    skip_host: bool,
+    /// The ssh config file for reaching `host.ssh` (`ssh -F`); default: yours.
+    #[arg(long, value_name = "FILE")]
+    ssh_config: Option<PathBuf>,
+    /// Install the host's files under DIR instead of / (tests).
+    #[arg(long, value_name = "DIR", hide = true)]
+    host_root: Option<String>,
 }
 
 pub fn run(args: &DeployArgs, color: bool) -> u8 {
@@ -95,21 +107,57 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
             return exit::INTERNAL;
         }
     };
-    let read_plan = || -> Result<Plan, PveError> {
+    let read_plan = || -> Result<(Plan, Observed), PveError> {
         let observed = observe(&pve, &host.node, &host.file_storage)?;
-        Ok(plan(&desired, &observed, args.allow_replace))
+        Ok((plan(&desired, &observed, args.allow_replace), observed))
     };
-    let shown = match read_plan() {
-        Ok(plan) => plan,
+    let (shown, observed) = match read_plan() {
+        Ok(read) => read,
         Err(err) => return remote_failed(&err),
     };
-    show(&shown, common.format, args.dry_run);
+    let ssh = Ssh {
+        target: host.ssh_target.clone(),
+        config: args.ssh_config.clone(),
+        root: args.host_root.clone(),
+    };
+    let host_changes = if args.skip_host {
+        Vec::new()
+    } else {
+        match host_setup::run(&ssh, &args.tree, true) {
+            Ok(changes) => changes,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return exit::UNAVAILABLE;
+            }
+        }
+    };
+    show(&shown, &host_changes, common.format, args.dry_run);
     if !shown.conflicts().is_empty() {
         eprintln!("error: the host conflicts with the blueprint; nothing was changed");
         return exit::CONFLICT;
     }
-    if args.dry_run || !shown.changes_anything() {
-        if !shown.changes_anything() && common.format == Format::Text {
+    // Firewall changes must leave the operator a way back in.
+    if host_changes
+        .iter()
+        .any(|change| change.contains("/etc/pve/"))
+    {
+        // Teleport counts as a way in once its VM runs on the host.
+        let teleport_up = compiled.model.teleport.as_ref().is_some_and(|teleport| {
+            compiled.model.vm(&teleport.vm).is_some_and(|vm| {
+                observed
+                    .vms
+                    .get(&vm.id)
+                    .is_some_and(|running| running.running)
+            })
+        });
+        if let Err(lock_out) = guard::check(&compiled.model, teleport_up) {
+            eprintln!("error: {lock_out}");
+            return exit::CONFLICT;
+        }
+    }
+    let changes = shown.changes_anything() || !host_changes.is_empty();
+    if args.dry_run || !changes {
+        if !changes && common.format == Format::Text {
             eprintln!("nothing to do: the host matches the blueprint");
         }
         return held_back(&shown);
@@ -131,12 +179,27 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
     };
     // Under the lock, the host may differ from what was shown: plan again.
     let current = match read_plan() {
-        Ok(plan) => plan,
+        Ok((plan, _)) => plan,
         Err(err) => return remote_failed(&err),
     };
     if current != shown {
         eprintln!("error: the host changed since the plan was shown; run deploy again");
         return exit::CONFLICT;
+    }
+    if !host_changes.is_empty() {
+        match host_setup::run(&ssh, &args.tree, false) {
+            Ok(changes) => {
+                for change in changes {
+                    if common.format == Format::Text {
+                        eprintln!("→ host {change}");
+                    }
+                }
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                return exit::UNAVAILABLE;
+            }
+        }
     }
     let code = apply_plan(&pve, host, &desired, &current, args, common.format);
     if let Err(err) = lock.release() {
@@ -191,17 +254,21 @@ fn apply_plan(
     }
 }
 
-fn show(plan: &Plan, format: Format, dry_run: bool) {
+fn show(plan: &Plan, host: &[String], format: Format, dry_run: bool) {
     match format {
         Format::Json => {
             let json = serde_json::json!({
                 "dry_run": dry_run,
-                "changes": plan.changes_anything(),
+                "changes": plan.changes_anything() || !host.is_empty(),
+                "host": host,
                 "steps": plan.steps,
             });
             super::print_out(&serde_json::to_string_pretty(&json).expect("plain data serialises"));
         }
         Format::Text => {
+            for change in host {
+                super::print_out(&format!("host     {change}"));
+            }
             for line in plan.lines() {
                 super::print_out(&line);
             }

@@ -1,12 +1,15 @@
 //! `waddlec deploy`: the deployable tree onto the Proxmox host, through its
-//! API. Read what the tree wants (`desired`) and what the host has
-//! (`observed`), show the `plan`, then `apply` it under the host's deploy
-//! `lock`. Every run re-reads the host, so a deploy killed at any point and
-//! run again converges.
+//! API and SSH. Read what the tree wants (`desired`) and what the host has
+//! (`observed`), ask the host what its own setup would change
+//! (`host_setup --check`), show the `plan`, refuse a firewall change that
+//! would lock the operator out (`guard`), then under the host's deploy
+//! `lock` run the host setup and `apply` the plan. Every run re-reads the
+//! host, so a deploy killed at any point and run again converges.
 
 pub mod apply;
 pub mod desired;
 pub mod guard;
+pub mod host_setup;
 pub mod lock;
 pub mod observed;
 pub mod plan;

@@ -17,6 +17,7 @@ mod cloud_init;
 mod haproxy;
 mod host_firewall;
 mod host_network;
+mod host_setup;
 pub mod images;
 mod qm_script;
 pub mod seed;
@@ -78,6 +79,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/create-vms.sh.hbs"),
     ),
     (
+        "host-setup.sh",
+        include_str!("../../templates/host-setup.sh.hbs"),
+    ),
+    (
         "teleport.service",
         include_str!("../../templates/teleport.service.hbs"),
     ),
@@ -119,6 +124,7 @@ pub fn render_all(
     let mut artifacts = Vec::new();
     artifacts.extend(host_network::render(templates, model)?);
     artifacts.extend(host_firewall::render(templates, model)?);
+    artifacts.extend(host_setup::render(templates, model)?);
     artifacts.extend(haproxy::render(templates, model)?);
     artifacts.extend(talos::render(model, secrets)?);
     artifacts.extend(teleport::render(model, secrets)?);

@@ -1,0 +1,254 @@
+//! Host setup over SSH against a real `sshd`, started by the test in its own
+//! network namespace with throwaway keys, reached by the real `ssh` client
+//! through a veth pair. `sysctl` and iptables changes land in that namespace;
+//! files are installed under a scratch root (`--root`), not the machine's
+//! `/`. The Proxmox and systemd tools the script calls (`pvesh`, `pvesm`,
+//! `systemctl`) are stand-ins on the remote PATH that record their
+//! arguments; everything else (bash, install, cmp, sysctl, iptables) is real.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use waddlec::deploy::host_setup::{self, Ssh};
+
+use crate::support::{require, run, text, valid_blueprints, Netns};
+use crate::talos::SecretLab;
+
+const STAND_IN: &str = r#"#!/bin/bash
+# Stand-in for a Proxmox or systemd tool: records the call; pvesh and pvesm
+# share the storages' content types in files beside the log.
+echo "$(basename "$0") $*" >>"$STAND_IN_LOG"
+state=${STAND_IN_LOG%/*}/storage
+case "$(basename "$0") $1" in
+"pvesh get")
+    name=${2#/storage/}
+    if [[ -f $state-$name ]]; then
+        content=$(cat "$state-$name")
+    elif [[ $name == local ]]; then
+        content=iso,vztmpl,backup
+    else
+        content=images,rootdir
+    fi
+    echo "{\"content\":\"$content\",\"storage\":\"$name\"}" ;;
+"pvesm set")
+    echo "$4" >"$state-$2" ;;
+esac
+"#;
+
+struct SshHost {
+    netns: Netns,
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SshHost {
+    /// sshd in a fresh namespace on 10.254.<n>.2, with stand-ins first on
+    /// the PATH of every session.
+    fn start() -> Self {
+        for tool in ["sshd", "ssh", "ssh-keygen", "iptables", "sysctl"] {
+            require(tool);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let netns = Netns::new("sshhost");
+        let octet = std::process::id() % 200 + 20;
+        let (host_if, peer_if) = (format!("wh{octet}"), format!("wp{octet}"));
+        let (local, remote) = (format!("10.254.{octet}.1"), format!("10.254.{octet}.2"));
+        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
+        crate::support::sh(&format!(
+            "ip link add {host_if} type veth peer name {peer_if} && \
+             ip link set {peer_if} netns {ns} && \
+             ip addr add {local}/30 dev {host_if} && ip link set {host_if} up && \
+             ip -n {ns} addr add {remote}/30 dev {peer_if} && ip -n {ns} link set {peer_if} up",
+            ns = netns.name
+        ));
+        let bin = d.join("stand-ins");
+        fs::create_dir_all(&bin).unwrap();
+        for tool in ["pvesh", "pvesm", "systemctl"] {
+            let path = bin.join(tool);
+            fs::write(&path, STAND_IN).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let log = d.join("calls.log");
+        let keygen = |path: &Path| {
+            let output = run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path));
+            assert!(output.status.success(), "{}", text(&output.stderr));
+            fs::read_to_string(path.with_extension("pub")).unwrap()
+        };
+        let host_key = keygen(&d.join("host_key"));
+        let client_key = keygen(&d.join("client_key"));
+        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+        fs::write(
+            d.join("authorized_keys"),
+            format!(
+                "environment=\"PATH={path}\",environment=\"STAND_IN_LOG={}\" {client_key}",
+                log.display()
+            ),
+        )
+        .unwrap();
+        fs::write(
+            d.join("sshd_config"),
+            format!(
+                "ListenAddress {remote}\nPort 22\nHostKey {key}\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\n\
+                 UsePAM no\nPermitUserEnvironment PATH,STAND_IN_LOG\nPidFile {d}/sshd.pid\n",
+                key = d.join("host_key").display(),
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        fs::write(
+            d.join("known_hosts"),
+            format!("{remote} {}", host_key.trim()),
+        )
+        .unwrap();
+        let config = d.join("ssh_config");
+        fs::write(
+            &config,
+            format!(
+                "Host waddle-host\n  HostName {remote}\n  User root\n  IdentityFile {key}\n  \
+                 IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n  StrictHostKeyChecking yes\n  \
+                 ConnectTimeout 10\n",
+                key = d.join("client_key").display(),
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        netns.sh(&format!(
+            "/usr/sbin/sshd -f {}/sshd_config -E {}/sshd.log",
+            d.display(),
+            d.display()
+        ));
+        // Ready once it answers.
+        for _ in 0..50 {
+            let probe = run(Command::new("ssh").arg("-F").arg(&config).args([
+                "-o",
+                "BatchMode=yes",
+                "waddle-host",
+                "true",
+            ]));
+            if probe.status.success() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        SshHost {
+            netns,
+            config,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn calls(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+#[test]
+fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
+    let host = SshHost::start();
+    let lab = SecretLab::new(&valid_blueprints()[0]);
+    lab.init();
+    let output = lab.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let tree = lab.path("dist");
+    let root = tempfile::tempdir().unwrap();
+    let ssh = Ssh {
+        target: "waddle-host".into(),
+        config: Some(host.config.clone()),
+        root: Some(root.path().display().to_string()),
+    };
+
+    // --check: says what it would do, does nothing.
+    let planned = host_setup::run(&ssh, &tree, true).unwrap();
+    for expected in [
+        "would change: /etc/sysctl.d/90-waddlec.conf",
+        "would change: /etc/waddlec/host-network.rules",
+        "would change: /usr/local/sbin/waddlec-host-network",
+        "would change: /etc/systemd/system/waddlec-host-network.service",
+        "would change: /etc/pve/nodes/waddle-proxmox01/host.fw",
+        "would change: /etc/pve/firewall/cluster.fw",
+        "would change: storage local content +import",
+    ] {
+        assert!(
+            planned.iter().any(|l| l == expected),
+            "{expected}: {planned:?}"
+        );
+    }
+    assert!(fs::read_dir(root.path()).unwrap().next().is_none());
+    assert!(!host.calls().contains("pvesm set"), "{}", host.calls());
+
+    // Applied: files in place, forwarding on, chains loaded, in the namespace.
+    let changed = host_setup::run(&ssh, &tree, false).unwrap();
+    assert!(
+        changed.iter().all(|l| l.starts_with("changed: ")),
+        "{changed:?}"
+    );
+    assert_eq!(changed.len(), planned.len(), "{changed:?} vs {planned:?}");
+    for (dest, source, mode) in [
+        (
+            "etc/sysctl.d/90-waddlec.conf",
+            "host/network/90-waddlec.conf",
+            0o644,
+        ),
+        (
+            "etc/waddlec/host-network.rules",
+            "host/network/host-network.rules",
+            0o644,
+        ),
+        (
+            "usr/local/sbin/waddlec-host-network",
+            "host/network/waddlec-host-network",
+            0o755,
+        ),
+        (
+            "etc/pve/nodes/waddle-proxmox01/host.fw",
+            "host/firewall/host.fw",
+            0o640,
+        ),
+        (
+            "etc/pve/firewall/cluster.fw",
+            "host/firewall/cluster.fw",
+            0o640,
+        ),
+    ] {
+        let installed = root.path().join(dest);
+        assert_eq!(
+            fs::read(&installed).unwrap(),
+            fs::read(tree.join(source)).unwrap()
+        );
+        let actual = fs::metadata(&installed).unwrap().permissions().mode() & 0o777;
+        assert_eq!(actual, mode, "{dest}");
+    }
+    assert_eq!(host.netns.sh("sysctl -n net.ipv4.ip_forward").trim(), "1");
+    let nat = host.netns.sh("iptables -w -t nat -S");
+    assert!(nat.contains("-A PREROUTING -j WDLC-PREROUTING"), "{nat}");
+    assert!(nat.contains("--to-destination 10.10.0.3:443"), "{nat}");
+    let calls = host.calls();
+    assert!(calls.contains("systemctl daemon-reload"), "{calls}");
+    assert!(
+        calls.contains("systemctl enable waddlec-host-network.service"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("pvesm set local --content iso,vztmpl,backup,import"),
+        "{calls}"
+    );
+    assert!(!calls.contains("pvesm set vmdata"), "{calls}");
+
+    // Again: nothing to change, nothing changed.
+    let before = host.calls().len();
+    let again = host_setup::run(&ssh, &tree, false).unwrap();
+    let calls = host.calls();
+    let new_calls = &calls[before..];
+    assert!(again.is_empty(), "{again:?}");
+    assert!(!new_calls.contains("pvesm set"), "{new_calls}");
+    assert!(!new_calls.contains("systemctl"), "{new_calls}");
+    assert!(host_setup::run(&ssh, &tree, true).unwrap().is_empty());
+}
