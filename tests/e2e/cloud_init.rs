@@ -203,7 +203,13 @@ fn sshd_accepts_the_hardening_drop_in() {
         &fs::read_to_string(out.join("vms/haproxy/seed/user-data")).unwrap(),
     )
     .unwrap();
-    let content = user_data["write_files"][0]["content"].as_str().unwrap();
+    let drop_in = user_data["write_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|file| file["path"] == "/etc/ssh/sshd_config.d/50-waddlec.conf")
+        .expect("the seed writes the sshd drop-in");
+    let content = drop_in["content"].as_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sshd_config");
     fs::write(&config, content).unwrap();
