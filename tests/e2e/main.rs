@@ -10,12 +10,14 @@
 mod build_output;
 mod cloud_init;
 mod debian_images;
+mod deploy;
 mod edge_proof;
 mod haproxy;
 mod host_network;
 mod host_setup;
 mod image;
 mod invalid_blueprints;
+mod pve;
 mod qm_script;
 mod support;
 mod talos;

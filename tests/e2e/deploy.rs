@@ -1,0 +1,350 @@
+//! `waddlec deploy` against the Proxmox VE API simulator (`tests/pve-sim/`),
+//! which keeps state and rejects any request that does not match Proxmox's
+//! own API schema (`../shared/schemas/pve/apidata.json`): every test also
+//! asserts the deploy sent nothing the schema forbids.
+//!
+//! The trees are real `build --with-secrets` output; only the disk images
+//! are small stand-ins (`qemu-img create`), listed in `images.json` as a
+//! baked build would, so these tests take seconds, not the minutes of
+//! mmdebstrap.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+use crate::pve::{PveSim, TOKEN};
+use crate::support::{require, run, text, valid_blueprints, waddlec};
+use crate::talos::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
+use crate::upstream::sha256_hex;
+
+const TOKEN_ENV: &str = "WDLC_TEST_PVE_TOKEN";
+
+struct Lab {
+    sim: PveSim,
+    lab: SecretLab,
+}
+
+impl Lab {
+    fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    fn with(edit: impl FnOnce(&mut toml::Table)) -> Self {
+        require("qemu-img");
+        let sim = PveSim::start();
+        let fingerprint = sim.fingerprint.clone();
+        let lab = SecretLab::edited(&valid_blueprints()[0], |document| {
+            let host = document["host"].as_table_mut().unwrap();
+            host.insert("api_fingerprint".into(), fingerprint.into());
+            host.insert("api_token".into(), format!("env:{TOKEN_ENV}").into());
+            edit(document);
+        });
+        lab.init();
+        let lab = Lab { sim, lab };
+        lab.build();
+        lab
+    }
+
+    /// The deployable tree, with small stand-in images where a baked build
+    /// would have its images.
+    fn build(&self) {
+        let output = self.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let dist = self.lab.path("dist");
+        let plan: Value =
+            serde_json::from_str(&fs::read_to_string(dist.join("host/images.json")).unwrap())
+                .unwrap();
+        fs::create_dir_all(dist.join("images")).unwrap();
+        let mut listed: Vec<Value> = Vec::new();
+        for vm in plan.as_array().unwrap() {
+            let file = vm["boot"]["file"].as_str().unwrap();
+            if listed.iter().any(|image| image["file"] == file) {
+                continue;
+            }
+            let path = dist.join("images").join(file);
+            let output = run(Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2"])
+                .arg(&path)
+                .arg("64M"));
+            assert!(output.status.success(), "{}", text(&output.stderr));
+            let bytes = fs::read(&path).unwrap();
+            listed.push(json!({
+                "file": file,
+                "vms": [vm["vm"]],
+                "sha256": sha256_hex(&bytes),
+                "bytes": bytes.len(),
+                "inputs": [],
+            }));
+        }
+        fs::write(
+            dist.join("images.json"),
+            serde_json::to_string_pretty(&listed).unwrap(),
+        )
+        .unwrap();
+    }
+
+    fn waddlec(&self, args: &[&str]) -> Output {
+        run(waddlec()
+            .current_dir(self.lab.path(""))
+            .env(GITHUB_SECRET_ENV, GITHUB_SECRET)
+            .env(TOKEN_ENV, TOKEN)
+            .args(args))
+    }
+
+    fn deploy(&self, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "deploy",
+            "blueprint.toml",
+            "--tree",
+            "dist",
+            "--api",
+            &self.sim.url,
+            "--skip-host",
+            "--yes",
+            "--agent-timeout",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        self.waddlec(&args)
+    }
+
+    fn vms(&self) -> Value {
+        self.sim.state()["vms"].clone()
+    }
+
+    fn assert_no_violations(&self) {
+        let violations = self.sim.violations();
+        assert!(violations.is_empty(), "schema violations: {violations:#?}");
+    }
+
+    fn image(&self, file: &str) -> PathBuf {
+        self.lab.path("dist/images").join(file)
+    }
+}
+
+fn vm_ids(vms: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = vms.as_object().unwrap().keys().cloned().collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_fresh_deploy_creates_everything_and_a_second_one_does_nothing() {
+    let lab = Lab::new();
+    let output = lab.deploy(&[]);
+    assert!(
+        output.status.success(),
+        "{}\n{}\nsimulator:\n{}",
+        text(&output.stdout),
+        text(&output.stderr),
+        lab.sim.log()
+    );
+    let plan = text(&output.stdout);
+    assert!(plan.contains("create   VM 100 haproxy"), "{plan}");
+    lab.assert_no_violations();
+    let vms = lab.vms();
+    assert_eq!(vm_ids(&vms), ["100", "101", "110", "111", "112"]);
+    for (id, vm) in vms.as_object().unwrap() {
+        assert_eq!(vm["status"], "running", "VM {id}");
+        let config = &vm["config"];
+        assert!(
+            config["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("Managed by waddlec."),
+            "VM {id}: {config}"
+        );
+        assert!(
+            config["scsi0"].as_str().unwrap().contains("size="),
+            "{config}"
+        );
+    }
+    assert_eq!(vms["100"]["config"]["bios"], "ovmf");
+
+    let before = lab.sim.requests().len();
+    let output = lab.deploy(&[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("nothing to do"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
+    lab.assert_no_violations();
+}
+
+#[test]
+fn a_changed_image_replaces_its_vm_only_when_allowed() {
+    let lab = Lab::new();
+    assert!(lab.deploy(&[]).status.success());
+    let old = lab.vms()["100"]["config"]["description"].clone();
+
+    // A new route changes haproxy.cfg, which is baked into the edge image.
+    let blueprint = lab.lab.path("blueprint.toml");
+    let mut text_ = fs::read_to_string(&blueprint).unwrap();
+    text_.push_str("\n[[edge.route]]\nsni = \"status.waddle.social\"\nto = \"gateway:443\"\n");
+    fs::write(&blueprint, text_).unwrap();
+    lab.build();
+
+    let output = lab.deploy(&[]);
+    assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
+    let plan = text(&output.stdout);
+    assert!(
+        plan.contains("replace  VM 100 haproxy") && plan.contains("needs --allow-replace"),
+        "{plan}"
+    );
+    assert_eq!(lab.vms()["100"]["config"]["description"], old);
+
+    let output = lab.deploy(&["--allow-replace"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let new = lab.vms()["100"]["config"]["description"].clone();
+    assert_ne!(new, old);
+    assert_eq!(vm_ids(&lab.vms()).len(), 5);
+    lab.assert_no_violations();
+}
+
+#[test]
+fn a_checksum_mismatch_fails_the_upload_and_names_both_hashes() {
+    let lab = Lab::new();
+    let images: Value =
+        serde_json::from_str(&fs::read_to_string(lab.lab.path("dist/images.json")).unwrap())
+            .unwrap();
+    let file = images[0]["file"].as_str().unwrap();
+    let mut bytes = fs::read(lab.image(file)).unwrap();
+    bytes[100] ^= 0xff;
+    fs::write(lab.image(file), &bytes).unwrap();
+    let output = lab.deploy(&[]);
+    assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    assert!(
+        stderr.contains(images[0]["sha256"].as_str().unwrap()),
+        "{stderr}"
+    );
+    lab.assert_no_violations();
+}
+
+#[test]
+fn a_failed_task_shows_its_log_and_a_rerun_converges() {
+    let lab = Lab::new();
+    lab.sim.faults(json!({"faults": [{
+        "fail_task": {
+            "type": "qmcreate",
+            "exitstatus": "unable to create VM 100 - import failed",
+            "log": ["importing disk 'local:import/x.qcow2'", "qemu-img: no space left on device"]
+        },
+        "once": true
+    }]}));
+    let output = lab.deploy(&[]);
+    assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("no space left on device"), "{stderr}");
+    let output = lab.deploy(&[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(vm_ids(&lab.vms()), ["100", "101", "110", "111", "112"]);
+    lab.assert_no_violations();
+}
+
+#[test]
+fn connections_dropped_mid_upload_and_mid_create_converge_on_rerun() {
+    let lab = Lab::new();
+    lab.sim
+        .faults(json!({"faults": [{"drop_upload_after_bytes": 65536, "once": true}]}));
+    let output = lab.deploy(&[]);
+    assert!(
+        !output.status.success(),
+        "the dropped upload must fail the deploy"
+    );
+    lab.sim
+        .faults(json!({"faults": [{"drop_after_create": true, "once": true}]}));
+    let output = lab.deploy(&[]);
+    assert!(
+        !output.status.success(),
+        "the dropped create must fail the deploy"
+    );
+    let output = lab.deploy(&[]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert_eq!(vm_ids(&lab.vms()), ["100", "101", "110", "111", "112"]);
+    let before = lab.sim.requests().len();
+    assert!(lab.deploy(&[]).status.success());
+    assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
+    lab.assert_no_violations();
+}
+
+#[test]
+fn a_certificate_other_than_the_pinned_one_is_refused() {
+    let lab = Lab::new();
+    let blueprint = lab.lab.path("blueprint.toml");
+    let pinned = lab.sim.fingerprint.clone();
+    let other = pinned
+        .split(':')
+        .map(|pair| if pair == "00" { "01" } else { "00" })
+        .collect::<Vec<_>>()
+        .join(":");
+    let text_ = fs::read_to_string(&blueprint)
+        .unwrap()
+        .replace(&pinned, &other);
+    fs::write(&blueprint, text_).unwrap();
+    let output = lab.deploy(&["--dry-run"]);
+    assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&pinned) && stderr.contains(&other) && stderr.contains("not the pinned"),
+        "{stderr}"
+    );
+    assert!(lab.sim.requests().is_empty(), "no request passed the pin");
+}
+
+#[test]
+fn a_second_deploy_is_stopped_by_the_host_lock() {
+    let lab = Lab::new();
+    // Another deploy holds the lock.
+    let output = run(Command::new("curl")
+        .args(["-sS", "-k", "-X", "POST"])
+        .arg("-H")
+        .arg(format!("Authorization: PVEAPIToken={TOKEN}"))
+        .args([
+            "--data",
+            "poolid=waddlec-deploy&comment=waddlec deploy by ci@runner pid 7",
+        ])
+        .arg(format!("{}/api2/json/pools", lab.sim.url)));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = lab.deploy(&[]);
+    assert_eq!(output.status.code(), Some(7), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("ci@runner pid 7"), "{stderr}");
+    assert!(lab.vms().as_object().is_none_or(|vms| vms.is_empty()));
+    let output = lab.deploy(&["--break-lock"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    lab.assert_no_violations();
+}
+
+#[test]
+fn a_dry_run_shows_the_plan_as_json_and_changes_nothing() {
+    let lab = Lab::new();
+    let output = lab.deploy(&["--dry-run", "--format", "json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["changes"], true);
+    let actions: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.iter().filter(|a| **a == "create").count(), 5);
+    assert_eq!(actions.iter().filter(|a| **a == "upload").count(), 8);
+    assert!(
+        lab.sim.changes_since(0).is_empty(),
+        "{:?}",
+        lab.sim.changes_since(0)
+    );
+}

@@ -1,0 +1,177 @@
+#!/usr/bin/python3
+"""pve-sim: a stateful Proxmox VE 9.1 API simulator for waddlec's tests.
+
+Start:  python3 tests/pve-sim/pve_sim.py --dir DIR [--node NAME] [--token TOKEN]
+                                          [--storage ID=TYPE:CONTENT,...]... [--schema apidata.json]
+Serves HTTPS on 127.0.0.1 (OS-assigned port) with a throwaway self-signed
+certificate and writes DIR/ready.json when it accepts connections. Runs
+until SIGTERM/SIGINT. Python 3 standard library only (plus the openssl CLI
+for the certificate). README.md documents the contract in full.
+
+What it owns:
+  * the contract: every request is matched against PVE's own API schema
+    (apidata.json from pve-docs) and rejected like PVE rejects it -- unknown
+    paths/methods (501), unknown/missing/ill-typed parameters, enums, ranges,
+    patterns, named formats and property strings such as drive options (400).
+    Unimplemented format names are rejected, never waved through;
+  * PVE's transport quirks: token auth, urlencoded/JSON bodies, the 64 KiB
+    body limit, no chunked bodies, multipart upload parsing (field order,
+    Content-Length required), connection close after errors and uploads;
+  * state for the calls a deploy makes: storages and volumes (uploads with
+    checksum verification, listing, deletion), VM create with disk
+    allocation and `import-from`, config read/update, resize, start/stop/
+    shutdown, destroy, guest-agent ping, pools, tasks with PVE UPIDs;
+  * fault injection via DIR/faults.json (dropped connections, failing tasks,
+    slow tasks, slow guest agent);
+  * journals: DIR/requests.jsonl, DIR/violations.jsonl, DIR/state.json.
+
+What it deliberately does not simulate: a cluster (one node; other node
+names fail like an unknown host), users/ACLs/permissions (the one token is
+root's), tickets and CSRF, real disk contents (disks are sparse files of the
+right size; imports are not converted), QEMU itself (VMs start instantly, no
+pending changes, no hotplug, no config locks), task concurrency (a task's
+effects happen when it is started; its status reads `running` for the first
+N polls), backups/restore, snapshots, migration, containers, SDN, Ceph, and
+every endpoint not listed in README.md (those are validated, then 501).
+"""
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from pvesim.api import Api  # noqa: E402
+from pvesim.files import Faults, Journal, redact_token_secret, write_json_atomic  # noqa: E402
+from pvesim.formats import STORAGE_CONTENT_TYPES  # noqa: E402
+from pvesim.schema import ApiSchema  # noqa: E402
+from pvesim.server import App, SimServer  # noqa: E402
+from pvesim.state import Node  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_SCHEMA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "schemas", "pve", "apidata.json"))
+DEFAULT_TOKEN = "root@pam!waddlec=00000000-0000-0000-0000-000000000000"
+DEFAULT_STORAGES = ["local=dir:iso,import,vztmpl", "vmdata=zfspool:images,rootdir"]
+STORAGE_TYPES = ("dir", "nfs", "cifs", "cephfs", "glusterfs", "btrfs", "zfspool", "lvm", "lvmthin", "rbd")
+TOKEN_RE = r"^[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]+=.+$"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Stateful Proxmox VE API simulator (see README.md).")
+    parser.add_argument("--dir", required=True, help="working directory (state, journals, files)")
+    parser.add_argument("--node", default="pve")
+    parser.add_argument("--token", default=DEFAULT_TOKEN, help="USER@REALM!TOKENID=SECRET")
+    parser.add_argument("--storage", action="append", metavar="ID=TYPE:CONTENT,...",
+                        help=f"repeatable; replaces the defaults {DEFAULT_STORAGES}")
+    parser.add_argument("--schema", default=os.environ.get("PVE_SIM_SCHEMA", DEFAULT_SCHEMA))
+    parser.add_argument("--verbose", action="store_true", help="log requests and errors to stderr")
+    args = parser.parse_args(argv)
+    if not re.match(TOKEN_RE, args.token):
+        parser.error("--token must look like USER@REALM!TOKENID=SECRET")
+    if not re.match(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$", args.node):
+        parser.error("--node must be a valid node name")
+    args.storages = parse_storages(parser, args.storage or DEFAULT_STORAGES)
+    return args
+
+
+def parse_storages(parser, specs):
+    storages = {}
+    for spec in specs:
+        match = re.match(r"^([a-z][a-z0-9\-_.]*[a-z0-9])=([a-z]+):([a-z,]+)$", spec, re.I)
+        if not match:
+            parser.error(f"--storage {spec!r}: expected ID=TYPE:CONTENT[,CONTENT...]")
+        sid, type_, content = match.group(1), match.group(2), match.group(3).split(",")
+        if type_ not in STORAGE_TYPES:
+            parser.error(f"--storage {spec!r}: unknown type {type_!r} (one of {', '.join(STORAGE_TYPES)})")
+        unknown = [c for c in content if c not in STORAGE_CONTENT_TYPES]
+        if unknown:
+            parser.error(f"--storage {spec!r}: unknown content type(s) {unknown}")
+        storages[sid] = (type_, content)
+    return storages
+
+
+def make_certificate(directory):
+    """A throwaway P-256 certificate; returns (cert, key, SHA-256 fingerprint 'AB:CD:...')."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "2", "-subj", "/CN=pve-sim", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", key, "-out", cert],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(cert, encoding="ascii") as handle:
+        der = ssl.PEM_cert_to_DER_cert(handle.read())
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return cert, key, ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
+def tls_context(cert, key):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def build_app(args, fingerprint):
+    directory = os.path.abspath(args.dir)
+    tmp_dir = os.path.join(directory, "tmp")
+    os.makedirs(tmp_dir, exist_ok=True)
+    for journal in ("requests.jsonl", "violations.jsonl"):
+        open(os.path.join(directory, journal), "w", encoding="utf-8").close()
+    schema = ApiSchema(args.schema)
+    faults = Faults(directory)
+    user = args.token.rsplit("=", 1)[0]
+    node = Node(args.node, user, directory, args.storages, faults)
+    api = Api(node, schema, fingerprint)
+    journal = Journal(directory, redact_token_secret(args.token))
+    return App(schema, node, api, journal, faults, args.token,
+               os.path.join(directory, "state.json"), tmp_dir, args.verbose)
+
+
+def reset_directory(directory):
+    """Start clean: no stale ready.json, no volumes from an earlier run (faults.json is kept)."""
+    os.makedirs(directory, exist_ok=True)
+    try:
+        os.unlink(os.path.join(directory, "ready.json"))
+    except FileNotFoundError:
+        pass
+    for sub in ("storage", "tmp"):
+        shutil.rmtree(os.path.join(directory, sub), ignore_errors=True)
+
+
+def main(argv=None):
+    args = parse_args(argv if argv is not None else sys.argv[1:])
+    reset_directory(args.dir)
+    cert, key, fingerprint = make_certificate(args.dir)
+    app = build_app(args, fingerprint)
+    app.save_state()
+    server = SimServer(("127.0.0.1", 0), tls_context(cert, key), app)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, name="pve-sim", daemon=True)
+    thread.start()
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    write_json_atomic(os.path.join(args.dir, "ready.json"), {
+        "url": f"https://127.0.0.1:{port}", "port": port, "fingerprint": fingerprint,
+        "node": args.node, "token": args.token, "pid": os.getpid(),
+    })
+    if args.verbose:
+        print(f"pve-sim: listening on https://127.0.0.1:{port} (node {args.node})", file=sys.stderr)
+    while not stop.wait(0.5):
+        pass
+    server.shutdown()
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

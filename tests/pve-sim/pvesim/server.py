@@ -1,0 +1,425 @@
+"""The HTTPS front end: what pveproxy/pve-http-server does before an API handler runs.
+
+Per request, in PVE's order: method check, Transfer-Encoding check, /api2/json
+prefix, API-token authentication, body (urlencoded, JSON, or a streamed
+multipart upload), parameter merge (query wins; `_dc` dropped; URI
+parameters may not be repeated), route lookup in the schema (501), token
+permission (`allowtoken`), schema validation (400), node check, then the
+simulated handler. Responses close the connection for status >= 400 and
+after uploads, like pve-http-server; everything else keeps it alive.
+"""
+
+import json
+import re
+import socket
+import ssl
+import struct
+import sys
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+from .api import RequestContext
+from .files import write_json_atomic
+from .multipart import CHUNK, MultipartUpload, UploadedFile, UploadFailed
+from .perlish import num_str
+from .state import ApiError
+
+KNOWN_METHODS = ("GET", "POST", "PUT", "DELETE")
+MAX_POST = 64 * 1024
+SECRET_PARAM = re.compile(r"password|secret|token|^key$", re.I)
+UPLOAD_PATH = re.compile(r"^/nodes/([^/]+)/storage/([^/]+)/upload$")
+
+
+class DropConnection(Exception):
+    """A fault: close the TCP connection without sending a response."""
+
+
+class SimServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, tls, app):
+        self.tls = tls
+        self.app = app
+        super().__init__(address, Handler)
+
+    def handle_error(self, request, client_address):
+        if self.app.verbose:
+            super().handle_error(request, client_address)
+
+
+class App:
+    """Everything a request needs: schema, node state, API, journal, faults."""
+
+    def __init__(self, schema, node, api, journal, faults, token, state_path, tmp_dir, verbose):
+        self.schema = schema
+        self.node = node
+        self.api = api
+        self.journal = journal
+        self.faults = faults
+        self.token = token
+        self.state_path = state_path
+        self.tmp_dir = tmp_dir
+        self.verbose = verbose
+        self.state_lock = threading.Lock()
+
+    def save_state(self):
+        with self.state_lock:  # snapshots are written in the order they were taken
+            with self.node.lock:
+                if not self.node.dirty:
+                    return
+                snapshot = self.node.snapshot()
+                self.node.dirty = False
+            write_json_atomic(self.state_path, snapshot)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "pve-api-daemon/3.0"
+    sys_version = ""
+    timeout = 600
+
+    def version_string(self):
+        return self.server_version
+
+    def setup(self):
+        # TLS handshake here, in the connection's own thread.
+        self.request = self.server.tls.wrap_socket(self.request, server_side=True)
+        super().setup()
+
+    def log_message(self, format, *args):  # noqa: A002 (BaseHTTPRequestHandler's name)
+        if self.server.app.verbose:
+            sys.stderr.write("pve-sim: " + (format % args) + "\n")
+
+    def handle_one_request(self):
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if len(self.raw_requestline) > 65536:
+                self.send_error(414)
+                return
+            if not self.parse_request():
+                return
+            Exchange(self).run()
+            self.wfile.flush()
+        except (OSError, ssl.SSLError):
+            self.close_connection = True
+
+
+def decode_urlencoded(data):
+    """pve-http-server's decode_urlencoded: split on [&;], then on '=' (extra '=' parts are lost)."""
+    result = {}
+    if not data:
+        return result
+    for pair in re.split(r"[&;]", data):
+        fields = pair.split("=")
+        key = _unescape(fields[0])
+        if len(fields) > 1:
+            value = _unescape(fields[1])
+            if result.get(key) is not None:
+                value = result[key] + "\0" + value
+            result[key] = value
+        else:
+            result[key] = None
+    return result
+
+
+def _unescape(text):
+    raw = re.sub(r"%([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), text.replace("+", " "))
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return raw
+
+
+def perl_json_value(value):
+    """A decoded JSON value as the Perl handler sees it (numbers become strings)."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, list, dict)):
+        return value
+    return num_str(value)
+
+
+class Exchange:
+    """One request/response."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.app = handler.server.app
+        self.method = handler.command
+        url = urlsplit(handler.path)
+        self.path = unquote(url.path)
+        self.query = url.query
+        self.rel_path = None
+        self.params = {}
+        self.status = None
+        self.upload_bytes = None
+
+    # --- flow ------------------------------------------------------------------
+
+    def run(self):
+        """Journals and state.json are written before the response goes out, so a
+        client that reads them right after a response sees this request."""
+        try:
+            self._process()
+        except ApiError as err:
+            self._respond_error(err)
+        except UploadFailed as err:
+            self._respond_error(ApiError(501, str(err)))
+        except DropConnection:
+            self.status = "dropped"
+            self._before_reply()
+            self._drop()
+        except (ConnectionError, TimeoutError, ssl.SSLError):
+            self.status = "client disconnected"
+            self._before_reply()
+            raise
+        except Exception as err:  # a simulator bug: answer loudly instead of hanging up
+            traceback.print_exc()
+            self._respond_error(ApiError(500, f"pve-sim internal error: {err!r}"))
+
+    def _before_reply(self, error=None):
+        self.app.save_state()
+        self._journal_request()
+        if error is not None:
+            self._journal_violation(error)
+
+    def _process(self):
+        self._check_transport()
+        self._authenticate()
+        params, upload = self._read_params()
+        try:
+            params.pop("_dc", None)
+            self.params = params
+            result = self._call(params, upload)
+        finally:
+            if upload:
+                upload.discard()
+        if self._fault_drops_response():
+            raise DropConnection()
+        self._respond(200, "OK", {"data": result}, close=upload is not None)
+
+    def _check_transport(self):
+        if self.method not in KNOWN_METHODS:
+            raise ApiError(501, f"method '{self.method}' not available")
+        encoding = self.handler.headers.get("Transfer-Encoding")
+        if encoding and encoding.lower() == "chunked":
+            raise ApiError(501, "chunked transfer encoding not supported")
+        if encoding:
+            raise ApiError(501, f"Unknown transfer encoding '{encoding}'")
+        match = re.match(r"^/api2/+([a-z][a-z0-9]+)(/.*)?$", self.path)
+        if not self.path.startswith("/api2"):
+            raise ApiError(501, f"no such file '{self.path}'")
+        if not match:
+            raise ApiError(501, "no such uri")
+        if match.group(1) != "json":
+            raise ApiError(501, f"pve-sim: only the json format is simulated, not '{match.group(1)}'")
+        self.rel_path = match.group(2) or "/"
+
+    def _authenticate(self):
+        header = self.handler.headers.get("Authorization") or ""
+        match = re.search(r"(?:^|\s)PVEAPIToken(?:=| )([^;]*)", header)
+        token = unquote(match.group(1)) if match else None
+        if not token:
+            raise ApiError(401, "No ticket")
+        if token != self.app.token:
+            raise ApiError(401, "authentication failure")
+
+    def _read_params(self):
+        """(parameters, spooled upload or None): body parameters, then the query string's."""
+        headers = self.handler.headers
+        length_text = headers.get("Content-Length")
+        if length_text is not None and not re.match(r"^\d+$", length_text.strip()):
+            raise ApiError(400, "bad request")
+        length = int(length_text) if length_text else 0
+        if self.method == "POST" and UPLOAD_PATH.match(self.rel_path):
+            return self._read_upload(length)
+        query = decode_urlencoded(self.query)
+        if not length:
+            return query, None
+        if self.method not in ("POST", "PUT"):
+            raise ApiError(501, f"Unexpected content for method '{self.method}'")
+        if length > MAX_POST:
+            raise ApiError(501, "for data too large")
+        ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype not in ("", "application/x-www-form-urlencoded", "application/json"):
+            raise ApiError(506, f"upload 'Content-Type '{headers.get('Content-Type')}' not implemented")
+        body = self.handler.rfile.read(length)
+        if len(body) != length:
+            raise DropConnection()
+        params = self._json_params(body) if ctype == "application/json" else decode_urlencoded(body.decode("latin-1"))
+        params.update(query)
+        return params, None
+
+    @staticmethod
+    def _json_params(body):
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except ValueError as err:
+            raise ApiError(400, f"malformed JSON body: {err}") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "pve-sim: a JSON body must be an object")
+        return {key: perl_json_value(value) for key, value in data.items()}
+
+    def _read_upload(self, length):
+        headers = self.handler.headers
+        if not length:
+            raise ApiError(501, "upload without content length header not supported")
+        ctype = headers.get("Content-Type") or ""
+        boundary = re.search(r"(?:^|[;,])\s*boundary\s*=\s*(\S+?)\s*(?:[;,]|$)", ctype)
+        if not boundary or ctype.split(";")[0].strip() != "multipart/form-data":
+            raise ApiError(501, f"upload 'Content-Type '{ctype}' not implemented")
+        upload = UploadedFile(self.app.tmp_dir)
+        fields = decode_urlencoded(self.query)  # multipart fields override these, as in PVE
+        parser = MultipartUpload(boundary.group(1).strip('"'), fields, upload)
+        drop_after = self.app.faults.peek("drop_upload_after_bytes")
+        try:
+            self._stream_body(parser, length, drop_after)
+            parser.finish()
+        except BaseException:
+            parser.abort()
+            raise
+        return fields, upload
+
+    def _stream_body(self, parser, length, drop_after):
+        remaining = length
+        self.upload_bytes = 0
+        while remaining > 0:
+            want = min(CHUNK, remaining)
+            if drop_after is not None:
+                want = min(want, max(0, int(drop_after) - self.upload_bytes))
+                if want == 0:
+                    self.app.faults.take("drop_upload_after_bytes")  # it fired: consume if "once"
+                    raise DropConnection()
+            chunk = self.handler.rfile.read(want)
+            if not chunk:
+                raise DropConnection()  # the client went away
+            self.upload_bytes += len(chunk)
+            remaining -= len(chunk)
+            parser.feed(chunk)
+
+    # --- dispatch -------------------------------------------------------------------
+
+    def _call(self, params, upload):
+        node, uri_params = self.app.schema.resolve(self.rel_path)
+        info = node.info.get(self.method) if node else None
+        if info is None:
+            raise ApiError(501, f"Method '{self.method} {self.rel_path}' not implemented")
+        for key in params:
+            if uri_params.get(key) is not None:
+                raise ApiError(400, "Parameter verification failed.",
+                               {key: "duplicate parameter (already defined in URI)"})
+        params = dict(params, **uri_params)
+        self.params = params
+        if not info.get("allowtoken", 1):
+            raise ApiError(403, f"Permission check failed (URI '{self.rel_path}' not available with "
+                                "API token, need proper ticket.)")
+        if upload and "tmpfilename" in params:
+            raise ApiError(400, "Parameter verification failed.",
+                           {"tmpfilename": "'tmpfilename' query parameter is not allowed for file uploads"})
+        if upload:
+            params["tmpfilename"] = upload.pve_path
+        errors = self.app.schema.validate(info, params)
+        if errors:
+            raise ApiError(400, "Parameter verification failed.", errors)
+        self._check_node(params)
+        self._fault_fails_request()
+        handler = self.app.api.handler(self.method, node.path)
+        if handler is None:
+            raise ApiError(501, f"Method '{self.method} {self.rel_path}' not implemented by pve-sim")
+        clean = {k: ("1" if v else "0") if isinstance(v, bool) else v for k, v in params.items() if v is not None}
+        with self.app.node.lock:
+            result = handler(clean, RequestContext(upload))
+            if self.method != "GET":
+                self.app.node.dirty = True
+        return result
+
+    def _check_node(self, params):
+        node = params.get("node")
+        if isinstance(node, str) and node not in (self.app.node.name, "localhost"):
+            raise ApiError(500, f"hostname lookup '{node}' failed - failed to get address info for: "
+                                f"{node}: Name or service not known")
+
+    # --- faults -------------------------------------------------------------------
+
+    def _fault_matches(self, spec):
+        if not isinstance(spec, dict):
+            return False
+        return spec.get("method", self.method) == self.method and \
+            re.search(spec.get("path", ""), self.rel_path or "") is not None
+
+    def _fault_fails_request(self):
+        spec = self.app.faults.take("fail_request", self._fault_matches)
+        if spec:
+            raise ApiError(int(spec.get("status", 500)), spec.get("message", "pve-sim: injected failure"),
+                           spec.get("errors"))
+
+    def _fault_drops_response(self):
+        if self.method == "POST" and re.match(r"^/nodes/[^/]+/qemu/?$", self.rel_path):
+            if self.app.faults.take("drop_after_create"):
+                return True
+        return self.app.faults.take("drop_response", self._fault_matches) is not None
+
+    # --- responses -------------------------------------------------------------------
+
+    def _respond_error(self, err):
+        body = None  # PVE sends no body with a 401
+        if err.status != 401:
+            body = {"data": None, "message": err.message}
+            if err.errors:
+                body["errors"] = err.errors
+        self._respond(err.status, err.message, body, close=True, error=err)
+
+    def _respond(self, status, reason, body, close, error=None):
+        self.status = status
+        self._before_reply(error)
+        close = close or self.handler.close_connection  # the client asked for it (or HTTP/1.0)
+        payload = b"" if body is None else json.dumps(body).encode("utf-8")
+        reason = (reason or "").split("\n")[0].encode("latin-1", "replace").decode("latin-1") or "Error"
+        handler = self.handler
+        handler.send_response(status, reason)
+        handler.send_header("Content-Type", "application/json;charset=UTF-8")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.send_header("Cache-Control", "max-age=0")
+        handler.send_header("Pragma", "no-cache")
+        handler.send_header("Connection", "close" if close else "Keep-Alive")
+        handler.end_headers()
+        handler.wfile.write(payload)
+        if close:
+            handler.close_connection = True
+
+    def _drop(self):
+        self.handler.close_connection = True
+        sock = self.handler.connection
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # --- journals ----------------------------------------------------------------------
+
+    def _logged_params(self):
+        logged = {}
+        for key, value in self.params.items():
+            logged[key] = "***" if SECRET_PARAM.search(key) and key != "tmpfilename" else value
+        return logged
+
+    def _journal_request(self):
+        record = {"method": self.method, "path": self.path, "params": self._logged_params(),
+                  "status": self.status}
+        if self.upload_bytes is not None:
+            record["upload_bytes"] = self.upload_bytes
+        self.app.journal.request(record)
+
+    def _journal_violation(self, err):
+        if err.errors:
+            reason = "Parameter verification failed: " + "; ".join(
+                f"{k}: {v.strip()}" for k, v in sorted(err.errors.items()))
+        else:
+            reason = err.message.strip()
+        self.app.journal.violation({"method": self.method, "path": self.path, "status": err.status,
+                                    "reason": reason, "errors": err.errors, "params": self._logged_params()})

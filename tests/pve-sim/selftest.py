@@ -1,0 +1,645 @@
+#!/usr/bin/python3
+"""Self-test of pve_sim.py (stdlib only): starts the simulator in a temp dir and drives it.
+
+    python3 tests/pve-sim/selftest.py [--keep] [--big-upload-mib 1024]
+
+Talks HTTPS through http.client with the certificate pinned to the
+fingerprint from ready.json, prints one line per check, exits 1 if any
+check failed. Covers: the start contract, keep-alive, auth, a real
+multipart upload and a VM create importing it, that validation rejects
+(and logs) bad requests, checksum mismatch, missing Content-Length, every
+fault firing once, resize/start/agent/stop/destroy, pools, and that the
+simulator's memory stays flat during a large streamed upload.
+"""
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SECRET = "5ec7e7e5-0000-4000-8000-5ec7e7e5ec7e"
+TOKEN = f"root@pam!waddlec={SECRET}"
+NODE = "waddle-proxmox01"
+MIB = 1 << 20
+
+
+# --- plumbing ---------------------------------------------------------------------
+
+
+class Simulator:
+    def __init__(self, directory):
+        self.dir = directory
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "pve_sim.py"), "--dir", directory, "--node", NODE,
+             "--token", TOKEN, "--storage", "local=dir:iso,import,vztmpl,snippets",
+             "--storage", "vmdata=zfspool:images,rootdir"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 20
+        ready = os.path.join(directory, "ready.json")
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("simulator did not start: " + self.proc.stderr.read().decode())
+            time.sleep(0.05)
+        with open(ready, encoding="utf-8") as handle:
+            self.ready = json.load(handle)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def peak_rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
+    def jsonl(self, name):
+        with open(os.path.join(self.dir, name), encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+    def state(self):
+        with open(os.path.join(self.dir, "state.json"), encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def set_faults(self, faults):
+        path = os.path.join(self.dir, "faults.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(faults, handle)
+        os.replace(path + ".tmp", path)
+
+    def faults(self):
+        with open(os.path.join(self.dir, "faults.json"), encoding="utf-8") as handle:
+            return json.load(handle)
+
+
+class Response:
+    def __init__(self, status, reason, headers, body):
+        self.status, self.reason, self.headers, self.raw = status, reason, headers, body
+        self.json = json.loads(body) if body else None
+
+    @property
+    def data(self):
+        return self.json["data"]
+
+    def __repr__(self):
+        return f"<{self.status} {self.reason} {self.raw[:300]!r}>"
+
+
+class Client:
+    """Pins the simulator's certificate by SHA-256 fingerprint, keeps connections alive."""
+
+    def __init__(self, ready, token=TOKEN):
+        self.port = ready["port"]
+        self.fingerprint = ready["fingerprint"]
+        self.token = token
+        self.conn = None
+        self.connections_opened = 0
+
+    def _connect(self):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # verified below by fingerprint instead
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=context, timeout=120)
+        conn.connect()
+        der = conn.sock.getpeercert(binary_form=True)
+        digest = hashlib.sha256(der).hexdigest().upper()
+        got = ":".join(digest[i:i + 2] for i in range(0, 64, 2))
+        if got != self.fingerprint:
+            raise RuntimeError(f"certificate fingerprint {got} != pinned {self.fingerprint}")
+        self.connections_opened += 1
+        return conn
+
+    def _conn(self):
+        if self.conn is None:
+            self.conn = self._connect()
+        return self.conn
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+    def _finish(self, response):
+        body = response.read()
+        result = Response(response.status, response.reason, response.headers, body)
+        if response.getheader("Connection", "").lower() == "close":
+            self.close()
+        return result
+
+    def call(self, method, path, params=None, json_body=None, auth=True, raw_query=None):
+        headers = {"Authorization": f"PVEAPIToken={self.token}"} if auth else {}
+        url = "/api2/json" + path
+        body = None
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        elif params and method in ("POST", "PUT"):
+            body = urllib.parse.urlencode(params).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif params:
+            url += "?" + urllib.parse.urlencode(params)
+        if raw_query:
+            url += "?" + raw_query
+        conn = self._conn()
+        try:
+            conn.request(method, url, body=body, headers=headers)
+            return self._finish(conn.getresponse())
+        except (http.client.HTTPException, OSError):
+            self.close()
+            raise
+
+    def upload(self, storage, filename, chunks, size, content="import", checksum=None, algorithm=None,
+               field_order=None, with_length=True, part_content_type=True):
+        """A streamed multipart upload; `chunks` yields the file data."""
+        boundary = "pvesimboundary" + os.urandom(8).hex()
+        fields = {"content": content}
+        if algorithm:
+            fields["checksum-algorithm"] = algorithm
+        if checksum:
+            fields["checksum"] = checksum
+        prefix = b""
+        for name in field_order or ["content", "checksum-algorithm", "checksum"]:
+            if name in fields:
+                prefix += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+                           f"{fields[name]}\r\n").encode()
+        prefix += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"; "
+                   f"filename=\"{filename}\"\r\n").encode()
+        if part_content_type:
+            prefix += b"Content-Type: application/octet-stream\r\n"
+        prefix += b"\r\n"
+        suffix = f"\r\n--{boundary}--\r\n".encode()
+        conn = self._conn()
+        try:
+            conn.putrequest("POST", f"/api2/json/nodes/{NODE}/storage/{storage}/upload", skip_accept_encoding=True)
+            conn.putheader("Authorization", f"PVEAPIToken={self.token}")
+            conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+            if with_length:
+                conn.putheader("Content-Length", str(len(prefix) + size + len(suffix)))
+            conn.endheaders()
+            conn.send(prefix)
+            for chunk in chunks:
+                conn.send(chunk)
+            conn.send(suffix)
+            return self._finish(conn.getresponse())
+        except (http.client.HTTPException, OSError):
+            self.close()
+            raise
+
+    def wait_task(self, upid, max_polls=50):
+        polls = []
+        for _ in range(max_polls):
+            status = self.call("GET", f"/nodes/{NODE}/tasks/{urllib.parse.quote(upid, safe='')}/status")
+            polls.append(status.data["status"])
+            if status.data["status"] == "stopped":
+                return status.data, polls
+        raise RuntimeError(f"task {upid} did not finish: {polls}")
+
+    def task_log(self, upid):
+        return self.call("GET", f"/nodes/{NODE}/tasks/{urllib.parse.quote(upid, safe='')}/log").data
+
+
+def qcow2_image(virtual_size, backing=False):
+    """Just a qcow2 v3 header (what PVE's untrusted-image check looks at), padded to 64 KiB."""
+    header = b"QFI\xfb" + (3).to_bytes(4, "big") + (0x200 if backing else 0).to_bytes(8, "big")
+    header += (0).to_bytes(4, "big") + (16).to_bytes(4, "big") + virtual_size.to_bytes(8, "big")
+    header += bytes(104 - len(header))
+    return header + bytes(65536 - len(header))
+
+
+def in_chunks(data, size=MIB):
+    for offset in range(0, len(data), size):
+        yield data[offset:offset + size]
+
+
+# --- checks -----------------------------------------------------------------------------
+
+
+class SelfTest:
+    def __init__(self, sim):
+        self.sim = sim
+        self.api = Client(sim.ready)
+        self.failures = []
+        self.count = 0
+
+    def check(self, description, condition, detail=""):
+        self.count += 1
+        if condition:
+            print(f"ok   {description}")
+        else:
+            print(f"FAIL {description}  {detail}")
+            self.failures.append(description)
+        return condition
+
+    def violations_since(self, mark):
+        return self.sim.jsonl("violations.jsonl")[mark:]
+
+    def expect_rejected(self, description, method, path, params, status, key=None, text=None, json_body=None):
+        mark = len(self.sim.jsonl("violations.jsonl"))
+        response = self.api.call(method, path, params, json_body=json_body)
+        message = (response.json or {}).get("errors", {}).get(key, "") if key else (response.json or {}).get("message", "")
+        logged = self.violations_since(mark)
+        ok = response.status == status and (text is None or text in message) and len(logged) == 1 \
+            and logged[0]["path"] == "/api2/json" + path
+        self.check(f"{description} -> {status} and logged", ok, f"{response} violations={logged}")
+        return response
+
+    def upload_bytes(self, filename, data, **kw):
+        return self.api.upload("local", filename, in_chunks(data), len(data), **kw)
+
+    # --- scenarios ---------------------------------------------------------------------
+
+    def start_contract(self):
+        ready = self.sim.ready
+        self.check("ready.json has url/port/fingerprint/node/token",
+                   ready["url"] == f"https://127.0.0.1:{ready['port']}" and ready["node"] == NODE
+                   and ready["token"] == TOKEN and len(ready["fingerprint"].split(":")) == 32, ready)
+        version = self.api.call("GET", "/version")
+        self.check("GET /version (certificate pinned by fingerprint)", version.status == 200
+                   and version.data["release"] == "9.1", version)
+        nodes = self.api.call("GET", "/nodes")
+        self.check("GET /nodes lists the configured node", [n["node"] for n in nodes.data] == [NODE], nodes)
+        storages = self.api.call("GET", f"/nodes/{NODE}/storage").data
+        self.check("GET storage lists the configured storages",
+                   {s["storage"]: s["content"] for s in storages} ==
+                   {"local": "import,iso,snippets,vztmpl", "vmdata": "images,rootdir"}, storages)
+        self.check("keep-alive: three requests used one connection", self.api.connections_opened == 1,
+                   self.api.connections_opened)
+
+    def auth(self):
+        mark = len(self.sim.jsonl("violations.jsonl"))
+        missing = self.api.call("GET", "/version", auth=False)
+        wrong = Client(self.sim.ready, token=TOKEN[:-1] + "0").call("GET", "/version")
+        self.check("missing token -> 401", missing.status == 401, missing)
+        self.check("wrong token secret -> 401", wrong.status == 401, wrong)
+        self.check("both 401s logged as violations", len(self.violations_since(mark)) == 2)
+
+    def upload_and_create(self):
+        image = qcow2_image(2 << 30)
+        digest = hashlib.sha256(image).hexdigest()
+        upload = self.upload_bytes("debian.qcow2", image, checksum=digest, algorithm="sha256")
+        self.check("multipart upload returns an imgcopy UPID", upload.status == 200
+                   and upload.data.startswith(f"UPID:{NODE}:") and ":imgcopy::root@pam!waddlec:" in upload.data,
+                   upload)
+        status, polls = self.api.wait_task(upload.data)
+        self.check("upload task: running for 1 poll, then stopped/OK",
+                   polls == ["running", "stopped"] and status["exitstatus"] == "OK", (polls, status))
+        log = self.api.task_log(upload.data)
+        self.check("task log is [{n,t}] ending in TASK OK", log[0]["n"] == 1 and log[-1]["t"] == "TASK OK"
+                   and any("checksum verified" in line["t"] for line in log), log)
+        content = self.api.call("GET", f"/nodes/{NODE}/storage/local/content", {"content": "import"}).data
+        self.check("uploaded volume listed with size and format",
+                   content == [dict(content[0], volid="local:import/debian.qcow2", format="qcow2",
+                                    size=len(image), content="import")] if content else False, content)
+        self.upload_bytes("seed.raw", b"cidata" * 999)
+        replaced = self.upload_bytes("seed.raw", b"cidata" * 1000)
+        self.check("upload over an existing name replaces it (PVE overwrites)",
+                   self.api.wait_task(replaced.data)[0]["exitstatus"] == "OK"
+                   and self.volume("local:import/seed.raw")["size"] == 6000)
+        create = self.api.call("POST", f"/nodes/{NODE}/qemu", {
+            "vmid": 100, "name": "haproxy", "description": "Managed by waddlec.", "tags": "infra;haproxy",
+            "ostype": "l26", "cpu": "host", "cores": 1, "memory": 2048, "onboot": 1, "agent": "enabled=1",
+            "scsihw": "virtio-scsi-single", "bios": "ovmf",
+            "efidisk0": "vmdata:1,efitype=4m,pre-enrolled-keys=0",
+            "scsi0": "vmdata:0,import-from=local:import/debian.qcow2,discard=on",
+            "scsi1": "vmdata:0,import-from=local:import/seed.raw,iothread=1",
+            "boot": "order=scsi0", "net0": "virtio,bridge=vmbr1,macaddr=bc:24:11:75:9e:6c",
+            "serial0": "socket", "vga": "serial0"})
+        self.check("create with scsi0=vmdata:0,import-from=...,discard=on returns qmcreate UPID",
+                   create.status == 200 and ":qmcreate:100:" in create.data, create)
+        status, _ = self.api.wait_task(create.data)
+        self.check("create task OK", status["exitstatus"] == "OK", (status, self.api.task_log(create.data)))
+        config = self.api.call("GET", f"/nodes/{NODE}/qemu/100/config").data
+        self.check("config: import-from replaced by the new volume and size",
+                   config.get("scsi0") == "vmdata:vm-100-disk-1,discard=on,size=2G", config)
+        self.check("config: efidisk0 allocated like PVE",
+                   config.get("efidisk0") == "vmdata:vm-100-disk-0,efitype=4m,pre-enrolled-keys=0,size=1M", config)
+        self.check("config: net0 printed as model=MAC, tags sorted, digest present",
+                   config.get("net0") == "virtio=bc:24:11:75:9e:6c,bridge=vmbr1"
+                   and config.get("tags") == "haproxy;infra" and len(config.get("digest", "")) == 40
+                   and config.get("cores") == 1, config)
+        vms = self.api.call("GET", f"/nodes/{NODE}/qemu").data
+        listed = [(v["vmid"], v["name"], v["status"], v["tags"]) for v in vms]
+        self.check("GET qemu lists vmid/name/status/tags", listed == [(100, "haproxy", "stopped", "haproxy;infra")], vms)
+        again = self.api.call("POST", f"/nodes/{NODE}/qemu", {"vmid": 100, "scsi0": "vmdata:1"})
+        self.check("create of an existing vmid -> 500 'VM 100 already exists'",
+                   again.status == 500 and "VM 100 already exists" in again.reason, again)
+
+    def validation(self):
+        path = f"/nodes/{NODE}/qemu"
+        good = {"vmid": 200, "scsi0": "vmdata:0,import-from=local:import/debian.qcow2"}
+        self.expect_rejected("drive sub-key typo import-frm=", "POST", path,
+                             dict(good, scsi0="vmdata:0,import-frm=local:import/debian.qcow2"), 400, "scsi0",
+                             "invalid key in comma-separated list property: import-frm")
+        self.expect_rejected("unknown top-level parameter", "POST", path, dict(good, colour="blue"), 400, "colour",
+                             "property is not defined in schema")
+        self.expect_rejected("bad vmid (99)", "POST", path, dict(good, vmid=99), 400, "vmid",
+                             "value does not look like a valid VM ID")
+        self.expect_rejected("bad vmid in the path (abc)", "GET", f"{path}/abc/config", None, 400, "vmid",
+                             "type check ('integer') failed - got 'abc'")
+        self.expect_rejected("bad enum (ostype=l27)", "POST", path, dict(good, ostype="l27"), 400, "ostype",
+                             "does not have a value in the enumeration")
+        self.expect_rejected("missing required parameter (vmid)", "POST", path, {"scsi0": "vmdata:1"}, 400, "vmid",
+                             "property is missing and it is not optional")
+        self.expect_rejected("unknown path", "GET", f"/nodes/{NODE}/no-such-thing", None, 501, None,
+                             f"Method 'GET /nodes/{NODE}/no-such-thing' not implemented")
+        self.expect_rejected("bad drive sub-value (media=floppy)", "POST", path,
+                             dict(good, ide2="local:iso/x.iso,media=floppy"), 400, "ide2", "media")
+        self.expect_rejected("import-from without STORAGE:0", "POST", path,
+                             dict(good, scsi0="vmdata:8,import-from=local:import/debian.qcow2"), 400, "scsi0",
+                             "'import-from' requires special syntax - use <storage ID>:0,import-from=<source>")
+        self.expect_rejected("import-from an iso volume", "POST", path,
+                             dict(good, scsi0="vmdata:0,import-from=local:iso/x.iso"), 400, "scsi0",
+                             "has wrong type 'iso' - needs to be 'images' or 'import'")
+        self.expect_rejected("JSON body: boolean for a string", "POST", "/pools", None, 400, "comment",
+                             "type check ('string') failed - got JSON::PP::Boolean",
+                             json_body={"poolid": "x", "comment": True})
+        raw = "vmid=201&scsi0=vmdata:0,import-from=local:import/debian.qcow2"
+        mark = len(self.sim.jsonl("violations.jsonl"))
+        response = self.api.call("POST", path, raw_query=raw)
+        self.check("unencoded '=' in a value is truncated like PVE (-> 400)",
+                   response.status == 400 and "scsi0" in response.json["errors"]
+                   and len(self.violations_since(mark)) == 1, response)
+
+    def upload_failures(self):
+        image = qcow2_image(1 << 30)
+        wrong = "0" * 64
+        upload = self.upload_bytes("other.qcow2", image, checksum=wrong, algorithm="sha256")
+        status, _ = self.api.wait_task(upload.data)
+        actual = hashlib.sha256(image).hexdigest()
+        expected = f"checksum mismatch: got '{actual}' != expect '{wrong}'"
+        self.check("checksum mismatch fails the task with PVE's message", status["exitstatus"] == expected, status)
+        self.check("checksum mismatch: task log ends in TASK ERROR",
+                   self.api.task_log(upload.data)[-1]["t"] == "TASK ERROR: " + expected)
+        self.check("checksum mismatch: no volume, no spooled file", self.volume("local:import/other.qcow2") is None
+                   and not os.listdir(os.path.join(self.sim.dir, "tmp")))
+        backed = self.upload_bytes("backed.qcow2", qcow2_image(1 << 30, backing=True))
+        status, _ = self.api.wait_task(backed.data)
+        self.check("qcow2 with a backing file is refused like an untrusted image",
+                   "backing file not allowed for untrusted image" in status["exitstatus"], status)
+        mark = len(self.sim.jsonl("violations.jsonl"))
+        refused = self.raw_upload_without_length()
+        self.check("upload without Content-Length -> 501 'upload without content length header not supported'",
+                   refused.startswith(b"HTTP/1.1 501 upload without content length header not supported"),
+                   refused[:200])
+        self.check("  ... and logged", len(self.violations_since(mark)) == 1)
+        mark = len(self.sim.jsonl("violations.jsonl"))
+        swapped = self.upload_bytes("swapped.raw", b"x" * 100, checksum=hashlib.sha256(b"x" * 100).hexdigest(),
+                                    algorithm="sha256", field_order=["checksum", "checksum-algorithm", "content"])
+        self.check("multipart fields out of PVE's order -> 501", swapped.status == 501
+                   and "expected 'form-data'" in swapped.json["message"] and len(self.violations_since(mark)) == 1,
+                   swapped)
+        bare = self.upload_bytes("bare.raw", b"y" * 100, part_content_type=False)
+        self.check("file part without a Content-Type header -> 501 (PVE would corrupt the file)",
+                   bare.status == 501 and "no header line after Content-Disposition" in bare.json["message"], bare)
+        bad_name = self.upload_bytes("disk.img", b"x" * 10)
+        self.check("import upload with a non-import extension -> 400 filename",
+                   bad_name.status == 400 and bad_name.json["errors"] == {"filename": "invalid filename or wrong extension"},
+                   bad_name)
+
+    def raw_upload_without_length(self):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", self.sim.ready["port"])) as raw:
+            with context.wrap_socket(raw) as sock:
+                sock.sendall((f"POST /api2/json/nodes/{NODE}/storage/local/upload HTTP/1.1\r\n"
+                              f"Host: 127.0.0.1\r\nAuthorization: PVEAPIToken={TOKEN}\r\n"
+                              "Content-Type: multipart/form-data; boundary=xyz\r\n\r\n").encode())
+                answer = b""
+                while True:
+                    data = sock.recv(65536)
+                    if not data:
+                        return answer
+                    answer += data
+
+    def volume(self, volid):
+        storage = volid.split(":")[0]
+        return self.sim.state()["storages"][storage]["volumes"].get(volid)
+
+    def faults(self):
+        image = qcow2_image(3 << 30)
+        digest = hashlib.sha256(image).hexdigest()
+        self.sim.set_faults({"drop_upload_after_bytes": 20000, "once": True})
+        tasks_before = len(self.sim.state()["tasks"])
+        try:
+            dropped = self.api.upload("local", "talos.qcow2", in_chunks(image, 4096), len(image),
+                                      checksum=digest, algorithm="sha256")
+            self.check("drop_upload_after_bytes: connection dropped", False, dropped)
+        except (http.client.HTTPException, OSError) as err:
+            self.check(f"drop_upload_after_bytes: connection dropped ({type(err).__name__})", True)
+        self.check("  ... partial upload discarded: no volume, no spooled file, no task",
+                   self.volume("local:import/talos.qcow2") is None
+                   and not os.listdir(os.path.join(self.sim.dir, "tmp"))
+                   and len(self.sim.state()["tasks"]) == tasks_before)
+        self.check("  ... fault removed from faults.json (once)", self.sim.faults() == {}, self.sim.faults())
+        again = self.upload_bytes("talos.qcow2", image, checksum=digest, algorithm="sha256")
+        self.check("  ... re-run upload converges", self.api.wait_task(again.data)[0]["exitstatus"] == "OK")
+
+        self.sim.set_faults({"faults": [{"drop_after_create": True, "once": True}]})
+        params = {"vmid": 110, "name": "talos-cp1", "memory": 8192, "agent": "enabled=1",
+                  "scsi0": "vmdata:0,import-from=local:import/talos.qcow2,discard=on", "net0": "virtio,bridge=vmbr1"}
+        try:
+            response = self.api.call("POST", f"/nodes/{NODE}/qemu", params)
+            self.check("drop_after_create: connection dropped", False, response)
+        except (http.client.HTTPException, OSError) as err:
+            self.check(f"drop_after_create: connection dropped ({type(err).__name__})", True)
+        vms = [v["vmid"] for v in self.api.call("GET", f"/nodes/{NODE}/qemu").data]
+        self.check("  ... but the create task ran: VM 110 exists", 110 in vms, vms)
+        self.check("  ... fault removed (once)", self.sim.faults() == {"faults": []}, self.sim.faults())
+        rerun = self.api.call("POST", f"/nodes/{NODE}/qemu", params)
+        self.check("  ... re-run sees 'already exists'", rerun.status == 500 and "already exists" in rerun.reason, rerun)
+
+        self.sim.set_faults({"fail_task": {"type": "qmcreate", "exitstatus": "unable to create VM 111 - boom",
+                                           "log": ["boom happened"]}, "once": True})
+        failed = self.api.call("POST", f"/nodes/{NODE}/qemu", dict(params, vmid=111, name="talos-cp2"))
+        status, _ = self.api.wait_task(failed.data)
+        self.check("fail_task: task fails with the given exitstatus and log",
+                   status["exitstatus"] == "unable to create VM 111 - boom"
+                   and self.api.task_log(failed.data)[-2:] == [{"n": 1, "t": "boom happened"},
+                                                                {"n": 2, "t": "TASK ERROR: unable to create VM 111 - boom"}],
+                   (status, self.api.task_log(failed.data)))
+        self.check("  ... VM 111 not created, no disks left behind",
+                   not any(v.startswith("vmdata:vm-111") for v in self.sim.state()["storages"]["vmdata"]["volumes"])
+                   and "111" not in self.sim.state()["vms"])
+        second = self.api.call("POST", f"/nodes/{NODE}/qemu", dict(params, vmid=111, name="talos-cp2"))
+        self.check("  ... fired once: the next create succeeds", self.api.wait_task(second.data)[0]["exitstatus"] == "OK")
+
+        self.sim.set_faults({"task_polls": 3, "once": True})
+        start = self.api.call("POST", f"/nodes/{NODE}/qemu/110/status/start")
+        _, polls = self.api.wait_task(start.data)
+        self.check("task_polls=3: running, running, running, stopped", polls == ["running"] * 3 + ["stopped"], polls)
+        stop = self.api.call("POST", f"/nodes/{NODE}/qemu/110/status/stop")
+        self.check("  ... fired once: next task back to 1 poll", self.api.wait_task(stop.data)[1] == ["running", "stopped"])
+
+        self.sim.set_faults({"agent_pings_before_ready": 2, "once": True})
+        self.api.wait_task(self.api.call("POST", f"/nodes/{NODE}/qemu/110/status/start").data)
+        pings = [self.api.call("POST", f"/nodes/{NODE}/qemu/110/agent/ping") for _ in range(3)]
+        self.check("agent_pings_before_ready=2: two 500 'QEMU guest agent is not running', then {result: {}}",
+                   [p.status for p in pings] == [500, 500, 200] and pings[0].reason == "QEMU guest agent is not running"
+                   and pings[2].data == {"result": {}}, pings)
+        self.check("  ... fault consumed", self.sim.faults() == {}, self.sim.faults())
+
+        self.sim.set_faults({"faults": [{"drop_response": {"method": "POST", "path": "^/pools$"}, "once": True}]})
+        try:
+            self.check("drop_response: connection dropped", False,
+                       self.api.call("POST", "/pools", {"poolid": "dropped"}))
+        except (http.client.HTTPException, OSError) as err:
+            self.check(f"drop_response: connection dropped ({type(err).__name__}), but the pool exists",
+                       "dropped" in [p["poolid"] for p in self.api.call("GET", "/pools").data])
+        self.api.call("DELETE", "/pools", {"poolid": "dropped"})
+
+        self.sim.set_faults({"faults": [{"fail_request": {"method": "GET", "path": "^/pools$", "status": 503,
+                                                          "message": "injected"}, "once": True}]})
+        injected = self.api.call("GET", "/pools")
+        self.check("fail_request: injected error once", injected.status == 503
+                   and self.api.call("GET", "/pools").status == 200, injected)
+
+    def vm_lifecycle(self):
+        resize = self.api.call("PUT", f"/nodes/{NODE}/qemu/100/resize", {"disk": "scsi0", "size": "+1G"})
+        self.check("resize +1G OK", self.api.wait_task(resize.data)[0]["exitstatus"] == "OK", resize)
+        scsi0 = self.api.call("GET", f"/nodes/{NODE}/qemu/100/config").data["scsi0"]
+        self.check("  ... config size updated", scsi0.endswith("size=3G"), scsi0)
+        shrink = self.api.call("PUT", f"/nodes/{NODE}/qemu/100/resize", {"disk": "scsi0", "size": "2G"})
+        self.check("shrinking fails the task", self.api.wait_task(shrink.data)[0]["exitstatus"]
+                   == "shrinking disks is not supported")
+        same = self.api.call("PUT", f"/nodes/{NODE}/qemu/100/resize", {"disk": "scsi0", "size": "3G"})
+        self.check("resize to the current size is a no-op OK", self.api.wait_task(same.data)[0]["exitstatus"] == "OK")
+        stopped = self.api.call("POST", f"/nodes/{NODE}/qemu/100/agent/ping")
+        self.check("agent ping on a stopped VM -> 500 'VM 100 is not running'",
+                   stopped.status == 500 and stopped.reason == "VM 100 is not running", stopped)
+        update = self.api.call("PUT", f"/nodes/{NODE}/qemu/100/config",
+                               {"description": "new text", "tags": "b;a;A"})
+        config = self.api.call("GET", f"/nodes/{NODE}/qemu/100/config").data
+        self.check("PUT config updates description and tags", update.status == 200
+                   and config["description"] == "new text" and config["tags"] == "a;b", (update, config))
+        stale = self.api.call("POST", f"/nodes/{NODE}/qemu/100/config", {"onboot": 0, "digest": "0" * 40})
+        self.check("POST config with a stale digest fails its task",
+                   self.api.wait_task(stale.data)[0]["exitstatus"].startswith("detected modified configuration"))
+        start = self.api.call("POST", f"/nodes/{NODE}/qemu/100/status/start")
+        self.api.wait_task(start.data)
+        status = self.api.call("GET", f"/nodes/{NODE}/qemu/100/status/current").data
+        self.check("status/current after start", status["status"] == "running" and status["agent"] == 1, status)
+        ping = self.api.call("POST", f"/nodes/{NODE}/qemu/100/agent/ping")
+        self.check("agent ping on a running VM -> {result: {}}", ping.status == 200 and ping.data == {"result": {}})
+        busy = self.api.call("DELETE", f"/nodes/{NODE}/qemu/100")
+        self.check("destroy of a running VM -> 500", busy.status == 500 and "is running" in busy.reason, busy)
+        in_use = self.api.call("DELETE", f"/nodes/{NODE}/storage/vmdata/content/vmdata:vm-100-disk-1")
+        self.check("deleting a disk of an existing VM is refused", in_use.status == 500
+                   and "Cannot remove image, a guest with VMID '100' exists!" in in_use.json["message"], in_use)
+        self.api.wait_task(self.api.call("POST", f"/nodes/{NODE}/qemu/100/status/shutdown").data)
+        destroy = self.api.call("DELETE", f"/nodes/{NODE}/qemu/100")
+        self.check("destroy a stopped VM", self.api.wait_task(destroy.data)[0]["exitstatus"] == "OK", destroy)
+        volumes = self.sim.state()["storages"]["vmdata"]["volumes"]
+        self.check("  ... its disks are gone", not any(v.startswith("vmdata:vm-100-") for v in volumes), volumes)
+        delete = self.api.call("DELETE", f"/nodes/{NODE}/storage/local/content/local:import/seed.raw")
+        self.check("deleting an import volume works", delete.status == 200
+                   and self.api.wait_task(delete.data)[0]["exitstatus"] == "OK"
+                   and self.volume("local:import/seed.raw") is None, delete)
+
+    def pools(self):
+        created = self.api.call("POST", "/pools", json_body={"poolid": "waddlec-deploy-lock", "comment": "held"})
+        again = self.api.call("POST", "/pools", {"poolid": "waddlec-deploy-lock"})
+        self.check("pool create, then again -> 500 already exists", created.status == 200 and again.status == 500
+                   and "pool 'waddlec-deploy-lock' already exists" in again.reason, again)
+        listed = self.api.call("GET", "/pools").data
+        self.check("GET /pools lists it", listed == [{"poolid": "waddlec-deploy-lock", "comment": "held"}], listed)
+        deleted = self.api.call("DELETE", "/pools", {"poolid": "waddlec-deploy-lock"})
+        gone = self.api.call("DELETE", "/pools", {"poolid": "waddlec-deploy-lock"})
+        self.check("DELETE /pools?poolid=, then again -> 500 does not exist",
+                   deleted.status == 200 and gone.status == 500 and "does not exist" in gone.reason, gone)
+
+    def big_upload(self, mib):
+        before = self.sim.peak_rss_kib()
+        digest = hashlib.sha256()
+
+        def chunks():
+            for index in range(mib):
+                block = bytes(MIB) if index % 64 else index.to_bytes(8, "big") * (MIB // 8)
+                digest.update(block)
+                yield block
+
+        started = time.time()
+        sent = self.api.upload("local", "big.raw", chunks(), mib * MIB, checksum=None)
+        status, _ = self.api.wait_task(sent.data)
+        elapsed = time.time() - started
+        after = self.sim.peak_rss_kib()
+        volume = self.volume("local:import/big.raw")
+        self.check(f"{mib} MiB streamed upload OK in {elapsed:.1f}s", status["exitstatus"] == "OK"
+                   and volume["size"] == mib * MIB and volume["sha256"] == digest.hexdigest(), (status, volume))
+        self.check(f"simulator peak RSS {before // 1024} MiB before, {after // 1024} MiB after (flat: < +64 MiB)",
+                   after - before < 64 * 1024, (before, after))
+        path = os.path.join(self.sim.dir, "storage", "local", "import", "big.raw")
+        on_disk = os.stat(path).st_blocks * 512
+        self.check(f"zero blocks stored sparsely ({on_disk // MIB} MiB on disk)", on_disk < mib * MIB // 4)
+
+    def journals(self):
+        requests = self.sim.jsonl("requests.jsonl")
+        self.check(f"requests.jsonl has every request ({len(requests)})",
+                   len(requests) > 50 and all({"method", "path", "params", "status"} <= set(r) for r in requests))
+        leaked = []
+        for name in os.listdir(self.sim.dir):
+            path = os.path.join(self.sim.dir, name)
+            if os.path.isfile(path) and name != "ready.json":
+                with open(path, "rb") as handle:
+                    if SECRET.encode() in handle.read():
+                        leaked.append(name)
+        self.check("the token secret is in no file but ready.json", not leaked, leaked)
+        state = self.sim.state()
+        self.check("state.json holds VMs, tasks, pools", {"vms", "tasks", "pools", "storages"} <= set(state)
+                   and "110" in state["vms"])
+
+    def shutdown(self):
+        started = time.time()
+        code = self.sim.stop()
+        self.check(f"SIGTERM stops the simulator (exit {code}, {time.time() - started:.1f}s)", code == 0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--big-upload-mib", type=int, default=1024)
+    args = parser.parse_args()
+    directory = tempfile.mkdtemp(prefix="pve-sim-selftest-")
+    sim = Simulator(directory)
+    test = SelfTest(sim)
+    try:
+        for scenario in (test.start_contract, test.auth, test.upload_and_create, test.validation,
+                         test.upload_failures, test.faults, test.vm_lifecycle, test.pools,
+                         lambda: test.big_upload(args.big_upload_mib), test.journals, test.shutdown):
+            try:
+                scenario()
+            except Exception:  # a crashed scenario is a failure, the others still run
+                test.check(f"scenario {getattr(scenario, '__name__', 'big_upload')} ran without exception",
+                           False, traceback.format_exc())
+                test.api.close()
+    finally:
+        sim.stop()
+        if args.keep:
+            print(f"kept {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    print(f"\n{test.count - len(test.failures)}/{test.count} checks passed")
+    return 1 if test.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
