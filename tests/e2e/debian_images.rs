@@ -27,6 +27,7 @@ use crate::support::{require, run, text, valid_blueprints, waddlec};
 use crate::talos::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
 use crate::upstream::{sha256_hex, FileServer};
 
+const TALOS_SCHEMATIC: &str = "dc7b152cb3ea99b821fcb7340ce7168313ce393d663740b791c36f6e95fc8586";
 const TALOS_IMAGE_PATH: &str = "/image/dc7b152cb3ea99b821fcb7340ce7168313ce393d663740b791c36f6e95fc8586/v1.12.4/nocloud-amd64.raw.xz";
 const TELEPORT_TARBALL_PATH: &str = "/teleport-v18.2.1-linux-amd64-bin.tar.gz";
 
@@ -80,7 +81,11 @@ impl Lab {
         let server = FileServer::start();
         server
             .serve(TALOS_IMAGE_PATH, talos_fixture(scratch.path()))
-            .serve(TELEPORT_TARBALL_PATH, teleport_tarball());
+            .serve(TELEPORT_TARBALL_PATH, teleport_tarball())
+            .serve(
+                "POST /schematics",
+                format!("{{\"id\":\"{TALOS_SCHEMATIC}\"}}").into_bytes(),
+            );
         let cache = scratch.path().join("cache");
         Lab {
             lab,

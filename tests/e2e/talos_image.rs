@@ -47,7 +47,10 @@ fn talos_image_is_fetched_pinned_cached_and_verified() {
     let id = "dc7b152cb3ea99b821fcb7340ce7168313ce393d663740b791c36f6e95fc8586";
     let image_path = format!("/image/{id}/v1.12.4/nocloud-amd64.raw.xz");
     let server = FileServer::start();
-    server.serve(image_path.clone(), xz.clone());
+    server.serve(image_path.clone(), xz.clone()).serve(
+        "POST /schematics",
+        format!("{{\"id\":\"{id}\"}}").into_bytes(),
+    );
     let build = |extra: &[&str]| {
         let mut args = vec![
             "build",
@@ -74,10 +77,25 @@ fn talos_image_is_fetched_pinned_cached_and_verified() {
     );
     assert!(server.requests().is_empty());
 
-    // First build: fetched from the schematic's URL, pinned, converted.
+    // A factory that computes another ID for our schematic: nothing fetched.
+    server.serve("POST /schematics", br#"{"id":"0123"}"#.to_vec());
+    let output = build(&[]);
+    assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("computed schematic ID 0123"));
+    assert_eq!(server.requests(), ["POST /schematics"]);
+
+    // First build: the schematic registered, then the image fetched from
+    // its URL, pinned, converted.
+    server.serve(
+        "POST /schematics",
+        format!("{{\"id\":\"{id}\"}}").into_bytes(),
+    );
     let output = build(&[]);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert_eq!(server.requests(), std::slice::from_ref(&image_path));
+    assert_eq!(
+        server.requests()[1..],
+        ["POST /schematics".to_string(), image_path.clone()]
+    );
     let lock = fs::read_to_string(lab.path("blueprint.lock")).unwrap();
     assert!(lock.contains(&sha256_hex(&xz)), "{lock}");
     assert!(lock.contains(&image_path), "{lock}");
@@ -117,7 +135,7 @@ fn talos_image_is_fetched_pinned_cached_and_verified() {
     let before = crate::support::tree(&lab.path("dist"));
     let output = build(&["--locked"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert_eq!(server.requests().len(), 1, "no new download");
+    assert_eq!(server.requests().len(), 3, "no new request");
     assert_eq!(crate::support::tree(&lab.path("dist")), before);
 
     // The factory now serves other bytes for the same URL: refused.

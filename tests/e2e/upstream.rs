@@ -1,6 +1,7 @@
 //! A local stand-in for the upstream hosts a deployable build fetches from
 //! (Image Factory, Teleport's CDN, snapshot.debian.org): serves fixed bodies
-//! by path over HTTP, 404 for anything else, and records every request.
+//! by method and path over HTTP, 404 for anything else, and records every
+//! request.
 //! Tests point `--factory`, `--teleport-cdn` and `--debian-snapshots` at it,
 //! so nothing reaches the internet.
 
@@ -32,19 +33,31 @@ impl FileServer {
                 if reader.read_line(&mut request_line).is_err() {
                     continue;
                 }
+                let mut length = 0usize;
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
                     }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
                 }
-                let path = request_line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("")
-                    .to_string();
-                seen.lock().unwrap().push(path.clone());
-                let body = served.lock().unwrap().get(&path).cloned();
+                let mut body = vec![0u8; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                let mut parts = request_line.split_whitespace();
+                let method = parts.next().unwrap_or("GET");
+                let path = parts.next().unwrap_or("").to_string();
+                // GETs are recorded and routed by path, others as `METHOD path`.
+                let key = if method == "GET" {
+                    path
+                } else {
+                    format!("{method} {path}")
+                };
+                seen.lock().unwrap().push(key.clone());
+                let body = served.lock().unwrap().get(&key).cloned();
                 let (status, body) = match body {
                     Some(body) => ("200 OK", body),
                     None => ("404 Not Found", b"not found\n".to_vec()),
@@ -64,7 +77,8 @@ impl FileServer {
         }
     }
 
-    /// Serves `body` at `path` from now on.
+    /// Serves `body` at `path` from now on (for a method other than GET,
+    /// `path` is `METHOD /path`).
     pub fn serve(&self, path: impl Into<String>, body: Vec<u8>) -> &Self {
         self.routes.lock().unwrap().insert(path.into(), body);
         self

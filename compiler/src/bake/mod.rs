@@ -79,6 +79,8 @@ pub struct Pinned {
 pub enum BakeError {
     #[error(transparent)]
     Fetch(#[from] crate::net::fetch::FetchError),
+    #[error(transparent)]
+    Factory(#[from] crate::net::factory::FactoryError),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -1,5 +1,7 @@
-//! The Talos disk image of the cluster's schematic and version: fetched from
-//! the Image Factory (`…/image/<id>/<version>/nocloud-amd64.raw.xz`),
+//! The Talos disk image of the cluster's schematic and version: the
+//! schematic registered with the Image Factory first (it serves an ID's
+//! images only once it has seen the schematic; a different ID stops the
+//! build), then fetched (`…/image/<id>/<version>/nocloud-amd64.raw.xz`),
 //! verified against the lock file, decompressed (Proxmox cannot import xz)
 //! and converted to qcow2 (zero clusters unallocated: a fraction of the raw
 //! size to upload). The download is cached by its sha256, the qcow2 by the
@@ -10,7 +12,9 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use super::{cached, finish, scratch, to_qcow2, BakeError, Baker, Pinned, Receipt};
+use crate::net::factory;
 use crate::render::images::TalosImage;
+use crate::render::talos::schematic::Schematic;
 
 /// The factory URL of the nocloud disk image.
 pub fn image_url(factory: &str, schematic_id: &str, version: &str) -> String {
@@ -25,6 +29,14 @@ pub fn bake(image: &TalosImage, baker: &mut Baker<'_>) -> Result<(PathBuf, Recei
     let url = image_url(&baker.upstreams.factory, &image.schematic, &image.version);
     let name = format!("talos image {} {}", image.version, &image.schematic[..12]);
     let progress = baker.progress;
+    // Only when the download is about to happen: a cached image needs no
+    // network, and --locked refuses an unpinned URL before anything is sent.
+    let downloaded = baker.cache.has(baker.lock, &url);
+    let refused = baker.locked && baker.lock.pinned(&url).is_none();
+    if !downloaded && !refused {
+        let schematic = Schematic::new(&image.extensions, &image.kernel_args);
+        factory::register(&baker.upstreams.factory, &schematic)?;
+    }
     let what = format!("fetching {name}");
     let compressed = baker
         .cache

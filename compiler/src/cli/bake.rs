@@ -49,7 +49,7 @@ pub fn bake_images(
     let baked = baked.map_err(|e| {
         eprintln!("error: {e}");
         match e {
-            BakeError::Fetch(FetchError::Net(_)) => exit::UNAVAILABLE,
+            BakeError::Fetch(FetchError::Net(_)) | BakeError::Factory(_) => exit::UNAVAILABLE,
             BakeError::Fetch(FetchError::Cache { .. }) | BakeError::Io { .. } => exit::IO,
             BakeError::Fetch(_) => exit::LOCK,
             // A host program missing or failing (mmdebstrap, mke2fs, mtools).

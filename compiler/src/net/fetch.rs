@@ -65,6 +65,13 @@ impl Cache {
         self.dir.join("sha256").join(sha256)
     }
 
+    /// True if the file `lock` pins for `url` is in the cache (a fetch would
+    /// not touch the network).
+    pub fn has(&self, lock: &Lock, url: &str) -> bool {
+        lock.pinned(url)
+            .is_some_and(|sha| self.entry(sha).is_file())
+    }
+
     /// The cached file of `url`, downloading it if needed; verified against
     /// (or recorded in) `lock`.
     pub fn fetch(

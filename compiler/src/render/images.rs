@@ -122,7 +122,12 @@ pub struct TalosImage {
     /// `talos-<version>-<schematic>.qcow2`.
     pub file: String,
     pub version: String,
+    /// The schematic's ID, computed offline.
     pub schematic: String,
+    /// What the schematic holds (registered with the factory before the
+    /// image is fetched).
+    pub extensions: Vec<String>,
+    pub kernel_args: Vec<String>,
 }
 
 /// What a VM's role adds to its Debian image; decided by the renderers of
@@ -164,6 +169,8 @@ pub fn plan(
                 ),
                 version: model.versions.talos.clone(),
                 schematic,
+                extensions: cluster.extensions.clone(),
+                kernel_args: cluster.kernel_args.clone(),
             })
         }
         None => None,
