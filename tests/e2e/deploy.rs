@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
+use crate::host_setup::SshHost;
 use crate::pve::{PveSim, TOKEN};
 use crate::support::{require, run, text, valid_blueprints, waddlec};
 use crate::talos::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
@@ -102,6 +103,30 @@ impl Lab {
             "--api",
             &self.sim.url,
             "--skip-host",
+            "--yes",
+            "--agent-timeout",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        self.waddlec(&args)
+    }
+
+    /// A deploy that also sets the host up, over SSH to `host`, installing
+    /// under `root`.
+    fn deploy_with_host(&self, host: &SshHost, root: &std::path::Path, extra: &[&str]) -> Output {
+        let config = host.config.display().to_string();
+        let root = root.display().to_string();
+        let mut args = vec![
+            "deploy",
+            "blueprint.toml",
+            "--tree",
+            "dist",
+            "--api",
+            &self.sim.url,
+            "--ssh-config",
+            &config,
+            "--host-root",
+            &root,
             "--yes",
             "--agent-timeout",
             "20",
@@ -347,4 +372,78 @@ fn a_dry_run_shows_the_plan_as_json_and_changes_nothing() {
         "{:?}",
         lab.sim.changes_since(0)
     );
+}
+
+/// The blueprint's host reached as the test's SSH host.
+fn over_ssh(document: &mut toml::Table) {
+    document["host"]
+        .as_table_mut()
+        .unwrap()
+        .insert("ssh".into(), "waddle-host".into());
+}
+
+#[test]
+fn a_full_deploy_sets_up_the_host_then_finds_nothing_to_do() {
+    let host = SshHost::start();
+    let lab = Lab::with(over_ssh);
+    let root = tempfile::tempdir().unwrap();
+    let output = lab.deploy_with_host(&host, root.path(), &[]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let plan = text(&output.stdout);
+    assert!(
+        plan.contains("host     would change: /etc/pve/firewall/cluster.fw"),
+        "{plan}"
+    );
+    assert!(root.path().join("etc/pve/firewall/cluster.fw").is_file());
+    assert_eq!(vm_ids(&lab.vms()).len(), 5);
+    let before = lab.sim.requests().len();
+    let output = lab.deploy_with_host(&host, root.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("nothing to do"));
+    assert!(
+        !text(&output.stdout).contains("host "),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
+    lab.assert_no_violations();
+}
+
+#[test]
+fn a_firewall_that_would_lock_the_operator_out_is_refused() {
+    let host = SshHost::start();
+    // The operator's SSH rule now admits another port: DROP would cut 22.
+    let lab = Lab::with(|document| {
+        over_ssh(document);
+        for rule in document["firewall"]["temporary"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+        {
+            if rule["name"].as_str() == Some("operator-ssh") {
+                rule.as_table_mut()
+                    .unwrap()
+                    .insert("port".into(), 2222.into());
+            }
+        }
+    });
+    let root = tempfile::tempdir().unwrap();
+    let output = lab.deploy_with_host(&host, root.path(), &[]);
+    assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("refusing to change the host firewall")
+            && stderr.contains("SSH on port 22"),
+        "{stderr}"
+    );
+    assert!(
+        fs::read_dir(root.path()).unwrap().next().is_none(),
+        "nothing installed on the host"
+    );
+    assert_eq!(lab.sim.changes_since(0), Vec::<String>::new());
 }

@@ -10,6 +10,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use waddlec::deploy::host_setup::{self, Ssh};
 
@@ -37,9 +38,11 @@ case "$(basename "$0") $1" in
 esac
 "#;
 
-struct SshHost {
-    netns: Netns,
-    config: std::path::PathBuf,
+/// A throwaway SSH host: sshd in its own namespace, reached as
+/// `waddle-host` through `config`.
+pub struct SshHost {
+    pub netns: Netns,
+    pub config: std::path::PathBuf,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -47,14 +50,17 @@ struct SshHost {
 impl SshHost {
     /// sshd in a fresh namespace on 10.254.<n>.2, with stand-ins first on
     /// the PATH of every session.
-    fn start() -> Self {
+    pub fn start() -> Self {
         for tool in ["sshd", "ssh", "ssh-keygen", "iptables", "sysctl"] {
             require(tool);
         }
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let netns = Netns::new("sshhost");
-        let octet = std::process::id() % 200 + 20;
+        // Several tests of this process may each run a host at once.
+        static HOSTS: AtomicU32 = AtomicU32::new(0);
+        let n = HOSTS.fetch_add(1, Ordering::Relaxed);
+        let netns = Netns::new(&format!("ssh{n}"));
+        let octet = (std::process::id() % 50) * 4 + n % 4 + 20;
         let (host_if, peer_if) = (format!("wh{octet}"), format!("wp{octet}"));
         let (local, remote) = (format!("10.254.{octet}.1"), format!("10.254.{octet}.2"));
         let _ = Command::new("ip").args(["link", "del", &host_if]).output();
@@ -145,7 +151,7 @@ impl SshHost {
         }
     }
 
-    fn calls(&self) -> String {
+    pub fn calls(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
