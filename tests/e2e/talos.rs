@@ -775,3 +775,91 @@ fn every_vm_gets_a_cidata_seed_disk_with_its_rendered_seed() {
     );
     assert_eq!(mode("vms/haproxy/seed.img"), 0o644);
 }
+
+/// `waddlec kubeconfig`: signed locally by the bundle's Kubernetes CA, for
+/// cluster-admin (`O=system:masters`), valid exactly the TTL asked for,
+/// written 0600; a TTL that is not short is refused.
+#[test]
+fn kubeconfig_is_signed_by_the_cluster_ca_for_exactly_its_ttl() {
+    require("openssl");
+    let lab = SecretLab::new(&valid_blueprints()[0]);
+    lab.init();
+    let output = lab.waddlec(&[
+        "kubeconfig",
+        "blueprint.toml",
+        "--ttl",
+        "2h",
+        "--out",
+        "admin.kubeconfig",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let path = lab.path("admin.kubeconfig");
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let config: serde_json::Value =
+        serde_saphyr::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(config["kind"], "Config");
+    assert_eq!(
+        config["clusters"][0]["cluster"]["server"],
+        "https://10.10.0.20:6443"
+    );
+    assert_eq!(config["current-context"], config["contexts"][0]["name"]);
+    let decode = |value: &serde_json::Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(value.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let ca = decode(&config["clusters"][0]["cluster"]["certificate-authority-data"]);
+    let client = decode(&config["users"][0]["user"]["client-certificate-data"]);
+    let key = decode(&config["users"][0]["user"]["client-key-data"]);
+    // The CA is the bundle's.
+    let bundle: serde_json::Value =
+        serde_saphyr::from_str(&fs::read_to_string(lab.path("secrets/cluster.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(ca, decode(&bundle["certs"]["k8s"]["crt"]));
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("ca.pem"), &ca).unwrap();
+    fs::write(dir.path().join("client.pem"), &client).unwrap();
+    let verify = run(Command::new("openssl")
+        .args(["verify", "-purpose", "sslclient", "-CAfile"])
+        .arg(dir.path().join("ca.pem"))
+        .arg(dir.path().join("client.pem")));
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+    let subject = openssl(
+        &["x509", "-noout", "-subject", "-nameopt", "RFC2253"],
+        &client,
+    );
+    assert!(subject.contains("O=system:masters"), "{subject}");
+    let dates = openssl(&["x509", "-noout", "-startdate", "-enddate"], &client);
+    let epoch = |prefix: &str| -> i64 {
+        let date = dates
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap()
+            .to_string();
+        text(&run(Command::new("date").args(["-u", "-d", &date, "+%s"])).stdout)
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        epoch("notAfter=") - epoch("notBefore="),
+        2 * 3600,
+        "{dates}"
+    );
+    // The key matches the certificate.
+    let public = |args: &[&str], input: &str| openssl(args, input);
+    assert_eq!(
+        public(&["pkey", "-pubout"], &key),
+        public(&["x509", "-noout", "-pubkey"], &client)
+    );
+
+    let output = lab.waddlec(&["kubeconfig", "blueprint.toml", "--ttl", "30d"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("not short-lived"));
+}

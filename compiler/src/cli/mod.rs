@@ -5,6 +5,7 @@ mod bake;
 mod deploy;
 mod exit;
 mod image;
+mod kubeconfig;
 mod progress;
 mod schematic;
 mod secrets;
@@ -116,6 +117,10 @@ enum Command {
     /// replace the VMs, start them. Shows the plan first; --dry-run stops
     /// there. A second deploy with nothing changed does nothing.
     Deploy(deploy::DeployArgs),
+    /// Write a short-lived cluster-admin kubeconfig, signed locally with the
+    /// cluster's Kubernetes CA (from the Talos bundle): no call to the
+    /// cluster, nothing to revoke.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Disk images: convert a raw disk into the qcow2 Proxmox imports.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -213,6 +218,7 @@ pub fn run() -> ExitCode {
         Command::Schematic(command) => schematic::run(command),
         Command::Image(command) => image::run(command),
         Command::Deploy(args) => deploy::run(&args, color),
+        Command::Kubeconfig(args) => kubeconfig::run(&args),
         Command::Explain { rule } => explain(rule.as_deref()),
     };
     ExitCode::from(code)

@@ -1,5 +1,6 @@
-//! Writing secret files: created new (never over an existing file), mode
-//! 0600 from the first byte, parent directories 0700.
+//! Writing secret files: mode 0600 from the first byte, parent directories
+//! 0700; created new (never over an existing file), or, for short-lived
+//! ones, replaced whole through a temporary file beside them.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -37,4 +38,22 @@ pub fn create_new(path: &Path, contents: &str) -> Result<(), SecretError> {
     file.write_all(contents.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(write_error)
+}
+
+/// Writes `path` with `contents`, mode 0600, replacing it whole (a new file
+/// renamed over the old one): for secrets that are issued again and again,
+/// like short-lived kubeconfigs.
+pub fn replace(path: &Path, contents: &str) -> Result<(), SecretError> {
+    let temp = path.with_file_name(format!(
+        ".{}.new",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let _ = fs::remove_file(&temp);
+    create_new(&temp, contents)?;
+    fs::rename(&temp, path).map_err(|source| SecretError::Write {
+        path: path.display().to_string(),
+        source,
+    })
 }

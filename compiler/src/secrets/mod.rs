@@ -10,6 +10,7 @@
 //! way for both.
 
 pub mod files;
+pub mod kube_admin;
 pub mod talos_admin;
 pub mod talos_bundle;
 

@@ -104,7 +104,13 @@ fn v1alpha1<'a>(input: &'a NodeInput<'a>) -> Config<'a> {
     let talos = model.talos.as_ref().expect("checked by render");
     let bundle = input.bundle;
     let kubernetes = model.versions.kubernetes.trim_start_matches('v');
-    let sans = vec![talos.api_vip.to_string(), input.address.addr().to_string()];
+    // 127.0.0.1: talosctl and kubectl through a local SSH tunnel (the nodes
+    // have no public address).
+    let sans = vec![
+        talos.api_vip.to_string(),
+        input.address.addr().to_string(),
+        "127.0.0.1".to_string(),
+    ];
     let (secretbox, aescbc) = (
         bundle.secrets.secretboxencryptionsecret.as_ref(),
         bundle.secrets.aescbcencryptionsecret.as_ref(),

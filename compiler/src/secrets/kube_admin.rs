@@ -1,0 +1,195 @@
+//! A short-lived cluster-admin kubeconfig, signed locally by the cluster's
+//! Kubernetes CA from the Talos bundle: no call to the cluster, nothing to
+//! revoke (it expires), and the CA key never leaves the workstation.
+//!
+//! The client certificate is ECDSA P-256, `O=system:masters` (the group the
+//! API server maps to cluster-admin), `CN=waddlec-admin`, valid exactly the
+//! TTL asked for. The kubeconfig is serialised from types, like every YAML
+//! waddlec writes.
+
+use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+};
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use super::talos_bundle::{decode_pem, encode_pem, serial, Bundle};
+use super::{Secret, SecretError};
+
+/// The group Kubernetes binds to `cluster-admin`.
+pub const ADMIN_GROUP: &str = "system:masters";
+pub const ADMIN_USER: &str = "waddlec-admin";
+/// Longer than this is not "short-lived".
+pub const MAX_TTL: Duration = Duration::days(7);
+
+/// A kubeconfig for `cluster` at `server` (`https://<VIP>:6443`), with a
+/// client certificate valid from `now` for `ttl`.
+pub fn kubeconfig(
+    bundle: &Bundle,
+    cluster: &str,
+    server: &str,
+    now: OffsetDateTime,
+    ttl: Duration,
+) -> Result<Secret, SecretError> {
+    let failed = |problem: String| SecretError::Generate {
+        what: "the admin kubeconfig",
+        problem,
+    };
+    let ca_crt = decode_pem(&bundle.certs.k8s.crt)
+        .ok_or_else(|| failed("certs.k8s.crt is not PEM".into()))?;
+    let ca_key = decode_pem(&bundle.certs.k8s.key)
+        .ok_or_else(|| failed("certs.k8s.key is not PEM".into()))?;
+    let ca_key = p256::SecretKey::from_sec1_der(ca_key.contents())
+        .or_else(|_| p256::SecretKey::from_pkcs8_der(ca_key.contents()))
+        .map_err(|e| failed(format!("the Kubernetes CA key is not a P-256 key: {e}")))?
+        .to_pkcs8_der()
+        .map_err(|e| failed(e.to_string()))?;
+    let ca_key =
+        KeyPair::from_pkcs8_der_and_sign_algo(&ca_key.as_bytes().into(), &PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| failed(e.to_string()))?;
+    let issuer = Issuer::from_ca_cert_der(&ca_crt.contents().to_vec().into(), ca_key)
+        .map_err(|e| failed(format!("the Kubernetes CA certificate does not parse: {e}")))?;
+
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| failed(e.to_string()))?;
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, ADMIN_GROUP);
+    name.push(DnType::CommonName, ADMIN_USER);
+    params.distinguished_name = name;
+    params.not_before = now;
+    params.not_after = now + ttl;
+    params.serial_number = Some(serial());
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(|e| failed(e.to_string()))?;
+
+    let user = format!("{ADMIN_USER}@{cluster}");
+    let config = Config {
+        api_version: "v1",
+        kind: "Config",
+        clusters: vec![Named {
+            name: cluster,
+            cluster: Cluster {
+                server,
+                // The bundle keeps PEM as base64, as kubeconfigs do.
+                certificate_authority_data: bundle.certs.k8s.crt.expose().to_string(),
+            },
+        }],
+        users: vec![NamedUser {
+            name: &user,
+            user: User {
+                client_certificate_data: encode_pem("CERTIFICATE", cert.der().to_vec())
+                    .expose()
+                    .to_string(),
+                client_key_data: encode_pem("PRIVATE KEY", key.serialized_der().to_vec())
+                    .expose()
+                    .to_string(),
+            },
+        }],
+        contexts: vec![NamedContext {
+            name: &user,
+            context: Context {
+                cluster,
+                user: &user,
+            },
+        }],
+        current_context: &user,
+    };
+    let yaml = crate::render::yaml::document(&config).map_err(|e| failed(e.to_string()))?;
+    Ok(Secret::new(yaml))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Config<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    clusters: Vec<Named<'a>>,
+    users: Vec<NamedUser<'a>>,
+    contexts: Vec<NamedContext<'a>>,
+    current_context: &'a str,
+}
+
+#[derive(Serialize)]
+struct Named<'a> {
+    name: &'a str,
+    cluster: Cluster<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Cluster<'a> {
+    server: &'a str,
+    certificate_authority_data: String,
+}
+
+#[derive(Serialize)]
+struct NamedUser<'a> {
+    name: &'a str,
+    user: User,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct User {
+    client_certificate_data: String,
+    client_key_data: String,
+}
+
+#[derive(Serialize)]
+struct NamedContext<'a> {
+    name: &'a str,
+    context: Context<'a>,
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    cluster: &'a str,
+    user: &'a str,
+}
+
+/// `1h`, `30m`, `2d`, `90s` → a duration (at most [`MAX_TTL`]).
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as `1h` or `30m`"))?;
+    let ttl = match unit {
+        "s" => Duration::seconds(number),
+        "m" => Duration::minutes(number),
+        "h" => Duration::hours(number),
+        "d" => Duration::days(number),
+        _ => return Err(format!("`{text}` is not a duration such as `1h` or `30m`")),
+    };
+    if ttl <= Duration::ZERO || ttl > MAX_TTL {
+        return Err(format!(
+            "a TTL of `{text}` is not short-lived; give at most 7d"
+        ));
+    }
+    Ok(ttl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_are_short_and_spelled_with_a_unit() {
+        assert_eq!(parse_ttl("1h"), Ok(Duration::hours(1)));
+        assert_eq!(parse_ttl("30m"), Ok(Duration::minutes(30)));
+        assert!(parse_ttl("8d").is_err());
+        assert!(parse_ttl("0h").is_err());
+        assert!(parse_ttl("1y").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+}
