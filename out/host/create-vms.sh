@@ -9,7 +9,7 @@
 # imported at creation with `import-from`, so a VM never exists without its
 # disks: scsi0 is the baked image, scsi1 the NoCloud seed disk (CIDATA) that
 # gives the VM its identity, network and users. Image and seed file names
-# carry a hash of their contents, so a changed image is a new file and never
+# carry a hash of their inputs, so a changed image is a new file and never
 # overwrites one in use. Run it as root on the Proxmox host once the images
 # are in local:import/ (`waddlec deploy` uploads them).
 set -euo pipefail

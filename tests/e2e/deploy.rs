@@ -187,6 +187,10 @@ fn a_fresh_deploy_creates_everything_and_a_second_one_does_nothing() {
         );
     }
     assert_eq!(vms["100"]["config"]["bios"], "ovmf");
+    // Seeds (they can hold secrets) do not stay in the import directory.
+    let local = lab.sim.state()["storages"]["local"].to_string();
+    assert!(local.contains("debian-12-haproxy-haproxy-"), "{local}");
+    assert!(!local.contains("-seed-"), "seed left on the host: {local}");
 
     let before = lab.sim.requests().len();
     let output = lab.deploy(&[]);
@@ -217,12 +221,12 @@ fn a_changed_image_replaces_its_vm_only_when_allowed() {
     assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
     let plan = text(&output.stdout);
     assert!(
-        plan.contains("replace  VM 100 haproxy") && plan.contains("needs --allow-replace"),
+        plan.contains("replace  VM 100 haproxy") && plan.contains("needs --allow-replace haproxy"),
         "{plan}"
     );
     assert_eq!(lab.vms()["100"]["config"]["description"], old);
 
-    let output = lab.deploy(&["--allow-replace"]);
+    let output = lab.deploy(&["--allow-replace", "haproxy"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let new = lab.vms()["100"]["config"]["description"].clone();
     assert_ne!(new, old);
@@ -247,6 +251,10 @@ fn a_checksum_mismatch_fails_the_upload_and_names_both_hashes() {
     assert!(
         stderr.contains(images[0]["sha256"].as_str().unwrap()),
         "{stderr}"
+    );
+    assert!(
+        stderr.contains(&sha256_hex(&bytes)),
+        "the actual hash: {stderr}"
     );
     lab.assert_no_violations();
 }
@@ -348,6 +356,14 @@ fn a_second_deploy_is_stopped_by_the_host_lock() {
     assert!(lab.vms().as_object().is_none_or(|vms| vms.is_empty()));
     let output = lab.deploy(&["--break-lock"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("breaking the host's deploy lock held by"));
+    // Released when done: nothing holds the host.
+    let pools = lab.sim.state()["pools"].clone();
+    assert!(
+        pools.as_object().is_none_or(|p| p.is_empty())
+            && pools.as_array().is_none_or(|p| p.is_empty()),
+        "{pools}"
+    );
     lab.assert_no_violations();
 }
 

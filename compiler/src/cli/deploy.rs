@@ -36,11 +36,12 @@ pub struct DeployArgs {
     /// Show the plan and change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Replace VMs whose image or seed changed: stop, destroy (with their
-    /// disks) and create them again. Without it the plan says what it would
-    /// replace and leaves those VMs alone.
-    #[arg(long)]
-    allow_replace: bool,
+    /// Replace this VM if its image or seed changed: stop, destroy (with
+    /// its disks and the state on them) and create it again. Repeat for
+    /// several; at most one Talos node per deploy. VMs not named are left
+    /// alone and the plan says what it would replace.
+    #[arg(long, value_name = "VM")]
+    allow_replace: Vec<String>,
     /// Remove a deploy lock a killed deploy left on the host.
     #[arg(long)]
     break_lock: bool,
@@ -84,6 +85,14 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
             };
         }
     };
+    if let Some(unknown) = args
+        .allow_replace
+        .iter()
+        .find(|name| compiled.model.vm(name).is_none())
+    {
+        eprintln!("error: --allow-replace {unknown}: the blueprint has no VM `{unknown}`");
+        return exit::USAGE;
+    }
     let host = &compiled.model.host;
     let Some(fingerprint) = &host.api_fingerprint else {
         eprintln!(
@@ -109,7 +118,7 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
     };
     let read_plan = || -> Result<(Plan, Observed), PveError> {
         let observed = observe(&pve, &host.node, &host.file_storage)?;
-        Ok((plan(&desired, &observed, args.allow_replace), observed))
+        Ok((plan(&desired, &observed, &args.allow_replace), observed))
     };
     let (shown, observed) = match read_plan() {
         Ok(read) => read,
@@ -157,7 +166,7 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
     }
     let changes = shown.changes_anything() || !host_changes.is_empty();
     if args.dry_run || !changes {
-        if !changes && common.format == Format::Text {
+        if !changes && shown.held_back() == 0 && common.format == Format::Text {
             eprintln!("nothing to do: the host matches the blueprint");
         }
         return held_back(&shown);
@@ -187,6 +196,18 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         return exit::CONFLICT;
     }
     if !host_changes.is_empty() {
+        // As for the API steps: apply only what was shown.
+        match host_setup::run(&ssh, &args.tree, true) {
+            Ok(now) if now == host_changes => {}
+            Ok(_) => {
+                eprintln!("error: the host changed since the plan was shown; run deploy again");
+                return exit::CONFLICT;
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                return exit::UNAVAILABLE;
+            }
+        }
         match host_setup::run(&ssh, &args.tree, false) {
             Ok(changes) => {
                 for change in changes {

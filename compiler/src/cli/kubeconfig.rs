@@ -24,8 +24,9 @@ pub struct KubeconfigArgs {
     /// tunnel, `https://127.0.0.1:6443` (in the API server's certSANs).
     #[arg(long, value_name = "URL")]
     server: Option<String>,
-    /// Where to write it (mode 0600, replacing an older one).
-    #[arg(long, value_name = "FILE", default_value = "kubeconfig")]
+    /// Where to write it (mode 0600, replacing an older one). The default
+    /// sits with the other secrets, outside git.
+    #[arg(long, value_name = "FILE", default_value = "secrets/kubeconfig")]
     out: PathBuf,
 }
 

@@ -169,6 +169,18 @@ fn create(host: &Host<'_>, vm: &VmConfig, timeouts: Timeouts) -> Result<(), PveE
         .pve
         .post(&format!("/nodes/{}/qemu", segment(host.node)), &form)?;
     wait(host, answer, timeouts.task)?;
+    // The VM has its own copy of the seed now; the uploaded one (world-
+    // readable in the import directory, possibly holding secrets) goes.
+    let answer = host.pve.delete(
+        &format!(
+            "/nodes/{}/storage/{}/content/{}",
+            segment(host.node),
+            segment(host.file_storage),
+            segment(&vm.seed_volume)
+        ),
+        &[],
+    )?;
+    wait(host, answer, timeouts.task)?;
     resize(host, vm.vmid, &vm.disk, timeouts)
 }
 

@@ -4,7 +4,6 @@
 //! after checking it is that blueprint's current build, so deploy never
 //! ships a stale or hand-edited tree.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +19,9 @@ use crate::Compiled;
 pub struct Upload {
     /// The name on the host (content-hashed by the plan).
     pub file: String,
+    /// A seed disk: it can carry secrets, so it is uploaded only for a VM
+    /// being created and deleted from the host once the VM has its copy.
+    pub seed: bool,
     /// Where it is in the tree, if the tree has it (`--no-images` builds
     /// have no images).
     pub path: Option<PathBuf>,
@@ -62,18 +64,21 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
     if manifest["secrets"] != emit::INCLUDED {
         return Err(not_deployable("its secrets are placeholders"));
     }
-    let built: BTreeMap<&str, &str> = manifest["artifacts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| Some((entry["path"].as_str()?, entry["sha256"].as_str()?)))
-        .collect();
-    for artifact in &compiled.artifacts {
+    // Every file deploy ships is the one this blueprint and these secrets
+    // make, byte for byte: a stale or hand-edited tree is refused (the
+    // host files run as root; the seeds are the VMs' identities).
+    let seeds = crate::bake::seed_disks::seed_disks(&compiled.artifacts).map_err(|e| {
+        DesiredError::NotDeployable {
+            tree: tree.display().to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    for artifact in compiled.artifacts.iter().chain(&seeds) {
         if artifact.path == MANIFEST_PATH {
             continue;
         }
-        let expected = emit::sha256_hex(&artifact.contents);
-        if built.get(artifact.path.as_str()) != Some(&expected.as_str()) {
+        let on_disk = fs::read(tree.join(&artifact.path)).ok();
+        if on_disk.as_deref() != Some(artifact.contents.as_slice()) {
             return Err(DesiredError::Stale {
                 tree: tree.display().to_string(),
                 path: artifact.path.clone(),
@@ -98,6 +103,7 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
         })?;
         uploads.push(Upload {
             file: plan.seed.file.clone(),
+            seed: true,
             path: Some(seed),
             sha256: hex::encode(Sha256::digest(&bytes)),
             bytes: bytes.len() as u64,
@@ -117,12 +123,14 @@ fn image_upload(tree: &Path, file: &str, baked: &[Value]) -> Upload {
     match entry {
         Some(entry) if path.is_file() => Upload {
             file: file.to_string(),
+            seed: false,
             path: Some(path),
             sha256: entry["sha256"].as_str().unwrap_or_default().to_string(),
             bytes: entry["bytes"].as_u64().unwrap_or_default(),
         },
         _ => Upload {
             file: file.to_string(),
+            seed: false,
             path: None,
             sha256: String::new(),
             bytes: 0,

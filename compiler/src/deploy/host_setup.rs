@@ -5,7 +5,7 @@
 //! installs; the script is idempotent and has a `--check` mode, which is
 //! how the plan shows what would change.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -78,14 +78,12 @@ pub fn run(ssh: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetup
     tracing::info!(target = %ssh.target, check, "host setup over ssh");
     let mut child = command.spawn().map_err(HostSetupError::Spawn)?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    // Written from a thread so a chatty remote cannot deadlock the pipes.
+    // Written from a thread while wait_with_output drains stdout and stderr
+    // together, so a chatty remote cannot deadlock the pipes.
     let writer = std::thread::spawn(move || stdin.write_all(&archive));
-    let mut stdout = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
-    }
     let output = child.wait_with_output().map_err(HostSetupError::Spawn)?;
     let _ = writer.join();
+    let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
@@ -95,10 +93,12 @@ pub fn run(ssh: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetup
             stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         });
     }
+    // Only the script's report lines: a login banner or a shell rc file
+    // that prints must not count as a change.
     Ok(stdout
         .lines()
         .map(str::trim)
-        .filter(|line| !line.is_empty())
+        .filter(|line| line.starts_with("changed: ") || line.starts_with("would change: "))
         .map(str::to_string)
         .collect())
 }

@@ -18,9 +18,12 @@ pub enum LockError {
 }
 
 /// The held lock; released on drop (best effort: a failed release is
-/// reported by the next deploy as a held lock, with its holder).
+/// reported by the next deploy as a held lock, with its holder). Released
+/// only while it is still ours: the comment carries a token unique to this
+/// deploy.
 pub struct HostLock<'a> {
     pve: &'a Pve,
+    comment: String,
     released: bool,
 }
 
@@ -28,21 +31,24 @@ impl<'a> HostLock<'a> {
     /// Takes the lock for `holder` (e.g. `alice@laptop pid 4242`).
     pub fn acquire(pve: &'a Pve, holder: &str, break_lock: bool) -> Result<Self, LockError> {
         if break_lock {
-            match pve.delete("/pools", &[("poolid", POOL)]) {
-                Ok(_) => tracing::warn!("removed a stale deploy lock"),
-                Err(error) => tracing::debug!(%error, "no lock to break"),
+            if let Some(stale) = holder_of(pve) {
+                eprintln!("warning: breaking the host's deploy lock held by: {stale}");
+                pve.delete("/pools", &[("poolid", POOL)])?;
             }
         }
+        let comment = format!("waddlec deploy by {holder}, token {}", token());
         let form = [
             ("poolid".to_string(), POOL.to_string()),
-            ("comment".to_string(), format!("waddlec deploy by {holder}")),
+            ("comment".to_string(), comment.clone()),
         ];
         match pve.post("/pools", &form) {
             Ok(_) => Ok(HostLock {
                 pve,
+                comment,
                 released: false,
             }),
-            Err(error) if error.status() == Some(500) || error.status() == Some(400) => {
+            // "create pool failed: pool '…' already exists".
+            Err(error) if error.status() == Some(500) => {
                 let holder = holder_of(pve).unwrap_or_else(|| error.to_string());
                 Err(LockError::Held { holder })
             }
@@ -50,18 +56,39 @@ impl<'a> HostLock<'a> {
         }
     }
 
+    /// Removes the lock if it is still this deploy's.
     pub fn release(mut self) -> Result<(), PveError> {
         self.released = true;
-        self.pve.delete("/pools", &[("poolid", POOL)]).map(drop)
+        self.remove_if_ours()
+    }
+
+    fn remove_if_ours(&self) -> Result<(), PveError> {
+        if holder_of(self.pve).as_deref() == Some(self.comment.as_str()) {
+            self.pve.delete("/pools", &[("poolid", POOL)]).map(drop)
+        } else {
+            tracing::warn!(
+                "the deploy lock is no longer ours (broken by another deploy?); leaving it"
+            );
+            Ok(())
+        }
     }
 }
 
 impl Drop for HostLock<'_> {
     fn drop(&mut self) {
         if !self.released {
-            let _ = self.pve.delete("/pools", &[("poolid", POOL)]);
+            let _ = self.remove_if_ours();
         }
     }
+}
+
+/// Unique to this deploy: the clock in nanoseconds and the process ID.
+fn token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{nanos:x}-{:x}", std::process::id())
 }
 
 /// The comment of the lock pool, if it exists.

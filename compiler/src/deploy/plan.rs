@@ -2,11 +2,13 @@
 //! so it is shown before anything happens and tested without a host.
 //!
 //! What an operator burned by provider drift and replace cascades expects:
-//! a VM whose image or seed changed is replaced only with
-//! `--allow-replace` (otherwise the plan says what it would do and stops
-//! short); settings that can change in place are updated in place; a disk
-//! is only ever grown; a VM the blueprint does not know is reported, never
-//! touched; a VM with a blueprint VMID but another name is a conflict.
+//! a VM whose image or seed changed is replaced only when named with
+//! `--allow-replace VM` (otherwise the plan says what it would do and stops
+//! short), and never more than one Talos control-plane node per deploy
+//! (etcd keeps its quorum); settings that can change in place are updated
+//! in place; a disk is only ever grown; a VM the blueprint does not know is
+//! reported, never touched; a VM with a blueprint VMID but another name, or
+//! an unknown VM with a blueprint VM's name or MAC, is a conflict.
 
 use serde::Serialize;
 
@@ -41,12 +43,13 @@ pub enum Step {
         image: String,
         seed: String,
     },
-    /// Stop, destroy and create again from new files (`--allow-replace`).
+    /// Stop, destroy and create again from new files (`--allow-replace
+    /// VM`): its disks, and the state on them, are lost.
     Replace {
         vmid: u32,
         name: String,
-        from: String,
-        to: String,
+        /// What changed: `image a → b` or `seed (configuration) a → b`.
+        change: String,
         allowed: bool,
     },
     /// Change settings in place.
@@ -154,17 +157,17 @@ fn line(step: &Step) -> String {
         Step::Replace {
             vmid,
             name,
-            from,
-            to,
+            change,
             allowed,
-        } => format!(
-            "replace  VM {vmid} {name} ({from} → {to}){}",
+        } => {
             if *allowed {
-                ""
+                format!("replace  VM {vmid} {name} ({change}; its disks are recreated)")
             } else {
-                " — needs --allow-replace, not done"
+                format!(
+                    "replace  VM {vmid} {name} ({change}) — needs --allow-replace {name}, not done"
+                )
             }
-        ),
+        }
         Step::Update {
             vmid,
             name,
@@ -196,12 +199,10 @@ fn human(bytes: u64) -> String {
     }
 }
 
-/// The steps that take `observed` to `desired`.
-pub fn plan(desired: &Desired, observed: &Observed, allow_replace: bool) -> Plan {
-    let mut steps = Vec::new();
-    for upload in &desired.uploads {
-        steps.push(upload_step(upload, observed));
-    }
+/// The steps that take `observed` to `desired`; `allow_replace` names the
+/// VMs that may be replaced.
+pub fn plan(desired: &Desired, observed: &Observed, allow_replace: &[String]) -> Plan {
+    let mut vm_steps = Vec::new();
     let missing = |file: &str| {
         desired
             .uploads
@@ -214,24 +215,112 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_replace: bool) -> Plan
             continue;
         }
         match observed.vms.get(&vm.vmid) {
-            None => steps.push(Step::Create {
+            None => vm_steps.push(Step::Create {
                 vmid: vm.vmid,
                 name: vm.name.clone(),
                 image,
                 seed,
             }),
-            Some(host) => steps.extend(existing(vm, host, &image, &seed, allow_replace)),
+            Some(host) => {
+                let allowed = allow_replace.contains(&vm.name);
+                vm_steps.extend(existing(vm, host, &image, &seed, allowed));
+            }
         }
     }
+    // Seeds only for the VMs being created; images whenever the host lacks
+    // them.
+    let seeds_needed: Vec<String> = vm_steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Create { vmid, .. }
+            | Step::Replace {
+                vmid,
+                allowed: true,
+                ..
+            } => desired.vms.iter().find(|vm| vm.vmid == *vmid),
+            _ => None,
+        })
+        .map(|vm| files_of(vm).1)
+        .collect();
+    let mut steps: Vec<Step> = desired
+        .uploads
+        .iter()
+        .filter(|upload| !upload.seed || seeds_needed.contains(&upload.file))
+        .map(|upload| upload_step(upload, observed))
+        .collect();
+    steps.extend(vm_steps);
     for host in observed.vms.values() {
-        if !desired.vms.iter().any(|vm| vm.vmid == host.vmid) {
-            steps.push(Step::Unknown {
+        if desired.vms.iter().any(|vm| vm.vmid == host.vmid) {
+            continue;
+        }
+        match double_of(desired, host) {
+            Some(reason) => steps.push(Step::Conflict {
+                vmid: host.vmid,
+                reason,
+            }),
+            None => steps.push(Step::Unknown {
                 vmid: host.vmid,
                 name: host.name.clone(),
-            });
+            }),
         }
     }
+    let talos_replaced: Vec<u32> = steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Replace {
+                vmid,
+                allowed: true,
+                ..
+            } => desired
+                .vms
+                .iter()
+                .find(|vm| vm.vmid == *vmid && !vm.debian)
+                .map(|vm| vm.vmid),
+            _ => None,
+        })
+        .collect();
+    if talos_replaced.len() > 1 {
+        steps.push(Step::Conflict {
+            vmid: talos_replaced[1],
+            reason: format!(
+                "replacing Talos nodes {talos_replaced:?} in one deploy would cost etcd its quorum; allow one per deploy"
+            ),
+        });
+    }
     Plan { steps }
+}
+
+/// Why an unknown VM looks like a hand-built copy of a blueprint VM (same
+/// name or same MAC: two of them would fight over an address).
+fn double_of(desired: &Desired, host: &HostVm) -> Option<String> {
+    for vm in &desired.vms {
+        if host.name == vm.name {
+            return Some(format!(
+                "VM {} on the host is named `{}` like the blueprint's VM {}; remove or rename it",
+                host.vmid, host.name, vm.vmid
+            ));
+        }
+        for (key, value) in vm.params.iter().filter(|(k, _)| k.starts_with("net")) {
+            let mac = normalize(key, value);
+            let clash = host
+                .config
+                .iter()
+                .filter(|(k, _)| k.starts_with("net"))
+                .any(|(k, v)| mac_of(&normalize(k, v)) == mac_of(&mac));
+            if clash {
+                return Some(format!(
+                    "VM {} `{}` on the host has the MAC of the blueprint's VM {} `{}`; remove it",
+                    host.vmid, host.name, vm.vmid, vm.name
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The MAC in a normalised net value (`model mac rest`).
+fn mac_of(normalized: &str) -> &str {
+    normalized.split(' ').nth(1).unwrap_or_default()
 }
 
 fn upload_step(upload: &Upload, observed: &Observed) -> Step {
@@ -278,17 +367,21 @@ fn existing(vm: &VmConfig, host: &HostVm, image: &str, seed: &str, allow: bool) 
         .config
         .get("description")
         .and_then(|d| described_files(d));
-    let current = match &described {
-        Some((host_image, host_seed)) if host_image == image && host_seed == seed => None,
-        Some((host_image, host_seed)) => Some(format!("{host_image} + {host_seed}")),
-        None => Some("a VM not created by waddlec".into()),
+    let change = match &described {
+        Some((host_image, _)) if host_image != image => {
+            Some(format!("image {host_image} → {image}"))
+        }
+        Some((_, host_seed)) if host_seed != seed => {
+            Some(format!("seed (configuration) {host_seed} → {seed}"))
+        }
+        Some(_) => None,
+        None => Some(format!("a VM not created by waddlec → {image}")),
     };
-    if let Some(from) = current {
+    if let Some(change) = change {
         return vec![Step::Replace {
             vmid,
             name,
-            from,
-            to: format!("{image} + {seed}"),
+            change,
             allowed: allow,
         }];
     }
@@ -452,12 +545,14 @@ mod tests {
             uploads: vec![
                 Upload {
                     file: "edge-a.qcow2".into(),
+                    seed: false,
                     path: Some("images/edge-a.qcow2".into()),
                     sha256: "aa".into(),
                     bytes: 100,
                 },
                 Upload {
                     file: "edge-seed-b.raw".into(),
+                    seed: true,
                     path: Some("vms/edge/seed.img".into()),
                     sha256: "bb".into(),
                     bytes: 10,
@@ -509,7 +604,7 @@ mod tests {
 
     #[test]
     fn an_empty_host_gets_uploads_and_a_create() {
-        let plan = plan(&desired(), &Observed::default(), false);
+        let plan = plan(&desired(), &Observed::default(), &[]);
         assert_eq!(
             plan.lines(),
             [
@@ -523,7 +618,7 @@ mod tests {
 
     #[test]
     fn a_deployed_host_in_proxmox_spelling_needs_nothing() {
-        let plan = plan(&desired(), &deployed(), false);
+        let plan = plan(&desired(), &deployed(), &[]);
         assert!(!plan.changes_anything(), "{:?}", plan.lines());
     }
 
@@ -532,13 +627,13 @@ mod tests {
         let mut desired = desired();
         desired.vms[0].image_volume = "local:import/edge-c.qcow2".into();
         desired.uploads[0].file = "edge-c.qcow2".into();
-        let held = plan(&desired, &deployed(), false);
+        let held = plan(&desired, &deployed(), &[]);
         assert!(matches!(
             held.steps.last(),
             Some(Step::Replace { allowed: false, .. })
         ));
         assert_eq!(held.held_back(), 1);
-        let allowed = plan(&desired, &deployed(), true);
+        let allowed = plan(&desired, &deployed(), &["edge".to_string()]);
         assert!(matches!(
             allowed.steps.last(),
             Some(Step::Replace { allowed: true, .. })
@@ -553,9 +648,9 @@ mod tests {
         vm.config
             .insert("scsi0".into(), "vmdata:vm-100-disk-1,size=2252M".into());
         vm.running = false;
-        let plan = plan(&desired(), &host, false);
+        let plan = plan(&desired(), &host, &[]);
         assert_eq!(
-            plan.lines()[2..],
+            plan.lines()[1..],
             [
                 "update   VM 100 edge: cores 1 → 2",
                 "grow     VM 100 edge scsi0 to 8G",
@@ -569,7 +664,7 @@ mod tests {
             .unwrap()
             .config
             .insert("scsi0".into(), "vmdata:vm-100-disk-1,size=16G".into());
-        assert!(!super::plan(&desired(), &bigger, false).changes_anything());
+        assert!(!super::plan(&desired(), &bigger, &[]).changes_anything());
     }
 
     #[test]
@@ -585,7 +680,7 @@ mod tests {
                 config: BTreeMap::new(),
             },
         );
-        let plan = plan(&desired(), &host, true);
+        let plan = plan(&desired(), &host, &["edge".to_string()]);
         assert_eq!(plan.conflicts().len(), 1);
         assert_eq!(
             plan.lines().last().unwrap(),
@@ -594,16 +689,47 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_seed_is_held_back_unless_its_vm_is_named() {
+        let mut desired = desired();
+        desired.vms[0].seed_volume = "local:import/edge-seed-c.raw".into();
+        desired.uploads[1].file = "edge-seed-c.raw".into();
+        let held = plan(&desired, &deployed(), &["other".to_string()]);
+        assert_eq!(
+            held.lines().last().unwrap(),
+            "replace  VM 100 edge (seed (configuration) edge-seed-b.raw → edge-seed-c.raw) — needs --allow-replace edge, not done"
+        );
+    }
+
+    #[test]
+    fn a_hand_built_copy_under_another_vmid_is_a_conflict() {
+        let mut host = Observed::default();
+        host.vms.insert(
+            120,
+            HostVm {
+                vmid: 120,
+                name: "edge-old".into(),
+                running: true,
+                config: [(
+                    "net0".to_string(),
+                    "virtio=BC:24:11:00:00:01,bridge=vmbr1".to_string(),
+                )]
+                .into_iter()
+                .collect(),
+            },
+        );
+        let plan = plan(&desired(), &host, &[]);
+        assert_eq!(plan.conflicts().len(), 1, "{:?}", plan.lines());
+        assert!(plan.lines().last().unwrap().contains("has the MAC of"));
+    }
+
+    #[test]
     fn a_tree_without_images_waits_for_them() {
         let mut desired = desired();
         desired.uploads[0].path = None;
-        let plan = plan(&desired, &Observed::default(), false);
+        let plan = plan(&desired, &Observed::default(), &[]);
         assert_eq!(
             plan.lines(),
-            [
-                "missing  edge-a.qcow2: not in the tree (built with --no-images?); VMs booting it wait",
-                "upload   edge-seed-b.raw (10 bytes)",
-            ]
+            ["missing  edge-a.qcow2: not in the tree (built with --no-images?); VMs booting it wait"]
         );
     }
 }

@@ -112,6 +112,11 @@ impl Pve {
     /// A client for the API at `url` (`https://host:8006`) that trusts only
     /// the certificate whose SHA-256 is `fingerprint` (`AB:CD:…`).
     pub fn new(url: &str, fingerprint: &str, token: &Secret) -> Result<Self, PveError> {
+        if !url.starts_with("https://") {
+            return Err(PveError::Setup(format!(
+                "`{url}` is not https: the token would travel in the clear, unchecked"
+            )));
+        }
         let pinned = fingerprint.to_ascii_uppercase();
         let seen = Arc::new(Mutex::new(None));
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -131,6 +136,8 @@ impl Pve {
             .connect_timeout(Duration::from_secs(10))
             .timeout(CALL_TIMEOUT)
             .tls_backend_preconfigured(tls)
+            .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| PveError::Setup(e.to_string()))?;
         let mut auth = HeaderValue::from_str(&format!("PVEAPIToken={}", token.expose()))
@@ -207,7 +214,8 @@ impl Pve {
         response: reqwest::blocking::Response,
     ) -> Result<Value, PveError> {
         let status = response.status();
-        // Proxmox puts the error message in the reason phrase.
+        // Proxmox 9 puts the message in the body (`message`); the reason
+        // phrase is the fallback.
         let reason = status.canonical_reason().unwrap_or_default().to_string();
         let body = response.text().unwrap_or_default();
         let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
