@@ -21,8 +21,9 @@ use super::yaml::YamlError;
 use crate::artifact::Artifact;
 use crate::model::{DebianArchive, GuestOs, Model, Vm};
 
-/// Changes whenever the way images are baked changes in a way the inputs
-/// below do not show, so that old names are not reused for new bytes.
+/// Names the recipe; the hash of the baking code
+/// (`waddle_images::debian::RECIPE_SOURCES`) is appended, so old names are
+/// never reused for new bytes.
 const DEBIAN_RECIPE: &str = "waddle debian image v1";
 /// The ESP holds systemd-boot, one kernel and one initrd.
 pub const ESP_SIZE: ByteSize = ByteSize::from_mib(128);
@@ -81,7 +82,8 @@ pub struct DebianImage {
 /// Everything baked into a Debian image; its sha256 names the image.
 #[derive(Clone, Debug, Serialize)]
 pub struct DebianInputs {
-    pub recipe: &'static str,
+    /// `waddle debian image v1 <hash of the baking code>`.
+    pub recipe: String,
     /// The `[[image]]` it was declared as.
     pub image: String,
     pub suite: String,
@@ -234,7 +236,7 @@ fn debian_image(
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let seed = seed_files(vm, rendered);
     let inputs = DebianInputs {
-        recipe: DEBIAN_RECIPE,
+        recipe: recipe(),
         image: image.to_string(),
         suite: archive.suite.clone(),
         snapshot: archive.snapshot.clone(),
@@ -263,6 +265,17 @@ fn debian_image(
         vm: vm.name.clone(),
         inputs,
     }
+}
+
+fn recipe() -> String {
+    let mut hash = Sha256::new();
+    for source in waddle_images::debian::RECIPE_SOURCES {
+        hash.update(Sha256::digest(source.as_bytes()));
+    }
+    format!(
+        "{DEBIAN_RECIPE} {}",
+        &hex::encode(hash.finalize())[..HASH_CHARS]
+    )
 }
 
 /// Modes as people write them (`"0644"`), not as decimal numbers.
