@@ -59,6 +59,17 @@ pub enum OverlayError {
     EmptyTarget(String),
 }
 
+/// Permission bits only: type bits come from the entry.
+fn check_mode(path: &str, mode: u32) -> Result<(), OverlayError> {
+    if mode > 0o7777 {
+        return Err(OverlayError::BadMode {
+            path: path.to_string(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
 impl Overlay {
     pub fn new() -> Self {
         Overlay::default()
@@ -72,12 +83,7 @@ impl Overlay {
         mode: u32,
         contents: impl Into<Vec<u8>>,
     ) -> Result<&mut Self, OverlayError> {
-        if mode > 0o7777 {
-            return Err(OverlayError::BadMode {
-                path: path.to_string(),
-                mode,
-            });
-        }
+        check_mode(path, mode)?;
         self.insert(
             path,
             Node::File {
@@ -96,12 +102,7 @@ impl Overlay {
         mode: u32,
         source: impl Into<PathBuf>,
     ) -> Result<&mut Self, OverlayError> {
-        if mode > 0o7777 {
-            return Err(OverlayError::BadMode {
-                path: path.to_string(),
-                mode,
-            });
-        }
+        check_mode(path, mode)?;
         self.insert(
             path,
             Node::HostFile {
