@@ -8,14 +8,11 @@
 //! waddlec writes.
 
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-};
+use rcgen::{Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use super::talos_bundle::{decode_pem, encode_pem, serial, Bundle};
+use super::talos_bundle::{client_params, decode_pem, encode_pem, Bundle};
 use super::{Secret, SecretError};
 
 /// The group Kubernetes binds to `cluster-admin`.
@@ -53,17 +50,7 @@ pub fn kubeconfig(
         .map_err(|e| failed(format!("the Kubernetes CA certificate does not parse: {e}")))?;
 
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| failed(e.to_string()))?;
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(DnType::OrganizationName, ADMIN_GROUP);
-    name.push(DnType::CommonName, ADMIN_USER);
-    params.distinguished_name = name;
-    params.not_before = now;
-    params.not_after = now + ttl;
-    params.serial_number = Some(serial());
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.use_authority_key_identifier_extension = true;
+    let params = client_params(ADMIN_GROUP, Some(ADMIN_USER), now, now + ttl);
     let cert = params
         .signed_by(&key, &issuer)
         .map_err(|e| failed(e.to_string()))?;

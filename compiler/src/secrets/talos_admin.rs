@@ -9,14 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
-    KeyUsagePurpose, PKCS_ED25519,
-};
+use rcgen::{Issuer, KeyPair, PKCS_ED25519};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use super::talos_bundle::{decode_pem, ed25519_key, encode_pem, serial, Bundle};
+use super::talos_bundle::{client_params, decode_pem, ed25519_key, encode_pem, Bundle};
 use super::{Secret, SecretError};
 
 /// `TalosAPIDefaultCertificateValidityDuration` in talosctl: 365 days.
@@ -82,16 +79,7 @@ impl TalosAdmin {
             .map_err(|e| failed(format!("the OS CA certificate does not parse: {e}")))?;
 
         let (key, der) = ed25519_key()?;
-        let mut params = CertificateParams::default();
-        let mut name = DistinguishedName::new();
-        name.push(DnType::OrganizationName, ADMIN_ROLE);
-        params.distinguished_name = name;
-        params.not_before = now;
-        params.not_after = now + ADMIN_VALIDITY;
-        params.serial_number = Some(serial());
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
+        let params = client_params(ADMIN_ROLE, None, now, now + ADMIN_VALIDITY);
         let cert = params
             .signed_by(&key, &issuer)
             .map_err(|e| failed(e.to_string()))?;

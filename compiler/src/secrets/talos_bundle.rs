@@ -333,6 +333,30 @@ fn ca_params(organization: Option<&str>, now: OffsetDateTime) -> CertificatePara
 }
 
 /// A positive serial below 2^128.
+/// A client certificate's parameters: `O=organization` (the role or group
+/// the server maps it to), optional `CN`, a random serial, client auth only.
+pub(super) fn client_params(
+    organization: &str,
+    common_name: Option<&str>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, organization);
+    if let Some(common_name) = common_name {
+        name.push(DnType::CommonName, common_name);
+    }
+    params.distinguished_name = name;
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.serial_number = Some(serial());
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    params
+}
+
 pub(super) fn serial() -> SerialNumber {
     let mut bytes = random::<16>();
     bytes[0] &= 0x7f;
