@@ -18,8 +18,8 @@ const SUITES: &[(&str, &str)] = &[("12", "bookworm")];
 /// malformed.
 pub fn debian(checker: &mut Checker, blueprint: &Blueprint) -> Option<DebianArchive> {
     check_packages(checker, blueprint);
-    let first_debian_vm = blueprint.vms.first()?;
     let Some(debian) = &blueprint.debian else {
+        let first_debian_vm = blueprint.vms.first()?;
         checker
             .error(
                 &rules::MISSING_KEY,
@@ -54,6 +54,10 @@ pub fn debian(checker: &mut Checker, blueprint: &Blueprint) -> Option<DebianArch
     let epoch = snapshot_epoch(checker, &debian.snapshot);
     if let Some(mirror) = &debian.mirror {
         check_mirror(checker, mirror);
+    }
+    // Checked either way; part of the model only where a VM boots it.
+    if blueprint.vms.is_empty() {
+        return None;
     }
     Some(DebianArchive {
         suite: suite?.to_string(),
