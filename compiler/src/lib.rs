@@ -49,6 +49,8 @@ pub enum CompileError {
     Secret(#[from] secrets::SecretError),
     #[error("internal error: a template does not compile: {0}")]
     Template(#[from] Box<handlebars::TemplateError>),
+    #[error(transparent)]
+    Upstream(#[from] net::fetch::FetchError),
 }
 
 impl Compiled {
@@ -77,18 +79,39 @@ pub enum SecretSource<'a> {
     Resolve(&'a std::path::Path),
 }
 
+/// Where the text of upstream manifests (`render::cluster::upstream`) comes
+/// from.
+pub enum UpstreamSource<'a> {
+    /// Placeholders naming the URL: the review tree, built offline.
+    Placeholders,
+    /// The text of each manifest, fetched (or read from the cache) and
+    /// verified against the lock file.
+    Fetch(
+        &'a mut dyn FnMut(
+            &render::cluster::upstream::UpstreamManifest,
+        ) -> Result<String, net::fetch::FetchError>,
+    ),
+}
+
 /// Parses, validates and renders a blueprint into the review tree. Pure
 /// apart from `today`, which only decides whether expired temporary rules
 /// are warned about.
 pub fn compile(source: &SourceFile, today: Date) -> Result<Compiled, CompileError> {
-    compile_with(source, today, SecretSource::Redacted)
+    compile_with(
+        source,
+        today,
+        SecretSource::Redacted,
+        UpstreamSource::Placeholders,
+    )
 }
 
-/// Like [`compile`], with the secret values `secrets` says.
+/// Like [`compile`], with the secret values `secrets` says and upstream
+/// manifests from `upstream`.
 pub fn compile_with(
     source: &SourceFile,
     today: Date,
     secrets: SecretSource<'_>,
+    upstream: UpstreamSource<'_>,
 ) -> Result<Compiled, CompileError> {
     tracing::info!(blueprint = %source.name, "parsing");
     let document = blueprint::parse(source).map_err(CompileError::Invalid)?;
@@ -103,12 +126,19 @@ pub fn compile_with(
         SecretSource::Redacted => (secrets::SecretValues::redacted(&model), false),
         SecretSource::Resolve(base) => (secrets::SecretValues::resolve(&model, base)?, true),
     };
+    let mut texts = render::cluster::UpstreamTexts::default();
+    if let UpstreamSource::Fetch(fetch) = upstream {
+        for manifest in render::cluster::upstream::manifests(&model) {
+            tracing::info!(url = %manifest.url, "embedding {}", manifest.description);
+            texts.0.insert(manifest.url.clone(), fetch(&manifest)?);
+        }
+    }
     let templates = render::Templates::new()?;
     tracing::info!(
         secrets = if included { "included" } else { "redacted" },
         "rendering"
     );
-    let (mut artifacts, images) = render::render_all(&templates, &model, &values)?;
+    let (mut artifacts, images) = render::render_all(&templates, &model, &values, &texts)?;
     for artifact in &artifacts {
         tracing::debug!(path = %artifact.path, kind = artifact.kind, bytes = artifact.contents.len(), "rendered");
     }

@@ -34,32 +34,32 @@ if ! image_path=$(pvesm path 'local:import/debian-12-haproxy-haproxy-f4e63eba74d
     echo "create-vms: image local:import/debian-12-haproxy-haproxy-f4e63eba74d7.qcow2 is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/debian-12-teleport-teleport-ff93d5ce4dbf.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/debian-12-teleport-teleport-ff93d5ce4dbf.qcow2 is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/debian-12-teleport-teleport-463e3b8ca003.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/debian-12-teleport-teleport-463e3b8ca003.qcow2 is missing; upload it first" >&2
     exit 1
 fi
 if ! image_path=$(pvesm path 'local:import/haproxy-seed-13b66204ae6d.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
     echo "create-vms: image local:import/haproxy-seed-13b66204ae6d.raw is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/talos-cp1-seed-ea655dfb5a67.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/talos-cp1-seed-ea655dfb5a67.raw is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/talos-cp1-seed-d78c8a406674.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/talos-cp1-seed-d78c8a406674.raw is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/talos-cp2-seed-80d2ef3721bb.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/talos-cp2-seed-80d2ef3721bb.raw is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/talos-cp2-seed-4262e7b4d929.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/talos-cp2-seed-4262e7b4d929.raw is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/talos-cp3-seed-b4af50292b3b.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/talos-cp3-seed-b4af50292b3b.raw is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/talos-cp3-seed-568b44d5fc4d.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/talos-cp3-seed-568b44d5fc4d.raw is missing; upload it first" >&2
     exit 1
 fi
 if ! image_path=$(pvesm path 'local:import/talos-v1.12.4-dc7b152cb3ea.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
     echo "create-vms: image local:import/talos-v1.12.4-dc7b152cb3ea.qcow2 is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/teleport-seed-c9cd20417716.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/teleport-seed-c9cd20417716.raw is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/teleport-seed-20f50ddf3f60.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/teleport-seed-20f50ddf3f60.raw is missing; upload it first" >&2
     exit 1
 fi
 
@@ -113,7 +113,7 @@ if vm_exists 101 'teleport'; then
 else
     qm create 101 \
         --name 'teleport' \
-        --description 'Managed by waddlec. image=debian-12-teleport-teleport-ff93d5ce4dbf.qcow2 seed=teleport-seed-c9cd20417716.raw' \
+        --description 'Managed by waddlec. image=debian-12-teleport-teleport-463e3b8ca003.qcow2 seed=teleport-seed-20f50ddf3f60.raw' \
         --tags 'infra;teleport' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -124,8 +124,8 @@ else
         --scsihw 'virtio-scsi-single' \
         --bios 'ovmf' \
         --efidisk0 'vmdata:1,efitype=4m,pre-enrolled-keys=0' \
-        --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport-teleport-ff93d5ce4dbf.qcow2,discard=on,iothread=1' \
-        --scsi1 'vmdata:0,import-from=local:import/teleport-seed-c9cd20417716.raw,iothread=1' \
+        --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport-teleport-463e3b8ca003.qcow2,discard=on,iothread=1' \
+        --scsi1 'vmdata:0,import-from=local:import/teleport-seed-20f50ddf3f60.raw,iothread=1' \
         --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:1a:47:4c' \
         --serial0 'socket' \
@@ -143,7 +143,7 @@ if vm_exists 110 'talos-cp1'; then
 else
     qm create 110 \
         --name 'talos-cp1' \
-        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp1-seed-ea655dfb5a67.raw' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp1-seed-d78c8a406674.raw' \
         --tags 'k8s;talos' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -153,7 +153,7 @@ else
         --agent 'enabled=1' \
         --scsihw 'virtio-scsi-pci' \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
-        --scsi1 'vmdata:0,import-from=local:import/talos-cp1-seed-ea655dfb5a67.raw' \
+        --scsi1 'vmdata:0,import-from=local:import/talos-cp1-seed-d78c8a406674.raw' \
         --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:0c:35:30' \
         --serial0 'socket'
@@ -170,7 +170,7 @@ if vm_exists 111 'talos-cp2'; then
 else
     qm create 111 \
         --name 'talos-cp2' \
-        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp2-seed-80d2ef3721bb.raw' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp2-seed-4262e7b4d929.raw' \
         --tags 'k8s;talos' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -180,7 +180,7 @@ else
         --agent 'enabled=1' \
         --scsihw 'virtio-scsi-pci' \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
-        --scsi1 'vmdata:0,import-from=local:import/talos-cp2-seed-80d2ef3721bb.raw' \
+        --scsi1 'vmdata:0,import-from=local:import/talos-cp2-seed-4262e7b4d929.raw' \
         --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:14:b8:59' \
         --serial0 'socket'
@@ -197,7 +197,7 @@ if vm_exists 112 'talos-cp3'; then
 else
     qm create 112 \
         --name 'talos-cp3' \
-        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp3-seed-b4af50292b3b.raw' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp3-seed-568b44d5fc4d.raw' \
         --tags 'k8s;talos' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -207,7 +207,7 @@ else
         --agent 'enabled=1' \
         --scsihw 'virtio-scsi-pci' \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
-        --scsi1 'vmdata:0,import-from=local:import/talos-cp3-seed-b4af50292b3b.raw' \
+        --scsi1 'vmdata:0,import-from=local:import/talos-cp3-seed-568b44d5fc4d.raw' \
         --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:fb:a0:d3' \
         --serial0 'socket'

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use crate::support::{require, run, text, valid_blueprints, waddlec};
+use crate::support::{require, run, seed_upstream, text, valid_blueprints, waddlec};
 use crate::talos::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
 use crate::upstream::{sha256_hex, FileServer};
 
@@ -87,6 +87,7 @@ impl Lab {
                 format!("{{\"id\":\"{TALOS_SCHEMATIC}\"}}").into_bytes(),
             );
         let cache = scratch.path().join("cache");
+        seed_upstream(&lab.path("blueprint.toml"), &cache);
         Lab {
             lab,
             server,
@@ -462,6 +463,7 @@ fn the_debian_snapshot_is_pinned_by_its_inrelease() {
     let lab = SecretLab::new(&valid_blueprints()[0]);
     lab.init();
     let scratch = tempfile::tempdir().unwrap();
+    seed_upstream(&lab.path("blueprint.toml"), scratch.path());
     let server = FileServer::start();
     let in_release = "/archive/debian/20251120T000000Z/dists/bookworm/InRelease";
     let build = |extra: &[&str]| {

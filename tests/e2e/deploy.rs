@@ -91,6 +91,7 @@ impl Lab {
             .current_dir(self.lab.path(""))
             .env(GITHUB_SECRET_ENV, GITHUB_SECRET)
             .env(TOKEN_ENV, TOKEN)
+            .env("WADDLEC_CACHE_DIR", self.lab.path("cache"))
             .args(args))
     }
 

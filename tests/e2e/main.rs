@@ -9,6 +9,7 @@
 
 mod build_output;
 mod cloud_init;
+mod cluster_manifests;
 mod debian_images;
 mod deploy;
 mod edge_proof;
@@ -17,6 +18,7 @@ mod host_network;
 mod host_setup;
 mod image;
 mod invalid_blueprints;
+mod k8s_schemas;
 mod pve;
 mod qm_script;
 mod support;

@@ -170,3 +170,25 @@ pub fn model(blueprint: &Path) -> waddlec::model::Model {
         .map(|c| c.model)
         .unwrap_or_else(|_| panic!("{} compiles", blueprint.display()))
 }
+
+/// The stand-in for an upstream manifest (`tests/data/upstream/NAME.yaml`).
+pub fn upstream_fixture(name: &str) -> String {
+    fs::read_to_string(repo_root().join(format!("tests/data/upstream/{name}.yaml"))).unwrap()
+}
+
+/// Puts the stand-ins of the upstream manifests `blueprint` embeds into the
+/// download cache at `cache` and pins them in the blueprint's lock file, as
+/// a first online build would have (GitHub is unreachable here).
+pub fn seed_upstream(blueprint: &Path, cache: &Path) {
+    use sha2::{Digest, Sha256};
+    let lock_path = waddlec::lock::Lock::path_for(blueprint);
+    let mut lock = waddlec::lock::Lock::load(&lock_path).unwrap();
+    fs::create_dir_all(cache.join("sha256")).unwrap();
+    for manifest in waddlec::render::cluster::upstream::manifests(&model(blueprint)) {
+        let text = upstream_fixture(manifest.name);
+        let sha = hex::encode(Sha256::digest(text.as_bytes()));
+        fs::write(cache.join("sha256").join(&sha), &text).unwrap();
+        lock.record(&manifest.description, &manifest.url, &sha);
+    }
+    lock.save().unwrap();
+}

@@ -54,6 +54,7 @@ impl SecretLab {
         }
         let blueprint = dir.path().join("blueprint.toml");
         fs::write(&blueprint, toml::to_string(&document).unwrap()).unwrap();
+        crate::support::seed_upstream(&blueprint, &dir.path().join("cache"));
         SecretLab { dir, blueprint }
     }
 
@@ -65,6 +66,7 @@ impl SecretLab {
         run(waddlec()
             .current_dir(self.dir.path())
             .env(GITHUB_SECRET_ENV, GITHUB_SECRET)
+            .env("WADDLEC_CACHE_DIR", self.dir.path().join("cache"))
             .args(args))
     }
 
@@ -117,7 +119,7 @@ fn pem(b64: &serde_json::Value) -> String {
     String::from_utf8(bytes).unwrap()
 }
 
-fn talos_schema() -> jsonschema::Validator {
+pub fn talos_schema() -> jsonschema::Validator {
     let path = repo_root().join("../shared/schemas/talos/config.schema.json");
     let schema: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
@@ -125,7 +127,7 @@ fn talos_schema() -> jsonschema::Validator {
 }
 
 /// Every machine config of a tree, found by its kind in the manifest.
-fn machine_configs(out: &Path) -> Vec<(String, String)> {
+pub fn machine_configs(out: &Path) -> Vec<(String, String)> {
     let manifest: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     manifest["artifacts"]
@@ -141,7 +143,7 @@ fn machine_configs(out: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-fn assert_valid(validator: &jsonschema::Validator, path: &str, config: &str) -> Vec<String> {
+pub fn assert_valid(validator: &jsonschema::Validator, path: &str, config: &str) -> Vec<String> {
     let mut kinds = Vec::new();
     for (index, document) in yaml_documents(config).iter().enumerate() {
         let errors: Vec<String> = validator

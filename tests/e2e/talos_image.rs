@@ -43,6 +43,7 @@ fn talos_image_is_fetched_pinned_cached_and_verified() {
     lab.init();
     let scratch = tempfile::tempdir().unwrap();
     let cache = scratch.path().join("cache");
+    crate::support::seed_upstream(&lab.path("blueprint.toml"), &cache);
     let (raw, xz) = fixture(scratch.path());
     let id = "dc7b152cb3ea99b821fcb7340ce7168313ce393d663740b791c36f6e95fc8586";
     let image_path = format!("/image/{id}/v1.12.4/nocloud-amd64.raw.xz");
@@ -67,7 +68,7 @@ fn talos_image_is_fetched_pinned_cached_and_verified() {
             .args(&args))
     };
 
-    // --locked with an empty lock: nothing may be fetched.
+    // --locked with only the upstream manifests pinned: the image may not be fetched.
     let output = build(&["--locked"]);
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
     assert!(
@@ -140,6 +141,7 @@ fn talos_image_is_fetched_pinned_cached_and_verified() {
 
     // The factory now serves other bytes for the same URL: refused.
     fs::remove_dir_all(&cache).unwrap();
+    crate::support::seed_upstream(&lab.path("blueprint.toml"), &cache);
     server.serve(image_path.clone(), fixture_other(&xz));
     let output = build(&[]);
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));

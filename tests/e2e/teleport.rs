@@ -122,6 +122,23 @@ fn teleport_listens_where_the_edge_and_forwards_send_traffic() {
     assert_eq!(app["uri"], "https://10.10.0.1:8006");
     assert_eq!(app["public_addr"], "proxmox.waddle.social");
     assert_eq!(app["insecure_skip_verify"], true);
+    // talosctl reaches apid through a TCP app per node (raw TCP keeps its
+    // mTLS end to end); `tsh proxy kube` could not carry it.
+    let talos_apps: Vec<(&str, &str)> = config["app_service"]["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|a| (a["name"].as_str().unwrap(), a["uri"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        talos_apps,
+        [
+            ("talos-cp1", "tcp://10.10.0.10:50000"),
+            ("talos-cp2", "tcp://10.10.0.11:50000"),
+            ("talos-cp3", "tcp://10.10.0.12:50000"),
+        ]
+    );
     assert_eq!(
         config["kubernetes_service"]["kubeconfig_file"],
         "/var/lib/teleport/kubeconfig.yaml"
@@ -133,7 +150,11 @@ fn teleport_listens_where_the_edge_and_forwards_send_traffic() {
     assert_eq!(role["metadata"]["name"], "infra-admin");
     let allow = &role["spec"]["allow"];
     assert_eq!(allow["logins"], serde_json::json!(["deploy", "root"]));
-    assert_eq!(allow["app_labels"], serde_json::json!({"app": ["proxmox"]}));
+    // Each app by name: the blueprint's, then one per Talos node's machine API.
+    assert_eq!(
+        allow["app_labels"],
+        serde_json::json!({"app": ["proxmox", "talos-cp1", "talos-cp2", "talos-cp3"]})
+    );
     assert_eq!(
         allow["kubernetes_labels"],
         serde_json::json!({"cluster": ["waddle-cluster"]})

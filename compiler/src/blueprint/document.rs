@@ -46,6 +46,13 @@ pub struct Blueprint {
     pub forwards: Vec<Forward>,
     pub firewall: Firewall,
     pub teleport: Option<Teleport>,
+    /// GitOps: the Flux Operator and the `FluxInstance` that syncs the
+    /// platform repository, installed with the cluster.
+    pub flux: Option<Flux>,
+    /// The 1Password Connect credentials `waddlec cluster bootstrap` puts
+    /// into the cluster (External Secrets reads every other secret through
+    /// Connect).
+    pub onepassword_connect: Option<OnePasswordConnect>,
     /// Component version pins: one place for every version of the platform.
     pub versions: Versions,
 }
@@ -233,6 +240,55 @@ pub struct Talos {
     pub node_defaults: VmSettings,
     #[serde(rename = "node")]
     pub nodes: Vec<TalosNode>,
+    /// The CNI, installed at bootstrap by an in-cluster Job.
+    #[serde(default)]
+    pub cilium: Cilium,
+}
+
+/// Cilium, installed by the machine configs' inline manifests: Gateway API
+/// CRDs, then a Job running the pinned Cilium CLI with these values.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cilium {
+    /// Helm values merged over waddlec's (`operator.replicas`, `hubble`, …).
+    /// Checked against the chart's values schema, and every key must exist in
+    /// the chart: a misspelled or removed key (`externalIPs.enabled` in 1.19)
+    /// is an error, not a silent no-op. Keys the cluster depends on
+    /// (kube-proxy replacement, KubePrism, Talos cgroups, L2 announcements,
+    /// Gateway API) are waddlec's and cannot be overridden.
+    pub values: Option<Located<serde_json::Map<String, serde_json::Value>>>,
+}
+
+/// Flux, installed with the cluster: the Flux Operator and a `FluxInstance`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Flux {
+    /// The platform repository, over SSH (`ssh://git@github.com/org/platform.git`).
+    pub url: Located<String>,
+    /// Branch to sync. Default: `main`.
+    pub branch: Option<Located<String>>,
+    /// Directory in the repository. Default: `clusters/<talos.cluster>`.
+    pub path: Option<Located<String>>,
+    /// Flux distribution version (a semver range the operator resolves).
+    /// Default: `2.7.x`, the newest the Flux Operator 0.40 bundles.
+    pub distribution: Option<Located<String>>,
+    /// The deploy key: an SSH private key with read access to `url`. Applied
+    /// by `waddlec cluster bootstrap`, never written into an artifact.
+    pub deploy_key: Located<SecretRef>,
+    /// The git server's host keys, as `ssh-keyscan` prints them (public).
+    pub known_hosts: Vec<Located<String>>,
+}
+
+/// 1Password Connect's bootstrap credentials.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnePasswordConnect {
+    /// Namespace the Connect server runs in. Default: `onepassword`.
+    pub namespace: Option<Located<String>>,
+    /// The `1password-credentials.json` of the Connect server.
+    pub credentials: Located<SecretRef>,
+    /// The Connect access token External Secrets uses.
+    pub token: Located<SecretRef>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -417,6 +473,9 @@ pub struct Versions {
     pub kubernetes: Located<String>,
     pub teleport: Located<String>,
     pub cilium: Located<String>,
+    /// The Cilium CLI image (`quay.io/cilium/cilium-cli`) that installs
+    /// Cilium at bootstrap. Default: `v0.19.0`.
+    pub cilium_cli: Option<Located<String>>,
     pub democratic_csi: Located<String>,
     pub flux_operator: Located<String>,
     pub cert_manager: Located<String>,

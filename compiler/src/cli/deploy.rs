@@ -21,7 +21,7 @@ use crate::deploy::lock::{HostLock, LockError};
 use crate::deploy::observed::{observe, Observed};
 use crate::deploy::plan::{plan, Plan};
 use crate::net::pve::{Progress, Pve, PveError};
-use crate::{compile_with, SecretSource};
+use crate::{compile_with, SecretSource, UpstreamSource};
 
 #[derive(Args)]
 pub struct DeployArgs {
@@ -71,7 +71,17 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         Err(code) => return code,
     };
     let dir = blueprint_dir(&common.blueprint);
-    let compiled = match compile_with(&source, today::today(), SecretSource::Resolve(&dir)) {
+    // The tree was built with these manifests: they are cached and pinned.
+    let mut upstream = match super::upstream::Upstream::open(&common.blueprint, true) {
+        Ok(upstream) => upstream,
+        Err(code) => return code,
+    };
+    let compiled = match compile_with(
+        &source,
+        today::today(),
+        SecretSource::Resolve(&dir),
+        UpstreamSource::Fetch(&mut |m| upstream.text(m)),
+    ) {
         Ok(compiled) => compiled,
         Err(err) => return compile_failed(&source, err, common.format, color),
     };

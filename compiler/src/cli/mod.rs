@@ -10,6 +10,7 @@ mod progress;
 mod schematic;
 mod secrets;
 mod today;
+mod upstream;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::blueprint::SourceFile;
 use crate::diagnostics::{report, rules, Diagnostic, Diagnostics};
-use crate::{compile, compile_with, emit, CompileError, SecretSource};
+use crate::{compile, compile_with, emit, CompileError, SecretSource, UpstreamSource};
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -332,6 +333,10 @@ fn compile_failed(source: &SourceFile, err: CompileError, format: Format, color:
             eprintln!("error: {err}");
             exit::SECRETS
         }
+        CompileError::Upstream(err) => {
+            eprintln!("error: {err}");
+            upstream::exit_code(&err)
+        }
         other => {
             eprintln!("{other}");
             exit::INTERNAL
@@ -381,7 +386,35 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
     } else {
         SecretSource::Redacted
     };
-    let mut compiled = match compile_with(&source, today::today(), secrets) {
+    // The deployable tree embeds upstream manifests; the review tree names
+    // them, so it builds offline.
+    let mut fetcher = None;
+    if args.with_secrets {
+        match upstream::Upstream::open(&common.blueprint, args.locked) {
+            Ok(f) => fetcher = Some(f),
+            Err(code) => return code,
+        }
+    }
+    let compiled = match &mut fetcher {
+        Some(f) => compile_with(
+            &source,
+            today::today(),
+            secrets,
+            UpstreamSource::Fetch(&mut |m| f.text(m)),
+        ),
+        None => compile_with(
+            &source,
+            today::today(),
+            secrets,
+            UpstreamSource::Placeholders,
+        ),
+    };
+    if let Some(f) = &fetcher {
+        if let Err(code) = f.save() {
+            return code;
+        }
+    }
+    let mut compiled = match compiled {
         Ok(compiled) => compiled,
         Err(err) => return compile_failed(&source, err, common.format, color),
     };

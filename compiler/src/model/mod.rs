@@ -19,6 +19,10 @@ pub struct Model {
     pub vms: Vec<Vm>,
     pub vips: Vec<Vip>,
     pub talos: Option<TalosCluster>,
+    /// Set with `talos`.
+    pub cilium: Option<CiliumInstall>,
+    pub flux: Option<Flux>,
+    pub onepassword_connect: Option<OnePasswordConnect>,
     pub edge: Option<Edge>,
     pub forwards: Vec<PortForward>,
     pub firewall: Firewall,
@@ -134,6 +138,39 @@ pub struct TalosCluster {
     pub secrets: SecretRef,
     pub bridge: String,
     pub api_vip: Ipv4Addr,
+}
+
+/// Cilium as the bootstrap Job installs it.
+#[derive(Clone, Debug)]
+pub struct CiliumInstall {
+    /// The chart version.
+    pub version: String,
+    /// The Cilium CLI image the Job runs.
+    pub cli_image: String,
+    /// The Helm values: waddlec's fixed keys, its defaults and the
+    /// blueprint's, merged and checked against the chart's schema.
+    pub values: serde_json::Value,
+}
+
+/// Flux as the bootstrap installs it.
+#[derive(Clone, Debug)]
+pub struct Flux {
+    pub url: String,
+    pub branch: String,
+    pub path: String,
+    pub distribution: String,
+    /// Read only by `waddlec cluster bootstrap`.
+    pub deploy_key: SecretRef,
+    pub known_hosts: Vec<String>,
+}
+
+/// 1Password Connect's bootstrap credentials, read only by `waddlec cluster
+/// bootstrap`.
+#[derive(Clone, Debug)]
+pub struct OnePasswordConnect {
+    pub namespace: String,
+    pub credentials: SecretRef,
+    pub token: SecretRef,
 }
 
 /// A concrete destination: an address and port on an internal network.

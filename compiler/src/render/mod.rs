@@ -14,6 +14,7 @@
 //! templates sound.
 
 mod cloud_init;
+pub mod cluster;
 mod haproxy;
 mod host_firewall;
 mod host_network;
@@ -120,13 +121,16 @@ pub fn render_all(
     templates: &Templates,
     model: &Model,
     secrets: &SecretValues,
+    upstream: &cluster::UpstreamTexts,
 ) -> Result<(Vec<Artifact>, Vec<images::VmImages>), RenderError> {
     let mut artifacts = Vec::new();
+    let inline_manifests = cluster::inline_manifests(model, upstream)?;
+    artifacts.extend(cluster::artifacts(&inline_manifests));
     artifacts.extend(host_network::render(templates, model)?);
     artifacts.extend(host_firewall::render(templates, model)?);
     artifacts.extend(host_setup::render(templates, model)?);
     artifacts.extend(haproxy::render(templates, model)?);
-    artifacts.extend(talos::render(model, secrets)?);
+    artifacts.extend(talos::render(model, secrets, &inline_manifests)?);
     artifacts.extend(teleport::render(model, secrets)?);
     artifacts.extend(teleport::units(templates, model)?);
     // Seeds once every file a VM receives is rendered; then the images,

@@ -101,7 +101,7 @@ pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, Ya
     let mut resources: Vec<String> = teleport
         .roles
         .iter()
-        .map(|role| yaml::document(&role_resource(teleport, &role.name, &role.logins)))
+        .map(|role| yaml::document(&role_resource(model, teleport, &role.name, &role.logins)))
         .collect::<Result<_, _>>()?;
     resources.push(yaml::document(&connector(teleport, client_secret))?);
     let dir = format!("vms/{}", teleport.vm);
@@ -194,10 +194,47 @@ struct AppService<'a> {
 #[derive(Serialize)]
 struct App<'a> {
     name: &'a str,
-    uri: &'a str,
-    public_addr: &'a str,
+    uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_addr: Option<&'a str>,
     insecure_skip_verify: bool,
     labels: BTreeMap<&'static str, &'a str>,
+}
+
+/// Talos' machine API (apid), reached by operators as a Teleport TCP app
+/// per node (`tsh proxy app talos-cp1 --port 50000`, then talosctl against
+/// 127.0.0.1): raw TCP, so talosctl's mTLS stays end to end.
+const TALOS_API_PORT: u16 = 50000;
+
+/// Every app Teleport serves: the blueprint's, then one per Talos node.
+fn apps<'a>(model: &'a Model, teleport: &'a Teleport) -> Vec<App<'a>> {
+    let mut apps: Vec<App<'a>> = teleport
+        .apps
+        .iter()
+        .map(|app| App {
+            name: &app.name,
+            uri: app.uri.clone(),
+            public_addr: Some(&app.public_host),
+            insecure_skip_verify: app.insecure_skip_verify,
+            labels: BTreeMap::from([(APP_LABEL, app.name.as_str())]),
+        })
+        .collect();
+    for node in model.talos_nodes() {
+        let address = node
+            .nics
+            .first()
+            .expect("a Talos node has one NIC")
+            .address
+            .addr();
+        apps.push(App {
+            name: &node.name,
+            uri: format!("tcp://{address}:{TALOS_API_PORT}"),
+            public_addr: None,
+            insecure_skip_verify: false,
+            labels: BTreeMap::from([(APP_LABEL, node.name.as_str())]),
+        });
+    }
+    apps
 }
 
 #[derive(Serialize)]
@@ -243,19 +280,12 @@ fn config<'a>(model: &'a Model, teleport: &'a Teleport) -> Config<'a> {
                 email: &model.operator.email,
             },
         },
-        app_service: AppService {
-            enabled: !teleport.apps.is_empty(),
-            apps: teleport
-                .apps
-                .iter()
-                .map(|app| App {
-                    name: &app.name,
-                    uri: &app.uri,
-                    public_addr: &app.public_host,
-                    insecure_skip_verify: app.insecure_skip_verify,
-                    labels: BTreeMap::from([(APP_LABEL, app.name.as_str())]),
-                })
-                .collect(),
+        app_service: {
+            let apps = apps(model, teleport);
+            AppService {
+                enabled: !apps.is_empty(),
+                apps,
+            }
         },
         kubernetes_service: teleport.kubernetes.as_ref().map(|kube| KubernetesService {
             enabled: true,
@@ -308,6 +338,7 @@ struct KubernetesResource {
 /// Kubernetes access, the cluster by name: labels are explicit, never `*`
 /// for apps or clusters.
 fn role_resource<'a>(
+    model: &'a Model,
     teleport: &'a Teleport,
     name: &'a str,
     logins: &'a [String],
@@ -323,7 +354,7 @@ fn role_resource<'a>(
                 node_labels: BTreeMap::from([("*", "*")]),
                 app_labels: BTreeMap::from([(
                     APP_LABEL,
-                    teleport.apps.iter().map(|a| a.name.as_str()).collect(),
+                    apps(model, teleport).iter().map(|a| a.name).collect(),
                 )]),
                 kubernetes_labels: kube
                     .map(|k| BTreeMap::from([(KUBE_LABEL, vec![k.cluster.as_str()])]))

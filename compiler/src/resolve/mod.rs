@@ -6,6 +6,8 @@
 //! handed out when there is no error. Pure: the only outside input, today's
 //! date (for expiring rules), is a parameter.
 
+mod cilium;
+mod cluster;
 mod firewall;
 mod images;
 mod machines;
@@ -93,6 +95,9 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let firewall = firewall::firewall(&mut checker, blueprint, &bridges, &operator, today);
     let versions = versions(&mut checker, blueprint);
     let debian = images::debian(&mut checker, blueprint);
+    let cilium = cilium::cilium(&mut checker, blueprint);
+    let flux = cluster::flux(&mut checker, blueprint);
+    let onepassword_connect = cluster::onepassword_connect(&mut checker, blueprint);
 
     if checker.diagnostics.has_errors() {
         return Err(checker.diagnostics);
@@ -105,6 +110,9 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
         vms,
         vips,
         talos,
+        cilium,
+        flux,
+        onepassword_connect,
         edge,
         forwards,
         firewall,
@@ -279,6 +287,14 @@ fn versions(checker: &mut Checker, blueprint: &Blueprint) -> model::Versions {
         checker.check_str(
             value,
             &format!("versions.{key}"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            names::check_version,
+        );
+    }
+    if let Some(cli) = &v.cilium_cli {
+        checker.check_str(
+            cli,
+            "versions.cilium_cli",
             &rules::INVALID_VALUE_SEMANTIC,
             names::check_version,
         );

@@ -27,6 +27,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::model::Model;
+use crate::render::cluster::InlineManifest;
 use crate::render::yaml::{self, YamlError};
 use crate::secrets::talos_bundle::{Bundle, CertAndKey, KeyOnly};
 use crate::secrets::Secret;
@@ -48,6 +49,9 @@ pub struct NodeInput<'a> {
     pub address: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub installer_image: &'a str,
+    /// The cluster's bootstrap manifests (identical on every node, as
+    /// Talos requires).
+    pub inline_manifests: &'a [InlineManifest],
 }
 
 /// The node's machine config as a multi-document YAML stream.
@@ -193,6 +197,7 @@ fn v1alpha1<'a>(input: &'a NodeInput<'a>) -> Config<'a> {
                 ca: (&bundle.certs.etcd).into(),
             },
             allow_scheduling_on_control_planes: true,
+            inline_manifests: input.inline_manifests,
         },
     }
 }
@@ -336,6 +341,8 @@ struct Cluster<'a> {
     discovery: Discovery,
     etcd: Etcd<'a>,
     allow_scheduling_on_control_planes: bool,
+    #[serde(skip_serializing_if = "<[InlineManifest]>::is_empty")]
+    inline_manifests: &'a [InlineManifest],
 }
 
 #[derive(Serialize)]

@@ -13,6 +13,7 @@ use super::seed;
 use super::yaml::YamlError;
 use crate::artifact::Artifact;
 use crate::model::Model;
+use crate::render::cluster::InlineManifest;
 use crate::secrets::SecretValues;
 use schematic::Schematic;
 
@@ -26,7 +27,11 @@ struct ImageReferences<'a> {
     installer: &'a str,
 }
 
-pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, YamlError> {
+pub fn render(
+    model: &Model,
+    secrets: &SecretValues,
+    inline_manifests: &[InlineManifest],
+) -> Result<Vec<Artifact>, YamlError> {
     let (Some(cluster), Some(credentials)) = (&model.talos, &secrets.talos) else {
         return Ok(Vec::new());
     };
@@ -68,6 +73,7 @@ pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, Ya
             address: nic.address,
             gateway: nic.gateway.expect("a Talos node routes through its bridge"),
             installer_image: &installer,
+            inline_manifests,
         })?;
         let network_config = seed::network_config(model, node)?;
         let meta_data = seed::meta_data(node, &[&machine_config, &network_config])?;

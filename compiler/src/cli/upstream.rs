@@ -1,0 +1,64 @@
+//! Upstream manifests for builds with secrets (and deploy's rebuild): each
+//! fetched once into the download cache, pinned in the blueprint's lock
+//! file, and read back as text for the renderers.
+
+use std::path::Path;
+
+use super::exit;
+use crate::lock::Lock;
+use crate::net::fetch::{Cache, FetchError};
+use crate::render::cluster::upstream::UpstreamManifest;
+
+pub struct Upstream {
+    lock: Lock,
+    cache: Cache,
+    locked: bool,
+}
+
+impl Upstream {
+    /// The lock beside `blueprint` and the default cache; with `locked`,
+    /// nothing the lock does not pin is fetched.
+    pub fn open(blueprint: &Path, locked: bool) -> Result<Self, u8> {
+        let lock = Lock::load(&Lock::path_for(blueprint)).map_err(|e| {
+            eprintln!("error: {e}");
+            exit::IO
+        })?;
+        Ok(Upstream {
+            lock,
+            cache: Cache::new(Cache::default_dir()),
+            locked,
+        })
+    }
+
+    pub fn text(&mut self, manifest: &UpstreamManifest) -> Result<String, FetchError> {
+        let path = self.cache.fetch(
+            &mut self.lock,
+            self.locked,
+            &manifest.description,
+            &manifest.url,
+            &|_, _| {},
+        )?;
+        std::fs::read_to_string(&path).map_err(|source| FetchError::Cache {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Writes pins recorded by this build (verified ones are kept even if
+    /// the build later fails).
+    pub fn save(&self) -> Result<(), u8> {
+        self.lock.save().map_err(|e| {
+            eprintln!("error: {e}");
+            exit::IO
+        })
+    }
+}
+
+/// The exit code of a failed fetch.
+pub fn exit_code(err: &FetchError) -> u8 {
+    match err {
+        FetchError::Net(_) => exit::UNAVAILABLE,
+        FetchError::Cache { .. } => exit::IO,
+        FetchError::NotLocked { .. } | FetchError::Mismatch { .. } => exit::LOCK,
+    }
+}

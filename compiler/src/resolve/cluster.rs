@@ -1,0 +1,129 @@
+//! What the cluster gets at bootstrap besides Talos itself: `[flux]` (the
+//! repository the `FluxInstance` syncs) and `[onepassword_connect]` (the
+//! credentials applied over the Kubernetes API). Both need a `[talos]`
+//! cluster; secrets stay references here and are read only by
+//! `waddlec cluster bootstrap`.
+
+use super::{names, Checker};
+use crate::blueprint::{Blueprint, Located, Span};
+use crate::diagnostics::rules;
+use crate::model;
+
+const DEFAULT_BRANCH: &str = "main";
+/// The newest Flux distribution the Flux Operator 0.40 bundles.
+const DEFAULT_DISTRIBUTION: &str = "2.7.x";
+const DEFAULT_CONNECT_NAMESPACE: &str = "onepassword";
+
+pub fn flux(checker: &mut Checker, blueprint: &Blueprint) -> Option<model::Flux> {
+    let flux = blueprint.flux.as_ref()?;
+    let cluster = needs_talos(checker, blueprint, "flux", flux.url.span())?;
+    if !flux.url.starts_with("ssh://") {
+        checker
+            .error(
+                &rules::INVALID_VALUE_SEMANTIC,
+                flux.url.span(),
+                "flux.url",
+                "Flux pulls with the deploy key, so the repository URL must be `ssh://`",
+            )
+            .help = Some("write it as `ssh://git@github.com/ORG/REPO.git`".into());
+    }
+    let path = flux
+        .path
+        .as_ref()
+        .map_or(format!("clusters/{cluster}"), |p| p.to_string());
+    if let Some(located) = &flux.path {
+        if path.starts_with('/') || path.split('/').any(|part| part == ".." || part.is_empty()) {
+            checker.error(
+                &rules::INVALID_VALUE_SEMANTIC,
+                located.span(),
+                "flux.path",
+                "`flux.path` is a relative path inside the repository, without `..` or empty parts",
+            );
+        }
+    }
+    if flux.known_hosts.is_empty() {
+        checker
+            .error(
+                &rules::MISSING_KEY,
+                flux.url.span(),
+                "flux.known_hosts",
+                "Flux verifies the git server's host key; `known_hosts` is empty",
+            )
+            .help = Some("paste the output of `ssh-keyscan github.com`".into());
+    }
+    for (i, line) in flux.known_hosts.iter().enumerate() {
+        if line.split_whitespace().count() < 3 {
+            checker
+                .error(
+                    &rules::INVALID_VALUE,
+                    line.span(),
+                    format!("flux.known_hosts[{i}]"),
+                    "a known_hosts line is `HOST KEYTYPE KEY`",
+                )
+                .help = Some("paste the output of `ssh-keyscan HOST`".into());
+        }
+    }
+    let text = |value: &Option<Located<String>>, default: &str| {
+        value
+            .as_ref()
+            .map_or(default.to_string(), |v| v.to_string())
+    };
+    Some(model::Flux {
+        url: flux.url.to_string(),
+        branch: text(&flux.branch, DEFAULT_BRANCH),
+        path,
+        distribution: text(&flux.distribution, DEFAULT_DISTRIBUTION),
+        deploy_key: flux.deploy_key.value.clone(),
+        known_hosts: flux.known_hosts.iter().map(|l| l.to_string()).collect(),
+    })
+}
+
+pub fn onepassword_connect(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+) -> Option<model::OnePasswordConnect> {
+    let connect = blueprint.onepassword_connect.as_ref()?;
+    needs_talos(
+        checker,
+        blueprint,
+        "onepassword_connect",
+        connect.token.span(),
+    )?;
+    if let Some(namespace) = &connect.namespace {
+        checker.check_str(
+            namespace,
+            "onepassword_connect.namespace",
+            &rules::INVALID_DNS_NAME,
+            names::check_label,
+        );
+    }
+    Some(model::OnePasswordConnect {
+        namespace: connect
+            .namespace
+            .as_ref()
+            .map_or(DEFAULT_CONNECT_NAMESPACE.to_string(), |n| n.to_string()),
+        credentials: connect.credentials.value.clone(),
+        token: connect.token.value.clone(),
+    })
+}
+
+/// The cluster's name, or an error at `span` if there is no `[talos]`.
+fn needs_talos(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    table: &str,
+    span: Span,
+) -> Option<String> {
+    let Some(talos) = &blueprint.talos else {
+        checker
+            .error(
+                &rules::MISSING_KEY,
+                span,
+                "talos",
+                format!("`[{table}]` is installed into the Talos cluster, but the blueprint has no `[talos]`"),
+            )
+            .help = Some(format!("add a `[talos]` cluster or remove `[{table}]`"));
+        return None;
+    };
+    Some(talos.cluster.to_string())
+}
