@@ -43,6 +43,8 @@ esac
 pub struct SshHost {
     pub netns: Netns,
     pub config: std::path::PathBuf,
+    /// This machine's end of the veth, as the host sees it.
+    pub host_side: String,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -146,6 +148,7 @@ impl SshHost {
         SshHost {
             netns,
             config,
+            host_side: local,
             log,
             _dir: dir,
         }

@@ -23,6 +23,7 @@ mod pve;
 mod qm_script;
 mod support;
 mod talos;
+mod talos_api;
 mod talos_image;
 mod teleport;
 mod upstream;

@@ -1,6 +1,7 @@
 //! Everything that leaves the machine goes through here: the Image Factory
-//! (`factory`), 1Password (`onepassword`), the Proxmox API (`pve`) and
-//! downloads (`fetch`).
+//! (`factory`), 1Password (`onepassword`), the Proxmox API (`pve`),
+//! downloads (`fetch`), the Talos machine API (`talos_api`) and SSH forwards
+//! through the Proxmox host to the cluster's nodes (`ssh_tunnel`).
 //! One place to set timeouts, the user agent and the base URLs tests point
 //! at a local server.
 
@@ -8,6 +9,8 @@ pub mod factory;
 pub mod fetch;
 pub mod onepassword;
 pub mod pve;
+pub mod ssh_tunnel;
+pub mod talos_api;
 
 use std::time::Duration;
 

@@ -288,7 +288,7 @@ fn token() -> String {
     format!("{}.{}", chars(6), chars(16))
 }
 
-pub(super) fn decode_pem(value: &Secret) -> Option<pem::Pem> {
+pub(crate) fn decode_pem(value: &Secret) -> Option<pem::Pem> {
     let text = STANDARD.decode(value.expose()).ok()?;
     pem::parse(text).ok()
 }
