@@ -10,6 +10,7 @@
 pub mod artifact;
 pub mod bake;
 pub mod blueprint;
+pub mod bootstrap;
 pub mod cli;
 pub mod deploy;
 pub mod diagnostics;

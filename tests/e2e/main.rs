@@ -9,6 +9,7 @@
 
 mod build_output;
 mod cloud_init;
+mod cluster_bootstrap;
 mod cluster_manifests;
 mod debian_images;
 mod deploy;

@@ -46,7 +46,7 @@ fn new_credentials() -> TalosCredentials {
     TalosCredentials { bundle, admin }
 }
 
-fn pem_text(value: &Secret) -> String {
+pub(crate) fn pem_text(value: &Secret) -> String {
     String::from_utf8(STANDARD.decode(value.expose()).unwrap()).unwrap()
 }
 
@@ -64,7 +64,7 @@ fn node_certificate(bundle: &Bundle) -> (String, String) {
 }
 
 /// A port on `ip` nobody listens on.
-fn free_addr(ip: &str) -> SocketAddr {
+pub(crate) fn free_addr(ip: &str) -> SocketAddr {
     TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap()
 }
 
@@ -99,10 +99,10 @@ struct Metadata {
 
 /// One Bootstrap call as the node saw it.
 #[derive(Debug)]
-struct Call {
+pub(crate) struct Call {
     request: BootstrapRequest,
     /// Organisation of the client certificate (the talosctl role).
-    role: String,
+    pub(crate) role: String,
     /// Organisation of its issuer.
     issuer: String,
     /// Where the connection came from.
@@ -110,7 +110,7 @@ struct Call {
 }
 
 /// An answer the node gives before behaving like a real one.
-enum Reply {
+pub(crate) enum Reply {
     Status(Code, &'static str),
     /// apid's report of a failed upstream call: OK, error in the metadata.
     ProxyError(&'static str),
@@ -203,13 +203,13 @@ impl Service<http::Request<Body>> for MachineService {
 }
 
 /// A stand-in apid on `addr`, stopped on drop.
-struct Apid {
+pub(crate) struct Apid {
     node: Arc<Node>,
     _runtime: tokio::runtime::Runtime,
 }
 
 impl Apid {
-    fn start(addr: SocketAddr, bundle: &Bundle, script: Vec<Reply>) -> Apid {
+    pub(crate) fn start(addr: SocketAddr, bundle: &Bundle, script: Vec<Reply>) -> Apid {
         // rustls' client verifier takes the process's provider.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let (cert, key) = node_certificate(bundle);
@@ -240,7 +240,7 @@ impl Apid {
         }
     }
 
-    fn calls(&self) -> std::sync::MutexGuard<'_, Vec<Call>> {
+    pub(crate) fn calls(&self) -> std::sync::MutexGuard<'_, Vec<Call>> {
         self.node.calls.lock().unwrap()
     }
 }

@@ -2,6 +2,7 @@
 //! module that prints, reads the environment or decides how to show things.
 
 mod bake;
+mod cluster;
 mod deploy;
 mod exit;
 mod image;
@@ -35,8 +36,9 @@ Exit codes:
   6   deploy: the host conflicts with the blueprint, or a step was held back
       (a replace without --allow-replace, an image the tree lacks)
   7   deploy: another deploy holds the host's lock
-  69  a remote service (Image Factory, 1Password) failed or disagreed, or a
-      host program an image needs (mmdebstrap, mke2fs, mtools) is missing
+  69  a remote service (Image Factory, 1Password, the cluster) failed,
+      disagreed or did not answer in time, or a host program an image needs
+      (mmdebstrap, mke2fs, mtools) is missing
   70  internal error (a bug: please report it)
   74  reading or writing files failed
 
@@ -51,6 +53,8 @@ Examples:
   waddlec build --check                  fail (exit 3) with a diff if out/ is stale
   waddlec secrets init                   create the Talos secrets bundle, once
   waddlec build --with-secrets           the deployable tree, secrets included, into dist/
+  waddlec deploy --tree dist             put it on the Proxmox host (plan first)
+  waddlec cluster bootstrap              etcd, API, secrets, Teleport access, nodes Ready
   waddlec schematic id --extension siderolabs/qemu-guest-agent
   waddlec validate my.toml --format json diagnostics as JSON
   waddlec explain E0102                  why duplicate addresses are refused";
@@ -118,6 +122,9 @@ enum Command {
     /// replace the VMs, start them. Shows the plan first; --dry-run stops
     /// there. A second deploy with nothing changed does nothing.
     Deploy(deploy::DeployArgs),
+    /// The Talos cluster once its VMs run: `cluster bootstrap`.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Write a short-lived cluster-admin kubeconfig, signed locally with the
     /// cluster's Kubernetes CA (from the Talos bundle): no call to the
     /// cluster, nothing to revoke.
@@ -220,6 +227,7 @@ pub fn run() -> ExitCode {
         Command::Image(command) => image::run(command),
         Command::Deploy(args) => deploy::run(&args, color),
         Command::Kubeconfig(args) => kubeconfig::run(&args),
+        Command::Cluster(command) => cluster::run(command),
         Command::Explain { rule } => explain(rule.as_deref()),
     };
     ExitCode::from(code)

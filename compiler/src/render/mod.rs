@@ -20,6 +20,7 @@ mod host_firewall;
 mod host_network;
 mod host_setup;
 pub mod images;
+pub mod kubeconfig;
 mod qm_script;
 pub mod seed;
 pub mod talos;

@@ -4,15 +4,18 @@
 //!
 //! The client certificate is ECDSA P-256, `O=system:masters` (the group the
 //! API server maps to cluster-admin), `CN=waddlec-admin`, valid exactly the
-//! TTL asked for. The kubeconfig is serialised from types, like every YAML
-//! waddlec writes.
+//! TTL asked for. The kubeconfig is serialised from types
+//! (`render::kubeconfig`), like every YAML waddlec writes.
 
+use crate::render::kubeconfig::Credentials;
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
 use rcgen::{Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
-use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use super::talos_bundle::{client_params, decode_pem, encode_pem, Bundle};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use super::talos_bundle::{client_params, decode_pem, Bundle};
 use super::{Secret, SecretError};
 
 /// The group Kubernetes binds to `cluster-admin`.
@@ -20,6 +23,50 @@ pub const ADMIN_GROUP: &str = "system:masters";
 pub const ADMIN_USER: &str = "waddlec-admin";
 /// Longer than this is not "short-lived".
 pub const MAX_TTL: Duration = Duration::days(7);
+
+/// A cluster-admin client certificate and key, as PEM text, valid from
+/// `now` for `ttl`: what a kubeconfig embeds, and what `waddlec cluster
+/// bootstrap` talks to the API with.
+pub struct AdminIdentity {
+    pub certificate: String,
+    /// PKCS#8 `PRIVATE KEY`.
+    pub key: Secret,
+}
+
+impl AdminIdentity {
+    pub fn issue(bundle: &Bundle, now: OffsetDateTime, ttl: Duration) -> Result<Self, SecretError> {
+        let failed = |problem: String| SecretError::Generate {
+            what: "the admin client certificate",
+            problem,
+        };
+        let ca_crt = decode_pem(&bundle.certs.k8s.crt)
+            .ok_or_else(|| failed("certs.k8s.crt is not PEM".into()))?;
+        let ca_key = decode_pem(&bundle.certs.k8s.key)
+            .ok_or_else(|| failed("certs.k8s.key is not PEM".into()))?;
+        let ca_key = p256::SecretKey::from_sec1_der(ca_key.contents())
+            .or_else(|_| p256::SecretKey::from_pkcs8_der(ca_key.contents()))
+            .map_err(|e| failed(format!("the Kubernetes CA key is not a P-256 key: {e}")))?
+            .to_pkcs8_der()
+            .map_err(|e| failed(e.to_string()))?;
+        let ca_key = KeyPair::from_pkcs8_der_and_sign_algo(
+            &ca_key.as_bytes().into(),
+            &PKCS_ECDSA_P256_SHA256,
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        let issuer = Issuer::from_ca_cert_der(&ca_crt.contents().to_vec().into(), ca_key)
+            .map_err(|e| failed(format!("the Kubernetes CA certificate does not parse: {e}")))?;
+        let key =
+            KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| failed(e.to_string()))?;
+        let params = client_params(ADMIN_GROUP, Some(ADMIN_USER), now, now + ttl);
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(AdminIdentity {
+            certificate: cert.pem(),
+            key: Secret::new(key.serialize_pem()),
+        })
+    }
+}
 
 /// A kubeconfig for `cluster` at `server` (`https://<VIP>:6443`), with a
 /// client certificate valid from `now` for `ttl`.
@@ -34,111 +81,20 @@ pub fn kubeconfig(
         what: "the admin kubeconfig",
         problem,
     };
-    let ca_crt = decode_pem(&bundle.certs.k8s.crt)
-        .ok_or_else(|| failed("certs.k8s.crt is not PEM".into()))?;
-    let ca_key = decode_pem(&bundle.certs.k8s.key)
-        .ok_or_else(|| failed("certs.k8s.key is not PEM".into()))?;
-    let ca_key = p256::SecretKey::from_sec1_der(ca_key.contents())
-        .or_else(|_| p256::SecretKey::from_pkcs8_der(ca_key.contents()))
-        .map_err(|e| failed(format!("the Kubernetes CA key is not a P-256 key: {e}")))?
-        .to_pkcs8_der()
-        .map_err(|e| failed(e.to_string()))?;
-    let ca_key =
-        KeyPair::from_pkcs8_der_and_sign_algo(&ca_key.as_bytes().into(), &PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| failed(e.to_string()))?;
-    let issuer = Issuer::from_ca_cert_der(&ca_crt.contents().to_vec().into(), ca_key)
-        .map_err(|e| failed(format!("the Kubernetes CA certificate does not parse: {e}")))?;
-
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| failed(e.to_string()))?;
-    let params = client_params(ADMIN_GROUP, Some(ADMIN_USER), now, now + ttl);
-    let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(|e| failed(e.to_string()))?;
-
+    let identity = AdminIdentity::issue(bundle, now, ttl)?;
     let user = format!("{ADMIN_USER}@{cluster}");
-    let config = Config {
-        api_version: "v1",
-        kind: "Config",
-        clusters: vec![Named {
-            name: cluster,
-            cluster: Cluster {
-                server,
-                // The bundle keeps PEM as base64, as kubeconfigs do.
-                certificate_authority_data: bundle.certs.k8s.crt.expose().to_string(),
-            },
-        }],
-        users: vec![NamedUser {
-            name: &user,
-            user: User {
-                client_certificate_data: encode_pem("CERTIFICATE", cert.der().to_vec())
-                    .expose()
-                    .to_string(),
-                client_key_data: encode_pem("PRIVATE KEY", key.serialized_der().to_vec())
-                    .expose()
-                    .to_string(),
-            },
-        }],
-        contexts: vec![NamedContext {
-            name: &user,
-            context: Context {
-                cluster,
-                user: &user,
-            },
-        }],
-        current_context: &user,
-    };
-    let yaml = crate::render::yaml::document(&config).map_err(|e| failed(e.to_string()))?;
-    Ok(Secret::new(yaml))
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct Config<'a> {
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    kind: &'static str,
-    clusters: Vec<Named<'a>>,
-    users: Vec<NamedUser<'a>>,
-    contexts: Vec<NamedContext<'a>>,
-    current_context: &'a str,
-}
-
-#[derive(Serialize)]
-struct Named<'a> {
-    name: &'a str,
-    cluster: Cluster<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct Cluster<'a> {
-    server: &'a str,
-    certificate_authority_data: String,
-}
-
-#[derive(Serialize)]
-struct NamedUser<'a> {
-    name: &'a str,
-    user: User,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct User {
-    client_certificate_data: String,
-    client_key_data: String,
-}
-
-#[derive(Serialize)]
-struct NamedContext<'a> {
-    name: &'a str,
-    context: Context<'a>,
-}
-
-#[derive(Serialize)]
-struct Context<'a> {
-    cluster: &'a str,
-    user: &'a str,
+    crate::render::kubeconfig::document(
+        cluster,
+        server,
+        // The bundle keeps PEM as base64, as kubeconfigs do.
+        bundle.certs.k8s.crt.expose(),
+        &user,
+        Credentials::ClientCertificate {
+            certificate: BASE64.encode(&identity.certificate),
+            key: BASE64.encode(identity.key.expose()),
+        },
+    )
+    .map_err(|e| failed(e.to_string()))
 }
 
 /// `1h`, `30m`, `2d`, `90s` → a duration (at most [`MAX_TTL`]).

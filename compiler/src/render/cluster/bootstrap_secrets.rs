@@ -46,10 +46,12 @@ impl std::fmt::Debug for Apply {
     }
 }
 
-/// The namespaces and Secrets to apply, namespaces first.
+/// The namespaces and Secrets to apply, each namespace before its Secrets
+/// (Talos may not have created Flux's yet).
 pub fn objects(model: &Model, values: &Values) -> Vec<Apply> {
     let mut applies = Vec::new();
     if let (Some(flux_settings), Some(key)) = (&model.flux, &values.flux_deploy_key) {
+        applies.push(namespace(flux::NAMESPACE));
         let mut data = BTreeMap::new();
         data.insert("identity".to_string(), with_newline(key.expose()));
         data.insert(

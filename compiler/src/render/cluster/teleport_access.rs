@@ -87,3 +87,22 @@ pub fn objects(model: &Model) -> Result<Vec<String>, YamlError> {
         })?,
     ])
 }
+
+/// The kubeconfig Teleport's `kubernetes_service` reads: the cluster's API
+/// on the VIP, trusting the cluster's CA (`ca_data`, base64 of its PEM), as
+/// the ServiceAccount's `token`. Its context is named like the cluster,
+/// which is the name Teleport registers it under.
+pub fn kubeconfig(
+    model: &Model,
+    ca_data: &str,
+    token: &crate::secrets::Secret,
+) -> Option<Result<crate::secrets::Secret, YamlError>> {
+    let talos = model.talos.as_ref()?;
+    Some(crate::render::kubeconfig::document(
+        &talos.name,
+        &format!("https://{}:6443", talos.api_vip),
+        ca_data,
+        SERVICE_ACCOUNT,
+        crate::render::kubeconfig::Credentials::Token(token),
+    ))
+}

@@ -1,0 +1,178 @@
+//! `waddlec cluster bootstrap`: reads the Talos credentials and the
+//! bootstrap secrets, then runs `bootstrap` with progress on stderr and the
+//! report (text, or `--format json` on stdout).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::{blueprint_dir, compile_failed, exit, print_out, read_source, today, Format};
+use crate::bootstrap::{self, BootstrapError, Settings, TeleportSsh};
+use crate::render::cluster::bootstrap_secrets::Values;
+use crate::secrets::talos_bundle::TalosCredentials;
+use crate::secrets::{self, SecretError};
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Bring the booted Talos nodes up as a cluster: bootstrap etcd on the
+    /// first node through the Talos API (reached through an SSH tunnel via
+    /// the Proxmox host), wait for the API server on the VIP, apply the
+    /// bootstrap secrets (Flux deploy key, 1Password Connect), install
+    /// Teleport's kubeconfig on the Teleport VM, and wait for every node to
+    /// be Ready. Each step waits at most --wait and stops with what it
+    /// waited for. Safe to re-run: done steps are found done.
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Args)]
+pub struct BootstrapArgs {
+    /// The blueprint whose `[talos]` cluster to bootstrap.
+    #[arg(default_value = "blueprints/waddle.toml")]
+    blueprint: PathBuf,
+    /// How long any one step may take (`90s`, `10m`, `1h`).
+    #[arg(long, default_value = "15m", value_parser = parse_wait)]
+    wait: Duration,
+    /// An ssh config file to use instead of the user's (`ssh -F`).
+    #[arg(long, value_name = "FILE")]
+    ssh_config: Option<PathBuf>,
+    /// Reach the Proxmox host as TARGET instead of the blueprint's `host.ssh`.
+    #[arg(long, value_name = "TARGET")]
+    host_ssh: Option<String>,
+    /// Reach the Teleport VM as TARGET directly, instead of
+    /// `<operator.login>@<its address>` through the Proxmox host.
+    #[arg(long, value_name = "TARGET")]
+    teleport_ssh: Option<String>,
+    /// Install Teleport's kubeconfig under DIR instead of / (tests).
+    #[arg(long, value_name = "DIR", hide = true)]
+    teleport_root: Option<String>,
+    /// `json` prints the report on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    secrets::kube_admin::parse_ttl(text)
+        .ok()
+        .and_then(|d| d.try_into().ok())
+        .ok_or_else(|| format!("`{text}` is not a duration such as `90s`, `10m` or `1h`"))
+}
+
+pub fn run(command: ClusterCommand) -> u8 {
+    match command {
+        ClusterCommand::Bootstrap(args) => bootstrap(&args),
+    }
+}
+
+fn bootstrap(args: &BootstrapArgs) -> u8 {
+    let source = match read_source(&args.blueprint) {
+        Ok(source) => source,
+        Err(code) => return code,
+    };
+    let compiled = match crate::compile(&source, today::today()) {
+        Ok(compiled) => compiled,
+        Err(err) => return compile_failed(&source, err, args.format, false),
+    };
+    let model = &compiled.model;
+    let Some(cluster) = &model.talos else {
+        eprintln!("error: {} has no [talos] cluster to bootstrap", source.name);
+        return exit::USAGE;
+    };
+    let base = blueprint_dir(&args.blueprint);
+    let read = || -> Result<(TalosCredentials, Values), SecretError> {
+        let credentials = TalosCredentials::load(&secrets::file_path(&cluster.secrets, &base)?)?;
+        let read = |r: &crate::blueprint::SecretRef| secrets::read(r, &base);
+        let values = Values {
+            flux_deploy_key: model
+                .flux
+                .as_ref()
+                .map(|f| read(&f.deploy_key))
+                .transpose()?,
+            connect_credentials: model
+                .onepassword_connect
+                .as_ref()
+                .map(|c| read(&c.credentials))
+                .transpose()?,
+            connect_token: model
+                .onepassword_connect
+                .as_ref()
+                .map(|c| read(&c.token))
+                .transpose()?,
+        };
+        Ok((credentials, values))
+    };
+    let (credentials, values) = match read() {
+        Ok(read) => read,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit::SECRETS;
+        }
+    };
+    let teleport = model.teleport.as_ref().and_then(|teleport| {
+        let vm = model.vm(&teleport.vm)?;
+        Some(match &args.teleport_ssh {
+            Some(target) => TeleportSsh {
+                target: target.clone(),
+                jump: None,
+                root: args.teleport_root.clone(),
+            },
+            None => TeleportSsh {
+                target: format!(
+                    "{}@{}",
+                    model.operator.login,
+                    vm.nics.first()?.address.addr()
+                ),
+                jump: Some(
+                    args.host_ssh
+                        .clone()
+                        .unwrap_or_else(|| model.host.ssh_target.clone()),
+                ),
+                root: args.teleport_root.clone(),
+            },
+        })
+    });
+    let settings = Settings {
+        host_ssh: args
+            .host_ssh
+            .clone()
+            .unwrap_or_else(|| model.host.ssh_target.clone()),
+        ssh_config: args.ssh_config.clone(),
+        teleport,
+        wait: args.wait,
+    };
+    let progress = |step: bootstrap::Step, detail: &str| {
+        if detail.is_empty() {
+            eprintln!("==> {step}");
+        } else {
+            eprintln!("==> {step}: {detail}");
+        }
+    };
+    match bootstrap::run(model, &credentials, &values, &settings, &progress) {
+        Ok(report) => {
+            if args.format == Format::Json {
+                print_out(&serde_json::to_string_pretty(&report).expect("plain data serialises"));
+            } else {
+                eprintln!(
+                    "cluster {} is up: etcd {}, {} secret object(s) applied, nodes Ready: {}",
+                    cluster.name,
+                    if report.etcd_bootstrapped {
+                        "bootstrapped"
+                    } else {
+                        "was already bootstrapped"
+                    },
+                    report.secrets_applied.len(),
+                    report.nodes_ready.join(", ")
+                );
+            }
+            exit::OK
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            match err {
+                BootstrapError::NoCluster => exit::USAGE,
+                BootstrapError::Secret { .. } => exit::SECRETS,
+                _ => exit::UNAVAILABLE,
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The few Kubernetes API calls the cluster bootstrap makes: is the API
+//! server ready, which nodes are Ready, server-side apply of an object, and
+//! reading one key of a Secret. Over TLS that trusts only the cluster's
+//! Kubernetes CA, as the short-lived admin client certificate of
+//! `secrets::kube_admin`. A whole client library (`kube`) would bring an
+//! async stack and a generated type for every kind for four requests.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde::Deserialize;
+
+use crate::secrets::kube_admin::AdminIdentity;
+use crate::secrets::Secret;
+
+/// Who applies, in `managedFields`.
+const FIELD_MANAGER: &str = "waddlec";
+
+pub struct KubeApi {
+    client: reqwest::blocking::Client,
+    /// `https://127.0.0.1:PORT` (a tunnel) or `https://VIP:6443`.
+    base: String,
+}
+
+impl fmt::Debug for KubeApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeApi").field("base", &self.base).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("cannot set up the Kubernetes API client: {0}")]
+    Setup(String),
+    #[error("the Kubernetes API at {base} cannot be reached: {problem}")]
+    Unreachable { base: String, problem: String },
+    #[error("the Kubernetes API answered {what} with HTTP {status}: {message}")]
+    Status {
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error("the Kubernetes API answered {what} with something unexpected: {problem}")]
+    Invalid { what: String, problem: String },
+}
+
+/// A node and whether its `Ready` condition is `True`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub name: String,
+    pub ready: bool,
+}
+
+#[derive(Deserialize)]
+struct NodeList {
+    items: Vec<Node>,
+}
+
+#[derive(Deserialize)]
+struct Node {
+    metadata: Name,
+    #[serde(default)]
+    status: NodeStatusBody,
+}
+
+#[derive(Deserialize)]
+struct Name {
+    name: String,
+}
+
+#[derive(Default, Deserialize)]
+struct NodeStatusBody {
+    #[serde(default)]
+    conditions: Vec<Condition>,
+}
+
+#[derive(Deserialize)]
+struct Condition {
+    #[serde(rename = "type")]
+    kind: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct SecretObject {
+    #[serde(default)]
+    data: std::collections::BTreeMap<String, String>,
+}
+
+impl KubeApi {
+    /// A client for `base` trusting `ca` (PEM) only, as `identity`.
+    pub fn new(base: &str, ca: &str, identity: &AdminIdentity) -> Result<Self, KubeError> {
+        let setup = |e: reqwest::Error| KubeError::Setup(e.to_string());
+        let ca = reqwest::Certificate::from_pem(ca.as_bytes()).map_err(setup)?;
+        let pem = format!("{}{}", identity.certificate, identity.key.expose());
+        let identity = reqwest::Identity::from_pem(pem.as_bytes()).map_err(setup)?;
+        let client = reqwest::blocking::Client::builder()
+            .user_agent(concat!("waddlec/", env!("CARGO_PKG_VERSION")))
+            .tls_certs_only([ca])
+            .identity(identity)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(setup)?;
+        Ok(KubeApi {
+            client,
+            base: base.trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> KubeError {
+        KubeError::Unreachable {
+            base: self.base.clone(),
+            problem: error_chain(&e),
+        }
+    }
+
+    /// `GET /readyz`: true once the API server says `ok`.
+    pub fn ready(&self) -> Result<bool, KubeError> {
+        let response = self
+            .client
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .map_err(|e| self.unreachable(e))?;
+        Ok(response.status().is_success())
+    }
+
+    /// Every node and whether it is Ready.
+    pub fn nodes(&self) -> Result<Vec<NodeStatus>, KubeError> {
+        let list: NodeList = self.get_json("/api/v1/nodes", "the node list")?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|node| NodeStatus {
+                ready: node
+                    .status
+                    .conditions
+                    .iter()
+                    .any(|c| c.kind == "Ready" && c.status == "True"),
+                name: node.metadata.name,
+            })
+            .collect())
+    }
+
+    /// One key of a Secret, decoded; `None` while the Secret or the key
+    /// does not exist (a token the controller has not filled in yet).
+    pub fn secret_key(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<Secret>, KubeError> {
+        let path = format!("/api/v1/namespaces/{namespace}/secrets/{name}");
+        let what = format!("secret {namespace}/{name}");
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .map_err(|e| self.unreachable(e))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let secret: SecretObject = json_body(response, &what)?;
+        let Some(value) = secret.data.get(key) else {
+            return Ok(None);
+        };
+        let decoded = BASE64.decode(value).map_err(|_| KubeError::Invalid {
+            what: what.clone(),
+            problem: format!("`{key}` is not base64"),
+        })?;
+        String::from_utf8(decoded)
+            .map(|v| Some(Secret::new(v)))
+            .map_err(|_| KubeError::Invalid {
+                what,
+                problem: format!("`{key}` is not text"),
+            })
+    }
+
+    /// Server-side apply of the JSON object `body` at `path`, owned by
+    /// waddlec: created if missing, replaced field by field if present.
+    pub fn apply(&self, path: &str, what: &str, body: &Secret) -> Result<(), KubeError> {
+        let response = self
+            .client
+            .patch(format!("{}{path}", self.base))
+            .query(&[("fieldManager", FIELD_MANAGER), ("force", "true")])
+            .header("Content-Type", "application/apply-patch+yaml")
+            .body(body.expose().to_string())
+            .send()
+            .map_err(|e| self.unreachable(e))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(status_error(response, what))
+        }
+    }
+
+    fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        what: &str,
+    ) -> Result<T, KubeError> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .map_err(|e| self.unreachable(e))?;
+        json_body(response, what)
+    }
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(
+    response: reqwest::blocking::Response,
+    what: &str,
+) -> Result<T, KubeError> {
+    if !response.status().is_success() {
+        return Err(status_error(response, what));
+    }
+    response.json().map_err(|e| KubeError::Invalid {
+        what: what.into(),
+        problem: e.to_string(),
+    })
+}
+
+/// The API's `Status` message, never the request body (it may hold secrets).
+fn status_error(response: reqwest::blocking::Response, what: &str) -> KubeError {
+    #[derive(Deserialize)]
+    struct Status {
+        message: String,
+    }
+    let status = response.status().as_u16();
+    let message = response
+        .json::<Status>()
+        .map(|s| s.message)
+        .unwrap_or_else(|_| "(no message)".into());
+    KubeError::Status {
+        what: what.into(),
+        status,
+        message,
+    }
+}
+
+/// An error with its causes: reqwest's own message hides TLS failures.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,418 @@
+//! `waddlec cluster bootstrap` end to end, against stand-ins reached the way
+//! the real cluster is: a real `sshd` in a network namespace plays the
+//! Proxmox host, and inside it the node's Talos API (10.10.0.10:50000) and
+//! the API VIP (10.10.0.20:6443) are DNAT'd to a stand-in apid (mTLS gRPC,
+//! trusting only the bundle's OS CA) and a stand-in Kubernetes API
+//! (`tests/support/kube_api_stand_in.py`, client certificates verified
+//! against the bundle's Kubernetes CA). The same sshd plays the Teleport VM,
+//! with Teleport's kubeconfig installed under a scratch root.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::host_setup::SshHost;
+use crate::support::{repo_root, require, run, text, valid_blueprints};
+use crate::talos::SecretLab;
+use crate::talos_api::{free_addr, pem_text, Apid};
+
+const FLUX_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nflux-deploy-key-5ecret-a1b2c3\n-----END OPENSSH PRIVATE KEY-----";
+const OP_CREDENTIALS: &str = "{\"verifier\":{\"salt\":\"op-cred-5ecret-d4e5f6\"}}";
+const OP_TOKEN: &str = "op-connect-token-5ecret-778899";
+const TELEPORT_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.teleport-sa-token-5ecret";
+const KUBECONFIG: &str = "/var/lib/teleport/kubeconfig.yaml";
+
+/// The stand-in Kubernetes API, stopped on drop.
+struct KubeApi {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for KubeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl KubeApi {
+    fn start(
+        dir: &Path,
+        addr: std::net::SocketAddr,
+        bundle_ca: (&str, &str),
+        nodes_ready_after: i32,
+    ) -> KubeApi {
+        // The API server's certificate: the cluster's CA, for 127.0.0.1
+        // (the tunnel) and the VIP, as Talos issues it with our certSANs.
+        let (ca_crt, ca_key) = bundle_ca;
+        fs::write(dir.join("ca.crt"), ca_crt).unwrap();
+        fs::write(dir.join("ca.key"), ca_key).unwrap();
+        let openssl = |args: &[&str]| {
+            let output = run(Command::new("openssl").current_dir(dir).args(args));
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                text(&output.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=kube-apiserver",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,IP:10.10.0.20",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            "server.crt",
+        ]);
+        let log = dir.join("kube-api.log");
+        let child = Command::new("python3")
+            .arg(repo_root().join("tests/support/kube_api_stand_in.py"))
+            .args(["--listen", &addr.to_string()])
+            .args([
+                "--cert",
+                "server.crt",
+                "--key",
+                "server.key",
+                "--client-ca",
+                "ca.crt",
+            ])
+            .arg("--log")
+            .arg(&log)
+            .args(["--nodes", "talos-cp1,talos-cp2,talos-cp3"])
+            .args(["--nodes-ready-after", &nodes_ready_after.to_string()])
+            .args(["--token", TELEPORT_TOKEN])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "kube API stand-in on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        KubeApi { child, log }
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// A bundle-initialised lab whose blueprint reads the bootstrap secrets from
+/// the environment and gives Teleport cluster access.
+fn lab() -> SecretLab {
+    let lab = SecretLab::edited(&valid_blueprints()[0], |document| {
+        document["flux"]
+            .as_table_mut()
+            .unwrap()
+            .insert("deploy_key".into(), "env:WDLC_TEST_FLUX_KEY".into());
+        let connect = document["onepassword_connect"].as_table_mut().unwrap();
+        connect.insert("credentials".into(), "env:WDLC_TEST_OP_CREDENTIALS".into());
+        connect.insert("token".into(), "env:WDLC_TEST_OP_TOKEN".into());
+        let mut kube = toml::Table::new();
+        kube.insert("kubeconfig".into(), KUBECONFIG.into());
+        document["teleport"]
+            .as_table_mut()
+            .unwrap()
+            .insert("kubernetes".into(), kube.into());
+    });
+    lab.init();
+    lab
+}
+
+/// Everything the bootstrap reaches, wired through the SSH host.
+struct Cluster {
+    host: SshHost,
+    apid: Apid,
+    kube: KubeApi,
+    teleport_root: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(lab: &SecretLab, nodes_ready_after: i32) -> Cluster {
+        for tool in ["openssl", "python3", "iptables"] {
+            require(tool);
+        }
+        let bundle =
+            waddlec::secrets::talos_bundle::Bundle::load(&lab.path("secrets/cluster.yaml"))
+                .unwrap();
+        let host = SshHost::start();
+        let apid_addr = free_addr(&host.host_side);
+        let apid = Apid::start(apid_addr, &bundle, Vec::new());
+        let dir = tempfile::tempdir().unwrap();
+        let kube_addr = free_addr(&host.host_side);
+        let kube = KubeApi::start(
+            dir.path(),
+            kube_addr,
+            (
+                &pem_text(&bundle.certs.k8s.crt),
+                &pem_text(&bundle.certs.k8s.key),
+            ),
+            nodes_ready_after,
+        );
+        // Inside the "Proxmox host": the cluster's addresses lead to the
+        // stand-ins.
+        host.netns.sh(&format!(
+            "ip route add 10.10.0.0/24 via {gw} && \
+             iptables -t nat -A OUTPUT -d 10.10.0.10/32 -p tcp --dport 50000 -j DNAT --to-destination {apid_addr} && \
+             iptables -t nat -A OUTPUT -d 10.10.0.20/32 -p tcp --dport 6443 -j DNAT --to-destination {kube_addr}",
+            gw = host.host_side
+        ));
+        Cluster {
+            host,
+            apid,
+            kube,
+            teleport_root: tempfile::tempdir().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    fn bootstrap(&self, lab: &SecretLab, wait: &str) -> Output {
+        run(crate::support::waddlec()
+            .current_dir(lab.path(""))
+            .env("WDLC_TEST_FLUX_KEY", FLUX_KEY)
+            .env("WDLC_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
+            .env("WDLC_TEST_OP_TOKEN", OP_TOKEN)
+            .args([
+                "cluster",
+                "bootstrap",
+                "blueprint.toml",
+                "--format",
+                "json",
+                "-vv",
+            ])
+            .args([
+                "--wait",
+                wait,
+                "--host-ssh",
+                "waddle-host",
+                "--teleport-ssh",
+                "waddle-host",
+            ])
+            .arg("--ssh-config")
+            .arg(&self.host.config)
+            .arg("--teleport-root")
+            .arg(self.teleport_root.path()))
+    }
+}
+
+fn assert_no_secret(what: &str, haystack: &str) {
+    for secret in [
+        "flux-deploy-key-5ecret",
+        "op-cred-5ecret",
+        OP_TOKEN,
+        "teleport-sa-token-5ecret",
+    ] {
+        assert!(
+            !haystack.contains(secret),
+            "{what} contains a secret value ({secret})"
+        );
+    }
+}
+
+#[test]
+fn a_cluster_is_bootstrapped_once_and_a_rerun_changes_nothing_but_replaces_secrets() {
+    let lab = lab();
+    let cluster = Cluster::start(&lab, 2);
+    let output = cluster.bootstrap(&lab, "60s");
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["etcd_bootstrapped"], true);
+    assert_eq!(
+        report["nodes_ready"],
+        serde_json::json!(["talos-cp1", "talos-cp2", "talos-cp3"])
+    );
+    // etcd: one Bootstrap, as the talosctl admin, through the host's sshd.
+    {
+        let calls = cluster.apid.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].role, "os:admin");
+    }
+    // The API: only ever as a short-lived system:masters certificate.
+    let requests = cluster.kube.requests();
+    assert!(!requests.is_empty());
+    for request in &requests {
+        assert_eq!(
+            request["subject"]["organizationName"], "system:masters",
+            "{request}"
+        );
+    }
+    // Secrets by server-side apply, each namespace before its secrets.
+    let applies: Vec<&Value> = requests.iter().filter(|r| r["method"] == "PATCH").collect();
+    let paths: Vec<&str> = applies
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().split('?').next().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/namespaces/flux-system",
+            "/api/v1/namespaces/flux-system/secrets/flux-system",
+            "/api/v1/namespaces/onepassword",
+            "/api/v1/namespaces/onepassword/secrets/op-credentials",
+            "/api/v1/namespaces/onepassword/secrets/onepassword-connect-token",
+        ]
+    );
+    assert!(applies.iter().all(|r| r["server_side_apply"] == true));
+    let data = |i: usize, key: &str| {
+        let value = applies[i]["object"]["data"][key].as_str().unwrap();
+        String::from_utf8(
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, value).unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(data(1, "identity"), format!("{FLUX_KEY}\n"));
+    assert!(data(1, "known_hosts").starts_with("github.com ssh-ed25519 "));
+    assert_eq!(data(3, "1password-credentials.json"), OP_CREDENTIALS);
+    assert_eq!(data(4, "token"), OP_TOKEN);
+    // Teleport's kubeconfig: its ServiceAccount token, on the VIP, 0600,
+    // and Teleport restarted to read it.
+    let installed = cluster
+        .teleport_root
+        .path()
+        .join(KUBECONFIG.trim_start_matches('/'));
+    let mode = fs::metadata(&installed).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let kubeconfig: Value =
+        serde_saphyr::from_str(&fs::read_to_string(&installed).unwrap()).unwrap();
+    assert_eq!(
+        kubeconfig["clusters"][0]["cluster"]["server"],
+        "https://10.10.0.20:6443"
+    );
+    assert_eq!(kubeconfig["users"][0]["user"]["token"], TELEPORT_TOKEN);
+    assert_eq!(kubeconfig["current-context"], "waddle-cluster");
+    assert!(cluster
+        .host
+        .calls()
+        .contains("systemctl try-restart teleport.service"));
+    assert_no_secret("stderr", &stderr);
+    assert_no_secret("the report", &text(&output.stdout));
+
+    // Again: etcd is found bootstrapped, the secrets are applied again.
+    let output = cluster.bootstrap(&lab, "60s");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["etcd_bootstrapped"], false);
+    assert_eq!(cluster.apid.calls().len(), 2);
+    let applies = cluster
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r["method"] == "PATCH")
+        .count();
+    assert_eq!(applies, 10);
+    assert_no_secret("stderr", &text(&output.stderr));
+}
+
+#[test]
+fn a_step_that_does_not_finish_stops_with_what_it_waited_for() {
+    let lab = lab();
+    let cluster = Cluster::start(&lab, -1);
+    let start = Instant::now();
+    let output = cluster.bootstrap(&lab, "8s");
+    assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
+    assert!(start.elapsed() < Duration::from_secs(60));
+    let stderr = text(&output.stderr);
+    for needle in [
+        "nodes Ready: not done after",
+        "talos-cp1 NotReady",
+        "cilium-install",
+    ] {
+        assert!(stderr.contains(needle), "{needle} in {stderr}");
+    }
+    assert_no_secret("stderr", &stderr);
+}
+
+#[test]
+fn an_unreachable_host_stops_at_the_tunnel_with_ssh_s_own_words() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ssh_config");
+    fs::write(
+        &config,
+        "Host nowhere\n  HostName 127.0.0.1\n  Port 1\n  ConnectTimeout 5\n",
+    )
+    .unwrap();
+    let output = run(crate::support::waddlec()
+        .current_dir(lab.path(""))
+        .env("WDLC_TEST_FLUX_KEY", FLUX_KEY)
+        .env("WDLC_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
+        .env("WDLC_TEST_OP_TOKEN", OP_TOKEN)
+        .args([
+            "cluster",
+            "bootstrap",
+            "blueprint.toml",
+            "--wait",
+            "10s",
+            "--host-ssh",
+            "nowhere",
+        ])
+        .arg("--ssh-config")
+        .arg(&config));
+    assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("tunnel through the Proxmox host"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+}
+
+#[test]
+fn a_missing_bootstrap_secret_is_named_before_anything_is_reached() {
+    let lab = lab();
+    let output = run(crate::support::waddlec()
+        .current_dir(lab.path(""))
+        .env("WDLC_TEST_FLUX_KEY", FLUX_KEY)
+        .env("WDLC_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
+        .env_remove("WDLC_TEST_OP_TOKEN")
+        .args([
+            "cluster",
+            "bootstrap",
+            "blueprint.toml",
+            "--host-ssh",
+            "nowhere.invalid",
+        ]));
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("WDLC_TEST_OP_TOKEN"), "{stderr}");
+    assert!(!stderr.contains("==> tunnel"), "{stderr}");
+}
