@@ -63,34 +63,40 @@ fn load(path: &Path) -> Vec<serde_json::Value> {
     serde_saphyr::from_multiple(&fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// A variant of waddle with Teleport's Kubernetes access on.
-fn with_kubernetes() -> (tempfile::TempDir, std::path::PathBuf) {
+/// A variant of the waddle blueprint, changed by `edit`.
+fn variant(edit: impl FnOnce(&mut toml::Table)) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let mut document: toml::Table = fs::read_to_string(&valid_blueprints()[0])
         .unwrap()
         .parse()
         .unwrap();
-    let teleport = document["teleport"].as_table_mut().unwrap();
-    let mut kube = toml::Table::new();
-    kube.insert(
-        "kubeconfig".into(),
-        "/var/lib/teleport/kubeconfig.yaml".into(),
-    );
-    teleport.insert("kubernetes".into(), kube.into());
-    let path = dir.path().join("kube.toml");
+    edit(&mut document);
+    let path = dir.path().join("variant.toml");
     fs::write(&path, toml::to_string(&document).unwrap()).unwrap();
     (dir, path)
+}
+
+/// Without Teleport's Kubernetes access.
+fn without_kubernetes() -> (tempfile::TempDir, std::path::PathBuf) {
+    variant(|document| {
+        document["teleport"].as_table_mut().unwrap().remove("kubernetes");
+    })
 }
 
 #[test]
 fn teleport_yaml_and_resources_use_only_keys_teleport_knows() {
     let fileconf = key_list("fileconf-keys.txt");
     let resources = key_list("resource-keys.txt");
-    let (_kube_dir, kube) = with_kubernetes();
-    for blueprint in [valid_blueprints()[0].clone(), kube] {
+    let (_dir, without) = without_kubernetes();
+    for blueprint in [valid_blueprints()[0].clone(), without] {
         let (_guard, out) = build(&blueprint);
-        let config = load(&out.join("vms/teleport/teleport.yaml")).remove(0);
-        assert_known(&fileconf, "", &config, "teleport.yaml");
+        for file in ["teleport.yaml", "teleport-without-kubernetes.yaml"] {
+            let path = out.join("vms/teleport").join(file);
+            if path.exists() {
+                let config = load(&path).remove(0);
+                assert_known(&fileconf, "", &config, file);
+            }
+        }
         for document in load(&out.join("vms/teleport/teleport-resources.yaml")) {
             let kind = document["kind"].as_str().unwrap().to_string();
             let mut found = Vec::new();
@@ -102,8 +108,7 @@ fn teleport_yaml_and_resources_use_only_keys_teleport_knows() {
 
 #[test]
 fn teleport_listens_where_the_edge_and_forwards_send_traffic() {
-    let (_kube_dir, kube) = with_kubernetes();
-    let (_guard, out) = build(&kube);
+    let (_guard, out) = build(&valid_blueprints()[0]);
     let config = load(&out.join("vms/teleport/teleport.yaml")).remove(0);
     assert_eq!(config["version"], "v3");
     let proxy = &config["proxy_service"];
@@ -228,4 +233,49 @@ fn teleport_units_pass_systemd_analyze_verify() {
         );
     }
     assert!(checked > 0, "no blueprint has a Teleport VM");
+}
+
+/// Teleport refuses to start while its `kubeconfig_file` is missing, and the
+/// kubeconfig only exists once the cluster does: the unit runs the config
+/// without Kubernetes access until `cluster bootstrap` installs it. The
+/// unit's own start command is run, with `echo` standing in for teleport.
+#[test]
+fn teleport_starts_without_kubernetes_until_its_kubeconfig_exists() {
+    let scratch = tempfile::tempdir().unwrap();
+    let kubeconfig = scratch.path().join("kubeconfig.yaml");
+    let (_dir, blueprint) = variant(|document| {
+        document["teleport"]["kubernetes"]
+            .as_table_mut()
+            .unwrap()
+            .insert("kubeconfig".into(), kubeconfig.display().to_string().into());
+    });
+    let (_guard, out) = build(&blueprint);
+    let full = load(&out.join("vms/teleport/teleport.yaml")).remove(0);
+    assert_eq!(full["kubernetes_service"]["kubeconfig_file"], kubeconfig.display().to_string());
+    let without = load(&out.join("vms/teleport/teleport-without-kubernetes.yaml")).remove(0);
+    assert!(without.get("kubernetes_service").is_none());
+    assert_eq!(without["app_service"], full["app_service"]);
+    let unit = fs::read_to_string(out.join("vms/teleport/teleport.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/bin/sh -c '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("a shell ExecStart");
+    // systemd turns `$$` into `$` before the shell sees it.
+    let script = exec
+        .replace("$$", "$")
+        .replace("exec /usr/local/bin/teleport", "echo");
+    let start = || {
+        let output = run(std::process::Command::new("sh").args(["-c", &script]));
+        assert!(output.status.success());
+        text(&output.stdout)
+    };
+    assert!(start().contains("--config=/etc/teleport/without-kubernetes.yaml"), "{}", start());
+    fs::write(&kubeconfig, "").unwrap();
+    assert!(start().contains("--config=/etc/teleport/without-kubernetes.yaml"), "an empty file is not a kubeconfig");
+    fs::write(&kubeconfig, "apiVersion: v1\n").unwrap();
+    assert!(start().contains("--config=/etc/teleport.yaml "), "{}", start());
+    // The image carries both configs where the unit looks for them.
+    let plan = fs::read_to_string(out.join("host/images.json")).unwrap();
+    assert!(plan.contains("/etc/teleport/without-kubernetes.yaml"), "{plan}");
 }

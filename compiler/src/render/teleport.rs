@@ -27,6 +27,9 @@ use crate::secrets::{Secret, SecretValues};
 
 pub const CONFIG_PATH: &str = "/etc/teleport.yaml";
 pub const RESOURCES_PATH: &str = "/etc/teleport/resources.yaml";
+/// The config without Kubernetes access, started until the kubeconfig
+/// exists.
+const WITHOUT_KUBERNETES_PATH: &str = "/etc/teleport/without-kubernetes.yaml";
 const DATA_DIR: &str = "/var/lib/teleport";
 /// The auth service serves this host's own proxy and agents only.
 const AUTH_LISTEN: &str = "127.0.0.1:3025";
@@ -65,11 +68,19 @@ pub fn units(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Rend
         project: &'a str,
         version: &'a str,
         resources: &'static str,
+        config: &'static str,
+        /// With Kubernetes access: the kubeconfig whose presence decides
+        /// between the two configs.
+        kubeconfig: Option<&'a str>,
+        without_kubernetes: &'static str,
     }
     let data = Data {
         project: &model.project.name,
         version: &model.versions.teleport,
         resources: RESOURCES_PATH,
+        config: CONFIG_PATH,
+        kubeconfig: teleport.kubernetes.as_ref().map(|k| k.kubeconfig.as_str()),
+        without_kubernetes: WITHOUT_KUBERNETES_PATH,
     };
     let dir = format!("vms/{}", teleport.vm);
     let unit = |template: &'static str, guest: &'static str| -> Result<Artifact, RenderError> {
@@ -97,7 +108,7 @@ pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, Ya
         .github_client_secret
         .as_ref()
         .expect("secret values cover every secret the model uses");
-    let config = yaml::document(&config(model, teleport))?;
+    let full = yaml::document(&config(model, teleport, true))?;
     let mut resources: Vec<String> = teleport
         .roles
         .iter()
@@ -105,8 +116,23 @@ pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, Ya
         .collect::<Result<_, _>>()?;
     resources.push(yaml::document(&connector(teleport, client_secret))?);
     let dir = format!("vms/{}", teleport.vm);
-    Ok(vec![
-        Artifact::file(format!("{dir}/teleport.yaml"), "teleport-config", config).for_guest(
+    let mut artifacts = Vec::new();
+    if teleport.kubernetes.is_some() {
+        // Teleport refuses to start while its kubeconfig_file is missing,
+        // and the kubeconfig exists only once the cluster does (`waddlec
+        // cluster bootstrap` installs it): until then the unit starts this
+        // config, so SSH and apps never wait for the cluster.
+        artifacts.push(
+            Artifact::file(
+                format!("{dir}/teleport-without-kubernetes.yaml"),
+                "teleport-config",
+                yaml::document(&config(model, teleport, false))?,
+            )
+            .for_guest(&teleport.vm, WITHOUT_KUBERNETES_PATH, 0o600),
+        );
+    }
+    artifacts.extend([
+        Artifact::file(format!("{dir}/teleport.yaml"), "teleport-config", full).for_guest(
             &teleport.vm,
             CONFIG_PATH,
             0o600,
@@ -118,7 +144,8 @@ pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, Ya
         )
         .for_guest(&teleport.vm, RESOURCES_PATH, 0o600)
         .secret(),
-    ])
+    ]);
+    Ok(artifacts)
 }
 
 #[derive(Serialize)]
@@ -244,7 +271,9 @@ struct KubernetesService<'a> {
     labels: BTreeMap<&'static str, &'a str>,
 }
 
-fn config<'a>(model: &'a Model, teleport: &'a Teleport) -> Config<'a> {
+/// The config, with or without the `kubernetes_service` (when the
+/// blueprint gives Teleport cluster access).
+fn config<'a>(model: &'a Model, teleport: &'a Teleport, with_kubernetes: bool) -> Config<'a> {
     let host = &teleport.public_host;
     Config {
         version: "v3",
@@ -287,11 +316,15 @@ fn config<'a>(model: &'a Model, teleport: &'a Teleport) -> Config<'a> {
                 apps,
             }
         },
-        kubernetes_service: teleport.kubernetes.as_ref().map(|kube| KubernetesService {
-            enabled: true,
-            kubeconfig_file: &kube.kubeconfig,
-            labels: BTreeMap::from([(KUBE_LABEL, kube.cluster.as_str())]),
-        }),
+        kubernetes_service: teleport
+            .kubernetes
+            .as_ref()
+            .filter(|_| with_kubernetes)
+            .map(|kube| KubernetesService {
+                enabled: true,
+                kubeconfig_file: &kube.kubeconfig,
+                labels: BTreeMap::from([(KUBE_LABEL, kube.cluster.as_str())]),
+            }),
     }
 }
 
