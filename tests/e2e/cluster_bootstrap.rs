@@ -416,3 +416,45 @@ fn a_missing_bootstrap_secret_is_named_before_anything_is_reached() {
     assert!(stderr.contains("WDLC_TEST_OP_TOKEN"), "{stderr}");
     assert!(!stderr.contains("==> tunnel"), "{stderr}");
 }
+
+#[test]
+fn bootstrap_secret_values_reach_no_artifact_and_no_log() {
+    let lab = lab();
+    let build = |args: &[&str]| {
+        run(crate::support::waddlec()
+            .current_dir(lab.path(""))
+            .env("WADDLEC_CACHE_DIR", lab.path("cache"))
+            .env(crate::talos::GITHUB_SECRET_ENV, crate::talos::GITHUB_SECRET)
+            .env("WDLC_TEST_FLUX_KEY", FLUX_KEY)
+            .env("WDLC_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
+            .env("WDLC_TEST_OP_TOKEN", OP_TOKEN)
+            .args(args))
+    };
+    let deployable = build(&[
+        "build",
+        "blueprint.toml",
+        "--with-secrets",
+        "--no-images",
+        "-vvv",
+    ]);
+    assert!(deployable.status.success(), "{}", text(&deployable.stderr));
+    let review = build(&["build", "blueprint.toml", "--out", "out", "-vvv"]);
+    assert!(review.status.success(), "{}", text(&review.stderr));
+    for output in [&deployable, &review] {
+        assert_no_secret("the build's output", &text(&output.stdout));
+        assert_no_secret("the build's log", &text(&output.stderr));
+    }
+    let mut files = 0;
+    for tree in ["dist", "out"] {
+        for (path, (bytes, _)) in crate::support::tree(&lab.path(tree)) {
+            files += 1;
+            assert_no_secret(&format!("{tree}/{path}"), &String::from_utf8_lossy(&bytes));
+        }
+    }
+    assert!(files > 40, "{files} files scanned");
+    // The deployable machine configs do carry the cluster's inline
+    // manifests; the bootstrap secrets are not among them.
+    let config = fs::read_to_string(lab.path("dist/vms/talos-cp1/seed/user-data")).unwrap();
+    assert!(config.contains("50-flux-instance"));
+    assert!(!config.contains("op-credentials") && !config.contains("onepassword-connect-token"));
+}

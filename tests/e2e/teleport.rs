@@ -79,7 +79,10 @@ fn variant(edit: impl FnOnce(&mut toml::Table)) -> (tempfile::TempDir, std::path
 /// Without Teleport's Kubernetes access.
 fn without_kubernetes() -> (tempfile::TempDir, std::path::PathBuf) {
     variant(|document| {
-        document["teleport"].as_table_mut().unwrap().remove("kubernetes");
+        document["teleport"]
+            .as_table_mut()
+            .unwrap()
+            .remove("kubernetes");
     })
 }
 
@@ -251,7 +254,10 @@ fn teleport_starts_without_kubernetes_until_its_kubeconfig_exists() {
     });
     let (_guard, out) = build(&blueprint);
     let full = load(&out.join("vms/teleport/teleport.yaml")).remove(0);
-    assert_eq!(full["kubernetes_service"]["kubeconfig_file"], kubeconfig.display().to_string());
+    assert_eq!(
+        full["kubernetes_service"]["kubeconfig_file"],
+        kubeconfig.display().to_string()
+    );
     let without = load(&out.join("vms/teleport/teleport-without-kubernetes.yaml")).remove(0);
     assert!(without.get("kubernetes_service").is_none());
     assert_eq!(without["app_service"], full["app_service"]);
@@ -270,12 +276,26 @@ fn teleport_starts_without_kubernetes_until_its_kubeconfig_exists() {
         assert!(output.status.success());
         text(&output.stdout)
     };
-    assert!(start().contains("--config=/etc/teleport/without-kubernetes.yaml"), "{}", start());
+    assert!(
+        start().contains("--config=/etc/teleport/without-kubernetes.yaml"),
+        "{}",
+        start()
+    );
     fs::write(&kubeconfig, "").unwrap();
-    assert!(start().contains("--config=/etc/teleport/without-kubernetes.yaml"), "an empty file is not a kubeconfig");
+    assert!(
+        start().contains("--config=/etc/teleport/without-kubernetes.yaml"),
+        "an empty file is not a kubeconfig"
+    );
     fs::write(&kubeconfig, "apiVersion: v1\n").unwrap();
-    assert!(start().contains("--config=/etc/teleport.yaml "), "{}", start());
+    assert!(
+        start().contains("--config=/etc/teleport.yaml "),
+        "{}",
+        start()
+    );
     // The image carries both configs where the unit looks for them.
     let plan = fs::read_to_string(out.join("host/images.json")).unwrap();
-    assert!(plan.contains("/etc/teleport/without-kubernetes.yaml"), "{plan}");
+    assert!(
+        plan.contains("/etc/teleport/without-kubernetes.yaml"),
+        "{plan}"
+    );
 }
