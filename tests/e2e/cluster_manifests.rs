@@ -171,7 +171,7 @@ fn without_its_pinned_upstream_manifests_the_deployable_build_stops() {
 
 /// Every object key path of a document, skipping free-form maps whose keys
 /// are data (labels, annotations, ConfigMap and Secret data, selectors).
-fn key_paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+pub(crate) fn key_paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     const FREE_FORM: &[&str] = &["labels", "annotations", "data", "matchLabels"];
     match value {
         Value::Object(map) => {
@@ -196,7 +196,7 @@ fn key_paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>
 }
 
 /// `document` with the key at `path` renamed by a typo.
-fn misspell(document: &Value, path: &[String]) -> Value {
+pub(crate) fn misspell(document: &Value, path: &[String]) -> Value {
     let mut copy = document.clone();
     let mut node = &mut copy;
     for part in &path[..path.len() - 1] {

@@ -515,6 +515,7 @@ fn the_debian_snapshot_is_pinned_by_its_inrelease() {
         b"-----BEGIN PGP SIGNED MESSAGE-----\nother\n".to_vec(),
     );
     fs::remove_dir_all(scratch.path().join("sha256")).unwrap();
+    seed_upstream(&lab.path("blueprint.toml"), scratch.path());
     let output = build(&[]);
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);

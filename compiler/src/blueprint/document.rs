@@ -53,6 +53,9 @@ pub struct Blueprint {
     /// into the cluster (External Secrets reads every other secret through
     /// Connect).
     pub onepassword_connect: Option<OnePasswordConnect>,
+    /// The GitOps tree Flux syncs (`platform/` in the output): operators,
+    /// certificates, storage, the gateway and SpiceDB.
+    pub platform: Option<Platform>,
     /// Component version pins: one place for every version of the platform.
     pub versions: Versions,
 }
@@ -279,6 +282,79 @@ pub struct Flux {
     pub known_hosts: Vec<Located<String>>,
 }
 
+/// The platform tree: what the cluster runs, rendered for Flux.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Platform {
+    /// The 1Password vault External Secrets reads every credential from
+    /// (through Connect). Credentials are never in the tree: only the item
+    /// names below.
+    pub vault: Located<String>,
+    pub storage: PlatformStorage,
+    pub backups: PlatformBackups,
+    #[serde(default)]
+    pub spicedb: PlatformSpiceDb,
+    /// 1Password item titles; each default is shown.
+    #[serde(default)]
+    pub items: PlatformItems,
+}
+
+/// democratic-csi: ZFS zvols on the Proxmox host, shared over iSCSI.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformStorage {
+    /// The default StorageClass. Default: `zfs-iscsi`.
+    pub class: Option<Located<String>>,
+    /// The ZFS dataset on the host that holds `vols/` and `snaps/`
+    /// (`rpool/k8s`).
+    pub dataset: Located<String>,
+}
+
+/// PostgreSQL WAL and base backups (Barman Cloud) in S3-compatible storage.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformBackups {
+    pub bucket: Located<String>,
+    /// `https://s3.fr-par.scw.cloud`.
+    pub endpoint: Located<String>,
+    pub region: Located<String>,
+    /// How long backups are kept. Default: `30d`.
+    pub retention: Option<Located<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformSpiceDb {
+    /// Host under `apps.<domain>`. Default: `spicedb`.
+    pub host: Option<Located<String>>,
+    /// SpiceDB replicas. Default: 2.
+    pub replicas: Option<Located<u32>>,
+    /// PostgreSQL instances (one primary, the rest replicas). Default: 2.
+    pub instances: Option<Located<u32>>,
+    /// Data volume per instance (`10Gi`). Default: `10Gi`.
+    pub storage: Option<Located<String>>,
+    /// WAL volume per instance. Default: `5Gi`.
+    pub wal_storage: Option<Located<String>>,
+}
+
+/// The 1Password items the ExternalSecrets read (by title).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformItems {
+    /// Field `credential`: a Cloudflare token with Zone:DNS:Edit and
+    /// Zone:Zone:Read on the domain. Default: `cloudflare-api-token`.
+    pub cloudflare_token: Option<Located<String>>,
+    /// Fields `access-key-id`, `secret-access-key`. Default: `s3-backups`.
+    pub s3_credentials: Option<Located<String>>,
+    /// Field `credential`. Default: `spicedb-preshared-key`.
+    pub spicedb_preshared_key: Option<Located<String>>,
+    /// Field `password`: SpiceDB's PostgreSQL role. Default: `spicedb-postgres`.
+    pub spicedb_postgres: Option<Located<String>>,
+    /// Field `private key`: democratic-csi's SSH key for the host.
+    /// Default: `democratic-csi-ssh`.
+    pub csi_ssh_key: Option<Located<String>>,
+}
+
 /// 1Password Connect's bootstrap credentials.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -484,6 +560,15 @@ pub struct Versions {
     pub onepassword_connect: Located<String>,
     pub cloudnative_pg: Located<String>,
     pub spicedb_operator: Located<String>,
+    /// SpiceDB itself (the operator's stable channel). Default: `v1.47.1`.
+    pub spicedb: Option<Located<String>>,
+    /// The `cloudnative-pg` chart shipping `cloudnative_pg`. Default: `0.27.1`.
+    pub cloudnative_pg_chart: Option<Located<String>>,
+    /// The `plugin-barman-cloud` chart. Default: `0.5.0` (plugin v0.11.0).
+    pub barman_cloud_plugin_chart: Option<Located<String>>,
+    /// The democratic-csi driver image (the chart defaults to `latest`).
+    /// Default: `v1.9.4`.
+    pub democratic_csi_image: Option<Located<String>>,
 }
 
 /// The overridable settings of one VM or node, borrowed from wherever they

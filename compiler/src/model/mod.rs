@@ -23,6 +23,8 @@ pub struct Model {
     pub cilium: Option<CiliumInstall>,
     pub flux: Option<Flux>,
     pub onepassword_connect: Option<OnePasswordConnect>,
+    /// Set with `talos`, `flux` and `onepassword_connect`.
+    pub platform: Option<Platform>,
     pub edge: Option<Edge>,
     pub forwards: Vec<PortForward>,
     pub firewall: Firewall,
@@ -173,6 +175,64 @@ pub struct OnePasswordConnect {
     pub token: SecretRef,
 }
 
+/// The platform tree's settings, defaults applied.
+#[derive(Clone, Debug)]
+pub struct Platform {
+    pub vault: String,
+    pub storage_class: String,
+    pub dataset: String,
+    /// The host's address on the cluster bridge: democratic-csi's SSH and
+    /// iSCSI target.
+    pub storage_host: Ipv4Addr,
+    pub backups: Backups,
+    pub spicedb: SpiceDb,
+    pub items: PlatformItems,
+    pub gateway: Gateway,
+    /// The host's public address, which `*.apps.<domain>` resolves to.
+    pub public_address: Ipv4Addr,
+}
+
+/// The Cilium Gateway: named like its VIP, on the VIP's address, with a
+/// listener for each port and host the edge sends to it.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    pub name: String,
+    pub address: Ipv4Addr,
+    /// The edge's plain-HTTP target port, if it is this Gateway.
+    pub http_port: Option<u16>,
+    /// Each host the edge routes to the Gateway over TLS, and the port.
+    pub https: Vec<(String, u16)>,
+    /// The first wildcard among them, without `*.`: where apps live
+    /// (`apps.example.org`).
+    pub apps_domain: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Backups {
+    pub bucket: String,
+    pub endpoint: String,
+    pub region: String,
+    pub retention: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct SpiceDb {
+    pub host: String,
+    pub replicas: u32,
+    pub instances: u32,
+    pub storage: String,
+    pub wal_storage: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct PlatformItems {
+    pub cloudflare_token: String,
+    pub s3_credentials: String,
+    pub spicedb_preshared_key: String,
+    pub spicedb_postgres: String,
+    pub csi_ssh_key: String,
+}
+
 /// A concrete destination: an address and port on an internal network.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -289,6 +349,10 @@ pub struct Versions {
     pub onepassword_connect: String,
     pub cloudnative_pg: String,
     pub spicedb_operator: String,
+    pub spicedb: String,
+    pub cloudnative_pg_chart: String,
+    pub barman_cloud_plugin_chart: String,
+    pub democratic_csi_image: String,
 }
 
 impl Model {

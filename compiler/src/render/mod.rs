@@ -20,7 +20,9 @@ mod host_firewall;
 mod host_network;
 mod host_setup;
 pub mod images;
+pub mod k8s;
 pub mod kubeconfig;
+pub mod platform;
 mod qm_script;
 pub mod seed;
 pub mod talos;
@@ -46,6 +48,8 @@ pub enum RenderError {
     },
     #[error(transparent)]
     Yaml(#[from] yaml::YamlError),
+    #[error(transparent)]
+    Platform(#[from] platform::graph::GraphError),
 }
 
 /// The compiled templates.
@@ -92,6 +96,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "teleport-resources.service",
         include_str!("../../templates/teleport-resources.service.hbs"),
     ),
+    (
+        "platform-README.md",
+        include_str!("../../templates/platform-README.md.hbs"),
+    ),
 ];
 
 impl Templates {
@@ -134,6 +142,7 @@ pub fn render_all(
     artifacts.extend(talos::render(model, secrets, &inline_manifests)?);
     artifacts.extend(teleport::render(model, secrets)?);
     artifacts.extend(teleport::units(templates, model)?);
+    artifacts.extend(platform::render(templates, model)?);
     // Seeds once every file a VM receives is rendered; then the images,
     // named by what goes into them, and the script that boots them.
     let seeds = cloud_init::render(model, &artifacts)?;

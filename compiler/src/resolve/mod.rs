@@ -13,6 +13,7 @@ mod images;
 mod machines;
 mod names;
 mod network;
+mod platform;
 mod routes;
 mod teleport;
 
@@ -98,6 +99,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let cilium = cilium::cilium(&mut checker, blueprint);
     let flux = cluster::flux(&mut checker, blueprint);
     let onepassword_connect = cluster::onepassword_connect(&mut checker, blueprint);
+    let platform = platform::platform(&mut checker, blueprint, &bridges, &vips, edge.as_ref());
 
     if checker.diagnostics.has_errors() {
         return Err(checker.diagnostics);
@@ -113,6 +115,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
         cilium,
         flux,
         onepassword_connect,
+        platform,
         edge,
         forwards,
         firewall,
@@ -265,6 +268,13 @@ fn check_talos_skew(checker: &mut Checker, v: &crate::blueprint::Versions) {
     }
 }
 
+/// An optional version pin, or waddlec's.
+fn optional(value: &Option<Located<String>>, default: &str) -> String {
+    value
+        .as_ref()
+        .map_or(default.to_string(), |v| v.to_string())
+}
+
 fn versions(checker: &mut Checker, blueprint: &Blueprint) -> model::Versions {
     let v = &blueprint.versions;
     let pins = [
@@ -291,13 +301,22 @@ fn versions(checker: &mut Checker, blueprint: &Blueprint) -> model::Versions {
             names::check_version,
         );
     }
-    if let Some(cli) = &v.cilium_cli {
-        checker.check_str(
-            cli,
-            "versions.cilium_cli",
-            &rules::INVALID_VALUE_SEMANTIC,
-            names::check_version,
-        );
+    let optional_pins = [
+        ("cilium_cli", &v.cilium_cli),
+        ("spicedb", &v.spicedb),
+        ("cloudnative_pg_chart", &v.cloudnative_pg_chart),
+        ("barman_cloud_plugin_chart", &v.barman_cloud_plugin_chart),
+        ("democratic_csi_image", &v.democratic_csi_image),
+    ];
+    for (key, value) in optional_pins {
+        if let Some(value) = value {
+            checker.check_str(
+                value,
+                &format!("versions.{key}"),
+                &rules::INVALID_VALUE_SEMANTIC,
+                names::check_version,
+            );
+        }
     }
     if !v.talos.starts_with('v') {
         checker
@@ -326,5 +345,9 @@ fn versions(checker: &mut Checker, blueprint: &Blueprint) -> model::Versions {
         onepassword_connect: s(&v.onepassword_connect),
         cloudnative_pg: s(&v.cloudnative_pg),
         spicedb_operator: s(&v.spicedb_operator),
+        spicedb: optional(&v.spicedb, "v1.47.1"),
+        cloudnative_pg_chart: optional(&v.cloudnative_pg_chart, "0.27.1"),
+        barman_cloud_plugin_chart: optional(&v.barman_cloud_plugin_chart, "0.5.0"),
+        democratic_csi_image: optional(&v.democratic_csi_image, "v1.9.4"),
     }
 }

@@ -11,8 +11,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
 use super::flux;
-use super::objects::{Empty, Metadata, Object, Secret as SecretBody};
 use crate::model::Model;
+use crate::render::k8s::{Empty, Metadata, Object, Secret as SecretBody};
 use crate::secrets::Secret;
 
 /// The Secret Connect's chart mounts (`credentialsName`/`credentialsKey`).

@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::objects::*;
 use crate::model::Model;
+use crate::render::k8s::*;
 use crate::render::talos::machine_config::{KUBEPRISM_PORT, LINK};
 use crate::render::yaml::{self, YamlError};
 

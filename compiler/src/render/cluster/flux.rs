@@ -9,8 +9,8 @@
 
 use serde::Serialize;
 
-use super::objects::{Metadata, Object, Spec};
 use crate::model::Model;
+use crate::render::k8s::{Metadata, Object, Spec};
 use crate::render::yaml::{self, YamlError};
 
 pub const NAMESPACE: &str = "flux-system";

@@ -13,7 +13,7 @@
 pub mod bootstrap_secrets;
 mod cilium;
 pub mod flux;
-mod objects;
+
 pub mod teleport_access;
 pub mod upstream;
 

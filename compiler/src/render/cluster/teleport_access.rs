@@ -5,8 +5,8 @@
 //! Secret. `waddlec cluster bootstrap` reads the token and installs a
 //! kubeconfig for it on the Teleport VM.
 
-use super::objects::*;
 use crate::model::Model;
+use crate::render::k8s::*;
 use crate::render::yaml::{self, YamlError};
 
 pub const NAMESPACE: &str = "teleport";

@@ -1,7 +1,8 @@
-//! The Kubernetes objects the bootstrap renders, as types: only the fields
-//! waddlec sets, named as the API names them. Serialised, never templated;
-//! the tests validate every object against the Kubernetes 1.35 and CRD
-//! schemas (strict: an unknown field fails).
+//! Kubernetes objects as types: `apiVersion`, `kind`, `metadata` and the
+//! body, with the few core kinds the bootstrap renders spelled out (only the
+//! fields waddlec sets, named as the API names them). Serialised, never
+//! templated; the tests validate every object against the Kubernetes 1.35
+//! and CRD schemas (strict: an unknown field fails).
 //!
 //! A handful of small types instead of a crate of every Kubernetes type
 //! (`k8s-openapi`): the bootstrap needs ten kinds and a few fields of each,

@@ -1,0 +1,473 @@
+//! The platform's shared infrastructure, one function per component: what
+//! it installs, pinned, and what it needs before it can work (the edges of
+//! the dependency graph, each with its reason).
+
+use serde_json::{json, Value};
+
+use super::graph::Need;
+use super::objects::{
+    external_secret, helm_release, helm_repository, namespace, object, Field, STORE,
+};
+use super::Component;
+use crate::model::{Model, Platform};
+use crate::render::k8s::Metadata;
+
+pub const CERT_MANAGER_NS: &str = "cert-manager";
+pub const CLUSTER_ISSUER: &str = "letsencrypt";
+pub const CNPG_NS: &str = "cnpg-system";
+pub const GATEWAY_NS: &str = "gateway";
+/// The Secret ESO's ClusterSecretStore reads Connect's token from, and the
+/// Secret Connect's chart mounts: both applied by `cluster bootstrap`.
+use crate::render::cluster::bootstrap_secrets::{CONNECT_CREDENTIALS, CONNECT_TOKEN};
+
+fn need(to: &'static str, why: &'static str) -> Need {
+    Need { to, why }
+}
+
+pub fn external_secrets(model: &Model) -> Component {
+    let ns = "external-secrets";
+    Component::new(
+        "external-secrets",
+        "infrastructure/external-secrets",
+        vec![],
+    )
+    .file("namespace.yaml", vec![namespace(ns, false)])
+    .file(
+        "release.yaml",
+        vec![
+            helm_repository(ns, "external-secrets", "https://charts.external-secrets.io"),
+            // The chart installs its CRDs (installCRDs defaults to true).
+            helm_release(
+                ns,
+                "external-secrets",
+                "external-secrets",
+                &model.versions.external_secrets,
+                "external-secrets",
+                json!({}),
+            ),
+        ],
+    )
+}
+
+pub fn onepassword(model: &Model, platform: &Platform) -> Component {
+    let connect = model
+        .onepassword_connect
+        .as_ref()
+        .expect("resolve requires [onepassword_connect]");
+    let ns = connect.namespace.as_str();
+    let store = object(
+        "external-secrets.io/v1",
+        "ClusterSecretStore",
+        Metadata::cluster(STORE),
+        json!({"spec": {"provider": {"onepassword": {
+            "connectHost": format!("http://onepassword-connect.{ns}.svc.cluster.local:8080"),
+            "vaults": {platform.vault.as_str(): 1},
+            "auth": {"secretRef": {"connectTokenSecretRef": {
+                "name": CONNECT_TOKEN, "namespace": ns, "key": "token",
+            }}},
+        }}}}),
+    );
+    Component::new(
+        "onepassword",
+        "infrastructure/onepassword",
+        vec![need("external-secrets", "the ClusterSecretStore is an External Secrets resource")],
+    )
+    .file("namespace.yaml", vec![namespace(ns, false)])
+    .file(
+        "release.yaml",
+        vec![
+            helm_repository(ns, "1password", "https://1password.github.io/connect-helm-charts"),
+            helm_release(
+                ns,
+                "connect",
+                "connect",
+                &model.versions.onepassword_connect,
+                "1password",
+                // The credentials Secret `cluster bootstrap` applies.
+                json!({"connect": {"credentialsName": CONNECT_CREDENTIALS, "credentialsKey": "1password-credentials.json"}}),
+            ),
+        ],
+    )
+    .file("cluster-secret-store.yaml", vec![store])
+}
+
+pub fn cert_manager(model: &Model) -> Component {
+    let ns = CERT_MANAGER_NS;
+    let version = format!("v{}", model.versions.cert_manager.trim_start_matches('v'));
+    Component::new("cert-manager", "infrastructure/cert-manager", vec![])
+        .file("namespace.yaml", vec![namespace(ns, false)])
+        .file(
+            "release.yaml",
+            vec![
+                helm_repository(ns, "jetstack", "https://charts.jetstack.io"),
+                // The chart leaves its CRDs out unless asked.
+                helm_release(
+                    ns,
+                    "cert-manager",
+                    "cert-manager",
+                    &version,
+                    "jetstack",
+                    json!({"crds": {"enabled": true}}),
+                ),
+            ],
+        )
+}
+
+/// The Cloudflare token ExternalSecret in `namespace`.
+fn cloudflare_token(platform: &Platform, namespace: &str) -> Value {
+    external_secret(
+        namespace,
+        "cloudflare-api-token",
+        &[Field {
+            secret_key: "api-token",
+            item: &platform.items.cloudflare_token,
+            property: "credential",
+        }],
+        None,
+    )
+}
+
+pub fn cert_manager_config(model: &Model, platform: &Platform) -> Component {
+    let domain = &model.project.domain;
+    let issuer = object(
+        "cert-manager.io/v1",
+        "ClusterIssuer",
+        Metadata::cluster(CLUSTER_ISSUER),
+        json!({"spec": {"acme": {
+            "server": "https://acme-v02.api.letsencrypt.org/directory",
+            "email": model.operator.email,
+            "privateKeySecretRef": {"name": format!("{CLUSTER_ISSUER}-account")},
+            "solvers": [{
+                "selector": {"dnsZones": [domain]},
+                "dns01": {"cloudflare": {"apiTokenSecretRef": {"name": "cloudflare-api-token", "key": "api-token"}}},
+            }],
+        }}}),
+    );
+    Component::new(
+        "cert-manager-config",
+        "infrastructure/cert-manager-config",
+        vec![
+            need("cert-manager", "ClusterIssuer is a cert-manager resource"),
+            need(
+                "onepassword",
+                "the Cloudflare token comes through the ClusterSecretStore",
+            ),
+        ],
+    )
+    // A ClusterIssuer reads its secrets in cert-manager's own namespace
+    // (the cluster resource namespace).
+    .file(
+        "cloudflare-api-token.yaml",
+        vec![cloudflare_token(platform, CERT_MANAGER_NS)],
+    )
+    .file("cluster-issuer.yaml", vec![issuer])
+}
+
+pub fn external_dns(model: &Model, platform: &Platform) -> Component {
+    let ns = "external-dns";
+    let values = json!({
+        "provider": {"name": "cloudflare"},
+        "env": [{"name": "CF_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "cloudflare-api-token", "key": "api-token"}}}],
+        "sources": ["gateway-httproute", "gateway-grpcroute"],
+        "domainFilters": [model.project.domain],
+        // Records it did not create are never touched or deleted.
+        "policy": "upsert-only",
+        "txtOwnerId": model.talos.as_ref().map(|t| t.name.clone()),
+    });
+    Component::new(
+        "external-dns",
+        "infrastructure/external-dns",
+        vec![need(
+            "onepassword",
+            "the Cloudflare token comes through the ClusterSecretStore",
+        )],
+    )
+    .file("namespace.yaml", vec![namespace(ns, false)])
+    .file(
+        "cloudflare-api-token.yaml",
+        vec![cloudflare_token(platform, ns)],
+    )
+    .file(
+        "release.yaml",
+        vec![
+            helm_repository(
+                ns,
+                "external-dns",
+                "https://kubernetes-sigs.github.io/external-dns/",
+            ),
+            helm_release(
+                ns,
+                "external-dns",
+                "external-dns",
+                &model.versions.external_dns,
+                "external-dns",
+                values,
+            ),
+        ],
+    )
+}
+
+pub fn cloudnative_pg(model: &Model) -> Component {
+    let ns = CNPG_NS;
+    let mut plugin = helm_release(
+        ns,
+        "plugin-barman-cloud",
+        "plugin-barman-cloud",
+        &model.versions.barman_cloud_plugin_chart,
+        "cnpg",
+        json!({}),
+    );
+    // The plugin registers with a running operator.
+    plugin["spec"]["dependsOn"] = json!([{"name": "cloudnative-pg"}]);
+    Component::new(
+        "cloudnative-pg",
+        "infrastructure/cloudnative-pg",
+        vec![need(
+            "cert-manager",
+            "the Barman Cloud plugin's TLS certificates are cert-manager Certificates",
+        )],
+    )
+    .file("namespace.yaml", vec![namespace(ns, false)])
+    .file(
+        "release.yaml",
+        vec![
+            helm_repository(ns, "cnpg", "https://cloudnative-pg.github.io/charts"),
+            helm_release(
+                ns,
+                "cloudnative-pg",
+                "cloudnative-pg",
+                &model.versions.cloudnative_pg_chart,
+                "cnpg",
+                json!({}),
+            ),
+            plugin,
+        ],
+    )
+}
+
+pub fn spicedb_operator(model: &Model) -> Component {
+    let tag = format!(
+        "v{}",
+        model.versions.spicedb_operator.trim_start_matches('v')
+    );
+    // No chart upstream: the release's manifests are `kustomize build
+    // config` of the tagged repository, which Flux builds itself.
+    let source = object(
+        "source.toolkit.fluxcd.io/v1",
+        "GitRepository",
+        Metadata::namespaced(crate::render::cluster::flux::NAMESPACE, "spicedb-operator"),
+        json!({"spec": {
+            "interval": "1h",
+            "url": "https://github.com/authzed/spicedb-operator",
+            "ref": {"tag": tag},
+        }}),
+    );
+    Component::new(
+        "spicedb-operator",
+        "infrastructure/spicedb-operator",
+        vec![],
+    )
+    .read_from(source, "spicedb-operator", "./config")
+}
+
+/// The democratic-csi driver config, with the SSH key left to the
+/// ExternalSecret's template. JSON is YAML, and ESO's `toJson` quotes the
+/// multi-line key correctly inside it.
+fn csi_driver_config(platform: &Platform) -> String {
+    const KEY: &str = "__SSH_PRIVATE_KEY__";
+    let config = json!({
+        "driver": "zfs-generic-iscsi",
+        "sshConnection": {
+            "host": platform.storage_host.to_string(),
+            "port": 22,
+            "username": "root",
+            "privateKey": KEY,
+        },
+        "zfs": {
+            "datasetParentName": format!("{}/vols", platform.dataset),
+            "detachedSnapshotsDatasetParentName": format!("{}/snaps", platform.dataset),
+            "zvolCompression": "",
+            "zvolDedup": "",
+            "zvolEnableReservation": false,
+            "zvolBlocksize": "",
+        },
+        "iscsi": {
+            "shareStrategy": "targetCli",
+            "shareStrategyTargetCli": {
+                "basename": "iqn.2003-01.org.linux-iscsi.waddlec.x8664",
+                "tpg": {
+                    "attributes": {"authentication": 0, "generate_node_acls": 1, "cache_dynamic_acls": 1, "demo_mode_write_protect": 0},
+                    "auth": {},
+                },
+                "block": {"attributes": {"emulate_tpu": 0}},
+            },
+            "targetPortal": format!("{}:3260", platform.storage_host),
+            "targetPortals": [],
+            "interface": "",
+            "namePrefix": "",
+            "nameSuffix": "",
+        },
+    });
+    serde_json::to_string_pretty(&config)
+        .expect("plain data serialises")
+        .replace(&format!("\"{KEY}\""), "{{ .privateKey | toJson }}")
+}
+
+pub fn democratic_csi(model: &Model, platform: &Platform) -> Component {
+    let ns = "democratic-csi";
+    let image =
+        |tag: &str| json!({"registry": "ghcr.io/democratic-csi/democratic-csi", "tag": tag});
+    let tag = &model.versions.democratic_csi_image;
+    let values = json!({
+        "csiDriver": {"name": "org.democratic-csi.iscsi"},
+        "storageClasses": [{
+            "name": platform.storage_class,
+            "defaultClass": true,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+            "allowVolumeExpansion": true,
+            "parameters": {"fsType": "ext4"},
+        }],
+        "driver": {
+            "existingConfigSecret": "democratic-csi-driver-config",
+            // Still required with an existing secret: the chart reads it.
+            "config": {"driver": "zfs-generic-iscsi"},
+        },
+        "controller": {"driver": {"image": image(tag)}},
+        "node": {
+            // Talos: iscsiadm runs in iscsid's namespaces through nsenter,
+            // which needs the host's PIDs; /etc is read-only, /var is not.
+            "hostPID": true,
+            "driver": {
+                "image": image(tag),
+                "extraEnv": [
+                    {"name": "ISCSIADM_HOST_STRATEGY", "value": "nsenter"},
+                    {"name": "ISCSIADM_HOST_PATH", "value": "/usr/local/sbin/iscsiadm"},
+                ],
+                "iscsiDirHostPath": "/var/iscsi",
+                "iscsiDirHostPathType": "DirectoryOrCreate",
+            },
+        },
+    });
+    let driver_config = external_secret(
+        ns,
+        "democratic-csi-driver-config",
+        &[Field {
+            secret_key: "privateKey",
+            item: &platform.items.csi_ssh_key,
+            property: "private key",
+        }],
+        Some(json!({"data": {"driver-config-file.yaml": csi_driver_config(platform)}})),
+    );
+    Component::new(
+        "democratic-csi",
+        "infrastructure/democratic-csi",
+        vec![need(
+            "onepassword",
+            "the driver's SSH key comes through the ClusterSecretStore",
+        )],
+    )
+    .file("namespace.yaml", vec![namespace(ns, true)])
+    .file("driver-config.yaml", vec![driver_config])
+    .file(
+        "release.yaml",
+        vec![
+            helm_repository(
+                ns,
+                "democratic-csi",
+                "https://democratic-csi.github.io/charts/",
+            ),
+            helm_release(
+                ns,
+                "democratic-csi",
+                "democratic-csi",
+                &model.versions.democratic_csi,
+                "democratic-csi",
+                values,
+            ),
+        ],
+    )
+}
+
+/// The listener and certificate Secret of the `index`th TLS host.
+pub fn https_listener(index: usize) -> String {
+    if index == 0 {
+        "https".into()
+    } else {
+        format!("https-{}", index + 1)
+    }
+}
+
+/// `*.apps.example.org` → `wildcard-apps-example-org`.
+fn certificate_name(host: &str) -> String {
+    host.replace("*.", "wildcard.").replace('.', "-")
+}
+
+pub fn cilium_gateway(platform: &Platform) -> Component {
+    let gateway = &platform.gateway;
+    let mut metadata = Metadata::namespaced(GATEWAY_NS, &gateway.name);
+    // External DNS would publish the VIP (private); the world reaches the
+    // Gateway through the host's public address and the edge.
+    metadata.annotations.insert(
+        "external-dns.alpha.kubernetes.io/target".into(),
+        platform.public_address.to_string(),
+    );
+    let all = json!({"namespaces": {"from": "All"}});
+    let mut listeners = Vec::new();
+    if let Some(port) = gateway.http_port {
+        listeners
+            .push(json!({"name": "http", "protocol": "HTTP", "port": port, "allowedRoutes": all}));
+    }
+    let mut certificates = Vec::new();
+    for (index, (host, port)) in gateway.https.iter().enumerate() {
+        let name = certificate_name(host);
+        listeners.push(json!({
+            "name": https_listener(index), "protocol": "HTTPS", "port": port, "hostname": host,
+            "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": format!("{name}-tls")}]},
+            "allowedRoutes": all,
+        }));
+        certificates.push(object(
+            "cert-manager.io/v1",
+            "Certificate",
+            Metadata::namespaced(GATEWAY_NS, &name),
+            json!({"spec": {
+                "secretName": format!("{name}-tls"),
+                "dnsNames": [host],
+                "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": CLUSTER_ISSUER},
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            }}),
+        ));
+    }
+    let mut documents = vec![object(
+        "gateway.networking.k8s.io/v1",
+        "Gateway",
+        metadata,
+        json!({"spec": {
+            "gatewayClassName": "cilium",
+            "addresses": [{"type": "IPAddress", "value": gateway.address.to_string()}],
+            "listeners": listeners,
+        }}),
+    )];
+    if gateway.http_port.is_some() {
+        documents.push(object(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            Metadata::namespaced(GATEWAY_NS, "https-redirect"),
+            json!({"spec": {
+                "parentRefs": [{"name": gateway.name, "sectionName": "http"}],
+                "rules": [{"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}],
+            }}),
+        ));
+    }
+    Component::new(
+        "cilium-gateway",
+        "infrastructure/cilium-gateway",
+        vec![need(
+            "cert-manager-config",
+            "the Gateway's Certificates are issued by the ClusterIssuer",
+        )],
+    )
+    .file("namespace.yaml", vec![namespace(GATEWAY_NS, false)])
+    .file("gateway.yaml", documents)
+    .file("certificates.yaml", certificates)
+}

@@ -1,0 +1,229 @@
+//! The GitOps tree Flux syncs (`platform/` in the output, published into
+//! the `[flux]` repository by `waddlec platform publish`): one directory
+//! per component under `infrastructure/` and `apps/`, and one Flux
+//! `Kustomization` per component under the `[flux] path`, whose
+//! `dependsOn` come from what each component needs (`graph`, checked
+//! before anything is rendered). Every chart and image is pinned by the
+//! blueprint's `[versions]`; every credential is an `ExternalSecret`
+//! against 1Password, so the tree holds no secret and is the same in the
+//! review and the deployable tree. `README.md` in the tree says where it
+//! departs from the hand-written seed and why.
+
+mod apps;
+pub mod graph;
+mod infrastructure;
+mod objects;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{RenderError, Templates};
+use crate::artifact::Artifact;
+use crate::model::Model;
+use crate::render::k8s::Metadata;
+use graph::Need;
+
+/// Where the tree sits in the output.
+pub const ROOT: &str = "platform";
+
+/// One component: a directory of manifests and what it needs first.
+pub struct Component {
+    pub name: &'static str,
+    /// Its directory in the repository (`infrastructure/cert-manager`).
+    pub dir: &'static str,
+    pub needs: Vec<Need>,
+    files: Vec<(&'static str, Vec<Value>)>,
+    /// Read from another repository instead: its source object and path.
+    source: Option<(Value, &'static str, &'static str)>,
+}
+
+impl Component {
+    fn new(name: &'static str, dir: &'static str, needs: Vec<Need>) -> Self {
+        Component {
+            name,
+            dir,
+            needs,
+            files: Vec::new(),
+            source: None,
+        }
+    }
+
+    fn file(mut self, name: &'static str, documents: Vec<Value>) -> Self {
+        self.files.push((name, documents));
+        self
+    }
+
+    fn read_from(mut self, source: Value, name: &'static str, path: &'static str) -> Self {
+        self.source = Some((source, name, path));
+        self
+    }
+}
+
+/// Every component of the model's platform.
+pub fn components(model: &Model) -> Vec<Component> {
+    let Some(platform) = &model.platform else {
+        return Vec::new();
+    };
+    vec![
+        infrastructure::external_secrets(model),
+        infrastructure::onepassword(model, platform),
+        infrastructure::cert_manager(model),
+        infrastructure::cert_manager_config(model, platform),
+        infrastructure::external_dns(model, platform),
+        infrastructure::cloudnative_pg(model),
+        infrastructure::spicedb_operator(model),
+        infrastructure::democratic_csi(model, platform),
+        infrastructure::cilium_gateway(platform),
+        apps::spicedb(model, platform),
+    ]
+}
+
+/// The Flux Kustomization applying one component.
+fn kustomization(component: &Component) -> Value {
+    let mut depends: Vec<&str> = component.needs.iter().map(|n| n.to).collect();
+    depends.sort_unstable();
+    depends.dedup();
+    let (source, path) = match &component.source {
+        Some((_, name, path)) => (
+            json!({"kind": "GitRepository", "name": name}),
+            path.to_string(),
+        ),
+        None => (
+            json!({"kind": "GitRepository", "name": crate::render::cluster::flux::NAMESPACE}),
+            format!("./{}", component.dir),
+        ),
+    };
+    let mut spec = json!({
+        "interval": "10m",
+        "retryInterval": "1m",
+        "path": path,
+        "prune": true,
+        "wait": true,
+        "timeout": "10m",
+        "sourceRef": source,
+    });
+    if !depends.is_empty() {
+        spec["dependsOn"] = json!(depends
+            .iter()
+            .map(|d| json!({"name": d}))
+            .collect::<Vec<_>>());
+    }
+    objects::object(
+        "kustomize.toolkit.fluxcd.io/v1",
+        "Kustomization",
+        Metadata::namespaced(crate::render::cluster::flux::NAMESPACE, component.name),
+        json!({ "spec": spec }),
+    )
+}
+
+#[derive(Serialize)]
+struct ReadmeData<'a> {
+    project: &'a str,
+    cluster_path: &'a str,
+    components: Vec<ReadmeComponent<'a>>,
+    versions: Vec<(&'static str, &'a str)>,
+}
+
+#[derive(Serialize)]
+struct ReadmeComponent<'a> {
+    name: &'a str,
+    location: String,
+    needs: Vec<ReadmeNeed>,
+}
+
+#[derive(Serialize)]
+struct ReadmeNeed {
+    to: &'static str,
+    why: &'static str,
+}
+
+pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
+    let (Some(_), Some(flux)) = (&model.platform, &model.flux) else {
+        return Ok(Vec::new());
+    };
+    let components = components(model);
+    let graph: BTreeMap<&'static str, Vec<Need>> = components
+        .iter()
+        .map(|c| (c.name, c.needs.clone()))
+        .collect();
+    let order = graph::order(&graph)?;
+    let mut artifacts = Vec::new();
+    let file = |path: String, documents: &[Value]| -> Result<Artifact, RenderError> {
+        Ok(Artifact::file(
+            format!("{ROOT}/{path}"),
+            "flux-manifests",
+            objects::file(documents)?,
+        ))
+    };
+    for component in &components {
+        let mut entry = Vec::new();
+        if let Some((source, _, _)) = &component.source {
+            entry.push(source.clone());
+        }
+        entry.push(kustomization(component));
+        artifacts.push(file(
+            format!("{}/{}.yaml", flux.path, component.name),
+            &entry,
+        )?);
+        for (name, documents) in &component.files {
+            artifacts.push(file(format!("{}/{name}", component.dir), documents)?);
+        }
+    }
+    let platform = model.platform.as_ref().expect("checked above");
+    artifacts.push(file(
+        "recovery/spicedb/cluster-restore.yaml".into(),
+        &apps::spicedb_recovery(platform),
+    )?);
+    let by_name: BTreeMap<&str, &Component> = components.iter().map(|c| (c.name, c)).collect();
+    let v = &model.versions;
+    let readme = ReadmeData {
+        project: &model.project.name,
+        cluster_path: &flux.path,
+        components: order
+            .iter()
+            .map(|name| {
+                let component = by_name[name];
+                ReadmeComponent {
+                    name,
+                    location: match &component.source {
+                        Some((source, _, path)) => format!(
+                            "`{path}` of {} at `{}`",
+                            source["spec"]["url"].as_str().unwrap_or_default(),
+                            source["spec"]["ref"]["tag"].as_str().unwrap_or_default()
+                        ),
+                        None => format!("`{}/`", component.dir),
+                    },
+                    needs: component
+                        .needs
+                        .iter()
+                        .map(|n| ReadmeNeed {
+                            to: n.to,
+                            why: n.why,
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+        versions: vec![
+            ("External Secrets (chart)", &v.external_secrets),
+            ("1Password Connect (chart)", &v.onepassword_connect),
+            ("cert-manager (chart)", &v.cert_manager),
+            ("External DNS (chart)", &v.external_dns),
+            ("CloudNativePG operator", &v.cloudnative_pg),
+            ("CloudNativePG chart", &v.cloudnative_pg_chart),
+            ("Barman Cloud plugin chart", &v.barman_cloud_plugin_chart),
+            ("SpiceDB operator (git tag)", &v.spicedb_operator),
+            ("SpiceDB", &v.spicedb),
+            ("democratic-csi (chart)", &v.democratic_csi),
+            ("democratic-csi (image)", &v.democratic_csi_image),
+        ],
+    };
+    artifacts.push(Artifact::file(
+        format!("{ROOT}/README.md"),
+        "platform-readme",
+        templates.render("platform-README.md", &readme)?,
+    ));
+    Ok(artifacts)
+}

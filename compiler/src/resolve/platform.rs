@@ -1,0 +1,282 @@
+//! `[platform]`: the settings of the GitOps tree, defaults applied. It
+//! needs the cluster (`[talos]`), the repository Flux syncs (`[flux]`),
+//! 1Password Connect (the only way credentials reach it) and a VIP on the
+//! cluster's bridge answering 443 for the Gateway.
+
+use super::{names, Checker};
+use crate::blueprint::{Blueprint, Located};
+use crate::diagnostics::rules;
+use crate::model::{self, BridgeRole};
+
+pub fn platform(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    bridges: &[model::Bridge],
+    vips: &[model::Vip],
+    edge: Option<&model::Edge>,
+) -> Option<model::Platform> {
+    let platform = blueprint.platform.as_ref()?;
+    let span = platform.vault.span();
+    let mut ok = true;
+    for (table, present) in [
+        ("talos", blueprint.talos.is_some()),
+        ("flux", blueprint.flux.is_some()),
+        (
+            "onepassword_connect",
+            blueprint.onepassword_connect.is_some(),
+        ),
+    ] {
+        if !present {
+            ok = false;
+            checker
+                .error(
+                    &rules::MISSING_KEY,
+                    span.clone(),
+                    table,
+                    format!("`[platform]` needs `[{table}]`: the tree is synced by Flux into the Talos cluster and reads its credentials through 1Password Connect"),
+                )
+                .help = Some(format!("add `[{table}]` or remove `[platform]`"));
+        }
+    }
+    let talos = blueprint.talos.as_ref()?;
+    let cluster_bridge = bridges.iter().find(|b| b.name == *talos.bridge)?;
+    let gateway = gateway(vips, cluster_bridge, edge);
+    if gateway.is_none() {
+        ok = false;
+        checker
+            .error(
+                &rules::MISSING_KEY,
+                span.clone(),
+                "edge.route",
+                format!("the platform's Gateway needs a `[[vip]]` on `{}` that the edge routes a wildcard host to (`*.apps.<domain>`)", cluster_bridge.name),
+            )
+            .help = Some("add `[[vip]] name = \"gateway\"` on the cluster's bridge with `ports = [80, 443]`, and `[[edge.route]] sni = \"*.apps.<domain>\"` with `to = \"gateway:443\"`".into());
+    }
+    let label = |checker: &mut Checker, value: &Option<Located<String>>, path: &str| {
+        if let Some(value) = value {
+            checker.check_str(value, path, &rules::INVALID_DNS_NAME, names::check_label);
+        }
+    };
+    label(checker, &platform.storage.class, "platform.storage.class");
+    label(checker, &platform.spicedb.host, "platform.spicedb.host");
+    checker.check_str(
+        &platform.vault,
+        "platform.vault",
+        &rules::INVALID_VALUE_SEMANTIC,
+        check_item,
+    );
+    checker.check_str(
+        &platform.storage.dataset,
+        "platform.storage.dataset",
+        &rules::INVALID_VALUE_SEMANTIC,
+        check_dataset,
+    );
+    checker.check_str(
+        &platform.backups.endpoint,
+        "platform.backups.endpoint",
+        &rules::INVALID_VALUE_SEMANTIC,
+        |url| match url.strip_prefix("https://") {
+            Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(()),
+            _ => Err(format!(
+                "`{url}` is not an https:// URL (backups travel over the internet)"
+            )),
+        },
+    );
+    checker.check_str(
+        &platform.backups.bucket,
+        "platform.backups.bucket",
+        &rules::INVALID_DNS_NAME,
+        names::check_label,
+    );
+    for (value, path) in [
+        (&platform.spicedb.storage, "platform.spicedb.storage"),
+        (
+            &platform.spicedb.wal_storage,
+            "platform.spicedb.wal_storage",
+        ),
+    ] {
+        if let Some(value) = value {
+            checker.check_str(value, path, &rules::INVALID_SIZE, check_quantity);
+        }
+    }
+    if let Some(retention) = &platform.backups.retention {
+        checker.check_str(
+            retention,
+            "platform.backups.retention",
+            &rules::INVALID_VALUE_SEMANTIC,
+            |r| {
+                let (number, unit) = r.split_at(r.len().saturating_sub(1));
+                if !number.is_empty()
+                    && number.chars().all(|c| c.is_ascii_digit())
+                    && ["d", "w", "m"].contains(&unit)
+                {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{r}` is not a Barman retention such as `30d`, `4w` or `3m`"
+                    ))
+                }
+            },
+        );
+    }
+    let items = &platform.items;
+    for (value, path) in [
+        (&items.cloudflare_token, "platform.items.cloudflare_token"),
+        (&items.s3_credentials, "platform.items.s3_credentials"),
+        (
+            &items.spicedb_preshared_key,
+            "platform.items.spicedb_preshared_key",
+        ),
+        (&items.spicedb_postgres, "platform.items.spicedb_postgres"),
+        (&items.csi_ssh_key, "platform.items.csi_ssh_key"),
+    ] {
+        if let Some(value) = value {
+            checker.check_str(value, path, &rules::INVALID_VALUE_SEMANTIC, check_item);
+        }
+    }
+    let counts = [
+        (&platform.spicedb.replicas, "platform.spicedb.replicas"),
+        (&platform.spicedb.instances, "platform.spicedb.instances"),
+    ];
+    for (value, path) in counts {
+        if let Some(value) = value.as_ref().filter(|v| v.value == 0 || v.value > 9) {
+            ok = false;
+            checker.error(
+                &rules::INVALID_VALUE_SEMANTIC,
+                value.span(),
+                path,
+                format!("`{path}` is {}; give 1 to 9", value.value),
+            );
+        }
+    }
+    let public = bridges.iter().find(|b| b.role == BridgeRole::Public)?;
+    let text = |value: &Option<Located<String>>, default: &str| {
+        value
+            .as_ref()
+            .map_or(default.to_string(), |v| v.to_string())
+    };
+    let count = |value: &Option<Located<u32>>| value.as_ref().map_or(2, |v| v.value);
+    if !ok {
+        return None;
+    }
+    Some(model::Platform {
+        vault: platform.vault.to_string(),
+        storage_class: text(&platform.storage.class, "zfs-iscsi"),
+        dataset: platform.storage.dataset.trim_end_matches('/').to_string(),
+        storage_host: cluster_bridge.host_address,
+        backups: model::Backups {
+            bucket: platform.backups.bucket.to_string(),
+            endpoint: platform.backups.endpoint.trim_end_matches('/').to_string(),
+            region: platform.backups.region.to_string(),
+            retention: text(&platform.backups.retention, "30d"),
+        },
+        spicedb: model::SpiceDb {
+            host: text(&platform.spicedb.host, "spicedb"),
+            replicas: count(&platform.spicedb.replicas),
+            instances: count(&platform.spicedb.instances),
+            storage: text(&platform.spicedb.storage, "10Gi"),
+            wal_storage: text(&platform.spicedb.wal_storage, "5Gi"),
+        },
+        items: model::PlatformItems {
+            cloudflare_token: text(&items.cloudflare_token, "cloudflare-api-token"),
+            s3_credentials: text(&items.s3_credentials, "s3-backups"),
+            spicedb_preshared_key: text(&items.spicedb_preshared_key, "spicedb-preshared-key"),
+            spicedb_postgres: text(&items.spicedb_postgres, "spicedb-postgres"),
+            csi_ssh_key: text(&items.csi_ssh_key, "democratic-csi-ssh"),
+        },
+        gateway: gateway?,
+        public_address: public.host_address,
+    })
+}
+
+/// A 1Password vault or item title as ExternalSecrets name it.
+fn check_item(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " ._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a plain 1Password title (letters, digits, space, `.`, `_`, `-`)"
+        ))
+    }
+}
+
+/// `rpool/k8s`: a ZFS dataset path (pool, then children).
+fn check_dataset(dataset: &str) -> Result<(), String> {
+    let ok = !dataset.starts_with('/')
+        && dataset.trim_end_matches('/').split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{dataset}` is not a ZFS dataset such as `rpool/k8s`"
+        ))
+    }
+}
+
+/// `10Gi`: a Kubernetes quantity in binary units.
+fn check_quantity(size: &str) -> Result<(), String> {
+    let digits = size.trim_end_matches(['M', 'G', 'T', 'i']);
+    let unit = &size[digits.len()..];
+    if !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && ["Mi", "Gi", "Ti"].contains(&unit)
+    {
+        Ok(())
+    } else {
+        Err(format!("`{size}` is not a volume size such as `10Gi`"))
+    }
+}
+
+/// The VIP on the cluster's bridge the edge sends TLS to, with every host
+/// and port it sends; it needs at least one wildcard host, where apps live.
+fn gateway(
+    vips: &[model::Vip],
+    bridge: &model::Bridge,
+    edge: Option<&model::Edge>,
+) -> Option<model::Gateway> {
+    let edge = edge?;
+    let on_bridge = |name: &str| {
+        vips.iter()
+            .find(|v| v.name == name && bridge.network.contains(&v.address))
+    };
+    let vip = edge
+        .routes
+        .iter()
+        .find_map(|r| on_bridge(&r.backend.name))?;
+    let https: Vec<(String, u16)> = edge
+        .routes
+        .iter()
+        .filter(|r| r.backend.name == vip.name)
+        .map(|r| {
+            let host = match &r.host {
+                model::SniHost::Exact(host) => host.clone(),
+                model::SniHost::Wildcard { suffix } => format!("*{suffix}"),
+            };
+            (host, r.backend.port.0)
+        })
+        .collect();
+    let apps_domain = https
+        .iter()
+        .find_map(|(host, _)| host.strip_prefix("*.").map(str::to_string))?;
+    Some(model::Gateway {
+        name: vip.name.clone(),
+        address: vip.address,
+        http_port: edge
+            .http
+            .as_ref()
+            .filter(|h| h.name == vip.name)
+            .map(|h| h.port.0),
+        https,
+        apps_domain,
+    })
+}

@@ -1,0 +1,409 @@
+//! The GitOps tree (`platform/`): every manifest strictly valid against the
+//! schema of its own apiVersion and kind, the Flux dependency graph acyclic
+//! and complete with each edge's reason stated here, every chart, image and
+//! source pinned, no secret in it, and the same bytes every build.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::cluster_manifests::{key_paths, misspell};
+use crate::k8s_schemas::{documents, Schemas};
+use crate::support::{build, text, tree, valid_blueprints};
+use crate::talos::SecretLab;
+
+/// Each shipped blueprint's tree (each has a platform): the temp dir guard,
+/// the output and the directory of its Flux Kustomizations.
+fn trees() -> Vec<(tempfile::TempDir, std::path::PathBuf, String)> {
+    valid_blueprints()
+        .iter()
+        .map(|blueprint| {
+            let (guard, out) = build(blueprint);
+            let flux = crate::support::model(blueprint)
+                .flux
+                .expect("a [flux] section");
+            (guard, out, format!("platform/{}", flux.path))
+        })
+        .collect()
+}
+
+/// Every manifest of the tree (not README.md), by path.
+fn manifests(out: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = tree(&out.join("platform"))
+        .into_iter()
+        .filter(|(path, _)| path.ends_with(".yaml"))
+        .map(|(path, (bytes, _))| (path, String::from_utf8(bytes).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_platform_manifest_validates_against_the_schema_of_its_kind() {
+    let mut schemas = Schemas::new();
+    let mut kinds = BTreeSet::new();
+    let mut files = Vec::new();
+    for (_dir, out, _) in trees() {
+        files.extend(manifests(&out));
+    }
+    assert!(files.len() > 60, "{} manifests", files.len());
+    for (path, contents) in &files {
+        let problems = schemas.check_stream(contents);
+        assert!(problems.is_empty(), "{path}:\n{}", problems.join("\n"));
+        for document in documents(contents) {
+            kinds.insert(format!(
+                "{}/{}",
+                document["apiVersion"].as_str().unwrap(),
+                document["kind"].as_str().unwrap()
+            ));
+        }
+    }
+    for kind in [
+        "kustomize.toolkit.fluxcd.io/v1/Kustomization",
+        "source.toolkit.fluxcd.io/v1/HelmRepository",
+        "source.toolkit.fluxcd.io/v1/GitRepository",
+        "helm.toolkit.fluxcd.io/v2/HelmRelease",
+        "external-secrets.io/v1/ExternalSecret",
+        "external-secrets.io/v1/ClusterSecretStore",
+        "cert-manager.io/v1/ClusterIssuer",
+        "cert-manager.io/v1/Certificate",
+        "postgresql.cnpg.io/v1/Cluster",
+        "postgresql.cnpg.io/v1/ScheduledBackup",
+        "barmancloud.cnpg.io/v1/ObjectStore",
+        "authzed.com/v1alpha1/SpiceDBCluster",
+        "gateway.networking.k8s.io/v1/Gateway",
+        "gateway.networking.k8s.io/v1/HTTPRoute",
+        "gateway.networking.k8s.io/v1/GRPCRoute",
+        "cilium.io/v2/CiliumNetworkPolicy",
+        "v1/Namespace",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
+    }
+}
+
+#[test]
+fn a_misspelled_field_in_any_platform_manifest_fails_validation() {
+    // Maps whose keys are data, not fields: Helm values (checked by their
+    // charts, not by Kubernetes), SpiceDB's schemaless `config`, the
+    // store's vault map, and CNPG plugin `parameters` (a string map the
+    // plugin reads; `plugin_parameters_name_real_objects` checks them).
+    const DATA: &[&str] = &["values", "config", "vaults", "parameters"];
+    let mut schemas = Schemas::new();
+    let mut checked = 0;
+    let mut missed = Vec::new();
+    let trees = trees();
+    for (path, contents) in trees.iter().flat_map(|(_, out, _)| manifests(out)) {
+        for document in documents(&contents) {
+            let mut paths = Vec::new();
+            key_paths(&document, &mut Vec::new(), &mut paths);
+            for field in paths {
+                if field.len() == 1 && (field[0] == "apiVersion" || field[0] == "kind") {
+                    continue;
+                }
+                if field[..field.len() - 1]
+                    .iter()
+                    .any(|p| DATA.contains(&p.as_str()))
+                {
+                    continue;
+                }
+                checked += 1;
+                if schemas.check(&misspell(&document, &field)).is_empty() {
+                    missed.push(format!("{path} {}: {}", document["kind"], field.join(".")));
+                }
+            }
+        }
+    }
+    assert!(checked > 300, "only {checked} fields checked");
+    assert!(
+        missed.is_empty(),
+        "typos the validator accepted:\n{}",
+        missed.join("\n")
+    );
+}
+
+/// The Flux Kustomizations: name → dependsOn.
+fn graph(out: &Path, cluster_dir: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph = BTreeMap::new();
+    for entry in fs::read_dir(out.join(cluster_dir)).unwrap() {
+        let text = fs::read_to_string(entry.unwrap().path()).unwrap();
+        for document in documents(&text)
+            .into_iter()
+            .filter(|d| d["kind"] == "Kustomization")
+        {
+            let needs = document["spec"]["dependsOn"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|d| d["name"].as_str().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            graph.insert(
+                document["metadata"]["name"].as_str().unwrap().to_string(),
+                needs,
+            );
+        }
+    }
+    graph
+}
+
+#[test]
+fn the_dependency_graph_is_acyclic_and_every_reference_resolves() {
+    for (_dir, out, cluster_dir) in trees() {
+        check_graph(&out, &cluster_dir);
+    }
+}
+
+fn check_graph(out: &Path, cluster_dir: &str) {
+    let graph = graph(out, cluster_dir);
+    assert_eq!(graph.len(), 10, "{graph:?}");
+    for (from, needs) in &graph {
+        for to in needs {
+            assert!(
+                graph.contains_key(to),
+                "{from} depends on {to}, which is no Kustomization"
+            );
+        }
+    }
+    // Kahn: everything can be ordered.
+    let mut done: BTreeSet<&String> = BTreeSet::new();
+    while done.len() < graph.len() {
+        let ready: Vec<&String> = graph
+            .iter()
+            .filter(|(name, needs)| !done.contains(name) && needs.iter().all(|n| done.contains(n)))
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            !ready.is_empty(),
+            "a cycle among {:?}",
+            graph
+                .keys()
+                .filter(|n| !done.contains(n))
+                .collect::<Vec<_>>()
+        );
+        done.extend(ready);
+    }
+    // Every Kustomization's path is a directory of the tree, or the
+    // operator's own repository.
+    for entry in fs::read_dir(out.join(cluster_dir)).unwrap() {
+        let text = fs::read_to_string(entry.unwrap().path()).unwrap();
+        for document in documents(&text)
+            .into_iter()
+            .filter(|d| d["kind"] == "Kustomization")
+        {
+            let path = document["spec"]["path"].as_str().unwrap();
+            if document["spec"]["sourceRef"]["name"] == "flux-system" {
+                assert!(
+                    out.join("platform")
+                        .join(path.trim_start_matches("./"))
+                        .is_dir(),
+                    "{path}"
+                );
+            }
+        }
+    }
+}
+
+/// One test per edge, each saying why the edge exists; and no edge the
+/// list does not give a reason for.
+macro_rules! edges {
+    ($($test:ident: $from:literal needs $to:literal because $why:literal;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                let _why = $why;
+                let (_dir, out) = build(&valid_blueprints()[0]);
+                let graph = graph(&out, "platform/clusters/waddle-cluster");
+                assert!(graph[$from].contains($to), "{} must depend on {}: {}", $from, $to, $why);
+            }
+        )*
+
+        #[test]
+        fn no_dependency_lacks_a_stated_reason() {
+            let expected: BTreeSet<(&str, &str)> = [$(($from, $to)),*].into_iter().collect();
+            let (_dir, out) = build(&valid_blueprints()[0]);
+            for (from, needs) in graph(&out, "platform/clusters/waddle-cluster") {
+                for to in needs {
+                    assert!(expected.contains(&(from.as_str(), to.as_str())), "{from} → {to} has no stated reason");
+                }
+            }
+        }
+    };
+}
+
+edges! {
+    onepassword_after_external_secrets: "onepassword" needs "external-secrets"
+        because "the ClusterSecretStore is an External Secrets resource";
+    issuer_after_cert_manager: "cert-manager-config" needs "cert-manager"
+        because "ClusterIssuer is a cert-manager CRD, installed by the chart";
+    issuer_after_onepassword: "cert-manager-config" needs "onepassword"
+        because "the Cloudflare token is an ExternalSecret";
+    external_dns_after_onepassword: "external-dns" needs "onepassword"
+        because "the Cloudflare token is an ExternalSecret";
+    cnpg_after_cert_manager: "cloudnative-pg" needs "cert-manager"
+        because "the Barman Cloud plugin's certificates are cert-manager Certificates";
+    csi_after_onepassword: "democratic-csi" needs "onepassword"
+        because "the driver config with the SSH key is an ExternalSecret";
+    gateway_after_issuer: "cilium-gateway" needs "cert-manager-config"
+        because "the Gateway's Certificates need the ClusterIssuer";
+    spicedb_after_cnpg: "spicedb" needs "cloudnative-pg"
+        because "its database is a CNPG Cluster with plugin backups";
+    spicedb_after_operator: "spicedb" needs "spicedb-operator"
+        because "SpiceDBCluster is the operator's CRD";
+    spicedb_after_storage: "spicedb" needs "democratic-csi"
+        because "the database's volumes come from the default StorageClass";
+    spicedb_after_secrets: "spicedb" needs "onepassword"
+        because "its passwords, preshared key and S3 credentials are ExternalSecrets";
+    spicedb_after_gateway: "spicedb" needs "cilium-gateway"
+        because "its GRPCRoute attaches to the Gateway";
+}
+
+#[test]
+fn every_chart_image_and_source_is_pinned() {
+    for (_dir, out, _) in trees() {
+        check_pins(&out);
+    }
+}
+
+fn check_pins(out: &Path) {
+    let exact = |v: &str| {
+        let digits = v.trim_start_matches('v');
+        !digits.is_empty()
+            && digits.split('.').count() == 3
+            && digits
+                .split('.')
+                .all(|p| p.chars().all(|c| c.is_ascii_digit()))
+    };
+    let mut releases = 0;
+    for (path, contents) in manifests(out) {
+        assert!(!contents.contains("latest"), "{path} mentions latest");
+        for document in documents(&contents) {
+            match document["kind"].as_str().unwrap() {
+                "HelmRelease" => {
+                    releases += 1;
+                    let version = document["spec"]["chart"]["spec"]["version"]
+                        .as_str()
+                        .unwrap_or_default();
+                    assert!(
+                        exact(version),
+                        "{path}: chart version `{version}` is not exact"
+                    );
+                }
+                "GitRepository" => {
+                    let tag = document["spec"]["ref"]["tag"].as_str().unwrap_or_default();
+                    assert!(exact(tag), "{path}: git source not pinned to a release tag");
+                }
+                "SpiceDBCluster" => assert!(exact(document["spec"]["version"].as_str().unwrap())),
+                _ => {}
+            }
+            let mut images = Vec::new();
+            collect_images(&document, &mut images);
+            for (registry, tag) in images {
+                assert!(
+                    exact(&tag),
+                    "{path}: image {registry} tag `{tag}` is not pinned"
+                );
+            }
+        }
+    }
+    assert_eq!(releases, 7);
+}
+
+/// `{registry, tag}` image settings in Helm values.
+fn collect_images(value: &Value, into: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            if let (Some(Value::String(registry)), Some(tag)) =
+                (map.get("registry"), map.get("tag"))
+            {
+                into.push((
+                    registry.clone(),
+                    tag.as_str().unwrap_or_default().to_string(),
+                ));
+            }
+            map.values().for_each(|v| collect_images(v, into));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_images(v, into)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_tree_holds_no_secret_and_is_the_same_with_secrets_and_across_builds() {
+    let lab = SecretLab::new(&valid_blueprints()[0]);
+    lab.init();
+    let output = lab.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = lab.waddlec(&["build", "blueprint.toml", "--out", "out"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let deployable = tree(&lab.path("dist/platform"));
+    assert_eq!(
+        deployable,
+        tree(&lab.path("out/platform")),
+        "secrets changed the platform tree"
+    );
+    let (_a, first) = build(&valid_blueprints()[0]);
+    let (_b, second) = build(&valid_blueprints()[0]);
+    assert_eq!(
+        tree(&first.join("platform")),
+        tree(&second.join("platform"))
+    );
+    // Credentials are ExternalSecrets; no Secret object carries data.
+    for (path, contents) in manifests(&first) {
+        for document in documents(&contents) {
+            assert_ne!(document["kind"], "Secret", "{path} has a Secret");
+        }
+        assert!(!contents.contains(crate::talos::GITHUB_SECRET), "{path}");
+    }
+}
+
+/// CNPG hands plugin `parameters` to the plugin as plain strings, so no
+/// schema catches a wrong name there: every `barmanObjectName` must be an
+/// ObjectStore of the Cluster's namespace.
+#[test]
+fn plugin_parameters_name_real_objects() {
+    let (_dir, out) = build(&valid_blueprints()[0]);
+
+    let all: Vec<Value> = manifests(&out)
+        .iter()
+        .flat_map(|(_, c)| documents(c))
+        .collect();
+    let stores: BTreeSet<(String, String)> = all
+        .iter()
+        .filter(|d| d["kind"] == "ObjectStore")
+        .map(|d| {
+            (
+                d["metadata"]["namespace"].as_str().unwrap().into(),
+                d["metadata"]["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let mut checked = 0;
+    for cluster in all.iter().filter(|d| d["kind"] == "Cluster") {
+        let namespace = cluster["metadata"]["namespace"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let plugins = cluster["spec"]["plugins"].as_array().into_iter().flatten();
+        let external = cluster["spec"]["externalClusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| &e["plugin"]);
+        for plugin in plugins.chain(external) {
+            assert_eq!(plugin["name"], "barman-cloud.cloudnative-pg.io");
+            let name = plugin["parameters"]["barmanObjectName"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                stores.contains(&(namespace.clone(), name.clone())),
+                "no ObjectStore {namespace}/{name}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3);
+}
