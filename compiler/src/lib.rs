@@ -18,6 +18,7 @@ pub mod emit;
 pub mod lock;
 pub mod model;
 pub mod net;
+pub mod publish;
 pub mod render;
 pub mod resolve;
 pub mod secrets;

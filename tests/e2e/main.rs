@@ -20,6 +20,7 @@ mod host_setup;
 mod image;
 mod invalid_blueprints;
 mod k8s_schemas;
+mod platform_publish;
 mod platform_tree;
 mod pve;
 mod qm_script;

@@ -17,13 +17,14 @@ pub const LOCK: u8 = 5;
 /// `deploy`: the host conflicts with the blueprint (a VMID held by another
 /// VM, a VM locked by a running task, the host changed under the plan), or
 /// the plan held a step back on purpose (a replace without
-/// `--allow-replace`, an image the tree lacks).
+/// `--allow-replace`, an image the tree lacks). `platform publish`: the
+/// platform repository has local changes, or ignores a file to publish.
 pub const CONFLICT: u8 = 6;
 /// `deploy`: another deploy holds the host's lock.
 pub const LOCKED: u8 = 7;
 /// A remote service (Image Factory, 1Password) failed or disagreed, or a
-/// host program a build needs (mmdebstrap, mke2fs, mtools) is missing or
-/// failed.
+/// host program a command needs (mmdebstrap, mke2fs, mtools, git) is
+/// missing or failed.
 pub const UNAVAILABLE: u8 = 69;
 /// Reading or writing files failed.
 pub const IO: u8 = 74;

@@ -7,6 +7,7 @@ mod deploy;
 mod exit;
 mod image;
 mod kubeconfig;
+mod platform;
 mod progress;
 mod schematic;
 mod secrets;
@@ -34,11 +35,14 @@ Exit codes:
   5   an upstream input is not pinned in the lock file (--locked) or does
       not match its pin
   6   deploy: the host conflicts with the blueprint, or a step was held back
-      (a replace without --allow-replace, an image the tree lacks)
+      (a replace without --allow-replace, an image the tree lacks);
+      platform publish: the repository has local changes (commit or stash
+      them) or ignores a file to publish
   7   deploy: another deploy holds the host's lock
   69  a remote service (Image Factory, 1Password, the cluster) failed,
       disagreed or did not answer in time, or a host program an image needs
-      (mmdebstrap, mke2fs, mtools) is missing
+      (mmdebstrap, mke2fs, mtools) is missing, or git failed (platform
+      publish: e.g. no user.name/user.email)
   70  internal error (a bug: please report it)
   74  reading or writing files failed
 
@@ -55,6 +59,8 @@ Examples:
   waddlec build --with-secrets           the deployable tree, secrets included, into dist/
   waddlec deploy --tree dist             put it on the Proxmox host (plan first)
   waddlec cluster bootstrap              etcd, API, secrets, Teleport access, nodes Ready
+  waddlec platform publish --repo ../platform
+                                         commit the GitOps tree into the Flux repository
   waddlec schematic id --extension siderolabs/qemu-guest-agent
   waddlec validate my.toml --format json diagnostics as JSON
   waddlec explain E0102                  why duplicate addresses are refused";
@@ -125,6 +131,10 @@ enum Command {
     /// The Talos cluster once its VMs run: `cluster bootstrap`.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// The GitOps tree Flux syncs: `platform publish` commits the build's
+    /// `platform/` files into a checkout of the platform repository.
+    #[command(subcommand)]
+    Platform(platform::PlatformCommand),
     /// Write a short-lived cluster-admin kubeconfig, signed locally with the
     /// cluster's Kubernetes CA (from the Talos bundle): no call to the
     /// cluster, nothing to revoke.
@@ -228,6 +238,7 @@ pub fn run() -> ExitCode {
         Command::Deploy(args) => deploy::run(&args, color),
         Command::Kubeconfig(args) => kubeconfig::run(&args),
         Command::Cluster(command) => cluster::run(command),
+        Command::Platform(command) => platform::run(command, color),
         Command::Explain { rule } => explain(rule.as_deref()),
     };
     ExitCode::from(code)
