@@ -1,10 +1,7 @@
 //! `waddlec platform publish`: the GitOps tree committed into a scratch
-//! platform repository. The CLI's refusals run the real binary on the
-//! bundled blueprint; the happy path runs the library on a real build with
-//! stand-in `platform/` artifacts added, since the platform renderer is not
-//! merged yet. Once it is, the bundled blueprint builds `platform/` files:
-//! `a_build_without_platform_files_is_refused` then needs a blueprint
-//! without a GitOps tree, and the CLI's happy path gets its own test.
+//! platform repository, by the real binary on the bundled blueprint (its
+//! refusals and its happy path) and by the library (how a later build's
+//! changes become one commit).
 
 use std::fs;
 use std::path::Path;
@@ -75,9 +72,17 @@ fn state(repo: &Path) -> (String, String, Vec<(String, Vec<u8>)>) {
 fn a_build_without_platform_files_is_refused() {
     let repo = platform_repository();
     let before = state(repo.path());
+    let dir = tempfile::tempdir().unwrap();
+    let blueprint = dir.path().join("no-platform.toml");
+    let mut document: toml::Table = fs::read_to_string(&valid_blueprints()[0])
+        .unwrap()
+        .parse()
+        .unwrap();
+    document.remove("platform");
+    fs::write(&blueprint, toml::to_string(&document).unwrap()).unwrap();
     let output = run(waddlec()
         .args(["platform", "publish"])
-        .arg(&valid_blueprints()[0])
+        .arg(&blueprint)
         .arg("--repo")
         .arg(repo.path()));
     let stderr = text(&output.stderr);
@@ -125,9 +130,41 @@ fn a_directory_that_is_not_a_repository_is_refused() {
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
-/// The bundled blueprint's build with the GitOps tree the platform renderer
-/// will add under `platform/`.
-fn build_with_platform_tree(extra: &[(&str, &str)]) -> Vec<Artifact> {
+#[test]
+fn the_cli_commits_the_build_s_platform_tree_once() {
+    let repo = platform_repository();
+    let publish_cli = || {
+        run(waddlec()
+            .args(["platform", "publish"])
+            .arg(&valid_blueprints()[0])
+            .arg("--repo")
+            .arg(repo.path())
+            .args(["--format", "json"]))
+    };
+    let output = publish_cli();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["commit"].is_string(), "{report}");
+    // The repository now holds exactly the review tree's platform/.
+    let (_guard, out) = crate::support::build(&valid_blueprints()[0]);
+    for (path, (bytes, _)) in crate::support::tree(&out.join("platform")) {
+        assert_eq!(fs::read(repo.path().join(&path)).unwrap(), bytes, "{path}");
+    }
+    assert!(
+        repo.path().join("LICENSE").is_file(),
+        "the operator's files stay"
+    );
+    assert_eq!(git(repo.path(), &["rev-list", "--count", "HEAD"]), "2\n");
+    // Nothing changed: no commit.
+    let output = publish_cli();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["up_to_date"], true, "{report}");
+    assert_eq!(git(repo.path(), &["rev-list", "--count", "HEAD"]), "2\n");
+}
+
+/// The bundled blueprint's platform files.
+fn platform_tree() -> Vec<(String, Vec<u8>)> {
     let blueprint = &valid_blueprints()[0];
     let source = waddlec::blueprint::SourceFile {
         name: blueprint.display().to_string(),
@@ -138,76 +175,43 @@ fn build_with_platform_tree(extra: &[(&str, &str)]) -> Vec<Artifact> {
         month: 1,
         day: 1,
     };
-    let mut artifacts = waddlec::compile(&source, today).unwrap().artifacts;
-    for (path, text) in [
-        ("platform/README.md", "# waddle platform\n"),
-        (
-            "platform/clusters/waddle-cluster/cert-manager.yaml",
-            "kind: Kustomization\n",
-        ),
-        (
-            "platform/infrastructure/cert-manager/helmrelease.yaml",
-            "kind: HelmRelease\n",
-        ),
-    ]
-    .iter()
-    .chain(extra)
-    {
-        artifacts.push(Artifact::file(*path, "platform", text.to_string()));
-    }
-    artifacts
+    let artifacts: Vec<Artifact> = waddlec::compile(&source, today).unwrap().artifacts;
+    platform_files(&artifacts)
 }
 
 #[test]
-fn publishes_a_build_with_a_platform_tree_through_the_library() {
+fn a_later_build_s_changes_become_one_commit() {
     let repo = platform_repository();
-    let spicedb = [(
-        "platform/apps/spicedb/helmrelease.yaml",
-        "kind: HelmRelease\n",
-    )];
-    let files = platform_files(&build_with_platform_tree(&spicedb));
-    assert_eq!(
-        files.len(),
-        4,
-        "only the platform/ artifacts, prefix stripped"
+    let files = platform_tree();
+    assert!(
+        files.iter().all(|(p, _)| !p.starts_with("platform/")),
+        "prefix stripped"
     );
-
+    assert!(files.iter().any(|(p, _)| p == "apps/spicedb/postgres.yaml"));
     let first = publish(repo.path(), &files, "publish").unwrap();
-    assert_eq!(git(repo.path(), &["rev-list", "--count", "HEAD"]), "2\n");
     assert_eq!(
         first.commit.as_deref(),
         Some(git(repo.path(), &["rev-parse", "HEAD"]).trim())
     );
-    assert_eq!(
-        git(repo.path(), &["ls-tree", "-r", "--name-only", "HEAD"]),
-        ".github/workflows/lint.yaml\nLICENSE\nREADME.md\napps/spicedb/helmrelease.yaml\n\
-         clusters/waddle-cluster/cert-manager.yaml\ninfrastructure/cert-manager/helmrelease.yaml\n"
-    );
-    assert_eq!(
-        fs::read_to_string(repo.path().join("README.md")).unwrap(),
-        "# waddle platform\n"
-    );
+    assert!(publish(repo.path(), &files, "publish")
+        .unwrap()
+        .is_up_to_date());
 
-    let again = publish(repo.path(), &files, "publish").unwrap();
-    assert!(again.is_up_to_date());
-    assert_eq!(git(repo.path(), &["rev-list", "--count", "HEAD"]), "2\n");
-
-    // SpiceDB dropped from the blueprint; cert-manager's release changed.
-    let mut next = platform_files(&build_with_platform_tree(&[(
-        "platform/apps/README.md",
-        "apps\n",
-    )]));
+    // A component's file dropped, another changed: exactly that, committed.
+    let mut next: Vec<(String, Vec<u8>)> = files
+        .into_iter()
+        .filter(|(p, _)| p != "apps/spicedb/network-policy.yaml")
+        .collect();
     for (path, contents) in &mut next {
-        if path == "infrastructure/cert-manager/helmrelease.yaml" {
-            *contents = b"kind: HelmRelease\nversion: 2\n".to_vec();
+        if path == "README.md" {
+            contents.extend_from_slice(b"\nEdited.\n");
         }
     }
     let published = publish(repo.path(), &next, "publish").unwrap();
     assert!(published.commit.is_some());
     assert_eq!(
         git(repo.path(), &["show", "--name-status", "--format=", "HEAD"]),
-        "A\tapps/README.md\nD\tapps/spicedb/helmrelease.yaml\n\
-         M\tinfrastructure/cert-manager/helmrelease.yaml\n"
+        "M\tREADME.md\nD\tapps/spicedb/network-policy.yaml\n"
     );
     assert!(repo.path().join("LICENSE").is_file());
     assert_eq!(git(repo.path(), &["status", "--porcelain"]), "");

@@ -16,7 +16,9 @@ use crate::talos::SecretLab;
 use crate::upstream::{sha256_hex, FileServer};
 
 /// The blueprint's tables that are not the Talos cluster's.
-pub const NOT_TALOS: &[&str] = &["vm", "image", "edge", "forward", "teleport", "debian", "platform"];
+pub const NOT_TALOS: &[&str] = &[
+    "vm", "image", "edge", "forward", "teleport", "debian", "platform",
+];
 
 /// A small raw disk with data at both ends and a hole, and its xz.
 fn fixture(dir: &Path) -> (Vec<u8>, Vec<u8>) {
