@@ -597,6 +597,16 @@ fn from_internet(model: &Model, source: Ipv4Addr, port: u16, hello: Hello, entry
     let (backend, sni) = if to.port == edge.https_port {
         match hello {
             Hello::Tls(Some(sni)) => match route_for(edge, sni) {
+                Some(route)
+                    if !route.allow.is_empty()
+                        && !route.allow.iter().any(|n| n.contains(&source)) =>
+                {
+                    probe.because.push(route_label(route));
+                    probe
+                        .because
+                        .push(format!("{source} is not in its allow-list"));
+                    (None, sni)
+                }
                 Some(route) => {
                     probe.because.push(route_label(route));
                     (Some(&route.backend), sni)

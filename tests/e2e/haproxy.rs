@@ -72,6 +72,115 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// The edge VM's haproxy running a rendered config in a namespace, with
+/// every backend address listening behind it and recording what reaches it.
+struct EdgeLab {
+    ns: Netns,
+    _internal: Netns,
+    log: std::path::PathBuf,
+    lab: std::path::PathBuf,
+    seen: usize,
+    _sinks: Reaped,
+    _haproxy: Reaped,
+}
+
+impl EdgeLab {
+    fn start(model: &Model, out: &std::path::Path, dir: &std::path::Path) -> EdgeLab {
+        let edge = model.edge.as_ref().expect("the blueprint has an edge");
+        let config = out.join(format!("vms/{}/haproxy.cfg", edge.vm));
+        // Two hosts joined by a veth pair: the edge VM (haproxy on its own
+        // address) and the internal network holding every backend address.
+        let ns = Netns::new("edge");
+        let internal = Netns::new("back");
+        let edge_nic = model
+            .vm(&edge.vm)
+            .and_then(|vm| vm.nics.first())
+            .expect("edge VM has a NIC")
+            .address;
+        ns.sh(&format!("ip link add v0 type veth peer name v1 netns {} && ip addr add {edge_nic} dev v0 && ip link set v0 up", internal.name));
+        let mut sinks: Vec<String> = edge
+            .routes
+            .iter()
+            .map(|r| &r.backend)
+            .chain(edge.http.as_ref())
+            .map(|e| format!("{}:{}", e.address, e.port))
+            .collect();
+        sinks.sort();
+        sinks.dedup();
+        let mut addresses: Vec<&str> = sinks
+            .iter()
+            .map(|s| s.rsplit_once(':').unwrap().0)
+            .collect();
+        addresses.dedup();
+        for address in addresses {
+            internal.sh(&format!(
+                "ip addr add {address}/{} dev v1",
+                edge_nic.prefix_len()
+            ));
+        }
+        internal.sh("ip link set v1 up");
+        ns.sh("mkdir -p /run/haproxy");
+        let log = dir.join("connections.log");
+        fs::write(&log, "").unwrap();
+        let lab = repo_root().join("tests/support/sni_lab.py");
+        let sinks_process = Reaped(
+            Command::new("ip")
+                .args(["netns", "exec", &internal.name, "python3"])
+                .arg(&lab)
+                .arg("sinks")
+                .arg(&log)
+                .args(&sinks)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let haproxy = Reaped(
+            Command::new("ip")
+                .args(["netns", "exec", &ns.name, "haproxy", "-db", "-f"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let listening = |ns: &Netns, port: u16| {
+            text(&ns.try_sh(&format!("ss -Hltn 'sport = :{port}'")).stdout).contains("LISTEN")
+        };
+        wait_for("haproxy", || {
+            listening(&ns, edge.https_port.0) && listening(&ns, edge.http_port.0)
+        });
+        for sink in &sinks {
+            let port: u16 = sink.rsplit_once(':').unwrap().1.parse().unwrap();
+            wait_for("backends", || listening(&internal, port));
+        }
+        EdgeLab {
+            ns,
+            _internal: internal,
+            log,
+            lab,
+            seen: 0,
+            _sinks: sinks_process,
+            _haproxy: haproxy,
+        }
+    }
+
+    /// Runs one `sni_lab.py` probe in the edge's namespace; returns the
+    /// backend it reached, if any.
+    fn probe(&mut self, args: &str) -> Option<String> {
+        self.ns
+            .sh(&format!("python3 {} {args}", self.lab.display()));
+        std::thread::sleep(Duration::from_millis(100));
+        let lines: Vec<String> = text(&fs::read(&self.log).unwrap())
+            .lines()
+            .map(String::from)
+            .collect();
+        let new = lines[self.seen..].to_vec();
+        self.seen = lines.len();
+        assert!(new.len() <= 1, "one probe reached {new:?}");
+        new.into_iter().next()
+    }
+}
+
 #[test]
 fn sni_routing_sends_each_name_where_the_blueprint_says_and_drops_the_rest() {
     require("haproxy");
@@ -81,86 +190,8 @@ fn sni_routing_sends_each_name_where_the_blueprint_says_and_drops_the_rest() {
     let edge = model.edge.as_ref().expect("waddle has an edge");
     let domain = &model.project.domain;
     let (guard, out) = build(blueprint);
-    let config = out.join(format!("vms/{}/haproxy.cfg", edge.vm));
-    // Two hosts joined by a veth pair: the edge VM (haproxy on its own
-    // address) and the internal network holding every backend address.
-    let ns = Netns::new("edge");
-    let internal = Netns::new("back");
-    let edge_nic = model
-        .vm(&edge.vm)
-        .and_then(|vm| vm.nics.first())
-        .expect("edge VM has a NIC")
-        .address;
-    ns.sh(&format!("ip link add v0 type veth peer name v1 netns {} && ip addr add {edge_nic} dev v0 && ip link set v0 up", internal.name));
-    let mut sinks: Vec<String> = edge
-        .routes
-        .iter()
-        .map(|r| &r.backend)
-        .chain(edge.http.as_ref())
-        .map(|e| format!("{}:{}", e.address, e.port))
-        .collect();
-    sinks.sort();
-    sinks.dedup();
-    let mut addresses: Vec<&str> = sinks
-        .iter()
-        .map(|s| s.rsplit_once(':').unwrap().0)
-        .collect();
-    addresses.dedup();
-    for address in addresses {
-        internal.sh(&format!(
-            "ip addr add {address}/{} dev v1",
-            edge_nic.prefix_len()
-        ));
-    }
-    internal.sh("ip link set v1 up");
-    ns.sh("mkdir -p /run/haproxy");
-    let log = guard.path().join("connections.log");
-    fs::write(&log, "").unwrap();
-    let lab = repo_root().join("tests/support/sni_lab.py");
-    let _sinks = Reaped(
-        Command::new("ip")
-            .args(["netns", "exec", &internal.name, "python3"])
-            .arg(&lab)
-            .arg("sinks")
-            .arg(&log)
-            .args(&sinks)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let _haproxy = Reaped(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.name, "haproxy", "-db", "-f"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let listening = |ns: &Netns, port: u16| {
-        text(&ns.try_sh(&format!("ss -Hltn 'sport = :{port}'")).stdout).contains("LISTEN")
-    };
-    wait_for("haproxy", || {
-        listening(&ns, edge.https_port.0) && listening(&ns, edge.http_port.0)
-    });
-    for sink in &sinks {
-        let port: u16 = sink.rsplit_once(':').unwrap().1.parse().unwrap();
-        wait_for("backends", || listening(&internal, port));
-    }
-
-    let mut connections_seen = 0;
-    let mut probe = |args: &str| -> Option<String> {
-        ns.sh(&format!("python3 {} {args}", lab.display()));
-        std::thread::sleep(Duration::from_millis(100));
-        let lines: Vec<String> = text(&fs::read(&log).unwrap())
-            .lines()
-            .map(String::from)
-            .collect();
-        let new = lines[connections_seen..].to_vec();
-        connections_seen = lines.len();
-        assert!(new.len() <= 1, "one probe reached {new:?}");
-        new.into_iter().next()
-    };
+    let mut lab = EdgeLab::start(&model, &out, guard.path());
+    let mut probe = |args: &str| lab.probe(args);
 
     let names = [
         format!("teleport.{domain}"),
@@ -212,5 +243,67 @@ fn sni_routing_sends_each_name_where_the_blueprint_says_and_drops_the_rest() {
         probe(&format!("http 127.0.0.1 {}", edge.http_port)),
         http,
         "plain HTTP goes to the HTTP backend"
+    );
+}
+
+/// A route's allow-list, enforced where the real client address is seen:
+/// an admitted source reaches the backend, any other is closed, and a
+/// rejected name never falls through to a broader route that also matches.
+#[test]
+fn a_route_s_allow_list_admits_only_its_sources_and_never_falls_through() {
+    require("haproxy");
+    require("python3");
+    let dir = tempfile::tempdir().unwrap();
+    let mut document: toml::Table = fs::read_to_string(&valid_blueprints()[0])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let edge_address = "10.10.0.3";
+    let routes = document["edge"]["route"].as_array_mut().unwrap();
+    let mut admin = toml::Table::new();
+    admin.insert("sni".into(), "admin.apps.waddle.social".into());
+    admin.insert("to".into(), "teleport:3080".into());
+    // Only the edge's own address: probes from it are admitted, probes
+    // from 127.0.0.1 are not.
+    admin.insert(
+        "allow".into(),
+        toml::Value::Array(vec![format!("{edge_address}/32").into()]),
+    );
+    routes.push(admin.into());
+    let blueprint = dir.path().join("allow.toml");
+    fs::write(&blueprint, toml::to_string(&document).unwrap()).unwrap();
+    let model = model(&blueprint);
+    let edge = model.edge.as_ref().unwrap();
+    let nic = model.vm(&edge.vm).unwrap().nics[0]
+        .address
+        .addr()
+        .to_string();
+    assert_eq!(nic, edge_address);
+    let (_guard, out) = build(&blueprint);
+    let mut lab = EdgeLab::start(&model, &out, dir.path());
+    let https = edge.https_port;
+    let teleport = "10.10.0.2:3080".to_string();
+    let gateway = "10.10.0.30:443".to_string();
+    assert_eq!(
+        lab.probe(&format!("tls {nic} {https} admin.apps.waddle.social")),
+        Some(teleport.clone())
+    );
+    assert_eq!(
+        lab.probe(&format!("tls 127.0.0.1 {https} admin.apps.waddle.social")),
+        None,
+        "a source outside the allow-list is closed, not sent to *.apps"
+    );
+    // Routes without a list admit everyone, from either source.
+    assert_eq!(
+        lab.probe(&format!("tls 127.0.0.1 {https} x.apps.waddle.social")),
+        Some(gateway.clone())
+    );
+    assert_eq!(
+        lab.probe(&format!("tls {nic} {https} x.apps.waddle.social")),
+        Some(gateway)
+    );
+    assert_eq!(
+        lab.probe(&format!("tls 127.0.0.1 {https} teleport.waddle.social")),
+        Some(teleport)
     );
 }

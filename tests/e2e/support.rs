@@ -87,7 +87,10 @@ pub struct Netns {
 impl Netns {
     pub fn new(tag: &str) -> Self {
         require("ip");
-        let name = format!("wdlc-{tag}-{}", std::process::id());
+        // Unique in the process too: tests run in parallel threads.
+        static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("wdlc-{tag}-{}-{serial}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         sh(&format!(
             "ip netns add {name} && ip -n {name} link set lo up"

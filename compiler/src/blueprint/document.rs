@@ -404,6 +404,12 @@ pub struct SniRoute {
     /// An exact host (`teleport.example.org`) or a wildcard (`*.apps.example.org`).
     pub sni: Located<String>,
     pub to: Located<TargetRef>,
+    /// Only these source networks may use this route; everyone else's
+    /// connection is closed. The edge sees real client addresses (the host
+    /// forwards without rewriting the source), so this is where a source
+    /// allow-list is enforced; nothing behind the TLS passthrough can.
+    /// Default: every source.
+    pub allow: Option<Vec<Located<Ipv4Net>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -255,6 +255,8 @@ pub enum SniHost {
 pub struct SniRoute {
     pub host: SniHost,
     pub backend: Endpoint,
+    /// Source networks admitted; empty admits every source.
+    pub allow: Vec<Ipv4Net>,
 }
 
 #[derive(Clone, Debug)]

@@ -1,5 +1,7 @@
 //! `haproxy.cfg` for the edge VM: SNI routing in TCP mode, plain HTTP to one
-//! backend, one backend per distinct destination.
+//! backend, one backend per distinct destination, and per-route source
+//! allow-lists (the edge sees real client addresses: the host's DNAT keeps
+//! the source).
 
 use serde::Serialize;
 
@@ -14,6 +16,11 @@ struct Route {
     method: &'static str,
     pattern: String,
     backend: String,
+    /// The networks admitted, space-separated; empty admits all.
+    allow: String,
+    /// `!route_0 !route_1 …`: no earlier route matched, so this one is
+    /// the route haproxy uses.
+    selected: String,
 }
 
 #[derive(Serialize)]
@@ -70,11 +77,23 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
                 SniHost::Exact(host) => ("str", host.clone()),
                 SniHost::Wildcard { suffix } => ("end", suffix.clone()),
             };
+            let earlier: Vec<String> = (0..i).map(|j| format!("!route_{j}")).collect();
             Route {
                 acl: format!("route_{i}"),
                 method,
                 pattern,
                 backend: backend_name(&route.backend),
+                allow: route
+                    .allow
+                    .iter()
+                    .map(|net| net.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                selected: [format!("route_{i}")]
+                    .into_iter()
+                    .chain(earlier)
+                    .collect::<Vec<_>>()
+                    .join(" "),
             }
         })
         .collect();

@@ -206,9 +206,28 @@ pub(super) fn edge(
         else {
             continue;
         };
+        let allow = match &route.allow {
+            Some(allow) if allow.is_empty() => {
+                checker
+                    .error(
+                        &rules::INVALID_VALUE_SEMANTIC,
+                        route.sni.span(),
+                        format!("{path}.allow"),
+                        "`allow = []` admits no source: the route could never be used",
+                    )
+                    .help = Some(
+                    "list the networks that may connect, or remove `allow` to admit everyone"
+                        .into(),
+                );
+                continue;
+            }
+            Some(allow) => allow.iter().map(|net| net.value.trunc()).collect(),
+            None => Vec::new(),
+        };
         let route = model::SniRoute {
             host: pattern,
             backend,
+            allow,
         };
         match route.host {
             SniHost::Exact(_) => exact.push(route),
