@@ -34,8 +34,8 @@ if ! image_path=$(pvesm path 'local:import/debian-12-haproxy-haproxy-0583c43e586
     echo "create-vms: image local:import/debian-12-haproxy-haproxy-0583c43e586c.qcow2 is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/debian-12-teleport-teleport-5a4190f86652.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/debian-12-teleport-teleport-5a4190f86652.qcow2 is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/debian-12-teleport-teleport-1fcbe55a7858.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/debian-12-teleport-teleport-1fcbe55a7858.qcow2 is missing; upload it first" >&2
     exit 1
 fi
 if ! image_path=$(pvesm path 'local:import/haproxy-seed-e9acd6b7d91a.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
@@ -58,8 +58,8 @@ if ! image_path=$(pvesm path 'local:import/talos-v1.12.4-dc7b152cb3ea.qcow2' 2>/
     echo "create-vms: image local:import/talos-v1.12.4-dc7b152cb3ea.qcow2 is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/teleport-seed-45e4d592e7cf.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/teleport-seed-45e4d592e7cf.raw is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/teleport-seed-e5249ef90b82.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/teleport-seed-e5249ef90b82.raw is missing; upload it first" >&2
     exit 1
 fi
 
@@ -113,7 +113,7 @@ if vm_exists 101 'teleport'; then
 else
     qm create 101 \
         --name 'teleport' \
-        --description 'Managed by waddlec. image=debian-12-teleport-teleport-5a4190f86652.qcow2 seed=teleport-seed-45e4d592e7cf.raw' \
+        --description 'Managed by waddlec. image=debian-12-teleport-teleport-1fcbe55a7858.qcow2 seed=teleport-seed-e5249ef90b82.raw' \
         --tags 'infra;teleport' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -124,8 +124,8 @@ else
         --scsihw 'virtio-scsi-single' \
         --bios 'ovmf' \
         --efidisk0 'vmdata:1,efitype=4m,pre-enrolled-keys=0' \
-        --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport-teleport-5a4190f86652.qcow2,discard=on,iothread=1' \
-        --scsi1 'vmdata:0,import-from=local:import/teleport-seed-45e4d592e7cf.raw,iothread=1' \
+        --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport-teleport-1fcbe55a7858.qcow2,discard=on,iothread=1' \
+        --scsi1 'vmdata:0,import-from=local:import/teleport-seed-e5249ef90b82.raw,iothread=1' \
         --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:1a:47:4c' \
         --serial0 'socket' \

@@ -110,3 +110,50 @@ install_file firewall/cluster.fw /etc/pve/firewall/cluster.fw 0640 || true
 # Images are uploaded as `import` content and become `images` volumes.
 ensure_content 'local' import
 ensure_content 'vmdata' images
+
+# democratic-csi, the cluster's default StorageClass: zvols under
+# rpool/k8s, shared over iSCSI by the kernel's LIO target (targetcli),
+# managed over SSH by a key the cluster's nodes alone may use.
+ensure_dataset() {
+    local name=$1
+    if zfs list -H -o name "$name" >/dev/null 2>&1; then
+        return
+    fi
+    if ((check)); then
+        echo "would change: zfs dataset $name"
+    else
+        zfs create -p "$name"
+        echo "changed: zfs dataset $name"
+    fi
+}
+ensure_dataset 'rpool/k8s/vols'
+ensure_dataset 'rpool/k8s/snaps'
+if ! command -v targetcli >/dev/null 2>&1; then
+    if ((check)); then
+        echo "would change: package targetcli-fb"
+    else
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q targetcli-fb >/dev/null
+        echo "changed: package targetcli-fb"
+    fi
+fi
+# root's authorized_keys is a link into /etc/pve on Proxmox: written where it
+# points, our one marked line replaced, every other line kept.
+csi_key='from="10.10.0.10,10.10.0.11,10.10.0.12",no-agent-forwarding,no-port-forwarding,no-pty,no-X11-forwarding ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZW1vY3JhdGljLWNzaS13YWRkbGUtcGxhY2Vob2xkZXI waddlec:democratic-csi'
+keys="$root/root/.ssh/authorized_keys"
+real=$keys
+if [[ -L "$keys" ]]; then
+    link=$(readlink "$keys")
+    if [[ $link == /* ]]; then real=$root$link; else real=$(dirname "$keys")/$link; fi
+fi
+if ! { [[ -e "$real" ]] && grep -qxF -- "$csi_key" "$real"; }; then
+    if ((check)); then
+        echo "would change: /root/.ssh/authorized_keys (democratic-csi)"
+    else
+        mkdir -p "$(dirname "$real")"
+        [[ -e "$real" ]] || install -m 0600 /dev/null "$real"
+        { grep -vF -- ' waddlec:democratic-csi' "$real" || true; echo "$csi_key"; } >"$real.waddlec-new"
+        chmod 0600 "$real.waddlec-new"
+        mv -f "$real.waddlec-new" "$real"
+        echo "changed: /root/.ssh/authorized_keys (democratic-csi)"
+    fi
+fi

@@ -18,8 +18,9 @@ use crate::support::{require, run, text, valid_blueprints, Netns};
 use crate::talos::SecretLab;
 
 const STAND_IN: &str = r#"#!/bin/bash
-# Stand-in for a Proxmox or systemd tool: records the call; pvesh and pvesm
-# share the storages' content types in files beside the log.
+# Stand-in for a Proxmox, systemd or ZFS tool: records the call; pvesh and
+# pvesm share the storages' content types, zfs its datasets, in files beside
+# the log. targetcli only needs to exist.
 echo "$(basename "$0") $*" >>"$STAND_IN_LOG"
 state=${STAND_IN_LOG%/*}/storage
 case "$(basename "$0") $1" in
@@ -35,6 +36,10 @@ case "$(basename "$0") $1" in
     echo "{\"content\":\"$content\",\"storage\":\"$name\"}" ;;
 "pvesm set")
     echo "$4" >"$state-$2" ;;
+"zfs list")
+    grep -qxF -- "${@: -1}" "$state-zfs" 2>/dev/null ;;
+"zfs create")
+    echo "${@: -1}" >>"$state-zfs" ;;
 esac
 "#;
 
@@ -75,7 +80,7 @@ impl SshHost {
         ));
         let bin = d.join("stand-ins");
         fs::create_dir_all(&bin).unwrap();
-        for tool in ["pvesh", "pvesm", "systemctl"] {
+        for tool in ["pvesh", "pvesm", "systemctl", "zfs", "targetcli"] {
             let path = bin.join(tool);
             fs::write(&path, STAND_IN).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
@@ -174,6 +179,37 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         root: Some(root.path().display().to_string()),
     };
 
+    // Proxmox keeps root's authorized_keys in /etc/pve, behind a link.
+    let operator_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorKeyStaysPut operator@laptop";
+    fs::create_dir_all(root.path().join("etc/pve/priv")).unwrap();
+    fs::write(
+        root.path().join("etc/pve/priv/authorized_keys"),
+        format!("{operator_key}\n"),
+    )
+    .unwrap();
+    fs::create_dir_all(root.path().join("root/.ssh")).unwrap();
+    std::os::unix::fs::symlink(
+        "/etc/pve/priv/authorized_keys",
+        root.path().join("root/.ssh/authorized_keys"),
+    )
+    .unwrap();
+    let entries = |dir: &Path| -> Vec<String> {
+        let mut found = Vec::new();
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if fs::symlink_metadata(&path).unwrap().is_dir() {
+                    dirs.push(path.clone());
+                }
+                found.push(format!("{} {:?}", path.display(), fs::read(&path).ok()));
+            }
+        }
+        found.sort();
+        found
+    };
+    let untouched = entries(root.path());
+
     // --check: says what it would do, does nothing.
     let planned = host_setup::run(&ssh, &tree, true).unwrap();
     for expected in [
@@ -184,14 +220,18 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         "would change: /etc/pve/nodes/waddle-proxmox01/host.fw",
         "would change: /etc/pve/firewall/cluster.fw",
         "would change: storage local content +import",
+        "would change: zfs dataset rpool/k8s/vols",
+        "would change: zfs dataset rpool/k8s/snaps",
+        "would change: /root/.ssh/authorized_keys (democratic-csi)",
     ] {
         assert!(
             planned.iter().any(|l| l == expected),
             "{expected}: {planned:?}"
         );
     }
-    assert!(fs::read_dir(root.path()).unwrap().next().is_none());
+    assert_eq!(entries(root.path()), untouched);
     assert!(!host.calls().contains("pvesm set"), "{}", host.calls());
+    assert!(!host.calls().contains("zfs create"), "{}", host.calls());
 
     // Applied: files in place, forwarding on, chains loaded, in the namespace.
     let changed = host_setup::run(&ssh, &tree, false).unwrap();
@@ -250,6 +290,22 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         "{calls}"
     );
     assert!(!calls.contains("pvesm set vmdata"), "{calls}");
+    assert!(calls.contains("zfs create -p rpool/k8s/vols"), "{calls}");
+    assert!(calls.contains("zfs create -p rpool/k8s/snaps"), "{calls}");
+    // democratic-csi's key joins the operator's, written through the link,
+    // usable only from the nodes.
+    assert!(
+        fs::symlink_metadata(root.path().join("root/.ssh/authorized_keys"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let keys = fs::read_to_string(root.path().join("etc/pve/priv/authorized_keys")).unwrap();
+    let lines: Vec<&str> = keys.lines().collect();
+    assert_eq!(lines.len(), 2, "{keys}");
+    assert_eq!(lines[0], operator_key);
+    assert!(lines[1].starts_with("from=\"10.10.0.10,10.10.0.11,10.10.0.12\",no-agent-forwarding,no-port-forwarding,no-pty"), "{keys}");
+    assert!(lines[1].ends_with(" waddlec:democratic-csi"), "{keys}");
 
     // Again: nothing to change, nothing changed.
     let before = host.calls().len();

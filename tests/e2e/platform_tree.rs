@@ -296,6 +296,24 @@ fn check_pins(out: &Path) {
                     assert!(exact(tag), "{path}: git source not pinned to a release tag");
                 }
                 "SpiceDBCluster" => assert!(exact(document["spec"]["version"].as_str().unwrap())),
+                // Manifests built from another repository: their images are
+                // whatever that repository names unless pinned here.
+                "Kustomization" if document["spec"]["sourceRef"]["name"] != "flux-system" => {
+                    let images = document["spec"]["images"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    assert!(
+                        !images.is_empty(),
+                        "{path}: upstream manifests with unpinned images"
+                    );
+                    for image in images {
+                        assert!(
+                            exact(image["newTag"].as_str().unwrap_or_default()),
+                            "{path}: {image}"
+                        );
+                    }
+                }
                 _ => {}
             }
             let mut images = Vec::new();

@@ -83,6 +83,11 @@ fn without_kubernetes() -> (tempfile::TempDir, std::path::PathBuf) {
             .as_table_mut()
             .unwrap()
             .remove("kubernetes");
+        // Nothing listens on the Kubernetes proxy's port any more.
+        document["forward"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|f| f["to"].as_str() != Some("teleport:3026"));
     })
 }
 
@@ -124,6 +129,9 @@ fn teleport_listens_where_the_edge_and_forwards_send_traffic() {
     assert_eq!(proxy["public_addr"], "teleport.waddle.social:443");
     assert_eq!(proxy["ssh_public_addr"], "teleport.waddle.social:3023");
     assert_eq!(proxy["acme"]["enabled"], true);
+    // `tsh kube` reaches the proxy's own Kubernetes listener, forwarded.
+    assert_eq!(proxy["kube_listen_addr"], "0.0.0.0:3026");
+    assert_eq!(proxy["kube_public_addr"], "teleport.waddle.social:3026");
     assert_eq!(proxy["acme"]["email"], "ops@waddle.social");
     assert_eq!(config["auth_service"]["authentication"]["type"], "github");
     let app = &config["app_service"]["apps"][0];

@@ -306,8 +306,12 @@ pub struct PlatformStorage {
     /// The default StorageClass. Default: `zfs-iscsi`.
     pub class: Option<Located<String>>,
     /// The ZFS dataset on the host that holds `vols/` and `snaps/`
-    /// (`rpool/k8s`).
+    /// (`rpool/k8s`). The host setup creates both.
     pub dataset: Located<String>,
+    /// The public half of democratic-csi's SSH key (its private half is the
+    /// 1Password item `items.csi_ssh_key`). The host setup authorizes it for
+    /// root from the cluster's nodes only.
+    pub ssh_public_key: Located<String>,
 }
 
 /// PostgreSQL WAL and base backups (Barman Cloud) in S3-compatible storage.
@@ -350,8 +354,11 @@ pub struct PlatformItems {
     pub spicedb_preshared_key: Option<Located<String>>,
     /// Field `password`: SpiceDB's PostgreSQL role. Default: `spicedb-postgres`.
     pub spicedb_postgres: Option<Located<String>>,
-    /// Field `private key`: democratic-csi's SSH key for the host.
-    /// Default: `democratic-csi-ssh`.
+    /// Field `private key`: democratic-csi's SSH key for the host, in
+    /// OpenSSH format (`-----BEGIN OPENSSH PRIVATE KEY-----`; its SSH
+    /// library reads no PKCS#8, which is what Connect returns for an SSH Key
+    /// item's own key field, so keep the OpenSSH export in a concealed field
+    /// of that name). Default: `democratic-csi-ssh`.
     pub csi_ssh_key: Option<Located<String>>,
 }
 
@@ -505,9 +512,12 @@ pub struct Teleport {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeleportKubernetes {
-    /// Path of the kubeconfig on the Teleport VM (provisioned with the
-    /// cluster's admin credentials, never from the blueprint).
+    /// Path of the kubeconfig on the Teleport VM (installed by `waddlec
+    /// cluster bootstrap`, never from the blueprint).
     pub kubeconfig: Located<String>,
+    /// The proxy's Kubernetes listener (`kube_listen_addr`), which
+    /// `tsh kube` reaches on the public host: forward it. Default: 3026.
+    pub port: Option<Located<Port>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -181,6 +181,8 @@ pub struct Platform {
     pub vault: String,
     pub storage_class: String,
     pub dataset: String,
+    /// `TYPE BASE64` of democratic-csi's SSH key, without a comment.
+    pub csi_public_key: String,
     /// The host's address on the cluster bridge: democratic-csi's SSH and
     /// iSCSI target.
     pub storage_host: Ipv4Addr,
@@ -311,6 +313,8 @@ pub struct TeleportKubernetes {
     /// The Talos cluster it serves (Teleport's `kube_cluster_name`).
     pub cluster: String,
     pub kubeconfig: String,
+    /// The proxy's Kubernetes listener.
+    pub port: Port,
 }
 
 #[derive(Clone, Debug)]

@@ -203,6 +203,11 @@ struct ProxyService<'a> {
     public_addr: String,
     ssh_public_addr: String,
     tunnel_public_addr: String,
+    /// With Kubernetes access: `separate` listener mode serves it apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kube_listen_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kube_public_addr: Option<String>,
     acme: Acme<'a>,
 }
 
@@ -275,6 +280,7 @@ struct KubernetesService<'a> {
 /// blueprint gives Teleport cluster access).
 fn config<'a>(model: &'a Model, teleport: &'a Teleport, with_kubernetes: bool) -> Config<'a> {
     let host = &teleport.public_host;
+    let kube = teleport.kubernetes.as_ref().filter(|_| with_kubernetes);
     Config {
         version: "v3",
         teleport: Global {
@@ -304,6 +310,8 @@ fn config<'a>(model: &'a Model, teleport: &'a Teleport, with_kubernetes: bool) -
             public_addr: format!("{host}:443"),
             ssh_public_addr: format!("{host}:{}", teleport.ssh_port),
             tunnel_public_addr: format!("{host}:{}", teleport.tunnel_port),
+            kube_listen_addr: kube.map(|k| format!("0.0.0.0:{}", k.port)),
+            kube_public_addr: kube.map(|k| format!("{host}:{}", k.port)),
             acme: Acme {
                 enabled: true,
                 email: &model.operator.email,

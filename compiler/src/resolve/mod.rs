@@ -93,6 +93,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let edge = routes::edge(&mut checker, blueprint, &project, &targets);
     let forwards = routes::forwards(&mut checker, blueprint, &targets);
     routes::check_public_hosts(&mut checker, blueprint, edge.as_ref(), teleport.as_ref());
+    routes::check_kube_forward(&mut checker, blueprint, &forwards, teleport.as_ref());
     let firewall = firewall::firewall(&mut checker, blueprint, &bridges, &operator, today);
     let versions = versions(&mut checker, blueprint);
     let debian = images::debian(&mut checker, blueprint);

@@ -72,6 +72,12 @@ pub fn platform(
         check_dataset,
     );
     checker.check_str(
+        &platform.storage.ssh_public_key,
+        "platform.storage.ssh_public_key",
+        &rules::INVALID_VALUE,
+        |key| public_key(key).map(|_| ()),
+    );
+    checker.check_str(
         &platform.backups.endpoint,
         "platform.backups.endpoint",
         &rules::INVALID_VALUE_SEMANTIC,
@@ -163,6 +169,7 @@ pub fn platform(
         vault: platform.vault.to_string(),
         storage_class: text(&platform.storage.class, "zfs-iscsi"),
         dataset: platform.storage.dataset.trim_end_matches('/').to_string(),
+        csi_public_key: public_key(&platform.storage.ssh_public_key).ok()?,
         storage_host: cluster_bridge.host_address,
         backups: model::Backups {
             bucket: platform.backups.bucket.to_string(),
@@ -279,4 +286,35 @@ fn gateway(
         https,
         apps_domain,
     })
+}
+
+/// `ssh-ed25519 AAAA… comment` → `ssh-ed25519 AAAA…`: an OpenSSH public
+/// key line, checked enough to be safe in `authorized_keys`.
+fn public_key(line: &str) -> Result<String, String> {
+    let mut parts = line.split_whitespace();
+    let (Some(kind), Some(key)) = (parts.next(), parts.next()) else {
+        return Err(format!(
+            "`{line}` is not an SSH public key (`ssh-ed25519 AAAA… comment`)"
+        ));
+    };
+    let known = [
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ssh-rsa",
+    ];
+    if !known.contains(&kind) {
+        return Err(format!(
+            "`{kind}` is not an SSH key type ({})",
+            known.join(", ")
+        ));
+    }
+    if !key.starts_with("AAAA")
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+    {
+        return Err("the key is not base64 (`AAAA…`): paste the `.pub` file's line".into());
+    }
+    Ok(format!("{kind} {key}"))
 }

@@ -60,6 +60,7 @@ impl Targets {
             }
             if let Some(teleport) = teleport.filter(|t| t.vm == vm.name) {
                 ports.extend([teleport.web_port, teleport.ssh_port, teleport.tunnel_port]);
+                ports.extend(teleport.kubernetes.as_ref().map(|k| k.port));
             }
             ports.sort();
             ports.dedup();
@@ -434,4 +435,46 @@ pub(super) fn check_public_hosts(
             ));
         }
     }
+}
+
+/// With Kubernetes access, `tsh kube` reaches the proxy's Kubernetes
+/// listener on the public host: it must be forwarded there.
+pub(super) fn check_kube_forward(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    forwards: &[model::PortForward],
+    teleport: Option<&model::Teleport>,
+) {
+    let Some((teleport, kube)) = teleport.and_then(|t| t.kubernetes.as_ref().map(|k| (t, k)))
+    else {
+        return;
+    };
+    let forwarded = forwards
+        .iter()
+        .any(|f| f.to.name == teleport.vm && f.to.port == kube.port);
+    if forwarded {
+        return;
+    }
+    let Some(settings) = blueprint
+        .teleport
+        .as_ref()
+        .and_then(|t| t.kubernetes.as_ref())
+    else {
+        return;
+    };
+    checker
+        .error(
+            &rules::UNROUTED_PUBLIC_HOST,
+            settings.kubeconfig.span(),
+            "teleport.kubernetes",
+            format!(
+                "Teleport's Kubernetes proxy (`{}:{}`) is not forwarded from the host's public address: `tsh kube` could not reach it",
+                teleport.vm, kube.port
+            ),
+        )
+        .help = Some(format!(
+        "add `[[forward]] port = {port}` with `to = \"{}:{port}\"`",
+        teleport.vm,
+        port = kube.port
+    ));
 }

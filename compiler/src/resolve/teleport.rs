@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::{check_dns_name, names, port_setting, Checker};
-use crate::blueprint::Blueprint;
+use crate::blueprint::{Blueprint, Port};
 use crate::diagnostics::rules;
 use crate::model;
 
@@ -192,6 +192,7 @@ pub(super) fn teleport(
             Some(talos) => Some(model::TeleportKubernetes {
                 cluster: talos.cluster.to_string(),
                 kubeconfig: kube.kubeconfig.to_string(),
+                port: kube.port.as_ref().map_or(Port(3026), |p| p.value),
             }),
             None => {
                 checker.error(

@@ -22,6 +22,9 @@ const S3_SECRET: &str = "s3-backups";
 const PLUGIN: &str = "barman-cloud.cloudnative-pg.io";
 const GRPC_PORT: u16 = 50051;
 const DISPATCH_PORT: u16 = 50053;
+/// The password inside a DSN's single quotes, as an ESO template: backslash
+/// and quote escaped.
+const DSN_PASSWORD: &str = r#"{{ .password | replace "\\" "\\\\" | replace "'" "\\'" }}"#;
 
 fn object_store(platform: &Platform, namespace: &str) -> Value {
     let credential = |key: &str| json!({"name": S3_SECRET, "key": key});
@@ -150,7 +153,11 @@ pub fn spicedb(model: &Model, platform: &Platform) -> Component {
         ],
         Some(json!({"data": {
             "preshared_key": "{{ .psk }}",
-            "datastore_uri": format!("postgres://spicedb:{{{{ .password }}}}@{PG}-rw.{NS}.svc:5432/spicedb?sslmode=require"),
+            // A keyword/value DSN (pgx reads both forms): a generated
+            // password with `/ ? # %` breaks a URL; here it is quoted.
+            "datastore_uri": format!(
+                "host={PG}-rw.{NS}.svc port=5432 dbname=spicedb user=spicedb sslmode=require password='{DSN_PASSWORD}'"
+            ),
         }})),
     );
     let scheduled = object(

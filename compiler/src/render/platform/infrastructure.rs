@@ -259,15 +259,18 @@ pub fn spicedb_operator(model: &Model) -> Component {
         json!({"spec": {
             "interval": "1h",
             "url": "https://github.com/authzed/spicedb-operator",
-            "ref": {"tag": tag},
+            "ref": {"tag": tag.clone()},
         }}),
     );
+    // Its `config/` names the image `latest`; only the release workflow
+    // pins the tag (in a copy it builds bundle.yaml from). Pin it here.
     Component::new(
         "spicedb-operator",
         "infrastructure/spicedb-operator",
         vec![],
     )
     .read_from(source, "spicedb-operator", "./config")
+    .pin_image("ghcr.io/authzed/spicedb-operator", tag)
 }
 
 /// The democratic-csi driver config, with the SSH key left to the
@@ -415,8 +418,12 @@ pub fn cilium_gateway(platform: &Platform) -> Component {
     let all = json!({"namespaces": {"from": "All"}});
     let mut listeners = Vec::new();
     if let Some(port) = gateway.http_port {
-        listeners
-            .push(json!({"name": "http", "protocol": "HTTP", "port": port, "allowedRoutes": all}));
+        // Plain HTTP only redirects: routes of other namespaces (apps) may
+        // attach to the TLS listeners alone, never be served in clear.
+        listeners.push(json!({
+            "name": "http", "protocol": "HTTP", "port": port,
+            "allowedRoutes": {"namespaces": {"from": "Same"}},
+        }));
     }
     let mut certificates = Vec::new();
     for (index, (host, port)) in gateway.https.iter().enumerate() {

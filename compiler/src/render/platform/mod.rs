@@ -37,6 +37,9 @@ pub struct Component {
     files: Vec<(&'static str, Vec<Value>)>,
     /// Read from another repository instead: its source object and path.
     source: Option<(Value, &'static str, &'static str)>,
+    /// Image tags the Flux Kustomization sets (`spec.images`): upstream
+    /// kustomizations may name `latest`.
+    images: Vec<(&'static str, String)>,
 }
 
 impl Component {
@@ -47,6 +50,7 @@ impl Component {
             needs,
             files: Vec::new(),
             source: None,
+            images: Vec::new(),
         }
     }
 
@@ -57,6 +61,11 @@ impl Component {
 
     fn read_from(mut self, source: Value, name: &'static str, path: &'static str) -> Self {
         self.source = Some((source, name, path));
+        self
+    }
+
+    fn pin_image(mut self, image: &'static str, tag: String) -> Self {
+        self.images.push((image, tag));
         self
     }
 }
@@ -108,6 +117,13 @@ fn kustomization(component: &Component) -> Value {
         spec["dependsOn"] = json!(depends
             .iter()
             .map(|d| json!({"name": d}))
+            .collect::<Vec<_>>());
+    }
+    if !component.images.is_empty() {
+        spec["images"] = json!(component
+            .images
+            .iter()
+            .map(|(name, tag)| json!({"name": name, "newTag": tag}))
             .collect::<Vec<_>>());
     }
     objects::object(
