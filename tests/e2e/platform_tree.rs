@@ -78,6 +78,9 @@ fn every_platform_manifest_validates_against_the_schema_of_its_kind() {
         "gateway.networking.k8s.io/v1/GRPCRoute",
         "cilium.io/v2/CiliumNetworkPolicy",
         "v1/Namespace",
+        "fluxcd.controlplane.io/v1/FluxInstance",
+        "cilium.io/v2/CiliumLoadBalancerIPPool",
+        "cilium.io/v2alpha1/CiliumL2AnnouncementPolicy",
     ] {
         assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
     }
@@ -158,7 +161,7 @@ fn the_dependency_graph_is_acyclic_and_every_reference_resolves() {
 
 fn check_graph(out: &Path, cluster_dir: &str) {
     let graph = graph(out, cluster_dir);
-    assert_eq!(graph.len(), 10, "{graph:?}");
+    assert_eq!(graph.len(), 11, "{graph:?}");
     for (from, needs) in &graph {
         for to in needs {
             assert!(
@@ -246,6 +249,8 @@ edges! {
         because "the Barman Cloud plugin's certificates are cert-manager Certificates";
     csi_after_onepassword: "democratic-csi" needs "onepassword"
         because "the driver config with the SSH key is an ExternalSecret";
+    gateway_after_cilium_config: "cilium-gateway" needs "cilium-config"
+        because "the Gateway's Service gets the VIP from its pool and L2 policy";
     gateway_after_issuer: "cilium-gateway" needs "cert-manager-config"
         because "the Gateway's Certificates need the ClusterIssuer";
     spicedb_after_cnpg: "spicedb" needs "cloudnative-pg"
@@ -424,4 +429,22 @@ fn plugin_parameters_name_real_objects() {
         }
     }
     assert_eq!(checked, 3);
+}
+
+/// What the machine configs create once at bootstrap, Flux keeps current:
+/// the same FluxInstance and the same L2 announcements, byte for byte.
+#[test]
+fn flux_keeps_the_bootstrap_objects_current() {
+    let (_dir, out) = build(&valid_blueprints()[0]);
+    let read = |path: &str| fs::read_to_string(out.join(path)).unwrap();
+    assert_eq!(
+        documents(&read("platform/clusters/waddle-cluster/flux-instance.yaml")),
+        documents(&read("cluster/bootstrap/50-flux-instance.yaml"))
+    );
+    assert_eq!(
+        documents(&read(
+            "platform/infrastructure/cilium-config/l2-announcements.yaml"
+        )),
+        documents(&read("cluster/bootstrap/30-cilium-l2-announcements.yaml"))
+    );
 }

@@ -156,12 +156,14 @@ struct L2PolicySpec {
 }
 
 /// The pool and L2 policy of every VIP on the cluster's bridge.
-pub fn l2_announcements(model: &Model) -> Result<Vec<String>, YamlError> {
+/// Also synced by Flux (`platform`'s `cilium-config`), so a changed VIP
+/// reaches a running cluster: Talos only ever creates these once.
+pub fn l2_announcements(model: &Model) -> Vec<serde_json::Value> {
     let Some(talos) = &model.talos else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
     let Some(bridge) = model.bridges.iter().find(|b| b.name == talos.bridge) else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
     let mut documents = Vec::new();
     for vip in model
@@ -172,7 +174,7 @@ pub fn l2_announcements(model: &Model) -> Result<Vec<String>, YamlError> {
         let selector = || Selector {
             match_labels: BTreeMap::from([(GATEWAY_LABEL.to_string(), vip.name.clone())]),
         };
-        documents.push(yaml::document(&Object {
+        documents.push(to_value(Object {
             api_version: "cilium.io/v2",
             kind: "CiliumLoadBalancerIPPool",
             metadata: Metadata::cluster(&vip.name),
@@ -185,8 +187,8 @@ pub fn l2_announcements(model: &Model) -> Result<Vec<String>, YamlError> {
                     service_selector: selector(),
                 },
             },
-        })?);
-        documents.push(yaml::document(&Object {
+        }));
+        documents.push(to_value(Object {
             api_version: "cilium.io/v2alpha1",
             kind: "CiliumL2AnnouncementPolicy",
             metadata: Metadata::cluster(&vip.name),
@@ -198,7 +200,11 @@ pub fn l2_announcements(model: &Model) -> Result<Vec<String>, YamlError> {
                     external_ips: false,
                 },
             },
-        })?);
+        }));
     }
-    Ok(documents)
+    documents
+}
+
+fn to_value(object: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(object).expect("plain data serialises")
 }

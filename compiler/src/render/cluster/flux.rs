@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use crate::model::Model;
 use crate::render::k8s::{Metadata, Object, Spec};
-use crate::render::yaml::{self, YamlError};
 
 pub const NAMESPACE: &str = "flux-system";
 /// The Secret holding the deploy key (`identity`) and `known_hosts`.
@@ -52,12 +51,11 @@ struct Sync {
     pull_secret: &'static str,
 }
 
-/// The `FluxInstance`, if the blueprint has `[flux]`.
-pub fn instance(model: &Model) -> Result<Vec<String>, YamlError> {
-    let Some(flux) = &model.flux else {
-        return Ok(Vec::new());
-    };
-    Ok(vec![yaml::document(&Object {
+/// The `FluxInstance`, if the blueprint has `[flux]`. The platform tree
+/// carries it too, so Flux keeps its own settings current after bootstrap.
+pub fn instance(model: &Model) -> Option<serde_json::Value> {
+    let flux = model.flux.as_ref()?;
+    let instance = Object {
         api_version: "fluxcd.controlplane.io/v1",
         kind: "FluxInstance",
         // The operator accepts exactly this name (a CEL rule of the CRD).
@@ -89,5 +87,6 @@ pub fn instance(model: &Model) -> Result<Vec<String>, YamlError> {
                 },
             },
         },
-    })?])
+    };
+    Some(serde_json::to_value(instance).expect("plain data serialises"))
 }

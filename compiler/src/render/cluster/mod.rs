@@ -11,7 +11,7 @@
 //! Secrets are not here: `bootstrap_secrets` renders them for the API only.
 
 pub mod bootstrap_secrets;
-mod cilium;
+pub mod cilium;
 pub mod flux;
 
 pub mod teleport_access;
@@ -60,6 +60,12 @@ pub fn inline_manifests(
     };
     let rendered =
         |documents: Vec<String>| (!documents.is_empty()).then(|| yaml::stream(&documents));
+    let values = |objects: Vec<serde_json::Value>| {
+        objects
+            .iter()
+            .map(yaml::document)
+            .collect::<Result<Vec<_>, _>>()
+    };
     let all = [
         (
             upstream::GATEWAY_API_CRDS,
@@ -68,13 +74,16 @@ pub fn inline_manifests(
         ("20-cilium-install", rendered(cilium::installer(model)?)),
         (
             "30-cilium-l2-announcements",
-            rendered(cilium::l2_announcements(model)?),
+            rendered(values(cilium::l2_announcements(model))?),
         ),
         (
             upstream::FLUX_OPERATOR,
             from_upstream(upstream::FLUX_OPERATOR),
         ),
-        ("50-flux-instance", rendered(flux::instance(model)?)),
+        (
+            "50-flux-instance",
+            rendered(values(flux::instance(model).into_iter().collect())?),
+        ),
         (
             "60-teleport-access",
             rendered(teleport_access::objects(model)?),

@@ -392,6 +392,15 @@ pub fn democratic_csi(model: &Model, platform: &Platform) -> Component {
     )
 }
 
+/// The VIPs' L2 announcements, as the machine configs carry them for day 0:
+/// here Flux keeps them current (Talos only ever creates them once).
+pub fn cilium_config(model: &Model) -> Component {
+    Component::new("cilium-config", "infrastructure/cilium-config", vec![]).file(
+        "l2-announcements.yaml",
+        crate::render::cluster::cilium::l2_announcements(model),
+    )
+}
+
 /// The listener and certificate Secret of the `index`th TLS host.
 pub fn https_listener(index: usize) -> String {
     if index == 0 {
@@ -469,10 +478,16 @@ pub fn cilium_gateway(platform: &Platform) -> Component {
     Component::new(
         "cilium-gateway",
         "infrastructure/cilium-gateway",
-        vec![need(
-            "cert-manager-config",
-            "the Gateway's Certificates are issued by the ClusterIssuer",
-        )],
+        vec![
+            need(
+                "cert-manager-config",
+                "the Gateway's Certificates are issued by the ClusterIssuer",
+            ),
+            need(
+                "cilium-config",
+                "the Gateway's address comes from its VIP's pool and is announced by its L2 policy",
+            ),
+        ],
     )
     .file("namespace.yaml", vec![namespace(GATEWAY_NS, false)])
     .file("gateway.yaml", documents)

@@ -84,6 +84,7 @@ pub fn components(model: &Model) -> Vec<Component> {
         infrastructure::cloudnative_pg(model),
         infrastructure::spicedb_operator(model),
         infrastructure::democratic_csi(model, platform),
+        infrastructure::cilium_config(model),
         infrastructure::cilium_gateway(platform),
         apps::spicedb(model, platform),
     ]
@@ -186,6 +187,14 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         for (name, documents) in &component.files {
             artifacts.push(file(format!("{}/{name}", component.dir), documents)?);
         }
+    }
+    // Flux's own settings, kept current by the sync they configure (the
+    // machine configs create the same object once, at bootstrap).
+    if let Some(instance) = crate::render::cluster::flux::instance(model) {
+        artifacts.push(file(
+            format!("{}/flux-instance.yaml", flux.path),
+            &[instance],
+        )?);
     }
     let platform = model.platform.as_ref().expect("checked above");
     artifacts.push(file(
