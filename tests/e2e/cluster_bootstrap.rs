@@ -156,6 +156,19 @@ fn lab() -> SecretLab {
     lab
 }
 
+/// `waddlec` in the lab, with the bootstrap secrets in its environment.
+fn waddlec_in(lab: &SecretLab) -> Command {
+    let mut command = crate::support::waddlec();
+    command
+        .current_dir(lab.path(""))
+        .env("WADDLEC_CACHE_DIR", lab.path("cache"))
+        .env(crate::talos::GITHUB_SECRET_ENV, crate::talos::GITHUB_SECRET)
+        .env("WDLC_TEST_FLUX_KEY", FLUX_KEY)
+        .env("WDLC_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
+        .env("WDLC_TEST_OP_TOKEN", OP_TOKEN);
+    command
+}
+
 /// Everything the bootstrap reaches, wired through the SSH host.
 struct Cluster {
     host: SshHost,
@@ -205,11 +218,7 @@ impl Cluster {
     }
 
     fn bootstrap(&self, lab: &SecretLab, wait: &str) -> Output {
-        run(crate::support::waddlec()
-            .current_dir(lab.path(""))
-            .env("WDLC_TEST_FLUX_KEY", FLUX_KEY)
-            .env("WDLC_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
-            .env("WDLC_TEST_OP_TOKEN", OP_TOKEN)
+        run(waddlec_in(lab)
             .args([
                 "cluster",
                 "bootstrap",
@@ -371,11 +380,7 @@ fn an_unreachable_host_stops_at_the_tunnel_with_ssh_s_own_words() {
         "Host nowhere\n  HostName 127.0.0.1\n  Port 1\n  ConnectTimeout 5\n",
     )
     .unwrap();
-    let output = run(crate::support::waddlec()
-        .current_dir(lab.path(""))
-        .env("WDLC_TEST_FLUX_KEY", FLUX_KEY)
-        .env("WDLC_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
-        .env("WDLC_TEST_OP_TOKEN", OP_TOKEN)
+    let output = run(waddlec_in(&lab)
         .args([
             "cluster",
             "bootstrap",
@@ -399,18 +404,13 @@ fn an_unreachable_host_stops_at_the_tunnel_with_ssh_s_own_words() {
 #[test]
 fn a_missing_bootstrap_secret_is_named_before_anything_is_reached() {
     let lab = lab();
-    let output = run(crate::support::waddlec()
-        .current_dir(lab.path(""))
-        .env("WDLC_TEST_FLUX_KEY", FLUX_KEY)
-        .env("WDLC_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
-        .env_remove("WDLC_TEST_OP_TOKEN")
-        .args([
-            "cluster",
-            "bootstrap",
-            "blueprint.toml",
-            "--host-ssh",
-            "nowhere.invalid",
-        ]));
+    let output = run(waddlec_in(&lab).env_remove("WDLC_TEST_OP_TOKEN").args([
+        "cluster",
+        "bootstrap",
+        "blueprint.toml",
+        "--host-ssh",
+        "nowhere.invalid",
+    ]));
     assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("WDLC_TEST_OP_TOKEN"), "{stderr}");
@@ -420,16 +420,7 @@ fn a_missing_bootstrap_secret_is_named_before_anything_is_reached() {
 #[test]
 fn bootstrap_secret_values_reach_no_artifact_and_no_log() {
     let lab = lab();
-    let build = |args: &[&str]| {
-        run(crate::support::waddlec()
-            .current_dir(lab.path(""))
-            .env("WADDLEC_CACHE_DIR", lab.path("cache"))
-            .env(crate::talos::GITHUB_SECRET_ENV, crate::talos::GITHUB_SECRET)
-            .env("WDLC_TEST_FLUX_KEY", FLUX_KEY)
-            .env("WDLC_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
-            .env("WDLC_TEST_OP_TOKEN", OP_TOKEN)
-            .args(args))
-    };
+    let build = |args: &[&str]| run(waddlec_in(&lab).args(args));
     let deployable = build(&[
         "build",
         "blueprint.toml",

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::k8s_schemas::{documents, Schemas};
+use crate::k8s_schemas::{documents, typo_sweep, Schemas};
 use crate::support::{build, repo_root, text, upstream_fixture, valid_blueprints};
 use crate::talos::{assert_valid, machine_configs, talos_schema, SecretLab};
 
@@ -169,71 +169,10 @@ fn without_its_pinned_upstream_manifests_the_deployable_build_stops() {
     assert!(!lab.path("dist").exists());
 }
 
-/// Every object key path of a document, skipping free-form maps whose keys
-/// are data (labels, annotations, ConfigMap and Secret data, selectors).
-pub(crate) fn key_paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
-    const FREE_FORM: &[&str] = &["labels", "annotations", "data", "matchLabels"];
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                prefix.push(key.clone());
-                out.push(prefix.clone());
-                if !FREE_FORM.contains(&key.as_str()) {
-                    key_paths(child, prefix, out);
-                }
-                prefix.pop();
-            }
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                prefix.push(i.to_string());
-                key_paths(item, prefix, out);
-                prefix.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-/// `document` with the key at `path` renamed by a typo.
-pub(crate) fn misspell(document: &Value, path: &[String]) -> Value {
-    let mut copy = document.clone();
-    let mut node = &mut copy;
-    for part in &path[..path.len() - 1] {
-        node = match node {
-            Value::Array(items) => &mut items[part.parse::<usize>().unwrap()],
-            other => &mut other[part.as_str()],
-        };
-    }
-    let map = node.as_object_mut().unwrap();
-    let last = &path[path.len() - 1];
-    let value = map.remove(last).unwrap();
-    map.insert(format!("{last}x"), value);
-    copy
-}
-
 #[test]
 fn a_misspelled_field_anywhere_in_a_rendered_object_fails_validation() {
     let (_dir, out) = build(&valid_blueprints()[0]);
-    let mut schemas = Schemas::new();
-    let mut checked = 0;
-    let mut missed = Vec::new();
-    for (name, contents) in bootstrap_files(&out) {
-        for document in documents(&contents) {
-            let mut paths = Vec::new();
-            key_paths(&document, &mut Vec::new(), &mut paths);
-            for path in paths {
-                // apiVersion/kind select the schema rather than being checked by it.
-                if path.len() == 1 && (path[0] == "apiVersion" || path[0] == "kind") {
-                    continue;
-                }
-                checked += 1;
-                if schemas.check(&misspell(&document, &path)).is_empty() {
-                    missed.push(format!("{name} {}: {}", document["kind"], path.join(".")));
-                }
-            }
-        }
-    }
+    let (checked, missed) = typo_sweep(&bootstrap_files(&out), &[]);
     assert!(checked > 100, "only {checked} fields checked");
     assert!(
         missed.is_empty(),

@@ -197,6 +197,82 @@ pub fn documents(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Every object key path of a document, skipping free-form maps whose keys
+/// are data (labels, annotations, ConfigMap and Secret data, selectors).
+fn key_paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    const FREE_FORM: &[&str] = &["labels", "annotations", "data", "matchLabels"];
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                prefix.push(key.clone());
+                out.push(prefix.clone());
+                if !FREE_FORM.contains(&key.as_str()) {
+                    key_paths(child, prefix, out);
+                }
+                prefix.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                prefix.push(i.to_string());
+                key_paths(item, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `document` with the key at `path` renamed by a typo.
+fn misspell(document: &Value, path: &[String]) -> Value {
+    let mut copy = document.clone();
+    let mut node = &mut copy;
+    for part in &path[..path.len() - 1] {
+        node = match node {
+            Value::Array(items) => &mut items[part.parse::<usize>().unwrap()],
+            other => &mut other[part.as_str()],
+        };
+    }
+    let map = node.as_object_mut().unwrap();
+    let last = &path[path.len() - 1];
+    let value = map.remove(last).unwrap();
+    map.insert(format!("{last}x"), value);
+    copy
+}
+
+/// Renames every field of every object of `files` (name, YAML stream) in
+/// turn and validates the result: returns how many fields were tried and
+/// the typos the schemas accepted. Fields under a key of `data` (maps whose
+/// keys are data, not fields) are not tried.
+pub fn typo_sweep(files: &[(String, String)], data: &[&str]) -> (usize, Vec<String>) {
+    let mut schemas = Schemas::new();
+    let mut checked = 0;
+    let mut missed = Vec::new();
+    for (name, contents) in files {
+        for document in documents(contents) {
+            let mut paths = Vec::new();
+            key_paths(&document, &mut Vec::new(), &mut paths);
+            for path in paths {
+                // apiVersion/kind select the schema rather than being checked by it.
+                if path.len() == 1 && (path[0] == "apiVersion" || path[0] == "kind") {
+                    continue;
+                }
+                if path[..path.len() - 1]
+                    .iter()
+                    .any(|p| data.contains(&p.as_str()))
+                {
+                    continue;
+                }
+                checked += 1;
+                if schemas.check(&misspell(&document, &path)).is_empty() {
+                    missed.push(format!("{name} {}: {}", document["kind"], path.join(".")));
+                }
+            }
+        }
+    }
+    (checked, missed)
+}
+
 #[test]
 fn the_validator_is_strict_for_core_and_custom_kinds() {
     let mut schemas = Schemas::new();

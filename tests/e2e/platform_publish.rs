@@ -7,7 +7,6 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use waddlec::artifact::Artifact;
 use waddlec::publish::{platform_files, publish};
 
 use crate::support::{run, text, valid_blueprints, waddlec};
@@ -165,18 +164,7 @@ fn the_cli_commits_the_build_s_platform_tree_once() {
 
 /// The bundled blueprint's platform files.
 fn platform_tree() -> Vec<(String, Vec<u8>)> {
-    let blueprint = &valid_blueprints()[0];
-    let source = waddlec::blueprint::SourceFile {
-        name: blueprint.display().to_string(),
-        text: fs::read_to_string(blueprint).unwrap(),
-    };
-    let today = waddlec::blueprint::Date {
-        year: 2000,
-        month: 1,
-        day: 1,
-    };
-    let artifacts: Vec<Artifact> = waddlec::compile(&source, today).unwrap().artifacts;
-    platform_files(&artifacts)
+    platform_files(&crate::support::compiled(&valid_blueprints()[0]).artifacts)
 }
 
 #[test]

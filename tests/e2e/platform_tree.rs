@@ -9,8 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::cluster_manifests::{key_paths, misspell};
-use crate::k8s_schemas::{documents, Schemas};
+use crate::k8s_schemas::{documents, typo_sweep, Schemas};
 use crate::support::{build, text, tree, valid_blueprints};
 use crate::talos::SecretLab;
 
@@ -93,31 +92,11 @@ fn a_misspelled_field_in_any_platform_manifest_fails_validation() {
     // store's vault map, and CNPG plugin `parameters` (a string map the
     // plugin reads; `plugin_parameters_name_real_objects` checks them).
     const DATA: &[&str] = &["values", "config", "vaults", "parameters"];
-    let mut schemas = Schemas::new();
-    let mut checked = 0;
-    let mut missed = Vec::new();
-    let trees = trees();
-    for (path, contents) in trees.iter().flat_map(|(_, out, _)| manifests(out)) {
-        for document in documents(&contents) {
-            let mut paths = Vec::new();
-            key_paths(&document, &mut Vec::new(), &mut paths);
-            for field in paths {
-                if field.len() == 1 && (field[0] == "apiVersion" || field[0] == "kind") {
-                    continue;
-                }
-                if field[..field.len() - 1]
-                    .iter()
-                    .any(|p| DATA.contains(&p.as_str()))
-                {
-                    continue;
-                }
-                checked += 1;
-                if schemas.check(&misspell(&document, &field)).is_empty() {
-                    missed.push(format!("{path} {}: {}", document["kind"], field.join(".")));
-                }
-            }
-        }
-    }
+    let files: Vec<(String, String)> = trees()
+        .iter()
+        .flat_map(|(_, out, _)| manifests(out))
+        .collect();
+    let (checked, missed) = typo_sweep(&files, DATA);
     assert!(checked > 300, "only {checked} fields checked");
     assert!(
         missed.is_empty(),

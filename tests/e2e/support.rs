@@ -160,6 +160,11 @@ pub fn tree(root: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
 /// The model of a blueprint file, as renderers see it. The clock only
 /// decides whether expired temporary rules are warned about.
 pub fn model(blueprint: &Path) -> waddlec::model::Model {
+    compiled(blueprint).model
+}
+
+/// The review build of a blueprint file, in memory.
+pub fn compiled(blueprint: &Path) -> waddlec::Compiled {
     let source = waddlec::blueprint::SourceFile {
         name: blueprint.display().to_string(),
         text: fs::read_to_string(blueprint).unwrap(),
@@ -169,9 +174,7 @@ pub fn model(blueprint: &Path) -> waddlec::model::Model {
         month: 1,
         day: 1,
     };
-    waddlec::compile(&source, today)
-        .map(|c| c.model)
-        .unwrap_or_else(|_| panic!("{} compiles", blueprint.display()))
+    waddlec::compile(&source, today).unwrap_or_else(|_| panic!("{} compiles", blueprint.display()))
 }
 
 /// The stand-in for an upstream manifest (`tests/data/upstream/NAME.yaml`).
