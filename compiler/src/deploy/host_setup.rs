@@ -5,9 +5,9 @@
 //! installs; the script is idempotent and has a `--check` mode, which is
 //! how the plan shows what would change.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
+use crate::net::ssh::{self, SshError};
 
 /// The files of the tree's `host/` directory the script needs.
 const HOST_FILES: &[&str] = &[
@@ -51,7 +51,7 @@ pub enum HostSetupError {
 
 /// Runs the setup (or, with `check`, only asks what it would change) and
 /// returns the changes it reports, one per line.
-pub fn run(ssh: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetupError> {
+pub fn run(host: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetupError> {
     let archive = archive(&tree.join("host"))?;
     let mut script = String::from(
         "set -eu; stage=$(mktemp -d); trap 'rm -rf \"$stage\"' EXIT; \
@@ -60,39 +60,27 @@ pub fn run(ssh: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetup
     if check {
         script.push_str(" --check");
     }
-    if let Some(root) = &ssh.root {
-        script.push_str(&format!(" --root '{}'", root.replace('\'', r"'\''")));
+    if let Some(root) = &host.root {
+        script.push_str(&format!(" --root {}", ssh::quote(root)));
     }
-    let mut command = Command::new("ssh");
-    if let Some(config) = &ssh.config {
-        command.arg("-F").arg(config);
-    }
-    // Never stop to ask for a password or a host key: fail instead.
-    command
-        .args(["-o", "BatchMode=yes", "--"])
-        .arg(&ssh.target)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    tracing::info!(target = %ssh.target, check, "host setup over ssh");
-    let mut child = command.spawn().map_err(HostSetupError::Spawn)?;
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    // Written from a thread while wait_with_output drains stdout and stderr
-    // together, so a chatty remote cannot deadlock the pipes.
-    let writer = std::thread::spawn(move || stdin.write_all(&archive));
-    let output = child.wait_with_output().map_err(HostSetupError::Spawn)?;
-    let _ = writer.join();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
-        return Err(HostSetupError::Failed {
-            target: ssh.target.clone(),
-            status: output.status.to_string(),
-            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-        });
-    }
+    tracing::info!(target = %host.target, check, "host setup over ssh");
+    let remote = ssh::Remote {
+        target: &host.target,
+        config: host.config.as_deref(),
+        jump: None,
+    };
+    let stdout = ssh::run(&remote, &script, archive).map_err(|e| match e {
+        SshError::Spawn(e) => HostSetupError::Spawn(e),
+        SshError::Failed {
+            target,
+            status,
+            stderr,
+        } => HostSetupError::Failed {
+            target,
+            status,
+            stderr,
+        },
+    })?;
     // Only the script's report lines: a login banner or a shell rc file
     // that prints must not count as a change.
     Ok(stdout
