@@ -21,7 +21,7 @@ mod teleport;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::model::Model;
+use crate::model::{Model, KUBE_API_PORT, TALOS_API_PORT};
 use crate::net::kube_api::{KubeApi, KubeError};
 use crate::net::ssh_tunnel::{SshTunnel, TunnelError};
 use crate::net::talos_api::{self, BootstrapOutcome, TalosApiError, TalosEndpoint, TalosIdentity};
@@ -32,8 +32,6 @@ use crate::secrets::SecretError;
 
 pub use teleport::TeleportSsh;
 
-const TALOS_API_PORT: u16 = 50000;
-const KUBE_API_PORT: u16 = 6443;
 const POLL: Duration = Duration::from_secs(2);
 
 /// The steps, in order, for progress and errors.

@@ -43,10 +43,7 @@ pub fn run(args: &KubeconfigArgs) -> u8 {
         eprintln!("error: {} has no [talos] cluster", source.name);
         return exit::USAGE;
     };
-    let server = args
-        .server
-        .clone()
-        .unwrap_or_else(|| format!("https://{}:6443", cluster.api_vip));
+    let server = args.server.clone().unwrap_or_else(|| cluster.api_url());
     let result = secrets::file_path(&cluster.secrets, &blueprint_dir(&args.blueprint))
         .and_then(|path| Bundle::load(&path))
         .and_then(|bundle| {

@@ -34,6 +34,11 @@ pub struct Model {
     pub versions: Versions,
 }
 
+/// What every Talos node serves: the Kubernetes API (also on the API VIP)
+/// and Talos' machine API, apid.
+pub const KUBE_API_PORT: u16 = 6443;
+pub const TALOS_API_PORT: u16 = 50000;
+
 /// The Debian archive the images are built from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DebianArchive {
@@ -359,6 +364,13 @@ pub struct Versions {
     pub cloudnative_pg_chart: String,
     pub barman_cloud_plugin_chart: String,
     pub democratic_csi_image: String,
+}
+
+impl TalosCluster {
+    /// The Kubernetes API on the VIP, as clients name it.
+    pub fn api_url(&self) -> String {
+        format!("https://{}:{KUBE_API_PORT}", self.api_vip)
+    }
 }
 
 impl Model {

@@ -233,12 +233,10 @@ struct App<'a> {
     labels: BTreeMap<&'static str, &'a str>,
 }
 
-/// Talos' machine API (apid), reached by operators as a Teleport TCP app
-/// per node (`tsh proxy app talos-cp1 --port 50000`, then talosctl against
-/// 127.0.0.1): raw TCP, so talosctl's mTLS stays end to end.
-const TALOS_API_PORT: u16 = 50000;
-
-/// Every app Teleport serves: the blueprint's, then one per Talos node.
+/// Every app Teleport serves: the blueprint's, then one per Talos node's
+/// machine API (apid), reached by operators as a TCP app (`tsh proxy app
+/// talos-cp1 --port 50000`, then talosctl against 127.0.0.1): raw TCP, so
+/// talosctl's mTLS stays end to end.
 fn apps<'a>(model: &'a Model, teleport: &'a Teleport) -> Vec<App<'a>> {
     let mut apps: Vec<App<'a>> = teleport
         .apps
@@ -260,7 +258,7 @@ fn apps<'a>(model: &'a Model, teleport: &'a Teleport) -> Vec<App<'a>> {
             .addr();
         apps.push(App {
             name: &node.name,
-            uri: format!("tcp://{address}:{TALOS_API_PORT}"),
+            uri: format!("tcp://{address}:{}", crate::model::TALOS_API_PORT),
             public_addr: None,
             insecure_skip_verify: false,
             labels: BTreeMap::from([(APP_LABEL, node.name.as_str())]),

@@ -12,7 +12,7 @@ use crate::model::{self, Endpoint, GuestOs, SniHost};
 /// Ports of the host itself that a forward on its public address would shadow.
 const HOST_PORTS: &[(u16, &str)] = &[(22, "SSH"), (8006, "the Proxmox API and UI")];
 /// What a Talos node serves: the Kubernetes API and Talos' apid.
-const TALOS_PORTS: &[u16] = &[6443, 50000];
+const TALOS_PORTS: &[u16] = &[model::KUBE_API_PORT, model::TALOS_API_PORT];
 const SSH_PORT: u16 = 22;
 
 /// Something a route or forward can send traffic to.

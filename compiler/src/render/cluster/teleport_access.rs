@@ -100,7 +100,7 @@ pub fn kubeconfig(
     let talos = model.talos.as_ref()?;
     Some(crate::render::kubeconfig::document(
         &talos.name,
-        &format!("https://{}:6443", talos.api_vip),
+        &talos.api_url(),
         ca_data,
         SERVICE_ACCOUNT,
         crate::render::kubeconfig::Credentials::Token(token),

@@ -154,7 +154,7 @@ fn v1alpha1<'a>(input: &'a NodeInput<'a>) -> Config<'a> {
             id: &bundle.cluster.id,
             secret: &bundle.cluster.secret,
             control_plane: ControlPlane {
-                endpoint: format!("https://{}:6443", talos.api_vip),
+                endpoint: talos.api_url(),
             },
             cluster_name: &talos.name,
             network: ClusterNetwork {
