@@ -184,8 +184,7 @@ impl Cluster {
             require(tool);
         }
         let bundle =
-            waddlec::secrets::talos_bundle::Bundle::load(&lab.path("secrets/cluster.yaml"))
-                .unwrap();
+            waddlec::secrets::talos_bundle::load(&lab.path("secrets/cluster.yaml")).unwrap();
         let host = SshHost::start();
         let apid_addr = free_addr(&host.host_side);
         let apid = Apid::start(apid_addr, &bundle, Vec::new());

@@ -209,7 +209,7 @@ fn machine_configs_say_what_the_blueprint_says() {
     let cluster = model.talos.as_ref().unwrap();
     let images: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("talos/images.json")).unwrap()).unwrap();
-    for node in model.talos_nodes() {
+    for node in model.talos_nodes().map(|node| node.vm) {
         let documents = yaml_documents(
             &fs::read_to_string(out.join(format!("vms/{}/seed/user-data", node.name))).unwrap(),
         );

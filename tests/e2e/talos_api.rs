@@ -28,9 +28,9 @@ use waddlec::net::ssh_tunnel::{SshTunnel, TunnelError};
 use waddlec::net::talos_api::{
     bootstrap, BootstrapOutcome, TalosApiError, TalosEndpoint, TalosIdentity,
 };
-use waddlec::secrets::talos_admin::TalosAdmin;
-use waddlec::secrets::talos_bundle::{Bundle, TalosCredentials};
+use waddlec::secrets::talos::{Bundle, TalosCredentials};
 use waddlec::secrets::Secret;
+use waddlec::secrets::{talos_admin, talos_bundle};
 
 use crate::host_setup::SshHost;
 
@@ -41,8 +41,8 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// A bundle and the admin identity issued from it.
 fn new_credentials() -> TalosCredentials {
     let now = OffsetDateTime::now_utc();
-    let bundle = Bundle::generate(now).unwrap();
-    let admin = TalosAdmin::issue(&bundle, now).unwrap();
+    let bundle = talos_bundle::generate(now).unwrap();
+    let admin = talos_admin::issue(&bundle, now).unwrap();
     TalosCredentials { bundle, admin }
 }
 

@@ -17,7 +17,7 @@ use waddle_images::{ByteSize, Guid};
 use super::teleport_release;
 use super::{cached, finish, scratch, to_qcow2, BakeError, Baker, Pinned, Receipt};
 use crate::artifact::Artifact;
-use crate::render::images::{DebianImage, DebianInputs};
+use crate::plan::images::{DebianImage, DebianInputs};
 
 /// snapshot.debian.org, whose `archive/debian/<timestamp>/` is the Debian
 /// archive as it was at that moment.

@@ -1,5 +1,5 @@
 //! Bake: the disk images a deployable build needs, made from the image plan
-//! (`render::images`), the rendered artifacts and pinned upstream inputs.
+//! (`plan::images`), the rendered artifacts and pinned upstream inputs.
 //! Runs after render, never inside it: fetching and image work are I/O.
 //!
 //! Every image is named by its inputs, and a finished image is kept in the
@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::artifact::Artifact;
 use crate::lock::Lock;
 use crate::net::fetch::Cache;
-use crate::render::images::{BootImage, VmImages};
+use crate::plan::images::{BootImage, VmImages};
 
 /// Where upstream inputs are fetched from (overridable for tests and
 /// mirrors; the lock file pins the bytes, whatever the host).
@@ -48,7 +48,8 @@ pub struct Baker<'a> {
 }
 
 /// One baked image, ready to upload.
-#[derive(Clone, Debug, Serialize)]
+/// One entry of the tree's `images.json`, as written and read back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BakedImage {
     /// The name it is uploaded under, as the plan and the qm script say.
     pub file: String,

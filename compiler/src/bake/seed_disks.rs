@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::artifact::Artifact;
 
-use crate::render::images::SEED_FILES;
+use crate::plan::images::SEED_FILES;
 
 #[derive(Debug, thiserror::Error)]
 #[error("seed disk of VM `{vm}`: {source}")]

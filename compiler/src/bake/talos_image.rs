@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use super::{cached, finish, scratch, to_qcow2, BakeError, Baker, Pinned, Receipt};
 use crate::net::factory;
-use crate::render::images::TalosImage;
-use crate::render::talos::schematic::Schematic;
+use crate::plan::images::TalosImage;
+use crate::plan::schematic::Schematic;
 
 /// The factory URL of the nocloud disk image.
 pub fn image_url(factory: &str, schematic_id: &str, version: &str) -> String {

@@ -27,7 +27,7 @@ use crate::net::ssh_tunnel::{SshTunnel, TunnelError};
 use crate::net::talos_api::{self, BootstrapOutcome, TalosApiError, TalosEndpoint, TalosIdentity};
 use crate::render::cluster::{bootstrap_secrets, teleport_access};
 use crate::secrets::kube_admin::AdminIdentity;
-use crate::secrets::talos_bundle::{decode_pem, TalosCredentials};
+use crate::secrets::talos::{decode_pem, TalosCredentials};
 use crate::secrets::SecretError;
 
 pub use teleport::TeleportSsh;
@@ -131,12 +131,7 @@ pub fn run(
         .talos_nodes()
         .next()
         .ok_or(BootstrapError::NoCluster)?;
-    let first_address = first
-        .nics
-        .first()
-        .expect("a Talos node has one NIC")
-        .address
-        .addr();
+    let first_address = first.ip();
     let mut report = Report::default();
 
     progress(Step::Tunnel, &format!("via {}", settings.host_ssh));
@@ -153,7 +148,7 @@ pub fn run(
         source,
     })?;
 
-    progress(Step::Etcd, &first.name);
+    progress(Step::Etcd, first.name());
     let identity =
         TalosIdentity::from_credentials(credentials).map_err(|source| BootstrapError::Talos {
             step: Step::Etcd,
@@ -249,7 +244,7 @@ pub fn run(
         report.teleport_kubeconfig = Some(kubernetes.kubeconfig.clone());
     }
 
-    let expected: Vec<String> = model.talos_nodes().map(|n| n.name.clone()).collect();
+    let expected: Vec<String> = model.talos_nodes().map(|n| n.name().to_string()).collect();
     progress(Step::Nodes, &expected.join(", "));
     report.nodes_ready = wait_for(
         Step::Nodes,

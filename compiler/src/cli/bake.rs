@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use super::{exit, progress, BuildArgs};
 use crate::artifact::Artifact;
-use crate::bake::{self, BakeError, Baker, Upstreams};
+use crate::bake::{self, Baker, Upstreams};
+use crate::exit::Code as _;
 use crate::lock::Lock;
-use crate::net::fetch::{Cache, FetchError};
+use crate::net::fetch::Cache;
 use crate::Compiled;
 
 /// Where images sit in the deployable tree.
@@ -48,13 +49,7 @@ pub fn bake_images(
     }
     let baked = baked.map_err(|e| {
         eprintln!("error: {e}");
-        match e {
-            BakeError::Fetch(FetchError::Net(_)) | BakeError::Factory(_) => exit::UNAVAILABLE,
-            BakeError::Fetch(FetchError::Cache { .. }) | BakeError::Io { .. } => exit::IO,
-            BakeError::Fetch(_) => exit::LOCK,
-            // A host program missing or failing (mmdebstrap, mke2fs, mtools).
-            BakeError::MissingTools(_) | BakeError::Image { .. } => exit::UNAVAILABLE,
-        }
+        e.exit_code()
     })?;
     for image in &baked {
         tracing::info!(image = %image.file, bytes = image.receipt.bytes, sha256 = %image.receipt.sha256, "image ready");

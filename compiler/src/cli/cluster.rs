@@ -8,9 +8,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{blueprint_dir, compile_failed, exit, print_out, read_source, today, Format};
-use crate::bootstrap::{self, BootstrapError, Settings, TeleportSsh};
+use crate::bootstrap::{self, Settings, TeleportSsh};
+use crate::exit::Code as _;
 use crate::render::cluster::bootstrap_secrets::Values;
-use crate::secrets::talos_bundle::TalosCredentials;
 use crate::secrets::{self, SecretError};
 
 #[derive(Subcommand)]
@@ -79,8 +79,9 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         return exit::USAGE;
     };
     let base = blueprint_dir(&args.blueprint);
-    let read = || -> Result<(TalosCredentials, Values), SecretError> {
-        let credentials = TalosCredentials::load(&secrets::file_path(&cluster.secrets, &base)?)?;
+    let read = || -> Result<(secrets::talos::TalosCredentials, Values), SecretError> {
+        let credentials =
+            secrets::talos_bundle::load_credentials(&secrets::file_path(&cluster.secrets, &base)?)?;
         let read = |r: &crate::blueprint::SecretRef| secrets::read(r, &base);
         let values = Values {
             flux_deploy_key: model
@@ -109,7 +110,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         }
     };
     let teleport = model.teleport.as_ref().and_then(|teleport| {
-        let vm = model.vm(&teleport.vm)?;
+        let address = model.vm(&teleport.vm)?.nics.first()?.address.addr();
         Some(match &args.teleport_ssh {
             Some(target) => TeleportSsh {
                 target: target.clone(),
@@ -117,11 +118,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
                 root: args.teleport_root.clone(),
             },
             None => TeleportSsh {
-                target: format!(
-                    "{}@{}",
-                    model.operator.login,
-                    vm.nics.first()?.address.addr()
-                ),
+                target: format!("{}@{}", model.operator.login, address),
                 jump: Some(
                     args.host_ssh
                         .clone()
@@ -168,11 +165,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         }
         Err(err) => {
             eprintln!("error: {err}");
-            match err {
-                BootstrapError::NoCluster => exit::USAGE,
-                BootstrapError::Secret { .. } => exit::SECRETS,
-                _ => exit::UNAVAILABLE,
-            }
+            err.exit_code()
         }
     }
 }

@@ -1,26 +1,22 @@
-//! `waddlec deploy`: checks the deployable tree against the blueprint,
-//! reads the host, shows the plan, asks (or takes `--yes`), then applies it
-//! under the host's deploy lock — after reading the host once more, so what
-//! is applied is what was shown.
+//! `waddlec deploy`: the arguments, the terminal (the plan printed, the
+//! question asked, progress shown) and the exit code around
+//! `deploy::workflow`, which does the work.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::progress::Bytes;
+
 use clap::Args;
 
-use super::{
-    blueprint_dir, compile_failed, exit, progress, read_source, today, BlueprintArgs, Format,
-};
-use crate::deploy::apply::{apply, Host, Timeouts};
-use crate::deploy::desired::{desired, Desired, DesiredError};
-use crate::deploy::guard;
-use crate::deploy::host_setup::{self, Ssh};
-use crate::deploy::lock::{HostLock, LockError};
-use crate::deploy::observed::{observe, Observed};
-use crate::deploy::plan::{plan, Plan};
-use crate::net::pve::{Progress, Pve, PveError};
+use super::{blueprint_dir, compile_failed, progress, read_source, today, BlueprintArgs, Format};
+use crate::deploy::host_setup::Ssh;
+use crate::deploy::plan::Plan;
+use crate::deploy::workflow::{self, Outcome, Request, Ui};
+use crate::exit::Code as _;
+use crate::net::pve::Progress;
 use crate::{compile_with, SecretSource, UpstreamSource};
 
 #[derive(Args)]
@@ -85,243 +81,113 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         Ok(compiled) => compiled,
         Err(err) => return compile_failed(&source, err, common.format, color),
     };
-    let desired = match desired(&compiled, &args.tree) {
-        Ok(desired) => desired,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return match err {
-                DesiredError::Read { .. } => exit::IO,
-                DesiredError::NotDeployable { .. } | DesiredError::Stale { .. } => exit::STALE,
-            };
-        }
-    };
-    if let Some(unknown) = args
-        .allow_replace
-        .iter()
-        .find(|name| compiled.model.vm(name).is_none())
-    {
-        eprintln!("error: --allow-replace {unknown}: the blueprint has no VM `{unknown}`");
-        return exit::USAGE;
-    }
-    let host = &compiled.model.host;
-    let Some(fingerprint) = &host.api_fingerprint else {
-        eprintln!(
-            "error: {} sets no host.api_fingerprint; deploy trusts exactly one certificate. On the host, `pvenode cert info` prints its SHA-256 fingerprint",
-            source.name
-        );
-        return exit::INVALID;
-    };
-    let token = match crate::secrets::read(&host.api_token, &dir) {
-        Ok(token) => token,
-        Err(err) => {
-            eprintln!("error: the Proxmox API token: {err}");
-            return exit::SECRETS;
-        }
-    };
-    let url = args.api.clone().unwrap_or_else(|| host.api_url.clone());
-    let pve = match Pve::new(&url, fingerprint, &token) {
-        Ok(pve) => pve,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return exit::INTERNAL;
-        }
-    };
-    let read_plan = || -> Result<(Plan, Observed), PveError> {
-        let observed = observe(&pve, &host.node, &host.file_storage)?;
-        Ok((plan(&desired, &observed, &args.allow_replace), observed))
-    };
-    let (shown, observed) = match read_plan() {
-        Ok(read) => read,
-        Err(err) => return remote_failed(&err),
-    };
-    let ssh = Ssh {
-        target: host.ssh_target.clone(),
-        config: args.ssh_config.clone(),
-        root: args.host_root.clone(),
-    };
-    let host_changes = if args.skip_host {
-        Vec::new()
-    } else {
-        match host_setup::run(&ssh, &args.tree, true) {
-            Ok(changes) => changes,
-            Err(err) => {
-                eprintln!("error: {err}");
-                return exit::UNAVAILABLE;
-            }
-        }
-    };
-    show(&shown, &host_changes, common.format, args.dry_run);
-    if !shown.conflicts().is_empty() {
-        eprintln!("error: the host conflicts with the blueprint; nothing was changed");
-        return exit::CONFLICT;
-    }
-    // Firewall changes must leave the operator a way back in.
-    if host_changes
-        .iter()
-        .any(|change| change.contains("/etc/pve/"))
-    {
-        // Teleport counts as a way in once its VM runs on the host.
-        let teleport_up = compiled.model.teleport.as_ref().is_some_and(|teleport| {
-            compiled.model.vm(&teleport.vm).is_some_and(|vm| {
-                observed
-                    .vms
-                    .get(&vm.id)
-                    .is_some_and(|running| running.running)
-            })
-        });
-        if let Err(lock_out) = guard::check(&compiled.model, teleport_up) {
-            eprintln!("error: {lock_out}");
-            return exit::CONFLICT;
-        }
-    }
-    let changes = shown.changes_anything() || !host_changes.is_empty();
-    if args.dry_run || !changes {
-        if !changes && shown.held_back() == 0 && common.format == Format::Text {
-            eprintln!("nothing to do: the host matches the blueprint");
-        }
-        return held_back(&shown);
-    }
-    if !args.yes && !confirmed() {
-        return exit::USAGE;
-    }
-
     let holder = holder();
-    let lock = match HostLock::acquire(&pve, &holder, args.break_lock) {
-        Ok(lock) => lock,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return match err {
-                LockError::Held { .. } => exit::LOCKED,
-                LockError::Api(err) => remote_failed(&err),
-            };
-        }
+    let request = Request {
+        compiled: &compiled,
+        blueprint_dir: &dir,
+        tree: &args.tree,
+        allow_replace: &args.allow_replace,
+        break_lock: args.break_lock,
+        api: args.api.as_deref(),
+        agent_timeout: Duration::from_secs(args.agent_timeout),
+        skip_host: args.skip_host,
+        ssh: Ssh {
+            target: compiled.model.host.ssh_target.clone(),
+            config: args.ssh_config.clone(),
+            root: args.host_root.clone(),
+        },
+        dry_run: args.dry_run,
+        holder: &holder,
     };
-    // Under the lock, the host may differ from what was shown: plan again.
-    let current = match read_plan() {
-        Ok((plan, _)) => plan,
-        Err(err) => return remote_failed(&err),
+    let terminal = Terminal {
+        format: common.format,
+        dry_run: args.dry_run,
+        bar: Arc::new(progress::bytes("uploading")),
     };
-    if current != shown {
-        eprintln!("error: the host changed since the plan was shown; run deploy again");
-        return exit::CONFLICT;
-    }
-    if !host_changes.is_empty() {
-        // As for the API steps: apply only what was shown.
-        match host_setup::run(&ssh, &args.tree, true) {
-            Ok(now) if now == host_changes => {}
-            Ok(_) => {
-                eprintln!("error: the host changed since the plan was shown; run deploy again");
-                return exit::CONFLICT;
-            }
-            Err(err) => {
-                eprintln!("error: {err}");
-                return exit::UNAVAILABLE;
-            }
-        }
-        match host_setup::run(&ssh, &args.tree, false) {
-            Ok(changes) => {
-                for change in changes {
-                    if common.format == Format::Text {
-                        eprintln!("→ host {change}");
+    match workflow::run(&request, &terminal) {
+        Ok(outcome) => {
+            if common.format == Format::Text {
+                match outcome {
+                    Outcome::NothingToDo { held_back: 0 } => {
+                        eprintln!("nothing to do: the host matches the blueprint");
                     }
+                    Outcome::Applied { .. } => eprintln!("deployed"),
+                    _ => {}
                 }
             }
-            Err(err) => {
-                eprintln!("error: {err}");
-                return exit::UNAVAILABLE;
+            if let Outcome::NothingToDo { held_back }
+            | Outcome::DryRun { held_back }
+            | Outcome::Applied { held_back } = outcome
+            {
+                if held_back > 0 {
+                    eprintln!(
+                        "{held_back} step(s) held back (see the plan); the rest of the host matches"
+                    );
+                }
             }
-        }
-    }
-    let code = apply_plan(&pve, host, &desired, &current, args, common.format);
-    if let Err(err) = lock.release() {
-        eprintln!("warning: could not release the host's deploy lock: {err}");
-    }
-    code
-}
-
-fn apply_plan(
-    pve: &Pve,
-    host: &crate::model::Host,
-    desired: &Desired,
-    plan: &Plan,
-    args: &DeployArgs,
-    format: Format,
-) -> u8 {
-    let target = Host {
-        pve,
-        node: &host.node,
-        file_storage: &host.file_storage,
-    };
-    let timeouts = Timeouts {
-        agent: Duration::from_secs(args.agent_timeout),
-        ..Timeouts::default()
-    };
-    let bar = Arc::new(progress::bytes("uploading"));
-    let report = |line: &str| {
-        if format == Format::Text {
-            eprintln!("→ {line}");
-        }
-    };
-    let progress = |file: &str| -> Progress {
-        let bar = bar.clone();
-        let what = format!("uploading {file}");
-        Arc::new(move |done, total| bar.step(&what, done, Some(total)))
-    };
-    let result = apply(&target, desired, plan, timeouts, &report, &progress);
-    bar.finish();
-    match result {
-        Ok(()) => {
-            if format == Format::Text {
-                eprintln!("deployed");
-            }
-            held_back(plan)
+            outcome.exit_code()
         }
         Err(err) => {
-            eprintln!(
-                "error: {err}\nthe host is as far as the steps above; run deploy again to converge"
-            );
-            exit::UNAVAILABLE
+            eprintln!("error: {err}");
+            err.exit_code()
         }
     }
 }
 
-fn show(plan: &Plan, host: &[String], format: Format, dry_run: bool) {
-    match format {
-        Format::Json => {
-            let json = serde_json::json!({
-                "dry_run": dry_run,
-                "changes": plan.changes_anything() || !host.is_empty(),
-                "host": host,
-                "steps": plan.steps,
-            });
-            super::print_out(&serde_json::to_string_pretty(&json).expect("plain data serialises"));
-        }
-        Format::Text => {
-            for change in host {
-                super::print_out(&format!("host     {change}"));
+/// The deploy's terminal: the plan on stdout (text or JSON), steps and
+/// progress on stderr, the question on the terminal.
+struct Terminal {
+    format: Format,
+    dry_run: bool,
+    bar: Arc<Bytes>,
+}
+
+impl Ui for Terminal {
+    fn show(&self, plan: &Plan, host: &[String]) {
+        match self.format {
+            Format::Json => {
+                let json = serde_json::json!({
+                    "dry_run": self.dry_run,
+                    "changes": plan.changes_anything() || !host.is_empty(),
+                    "host": host,
+                    "steps": plan.steps,
+                });
+                super::print_out(&format!("{json:#}"));
             }
-            for line in plan.lines() {
-                super::print_out(&line);
+            Format::Text => {
+                for change in host {
+                    super::print_out(&format!("host     {change}"));
+                }
+                for line in plan.lines() {
+                    super::print_out(&line);
+                }
             }
         }
     }
-}
 
-/// Exit code of a plan that did all it could: 0, or CONFLICT if it held a
-/// step back on purpose.
-fn held_back(plan: &Plan) -> u8 {
-    match plan.held_back() {
-        0 => exit::OK,
-        count => {
-            eprintln!("{count} step(s) held back (see the plan); the rest of the host matches");
-            exit::CONFLICT
+    fn confirm(&self) -> bool {
+        confirmed()
+    }
+
+    fn step(&self, line: &str) {
+        if self.format == Format::Text {
+            eprintln!("→ {line}");
         }
     }
-}
 
-fn remote_failed(err: &PveError) -> u8 {
-    eprintln!("error: {err}");
-    exit::UNAVAILABLE
+    fn upload(&self, file: &str) -> Progress {
+        let bar = self.bar.clone();
+        let what = format!("uploading {file}");
+        Arc::new(move |done, total| bar.step(&what, done, Some(total)))
+    }
+
+    fn uploads_done(&self) {
+        self.bar.finish();
+    }
+
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
 }
 
 /// Asks on the terminal; refuses to guess when there is none.

@@ -8,9 +8,9 @@ use clap::Args;
 use time::OffsetDateTime;
 
 use super::{blueprint_dir, exit, read_source, today};
+use crate::exit::Code as _;
+use crate::secrets;
 use crate::secrets::kube_admin::{kubeconfig, parse_ttl};
-use crate::secrets::talos_bundle::Bundle;
-use crate::secrets::{self, SecretError};
 
 #[derive(Args)]
 pub struct KubeconfigArgs {
@@ -45,7 +45,7 @@ pub fn run(args: &KubeconfigArgs) -> u8 {
     };
     let server = args.server.clone().unwrap_or_else(|| cluster.api_url());
     let result = secrets::file_path(&cluster.secrets, &blueprint_dir(&args.blueprint))
-        .and_then(|path| Bundle::load(&path))
+        .and_then(|path| crate::secrets::talos_bundle::load(&path))
         .and_then(|bundle| {
             kubeconfig(
                 &bundle,
@@ -67,10 +67,7 @@ pub fn run(args: &KubeconfigArgs) -> u8 {
         }
         Err(err) => {
             eprintln!("error: {err}");
-            match err {
-                SecretError::Write { .. } => exit::IO,
-                _ => exit::SECRETS,
-            }
+            err.exit_code()
         }
     }
 }

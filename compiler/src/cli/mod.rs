@@ -4,7 +4,7 @@
 mod bake;
 mod cluster;
 mod deploy;
-mod exit;
+use crate::exit;
 mod image;
 mod kubeconfig;
 mod platform;
@@ -22,6 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::blueprint::SourceFile;
 use crate::diagnostics::{report, rules, Diagnostic, Diagnostics};
+use crate::exit::Code as _;
 use crate::{compile, compile_with, emit, CompileError, SecretSource, UpstreamSource};
 
 const AFTER_HELP: &str = "\
@@ -336,7 +337,7 @@ fn validate(args: &BlueprintArgs, color: bool) -> u8 {
 
 fn compile_failed(source: &SourceFile, err: CompileError, format: Format, color: bool) -> u8 {
     match err {
-        CompileError::Invalid(diagnostics) => {
+        CompileError::Core(waddlec_core::CompileError::Invalid(diagnostics)) => {
             let count = diagnostics.count();
             show(source, diagnostics, format, color, false, None);
             if format == Format::Text {
@@ -348,17 +349,13 @@ fn compile_failed(source: &SourceFile, err: CompileError, format: Format, color:
             }
             exit::INVALID
         }
-        CompileError::Secret(err) => {
-            eprintln!("error: {err}");
-            exit::SECRETS
-        }
-        CompileError::Upstream(err) => {
-            eprintln!("error: {err}");
-            upstream::exit_code(&err)
+        CompileError::Core(core) => {
+            eprintln!("{core}");
+            exit::INTERNAL
         }
         other => {
-            eprintln!("{other}");
-            exit::INTERNAL
+            eprintln!("error: {other}");
+            other.exit_code()
         }
     }
 }
@@ -376,10 +373,7 @@ fn blueprint_dir(blueprint: &Path) -> PathBuf {
 /// files are in the cache).
 /// True if `dir` holds a review tree (manifest says secrets are redacted).
 fn is_review_tree(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join(emit::MANIFEST_PATH))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .is_some_and(|manifest| manifest["secrets"] == emit::REDACTED)
+    emit::Manifest::read(dir).is_some_and(|manifest| manifest.secrets == emit::Secrets::Redacted)
 }
 
 fn build(args: &BuildArgs, color: bool) -> u8 {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{compile_failed, exit, print_out, read_source, show, today, Format};
+use crate::exit::Code as _;
 use crate::publish::{self, Publication, PublishError};
 
 const PUBLISH_AFTER_HELP: &str = "\
@@ -114,17 +115,7 @@ fn publish(args: &PublishArgs, color: bool) -> u8 {
         }
         Err(err) => {
             eprintln!("error: {err}");
-            match err {
-                PublishError::NotARepository { .. } | PublishError::NotTopLevel { .. } => {
-                    exit::USAGE
-                }
-                PublishError::LocalChanges { .. } | PublishError::Ignored { .. } => exit::CONFLICT,
-                PublishError::Spawn(_) | PublishError::Git { .. } | PublishError::Commit { .. } => {
-                    exit::UNAVAILABLE
-                }
-                PublishError::Io { .. } => exit::IO,
-                PublishError::Empty | PublishError::BadPath { .. } => exit::INTERNAL,
-            }
+            err.exit_code()
         }
     }
 }

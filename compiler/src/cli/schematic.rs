@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{exit, print_out, read_source, today, Format};
 use crate::net::factory;
-use crate::render::talos::schematic::{self, Schematic};
+use crate::plan::schematic::{self, Schematic};
 
 #[derive(Subcommand)]
 pub enum SchematicCommand {

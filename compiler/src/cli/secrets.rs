@@ -8,9 +8,8 @@ use clap::{Args, Subcommand};
 use time::OffsetDateTime;
 
 use super::{blueprint_dir, exit, read_source, today};
-use crate::secrets::talos_admin::TalosAdmin;
-use crate::secrets::talos_bundle::Bundle;
-use crate::secrets::{self, files, SecretError};
+use crate::exit::Code as _;
+use crate::secrets::{self, files, talos_admin, talos_bundle, SecretError};
 
 #[derive(Subcommand)]
 pub enum SecretsCommand {
@@ -80,10 +79,7 @@ fn init(args: &InitArgs) -> u8 {
         }
         Err(err) => {
             eprintln!("error: {err}");
-            match err {
-                SecretError::Write { .. } | SecretError::Read { .. } => exit::IO,
-                _ => exit::SECRETS,
-            }
+            err.exit_code()
         }
     }
 }
@@ -94,7 +90,7 @@ fn create(
     path: &std::path::Path,
     import: Option<&std::path::Path>,
 ) -> Result<PathBuf, SecretError> {
-    let admin_path = TalosAdmin::path_beside(path);
+    let admin_path = secrets::talos::TalosAdmin::path_beside(path);
     for existing in [path, admin_path.as_path()] {
         if existing.exists() {
             return Err(SecretError::Exists(existing.display().to_string()));
@@ -102,14 +98,14 @@ fn create(
     }
     let now = OffsetDateTime::now_utc();
     let bundle = match import {
-        Some(from) => Bundle::load(from)?,
+        Some(from) => talos_bundle::load(from)?,
         None => {
             eprintln!("generating the Talos secrets bundle (an RSA-4096 key takes a few seconds)…");
-            Bundle::generate(now)?
+            talos_bundle::generate(now)?
         }
     };
-    let admin = TalosAdmin::issue(&bundle, now)?;
-    files::create_new(path, &bundle.to_yaml()?)?;
-    files::create_new(&admin_path, &admin.to_yaml()?)?;
+    let admin = talos_admin::issue(&bundle, now)?;
+    files::create_new(path, &talos_bundle::to_yaml(&bundle)?)?;
+    files::create_new(&admin_path, &talos_admin::to_yaml(&admin)?)?;
     Ok(admin_path)
 }

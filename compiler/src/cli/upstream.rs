@@ -53,12 +53,3 @@ impl Upstream {
         })
     }
 }
-
-/// The exit code of a failed fetch.
-pub fn exit_code(err: &FetchError) -> u8 {
-    match err {
-        FetchError::Net(_) => exit::UNAVAILABLE,
-        FetchError::Cache { .. } => exit::IO,
-        FetchError::NotLocked { .. } | FetchError::Mismatch { .. } => exit::LOCK,
-    }
-}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::desired::Desired;
 use super::plan::{Change, Plan, Step};
 use crate::net::pve::{segment, Progress, Pve, PveError, UploadFile};
-use crate::render::vm_config::VmConfig;
+use crate::plan::vm::VmConfig;
 
 /// How long each kind of task may take.
 #[derive(Clone, Copy, Debug)]

@@ -7,11 +7,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::emit::{self, MANIFEST_PATH};
-use crate::render::vm_config::{vm_configs, VmConfig};
+use crate::bake::BakedImage;
+use crate::emit::{Manifest, Secrets, MANIFEST_PATH};
+use crate::plan::vm::{vm_configs, VmConfig};
 use crate::Compiled;
 
 /// A file the host's file storage must hold in its `import` content.
@@ -59,9 +59,9 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
         tree: tree.display().to_string(),
         reason: reason.to_string(),
     };
-    let manifest: Value = read_json(&tree.join(MANIFEST_PATH))
-        .map_err(|_| not_deployable("no readable manifest.json"))?;
-    if manifest["secrets"] != emit::INCLUDED {
+    let manifest =
+        Manifest::read(tree).ok_or_else(|| not_deployable("no readable manifest.json"))?;
+    if manifest.secrets != Secrets::Included {
         return Err(not_deployable("its secrets are placeholders"));
     }
     // Every file deploy ships is the one this blueprint and these secrets
@@ -85,10 +85,8 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
             });
         }
     }
-    let baked: Vec<Value> = read_json(&tree.join("images.json"))
-        .ok()
-        .and_then(|list| list.as_array().cloned())
-        .unwrap_or_default();
+    // `--no-images` builds have no list.
+    let baked: Vec<BakedImage> = read_json(&tree.join("images.json")).unwrap_or_default();
 
     let mut uploads: Vec<Upload> = Vec::new();
     for plan in &compiled.images {
@@ -117,16 +115,16 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
 
 /// The boot image as `images.json` lists it, or without a path if the tree
 /// was built without images.
-fn image_upload(tree: &Path, file: &str, baked: &[Value]) -> Upload {
-    let entry = baked.iter().find(|image| image["file"] == file);
+fn image_upload(tree: &Path, file: &str, baked: &[BakedImage]) -> Upload {
+    let entry = baked.iter().find(|image| image.file == file);
     let path = tree.join("images").join(file);
     match entry {
         Some(entry) if path.is_file() => Upload {
             file: file.to_string(),
             seed: false,
             path: Some(path),
-            sha256: entry["sha256"].as_str().unwrap_or_default().to_string(),
-            bytes: entry["bytes"].as_u64().unwrap_or_default(),
+            sha256: entry.receipt.sha256.clone(),
+            bytes: entry.receipt.bytes,
         },
         _ => Upload {
             file: file.to_string(),
@@ -138,7 +136,7 @@ fn image_upload(tree: &Path, file: &str, baked: &[Value]) -> Upload {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value, DesiredError> {
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DesiredError> {
     let text = fs::read_to_string(path).map_err(|source| DesiredError::Read {
         path: path.display().to_string(),
         source,

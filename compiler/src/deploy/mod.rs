@@ -13,3 +13,4 @@ pub mod host_setup;
 pub mod lock;
 pub mod observed;
 pub mod plan;
+pub mod workflow;

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::desired::{Desired, Upload};
 use super::observed::{HostVm, Observed};
-use crate::render::vm_config::{described_files, VmConfig};
+use crate::plan::vm::{described_files, VmConfig};
 
 /// Settings compared on an existing VM and changed in place.
 const UPDATABLE: &[&str] = &["cores", "memory", "cpu", "tags", "onboot", "agent"];

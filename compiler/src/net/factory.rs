@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use super::{http_client, NetError};
-use crate::render::talos::schematic::{Schematic, FACTORY_HOST};
+use crate::plan::schematic::{Schematic, FACTORY_HOST};
 
 /// The public factory.
 pub fn default_url() -> String {

@@ -33,7 +33,7 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
-use crate::secrets::talos_bundle::{decode_pem, TalosCredentials};
+use crate::secrets::talos::{decode_pem, TalosCredentials};
 use crate::secrets::Secret;
 
 /// The gRPC path of the call.
@@ -429,13 +429,9 @@ mod tests {
     #[test]
     fn identity_debug_shows_no_key() {
         let bundle =
-            crate::secrets::talos_bundle::Bundle::generate(time::OffsetDateTime::now_utc())
-                .unwrap();
-        let admin = crate::secrets::talos_admin::TalosAdmin::issue(
-            &bundle,
-            time::OffsetDateTime::now_utc(),
-        )
-        .unwrap();
+            crate::secrets::talos_bundle::generate(time::OffsetDateTime::now_utc()).unwrap();
+        let admin =
+            crate::secrets::talos_admin::issue(&bundle, time::OffsetDateTime::now_utc()).unwrap();
         let identity =
             TalosIdentity::from_credentials(&TalosCredentials { bundle, admin }).unwrap();
         let debug = format!("{identity:?}");

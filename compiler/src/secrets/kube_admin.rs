@@ -15,7 +15,8 @@ use time::{Duration, OffsetDateTime};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use super::talos_bundle::{client_params, decode_pem, Bundle};
+use super::talos::{decode_pem, Bundle};
+use super::talos_bundle::client_params;
 use super::{Secret, SecretError};
 
 /// The group Kubernetes binds to `cluster-admin`.

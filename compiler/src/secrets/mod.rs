@@ -1,99 +1,41 @@
-//! Secret values: the one type that holds them, where they come from, and
-//! what renderers see instead of them in the review tree.
+//! Reading and creating secrets: the references a blueprint names
+//! (`file:`, `env:`, `op://`) read into [`Secret`]s for the deployable
+//! tree, and the secrets waddlec owns created (the Talos bundle,
+//! `talos_bundle`; the talosctl admin identity, `talos_admin`; short-lived
+//! Kubernetes admin certificates, `kube_admin`; 0600 files, `files`).
 //!
-//! Blueprints name secrets (`file:`, `env:`, `op://`); this module reads them
-//! (the CLI calls it, renderers never do) and creates the ones waddlec owns
-//! (the Talos bundle, `talos_bundle`; the talosctl admin identity,
-//! `talos_admin`). A [`Secret`] never prints its value: not in `Debug`, not
-//! in errors, not in logs. Renderers get [`SecretValues`], either the real
-//! values or [`SecretValues::redacted`] placeholders, and render the same
-//! way for both.
+//! The value types ([`Secret`], [`SecretValues`], the bundle's types) are
+//! `waddlec_core::secrets`: renderers see only those. A [`Secret`] never
+//! prints its value: not in `Debug`, not in errors, not in logs.
 
 pub mod files;
 pub mod kube_admin;
 pub mod talos_admin;
 pub mod talos_bundle;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use waddlec_core::model::{Model, SecretRef};
+pub use waddlec_core::secrets::{placeholder, talos, Secret, SecretValues};
 
-use crate::model::{Model, SecretRef};
-
-/// A secret value. `Debug` and `Display` print only `<secret>`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that writes it where it belongs.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
-/// The stand-in for a secret in the review tree: a stable fingerprint of
-/// *which* secret goes here (its slot), not of its value, so the review tree
-/// builds without any secret and CI can check it; a reviewer sees where
-/// secrets land and every structural change around them.
-pub fn placeholder(slot: &str) -> Secret {
-    let digest = Sha256::digest(format!("waddlec secret slot {slot}"));
-    Secret(format!("<redacted sha256:{}>", &hex::encode(digest)[..16]))
-}
-
-/// Every secret a render needs, real or placeholders.
-#[derive(Clone, Debug)]
-pub struct SecretValues {
-    pub talos: Option<talos_bundle::TalosCredentials>,
-    pub github_client_secret: Option<Secret>,
-}
-
-impl SecretValues {
-    /// Placeholders for every secret the model uses: the review tree.
-    pub fn redacted(model: &Model) -> Self {
-        SecretValues {
-            talos: model
-                .talos
-                .as_ref()
-                .map(|cluster| talos_bundle::TalosCredentials::redacted(&cluster.name)),
-            github_client_secret: model
-                .teleport
-                .as_ref()
-                .map(|_| placeholder("teleport/github/client_secret")),
-        }
-    }
-
-    /// Reads every secret the model uses. `base` is the blueprint's directory:
-    /// `file:` references are relative to it.
-    pub fn resolve(model: &Model, base: &Path) -> Result<Self, SecretError> {
-        let talos = match &model.talos {
-            Some(cluster) => Some({
-                tracing::debug!(reference = %cluster.secrets, "reading the Talos secrets bundle");
-                talos_bundle::TalosCredentials::load(&file_path(&cluster.secrets, base)?)?
-            }),
-            None => None,
-        };
-        let github_client_secret = match &model.teleport {
-            Some(teleport) => Some(read(&teleport.github.client_secret, base)?),
-            None => None,
-        };
-        Ok(SecretValues {
-            talos,
-            github_client_secret,
-        })
-    }
+/// Reads every secret the model uses. `base` is the blueprint's directory:
+/// `file:` references are relative to it.
+pub fn resolve(model: &Model, base: &Path) -> Result<SecretValues, SecretError> {
+    let talos = match &model.talos {
+        Some(cluster) => Some({
+            tracing::debug!(reference = %cluster.secrets, "reading the Talos secrets bundle");
+            talos_bundle::load_credentials(&file_path(&cluster.secrets, base)?)?
+        }),
+        None => None,
+    };
+    let github_client_secret = match &model.teleport {
+        Some(teleport) => Some(read(&teleport.github.client_secret, base)?),
+        None => None,
+    };
+    Ok(SecretValues {
+        talos,
+        github_client_secret,
+    })
 }
 
 /// The path of a `file:` reference, relative to `base`.
@@ -124,7 +66,7 @@ pub fn read(reference: &SecretRef, base: &Path) -> Result<Secret, SecretError> {
     if value.is_empty() {
         return Err(SecretError::Empty(reference.to_string()));
     }
-    Ok(Secret(value))
+    Ok(Secret::new(value))
 }
 
 /// Why a secret could not be had. Messages name the reference, never a value.

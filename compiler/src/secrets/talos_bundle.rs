@@ -20,249 +20,77 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256, PKCS_ED25519,
 };
-use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use super::talos_admin::TalosAdmin;
-use super::{placeholder, Secret, SecretError};
+use super::talos::{
+    encode_pem, Bundle, CertAndKey, Certs, ClusterSecrets, KeyOnly, Secrets, TalosAdmin,
+    TalosCredentials, TrustdInfo,
+};
+use super::{Secret, SecretError};
 
 /// `CAValidityTime` in talosctl: 87600 hours.
 pub const CA_VALIDITY: Duration = Duration::hours(87_600);
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Bundle {
-    pub cluster: ClusterSecrets,
-    pub secrets: Secrets,
-    pub trustdinfo: TrustdInfo,
-    pub certs: Certs,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ClusterSecrets {
-    pub id: Secret,
-    pub secret: Secret,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Secrets {
-    pub bootstraptoken: Secret,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secretboxencryptionsecret: Option<Secret>,
-    /// Only in bundles of clusters created before Talos 1.3.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aescbcencryptionsecret: Option<Secret>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TrustdInfo {
-    pub token: Secret,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Certs {
-    pub etcd: CertAndKey,
-    pub k8s: CertAndKey,
-    pub k8saggregator: CertAndKey,
-    pub k8sserviceaccount: KeyOnly,
-    pub os: CertAndKey,
-}
-
-/// A certificate and its key, each base64 of PEM. The certificate is not
-/// secret, but travels with its key.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CertAndKey {
-    pub crt: Secret,
-    pub key: Secret,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct KeyOnly {
-    pub key: Secret,
-}
-
-/// The bundle and the talosctl admin identity issued from its OS CA: all a
-/// Talos render needs.
-#[derive(Clone, Debug)]
-pub struct TalosCredentials {
-    pub bundle: Bundle,
-    pub admin: TalosAdmin,
-}
-
-impl TalosCredentials {
-    /// Placeholders in every slot, for the review tree.
-    pub fn redacted(cluster: &str) -> Self {
-        let slot = |field: &str| placeholder(&format!("talos/{cluster}/{field}"));
-        let pair = |name: &str| CertAndKey {
-            crt: slot(&format!("certs.{name}.crt")),
-            key: slot(&format!("certs.{name}.key")),
-        };
-        TalosCredentials {
-            bundle: Bundle {
-                cluster: ClusterSecrets {
-                    id: slot("cluster.id"),
-                    secret: slot("cluster.secret"),
-                },
-                secrets: Secrets {
-                    bootstraptoken: slot("secrets.bootstraptoken"),
-                    secretboxencryptionsecret: Some(slot("secrets.secretboxencryptionsecret")),
-                    aescbcencryptionsecret: None,
-                },
-                trustdinfo: TrustdInfo {
-                    token: slot("trustdinfo.token"),
-                },
-                certs: Certs {
-                    etcd: pair("etcd"),
-                    k8s: pair("k8s"),
-                    k8saggregator: pair("k8saggregator"),
-                    k8sserviceaccount: KeyOnly {
-                        key: slot("certs.k8sserviceaccount.key"),
-                    },
-                    os: pair("os"),
-                },
-            },
-            admin: TalosAdmin {
-                crt: slot("admin.crt"),
-                key: slot("admin.key"),
-            },
-        }
+/// Reads the bundle at `path` and the admin identity beside it.
+pub fn load_credentials(path: &Path) -> Result<TalosCredentials, SecretError> {
+    if !path.exists() {
+        return Err(SecretError::MissingBundle(path.display().to_string()));
     }
-
-    /// Reads the bundle at `path` and the admin identity beside it.
-    pub fn load(path: &Path) -> Result<Self, SecretError> {
-        if !path.exists() {
-            return Err(SecretError::MissingBundle(path.display().to_string()));
-        }
-        let bundle = Bundle::load(path)?;
-        let admin_path = TalosAdmin::path_beside(path);
-        if !admin_path.exists() {
-            return Err(SecretError::MissingAdmin(admin_path.display().to_string()));
-        }
-        let admin = TalosAdmin::load(&admin_path)?;
-        Ok(TalosCredentials { bundle, admin })
+    let bundle = load(path)?;
+    let admin_path = TalosAdmin::path_beside(path);
+    if !admin_path.exists() {
+        return Err(SecretError::MissingAdmin(admin_path.display().to_string()));
     }
+    let admin = super::talos_admin::load(&admin_path)?;
+    Ok(TalosCredentials { bundle, admin })
 }
 
-impl Bundle {
-    pub fn load(path: &Path) -> Result<Self, SecretError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
-            reference: path.display().to_string(),
-            source,
-        })?;
-        Bundle::parse(&text).map_err(|problem| SecretError::InvalidBundle {
-            path: path.display().to_string(),
-            problem,
-        })
-    }
-
-    /// Parses and checks a bundle. Errors name fields, never values: a YAML
-    /// error message may quote the line it failed on, so it is not passed on.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bundle: Bundle = serde_saphyr::from_str(text).map_err(|_| {
-            "it is not a talosctl secrets bundle (expected the keys cluster, secrets, trustdinfo and certs \
-             of `talosctl gen secrets`)"
-                .to_string()
-        })?;
-        bundle.check()?;
-        Ok(bundle)
-    }
-
-    fn check(&self) -> Result<(), String> {
-        for (field, token) in [
-            ("secrets.bootstraptoken", &self.secrets.bootstraptoken),
-            ("trustdinfo.token", &self.trustdinfo.token),
-        ] {
-            if !is_token(token.expose()) {
-                return Err(format!(
-                    "{field} is not a token of the form [0-9a-z]{{6}}.[0-9a-z]{{16}}"
-                ));
-            }
-        }
-        if self.secrets.secretboxencryptionsecret.is_none()
-            && self.secrets.aescbcencryptionsecret.is_none()
-        {
-            return Err("secrets.secretboxencryptionsecret is missing".into());
-        }
-        let certs = &self.certs;
-        for (field, value, label) in [
-            ("certs.etcd.crt", &certs.etcd.crt, "CERTIFICATE"),
-            ("certs.k8s.crt", &certs.k8s.crt, "CERTIFICATE"),
-            (
-                "certs.k8saggregator.crt",
-                &certs.k8saggregator.crt,
-                "CERTIFICATE",
-            ),
-            ("certs.os.crt", &certs.os.crt, "CERTIFICATE"),
-            ("certs.etcd.key", &certs.etcd.key, "PRIVATE KEY"),
-            ("certs.k8s.key", &certs.k8s.key, "PRIVATE KEY"),
-            (
-                "certs.k8saggregator.key",
-                &certs.k8saggregator.key,
-                "PRIVATE KEY",
-            ),
-            (
-                "certs.k8sserviceaccount.key",
-                &certs.k8sserviceaccount.key,
-                "PRIVATE KEY",
-            ),
-            ("certs.os.key", &certs.os.key, "PRIVATE KEY"),
-        ] {
-            let pem =
-                decode_pem(value).ok_or_else(|| format!("{field} is not base64-encoded PEM"))?;
-            if !pem.tag().ends_with(label) {
-                return Err(format!("{field} holds a {}, not a {label}", pem.tag()));
-            }
-        }
-        Ok(())
-    }
-
-    /// A new bundle, as `talosctl gen secrets` v1.12 makes it.
-    pub fn generate(now: OffsetDateTime) -> Result<Self, SecretError> {
-        Ok(Bundle {
-            cluster: ClusterSecrets {
-                id: Secret::new(URL_SAFE.encode(random::<32>())),
-                secret: Secret::new(STANDARD.encode(random::<32>())),
-            },
-            secrets: Secrets {
-                bootstraptoken: Secret::new(token()),
-                secretboxencryptionsecret: Some(Secret::new(STANDARD.encode(random::<32>()))),
-                aescbcencryptionsecret: None,
-            },
-            trustdinfo: TrustdInfo {
-                token: Secret::new(token()),
-            },
-            certs: Certs {
-                etcd: ecdsa_ca(Some("etcd"), now)?,
-                k8s: ecdsa_ca(Some("kubernetes"), now)?,
-                // talosctl asks for CN "front-proxy" but its CA template
-                // copies only organisations: the subject is empty. Same here,
-                // so a bundle of ours reads like one of talosctl's.
-                k8saggregator: ecdsa_ca(None, now)?,
-                k8sserviceaccount: KeyOnly { key: rsa_key()? },
-                os: ed25519_ca("talos", now)?,
-            },
-        })
-    }
-
-    /// The bundle as talosctl writes it.
-    pub fn to_yaml(&self) -> Result<String, SecretError> {
-        crate::render::yaml::document(self).map_err(|e| SecretError::Generate {
-            what: "the bundle file",
-            problem: e.to_string(),
-        })
-    }
+/// Reads and checks the bundle at `path`.
+pub fn load(path: &Path) -> Result<Bundle, SecretError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
+        reference: path.display().to_string(),
+        source,
+    })?;
+    Bundle::parse(&text).map_err(|problem| SecretError::InvalidBundle {
+        path: path.display().to_string(),
+        problem,
+    })
 }
 
-/// `[0-9a-z]{6}.[0-9a-z]{16}`, the kubeadm token form.
-fn is_token(value: &str) -> bool {
-    let ok = |part: &str, len: usize| {
-        part.len() == len
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-    };
-    value
-        .split_once('.')
-        .is_some_and(|(id, secret)| ok(id, 6) && ok(secret, 16))
+/// The bundle as talosctl writes it.
+pub fn to_yaml(bundle: &Bundle) -> Result<String, SecretError> {
+    bundle.to_yaml().map_err(|e| SecretError::Generate {
+        what: "the bundle file",
+        problem: e.to_string(),
+    })
+}
+
+/// A new bundle, as `talosctl gen secrets` v1.12 makes it.
+pub fn generate(now: OffsetDateTime) -> Result<Bundle, SecretError> {
+    Ok(Bundle {
+        cluster: ClusterSecrets {
+            id: Secret::new(URL_SAFE.encode(random::<32>())),
+            secret: Secret::new(STANDARD.encode(random::<32>())),
+        },
+        secrets: Secrets {
+            bootstraptoken: Secret::new(token()),
+            secretboxencryptionsecret: Some(Secret::new(STANDARD.encode(random::<32>()))),
+            aescbcencryptionsecret: None,
+        },
+        trustdinfo: TrustdInfo {
+            token: Secret::new(token()),
+        },
+        certs: Certs {
+            etcd: ecdsa_ca(Some("etcd"), now)?,
+            k8s: ecdsa_ca(Some("kubernetes"), now)?,
+            // talosctl asks for CN "front-proxy" but its CA template
+            // copies only organisations: the subject is empty. Same here,
+            // so a bundle of ours reads like one of talosctl's.
+            k8saggregator: ecdsa_ca(None, now)?,
+            k8sserviceaccount: KeyOnly { key: rsa_key()? },
+            os: ed25519_ca("talos", now)?,
+        },
+    })
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -286,19 +114,6 @@ fn token() -> String {
         out
     };
     format!("{}.{}", chars(6), chars(16))
-}
-
-pub(crate) fn decode_pem(value: &Secret) -> Option<pem::Pem> {
-    let text = STANDARD.decode(value.expose()).ok()?;
-    pem::parse(text).ok()
-}
-
-pub(super) fn encode_pem(tag: &str, der: Vec<u8>) -> Secret {
-    let text = pem::encode_config(
-        &pem::Pem::new(tag, der),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    );
-    Secret::new(STANDARD.encode(text))
 }
 
 fn generate_error(what: &'static str) -> impl Fn(rcgen::Error) -> SecretError {
@@ -440,17 +255,15 @@ mod tests {
     #[test]
     fn tokens_have_the_kubeadm_form() {
         for _ in 0..200 {
-            assert!(is_token(&token()));
+            assert!(waddlec_core::secrets::talos::is_token(&token()));
         }
-        assert!(!is_token("abcdef.0123456789abcdeF"));
-        assert!(!is_token("abcde.0123456789abcdef0"));
     }
 
     #[test]
     fn talosctls_reference_bundle_parses() {
         // Shape of talos pkg/machinery/config/generate/secrets/testdata, with
         // our own freshly generated values.
-        let bundle = Bundle::generate(OffsetDateTime::UNIX_EPOCH).unwrap();
+        let bundle = generate(OffsetDateTime::UNIX_EPOCH).unwrap();
         let text = bundle.to_yaml().unwrap();
         for key in [
             "cluster:",
@@ -477,7 +290,7 @@ mod tests {
 
     #[test]
     fn debug_output_hides_values() {
-        let bundle = Bundle::generate(OffsetDateTime::UNIX_EPOCH).unwrap();
+        let bundle = generate(OffsetDateTime::UNIX_EPOCH).unwrap();
         let debug = format!("{bundle:?}");
         assert!(!debug.contains(bundle.trustdinfo.token.expose()));
         assert!(debug.contains("<secret>"));

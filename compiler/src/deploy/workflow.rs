@@ -1,0 +1,251 @@
+//! The deploy workflow, as a library function: the deployable tree checked
+//! against the blueprint, the host read, the plan shown, confirmed, and
+//! applied under the host's deploy lock after reading the host once more,
+//! so what is applied is what was shown. The CLI parses arguments and
+//! implements [`Ui`]; every way this can fail is a [`DeployError`] with its
+//! exit code.
+
+use std::path::Path;
+use std::time::Duration;
+
+use waddlec_core::Compiled;
+
+use super::apply::{apply, ApplyError, Host, Timeouts};
+use super::desired::{desired, DesiredError};
+use super::guard::{self, LockOut};
+use super::host_setup::{self, HostSetupError, Ssh};
+use super::lock::{HostLock, LockError};
+use super::observed::{observe, Observed};
+use super::plan::{plan, Plan};
+use crate::exit;
+use crate::net::pve::{Progress, Pve, PveError};
+use crate::secrets::{self, SecretError};
+
+/// What to deploy, and how.
+pub struct Request<'a> {
+    /// The blueprint built with its secrets and upstream manifests.
+    pub compiled: &'a Compiled,
+    /// The blueprint's directory: `file:` references are relative to it.
+    pub blueprint_dir: &'a Path,
+    /// The deployable tree `build --with-secrets` wrote.
+    pub tree: &'a Path,
+    pub allow_replace: &'a [String],
+    pub break_lock: bool,
+    /// The API's URL instead of `host.api` (e.g. through an SSH tunnel).
+    pub api: Option<&'a str>,
+    pub agent_timeout: Duration,
+    /// API steps only: leave the host's own setup alone.
+    pub skip_host: bool,
+    pub ssh: Ssh,
+    /// Show the plan and change nothing.
+    pub dry_run: bool,
+    /// Who takes the host's lock (`user@machine pid N`).
+    pub holder: &'a str,
+}
+
+/// What the workflow needs from whoever runs it.
+pub trait Ui {
+    /// The plan: the API steps and the host setup's changes.
+    fn show(&self, plan: &Plan, host_changes: &[String]);
+    /// Whether to apply the plan just shown.
+    fn confirm(&self) -> bool;
+    /// One step done (`host …`, `create vm …`).
+    fn step(&self, line: &str);
+    /// A progress callback for uploading `file`.
+    fn upload(&self, file: &str) -> Progress;
+    /// Every upload is over.
+    fn uploads_done(&self);
+    /// Something went wrong that does not fail the deploy.
+    fn warn(&self, message: &str);
+}
+
+/// How a deploy that did not fail ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The host already matched the blueprint.
+    NothingToDo {
+        held_back: usize,
+    },
+    /// `dry_run`: the plan was shown, nothing changed.
+    DryRun {
+        held_back: usize,
+    },
+    /// The operator said no.
+    Declined,
+    Applied {
+        held_back: usize,
+    },
+}
+
+impl Outcome {
+    /// 0, or CONFLICT when the plan held a step back on purpose (a replace
+    /// without `--allow-replace`), or USAGE when declined.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::NothingToDo { held_back }
+            | Outcome::DryRun { held_back }
+            | Outcome::Applied { held_back } => {
+                if held_back == 0 {
+                    exit::OK
+                } else {
+                    exit::CONFLICT
+                }
+            }
+            Outcome::Declined => exit::USAGE,
+        }
+    }
+}
+
+/// Why a deploy stopped. Messages name what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Desired(#[from] DesiredError),
+    #[error("--allow-replace {0}: the blueprint has no VM `{0}`")]
+    UnknownVm(String),
+    #[error("the blueprint sets no host.api_fingerprint; deploy trusts exactly one certificate. On the host, `pvenode cert info` prints its SHA-256 fingerprint")]
+    NoFingerprint,
+    #[error("the Proxmox API token: {0}")]
+    Token(SecretError),
+    #[error("internal error: {0}")]
+    Client(PveError),
+    #[error(transparent)]
+    Remote(#[from] PveError),
+    #[error(transparent)]
+    HostSetup(#[from] HostSetupError),
+    #[error("the host conflicts with the blueprint; nothing was changed")]
+    Conflicts,
+    #[error(transparent)]
+    LockOut(#[from] LockOut),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("the host changed since the plan was shown; run deploy again")]
+    Changed,
+    #[error("{0}\nthe host is as far as the steps above; run deploy again to converge")]
+    Apply(#[from] ApplyError),
+}
+
+/// Deploys `request.compiled` onto its host: see the module doc.
+pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
+    let compiled = request.compiled;
+    let desired = desired(compiled, request.tree)?;
+    if let Some(unknown) = request
+        .allow_replace
+        .iter()
+        .find(|name| compiled.model.vm(name).is_none())
+    {
+        return Err(DeployError::UnknownVm(unknown.clone()));
+    }
+    let host = &compiled.model.host;
+    let fingerprint = host
+        .api_fingerprint
+        .as_ref()
+        .ok_or(DeployError::NoFingerprint)?;
+    let token =
+        secrets::read(&host.api_token, request.blueprint_dir).map_err(DeployError::Token)?;
+    let url = request.api.unwrap_or(&host.api_url);
+    let pve = Pve::new(url, fingerprint, &token).map_err(DeployError::Client)?;
+    let read_plan = || -> Result<(Plan, Observed), PveError> {
+        let observed = observe(&pve, &host.node, &host.file_storage)?;
+        Ok((plan(&desired, &observed, request.allow_replace), observed))
+    };
+    let (shown, observed) = read_plan()?;
+    let host_changes = if request.skip_host {
+        Vec::new()
+    } else {
+        host_setup::run(&request.ssh, request.tree, true)?
+    };
+    ui.show(&shown, &host_changes);
+    if !shown.conflicts().is_empty() {
+        return Err(DeployError::Conflicts);
+    }
+    // Firewall changes must leave the operator a way back in.
+    if host_changes
+        .iter()
+        .any(|change| change.contains("/etc/pve/"))
+    {
+        // Teleport counts as a way in once its VM runs on the host.
+        let teleport_up = compiled.model.teleport.as_ref().is_some_and(|teleport| {
+            compiled.model.vm(&teleport.vm).is_some_and(|vm| {
+                observed
+                    .vms
+                    .get(&vm.id)
+                    .is_some_and(|running| running.running)
+            })
+        });
+        guard::check(&compiled.model, teleport_up)?;
+    }
+    let held_back = shown.held_back();
+    let changes = shown.changes_anything() || !host_changes.is_empty();
+    if !changes {
+        return Ok(Outcome::NothingToDo { held_back });
+    }
+    if request.dry_run {
+        return Ok(Outcome::DryRun { held_back });
+    }
+    if !ui.confirm() {
+        return Ok(Outcome::Declined);
+    }
+
+    let lock = HostLock::acquire(&pve, request.holder, request.break_lock)?;
+    let applied = apply_under_lock(
+        request,
+        ui,
+        &pve,
+        &desired,
+        &shown,
+        &host_changes,
+        read_plan,
+    );
+    if let Err(err) = lock.release() {
+        ui.warn(&format!("could not release the host's deploy lock: {err}"));
+    }
+    applied.map(|()| Outcome::Applied { held_back })
+}
+
+/// The host setup and the API steps, once the lock is held and the host
+/// still plans as shown.
+fn apply_under_lock(
+    request: &Request<'_>,
+    ui: &dyn Ui,
+    pve: &Pve,
+    desired: &super::desired::Desired,
+    shown: &Plan,
+    host_changes: &[String],
+    read_plan: impl Fn() -> Result<(Plan, Observed), PveError>,
+) -> Result<(), DeployError> {
+    // Under the lock, the host may differ from what was shown: plan again.
+    let (current, _) = read_plan()?;
+    if current != *shown {
+        return Err(DeployError::Changed);
+    }
+    if !host_changes.is_empty() {
+        // As for the API steps: apply only what was shown.
+        if host_setup::run(&request.ssh, request.tree, true)? != host_changes {
+            return Err(DeployError::Changed);
+        }
+        for change in host_setup::run(&request.ssh, request.tree, false)? {
+            ui.step(&format!("host {change}"));
+        }
+    }
+    let host = &request.compiled.model.host;
+    let target = Host {
+        pve,
+        node: &host.node,
+        file_storage: &host.file_storage,
+    };
+    let timeouts = Timeouts {
+        agent: request.agent_timeout,
+        ..Timeouts::default()
+    };
+    let result = apply(
+        &target,
+        desired,
+        &current,
+        timeouts,
+        &|line: &str| ui.step(line),
+        &|file: &str| ui.upload(file),
+    );
+    ui.uploads_done();
+    Ok(result?)
+}

@@ -1,0 +1,284 @@
+//! Exit codes, one meaning each (also listed in `waddlec --help` and the
+//! README), and the one table that maps every error type of the library
+//! onto them ([`Code`]), so the CLI never decides a code itself.
+
+/// Success.
+pub const OK: u8 = 0;
+/// The blueprint is invalid (or has warnings under `--strict`).
+pub const INVALID: u8 = 1;
+/// The command line is wrong (clap's own code).
+pub const USAGE: u8 = 2;
+/// `--check` found the output tree out of date.
+pub const STALE: u8 = 3;
+/// A secret the command needs is missing or unreadable (e.g. no Talos
+/// secrets bundle yet), or `secrets init` would overwrite one.
+pub const SECRETS: u8 = 4;
+/// An upstream input is not pinned in the lock file (under `--locked`) or
+/// does not match its pin.
+pub const LOCK: u8 = 5;
+/// `deploy`: the host conflicts with the blueprint (a VMID held by another
+/// VM, a VM locked by a running task, the host changed under the plan), or
+/// the plan held a step back on purpose (a replace without
+/// `--allow-replace`, an image the tree lacks). `platform publish`: the
+/// platform repository has local changes, or ignores a file to publish.
+pub const CONFLICT: u8 = 6;
+/// `deploy`: another deploy holds the host's lock.
+pub const LOCKED: u8 = 7;
+/// A remote service (Image Factory, 1Password) failed or disagreed, or a
+/// host program a command needs (mmdebstrap, mke2fs, mtools, git) is
+/// missing or failed.
+pub const UNAVAILABLE: u8 = 69;
+/// Reading or writing files failed.
+pub const IO: u8 = 74;
+/// A bug in waddlec.
+pub const INTERNAL: u8 = 70;
+
+/// The exit code an error stands for. Implemented here, for every error
+/// type a command can end with, so the whole mapping is one table.
+pub trait Code {
+    fn exit_code(&self) -> u8;
+}
+
+use crate::bake::BakeError;
+use crate::bootstrap::BootstrapError;
+use crate::build::CompileError;
+use crate::deploy::desired::DesiredError;
+use crate::deploy::lock::LockError;
+use crate::deploy::workflow::DeployError;
+use crate::net::fetch::FetchError;
+use crate::publish::PublishError;
+use crate::secrets::SecretError;
+
+impl Code for CompileError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CompileError::Core(waddlec_core::CompileError::Invalid(_)) => INVALID,
+            CompileError::Core(_) => INTERNAL,
+            CompileError::Secret(err) => err.exit_code(),
+            CompileError::Upstream(err) => err.exit_code(),
+        }
+    }
+}
+
+impl Code for SecretError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            SecretError::Write { .. } => IO,
+            // Read, unset, empty, missing, invalid, exists, 1Password: a
+            // secret the command needs is not to be had (or would be
+            // overwritten).
+            _ => SECRETS,
+        }
+    }
+}
+
+impl Code for FetchError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            FetchError::Net(_) => UNAVAILABLE,
+            FetchError::Cache { .. } => IO,
+            FetchError::NotLocked { .. } | FetchError::Mismatch { .. } => LOCK,
+        }
+    }
+}
+
+impl Code for BakeError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            BakeError::Fetch(err) => err.exit_code(),
+            BakeError::Factory(_) => UNAVAILABLE,
+            BakeError::Io { .. } => IO,
+            // A host program missing or failing (mmdebstrap, mke2fs, mtools).
+            BakeError::MissingTools(_) | BakeError::Image { .. } => UNAVAILABLE,
+        }
+    }
+}
+
+impl Code for DesiredError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            DesiredError::Read { .. } => IO,
+            DesiredError::NotDeployable { .. } | DesiredError::Stale { .. } => STALE,
+        }
+    }
+}
+
+impl Code for LockError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            LockError::Held { .. } => LOCKED,
+            LockError::Api(_) => UNAVAILABLE,
+        }
+    }
+}
+
+impl Code for DeployError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            DeployError::Desired(err) => err.exit_code(),
+            DeployError::UnknownVm(_) => USAGE,
+            DeployError::NoFingerprint => INVALID,
+            DeployError::Token(_) => SECRETS,
+            DeployError::Client(_) => INTERNAL,
+            DeployError::Remote(_) | DeployError::HostSetup(_) | DeployError::Apply(_) => {
+                UNAVAILABLE
+            }
+            DeployError::Conflicts | DeployError::LockOut(_) | DeployError::Changed => CONFLICT,
+            DeployError::Lock(err) => err.exit_code(),
+        }
+    }
+}
+
+impl Code for BootstrapError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            BootstrapError::NoCluster => USAGE,
+            BootstrapError::Secret { .. } => SECRETS,
+            _ => UNAVAILABLE,
+        }
+    }
+}
+
+impl Code for PublishError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            PublishError::NotARepository { .. } | PublishError::NotTopLevel { .. } => USAGE,
+            PublishError::LocalChanges { .. } | PublishError::Ignored { .. } => CONFLICT,
+            PublishError::Spawn(_) | PublishError::Git { .. } | PublishError::Commit { .. } => {
+                UNAVAILABLE
+            }
+            PublishError::Io { .. } => IO,
+            PublishError::Empty | PublishError::BadPath { .. } => INTERNAL,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::diagnostics::Diagnostics;
+
+    fn io_error() -> io::Error {
+        io::Error::new(io::ErrorKind::NotFound, "gone")
+    }
+
+    /// The table, one row per kind of ending a user can meet.
+    #[test]
+    fn every_error_has_its_documented_code() {
+        let rows: Vec<(Box<dyn Code>, u8)> = vec![
+            (
+                Box::new(CompileError::Core(waddlec_core::CompileError::Invalid(
+                    Diagnostics::default(),
+                ))),
+                INVALID,
+            ),
+            (
+                Box::new(CompileError::Secret(SecretError::Unset("env:X".into()))),
+                SECRETS,
+            ),
+            (
+                Box::new(CompileError::Upstream(FetchError::NotLocked {
+                    name: "flux".into(),
+                    url: "https://example.invalid/".into(),
+                })),
+                LOCK,
+            ),
+            (
+                Box::new(FetchError::Cache {
+                    path: "cache".into(),
+                    source: io_error(),
+                }),
+                IO,
+            ),
+            (
+                Box::new(SecretError::MissingBundle("secrets/c.yaml".into())),
+                SECRETS,
+            ),
+            (
+                Box::new(SecretError::Read {
+                    reference: "file:x".into(),
+                    source: io_error(),
+                }),
+                SECRETS,
+            ),
+            (
+                Box::new(SecretError::Write {
+                    path: "x".into(),
+                    source: io_error(),
+                }),
+                IO,
+            ),
+            (Box::new(SecretError::Exists("x".into())), SECRETS),
+            (
+                Box::new(BakeError::MissingTools(vec!["mke2fs".into()])),
+                UNAVAILABLE,
+            ),
+            (
+                Box::new(DesiredError::Stale {
+                    tree: "dist".into(),
+                    path: "a".into(),
+                }),
+                STALE,
+            ),
+            (Box::new(LockError::Held { holder: "h".into() }), LOCKED),
+            (
+                Box::new(DeployError::Lock(LockError::Held { holder: "h".into() })),
+                LOCKED,
+            ),
+            (Box::new(DeployError::UnknownVm("x".into())), USAGE),
+            (Box::new(DeployError::NoFingerprint), INVALID),
+            (Box::new(DeployError::Conflicts), CONFLICT),
+            (Box::new(DeployError::Changed), CONFLICT),
+            (
+                Box::new(DeployError::Token(SecretError::Unset("env:T".into()))),
+                SECRETS,
+            ),
+            (Box::new(BootstrapError::NoCluster), USAGE),
+            (
+                Box::new(PublishError::LocalChanges {
+                    repo: PathBuf::from("r"),
+                    status: String::new(),
+                }),
+                CONFLICT,
+            ),
+            (Box::new(PublishError::Spawn(io_error())), UNAVAILABLE),
+            (Box::new(PublishError::Empty), INTERNAL),
+        ];
+        for (i, (error, code)) in rows.iter().enumerate() {
+            assert_eq!(error.exit_code(), *code, "row {i}");
+        }
+    }
+
+    /// Every code has one meaning, and the README lists each.
+    #[test]
+    fn codes_are_distinct_and_documented() {
+        let codes = [
+            OK,
+            INVALID,
+            USAGE,
+            STALE,
+            SECRETS,
+            LOCK,
+            CONFLICT,
+            LOCKED,
+            UNAVAILABLE,
+            IO,
+            INTERNAL,
+        ];
+        let mut sorted = codes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), codes.len());
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("Exit codes:").expect("README lists exit codes")..];
+        for code in codes {
+            assert!(
+                section.contains(&format!("{code} ")),
+                "README's exit codes lack {code}"
+            );
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The validated model: the platform with every default applied, every name
+//! resolved to what it refers to, and every address parsed. Renderers read
+//! only this; it carries no spans and cannot be invalid.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use waddle_images::ByteSize;
+
+pub use crate::blueprint::{BridgeRole, Date, Policy, Port, Protocol, SecretRef};
+
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub project: Project,
+    pub operator: Operator,
+    pub host: Host,
+    pub bridges: Vec<Bridge>,
+    /// Every VM, Debian and Talos alike, sorted by VMID.
+    pub vms: Vec<Vm>,
+    pub vips: Vec<Vip>,
+    pub talos: Option<TalosCluster>,
+    /// Set with `talos`.
+    pub cilium: Option<CiliumInstall>,
+    pub flux: Option<Flux>,
+    pub onepassword_connect: Option<OnePasswordConnect>,
+    /// Set with `talos`, `flux` and `onepassword_connect`.
+    pub platform: Option<Platform>,
+    pub edge: Option<Edge>,
+    pub forwards: Vec<PortForward>,
+    pub firewall: Firewall,
+    pub teleport: Option<Teleport>,
+    /// Set when any VM boots a Debian image.
+    pub debian: Option<DebianArchive>,
+    pub versions: Versions,
+}
+
+/// What every Talos node serves: the Kubernetes API (also on the API VIP)
+/// and Talos' machine API, apid.
+pub const KUBE_API_PORT: u16 = 6443;
+pub const TALOS_API_PORT: u16 = 50000;
+/// KubePrism: the API load balancer on every Talos node, which Cilium
+/// talks to (it runs before any Service works).
+pub const KUBEPRISM_PORT: u16 = 7445;
+/// A Talos node's one NIC: nocloud images boot with `net.ifnames=0`, so
+/// it is `eth0` (machine configs address it, L2 announcements select it).
+pub const TALOS_LINK: &str = "eth0";
+
+/// The Debian archive the images are built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebianArchive {
+    /// `bookworm` (from `versions.debian`).
+    pub suite: String,
+    /// snapshot.debian.org timestamp, `20251120T000000Z`.
+    pub snapshot: String,
+    /// The snapshot as seconds since the epoch: every time in the images.
+    pub source_date_epoch: u64,
+    /// A live mirror used instead of the snapshot (W0202).
+    pub mirror: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub name: String,
+    pub domain: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Operator {
+    pub ip: Ipv4Addr,
+    pub email: String,
+    pub login: String,
+    pub ssh_keys: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub node: String,
+    pub api_url: String,
+    /// Uppercase `AB:CD:…` SHA-256 of the API certificate, if pinned.
+    pub api_fingerprint: Option<String>,
+    pub ssh_target: String,
+    pub api_token: SecretRef,
+    pub disk_storage: String,
+    pub file_storage: String,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Bridge {
+    pub name: String,
+    pub role: BridgeRole,
+    pub network: Ipv4Net,
+    pub host_address: Ipv4Addr,
+    /// Upstream router of a public bridge.
+    pub gateway: Option<Ipv4Addr>,
+    pub masquerade: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestOs {
+    /// A baked Debian image, by image name, with the image's own extra
+    /// packages (sorted, de-duplicated).
+    Debian {
+        image: String,
+        packages: Vec<String>,
+    },
+    /// A Talos node, with the one NIC on the cluster bridge that its
+    /// machine config, talosctl and the cluster's clients address.
+    Talos(TalosNic),
+}
+
+/// A Talos node's address on the cluster bridge and the router it routes
+/// through. resolve gives every Talos node exactly this NIC, so nothing
+/// downstream looks it up in `Vm::nics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TalosNic {
+    /// The node's address, with the bridge's prefix length.
+    pub address: Ipv4Net,
+    pub gateway: Ipv4Addr,
+}
+
+/// A Talos node: its VM and its NIC.
+#[derive(Clone, Copy, Debug)]
+pub struct TalosNode<'a> {
+    pub vm: &'a Vm,
+    pub nic: TalosNic,
+}
+
+impl<'a> TalosNode<'a> {
+    pub fn name(&self) -> &'a str {
+        &self.vm.name
+    }
+
+    /// The node's address, as clients dial it.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.nic.address.addr()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Vm {
+    pub id: u32,
+    pub name: String,
+    pub os: GuestOs,
+    /// Sorted, de-duplicated.
+    pub tags: Vec<String>,
+    pub cores: u32,
+    pub memory: ByteSize,
+    pub disk: ByteSize,
+    pub cpu: String,
+    pub onboot: bool,
+    pub nics: Vec<Nic>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Nic {
+    pub bridge: String,
+    /// Fixed MAC address (`bc:24:11:…`, Proxmox's prefix, lowercase), derived
+    /// from the VMID and NIC index: seeds match NICs by it.
+    pub mac: String,
+    /// Address with the bridge's prefix length.
+    pub address: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Vip {
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub ports: Vec<Port>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TalosCluster {
+    pub name: String,
+    /// Sorted, de-duplicated: the schematic ID depends on the set, not the order.
+    pub extensions: Vec<String>,
+    /// In blueprint order.
+    pub kernel_args: Vec<String>,
+    /// The secrets bundle (always a `file:` reference).
+    pub secrets: SecretRef,
+    pub bridge: String,
+    pub api_vip: Ipv4Addr,
+}
+
+/// Cilium as the bootstrap Job installs it.
+#[derive(Clone, Debug)]
+pub struct CiliumInstall {
+    /// The chart version.
+    pub version: String,
+    /// The Cilium CLI image the Job runs.
+    pub cli_image: String,
+    /// The Helm values: waddlec's fixed keys, its defaults and the
+    /// blueprint's, merged and checked against the chart's schema.
+    pub values: serde_json::Value,
+}
+
+/// Flux as the bootstrap installs it.
+#[derive(Clone, Debug)]
+pub struct Flux {
+    pub url: String,
+    pub branch: String,
+    pub path: String,
+    pub distribution: String,
+    /// Read only by `waddlec cluster bootstrap`.
+    pub deploy_key: SecretRef,
+    pub known_hosts: Vec<String>,
+}
+
+/// 1Password Connect's bootstrap credentials, read only by `waddlec cluster
+/// bootstrap`.
+#[derive(Clone, Debug)]
+pub struct OnePasswordConnect {
+    pub namespace: String,
+    pub credentials: SecretRef,
+    pub token: SecretRef,
+}
+
+/// The platform tree's settings, defaults applied.
+#[derive(Clone, Debug)]
+pub struct Platform {
+    pub vault: String,
+    pub storage_class: String,
+    pub dataset: String,
+    /// `TYPE BASE64` of democratic-csi's SSH key, without a comment.
+    pub csi_public_key: String,
+    /// The host's address on the cluster bridge: democratic-csi's SSH and
+    /// iSCSI target.
+    pub storage_host: Ipv4Addr,
+    pub backups: Backups,
+    pub spicedb: SpiceDb,
+    pub items: PlatformItems,
+    pub gateway: Gateway,
+    /// The host's public address, which `*.apps.<domain>` resolves to.
+    pub public_address: Ipv4Addr,
+}
+
+/// The Cilium Gateway: named like its VIP, on the VIP's address, with a
+/// listener for each port and host the edge sends to it.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    pub name: String,
+    pub address: Ipv4Addr,
+    /// The edge's plain-HTTP target port, if it is this Gateway.
+    pub http_port: Option<u16>,
+    /// Each host the edge routes to the Gateway over TLS, and the port.
+    pub https: Vec<(String, u16)>,
+    /// The first wildcard among them, without `*.`: where apps live
+    /// (`apps.example.org`).
+    pub apps_domain: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Backups {
+    pub bucket: String,
+    pub endpoint: String,
+    pub region: String,
+    pub retention: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct SpiceDb {
+    pub host: String,
+    pub replicas: u32,
+    pub instances: u32,
+    pub storage: String,
+    pub wal_storage: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct PlatformItems {
+    pub cloudflare_token: String,
+    pub s3_credentials: String,
+    pub spicedb_preshared_key: String,
+    pub spicedb_postgres: String,
+    pub csi_ssh_key: String,
+}
+
+/// A concrete destination: an address and port on an internal network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The VM or VIP name the blueprint used.
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub port: Port,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SniHost {
+    Exact(String),
+    /// `*.apps.example.org`, matched as the suffix `.apps.example.org`.
+    Wildcard {
+        suffix: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct SniRoute {
+    pub host: SniHost,
+    pub backend: Endpoint,
+    /// Source networks admitted; empty admits every source.
+    pub allow: Vec<Ipv4Net>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Edge {
+    pub vm: String,
+    pub https_port: Port,
+    pub http_port: Port,
+    /// Exact hosts first, then wildcards, each group in blueprint order.
+    pub routes: Vec<SniRoute>,
+    pub http: Option<Endpoint>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PortForward {
+    pub protocol: Protocol,
+    pub port: Port,
+    pub to: Endpoint,
+}
+
+#[derive(Clone, Debug)]
+pub struct Firewall {
+    pub input_policy: Policy,
+    pub allow_bridges: Vec<String>,
+    pub temporary: Vec<TemporaryRule>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TemporaryRule {
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: Port,
+    pub source: Ipv4Net,
+    pub expires: Date,
+}
+
+#[derive(Clone, Debug)]
+pub struct Teleport {
+    pub vm: String,
+    pub public_host: String,
+    pub web_port: Port,
+    pub ssh_port: Port,
+    pub tunnel_port: Port,
+    pub app_subdomains: bool,
+    pub github: TeleportGithub,
+    pub roles: Vec<TeleportRole>,
+    pub apps: Vec<TeleportApp>,
+    pub kubernetes: Option<TeleportKubernetes>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TeleportKubernetes {
+    /// The Talos cluster it serves (Teleport's `kube_cluster_name`).
+    pub cluster: String,
+    pub kubeconfig: String,
+    /// The proxy's Kubernetes listener.
+    pub port: Port,
+}
+
+#[derive(Clone, Debug)]
+pub struct TeleportGithub {
+    pub org: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    pub teams_to_roles: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TeleportRole {
+    pub name: String,
+    pub logins: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TeleportApp {
+    pub name: String,
+    pub public_host: String,
+    pub uri: String,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Versions {
+    pub proxmox: String,
+    pub debian: String,
+    pub talos: String,
+    pub kubernetes: String,
+    pub teleport: String,
+    pub cilium: String,
+    pub democratic_csi: String,
+    pub flux_operator: String,
+    pub cert_manager: String,
+    pub external_dns: String,
+    pub external_secrets: String,
+    pub onepassword_connect: String,
+    pub cloudnative_pg: String,
+    pub spicedb_operator: String,
+    pub spicedb: String,
+    pub cloudnative_pg_chart: String,
+    pub barman_cloud_plugin_chart: String,
+    pub democratic_csi_image: String,
+}
+
+impl TalosCluster {
+    /// The Kubernetes API on the VIP, as clients name it.
+    pub fn api_url(&self) -> String {
+        format!("https://{}:{KUBE_API_PORT}", self.api_vip)
+    }
+}
+
+impl Model {
+    pub fn public_bridge(&self) -> &Bridge {
+        self.bridges
+            .iter()
+            .find(|b| b.role == BridgeRole::Public)
+            .expect("resolve guarantees exactly one public bridge")
+    }
+
+    pub fn internal_bridges(&self) -> impl Iterator<Item = &Bridge> {
+        self.bridges
+            .iter()
+            .filter(|b| b.role == BridgeRole::Internal)
+    }
+
+    /// The Talos nodes, by VMID.
+    pub fn talos_nodes(&self) -> impl Iterator<Item = TalosNode<'_>> {
+        self.vms.iter().filter_map(|vm| match vm.os {
+            GuestOs::Talos(nic) => Some(TalosNode { vm, nic }),
+            GuestOs::Debian { .. } => None,
+        })
+    }
+
+    pub fn vm(&self, name: &str) -> Option<&Vm> {
+        self.vms.iter().find(|vm| vm.name == name)
+    }
+}

@@ -1,0 +1,631 @@
+//! VMs and Talos nodes: group defaults merged with per-machine overrides
+//! (talhelper style: scalars replace, tags append), IDs, names, hostnames and
+//! NICs checked, all machines as one list sorted by VMID.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use waddle_images::ByteSize;
+
+use super::network::check_in_network;
+use super::{names, Checker};
+use crate::blueprint::{Blueprint, Located, SecretRef, SettingsRef, Span};
+use crate::diagnostics::rules;
+use crate::model::{self, GuestOs};
+
+const MIN_VMID: u32 = 100;
+const MAX_VMID: u32 = 999_999_999;
+const MAX_CORES: u32 = 512;
+const MIN_DISK: ByteSize = ByteSize::from_mib(1024);
+
+/// The extra packages of the image `name`, sorted and de-duplicated.
+fn image_packages(blueprint: &Blueprint, name: &str) -> Vec<String> {
+    let mut packages: Vec<String> = blueprint
+        .images
+        .iter()
+        .filter(|image| *image.name == name)
+        .flat_map(|image| image.packages.iter().map(|p| p.to_string()))
+        .collect();
+    packages.sort();
+    packages.dedup();
+    packages
+}
+
+/// Merges defaults and overrides; reports what is missing at the machine's name.
+fn settings(
+    checker: &mut Checker,
+    defaults: &SettingsRef<'_>,
+    own: &SettingsRef<'_>,
+    name: &Located<String>,
+    path: &str,
+    defaults_table: &str,
+) -> (u32, ByteSize, ByteSize, String, bool, Vec<String>) {
+    let mut required = |key: &str| {
+        checker
+            .error(
+                &rules::MISSING_KEY,
+                name.span(),
+                format!("{path}.{key}"),
+                format!("`{}` has no `{key}`", **name),
+            )
+            .help = Some(format!(
+            "set `{key}` on the machine or in `[{defaults_table}]`"
+        ));
+    };
+    let cores = own.cores.or(defaults.cores);
+    let memory = own.memory.or(defaults.memory);
+    let disk = own.disk.or(defaults.disk);
+    if cores.is_none() {
+        required("cores");
+    }
+    if memory.is_none() {
+        required("memory");
+    }
+    if disk.is_none() {
+        required("disk");
+    }
+    if let Some(cores) = cores.filter(|c| c.value == 0) {
+        checker.error(
+            &rules::INVALID_VALUE_SEMANTIC,
+            cores.span(),
+            format!("{path}.cores"),
+            "`cores` must be at least 1",
+        );
+    }
+    if let Some(memory) = memory {
+        if memory.0.whole_mib().is_none_or(|mib| mib < 64) {
+            checker
+                .error(
+                    &rules::INVALID_SIZE,
+                    memory.span(),
+                    format!("{path}.memory"),
+                    format!(
+                        "memory `{}` is not a whole number of MiB of at least 64M",
+                        memory.0
+                    ),
+                )
+                .help = Some("Proxmox sets memory in MiB; write e.g. `2G` or `1536M`".into());
+        }
+    }
+    let mut tags: Vec<String> = Vec::new();
+    for (i, tag) in defaults.tags.iter().chain(own.tags).enumerate() {
+        checker.check_str(
+            tag,
+            &format!("{path}.tags[{i}]"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            names::check_tag,
+        );
+        tags.push(tag.to_string());
+    }
+    tags.sort();
+    tags.dedup();
+    if let Some(cpu) = own.cpu.or(defaults.cpu) {
+        checker.check_str(
+            cpu,
+            &format!("{path}.cpu"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            |c| {
+                let ok = !c.is_empty()
+                    && c.chars().all(|ch| {
+                        ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '+')
+                    });
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{c}` is not a Proxmox CPU type such as `host` or `x86-64-v2-AES`"
+                    ))
+                }
+            },
+        );
+    }
+    if let Some(cores) = cores.filter(|c| c.value > MAX_CORES) {
+        checker.error(
+            &rules::INVALID_VALUE_SEMANTIC,
+            cores.span(),
+            format!("{path}.cores"),
+            format!(
+                "{} cores is more than Proxmox allows ({MAX_CORES})",
+                cores.value
+            ),
+        );
+    }
+    if let Some(disk) = disk.filter(|d| d.0 < MIN_DISK) {
+        checker
+            .error(
+                &rules::INVALID_SIZE,
+                disk.span(),
+                format!("{path}.disk"),
+                format!("disk `{}` is smaller than {MIN_DISK}", disk.0),
+            )
+            .help = Some("a bootable disk needs at least 1G".into());
+    }
+    let cpu = own
+        .cpu
+        .or(defaults.cpu)
+        .map_or_else(|| "host".to_string(), |c| c.to_string());
+    (
+        cores.map_or(1, |c| c.value),
+        memory.map_or(ByteSize::from_mib(64), |m| m.0),
+        disk.map_or(ByteSize::from_mib(1), |d| d.0),
+        cpu,
+        own.onboot.or(defaults.onboot).unwrap_or(true),
+        tags,
+    )
+}
+
+pub(super) fn vms(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    bridges: &[model::Bridge],
+) -> Vec<model::Vm> {
+    let defaults = blueprint.vm_defaults.settings();
+    let mut out = Vec::new();
+    for (v, vm) in blueprint.vms.iter().enumerate() {
+        let path = format!("vm[{v}]");
+        let (cores, memory, disk, cpu, onboot, tags) = settings(
+            checker,
+            &defaults,
+            &vm.settings(),
+            &vm.name,
+            &path,
+            "vm_defaults",
+        );
+        if !blueprint
+            .images
+            .iter()
+            .any(|image| *image.name == *vm.image)
+        {
+            let known: Vec<_> = blueprint
+                .images
+                .iter()
+                .map(|i| format!("`{}`", *i.name))
+                .collect();
+            checker
+                .error(
+                    &rules::UNDEFINED_TARGET,
+                    vm.image.span(),
+                    format!("{path}.image"),
+                    format!("image `{}` is not defined", *vm.image),
+                )
+                .help = Some(if known.is_empty() {
+                "add an `[[image]]` with this name".into()
+            } else {
+                format!("defined images: {}", known.join(", "))
+            });
+        }
+        if vm.nics.is_empty() {
+            checker.error(
+                &rules::MISSING_KEY,
+                vm.name.span(),
+                format!("{path}.nics"),
+                format!("VM `{}` has no NIC", *vm.name),
+            );
+        }
+        let single = vm.nics.len() == 1;
+        let mut nics = Vec::new();
+        let mut default_routes: Vec<Span> = Vec::new();
+        for (n, nic) in vm.nics.iter().enumerate() {
+            let nic_path = format!("{path}.nics[{n}]");
+            let Some(bridge) = bridges.iter().find(|b| b.name == *nic.bridge) else {
+                checker
+                    .error(
+                        &rules::UNDEFINED_TARGET,
+                        nic.bridge.span(),
+                        format!("{nic_path}.bridge"),
+                        format!("bridge `{}` is not defined", *nic.bridge),
+                    )
+                    .help = Some(format!(
+                    "defined bridges: {}",
+                    bridges
+                        .iter()
+                        .map(|b| format!("`{}`", b.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                continue;
+            };
+            check_in_network(
+                checker,
+                *nic.address,
+                nic.address.span(),
+                &format!("{nic_path}.address"),
+                bridge.network,
+                &bridge.name,
+            );
+            let gateway = match &nic.gateway {
+                Some(gateway) => {
+                    check_in_network(
+                        checker,
+                        **gateway,
+                        gateway.span(),
+                        &format!("{nic_path}.gateway"),
+                        bridge.network,
+                        &bridge.name,
+                    );
+                    default_routes.push(gateway.span());
+                    Some(**gateway)
+                }
+                None if single => Some(router_of(bridge)),
+                None => None,
+            };
+            nics.push(model::Nic {
+                bridge: bridge.name.clone(),
+                mac: mac_address(*vm.id, nics.len()),
+                address: Ipv4Net::new(*nic.address, bridge.network.prefix_len())
+                    .unwrap_or(bridge.network),
+                gateway,
+            });
+        }
+        if let [_, extra, ..] = default_routes.as_slice() {
+            checker
+                .error(
+                    &rules::ROLE_MISMATCH,
+                    extra.clone(),
+                    format!("{path}.nics"),
+                    format!("VM `{}` has more than one default route", *vm.name),
+                )
+                .help = Some("set `gateway` on exactly one NIC".into());
+        }
+        out.push(model::Vm {
+            id: *vm.id,
+            name: vm.name.to_string(),
+            os: GuestOs::Debian {
+                image: vm.image.to_string(),
+                packages: image_packages(blueprint, &vm.image),
+            },
+            tags,
+            cores,
+            memory,
+            disk,
+            cpu,
+            onboot,
+            nics,
+        });
+    }
+    out
+}
+
+/// NICs per VM whose MACs are checked for clashes (Proxmox allows net0–net31).
+const MAX_NICS: usize = 32;
+
+/// The MAC of a VM's `index`th NIC: Proxmox's locally administered prefix
+/// `bc:24:11` and three bytes of a hash of VMID and index, so it is the same
+/// on every build and unique in practice (a clash is refused by
+/// `check_identities`).
+///
+/// Lowercase, as the kernel writes it: cloud-init 22.4 compares the seed's
+/// `match: macaddress` with the kernel's addresses case-sensitively, and an
+/// uppercase MAC fails its first stage ("Not all expected physical devices
+/// present"), leaving the VM without network. Proxmox accepts either case.
+pub(super) fn mac_address(vm_id: u32, index: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("waddlec nic {vm_id}/{index}"));
+    format!(
+        "bc:24:11:{:02x}:{:02x}:{:02x}",
+        digest[0], digest[1], digest[2]
+    )
+}
+
+/// The default router for a VM on `bridge`: upstream gateway on the public
+/// bridge, the host on an internal one.
+fn router_of(bridge: &model::Bridge) -> Ipv4Addr {
+    bridge.gateway.unwrap_or(bridge.host_address)
+}
+
+pub(super) fn talos(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    bridges: &[model::Bridge],
+) -> Option<model::TalosCluster> {
+    let talos = blueprint.talos.as_ref()?;
+    checker.check_str(
+        &talos.cluster,
+        "talos.cluster",
+        &rules::INVALID_DNS_NAME,
+        names::check_label,
+    );
+    for (i, extension) in talos.extensions.iter().enumerate() {
+        checker.check_str(
+            extension,
+            &format!("talos.extensions[{i}]"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            |e| {
+                let ok = e.split('/').count() == 2
+                    && e.split('/').all(|part| {
+                        !part.is_empty()
+                            && part.chars().all(|c| {
+                                c.is_ascii_lowercase()
+                                    || c.is_ascii_digit()
+                                    || matches!(c, '-' | '_' | '.')
+                            })
+                    });
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{e}` is not an extension name like `siderolabs/qemu-guest-agent`"
+                    ))
+                }
+            },
+        );
+    }
+    for (i, arg) in talos.kernel_args.iter().enumerate() {
+        checker.check_str(
+            arg,
+            &format!("talos.kernel_args[{i}]"),
+            &rules::INVALID_VALUE_SEMANTIC,
+            |a| {
+                let ok = !a.is_empty()
+                    && !a.starts_with('-')
+                    && a.chars().all(|c| c.is_ascii_alphanumeric() || "._/=,:+-".contains(c));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{a}` is not a kernel argument like `console=ttyS0` (letters, digits and `._/=,:+-`, one argument per entry)"
+                    ))
+                }
+            },
+        );
+    }
+    if !matches!(*talos.secrets, SecretRef::File(_)) {
+        checker.error(
+            &rules::INVALID_VALUE_SEMANTIC,
+            talos.secrets.span(),
+            "talos.secrets",
+            "the Talos secrets bundle must be a `file:` reference (e.g. `file:../secrets/cluster.yaml`): \
+             `waddlec secrets init` creates that file; back it up in 1Password, but build from the file",
+        );
+    }
+    let mut extensions: Vec<String> = talos.extensions.iter().map(|e| e.to_string()).collect();
+    extensions.sort();
+    extensions.dedup();
+    let bridge = bridges.iter().find(|b| b.name == *talos.bridge);
+    if bridge.is_none() {
+        checker.error(
+            &rules::UNDEFINED_TARGET,
+            talos.bridge.span(),
+            "talos.bridge",
+            format!("bridge `{}` is not defined", *talos.bridge),
+        );
+    }
+    if talos.nodes.is_empty() {
+        checker.error(
+            &rules::MISSING_KEY,
+            talos.cluster.span(),
+            "talos.node",
+            "the Talos cluster has no `[[talos.node]]`",
+        );
+    }
+    Some(model::TalosCluster {
+        name: talos.cluster.to_string(),
+        extensions,
+        kernel_args: talos.kernel_args.iter().map(|a| a.to_string()).collect(),
+        secrets: (*talos.secrets).clone(),
+        bridge: talos.bridge.to_string(),
+        api_vip: *talos.api_vip,
+    })
+}
+
+/// Talos nodes as VMs; separate from `talos()` so the cluster and its machines
+/// are built from the same checked bridge.
+pub(super) fn talos_nodes(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    bridges: &[model::Bridge],
+) -> Vec<model::Vm> {
+    let Some(talos) = &blueprint.talos else {
+        return Vec::new();
+    };
+    let Some(bridge) = bridges.iter().find(|b| b.name == *talos.bridge) else {
+        return Vec::new();
+    };
+    let defaults = talos.node_defaults.settings();
+    talos
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(n, node)| {
+            let path = format!("talos.node[{n}]");
+            let (cores, memory, disk, cpu, onboot, tags) = settings(
+                checker,
+                &defaults,
+                &node.settings(),
+                &node.name,
+                &path,
+                "talos.node_defaults",
+            );
+            check_in_network(
+                checker,
+                *node.address,
+                node.address.span(),
+                &format!("{path}.address"),
+                bridge.network,
+                &bridge.name,
+            );
+            let nic = model::TalosNic {
+                address: Ipv4Net::new(*node.address, bridge.network.prefix_len())
+                    .unwrap_or(bridge.network),
+                gateway: router_of(bridge),
+            };
+            model::Vm {
+                id: *node.id,
+                name: node.name.to_string(),
+                os: GuestOs::Talos(nic),
+                tags,
+                cores,
+                memory,
+                disk,
+                cpu,
+                onboot,
+                nics: vec![model::Nic {
+                    bridge: bridge.name.clone(),
+                    mac: mac_address(*node.id, 0),
+                    address: nic.address,
+                    gateway: Some(nic.gateway),
+                }],
+            }
+        })
+        .collect()
+}
+
+/// IDs, names and hostnames unique across VMs, nodes and VIPs. A machine's
+/// hostname is its name (Proxmox's cloud-init drive and the Talos config take
+/// it from there), compared case-insensitively.
+pub(super) fn check_identities(checker: &mut Checker, blueprint: &Blueprint) {
+    struct Machine<'a> {
+        path: String,
+        id: &'a Located<u32>,
+        name: &'a Located<String>,
+    }
+    let vms = blueprint.vms.iter().enumerate().map(|(v, vm)| Machine {
+        path: format!("vm[{v}]"),
+        id: &vm.id,
+        name: &vm.name,
+    });
+    let nodes = blueprint.talos.iter().flat_map(|talos| {
+        talos.nodes.iter().enumerate().map(|(n, node)| Machine {
+            path: format!("talos.node[{n}]"),
+            id: &node.id,
+            name: &node.name,
+        })
+    });
+    let machines: Vec<Machine<'_>> = vms.chain(nodes).collect();
+    let mut ids: BTreeMap<u32, &Located<u32>> = BTreeMap::new();
+    let mut macs: BTreeMap<String, u32> = BTreeMap::new();
+    for machine in &machines {
+        for index in 0..MAX_NICS {
+            let mac = mac_address(machine.id.value, index);
+            match macs.insert(mac.clone(), machine.id.value) {
+                Some(other) if other != machine.id.value => {
+                    checker.error(
+                        &rules::DUPLICATE_VMID,
+                        machine.id.span(),
+                        format!("{}.id", machine.path),
+                        format!(
+                            "VMIDs {other} and {} derive the same NIC MAC address {mac}; choose another VMID",
+                            machine.id.value
+                        ),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut names_seen: BTreeMap<String, Span> = BTreeMap::new();
+    let mut hostnames: BTreeMap<String, (Span, String)> = BTreeMap::new();
+    for machine in &machines {
+        if !(MIN_VMID..=MAX_VMID).contains(&machine.id.value) {
+            checker.error(
+                &rules::VMID_OUT_OF_RANGE,
+                machine.id.span(),
+                format!("{}.id", machine.path),
+                format!("VMID {} is outside {MIN_VMID}–{MAX_VMID}", machine.id.value),
+            );
+        }
+        if let Some(first) = ids.insert(machine.id.value, machine.id) {
+            checker
+                .error(
+                    &rules::DUPLICATE_VMID,
+                    machine.id.span(),
+                    format!("{}.id", machine.path),
+                    format!("VMID {} is used twice", machine.id.value),
+                )
+                .related
+                .push((first.span(), "first used here".into()));
+        }
+        checker.check_str(
+            machine.name,
+            &format!("{}.name", machine.path),
+            &rules::INVALID_DNS_NAME,
+            names::check_label,
+        );
+        if let Some(first) = names_seen.insert(machine.name.to_string(), machine.name.span()) {
+            checker
+                .error(
+                    &rules::DUPLICATE_NAME,
+                    machine.name.span(),
+                    format!("{}.name", machine.path),
+                    format!("name `{}` is used twice", **machine.name),
+                )
+                .related
+                .push((first, "first used here".into()));
+        }
+        let hostname = machine.name.to_ascii_lowercase();
+        if let Some((first, first_name)) = hostnames.insert(
+            hostname.clone(),
+            (machine.name.span(), machine.name.to_string()),
+        ) {
+            // An exact duplicate name was reported above.
+            if first_name != **machine.name {
+                checker
+                    .error(
+                        &rules::DUPLICATE_HOSTNAME,
+                        machine.name.span(),
+                        format!("{}.name", machine.path),
+                        format!(
+                            "`{}` and `{first_name}` are the same hostname `{hostname}`",
+                            **machine.name
+                        ),
+                    )
+                    .related
+                    .push((first, "first used here".into()));
+            }
+        }
+    }
+    let machine_names: std::collections::BTreeSet<String> = names_seen.keys().cloned().collect();
+    for (i, vip) in blueprint.vips.iter().enumerate() {
+        if let Some(first) = names_seen.insert(vip.name.to_string(), vip.name.span()) {
+            let message = if machine_names.contains(vip.name.as_str()) {
+                format!(
+                    "name `{}` is used by a VIP and a machine; routes could not tell them apart",
+                    *vip.name
+                )
+            } else {
+                format!("VIP `{}` is defined twice", *vip.name)
+            };
+            checker
+                .error(
+                    &rules::DUPLICATE_NAME,
+                    vip.name.span(),
+                    format!("vip[{i}].name"),
+                    message,
+                )
+                .related
+                .push((first, "first used here".into()));
+        }
+    }
+    let mut images: BTreeMap<&str, Span> = BTreeMap::new();
+    for (i, image) in blueprint.images.iter().enumerate() {
+        checker.check_str(
+            &image.name,
+            &format!("image[{i}].name"),
+            &rules::INVALID_DNS_NAME,
+            names::check_label,
+        );
+        if let Some(first) = images.insert(&image.name, image.name.span()) {
+            checker
+                .error(
+                    &rules::DUPLICATE_NAME,
+                    image.name.span(),
+                    format!("image[{i}].name"),
+                    format!("image `{}` is defined twice", *image.name),
+                )
+                .related
+                .push((first, "first defined here".into()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn macs_are_lowercase_like_the_kernels() {
+        let mac = super::mac_address(101, 0);
+        assert_eq!(mac, mac.to_ascii_lowercase());
+        assert!(mac.starts_with("bc:24:11:"), "{mac}");
+        assert_eq!(mac.len(), 17, "{mac}");
+    }
+}
