@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::k8s_schemas::{documents, typo_sweep, Schemas};
-use crate::support::{build, repo_root, text, upstream_fixture, valid_blueprints};
+use crate::support::{build, schema_file, text, upstream_fixture, valid_blueprints};
 use crate::talos::{assert_valid, machine_configs, talos_schema, SecretLab};
 
 const INLINE: &[&str] = &[
@@ -194,7 +194,7 @@ fn cilium_values_are_schema_valid_known_keys_and_carry_no_key_material() {
         serde_saphyr::from_str(config_map["data"]["values.yaml"].as_str().unwrap()).unwrap();
     let schema: Value = serde_json::from_str(
         &fs::read_to_string(
-            repo_root().join("../shared/schemas/helm/cilium-1.19.0/values.schema.json"),
+            schema_file("helm/cilium-1.19.0/values.schema.json"),
         )
         .unwrap(),
     )

@@ -1,6 +1,6 @@
 //! `waddlec deploy` against the Proxmox VE API simulator (`tests/pve-sim/`),
 //! which keeps state and rejects any request that does not match Proxmox's
-//! own API schema (`../shared/schemas/pve/apidata.json`): every test also
+//! own API schema (`tests/data/schemas/proxmox/apidata.json`): every test also
 //! asserts the deploy sent nothing the schema forbids.
 //!
 //! The trees are real `build --with-secrets` output; only the disk images

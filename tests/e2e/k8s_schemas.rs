@@ -3,14 +3,15 @@
 //! resources at their pinned versions. A kind without a schema fails until
 //! one is added.
 //!
-//! - Custom resources: `../shared/schemas/k8s/<group>/<kind>_<version>.json`
+//! - Custom resources: `tests/data/schemas/k8s-crds/<group>/<kind>_<version>.json`
 //!   (kubeconform's layout). CRD schemas leave `metadata` open, so it is
 //!   checked against the core `ObjectMeta` as well.
 //! - Core kinds: `v1.35.0-local-strict/` of the PyPI wheel
 //!   `kubernetes-validate` 1.37.0, fetched once with pip and verified by
-//!   its sha256. The shared copies in `v1.35.0-standalone-strict/` cannot
-//!   be used: their `$defs` stop one level down (a Job's `PodTemplateSpec`,
-//!   even `ObjectMeta`'s `Time`, are dangling references).
+//!   its sha256. Self-contained extracts of those files (kubeconform's
+//!   `v1.35.0-standalone-strict/` layout) are not kept in the repository:
+//!   the ones tried had `$defs` that stop one level down (a Job's
+//!   `PodTemplateSpec`, even `ObjectMeta`'s `Time`, were dangling references).
 
 use std::collections::HashMap;
 use std::fs;
@@ -21,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::support::{repo_root, run, text};
+use crate::support::{run, schema_file, text};
 
 const WHEEL: &str = "kubernetes-validate==1.37.0";
 const WHEEL_SHA256: &str = "85136d018a27b50ec7fc049d902bfa5193f5976807e6c0f408e3ab6fe078cad9";
@@ -102,7 +103,7 @@ impl Schemas {
             }))
             .unwrap();
         Schemas {
-            crds: repo_root().join("../shared/schemas/k8s"),
+            crds: schema_file("k8s-crds"),
             definitions,
             validators: HashMap::new(),
             object_meta,
@@ -133,7 +134,7 @@ impl Schemas {
         let at = format!("{kind}/{name} ({api_version})");
         let Some((path, custom)) = self.schema_path(api_version, kind) else {
             return vec![format!(
-                "{at}: no schema in shared/schemas/k8s for this kind"
+                "{at}: no schema in tests/data/schemas/k8s-crds for this kind"
             )];
         };
         let definitions = &self.definitions;

@@ -14,6 +14,12 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A schema the tests check artifacts against, by its path under
+/// `tests/data/schemas/` (where each comes from: `tests/data/SOURCES.toml`).
+pub fn schema_file(relative: &str) -> PathBuf {
+    repo_root().join("tests/data/schemas").join(relative)
+}
+
 /// Every valid blueprint shipped in the repository.
 pub fn valid_blueprints() -> Vec<PathBuf> {
     let root = repo_root();

@@ -15,7 +15,7 @@ use std::process::Command;
 use base64::Engine as _;
 
 use crate::support::{
-    build, model, repo_root, require, run, text, tree, valid_blueprints, waddlec,
+    build, model, require, run, schema_file, text, tree, valid_blueprints, waddlec,
 };
 
 pub const GITHUB_SECRET_ENV: &str = "WDLC_TEST_GITHUB_CLIENT_SECRET";
@@ -120,7 +120,7 @@ fn pem(b64: &serde_json::Value) -> String {
 }
 
 pub fn talos_schema() -> jsonschema::Validator {
-    let path = repo_root().join("../shared/schemas/talos/config.schema.json");
+    let path = schema_file("talos/config.schema.json");
     let schema: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
     jsonschema::draft202012::new(&schema).unwrap()
