@@ -29,4 +29,3 @@ mod talos;
 mod talos_api;
 mod talos_image;
 mod teleport;
-mod upstream;
