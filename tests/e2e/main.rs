@@ -29,3 +29,4 @@ mod talos;
 mod talos_api;
 mod talos_image;
 mod teleport;
+mod test_data;
