@@ -10,25 +10,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{build, model, require, run, text, valid_blueprints};
+use crate::support::{artifacts, build, model, require, run, text, valid_blueprints};
 
 /// The Python that has cloud-init's modules (Debian's, not a pyenv one).
 const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
 fn seeds(out: &Path) -> Vec<PathBuf> {
-    let manifest: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
-    manifest["artifacts"]
-        .as_array()
-        .unwrap()
+    artifacts(out, "cloud-init-user-data")
         .iter()
-        .filter(|a| a["kind"] == "cloud-init-user-data")
-        .map(|a| {
-            out.join(a["path"].as_str().unwrap())
-                .parent()
-                .unwrap()
-                .to_path_buf()
-        })
+        .map(|path| out.join(path).parent().unwrap().to_path_buf())
         .collect()
 }
 

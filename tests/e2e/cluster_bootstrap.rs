@@ -9,130 +9,23 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::host_setup::SshHost;
-use crate::support::{repo_root, require, run, text, valid_blueprints};
-use crate::talos::SecretLab;
-use crate::talos_api::{free_addr, pem_text, Apid};
+use crate::support::apid::{pem_text, Apid};
+use crate::support::free_addr;
+use crate::support::kube_api::KubeApi;
+use crate::support::ssh_host::SshHost;
+use crate::support::talos_lab::SecretLab;
+use crate::support::{require, run, text, valid_blueprints};
 
 const FLUX_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nflux-deploy-key-5ecret-a1b2c3\n-----END OPENSSH PRIVATE KEY-----";
 const OP_CREDENTIALS: &str = "{\"verifier\":{\"salt\":\"op-cred-5ecret-d4e5f6\"}}";
 const OP_TOKEN: &str = "op-connect-token-5ecret-778899";
 const TELEPORT_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.teleport-sa-token-5ecret";
 const KUBECONFIG: &str = "/var/lib/teleport/kubeconfig.yaml";
-
-/// The stand-in Kubernetes API, stopped on drop.
-struct KubeApi {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for KubeApi {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl KubeApi {
-    fn start(
-        dir: &Path,
-        addr: std::net::SocketAddr,
-        bundle_ca: (&str, &str),
-        nodes_ready_after: i32,
-    ) -> KubeApi {
-        // The API server's certificate: the cluster's CA, for 127.0.0.1
-        // (the tunnel) and the VIP, as Talos issues it with our certSANs.
-        let (ca_crt, ca_key) = bundle_ca;
-        fs::write(dir.join("ca.crt"), ca_crt).unwrap();
-        fs::write(dir.join("ca.key"), ca_key).unwrap();
-        let openssl = |args: &[&str]| {
-            let output = run(Command::new("openssl").current_dir(dir).args(args));
-            assert!(
-                output.status.success(),
-                "openssl {args:?}: {}",
-                text(&output.stderr)
-            );
-        };
-        openssl(&[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=kube-apiserver",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,IP:10.10.0.20",
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-copy_extensions",
-            "copy",
-            "-out",
-            "server.crt",
-        ]);
-        let log = dir.join("kube-api.log");
-        let child = Command::new("python3")
-            .arg(repo_root().join("tests/support/kube_api_stand_in.py"))
-            .args(["--listen", &addr.to_string()])
-            .args([
-                "--cert",
-                "server.crt",
-                "--key",
-                "server.key",
-                "--client-ca",
-                "ca.crt",
-            ])
-            .arg("--log")
-            .arg(&log)
-            .args(["--nodes", "talos-cp1,talos-cp2,talos-cp3"])
-            .args(["--nodes-ready-after", &nodes_ready_after.to_string()])
-            .args(["--token", TELEPORT_TOKEN])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "kube API stand-in on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        KubeApi { child, log }
-    }
-
-    fn requests(&self) -> Vec<Value> {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
 
 /// A bundle-initialised lab whose blueprint reads the bootstrap secrets from
 /// the environment and gives Teleport cluster access.
@@ -162,7 +55,10 @@ fn waddlec_in(lab: &SecretLab) -> Command {
     command
         .current_dir(lab.path(""))
         .env("WADDLEC_CACHE_DIR", lab.path("cache"))
-        .env(crate::talos::GITHUB_SECRET_ENV, crate::talos::GITHUB_SECRET)
+        .env(
+            crate::support::talos_lab::GITHUB_SECRET_ENV,
+            crate::support::talos_lab::GITHUB_SECRET,
+        )
         .env("WDLC_TEST_FLUX_KEY", FLUX_KEY)
         .env("WDLC_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
         .env("WDLC_TEST_OP_TOKEN", OP_TOKEN);
@@ -198,6 +94,7 @@ impl Cluster {
                 &pem_text(&bundle.certs.k8s.key),
             ),
             nodes_ready_after,
+            TELEPORT_TOKEN,
         );
         // Inside the "Proxmox host": the cluster's addresses lead to the
         // stand-ins.

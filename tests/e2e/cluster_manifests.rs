@@ -12,9 +12,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::k8s_schemas::{documents, typo_sweep, Schemas};
-use crate::support::{build, repo_root, text, upstream_fixture, valid_blueprints};
-use crate::talos::{assert_valid, machine_configs, talos_schema, SecretLab};
+use crate::support::k8s_schemas::{documents, typo_sweep, Schemas};
+use crate::support::talos_lab::{assert_valid, machine_configs, talos_schema, SecretLab};
+use crate::support::{build, schema_file, text, upstream_fixture, valid_blueprints};
 
 const INLINE: &[&str] = &[
     "10-gateway-api-crds",
@@ -193,10 +193,7 @@ fn cilium_values_are_schema_valid_known_keys_and_carry_no_key_material() {
     let values: Value =
         serde_saphyr::from_str(config_map["data"]["values.yaml"].as_str().unwrap()).unwrap();
     let schema: Value = serde_json::from_str(
-        &fs::read_to_string(
-            repo_root().join("../shared/schemas/helm/cilium-1.19.0/values.schema.json"),
-        )
-        .unwrap(),
+        &fs::read_to_string(schema_file("helm/cilium-1.19.0/values.schema.json")).unwrap(),
     )
     .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();

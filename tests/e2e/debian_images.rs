@@ -23,9 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use crate::support::file_server::FileServer;
+use crate::support::sha256_hex;
+use crate::support::talos_lab::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
 use crate::support::{require, run, seed_upstream, text, valid_blueprints, waddlec};
-use crate::talos::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
-use crate::upstream::{sha256_hex, FileServer};
 
 const TALOS_SCHEMATIC: &str = "dc7b152cb3ea99b821fcb7340ce7168313ce393d663740b791c36f6e95fc8586";
 const TALOS_IMAGE_PATH: &str = "/image/dc7b152cb3ea99b821fcb7340ce7168313ce393d663740b791c36f6e95fc8586/v1.12.4/nocloud-amd64.raw.xz";

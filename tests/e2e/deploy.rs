@@ -1,6 +1,6 @@
 //! `waddlec deploy` against the Proxmox VE API simulator (`tests/pve-sim/`),
 //! which keeps state and rejects any request that does not match Proxmox's
-//! own API schema (`../shared/schemas/pve/apidata.json`): every test also
+//! own API schema (`tests/data/schemas/proxmox/apidata.json`): every test also
 //! asserts the deploy sent nothing the schema forbids.
 //!
 //! The trees are real `build --with-secrets` output; only the disk images
@@ -14,11 +14,11 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use crate::host_setup::SshHost;
-use crate::pve::{PveSim, TOKEN};
+use crate::support::pve_sim::{PveSim, TOKEN};
+use crate::support::sha256_hex;
+use crate::support::ssh_host::SshHost;
+use crate::support::talos_lab::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
 use crate::support::{require, run, text, valid_blueprints, waddlec};
-use crate::talos::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
-use crate::upstream::sha256_hex;
 
 const TOKEN_ENV: &str = "WDLC_TEST_PVE_TOKEN";
 

@@ -74,14 +74,15 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use waddlec::blueprint::{Date, SourceFile};
 use waddlec::model::{Bridge, Edge, Model, Policy, Protocol, SniHost, SniRoute, TeleportApp};
 
-use crate::support::{build, repo_root, require, sh, text, Netns};
+use crate::support::netns::{Netns, Reaped};
+use crate::support::{build, repo_root, require, sh};
 
 /// A client on the internet that no rule names.
 const STRANGER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 99);
@@ -804,15 +805,6 @@ fn host_services(model: &Model) -> Vec<(Ipv4Addr, u16, String)> {
 // ---------------------------------------------------------------------------
 // The lab
 // ---------------------------------------------------------------------------
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A VM (or the machine holding a VIP) on an internal bridge.
 struct Machine {
@@ -1723,8 +1715,7 @@ fn iptables_counters(ns: &Netns, table: &str) -> Vec<(u64, Vec<String>)> {
 fn wait_until_listening(ns: &Netns, port: u16, log: &Path) {
     let start = Instant::now();
     loop {
-        let output = ns.try_sh(&format!("ss -Hltn 'sport = :{port}'"));
-        if text(&output.stdout).contains("LISTEN") {
+        if ns.listens(port) {
             return;
         }
         assert!(

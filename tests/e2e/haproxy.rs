@@ -3,12 +3,13 @@
 //! with TLS ClientHellos deciding where each name lands.
 
 use std::fs;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use waddlec::model::{Model, SniHost};
 
-use crate::support::{build, model, repo_root, require, run, text, valid_blueprints, Netns};
+use crate::support::netns::{Netns, Reaped};
+use crate::support::{build, model, repo_root, require, run, text, valid_blueprints};
 
 #[test]
 fn every_rendered_haproxy_cfg_passes_haproxy_c() {
@@ -50,15 +51,6 @@ fn intended(model: &Model, sni: &str) -> Option<String> {
             SniHost::Wildcard { suffix } => sni.ends_with(suffix.as_str()),
         })
         .map(|r| format!("{}:{}", r.backend.address, r.backend.port))
-}
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
@@ -143,15 +135,12 @@ impl EdgeLab {
                 .spawn()
                 .unwrap(),
         );
-        let listening = |ns: &Netns, port: u16| {
-            text(&ns.try_sh(&format!("ss -Hltn 'sport = :{port}'")).stdout).contains("LISTEN")
-        };
         wait_for("haproxy", || {
-            listening(&ns, edge.https_port.0) && listening(&ns, edge.http_port.0)
+            ns.listens(edge.https_port.0) && ns.listens(edge.http_port.0)
         });
         for sink in &sinks {
             let port: u16 = sink.rsplit_once(':').unwrap().1.parse().unwrap();
-            wait_for("backends", || listening(&internal, port));
+            wait_for("backends", || internal.listens(port));
         }
         EdgeLab {
             ns,

@@ -5,7 +5,8 @@
 
 use std::fs;
 
-use crate::support::{build, require, valid_blueprints, Netns};
+use crate::support::netns::Netns;
+use crate::support::{build, require, valid_blueprints};
 
 struct Backend {
     name: &'static str,

@@ -29,4 +29,4 @@ mod talos;
 mod talos_api;
 mod talos_image;
 mod teleport;
-mod upstream;
+mod test_data;

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::k8s_schemas::{documents, typo_sweep, Schemas};
+use crate::support::k8s_schemas::{documents, typo_sweep, Schemas};
+use crate::support::talos_lab::SecretLab;
 use crate::support::{build, text, tree, valid_blueprints};
-use crate::talos::SecretLab;
 
 /// Each shipped blueprint's tree (each has a platform): the temp dir guard,
 /// the output and the directory of its Flux Kustomizations.
@@ -357,7 +357,10 @@ fn the_tree_holds_no_secret_and_is_the_same_with_secrets_and_across_builds() {
         for document in documents(&contents) {
             assert_ne!(document["kind"], "Secret", "{path} has a Secret");
         }
-        assert!(!contents.contains(crate::talos::GITHUB_SECRET), "{path}");
+        assert!(
+            !contents.contains(crate::support::talos_lab::GITHUB_SECRET),
+            "{path}"
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! The qm script: shellcheck-clean, idempotent when run twice against a
 //! stand-in `qm`/`pvesm` that keeps VM state, and every `qm create` option
 //! accepted by the Proxmox API schema (`POST /nodes/{node}/qemu` in
-//! shared/schemas/pve/apidata.json).
+//! `tests/data/schemas/proxmox/apidata.json`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{build, repo_root, require, run, text, valid_blueprints};
+use crate::support::{build, require, run, schema_file, text, valid_blueprints};
 
 #[test]
 fn generated_scripts_pass_shellcheck() {
@@ -190,7 +190,7 @@ fn qm_script_refuses_the_wrong_node() {
 
 /// Parameters of `POST /nodes/{node}/qemu`.
 fn qemu_create_schema() -> BTreeMap<String, Value> {
-    let path = repo_root().join("../shared/schemas/pve/apidata.json");
+    let path = schema_file("proxmox/apidata.json");
     let data: Value = serde_json::from_slice(
         &fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )

@@ -9,98 +9,16 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
 
-use crate::support::{
-    build, model, repo_root, require, run, text, tree, valid_blueprints, waddlec,
+use crate::support::talos_lab::{
+    assert_valid, machine_configs, talos_schema, yaml_documents, SecretLab, GITHUB_SECRET,
 };
-
-pub const GITHUB_SECRET_ENV: &str = "WDLC_TEST_GITHUB_CLIENT_SECRET";
-pub const GITHUB_SECRET: &str = "gh-secret-c0ffee-0123456789abcdef";
-
-/// A blueprint copied into a temp dir whose secrets resolve locally: the
-/// Talos bundle under `secrets/`, the GitHub secret from the environment.
-pub struct SecretLab {
-    dir: tempfile::TempDir,
-    blueprint: PathBuf,
-}
-
-impl SecretLab {
-    pub fn new(original: &Path) -> Self {
-        Self::edited(original, |_| {})
-    }
-
-    /// A lab whose blueprint is `original` changed by `edit` (before its
-    /// secrets are pointed at the lab).
-    pub fn edited(original: &Path, edit: impl FnOnce(&mut toml::Table)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut document: toml::Table = fs::read_to_string(original).unwrap().parse().unwrap();
-        edit(&mut document);
-        if let Some(talos) = document.get_mut("talos").and_then(|t| t.as_table_mut()) {
-            talos.insert("secrets".into(), "file:secrets/cluster.yaml".into());
-        }
-        if let Some(github) = document
-            .get_mut("teleport")
-            .and_then(|t| t.get_mut("github"))
-            .and_then(|g| g.as_table_mut())
-        {
-            github.insert(
-                "client_secret".into(),
-                format!("env:{GITHUB_SECRET_ENV}").into(),
-            );
-        }
-        let blueprint = dir.path().join("blueprint.toml");
-        fs::write(&blueprint, toml::to_string(&document).unwrap()).unwrap();
-        crate::support::seed_upstream(&blueprint, &dir.path().join("cache"));
-        SecretLab { dir, blueprint }
-    }
-
-    pub fn path(&self, relative: &str) -> PathBuf {
-        self.dir.path().join(relative)
-    }
-
-    pub fn waddlec(&self, args: &[&str]) -> std::process::Output {
-        run(waddlec()
-            .current_dir(self.dir.path())
-            .env(GITHUB_SECRET_ENV, GITHUB_SECRET)
-            .env("WADDLEC_CACHE_DIR", self.dir.path().join("cache"))
-            .args(args))
-    }
-
-    pub fn init(&self) {
-        let output = self.waddlec(&["secrets", "init", "blueprint.toml"]);
-        assert!(output.status.success(), "{}", text(&output.stderr));
-    }
-
-    fn build_with_secrets(&self, out: &str) -> PathBuf {
-        let output = self.waddlec(&[
-            "build",
-            "blueprint.toml",
-            "--with-secrets",
-            "--no-images",
-            "--out",
-            out,
-        ]);
-        assert!(output.status.success(), "{}", text(&output.stderr));
-        self.path(out)
-    }
-
-    fn bundle(&self) -> serde_json::Value {
-        yaml_documents(&fs::read_to_string(self.path("secrets/cluster.yaml")).unwrap()).remove(0)
-    }
-
-    fn admin(&self) -> serde_json::Value {
-        yaml_documents(&fs::read_to_string(self.path("secrets/cluster.admin.yaml")).unwrap())
-            .remove(0)
-    }
-}
-
-fn yaml_documents(text: &str) -> Vec<serde_json::Value> {
-    serde_saphyr::from_multiple::<serde_json::Value>(text).unwrap()
-}
+use crate::support::{
+    build, model, require, run, sha256_hex, text, tree, valid_blueprints, waddlec,
+};
 
 /// Every string leaf of a JSON value.
 fn strings(value: &serde_json::Value, into: &mut Vec<String>) {
@@ -117,52 +35,6 @@ fn pem(b64: &serde_json::Value) -> String {
         .decode(b64.as_str().unwrap())
         .unwrap();
     String::from_utf8(bytes).unwrap()
-}
-
-pub fn talos_schema() -> jsonschema::Validator {
-    let path = repo_root().join("../shared/schemas/talos/config.schema.json");
-    let schema: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    jsonschema::draft202012::new(&schema).unwrap()
-}
-
-/// Every machine config of a tree, found by its kind in the manifest.
-pub fn machine_configs(out: &Path) -> Vec<(String, String)> {
-    let manifest: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
-    manifest["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["kind"] == "talos-machine-config")
-        .map(|a| {
-            let path = a["path"].as_str().unwrap().to_string();
-            let config = fs::read_to_string(out.join(&path)).unwrap();
-            (path, config)
-        })
-        .collect()
-}
-
-pub fn assert_valid(validator: &jsonschema::Validator, path: &str, config: &str) -> Vec<String> {
-    let mut kinds = Vec::new();
-    for (index, document) in yaml_documents(config).iter().enumerate() {
-        let errors: Vec<String> = validator
-            .iter_errors(document)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "{path} document {index} breaks the Talos schema:\n{}",
-            errors.join("\n")
-        );
-        kinds.push(
-            document["kind"]
-                .as_str()
-                .unwrap_or(document["version"].as_str().unwrap_or("?"))
-                .to_string(),
-        );
-    }
-    kinds
 }
 
 #[test]
@@ -338,11 +210,6 @@ fn factory_stub(
     (url, handle)
 }
 
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(text))
-}
-
 #[test]
 fn register_posts_the_canonical_schematic_and_checks_the_factorys_id() {
     let blueprint = &valid_blueprints()[0];
@@ -350,7 +217,7 @@ fn register_posts_the_canonical_schematic_and_checks_the_factorys_id() {
     let (url, server) = factory_stub(|body| {
         (
             "201 Created",
-            serde_json::json!({"id": sha256_hex(body), "schematic": body}).to_string(),
+            serde_json::json!({"id": sha256_hex(body.as_bytes()), "schematic": body}).to_string(),
         )
     });
     let output = run(waddlec()

@@ -11,9 +11,10 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::file_server::FileServer;
+use crate::support::sha256_hex;
+use crate::support::talos_lab::SecretLab;
 use crate::support::{require, run, text, valid_blueprints};
-use crate::talos::SecretLab;
-use crate::upstream::{sha256_hex, FileServer};
 
 /// The blueprint's tables that are not the Talos cluster's.
 pub const NOT_TALOS: &[&str] = &[

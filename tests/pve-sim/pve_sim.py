@@ -57,7 +57,7 @@ from pvesim.server import App, SimServer  # noqa: E402
 from pvesim.state import Node  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_SCHEMA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "schemas", "pve", "apidata.json"))
+DEFAULT_SCHEMA = os.path.normpath(os.path.join(HERE, "..", "data", "schemas", "proxmox", "apidata.json"))
 DEFAULT_TOKEN = "root@pam!waddlec=00000000-0000-0000-0000-000000000000"
 DEFAULT_STORAGES = ["local=dir:iso,import,vztmpl", "vmdata=zfspool:images,rootdir"]
 STORAGE_TYPES = ("dir", "nfs", "cifs", "cephfs", "glusterfs", "btrfs", "zfspool", "lvm", "lvmthin", "rbd")

@@ -89,8 +89,3 @@ impl FileServer {
         self.requests.lock().unwrap().clone()
     }
 }
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}

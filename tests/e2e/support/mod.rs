@@ -1,17 +1,38 @@
-//! Shared helpers: paths, running waddlec, building blueprints into temp
-//! dirs, requiring tools, and network namespaces that clean up after
-//! themselves.
+//! Everything the end-to-end tests share: here, paths (the repository, its
+//! blueprints, the schemas under `tests/data/schemas/`), running waddlec,
+//! building blueprints into temp dirs, requiring tools, shell helpers,
+//! hashing and the upstream-manifest stand-ins; in the submodules, the labs
+//! and the stand-ins for the programs waddlec talks to. Tests take their
+//! fixtures from here, never from another test file.
+
+pub mod apid;
+pub mod file_server;
+pub mod k8s_schemas;
+pub mod kube_api;
+pub mod netns;
+pub mod pve_sim;
+pub mod ssh_host;
+pub mod talos_lab;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("compiler/ has a parent")
         .to_path_buf()
+}
+
+/// A schema the tests check artifacts against, by its path under
+/// `tests/data/schemas/` (where each comes from: `tests/data/SOURCES.toml`).
+pub fn schema_file(relative: &str) -> PathBuf {
+    repo_root().join("tests/data/schemas").join(relative)
 }
 
 /// Every valid blueprint shipped in the repository.
@@ -79,58 +100,27 @@ pub fn sh(script: &str) -> String {
     text(&output.stdout)
 }
 
-/// A network namespace that exists for the life of the value.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(tag: &str) -> Self {
-        require("ip");
-        // Unique in the process too: tests run in parallel threads.
-        static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("wdlc-{tag}-{}-{serial}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        sh(&format!(
-            "ip netns add {name} && ip -n {name} link set lo up"
-        ));
-        Netns { name }
-    }
-
-    /// Runs a shell command line inside the namespace.
-    pub fn sh(&self, script: &str) -> String {
-        sh(&format!(
-            "ip netns exec {} bash -c {}",
-            self.name,
-            shell_quote(script)
-        ))
-    }
-
-    /// Like `sh`, but returns the output whatever the exit status.
-    pub fn try_sh(&self, script: &str) -> Output {
-        run(Command::new("ip").args(["netns", "exec", &self.name, "bash", "-c", script]))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-            .map(|o| {
-                for pid in text(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").arg(pid).output();
-                }
-            });
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A port on `ip` nobody listens on.
+pub fn free_addr(ip: &str) -> SocketAddr {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap()
+}
+
+/// The paths (relative to `out`) of a tree's artifacts of `kind`, as its
+/// `manifest.json` lists them.
+pub fn artifacts(out: &Path, kind: &str) -> Vec<String> {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == kind)
+        .map(|a| a["path"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Every file under `root`: relative path → (contents, mode).
@@ -186,15 +176,20 @@ pub fn upstream_fixture(name: &str) -> String {
 /// download cache at `cache` and pins them in the blueprint's lock file, as
 /// a first online build would have (GitHub is unreachable here).
 pub fn seed_upstream(blueprint: &Path, cache: &Path) {
-    use sha2::{Digest, Sha256};
     let lock_path = waddlec::lock::Lock::path_for(blueprint);
     let mut lock = waddlec::lock::Lock::load(&lock_path).unwrap();
     fs::create_dir_all(cache.join("sha256")).unwrap();
     for manifest in waddlec::render::cluster::upstream::manifests(&model(blueprint)) {
         let text = upstream_fixture(manifest.name);
-        let sha = hex::encode(Sha256::digest(text.as_bytes()));
+        let sha = sha256_hex(text.as_bytes());
         fs::write(cache.join("sha256").join(&sha), &text).unwrap();
         lock.record(&manifest.description, &manifest.url, &sha);
     }
     lock.save().unwrap();
+}
+
+/// The sha256 of `bytes`, in lower-case hex (as lock files and manifests
+/// write it).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }

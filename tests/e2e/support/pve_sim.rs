@@ -1,0 +1,118 @@
+//! The launcher of the Proxmox VE API simulator (`tests/pve-sim/`): starts it
+//! in a scratch directory, reads its address and certificate fingerprint,
+//! sets faults, and reads back its state, request log and schema violations.
+
+use std::fs;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::repo_root;
+
+pub const NODE: &str = "waddle-proxmox01";
+pub const TOKEN: &str = "root@pam!waddlec=6f1c2a7e-3b8d-4e0f-9a51-2d7c8e9b0a14";
+
+pub struct PveSim {
+    pub url: String,
+    pub fingerprint: String,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl PveSim {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = fs::File::create(dir.path().join("sim.log")).unwrap();
+        let child = Command::new("/usr/bin/python3")
+            .arg(repo_root().join("tests/pve-sim/pve_sim.py"))
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--node", NODE, "--token", TOKEN])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("python3 runs the simulator");
+        let ready = dir.path().join("ready.json");
+        let started = Instant::now();
+        while !ready.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "simulator did not start: {}",
+                fs::read_to_string(dir.path().join("sim.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let ready: Value = serde_json::from_str(&fs::read_to_string(&ready).unwrap()).unwrap();
+        PveSim {
+            url: ready["url"].as_str().unwrap().to_string(),
+            fingerprint: ready["fingerprint"].as_str().unwrap().to_string(),
+            dir,
+            child,
+        }
+    }
+
+    /// Replaces the faults the simulator injects (`faults.json`).
+    pub fn faults(&self, faults: Value) {
+        let path = self.dir.path().join("faults.json");
+        let temp = self.dir.path().join("faults.json.new");
+        fs::write(&temp, faults.to_string()).unwrap();
+        fs::rename(temp, path).unwrap();
+    }
+
+    pub fn state(&self) -> Value {
+        let text = fs::read_to_string(self.dir.path().join("state.json")).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    fn journal(&self, name: &str) -> Vec<Value> {
+        fs::read_to_string(self.dir.path().join(name))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// Requests the API refused as malformed: 4xx (schema, auth) and 501
+    /// (unknown path, bad upload framing). Must stay empty. A 500 is the
+    /// API answering a well-formed request with a runtime error (a guest
+    /// agent not up yet, a pool that exists), which deploy expects.
+    pub fn violations(&self) -> Vec<Value> {
+        self.journal("violations.jsonl")
+            .into_iter()
+            .filter(|v| v["status"] != 500)
+            .collect()
+    }
+
+    pub fn requests(&self) -> Vec<Value> {
+        self.journal("requests.jsonl")
+    }
+
+    /// Requests that may change state (not GET), as `METHOD path`.
+    pub fn changes_since(&self, count: usize) -> Vec<String> {
+        self.requests()[count..]
+            .iter()
+            .filter(|r| r["method"] != "GET")
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["method"].as_str().unwrap_or(""),
+                    r["path"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sim.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PveSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,160 @@
+//! The sshd lab: a throwaway SSH host (a real `sshd` in its own network
+//! namespace with fresh keys, reached by the real `ssh` client through a
+//! veth pair), whose sessions find stand-ins for the Proxmox, systemd and
+//! ZFS tools first on their PATH, recording every call.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::netns::Netns;
+use super::{require, run, sh, text};
+
+const STAND_IN: &str = r#"#!/bin/bash
+# Stand-in for a Proxmox, systemd or ZFS tool: records the call; pvesh and
+# pvesm share the storages' content types, zfs its datasets, in files beside
+# the log. targetcli only needs to exist.
+echo "$(basename "$0") $*" >>"$STAND_IN_LOG"
+state=${STAND_IN_LOG%/*}/storage
+case "$(basename "$0") $1" in
+"pvesh get")
+    name=${2#/storage/}
+    if [[ -f $state-$name ]]; then
+        content=$(cat "$state-$name")
+    elif [[ $name == local ]]; then
+        content=iso,vztmpl,backup
+    else
+        content=images,rootdir
+    fi
+    echo "{\"content\":\"$content\",\"storage\":\"$name\"}" ;;
+"pvesm set")
+    echo "$4" >"$state-$2" ;;
+"zfs list")
+    grep -qxF -- "${@: -1}" "$state-zfs" 2>/dev/null ;;
+"zfs create")
+    echo "${@: -1}" >>"$state-zfs" ;;
+esac
+"#;
+
+/// A throwaway SSH host: sshd in its own namespace, reached as
+/// `waddle-host` through `config`.
+pub struct SshHost {
+    pub netns: Netns,
+    pub config: std::path::PathBuf,
+    /// This machine's end of the veth, as the host sees it.
+    pub host_side: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SshHost {
+    /// sshd in a fresh namespace on 10.254.<n>.2, with stand-ins first on
+    /// the PATH of every session.
+    pub fn start() -> Self {
+        for tool in ["sshd", "ssh", "ssh-keygen", "iptables", "sysctl"] {
+            require(tool);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Several tests of this process may each run a host at once.
+        static HOSTS: AtomicU32 = AtomicU32::new(0);
+        let n = HOSTS.fetch_add(1, Ordering::Relaxed);
+        let netns = Netns::new(&format!("ssh{n}"));
+        let octet = (std::process::id() % 50) * 4 + n % 4 + 20;
+        let (host_if, peer_if) = (format!("wh{octet}"), format!("wp{octet}"));
+        let (local, remote) = (format!("10.254.{octet}.1"), format!("10.254.{octet}.2"));
+        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
+        sh(&format!(
+            "ip link add {host_if} type veth peer name {peer_if} && \
+             ip link set {peer_if} netns {ns} && \
+             ip addr add {local}/30 dev {host_if} && ip link set {host_if} up && \
+             ip -n {ns} addr add {remote}/30 dev {peer_if} && ip -n {ns} link set {peer_if} up",
+            ns = netns.name
+        ));
+        let bin = d.join("stand-ins");
+        fs::create_dir_all(&bin).unwrap();
+        for tool in ["pvesh", "pvesm", "systemctl", "zfs", "targetcli"] {
+            let path = bin.join(tool);
+            fs::write(&path, STAND_IN).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let log = d.join("calls.log");
+        let keygen = |path: &Path| {
+            let output = run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path));
+            assert!(output.status.success(), "{}", text(&output.stderr));
+            fs::read_to_string(path.with_extension("pub")).unwrap()
+        };
+        let host_key = keygen(&d.join("host_key"));
+        let client_key = keygen(&d.join("client_key"));
+        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+        fs::write(
+            d.join("authorized_keys"),
+            format!(
+                "environment=\"PATH={path}\",environment=\"STAND_IN_LOG={}\" {client_key}",
+                log.display()
+            ),
+        )
+        .unwrap();
+        fs::write(
+            d.join("sshd_config"),
+            format!(
+                "ListenAddress {remote}\nPort 22\nHostKey {key}\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\n\
+                 UsePAM no\nPermitUserEnvironment PATH,STAND_IN_LOG\nPidFile {d}/sshd.pid\n",
+                key = d.join("host_key").display(),
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        fs::write(
+            d.join("known_hosts"),
+            format!("{remote} {}", host_key.trim()),
+        )
+        .unwrap();
+        let config = d.join("ssh_config");
+        fs::write(
+            &config,
+            format!(
+                "Host waddle-host\n  HostName {remote}\n  User root\n  IdentityFile {key}\n  \
+                 IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n  StrictHostKeyChecking yes\n  \
+                 ConnectTimeout 10\n",
+                key = d.join("client_key").display(),
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        netns.sh(&format!(
+            "/usr/sbin/sshd -f {}/sshd_config -E {}/sshd.log",
+            d.display(),
+            d.display()
+        ));
+        // Ready once it answers.
+        for _ in 0..50 {
+            let probe = run(Command::new("ssh").arg("-F").arg(&config).args([
+                "-o",
+                "BatchMode=yes",
+                "waddle-host",
+                "true",
+            ]));
+            if probe.status.success() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        SshHost {
+            netns,
+            config,
+            host_side: local,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn calls(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
