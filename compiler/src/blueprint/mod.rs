@@ -94,6 +94,9 @@ fn toml_error_without_path(text: &str, err: toml::de::Error) -> Diagnostic {
     }
     let (rule, mut help) = classify(&raw);
     let mut message = plain_words(&raw);
+    if help.is_none() && raw.starts_with("invalid type") {
+        help = Some(type_help(&message));
+    }
     if let Some((what, fix)) = address_problem(text, &span, &raw) {
         message = what;
         help = Some(fix);
@@ -105,10 +108,11 @@ fn toml_error_without_path(text: &str, err: toml::de::Error) -> Diagnostic {
     diagnostic
 }
 
-/// `[[edge]]` where the language has one `[edge]` table: serde only says it
-/// found a sequence, so name the table and the fix.
+/// `[[edge]]` where the language has one `[edge]` table: serde only reports
+/// a type error (`invalid type: map, expected …`) at the header, so name the
+/// table and the fix.
 fn table_array(text: &str, span: &std::ops::Range<usize>, raw: &str) -> Option<Diagnostic> {
-    if !raw.starts_with("invalid type: sequence") {
+    if !raw.starts_with("invalid type:") {
         return None;
     }
     let header = line_at(text, span.start).trim();
@@ -175,13 +179,32 @@ fn address_problem(
     }
 }
 
+/// How to write the value a type error expected.
+fn type_help(message: &str) -> String {
+    let expected = message.split("expected ").nth(1).unwrap_or_default();
+    if expected.starts_with("a list") {
+        "write a list in brackets, e.g. `[\"a\", \"b\"]`, even for one item".into()
+    } else if expected.starts_with("a whole number") || expected.starts_with("an integer") {
+        "write the number without quotes, e.g. `2`".into()
+    } else if expected.starts_with("a string") {
+        "write the value in double quotes".into()
+    } else if expected.starts_with("a table") {
+        "write a table: a `[section]` or `{ key = value }`".into()
+    } else {
+        "`waddlec schema` shows the type every key takes".into()
+    }
+}
+
 /// serde speaks Rust (`expected u16`, `a sequence`, `struct Vm`); blueprints
 /// are written by people who write TOML, so say it in TOML's words.
 fn plain_words(message: &str) -> String {
     const WORDS: &[(&str, &str)] = &[
         ("expected u8", "expected a whole number from 0 to 255"),
         ("expected u16", "expected a whole number from 0 to 65535"),
-        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
         ("expected u64", "expected a whole number of at least 0"),
         ("expected usize", "expected a whole number of at least 0"),
         ("expected i64", "expected an integer"),
@@ -194,9 +217,9 @@ fn plain_words(message: &str) -> String {
         ("invalid type: map", "invalid type: a table"),
         ("floating point", "decimal number"),
     ];
-    let mut message = WORDS
-        .iter()
-        .fold(message.to_string(), |m, (rust, plain)| m.replace(rust, plain));
+    let mut message = WORDS.iter().fold(message.to_string(), |m, (rust, plain)| {
+        m.replace(rust, plain)
+    });
     // `expected struct Vm` / `expected struct Located`: a table.
     while let Some(start) = message.find("expected struct ") {
         let end = message[start + "expected struct ".len()..]

@@ -1,7 +1,7 @@
 //! The catalogue of named checks. Each rule has a stable code, a kebab-case
 //! name, and an explanation of why it exists (`waddlec explain CODE`).
 //! Codes are never reused: a retired rule keeps its number. Retired: E0115
-//! `invalid-setting`, a catch-all split into E0118–E0125.
+//! `invalid-setting`, a catch-all split into E0118–E0125 and E0004.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -180,7 +180,11 @@ mod tests {
         let err = write_tree(&file, &[artifact(MANIFEST_PATH, "{}")]).unwrap_err();
         assert!(err.to_string().contains("is a file"), "{err}");
         assert_eq!(fs::read_to_string(&file).unwrap(), "mine");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "nothing staged");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nothing staged"
+        );
     }
 
     #[test]

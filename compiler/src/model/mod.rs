@@ -122,7 +122,9 @@ impl GuestOs {
     pub fn boot_image_size(&self) -> ByteSize {
         match self {
             GuestOs::Debian { .. } => ByteSize::from_bytes(
-                DEBIAN_ESP_SIZE.bytes() + DEBIAN_ROOT_SIZE.bytes() + 2 * ByteSize::from_mib(1).bytes(),
+                DEBIAN_ESP_SIZE.bytes()
+                    + DEBIAN_ROOT_SIZE.bytes()
+                    + 2 * ByteSize::from_mib(1).bytes(),
             ),
             GuestOs::Talos => TALOS_IMAGE_SIZE,
         }

@@ -199,10 +199,7 @@ fn check_minimums(
             format!("{machine} gets a {} disk, but {why}", disk.0),
         );
         diagnostic.label = "too small".into();
-        diagnostic.help = Some(format!(
-            "set `disk = \"{}G\"` or more",
-            whole_gib(needed)
-        ));
+        diagnostic.help = Some(format!("set `disk = \"{}G\"` or more", whole_gib(needed)));
     }
 }
 
@@ -259,7 +256,8 @@ pub(super) fn vms(
                     format!("{path}.nics"),
                     format!("VM `{}` has no NIC", *vm.name),
                 )
-                .help = Some("add one: `nics = [{ bridge = \"vmbr1\", address = \"10.0.0.5\" }]`".into());
+                .help =
+                Some("add one: `nics = [{ bridge = \"vmbr1\", address = \"10.0.0.5\" }]`".into());
         }
         let single = vm.nics.len() == 1;
         let mut nics = Vec::new();
@@ -588,11 +586,12 @@ pub(super) fn check_identities(checker: &mut Checker, blueprint: &Blueprint) {
                 .related
                 .push((first.span(), "first used here".into()));
         }
-        checker.check_str(
+        checker.check_str_with_help(
             machine.name,
             &format!("{}.name", machine.path),
             &rules::INVALID_DNS_NAME,
             names::check_lowercase_label,
+            names::LOWERCASE_LABEL_HELP,
         );
         if let Some(first) = names_seen.insert(machine.name.to_string(), machine.name.span()) {
             checker

@@ -71,6 +71,22 @@ impl Checker {
                 .label = "here".into();
         }
     }
+
+    /// [`Checker::check_str`], with `help` saying how the value is written.
+    fn check_str_with_help(
+        &mut self,
+        value: &Located<String>,
+        path: &str,
+        rule: &'static rules::Rule,
+        check: impl Fn(&str) -> Result<(), String>,
+        help: &str,
+    ) {
+        if let Err(reason) = check(value) {
+            let diagnostic = self.error(rule, value.span(), path, format!("`{path}` {reason}"));
+            diagnostic.label = "here".into();
+            diagnostic.help = Some(help.into());
+        }
+    }
 }
 
 /// Validates the blueprint and builds the model. On success the second value

@@ -24,6 +24,10 @@ pub fn check_label(label: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How a name checked by [`check_lowercase_label`] is written.
+pub const LOWERCASE_LABEL_HELP: &str =
+    "use lowercase letters, digits and `-` (1 to 63, not first or last), e.g. `talos-cp1`";
+
 /// Checks a name that becomes a hostname or a Kubernetes object's name (VMs,
 /// Talos nodes, VIPs, a StorageClass, a bucket): an RFC 1123 label in lower
 /// case, since Kubernetes refuses `Talos-1` as a node name while DNS would

@@ -237,7 +237,8 @@ pub(super) fn host(
                 "host.dns",
                 "`host.dns` is empty: VMs and nodes need at least one DNS server",
             )
-            .help = Some("list resolvers the machines can reach, e.g. `dns = [\"1.1.1.1\"]`".into());
+            .help =
+            Some("list resolvers the machines can reach, e.g. `dns = [\"1.1.1.1\"]`".into());
     }
     let public_address = bridges
         .iter()
@@ -261,7 +262,13 @@ pub(super) fn host(
     };
     let ssh_target = match &host.ssh {
         Some(ssh) => {
-            checker.check_str(ssh, "host.ssh", &rules::INVALID_LOCATION, check_ssh_target);
+            checker.check_str_with_help(
+                ssh,
+                "host.ssh",
+                &rules::INVALID_LOCATION,
+                check_ssh_target,
+                "write `user@host` (e.g. `root@203.0.113.10`), or remove `ssh` for `root@` the public address",
+            );
             ssh.to_string()
         }
         None => format!("root@{public_address}"),
@@ -347,11 +354,12 @@ pub(super) fn vips(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model::V
         .iter()
         .enumerate()
         .map(|(i, vip)| {
-            checker.check_str(
+            checker.check_str_with_help(
                 &vip.name,
                 &format!("vip[{i}].name"),
                 &rules::INVALID_DNS_NAME,
                 names::check_lowercase_label,
+                names::LOWERCASE_LABEL_HELP,
             );
             let mut seen: BTreeMap<Port, Span> = BTreeMap::new();
             for (p, port) in vip.ports.iter().enumerate() {
@@ -363,11 +371,8 @@ pub(super) fn vips(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model::V
                         format!("VIP `{}` lists port {} twice", *vip.name, **port),
                     );
                     diagnostic.label = "again".into();
-                    diagnostic
-                        .related
-                        .push((first, "first listed here".into()));
-                    diagnostic.help =
-                        Some("list each port once; was another port meant?".into());
+                    diagnostic.related.push((first, "first listed here".into()));
+                    diagnostic.help = Some("list each port once; was another port meant?".into());
                 }
             }
             let ports: Vec<Port> = seen.into_keys().collect();

@@ -53,11 +53,12 @@ pub fn platform(
             .help = Some("add `[[vip]] name = \"gateway\"` on the cluster's bridge with `ports = [80, 443]`, and `[[edge.route]] sni = \"*.apps.<domain>\"` with `to = \"gateway:443\"`".into());
     }
     if let Some(class) = &platform.storage.class {
-        checker.check_str(
+        checker.check_str_with_help(
             class,
             "platform.storage.class",
             &rules::INVALID_DNS_NAME,
             names::check_lowercase_label,
+            names::LOWERCASE_LABEL_HELP,
         );
     }
     let label = |checker: &mut Checker, value: &Option<Located<String>>, path: &str| {
@@ -95,11 +96,12 @@ pub fn platform(
             )),
         },
     );
-    checker.check_str(
+    checker.check_str_with_help(
         &platform.backups.bucket,
         "platform.backups.bucket",
         &rules::INVALID_DNS_NAME,
         names::check_lowercase_label,
+        names::LOWERCASE_LABEL_HELP,
     );
     for (value, path) in [
         (&platform.spicedb.storage, "platform.spicedb.storage"),
