@@ -157,7 +157,11 @@ fn rendered_diagnostics_are_stable() {
 fn a_blueprint_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
     let dir = tempfile::tempdir().unwrap();
     let base = fs::read_to_string(repo_root().join("blueprints/waddle.toml")).unwrap();
-    let line = base.lines().position(|l| l.starts_with("email = ")).unwrap() + 1;
+    let line = base
+        .lines()
+        .position(|l| l.starts_with("email = "))
+        .unwrap()
+        + 1;
     // `é` in Latin-1: one byte 0xE9, not UTF-8.
     let mut bytes = Vec::new();
     let mut offset = 0;
@@ -183,7 +187,10 @@ fn a_blueprint_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
         let location = format!("{}:{line}:13", file.display());
-        assert!(stderr.contains(&location), "{command}: no {location}:\n{stderr}");
+        assert!(
+            stderr.contains(&location),
+            "{command}: no {location}:\n{stderr}"
+        );
         assert!(
             stderr.contains(&format!("byte 0xE9 at offset {offset} is not UTF-8")),
             "{command}: {stderr}"
@@ -241,7 +248,10 @@ fn a_closed_output_pipe_does_not_stop_or_crash_a_build() {
         .arg(dir.path().join("logged"))
         .arg(&blueprint));
     assert_eq!(logged.status.code(), Some(0), "{}", text(&logged.stderr));
-    assert!(!logged.stderr.is_empty(), "-v logs nothing to write to a pipe");
+    assert!(
+        !logged.stderr.is_empty(),
+        "-v logs nothing to write to a pipe"
+    );
     let out = dir.path().join("out");
     let status = waddlec()
         .args(["build", "-v", "--out"])
