@@ -23,8 +23,8 @@ fn expectation(source: &str) -> Option<Expectation> {
     })
 }
 
-#[test]
-fn every_invalid_blueprint_is_refused_at_the_right_place() {
+/// The corpus's blueprints, sorted.
+fn corpus() -> Vec<std::path::PathBuf> {
     let dir = repo_root().join("tests/blueprints/invalid");
     let mut files: Vec<_> = fs::read_dir(&dir)
         .unwrap()
@@ -32,6 +32,12 @@ fn every_invalid_blueprint_is_refused_at_the_right_place() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn every_invalid_blueprint_is_refused_at_the_right_place() {
+    let files = corpus();
     assert!(
         files.len() >= 20,
         "the corpus has at least 20 blueprints, found {}",
@@ -128,19 +134,142 @@ fn literal_secrets_never_reach_the_terminal() {
     }
 }
 
-/// The rendered diagnostic is part of the product: pin a few exactly.
+/// The rendered diagnostic is part of the product: every blueprint of the
+/// corpus has its human report (miette, no colour) pinned exactly, so a
+/// change of wording, location or help is reviewed as a snapshot diff.
 #[test]
 fn rendered_diagnostics_are_stable() {
-    for file in [
-        "13-vm-claims-host-public-address.toml",
-        "23-wildcard-without-dot.toml",
-        "05-literal-secret.toml",
-    ] {
+    let files = corpus();
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let output = run(waddlec()
             .current_dir(repo_root())
             .arg("validate")
-            .arg(format!("tests/blueprints/invalid/{file}")));
-        assert_eq!(output.status.code(), Some(1));
-        insta::assert_snapshot!(file, text(&output.stderr));
+            .arg(format!("tests/blueprints/invalid/{name}")));
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        insta::assert_snapshot!(name.as_str(), text(&output.stderr));
     }
+}
+
+/// A blueprint that is not UTF-8 is an invalid blueprint (exit 1), reported
+/// at its first bad byte, never an I/O error without a location.
+#[test]
+fn a_blueprint_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = fs::read_to_string(repo_root().join("blueprints/waddle.toml")).unwrap();
+    let line = base
+        .lines()
+        .position(|l| l.starts_with("email = "))
+        .unwrap()
+        + 1;
+    // `é` in Latin-1: one byte 0xE9, not UTF-8.
+    let mut bytes = Vec::new();
+    let mut offset = 0;
+    for (i, text) in base.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            offset = bytes.len() + "email = \"".len();
+            bytes.extend_from_slice(b"email = \"caf\xE9@waddle.social\"\n");
+        } else {
+            bytes.extend_from_slice(text.as_bytes());
+        }
+    }
+    let offset = offset + "caf".len();
+    let file = dir.path().join("latin1.toml");
+    fs::write(&file, &bytes).unwrap();
+    for command in ["validate", "build"] {
+        let out = dir.path().join("out");
+        let mut waddlec = waddlec();
+        waddlec.arg(command).arg(&file);
+        if command == "build" {
+            waddlec.arg("--out").arg(&out);
+        }
+        let output = run(&mut waddlec);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        let location = format!("{}:{line}:13", file.display());
+        assert!(
+            stderr.contains(&location),
+            "{command}: no {location}:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("byte 0xE9 at offset {offset} is not UTF-8")),
+            "{command}: {stderr}"
+        );
+        assert!(stderr.contains("E0001"), "{command}: {stderr}");
+        assert!(!out.exists(), "{command} wrote a tree");
+    }
+}
+
+/// `build --out FILE` refuses before building and leaves the file alone
+/// (it used to rename the file away, then fail).
+#[test]
+fn build_refuses_an_out_that_is_a_file_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    fs::write(&file, "my notes\n").unwrap();
+    let output = run(waddlec()
+        .arg("build")
+        .arg(repo_root().join("blueprints/waddle.toml"))
+        .arg("--out")
+        .arg(&file));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is a file, not a directory"), "{stderr}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "my notes\n");
+    let entries: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, vec![std::ffi::OsString::from("notes.txt")]);
+}
+
+/// The write end of a pipe whose reader has exited: every write to it fails
+/// with EPIPE, as when `| head -1` has read its line and gone.
+fn closed_pipe() -> std::process::Stdio {
+    let mut reader = std::process::Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let writer = reader.stdin.take().unwrap();
+    assert!(reader.wait().unwrap().success());
+    std::process::Stdio::from(writer)
+}
+
+/// `waddlec build -v 2>&1 | head -1`: a reader that goes away must not make
+/// waddlec panic (exit 101); the build finishes and exits with its own code.
+#[test]
+fn a_closed_output_pipe_does_not_stop_or_crash_a_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let blueprint = repo_root().join("blueprints/waddle.toml");
+    // With an open stderr the same build does log, so the closed pipe below
+    // is really written to.
+    let logged = run(waddlec()
+        .args(["build", "-v", "--out"])
+        .arg(dir.path().join("logged"))
+        .arg(&blueprint));
+    assert_eq!(logged.status.code(), Some(0), "{}", text(&logged.stderr));
+    assert!(
+        !logged.stderr.is_empty(),
+        "-v logs nothing to write to a pipe"
+    );
+    let out = dir.path().join("out");
+    let status = waddlec()
+        .args(["build", "-v", "--out"])
+        .arg(&out)
+        .arg(&blueprint)
+        .stdout(closed_pipe())
+        .stderr(closed_pipe())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(out.join("manifest.json").is_file());
+    // A failing command keeps its own exit code too.
+    let status = waddlec()
+        .args(["validate", "-v"])
+        .arg(repo_root().join("tests/blueprints/invalid/02-unknown-key.toml"))
+        .stdout(closed_pipe())
+        .stderr(closed_pipe())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}");
 }

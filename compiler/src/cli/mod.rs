@@ -1,6 +1,33 @@
 //! The command line: argument parsing, terminal output, exit codes. The only
 //! module that prints, reads the environment or decides how to show things.
 
+// A closed stdout or stderr (`waddlec build -v 2>&1 | head -1`) must not end
+// waddlec with a panic (exit 101). The usual Rust fix, resetting SIGPIPE to
+// its default at the start of `main`, needs `unsafe` (forbidden in this
+// workspace) and would kill a build or deploy in the middle of a step because
+// its reader went away. Instead output is best-effort: these macros shadow
+// std's printing macros in this module and all below it, and drop what a
+// closed stream cannot take; the command finishes and exits with its own
+// code. (tracing's own writer is told the same in `init_logging`.)
+macro_rules! print {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod bake;
 mod cluster;
 mod deploy;
@@ -28,8 +55,10 @@ use crate::{compile, compile_with, emit, CompileError, SecretSource, UpstreamSou
 const AFTER_HELP: &str = "\
 Exit codes:
   0   success
-  1   the blueprint is invalid (or has warnings under --strict)
-  2   usage error
+  1   the blueprint is invalid (also: not UTF-8), or has warnings under
+      --strict
+  2   usage error (also: build --out names a file, or a directory that is
+      not an output tree)
   3   --check: the output tree is out of date
   4   a secret is missing or unreadable (e.g. no Talos secrets bundle yet),
       or `secrets init` refused to overwrite one
@@ -259,18 +288,52 @@ fn init_logging(verbose: u8, color: bool) {
         .with_ansi(color)
         .without_time()
         .with_target(false)
+        // Its default reports a failed write with `eprintln!`, which panics
+        // on a closed stderr; a lost log line is not worth a crash.
+        .log_internal_errors(false)
         .try_init();
 }
 
+/// Reads a blueprint. Text that is not UTF-8 is an invalid blueprint (TOML
+/// is UTF-8), reported at its first bad byte like any other finding.
 fn read_source(path: &Path) -> Result<SourceFile, u8> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(SourceFile {
-            name: path.display().to_string(),
-            text,
-        }),
+    let name = path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
         Err(err) => {
-            eprintln!("error: cannot read blueprint {}: {err}", path.display());
-            Err(exit::IO)
+            eprintln!("error: cannot read blueprint {name}: {err}");
+            return Err(exit::IO);
+        }
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SourceFile { name, text }),
+        Err(err) => {
+            let at = err.utf8_error().valid_up_to();
+            let bad = err.as_bytes()[at..]
+                .iter()
+                .take(err.utf8_error().error_len().unwrap_or(1))
+                .map(|b| format!("0x{b:02X}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            // The valid prefix is kept byte for byte, so the offset is a
+            // valid span of the lossy text shown.
+            let source = SourceFile {
+                name,
+                text: String::from_utf8_lossy(err.as_bytes()).into_owned(),
+            };
+            let width = '\u{FFFD}'.len_utf8();
+            let diagnostic = Diagnostic::new(
+                &rules::TOML_SYNTAX,
+                at..at + width,
+                format!("byte {bad} at offset {at} is not UTF-8; TOML files are UTF-8"),
+            )
+            .with_label("not UTF-8 (shown as \u{FFFD})")
+            .with_help(
+                "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or remove the character",
+            );
+            eprint!("{}", report::render_text(&source, &[diagnostic], false));
+            eprintln!("error: {} is invalid (1 finding)", source.name);
+            Err(exit::INVALID)
         }
     }
 }
@@ -392,6 +455,12 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
             out.display()
         );
         return exit::USAGE;
+    }
+    if !args.check {
+        if let Err(err) = emit::check_destination(&out) {
+            eprintln!("error: {err}");
+            return exit::USAGE;
+        }
     }
     let dir = blueprint_dir(&common.blueprint);
     let secrets = if args.with_secrets {

@@ -5,7 +5,7 @@
 //! firewall admitting the operator's address to the port, or, for the API,
 //! a Teleport app in front of it while the Teleport VM is up.
 
-use crate::model::{Model, Policy, Protocol};
+use crate::model::{url_port, Model, Policy, Protocol};
 
 /// A port the operator must keep reaching, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub fn check(model: &Model, teleport_up: bool) -> Result<(), LockOut> {
     if model.firewall.input_policy == Policy::Accept {
         return Ok(());
     }
-    let api_port = port_of(&model.host.api_url).unwrap_or(8006);
+    let api_port = model.host.api_port();
     let needed = [
         Access {
             what: "SSH",
@@ -60,7 +60,7 @@ pub fn check(model: &Model, teleport_up: bool) -> Result<(), LockOut> {
                 teleport
                     .apps
                     .iter()
-                    .any(|app| port_of(&app.uri) == Some(api_port))
+                    .any(|app| url_port(&app.uri) == Some(api_port))
             });
         if !direct && !through_teleport {
             return Err(LockOut {
@@ -71,16 +71,6 @@ pub fn check(model: &Model, teleport_up: bool) -> Result<(), LockOut> {
         }
     }
     Ok(())
-}
-
-/// The port of an `https://host:port/…` URL (443 without one).
-fn port_of(url: &str) -> Option<u16> {
-    let rest = url.split_once("://").map(|(_, rest)| rest)?;
-    let authority = rest.split('/').next()?;
-    match authority.rsplit_once(':') {
-        Some((_, port)) => port.parse().ok(),
-        None => Some(443),
-    }
 }
 
 #[cfg(test)]
@@ -142,8 +132,8 @@ mod tests {
 
     #[test]
     fn ports_come_from_urls() {
-        assert_eq!(port_of("https://203.0.113.10:8006"), Some(8006));
-        assert_eq!(port_of("https://10.10.0.1:8006/"), Some(8006));
-        assert_eq!(port_of("https://example.org/x"), Some(443));
+        assert_eq!(url_port("https://203.0.113.10:8006"), Some(8006));
+        assert_eq!(url_port("https://10.10.0.1:8006/"), Some(8006));
+        assert_eq!(url_port("https://example.org/x"), Some(443));
     }
 }

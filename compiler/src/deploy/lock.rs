@@ -5,6 +5,8 @@
 //! comment says who holds it since when; it is removed when the deploy ends,
 //! and `--break-lock` removes one a killed deploy left behind.
 
+use std::io::Write;
+
 use crate::net::pve::{Pve, PveError};
 
 pub const POOL: &str = "waddlec-deploy";
@@ -32,7 +34,11 @@ impl<'a> HostLock<'a> {
     pub fn acquire(pve: &'a Pve, holder: &str, break_lock: bool) -> Result<Self, LockError> {
         if break_lock {
             if let Some(stale) = holder_of(pve) {
-                eprintln!("warning: breaking the host's deploy lock held by: {stale}");
+                // Never `eprintln!`: it panics when stderr is a closed pipe.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: breaking the host's deploy lock held by: {stale}"
+                );
                 pve.delete("/pools", &[("poolid", POOL)])?;
             }
         }

@@ -79,7 +79,7 @@ pub struct Operator {
     /// Login created on Debian VMs for the operator. Default: `deploy`.
     pub login: Option<Located<String>>,
     /// SSH public keys installed for that login.
-    pub ssh_keys: Vec<Located<String>>,
+    pub ssh_keys: Located<Vec<Located<String>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -103,7 +103,7 @@ pub struct Host {
     /// Directory storage for images, ISOs, snippets and cloud-init drives.
     pub file_storage: Located<String>,
     /// DNS servers for VMs and nodes.
-    pub dns: Vec<Located<Ipv4Addr>>,
+    pub dns: Located<Vec<Located<Ipv4Addr>>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -195,7 +195,7 @@ pub struct Vm {
     pub cpu: Option<Located<String>>,
     pub onboot: Option<bool>,
     pub tags: Option<Vec<Located<String>>>,
-    pub nics: Vec<Nic>,
+    pub nics: Located<Vec<Nic>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -279,7 +279,7 @@ pub struct Flux {
     /// by `waddlec cluster bootstrap`, never written into an artifact.
     pub deploy_key: Located<SecretRef>,
     /// The git server's host keys, as `ssh-keyscan` prints them (public).
-    pub known_hosts: Vec<Located<String>>,
+    pub known_hosts: Located<Vec<Located<String>>>,
 }
 
 /// The platform tree: what the cluster runs, rendered for Flux.
@@ -416,7 +416,7 @@ pub struct SniRoute {
     /// forwards without rewriting the source), so this is where a source
     /// allow-list is enforced; nothing behind the TLS passthrough can.
     /// Default: every source.
-    pub allow: Option<Vec<Located<Ipv4Net>>>,
+    pub allow: Option<Located<Vec<Located<Ipv4Net>>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -527,7 +527,7 @@ pub struct TeleportGithub {
     pub client_id: Located<String>,
     pub client_secret: Located<SecretRef>,
     /// Team slug → Teleport roles. Slugs are matched exactly (no wildcards).
-    pub teams_to_roles: Vec<TeamMapping>,
+    pub teams_to_roles: Located<Vec<TeamMapping>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

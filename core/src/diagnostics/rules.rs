@@ -1,6 +1,7 @@
 //! The catalogue of named checks. Each rule has a stable code, a kebab-case
 //! name, and an explanation of why it exists (`waddlec explain CODE`).
-//! Codes are never reused: a retired rule keeps its number.
+//! Codes are never reused: a retired rule keeps its number. Retired: E0115
+//! `invalid-setting`, a catch-all split into E0118–E0125 and E0004.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,7 +34,9 @@ macro_rules! rules {
 
 rules! {
     TOML_SYNTAX = "E0001" "toml-syntax" Error:
-        "The file is not valid TOML. Nothing else can be checked until it parses.";
+        "The file is not valid TOML. Nothing else can be checked until it parses. TOML files \
+         are UTF-8: a file in another encoding (Latin-1, UTF-16) is refused at its first byte \
+         that is not UTF-8.";
     UNKNOWN_KEY = "E0002" "unknown-key" Error:
         "Blueprints are strict, like Butane configs: a key the language does not define is an \
          error, never silently ignored, because a misspelled key (`memroy = \"8G\"`) would \
@@ -42,8 +45,10 @@ rules! {
     MISSING_KEY = "E0003" "missing-key" Error:
         "A key without a sensible default is missing.";
     INVALID_VALUE = "E0004" "invalid-value" Error:
-        "A value has the wrong type or spelling (an address that does not parse, an unknown \
-         enum variant, a target that is not `NAME:PORT`).";
+        "A value has the wrong type or spelling: an address that does not parse (or an IPv6 \
+         one: waddlec speaks IPv4 only for now), an unknown enum variant, a target that is not \
+         `NAME:PORT`, an e-mail address, SSH public key, certificate fingerprint, Debian \
+         snapshot timestamp or backup retention that is not written the way it must be.";
     UNSUPPORTED_VERSION = "E0005" "unsupported-version" Error:
         "Every blueprint names the version of the language it is written in, so that a future \
          change of meaning is never applied silently to an old file.";
@@ -93,9 +98,12 @@ rules! {
         "A route, forward or setting names a VM, VIP, bridge or image that the blueprint does \
          not define.";
     PORT_NOT_LISTENING = "E0111" "port-not-listening" Error:
-        "A route or forward sends traffic to a port nothing on the target listens on. The \
-         listening ports of a VM come from what runs on it (the edge's HTTPS/HTTP ports, \
-         Teleport's web, SSH-proxy and tunnel ports); a VIP lists its `ports`.";
+        "A route or forward sends traffic to a port nothing on the target listens on, or with \
+         a protocol the service there does not speak (a UDP forward to HAProxy or Teleport, \
+         which serve TCP only). The listening ports of a VM come from what runs on it (SSH, the \
+         edge's HTTPS/HTTP ports, Teleport's web, SSH-proxy and tunnel ports, the Talos and \
+         Kubernetes APIs), all TCP; a VIP lists its `ports`, which are TCP (the Cilium gateway \
+         and the Kubernetes API).";
     TEMPORARY_RULE_WITHOUT_LIFETIME = "E0112" "temporary-rule-without-lifetime" Error:
         "The seed's 'temporary' operator SSH rule had no end and stayed open. A temporary rule \
          must say when it expires (`expires = 2026-12-31`) so that builds warn once it is due.";
@@ -105,16 +113,65 @@ rules! {
          bridge, or more than one default route on a VM.";
     DUPLICATE_ROUTE = "E0114" "duplicate-route" Error:
         "The same SNI host or forwarded port appears twice; only one of them could ever match.";
-    INVALID_VALUE_SEMANTIC = "E0115" "invalid-setting" Error:
-        "A value parses but cannot work: an e-mail without `@`, a GitHub team slug that is not \
-         lowercase (Teleport matches team slugs exactly; `*` is a literal, not a wildcard), a \
-         URL that is not https, a version that is not a version.";
     VMID_OUT_OF_RANGE = "E0116" "vmid-out-of-range" Error:
         "Proxmox VMIDs are 100 to 999999999; lower numbers are reserved.";
     UNROUTED_PUBLIC_HOST = "E0117" "unrouted-public-host" Error:
         "Teleport's public host and every Teleport app host reach Teleport only through the \
          edge's SNI router. A name Teleport serves but the edge does not route to Teleport's web \
          port is unreachable from the internet (the seed's `proxmox.` host needed its own route).";
+    VERSION_SKEW = "E0118" "version-skew" Error:
+        "A component version the rest of the platform does not support. waddlec renders \
+         machine configs for one Talos release (v1.12.x), and Talos 1.12 runs Kubernetes 1.30 \
+         to 1.35 only (its support matrix): an older kubelet is refused by its machinery, a \
+         newer one is untested and meets unknown fields. Cilium's values schema and the \
+         Debian release the images are baked from are pinned the same way.";
+    UNPINNED_VERSION = "E0119" "unpinned-version" Error:
+        "Versions are exact pins (`1.19.0`, `v1.12.4`), never ranges (`18.x`) or `latest`, so \
+         the same blueprint builds the same platform next year. Talos versions carry their `v`, \
+         as Image Factory and installer tags do.";
+    INVALID_IDENTIFIER = "E0120" "invalid-identifier" Error:
+        "A name handed to another system is not spelled the way that system accepts it: a Linux \
+         interface (bridge) name, a Proxmox storage ID, tag or CPU type, a Unix login, a GitHub \
+         organisation, OAuth client ID or team slug (Teleport matches slugs exactly and \
+         lowercase; `*` is a literal, not a wildcard), a Talos extension or kernel argument, a \
+         Debian package, a 1Password vault or item title, a ZFS dataset. It would fail at deploy \
+         time, far from the blueprint, or be read as something else by a shell or a parser.";
+    INVALID_LOCATION = "E0121" "invalid-location" Error:
+        "Where something is reached or kept is not usable: the Proxmox API must be an https \
+         URL, the host's SSH target `user@host` with both parts, Flux's repository an `ssh://` \
+         URL (it pulls with a deploy key) and its path relative, a Debian mirror or backup \
+         endpoint a plain http(s) URL, a Teleport app an http(s) URI, a path on a VM absolute, \
+         and the Talos secrets bundle a `file:` reference (`waddlec secrets init` writes it).";
+    OUT_OF_RANGE = "E0122" "out-of-range" Error:
+        "A count outside what its consumer accepts: VM cores are 1 to 512 (Proxmox's limit), \
+         SpiceDB replicas and PostgreSQL instances 1 to 9.";
+    MACHINE_TOO_SMALL = "E0123" "machine-too-small" Error:
+        "A machine's memory or disk is below what its guest needs. A disk smaller than the \
+         image it boots cannot hold it (Proxmox imports the image, and disks only grow). Talos \
+         documents minimums (system requirements): a control-plane node needs 2 GiB of memory \
+         and 10 GiB of disk (workers 1 GiB and 10 GiB; every node waddlec makes is a control \
+         plane), or etcd and the EPHEMERAL partition run out and the node never becomes Ready.";
+    FIXED_SETTING = "E0124" "fixed-setting" Error:
+        "A Helm value waddlec sets itself because the cluster depends on it (kube-proxy \
+         replacement, KubePrism, Talos' cgroups, L2 announcements, Gateway API) cannot be \
+         overridden from the blueprint; the reason is in the message.";
+    EMPTY_LIST = "E0125" "empty-list" Error:
+        "A list that must name at least one thing is written empty: `ssh_keys = []` lets nobody \
+         log in, `dns = []` leaves machines without resolvers, a VM without `nics` has no \
+         network, `teams_to_roles = []` admits nobody through GitHub, `known_hosts = []` makes \
+         Flux refuse the server, `allow = []` admits no source. Remove the key where it has a \
+         default, or fill it.";
+    OPERATOR_LOCKED_OUT = "E0126" "operator-locked-out" Error:
+        "With `input_policy = \"DROP\"` or `\"REJECT\"` the host admits only what a rule \
+         allows. If no rule admits the operator's address (`operator.ip`) to the Proxmox API \
+         port over TCP, and no Teleport app fronts the API, the first firewall deploy cuts the \
+         operator off the API that every later deploy needs (the seed lost its API exactly \
+         this way). A rule for the API port from someone else's network does not count: it \
+         admits them, not the operator. `waddlec deploy` checks the same again before it \
+         touches the firewall.";
+    DUPLICATE_PORT = "E0127" "duplicate-port" Error:
+        "A list of ports names one port twice (a VIP's `ports`). Nothing breaks, but it is \
+         nearly always a typo for another port, which then is not served.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

@@ -7,4 +7,4 @@ mod writer;
 
 pub use check::{compare, Staleness};
 pub use manifest::{manifest, sha256_hex, Manifest, Secrets, MANIFEST_PATH};
-pub use writer::{write_tree, write_tree_with, WriteError};
+pub use writer::{check_destination, write_tree, write_tree_with, WriteError};

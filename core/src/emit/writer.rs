@@ -44,16 +44,7 @@ pub fn write_tree_with(
     artifacts: &[Artifact],
     files: &[(String, PathBuf)],
 ) -> Result<(), WriteError> {
-    let foreign = fs::read_dir(destination).is_ok_and(|mut entries| entries.next().is_some())
-        && !destination.join(MANIFEST_PATH).is_file();
-    if foreign {
-        return Err(WriteError {
-            path: destination.to_path_buf(),
-            source: std::io::Error::other(format!(
-                "it is a non-empty directory without {MANIFEST_PATH}, so not a waddlec output tree; refusing to replace it"
-            )),
-        });
-    }
+    check_destination(destination)?;
     let parent = match destination.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -84,6 +75,33 @@ pub fn write_tree_with(
     swap_in(&staged, destination).inspect_err(|_| {
         let _ = fs::remove_dir_all(&staged);
     })
+}
+
+/// Whether a tree may be written at `destination`: nothing there yet, an
+/// empty directory or a previous output tree. Anything else (a file, a
+/// directory of someone else's) is refused before anything is touched; the
+/// CLI asks before it builds, so a wrong `--out` costs no build.
+pub fn check_destination(destination: &Path) -> Result<(), WriteError> {
+    let refuse = |why: String| {
+        Err(WriteError {
+            path: destination.to_path_buf(),
+            source: std::io::Error::other(why),
+        })
+    };
+    if destination.exists() && !destination.is_dir() {
+        return refuse(
+            "it is a file, not a directory; refusing to replace it (give `--out` a directory)"
+                .into(),
+        );
+    }
+    let foreign = fs::read_dir(destination).is_ok_and(|mut entries| entries.next().is_some())
+        && !destination.join(MANIFEST_PATH).is_file();
+    if foreign {
+        return refuse(format!(
+            "it is a non-empty directory without {MANIFEST_PATH}, so not a waddlec output tree; refusing to replace it"
+        ));
+    }
+    Ok(())
 }
 
 fn write_file(root: &Path, artifact: &Artifact) -> Result<(), WriteError> {
@@ -152,6 +170,21 @@ mod tests {
         fs::write(dir.path().join("precious.toml"), "x").unwrap();
         assert!(write_tree(dir.path(), &[artifact(MANIFEST_PATH, "{}")]).is_err());
         assert!(dir.path().join("precious.toml").exists());
+    }
+
+    #[test]
+    fn refuses_to_replace_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("notes.txt");
+        fs::write(&file, "mine").unwrap();
+        let err = write_tree(&file, &[artifact(MANIFEST_PATH, "{}")]).unwrap_err();
+        assert!(err.to_string().contains("is a file"), "{err}");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "mine");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nothing staged"
+        );
     }
 
     #[test]

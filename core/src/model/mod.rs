@@ -96,6 +96,19 @@ pub struct Bridge {
     pub masquerade: bool,
 }
 
+/// The baked Debian image's EFI system partition: systemd-boot, one kernel
+/// and one initrd.
+pub const DEBIAN_ESP_SIZE: ByteSize = ByteSize::from_mib(128);
+/// The baked Debian image's root filesystem; cloud-init grows it to the
+/// VM's disk.
+pub const DEBIAN_ROOT_SIZE: ByteSize = ByteSize::from_mib(2048);
+/// Image Factory's nocloud disk image (`MinRAWDiskSize` in Talos' imager).
+const TALOS_IMAGE_SIZE: ByteSize = ByteSize::from_mib(1246);
+/// Talos' documented minimums for a control-plane node (system
+/// requirements); every node waddlec makes is one.
+pub const TALOS_MIN_MEMORY: ByteSize = ByteSize::from_mib(2048);
+pub const TALOS_MIN_DISK: ByteSize = ByteSize::from_mib(10 * 1024);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GuestOs {
     /// A baked Debian image, by image name, with the image's own extra
@@ -134,6 +147,34 @@ impl<'a> TalosNode<'a> {
     /// The node's address, as clients dial it.
     pub fn ip(&self) -> Ipv4Addr {
         self.nic.address.addr()
+    }
+}
+
+impl GuestOs {
+    /// The size of the disk image the OS boots from: a VM's disk holds it
+    /// (Proxmox imports it, and disks only grow). Debian's is the GPT disk
+    /// `waddle_images` writes: both partitions, 1 MiB aligned, plus 1 MiB at
+    /// each end for the partition tables.
+    pub fn boot_image_size(&self) -> ByteSize {
+        match self {
+            GuestOs::Debian { .. } => ByteSize::from_bytes(
+                DEBIAN_ESP_SIZE.bytes()
+                    + DEBIAN_ROOT_SIZE.bytes()
+                    + 2 * ByteSize::from_mib(1).bytes(),
+            ),
+            GuestOs::Talos(_) => TALOS_IMAGE_SIZE,
+        }
+    }
+}
+
+/// The port of an `https://host:port/…` URL (443 without one): the Proxmox
+/// API's port for the firewall check and the deploy guard, an app's port.
+pub fn url_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://").map(|(_, rest)| rest)?;
+    let authority = rest.split('/').next()?;
+    match authority.rsplit_once(':') {
+        Some((_, port)) => port.parse().ok(),
+        None => Some(443),
     }
 }
 
@@ -400,6 +441,13 @@ pub struct Versions {
     pub cloudnative_pg_chart: String,
     pub barman_cloud_plugin_chart: String,
     pub democratic_csi_image: String,
+}
+
+impl Host {
+    /// The port the Proxmox API listens on, from its URL.
+    pub fn api_port(&self) -> u16 {
+        url_port(&self.api_url).unwrap_or(8006)
+    }
 }
 
 impl TalosCluster {

@@ -26,9 +26,9 @@ use crate::yaml::YamlError;
 /// never reused for new bytes.
 const DEBIAN_RECIPE: &str = "waddle debian image v1";
 /// The ESP holds systemd-boot, one kernel and one initrd.
-pub const ESP_SIZE: ByteSize = ByteSize::from_mib(128);
+pub const ESP_SIZE: ByteSize = crate::model::DEBIAN_ESP_SIZE;
 /// The root filesystem as baked; cloud-init grows it to the VM's disk.
-pub const ROOT_SIZE: ByteSize = ByteSize::from_mib(2048);
+pub const ROOT_SIZE: ByteSize = crate::model::DEBIAN_ROOT_SIZE;
 /// Where a baked seed lives in the image (NoCloud's seed directory).
 pub const SEED_FILES: &[&str] = &["meta-data", "network-config", "user-data"];
 const HASH_CHARS: usize = 12;

@@ -118,7 +118,7 @@ pub fn cilium(checker: &mut Checker, blueprint: &Blueprint) -> Option<CiliumInst
     if **version != CHART_VERSION {
         checker
             .error(
-                &rules::INVALID_VALUE_SEMANTIC,
+                &rules::VERSION_SKEW,
                 version.span(),
                 "versions.cilium",
                 format!("waddlec installs Cilium {CHART_VERSION} (its values schema and Gateway API CRDs are pinned to it), not `{}`", **version),
@@ -137,7 +137,7 @@ pub fn cilium(checker: &mut Checker, blueprint: &Blueprint) -> Option<CiliumInst
             ok = false;
             checker
                 .error(
-                    &rules::INVALID_VALUE_SEMANTIC,
+                    &rules::FIXED_SETTING,
                     user.span(),
                     format!("talos.cilium.values.{path}"),
                     format!("`{path}` is set by waddlec: {reason}"),

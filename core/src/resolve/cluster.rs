@@ -20,7 +20,7 @@ pub fn flux(checker: &mut Checker, blueprint: &Blueprint) -> Option<model::Flux>
     if !flux.url.starts_with("ssh://") {
         checker
             .error(
-                &rules::INVALID_VALUE_SEMANTIC,
+                &rules::INVALID_LOCATION,
                 flux.url.span(),
                 "flux.url",
                 "Flux pulls with the deploy key, so the repository URL must be `ssh://`",
@@ -34,7 +34,7 @@ pub fn flux(checker: &mut Checker, blueprint: &Blueprint) -> Option<model::Flux>
     if let Some(located) = &flux.path {
         if path.starts_with('/') || path.split('/').any(|part| part == ".." || part.is_empty()) {
             checker.error(
-                &rules::INVALID_VALUE_SEMANTIC,
+                &rules::INVALID_LOCATION,
                 located.span(),
                 "flux.path",
                 "`flux.path` is a relative path inside the repository, without `..` or empty parts",
@@ -44,8 +44,8 @@ pub fn flux(checker: &mut Checker, blueprint: &Blueprint) -> Option<model::Flux>
     if flux.known_hosts.is_empty() {
         checker
             .error(
-                &rules::MISSING_KEY,
-                flux.url.span(),
+                &rules::EMPTY_LIST,
+                flux.known_hosts.span(),
                 "flux.known_hosts",
                 "Flux verifies the git server's host key; `known_hosts` is empty",
             )

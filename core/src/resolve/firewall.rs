@@ -1,12 +1,13 @@
 //! The host's input firewall: policy, trusted bridges and temporary rules,
-//! each of which must carry an end date.
+//! each of which must carry an end date, and a closed policy that still
+//! admits the operator to the Proxmox API.
 
 use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
 
 use super::Checker;
-use crate::blueprint::{Blueprint, Date, Span};
+use crate::blueprint::{Blueprint, Date, Policy, Protocol, Span};
 use crate::diagnostics::{rules, Diagnostic};
 use crate::model;
 
@@ -15,8 +16,11 @@ pub(super) fn firewall(
     blueprint: &Blueprint,
     bridges: &[model::Bridge],
     operator: &model::Operator,
+    host: &model::Host,
+    teleport: Option<&model::Teleport>,
     today: Date,
 ) -> model::Firewall {
+    check_operator_access(checker, blueprint, operator, host, teleport);
     let firewall = &blueprint.firewall;
     let mut allowed: Vec<String> = Vec::new();
     for (i, bridge) in firewall.allow_bridges.iter().enumerate() {
@@ -135,4 +139,99 @@ pub(super) fn firewall(
         allow_bridges: allowed,
         temporary,
     }
+}
+
+/// Under a DROP or REJECT policy some rule must admit the operator's own
+/// address to the Proxmox API, or a Teleport app must front it: the same
+/// paths `deploy::guard` demands before it changes the firewall, checked
+/// here so the blueprint is refused where it is written. (Whether Teleport
+/// is up is the guard's question; the build cannot know it.)
+fn check_operator_access(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    operator: &model::Operator,
+    host: &model::Host,
+    teleport: Option<&model::Teleport>,
+) {
+    let firewall = &blueprint.firewall;
+    let policy = match *firewall.input_policy {
+        Policy::Accept => return,
+        Policy::Drop => "DROP",
+        Policy::Reject => "REJECT",
+    };
+    let port = host.api_port();
+    let through_teleport = teleport.is_some_and(|teleport| {
+        teleport
+            .apps
+            .iter()
+            .any(|app| model::url_port(&app.uri) == Some(port))
+    });
+    let api_rules: Vec<(usize, &crate::blueprint::TemporaryRule)> = firewall
+        .temporary
+        .iter()
+        .map(|rule| &rule.value)
+        .enumerate()
+        .filter(|(_, rule)| rule.protocol == Protocol::Tcp && rule.port.value.0 == port)
+        .collect();
+    // A rule without `source` admits the operator's address.
+    let admits_operator = api_rules.iter().any(|(_, rule)| {
+        rule.source
+            .as_ref()
+            .is_none_or(|source| source.trunc().contains(&operator.ip))
+    });
+    if admits_operator || through_teleport {
+        return;
+    }
+    let operator_ip = &blueprint.operator.ip;
+    // Every rule left names a source, and none contains the operator.
+    let others = api_rules
+        .iter()
+        .find_map(|(i, rule)| rule.source.as_ref().map(|source| (i, rule, source)));
+    let diagnostic = match others {
+        Some((i, rule, source)) => {
+            let diagnostic = checker.error(
+                &rules::OPERATOR_LOCKED_OUT,
+                source.span(),
+                format!("firewall.temporary[{i}].source"),
+                format!(
+                    "temporary rule `{}` admits {} to the Proxmox API (port {port}), but not the \
+                     operator's address {}: under `input_policy = \"{policy}\"` the operator \
+                     would be locked out",
+                    *rule.name,
+                    source.trunc(),
+                    operator.ip
+                ),
+            );
+            diagnostic.label = format!("does not contain {}", operator.ip);
+            diagnostic.help = Some(format!(
+                "make `source` a network containing {} (or remove it: the default is the \
+                 operator's address), or correct `operator.ip`",
+                operator.ip
+            ));
+            diagnostic
+        }
+        None => {
+            let diagnostic = checker.error(
+                &rules::OPERATOR_LOCKED_OUT,
+                firewall.input_policy.span(),
+                "firewall.input_policy",
+                format!(
+                    "`input_policy = \"{policy}\"` and no rule admits the operator ({}) to the \
+                     Proxmox API on TCP port {port}: the first firewall deploy would cut off the \
+                     API every later deploy needs",
+                    operator.ip
+                ),
+            );
+            diagnostic.label = "closes the API".into();
+            diagnostic.help = Some(format!(
+                "add `[[firewall.temporary]]` with `name = \"operator-api\"`, `port = {port}` \
+                 and an `expires` date (its source defaults to `operator.ip`), or publish the \
+                 API as a Teleport app"
+            ));
+            diagnostic
+        }
+    };
+    diagnostic
+        .related
+        .push((operator_ip.span(), "the operator's address".into()));
 }

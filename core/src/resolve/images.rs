@@ -44,7 +44,7 @@ pub fn debian(checker: &mut Checker, blueprint: &Blueprint) -> Option<DebianArch
     if suite.is_none() {
         checker
             .error(
-                &rules::INVALID_VALUE_SEMANTIC,
+                &rules::VERSION_SKEW,
                 version.span(),
                 "versions.debian",
                 format!("Debian `{}` images cannot be built", **version),
@@ -82,7 +82,7 @@ fn snapshot_epoch(checker: &mut Checker, snapshot: &Located<String>) -> Option<u
     if parsed.is_none() {
         checker
             .error(
-                &rules::INVALID_VALUE_SEMANTIC,
+                &rules::INVALID_VALUE,
                 snapshot.span(),
                 "debian.snapshot",
                 format!("`{}` is not a snapshot.debian.org timestamp", **snapshot),
@@ -100,7 +100,7 @@ fn check_mirror(checker: &mut Checker, mirror: &Located<String>) {
     if !plain {
         checker
             .error(
-                &rules::INVALID_VALUE_SEMANTIC,
+                &rules::INVALID_LOCATION,
                 mirror.span(),
                 "debian.mirror",
                 format!("`{}` is not an http(s) mirror URL", **mirror),
@@ -129,7 +129,7 @@ fn check_packages(checker: &mut Checker, blueprint: &Blueprint) {
             checker.check_str(
                 package,
                 &format!("image[{i}].packages[{j}]"),
-                &rules::INVALID_VALUE_SEMANTIC,
+                &rules::INVALID_IDENTIFIER,
                 check_package_name,
             );
         }

@@ -17,7 +17,7 @@ use crate::model::{self, GuestOs};
 const MIN_VMID: u32 = 100;
 const MAX_VMID: u32 = 999_999_999;
 const MAX_CORES: u32 = 512;
-const MIN_DISK: ByteSize = ByteSize::from_mib(1024);
+const GIB: u64 = 1024 * 1024 * 1024;
 
 /// The extra packages of the image `name`, sorted and de-duplicated.
 fn image_packages(blueprint: &Blueprint, name: &str) -> Vec<String> {
@@ -32,7 +32,20 @@ fn image_packages(blueprint: &Blueprint, name: &str) -> Vec<String> {
     packages
 }
 
-/// Merges defaults and overrides; reports what is missing at the machine's name.
+/// A machine's settings: its own over its group's defaults, checked. (A
+/// missing one is reported, and a placeholder keeps resolve going.)
+struct Settings {
+    cores: u32,
+    memory: ByteSize,
+    disk: ByteSize,
+    cpu: String,
+    onboot: bool,
+    /// Sorted, de-duplicated: the defaults' and the machine's own.
+    tags: Vec<String>,
+}
+
+/// Merges defaults and overrides; reports what is missing at the machine's
+/// name, and what is too small for `os` where it was written.
 fn settings(
     checker: &mut Checker,
     defaults: &SettingsRef<'_>,
@@ -40,7 +53,8 @@ fn settings(
     name: &Located<String>,
     path: &str,
     defaults_table: &str,
-) -> (u32, ByteSize, ByteSize, String, bool, Vec<String>) {
+    os: &GuestOs,
+) -> Settings {
     let mut required = |key: &str| {
         checker
             .error(
@@ -67,7 +81,7 @@ fn settings(
     }
     if let Some(cores) = cores.filter(|c| c.value == 0) {
         checker.error(
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::OUT_OF_RANGE,
             cores.span(),
             format!("{path}.cores"),
             "`cores` must be at least 1",
@@ -93,7 +107,7 @@ fn settings(
         checker.check_str(
             tag,
             &format!("{path}.tags[{i}]"),
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_IDENTIFIER,
             names::check_tag,
         );
         tags.push(tag.to_string());
@@ -104,7 +118,7 @@ fn settings(
         checker.check_str(
             cpu,
             &format!("{path}.cpu"),
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_IDENTIFIER,
             |c| {
                 let ok = !c.is_empty()
                     && c.chars().all(|ch| {
@@ -122,7 +136,7 @@ fn settings(
     }
     if let Some(cores) = cores.filter(|c| c.value > MAX_CORES) {
         checker.error(
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::OUT_OF_RANGE,
             cores.span(),
             format!("{path}.cores"),
             format!(
@@ -131,28 +145,74 @@ fn settings(
             ),
         );
     }
-    if let Some(disk) = disk.filter(|d| d.0 < MIN_DISK) {
-        checker
-            .error(
-                &rules::INVALID_SIZE,
-                disk.span(),
-                format!("{path}.disk"),
-                format!("disk `{}` is smaller than {MIN_DISK}", disk.0),
-            )
-            .help = Some("a bootable disk needs at least 1G".into());
-    }
+    check_minimums(checker, name, path, os, memory, disk);
     let cpu = own
         .cpu
         .or(defaults.cpu)
         .map_or_else(|| "host".to_string(), |c| c.to_string());
-    (
-        cores.map_or(1, |c| c.value),
-        memory.map_or(ByteSize::from_mib(64), |m| m.0),
-        disk.map_or(ByteSize::from_mib(1), |d| d.0),
+    Settings {
+        cores: cores.map_or(1, |c| c.value),
+        memory: memory.map_or(ByteSize::from_mib(64), |m| m.0),
+        disk: disk.map_or(ByteSize::from_mib(1), |d| d.0),
         cpu,
-        own.onboot.or(defaults.onboot).unwrap_or(true),
+        onboot: own.onboot.or(defaults.onboot).unwrap_or(true),
         tags,
-    )
+    }
+}
+
+/// Memory and disk against what the guest needs: the boot image must fit on
+/// the disk, and a Talos node gets at least Talos' documented minimums.
+fn check_minimums(
+    checker: &mut Checker,
+    name: &Located<String>,
+    path: &str,
+    os: &GuestOs,
+    memory: Option<&Located<crate::blueprint::Size>>,
+    disk: Option<&Located<crate::blueprint::Size>>,
+) {
+    let whole_gib = |size: ByteSize| size.bytes().div_ceil(GIB);
+    let machine = match os {
+        GuestOs::Debian { image, .. } => format!("VM `{}` (image `{image}`)", **name),
+        GuestOs::Talos(_) => format!("Talos node `{}`", **name),
+    };
+    if let (GuestOs::Talos(_), Some(memory)) = (os, memory) {
+        if memory.0 < model::TALOS_MIN_MEMORY {
+            let diagnostic = checker.error(
+                &rules::MACHINE_TOO_SMALL,
+                memory.span(),
+                format!("{path}.memory"),
+                format!(
+                    "{machine} gets {} of memory; Talos needs at least {} on a control-plane node",
+                    memory.0,
+                    model::TALOS_MIN_MEMORY
+                ),
+            );
+            diagnostic.label = "below Talos' minimum".into();
+            diagnostic.help = Some(format!(
+                "set `memory = \"{}G\"` or more (4G is Talos' recommendation)",
+                whole_gib(model::TALOS_MIN_MEMORY)
+            ));
+        }
+    }
+    let Some(disk) = disk else { return };
+    let image = os.boot_image_size();
+    let (needed, why) = match os {
+        GuestOs::Talos(_) if model::TALOS_MIN_DISK > image => (
+            model::TALOS_MIN_DISK,
+            format!("Talos needs at least {}", model::TALOS_MIN_DISK),
+        ),
+        _ => (image, format!("the image it boots is {image}")),
+    };
+    if disk.0 < needed {
+        let diagnostic = checker.error(
+            &rules::MACHINE_TOO_SMALL,
+            disk.span(),
+            format!("{path}.disk"),
+            format!("{machine} gets a {} disk, but {why}", disk.0),
+        );
+        diagnostic.label = "too small".into();
+        diagnostic.help = Some(format!("set `disk = \"{}G\"` or more", whole_gib(needed)));
+    }
 }
 
 pub(super) fn vms(
@@ -164,13 +224,25 @@ pub(super) fn vms(
     let mut out = Vec::new();
     for (v, vm) in blueprint.vms.iter().enumerate() {
         let path = format!("vm[{v}]");
-        let (cores, memory, disk, cpu, onboot, tags) = settings(
+        let os = GuestOs::Debian {
+            image: vm.image.to_string(),
+            packages: image_packages(blueprint, &vm.image),
+        };
+        let Settings {
+            cores,
+            memory,
+            disk,
+            cpu,
+            onboot,
+            tags,
+        } = settings(
             checker,
             &defaults,
             &vm.settings(),
             &vm.name,
             &path,
             "vm_defaults",
+            &os,
         );
         if !blueprint
             .images
@@ -196,12 +268,15 @@ pub(super) fn vms(
             });
         }
         if vm.nics.is_empty() {
-            checker.error(
-                &rules::MISSING_KEY,
-                vm.name.span(),
-                format!("{path}.nics"),
-                format!("VM `{}` has no NIC", *vm.name),
-            );
+            checker
+                .error(
+                    &rules::EMPTY_LIST,
+                    vm.nics.span(),
+                    format!("{path}.nics"),
+                    format!("VM `{}` has no NIC", *vm.name),
+                )
+                .help =
+                Some("add one: `nics = [{ bridge = \"vmbr1\", address = \"10.0.0.5\" }]`".into());
         }
         let single = vm.nics.len() == 1;
         let mut nics = Vec::new();
@@ -271,10 +346,7 @@ pub(super) fn vms(
         out.push(model::Vm {
             id: *vm.id,
             name: vm.name.to_string(),
-            os: GuestOs::Debian {
-                image: vm.image.to_string(),
-                packages: image_packages(blueprint, &vm.image),
-            },
+            os,
             tags,
             cores,
             memory,
@@ -330,7 +402,7 @@ pub(super) fn talos(
         checker.check_str(
             extension,
             &format!("talos.extensions[{i}]"),
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_IDENTIFIER,
             |e| {
                 let ok = e.split('/').count() == 2
                     && e.split('/').all(|part| {
@@ -355,7 +427,7 @@ pub(super) fn talos(
         checker.check_str(
             arg,
             &format!("talos.kernel_args[{i}]"),
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_IDENTIFIER,
             |a| {
                 let ok = !a.is_empty()
                     && !a.starts_with('-')
@@ -372,7 +444,7 @@ pub(super) fn talos(
     }
     if !matches!(*talos.secrets, SecretRef::File(_)) {
         checker.error(
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_LOCATION,
             talos.secrets.span(),
             "talos.secrets",
             "the Talos secrets bundle must be a `file:` reference (e.g. `file:../secrets/cluster.yaml`): \
@@ -429,13 +501,26 @@ pub(super) fn talos_nodes(
         .enumerate()
         .map(|(n, node)| {
             let path = format!("talos.node[{n}]");
-            let (cores, memory, disk, cpu, onboot, tags) = settings(
+            let nic = model::TalosNic {
+                address: Ipv4Net::new(*node.address, bridge.network.prefix_len())
+                    .unwrap_or(bridge.network),
+                gateway: router_of(bridge),
+            };
+            let Settings {
+                cores,
+                memory,
+                disk,
+                cpu,
+                onboot,
+                tags,
+            } = settings(
                 checker,
                 &defaults,
                 &node.settings(),
                 &node.name,
                 &path,
                 "talos.node_defaults",
+                &GuestOs::Talos(nic),
             );
             check_in_network(
                 checker,
@@ -445,11 +530,6 @@ pub(super) fn talos_nodes(
                 bridge.network,
                 &bridge.name,
             );
-            let nic = model::TalosNic {
-                address: Ipv4Net::new(*node.address, bridge.network.prefix_len())
-                    .unwrap_or(bridge.network),
-                gateway: router_of(bridge),
-            };
             model::Vm {
                 id: *node.id,
                 name: node.name.to_string(),
@@ -536,11 +616,12 @@ pub(super) fn check_identities(checker: &mut Checker, blueprint: &Blueprint) {
                 .related
                 .push((first.span(), "first used here".into()));
         }
-        checker.check_str(
+        checker.check_str_with_help(
             machine.name,
             &format!("{}.name", machine.path),
             &rules::INVALID_DNS_NAME,
-            names::check_label,
+            names::check_lowercase_label,
+            names::LOWERCASE_LABEL_HELP,
         );
         if let Some(first) = names_seen.insert(machine.name.to_string(), machine.name.span()) {
             checker

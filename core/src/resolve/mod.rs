@@ -71,6 +71,22 @@ impl Checker {
                 .label = "here".into();
         }
     }
+
+    /// [`Checker::check_str`], with `help` saying how the value is written.
+    fn check_str_with_help(
+        &mut self,
+        value: &Located<String>,
+        path: &str,
+        rule: &'static rules::Rule,
+        check: impl Fn(&str) -> Result<(), String>,
+        help: &str,
+    ) {
+        if let Err(reason) = check(value) {
+            let diagnostic = self.error(rule, value.span(), path, format!("`{path}` {reason}"));
+            diagnostic.label = "here".into();
+            diagnostic.help = Some(help.into());
+        }
+    }
 }
 
 /// Validates the blueprint and builds the model. On success the second value
@@ -94,7 +110,15 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let forwards = routes::forwards(&mut checker, blueprint, &targets);
     routes::check_public_hosts(&mut checker, blueprint, edge.as_ref(), teleport.as_ref());
     routes::check_kube_forward(&mut checker, blueprint, &forwards, teleport.as_ref());
-    let firewall = firewall::firewall(&mut checker, blueprint, &bridges, &operator, today);
+    let firewall = firewall::firewall(
+        &mut checker,
+        blueprint,
+        &bridges,
+        &operator,
+        &host,
+        teleport.as_ref(),
+        today,
+    );
     let versions = versions(&mut checker, blueprint);
     let debian = images::debian(&mut checker, blueprint);
     let cilium = cilium::cilium(&mut checker, blueprint);
@@ -152,7 +176,7 @@ fn operator(checker: &mut Checker, blueprint: &Blueprint) -> model::Operator {
     checker.check_str(
         &operator.email,
         "operator.email",
-        &rules::INVALID_VALUE_SEMANTIC,
+        &rules::INVALID_VALUE,
         |email| match email.split_once('@') {
             Some((user, domain)) if !user.is_empty() && check_dns_name(domain).is_ok() => Ok(()),
             _ => Err(format!("`{email}` is not an e-mail address")),
@@ -162,15 +186,15 @@ fn operator(checker: &mut Checker, blueprint: &Blueprint) -> model::Operator {
         checker.check_str(
             key,
             &format!("operator.ssh_keys[{i}]"),
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_VALUE,
             check_ssh_public_key,
         );
     }
     if operator.ssh_keys.is_empty() {
         checker
             .error(
-                &rules::MISSING_KEY,
-                operator.email.span(),
+                &rules::EMPTY_LIST,
+                operator.ssh_keys.span(),
                 "operator.ssh_keys",
                 "`operator.ssh_keys` is empty: nobody could log in to the Debian VMs",
             )
@@ -180,7 +204,7 @@ fn operator(checker: &mut Checker, blueprint: &Blueprint) -> model::Operator {
         checker.check_str(
             login,
             "operator.login",
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_IDENTIFIER,
             names::check_login,
         );
     }
@@ -231,16 +255,18 @@ fn check_ssh_public_key(key: &str) -> Result<(), String> {
 }
 
 /// The Talos release the machine-config renderer speaks (multi-document
-/// network config, `grubUseUKICmdline`), and the newest Kubernetes minor it
-/// supports. Anything else is the version skew talhelper users meet as
-/// unknown-field errors at apply time.
+/// network config, `grubUseUKICmdline`), and the Kubernetes minors it
+/// supports (Talos 1.12's support matrix: 1.30 to 1.35). Anything else is
+/// the version skew talhelper users meet as unknown-field errors at apply
+/// time, or a kubelet Talos refuses to run.
 const TALOS_RELEASE: &str = "v1.12.";
+const OLDEST_KUBERNETES_MINOR: u32 = 30;
 const NEWEST_KUBERNETES_MINOR: u32 = 35;
 
 fn check_talos_skew(checker: &mut Checker, v: &crate::blueprint::Versions) {
     if v.talos.starts_with('v') && !v.talos.starts_with(TALOS_RELEASE) {
         checker.error(
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::VERSION_SKEW,
             v.talos.span(),
             "versions.talos",
             format!(
@@ -250,22 +276,29 @@ fn check_talos_skew(checker: &mut Checker, v: &crate::blueprint::Versions) {
             ),
         );
     }
-    let minor = v
-        .kubernetes
-        .trim_start_matches('v')
-        .split('.')
-        .nth(1)
-        .and_then(|m| m.parse::<u32>().ok());
-    if minor.is_some_and(|m| m > NEWEST_KUBERNETES_MINOR) {
-        checker.error(
-            &rules::INVALID_VALUE_SEMANTIC,
-            v.kubernetes.span(),
-            "versions.kubernetes",
-            format!(
-                "Talos {TALOS_RELEASE}x supports Kubernetes up to 1.{NEWEST_KUBERNETES_MINOR}, not `{}`",
-                *v.kubernetes
-            ),
-        );
+    // A version that is no pin at all is reported by `names::check_version`.
+    let mut parts = v.kubernetes.trim_start_matches('v').split('.');
+    let major = parts.next().and_then(|m| m.parse::<u32>().ok());
+    let minor = parts.next().and_then(|m| m.parse::<u32>().ok());
+    let supported = OLDEST_KUBERNETES_MINOR..=NEWEST_KUBERNETES_MINOR;
+    if let (Some(major), Some(minor)) = (major, minor) {
+        if major != 1 || !supported.contains(&minor) {
+            let diagnostic = checker.error(
+                &rules::VERSION_SKEW,
+                v.kubernetes.span(),
+                "versions.kubernetes",
+                format!(
+                    "Talos {TALOS_RELEASE}x supports Kubernetes 1.{OLDEST_KUBERNETES_MINOR} to \
+                     1.{NEWEST_KUBERNETES_MINOR}, not `{}`",
+                    *v.kubernetes
+                ),
+            );
+            diagnostic.label = "outside Talos' support matrix".into();
+            diagnostic.help = Some(format!(
+                "pin a Kubernetes 1.{OLDEST_KUBERNETES_MINOR}–1.{NEWEST_KUBERNETES_MINOR} release, \
+                 e.g. `kubernetes = \"1.{NEWEST_KUBERNETES_MINOR}.1\"`"
+            ));
+        }
     }
 }
 
@@ -298,7 +331,7 @@ fn versions(checker: &mut Checker, blueprint: &Blueprint) -> model::Versions {
         checker.check_str(
             value,
             &format!("versions.{key}"),
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::UNPINNED_VERSION,
             names::check_version,
         );
     }
@@ -314,7 +347,7 @@ fn versions(checker: &mut Checker, blueprint: &Blueprint) -> model::Versions {
             checker.check_str(
                 value,
                 &format!("versions.{key}"),
-                &rules::INVALID_VALUE_SEMANTIC,
+                &rules::UNPINNED_VERSION,
                 names::check_version,
             );
         }
@@ -322,7 +355,7 @@ fn versions(checker: &mut Checker, blueprint: &Blueprint) -> model::Versions {
     if !v.talos.starts_with('v') {
         checker
             .error(
-                &rules::INVALID_VALUE_SEMANTIC,
+                &rules::UNPINNED_VERSION,
                 v.talos.span(),
                 "versions.talos",
                 format!("Talos versions are written with a `v` (`v{}`), as Image Factory and installer tags use them", *v.talos),

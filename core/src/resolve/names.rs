@@ -24,6 +24,26 @@ pub fn check_label(label: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How a name checked by [`check_lowercase_label`] is written.
+pub const LOWERCASE_LABEL_HELP: &str =
+    "use lowercase letters, digits and `-` (1 to 63, not first or last), e.g. `talos-cp1`";
+
+/// Checks a name that becomes a hostname or a Kubernetes object's name (VMs,
+/// Talos nodes, VIPs, a StorageClass, a bucket): an RFC 1123 label in lower
+/// case, since Kubernetes refuses `Talos-1` as a node name while DNS would
+/// not tell it from `talos-1`.
+pub fn check_lowercase_label(label: &str) -> Result<(), String> {
+    check_label(label)?;
+    if label.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "`{label}` has uppercase letters; it becomes a hostname or Kubernetes name, which are \
+             lowercase: write `{}`",
+            label.to_ascii_lowercase()
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a fully written DNS name (no wildcard, no trailing dot).
 pub fn check_dns_name(name: &str) -> Result<(), String> {
     if name.len() > 253 {
@@ -133,6 +153,19 @@ mod tests {
         assert!(check_dns_name("a..example.org").is_err());
         assert!(check_dns_name("a_b.example.org").is_err());
         assert!(check_dns_name(&format!("{}.org", "a".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn machine_names_are_lowercase_labels() {
+        assert!(check_lowercase_label("talos-cp1").is_ok());
+        assert!(check_lowercase_label("Talos-cp1")
+            .unwrap_err()
+            .contains("`talos-cp1`"));
+        assert!(check_lowercase_label("talos_cp1").is_err());
+        assert!(check_lowercase_label("-talos").is_err());
+        assert!(check_lowercase_label("talos-").is_err());
+        assert!(check_lowercase_label(&"a".repeat(64)).is_err());
+        assert!(check_lowercase_label(&"a".repeat(63)).is_ok());
     }
 
     #[test]

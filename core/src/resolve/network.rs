@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::{names, Checker};
-use crate::blueprint::{Blueprint, BridgeRole, Span};
+use crate::blueprint::{Blueprint, BridgeRole, Port, Span};
 use crate::diagnostics::rules;
 use crate::model;
 
@@ -31,7 +31,7 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
         checker.check_str(
             &bridge.name,
             &format!("{path}.name"),
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_IDENTIFIER,
             check_bridge_name,
         );
         let network = bridge.cidr.trunc();
@@ -218,7 +218,7 @@ pub(super) fn host(
         ("host.disk_storage", &host.disk_storage),
         ("host.file_storage", &host.file_storage),
     ] {
-        checker.check_str(storage, key, &rules::INVALID_VALUE_SEMANTIC, |s| {
+        checker.check_str(storage, key, &rules::INVALID_IDENTIFIER, |s| {
             let ok = !s.is_empty()
                 && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -230,12 +230,15 @@ pub(super) fn host(
         });
     }
     if host.dns.is_empty() {
-        checker.error(
-            &rules::MISSING_KEY,
-            host.node.span(),
-            "host.dns",
-            "`host.dns` is empty: VMs and nodes need at least one DNS server",
-        );
+        checker
+            .error(
+                &rules::EMPTY_LIST,
+                host.dns.span(),
+                "host.dns",
+                "`host.dns` is empty: VMs and nodes need at least one DNS server",
+            )
+            .help =
+            Some("list resolvers the machines can reach, e.g. `dns = [\"1.1.1.1\"]`".into());
     }
     let public_address = bridges
         .iter()
@@ -244,7 +247,7 @@ pub(super) fn host(
         .unwrap_or(Ipv4Addr::UNSPECIFIED);
     let api_url = match &host.api {
         Some(api) => {
-            checker.check_str(api, "host.api", &rules::INVALID_VALUE_SEMANTIC, |url| {
+            checker.check_str(api, "host.api", &rules::INVALID_LOCATION, |url| {
                 if url.starts_with("https://") && url.len() > "https://".len() {
                     Ok(())
                 } else {
@@ -259,19 +262,13 @@ pub(super) fn host(
     };
     let ssh_target = match &host.ssh {
         Some(ssh) => {
-            checker.check_str(ssh, "host.ssh", &rules::INVALID_VALUE_SEMANTIC, |target| {
-                let ok = !target.is_empty()
-                    && !target
-                        .chars()
-                        .any(|c| c.is_whitespace() || matches!(c, '\'' | '"' | ';' | '$' | '`'));
-                if ok {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "`{target}` is not an SSH destination (`user@host`)"
-                    ))
-                }
-            });
+            checker.check_str_with_help(
+                ssh,
+                "host.ssh",
+                &rules::INVALID_LOCATION,
+                check_ssh_target,
+                "write `user@host` (e.g. `root@203.0.113.10`), or remove `ssh` for `root@` the public address",
+            );
             ssh.to_string()
         }
         None => format!("root@{public_address}"),
@@ -281,7 +278,7 @@ pub(super) fn host(
         if normalized.is_none() {
             checker
                 .error(
-                    &rules::INVALID_VALUE_SEMANTIC,
+                    &rules::INVALID_VALUE,
                     fingerprint.span(),
                     "host.api_fingerprint",
                     format!(
@@ -308,6 +305,39 @@ pub(super) fn host(
     }
 }
 
+/// `user@host` or `host`, as `ssh` takes it: both parts non-empty, and
+/// nothing a shell would read.
+fn check_ssh_target(target: &str) -> Result<(), String> {
+    if target
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '\'' | '"' | ';' | '$' | '`'))
+    {
+        return Err(format!(
+            "`{target}` is not an SSH destination (`user@host`): it contains a space or quote"
+        ));
+    }
+    let (user, host) = match target.rsplit_once('@') {
+        Some((user, host)) => (Some(user), host),
+        None => (None, target),
+    };
+    if host.is_empty() {
+        return Err(format!(
+            "`{target}` names no host; write `user@host`, e.g. `root@203.0.113.10`"
+        ));
+    }
+    if user.is_some_and(str::is_empty) {
+        return Err(format!(
+            "`{target}` has an empty user before `@`; write `user@host` or just `host`"
+        ));
+    }
+    if host.starts_with('-') {
+        return Err(format!(
+            "`{target}` starts its host with `-`, which `ssh` would read as an option"
+        ));
+    }
+    Ok(())
+}
+
 /// `ab:cd:…` (32 pairs, `:` separated) → `AB:CD:…`.
 fn normalize_fingerprint(text: &str) -> Option<String> {
     let pairs: Vec<&str> = text.trim().split(':').collect();
@@ -324,15 +354,28 @@ pub(super) fn vips(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model::V
         .iter()
         .enumerate()
         .map(|(i, vip)| {
-            checker.check_str(
+            checker.check_str_with_help(
                 &vip.name,
                 &format!("vip[{i}].name"),
                 &rules::INVALID_DNS_NAME,
-                names::check_label,
+                names::check_lowercase_label,
+                names::LOWERCASE_LABEL_HELP,
             );
-            let mut ports: Vec<_> = vip.ports.iter().map(|p| **p).collect();
-            ports.sort();
-            ports.dedup();
+            let mut seen: BTreeMap<Port, Span> = BTreeMap::new();
+            for (p, port) in vip.ports.iter().enumerate() {
+                if let Some(first) = seen.insert(**port, port.span()) {
+                    let diagnostic = checker.error(
+                        &rules::DUPLICATE_PORT,
+                        port.span(),
+                        format!("vip[{i}].ports[{p}]"),
+                        format!("VIP `{}` lists port {} twice", *vip.name, **port),
+                    );
+                    diagnostic.label = "again".into();
+                    diagnostic.related.push((first, "first listed here".into()));
+                    diagnostic.help = Some("list each port once; was another port meant?".into());
+                }
+            }
+            let ports: Vec<Port> = seen.into_keys().collect();
             model::Vip {
                 name: vip.name.to_string(),
                 address: *vip.address,

@@ -52,23 +52,31 @@ pub fn platform(
             )
             .help = Some("add `[[vip]] name = \"gateway\"` on the cluster's bridge with `ports = [80, 443]`, and `[[edge.route]] sni = \"*.apps.<domain>\"` with `to = \"gateway:443\"`".into());
     }
+    if let Some(class) = &platform.storage.class {
+        checker.check_str_with_help(
+            class,
+            "platform.storage.class",
+            &rules::INVALID_DNS_NAME,
+            names::check_lowercase_label,
+            names::LOWERCASE_LABEL_HELP,
+        );
+    }
     let label = |checker: &mut Checker, value: &Option<Located<String>>, path: &str| {
         if let Some(value) = value {
             checker.check_str(value, path, &rules::INVALID_DNS_NAME, names::check_label);
         }
     };
-    label(checker, &platform.storage.class, "platform.storage.class");
     label(checker, &platform.spicedb.host, "platform.spicedb.host");
     checker.check_str(
         &platform.vault,
         "platform.vault",
-        &rules::INVALID_VALUE_SEMANTIC,
+        &rules::INVALID_IDENTIFIER,
         check_item,
     );
     checker.check_str(
         &platform.storage.dataset,
         "platform.storage.dataset",
-        &rules::INVALID_VALUE_SEMANTIC,
+        &rules::INVALID_IDENTIFIER,
         check_dataset,
     );
     checker.check_str(
@@ -80,7 +88,7 @@ pub fn platform(
     checker.check_str(
         &platform.backups.endpoint,
         "platform.backups.endpoint",
-        &rules::INVALID_VALUE_SEMANTIC,
+        &rules::INVALID_LOCATION,
         |url| match url.strip_prefix("https://") {
             Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(()),
             _ => Err(format!(
@@ -88,11 +96,12 @@ pub fn platform(
             )),
         },
     );
-    checker.check_str(
+    checker.check_str_with_help(
         &platform.backups.bucket,
         "platform.backups.bucket",
         &rules::INVALID_DNS_NAME,
-        names::check_label,
+        names::check_lowercase_label,
+        names::LOWERCASE_LABEL_HELP,
     );
     for (value, path) in [
         (&platform.spicedb.storage, "platform.spicedb.storage"),
@@ -109,7 +118,7 @@ pub fn platform(
         checker.check_str(
             retention,
             "platform.backups.retention",
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_VALUE,
             |r| {
                 let (number, unit) = r.split_at(r.len().saturating_sub(1));
                 if !number.is_empty()
@@ -137,7 +146,7 @@ pub fn platform(
         (&items.csi_ssh_key, "platform.items.csi_ssh_key"),
     ] {
         if let Some(value) = value {
-            checker.check_str(value, path, &rules::INVALID_VALUE_SEMANTIC, check_item);
+            checker.check_str(value, path, &rules::INVALID_IDENTIFIER, check_item);
         }
     }
     let counts = [
@@ -148,7 +157,7 @@ pub fn platform(
         if let Some(value) = value.as_ref().filter(|v| v.value == 0 || v.value > 9) {
             ok = false;
             checker.error(
-                &rules::INVALID_VALUE_SEMANTIC,
+                &rules::OUT_OF_RANGE,
                 value.span(),
                 path,
                 format!("`{path}` is {}; give 1 to 9", value.value),

@@ -15,7 +15,9 @@ const HOST_PORTS: &[(u16, &str)] = &[(22, "SSH"), (8006, "the Proxmox API and UI
 const TALOS_PORTS: &[u16] = &[model::KUBE_API_PORT, model::TALOS_API_PORT];
 const SSH_PORT: u16 = 22;
 
-/// Something a route or forward can send traffic to.
+/// Something a route or forward can send traffic to. Everything a target
+/// serves is TCP: SSH, HAProxy, Teleport, the Talos and Kubernetes APIs, and
+/// a VIP's `ports` (the Cilium gateway, the API VIP).
 struct Target {
     what: String,
     /// Its address on an internal bridge, if it has one.
@@ -211,9 +213,9 @@ pub(super) fn edge(
             Some(allow) if allow.is_empty() => {
                 checker
                     .error(
-                        &rules::INVALID_VALUE_SEMANTIC,
-                        route.sni.span(),
-                        format!("{path}.allow"),
+                        &rules::EMPTY_LIST,
+                        allow.span(),
+                        format!("edge.route[{i}].allow"),
                         "`allow = []` admits no source: the route could never be used",
                     )
                     .help = Some(
@@ -347,13 +349,32 @@ pub(super) fn forwards(
                 .help =
                 Some("forward another public port, or reach the service through Teleport".into());
         }
-        if let Some(to) = targets.endpoint(checker, &forward.to, &format!("{path}.to")) {
-            out.push(model::PortForward {
-                protocol: forward.protocol,
-                port: *forward.port,
-                to,
-            });
+        let Some(to) = targets.endpoint(checker, &forward.to, &format!("{path}.to")) else {
+            continue;
+        };
+        if forward.protocol == Protocol::Udp {
+            let diagnostic = checker.error(
+                &rules::PORT_NOT_LISTENING,
+                forward.to.span(),
+                format!("{path}.to"),
+                format!(
+                    "this forward is UDP, but port {} of `{}` serves TCP only",
+                    forward.to.port, forward.to.name
+                ),
+            );
+            diagnostic.label = "TCP only".into();
+            diagnostic.help = Some(
+                "remove `protocol = \"udp\"` (forwards are TCP by default), or forward to a \
+                 service that speaks UDP"
+                    .into(),
+            );
+            continue;
         }
+        out.push(model::PortForward {
+            protocol: forward.protocol,
+            port: *forward.port,
+            to,
+        });
     }
     out
 }

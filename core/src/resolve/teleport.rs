@@ -54,7 +54,7 @@ pub(super) fn teleport(
     checker.check_str(
         &github.org,
         "teleport.github.org",
-        &rules::INVALID_VALUE_SEMANTIC,
+        &rules::INVALID_IDENTIFIER,
         |org| {
             let ok = !org.is_empty() && org.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
             if ok {
@@ -67,7 +67,7 @@ pub(super) fn teleport(
     checker.check_str(
         &github.client_id,
         "teleport.github.client_id",
-        &rules::INVALID_VALUE_SEMANTIC,
+        &rules::INVALID_IDENTIFIER,
         |id| {
             if id.trim().is_empty() {
                 Err("is empty".to_string())
@@ -98,7 +98,7 @@ pub(super) fn teleport(
             checker.check_str(
                 login,
                 &format!("{path}.logins[{l}]"),
-                &rules::INVALID_VALUE_SEMANTIC,
+                &rules::INVALID_IDENTIFIER,
                 names::check_login,
             );
         }
@@ -110,7 +110,7 @@ pub(super) fn teleport(
     let mut teams_to_roles = Vec::new();
     if github.teams_to_roles.is_empty() {
         checker
-            .error(&rules::MISSING_KEY, github.org.span(), "teleport.github.teams_to_roles", "no `teams_to_roles`: nobody could log in through GitHub")
+            .error(&rules::EMPTY_LIST, github.teams_to_roles.span(), "teleport.github.teams_to_roles", "no `teams_to_roles`: nobody could log in through GitHub")
             .help = Some("map a team slug to a role: `teams_to_roles = [{ team = \"infra\", roles = [\"infra-admin\"] }]`".into());
     }
     for (i, mapping) in github.teams_to_roles.iter().enumerate() {
@@ -118,7 +118,7 @@ pub(super) fn teleport(
         checker.check_str(
             &mapping.team,
             &format!("{path}.team"),
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_IDENTIFIER,
             names::check_team_slug,
         );
         for (r, role) in mapping.roles.iter().enumerate() {
@@ -151,7 +151,7 @@ pub(super) fn teleport(
         checker.check_str(
             &app.uri,
             &format!("{path}.uri"),
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_LOCATION,
             |uri| {
                 let rest = uri
                     .strip_prefix("https://")
@@ -173,7 +173,7 @@ pub(super) fn teleport(
         checker.check_str(
             &kube.kubeconfig,
             "teleport.kubernetes.kubeconfig",
-            &rules::INVALID_VALUE_SEMANTIC,
+            &rules::INVALID_LOCATION,
             |path| {
                 let ok = path.starts_with('/')
                     && path
