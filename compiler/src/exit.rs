@@ -44,7 +44,7 @@ use crate::bootstrap::BootstrapError;
 use crate::build::CompileError;
 use crate::deploy::desired::DesiredError;
 use crate::deploy::lock::LockError;
-use crate::deploy::workflow::DeployError;
+use crate::deploy::workflow::{DeployError, Outcome};
 use crate::net::fetch::FetchError;
 use crate::publish::PublishError;
 use crate::secrets::SecretError;
@@ -108,6 +108,26 @@ impl Code for LockError {
         match self {
             LockError::Held { .. } => LOCKED,
             LockError::Api(_) => UNAVAILABLE,
+        }
+    }
+}
+
+/// A deploy that did not fail: 0, or CONFLICT when the plan held a step
+/// back on purpose (a replace without `--allow-replace`), or USAGE when the
+/// operator declined.
+impl Code for Outcome {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::NothingToDo { held_back }
+            | Outcome::DryRun { held_back }
+            | Outcome::Applied { held_back } => {
+                if *held_back == 0 {
+                    OK
+                } else {
+                    CONFLICT
+                }
+            }
+            Outcome::Declined => USAGE,
         }
     }
 }
@@ -229,6 +249,9 @@ mod tests {
                 LOCKED,
             ),
             (Box::new(DeployError::UnknownVm("x".into())), USAGE),
+            (Box::new(Outcome::Applied { held_back: 0 }), OK),
+            (Box::new(Outcome::DryRun { held_back: 1 }), CONFLICT),
+            (Box::new(Outcome::Declined), USAGE),
             (Box::new(DeployError::NoFingerprint), INVALID),
             (Box::new(DeployError::Conflicts), CONFLICT),
             (Box::new(DeployError::Changed), CONFLICT),

@@ -291,7 +291,13 @@ fn kube_client(
             problem: "certs.k8s.crt is not base64 of a PEM certificate".into(),
         })
     })?;
-    KubeApi::new(base, &pem::encode(&ca), &identity).map_err(|source| BootstrapError::Kube {
+    KubeApi::new(
+        base,
+        &pem::encode(&ca),
+        &identity.certificate,
+        &identity.key,
+    )
+    .map_err(|source| BootstrapError::Kube {
         step: Step::ApiServer,
         source,
     })

@@ -17,7 +17,6 @@ use super::host_setup::{self, HostSetupError, Ssh};
 use super::lock::{HostLock, LockError};
 use super::observed::{observe, Observed};
 use super::plan::{plan, Plan};
-use crate::exit;
 use crate::net::pve::{Progress, Pve, PveError};
 use crate::secrets::{self, SecretError};
 
@@ -75,25 +74,6 @@ pub enum Outcome {
     Applied {
         held_back: usize,
     },
-}
-
-impl Outcome {
-    /// 0, or CONFLICT when the plan held a step back on purpose (a replace
-    /// without `--allow-replace`), or USAGE when declined.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Outcome::NothingToDo { held_back }
-            | Outcome::DryRun { held_back }
-            | Outcome::Applied { held_back } => {
-                if held_back == 0 {
-                    exit::OK
-                } else {
-                    exit::CONFLICT
-                }
-            }
-            Outcome::Declined => exit::USAGE,
-        }
-    }
 }
 
 /// Why a deploy stopped. Messages name what to do next.

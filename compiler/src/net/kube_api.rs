@@ -12,8 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::secrets::kube_admin::AdminIdentity;
-use crate::secrets::Secret;
+use waddlec_core::secrets::Secret;
 
 /// Who applies, in `managedFields`.
 const FIELD_MANAGER: &str = "waddlec";
@@ -90,11 +89,12 @@ struct SecretObject {
 }
 
 impl KubeApi {
-    /// A client for `base` trusting `ca` (PEM) only, as `identity`.
-    pub fn new(base: &str, ca: &str, identity: &AdminIdentity) -> Result<Self, KubeError> {
+    /// A client for `base` trusting `ca` (PEM) only, as the client
+    /// `certificate` (PEM) with its `key` (PEM).
+    pub fn new(base: &str, ca: &str, certificate: &str, key: &Secret) -> Result<Self, KubeError> {
         let setup = |e: reqwest::Error| KubeError::Setup(e.to_string());
         let ca = reqwest::Certificate::from_pem(ca.as_bytes()).map_err(setup)?;
-        let pem = format!("{}{}", identity.certificate, identity.key.expose());
+        let pem = format!("{certificate}{}", key.expose());
         let identity = reqwest::Identity::from_pem(pem.as_bytes()).map_err(setup)?;
         let client = reqwest::blocking::Client::builder()
             .user_agent(concat!("waddlec/", env!("CARGO_PKG_VERSION")))

@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use crate::model::SecretRef;
-use crate::secrets::Secret;
+use waddlec_core::secrets::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnePasswordError {

@@ -23,7 +23,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::secrets::Secret;
+use waddlec_core::secrets::Secret;
 
 /// Attempts of an idempotent read before giving up.
 const READ_ATTEMPTS: u32 = 4;

@@ -33,8 +33,8 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
-use crate::secrets::talos::{decode_pem, TalosCredentials};
-use crate::secrets::Secret;
+use waddlec_core::secrets::talos::{decode_pem, TalosCredentials};
+use waddlec_core::secrets::Secret;
 
 /// The gRPC path of the call.
 const BOOTSTRAP: &str = "/machine.MachineService/Bootstrap";

@@ -14,7 +14,7 @@ pub struct Model {
     pub project: Project,
     pub operator: Operator,
     pub host: Host,
-    pub bridges: Vec<Bridge>,
+    pub bridges: Bridges,
     /// Every VM, Debian and Talos alike, sorted by VMID.
     pub vms: Vec<Vm>,
     pub vips: Vec<Vip>,
@@ -83,6 +83,42 @@ pub struct Host {
     pub disk_storage: String,
     pub file_storage: String,
     pub dns: Vec<Ipv4Addr>,
+}
+
+/// The host's bridges: exactly one public (the uplink), and the internal
+/// ones, in blueprint order.
+#[derive(Clone, Debug)]
+pub struct Bridges {
+    pub public: Bridge,
+    pub internal: Vec<Bridge>,
+}
+
+impl Bridges {
+    /// Splits resolved bridges by role; `None` unless exactly one is public.
+    pub fn new(bridges: Vec<Bridge>) -> Option<Bridges> {
+        let (mut public, internal): (Vec<Bridge>, Vec<Bridge>) = bridges
+            .into_iter()
+            .partition(|b| b.role == BridgeRole::Public);
+        let one = public.pop()?;
+        public.is_empty().then_some(Bridges {
+            public: one,
+            internal,
+        })
+    }
+
+    /// Every bridge, the public one first.
+    pub fn iter(&self) -> impl Iterator<Item = &Bridge> {
+        self.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Bridges {
+    type Item = &'a Bridge;
+    type IntoIter = std::iter::Chain<std::iter::Once<&'a Bridge>, std::slice::Iter<'a, Bridge>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        std::iter::once(&self.public).chain(&self.internal)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -459,16 +495,11 @@ impl TalosCluster {
 
 impl Model {
     pub fn public_bridge(&self) -> &Bridge {
-        self.bridges
-            .iter()
-            .find(|b| b.role == BridgeRole::Public)
-            .expect("resolve guarantees exactly one public bridge")
+        &self.bridges.public
     }
 
     pub fn internal_bridges(&self) -> impl Iterator<Item = &Bridge> {
-        self.bridges
-            .iter()
-            .filter(|b| b.role == BridgeRole::Internal)
+        self.bridges.internal.iter()
     }
 
     /// The Talos nodes, by VMID.

@@ -101,13 +101,11 @@ pub fn units(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Rend
 }
 
 pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, YamlError> {
-    let Some(teleport) = &model.teleport else {
+    // SecretValues hold the client secret exactly when there is Teleport.
+    let (Some(teleport), Some(client_secret)) = (&model.teleport, &secrets.github_client_secret)
+    else {
         return Ok(Vec::new());
     };
-    let client_secret = secrets
-        .github_client_secret
-        .as_ref()
-        .expect("secret values cover every secret the model uses");
     let full = yaml::document(&config(model, teleport, true))?;
     let mut resources: Vec<String> = teleport
         .roles

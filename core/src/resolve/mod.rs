@@ -129,6 +129,11 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     if checker.diagnostics.has_errors() {
         return Err(checker.diagnostics);
     }
+    // `network::bridges` reports a blueprint without exactly one public
+    // bridge, so this holds whenever there is no error.
+    let Some(bridges) = model::Bridges::new(bridges) else {
+        return Err(checker.diagnostics);
+    };
     let model = Model {
         project,
         operator,

@@ -9,7 +9,7 @@ use super::objects::{
     external_secret, helm_release, helm_repository, namespace, object, Field, STORE,
 };
 use super::Component;
-use crate::model::{Model, Platform};
+use crate::model::{Model, OnePasswordConnect, Platform};
 use crate::render::k8s::Metadata;
 
 pub const CERT_MANAGER_NS: &str = "cert-manager";
@@ -49,11 +49,7 @@ pub fn external_secrets(model: &Model) -> Component {
     )
 }
 
-pub fn onepassword(model: &Model, platform: &Platform) -> Component {
-    let connect = model
-        .onepassword_connect
-        .as_ref()
-        .expect("resolve requires [onepassword_connect]");
+pub fn onepassword(model: &Model, connect: &OnePasswordConnect, platform: &Platform) -> Component {
     let ns = connect.namespace.as_str();
     let store = object(
         "external-secrets.io/v1",

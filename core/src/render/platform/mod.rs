@@ -72,12 +72,13 @@ impl Component {
 
 /// Every component of the model's platform.
 pub fn components(model: &Model) -> Vec<Component> {
-    let Some(platform) = &model.platform else {
+    // resolve gives a platform only with 1Password Connect.
+    let (Some(platform), Some(connect)) = (&model.platform, &model.onepassword_connect) else {
         return Vec::new();
     };
     vec![
         infrastructure::external_secrets(model),
-        infrastructure::onepassword(model, platform),
+        infrastructure::onepassword(model, connect, platform),
         infrastructure::cert_manager(model),
         infrastructure::cert_manager_config(model, platform),
         infrastructure::external_dns(model, platform),
@@ -157,7 +158,7 @@ struct ReadmeNeed {
 }
 
 pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
-    let (Some(_), Some(flux)) = (&model.platform, &model.flux) else {
+    let (Some(platform), Some(flux)) = (&model.platform, &model.flux) else {
         return Ok(Vec::new());
     };
     let components = components(model);
@@ -196,7 +197,6 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             &[instance],
         )?);
     }
-    let platform = model.platform.as_ref().expect("checked above");
     artifacts.push(file(
         "recovery/spicedb/cluster-restore.yaml".into(),
         &apps::spicedb_recovery(platform),
