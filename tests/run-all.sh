@@ -5,7 +5,8 @@
 # haproxy 2.6, cloud-init 22.4.2, iptables with both backends, shellcheck,
 # iproute2, python3, openssl, sshd for `sshd -t`, mtools and dosfstools for
 # seed disks and ESPs, xz-utils for image fixtures, mmdebstrap for Debian
-# bases, fdisk for sfdisk, systemd for `systemd-analyze verify`; and from
+# bases, fdisk for sfdisk, systemd for `systemd-analyze verify`, groff-base
+# to check the manual pages; and from
 # bookworm-backports: e2fsprogs >= 1.47.1 for reproducible `mke2fs -d`,
 # qemu-utils 10 for `qemu-img`, qemu-system-x86 and ovmf to boot images),
 # then: formatting, clippy, every unit and end-to-end test, and the
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-pip python3-yaml procps openssl openssh-server mtools dosfstools xz-utils mmdebstrap fdisk libarchive13 systemd curl)
+packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-pip python3-yaml procps openssl openssh-server mtools dosfstools xz-utils mmdebstrap fdisk libarchive13 systemd curl groff-base)
 backports=(e2fsprogs qemu-utils qemu-system-x86 ovmf)
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
