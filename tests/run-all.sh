@@ -9,7 +9,8 @@
 # to check the manual pages; and from
 # bookworm-backports: e2fsprogs >= 1.47.1 for reproducible `mke2fs -d`,
 # qemu-utils 10 for `qemu-img`, qemu-system-x86 and ovmf to boot images),
-# then: formatting, clippy, every unit and end-to-end test, and the
+# then: formatting, clippy, cargo-deny (licenses, bans), every unit and
+# end-to-end test, and the
 # committed review tree checked against a fresh build.
 # Needs root: the network tests create namespaces.
 set -euo pipefail
@@ -61,6 +62,14 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo deny check licenses bans"
+# Pinned; installed once. (No advisories: their database is on GitHub, out
+# of reach here; see deny.toml.)
+deny_version=0.20.2
+if [[ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $deny_version" ]]; then
+    cargo install --locked --quiet "cargo-deny@$deny_version"
+fi
+cargo deny check licenses bans
 echo "==> cargo test"
 cargo test --workspace --locked
 echo "==> waddlec build --check (committed out/ is current)"
