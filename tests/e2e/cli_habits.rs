@@ -4,7 +4,6 @@
 //! manual pages generated from the clap definitions.
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use crate::support::{repo_root, require, run, text, waddlec};
@@ -146,10 +145,7 @@ fn manual_pages_are_clean_roff_naming_every_subcommand() {
     let output = run(waddlec().arg("man"));
     let page = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(
-        page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH waddlec 1"),
-        "{page}"
-    );
+    assert!(page.contains(".TH waddlec 1"), "{page}");
     for sub in [
         "build", "validate", "deploy", "cluster", "platform", "image", "man",
     ] {
@@ -177,5 +173,5 @@ fn assert_groff_clean(page: &str) {
         .args(["-man", "-Tutf8", "-ww", "-z"])
         .arg(&path));
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert_eq!(text(&output.stderr), "", "{}", Path::new(&path).display());
+    assert_eq!(text(&output.stderr), "", "{}", path.display());
 }

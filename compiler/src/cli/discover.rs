@@ -165,7 +165,11 @@ fn with_defaults(
                 _ => None,
             };
             match default.and_then(replace) {
-                Some(path) => arg.default_value(path.into_os_string()),
+                // clap holds defaults as `'static` (owned ones need its
+                // `string` feature); a few paths, once per run.
+                Some(path) => {
+                    arg.default_value(&*Box::leak(path.into_os_string().into_boxed_os_str()))
+                }
                 None => arg,
             }
         })
