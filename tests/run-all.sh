@@ -5,16 +5,18 @@
 # haproxy 2.6, cloud-init 22.4.2, iptables with both backends, shellcheck,
 # iproute2, python3, openssl, sshd for `sshd -t`, mtools and dosfstools for
 # seed disks and ESPs, xz-utils for image fixtures, mmdebstrap for Debian
-# bases, fdisk for sfdisk, systemd for `systemd-analyze verify`; and from
+# bases, fdisk for sfdisk, systemd for `systemd-analyze verify`, groff-base
+# to check the manual pages; and from
 # bookworm-backports: e2fsprogs >= 1.47.1 for reproducible `mke2fs -d`,
 # qemu-utils 10 for `qemu-img`, qemu-system-x86 and ovmf to boot images),
-# then: formatting, clippy, every unit and end-to-end test, and the
+# then: formatting, clippy, cargo-deny (licenses, bans), every unit and
+# end-to-end test, and the
 # committed review tree checked against a fresh build.
 # Needs root: the network tests create namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-pip python3-yaml procps openssl openssh-server mtools dosfstools xz-utils mmdebstrap fdisk libarchive13 systemd curl)
+packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-pip python3-yaml procps openssl openssh-server mtools dosfstools xz-utils mmdebstrap fdisk libarchive13 systemd curl groff-base)
 backports=(e2fsprogs qemu-utils qemu-system-x86 ovmf)
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
@@ -60,6 +62,14 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo deny check licenses bans"
+# Pinned; installed once. (No advisories: their database is on GitHub, out
+# of reach here; see deny.toml.)
+deny_version=0.20.2
+if [[ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $deny_version" ]]; then
+    cargo install --locked --quiet "cargo-deny@$deny_version"
+fi
+cargo deny check licenses bans
 echo "==> cargo test"
 cargo test --workspace --locked
 echo "==> waddlec build --check (committed out/ is current)"

@@ -4,7 +4,10 @@
 # its sha256, then creating the VM that boots it.
 #
 # Builds waddlec (release), starts the simulator, makes a deployable tree of
-# the bundled blueprint (throwaway secrets, no baked images), puts a 2 GiB
+# the bundled blueprint (throwaway secrets, no baked images; offline: the
+# upstream manifests it embeds are the stand-ins of tests/data/upstream/,
+# seeded into a private download cache and pinned in the lock file as the
+# end-to-end tests do, and the build runs --locked), puts a 2 GiB
 # sparse qcow2 (a small qcow2 grown with `truncate`: 2 GiB of bytes to send)
 # in place of the HAProxy image, and deploys with --skip-host. Reports wall
 # time and peak RSS from /usr/bin/time -v (package `time`), and the bytes the
@@ -53,10 +56,40 @@ sed -e 's|^secrets = "file:.*"|secrets = "file:secrets/cluster.yaml"|' \
     -e 's|^client_secret = .*|client_secret = "env:BENCH_GITHUB_SECRET"|' \
     blueprints/waddle.toml >"$lab/blueprint.toml"
 export BENCH_PVE_TOKEN=$token BENCH_GITHUB_SECRET=bench-secret
+# The stand-ins at the URLs waddlec fetches them from
+# (compiler/src/render/cluster/upstream.rs; tests/e2e/support.rs
+# `seed_upstream` does the same). Should these URLs drift from waddlec's,
+# the --locked build below fails (exit 5) rather than going online.
+export WADDLEC_CACHE_DIR=$work/cache
+/usr/bin/python3 - "$lab/blueprint.toml" "$WADDLEC_CACHE_DIR" tests/data/upstream <<'PYTHON'
+import hashlib, pathlib, sys, tomllib
+
+blueprint, cache, stand_ins = (pathlib.Path(arg) for arg in sys.argv[1:])
+flux = tomllib.loads(blueprint.read_text())["versions"]["flux_operator"].lstrip("v")
+gateway = "v1.4.1"
+github = "https://github.com"
+inputs = [
+    ("10-gateway-api-crds", f"gateway-api {gateway} standard CRDs",
+     f"{github}/kubernetes-sigs/gateway-api/releases/download/{gateway}/standard-install.yaml"),
+    ("40-flux-operator", f"flux-operator v{flux} install.yaml",
+     f"{github}/controlplaneio-fluxcd/flux-operator/releases/download/v{flux}/install.yaml"),
+]
+(cache / "sha256").mkdir(parents=True, exist_ok=True)
+lock = ["version = 1"]
+for stand_in, name, url in sorted(inputs, key=lambda i: i[2]):
+    text = (stand_ins / f"{stand_in}.yaml").read_bytes()
+    sha = hashlib.sha256(text).hexdigest()
+    (cache / "sha256" / sha).write_bytes(text)
+    lock.append(f'\n[[input]]\nname = "{name}"\nurl = "{url}"\nsha256 = "{sha}"')
+blueprint.with_suffix(".lock").write_text("\n".join(lock) + "\n")
+PYTHON
 (
     cd "$lab"
     "$waddlec" secrets init blueprint.toml >/dev/null 2>&1
-    "$waddlec" build blueprint.toml --with-secrets --no-images >/dev/null 2>&1
+    "$waddlec" build blueprint.toml --with-secrets --no-images --locked >"$work/build.log" 2>&1 || {
+        cat "$work/build.log" >&2
+        exit 1
+    }
 )
 
 file=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[0]['boot']['file'])" "$lab/dist/host/images.json")

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
 mod build_output;
+mod cli_habits;
 mod cloud_init;
 mod cluster_bootstrap;
 mod cluster_manifests;

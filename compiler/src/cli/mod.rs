@@ -30,10 +30,12 @@ macro_rules! eprintln {
 
 mod bake;
 mod cluster;
+mod completions;
 mod deploy;
-use crate::exit;
+mod discover;
 mod image;
 mod kubeconfig;
+mod logging;
 mod platform;
 mod progress;
 mod schematic;
@@ -49,6 +51,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::blueprint::SourceFile;
 use crate::diagnostics::{report, rules, Diagnostic, Diagnostics};
+use crate::exit;
 use crate::exit::Code as _;
 use crate::{compile, compile_with, emit, CompileError, SecretSource, UpstreamSource};
 
@@ -74,10 +77,19 @@ Exit codes:
       (mmdebstrap, mke2fs, mtools) is missing, or git failed (platform
       publish: e.g. no user.name/user.email)
   70  internal error (a bug: please report it)
-  74  reading or writing files failed
+  74  reading or writing files failed, or no blueprint was given and none
+      was found (see Blueprint below)
+
+Blueprint:
+  A command given no blueprint reads $WADDLEC_BLUEPRINT, else the nearest
+  blueprints/waddle.toml found going up from the current directory (or the
+  -C directory); the directory holding blueprints/ is the project root, and
+  the default out/, dist/ and secrets/ are there too.
 
 Environment:
+  WADDLEC_BLUEPRINT  the blueprint to use when none is given
   NO_COLOR        disables colour (as does --color never)
+  RUST_LOG        log filter replacing -v (`target=level,...`, e.g. waddlec=debug)
   WADDLEC_TODAY   YYYY-MM-DD to use instead of today's date for expiry warnings
   WADDLEC_CACHE_DIR  downloads, Debian bases and baked images
                   (default: $XDG_CACHE_HOME/waddlec or ~/.cache/waddlec)
@@ -109,15 +121,19 @@ Examples:
 /// replaced by placeholders, committed so changes are reviewed as diffs) and,
 /// with `--with-secrets`, the deployable tree (`dist/`, never committed).
 #[derive(Parser)]
-#[command(name = "waddlec", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "waddlec", version = env!("WADDLEC_LONG_VERSION"), after_help = AFTER_HELP, max_term_width = 100)]
 struct Cli {
     /// When to colour diagnostics.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     color: ColorChoice,
     /// Log what waddlec does on stderr: -v steps, -vv details, -vvv
-    /// everything. Secret values are never logged, at any level.
+    /// everything; libraries only warn (-vvvv: their info too; RUST_LOG
+    /// replaces the filter). Secret values are never logged, at any level.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Run as if waddlec were started in DIR.
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    directory: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -178,6 +194,12 @@ enum Command {
         /// Rule code or name.
         rule: Option<String>,
     },
+    /// Print the shell completion script for SHELL, e.g.
+    /// `waddlec completions bash > ~/.local/share/bash-completion/completions/waddlec`.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff), e.g. `waddlec man | man -l -`; with
+    /// --out-dir, write one page per subcommand.
+    Man(completions::ManArgs),
 }
 
 #[derive(Args)]
@@ -238,16 +260,9 @@ struct ValidateArgs {
 
 /// Runs the CLI; returns the process exit code.
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match discover::parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return ExitCode::from(if err.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
+        Err(code) => return ExitCode::from(code),
     };
     let color = match cli.color {
         ColorChoice::Always => true,
@@ -257,7 +272,7 @@ pub fn run() -> ExitCode {
                 && std::io::stderr().is_terminal()
         }
     };
-    init_logging(cli.verbose, color);
+    logging::init(cli.verbose, color);
     let code = match cli.command {
         Command::Build(args) => build(&args, color),
         Command::Validate(args) => validate(&args.common, color),
@@ -270,28 +285,10 @@ pub fn run() -> ExitCode {
         Command::Cluster(command) => cluster::run(command),
         Command::Platform(command) => platform::run(command, color),
         Command::Explain { rule } => explain(rule.as_deref()),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
     };
     ExitCode::from(code)
-}
-
-/// Logs go to stderr, without timestamps (output must not vary run to run).
-fn init_logging(verbose: u8, color: bool) {
-    let level = match verbose {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::INFO,
-        2 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(color)
-        .without_time()
-        .with_target(false)
-        // Its default reports a failed write with `eprintln!`, which panics
-        // on a closed stderr; a lost log line is not worth a crash.
-        .log_internal_errors(false)
-        .try_init();
 }
 
 /// Reads a blueprint. Text that is not UTF-8 is an invalid blueprint (TOML
@@ -448,7 +445,7 @@ fn build(args: &BuildArgs, color: bool) -> u8 {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from(if args.with_secrets { "dist" } else { "out" }));
+        .unwrap_or_else(|| discover::rooted(if args.with_secrets { "dist" } else { "out" }));
     if args.with_secrets && is_review_tree(&out) {
         eprintln!(
             "error: {} holds the review tree, which is committed; write the tree with secrets elsewhere (default: dist/)",

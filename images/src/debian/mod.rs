@@ -37,6 +37,7 @@ pub const RECIPE_SOURCES: &[&str] = &[
     include_str!("../gpt.rs"),
     include_str!("../guid.rs"),
     include_str!("../qcow2/layout.rs"),
+    include_str!("../qcow2/sparse.rs"),
     include_str!("../qcow2/tables.rs"),
     include_str!("../qcow2/writer.rs"),
     include_str!("../qcow2/zero.rs"),

@@ -4,13 +4,14 @@
 //! image, never a part of one.
 
 use std::fs::{File, Permissions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::error::Qcow2Error;
+use super::sparse::SparseFile;
 use super::write_behind::write_behind;
-use super::writer::{convert, Qcow2Summary};
+use super::writer::{convert_disk, Qcow2Summary};
 
 /// How far a conversion has read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,8 +24,8 @@ pub struct Progress {
 
 /// Converts the raw disk image at `input` (its size is the disk's size) into
 /// a qcow2 image at `output` (mode 0644), replacing any file there only once
-/// the new image is complete and on disk. `progress` is called after every
-/// read.
+/// the new image is complete and on disk. Holes in `input` are not read
+/// (see `sparse`). `progress` is called after every chunk read.
 pub fn convert_file(
     input: &Path,
     output: &Path,
@@ -48,14 +49,9 @@ pub fn convert_file(
         .prefix(&format!(".{name}.new-"))
         .tempfile_in(dir)
         .map_err(write_error)?;
-    let reader = ProgressReader {
-        inner: source,
-        progress,
-        done: 0,
-        total,
-    };
+    let disk = SparseFile::new(&source, total, progress);
     let file = staged.as_file();
-    let summary = write_behind(file, |writer| convert(reader, total, writer))
+    let summary = write_behind(file, |writer| convert_disk(disk, total, writer))
         .map_err(write_error)?
         .map_err(|err| match err {
             Qcow2Error::Write(_) => err.at(output),
@@ -72,26 +68,6 @@ pub fn convert_file(
         .and_then(|dir| dir.sync_all())
         .map_err(write_error)?;
     Ok(summary)
-}
-
-/// Passes reads through, reporting the running total.
-struct ProgressReader<R, F> {
-    inner: R,
-    progress: F,
-    done: u64,
-    total: u64,
-}
-
-impl<R: Read, F: FnMut(Progress)> Read for ProgressReader<R, F> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.inner.read(buf)?;
-        self.done += read as u64;
-        (self.progress)(Progress {
-            done: self.done,
-            total: self.total,
-        });
-        Ok(read)
-    }
 }
 
 #[cfg(test)]

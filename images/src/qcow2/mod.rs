@@ -18,13 +18,14 @@
 //! and `qemu-img compare` in the tests.
 //!
 //! `layout` decides where everything goes from the virtual size alone,
-//! `tables` encodes the metadata, `zero` spots empty clusters, `writer`
-//! streams the conversion, `file` makes it safe to run on files and
+//! `tables` encodes the metadata, `zero` spots empty clusters, `sparse`
+//! skips the holes of a sparse file, `writer` streams the conversion, `file` makes it safe to run on files and
 //! `write_behind` keeps the disk busy while it runs.
 
 mod error;
 mod file;
 mod layout;
+mod sparse;
 mod tables;
 mod write_behind;
 mod writer;

@@ -4,6 +4,9 @@
 //! that span's data, and finally the front (header, refcounts, L1) into the
 //! space the layout reserved for it.
 //!
+//! The disk comes as a `RawDisk`: any `Read` (every byte read), or a file
+//! whose holes are skipped (`sparse`).
+//!
 //! Reading and writing overlap: the calling thread reads chunks and marks
 //! their all-zero clusters, and a second thread writes the others, so the
 //! two copies through the kernel (page cache → buffer → page cache) run on
@@ -102,7 +105,51 @@ enum Message {
 ///
 /// The same input always gives the same bytes.
 pub fn convert(
-    mut input: impl Read,
+    input: impl Read,
+    virtual_size: u64,
+    output: impl Write + Seek + Send,
+) -> Result<Qcow2Summary, Qcow2Error> {
+    convert_disk(Stream(input), virtual_size, output)
+}
+
+/// Where the reading thread gets the raw disk from, a chunk at a time, in
+/// order, front to back.
+pub(super) trait RawDisk {
+    /// Fills `buf` with the disk's bytes from `offset` (a cluster boundary)
+    /// on, except whole clusters the disk knows to read as zeros: those it
+    /// may leave as they are, setting bit `i` of `holes` for cluster `i`.
+    fn read_chunk(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<Filled>;
+    /// True if the disk has bytes at or after `size`.
+    fn goes_past(&mut self, size: u64) -> io::Result<bool>;
+}
+
+/// What `RawDisk::read_chunk` did.
+pub(super) struct Filled {
+    /// Bytes of the chunk there were: fewer than asked if the disk ended.
+    pub(super) bytes: usize,
+    /// Bit `i` is set if cluster `i` of the chunk was skipped as a hole.
+    pub(super) holes: u64,
+}
+
+/// A disk read as a stream, every byte of it.
+struct Stream<R>(R);
+
+impl<R: Read> RawDisk for Stream<R> {
+    fn read_chunk(&mut self, _: u64, buf: &mut [u8]) -> io::Result<Filled> {
+        Ok(Filled {
+            bytes: fill(&mut self.0, buf)?,
+            holes: 0,
+        })
+    }
+
+    fn goes_past(&mut self, _: u64) -> io::Result<bool> {
+        Ok(fill(&mut self.0, &mut [0])? > 0)
+    }
+}
+
+/// `convert`, from a disk that may know where its holes are.
+pub(super) fn convert_disk(
+    mut input: impl RawDisk,
     virtual_size: u64,
     output: impl Write + Seek + Send,
 ) -> Result<Qcow2Summary, Qcow2Error> {
@@ -133,7 +180,7 @@ pub fn convert(
 /// The reading side: fills free buffers and sends them on, then `End`.
 /// Returns early, without an error of its own, if the writer has stopped.
 fn read_chunks(
-    input: &mut impl Read,
+    input: &mut impl RawDisk,
     virtual_size: u64,
     free: &Receiver<Buffer>,
     to_writer: &SyncSender<Message>,
@@ -145,10 +192,12 @@ fn read_chunks(
         };
         let len = (virtual_size - offset).min(CHUNK_SIZE as u64) as usize;
         let data = buffer.bytes_mut();
-        let read = fill(input, &mut data[..len]).map_err(Qcow2Error::Read)?;
-        if read < len {
+        let filled = input
+            .read_chunk(offset, &mut data[..len])
+            .map_err(Qcow2Error::Read)?;
+        if filled.bytes < len {
             return Err(Qcow2Error::ShortInput {
-                read: offset + read as u64,
+                read: offset + filled.bytes as u64,
                 expected: virtual_size,
             });
         }
@@ -157,10 +206,11 @@ fn read_chunks(
         let padded = len.next_multiple_of(CLUSTER);
         data[len..padded].fill(0);
         // Checked here, while the chunk is still in this core's cache.
+        // Holes are zero clusters, and are not looked at.
         let non_zero = data[..padded]
             .chunks_exact(CLUSTER)
             .enumerate()
-            .filter(|(_, cluster)| !is_zero(cluster))
+            .filter(|(index, cluster)| filled.holes & (1 << index) == 0 && !is_zero(cluster))
             .fold(0, |bits, (index, _)| bits | 1 << index);
         if to_writer
             .send(Message::Chunk {
@@ -175,7 +225,7 @@ fn read_chunks(
         }
         offset += len as u64;
     }
-    if fill(input, &mut [0]).map_err(Qcow2Error::Read)? > 0 {
+    if input.goes_past(virtual_size).map_err(Qcow2Error::Read)? {
         return Err(Qcow2Error::LongInput {
             expected: virtual_size,
         });
