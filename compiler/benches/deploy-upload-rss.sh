@@ -27,7 +27,9 @@ for tool in qemu-img /usr/bin/time /usr/bin/python3 sha256sum; do
 done
 
 cargo build --release --locked --quiet -p waddlec
-waddlec="$PWD/${CARGO_TARGET_DIR:-target}/release/waddlec"
+target_dir=${CARGO_TARGET_DIR:-target}
+[[ $target_dir == /* ]] || target_dir=$PWD/$target_dir
+waddlec=$target_dir/release/waddlec
 
 work=$(mktemp -d)
 sim_pid=
@@ -85,7 +87,10 @@ blueprint.with_suffix(".lock").write_text("\n".join(lock) + "\n")
 PYTHON
 (
     cd "$lab"
-    "$waddlec" secrets init blueprint.toml >/dev/null 2>&1
+    "$waddlec" secrets init blueprint.toml >"$work/secrets.log" 2>&1 || {
+        cat "$work/secrets.log" >&2
+        exit 1
+    }
     "$waddlec" build blueprint.toml --with-secrets --no-images --locked >"$work/build.log" 2>&1 || {
         cat "$work/build.log" >&2
         exit 1
