@@ -59,7 +59,7 @@ sed -e 's|^secrets = "file:.*"|secrets = "file:secrets/cluster.yaml"|' \
     blueprints/waddle.toml >"$lab/blueprint.toml"
 export BENCH_PVE_TOKEN=$token BENCH_GITHUB_SECRET=bench-secret
 # The stand-ins at the URLs waddlec fetches them from
-# (compiler/src/render/cluster/upstream.rs; tests/e2e/support.rs
+# (core/src/render/cluster/upstream.rs; tests/e2e/support/mod.rs
 # `seed_upstream` does the same). Should these URLs drift from waddlec's,
 # the --locked build below fails (exit 5) rather than going online.
 export WADDLEC_CACHE_DIR=$work/cache
