@@ -44,6 +44,24 @@ struct Settings {
     tags: Vec<String>,
 }
 
+impl Settings {
+    /// The machine as the model holds it.
+    fn vm(self, id: u32, name: &str, os: GuestOs, nics: Vec<model::Nic>) -> model::Vm {
+        model::Vm {
+            id,
+            name: name.to_string(),
+            os,
+            tags: self.tags,
+            cores: self.cores,
+            memory: self.memory,
+            disk: self.disk,
+            cpu: self.cpu,
+            onboot: self.onboot,
+            nics,
+        }
+    }
+}
+
 /// Merges defaults and overrides; reports what is missing at the machine's
 /// name, and what is too small for `os` where it was written.
 fn settings(
@@ -228,14 +246,7 @@ pub(super) fn vms(
             image: vm.image.to_string(),
             packages: image_packages(blueprint, &vm.image),
         };
-        let Settings {
-            cores,
-            memory,
-            disk,
-            cpu,
-            onboot,
-            tags,
-        } = settings(
+        let merged = settings(
             checker,
             &defaults,
             &vm.settings(),
@@ -343,18 +354,7 @@ pub(super) fn vms(
                 )
                 .help = Some("set `gateway` on exactly one NIC".into());
         }
-        out.push(model::Vm {
-            id: *vm.id,
-            name: vm.name.to_string(),
-            os,
-            tags,
-            cores,
-            memory,
-            disk,
-            cpu,
-            onboot,
-            nics,
-        });
+        out.push(merged.vm(*vm.id, &vm.name, os, nics));
     }
     out
 }
@@ -506,14 +506,7 @@ pub(super) fn talos_nodes(
                     .unwrap_or(bridge.network),
                 gateway: router_of(bridge),
             };
-            let Settings {
-                cores,
-                memory,
-                disk,
-                cpu,
-                onboot,
-                tags,
-            } = settings(
+            let merged = settings(
                 checker,
                 &defaults,
                 &node.settings(),
@@ -530,23 +523,17 @@ pub(super) fn talos_nodes(
                 bridge.network,
                 &bridge.name,
             );
-            model::Vm {
-                id: *node.id,
-                name: node.name.to_string(),
-                os: GuestOs::Talos(nic),
-                tags,
-                cores,
-                memory,
-                disk,
-                cpu,
-                onboot,
-                nics: vec![model::Nic {
+            merged.vm(
+                *node.id,
+                &node.name,
+                GuestOs::Talos(nic),
+                vec![model::Nic {
                     bridge: bridge.name.clone(),
                     mac: mac_address(*node.id, 0),
                     address: nic.address,
                     gateway: Some(nic.gateway),
                 }],
-            }
+            )
         })
         .collect()
 }
