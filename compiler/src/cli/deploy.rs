@@ -102,6 +102,7 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
     let terminal = Terminal {
         format: common.format,
         dry_run: args.dry_run,
+        yes: args.yes,
         bar: Arc::new(progress::bytes("uploading")),
     };
     match workflow::run(&request, &terminal) {
@@ -139,6 +140,8 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
 struct Terminal {
     format: Format,
     dry_run: bool,
+    /// `--yes`: apply without asking.
+    yes: bool,
     bar: Arc<Bytes>,
 }
 
@@ -166,7 +169,7 @@ impl Ui for Terminal {
     }
 
     fn confirm(&self) -> bool {
-        confirmed()
+        self.yes || confirmed()
     }
 
     fn step(&self, line: &str) {
