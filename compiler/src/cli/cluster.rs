@@ -80,8 +80,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
     };
     let base = blueprint_dir(&args.blueprint);
     let read = || -> Result<(secrets::talos::TalosCredentials, Values), SecretError> {
-        let credentials =
-            secrets::talos_bundle::load_credentials(&secrets::file_path(&cluster.secrets, &base)?)?;
+        let credentials = secrets::load_talos(&secrets::file_path(&cluster.secrets, &base)?)?;
         let read = |r: &crate::blueprint::SecretRef| secrets::read(r, &base);
         let values = Values {
             flux_deploy_key: model

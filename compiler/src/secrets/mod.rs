@@ -16,6 +16,7 @@ pub mod talos_bundle;
 use std::path::{Path, PathBuf};
 
 use waddlec_core::model::{Model, SecretRef};
+use waddlec_core::secrets::talos::{TalosAdmin, TalosCredentials};
 pub use waddlec_core::secrets::{placeholder, talos, Secret, SecretValues};
 
 /// Reads every secret the model uses. `base` is the blueprint's directory:
@@ -24,7 +25,7 @@ pub fn resolve(model: &Model, base: &Path) -> Result<SecretValues, SecretError> 
     let talos = match &model.talos {
         Some(cluster) => Some({
             tracing::debug!(reference = %cluster.secrets, "reading the Talos secrets bundle");
-            talos_bundle::load_credentials(&file_path(&cluster.secrets, base)?)?
+            load_talos(&file_path(&cluster.secrets, base)?)?
         }),
         None => None,
     };
@@ -36,6 +37,20 @@ pub fn resolve(model: &Model, base: &Path) -> Result<SecretValues, SecretError> 
         talos,
         github_client_secret,
     })
+}
+
+/// Reads the bundle at `path` and the admin identity beside it.
+pub fn load_talos(path: &Path) -> Result<TalosCredentials, SecretError> {
+    if !path.exists() {
+        return Err(SecretError::MissingBundle(path.display().to_string()));
+    }
+    let bundle = talos_bundle::load(path)?;
+    let admin_path = TalosAdmin::path_beside(path);
+    if !admin_path.exists() {
+        return Err(SecretError::MissingAdmin(admin_path.display().to_string()));
+    }
+    let admin = talos_admin::load(&admin_path)?;
+    Ok(TalosCredentials { bundle, admin })
 }
 
 /// The path of a `file:` reference, relative to `base`.

@@ -23,27 +23,12 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use super::talos::{
-    encode_pem, Bundle, CertAndKey, Certs, ClusterSecrets, KeyOnly, Secrets, TalosAdmin,
-    TalosCredentials, TrustdInfo,
+    encode_pem, Bundle, CertAndKey, Certs, ClusterSecrets, KeyOnly, Secrets, TrustdInfo,
 };
 use super::{Secret, SecretError};
 
 /// `CAValidityTime` in talosctl: 87600 hours.
 pub const CA_VALIDITY: Duration = Duration::hours(87_600);
-
-/// Reads the bundle at `path` and the admin identity beside it.
-pub fn load_credentials(path: &Path) -> Result<TalosCredentials, SecretError> {
-    if !path.exists() {
-        return Err(SecretError::MissingBundle(path.display().to_string()));
-    }
-    let bundle = load(path)?;
-    let admin_path = TalosAdmin::path_beside(path);
-    if !admin_path.exists() {
-        return Err(SecretError::MissingAdmin(admin_path.display().to_string()));
-    }
-    let admin = super::talos_admin::load(&admin_path)?;
-    Ok(TalosCredentials { bundle, admin })
-}
 
 /// Reads and checks the bundle at `path`.
 pub fn load(path: &Path) -> Result<Bundle, SecretError> {
