@@ -8,7 +8,7 @@
 // its reader went away. Instead output is best-effort: these macros shadow
 // std's printing macros in this module and all below it, and drop what a
 // closed stream cannot take; the command finishes and exits with its own
-// code. (tracing's own writer is told the same in `init_logging`.)
+// code. (tracing's own writer is told the same in `logging::init`.)
 macro_rules! print {
     ($($arg:tt)*) => {{
         use std::io::Write as _;

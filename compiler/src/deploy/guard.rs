@@ -5,7 +5,7 @@
 //! firewall admitting the operator's address to the port, or, for the API,
 //! a Teleport app in front of it while the Teleport VM is up.
 
-use crate::model::{url_port, Model, Policy, Protocol};
+use crate::model::{Model, Policy, Protocol};
 
 /// A port the operator must keep reaching, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,12 +56,10 @@ pub fn check(model: &Model, teleport_up: bool) -> Result<(), LockOut> {
         });
         let through_teleport = access.port == api_port
             && teleport_up
-            && model.teleport.as_ref().is_some_and(|teleport| {
-                teleport
-                    .apps
-                    .iter()
-                    .any(|app| url_port(&app.uri) == Some(api_port))
-            });
+            && model
+                .teleport
+                .as_ref()
+                .is_some_and(|teleport| teleport.fronts_port(api_port));
         if !direct && !through_teleport {
             return Err(LockOut {
                 policy: format!("{:?}", model.firewall.input_policy).to_uppercase(),
@@ -76,6 +74,7 @@ pub fn check(model: &Model, teleport_up: bool) -> Result<(), LockOut> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::url_port;
 
     fn model(blueprint: &str) -> Model {
         let source = crate::blueprint::SourceFile {

@@ -426,6 +426,15 @@ pub struct Teleport {
     pub kubernetes: Option<TeleportKubernetes>,
 }
 
+impl Teleport {
+    /// Whether one of Teleport's apps fronts `port` (the Proxmox API, so
+    /// the operator can reach it through Teleport when the firewall drops
+    /// direct access).
+    pub fn fronts_port(&self, port: u16) -> bool {
+        self.apps.iter().any(|app| url_port(&app.uri) == Some(port))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct TeleportKubernetes {
     /// The Talos cluster it serves (Teleport's `kube_cluster_name`).

@@ -160,12 +160,7 @@ fn check_operator_access(
         Policy::Reject => "REJECT",
     };
     let port = host.api_port();
-    let through_teleport = teleport.is_some_and(|teleport| {
-        teleport
-            .apps
-            .iter()
-            .any(|app| model::url_port(&app.uri) == Some(port))
-    });
+    let through_teleport = teleport.is_some_and(|teleport| teleport.fronts_port(port));
     let api_rules: Vec<(usize, &crate::blueprint::TemporaryRule)> = firewall
         .temporary
         .iter()
