@@ -41,6 +41,7 @@ pub trait Code {
 
 use crate::bake::BakeError;
 use crate::bootstrap::BootstrapError;
+use crate::build::workflow::{BuildError, Outcome as BuildOutcome};
 use crate::build::CompileError;
 use crate::deploy::desired::DesiredError;
 use crate::deploy::lock::LockError;
@@ -56,6 +57,31 @@ impl Code for CompileError {
             CompileError::Core(_) => INTERNAL,
             CompileError::Secret(err) => err.exit_code(),
             CompileError::Upstream(err) => err.exit_code(),
+        }
+    }
+}
+
+/// A build that did not fail: 0, or STALE when `--check` found the tree out
+/// of date.
+impl Code for BuildOutcome {
+    fn exit_code(&self) -> u8 {
+        match self {
+            BuildOutcome::Written { .. } | BuildOutcome::Fresh => OK,
+            BuildOutcome::Stale(_) => STALE,
+        }
+    }
+}
+
+impl Code for BuildError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            BuildError::Compile(err) => err.exit_code(),
+            // A wrong `--out`: refused before any work.
+            BuildError::ReviewTree(_) | BuildError::Destination(_) => USAGE,
+            BuildError::Pins(_) | BuildError::ReadTree { .. } | BuildError::Write(_) => IO,
+            BuildError::Bake(err) => err.exit_code(),
+            BuildError::Strict(_) => INVALID,
+            BuildError::Seeds(_) | BuildError::Internal(_) => INTERNAL,
         }
     }
 }
@@ -269,6 +295,40 @@ mod tests {
             ),
             (Box::new(PublishError::Spawn(io_error())), UNAVAILABLE),
             (Box::new(PublishError::Empty), INTERNAL),
+            (Box::new(BuildOutcome::Written { files: 3 }), OK),
+            (Box::new(BuildOutcome::Fresh), OK),
+            (
+                Box::new(BuildOutcome::Stale(crate::emit::Staleness {
+                    missing: vec!["a".into()],
+                    ..Default::default()
+                })),
+                STALE,
+            ),
+            (Box::new(BuildError::ReviewTree("out".into())), USAGE),
+            (
+                Box::new(BuildError::Compile(CompileError::Secret(
+                    SecretError::Unset("env:X".into()),
+                ))),
+                SECRETS,
+            ),
+            (
+                Box::new(BuildError::Bake(BakeError::Fetch(FetchError::NotLocked {
+                    name: "talos".into(),
+                    url: "https://example.invalid/".into(),
+                }))),
+                LOCK,
+            ),
+            (
+                Box::new(BuildError::ReadTree {
+                    path: "out".into(),
+                    source: io_error(),
+                }),
+                IO,
+            ),
+            (
+                Box::new(BuildError::Strict(Diagnostics::default())),
+                INVALID,
+            ),
         ];
         for (i, (error, code)) in rows.iter().enumerate() {
             assert_eq!(error.exit_code(), *code, "row {i}");

@@ -12,10 +12,12 @@ use super::progress::Bytes;
 use clap::Args;
 
 use super::{blueprint_dir, compile_failed, progress, read_source, today, BlueprintArgs, Format};
+use crate::build::upstream::Upstream;
 use crate::deploy::host_setup::Ssh;
 use crate::deploy::plan::Plan;
 use crate::deploy::workflow::{self, Outcome, Request, Ui};
-use crate::exit::Code as _;
+use crate::exit::{self, Code as _};
+use crate::net::fetch::Cache;
 use crate::net::pve::Progress;
 use crate::{compile_with, SecretSource, UpstreamSource};
 
@@ -68,9 +70,13 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
     };
     let dir = blueprint_dir(&common.blueprint);
     // The tree was built with these manifests: they are cached and pinned.
-    let mut upstream = match super::upstream::Upstream::open(&common.blueprint, true) {
+    let cache = Cache::new(Cache::default_dir());
+    let mut upstream = match Upstream::open(&common.blueprint, cache, true) {
         Ok(upstream) => upstream,
-        Err(code) => return code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit::IO;
+        }
     };
     let compiled = match compile_with(
         &source,

@@ -28,7 +28,7 @@ macro_rules! eprintln {
     }};
 }
 
-mod bake;
+mod build;
 mod cluster;
 mod completions;
 mod deploy;
@@ -41,7 +41,6 @@ mod progress;
 mod schematic;
 mod secrets;
 mod today;
-mod upstream;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -50,10 +49,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::blueprint::SourceFile;
+use crate::build::read::{read_blueprint, ReadError};
+pub(crate) use crate::build::workflow::blueprint_dir;
 use crate::diagnostics::{report, rules, Diagnostic, Diagnostics};
 use crate::exit;
 use crate::exit::Code as _;
-use crate::{compile, compile_with, emit, CompileError, SecretSource, UpstreamSource};
+use crate::{compile, CompileError};
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -157,7 +158,7 @@ enum Command {
     ///
     /// The tree is written next to DIR and renamed into place, so a failed build
     /// leaves the previous output untouched.
-    Build(BuildArgs),
+    Build(build::BuildArgs),
     /// Check a blueprint without writing anything.
     Validate(ValidateArgs),
     /// Print the JSON Schema of the blueprint language (for editor completion:
@@ -217,42 +218,6 @@ struct BlueprintArgs {
 }
 
 #[derive(Args)]
-struct BuildArgs {
-    #[command(flatten)]
-    common: BlueprintArgs,
-    /// Output directory. Default: `out` (the review tree), or `dist` with
-    /// --with-secrets.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Read every secret the blueprint references (Talos bundle, `op://`,
-    /// `env:`, `file:`) and write the deployable tree with real values.
-    /// Without it, secrets are placeholders and no secret is read.
-    #[arg(long)]
-    with_secrets: bool,
-    /// With --with-secrets: skip the disk images (fetching, baking) and
-    /// build everything else.
-    #[arg(long)]
-    no_images: bool,
-    /// Fetch only what the lock file (`<blueprint>.lock`) pins; fail on
-    /// anything new. CI runs this.
-    #[arg(long)]
-    locked: bool,
-    /// The Talos Image Factory images are fetched from.
-    #[arg(long, value_name = "URL", default_value_t = crate::net::factory::default_url())]
-    factory: String,
-    /// Where Teleport release tarballs are fetched from.
-    #[arg(long, value_name = "URL", default_value = crate::bake::teleport_release::CDN)]
-    teleport_cdn: String,
-    /// The Debian snapshot archive (serving `archive/debian/<timestamp>/`).
-    #[arg(long, value_name = "URL", default_value = crate::bake::debian_image::SNAPSHOTS)]
-    debian_snapshots: String,
-    /// Write nothing; exit 3 with a diff if the output directory is not exactly
-    /// what this build would write.
-    #[arg(long)]
-    check: bool,
-}
-
-#[derive(Args)]
 struct ValidateArgs {
     #[command(flatten)]
     common: BlueprintArgs,
@@ -274,7 +239,7 @@ pub fn run() -> ExitCode {
     };
     logging::init(cli.verbose, color);
     let code = match cli.command {
-        Command::Build(args) => build(&args, color),
+        Command::Build(args) => build::run(&args, color),
         Command::Validate(args) => validate(&args.common, color),
         Command::Schema => schema(),
         Command::Secrets(command) => secrets::run(command),
@@ -291,46 +256,19 @@ pub fn run() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Reads a blueprint. Text that is not UTF-8 is an invalid blueprint (TOML
-/// is UTF-8), reported at its first bad byte like any other finding.
+/// Reads a blueprint; prints why not (a non-UTF-8 file as a finding) and
+/// returns the exit code.
 fn read_source(path: &Path) -> Result<SourceFile, u8> {
-    let name = path.display().to_string();
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            eprintln!("error: cannot read blueprint {name}: {err}");
-            return Err(exit::IO);
-        }
-    };
-    match String::from_utf8(bytes) {
-        Ok(text) => Ok(SourceFile { name, text }),
-        Err(err) => {
-            let at = err.utf8_error().valid_up_to();
-            let bad = err.as_bytes()[at..]
-                .iter()
-                .take(err.utf8_error().error_len().unwrap_or(1))
-                .map(|b| format!("0x{b:02X}"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            // The valid prefix is kept byte for byte, so the offset is a
-            // valid span of the lossy text shown.
-            let source = SourceFile {
-                name,
-                text: String::from_utf8_lossy(err.as_bytes()).into_owned(),
-            };
-            let width = '\u{FFFD}'.len_utf8();
-            let diagnostic = Diagnostic::new(
-                &rules::TOML_SYNTAX,
-                at..at + width,
-                format!("byte {bad} at offset {at} is not UTF-8; TOML files are UTF-8"),
-            )
-            .with_label("not UTF-8 (shown as \u{FFFD})")
-            .with_help(
-                "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or remove the character",
-            );
-            eprint!("{}", report::render_text(&source, &[diagnostic], false));
-            eprintln!("error: {} is invalid (1 finding)", source.name);
+    match read_blueprint(path) {
+        Ok(source) => Ok(source),
+        Err(ReadError::NotUtf8 { file, diagnostic }) => {
+            eprint!("{}", report::render_text(&file, &[*diagnostic], false));
+            eprintln!("error: {} is invalid (1 finding)", file.name);
             Err(exit::INVALID)
+        }
+        Err(err @ ReadError::Io { .. }) => {
+            eprintln!("error: {err}");
+            Err(exit::IO)
         }
     }
 }
@@ -418,173 +356,6 @@ fn compile_failed(source: &SourceFile, err: CompileError, format: Format, color:
             other.exit_code()
         }
     }
-}
-
-/// The directory `file:` secret references are relative to.
-fn blueprint_dir(blueprint: &Path) -> PathBuf {
-    match blueprint.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Fetches and bakes every image of the model; returns `images.json`, the
-/// list the deployer uploads (names are content-addressed by inputs; the
-/// files are in the cache).
-/// True if `dir` holds a review tree (manifest says secrets are redacted).
-fn is_review_tree(dir: &Path) -> bool {
-    emit::Manifest::read(dir).is_some_and(|manifest| manifest.secrets == emit::Secrets::Redacted)
-}
-
-fn build(args: &BuildArgs, color: bool) -> u8 {
-    let common = &args.common;
-    let source = match read_source(&common.blueprint) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| discover::rooted(if args.with_secrets { "dist" } else { "out" }));
-    if args.with_secrets && is_review_tree(&out) {
-        eprintln!(
-            "error: {} holds the review tree, which is committed; write the tree with secrets elsewhere (default: dist/)",
-            out.display()
-        );
-        return exit::USAGE;
-    }
-    if !args.check {
-        if let Err(err) = emit::check_destination(&out) {
-            eprintln!("error: {err}");
-            return exit::USAGE;
-        }
-    }
-    let dir = blueprint_dir(&common.blueprint);
-    let secrets = if args.with_secrets {
-        SecretSource::Resolve(&dir)
-    } else {
-        SecretSource::Redacted
-    };
-    // The deployable tree embeds upstream manifests; the review tree names
-    // them, so it builds offline.
-    let mut fetcher = None;
-    if args.with_secrets {
-        match upstream::Upstream::open(&common.blueprint, args.locked) {
-            Ok(f) => fetcher = Some(f),
-            Err(code) => return code,
-        }
-    }
-    let compiled = match &mut fetcher {
-        Some(f) => compile_with(
-            &source,
-            today::today(),
-            secrets,
-            UpstreamSource::Fetch(&mut |m| f.text(m)),
-        ),
-        None => compile_with(
-            &source,
-            today::today(),
-            secrets,
-            UpstreamSource::Placeholders,
-        ),
-    };
-    if let Some(f) = &fetcher {
-        if let Err(code) = f.save() {
-            return code;
-        }
-    }
-    let mut compiled = match compiled {
-        Ok(compiled) => compiled,
-        Err(err) => return compile_failed(&source, err, common.format, color),
-    };
-    let mut image_files = Vec::new();
-    if args.with_secrets {
-        match crate::bake::seed_disks::seed_disks(&compiled.artifacts) {
-            Ok(seeds) => compiled.add_artifacts(seeds),
-            Err(err) => {
-                eprintln!("internal error: {err}");
-                return exit::INTERNAL;
-            }
-        }
-        if !args.no_images {
-            match bake::bake_images(args, &compiled) {
-                Ok((list, files)) => {
-                    compiled.add_artifacts(vec![list]);
-                    image_files = files;
-                }
-                Err(code) => return code,
-            }
-        }
-    }
-    if common.strict && compiled.warnings.has_warnings() {
-        show(
-            &source,
-            compiled.warnings,
-            common.format,
-            color,
-            false,
-            None,
-        );
-        eprintln!("error: warnings are fatal under --strict");
-        return exit::INVALID;
-    }
-    let manifest = serde_json::to_value(&compiled.manifest).ok();
-    if args.check {
-        let staleness = match emit::compare(&out, &compiled.artifacts) {
-            Ok(s) => s,
-            Err(err) => {
-                eprintln!("error: cannot read {}: {err}", out.display());
-                return exit::IO;
-            }
-        };
-        show(
-            &source,
-            compiled.warnings,
-            common.format,
-            color,
-            staleness.is_fresh(),
-            manifest,
-        );
-        if staleness.is_fresh() {
-            eprintln!("{} is up to date with {}", out.display(), source.name);
-            return exit::OK;
-        }
-        for (_, diff) in &staleness.changed {
-            eprint!("{diff}");
-        }
-        for path in &staleness.missing {
-            eprintln!("missing: {path}");
-        }
-        for path in &staleness.extra {
-            eprintln!("not produced by this blueprint: {path}");
-        }
-        eprintln!(
-            "error: {} is out of date ({} changed, {} missing, {} extra); run `waddlec build {}` and commit the result",
-            out.display(),
-            staleness.changed.len(),
-            staleness.missing.len(),
-            staleness.extra.len(),
-            source.name
-        );
-        return exit::STALE;
-    }
-    if let Err(err) = emit::write_tree_with(&out, &compiled.artifacts, &image_files) {
-        eprintln!("error: {err}");
-        return exit::IO;
-    }
-    let count = compiled.artifacts.len();
-    show(
-        &source,
-        compiled.warnings,
-        common.format,
-        color,
-        true,
-        manifest,
-    );
-    if common.format == Format::Text {
-        eprintln!("wrote {count} files to {}", out.display());
-    }
-    exit::OK
 }
 
 /// Writes a line to stdout; a closed pipe (`waddlec explain | head`) is not

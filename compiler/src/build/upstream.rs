@@ -4,8 +4,7 @@
 
 use std::path::Path;
 
-use super::exit;
-use crate::lock::Lock;
+use crate::lock::{Lock, LockError};
 use crate::net::fetch::{Cache, FetchError};
 use crate::render::cluster::upstream::UpstreamManifest;
 
@@ -16,16 +15,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// The lock beside `blueprint` and the default cache; with `locked`,
+    /// The lock beside `blueprint` and the cache in `cache`; with `locked`,
     /// nothing the lock does not pin is fetched.
-    pub fn open(blueprint: &Path, locked: bool) -> Result<Self, u8> {
-        let lock = Lock::load(&Lock::path_for(blueprint)).map_err(|e| {
-            eprintln!("error: {e}");
-            exit::IO
-        })?;
+    pub fn open(blueprint: &Path, cache: Cache, locked: bool) -> Result<Self, LockError> {
         Ok(Upstream {
-            lock,
-            cache: Cache::new(Cache::default_dir()),
+            lock: Lock::load(&Lock::path_for(blueprint))?,
+            cache,
             locked,
         })
     }
@@ -46,10 +41,7 @@ impl Upstream {
 
     /// Writes pins recorded by this build (verified ones are kept even if
     /// the build later fails).
-    pub fn save(&self) -> Result<(), u8> {
-        self.lock.save().map_err(|e| {
-            eprintln!("error: {e}");
-            exit::IO
-        })
+    pub fn save(&self) -> Result<(), LockError> {
+        self.lock.save()
     }
 }

@@ -1,5 +1,4 @@
-//! The build workflow: a blueprint compiled with what the pure core cannot
-//! get itself. The review tree needs nothing (`compile`); the deployable
+//! A blueprint compiled with what the pure core cannot get itself. The review tree needs nothing (`compile`); the deployable
 //! tree reads every secret reference and the text of every upstream
 //! manifest (fetched through the cache and verified against the lock) in
 //! between the core's `check` and `render` stages.
