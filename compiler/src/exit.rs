@@ -43,6 +43,7 @@ use crate::bake::BakeError;
 use crate::bootstrap::BootstrapError;
 use crate::build::workflow::{BuildError, Outcome as BuildOutcome};
 use crate::build::CompileError;
+use crate::deploy::apply::ApplyError;
 use crate::deploy::desired::DesiredError;
 use crate::deploy::lock::LockError;
 use crate::deploy::workflow::{DeployError, Outcome};
@@ -166,6 +167,7 @@ impl Code for DeployError {
             DeployError::NoFingerprint => INVALID,
             DeployError::Token(_) => SECRETS,
             DeployError::Client(_) => INTERNAL,
+            DeployError::Apply(ApplyError::NotDesired { .. }) => INTERNAL,
             DeployError::Remote(_) | DeployError::HostSetup(_) | DeployError::Apply(_) => {
                 UNAVAILABLE
             }
@@ -279,6 +281,10 @@ mod tests {
             (Box::new(Outcome::DryRun { held_back: 1 }), CONFLICT),
             (Box::new(Outcome::Declined), USAGE),
             (Box::new(DeployError::NoFingerprint), INVALID),
+            (
+                Box::new(DeployError::Apply(ApplyError::NotDesired { vmid: 9 })),
+                INTERNAL,
+            ),
             (Box::new(DeployError::Conflicts), CONFLICT),
             (Box::new(DeployError::Changed), CONFLICT),
             (

@@ -31,6 +31,18 @@ fn new_credentials() -> TalosCredentials {
     TalosCredentials { bundle, admin }
 }
 
+/// The identity made from the credentials keeps its key out of `Debug`
+/// (neither the PEM nor its base64 form from the bundle shows).
+#[test]
+fn identity_debug_shows_no_key() {
+    let credentials = new_credentials();
+    let identity = TalosIdentity::from_credentials(&credentials).unwrap();
+    let debug = format!("{identity:?}");
+    assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+    assert!(!debug.contains(credentials.admin.key.expose()), "{debug}");
+    assert!(debug.contains("<secret>"), "{debug}");
+}
+
 /// A stand-in node's address behind an SSH host, and a tunnel to it.
 struct BehindHost {
     host: SshHost,

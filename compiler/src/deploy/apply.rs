@@ -45,6 +45,8 @@ pub enum ApplyError {
         #[source]
         source: PveError,
     },
+    #[error("internal error: the plan names VM {vmid}, which the blueprint does not have")]
+    NotDesired { vmid: u32 },
     #[error("{step}: the guest agent did not answer within {seconds} s (is qemu-guest-agent in the image and the VM booting?)")]
     Agent { step: String, seconds: u64 },
 }
@@ -65,13 +67,22 @@ pub fn apply(
             source,
         };
         match step {
-            Step::Upload { file, .. } => {
+            Step::Upload {
+                file, sha256, path, ..
+            } => {
                 report(&line);
-                upload(host, desired, file, timeouts, progress(file)).map_err(fail)?;
+                let file = UploadFile {
+                    storage: host.file_storage,
+                    content: "import",
+                    name: file,
+                    path,
+                    sha256,
+                };
+                upload(host, &file, timeouts, progress(file.name)).map_err(fail)?;
             }
             Step::Create { vmid, .. } => {
                 report(&line);
-                let vm = vm(desired, *vmid);
+                let vm = vm(desired, *vmid)?;
                 create(host, vm, timeouts).map_err(fail)?;
                 boot(host, vm, timeouts, &line)?;
             }
@@ -81,7 +92,7 @@ pub fn apply(
                 ..
             } => {
                 report(&line);
-                let vm = vm(desired, *vmid);
+                let vm = vm(desired, *vmid)?;
                 destroy(host, *vmid, timeouts).map_err(fail)?;
                 create(host, vm, timeouts).map_err(fail)?;
                 boot(host, vm, timeouts, &line)?;
@@ -97,7 +108,7 @@ pub fn apply(
             Step::Start { vmid, .. } => {
                 report(&line);
                 start(host, *vmid, timeouts).map_err(fail)?;
-                if vm(desired, *vmid).agent {
+                if vm(desired, *vmid)?.agent {
                     wait_for_agent(host, *vmid, timeouts, &line)?;
                 }
             }
@@ -112,12 +123,14 @@ pub fn apply(
     Ok(())
 }
 
-fn vm(desired: &Desired, vmid: u32) -> &VmConfig {
+/// The desired VM a step names. A plan made from `desired` names only its
+/// VMs; a step naming another is a bug, reported rather than acted on.
+fn vm(desired: &Desired, vmid: u32) -> Result<&VmConfig, ApplyError> {
     desired
         .vms
         .iter()
         .find(|vm| vm.vmid == vmid)
-        .expect("plans name only desired VMs")
+        .ok_or(ApplyError::NotDesired { vmid })
 }
 
 fn qemu_path(host: &Host<'_>, vmid: u32) -> String {
@@ -134,31 +147,11 @@ fn wait(host: &Host<'_>, answer: serde_json::Value, timeout: Duration) -> Result
 
 fn upload(
     host: &Host<'_>,
-    desired: &Desired,
-    file: &str,
+    file: &UploadFile<'_>,
     timeouts: Timeouts,
     progress: Progress,
 ) -> Result<(), PveError> {
-    let upload = desired
-        .uploads
-        .iter()
-        .find(|u| u.file == file)
-        .expect("plans upload only desired files");
-    let path = upload
-        .path
-        .as_deref()
-        .expect("plans upload only files the tree has");
-    let upid = host.pve.upload(
-        host.node,
-        &UploadFile {
-            storage: host.file_storage,
-            content: "import",
-            name: file,
-            path,
-            sha256: &upload.sha256,
-        },
-        progress,
-    )?;
+    let upid = host.pve.upload(host.node, file, progress)?;
     host.pve.wait_task(host.node, &upid, timeouts.upload)
 }
 

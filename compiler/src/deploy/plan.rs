@@ -23,10 +23,13 @@ const UPDATABLE: &[&str] = &["cores", "memory", "cpu", "tags", "onboot", "agent"
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Step {
-    /// Upload a file the host lacks.
+    /// Upload a file the host lacks, from `path` in the tree.
     Upload {
         file: String,
         bytes: u64,
+        sha256: String,
+        #[serde(skip)]
+        path: std::path::PathBuf,
     },
     /// The host has the file (its name carries its hash).
     KeepUpload {
@@ -143,7 +146,7 @@ impl Plan {
 
 fn line(step: &Step) -> String {
     match step {
-        Step::Upload { file, bytes } => format!("upload   {file} ({})", human(*bytes)),
+        Step::Upload { file, bytes, .. } => format!("upload   {file} ({})", human(*bytes)),
         Step::KeepUpload { file } => format!("keep     {file} (already on the host)"),
         Step::MissingFile { file } => format!(
             "missing  {file}: not in the tree (built with --no-images?); VMs booting it wait"
@@ -330,9 +333,11 @@ fn upload_step(upload: &Upload, observed: &Observed) -> Step {
         (Some(size), _) if upload.path.is_none() || *size == upload.bytes => {
             Step::KeepUpload { file }
         }
-        (_, Some(_)) => Step::Upload {
+        (_, Some(path)) => Step::Upload {
             file,
             bytes: upload.bytes,
+            sha256: upload.sha256.clone(),
+            path: path.clone(),
         },
         (_, None) => Step::MissingFile { file },
     }
