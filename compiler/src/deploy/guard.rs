@@ -5,7 +5,7 @@
 //! firewall admitting the operator's address to the port, or, for the API,
 //! a Teleport app in front of it while the Teleport VM is up.
 
-use crate::model::{Model, Policy, Protocol};
+use crate::model::{Model, Policy};
 
 /// A port the operator must keep reaching, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,11 +49,7 @@ pub fn check(model: &Model, teleport_up: bool) -> Result<(), LockOut> {
         },
     ];
     for access in needed {
-        let direct = model.firewall.temporary.iter().any(|rule| {
-            rule.protocol == Protocol::Tcp
-                && rule.port.0 == access.port
-                && rule.source.contains(&model.operator.ip)
-        });
+        let direct = model.firewall.admits_tcp(model.operator.ip, access.port);
         let through_teleport = access.port == api_port
             && teleport_up
             && model

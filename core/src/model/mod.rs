@@ -403,6 +403,18 @@ pub struct Firewall {
     pub temporary: Vec<TemporaryRule>,
 }
 
+impl Firewall {
+    /// Whether the host's input firewall lets `ip` reach TCP `port`: an
+    /// open policy, or a rule for that port whose source contains `ip`.
+    /// The one answer the build's lock-out rule and deploy's guard share.
+    pub fn admits_tcp(&self, ip: std::net::Ipv4Addr, port: u16) -> bool {
+        self.input_policy == Policy::Accept
+            || self.temporary.iter().any(|rule| {
+                rule.protocol == Protocol::Tcp && rule.port.0 == port && rule.source.contains(&ip)
+            })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct TemporaryRule {
     pub name: String,

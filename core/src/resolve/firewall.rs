@@ -20,7 +20,6 @@ pub(super) fn firewall(
     teleport: Option<&model::Teleport>,
     today: Date,
 ) -> model::Firewall {
-    check_operator_access(checker, blueprint, operator, host, teleport);
     let firewall = &blueprint.firewall;
     let mut allowed: Vec<String> = Vec::new();
     for (i, bridge) in firewall.allow_bridges.iter().enumerate() {
@@ -134,11 +133,17 @@ pub(super) fn firewall(
             expires: expires.value,
         });
     }
-    model::Firewall {
+    let resolved = model::Firewall {
         input_policy: *firewall.input_policy,
         allow_bridges: allowed,
         temporary,
+    };
+    // A rule refused above (no end date) is already an error; judging
+    // access without it would blame the policy for the rule's mistake.
+    if resolved.temporary.len() == firewall.temporary.len() {
+        check_operator_access(checker, blueprint, &resolved, operator, host, teleport);
     }
+    resolved
 }
 
 /// Under a DROP or REJECT policy some rule must admit the operator's own
@@ -149,18 +154,23 @@ pub(super) fn firewall(
 fn check_operator_access(
     checker: &mut Checker,
     blueprint: &Blueprint,
+    resolved: &model::Firewall,
     operator: &model::Operator,
     host: &model::Host,
     teleport: Option<&model::Teleport>,
 ) {
+    let port = host.api_port();
+    let through_teleport = teleport.is_some_and(|teleport| teleport.fronts_port(port));
+    if resolved.admits_tcp(operator.ip, port) || through_teleport {
+        return;
+    }
     let firewall = &blueprint.firewall;
     let policy = match *firewall.input_policy {
         Policy::Accept => return,
         Policy::Drop => "DROP",
         Policy::Reject => "REJECT",
     };
-    let port = host.api_port();
-    let through_teleport = teleport.is_some_and(|teleport| teleport.fronts_port(port));
+    // Where to point: the first rule for the API that names someone else.
     let api_rules: Vec<(usize, &crate::blueprint::TemporaryRule)> = firewall
         .temporary
         .iter()
@@ -168,15 +178,6 @@ fn check_operator_access(
         .enumerate()
         .filter(|(_, rule)| rule.protocol == Protocol::Tcp && rule.port.value.0 == port)
         .collect();
-    // A rule without `source` admits the operator's address.
-    let admits_operator = api_rules.iter().any(|(_, rule)| {
-        rule.source
-            .as_ref()
-            .is_none_or(|source| source.trunc().contains(&operator.ip))
-    });
-    if admits_operator || through_teleport {
-        return;
-    }
     let operator_ip = &blueprint.operator.ip;
     // Every rule left names a source, and none contains the operator.
     let others = api_rules
