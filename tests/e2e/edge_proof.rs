@@ -47,6 +47,11 @@
 //!   the blueprint (a variant built by this test), from nobody on the
 //!   internet, while the internal bridge still reaches the API that
 //!   Teleport's `proxmox` app points at.
+//! - From the internal bridge each VM reaches exactly the host services it
+//!   uses (`Model::host_access`): the Talos nodes SSH (democratic-csi) and
+//!   iSCSI, the Teleport VM SSH and the API, the internet-facing edge VM
+//!   none of 22, 3260 or the API; everything else from the bridge is
+//!   dropped by the rendered `IN DROP -i <bridge>`.
 //! - Every internal machine reaches the internet as the host's public
 //!   address (the rendered MASQUERADE rule; the internet has no route to
 //!   the internal network).
@@ -125,6 +130,7 @@ fn the_public_address_routes_and_filters_as_the_blueprint_says() {
     lab.apply_pve_firewall(&variant_out, "after the temporary rules are removed");
     lab.public_probes(&variant_model, "temporary rules removed");
 
+    lab.vms_to_the_host(&model);
     lab.routed_neighbour(&model);
     lab.way_out();
     lab.neighbours_see_the_host();
@@ -504,12 +510,30 @@ fn route_label(route: &SniRoute) -> String {
 }
 
 /// Whether the host's INPUT admits `source` arriving on `bridge` to `port`,
-/// and the blueprint entry that decides it.
+/// and the blueprint entry that decides it. From an internal bridge only the
+/// host services a VM uses are open (`Model::host_access`, rendered before a
+/// DROP for the rest); from outside, the operator's temporary rules.
 fn host_admits(model: &Model, source: Ipv4Addr, bridge: &str, port: u16) -> Result<String, String> {
-    let firewall = &model.firewall;
-    if firewall.allow_bridges.iter().any(|b| b == bridge) {
-        return Ok(format!("[firewall] allow_bridges includes {bridge}"));
+    if model.internal_bridges().any(|b| b.name == bridge) {
+        let access = model.host_access();
+        let admitted = access.iter().find_map(|access| {
+            let found = access
+                .sources
+                .iter()
+                .find(|s| s.address == source && s.bridge == bridge);
+            found.filter(|_| access.port == port).map(|s| (access, s))
+        });
+        return match admitted {
+            Some((access, s)) => Ok(format!(
+                "host access: {} (:{}) from {} {source}: {}",
+                access.service, access.port, s.vm, s.purpose
+            )),
+            None => Err(format!(
+                "no host service on :{port} is for {source}; `IN DROP -i {bridge}` takes the rest"
+            )),
+        };
     }
+    let firewall = &model.firewall;
     if let Some(rule) = firewall
         .temporary
         .iter()
@@ -548,8 +572,9 @@ fn to_the_host(
         Err(why) => {
             probe.because.push(why);
             probe.path = format!("{hop}, dropped by the host firewall");
+            let internal = model.internal_bridges().any(|b| b.name == bridge);
             probe.outcome = match model.firewall.input_policy {
-                Policy::Reject => "refused".into(),
+                Policy::Reject if !internal => "refused".into(),
                 _ => "timeout".into(),
             };
         }
@@ -802,6 +827,18 @@ fn host_services(model: &Model) -> Vec<(Ipv4Addr, u16, String)> {
     services
 }
 
+/// The host ports every VM tries: SSH, iSCSI, the API, and any other port
+/// a host service is given.
+fn vm_probe_ports(model: &Model) -> Vec<u16> {
+    let mut ports = vec![22, 3260, model.host.api_port()];
+    for access in model.host_access() {
+        if !ports.contains(&access.port) {
+            ports.push(access.port);
+        }
+    }
+    ports
+}
+
 // ---------------------------------------------------------------------------
 // The lab
 // ---------------------------------------------------------------------------
@@ -910,6 +947,8 @@ impl Lab {
         owners.extend(edge.routes.iter().map(|r| r.backend.name.clone()));
         owners.extend(edge.http.iter().map(|h| h.name.clone()));
         owners.extend(model.forwards.iter().map(|f| f.to.name.clone()));
+        // The Talos nodes: the host's storage services are theirs.
+        owners.extend(model.talos_nodes().map(|node| node.name().to_string()));
         let mut seen = std::collections::BTreeSet::new();
         owners.retain(|o| seen.insert(o.clone()));
         let mut machines = Vec::new();
@@ -1141,6 +1180,9 @@ impl Lab {
             want("host", Ipv4Addr::UNSPECIFIED, port, "tcp");
         }
         for (_, _, _, port) in apps_on_the_host(model) {
+            want("host", Ipv4Addr::UNSPECIFIED, port, "tcp");
+        }
+        for port in vm_probe_ports(model) {
             want("host", Ipv4Addr::UNSPECIFIED, port, "tcp");
         }
         want("internet", INTERNET_SERVER.0, INTERNET_SERVER.1, "tcp");
@@ -1436,6 +1478,67 @@ impl Lab {
             "Teleport's apps on the host, from the internal bridge",
             &inside,
         );
+    }
+
+    /// Every VM tries the host's services on its bridge's host address:
+    /// each reaches exactly what `Model::host_access` gives it (the nodes
+    /// SSH and iSCSI, Teleport SSH and the API) and the edge VM nothing.
+    fn vms_to_the_host(&mut self, model: &Model) {
+        let edge = model.edge.as_ref().unwrap();
+        let node = model
+            .talos_nodes()
+            .next()
+            .expect("the blueprint has Talos nodes");
+        let api = model.host.api_port();
+        let internal = |name: &str| {
+            let vm = model.vm(name).unwrap();
+            let nic = &vm.nics[0];
+            (nic.address.addr(), nic.bridge.clone())
+        };
+        // The promises, independent of how the probes are predicted.
+        let (edge_ip, edge_bridge) = internal(&edge.vm);
+        for port in [22, 3260, api] {
+            assert!(
+                host_admits(model, edge_ip, &edge_bridge, port).is_err(),
+                "the edge VM must not reach :{port} on the host"
+            );
+        }
+        let (node_ip, node_bridge) = internal(node.name());
+        assert!(
+            host_admits(model, node_ip, &node_bridge, 3260).is_ok(),
+            "a node reaches the iSCSI target"
+        );
+        let ports = vm_probe_ports(model);
+        for index in 0..self.machines.len() {
+            let machine = &self.machines[index];
+            if model.vm(&machine.name).is_none() {
+                continue; // a VIP: not a VM of its own
+            }
+            let source = machine.address.addr();
+            let bridge = machine.bridge.clone();
+            let host = model
+                .internal_bridges()
+                .find(|b| b.name == bridge)
+                .unwrap()
+                .host_address;
+            let probes: Vec<Probe> = ports
+                .iter()
+                .map(|&port| {
+                    let probe = Probe {
+                        what: format!(
+                            "TCP connect from {} {source} to the host {host}:{port}",
+                            machine.name
+                        ),
+                        spec: Hello::Tcp.spec(source, host, port),
+                        ..Probe::default()
+                    };
+                    to_the_host(model, probe, source, &bridge, host, port)
+                })
+                .collect();
+            let from = machine.ns.name.clone();
+            let title = format!("the host's services from {}", machine.name);
+            self.check(&title, &from, &probes);
+        }
     }
 
     /// A neighbour on the public subnet routes the internal networks via the

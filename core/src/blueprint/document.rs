@@ -459,7 +459,8 @@ pub enum Policy {
 pub struct Firewall {
     /// Policy for traffic to the host itself (Proxmox cluster firewall).
     pub input_policy: Located<Policy>,
-    /// Bridges whose traffic to the host is always accepted.
+    /// Refused (E0128): it accepted everything from a bridge. The host
+    /// admits each VM to exactly the host services it uses.
     #[serde(default)]
     pub allow_bridges: Vec<Located<String>>,
     /// Rules that exist only until their `expires` date (e.g. operator SSH

@@ -172,6 +172,13 @@ rules! {
     DUPLICATE_PORT = "E0127" "duplicate-port" Error:
         "A list of ports names one port twice (a VIP's `ports`). Nothing breaks, but it is \
          nearly always a typo for another port, which then is not served.";
+    BRIDGE_ACCEPTS_EVERYTHING = "E0128" "bridge-accepts-everything" Error:
+        "`firewall.allow_bridges` accepted everything arriving on a bridge: sshd, the Proxmox \
+         API, the iSCSI target and rpcbind were open to every VM on it, the internet-facing \
+         edge VM included. The host firewall now admits each VM to exactly the host services \
+         it uses (SSH and iSCSI from the Talos nodes for democratic-csi, SSH and the API from \
+         the Teleport VM) and drops everything else from the internal bridges, so the setting \
+         is refused: remove it.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

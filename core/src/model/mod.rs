@@ -8,6 +8,9 @@ use ipnet::Ipv4Net;
 use waddle_images::ByteSize;
 
 pub use crate::blueprint::{BridgeRole, Date, Policy, Port, Protocol, SecretRef};
+pub use host_access::{AccessSource, HostAccess, ISCSI_PORT, SSH_PORT};
+
+mod host_access;
 
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -399,7 +402,8 @@ pub struct PortForward {
 #[derive(Clone, Debug)]
 pub struct Firewall {
     pub input_policy: Policy,
-    pub allow_bridges: Vec<String>,
+    /// The operator's rules from outside; what the VMs may reach on the
+    /// host is [`Model::host_access`].
     pub temporary: Vec<TemporaryRule>,
 }
 

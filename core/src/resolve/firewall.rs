@@ -1,6 +1,6 @@
-//! The host's input firewall: policy, trusted bridges and temporary rules,
-//! each of which must carry an end date, and a closed policy that still
-//! admits the operator to the Proxmox API.
+//! The host's input firewall: policy and temporary rules, each of which
+//! must carry an end date, a closed policy that still admits the operator to
+//! the Proxmox API, and `allow_bridges` refused (E0128).
 
 use std::collections::BTreeMap;
 
@@ -14,40 +14,29 @@ use crate::model;
 pub(super) fn firewall(
     checker: &mut Checker,
     blueprint: &Blueprint,
-    bridges: &[model::Bridge],
     operator: &model::Operator,
     host: &model::Host,
     teleport: Option<&model::Teleport>,
     today: Date,
 ) -> model::Firewall {
     let firewall = &blueprint.firewall;
-    let mut allowed: Vec<String> = Vec::new();
-    for (i, bridge) in firewall.allow_bridges.iter().enumerate() {
-        if bridges
-            .iter()
-            .any(|b| b.name == **bridge && b.role == crate::blueprint::BridgeRole::Public)
-        {
-            checker
-                .error(&rules::ROLE_MISMATCH, bridge.span(), format!("firewall.allow_bridges[{i}]"), format!("`{}` is the public bridge: allowing it admits the whole internet to the host", **bridge))
-                .help = Some("list internal bridges only; open single ports with rules".into());
-        }
-        if allowed.contains(&bridge.value) {
-            checker.error(
-                &rules::DUPLICATE_NAME,
-                bridge.span(),
-                format!("firewall.allow_bridges[{i}]"),
-                format!("bridge `{}` is listed twice", **bridge),
-            );
-        }
-        allowed.push(bridge.value.clone());
-        if !bridges.iter().any(|b| b.name == **bridge) {
-            checker.error(
-                &rules::UNDEFINED_TARGET,
-                bridge.span(),
-                format!("firewall.allow_bridges[{i}]"),
-                format!("bridge `{}` is not defined", **bridge),
-            );
-        }
+    if let Some(first) = firewall.allow_bridges.first() {
+        let diagnostic = checker.error(
+            &rules::BRIDGE_ACCEPTS_EVERYTHING,
+            first.span(),
+            "firewall.allow_bridges",
+            format!(
+                "`allow_bridges` would accept everything from `{}`, the internet-facing VM's \
+                 traffic included",
+                **first
+            ),
+        );
+        diagnostic.label = "accepts every port from every VM".into();
+        diagnostic.help = Some(
+            "remove `allow_bridges`: each VM is admitted to exactly the host services it uses \
+             (see `waddlec explain E0128`)"
+                .into(),
+        );
     }
     let mut names: BTreeMap<&str, Span> = BTreeMap::new();
     let mut temporary = Vec::new();
@@ -135,7 +124,6 @@ pub(super) fn firewall(
     }
     let resolved = model::Firewall {
         input_policy: *firewall.input_policy,
-        allow_bridges: allowed,
         temporary,
     };
     // A rule refused above (no end date) is already an error; judging
