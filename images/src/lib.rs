@@ -10,6 +10,7 @@
 pub mod debian;
 pub mod esp;
 pub mod ext4;
+mod fat;
 pub mod gpt;
 pub mod guid;
 pub mod layer;
