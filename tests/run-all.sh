@@ -3,10 +3,10 @@
 #
 # Installs what the tests hand artifacts to (Debian bookworm packages:
 # haproxy 2.6, cloud-init 22.4.2, iptables with both backends, shellcheck,
-# iproute2, python3, openssl, sshd for `sshd -t`, mtools and dosfstools for
-# seed disks and ESPs, xz-utils for image fixtures, mmdebstrap for Debian
-# bases, fdisk for sfdisk, systemd for `systemd-analyze verify`, groff-base
-# to check the manual pages; and from
+# iproute2, python3, openssl, sshd for `sshd -t`, mtools and dosfstools to
+# read and check seed disks and ESPs, xz-utils for image fixtures,
+# mmdebstrap for Debian bases, fdisk for sfdisk, systemd for
+# `systemd-analyze verify`, groff-base to check the manual pages; and from
 # bookworm-backports: e2fsprogs >= 1.47.1 for reproducible `mke2fs -d`,
 # qemu-utils 10 for `qemu-img`, qemu-system-x86 and ovmf to boot images),
 # then: formatting, clippy, cargo-deny (licenses, bans), every unit and

@@ -25,7 +25,7 @@ pub const CONFLICT: u8 = 6;
 /// `deploy`: another deploy holds the host's lock.
 pub const LOCKED: u8 = 7;
 /// A remote service (Image Factory, 1Password) failed or disagreed, or a
-/// host program a command needs (mmdebstrap, mke2fs, mtools, git) is
+/// host program a command needs (mmdebstrap, mke2fs, git) is
 /// missing or failed.
 pub const UNAVAILABLE: u8 = 69;
 /// Reading or writing files failed.
@@ -115,7 +115,7 @@ impl Code for BakeError {
             BakeError::Fetch(err) => err.exit_code(),
             BakeError::Factory(_) => UNAVAILABLE,
             BakeError::Io { .. } => IO,
-            // A host program missing or failing (mmdebstrap, mke2fs, mtools).
+            // A host program missing or failing (mmdebstrap, mke2fs).
             BakeError::MissingTools(_) | BakeError::Image { .. } => UNAVAILABLE,
         }
     }

@@ -36,13 +36,12 @@
 //! constants, pinned by `Cargo.lock`.
 
 use std::collections::BTreeSet;
-use std::io::{self, Cursor, Write};
+use std::io::{self, Cursor};
 
-use fatfs::{
-    Date, DateTime, FatType, FileSystem, FormatVolumeOptions, FsOptions, Time, TimeProvider,
-};
+use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
 use sha2::{Digest, Sha256};
 
+use crate::fat::{self, DOS_EPOCH};
 use crate::ByteSize;
 
 /// The largest seed disk this module builds.
@@ -97,7 +96,7 @@ pub fn cidata_fat(files: &[(&str, &[u8])]) -> Result<Vec<u8>, SeedDiskError> {
     for mib in content / MIB + 1..=MAX_MIB {
         let mut disk = Cursor::new(vec![0u8; (mib * MIB) as usize]);
         fatfs::format_volume(&mut disk, options.clone())?;
-        let fs = FileSystem::new(&mut disk, FsOptions::new().time_provider(&FAT_EPOCH))?;
+        let fs = FileSystem::new(&mut disk, FsOptions::new().time_provider(&DOS_EPOCH))?;
         if holds(&fs, &files)? {
             write_root(&fs, &files)?;
             fs.unmount()?;
@@ -195,39 +194,7 @@ fn write_root<T: fatfs::ReadWriteSeek>(
 ) -> io::Result<()> {
     let root = fs.root_dir();
     for (name, data) in files {
-        let mut file = root.create_file(name)?;
-        file.write_all(data)?;
-        // Dropping the file would flush too, but only log a failure.
-        file.flush()?;
+        fat::write_file(&root, name, data)?;
     }
     Ok(())
-}
-
-/// The one time fatfs is told: 1980-01-01 00:00:00, for creation,
-/// modification and access alike.
-#[derive(Debug)]
-struct FatEpoch;
-
-static FAT_EPOCH: FatEpoch = FatEpoch;
-
-impl TimeProvider for FatEpoch {
-    fn get_current_date(&self) -> Date {
-        Date {
-            year: 1980,
-            month: 1,
-            day: 1,
-        }
-    }
-
-    fn get_current_date_time(&self) -> DateTime {
-        DateTime {
-            date: self.get_current_date(),
-            time: Time {
-                hour: 0,
-                min: 0,
-                sec: 0,
-                millis: 0,
-            },
-        }
-    }
 }

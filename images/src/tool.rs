@@ -1,12 +1,11 @@
-//! Running the host programs the image pipeline drives (mmdebstrap, mke2fs,
-//! mtools).
+//! Running the host programs the image pipeline drives (mmdebstrap, mke2fs).
 //!
 //! The one place that turns "program missing" and "program failed" into
 //! errors: a missing program names the apt command that installs it, a failed
 //! one shows the command line and the end of its stderr. Every run has stdin
 //! closed, a fixed locale and UTC, so a program never waits for input, its
-//! messages (which some callers match) are the untranslated ones, and times it
-//! stores in local time (FAT) do not depend on the build host's zone.
+//! messages (which some callers match) are the untranslated ones, and any time
+//! it shows or stores in local time does not depend on the build host's zone.
 
 use std::ffi::OsStr;
 use std::io;
@@ -20,7 +19,7 @@ const STDERR_TAIL: usize = 4000;
 #[derive(Clone, Copy, Debug)]
 pub struct Tool {
     pub program: &'static str,
-    /// The command that installs it, e.g. `apt-get install mtools`.
+    /// The command that installs it, e.g. `apt-get install mmdebstrap`.
     pub install: &'static str,
 }
 

@@ -30,12 +30,12 @@ for storage in 'vmdata' 'local'; do
         exit 1
     fi
 done
-if ! image_path=$(pvesm path 'local:import/debian-12-haproxy-haproxy-fb7b2b3f9b83.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/debian-12-haproxy-haproxy-fb7b2b3f9b83.qcow2 is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/debian-12-haproxy-haproxy-4bb477a76d8c.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/debian-12-haproxy-haproxy-4bb477a76d8c.qcow2 is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/debian-12-teleport-teleport-846f360f2e5c.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/debian-12-teleport-teleport-846f360f2e5c.qcow2 is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/debian-12-teleport-teleport-6ed24d3a26a0.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/debian-12-teleport-teleport-6ed24d3a26a0.qcow2 is missing; upload it first" >&2
     exit 1
 fi
 if ! image_path=$(pvesm path 'local:import/haproxy-seed-e9acd6b7d91a.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
@@ -83,7 +83,7 @@ if vm_exists 100 'haproxy'; then
 else
     qm create 100 \
         --name 'haproxy' \
-        --description 'Managed by waddlec. image=debian-12-haproxy-haproxy-fb7b2b3f9b83.qcow2 seed=haproxy-seed-e9acd6b7d91a.raw' \
+        --description 'Managed by waddlec. image=debian-12-haproxy-haproxy-4bb477a76d8c.qcow2 seed=haproxy-seed-e9acd6b7d91a.raw' \
         --tags 'haproxy;infra' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -94,7 +94,7 @@ else
         --scsihw 'virtio-scsi-single' \
         --bios 'ovmf' \
         --efidisk0 'vmdata:1,efitype=4m,pre-enrolled-keys=0' \
-        --scsi0 'vmdata:0,import-from=local:import/debian-12-haproxy-haproxy-fb7b2b3f9b83.qcow2,discard=on,iothread=1' \
+        --scsi0 'vmdata:0,import-from=local:import/debian-12-haproxy-haproxy-4bb477a76d8c.qcow2,discard=on,iothread=1' \
         --scsi1 'vmdata:0,import-from=local:import/haproxy-seed-e9acd6b7d91a.raw,iothread=1' \
         --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:75:9e:6c' \
@@ -113,7 +113,7 @@ if vm_exists 101 'teleport'; then
 else
     qm create 101 \
         --name 'teleport' \
-        --description 'Managed by waddlec. image=debian-12-teleport-teleport-846f360f2e5c.qcow2 seed=teleport-seed-e5249ef90b82.raw' \
+        --description 'Managed by waddlec. image=debian-12-teleport-teleport-6ed24d3a26a0.qcow2 seed=teleport-seed-e5249ef90b82.raw' \
         --tags 'infra;teleport' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -124,7 +124,7 @@ else
         --scsihw 'virtio-scsi-single' \
         --bios 'ovmf' \
         --efidisk0 'vmdata:1,efitype=4m,pre-enrolled-keys=0' \
-        --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport-teleport-846f360f2e5c.qcow2,discard=on,iothread=1' \
+        --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport-teleport-6ed24d3a26a0.qcow2,discard=on,iothread=1' \
         --scsi1 'vmdata:0,import-from=local:import/teleport-seed-e5249ef90b82.raw,iothread=1' \
         --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:1a:47:4c' \

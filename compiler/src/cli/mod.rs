@@ -75,7 +75,7 @@ Exit codes:
   7   deploy: another deploy holds the host's lock
   69  a remote service (Image Factory, 1Password, the cluster) failed,
       disagreed or did not answer in time, or a host program an image needs
-      (mmdebstrap, mke2fs, mtools) is missing, or git failed (platform
+      (mmdebstrap, mke2fs) is missing, or git failed (platform
       publish: e.g. no user.name/user.email)
   70  internal error (a bug: please report it)
   74  reading or writing files failed, or no blueprint was given and none

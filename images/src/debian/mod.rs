@@ -34,6 +34,7 @@ pub const RECIPE_SOURCES: &[&str] = &[
     include_str!("../layer/path.rs"),
     include_str!("../ext4.rs"),
     include_str!("../esp.rs"),
+    include_str!("../fat.rs"),
     include_str!("../gpt.rs"),
     include_str!("../guid.rs"),
     include_str!("../qcow2/layout.rs"),
@@ -137,15 +138,9 @@ pub enum BakeError {
 /// it up front instead of failing one program at a time minutes in.
 pub fn missing_host_tools() -> Vec<String> {
     let mut missing = Vec::new();
-    for tool in [
-        base::MMDEBSTRAP,
-        crate::esp::MFORMAT,
-        crate::esp::MMD,
-        crate::esp::MCOPY,
-    ] {
-        if let Err(error) = tool.run(tool.command().arg("--version")) {
-            missing.push(error.to_string());
-        }
+    let tool = base::MMDEBSTRAP;
+    if let Err(error) = tool.run(tool.command().arg("--version")) {
+        missing.push(error.to_string());
     }
     if let Err(error) = crate::ext4::check_version() {
         missing.push(error.to_string());
