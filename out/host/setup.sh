@@ -6,8 +6,8 @@
 # directory, the way the seed did by hand: the sysctl drop-in, the port
 # forwards and NAT (applied now and by a unit at every boot), the Proxmox
 # firewall (host.fw before cluster.fw, so the rules that keep the operator in
-# exist before the DROP policy), and the storage content types the images
-# need. `waddlec deploy` copies host/ to the host and runs this as root after
+# exist before the DROP policy), the storage content types the images
+# need, and with a platform democratic-csi's side of the host. `waddlec deploy` copies host/ to the host and runs this as root after
 # proving the firewall keeps the operator's SSH and API access.
 #
 # Usage: setup.sh STAGE [--check] [--root DIR]
@@ -112,8 +112,11 @@ ensure_content 'local' import
 ensure_content 'vmdata' images
 
 # democratic-csi, the cluster's default StorageClass: zvols under
-# rpool/k8s, shared over iSCSI by the kernel's LIO target (targetcli),
-# managed over SSH by a key the cluster's nodes alone may use.
+# rpool/k8s/vols, shared over iSCSI by the kernel's LIO target
+# (targetcli). The driver logs in as democratic-csi, a user that can do only
+# that: its key works from the nodes only and runs only the forced command
+# /usr/local/sbin/waddlec-csi-gate, ZFS delegation limits it to
+# rpool/k8s/vols, and sudo lets it run targetcli alone as root.
 ensure_dataset() {
     local name=$1
     if zfs list -H -o name "$name" >/dev/null 2>&1; then
@@ -126,34 +129,97 @@ ensure_dataset() {
         echo "changed: zfs dataset $name"
     fi
 }
+ensure_package() {
+    local program=$1 package=$2
+    if command -v "$program" >/dev/null 2>&1; then
+        return
+    fi
+    if ((check)); then
+        echo "would change: package $package"
+    else
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package" >/dev/null
+        echo "changed: package $package"
+    fi
+}
 ensure_dataset 'rpool/k8s/vols'
 ensure_dataset 'rpool/k8s/snaps'
-if ! command -v targetcli >/dev/null 2>&1; then
+ensure_package targetcli targetcli-fb
+ensure_package visudo sudo
+
+csi_user='democratic-csi'
+csi_home=/var/lib/$csi_user
+if ! getent passwd "$csi_user" >/dev/null; then
     if ((check)); then
-        echo "would change: package targetcli-fb"
+        echo "would change: user $csi_user"
     else
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q targetcli-fb >/dev/null
-        echo "changed: package targetcli-fb"
+        # No password (`*`, not locked `!`: sshd refuses locked accounts
+        # even for keys), home owned by root.
+        useradd --system --user-group --no-create-home --home-dir "$csi_home" \
+            --shell /bin/sh --password '*' "$csi_user"
+        echo "changed: user $csi_user"
     fi
 fi
-# root's authorized_keys is a link into /etc/pve on Proxmox: written where it
-# points, our one marked line replaced, every other line kept.
-csi_key='from="10.10.0.10,10.10.0.11,10.10.0.12",no-agent-forwarding,no-port-forwarding,no-pty,no-X11-forwarding ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZW1vY3JhdGljLWNzaS13YWRkbGUtcGxhY2Vob2xkZXI waddlec:democratic-csi'
+if ! ((check)); then
+    install -d -m 0755 -o root -g root "$root$csi_home" "$root$csi_home/.ssh"
+fi
+install_file democratic-csi/authorized_keys "$csi_home/.ssh/authorized_keys" 0644 || true
+install_file democratic-csi/waddlec-csi-gate /usr/local/sbin/waddlec-csi-gate 0755 || true
+if ! ((check)) && ! visudo -cqf "$stage/democratic-csi/sudoers"; then
+    echo "setup.sh: democratic-csi/sudoers does not pass visudo -c; not installed" >&2
+    exit 1
+fi
+install_file democratic-csi/sudoers /etc/sudoers.d/waddlec-democratic-csi 0440 || true
+
+# ZFS delegation (zfs-allow(8)): on vols itself only what creating a child
+# needs; on the volumes below it what the driver does to them. Recorded in
+# a stamp, so an unchanged grant is not made again.
+allow_local='create,mount'
+allow_below='clone,create,destroy,mount,refreservation,snapshot,userprop,volblocksize,volsize'
+allowed="$csi_user rpool/k8s/vols local=$allow_local below=$allow_below"
+stamp=$root/etc/waddlec/democratic-csi.zfs-allow
+if ! { [[ -f $stamp ]] && [[ $(<"$stamp") == "$allowed" ]]; }; then
+    if ((check)); then
+        echo "would change: zfs allow $csi_user on rpool/k8s/vols"
+    else
+        zfs allow -l -u "$csi_user" "$allow_local" 'rpool/k8s/vols'
+        zfs allow -d -u "$csi_user" "$allow_below" 'rpool/k8s/vols'
+        mkdir -p "$(dirname "$stamp")"
+        printf '%s\n' "$allowed" >"$stamp"
+        echo "changed: zfs allow $csi_user on rpool/k8s/vols"
+    fi
+fi
+
+# Earlier setups let the driver in as root: that line of root's
+# authorized_keys (a link into /etc/pve on Proxmox) goes; every other line
+# stays. A file that cannot be read stops the setup, never becomes a
+# rewrite from nothing.
 keys="$root/root/.ssh/authorized_keys"
 real=$keys
 if [[ -L "$keys" ]]; then
     link=$(readlink "$keys")
     if [[ $link == /* ]]; then real=$root$link; else real=$(dirname "$keys")/$link; fi
 fi
-if ! { [[ -e "$real" ]] && grep -qxF -- "$csi_key" "$real"; }; then
-    if ((check)); then
-        echo "would change: /root/.ssh/authorized_keys (democratic-csi)"
-    else
-        mkdir -p "$(dirname "$real")"
-        [[ -e "$real" ]] || install -m 0600 /dev/null "$real"
-        { grep -vF -- ' waddlec:democratic-csi' "$real" || true; echo "$csi_key"; } >"$real.waddlec-new"
-        chmod 0600 "$real.waddlec-new"
-        mv -f "$real.waddlec-new" "$real"
-        echo "changed: /root/.ssh/authorized_keys (democratic-csi)"
+if [[ -e "$real" ]]; then
+    found=0
+    grep -qF -- ' waddlec:democratic-csi' "$real" || found=$?
+    if ((found > 1)); then
+        echo "setup.sh: cannot read $real; left as it is" >&2
+        exit 1
+    fi
+    if ((found == 0)); then
+        if ((check)); then
+            echo "would change: /root/.ssh/authorized_keys (democratic-csi as root removed)"
+        else
+            kept=0
+            grep -vF -- ' waddlec:democratic-csi' "$real" >"$real.waddlec-new" || kept=$?
+            if ((kept > 1)); then
+                rm -f "$real.waddlec-new"
+                echo "setup.sh: cannot read $real; left as it is" >&2
+                exit 1
+            fi
+            chmod 0600 "$real.waddlec-new"
+            mv -f "$real.waddlec-new" "$real"
+            echo "changed: /root/.ssh/authorized_keys (democratic-csi as root removed)"
+        fi
     fi
 fi

@@ -31,12 +31,14 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         root: Some(root.path().display().to_string()),
     };
 
-    // Proxmox keeps root's authorized_keys in /etc/pve, behind a link.
+    // Proxmox keeps root's authorized_keys in /etc/pve, behind a link. An
+    // earlier setup let democratic-csi in as root: that line must go.
     let operator_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorKeyStaysPut operator@laptop";
+    let old_csi_line = "from=\"10.10.0.10\",no-pty ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOldCsi waddlec:democratic-csi";
     fs::create_dir_all(root.path().join("etc/pve/priv")).unwrap();
     fs::write(
         root.path().join("etc/pve/priv/authorized_keys"),
-        format!("{operator_key}\n"),
+        format!("{operator_key}\n{old_csi_line}\n"),
     )
     .unwrap();
     fs::create_dir_all(root.path().join("root/.ssh")).unwrap();
@@ -74,7 +76,12 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         "would change: storage local content +import",
         "would change: zfs dataset rpool/k8s/vols",
         "would change: zfs dataset rpool/k8s/snaps",
-        "would change: /root/.ssh/authorized_keys (democratic-csi)",
+        "would change: user democratic-csi",
+        "would change: /var/lib/democratic-csi/.ssh/authorized_keys",
+        "would change: /usr/local/sbin/waddlec-csi-gate",
+        "would change: /etc/sudoers.d/waddlec-democratic-csi",
+        "would change: zfs allow democratic-csi on rpool/k8s/vols",
+        "would change: /root/.ssh/authorized_keys (democratic-csi as root removed)",
     ] {
         assert!(
             planned.iter().any(|l| l == expected),
@@ -84,6 +91,8 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
     assert_eq!(entries(root.path()), untouched);
     assert!(!host.calls().contains("pvesm set"), "{}", host.calls());
     assert!(!host.calls().contains("zfs create"), "{}", host.calls());
+    assert!(!host.calls().contains("useradd"), "{}", host.calls());
+    assert!(!host.calls().contains("zfs allow"), "{}", host.calls());
 
     // Applied: files in place, forwarding on, chains loaded, in the namespace.
     let changed = host_setup::run(&ssh, &tree, false).unwrap();
@@ -118,6 +127,21 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
             "host/firewall/cluster.fw",
             0o640,
         ),
+        (
+            "var/lib/democratic-csi/.ssh/authorized_keys",
+            "host/democratic-csi/authorized_keys",
+            0o644,
+        ),
+        (
+            "usr/local/sbin/waddlec-csi-gate",
+            "host/democratic-csi/waddlec-csi-gate",
+            0o755,
+        ),
+        (
+            "etc/sudoers.d/waddlec-democratic-csi",
+            "host/democratic-csi/sudoers",
+            0o440,
+        ),
     ] {
         let installed = root.path().join(dest);
         assert_eq!(
@@ -144,8 +168,27 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
     assert!(!calls.contains("pvesm set vmdata"), "{calls}");
     assert!(calls.contains("zfs create -p rpool/k8s/vols"), "{calls}");
     assert!(calls.contains("zfs create -p rpool/k8s/snaps"), "{calls}");
-    // democratic-csi's key joins the operator's, written through the link,
-    // usable only from the nodes.
+    // democratic-csi's own user, limited by ZFS delegation to its dataset;
+    // its home and key file are root's, so it cannot lift its own limits.
+    assert!(
+        calls.contains("useradd --system --user-group --no-create-home --home-dir /var/lib/democratic-csi --shell /bin/sh --password * democratic-csi"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("zfs allow -l -u democratic-csi create,mount rpool/k8s/vols"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("zfs allow -d -u democratic-csi clone,create,destroy,mount,refreservation,snapshot,userprop,volblocksize,volsize rpool/k8s/vols"),
+        "{calls}"
+    );
+    for dir in ["var/lib/democratic-csi", "var/lib/democratic-csi/.ssh"] {
+        let meta = fs::metadata(root.path().join(dir)).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0, "{dir}");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o755, "{dir}");
+    }
+    // root's authorized_keys: the old root login of the driver is gone, the
+    // operator's key stays, written through the link.
     assert!(
         fs::symlink_metadata(root.path().join("root/.ssh/authorized_keys"))
             .unwrap()
@@ -153,11 +196,7 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
             .is_symlink()
     );
     let keys = fs::read_to_string(root.path().join("etc/pve/priv/authorized_keys")).unwrap();
-    let lines: Vec<&str> = keys.lines().collect();
-    assert_eq!(lines.len(), 2, "{keys}");
-    assert_eq!(lines[0], operator_key);
-    assert!(lines[1].starts_with("from=\"10.10.0.10,10.10.0.11,10.10.0.12\",no-agent-forwarding,no-port-forwarding,no-pty"), "{keys}");
-    assert!(lines[1].ends_with(" waddlec:democratic-csi"), "{keys}");
+    assert_eq!(keys, format!("{operator_key}\n"));
 
     // Again: nothing to change, nothing changed.
     let before = host.calls().len();
@@ -168,4 +207,38 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
     assert!(!new_calls.contains("pvesm set"), "{new_calls}");
     assert!(!new_calls.contains("systemctl"), "{new_calls}");
     assert!(host_setup::run(&ssh, &tree, true).unwrap().is_empty());
+}
+
+/// A root `authorized_keys` the setup cannot read (here a directory where
+/// the file should be) stops the setup with the reason; it is never
+/// rewritten from what a failed read returned (nothing).
+#[test]
+fn an_unreadable_authorized_keys_stops_the_setup_and_is_left_alone() {
+    let host = SshHost::start();
+    let lab = SecretLab::new(&valid_blueprints()[0]);
+    lab.init();
+    let output = lab.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let root = tempfile::tempdir().unwrap();
+    let ssh = Ssh {
+        target: "waddle-host".into(),
+        config: Some(host.config.clone()),
+        root: Some(root.path().display().to_string()),
+    };
+    let keys = root.path().join("root/.ssh/authorized_keys");
+    fs::create_dir_all(keys.join("not-a-file")).unwrap();
+
+    for check in [true, false] {
+        let err = host_setup::run(&ssh, &lab.path("dist"), check).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("cannot read"), "{message}");
+        assert!(message.contains("left as it is"), "{message}");
+    }
+    assert!(keys.join("not-a-file").is_dir());
+    assert_eq!(fs::read_dir(&keys).unwrap().count(), 1);
+    let siblings: Vec<String> = fs::read_dir(root.path().join("root/.ssh"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(siblings, ["authorized_keys"], "no temporary file left");
 }

@@ -12,6 +12,7 @@ mod cli_habits;
 mod cloud_init;
 mod cluster_bootstrap;
 mod cluster_manifests;
+mod csi_gate;
 mod debian_images;
 mod deploy;
 mod edge_proof;

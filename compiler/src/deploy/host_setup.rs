@@ -20,6 +20,14 @@ const HOST_FILES: &[&str] = &[
     "firewall/host.fw",
 ];
 
+/// democratic-csi's side of the host, in the tree when the blueprint has a
+/// platform (all of them, or none).
+const CSI_FILES: &[&str] = &[
+    "democratic-csi/waddlec-csi-gate",
+    "democratic-csi/sudoers",
+    "democratic-csi/authorized_keys",
+];
+
 /// How to reach the host.
 #[derive(Clone, Debug)]
 pub struct Ssh {
@@ -94,7 +102,9 @@ pub fn run(host: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetu
 /// The host files as a tar with fixed owners and times.
 fn archive(host: &Path) -> Result<Vec<u8>, HostSetupError> {
     let mut builder = tar::Builder::new(Vec::new());
-    for name in HOST_FILES {
+    let csi = host.join("democratic-csi").is_dir();
+    let names = HOST_FILES.iter().chain(CSI_FILES.iter().filter(|_| csi));
+    for name in names {
         let path = host.join(name);
         let read_error = |source| HostSetupError::Read {
             path: path.display().to_string(),
@@ -103,11 +113,13 @@ fn archive(host: &Path) -> Result<Vec<u8>, HostSetupError> {
         let contents = std::fs::read(&path).map_err(read_error)?;
         let mut header = tar::Header::new_gnu();
         header.set_size(contents.len() as u64);
-        header.set_mode(if name.ends_with(".sh") || name.ends_with("host-network") {
-            0o755
-        } else {
-            0o644
-        });
+        header.set_mode(
+            if name.ends_with(".sh") || name.ends_with("host-network") || name.ends_with("-gate") {
+                0o755
+            } else {
+                0o644
+            },
+        );
         header.set_uid(0);
         header.set_gid(0);
         header.set_mtime(0);

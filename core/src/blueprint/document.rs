@@ -310,7 +310,8 @@ pub struct PlatformStorage {
     pub dataset: Located<String>,
     /// The public half of democratic-csi's SSH key (its private half is the
     /// 1Password item `items.csi_ssh_key`). The host setup authorizes it for
-    /// root from the cluster's nodes only.
+    /// the `democratic-csi` user, from the cluster's nodes only, for its
+    /// forced command only.
     pub ssh_public_key: Located<String>,
 }
 
@@ -360,6 +361,11 @@ pub struct PlatformItems {
     /// item's own key field, so keep the OpenSSH export in a concealed field
     /// of that name). Default: `democratic-csi-ssh`.
     pub csi_ssh_key: Option<Located<String>>,
+    /// Fields `username`, `password`: the CHAP credentials every iSCSI
+    /// target of democratic-csi demands and every node presents (letters,
+    /// digits, `.`, `_`, `-`; 12 to 16 characters for the password suit
+    /// every initiator). Default: `democratic-csi-iscsi-chap`.
+    pub iscsi_chap: Option<Located<String>>,
 }
 
 /// 1Password Connect's bootstrap credentials.

@@ -354,6 +354,7 @@ pub struct PlatformItems {
     pub spicedb_preshared_key: String,
     pub spicedb_postgres: String,
     pub csi_ssh_key: String,
+    pub iscsi_chap: String,
 }
 
 /// A concrete destination: an address and port on an internal network.

@@ -1,9 +1,15 @@
 //! `host/setup.sh`: the one script that sets the Proxmox host up from the
 //! tree's `host/` files (sysctl, forwards and NAT, Proxmox firewall, storage
-//! content types, and with a platform democratic-csi's ZFS datasets, LIO
-//! and SSH key), idempotent and with a `--check` mode, so `waddlec deploy`
-//! can show what it would change and a reviewer can read exactly what runs
-//! as root on the host.
+//! content types, and with a platform democratic-csi's side: its ZFS
+//! datasets and delegation, LIO, and a user of its own whose key runs only a
+//! forced command), idempotent and with a `--check` mode, so `waddlec
+//! deploy` can show what it would change and a reviewer can read exactly
+//! what runs as root on the host.
+//!
+//! democratic-csi's files (`host/democratic-csi/`): the forced command
+//! (`waddlec-csi-gate`: the driver's commands and nothing else, see the
+//! template), the sudoers rule for `targetcli` alone, and the user's
+//! `authorized_keys`.
 
 use serde::Serialize;
 
@@ -24,14 +30,34 @@ struct Data<'a> {
 #[derive(Serialize)]
 struct Csi {
     dataset: String,
-    /// The `authorized_keys` line: the key, usable only from the nodes and
-    /// only for commands (no forwarding, no terminal).
-    authorized_key: String,
+    user: &'static str,
     marker: &'static str,
 }
 
-/// Marks the line the setup owns in root's `authorized_keys`.
+/// The files of democratic-csi's user, as `host/democratic-csi/` has them.
+#[derive(Serialize)]
+struct CsiFiles<'a> {
+    project: &'a str,
+    user: &'static str,
+    dataset: &'a str,
+    basename: &'static str,
+    driver_version: &'a str,
+    /// The nodes' addresses, comma-separated.
+    from: String,
+    gate: &'static str,
+    key: &'a str,
+    marker: &'static str,
+}
+
+/// Ends democratic-csi's `authorized_keys` line; earlier setups wrote that
+/// line into root's, and the setup removes it there by this marker.
 const CSI_KEY_MARKER: &str = "waddlec:democratic-csi";
+/// The user democratic-csi logs in as.
+pub const CSI_USER: &str = "democratic-csi";
+/// Its forced command.
+const CSI_GATE: &str = "/usr/local/sbin/waddlec-csi-gate";
+/// The IQN prefix of every target the driver creates.
+pub const CSI_IQN_BASENAME: &str = "iqn.2003-01.org.linux-iscsi.waddlec.x8664";
 
 pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
     let data = Data {
@@ -39,26 +65,52 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         node: &model.host.node,
         file_storage: &model.host.file_storage,
         disk_storage: &model.host.disk_storage,
-        csi: model.platform.as_ref().map(|platform| {
-            let nodes: Vec<String> = model
-                .talos_nodes()
-                .map(|node| node.ip().to_string())
-                .collect();
-            Csi {
-                dataset: platform.dataset.clone(),
-                authorized_key: format!(
-                    "from=\"{}\",no-agent-forwarding,no-port-forwarding,no-pty,no-X11-forwarding {} {CSI_KEY_MARKER}",
-                    nodes.join(","),
-                    platform.csi_public_key
-                ),
-                marker: CSI_KEY_MARKER,
-            }
+        csi: model.platform.as_ref().map(|platform| Csi {
+            dataset: platform.dataset.clone(),
+            user: CSI_USER,
+            marker: CSI_KEY_MARKER,
         }),
     };
-    Ok(vec![Artifact::file(
+    let mut artifacts = vec![Artifact::file(
         "host/setup.sh",
         "host-setup-script",
         templates.render("host-setup.sh", &data)?,
     )
-    .executable()])
+    .executable()];
+    if let Some(platform) = &model.platform {
+        let nodes: Vec<String> = model
+            .talos_nodes()
+            .map(|node| node.ip().to_string())
+            .collect();
+        let files = CsiFiles {
+            project: &model.project.name,
+            user: CSI_USER,
+            dataset: &platform.dataset,
+            basename: CSI_IQN_BASENAME,
+            driver_version: &model.versions.democratic_csi_image,
+            from: nodes.join(","),
+            gate: CSI_GATE,
+            key: &platform.csi_public_key,
+            marker: CSI_KEY_MARKER,
+        };
+        artifacts.extend([
+            Artifact::file(
+                "host/democratic-csi/waddlec-csi-gate",
+                "csi-forced-command",
+                templates.render("csi-gate.sh", &files)?,
+            )
+            .executable(),
+            Artifact::file(
+                "host/democratic-csi/sudoers",
+                "sudoers",
+                templates.render("csi-sudoers", &files)?,
+            ),
+            Artifact::file(
+                "host/democratic-csi/authorized_keys",
+                "ssh-authorized-keys",
+                templates.render("csi-authorized-keys", &files)?,
+            ),
+        ]);
+    }
+    Ok(artifacts)
 }

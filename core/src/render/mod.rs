@@ -87,6 +87,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/host-setup.sh.hbs"),
     ),
     (
+        "csi-gate.sh",
+        include_str!("../../templates/csi-gate.sh.hbs"),
+    ),
+    (
+        "csi-sudoers",
+        include_str!("../../templates/csi-sudoers.hbs"),
+    ),
+    (
+        "csi-authorized-keys",
+        include_str!("../../templates/csi-authorized-keys.hbs"),
+    ),
+    (
         "teleport.service",
         include_str!("../../templates/teleport.service.hbs"),
     ),

@@ -144,6 +144,7 @@ pub fn platform(
         ),
         (&items.spicedb_postgres, "platform.items.spicedb_postgres"),
         (&items.csi_ssh_key, "platform.items.csi_ssh_key"),
+        (&items.iscsi_chap, "platform.items.iscsi_chap"),
     ] {
         if let Some(value) = value {
             checker.check_str(value, path, &rules::INVALID_IDENTIFIER, check_item);
@@ -199,6 +200,7 @@ pub fn platform(
             spicedb_preshared_key: text(&items.spicedb_preshared_key, "spicedb-preshared-key"),
             spicedb_postgres: text(&items.spicedb_postgres, "spicedb-postgres"),
             csi_ssh_key: text(&items.csi_ssh_key, "democratic-csi-ssh"),
+            iscsi_chap: text(&items.iscsi_chap, "democratic-csi-iscsi-chap"),
         },
         gateway: gateway?,
         public_address: public.host_address,

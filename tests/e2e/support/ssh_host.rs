@@ -1,7 +1,8 @@
 //! The sshd lab: a throwaway SSH host (a real `sshd` in its own network
 //! namespace with fresh keys, reached by the real `ssh` client through a
-//! veth pair), whose sessions find stand-ins for the Proxmox, systemd and
-//! ZFS tools first on their PATH, recording every call.
+//! veth pair), whose sessions find stand-ins for the Proxmox, systemd, ZFS
+//! and account tools (`useradd`, `getent`: the test must not add users to
+//! this machine) first on their PATH, recording every call.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -13,9 +14,11 @@ use super::netns::Netns;
 use super::{require, run, sh, text};
 
 const STAND_IN: &str = r#"#!/bin/bash
-# Stand-in for a Proxmox, systemd or ZFS tool: records the call; pvesh and
-# pvesm share the storages' content types, zfs its datasets, in files beside
-# the log. targetcli only needs to exist.
+# Stand-in for a Proxmox, systemd, ZFS or account tool: records the call;
+# pvesh and pvesm share the storages' content types, zfs its datasets,
+# useradd and getent the users they know, in files beside the log (getent
+# answers as glibc's does: exit 2 for a key it does not find). targetcli
+# only needs to exist.
 echo "$(basename "$0") $*" >>"$STAND_IN_LOG"
 state=${STAND_IN_LOG%/*}/storage
 case "$(basename "$0") $1" in
@@ -35,6 +38,11 @@ case "$(basename "$0") $1" in
     grep -qxF -- "${@: -1}" "$state-zfs" 2>/dev/null ;;
 "zfs create")
     echo "${@: -1}" >>"$state-zfs" ;;
+"useradd "*)
+    echo "${@: -1}" >>"$state-users" ;;
+"getent passwd")
+    grep -qxF -- "$2" "$state-users" 2>/dev/null || exit 2
+    echo "$2:x:999:999::/var/lib/$2:/bin/sh" ;;
 esac
 "#;
 
@@ -75,7 +83,15 @@ impl SshHost {
         ));
         let bin = d.join("stand-ins");
         fs::create_dir_all(&bin).unwrap();
-        for tool in ["pvesh", "pvesm", "systemctl", "zfs", "targetcli"] {
+        for tool in [
+            "pvesh",
+            "pvesm",
+            "systemctl",
+            "zfs",
+            "targetcli",
+            "useradd",
+            "getent",
+        ] {
             let path = bin.join(tool);
             fs::write(&path, STAND_IN).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();

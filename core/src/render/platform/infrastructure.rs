@@ -269,20 +269,33 @@ pub fn spicedb_operator(model: &Model) -> Component {
     .pin_image("ghcr.io/authzed/spicedb-operator", tag)
 }
 
-/// The democratic-csi driver config, with the SSH key left to the
-/// ExternalSecret's template. JSON is YAML, and ESO's `toJson` quotes the
-/// multi-line key correctly inside it.
+/// The democratic-csi driver config, with the SSH key and the CHAP
+/// credentials left to the ExternalSecret's template. JSON is YAML, and
+/// ESO's `toJson` quotes the multi-line key correctly inside it.
+///
+/// Least privilege, as the host setup arranges it: the driver logs in as
+/// its own user, whose key runs only the forced command `waddlec-csi-gate`;
+/// zfs runs unprivileged under ZFS delegation (no sudo), targetcli through
+/// the gate, which adds sudo itself (so the driver's own `sudoEnabled` stay
+/// off). Every target demands CHAP (`authentication: 1`; democratic-csi
+/// v1.9.4 cannot write per-initiator ACLs, so `generate_node_acls` stays 1
+/// and CHAP is the gate), and the nodes present it from the node-stage
+/// Secret. LIO listens on every address of the host; the host firewall
+/// admits 3260 from the nodes only.
 fn csi_driver_config(platform: &Platform) -> String {
     const KEY: &str = "__SSH_PRIVATE_KEY__";
+    const CHAP_USER: &str = "__CHAP_USERNAME__";
+    const CHAP_PASSWORD: &str = "__CHAP_PASSWORD__";
     let config = json!({
         "driver": "zfs-generic-iscsi",
         "sshConnection": {
             "host": platform.storage_host.to_string(),
             "port": 22,
-            "username": "root",
+            "username": crate::render::host_setup::CSI_USER,
             "privateKey": KEY,
         },
         "zfs": {
+            "cli": {"sudoEnabled": false, "paths": {"zfs": "/usr/sbin/zfs"}},
             "datasetParentName": format!("{}/vols", platform.dataset),
             "detachedSnapshotsDatasetParentName": format!("{}/snaps", platform.dataset),
             "zvolCompression": "",
@@ -293,10 +306,11 @@ fn csi_driver_config(platform: &Platform) -> String {
         "iscsi": {
             "shareStrategy": "targetCli",
             "shareStrategyTargetCli": {
-                "basename": "iqn.2003-01.org.linux-iscsi.waddlec.x8664",
+                "sudoEnabled": false,
+                "basename": crate::render::host_setup::CSI_IQN_BASENAME,
                 "tpg": {
-                    "attributes": {"authentication": 0, "generate_node_acls": 1, "cache_dynamic_acls": 1, "demo_mode_write_protect": 0},
-                    "auth": {},
+                    "attributes": {"authentication": 1, "generate_node_acls": 1, "cache_dynamic_acls": 1, "demo_mode_write_protect": 0},
+                    "auth": {"userid": CHAP_USER, "password": CHAP_PASSWORD},
                 },
                 "block": {"attributes": {"emulate_tpu": 0}},
             },
@@ -310,7 +324,18 @@ fn csi_driver_config(platform: &Platform) -> String {
     serde_json::to_string_pretty(&config)
         .expect("plain data serialises")
         .replace(&format!("\"{KEY}\""), "{{ .privateKey | toJson }}")
+        .replace(&format!("\"{CHAP_USER}\""), "{{ .chapUsername | toJson }}")
+        .replace(
+            &format!("\"{CHAP_PASSWORD}\""),
+            "{{ .chapPassword | toJson }}",
+        )
 }
+
+/// The node-stage Secret: what each node's iscsiadm sets on its session
+/// record before logging in (democratic-csi `src/driver/index.js`,
+/// NodeStageVolume: every `node-db.` key, prefix stripped, goes to
+/// `iscsiadm -o update`).
+const CSI_NODE_STAGE_SECRET: &str = "democratic-csi-node-stage";
 
 pub fn democratic_csi(model: &Model, platform: &Platform) -> Component {
     let ns = "democratic-csi";
@@ -325,7 +350,11 @@ pub fn democratic_csi(model: &Model, platform: &Platform) -> Component {
             "reclaimPolicy": "Delete",
             "volumeBindingMode": "Immediate",
             "allowVolumeExpansion": true,
-            "parameters": {"fsType": "ext4"},
+            "parameters": {
+                "fsType": "ext4",
+                "csi.storage.k8s.io/node-stage-secret-name": CSI_NODE_STAGE_SECRET,
+                "csi.storage.k8s.io/node-stage-secret-namespace": ns,
+            },
         }],
         "driver": {
             "existingConfigSecret": "democratic-csi-driver-config",
@@ -348,26 +377,50 @@ pub fn democratic_csi(model: &Model, platform: &Platform) -> Component {
             },
         },
     });
+    let chap = |secret_key| Field {
+        secret_key,
+        item: &platform.items.iscsi_chap,
+        property: if secret_key == "chapUsername" {
+            "username"
+        } else {
+            "password"
+        },
+    };
     let driver_config = external_secret(
         ns,
         "democratic-csi-driver-config",
-        &[Field {
-            secret_key: "privateKey",
-            item: &platform.items.csi_ssh_key,
-            property: "private key",
-        }],
+        &[
+            Field {
+                secret_key: "privateKey",
+                item: &platform.items.csi_ssh_key,
+                property: "private key",
+            },
+            chap("chapUsername"),
+            chap("chapPassword"),
+        ],
         Some(json!({"data": {"driver-config-file.yaml": csi_driver_config(platform)}})),
+    );
+    let node_stage = external_secret(
+        ns,
+        CSI_NODE_STAGE_SECRET,
+        &[chap("chapUsername"), chap("chapPassword")],
+        Some(json!({"data": {
+            "node-db.node.session.auth.authmethod": "CHAP",
+            "node-db.node.session.auth.username": "{{ .chapUsername }}",
+            "node-db.node.session.auth.password": "{{ .chapPassword }}",
+        }})),
     );
     Component::new(
         "democratic-csi",
         "infrastructure/democratic-csi",
         vec![need(
             "onepassword",
-            "the driver's SSH key comes through the ClusterSecretStore",
+            "the driver's SSH key and the iSCSI CHAP credentials come through the ClusterSecretStore",
         )],
     )
     .file("namespace.yaml", vec![namespace(ns, true)])
-    .file("driver-config.yaml", vec![driver_config])
+    .file("driver-config.yaml", vec![driver_config, node_stage])
+    .file("network-policy.yaml", vec![csi_host_policy(platform, ns)])
     .file(
         "release.yaml",
         vec![
@@ -385,6 +438,30 @@ pub fn democratic_csi(model: &Model, platform: &Platform) -> Component {
                 values,
             ),
         ],
+    )
+}
+
+/// Only democratic-csi's controller may reach the host from a pod: every
+/// other pod is denied the host's storage address (SSH, iSCSI, the API),
+/// since the host sees pod traffic masqueraded as the node's address and
+/// its firewall cannot tell pods apart. `enableDefaultDeny` off, so the
+/// policy adds this one denial and puts no pod into default-deny. The
+/// driver's node pods use the host network, which Cilium endpoint policies
+/// do not cover (nor need to: iSCSI from the node is theirs).
+fn csi_host_policy(platform: &Platform, csi_namespace: &str) -> Value {
+    object(
+        "cilium.io/v2",
+        "CiliumClusterwideNetworkPolicy",
+        Metadata::cluster("deny-pods-to-the-storage-host"),
+        json!({"spec": {
+            "endpointSelector": {"matchExpressions": [{
+                "key": "k8s:io.kubernetes.pod.namespace",
+                "operator": "NotIn",
+                "values": [csi_namespace],
+            }]},
+            "enableDefaultDeny": {"ingress": false, "egress": false},
+            "egressDeny": [{"toCIDR": [format!("{}/32", platform.storage_host)]}],
+        }}),
     )
 }
 
