@@ -91,6 +91,8 @@ impl Code for SecretError {
     fn exit_code(&self) -> u8 {
         match self {
             SecretError::Write { .. } => IO,
+            // The blueprint has nothing `secrets init` could make.
+            SecretError::NoTalos | SecretError::NothingToCreate => USAGE,
             // Read, unset, empty, missing, invalid, exists, 1Password: a
             // secret the command needs is not to be had (or would be
             // overwritten).
@@ -260,6 +262,14 @@ mod tests {
                 IO,
             ),
             (Box::new(SecretError::Exists("x".into())), SECRETS),
+            (Box::new(SecretError::NothingToCreate), USAGE),
+            (
+                Box::new(SecretError::MissingHostKey {
+                    path: "k.yaml".into(),
+                    vm: "teleport".into(),
+                }),
+                SECRETS,
+            ),
             (
                 Box::new(BakeError::MissingTools(vec!["mke2fs".into()])),
                 UNAVAILABLE,

@@ -75,13 +75,22 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// The stand-ins; the sshd presents the Teleport VM's host key from
+    /// the lab's secrets (it plays that VM too).
     fn start(lab: &SecretLab, nodes_ready_after: i32) -> Cluster {
+        Self::start_with(lab, nodes_ready_after, Some(&teleport_host_key(lab)))
+    }
+
+    fn start_with(lab: &SecretLab, nodes_ready_after: i32, host_key: Option<&str>) -> Cluster {
         for tool in ["openssl", "python3", "iptables"] {
             require(tool);
         }
         let bundle =
             waddlec::secrets::talos_bundle::load(&lab.path("secrets/cluster.yaml")).unwrap();
-        let host = SshHost::start();
+        let host = match host_key {
+            Some(key) => SshHost::start_with_host_key(key),
+            None => SshHost::start(),
+        };
         let apid_addr = free_addr(&host.host_side);
         let apid = Apid::start(apid_addr, &bundle, Vec::new());
         let dir = tempfile::tempdir().unwrap();
@@ -136,6 +145,18 @@ impl Cluster {
             .arg("--teleport-root")
             .arg(self.teleport_root.path()))
     }
+}
+
+/// The Teleport VM's private host key, as `secrets init` made it.
+fn teleport_host_key(lab: &SecretLab) -> String {
+    let keys = crate::support::talos_lab::yaml_documents(
+        &fs::read_to_string(lab.path("secrets/cluster.ssh-host-keys.yaml")).unwrap(),
+    )
+    .remove(0);
+    keys["hosts"]["teleport"]["private"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn assert_no_secret(what: &str, haystack: &str) {
@@ -344,4 +365,30 @@ fn bootstrap_secret_values_reach_no_artifact_and_no_log() {
     let config = fs::read_to_string(lab.path("dist/vms/talos-cp1/seed/user-data")).unwrap();
     assert!(config.contains("50-flux-instance"));
     assert!(!config.contains("op-credentials") && !config.contains("onepassword-connect-token"));
+}
+
+/// A machine answering at the Teleport VM's address with another host key
+/// (a replaced VM not redeployed, or someone else) gets no kubeconfig: the
+/// connection is refused before anything is sent.
+#[test]
+fn teleport_s_kubeconfig_goes_only_to_the_host_key_its_seed_gave_it() {
+    let lab = lab();
+    let cluster = Cluster::start_with(&lab, 0, None);
+    let output = cluster.bootstrap(&lab, "30s");
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("Teleport's cluster access"), "{stderr}");
+    assert!(
+        stderr.contains("Host key verification failed")
+            || stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{stderr}"
+    );
+    assert!(
+        fs::read_dir(cluster.teleport_root.path())
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing was installed"
+    );
+    assert_no_secret("stderr", &stderr);
 }

@@ -7,8 +7,9 @@
 //! Each image is checked by the tools that consume it: `qemu-img check` and
 //! `info` (qcow2 v3, no backing or data file: what Proxmox accepts), then the
 //! root filesystem read back with `debugfs` from the GPT partition `sfdisk`
-//! finds: the rendered files, the Teleport binaries and units, the baked
-//! seed where it belongs and no secret anywhere in the disk. Rebaking from
+//! finds: the rendered files, the Teleport binaries and units, no seed (every
+//! Debian seed carries its VM's SSH host key, so it is only on the seed
+//! disk) and no secret anywhere in the disk. Rebaking from
 //! the same base gives the same bytes, the review tree plans the same image
 //! names, and a build with nothing changed does no image work (its wall time
 //! is printed, not asserted). A machine without the image tools gets one
@@ -347,7 +348,8 @@ fn debian_and_talos_images_are_baked_reproducibly_without_secrets() {
         );
     }
 
-    // HAProxy: Debian's haproxy, the rendered config, the seed baked in.
+    // HAProxy: Debian's haproxy, the rendered config; its seed carries the
+    // VM's SSH host key, so it arrives only on the seed disk.
     let dist = |path: &str| fs::read(lab.lab.path("dist").join(path)).unwrap();
     let haproxy = root_filesystem(&lab.lab.path("dist/images").join(files[0]), work.path());
     assert_eq!(
@@ -356,9 +358,27 @@ fn debian_and_talos_images_are_baked_reproducibly_without_secrets() {
     );
     assert!(exists_in(&haproxy, "/usr/sbin/haproxy"));
     for name in ["user-data", "meta-data", "network-config"] {
-        assert_eq!(
-            file_in(&haproxy, &format!("/var/lib/cloud/seed/nocloud/{name}")),
-            dist(&format!("vms/haproxy/seed/{name}"))
+        assert!(!exists_in(
+            &haproxy,
+            &format!("/var/lib/cloud/seed/nocloud/{name}")
+        ));
+    }
+    let host_keys = lab.lab.path("secrets/cluster.ssh-host-keys.yaml");
+    let host_keys =
+        crate::support::talos_lab::yaml_documents(&fs::read_to_string(host_keys).unwrap())
+            .remove(0);
+    let host_key = |vm: &str| {
+        let private = host_keys["hosts"][vm]["private"].as_str().unwrap();
+        // One line of the key's base64 body is enough to spot it anywhere.
+        private.lines().nth(1).unwrap().to_string()
+    };
+    for vm in ["haproxy", "teleport"] {
+        assert!(
+            contains(
+                &dist(&format!("vms/{vm}/seed.img")),
+                host_key(vm).as_bytes()
+            ),
+            "{vm}'s seed disk carries its host key"
         );
     }
     assert!(!exists_in(&haproxy, "/usr/local/bin/teleport"));
@@ -415,16 +435,27 @@ fn debian_and_talos_images_are_baked_reproducibly_without_secrets() {
     ));
     for image in &files {
         let path = lab.lab.path("dist/images").join(image);
-        assert!(
-            !file_contains(&path, GITHUB_SECRET),
-            "{image} holds the secret"
-        );
+        for secret in [
+            GITHUB_SECRET.to_string(),
+            host_key("haproxy"),
+            host_key("teleport"),
+        ] {
+            assert!(!file_contains(&path, &secret), "{image} holds a secret");
+        }
     }
-    let raw = work.path().join(format!(
-        "{}.raw",
-        Path::new(files[1]).file_stem().unwrap().to_string_lossy()
-    ));
-    assert!(!file_contains(&raw, GITHUB_SECRET));
+    for file in &files[..2] {
+        let raw = work.path().join(format!(
+            "{}.raw",
+            Path::new(file).file_stem().unwrap().to_string_lossy()
+        ));
+        for secret in [
+            GITHUB_SECRET.to_string(),
+            host_key("haproxy"),
+            host_key("teleport"),
+        ] {
+            assert!(!file_contains(&raw, &secret), "{file} (raw) holds a secret");
+        }
+    }
 
     // Nothing changed: no image work, the same tree.
     let receipts: Vec<u64> = files

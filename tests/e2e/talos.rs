@@ -577,7 +577,11 @@ fn no_secret_reaches_the_review_tree_or_the_logs_and_builds_repeat() {
         "the seed carries it"
     );
     assert_eq!(
-        dist["vms/haproxy/seed/user-data"].1, 0o644,
+        dist["vms/haproxy/seed/user-data"].1, 0o600,
+        "every Debian seed carries the VM's SSH host key"
+    );
+    assert_eq!(
+        dist["vms/haproxy/seed/network-config"].1, 0o644,
         "no secret in this one"
     );
     let again = lab.build_with_secrets("dist-again");
@@ -642,7 +646,11 @@ fn every_vm_gets_a_cidata_seed_disk_with_its_rendered_seed() {
         0o600,
         "carries the machine config"
     );
-    assert_eq!(mode("vms/haproxy/seed.img"), 0o644);
+    assert_eq!(
+        mode("vms/haproxy/seed.img"),
+        0o600,
+        "carries the VM's SSH host key"
+    );
 }
 
 /// `waddlec kubeconfig`: signed locally by the bundle's Kubernetes CA, for

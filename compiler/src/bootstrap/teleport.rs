@@ -1,11 +1,16 @@
 //! Installs Teleport's kubeconfig on the Teleport VM over the operator's
 //! own `ssh` (through the Proxmox host by default: the VM has no public
 //! SSH), 0600 by an atomic rename, then restarts Teleport if it runs, so
-//! its `kubernetes_service` starts with the cluster's credentials.
+//! its `kubernetes_service` starts with the cluster's credentials. The VM
+//! must present the host key its seed gave it (`secrets::ssh_host_keys`):
+//! the kubeconfig is a cluster credential, never handed to whatever
+//! answers at the VM's address.
 
 use std::path::Path;
 
-use crate::net::ssh::{quote, run, Remote};
+use std::io::Write as _;
+
+use crate::net::ssh::{quote, run, KnownHost, Remote};
 
 use crate::secrets::Secret;
 
@@ -18,6 +23,10 @@ pub struct TeleportSsh {
     pub jump: Option<String>,
     /// Install under this directory instead of `/` (tests).
     pub root: Option<String>,
+    /// The VM's name: its host key's alias.
+    pub vm: String,
+    /// Its host key, `ssh-ed25519 BASE64`: the only one accepted.
+    pub host_key: String,
 }
 
 /// The remote script: stdin becomes `$1` (under `$2`), 0600, atomically.
@@ -44,10 +53,18 @@ pub fn install(
         quote(ssh.root.as_deref().unwrap_or(""))
     );
     tracing::info!(target = %ssh.target, %path, "installing Teleport's kubeconfig");
+    let mut known_hosts =
+        tempfile::NamedTempFile::new().map_err(|e| format!("cannot write a known_hosts: {e}"))?;
+    writeln!(known_hosts, "{} {}", ssh.vm, ssh.host_key)
+        .map_err(|e| format!("cannot write a known_hosts: {e}"))?;
     let target = Remote {
         target: &ssh.target,
         config,
         jump: ssh.jump.as_deref(),
+        known_host: Some(KnownHost {
+            file: known_hosts.path(),
+            alias: &ssh.vm,
+        }),
     };
     run(&target, &remote, contents.expose().as_bytes().to_vec())
         .map(|_| ())

@@ -101,7 +101,15 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         };
         Ok((credentials, values))
     };
-    let (credentials, values) = match read() {
+    let host_keys = || -> Result<_, SecretError> {
+        match &model.teleport {
+            Some(_) => {
+                secrets::ssh_host_keys::load(model, &secrets::ssh_host_keys::path(model, &base)?)
+            }
+            None => Ok(Default::default()),
+        }
+    };
+    let ((credentials, values), host_keys) = match read().and_then(|r| Ok((r, host_keys()?))) {
         Ok(read) => read,
         Err(err) => {
             eprintln!("error: {err}");
@@ -110,21 +118,24 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
     };
     let teleport = model.teleport.as_ref().and_then(|teleport| {
         let address = model.vm(&teleport.vm)?.nics.first()?.address.addr();
-        Some(match &args.teleport_ssh {
-            Some(target) => TeleportSsh {
-                target: target.clone(),
-                jump: None,
-                root: args.teleport_root.clone(),
-            },
-            None => TeleportSsh {
-                target: format!("{}@{}", model.operator.login, address),
-                jump: Some(
+        let host_key = host_keys.get(&teleport.vm)?.public.clone();
+        let (target, jump) = match &args.teleport_ssh {
+            Some(target) => (target.clone(), None),
+            None => (
+                format!("{}@{}", model.operator.login, address),
+                Some(
                     args.host_ssh
                         .clone()
                         .unwrap_or_else(|| model.host.ssh_target.clone()),
                 ),
-                root: args.teleport_root.clone(),
-            },
+            ),
+        };
+        Some(TeleportSsh {
+            target,
+            jump,
+            root: args.teleport_root.clone(),
+            vm: teleport.vm.clone(),
+            host_key,
         })
     });
     let settings = Settings {

@@ -1,31 +1,32 @@
-//! `waddlec secrets init`: creates the Talos secrets bundle once (or imports
-//! a running cluster's), and the talosctl admin identity beside it. Never
-//! overwrites either: a second run refuses.
+//! `waddlec secrets init`: the arguments and the report around
+//! `secrets::init`, which makes every secret waddlec owns that is missing.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use time::OffsetDateTime;
 
 use super::{blueprint_dir, exit, read_source, today};
 use crate::exit::Code as _;
-use crate::secrets::{self, files, talos_admin, talos_bundle, SecretError};
+use crate::secrets::init::{self, Created};
 
 #[derive(Subcommand)]
 pub enum SecretsCommand {
-    /// Create the Talos secrets bundle the blueprint's `[talos] secrets`
-    /// names (talosctl's `secrets.yaml` format, mode 0600) and the talosctl
-    /// admin identity beside it (`NAME.admin.yaml`).
+    /// Create the secrets waddlec owns that are missing: the Talos secrets
+    /// bundle the blueprint's `[talos] secrets` names (talosctl's
+    /// `secrets.yaml` format) with the talosctl admin identity beside it
+    /// (`NAME.admin.yaml`), and an SSH host key for every Debian VM that has
+    /// none (`NAME.ssh-host-keys.yaml` beside the bundle), all mode 0600.
     ///
-    /// Run it once per cluster. For a cluster that already runs, import the
-    /// bundle it was built with (`--import`): a new bundle would lock you out
-    /// of it. Refuses to overwrite either file.
+    /// Run it once per cluster, and again after adding a VM. For a cluster
+    /// that already runs, import the bundle it was built with (`--import`):
+    /// a new bundle would lock you out of it. Never replaces a secret; a run
+    /// with nothing to create refuses (exit 4).
     Init(InitArgs),
 }
 
 #[derive(Args)]
 pub struct InitArgs {
-    /// The blueprint whose `[talos] secrets` says where the bundle goes.
+    /// The blueprint whose `[talos] secrets` says where the secrets go.
     #[arg(default_value = "blueprints/waddle.toml")]
     blueprint: PathBuf,
     /// Import this existing bundle (`talosctl gen secrets` output, or the
@@ -51,30 +52,13 @@ fn init(args: &InitArgs) -> u8 {
             return super::compile_failed(&source, err, super::Format::Text, false);
         }
     };
-    let Some(cluster) = &compiled.model.talos else {
-        eprintln!(
-            "error: {} has no [talos] table: there is no Talos secret to create",
-            source.name
-        );
-        return exit::USAGE;
-    };
-    let result = secrets::file_path(&cluster.secrets, &blueprint_dir(&args.blueprint))
-        .and_then(|path| create(&path, args.import.as_deref()).map(|admin| (path, admin)));
-    match result {
-        Ok((path, admin)) => {
-            let verb = if args.import.is_some() {
-                "imported"
-            } else {
-                "created"
-            };
-            eprintln!(
-                "{verb} the Talos secrets bundle {} and the talosctl admin identity {} (both 0600).\n\
-                 Back them up now (e.g. `op document create {}`): without the bundle nobody can\n\
-                 build configs this cluster accepts. Never commit them.",
-                path.display(),
-                admin.display(),
-                path.display()
-            );
+    let base = blueprint_dir(&args.blueprint);
+    eprintln!(
+        "creating the missing secrets (a new Talos bundle's RSA-4096 key takes a few seconds)…"
+    );
+    match init::run(&compiled.model, &base, args.import.as_deref()) {
+        Ok(created) => {
+            report(&created);
             exit::OK
         }
         Err(err) => {
@@ -84,28 +68,23 @@ fn init(args: &InitArgs) -> u8 {
     }
 }
 
-/// Writes the bundle (new or imported) and the admin identity; returns the
-/// identity's path. Checks both paths are free before writing either.
-fn create(
-    path: &std::path::Path,
-    import: Option<&std::path::Path>,
-) -> Result<PathBuf, SecretError> {
-    let admin_path = secrets::talos::TalosAdmin::path_beside(path);
-    for existing in [path, admin_path.as_path()] {
-        if existing.exists() {
-            return Err(SecretError::Exists(existing.display().to_string()));
-        }
+fn report(created: &Created) {
+    if let Some((bundle, admin, imported)) = &created.talos {
+        eprintln!(
+            "{} the Talos secrets bundle {} and the talosctl admin identity {} (both 0600).\n\
+             Back them up now (e.g. `op document create {}`): without the bundle nobody can\n\
+             build configs this cluster accepts. Never commit them.",
+            if *imported { "imported" } else { "created" },
+            bundle.display(),
+            admin.display(),
+            bundle.display()
+        );
     }
-    let now = OffsetDateTime::now_utc();
-    let bundle = match import {
-        Some(from) => talos_bundle::load(from)?,
-        None => {
-            eprintln!("generating the Talos secrets bundle (an RSA-4096 key takes a few seconds)…");
-            talos_bundle::generate(now)?
-        }
-    };
-    let admin = talos_admin::issue(&bundle, now)?;
-    files::create_new(path, &talos_bundle::to_yaml(&bundle)?)?;
-    files::create_new(&admin_path, &talos_admin::to_yaml(&admin)?)?;
-    Ok(admin_path)
+    if let Some((path, vms)) = &created.host_keys {
+        eprintln!(
+            "created SSH host keys for {} in {} (0600). Back it up with the bundle; never commit it.",
+            vms.join(", "),
+            path.display()
+        );
+    }
 }

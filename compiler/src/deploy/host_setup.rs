@@ -76,6 +76,8 @@ pub fn run(host: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetu
         target: &host.target,
         config: host.config.as_deref(),
         jump: None,
+        // The host's key comes from the operator's own known_hosts.
+        known_host: None,
     };
     let stdout = ssh::run(&remote, &script, archive).map_err(|e| match e {
         SshError::Spawn(e) => HostSetupError::Spawn(e),

@@ -2,7 +2,10 @@
 //! config, keys and agent), its stdin fed from memory: the host setup's
 //! archive, Teleport's kubeconfig. Never interactive (`BatchMode`: a
 //! missing key or unknown host key fails instead of prompting), with an
-//! optional config file (`-F`) and jump host (`-J`).
+//! optional config file (`-F`) and jump host (`-J`), and, for a machine
+//! whose host key waddlec made, that key pinned: only it is accepted
+//! (`StrictHostKeyChecking yes` against a known_hosts of that one entry,
+//! looked up by its alias whatever address or jump reaches it).
 
 use std::io::Write;
 use std::path::Path;
@@ -14,6 +17,14 @@ pub struct Remote<'a> {
     pub target: &'a str,
     pub config: Option<&'a Path>,
     pub jump: Option<&'a str>,
+    /// The only host key to accept from the target (not the jump host).
+    pub known_host: Option<KnownHost<'a>>,
+}
+
+/// A pinned host key: a known_hosts file and the name its entry has.
+pub struct KnownHost<'a> {
+    pub file: &'a Path,
+    pub alias: &'a str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +49,14 @@ pub fn run(remote: &Remote<'_>, command: &str, stdin: Vec<u8>) -> Result<String,
     }
     if let Some(jump) = remote.jump {
         ssh.arg("-J").arg(jump);
+    }
+    if let Some(known) = &remote.known_host {
+        ssh.arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known.file.display()))
+            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+            .args(["-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!("HostKeyAlias={}", known.alias));
     }
     ssh.args(["-o", "BatchMode=yes", "--"])
         .arg(remote.target)

@@ -1,15 +1,18 @@
 //! Reading and creating secrets: the references a blueprint names
 //! (`file:`, `env:`, `op://`) read into [`Secret`]s for the deployable
 //! tree, and the secrets waddlec owns created (the Talos bundle,
-//! `talos_bundle`; the talosctl admin identity, `talos_admin`; short-lived
-//! Kubernetes admin certificates, `kube_admin`; 0600 files, `files`).
+//! `talos_bundle`; the talosctl admin identity, `talos_admin`; the Debian
+//! VMs' SSH host keys, `ssh_host_keys`; short-lived Kubernetes admin
+//! certificates, `kube_admin`; 0600 files, `files`).
 //!
 //! The value types ([`Secret`], [`SecretValues`], the bundle's types) are
 //! `waddlec_core::secrets`: renderers see only those. A [`Secret`] never
 //! prints its value: not in `Debug`, not in errors, not in logs.
 
 pub mod files;
+pub mod init;
 pub mod kube_admin;
+pub mod ssh_host_keys;
 pub mod talos_admin;
 pub mod talos_bundle;
 
@@ -33,9 +36,15 @@ pub fn resolve(model: &Model, base: &Path) -> Result<SecretValues, SecretError> 
         Some(teleport) => Some(read(&teleport.github.client_secret, base)?),
         None => None,
     };
+    let ssh_host_keys = if model.debian_vms().next().is_some() {
+        ssh_host_keys::load(model, &ssh_host_keys::path(model, base)?)?
+    } else {
+        Default::default()
+    };
     Ok(SecretValues {
         talos,
         github_client_secret,
+        ssh_host_keys,
     })
 }
 
@@ -114,8 +123,24 @@ pub enum SecretError {
     MissingAdmin(String),
     #[error("the Talos secrets bundle {path} is invalid: {problem}")]
     InvalidBundle { path: String, problem: String },
+    #[error(
+        "the SSH host key file {0} does not exist: VMs get their host keys from it, so they are known before anyone connects; make it with `waddlec secrets init`"
+    )]
+    MissingHostKeys(String),
+    #[error(
+        "{path} has no SSH host key for VM {vm}; `waddlec secrets init` makes the missing ones (and keeps the others)"
+    )]
+    MissingHostKey { path: String, vm: String },
+    #[error("the SSH host key file {path} is invalid: {problem}")]
+    InvalidHostKeys { path: String, problem: String },
     #[error("{0} already exists; waddlec never overwrites secrets (move it away first if you really mean to replace it)")]
     Exists(String),
+    #[error("`--import` takes a Talos secrets bundle, and this blueprint has no [talos] table")]
+    NoTalos,
+    #[error(
+        "this blueprint has neither a [talos] table nor a Debian VM: waddlec owns no secret of it"
+    )]
+    NothingToCreate,
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,

@@ -536,6 +536,13 @@ impl Model {
         })
     }
 
+    /// The Debian VMs, by VMID.
+    pub fn debian_vms(&self) -> impl Iterator<Item = &Vm> {
+        self.vms
+            .iter()
+            .filter(|vm| matches!(vm.os, GuestOs::Debian { .. }))
+    }
+
     pub fn vm(&self, name: &str) -> Option<&Vm> {
         self.vms.iter().find(|vm| vm.name == name)
     }

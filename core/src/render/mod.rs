@@ -154,7 +154,7 @@ pub fn render_all(
     artifacts.extend(teleport::units(templates, model)?);
     artifacts.extend(platform::render(templates, model)?);
     // Seeds once every file a VM receives is rendered.
-    let seeds = cloud_init::render(model, &artifacts)?;
+    let seeds = cloud_init::render(model, secrets, &artifacts)?;
     artifacts.extend(seeds);
     Ok(artifacts)
 }

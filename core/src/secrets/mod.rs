@@ -10,6 +10,7 @@
 
 pub mod talos;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -48,11 +49,24 @@ pub fn placeholder(slot: &str) -> Secret {
     Secret(format!("<redacted sha256:{}>", &hex::encode(digest)[..16]))
 }
 
+/// A Debian VM's SSH host key (ed25519), made once by `secrets init` and
+/// handed to the VM on its seed disk, so its key is known before anyone
+/// connects to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshHostKey {
+    /// OpenSSH's private key format.
+    pub private: Secret,
+    /// `ssh-ed25519 BASE64`, without a comment.
+    pub public: String,
+}
+
 /// Every secret a render needs, real or placeholders.
 #[derive(Clone, Debug)]
 pub struct SecretValues {
     pub talos: Option<talos::TalosCredentials>,
     pub github_client_secret: Option<Secret>,
+    /// By VM name: every Debian VM's host key.
+    pub ssh_host_keys: BTreeMap<String, SshHostKey>,
 }
 
 impl SecretValues {
@@ -67,6 +81,17 @@ impl SecretValues {
                 .teleport
                 .as_ref()
                 .map(|_| placeholder("teleport/github/client_secret")),
+            ssh_host_keys: model
+                .debian_vms()
+                .map(|vm| {
+                    let slot = format!("vms/{}/ssh_host_ed25519_key", vm.name);
+                    let key = SshHostKey {
+                        private: placeholder(&slot),
+                        public: format!("ssh-ed25519 {}", placeholder(&format!("{slot}.pub")).0),
+                    };
+                    (vm.name.clone(), key)
+                })
+                .collect(),
         }
     }
 }

@@ -59,8 +59,18 @@ pub struct SshHost {
 
 impl SshHost {
     /// sshd in a fresh namespace on 10.254.<n>.2, with stand-ins first on
-    /// the PATH of every session.
+    /// the PATH of every session, and a fresh host key.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`SshHost::start`], presenting `host_key` (OpenSSH private key
+    /// format): the machine whose key waddlec made.
+    pub fn start_with_host_key(host_key: &str) -> Self {
+        Self::start_with(Some(host_key))
+    }
+
+    fn start_with(given_key: Option<&str>) -> Self {
         for tool in ["sshd", "ssh", "ssh-keygen", "iptables", "sysctl"] {
             require(tool);
         }
@@ -104,7 +114,17 @@ impl SshHost {
             assert!(output.status.success(), "{}", text(&output.stderr));
             fs::read_to_string(path.with_extension("pub")).unwrap()
         };
-        let host_key = keygen(&d.join("host_key"));
+        let host_key = match given_key {
+            None => keygen(&d.join("host_key")),
+            Some(private) => {
+                let path = d.join("host_key");
+                fs::write(&path, private).unwrap();
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+                let public = run(Command::new("ssh-keygen").arg("-y").arg("-f").arg(&path));
+                assert!(public.status.success(), "{}", text(&public.stderr));
+                text(&public.stdout)
+            }
+        };
         let client_key = keygen(&d.join("client_key"));
         let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
         fs::write(

@@ -1,0 +1,203 @@
+//! The Debian VMs' SSH host keys: one ed25519 key per VM, made once by
+//! `waddlec secrets init` and kept in a 0600 YAML file beside the Talos
+//! bundle, so every build with secrets hands each VM the same key on its
+//! seed disk and `ssh/known_hosts` knows it before the VM first boots.
+//!
+//! A VM added to the blueprint later gets its key from the next `secrets
+//! init`; a key once made is never replaced (delete its entry on purpose to
+//! rotate it). Keys are checked on load: the public half must be the
+//! private half's.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rand::rngs::OsRng;
+use serde::{Deserialize, Serialize};
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
+use waddlec_core::model::Model;
+use waddlec_core::secrets::SshHostKey;
+
+use super::{file_path, files, Secret, SecretError};
+
+const HEADER: &str = "\
+# waddlec: the SSH host keys of the Debian VMs (`waddlec secrets init`).
+# Secret: never commit this file; back it up with the Talos bundle.
+";
+
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    version: u32,
+    hosts: BTreeMap<String, KeyEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    /// OpenSSH's private key format.
+    private: Secret,
+    public: String,
+}
+
+/// Where the keys live: beside the Talos bundle (`NAME.ssh-host-keys.yaml`
+/// next to `NAME.yaml`), so one directory holds every secret waddlec made;
+/// without a Talos cluster, `secrets/PROJECT.ssh-host-keys.yaml` under the
+/// project root (the directory holding `blueprints/`, else the blueprint's
+/// own directory). `base` is the blueprint's directory.
+pub fn path(model: &Model, base: &Path) -> Result<PathBuf, SecretError> {
+    if let Some(cluster) = &model.talos {
+        let bundle = file_path(&cluster.secrets, base)?;
+        let stem = bundle
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Ok(bundle.with_file_name(format!("{stem}.ssh-host-keys.yaml")));
+    }
+    let root = base
+        .ancestors()
+        .find(|dir| dir.file_name().is_some_and(|name| name == "blueprints"))
+        .and_then(Path::parent)
+        .unwrap_or(base);
+    Ok(root
+        .join("secrets")
+        .join(format!("{}.ssh-host-keys.yaml", model.project.name)))
+}
+
+/// Every Debian VM's key, from the file at `path`.
+pub fn load(model: &Model, path: &Path) -> Result<BTreeMap<String, SshHostKey>, SecretError> {
+    let file =
+        read(path)?.ok_or_else(|| SecretError::MissingHostKeys(path.display().to_string()))?;
+    let mut keys = BTreeMap::new();
+    for vm in model.debian_vms() {
+        let entry = file
+            .hosts
+            .get(&vm.name)
+            .ok_or_else(|| SecretError::MissingHostKey {
+                path: path.display().to_string(),
+                vm: vm.name.clone(),
+            })?;
+        keys.insert(vm.name.clone(), check(path, &vm.name, entry)?);
+    }
+    Ok(keys)
+}
+
+/// Makes a key for every Debian VM that has none (keeping every key the
+/// file has) and writes the file; returns the VMs that got one.
+pub fn create_missing(model: &Model, path: &Path) -> Result<Vec<String>, SecretError> {
+    let existing = read(path)?;
+    let had_file = existing.is_some();
+    let mut file = existing.unwrap_or(KeyFile {
+        version: 1,
+        hosts: BTreeMap::new(),
+    });
+    let mut created = Vec::new();
+    for vm in model.debian_vms() {
+        if !file.hosts.contains_key(&vm.name) {
+            file.hosts.insert(vm.name.clone(), generate()?);
+            created.push(vm.name.clone());
+        }
+    }
+    if created.is_empty() {
+        return Ok(created);
+    }
+    let yaml = serde_saphyr::to_string(&file).map_err(|e| SecretError::Generate {
+        what: "the SSH host key file",
+        problem: e.to_string(),
+    })?;
+    let contents = format!("{HEADER}{yaml}");
+    if had_file {
+        files::replace(path, &contents)?;
+    } else {
+        files::create_new(path, &contents)?;
+    }
+    Ok(created)
+}
+
+fn generate() -> Result<KeyEntry, SecretError> {
+    let problem = |e: ssh_key::Error| SecretError::Generate {
+        what: "an SSH host key",
+        problem: e.to_string(),
+    };
+    let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).map_err(problem)?;
+    let private = key.to_openssh(LineEnding::LF).map_err(problem)?;
+    let public = key.public_key().to_openssh().map_err(problem)?;
+    Ok(KeyEntry {
+        private: Secret::new(private.as_str()),
+        public,
+    })
+}
+
+fn read(path: &Path) -> Result<Option<KeyFile>, SecretError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SecretError::Read {
+                reference: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    let file: KeyFile = serde_saphyr::from_str(&text).map_err(|e| invalid(path, e.to_string()))?;
+    if file.version != 1 {
+        return Err(invalid(path, format!("version {} is not 1", file.version)));
+    }
+    Ok(Some(file))
+}
+
+/// The entry's key, if its private half parses and its public half is the
+/// private half's.
+fn check(path: &Path, vm: &str, entry: &KeyEntry) -> Result<SshHostKey, SecretError> {
+    let key = PrivateKey::from_openssh(entry.private.expose())
+        .map_err(|_| invalid(path, format!("{vm}: the private key is not an OpenSSH key")))?;
+    if key.algorithm() != Algorithm::Ed25519 {
+        return Err(invalid(path, format!("{vm}: the key is not ed25519")));
+    }
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| invalid(path, e.to_string()))?;
+    if public != entry.public.trim() {
+        return Err(invalid(
+            path,
+            format!("{vm}: `public` is not the private key's public half"),
+        ));
+    }
+    Ok(SshHostKey {
+        private: entry.private.clone(),
+        public,
+    })
+}
+
+fn invalid(path: &Path, problem: String) -> SecretError {
+    SecretError::InvalidHostKeys {
+        path: path.display().to_string(),
+        problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_checks_and_hides_its_private_half() {
+        let entry = generate().unwrap();
+        assert!(entry.public.starts_with("ssh-ed25519 "), "{}", entry.public);
+        assert!(entry
+            .private
+            .expose()
+            .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+        let key = check(Path::new("k.yaml"), "vm", &entry).unwrap();
+        assert_eq!(key.public, entry.public);
+        assert!(!format!("{key:?}").contains("PRIVATE"), "{key:?}");
+    }
+
+    #[test]
+    fn a_public_half_of_another_key_is_refused() {
+        let mut entry = generate().unwrap();
+        entry.public = generate().unwrap().public;
+        let err = check(Path::new("k.yaml"), "teleport", &entry).unwrap_err();
+        assert!(err.to_string().contains("teleport"), "{err}");
+    }
+}
