@@ -145,6 +145,16 @@ ensure_dataset 'rpool/k8s/vols'
 ensure_dataset 'rpool/k8s/snaps'
 ensure_package targetcli targetcli-fb
 ensure_package visudo sudo
+# New targets get no portal on every address (targetcli's default): the
+# forced command gives each one on 10.10.0.1 alone.
+if [[ $(targetcli get global auto_add_default_portal 2>/dev/null) != *=false* ]]; then
+    if ((check)); then
+        echo "would change: targetcli auto_add_default_portal=false"
+    else
+        targetcli set global auto_add_default_portal=false >/dev/null
+        echo "changed: targetcli auto_add_default_portal=false"
+    fi
+fi
 
 csi_user='democratic-csi'
 csi_home=/var/lib/$csi_user

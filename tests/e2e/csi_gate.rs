@@ -190,11 +190,16 @@ fn the_forced_command_passes_the_drivers_commands_and_nothing_else() {
     );
 
     // targetcli: the checked script goes to targetcli as root, and only it.
+    // A new target's only portal is the host's address on the nodes'
+    // bridge (the driver cannot say so; the gate adds it).
     let script = create_script("", &format!("/dev/zvol/{volume}"));
     let normalised: String = script.lines().map(|l| format!("{l}\n")).collect();
     gate.allows(
         &wrapped(&script),
-        &format!("sudo [-n] [/usr/bin/targetcli]\n{normalised}"),
+        &format!(
+            "sudo [-n] [/usr/bin/targetcli]\n{normalised}\
+             cd /iscsi/{IQN}:pvc-1/tpg1/portals\ncreate 10.10.0.1 3260\n"
+        ),
     );
     let delete = format!(
         "# delete target\ncd /iscsi\ndelete {IQN}:pvc-1\n\n# delete extent\ncd /backstores/block\ndelete pvc-1"

@@ -76,6 +76,7 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         "would change: storage local content +import",
         "would change: zfs dataset rpool/k8s/vols",
         "would change: zfs dataset rpool/k8s/snaps",
+        "would change: targetcli auto_add_default_portal=false",
         "would change: user democratic-csi",
         "would change: /var/lib/democratic-csi/.ssh/authorized_keys",
         "would change: /usr/local/sbin/waddlec-csi-gate",

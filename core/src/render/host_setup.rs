@@ -30,6 +30,7 @@ struct Data<'a> {
 #[derive(Serialize)]
 struct Csi {
     dataset: String,
+    portal: String,
     user: &'static str,
     marker: &'static str,
 }
@@ -44,6 +45,8 @@ struct CsiFiles<'a> {
     driver_version: &'a str,
     /// The nodes' addresses, comma-separated.
     from: String,
+    /// The host's address on the nodes' bridge: the only portal.
+    portal: String,
     gate: &'static str,
     key: &'a str,
     marker: &'static str,
@@ -67,6 +70,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         disk_storage: &model.host.disk_storage,
         csi: model.platform.as_ref().map(|platform| Csi {
             dataset: platform.dataset.clone(),
+            portal: platform.storage_host.to_string(),
             user: CSI_USER,
             marker: CSI_KEY_MARKER,
         }),
@@ -89,6 +93,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             basename: CSI_IQN_BASENAME,
             driver_version: &model.versions.democratic_csi_image,
             from: nodes.join(","),
+            portal: platform.storage_host.to_string(),
             gate: CSI_GATE,
             key: &platform.csi_public_key,
             marker: CSI_KEY_MARKER,

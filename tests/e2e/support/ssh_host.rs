@@ -17,8 +17,9 @@ const STAND_IN: &str = r#"#!/bin/bash
 # Stand-in for a Proxmox, systemd, ZFS or account tool: records the call;
 # pvesh and pvesm share the storages' content types, zfs its datasets,
 # useradd and getent the users they know, in files beside the log (getent
-# answers as glibc's does: exit 2 for a key it does not find). targetcli
-# only needs to exist.
+# answers as glibc's does: exit 2 for a key it does not find), targetcli
+# its global preferences (printed `name=value`, as targetcli-fb's `get`
+# does; defaults true).
 echo "$(basename "$0") $*" >>"$STAND_IN_LOG"
 state=${STAND_IN_LOG%/*}/storage
 case "$(basename "$0") $1" in
@@ -40,6 +41,12 @@ case "$(basename "$0") $1" in
     echo "${@: -1}" >>"$state-zfs" ;;
 "useradd "*)
     echo "${@: -1}" >>"$state-users" ;;
+"targetcli set")
+    echo "${3}" >>"$state-targetcli" ;;
+"targetcli get")
+    name=$3
+    value=$(grep "^$name=" "$state-targetcli" 2>/dev/null | tail -1)
+    echo "${value:-$name=true}" ;;
 "getent passwd")
     grep -qxF -- "$2" "$state-users" 2>/dev/null || exit 2
     echo "$2:x:999:999::/var/lib/$2:/bin/sh" ;;
