@@ -243,3 +243,46 @@ fn an_unreadable_authorized_keys_stops_the_setup_and_is_left_alone() {
         .collect();
     assert_eq!(siblings, ["authorized_keys"], "no temporary file left");
 }
+
+/// A command through a jump host with real `ssh` (the jump is a
+/// `ProxyCommand` carrying waddlec's strict options), and a pinned host key
+/// that is not the host's refused before the command runs.
+#[test]
+fn ssh_through_a_jump_host_and_a_wrong_pinned_key_refused() {
+    use waddlec::net::ssh::{run, KnownHost, Remote};
+    let host = SshHost::start();
+    let through_jump = Remote {
+        target: "waddle-host",
+        config: Some(&host.config),
+        jump: Some("waddle-host"),
+        known_host: None,
+    };
+    let output = run(&through_jump, "echo through-the-jump", Vec::new()).unwrap();
+    assert_eq!(output.trim(), "through-the-jump");
+
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_hosts");
+    fs::write(
+        &known,
+        "waddle-host ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRlbW9jcmF0aWMtY3NpLXdhZGRsZS1wbGFjZWhvbGRy\n",
+    )
+    .unwrap();
+    let pinned_wrong = Remote {
+        target: "waddle-host",
+        config: Some(&host.config),
+        jump: None,
+        known_host: Some(KnownHost {
+            file: &known,
+            alias: "waddle-host",
+        }),
+    };
+    let ran = dir.path().join("ran");
+    let touch = format!("touch {}", ran.display());
+    let err = run(&pinned_wrong, &touch, Vec::new()).unwrap_err();
+    assert!(
+        err.to_string().contains("Host key verification failed")
+            || err.to_string().contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{err}"
+    );
+    assert!(!ran.exists(), "the command ran on a host with another key");
+}

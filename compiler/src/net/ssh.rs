@@ -1,8 +1,12 @@
 //! One command on a remote host over the operator's own `ssh` (their
 //! config, keys and agent), its stdin fed from memory: the host setup's
 //! archive, Teleport's kubeconfig. Never interactive (`BatchMode`: a
-//! missing key or unknown host key fails instead of prompting), with an
-//! optional config file (`-F`) and jump host (`-J`), and, for a machine
+//! missing key fails instead of prompting) and never trusting a host key on
+//! first use (`StrictHostKeyChecking yes`, whatever the operator's config
+//! says: an `accept-new` there would hand the first connection to whoever
+//! answers), the jump host included (a `ProxyCommand` carrying the same
+//! options, since `-J` passes them on to nobody), with an optional config
+//! file (`-F`), and, for a machine
 //! whose host key waddlec made, that key pinned: only it is accepted
 //! (`StrictHostKeyChecking yes` against a known_hosts of that one entry,
 //! looked up by its alias whatever address or jump reaches it).
@@ -40,15 +44,28 @@ pub enum SshError {
     },
 }
 
-/// Runs `command` (a remote shell line) on `remote` with `stdin` as its
-/// input; returns its stdout.
-pub fn run(remote: &Remote<'_>, command: &str, stdin: Vec<u8>) -> Result<String, SshError> {
+/// The ssh options every connection gets: no prompt, no trust on first use.
+pub const STRICT: [&str; 4] = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"];
+
+/// The `ssh` command running `command` on `remote`.
+fn ssh_command(remote: &Remote<'_>, command: &str) -> Command {
     let mut ssh = Command::new("ssh");
     if let Some(config) = remote.config {
         ssh.arg("-F").arg(config);
     }
     if let Some(jump) = remote.jump {
-        ssh.arg("-J").arg(jump);
+        // ssh expands `%` tokens in a ProxyCommand: ours are literal.
+        let literal = |text: &str| quote(&text.replace('%', "%%"));
+        let mut proxy = String::from("ssh");
+        if let Some(config) = remote.config {
+            proxy.push_str(&format!(" -F {}", literal(&config.display().to_string())));
+        }
+        proxy.push_str(&format!(
+            " {} -W %h:%p -- {}",
+            STRICT.join(" "),
+            literal(jump)
+        ));
+        ssh.arg("-o").arg(format!("ProxyCommand={proxy}"));
     }
     if let Some(known) = &remote.known_host {
         ssh.arg("-o")
@@ -58,10 +75,15 @@ pub fn run(remote: &Remote<'_>, command: &str, stdin: Vec<u8>) -> Result<String,
             .arg("-o")
             .arg(format!("HostKeyAlias={}", known.alias));
     }
-    ssh.args(["-o", "BatchMode=yes", "--"])
-        .arg(remote.target)
-        .arg(command)
-        .stdin(Stdio::piped())
+    ssh.args(STRICT).arg("--").arg(remote.target).arg(command);
+    ssh
+}
+
+/// Runs `command` (a remote shell line) on `remote` with `stdin` as its
+/// input; returns its stdout.
+pub fn run(remote: &Remote<'_>, command: &str, stdin: Vec<u8>) -> Result<String, SshError> {
+    let mut ssh = ssh_command(remote, command);
+    ssh.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = ssh.spawn().map_err(SshError::Spawn)?;
@@ -95,5 +117,67 @@ mod tests {
     #[test]
     fn quoting_survives_single_quotes() {
         assert_eq!(quote("it's"), r"'it'\''s'");
+    }
+
+    fn args(remote: &Remote<'_>) -> Vec<String> {
+        ssh_command(remote, "true")
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_connection_refuses_unknown_host_keys() {
+        let remote = Remote {
+            target: "root@host",
+            config: None,
+            jump: None,
+            known_host: None,
+        };
+        assert_eq!(
+            args(&remote),
+            [
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "--",
+                "root@host",
+                "true"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_jump_host_is_as_strict_and_a_pinned_key_is_looked_up_by_its_alias() {
+        let config = Path::new("/tmp/my ssh%config");
+        let file = Path::new("/tmp/known");
+        let remote = Remote {
+            target: "admin@10.10.0.2",
+            config: Some(config),
+            jump: Some("root@203.0.113.10"),
+            known_host: Some(KnownHost {
+                file,
+                alias: "teleport",
+            }),
+        };
+        let args = args(&remote);
+        assert!(
+            args.contains(
+                &"ProxyCommand=ssh -F '/tmp/my ssh%%config' -o BatchMode=yes -o \
+              StrictHostKeyChecking=yes -W %h:%p -- 'root@203.0.113.10'"
+                    .to_string()
+            ),
+            "{args:?}"
+        );
+        for option in [
+            "UserKnownHostsFile=/tmp/known",
+            "GlobalKnownHostsFile=/dev/null",
+            "HostKeyAlias=teleport",
+            "StrictHostKeyChecking=yes",
+        ] {
+            assert!(args.contains(&option.to_string()), "{option}: {args:?}");
+        }
+        assert!(!args.contains(&"-J".to_string()), "{args:?}");
     }
 }

@@ -88,15 +88,12 @@ impl SshTunnel {
         if let Some(config) = config {
             command.arg("-F").arg(config);
         }
-        // Never stop to ask for a password or a host key; fail when a
-        // forward cannot be set up instead of running without it.
-        command.args([
-            "-N",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-o",
-            "BatchMode=yes",
-        ]);
+        // Never stop to ask for a password, never trust a host key on first
+        // use; fail when a forward cannot be set up instead of running
+        // without it.
+        command
+            .args(["-N", "-o", "ExitOnForwardFailure=yes"])
+            .args(crate::net::ssh::STRICT);
         for ((host, port), local) in forwards.iter().zip(&locals) {
             let host = if host.contains(':') {
                 format!("[{host}]")
