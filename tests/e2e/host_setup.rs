@@ -281,7 +281,9 @@ fn ssh_through_a_jump_host_and_a_wrong_pinned_key_refused() {
     let err = run(&pinned_wrong, &touch, Vec::new()).unwrap_err();
     assert!(
         err.to_string().contains("Host key verification failed")
-            || err.to_string().contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+            || err
+                .to_string()
+                .contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
         "{err}"
     );
     assert!(!ran.exists(), "the command ran on a host with another key");
