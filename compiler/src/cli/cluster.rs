@@ -126,7 +126,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
                 Some(
                     args.host_ssh
                         .clone()
-                        .unwrap_or_else(|| model.host.ssh_target.clone()),
+                        .unwrap_or_else(|| model.host.ssh_target.to_string()),
                 ),
             ),
         };
@@ -142,7 +142,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         host_ssh: args
             .host_ssh
             .clone()
-            .unwrap_or_else(|| model.host.ssh_target.clone()),
+            .unwrap_or_else(|| model.host.ssh_target.to_string()),
         ssh_config: args.ssh_config.clone(),
         teleport,
         wait: args.wait,

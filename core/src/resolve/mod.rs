@@ -19,7 +19,7 @@ mod teleport;
 
 use crate::blueprint::{Blueprint, Date, Located, Port, Span};
 use crate::diagnostics::{rules, Diagnostic, Diagnostics};
-use crate::model::{self, Model};
+use crate::model::{self, CheckedString, Model};
 
 pub use names::check_dns_name;
 
@@ -69,6 +69,40 @@ impl Checker {
         if let Err(reason) = check(value) {
             self.error(rule, value.span(), path, format!("`{path}` {reason}"))
                 .label = "here".into();
+        }
+    }
+
+    /// Parses a string setting into its checked type, reporting the reason
+    /// under `rule` with the type's help. A refused value is replaced by the
+    /// type's example so that checking goes on; the model is then never
+    /// handed out.
+    fn parse<T: CheckedString>(
+        &mut self,
+        value: &Located<String>,
+        path: &str,
+        rule: &'static rules::Rule,
+    ) -> T {
+        T::parse(value).unwrap_or_else(|reason| {
+            let diagnostic = self.error(rule, value.span(), path, format!("`{path}` {reason}"));
+            diagnostic.label = "here".into();
+            diagnostic.help = Some(T::HELP.into());
+            T::example()
+        })
+    }
+
+    /// [`Checker::parse`] for an optional setting, `default` when absent.
+    fn parse_or<T: CheckedString>(
+        &mut self,
+        value: &Option<Located<String>>,
+        default: &str,
+        path: &str,
+        rule: &'static rules::Rule,
+    ) -> T {
+        match value {
+            Some(value) => self.parse(value, path, rule),
+            // Defaults are waddlec's own, made of checked parts (an IPv4
+            // address, a DNS label); `model::checked` tests their shapes.
+            None => T::parse(default).unwrap_or_else(|_| T::example()),
         }
     }
 
@@ -177,15 +211,7 @@ fn project(checker: &mut Checker, blueprint: &Blueprint) -> model::Project {
 
 fn operator(checker: &mut Checker, blueprint: &Blueprint) -> model::Operator {
     let operator = &blueprint.operator;
-    checker.check_str(
-        &operator.email,
-        "operator.email",
-        &rules::INVALID_VALUE,
-        |email| match email.split_once('@') {
-            Some((user, domain)) if !user.is_empty() && check_dns_name(domain).is_ok() => Ok(()),
-            _ => Err(format!("`{email}` is not an e-mail address")),
-        },
-    );
+    let email = checker.parse(&operator.email, "operator.email", &rules::INVALID_VALUE);
     for (i, key) in operator.ssh_keys.iter().enumerate() {
         checker.check_str(
             key,
@@ -214,7 +240,7 @@ fn operator(checker: &mut Checker, blueprint: &Blueprint) -> model::Operator {
     }
     model::Operator {
         ip: *operator.ip,
-        email: operator.email.to_string(),
+        email,
         login: operator
             .login
             .as_ref()
@@ -227,16 +253,11 @@ fn operator(checker: &mut Checker, blueprint: &Blueprint) -> model::Operator {
     }
 }
 
+/// An OpenSSH public key line (`TYPE BASE64 [COMMENT]`) on one line. It
+/// reaches `authorized_keys` through cloud-init's YAML; starting with the
+/// key type, it cannot carry `authorized_keys` options.
 fn check_ssh_public_key(key: &str) -> Result<(), String> {
-    const TYPES: &[&str] = &[
-        "ssh-ed25519",
-        "ssh-rsa",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "sk-ssh-ed25519@openssh.com",
-        "sk-ecdsa-sha2-nistp256@openssh.com",
-    ];
+    const TYPES: &[&str] = model::checked::SSH_KEY_TYPES;
     let mut fields = key.split_whitespace();
     let kind = fields.next().unwrap_or_default();
     let body = fields.next().unwrap_or_default();
