@@ -197,6 +197,17 @@ rules! {
          or lock a system file. `flux.path` is where `platform publish` writes and owns files \
          in the platform repository: it is relative, without `..`, and never enters a hidden \
          directory such as `.github` (a workflow there runs in CI) or `.git`.";
+    UNCONFINED_SECRET = "E0130" "unconfined-secret" Error:
+        "A secret reference reaches outside what the operator keeps for this platform. The \
+         blueprint is reviewed input, but whatever it names is read on the operator's machine \
+         and lands in the deployable tree (a VM's seed disk, a Secret): `file:~/.ssh/id_ed25519` \
+         or `env:AWS_SECRET_ACCESS_KEY` would copy the operator's own credentials onto a VM. \
+         So a `file:` path is relative, without `~`, and stays in the blueprint's directory or \
+         goes up only into a `secrets/` directory (`file:../secrets/cluster.yaml`); when it is \
+         read, the file itself (symbolic links followed) must be under the blueprint's \
+         directory, the project's `secrets/` or a directory the operator lists in \
+         `WADDLEC_SECRET_DIRS`. An `env:` name is `WADDLE_` followed by capitals, digits and \
+         `_`: export the value under such a name. References are one line.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

@@ -15,6 +15,7 @@ mod names;
 mod network;
 mod platform;
 mod routes;
+mod secrets;
 mod teleport;
 
 use crate::blueprint::{Blueprint, Date, Located, Port, Span};
@@ -22,6 +23,7 @@ use crate::diagnostics::{rules, Diagnostic, Diagnostics};
 use crate::model::{self, CheckedString, Model};
 
 pub use names::check_dns_name;
+pub use secrets::{check_reference as check_secret_reference, ENV_PREFIX as SECRET_ENV_PREFIX};
 
 /// The operator's login on Debian VMs unless `operator.login` says otherwise.
 const DEFAULT_LOGIN: &str = "deploy";
@@ -136,6 +138,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     vms.sort_by_key(|vm| vm.id);
     machines::check_identities(&mut checker, blueprint);
     let vips = network::vips(&mut checker, blueprint);
+    secrets::check_references(&mut checker, blueprint);
     let talos = machines::talos(&mut checker, blueprint, &bridges);
     network::check_addresses(&mut checker, blueprint, &bridges);
     let teleport = teleport::teleport(&mut checker, blueprint, &project);
