@@ -54,10 +54,10 @@ fingerprint=$(ready fingerprint)
 lab=$work/lab
 mkdir -p "$lab"
 sed -e 's|^secrets = "file:.*"|secrets = "file:secrets/cluster.yaml"|' \
-    -e "s|^api_token = .*|api_token = \"env:BENCH_PVE_TOKEN\"\napi_fingerprint = \"$fingerprint\"|" \
-    -e 's|^client_secret = .*|client_secret = "env:BENCH_GITHUB_SECRET"|' \
+    -e "s|^api_token = .*|api_token = \"env:WADDLE_BENCH_PVE_TOKEN\"\napi_fingerprint = \"$fingerprint\"|" \
+    -e 's|^client_secret = .*|client_secret = "env:WADDLE_BENCH_GITHUB_SECRET"|' \
     blueprints/waddle.toml >"$lab/blueprint.toml"
-export BENCH_PVE_TOKEN=$token BENCH_GITHUB_SECRET=bench-secret
+export WADDLE_BENCH_PVE_TOKEN=$token WADDLE_BENCH_GITHUB_SECRET=bench-secret
 # The stand-ins at the URLs waddlec fetches them from
 # (core/src/render/cluster/upstream.rs; tests/e2e/support/mod.rs
 # `seed_upstream` does the same). Should these URLs drift from waddlec's,

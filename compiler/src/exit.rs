@@ -11,7 +11,8 @@ pub const USAGE: u8 = 2;
 /// `--check` found the output tree out of date.
 pub const STALE: u8 = 3;
 /// A secret the command needs is missing or unreadable (e.g. no Talos
-/// secrets bundle yet), or `secrets init` would overwrite one.
+/// secrets bundle yet), `secrets init` would overwrite one, or a `file:`
+/// secret is really outside the directories secrets are read from.
 pub const SECRETS: u8 = 4;
 /// An upstream input is not pinned in the lock file (under `--locked`) or
 /// does not match its pin.
@@ -93,9 +94,9 @@ impl Code for SecretError {
             SecretError::Write { .. } => IO,
             // The blueprint has nothing `secrets init` could make.
             SecretError::NoTalos | SecretError::NothingToCreate => USAGE,
-            // Read, unset, empty, missing, invalid, exists, 1Password: a
-            // secret the command needs is not to be had (or would be
-            // overwritten).
+            // Read, unset, empty, missing, invalid, exists, unconfined,
+            // 1Password: a secret the command needs is not to be had (or
+            // would be overwritten, or may not be read).
             _ => SECRETS,
         }
     }
@@ -267,6 +268,14 @@ mod tests {
                 Box::new(SecretError::MissingHostKey {
                     path: "k.yaml".into(),
                     vm: "teleport".into(),
+                }),
+                SECRETS,
+            ),
+            (
+                Box::new(SecretError::Unconfined {
+                    key: "talos.secrets".into(),
+                    reference: "file:../../etc/passwd".into(),
+                    reason: "it is /etc/passwd".into(),
                 }),
                 SECRETS,
             ),

@@ -34,10 +34,13 @@ fn lab() -> SecretLab {
         document["flux"]
             .as_table_mut()
             .unwrap()
-            .insert("deploy_key".into(), "env:WDLC_TEST_FLUX_KEY".into());
+            .insert("deploy_key".into(), "env:WADDLE_TEST_FLUX_KEY".into());
         let connect = document["onepassword_connect"].as_table_mut().unwrap();
-        connect.insert("credentials".into(), "env:WDLC_TEST_OP_CREDENTIALS".into());
-        connect.insert("token".into(), "env:WDLC_TEST_OP_TOKEN".into());
+        connect.insert(
+            "credentials".into(),
+            "env:WADDLE_TEST_OP_CREDENTIALS".into(),
+        );
+        connect.insert("token".into(), "env:WADDLE_TEST_OP_TOKEN".into());
         let mut kube = toml::Table::new();
         kube.insert("kubeconfig".into(), KUBECONFIG.into());
         document["teleport"]
@@ -59,9 +62,9 @@ fn waddlec_in(lab: &SecretLab) -> Command {
             crate::support::talos_lab::GITHUB_SECRET_ENV,
             crate::support::talos_lab::GITHUB_SECRET,
         )
-        .env("WDLC_TEST_FLUX_KEY", FLUX_KEY)
-        .env("WDLC_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
-        .env("WDLC_TEST_OP_TOKEN", OP_TOKEN);
+        .env("WADDLE_TEST_FLUX_KEY", FLUX_KEY)
+        .env("WADDLE_TEST_OP_CREDENTIALS", OP_CREDENTIALS)
+        .env("WADDLE_TEST_OP_TOKEN", OP_TOKEN);
     command
 }
 
@@ -321,7 +324,7 @@ fn an_unreachable_host_stops_at_the_tunnel_with_ssh_s_own_words() {
 #[test]
 fn a_missing_bootstrap_secret_is_named_before_anything_is_reached() {
     let lab = lab();
-    let output = run(waddlec_in(&lab).env_remove("WDLC_TEST_OP_TOKEN").args([
+    let output = run(waddlec_in(&lab).env_remove("WADDLE_TEST_OP_TOKEN").args([
         "cluster",
         "bootstrap",
         "blueprint.toml",
@@ -330,7 +333,7 @@ fn a_missing_bootstrap_secret_is_named_before_anything_is_reached() {
     ]));
     assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("WDLC_TEST_OP_TOKEN"), "{stderr}");
+    assert!(stderr.contains("WADDLE_TEST_OP_TOKEN"), "{stderr}");
     assert!(!stderr.contains("==> tunnel"), "{stderr}");
 }
 

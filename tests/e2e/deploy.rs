@@ -20,7 +20,7 @@ use crate::support::ssh_host::SshHost;
 use crate::support::talos_lab::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
 use crate::support::{require, run, text, valid_blueprints, waddlec};
 
-const TOKEN_ENV: &str = "WDLC_TEST_PVE_TOKEN";
+const TOKEN_ENV: &str = "WADDLE_TEST_PVE_TOKEN";
 
 struct Lab {
     sim: PveSim,

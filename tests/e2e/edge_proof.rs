@@ -781,7 +781,7 @@ fn apps_on_the_host(model: &Model) -> Vec<(&TeleportApp, String, Ipv4Addr, u16)>
             continue;
         };
         if let Some(bridge) = model.bridges.iter().find(|b| b.host_address == address) {
-            found.push((app, bridge.name.clone(), address, port));
+            found.push((app, bridge.name.to_string(), address, port));
         }
     }
     found
@@ -1753,7 +1753,7 @@ fn machine_nic(model: &Model, name: &str) -> (Ipv4Net, Ipv4Addr, String, String)
         return (
             nic.address,
             gateway,
-            nic.bridge.clone(),
+            nic.bridge.to_string(),
             format!("tap{}i0", vm.id),
         );
     }
@@ -1769,7 +1769,7 @@ fn machine_nic(model: &Model, name: &str) -> (Ipv4Net, Ipv4Addr, String, String)
     (
         Ipv4Net::new(vip.address, bridge.network.prefix_len()).unwrap(),
         bridge.host_address,
-        bridge.name.clone(),
+        bridge.name.to_string(),
         format!("vip-{name}").chars().take(15).collect(),
     )
 }

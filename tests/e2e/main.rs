@@ -26,6 +26,7 @@ mod platform_publish;
 mod platform_tree;
 mod pve;
 mod qm_script;
+mod secret_confinement;
 mod support;
 mod talos;
 mod talos_api;

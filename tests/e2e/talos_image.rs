@@ -66,7 +66,7 @@ fn talos_image_is_fetched_pinned_cached_and_verified() {
         args.extend_from_slice(extra);
         run(crate::support::waddlec()
             .current_dir(lab.path(""))
-            .env("WDLC_TEST_GITHUB_CLIENT_SECRET", "x")
+            .env("WADDLE_TEST_GITHUB_CLIENT_SECRET", "x")
             .env("WADDLEC_CACHE_DIR", &cache)
             .args(&args))
     };

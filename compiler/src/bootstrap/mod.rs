@@ -241,7 +241,7 @@ pub fn run(
             step: Step::TeleportAccess,
             problem,
         })?;
-        report.teleport_kubeconfig = Some(kubernetes.kubeconfig.clone());
+        report.teleport_kubeconfig = Some(kubernetes.kubeconfig.to_string());
     }
 
     let expected: Vec<String> = model.talos_nodes().map(|n| n.name().to_string()).collect();

@@ -80,23 +80,27 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
     };
     let base = blueprint_dir(&args.blueprint);
     let read = || -> Result<(secrets::talos::TalosCredentials, Values), SecretError> {
-        let credentials = secrets::load_talos(&secrets::file_path(&cluster.secrets, &base)?)?;
-        let read = |r: &crate::blueprint::SecretRef| secrets::read(r, &base);
+        let credentials = secrets::load_talos(&secrets::file_path(
+            "talos.secrets",
+            &cluster.secrets,
+            &base,
+        )?)?;
+        let read = |key: &str, r: &crate::blueprint::SecretRef| secrets::read(key, r, &base);
         let values = Values {
             flux_deploy_key: model
                 .flux
                 .as_ref()
-                .map(|f| read(&f.deploy_key))
+                .map(|f| read("flux.deploy_key", &f.deploy_key))
                 .transpose()?,
             connect_credentials: model
                 .onepassword_connect
                 .as_ref()
-                .map(|c| read(&c.credentials))
+                .map(|c| read("onepassword_connect.credentials", &c.credentials))
                 .transpose()?,
             connect_token: model
                 .onepassword_connect
                 .as_ref()
-                .map(|c| read(&c.token))
+                .map(|c| read("onepassword_connect.token", &c.token))
                 .transpose()?,
         };
         Ok((credentials, values))
@@ -126,7 +130,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
                 Some(
                     args.host_ssh
                         .clone()
-                        .unwrap_or_else(|| model.host.ssh_target.clone()),
+                        .unwrap_or_else(|| model.host.ssh_target.to_string()),
                 ),
             ),
         };
@@ -142,7 +146,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         host_ssh: args
             .host_ssh
             .clone()
-            .unwrap_or_else(|| model.host.ssh_target.clone()),
+            .unwrap_or_else(|| model.host.ssh_target.to_string()),
         ssh_config: args.ssh_config.clone(),
         teleport,
         wait: args.wait,

@@ -98,7 +98,7 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         agent_timeout: Duration::from_secs(args.agent_timeout),
         skip_host: args.skip_host,
         ssh: Ssh {
-            target: compiled.model.host.ssh_target.clone(),
+            target: compiled.model.host.ssh_target.to_string(),
             config: args.ssh_config.clone(),
             root: args.host_root.clone(),
         },

@@ -94,6 +94,10 @@ Environment:
   WADDLEC_TODAY   YYYY-MM-DD to use instead of today's date for expiry warnings
   WADDLEC_CACHE_DIR  downloads, Debian bases and baked images
                   (default: $XDG_CACHE_HOME/waddlec or ~/.cache/waddlec)
+  WADDLEC_SECRET_DIRS  `:`-separated directories `file:` secrets may also be
+                  read from, links followed (default: only the blueprint's
+                  directory and the project's secrets/)
+  WADDLE_*        the only variables `env:` secret references may name
 
 Examples:
   waddlec build                          build the review tree (no secrets) into out/

@@ -121,8 +121,8 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         .api_fingerprint
         .as_ref()
         .ok_or(DeployError::NoFingerprint)?;
-    let token =
-        secrets::read(&host.api_token, request.blueprint_dir).map_err(DeployError::Token)?;
+    let token = secrets::read("host.api_token", &host.api_token, request.blueprint_dir)
+        .map_err(DeployError::Token)?;
     let url = request.api.unwrap_or(&host.api_url);
     let pve = Pve::new(url, fingerprint, &token).map_err(DeployError::Client)?;
     let read_plan = || -> Result<(Plan, Observed), PveError> {

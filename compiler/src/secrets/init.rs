@@ -26,7 +26,7 @@ pub fn run(model: &Model, base: &Path, import: Option<&Path>) -> Result<Created,
     let mut created = Created::default();
     let mut existing = None;
     if let Some(cluster) = &model.talos {
-        let path = file_path(&cluster.secrets, base)?;
+        let path = file_path("talos.secrets", &cluster.secrets, base)?;
         let admin = waddlec_core::secrets::talos::TalosAdmin::path_beside(&path);
         let present = [&path, &admin].into_iter().find(|p| p.exists()).cloned();
         match (present, import) {

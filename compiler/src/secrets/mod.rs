@@ -9,6 +9,7 @@
 //! `waddlec_core::secrets`: renderers see only those. A [`Secret`] never
 //! prints its value: not in `Debug`, not in errors, not in logs.
 
+pub mod confine;
 pub mod files;
 pub mod init;
 pub mod kube_admin;
@@ -28,12 +29,16 @@ pub fn resolve(model: &Model, base: &Path) -> Result<SecretValues, SecretError> 
     let talos = match &model.talos {
         Some(cluster) => Some({
             tracing::debug!(reference = %cluster.secrets, "reading the Talos secrets bundle");
-            load_talos(&file_path(&cluster.secrets, base)?)?
+            load_talos(&file_path("talos.secrets", &cluster.secrets, base)?)?
         }),
         None => None,
     };
     let github_client_secret = match &model.teleport {
-        Some(teleport) => Some(read(&teleport.github.client_secret, base)?),
+        Some(teleport) => Some(read(
+            "teleport.github.client_secret",
+            &teleport.github.client_secret,
+            base,
+        )?),
         None => None,
     };
     let ssh_host_keys = if model.debian_vms().next().is_some() {
@@ -62,20 +67,52 @@ pub fn load_talos(path: &Path) -> Result<TalosCredentials, SecretError> {
     Ok(TalosCredentials { bundle, admin })
 }
 
-/// The path of a `file:` reference, relative to `base`.
-pub fn file_path(reference: &SecretRef, base: &Path) -> Result<PathBuf, SecretError> {
+/// The path of the `file:` reference at blueprint key `key`, relative to
+/// `base`, once it is known to stay where secrets may be read from
+/// ([`confine`]: the blueprint's directory, the project's `secrets/`,
+/// `$WADDLEC_SECRET_DIRS`).
+pub fn file_path(key: &str, reference: &SecretRef, base: &Path) -> Result<PathBuf, SecretError> {
+    confined(key, reference)?;
     match reference {
-        SecretRef::File(path) => Ok(base.join(path)),
+        SecretRef::File(path) => {
+            let path = base.join(path);
+            let allowed = confine::AllowedDirs::for_blueprint(base);
+            allowed
+                .check(&path)
+                .map_err(|real| SecretError::Unconfined {
+                    key: key.to_string(),
+                    reference: reference.to_string(),
+                    reason: format!(
+                        "it is {}, outside the directories secrets are read from ({})",
+                        real.display(),
+                        allowed.describe()
+                    ),
+                })?;
+            Ok(path)
+        }
         other => Err(SecretError::NotAFile(other.to_string())),
     }
 }
 
-/// Reads one secret value.
-pub fn read(reference: &SecretRef, base: &Path) -> Result<Secret, SecretError> {
+/// The blueprint's own part of the rule (E0130), again where references
+/// are read: resolve refuses these, so this holds for any model.
+fn confined(key: &str, reference: &SecretRef) -> Result<(), SecretError> {
+    waddlec_core::resolve::check_secret_reference(reference).map_err(|reason| {
+        SecretError::Unconfined {
+            key: key.to_string(),
+            reference: reference.to_string(),
+            reason: format!("it {reason}"),
+        }
+    })
+}
+
+/// Reads one secret value, the reference at blueprint key `key`.
+pub fn read(key: &str, reference: &SecretRef, base: &Path) -> Result<Secret, SecretError> {
     tracing::debug!(%reference, "reading secret");
+    confined(key, reference)?;
     let value = match reference {
         SecretRef::File(_) => {
-            let path = file_path(reference, base)?;
+            let path = file_path(key, reference, base)?;
             std::fs::read_to_string(&path).map_err(|source| SecretError::Read {
                 reference: reference.to_string(),
                 source,
@@ -108,6 +145,18 @@ pub enum SecretError {
     Empty(String),
     #[error("secret {0} must be a `file:` reference here (waddlec creates and reads that file)")]
     NotAFile(String),
+    #[error(
+        "`{key}` = `{reference}` is not read: {reason}. Keep secret files beside the blueprint \
+         or in the project's `secrets/`; to use one kept elsewhere, link it there and list its \
+         directory in {dirs_env} (`:`-separated). Environment secrets are named `WADDLE_…` \
+         [E0130 unconfined-secret]",
+        dirs_env = confine::DIRS_ENV
+    )]
+    Unconfined {
+        key: String,
+        reference: String,
+        reason: String,
+    },
     #[error(
         "the Talos secrets bundle {0} does not exist.\n\
          - New cluster: create it once with `waddlec secrets init` (then back it up, e.g. in 1Password).\n\

@@ -46,7 +46,7 @@ struct KeyEntry {
 /// own directory). `base` is the blueprint's directory.
 pub fn path(model: &Model, base: &Path) -> Result<PathBuf, SecretError> {
     if let Some(cluster) = &model.talos {
-        let bundle = file_path(&cluster.secrets, base)?;
+        let bundle = file_path("talos.secrets", &cluster.secrets, base)?;
         let stem = bundle
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

@@ -64,8 +64,9 @@ pub struct Blueprint {
 #[serde(deny_unknown_fields)]
 pub struct Project {
     /// Short name of the platform, used in generated comments and unit names.
+    /// A DNS label (E0107).
     pub name: Located<String>,
-    /// Public DNS domain; every SNI host must be under it.
+    /// Public DNS domain; every SNI host must be under it. A DNS name (E0107).
     pub domain: Located<String>,
 }
 
@@ -74,23 +75,28 @@ pub struct Project {
 pub struct Operator {
     /// The operator's public address; temporary firewall rules admit it.
     pub ip: Located<Ipv4Addr>,
-    /// Contact e-mail (ACME registration).
+    /// Contact e-mail (ACME registration): letters, digits and `._%+-`
+    /// before the `@`, a DNS name with a dot after it (E0004).
     pub email: Located<String>,
-    /// Login created on Debian VMs for the operator. Default: `deploy`.
+    /// Login created on Debian VMs for the operator. Default: `deploy`. A
+    /// portable Unix login (E0120).
     pub login: Option<Located<String>>,
-    /// SSH public keys installed for that login.
+    /// SSH public keys installed for that login, one `TYPE BASE64 [COMMENT]`
+    /// line each (E0004).
     pub ssh_keys: Located<Vec<Located<String>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
-    /// Proxmox node name (`pvesh get /nodes`).
+    /// Proxmox node name (`pvesh get /nodes`). A DNS label (E0107).
     pub node: Located<String>,
     /// Proxmox API URL. Default: `https://<public address>:8006`; the internal
-    /// address is not routable from a workstation.
+    /// address is not routable from a workstation. `https://` with a DNS or
+    /// IPv4 host, letters, digits and `-._~:/` only (E0121).
     pub api: Option<Located<String>>,
-    /// SSH target for host setup. Default: `root@<public address>`.
+    /// SSH target for host setup. Default: `root@<public address>`. `user@host`
+    /// of letters, digits and `._-`, not starting with `-` (E0121).
     pub ssh: Option<Located<String>>,
     /// SHA-256 fingerprint of the API's TLS certificate (`AB:CD:…`, as
     /// `pvenode cert info` prints it). Proxmox's certificate is self-signed:
@@ -98,9 +104,11 @@ pub struct Host {
     pub api_fingerprint: Option<Located<String>>,
     /// Proxmox API token (`USER@REALM!TOKENID=SECRET`), as a secret reference.
     pub api_token: Located<SecretRef>,
-    /// Storage that holds VM disks (e.g. a ZFS pool).
+    /// Storage that holds VM disks (e.g. a ZFS pool). A Proxmox storage ID:
+    /// a letter, then letters, digits and `-_.` (E0120).
     pub disk_storage: Located<String>,
-    /// Directory storage for images, ISOs, snippets and cloud-init drives.
+    /// Directory storage for images, ISOs, snippets and cloud-init drives. A
+    /// Proxmox storage ID (E0120).
     pub file_storage: Located<String>,
     /// DNS servers for VMs and nodes.
     pub dns: Located<Vec<Located<Ipv4Addr>>>,
@@ -118,6 +126,8 @@ pub enum BridgeRole {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bridge {
+    /// A Linux interface name: 1–15 letters, digits and `_-.`, a letter or
+    /// digit first (E0120).
     pub name: Located<String>,
     pub role: Located<BridgeRole>,
     /// The network on this bridge, e.g. `10.10.0.0/24`.
@@ -140,12 +150,13 @@ pub enum ImageOs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
+    /// A DNS label (E0107).
     pub name: Located<String>,
     pub os: ImageOs,
     /// Debian packages baked in on top of the guest's own (kernel, systemd,
     /// openssh-server, cloud-init, qemu-guest-agent) and of what the VM's
     /// role needs (`haproxy` on the edge VM, Teleport's binaries on the
-    /// Teleport VM).
+    /// Teleport VM). Debian package names (E0120).
     #[serde(default)]
     pub packages: Vec<Located<String>>,
 }
@@ -156,12 +167,13 @@ pub struct Image {
 pub struct Debian {
     /// A snapshot.debian.org timestamp (`20251120T000000Z`): the images get
     /// the packages of that moment, today and in ten years. It is also the
-    /// time stamped on every file in the images.
+    /// time stamped on every file in the images (E0004).
     pub snapshot: Located<String>,
     /// A live mirror (`http://deb.debian.org/debian`) instead of the
     /// snapshot, for networks that cannot reach snapshot.debian.org. The
     /// packages then follow the archive, so images are not reproducible over
-    /// time (warning W0202).
+    /// time (warning W0202). `http(s)://` with a DNS or IPv4 host, letters,
+    /// digits and `-._~:/` only (E0121).
     pub mirror: Option<Located<String>>,
 }
 
@@ -174,9 +186,11 @@ pub struct VmSettings {
     pub memory: Option<Located<Size>>,
     pub disk: Option<Located<Size>>,
     /// CPU type; `host` exposes x86-64-v2 (talosctl and Teleport need it).
+    /// Letters, digits and `-_.+`, a letter or digit first (E0120).
     pub cpu: Option<Located<String>>,
     pub onboot: Option<bool>,
-    /// Proxmox tags, appended to the defaults' tags.
+    /// Proxmox tags, appended to the defaults' tags: lowercase letters,
+    /// digits and `_+.-` (E0120).
     pub tags: Option<Vec<Located<String>>>,
 }
 
@@ -185,9 +199,9 @@ pub struct VmSettings {
 pub struct Vm {
     /// Proxmox VMID.
     pub id: Located<u32>,
-    /// VM name, also its hostname.
+    /// VM name, also its hostname: a lowercase DNS label (E0107).
     pub name: Located<String>,
-    /// Name of an `[[image]]`.
+    /// Name of an `[[image]]` (E0110).
     pub image: Located<String>,
     pub cores: Option<Located<u32>>,
     pub memory: Option<Located<Size>>,
@@ -201,7 +215,7 @@ pub struct Vm {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Nic {
-    /// Name of a `[[bridge]]`.
+    /// Name of a `[[bridge]]` (E0110).
     pub bridge: Located<String>,
     /// Address on that bridge; the prefix length comes from the bridge.
     pub address: Located<Ipv4Addr>,
@@ -213,6 +227,7 @@ pub struct Nic {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Vip {
+    /// A lowercase DNS label (E0107).
     pub name: Located<String>,
     pub address: Located<Ipv4Addr>,
     /// Ports something listens on at this address.
@@ -222,20 +237,23 @@ pub struct Vip {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Talos {
-    /// Cluster name.
+    /// Cluster name: a DNS label (E0107).
     pub cluster: Located<String>,
     /// System extensions baked into the Image Factory schematic (sorted and
     /// de-duplicated: the set, not the order, decides the schematic ID).
+    /// `NAMESPACE/NAME` in lowercase letters, digits and `-_.` (E0120).
     #[serde(default)]
     pub extensions: Vec<Located<String>>,
-    /// Extra kernel arguments baked into the schematic, in order.
+    /// Extra kernel arguments baked into the schematic, in order. One
+    /// argument each: letters, digits and `._/=,:+-`, not starting with `-`
+    /// (E0120).
     #[serde(default)]
     pub kernel_args: Vec<Located<String>>,
     /// The Talos secrets bundle (`talosctl gen secrets` format), a `file:`
     /// reference relative to the blueprint. `waddlec secrets init` creates or
     /// imports it; keep it out of git.
     pub secrets: Located<SecretRef>,
-    /// Bridge the nodes live on.
+    /// Bridge the nodes live on (E0110).
     pub bridge: Located<String>,
     /// Floating Kubernetes API address (port 6443).
     pub api_vip: Located<Ipv4Addr>,
@@ -266,19 +284,28 @@ pub struct Cilium {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Flux {
-    /// The platform repository, over SSH (`ssh://git@github.com/org/platform.git`).
+    /// The platform repository, over SSH (`ssh://git@github.com/org/platform.git`):
+    /// a plain user, a DNS or IPv4 host not starting with `-`, a path;
+    /// letters, digits and `-._~:/@` only (E0121).
     pub url: Located<String>,
-    /// Branch to sync. Default: `main`.
+    /// Branch to sync. Default: `main`. Letters, digits and `._/-`; no `..`,
+    /// `//` or leading `-`, no part starting with `.` or ending in `.lock`
+    /// (E0120).
     pub branch: Option<Located<String>>,
     /// Directory in the repository. Default: `clusters/<talos.cluster>`.
+    /// Relative, `/`-separated names of letters, digits and `._-`, none
+    /// starting with `.` (no `..`, `.github`, `.git`) or `-` (E0129).
     pub path: Option<Located<String>>,
     /// Flux distribution version (a semver range the operator resolves).
-    /// Default: `2.7.x`, the newest the Flux Operator 0.40 bundles.
+    /// Default: `2.7.x`, the newest the Flux Operator 0.40 bundles. Numbers
+    /// and `x` (`2.7.x`, `2.7.0`) (E0004).
     pub distribution: Option<Located<String>>,
     /// The deploy key: an SSH private key with read access to `url`. Applied
     /// by `waddlec cluster bootstrap`, never written into an artifact.
     pub deploy_key: Located<SecretRef>,
-    /// The git server's host keys, as `ssh-keyscan` prints them (public).
+    /// The git server's host keys, as `ssh-keyscan` prints them (public):
+    /// one `HOSTS KEYTYPE KEY` line per entry, no marker (`@cert-authority`)
+    /// and no wildcard host (E0004).
     pub known_hosts: Located<Vec<Located<String>>>,
 }
 
@@ -288,7 +315,7 @@ pub struct Flux {
 pub struct Platform {
     /// The 1Password vault External Secrets reads every credential from
     /// (through Connect). Credentials are never in the tree: only the item
-    /// names below.
+    /// names below. Letters, digits, space and `._-` (E0120).
     pub vault: Located<String>,
     pub storage: PlatformStorage,
     pub backups: PlatformBackups,
@@ -303,15 +330,17 @@ pub struct Platform {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformStorage {
-    /// The default StorageClass. Default: `zfs-iscsi`.
+    /// The default StorageClass. Default: `zfs-iscsi`. A lowercase DNS
+    /// label (E0107).
     pub class: Option<Located<String>>,
     /// The ZFS dataset on the host that holds `vols/` and `snaps/`
-    /// (`rpool/k8s`). The host setup creates both.
+    /// (`rpool/k8s`). The host setup creates both. Names of letters, digits
+    /// and `_-.:` each starting with a letter or digit (E0120).
     pub dataset: Located<String>,
     /// The public half of democratic-csi's SSH key (its private half is the
     /// 1Password item `items.csi_ssh_key`). The host setup authorizes it for
     /// the `democratic-csi` user, from the cluster's nodes only, for its
-    /// forced command only.
+    /// forced command only. `TYPE BASE64 [COMMENT]` (E0004).
     pub ssh_public_key: Located<String>,
 }
 
@@ -319,30 +348,38 @@ pub struct PlatformStorage {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformBackups {
+    /// A lowercase DNS label (E0107).
     pub bucket: Located<String>,
-    /// `https://s3.fr-par.scw.cloud`.
+    /// `https://s3.fr-par.scw.cloud`: `https://` with a DNS or IPv4 host,
+    /// letters, digits and `-._~:/` only (E0121).
     pub endpoint: Located<String>,
+    /// `fr-par`: lowercase letters, digits and `-` (E0120). A literal in the
+    /// External Secrets template of the backup credentials.
     pub region: Located<String>,
-    /// How long backups are kept. Default: `30d`.
+    /// How long backups are kept. Default: `30d`. `<days>d`, `<weeks>w` or
+    /// `<months>m` (E0004).
     pub retention: Option<Located<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformSpiceDb {
-    /// Host under `apps.<domain>`. Default: `spicedb`.
+    /// Host under `apps.<domain>`. Default: `spicedb`. A lowercase DNS
+    /// label (E0107).
     pub host: Option<Located<String>>,
     /// SpiceDB replicas. Default: 2.
     pub replicas: Option<Located<u32>>,
     /// PostgreSQL instances (one primary, the rest replicas). Default: 2.
     pub instances: Option<Located<u32>>,
-    /// Data volume per instance (`10Gi`). Default: `10Gi`.
+    /// Data volume per instance (`10Gi`). Default: `10Gi`. Digits and
+    /// `Mi`, `Gi` or `Ti` (E0007).
     pub storage: Option<Located<String>>,
-    /// WAL volume per instance. Default: `5Gi`.
+    /// WAL volume per instance. Default: `5Gi` (E0007).
     pub wal_storage: Option<Located<String>>,
 }
 
-/// The 1Password items the ExternalSecrets read (by title).
+/// The 1Password items the ExternalSecrets read (by title). Each title is
+/// letters, digits, space and `._-` (E0120).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformItems {
@@ -372,7 +409,8 @@ pub struct PlatformItems {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnePasswordConnect {
-    /// Namespace the Connect server runs in. Default: `onepassword`.
+    /// Namespace the Connect server runs in. Default: `onepassword`. A
+    /// lowercase DNS label (E0107).
     pub namespace: Option<Located<String>>,
     /// The `1password-credentials.json` of the Connect server.
     pub credentials: Located<SecretRef>,
@@ -384,7 +422,7 @@ pub struct OnePasswordConnect {
 #[serde(deny_unknown_fields)]
 pub struct TalosNode {
     pub id: Located<u32>,
-    /// Node name, also its hostname.
+    /// Node name, also its hostname: a lowercase DNS label (E0107).
     pub name: Located<String>,
     pub address: Located<Ipv4Addr>,
     pub cores: Option<Located<u32>>,
@@ -398,7 +436,7 @@ pub struct TalosNode {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Edge {
-    /// The VM that runs HAProxy.
+    /// The VM that runs HAProxy (E0110).
     pub vm: Located<String>,
     /// Default: 443.
     pub https_port: Option<Located<Port>>,
@@ -414,7 +452,8 @@ pub struct Edge {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SniRoute {
-    /// An exact host (`teleport.example.org`) or a wildcard (`*.apps.example.org`).
+    /// An exact host (`teleport.example.org`) or a wildcard (`*.apps.example.org`),
+    /// under `project.domain` (E0107, E0108, E0109).
     pub sni: Located<String>,
     pub to: Located<TargetRef>,
     /// Only these source networks may use this route; everyone else's
@@ -478,6 +517,7 @@ pub struct Firewall {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemporaryRule {
+    /// A DNS label (E0107).
     pub name: Located<String>,
     /// Port on the host.
     pub port: Located<Port>,
@@ -493,9 +533,10 @@ pub struct TemporaryRule {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Teleport {
-    /// The VM that runs Teleport.
+    /// The VM that runs Teleport (E0110).
     pub vm: Located<String>,
-    /// Public host name of the proxy (served on :443 through the edge).
+    /// Public host name of the proxy (served on :443 through the edge),
+    /// under `project.domain` (E0107, E0108).
     pub public_host: Located<String>,
     /// Web and API listener behind the edge. Default: 3080.
     pub web_port: Option<Located<Port>>,
@@ -520,7 +561,9 @@ pub struct Teleport {
 #[serde(deny_unknown_fields)]
 pub struct TeleportKubernetes {
     /// Path of the kubeconfig on the Teleport VM (installed by `waddlec
-    /// cluster bootstrap`, never from the blueprint).
+    /// cluster bootstrap`, never from the blueprint). A file under
+    /// `/var/lib/teleport/`: names of letters, digits and `._-`, none
+    /// starting with `.` or `-` (E0129).
     pub kubeconfig: Located<String>,
     /// The proxy's Kubernetes listener (`kube_listen_addr`), which
     /// `tsh kube` reaches on the public host: forward it. Default: 3026.
@@ -530,7 +573,10 @@ pub struct TeleportKubernetes {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeleportGithub {
+    /// The GitHub organisation: letters, digits and single `-`, not first or
+    /// last (E0120).
     pub org: Located<String>,
+    /// The OAuth app's client ID: letters, digits and `._-` (E0120).
     pub client_id: Located<String>,
     pub client_secret: Located<SecretRef>,
     /// Team slug → Teleport roles. Slugs are matched exactly (no wildcards).
@@ -540,29 +586,37 @@ pub struct TeleportGithub {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamMapping {
+    /// A GitHub team slug, exact and lowercase (E0120).
     pub team: Located<String>,
+    /// Roles of `[[teleport.role]]` or Teleport's own (E0110).
     pub roles: Vec<Located<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeleportRole {
+    /// A DNS label (E0107).
     pub name: Located<String>,
-    /// Unix logins the role may use.
+    /// Unix logins the role may use (E0120).
     pub logins: Vec<Located<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeleportApp {
+    /// A DNS label (E0107).
     pub name: Located<String>,
+    /// Under `project.domain` (E0107, E0108).
     pub public_host: Located<String>,
+    /// `http(s)://` with a DNS or IPv4 host, no credentials; letters,
+    /// digits and `-._~:/` only (E0121).
     pub uri: Located<String>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
 }
 
-/// The seed's component version table.
+/// The seed's component version table. Every version is an exact pin:
+/// numbers and dots, optionally after `v` (E0119).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Versions {

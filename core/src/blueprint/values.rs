@@ -156,8 +156,8 @@ impl JsonSchema for SecretRef {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^(op://[^/]+/[^/]+/[^/]+|env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$",
-            "description": "Where a secret lives: `op://VAULT/ITEM/FIELD`, `env:NAME` or `file:PATH`. Never the secret itself."
+            "pattern": "^(op://[^/]+/[^/]+/[^/]+|env:WADDLE_[A-Z0-9_]+|file:[^/~].*)$",
+            "description": "Where a secret lives: `op://VAULT/ITEM/FIELD`, `env:WADDLE_NAME` or `file:PATH`. Never the secret itself. A `file:` path is relative to the blueprint and stays beside it or in a `secrets/` directory above it (`file:../secrets/NAME`); an `env:` name starts with `WADDLE_` (E0130)."
         })
     }
 }

@@ -47,8 +47,13 @@ rules! {
     INVALID_VALUE = "E0004" "invalid-value" Error:
         "A value has the wrong type or spelling: an address that does not parse (or an IPv6 \
          one: waddlec speaks IPv4 only for now), an unknown enum variant, a target that is not \
-         `NAME:PORT`, an e-mail address, SSH public key, certificate fingerprint, Debian \
-         snapshot timestamp or backup retention that is not written the way it must be.";
+         `NAME:PORT`, an e-mail address (letters, digits and `._%+-` before the `@`: no quote, \
+         `$`, backtick or space, which a YAML or shell reader could act on), SSH public key, \
+         certificate fingerprint, Debian snapshot timestamp, backup retention or Flux version \
+         that is not written the way it must be, or a `known_hosts` entry that is not exactly \
+         one `HOSTS KEYTYPE KEY` line: a newline would let one entry smuggle a second key (an \
+         `@cert-authority *` line trusting a key for every host) into the Secret Flux \
+         trusts, where no reviewer sees it.";
     UNSUPPORTED_VERSION = "E0005" "unsupported-version" Error:
         "Every blueprint names the version of the language it is written in, so that a future \
          change of meaning is never applied silently to an old file.";
@@ -134,14 +139,20 @@ rules! {
          interface (bridge) name, a Proxmox storage ID, tag or CPU type, a Unix login, a GitHub \
          organisation, OAuth client ID or team slug (Teleport matches slugs exactly and \
          lowercase; `*` is a literal, not a wildcard), a Talos extension or kernel argument, a \
-         Debian package, a 1Password vault or item title, a ZFS dataset. It would fail at deploy \
-         time, far from the blueprint, or be read as something else by a shell or a parser.";
+         Debian package, a 1Password vault or item title, a ZFS dataset, a git branch, an S3 \
+         region. It would fail at deploy time, far from the blueprint, or be read as something \
+         else by a shell or a parser: a name starting with `-` is an option to `zfs`, `ip` or \
+         `pvesm`, a quote or `$(…)` reaches a shell, and `{{ .SECRET_ACCESS_KEY }}` as a region \
+         would copy the S3 key into the region through the External Secrets template. Each is a \
+         conservative allow-list; `docs/blueprint-strings.md` lists them.";
     INVALID_LOCATION = "E0121" "invalid-location" Error:
         "Where something is reached or kept is not usable: the Proxmox API must be an https \
          URL, the host's SSH target `user@host` with both parts, Flux's repository an `ssh://` \
-         URL (it pulls with a deploy key) and its path relative, a Debian mirror or backup \
-         endpoint a plain http(s) URL, a Teleport app an http(s) URI, a path on a VM absolute, \
-         and the Talos secrets bundle a `file:` reference (`waddlec secrets init` writes it).";
+         URL (it pulls with a deploy key) with a plain user and a host not starting with `-` \
+         (`ssh://-oProxyCommand=…` is an option to ssh), a Debian mirror or backup endpoint a \
+         plain http(s) URL, a Teleport app an http(s) URI, and the Talos secrets bundle a \
+         `file:` reference (`waddlec secrets init` writes it). URLs hold letters, digits and \
+         `-._~:/@` only, name a DNS or IPv4 host, and carry no password, query or fragment.";
     OUT_OF_RANGE = "E0122" "out-of-range" Error:
         "A count outside what its consumer accepts: VM cores are 1 to 512 (Proxmox's limit), \
          SpiceDB replicas and PostgreSQL instances 1 to 9.";
@@ -179,6 +190,24 @@ rules! {
          it uses (SSH and iSCSI from the Talos nodes for democratic-csi, SSH and the API from \
          the Teleport VM) and drops everything else from the internal bridges, so the setting \
          is refused: remove it.";
+    UNSAFE_PATH = "E0129" "unsafe-path" Error:
+        "A path something is written to is outside where it belongs. Teleport's kubeconfig is \
+         installed as root by `waddlec cluster bootstrap`, which also creates its directory \
+         0700: anywhere but under `/var/lib/teleport/` (`/`, `/etc/…`, `..`) it would replace \
+         or lock a system file. `flux.path` is where `platform publish` writes and owns files \
+         in the platform repository: it is relative, without `..`, and never enters a hidden \
+         directory such as `.github` (a workflow there runs in CI) or `.git`.";
+    UNCONFINED_SECRET = "E0130" "unconfined-secret" Error:
+        "A secret reference reaches outside what the operator keeps for this platform. The \
+         blueprint is reviewed input, but whatever it names is read on the operator's machine \
+         and lands in the deployable tree (a VM's seed disk, a Secret): `file:~/.ssh/id_ed25519` \
+         or `env:AWS_SECRET_ACCESS_KEY` would copy the operator's own credentials onto a VM. \
+         So a `file:` path is relative, without `~`, and stays in the blueprint's directory or \
+         goes up only into a `secrets/` directory (`file:../secrets/cluster.yaml`); when it is \
+         read, the file itself (symbolic links followed) must be under the blueprint's \
+         directory, the project's `secrets/` or a directory the operator lists in \
+         `WADDLEC_SECRET_DIRS`. An `env:` name is `WADDLE_` followed by capitals, digits and \
+         `_`: export the value under such a name. References are one line.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

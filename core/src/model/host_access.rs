@@ -123,7 +123,7 @@ impl Model {
             .map(|bridge| AccessSource {
                 vm: vm.to_string(),
                 address,
-                bridge: bridge.name.clone(),
+                bridge: bridge.name.to_string(),
                 purpose,
             })
     }

@@ -1,6 +1,11 @@
 //! The validated model: the platform with every default applied, every name
 //! resolved to what it refers to, and every address parsed. Renderers read
-//! only this; it carries no spans and cannot be invalid.
+//! only this; it carries no spans and cannot be invalid. A string with
+//! consequences (one that reaches a command line, a URL, a template, a path
+//! on a machine or a Secret) has its own type from `checked`, made only by
+//! its check.
+
+pub mod checked;
 
 use std::net::Ipv4Addr;
 
@@ -8,6 +13,11 @@ use ipnet::Ipv4Net;
 use waddle_images::ByteSize;
 
 pub use crate::blueprint::{BridgeRole, Date, Policy, Port, Protocol, SecretRef};
+pub use checked::{
+    BridgeName, CheckedString, CpuType, EmailAddress, GitBranch, GitUrl, GithubOrg, HttpUrl,
+    HttpsUrl, KnownHost, OAuthClientId, RepoPath, S3Region, SshTarget, StorageId, TeleportDataPath,
+    ZfsDataset,
+};
 pub use host_access::{AccessSource, HostAccess, ISCSI_PORT, SSH_PORT};
 
 mod host_access;
@@ -58,7 +68,7 @@ pub struct DebianArchive {
     /// The snapshot as seconds since the epoch: every time in the images.
     pub source_date_epoch: u64,
     /// A live mirror used instead of the snapshot (W0202).
-    pub mirror: Option<String>,
+    pub mirror: Option<HttpUrl>,
 }
 
 #[derive(Clone, Debug)]
@@ -70,7 +80,7 @@ pub struct Project {
 #[derive(Clone, Debug)]
 pub struct Operator {
     pub ip: Ipv4Addr,
-    pub email: String,
+    pub email: EmailAddress,
     pub login: String,
     pub ssh_keys: Vec<String>,
 }
@@ -78,13 +88,13 @@ pub struct Operator {
 #[derive(Clone, Debug)]
 pub struct Host {
     pub node: String,
-    pub api_url: String,
+    pub api_url: HttpsUrl,
     /// Uppercase `AB:CD:…` SHA-256 of the API certificate, if pinned.
     pub api_fingerprint: Option<String>,
-    pub ssh_target: String,
+    pub ssh_target: SshTarget,
     pub api_token: SecretRef,
-    pub disk_storage: String,
-    pub file_storage: String,
+    pub disk_storage: StorageId,
+    pub file_storage: StorageId,
     pub dns: Vec<Ipv4Addr>,
 }
 
@@ -126,7 +136,7 @@ impl<'a> IntoIterator for &'a Bridges {
 
 #[derive(Clone, Debug)]
 pub struct Bridge {
-    pub name: String,
+    pub name: BridgeName,
     pub role: BridgeRole,
     pub network: Ipv4Net,
     pub host_address: Ipv4Addr,
@@ -227,14 +237,14 @@ pub struct Vm {
     pub cores: u32,
     pub memory: ByteSize,
     pub disk: ByteSize,
-    pub cpu: String,
+    pub cpu: CpuType,
     pub onboot: bool,
     pub nics: Vec<Nic>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Nic {
-    pub bridge: String,
+    pub bridge: BridgeName,
     /// Fixed MAC address (`bc:24:11:…`, Proxmox's prefix, lowercase), derived
     /// from the VMID and NIC index: seeds match NICs by it.
     pub mac: String,
@@ -259,7 +269,7 @@ pub struct TalosCluster {
     pub kernel_args: Vec<String>,
     /// The secrets bundle (always a `file:` reference).
     pub secrets: SecretRef,
-    pub bridge: String,
+    pub bridge: BridgeName,
     pub api_vip: Ipv4Addr,
 }
 
@@ -278,13 +288,13 @@ pub struct CiliumInstall {
 /// Flux as the bootstrap installs it.
 #[derive(Clone, Debug)]
 pub struct Flux {
-    pub url: String,
-    pub branch: String,
-    pub path: String,
+    pub url: GitUrl,
+    pub branch: GitBranch,
+    pub path: RepoPath,
     pub distribution: String,
     /// Read only by `waddlec cluster bootstrap`.
     pub deploy_key: SecretRef,
-    pub known_hosts: Vec<String>,
+    pub known_hosts: Vec<KnownHost>,
 }
 
 /// 1Password Connect's bootstrap credentials, read only by `waddlec cluster
@@ -301,7 +311,7 @@ pub struct OnePasswordConnect {
 pub struct Platform {
     pub vault: String,
     pub storage_class: String,
-    pub dataset: String,
+    pub dataset: ZfsDataset,
     /// `TYPE BASE64` of democratic-csi's SSH key, without a comment.
     pub csi_public_key: String,
     /// The host's address on the cluster bridge: democratic-csi's SSH and
@@ -333,8 +343,8 @@ pub struct Gateway {
 #[derive(Clone, Debug)]
 pub struct Backups {
     pub bucket: String,
-    pub endpoint: String,
-    pub region: String,
+    pub endpoint: HttpsUrl,
+    pub region: S3Region,
     pub retention: String,
 }
 
@@ -456,15 +466,15 @@ impl Teleport {
 pub struct TeleportKubernetes {
     /// The Talos cluster it serves (Teleport's `kube_cluster_name`).
     pub cluster: String,
-    pub kubeconfig: String,
+    pub kubeconfig: TeleportDataPath,
     /// The proxy's Kubernetes listener.
     pub port: Port,
 }
 
 #[derive(Clone, Debug)]
 pub struct TeleportGithub {
-    pub org: String,
-    pub client_id: String,
+    pub org: GithubOrg,
+    pub client_id: OAuthClientId,
     pub client_secret: SecretRef,
     pub teams_to_roles: Vec<(String, Vec<String>)>,
 }
@@ -479,7 +489,7 @@ pub struct TeleportRole {
 pub struct TeleportApp {
     pub name: String,
     pub public_host: String,
-    pub uri: String,
+    pub uri: HttpUrl,
     pub insecure_skip_verify: bool,
 }
 

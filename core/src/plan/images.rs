@@ -240,7 +240,7 @@ fn debian_image(
         image: image.to_string(),
         suite: archive.suite.clone(),
         snapshot: archive.snapshot.clone(),
-        mirror: archive.mirror.clone(),
+        mirror: archive.mirror.as_ref().map(|m| m.to_string()),
         source_date_epoch: archive.source_date_epoch,
         packages,
         teleport: role.teleport,

@@ -88,7 +88,7 @@ fn vm_config(model: &Model, vm: &Vm, plan: &VmImages) -> VmConfig {
         ("description", description(plan)),
         ("tags", vm.tags.join(";")),
         ("ostype", "l26".into()),
-        ("cpu", vm.cpu.clone()),
+        ("cpu", vm.cpu.to_string()),
         ("cores", vm.cores.to_string()),
         (
             "memory",

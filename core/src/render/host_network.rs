@@ -98,7 +98,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         .map(|forward| Forward {
             protocol: protocol(forward.protocol),
             port: forward.port.0,
-            public_bridge: public.name.clone(),
+            public_bridge: public.name.to_string(),
             public_address: public.host_address.to_string(),
             target: forward.to.name.clone(),
             address: forward.to.address.to_string(),
@@ -106,7 +106,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             bridge: model
                 .internal_bridges()
                 .find(|b| b.network.contains(&forward.to.address))
-                .map(|b| b.name.clone())
+                .map(|b| b.name.to_string())
                 .unwrap_or_default(),
         })
         .collect();
@@ -115,7 +115,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         .filter(|b| b.masquerade)
         .map(|b| Masquerade {
             network: b.network.to_string(),
-            bridge: b.name.clone(),
+            bridge: b.name.to_string(),
         })
         .collect();
     let data = Data {
@@ -124,7 +124,10 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         public_bridge: &public.name,
         forwards,
         masquerade,
-        internal_bridges: model.internal_bridges().map(|b| b.name.clone()).collect(),
+        internal_bridges: model
+            .internal_bridges()
+            .map(|b| b.name.to_string())
+            .collect(),
         sysctl: SYSCTL,
         jumps: vec![
             Jump {

@@ -69,7 +69,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         file_storage: &model.host.file_storage,
         disk_storage: &model.host.disk_storage,
         csi: model.platform.as_ref().map(|platform| Csi {
-            dataset: platform.dataset.clone(),
+            dataset: platform.dataset.to_string(),
             portal: platform.storage_host.to_string(),
             user: CSI_USER,
             marker: CSI_KEY_MARKER,

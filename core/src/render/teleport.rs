@@ -30,7 +30,8 @@ pub const RESOURCES_PATH: &str = "/etc/teleport/resources.yaml";
 /// The config without Kubernetes access, started until the kubeconfig
 /// exists.
 const WITHOUT_KUBERNETES_PATH: &str = "/etc/teleport/without-kubernetes.yaml";
-const DATA_DIR: &str = "/var/lib/teleport";
+/// Also where the kubeconfig the blueprint names must be (E0129).
+const DATA_DIR: &str = crate::model::checked::TELEPORT_DATA_DIR;
 /// The auth service serves this host's own proxy and agents only.
 const AUTH_LISTEN: &str = "127.0.0.1:3025";
 /// The label every app carries, granted by name in roles.
@@ -241,7 +242,7 @@ fn apps<'a>(model: &'a Model, teleport: &'a Teleport) -> Vec<App<'a>> {
         .iter()
         .map(|app| App {
             name: &app.name,
-            uri: app.uri.clone(),
+            uri: app.uri.to_string(),
             public_addr: Some(&app.public_host),
             insecure_skip_verify: app.insecure_skip_verify,
             labels: BTreeMap::from([(APP_LABEL, app.name.as_str())]),

@@ -7,7 +7,7 @@
 use super::{names, Checker};
 use crate::blueprint::{Blueprint, Located, Span};
 use crate::diagnostics::rules;
-use crate::model;
+use crate::model::{self, CheckedString};
 
 const DEFAULT_BRANCH: &str = "main";
 /// The newest Flux distribution the Flux Operator 0.40 bundles.
@@ -17,7 +17,9 @@ const DEFAULT_CONNECT_NAMESPACE: &str = "onepassword";
 pub fn flux(checker: &mut Checker, blueprint: &Blueprint) -> Option<model::Flux> {
     let flux = blueprint.flux.as_ref()?;
     let cluster = needs_talos(checker, blueprint, "flux", flux.url.span())?;
-    if !flux.url.starts_with("ssh://") {
+    let url = if flux.url.starts_with("ssh://") {
+        checker.parse(&flux.url, "flux.url", &rules::INVALID_LOCATION)
+    } else {
         checker
             .error(
                 &rules::INVALID_LOCATION,
@@ -25,21 +27,29 @@ pub fn flux(checker: &mut Checker, blueprint: &Blueprint) -> Option<model::Flux>
                 "flux.url",
                 "Flux pulls with the deploy key, so the repository URL must be `ssh://`",
             )
-            .help = Some("write it as `ssh://git@github.com/ORG/REPO.git`".into());
-    }
-    let path = flux
-        .path
-        .as_ref()
-        .map_or(format!("clusters/{cluster}"), |p| p.to_string());
-    if let Some(located) = &flux.path {
-        if path.starts_with('/') || path.split('/').any(|part| part == ".." || part.is_empty()) {
-            checker.error(
-                &rules::INVALID_LOCATION,
-                located.span(),
-                "flux.path",
-                "`flux.path` is a relative path inside the repository, without `..` or empty parts",
-            );
-        }
+            .help = Some(model::GitUrl::HELP.into());
+        model::GitUrl::example()
+    };
+    let branch = checker.parse_or(
+        &flux.branch,
+        DEFAULT_BRANCH,
+        "flux.branch",
+        &rules::INVALID_IDENTIFIER,
+    );
+    let path = checker.parse_or(
+        &flux.path,
+        &format!("clusters/{cluster}"),
+        "flux.path",
+        &rules::UNSAFE_PATH,
+    );
+    if let Some(distribution) = &flux.distribution {
+        checker.check_str_with_help(
+            distribution,
+            "flux.distribution",
+            &rules::INVALID_VALUE,
+            names::check_version_range,
+            "write a Flux release or a range of one, e.g. `2.7.x`",
+        );
     }
     if flux.known_hosts.is_empty() {
         checker
@@ -51,30 +61,30 @@ pub fn flux(checker: &mut Checker, blueprint: &Blueprint) -> Option<model::Flux>
             )
             .help = Some("paste the output of `ssh-keyscan github.com`".into());
     }
-    for (i, line) in flux.known_hosts.iter().enumerate() {
-        if line.split_whitespace().count() < 3 {
-            checker
-                .error(
-                    &rules::INVALID_VALUE,
-                    line.span(),
-                    format!("flux.known_hosts[{i}]"),
-                    "a known_hosts line is `HOST KEYTYPE KEY`",
-                )
-                .help = Some("paste the output of `ssh-keyscan HOST`".into());
-        }
-    }
+    let known_hosts = flux
+        .known_hosts
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            checker.parse(
+                line,
+                &format!("flux.known_hosts[{i}]"),
+                &rules::INVALID_VALUE,
+            )
+        })
+        .collect();
     let text = |value: &Option<Located<String>>, default: &str| {
         value
             .as_ref()
             .map_or(default.to_string(), |v| v.to_string())
     };
     Some(model::Flux {
-        url: flux.url.to_string(),
-        branch: text(&flux.branch, DEFAULT_BRANCH),
+        url,
+        branch,
         path,
         distribution: text(&flux.distribution, DEFAULT_DISTRIBUTION),
         deploy_key: flux.deploy_key.value.clone(),
-        known_hosts: flux.known_hosts.iter().map(|l| l.to_string()).collect(),
+        known_hosts,
     })
 }
 
@@ -90,11 +100,12 @@ pub fn onepassword_connect(
         connect.token.span(),
     )?;
     if let Some(namespace) = &connect.namespace {
-        checker.check_str(
+        checker.check_str_with_help(
             namespace,
             "onepassword_connect.namespace",
             &rules::INVALID_DNS_NAME,
-            names::check_label,
+            names::check_lowercase_label,
+            names::LOWERCASE_LABEL_HELP,
         );
     }
     Some(model::OnePasswordConnect {

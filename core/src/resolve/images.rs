@@ -9,7 +9,7 @@ use time::PrimitiveDateTime;
 use super::Checker;
 use crate::blueprint::{Blueprint, Located};
 use crate::diagnostics::{rules, Diagnostic};
-use crate::model::DebianArchive;
+use crate::model::{CheckedString, DebianArchive, HttpUrl};
 
 /// The Debian releases images can be built from, by `versions.debian`.
 const SUITES: &[(&str, &str)] = &[("12", "bookworm")];
@@ -52,9 +52,10 @@ pub fn debian(checker: &mut Checker, blueprint: &Blueprint) -> Option<DebianArch
             .help = Some("images are built from Debian 12 (`debian = \"12\"`)".into());
     }
     let epoch = snapshot_epoch(checker, &debian.snapshot);
-    if let Some(mirror) = &debian.mirror {
-        check_mirror(checker, mirror);
-    }
+    let mirror = debian
+        .mirror
+        .as_ref()
+        .map(|mirror| check_mirror(checker, mirror));
     // Checked either way; part of the model only where a VM boots it.
     if blueprint.vms.is_empty() {
         return None;
@@ -63,10 +64,7 @@ pub fn debian(checker: &mut Checker, blueprint: &Blueprint) -> Option<DebianArch
         suite: suite?.to_string(),
         snapshot: debian.snapshot.to_string(),
         source_date_epoch: epoch?,
-        mirror: debian
-            .mirror
-            .as_ref()
-            .map(|m| m.trim_end_matches('/').to_string()),
+        mirror,
     })
 }
 
@@ -92,22 +90,23 @@ fn snapshot_epoch(checker: &mut Checker, snapshot: &Located<String>) -> Option<u
     parsed
 }
 
-fn check_mirror(checker: &mut Checker, mirror: &Located<String>) {
-    let plain = (mirror.starts_with("http://") || mirror.starts_with("https://"))
-        && mirror
-            .chars()
-            .all(|c| c.is_ascii_graphic() && !matches!(c, '\'' | '"' | '\\' | '[' | ']'));
-    if !plain {
-        checker
-            .error(
-                &rules::INVALID_LOCATION,
-                mirror.span(),
-                "debian.mirror",
-                format!("`{}` is not an http(s) mirror URL", **mirror),
-            )
-            .help = Some("write the archive's root, e.g. `http://deb.debian.org/debian`".into());
-        return;
-    }
+/// The mirror without a trailing `/`, and the warning that it is live.
+fn check_mirror(checker: &mut Checker, mirror: &Located<String>) -> HttpUrl {
+    let url = match HttpUrl::parse(mirror.trim_end_matches('/')) {
+        Ok(url) => url,
+        Err(reason) => {
+            checker
+                .error(
+                    &rules::INVALID_LOCATION,
+                    mirror.span(),
+                    "debian.mirror",
+                    format!("`debian.mirror` {reason}"),
+                )
+                .help =
+                Some("write the archive's root, e.g. `http://deb.debian.org/debian`".into());
+            return HttpUrl::example();
+        }
+    };
     checker.report(
         Diagnostic::new(
             &rules::LIVE_DEBIAN_MIRROR,
@@ -121,6 +120,7 @@ fn check_mirror(checker: &mut Checker, mirror: &Located<String>) {
         .with_label("live mirror")
         .with_help("remove `mirror` to build from the pinned snapshot"),
     );
+    url
 }
 
 fn check_packages(checker: &mut Checker, blueprint: &Blueprint) {

@@ -12,7 +12,7 @@ use super::network::check_in_network;
 use super::{names, Checker};
 use crate::blueprint::{Blueprint, Located, SecretRef, SettingsRef, Span};
 use crate::diagnostics::rules;
-use crate::model::{self, GuestOs};
+use crate::model::{self, CheckedString, GuestOs};
 
 const MIN_VMID: u32 = 100;
 const MAX_VMID: u32 = 999_999_999;
@@ -38,7 +38,7 @@ struct Settings {
     cores: u32,
     memory: ByteSize,
     disk: ByteSize,
-    cpu: String,
+    cpu: model::CpuType,
     onboot: bool,
     /// Sorted, de-duplicated: the defaults' and the machine's own.
     tags: Vec<String>,
@@ -132,26 +132,12 @@ fn settings(
     }
     tags.sort();
     tags.dedup();
-    if let Some(cpu) = own.cpu.or(defaults.cpu) {
-        checker.check_str(
-            cpu,
-            &format!("{path}.cpu"),
-            &rules::INVALID_IDENTIFIER,
-            |c| {
-                let ok = !c.is_empty()
-                    && c.chars().all(|ch| {
-                        ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '+')
-                    });
-                if ok {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "`{c}` is not a Proxmox CPU type such as `host` or `x86-64-v2-AES`"
-                    ))
-                }
-            },
-        );
-    }
+    let cpu = checker.parse_or(
+        &own.cpu.or(defaults.cpu).cloned(),
+        "host",
+        &format!("{path}.cpu"),
+        &rules::INVALID_IDENTIFIER,
+    );
     if let Some(cores) = cores.filter(|c| c.value > MAX_CORES) {
         checker.error(
             &rules::OUT_OF_RANGE,
@@ -164,10 +150,6 @@ fn settings(
         );
     }
     check_minimums(checker, name, path, os, memory, disk);
-    let cpu = own
-        .cpu
-        .or(defaults.cpu)
-        .map_or_else(|| "host".to_string(), |c| c.to_string());
     Settings {
         cores: cores.map_or(1, |c| c.value),
         memory: memory.map_or(ByteSize::from_mib(64), |m| m.0),
@@ -476,7 +458,8 @@ pub(super) fn talos(
         extensions,
         kernel_args: talos.kernel_args.iter().map(|a| a.to_string()).collect(),
         secrets: (*talos.secrets).clone(),
-        bridge: talos.bridge.to_string(),
+        // An undefined bridge is reported above.
+        bridge: bridge.map_or_else(model::BridgeName::example, |b| b.name.clone()),
         api_vip: *talos.api_vip,
     })
 }

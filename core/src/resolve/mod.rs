@@ -15,13 +15,15 @@ mod names;
 mod network;
 mod platform;
 mod routes;
+mod secrets;
 mod teleport;
 
 use crate::blueprint::{Blueprint, Date, Located, Port, Span};
 use crate::diagnostics::{rules, Diagnostic, Diagnostics};
-use crate::model::{self, Model};
+use crate::model::{self, CheckedString, Model};
 
 pub use names::check_dns_name;
+pub use secrets::{check_reference as check_secret_reference, ENV_PREFIX as SECRET_ENV_PREFIX};
 
 /// The operator's login on Debian VMs unless `operator.login` says otherwise.
 const DEFAULT_LOGIN: &str = "deploy";
@@ -72,6 +74,40 @@ impl Checker {
         }
     }
 
+    /// Parses a string setting into its checked type, reporting the reason
+    /// under `rule` with the type's help. A refused value is replaced by the
+    /// type's example so that checking goes on; the model is then never
+    /// handed out.
+    fn parse<T: CheckedString>(
+        &mut self,
+        value: &Located<String>,
+        path: &str,
+        rule: &'static rules::Rule,
+    ) -> T {
+        T::parse(value).unwrap_or_else(|reason| {
+            let diagnostic = self.error(rule, value.span(), path, format!("`{path}` {reason}"));
+            diagnostic.label = "here".into();
+            diagnostic.help = Some(T::HELP.into());
+            T::example()
+        })
+    }
+
+    /// [`Checker::parse`] for an optional setting, `default` when absent.
+    fn parse_or<T: CheckedString>(
+        &mut self,
+        value: &Option<Located<String>>,
+        default: &str,
+        path: &str,
+        rule: &'static rules::Rule,
+    ) -> T {
+        match value {
+            Some(value) => self.parse(value, path, rule),
+            // Defaults are waddlec's own, made of checked parts (an IPv4
+            // address, a DNS label); `model::checked` tests their shapes.
+            None => T::parse(default).unwrap_or_else(|_| T::example()),
+        }
+    }
+
     /// [`Checker::check_str`], with `help` saying how the value is written.
     fn check_str_with_help(
         &mut self,
@@ -102,6 +138,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     vms.sort_by_key(|vm| vm.id);
     machines::check_identities(&mut checker, blueprint);
     let vips = network::vips(&mut checker, blueprint);
+    secrets::check_references(&mut checker, blueprint);
     let talos = machines::talos(&mut checker, blueprint, &bridges);
     network::check_addresses(&mut checker, blueprint, &bridges);
     let teleport = teleport::teleport(&mut checker, blueprint, &project);
@@ -177,15 +214,7 @@ fn project(checker: &mut Checker, blueprint: &Blueprint) -> model::Project {
 
 fn operator(checker: &mut Checker, blueprint: &Blueprint) -> model::Operator {
     let operator = &blueprint.operator;
-    checker.check_str(
-        &operator.email,
-        "operator.email",
-        &rules::INVALID_VALUE,
-        |email| match email.split_once('@') {
-            Some((user, domain)) if !user.is_empty() && check_dns_name(domain).is_ok() => Ok(()),
-            _ => Err(format!("`{email}` is not an e-mail address")),
-        },
-    );
+    let email = checker.parse(&operator.email, "operator.email", &rules::INVALID_VALUE);
     for (i, key) in operator.ssh_keys.iter().enumerate() {
         checker.check_str(
             key,
@@ -214,7 +243,7 @@ fn operator(checker: &mut Checker, blueprint: &Blueprint) -> model::Operator {
     }
     model::Operator {
         ip: *operator.ip,
-        email: operator.email.to_string(),
+        email,
         login: operator
             .login
             .as_ref()
@@ -227,16 +256,11 @@ fn operator(checker: &mut Checker, blueprint: &Blueprint) -> model::Operator {
     }
 }
 
+/// An OpenSSH public key line (`TYPE BASE64 [COMMENT]`) on one line. It
+/// reaches `authorized_keys` through cloud-init's YAML; starting with the
+/// key type, it cannot carry `authorized_keys` options.
 fn check_ssh_public_key(key: &str) -> Result<(), String> {
-    const TYPES: &[&str] = &[
-        "ssh-ed25519",
-        "ssh-rsa",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "sk-ssh-ed25519@openssh.com",
-        "sk-ecdsa-sha2-nistp256@openssh.com",
-    ];
+    const TYPES: &[&str] = model::checked::SSH_KEY_TYPES;
     let mut fields = key.split_whitespace();
     let kind = fields.next().unwrap_or_default();
     let body = fields.next().unwrap_or_default();

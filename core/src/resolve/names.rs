@@ -1,28 +1,8 @@
-//! Syntax of names: DNS names and labels (RFC 1123), Proxmox tags, slugs.
+//! Syntax of names: DNS names and labels (RFC 1123, shared with the
+//! checked types of `model::checked`), Proxmox tags, slugs, versions.
 //! Pure predicates that return the reason a name is refused.
 
-/// Checks one DNS label (letters, digits, hyphens; 1–63; no leading or
-/// trailing hyphen).
-pub fn check_label(label: &str) -> Result<(), String> {
-    if label.is_empty() {
-        return Err("has an empty label (two dots in a row, or a leading/trailing dot)".into());
-    }
-    if label.len() > 63 {
-        return Err(format!("label `{label}` is longer than 63 characters"));
-    }
-    if let Some(c) = label
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
-    {
-        return Err(format!(
-            "label `{label}` contains `{c}`; only letters, digits and `-` are allowed"
-        ));
-    }
-    if label.starts_with('-') || label.ends_with('-') {
-        return Err(format!("label `{label}` starts or ends with `-`"));
-    }
-    Ok(())
-}
+pub use crate::model::checked::{check_dns_name, check_label};
 
 /// How a name checked by [`check_lowercase_label`] is written.
 pub const LOWERCASE_LABEL_HELP: &str =
@@ -42,14 +22,6 @@ pub fn check_lowercase_label(label: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Checks a fully written DNS name (no wildcard, no trailing dot).
-pub fn check_dns_name(name: &str) -> Result<(), String> {
-    if name.len() > 253 {
-        return Err("is longer than 253 characters".into());
-    }
-    name.split('.').try_for_each(check_label)
 }
 
 /// Whether `host` is the domain itself or under it (case-insensitive).
@@ -141,6 +113,25 @@ pub fn check_version(version: &str) -> Result<(), String> {
     }
 }
 
+/// A Flux distribution version as the Flux Operator resolves it: a
+/// release (`2.7.0`) or a range of one (`2.7.x`, `2.x`).
+pub fn check_version_range(range: &str) -> Result<(), String> {
+    let parts: Vec<&str> = range.split('.').collect();
+    let number = |p: &&str| !p.is_empty() && p.len() <= 4 && p.chars().all(|c| c.is_ascii_digit());
+    let ok = (1..=3).contains(&parts.len())
+        && parts.first().is_some_and(number)
+        && parts[1..].iter().all(|p| number(p) || *p == "x");
+    if ok {
+        Ok(())
+    } else if range.chars().all(|c| c.is_ascii_graphic()) {
+        Err(format!(
+            "`{range}` is not a Flux version such as `2.7.x` or `2.7.0`"
+        ))
+    } else {
+        Err("is not a Flux version such as `2.7.x` or `2.7.0`".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +181,25 @@ mod tests {
         assert!(check_version("18.2.1").is_ok());
         assert!(check_version("18.x").is_err());
         assert!(check_version("latest").is_err());
+    }
+
+    #[test]
+    fn flux_versions_are_releases_or_ranges() {
+        for good in ["2.7.x", "2.x", "2.7.0", "2"] {
+            assert!(check_version_range(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "x",
+            "2.7.x\n",
+            ">=2.5",
+            "2..x",
+            "v2.7",
+            "2.7.x; id",
+            "{{ .x }}",
+        ] {
+            assert!(check_version_range(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

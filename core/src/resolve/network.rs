@@ -10,11 +10,13 @@ use ipnet::Ipv4Net;
 use super::{names, Checker};
 use crate::blueprint::{Blueprint, BridgeRole, Port, Span};
 use crate::diagnostics::rules;
-use crate::model;
+use crate::model::{self, CheckedString};
 
 pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model::Bridge> {
     let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
     let mut out = Vec::new();
+    // The blueprint index of each bridge in `out`.
+    let mut indices = Vec::new();
     for (i, bridge) in blueprint.bridges.iter().enumerate() {
         let path = format!("bridge[{i}]");
         if let Some(first) = seen.insert(&bridge.name, bridge.name.span()) {
@@ -28,12 +30,19 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
                 .related
                 .push((first, "first defined here".into()));
         }
-        checker.check_str(
-            &bridge.name,
-            &format!("{path}.name"),
-            &rules::INVALID_IDENTIFIER,
-            check_bridge_name,
-        );
+        // A refused name leaves the bridge out: what names it is then
+        // reported as undefined, never matched to a stand-in.
+        let name = model::BridgeName::parse(&bridge.name).map_err(|reason| {
+            let path = format!("{path}.name");
+            let diagnostic = checker.error(
+                &rules::INVALID_IDENTIFIER,
+                bridge.name.span(),
+                &path,
+                format!("`{path}` {reason}"),
+            );
+            diagnostic.label = "here".into();
+            diagnostic.help = Some(model::BridgeName::HELP.into());
+        });
         let network = bridge.cidr.trunc();
         if network != *bridge.cidr {
             checker
@@ -90,8 +99,10 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
         if bridge.masquerade && *bridge.role == BridgeRole::Public {
             checker.error(&rules::ROLE_MISMATCH, bridge.role.span(), format!("{path}.masquerade"), format!("`masquerade` NATs an internal network out of the public bridge; `{}` is the public bridge", *bridge.name));
         }
+        let Ok(name) = name else { continue };
+        indices.push(i);
         out.push(model::Bridge {
-            name: bridge.name.to_string(),
+            name,
             role: *bridge.role,
             network,
             host_address: *bridge.host_address,
@@ -99,8 +110,8 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
             masquerade: bridge.masquerade,
         });
     }
-    for (i, bridge) in out.iter().enumerate() {
-        let overlapping = out[..i].iter().find(|o| {
+    for (n, (bridge, &i)) in out.iter().zip(&indices).enumerate() {
+        let overlapping = out[..n].iter().find(|o| {
             o.network.contains(&bridge.network.network())
                 || bridge.network.contains(&o.network.network())
         });
@@ -143,21 +154,6 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
         }
     }
     out
-}
-
-fn check_bridge_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 15
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a Linux interface name (at most 15 letters, digits, `_ - .`)"
-        ))
-    }
 }
 
 /// Reports an address outside `network`, or equal to its network/broadcast address.
@@ -214,21 +210,16 @@ pub(super) fn host(
         &rules::INVALID_DNS_NAME,
         names::check_label,
     );
-    for (key, storage) in [
-        ("host.disk_storage", &host.disk_storage),
-        ("host.file_storage", &host.file_storage),
-    ] {
-        checker.check_str(storage, key, &rules::INVALID_IDENTIFIER, |s| {
-            let ok = !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if ok {
-                Ok(())
-            } else {
-                Err(format!("`{s}` is not a Proxmox storage ID"))
-            }
-        });
-    }
+    let disk_storage = checker.parse(
+        &host.disk_storage,
+        "host.disk_storage",
+        &rules::INVALID_IDENTIFIER,
+    );
+    let file_storage = checker.parse(
+        &host.file_storage,
+        "host.file_storage",
+        &rules::INVALID_IDENTIFIER,
+    );
     if host.dns.is_empty() {
         checker
             .error(
@@ -245,34 +236,18 @@ pub(super) fn host(
         .find(|b| b.role == BridgeRole::Public)
         .map(|b| b.host_address)
         .unwrap_or(Ipv4Addr::UNSPECIFIED);
-    let api_url = match &host.api {
-        Some(api) => {
-            checker.check_str(api, "host.api", &rules::INVALID_LOCATION, |url| {
-                if url.starts_with("https://") && url.len() > "https://".len() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "`{url}` is not an https URL; the Proxmox API is served over TLS on :8006"
-                    ))
-                }
-            });
-            api.to_string()
-        }
-        None => format!("https://{public_address}:8006"),
-    };
-    let ssh_target = match &host.ssh {
-        Some(ssh) => {
-            checker.check_str_with_help(
-                ssh,
-                "host.ssh",
-                &rules::INVALID_LOCATION,
-                check_ssh_target,
-                "write `user@host` (e.g. `root@203.0.113.10`), or remove `ssh` for `root@` the public address",
-            );
-            ssh.to_string()
-        }
-        None => format!("root@{public_address}"),
-    };
+    let api_url = checker.parse_or(
+        &host.api,
+        &format!("https://{public_address}:8006"),
+        "host.api",
+        &rules::INVALID_LOCATION,
+    );
+    let ssh_target = checker.parse_or(
+        &host.ssh,
+        &format!("root@{public_address}"),
+        "host.ssh",
+        &rules::INVALID_LOCATION,
+    );
     let api_fingerprint = host.api_fingerprint.as_ref().and_then(|fingerprint| {
         let normalized = normalize_fingerprint(fingerprint);
         if normalized.is_none() {
@@ -299,43 +274,10 @@ pub(super) fn host(
         api_fingerprint,
         ssh_target,
         api_token: host.api_token.value.clone(),
-        disk_storage: host.disk_storage.to_string(),
-        file_storage: host.file_storage.to_string(),
+        disk_storage,
+        file_storage,
         dns: host.dns.iter().map(|d| **d).collect(),
     }
-}
-
-/// `user@host` or `host`, as `ssh` takes it: both parts non-empty, and
-/// nothing a shell would read.
-fn check_ssh_target(target: &str) -> Result<(), String> {
-    if target
-        .chars()
-        .any(|c| c.is_whitespace() || matches!(c, '\'' | '"' | ';' | '$' | '`'))
-    {
-        return Err(format!(
-            "`{target}` is not an SSH destination (`user@host`): it contains a space or quote"
-        ));
-    }
-    let (user, host) = match target.rsplit_once('@') {
-        Some((user, host)) => (Some(user), host),
-        None => (None, target),
-    };
-    if host.is_empty() {
-        return Err(format!(
-            "`{target}` names no host; write `user@host`, e.g. `root@203.0.113.10`"
-        ));
-    }
-    if user.is_some_and(str::is_empty) {
-        return Err(format!(
-            "`{target}` has an empty user before `@`; write `user@host` or just `host`"
-        ));
-    }
-    if host.starts_with('-') {
-        return Err(format!(
-            "`{target}` starts its host with `-`, which `ssh` would read as an option"
-        ));
-    }
-    Ok(())
 }
 
 /// `ab:cd:…` (32 pairs, `:` separated) → `AB:CD:…`.
@@ -463,13 +405,16 @@ pub(super) fn check_addresses(
                 bridge.network,
                 &bridge.name,
             ) {
-                claims.entry(bridge.name.clone()).or_default().push(Claim {
-                    address: *talos.api_vip,
-                    what: "the Kubernetes API VIP".into(),
-                    span: talos.api_vip.span(),
-                    path: "talos.api_vip".into(),
-                    floating: true,
-                });
+                claims
+                    .entry(bridge.name.to_string())
+                    .or_default()
+                    .push(Claim {
+                        address: *talos.api_vip,
+                        what: "the Kubernetes API VIP".into(),
+                        span: talos.api_vip.span(),
+                        path: "talos.api_vip".into(),
+                        floating: true,
+                    });
             }
         }
     }
@@ -485,13 +430,16 @@ pub(super) fn check_addresses(
                     bridge.network,
                     &bridge.name,
                 ) {
-                    claims.entry(bridge.name.clone()).or_default().push(Claim {
-                        address: *vip.address,
-                        what: format!("VIP `{}`", *vip.name),
-                        span: vip.address.span(),
-                        path,
-                        floating: true,
-                    });
+                    claims
+                        .entry(bridge.name.to_string())
+                        .or_default()
+                        .push(Claim {
+                            address: *vip.address,
+                            what: format!("VIP `{}`", *vip.name),
+                            span: vip.address.span(),
+                            path,
+                            floating: true,
+                        });
                 }
             }
             None => {

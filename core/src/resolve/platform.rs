@@ -6,7 +6,7 @@
 use super::{names, Checker};
 use crate::blueprint::{Blueprint, Located};
 use crate::diagnostics::rules;
-use crate::model::{self, BridgeRole};
+use crate::model::{self, BridgeRole, CheckedString};
 
 pub fn platform(
     checker: &mut Checker,
@@ -61,23 +61,25 @@ pub fn platform(
             names::LOWERCASE_LABEL_HELP,
         );
     }
-    let label = |checker: &mut Checker, value: &Option<Located<String>>, path: &str| {
-        if let Some(value) = value {
-            checker.check_str(value, path, &rules::INVALID_DNS_NAME, names::check_label);
-        }
-    };
-    label(checker, &platform.spicedb.host, "platform.spicedb.host");
+    if let Some(host) = &platform.spicedb.host {
+        checker.check_str_with_help(
+            host,
+            "platform.spicedb.host",
+            &rules::INVALID_DNS_NAME,
+            names::check_lowercase_label,
+            names::LOWERCASE_LABEL_HELP,
+        );
+    }
     checker.check_str(
         &platform.vault,
         "platform.vault",
         &rules::INVALID_IDENTIFIER,
         check_item,
     );
-    checker.check_str(
+    let dataset: model::ZfsDataset = checker.parse(
         &platform.storage.dataset,
         "platform.storage.dataset",
         &rules::INVALID_IDENTIFIER,
-        check_dataset,
     );
     checker.check_str(
         &platform.storage.ssh_public_key,
@@ -85,16 +87,22 @@ pub fn platform(
         &rules::INVALID_VALUE,
         |key| public_key(key).map(|_| ()),
     );
-    checker.check_str(
-        &platform.backups.endpoint,
-        "platform.backups.endpoint",
-        &rules::INVALID_LOCATION,
-        |url| match url.strip_prefix("https://") {
-            Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(()),
-            _ => Err(format!(
-                "`{url}` is not an https:// URL (backups travel over the internet)"
-            )),
-        },
+    let endpoint = model::HttpsUrl::parse(platform.backups.endpoint.trim_end_matches('/'))
+        .unwrap_or_else(|reason| {
+            let diagnostic = checker.error(
+                &rules::INVALID_LOCATION,
+                platform.backups.endpoint.span(),
+                "platform.backups.endpoint",
+                format!("`platform.backups.endpoint` {reason}"),
+            );
+            diagnostic.label = "here".into();
+            diagnostic.help = Some(model::HttpsUrl::HELP.into());
+            model::HttpsUrl::example()
+        });
+    let region: model::S3Region = checker.parse(
+        &platform.backups.region,
+        "platform.backups.region",
+        &rules::INVALID_IDENTIFIER,
     );
     checker.check_str_with_help(
         &platform.backups.bucket,
@@ -178,13 +186,13 @@ pub fn platform(
     Some(model::Platform {
         vault: platform.vault.to_string(),
         storage_class: text(&platform.storage.class, "zfs-iscsi"),
-        dataset: platform.storage.dataset.trim_end_matches('/').to_string(),
+        dataset,
         csi_public_key: public_key(&platform.storage.ssh_public_key).ok()?,
         storage_host: cluster_bridge.host_address,
         backups: model::Backups {
             bucket: platform.backups.bucket.to_string(),
-            endpoint: platform.backups.endpoint.trim_end_matches('/').to_string(),
-            region: platform.backups.region.to_string(),
+            endpoint,
+            region,
             retention: text(&platform.backups.retention, "30d"),
         },
         spicedb: model::SpiceDb {
@@ -219,24 +227,6 @@ fn check_item(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "`{name}` is not a plain 1Password title (letters, digits, space, `.`, `_`, `-`)"
-        ))
-    }
-}
-
-/// `rpool/k8s`: a ZFS dataset path (pool, then children).
-fn check_dataset(dataset: &str) -> Result<(), String> {
-    let ok = !dataset.starts_with('/')
-        && dataset.trim_end_matches('/').split('/').all(|part| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{dataset}` is not a ZFS dataset such as `rpool/k8s`"
         ))
     }
 }

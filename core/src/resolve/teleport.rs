@@ -51,30 +51,15 @@ pub(super) fn teleport(
         }
     }
     let github = &teleport.github;
-    checker.check_str(
+    let org = checker.parse(
         &github.org,
         "teleport.github.org",
         &rules::INVALID_IDENTIFIER,
-        |org| {
-            let ok = !org.is_empty() && org.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-            if ok {
-                Ok(())
-            } else {
-                Err(format!("`{org}` is not a GitHub organisation name"))
-            }
-        },
     );
-    checker.check_str(
+    let client_id = checker.parse(
         &github.client_id,
         "teleport.github.client_id",
         &rules::INVALID_IDENTIFIER,
-        |id| {
-            if id.trim().is_empty() {
-                Err("is empty".to_string())
-            } else {
-                Ok(())
-            }
-        },
     );
     let mut role_names = BTreeSet::new();
     let mut roles = Vec::new();
@@ -148,50 +133,24 @@ pub(super) fn teleport(
             &format!("{path}.public_host"),
             &project.domain,
         );
-        checker.check_str(
-            &app.uri,
-            &format!("{path}.uri"),
-            &rules::INVALID_LOCATION,
-            |uri| {
-                let rest = uri
-                    .strip_prefix("https://")
-                    .or_else(|| uri.strip_prefix("http://"));
-                match rest {
-                    Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(()),
-                    _ => Err(format!("`{uri}` is not an http(s) URI")),
-                }
-            },
-        );
+        let uri = checker.parse(&app.uri, &format!("{path}.uri"), &rules::INVALID_LOCATION);
         apps.push(model::TeleportApp {
             name: app.name.to_string(),
             public_host: app.public_host.to_ascii_lowercase(),
-            uri: app.uri.to_string(),
+            uri,
             insecure_skip_verify: app.insecure_skip_verify,
         });
     }
     let kubernetes = teleport.kubernetes.as_ref().and_then(|kube| {
-        checker.check_str(
+        let kubeconfig = checker.parse(
             &kube.kubeconfig,
             "teleport.kubernetes.kubeconfig",
-            &rules::INVALID_LOCATION,
-            |path| {
-                let ok = path.starts_with('/')
-                    && path
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
-                if ok {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "`{path}` is not an absolute path on the Teleport VM like `/var/lib/teleport/kubeconfig.yaml`"
-                    ))
-                }
-            },
+            &rules::UNSAFE_PATH,
         );
         match &blueprint.talos {
             Some(talos) => Some(model::TeleportKubernetes {
                 cluster: talos.cluster.to_string(),
-                kubeconfig: kube.kubeconfig.to_string(),
+                kubeconfig,
                 port: kube.port.as_ref().map_or(Port(3026), |p| p.value),
             }),
             None => {
@@ -212,8 +171,8 @@ pub(super) fn teleport(
         ssh_port: *ssh_port,
         tunnel_port: *tunnel_port,
         github: model::TeleportGithub {
-            org: github.org.to_string(),
-            client_id: github.client_id.to_string(),
+            org,
+            client_id,
             client_secret: github.client_secret.value.clone(),
             teams_to_roles,
         },

@@ -46,7 +46,12 @@ pub fn valid_blueprints() -> Vec<PathBuf> {
 
 pub fn waddlec() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_waddlec"));
-    command.env("NO_COLOR", "1").env_remove("WADDLEC_TODAY");
+    // The operator's own widening of where secrets are read from never
+    // reaches a test unless the test sets it.
+    command
+        .env("NO_COLOR", "1")
+        .env_remove("WADDLEC_TODAY")
+        .env_remove("WADDLEC_SECRET_DIRS");
     command
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::{artifacts, run, schema_file, seed_upstream, text, waddlec};
 
-pub const GITHUB_SECRET_ENV: &str = "WDLC_TEST_GITHUB_CLIENT_SECRET";
+pub const GITHUB_SECRET_ENV: &str = "WADDLE_TEST_GITHUB_CLIENT_SECRET";
 pub const GITHUB_SECRET: &str = "gh-secret-c0ffee-0123456789abcdef";
 
 /// A blueprint copied into a temp dir whose secrets resolve locally: the

@@ -56,7 +56,11 @@ pub fn objects(model: &Model, values: &Values) -> Vec<Apply> {
         data.insert("identity".to_string(), with_newline(key.expose()));
         data.insert(
             "known_hosts".to_string(),
-            flux_settings.known_hosts.join("\n") + "\n",
+            flux_settings
+                .known_hosts
+                .iter()
+                .map(|line| format!("{line}\n"))
+                .collect(),
         );
         applies.push(secret(flux::NAMESPACE, flux::PULL_SECRET, data));
     }

@@ -80,9 +80,9 @@ pub fn instance(model: &Model) -> Option<serde_json::Value> {
                 },
                 sync: Sync {
                     kind: "GitRepository",
-                    url: flux.url.clone(),
+                    url: flux.url.to_string(),
                     reference: format!("refs/heads/{}", flux.branch),
-                    path: flux.path.clone(),
+                    path: flux.path.to_string(),
                     pull_secret: PULL_SECRET,
                 },
             },
