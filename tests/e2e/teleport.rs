@@ -252,20 +252,20 @@ fn teleport_units_pass_systemd_analyze_verify() {
 /// unit's own start command is run, with `echo` standing in for teleport.
 #[test]
 fn teleport_starts_without_kubernetes_until_its_kubeconfig_exists() {
+    // The kubeconfig's place on the VM (Teleport's data directory, E0129);
+    // the unit's script runs here with a scratch file in its place.
+    const ON_THE_VM: &str = "/var/lib/teleport/cluster-kubeconfig.yaml";
     let scratch = tempfile::tempdir().unwrap();
     let kubeconfig = scratch.path().join("kubeconfig.yaml");
     let (_dir, blueprint) = variant(|document| {
         document["teleport"]["kubernetes"]
             .as_table_mut()
             .unwrap()
-            .insert("kubeconfig".into(), kubeconfig.display().to_string().into());
+            .insert("kubeconfig".into(), ON_THE_VM.into());
     });
     let (_guard, out) = build(&blueprint);
     let full = load(&out.join("vms/teleport/teleport.yaml")).remove(0);
-    assert_eq!(
-        full["kubernetes_service"]["kubeconfig_file"],
-        kubeconfig.display().to_string()
-    );
+    assert_eq!(full["kubernetes_service"]["kubeconfig_file"], ON_THE_VM);
     let without = load(&out.join("vms/teleport/teleport-without-kubernetes.yaml")).remove(0);
     assert!(without.get("kubernetes_service").is_none());
     assert_eq!(without["app_service"], full["app_service"]);
@@ -276,8 +276,10 @@ fn teleport_starts_without_kubernetes_until_its_kubeconfig_exists() {
         .and_then(|l| l.strip_suffix('\''))
         .expect("a shell ExecStart");
     // systemd turns `$$` into `$` before the shell sees it.
+    assert!(exec.contains(ON_THE_VM), "{exec}");
     let script = exec
         .replace("$$", "$")
+        .replace(ON_THE_VM, &kubeconfig.display().to_string())
         .replace("exec /usr/local/bin/teleport", "echo");
     let start = || {
         let output = run(std::process::Command::new("sh").args(["-c", &script]));
