@@ -48,6 +48,7 @@ use crate::deploy::apply::ApplyError;
 use crate::deploy::desired::DesiredError;
 use crate::deploy::lock::LockError;
 use crate::deploy::workflow::{DeployError, Outcome};
+use crate::host::init::HostInitError;
 use crate::net::fetch::FetchError;
 use crate::publish::PublishError;
 use crate::secrets::SecretError;
@@ -168,6 +169,7 @@ impl Code for DeployError {
             DeployError::Desired(err) => err.exit_code(),
             DeployError::UnknownVm(_) => USAGE,
             DeployError::NoFingerprint => INVALID,
+            DeployError::FingerprintDisagrees { .. } => CONFLICT,
             DeployError::Token(_) => SECRETS,
             DeployError::Client(_) => INTERNAL,
             DeployError::Apply(ApplyError::NotDesired { .. }) => INTERNAL,
@@ -176,6 +178,17 @@ impl Code for DeployError {
             }
             DeployError::Conflicts | DeployError::LockOut(_) | DeployError::Changed => CONFLICT,
             DeployError::Lock(err) => err.exit_code(),
+        }
+    }
+}
+
+impl Code for HostInitError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            HostInitError::Ssh(_) | HostInitError::NotProxmox { .. } => UNAVAILABLE,
+            HostInitError::Record(_) => IO,
+            // The host is not what was recorded (or what the blueprint pins).
+            HostInitError::Changed { .. } | HostInitError::BlueprintDisagrees { .. } => CONFLICT,
         }
     }
 }
@@ -311,6 +324,16 @@ mod tests {
                 SECRETS,
             ),
             (Box::new(BootstrapError::NoCluster), USAGE),
+            (
+                Box::new(HostInitError::Changed {
+                    what: "SSH host key",
+                    path: "b.host.toml".into(),
+                    recorded: "a".into(),
+                    seen: "b".into(),
+                    check: "x",
+                }),
+                CONFLICT,
+            ),
             (
                 Box::new(PublishError::LocalChanges {
                     repo: PathBuf::from("r"),

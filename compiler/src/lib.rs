@@ -20,6 +20,7 @@ pub mod build;
 pub mod cli;
 pub mod deploy;
 pub mod exit;
+pub mod host;
 pub mod lock;
 pub mod net;
 pub mod publish;

@@ -403,6 +403,20 @@ fn over_ssh(document: &mut toml::Table) {
 fn a_full_deploy_sets_up_the_host_then_finds_nothing_to_do() {
     let host = SshHost::start();
     let lab = Lab::with(over_ssh);
+    // As `host init` records it: the host setup's SSH pins this key.
+    let record = |key: &str| {
+        let key: Vec<&str> = key.split_whitespace().take(2).collect();
+        fs::write(
+            lab.lab.path("blueprint.host.toml"),
+            format!(
+                "version = 1\nnode = \"waddle-proxmox01\"\nssh_host_key = \"{}\"\napi_fingerprint = \"{}\"\n",
+                key.join(" "),
+                lab.sim.fingerprint
+            ),
+        )
+        .unwrap();
+    };
+    record(&host.host_public_key());
     let root = tempfile::tempdir().unwrap();
     let output = lab.deploy_with_host(&host, root.path(), &[]);
     assert!(
@@ -429,6 +443,16 @@ fn a_full_deploy_sets_up_the_host_then_finds_nothing_to_do() {
     );
     assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
     lab.assert_no_violations();
+
+    // A host presenting another key than the recorded one gets no setup.
+    record("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRlbW9jcmF0aWMtY3NpLXdhZGRsZS1wbGFjZWhvbGRy");
+    let output = lab.deploy_with_host(&host, root.path(), &[]);
+    assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("Host key verification failed"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]
@@ -463,4 +487,49 @@ fn a_firewall_that_would_lock_the_operator_out_is_refused() {
         "nothing installed on the host"
     );
     assert_eq!(lab.sim.changes_since(0), Vec::<String>::new());
+}
+
+/// The certificate `host init` recorded is what deploy trusts when the
+/// blueprint pins none; a record naming another one lets no request out,
+/// and a record that disagrees with the blueprint is a conflict.
+#[test]
+fn the_host_record_pins_the_api_when_the_blueprint_does_not() {
+    let lab = Lab::with(|document| {
+        document["host"]
+            .as_table_mut()
+            .unwrap()
+            .remove("api_fingerprint");
+    });
+    let record = lab.lab.path("blueprint.host.toml");
+    let write_record = |fingerprint: &str| {
+        fs::write(
+            &record,
+            format!(
+                "version = 1\nnode = \"waddle-proxmox01\"\n\
+                 ssh_host_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRlbW9jcmF0aWMtY3NpLXdhZGRsZS1wbGFjZWhvbGRy\"\n\
+                 api_fingerprint = \"{fingerprint}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let output = lab.deploy(&["--dry-run"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("waddlec host init"));
+    assert!(lab.sim.requests().is_empty());
+
+    let pinned = lab.sim.fingerprint.clone();
+    let other = pinned
+        .split(':')
+        .map(|pair| if pair == "00" { "01" } else { "00" })
+        .collect::<Vec<_>>()
+        .join(":");
+    write_record(&other);
+    let output = lab.deploy(&["--dry-run"]);
+    assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("not the pinned"));
+    assert!(lab.sim.requests().is_empty(), "no request passed the pin");
+
+    write_record(&pinned);
+    let output = lab.deploy(&["--dry-run"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
 }

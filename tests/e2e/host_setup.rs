@@ -29,6 +29,7 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         target: "waddle-host".into(),
         config: Some(host.config.clone()),
         root: Some(root.path().display().to_string()),
+        host_key: None,
     };
 
     // Proxmox keeps root's authorized_keys in /etc/pve, behind a link. An
@@ -225,6 +226,7 @@ fn an_unreadable_authorized_keys_stops_the_setup_and_is_left_alone() {
         target: "waddle-host".into(),
         config: Some(host.config.clone()),
         root: Some(root.path().display().to_string()),
+        host_key: None,
     };
     let keys = root.path().join("root/.ssh/authorized_keys");
     fs::create_dir_all(keys.join("not-a-file")).unwrap();
@@ -249,16 +251,36 @@ fn an_unreadable_authorized_keys_stops_the_setup_and_is_left_alone() {
 /// that is not the host's refused before the command runs.
 #[test]
 fn ssh_through_a_jump_host_and_a_wrong_pinned_key_refused() {
-    use waddlec::net::ssh::{run, KnownHost, Remote};
+    use waddlec::net::ssh::{run, KnownHost, PinnedKeys, Remote};
     let host = SshHost::start();
     let through_jump = Remote {
         target: "waddle-host",
         config: Some(&host.config),
         jump: Some("waddle-host"),
+        jump_known_host: None,
         known_host: None,
     };
     let output = run(&through_jump, "echo through-the-jump", Vec::new()).unwrap();
     assert_eq!(output.trim(), "through-the-jump");
+
+    // The jump host pinned: its own key passes, another is refused.
+    let presented = host.host_public_key();
+    let key: Vec<&str> = presented.split_whitespace().take(2).collect();
+    let right = PinnedKeys::new([("pve1", key.join(" ").as_str())]).unwrap();
+    let wrong_key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRlbW9jcmF0aWMtY3NpLXdhZGRsZS1wbGFjZWhvbGRy";
+    let wrong = PinnedKeys::new([("pve1", wrong_key)]).unwrap();
+    for (pins, works) in [(&right, true), (&wrong, false)] {
+        let pinned_jump = Remote {
+            target: "waddle-host",
+            config: Some(&host.config),
+            jump: Some("waddle-host"),
+            jump_known_host: Some(pins.known("pve1")),
+            known_host: None,
+        };
+        let result = run(&pinned_jump, "echo pinned-jump", Vec::new());
+        assert_eq!(result.is_ok(), works, "{result:?}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let known = dir.path().join("known_hosts");
@@ -271,6 +293,7 @@ fn ssh_through_a_jump_host_and_a_wrong_pinned_key_refused() {
         target: "waddle-host",
         config: Some(&host.config),
         jump: None,
+        jump_known_host: None,
         known_host: Some(KnownHost {
             file: &known,
             alias: "waddle-host",

@@ -17,6 +17,7 @@ mod debian_images;
 mod deploy;
 mod edge_proof;
 mod haproxy;
+mod host_init;
 mod host_network;
 mod host_setup;
 mod image;

@@ -57,6 +57,7 @@ impl BehindHost {
         let tunnel = SshTunnel::open(
             "waddle-host",
             Some(&host.config),
+            None,
             &[(host.host_side.clone(), apid.port())],
         )
         .unwrap();
@@ -250,8 +251,13 @@ fn tunnel_failures_carry_ssh_stderr_and_drop_closes_the_ports() {
         "Host nowhere\n  HostName 127.0.0.1\n  Port 1\n  ConnectTimeout 5\n",
     )
     .unwrap();
-    let err =
-        SshTunnel::open("nowhere", Some(&config), &[("127.0.0.1".into(), 50000)]).unwrap_err();
+    let err = SshTunnel::open(
+        "nowhere",
+        Some(&config),
+        None,
+        &[("127.0.0.1".into(), 50000)],
+    )
+    .unwrap_err();
     assert!(matches!(err, TunnelError::Exited { .. }), "{err}");
     assert!(err.to_string().contains("Connection refused"), "{err}");
 
@@ -260,6 +266,7 @@ fn tunnel_failures_carry_ssh_stderr_and_drop_closes_the_ports() {
     let tunnel = SshTunnel::open(
         "waddle-host",
         Some(&host.config),
+        None,
         &[
             (
                 host.host_side.clone(),

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::{Model, KUBE_API_PORT, TALOS_API_PORT};
 use crate::net::kube_api::{KubeApi, KubeError};
+use crate::net::ssh::PinnedKeys;
 use crate::net::ssh_tunnel::{SshTunnel, TunnelError};
 use crate::net::talos_api::{self, BootstrapOutcome, TalosApiError, TalosEndpoint, TalosIdentity};
 use crate::render::cluster::{bootstrap_secrets, teleport_access};
@@ -63,6 +64,9 @@ pub struct Settings {
     /// `host.ssh`, or an override.
     pub host_ssh: String,
     pub ssh_config: Option<PathBuf>,
+    /// The host's pinned key `(node, key)`, from the host record; without
+    /// one, the operator's own known_hosts must know the host.
+    pub host_key: Option<(String, String)>,
     /// Where Teleport's kubeconfig goes, if the blueprint gives Teleport
     /// cluster access.
     pub teleport: Option<TeleportSsh>,
@@ -135,18 +139,30 @@ pub fn run(
     let mut report = Report::default();
 
     progress(Step::Tunnel, &format!("via {}", settings.host_ssh));
+    let tunnel_error = |source| BootstrapError::Tunnel {
+        step: Step::Tunnel,
+        source,
+    };
+    let pinned = settings
+        .host_key
+        .as_ref()
+        .map(|(node, key)| PinnedKeys::new([(node.as_str(), key.as_str())]))
+        .transpose()
+        .map_err(|e| tunnel_error(TunnelError::Spawn(e)))?;
+    let known_host = pinned
+        .as_ref()
+        .zip(settings.host_key.as_ref())
+        .map(|(pinned, (node, _))| pinned.known(node));
     let tunnel = SshTunnel::open(
         &settings.host_ssh,
         settings.ssh_config.as_deref(),
+        known_host.as_ref(),
         &[
             (first_address.to_string(), TALOS_API_PORT),
             (talos.api_vip.to_string(), KUBE_API_PORT),
         ],
     )
-    .map_err(|source| BootstrapError::Tunnel {
-        step: Step::Tunnel,
-        source,
-    })?;
+    .map_err(tunnel_error)?;
 
     progress(Step::Etcd, first.name());
     let identity =

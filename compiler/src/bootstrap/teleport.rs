@@ -8,9 +8,7 @@
 
 use std::path::Path;
 
-use std::io::Write as _;
-
-use crate::net::ssh::{quote, run, KnownHost, Remote};
+use crate::net::ssh::{quote, run, PinnedKeys, Remote};
 
 use crate::secrets::Secret;
 
@@ -19,8 +17,10 @@ use crate::secrets::Secret;
 pub struct TeleportSsh {
     /// `login@address`, or a `Host` of the ssh config.
     pub target: String,
-    /// Jump through this host first (`ssh -J`), normally `host.ssh`.
+    /// Jump through this host first, normally `host.ssh`.
     pub jump: Option<String>,
+    /// The jump host's pinned key `(node, key)`, from the host record.
+    pub jump_key: Option<(String, String)>,
     /// Install under this directory instead of `/` (tests).
     pub root: Option<String>,
     /// The VM's name: its host key's alias.
@@ -53,18 +53,21 @@ pub fn install(
         quote(ssh.root.as_deref().unwrap_or(""))
     );
     tracing::info!(target = %ssh.target, %path, "installing Teleport's kubeconfig");
-    let mut known_hosts =
-        tempfile::NamedTempFile::new().map_err(|e| format!("cannot write a known_hosts: {e}"))?;
-    writeln!(known_hosts, "{} {}", ssh.vm, ssh.host_key)
-        .map_err(|e| format!("cannot write a known_hosts: {e}"))?;
+    let mut keys = vec![(ssh.vm.as_str(), ssh.host_key.as_str())];
+    if let Some((node, key)) = &ssh.jump_key {
+        keys.push((node, key));
+    }
+    let known_hosts =
+        PinnedKeys::new(keys).map_err(|e| format!("cannot write a known_hosts: {e}"))?;
     let target = Remote {
         target: &ssh.target,
         config,
         jump: ssh.jump.as_deref(),
-        known_host: Some(KnownHost {
-            file: known_hosts.path(),
-            alias: &ssh.vm,
-        }),
+        jump_known_host: ssh
+            .jump_key
+            .as_ref()
+            .map(|(node, _)| known_hosts.known(node)),
+        known_host: Some(known_hosts.known(&ssh.vm)),
     };
     run(&target, &remote, contents.expose().as_bytes().to_vec())
         .map(|_| ())

@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use super::{blueprint_dir, compile_failed, exit, print_out, read_source, today, Format};
 use crate::bootstrap::{self, Settings, TeleportSsh};
 use crate::exit::Code as _;
+use crate::host::record::HostRecord;
 use crate::render::cluster::bootstrap_secrets::Values;
 use crate::secrets::{self, SecretError};
 
@@ -120,6 +121,13 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
             return exit::SECRETS;
         }
     };
+    let host_record = match HostRecord::for_blueprint(&args.blueprint, &model.host.node) {
+        Ok(record) => record,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit::IO;
+        }
+    };
     let teleport = model.teleport.as_ref().and_then(|teleport| {
         let address = model.vm(&teleport.vm)?.nics.first()?.address.addr();
         let host_key = host_keys.get(&teleport.vm)?.public.clone();
@@ -136,6 +144,10 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         };
         Some(TeleportSsh {
             target,
+            jump_key: jump
+                .as_ref()
+                .and(host_record.as_ref())
+                .map(HostRecord::host_key),
             jump,
             root: args.teleport_root.clone(),
             vm: teleport.vm.clone(),
@@ -148,6 +160,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
             .clone()
             .unwrap_or_else(|| model.host.ssh_target.to_string()),
         ssh_config: args.ssh_config.clone(),
+        host_key: host_record.as_ref().map(HostRecord::host_key),
         teleport,
         wait: args.wait,
     };

@@ -17,6 +17,7 @@ use crate::deploy::host_setup::Ssh;
 use crate::deploy::plan::Plan;
 use crate::deploy::workflow::{self, Outcome, Request, Ui};
 use crate::exit::{self, Code as _};
+use crate::host::record::HostRecord;
 use crate::net::fetch::Cache;
 use crate::net::pve::Progress;
 use crate::{compile_with, SecretSource, UpstreamSource};
@@ -87,6 +88,14 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         Ok(compiled) => compiled,
         Err(err) => return compile_failed(&source, err, common.format, color),
     };
+    let host_record = match HostRecord::for_blueprint(&common.blueprint, &compiled.model.host.node)
+    {
+        Ok(record) => record,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit::IO;
+        }
+    };
     let holder = holder();
     let request = Request {
         compiled: &compiled,
@@ -101,7 +110,9 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
             target: compiled.model.host.ssh_target.to_string(),
             config: args.ssh_config.clone(),
             root: args.host_root.clone(),
+            host_key: host_record.as_ref().map(HostRecord::host_key),
         },
+        recorded_fingerprint: host_record.as_ref().map(|r| r.api_fingerprint.as_str()),
         dry_run: args.dry_run,
         holder: &holder,
     };

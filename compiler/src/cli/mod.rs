@@ -33,6 +33,7 @@ mod cluster;
 mod completions;
 mod deploy;
 mod discover;
+mod host;
 mod image;
 mod kubeconfig;
 mod logging;
@@ -71,7 +72,8 @@ Exit codes:
   6   deploy: the host conflicts with the blueprint, or a step was held back
       (a replace without --allow-replace, an image the tree lacks);
       platform publish: the repository has local changes (commit or stash
-      them) or ignores a file to publish
+      them) or ignores a file to publish; host init: the host's SSH key or
+      API certificate is not the one recorded (check it, then --repin)
   7   deploy: another deploy holds the host's lock
   69  a remote service (Image Factory, 1Password, the cluster) failed,
       disagreed or did not answer in time, or a host program an image needs
@@ -103,6 +105,7 @@ Examples:
   waddlec build                          build the review tree (no secrets) into out/
   waddlec build --check                  fail (exit 3) with a diff if out/ is stale
   waddlec secrets init                   create the Talos secrets bundle, once
+  waddlec host init                      record the host's SSH key and API certificate
   waddlec build --with-secrets           the deployable tree, secrets included, into dist/
   waddlec deploy --tree dist             put it on the Proxmox host (plan first)
   waddlec cluster bootstrap              etcd, API, secrets, Teleport access, nodes Ready
@@ -174,6 +177,10 @@ enum Command {
     /// Talos Image Factory schematics: IDs offline, registration online.
     #[command(subcommand)]
     Schematic(schematic::SchematicCommand),
+    /// The Proxmox host itself: `host init` learns it over your own SSH and
+    /// records its host key and API certificate beside the blueprint.
+    #[command(subcommand)]
+    Host(host::HostCommand),
     /// Put the deployable tree on the Proxmox host through its API: upload
     /// the images and seed disks, create, update or (with --allow-replace)
     /// replace the VMs, start them. Shows the plan first; --dry-run stops
@@ -249,6 +256,7 @@ pub fn run() -> ExitCode {
         Command::Secrets(command) => secrets::run(command),
         Command::Schematic(command) => schematic::run(command),
         Command::Image(command) => image::run(command),
+        Command::Host(command) => host::run(command),
         Command::Deploy(args) => deploy::run(&args, color),
         Command::Kubeconfig(args) => kubeconfig::run(&args),
         Command::Cluster(command) => cluster::run(command),

@@ -37,6 +37,9 @@ pub struct Ssh {
     pub config: Option<PathBuf>,
     /// Install under this directory instead of `/` (tests).
     pub root: Option<String>,
+    /// The host's pinned key `(node, key)`, from the host record; without
+    /// one, the operator's own known_hosts must know the host.
+    pub host_key: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +75,21 @@ pub fn run(host: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetu
         script.push_str(&format!(" --root {}", ssh::quote(root)));
     }
     tracing::info!(target = %host.target, check, "host setup over ssh");
+    let pinned = host
+        .host_key
+        .as_ref()
+        .map(|(node, key)| ssh::PinnedKeys::new([(node.as_str(), key.as_str())]))
+        .transpose()
+        .map_err(HostSetupError::Spawn)?;
     let remote = ssh::Remote {
         target: &host.target,
         config: host.config.as_deref(),
         jump: None,
-        // The host's key comes from the operator's own known_hosts.
-        known_host: None,
+        jump_known_host: None,
+        known_host: pinned
+            .as_ref()
+            .zip(host.host_key.as_ref())
+            .map(|(pinned, (node, _))| pinned.known(node)),
     };
     let stdout = ssh::run(&remote, &script, archive).map_err(|e| match e {
         SshError::Spawn(e) => HostSetupError::Spawn(e),

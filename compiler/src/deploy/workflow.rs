@@ -40,6 +40,8 @@ pub struct Request<'a> {
     pub dry_run: bool,
     /// Who takes the host's lock (`user@machine pid N`).
     pub holder: &'a str,
+    /// The API certificate's fingerprint `host init` recorded, if any.
+    pub recorded_fingerprint: Option<&'a str>,
 }
 
 /// What the workflow needs from whoever runs it.
@@ -83,7 +85,7 @@ pub enum DeployError {
     Desired(#[from] DesiredError),
     #[error("--allow-replace {0}: the blueprint has no VM `{0}`")]
     UnknownVm(String),
-    #[error("the blueprint sets no host.api_fingerprint; deploy trusts exactly one certificate. On the host, `pvenode cert info` prints its SHA-256 fingerprint")]
+    #[error("no API certificate is pinned: run `waddlec host init` (it records the fingerprint of the certificate the host's API serves, read over your own SSH), or set host.api_fingerprint from `pvenode cert info` on the host")]
     NoFingerprint,
     #[error("the Proxmox API token: {0}")]
     Token(SecretError),
@@ -99,6 +101,8 @@ pub enum DeployError {
     LockOut(#[from] LockOut),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error("host.api_fingerprint is {blueprint} but the host record says {recorded}; remove host.api_fingerprint (the record pins it) or run `waddlec host init --repin` after checking `pvenode cert info` on the host")]
+    FingerprintDisagrees { blueprint: String, recorded: String },
     #[error("the host changed since the plan was shown; run deploy again")]
     Changed,
     #[error("{0}\nthe host is as far as the steps above; run deploy again to converge")]
@@ -117,10 +121,19 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         return Err(DeployError::UnknownVm(unknown.clone()));
     }
     let host = &compiled.model.host;
-    let fingerprint = host
-        .api_fingerprint
-        .as_ref()
-        .ok_or(DeployError::NoFingerprint)?;
+    let fingerprint = match (
+        host.api_fingerprint.as_deref(),
+        request.recorded_fingerprint,
+    ) {
+        (Some(blueprint), Some(recorded)) if !blueprint.eq_ignore_ascii_case(recorded) => {
+            return Err(DeployError::FingerprintDisagrees {
+                blueprint: blueprint.to_string(),
+                recorded: recorded.to_string(),
+            })
+        }
+        (Some(pinned), _) | (None, Some(pinned)) => pinned,
+        (None, None) => return Err(DeployError::NoFingerprint),
+    };
     let token = secrets::read("host.api_token", &host.api_token, request.blueprint_dir)
         .map_err(DeployError::Token)?;
     let url = request.api.unwrap_or(&host.api_url);

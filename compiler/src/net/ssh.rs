@@ -21,7 +21,9 @@ pub struct Remote<'a> {
     pub target: &'a str,
     pub config: Option<&'a Path>,
     pub jump: Option<&'a str>,
-    /// The only host key to accept from the target (not the jump host).
+    /// The only host key to accept from the jump host.
+    pub jump_known_host: Option<KnownHost<'a>>,
+    /// The only host key to accept from the target.
     pub known_host: Option<KnownHost<'a>>,
 }
 
@@ -29,6 +31,41 @@ pub struct Remote<'a> {
 pub struct KnownHost<'a> {
     pub file: &'a Path,
     pub alias: &'a str,
+}
+
+/// A known_hosts file of pinned keys (`ALIAS KEY` lines), removed when
+/// dropped: ssh reads host keys only from files.
+pub struct PinnedKeys(tempfile::NamedTempFile);
+
+impl PinnedKeys {
+    /// A file holding `(alias, key)` entries.
+    pub fn new<'k>(keys: impl IntoIterator<Item = (&'k str, &'k str)>) -> std::io::Result<Self> {
+        let mut file = tempfile::NamedTempFile::new()?;
+        for (alias, key) in keys {
+            writeln!(file, "{alias} {key}")?;
+        }
+        file.flush()?;
+        Ok(PinnedKeys(file))
+    }
+
+    /// The entry named `alias` of this file, to pin a connection with.
+    pub fn known<'a>(&'a self, alias: &'a str) -> KnownHost<'a> {
+        KnownHost {
+            file: self.0.path(),
+            alias,
+        }
+    }
+}
+
+impl KnownHost<'_> {
+    /// The `-o` values that accept this key and no other.
+    pub fn options(&self) -> [String; 3] {
+        [
+            format!("UserKnownHostsFile={}", self.file.display()),
+            "GlobalKnownHostsFile=/dev/null".to_string(),
+            format!("HostKeyAlias={}", self.alias),
+        ]
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +97,11 @@ fn ssh_command(remote: &Remote<'_>, command: &str) -> Command {
         if let Some(config) = remote.config {
             proxy.push_str(&format!(" -F {}", literal(&config.display().to_string())));
         }
+        if let Some(known) = &remote.jump_known_host {
+            for option in known.options() {
+                proxy.push_str(&format!(" -o {}", literal(&option)));
+            }
+        }
         proxy.push_str(&format!(
             " {} -W %h:%p -- {}",
             STRICT.join(" "),
@@ -68,12 +110,9 @@ fn ssh_command(remote: &Remote<'_>, command: &str) -> Command {
         ssh.arg("-o").arg(format!("ProxyCommand={proxy}"));
     }
     if let Some(known) = &remote.known_host {
-        ssh.arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known.file.display()))
-            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
-            .args(["-o", "StrictHostKeyChecking=yes"])
-            .arg("-o")
-            .arg(format!("HostKeyAlias={}", known.alias));
+        for option in known.options() {
+            ssh.arg("-o").arg(option);
+        }
     }
     ssh.args(STRICT).arg("--").arg(remote.target).arg(command);
     ssh
@@ -132,6 +171,7 @@ mod tests {
             target: "root@host",
             config: None,
             jump: None,
+            jump_known_host: None,
             known_host: None,
         };
         assert_eq!(
@@ -156,20 +196,20 @@ mod tests {
             target: "admin@10.10.0.2",
             config: Some(config),
             jump: Some("root@203.0.113.10"),
+            jump_known_host: Some(KnownHost {
+                file,
+                alias: "pve1",
+            }),
             known_host: Some(KnownHost {
                 file,
                 alias: "teleport",
             }),
         };
         let args = args(&remote);
-        assert!(
-            args.contains(
-                &"ProxyCommand=ssh -F '/tmp/my ssh%%config' -o BatchMode=yes -o \
-              StrictHostKeyChecking=yes -W %h:%p -- 'root@203.0.113.10'"
-                    .to_string()
-            ),
-            "{args:?}"
-        );
+        let proxy = "ProxyCommand=ssh -F '/tmp/my ssh%%config' -o 'UserKnownHostsFile=/tmp/known' \
+                     -o 'GlobalKnownHostsFile=/dev/null' -o 'HostKeyAlias=pve1' -o BatchMode=yes \
+                     -o StrictHostKeyChecking=yes -W %h:%p -- 'root@203.0.113.10'";
+        assert!(args.contains(&proxy.to_string()), "{args:?}");
         for option in [
             "UserKnownHostsFile=/tmp/known",
             "GlobalKnownHostsFile=/dev/null",

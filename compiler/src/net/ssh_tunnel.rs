@@ -17,6 +17,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::net::ssh::KnownHost;
+
 /// How long ssh may take to log in and open every forward.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often the local ports are tried meanwhile.
@@ -57,12 +59,13 @@ impl SshTunnel {
     pub fn open(
         target: &str,
         config: Option<&Path>,
+        known_host: Option<&KnownHost<'_>>,
         forwards: &[(String, u16)],
     ) -> Result<SshTunnel, TunnelError> {
-        match Self::open_once(target, config, forwards) {
+        match Self::open_once(target, config, known_host, forwards) {
             Err(TunnelError::Exited { ref stderr, .. }) if lost_a_port(stderr) => {
                 tracing::info!(target, "a picked local port was taken; new ports");
-                Self::open_once(target, config, forwards)
+                Self::open_once(target, config, known_host, forwards)
             }
             result => result,
         }
@@ -79,6 +82,7 @@ impl SshTunnel {
     fn open_once(
         target: &str,
         config: Option<&Path>,
+        known_host: Option<&KnownHost<'_>>,
         forwards: &[(String, u16)],
     ) -> Result<SshTunnel, TunnelError> {
         let locals = free_ports(forwards.len()).map_err(TunnelError::LocalPort)?;
@@ -94,6 +98,9 @@ impl SshTunnel {
         command
             .args(["-N", "-o", "ExitOnForwardFailure=yes"])
             .args(crate::net::ssh::STRICT);
+        for option in known_host.iter().flat_map(|known| known.options()) {
+            command.arg("-o").arg(option);
+        }
         for ((host, port), local) in forwards.iter().zip(&locals) {
             let host = if host.contains(':') {
                 format!("[{host}]")

@@ -57,6 +57,8 @@ esac
 /// `waddle-host` through `config`.
 pub struct SshHost {
     pub netns: Netns,
+    /// The public half of the key sshd presents (`TYPE BASE64 COMMENT`).
+    host_key: String,
     pub config: std::path::PathBuf,
     /// This machine's end of the veth, as the host sees it.
     pub host_side: String,
@@ -190,11 +192,17 @@ impl SshHost {
         }
         SshHost {
             netns,
+            host_key: host_key.trim().to_string(),
             config,
             host_side: local,
             log,
             _dir: dir,
         }
+    }
+
+    /// The public key sshd presents.
+    pub fn host_public_key(&self) -> String {
+        format!("{}\n", self.host_key)
     }
 
     pub fn calls(&self) -> String {

@@ -1,0 +1,173 @@
+//! `waddlec host init`, the first touch of a Proxmox host, as a library
+//! function: over the operator's own SSH (whose known_hosts vouches for the
+//! host: the root of trust), read the host's SSH host key and the
+//! certificate its API serves, and record both in the host record, so
+//! every later SSH pins that key and `deploy` trusts exactly that
+//! certificate. Idempotent; a value that changed is refused until the
+//! operator has checked it and asks for `repin`.
+
+use std::path::Path;
+
+use ssh_key::PublicKey;
+
+use super::record::{HostRecord, RecordError};
+use crate::deploy::host_setup::Ssh;
+use crate::net::pve::fingerprint;
+use crate::net::ssh::{self, Remote, SshError};
+
+/// What to do.
+pub struct Request<'a> {
+    /// The Proxmox node name (`host.node`).
+    pub node: &'a str,
+    pub ssh: &'a Ssh,
+    /// Where the record lives.
+    pub record: &'a Path,
+    /// `host.api_fingerprint`, if the blueprint sets one: it must agree.
+    pub blueprint_fingerprint: Option<&'a str>,
+    /// Replace recorded values that changed (after checking them).
+    pub repin: bool,
+    /// Show what would be recorded, write nothing.
+    pub dry_run: bool,
+}
+
+/// How a run that did not fail ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The record already says what the host says.
+    Unchanged(HostRecord),
+    /// `dry_run`: this would be recorded.
+    WouldRecord(HostRecord),
+    /// Written (first time, or re-pinned).
+    Recorded(HostRecord),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostInitError {
+    #[error("reaching the host over ssh failed: {0}")]
+    Ssh(#[from] SshError),
+    #[error("{target} does not look like a Proxmox VE host: {problem}")]
+    NotProxmox { target: String, problem: String },
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(
+        "the host's {what} changed: {path} records {recorded}, the host now has {seen}. If you changed it on purpose (reinstall, new certificate), check the new value on the host's console (`{check}`) and run `waddlec host init --repin`"
+    )]
+    Changed {
+        what: &'static str,
+        path: String,
+        recorded: String,
+        seen: String,
+        check: &'static str,
+    },
+    #[error(
+        "host.api_fingerprint in the blueprint is {blueprint}, but the host's API serves {seen}; remove host.api_fingerprint (the host record pins it now) or correct it"
+    )]
+    BlueprintDisagrees { blueprint: String, seen: String },
+}
+
+/// Reads the host and records it: see the module doc.
+pub fn run(request: &Request<'_>) -> Result<Outcome, HostInitError> {
+    let seen = read_host(request)?;
+    if let Some(blueprint) = request.blueprint_fingerprint {
+        if !blueprint.eq_ignore_ascii_case(&seen.api_fingerprint) {
+            return Err(HostInitError::BlueprintDisagrees {
+                blueprint: blueprint.to_string(),
+                seen: seen.api_fingerprint,
+            });
+        }
+    }
+    let recorded = HostRecord::load(request.record)?;
+    if let Some(recorded) = &recorded {
+        if *recorded == seen {
+            return Ok(Outcome::Unchanged(seen));
+        }
+        if !request.repin {
+            let path = request.record.display().to_string();
+            let changed = |what, recorded: &str, seen: &str, check| HostInitError::Changed {
+                what,
+                path: path.clone(),
+                recorded: recorded.to_string(),
+                seen: seen.to_string(),
+                check,
+            };
+            if recorded.ssh_host_key != seen.ssh_host_key {
+                return Err(changed(
+                    "SSH host key",
+                    &recorded.ssh_host_key,
+                    &seen.ssh_host_key,
+                    "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub",
+                ));
+            }
+            if recorded.api_fingerprint != seen.api_fingerprint {
+                return Err(changed(
+                    "API certificate",
+                    &recorded.api_fingerprint,
+                    &seen.api_fingerprint,
+                    "pvenode cert info",
+                ));
+            }
+        }
+    }
+    if request.dry_run {
+        return Ok(Outcome::WouldRecord(seen));
+    }
+    seen.save(request.record)?;
+    Ok(Outcome::Recorded(seen))
+}
+
+/// The host's ed25519 host key and its API certificate, in one SSH call.
+/// The API serves `pveproxy-ssl.pem` when an operator installed one, else
+/// the cluster-signed `pve-ssl.pem` (pve-manager, `PVE::API2::Certificates`).
+const SCRIPT: &str = r#"set -eu
+root=$1
+cat "$root/etc/ssh/ssh_host_ed25519_key.pub"
+echo "--- certificate"
+cert=$root/etc/pve/local/pveproxy-ssl.pem
+[ -f "$cert" ] || cert=$root/etc/pve/local/pve-ssl.pem
+cat "$cert""#;
+
+fn read_host(request: &Request<'_>) -> Result<HostRecord, HostInitError> {
+    let ssh = request.ssh;
+    let remote = Remote {
+        target: &ssh.target,
+        config: ssh.config.as_deref(),
+        jump: None,
+        jump_known_host: None,
+        // First touch: the operator's own known_hosts vouches for the host.
+        known_host: None,
+    };
+    let command = format!(
+        "sh -c {} sh {}",
+        ssh::quote(SCRIPT),
+        ssh::quote(ssh.root.as_deref().unwrap_or(""))
+    );
+    let output = ssh::run(&remote, &command, Vec::new())?;
+    let not_proxmox = |problem: &str| HostInitError::NotProxmox {
+        target: ssh.target.clone(),
+        problem: problem.to_string(),
+    };
+    let (key, certificate) = output
+        .split_once("--- certificate\n")
+        .ok_or_else(|| not_proxmox("its answer has no certificate part"))?;
+    let key = PublicKey::from_openssh(key.trim())
+        .map_err(|_| not_proxmox("/etc/ssh/ssh_host_ed25519_key.pub is not an SSH public key"))?;
+    let ssh_host_key = key
+        .to_openssh()
+        .map_err(|_| not_proxmox("its SSH host key cannot be written back"))?;
+    let certificate = pem::parse_many(certificate)
+        .ok()
+        .and_then(|blocks| blocks.into_iter().find(|b| b.tag() == "CERTIFICATE"))
+        .ok_or_else(|| {
+            not_proxmox("/etc/pve/local/pve-ssl.pem holds no certificate (is pve-cluster running?)")
+        })?;
+    Ok(HostRecord {
+        version: 1,
+        node: request.node.to_string(),
+        ssh_host_key: ssh_host_key
+            .split(' ')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+        api_fingerprint: fingerprint(certificate.contents()),
+    })
+}

@@ -1,0 +1,138 @@
+//! The host record (`<blueprint>.host.toml`, e.g. `blueprints/waddle.host.toml`):
+//! what `waddlec host init` learned of the Proxmox host over the operator's
+//! own, verified SSH, committed beside the blueprint like the lock file: the
+//! host's SSH host key (every later SSH to the host pins it) and the SHA-256
+//! fingerprint of the certificate its API serves (`deploy` trusts exactly
+//! that one). Nothing in it is secret.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const HEADER: &str = "\
+# waddlec host record, written by `waddlec host init` from the host itself
+# (over your own SSH). Commit it: every SSH to the host pins `ssh_host_key`,
+# and deploy trusts exactly the API certificate `api_fingerprint` names.
+# A changed value is refused until `waddlec host init --repin`.
+";
+
+/// What was learned of the host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRecord {
+    pub version: u32,
+    /// The Proxmox node name: the alias the host key is known by.
+    pub node: String,
+    /// `ssh-ed25519 BASE64`, without a comment.
+    pub ssh_host_key: String,
+    /// `AB:CD:…`, the SHA-256 of the API's certificate.
+    pub api_fingerprint: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot read the host record {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the host record {path} is invalid: {problem}; `waddlec host init --repin` writes it again from the host")]
+    Invalid { path: String, problem: String },
+    #[error("cannot write the host record {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl HostRecord {
+    /// The record beside `blueprint`: `waddle.toml` → `waddle.host.toml`.
+    pub fn path_for(blueprint: &Path) -> PathBuf {
+        blueprint.with_extension("host.toml")
+    }
+
+    /// The record at `path`, if there is one.
+    pub fn load(path: &Path) -> Result<Option<HostRecord>, RecordError> {
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(RecordError::Read {
+                    path: shown,
+                    source,
+                })
+            }
+        };
+        let record: HostRecord = toml::from_str(&text).map_err(|e| RecordError::Invalid {
+            path: shown.clone(),
+            problem: e.message().to_string(),
+        })?;
+        if record.version != 1 {
+            return Err(RecordError::Invalid {
+                path: shown,
+                problem: format!("version {} is not 1", record.version),
+            });
+        }
+        Ok(Some(record))
+    }
+
+    /// Writes the record (a new file renamed over the old one).
+    pub fn save(&self, path: &Path) -> Result<(), RecordError> {
+        let write = |source| RecordError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let text = toml::to_string(self).map_err(|e| write(std::io::Error::other(e)))?;
+        let temp = path.with_extension("host.toml.new");
+        std::fs::write(&temp, format!("{HEADER}{text}")).map_err(write)?;
+        std::fs::rename(&temp, path).map_err(write)
+    }
+
+    /// The record beside `blueprint`, if there is one, checked to be of
+    /// the blueprint's node.
+    pub fn for_blueprint(blueprint: &Path, node: &str) -> Result<Option<HostRecord>, RecordError> {
+        let path = Self::path_for(blueprint);
+        let record = Self::load(&path)?;
+        if let Some(record) = &record {
+            if record.node != node {
+                return Err(RecordError::Invalid {
+                    path: path.display().to_string(),
+                    problem: format!(
+                        "it records node `{}`, but the blueprint's host is `{node}`",
+                        record.node
+                    ),
+                });
+            }
+        }
+        Ok(record)
+    }
+
+    /// The host key to pin, as `(alias, key)`.
+    pub fn host_key(&self) -> (String, String) {
+        (self.node.clone(), self.ssh_host_key.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = HostRecord::path_for(&dir.path().join("waddle.toml"));
+        assert!(path.ends_with("waddle.host.toml"));
+        assert_eq!(HostRecord::load(&path).unwrap(), None);
+        let record = HostRecord {
+            version: 1,
+            node: "pve1".into(),
+            ssh_host_key: "ssh-ed25519 AAAA".into(),
+            api_fingerprint: "AB:CD".into(),
+        };
+        record.save(&path).unwrap();
+        assert_eq!(HostRecord::load(&path).unwrap(), Some(record));
+    }
+}
