@@ -224,7 +224,7 @@ fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
 /// - cluster.fw `[OPTIONS]` `enable`, `policy_in`, `policy_out: ACCEPT`
 ///   (outbound filtering is not modelled); `[ALIASES]` `local_network`.
 /// - host.fw `[OPTIONS]` `enable`; `[RULES]` (and cluster.fw `[RULES]`)
-///   `IN ACCEPT|DROP|REJECT` with `-i IFACE`, `-source CIDR`, `-p tcp|udp`,
+///   `IN ACCEPT|DROP|REJECT` with `-i IFACE`, `-source CIDR`, `-dest CIDR`, `-p tcp|udp`,
 ///   `-dport PORT`, `-log nolog` and a trailing `# comment`.
 ///
 /// The chain has the shape of pve-firewall's `PVEFW-HOST-IN`
@@ -385,12 +385,13 @@ fn translate_rule(line: &str) -> Result<String, String> {
         Some(action @ ("ACCEPT" | "DROP" | "REJECT")) => action,
         _ => return Err("action not modelled (macros are not)".into()),
     };
-    let (mut iface, mut source, mut proto, mut dport) = (None, None, None, None);
+    let (mut iface, mut source, mut dest, mut proto, mut dport) = (None, None, None, None, None);
     while let Some(flag) = words.next() {
         let value = words.next().ok_or("flag without a value")?;
         let slot = match flag {
             "-i" if value.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') => &mut iface,
             "-source" => &mut source,
+            "-dest" => &mut dest,
             "-p" if matches!(value, "tcp" | "udp") => &mut proto,
             "-dport" if value.parse::<u16>().is_ok() => &mut dport,
             "-log" if value == "nolog" => continue,
@@ -412,6 +413,11 @@ fn translate_rule(line: &str) -> Result<String, String> {
     }
     if let Some(source) = source {
         spec.push(format!("-s {source}"));
+    }
+    if let Some(dest) = dest {
+        let dest = parse_cidr(dest)
+            .ok_or("-dest is not an IPv4 address or network (aliases are not modelled)")?;
+        spec.push(format!("-d {dest}"));
     }
     match (proto, dport) {
         (Some(proto), Some(port)) => spec.push(format!("-p {proto} -m {proto} --dport {port}")),
@@ -513,23 +519,29 @@ fn route_label(route: &SniRoute) -> String {
 /// and the blueprint entry that decides it. From an internal bridge only the
 /// host services a VM uses are open (`Model::host_access`, rendered before a
 /// DROP for the rest); from outside, the operator's temporary rules.
-fn host_admits(model: &Model, source: Ipv4Addr, bridge: &str, port: u16) -> Result<String, String> {
+fn host_admits(
+    model: &Model,
+    source: Ipv4Addr,
+    bridge: &str,
+    dest: Ipv4Addr,
+    port: u16,
+) -> Result<String, String> {
     if model.internal_bridges().any(|b| b.name == bridge) {
         let access = model.host_access();
         let admitted = access.iter().find_map(|access| {
             let found = access
                 .sources
                 .iter()
-                .find(|s| s.address == source && s.bridge == bridge);
+                .find(|s| s.address == source && s.bridge == bridge && s.host_address == dest);
             found.filter(|_| access.port == port).map(|s| (access, s))
         });
         return match admitted {
             Some((access, s)) => Ok(format!(
-                "host access: {} (:{}) from {} {source}: {}",
+                "host access: {} (:{}) from {} {source} at {dest}: {}",
                 access.service, access.port, s.vm, s.purpose
             )),
             None => Err(format!(
-                "no host service on :{port} is for {source}; `IN DROP -i {bridge}` takes the rest"
+                "no host service at {dest}:{port} is for {source}; `IN DROP -i {bridge}` takes the rest"
             )),
         };
     }
@@ -562,7 +574,7 @@ fn to_the_host(
     port: u16,
 ) -> Probe {
     let hop = format!("{source} -> host {address}:{port} (INPUT, in on {bridge})");
-    match host_admits(model, source, bridge, port) {
+    match host_admits(model, source, bridge, address, port) {
         Ok(why) => {
             probe.because.push(why);
             probe.path = format!("{hop} -> host listener :{port} (sees {source})");
@@ -1497,16 +1509,30 @@ impl Lab {
         };
         // The promises, independent of how the probes are predicted.
         let (edge_ip, edge_bridge) = internal(&edge.vm);
-        for port in [22, 3260, api] {
-            assert!(
-                host_admits(model, edge_ip, &edge_bridge, port).is_err(),
-                "the edge VM must not reach :{port} on the host"
-            );
+        let public = model.public_bridge().host_address;
+        let on_bridge = |bridge: &str| {
+            model
+                .internal_bridges()
+                .find(|b| b.name == bridge)
+                .unwrap()
+                .host_address
+        };
+        for dest in [on_bridge(&edge_bridge), public] {
+            for port in [22, 3260, api] {
+                assert!(
+                    host_admits(model, edge_ip, &edge_bridge, dest, port).is_err(),
+                    "the edge VM must not reach {dest}:{port} on the host"
+                );
+            }
         }
         let (node_ip, node_bridge) = internal(node.name());
         assert!(
-            host_admits(model, node_ip, &node_bridge, 3260).is_ok(),
+            host_admits(model, node_ip, &node_bridge, on_bridge(&node_bridge), 3260).is_ok(),
             "a node reaches the iSCSI target"
+        );
+        assert!(
+            host_admits(model, node_ip, &node_bridge, public, 22).is_err(),
+            "a node (or a pod masqueraded as it) does not reach the host's public sshd"
         );
         let ports = vm_probe_ports(model);
         for index in 0..self.machines.len() {
@@ -1516,14 +1542,13 @@ impl Lab {
             }
             let source = machine.address.addr();
             let bridge = machine.bridge.clone();
-            let host = model
-                .internal_bridges()
-                .find(|b| b.name == bridge)
-                .unwrap()
-                .host_address;
-            let probes: Vec<Probe> = ports
-                .iter()
-                .map(|&port| {
+            // The host's address on the VM's bridge, and its public one
+            // (pods leave a node masqueraded as the node: it must not open
+            // the public address to them).
+            let probes: Vec<Probe> = [on_bridge(&bridge), public]
+                .into_iter()
+                .flat_map(|host| ports.iter().map(move |&port| (host, port)))
+                .map(|(host, port)| {
                     let probe = Probe {
                         what: format!(
                             "TCP connect from {} {source} to the host {host}:{port}",

@@ -7,14 +7,14 @@
 //!   masqueraded as the node), and from the Teleport VM (the operator's way
 //!   in once Teleport is up);
 //! - iSCSI (3260) from the Talos nodes, for the volumes democratic-csi
-//!   shares;
+//!   shares (each target's portal is the host's address on their bridge);
 //! - the Proxmox API from the Teleport VM, when a Teleport app fronts it.
 
 use std::net::Ipv4Addr;
 
 use super::{Bridge, Model, Protocol};
 
-/// The iSCSI target's port (LIO listens on every address).
+/// The iSCSI target's port.
 pub const ISCSI_PORT: u16 = 3260;
 /// The host's sshd.
 pub const SSH_PORT: u16 = 22;
@@ -36,6 +36,10 @@ pub struct AccessSource {
     pub address: Ipv4Addr,
     /// The internal bridge its traffic arrives on.
     pub bridge: String,
+    /// The host's address on that bridge: the only one the service is
+    /// reached at (pods leave a node masqueraded as the node, so a rule
+    /// without it would open the host's public address to them too).
+    pub host_address: Ipv4Addr,
     /// What it uses the service for, for the rule's comment.
     pub purpose: &'static str,
 }
@@ -98,19 +102,6 @@ impl Model {
         .collect()
     }
 
-    /// Whether `address`, arriving on internal bridge `bridge`, may reach
-    /// TCP `port` on the host.
-    pub fn vm_reaches_host(&self, address: Ipv4Addr, bridge: &str, port: u16) -> bool {
-        self.host_access().iter().any(|access| {
-            access.protocol == Protocol::Tcp
-                && access.port == port
-                && access
-                    .sources
-                    .iter()
-                    .any(|source| source.address == address && source.bridge == bridge)
-        })
-    }
-
     /// `vm` at `address`, if an internal bridge holds that address.
     fn access_source(
         &self,
@@ -124,6 +115,7 @@ impl Model {
                 vm: vm.to_string(),
                 address,
                 bridge: bridge.name.to_string(),
+                host_address: bridge.host_address,
                 purpose,
             })
     }

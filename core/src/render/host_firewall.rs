@@ -24,6 +24,7 @@ struct Temporary {
 struct VmRule {
     bridge: String,
     source: String,
+    dest: String,
     protocol: &'static str,
     port: u16,
     comment: String,
@@ -58,6 +59,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
                 access.sources.iter().map(move |source| VmRule {
                     bridge: source.bridge.clone(),
                     source: source.address.to_string(),
+                    dest: source.host_address.to_string(),
                     protocol: protocol_name(access.protocol),
                     port: access.port,
                     comment: format!("{} from {}: {}", access.service, source.vm, source.purpose),

@@ -280,8 +280,9 @@ pub fn spicedb_operator(model: &Model) -> Component {
 /// off). Every target demands CHAP (`authentication: 1`; democratic-csi
 /// v1.9.4 cannot write per-initiator ACLs, so `generate_node_acls` stays 1
 /// and CHAP is the gate), and the nodes present it from the node-stage
-/// Secret. LIO listens on every address of the host; the host firewall
-/// admits 3260 from the nodes only.
+/// Secret. Each target's only portal is the host's address on the nodes'
+/// bridge (the forced command adds it); the host firewall admits 3260 there
+/// from the nodes only.
 fn csi_driver_config(platform: &Platform) -> String {
     const KEY: &str = "__SSH_PRIVATE_KEY__";
     const CHAP_USER: &str = "__CHAP_USERNAME__";
@@ -420,7 +421,7 @@ pub fn democratic_csi(model: &Model, platform: &Platform) -> Component {
     )
     .file("namespace.yaml", vec![namespace(ns, true)])
     .file("driver-config.yaml", vec![driver_config, node_stage])
-    .file("network-policy.yaml", vec![csi_host_policy(platform, ns)])
+    .file("network-policy.yaml", vec![csi_host_policy(model, ns)])
     .file(
         "release.yaml",
         vec![
@@ -442,13 +443,18 @@ pub fn democratic_csi(model: &Model, platform: &Platform) -> Component {
 }
 
 /// Only democratic-csi's controller may reach the host from a pod: every
-/// other pod is denied the host's storage address (SSH, iSCSI, the API),
+/// other pod is denied every address of the host (SSH, iSCSI, the API),
 /// since the host sees pod traffic masqueraded as the node's address and
 /// its firewall cannot tell pods apart. `enableDefaultDeny` off, so the
 /// policy adds this one denial and puts no pod into default-deny. The
 /// driver's node pods use the host network, which Cilium endpoint policies
 /// do not cover (nor need to: iSCSI from the node is theirs).
-fn csi_host_policy(platform: &Platform, csi_namespace: &str) -> Value {
+fn csi_host_policy(model: &Model, csi_namespace: &str) -> Value {
+    let host: Vec<String> = model
+        .bridges
+        .iter()
+        .map(|bridge| format!("{}/32", bridge.host_address))
+        .collect();
     object(
         "cilium.io/v2",
         "CiliumClusterwideNetworkPolicy",
@@ -460,7 +466,7 @@ fn csi_host_policy(platform: &Platform, csi_namespace: &str) -> Value {
                 "values": [csi_namespace],
             }]},
             "enableDefaultDeny": {"ingress": false, "egress": false},
-            "egressDeny": [{"toCIDR": [format!("{}/32", platform.storage_host)]}],
+            "egressDeny": [{"toCIDR": host}],
         }}),
     )
 }
