@@ -49,9 +49,13 @@ install_file() {
         echo "would change: $dest"
         return 0
     fi
-    mkdir -p "$(dirname "$target")"
-    install -m "$mode" "$stage/$name" "$target.waddlec-new"
-    mv -f "$target.waddlec-new" "$target"
+    # Called under `&&`/`||`, where bash ignores set -e: fail by hand.
+    if ! { mkdir -p "$(dirname "$target")" &&
+        install -m "$mode" "$stage/$name" "$target.waddlec-new" &&
+        mv -f "$target.waddlec-new" "$target"; }; then
+        echo "setup.sh: cannot install $dest" >&2
+        exit 1
+    fi
     echo "changed: $dest"
 }
 
@@ -145,6 +149,27 @@ ensure_dataset 'rpool/k8s/vols'
 ensure_dataset 'rpool/k8s/snaps'
 ensure_package targetcli targetcli-fb
 ensure_package visudo sudo
+# Targets made before waddlec bound portals listen on every address (and
+# would keep the new, bound portals from opening): move them to
+# 10.10.0.1, all wildcard portals deleted before any is created.
+targets=$root/sys/kernel/config/target/iscsi
+wildcard=()
+for np in "$targets"/iqn.2003-01.org.linux-iscsi.waddlec.x8664:*/tpgt_1/np/0.0.0.0:3260; do
+    [[ -e $np ]] || continue
+    iqn=${np#"$targets"/}
+    wildcard+=("${iqn%%/*}")
+done
+if ((${#wildcard[@]})); then
+    if ((check)); then
+        echo "would change: iSCSI portals of ${#wildcard[*]} target(s) to 10.10.0.1:3260"
+    else
+        {
+            for iqn in "${wildcard[@]}"; do printf 'cd /iscsi/%s/tpg1/portals\ndelete 0.0.0.0 3260\n' "$iqn"; done
+            for iqn in "${wildcard[@]}"; do printf 'cd /iscsi/%s/tpg1/portals\ncreate 10.10.0.1 3260\n' "$iqn"; done
+        } | targetcli >/dev/null
+        echo "changed: iSCSI portals of ${#wildcard[*]} target(s) to 10.10.0.1:3260"
+    fi
+fi
 # New targets get no portal on every address (targetcli's default): the
 # forced command gives each one on 10.10.0.1 alone.
 if [[ $(targetcli get global auto_add_default_portal 2>/dev/null) != *=false* ]]; then
@@ -164,7 +189,9 @@ if ! getent passwd "$csi_user" >/dev/null; then
     else
         # No password (`*`, not locked `!`: sshd refuses locked accounts
         # even for keys), home owned by root.
-        useradd --system --user-group --no-create-home --home-dir "$csi_home" \
+        group=--user-group
+        if getent group "$csi_user" >/dev/null; then group="--gid=$csi_user"; fi
+        useradd --system "$group" --no-create-home --home-dir "$csi_home" \
             --shell /bin/sh --password '*' "$csi_user"
         echo "changed: user $csi_user"
     fi

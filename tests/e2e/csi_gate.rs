@@ -19,8 +19,12 @@
 //! host's sudo policy) are scripts that record their arguments and stdin,
 //! put at `/usr/sbin` by a tmpfs mounted there in a private mount
 //! namespace (`unshare --mount`), so the gate runs unmodified with its own
-//! `PATH`; the machine's `/usr/sbin` is never touched. Everything else the
-//! gate uses (bash, uname, logger) is real.
+//! `PATH`; the machine's `/usr/sbin` is never touched. `sudo targetcli` also
+//! plays LIO's part the gate checks afterwards: a portal the script creates
+//! appears in a configfs-shaped tmpfs over `/sys/kernel` of that namespace
+//! (targetcli-fb's `portals create IP PORT` makes
+//! `target/iscsi/IQN/tpgt_1/np/IP:PORT` there). Everything else the gate
+//! uses (bash, uname, logger) is real.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -33,17 +37,36 @@ const DATASET: &str = "rpool/k8s";
 const IQN: &str = "iqn.2003-01.org.linux-iscsi.waddlec.x8664";
 
 /// Records a call: program name, each argument in brackets, then stdin.
+/// As `sudo targetcli`, it also does what LIO does with a portal the script
+/// creates: the portal's directory appears in configfs
+/// (`/sys/kernel/config/target/iscsi/IQN/tpgt_1/np/IP:PORT`, on a tmpfs
+/// over `/sys/kernel` in the test's own mount namespace).
 const STAND_IN: &str = r#"#!/bin/bash
 {
     printf '%s' "$(basename "$0")"
     printf ' [%s]' "$@"
     echo
-    if [[ $(basename "$0") == sudo ]]; then cat; fi
 } >>"$GATE_LOG"
+if [[ $(basename "$0") == sudo ]]; then
+    script=$(cat)
+    printf '%s\n' "$script" >>"$GATE_LOG"
+    while IFS= read -r line; do
+        case $line in
+        'cd /iscsi/'*'/tpg1/portals') iqn=${line#cd /iscsi/}; iqn=${iqn%%/*} ;;
+        'create '*' '[0-9]*)
+            if [[ -n ${iqn:-} && ${GATE_PORTALS:-} == yes ]]; then
+                read -r _ ip port <<<"$line"
+                mkdir -p "/sys/kernel/config/target/iscsi/$iqn/tpgt_1/np/$ip:$port"
+            fi ;;
+        esac
+    done <<<"$script"
+fi
 "#;
 
 struct Gate {
     path: std::path::PathBuf,
+    /// Whether the stand-in LIO creates the portals a script asks for.
+    portals_work: bool,
     stand_ins: std::path::PathBuf,
     log: std::path::PathBuf,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
@@ -70,6 +93,7 @@ impl Gate {
         }
         Gate {
             path: out.join("host/democratic-csi/waddlec-csi-gate"),
+            portals_work: true,
             log: dir.path().join("calls.log"),
             stand_ins,
             _dirs: (scratch, dir),
@@ -77,16 +101,20 @@ impl Gate {
     }
 
     fn run(&self, command: &str) -> Ran {
+        require("unshare");
         fs::write(&self.log, "").unwrap();
         let output = run(Command::new("unshare")
             .args(["--mount", "--propagation", "private", "bash", "-c"])
             .arg(
                 "mount -t tmpfs -o mode=0755 waddlec-gate-test /usr/sbin \
+                 && mount -t tmpfs -o mode=0755 waddlec-gate-sysfs /sys/kernel \
+                 && mkdir /sys/kernel/config \
                  && cp -p \"$STAND_INS\"/* /usr/sbin/ && exec \"$GATE\"",
             )
             .env("STAND_INS", &self.stand_ins)
             .env("GATE", &self.path)
             .env("GATE_LOG", &self.log)
+            .env("GATE_PORTALS", if self.portals_work { "yes" } else { "no" })
             .env("SSH_ORIGINAL_COMMAND", command));
         Ran {
             code: output.status.code().unwrap_or(-1),
@@ -306,4 +334,21 @@ fn the_sudoers_rule_and_the_key_parse() {
 fn assert_mode(path: &Path, mode: u32) {
     let actual = fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(actual, mode, "{}", path.display());
+}
+
+/// targetcli exits 0 even when a command of its script failed: a target
+/// whose portal was not made is an error the driver sees, not a volume no
+/// node can reach.
+#[test]
+fn a_target_left_without_its_portal_fails_the_share() {
+    let mut gate = Gate::new();
+    gate.portals_work = false;
+    let script = create_script("", &format!("/dev/zvol/{DATASET}/vols/pvc-1"));
+    let ran = gate.run(&wrapped(&script));
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("has no portal on 10.10.0.1:3260"),
+        "{}",
+        ran.stderr
+    );
 }

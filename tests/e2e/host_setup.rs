@@ -63,6 +63,11 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         found.sort();
         found
     };
+    // A target made before portals were bound listens on every address.
+    let wildcard = root.path().join(
+        "sys/kernel/config/target/iscsi/iqn.2003-01.org.linux-iscsi.waddlec.x8664:pvc-old/tpgt_1/np/0.0.0.0:3260",
+    );
+    fs::create_dir_all(&wildcard).unwrap();
     let untouched = entries(root.path());
 
     // --check: says what it would do, does nothing.
@@ -84,6 +89,7 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         "would change: /etc/sudoers.d/waddlec-democratic-csi",
         "would change: zfs allow democratic-csi on rpool/k8s/vols",
         "would change: /root/.ssh/authorized_keys (democratic-csi as root removed)",
+        "would change: iSCSI portals of 1 target(s) to 10.10.0.1:3260",
     ] {
         assert!(
             planned.iter().any(|l| l == expected),
@@ -91,6 +97,13 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         );
     }
     assert_eq!(entries(root.path()), untouched);
+    // The stand-in targetcli keeps no configfs: the move itself is not
+    // replayed here, only its detection.
+    fs::remove_dir_all(root.path().join("sys")).unwrap();
+    let planned: Vec<String> = planned
+        .into_iter()
+        .filter(|l| !l.contains("iSCSI portals"))
+        .collect();
     assert!(!host.calls().contains("pvesm set"), "{}", host.calls());
     assert!(!host.calls().contains("zfs create"), "{}", host.calls());
     assert!(!host.calls().contains("useradd"), "{}", host.calls());

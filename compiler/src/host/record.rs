@@ -70,13 +70,29 @@ impl HostRecord {
             path: shown.clone(),
             problem: e.message().to_string(),
         })?;
-        if record.version != 1 {
-            return Err(RecordError::Invalid {
+        let problem = if record.version != 1 {
+            Some(format!("version {} is not 1", record.version))
+        } else if ssh_key::PublicKey::from_openssh(&record.ssh_host_key).is_err()
+            || record.ssh_host_key.split_whitespace().count() != 2
+        {
+            Some("`ssh_host_key` is not one `TYPE BASE64` SSH public key".to_string())
+        } else if record.node.is_empty()
+            || !record
+                .node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+        {
+            Some("`node` is not a host name".to_string())
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => Err(RecordError::Invalid {
                 path: shown,
-                problem: format!("version {} is not 1", record.version),
-            });
+                problem,
+            }),
+            None => Ok(Some(record)),
         }
-        Ok(Some(record))
     }
 
     /// Writes the record (a new file renamed over the old one).
@@ -129,10 +145,29 @@ mod tests {
         let record = HostRecord {
             version: 1,
             node: "pve1".into(),
-            ssh_host_key: "ssh-ed25519 AAAA".into(),
+            ssh_host_key: KEY.into(),
             api_fingerprint: "AB:CD".into(),
         };
         record.save(&path).unwrap();
         assert_eq!(HostRecord::load(&path).unwrap(), Some(record));
+    }
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRlbW9jcmF0aWMtY3NpLXdhZGRsZS1wbGFjZWhvbGRy";
+
+    /// A key line smuggling a second known_hosts entry is refused.
+    #[test]
+    fn a_record_with_more_than_one_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.host.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "version = 1\nnode = \"pve1\"\nssh_host_key = \"{KEY}\\n* {KEY}\"\napi_fingerprint = \"AB\"\n"
+            ),
+        )
+        .unwrap();
+        let err = HostRecord::load(&path).unwrap_err();
+        assert!(err.to_string().contains("ssh_host_key"), "{err}");
     }
 }

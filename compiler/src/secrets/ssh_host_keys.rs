@@ -138,7 +138,14 @@ fn read(path: &Path) -> Result<Option<KeyFile>, SecretError> {
             })
         }
     };
-    let file: KeyFile = serde_saphyr::from_str(&text).map_err(|e| invalid(path, e.to_string()))?;
+    // serde's messages can quote the value they choke on: a private key.
+    let file: KeyFile = serde_saphyr::from_str(&text).map_err(|_| {
+        invalid(
+            path,
+            "it is not the YAML `secrets init` writes (version, hosts: VM: private, public)"
+                .to_string(),
+        )
+    })?;
     if file.version != 1 {
         return Err(invalid(path, format!("version {} is not 1", file.version)));
     }

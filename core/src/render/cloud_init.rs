@@ -37,8 +37,9 @@ struct UserData<'a> {
     users: Vec<User<'a>>,
     ssh_pwauth: bool,
     disable_root: bool,
-    /// The host key cloud-init installs (`cc_ssh`; the other types it
-    /// generates, as the image's `ssh_genkeytypes` says).
+    /// The host key cloud-init installs (`cc_ssh` then generates no other;
+    /// sshd's unit in the image makes any missing type at start, and
+    /// clients pin this one by its alias).
     #[serde(skip_serializing_if = "Option::is_none")]
     ssh_keys: Option<SshKeys<'a>>,
     write_files: Vec<WriteFile<'a>>,

@@ -31,6 +31,7 @@ struct Data<'a> {
 struct Csi {
     dataset: String,
     portal: String,
+    basename: &'static str,
     user: &'static str,
     marker: &'static str,
 }
@@ -71,6 +72,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         csi: model.platform.as_ref().map(|platform| Csi {
             dataset: platform.dataset.to_string(),
             portal: platform.storage_host.to_string(),
+            basename: CSI_IQN_BASENAME,
             user: CSI_USER,
             marker: CSI_KEY_MARKER,
         }),

@@ -40,7 +40,11 @@ case "$(basename "$0") $1" in
 "zfs create")
     echo "${@: -1}" >>"$state-zfs" ;;
 "useradd "*)
-    echo "${@: -1}" >>"$state-users" ;;
+    echo "${@: -1}" >>"$state-users"
+    if [[ " $* " == *" --user-group "* ]]; then echo "${@: -1}" >>"$state-groups"; fi ;;
+"getent group")
+    grep -qxF -- "$2" "$state-groups" 2>/dev/null || exit 2
+    echo "$2:x:999:" ;;
 "targetcli set")
     echo "${3}" >>"$state-targetcli" ;;
 "targetcli get")
