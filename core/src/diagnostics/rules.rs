@@ -178,8 +178,10 @@ rules! {
          port over TCP, and no Teleport app fronts the API, the first firewall deploy cuts the \
          operator off the API that every later deploy needs (the seed lost its API exactly \
          this way). A rule for the API port from someone else's network does not count: it \
-         admits them, not the operator. `waddlec deploy` checks the same again before it \
-         touches the firewall.";
+         admits them, not the operator. An operator address on an internal network is refused \
+         too: the host drops an internal bridge's traffic, beyond the VMs' own services, before \
+         any rule for the operator. `waddlec deploy` checks the same again before it touches \
+         the firewall.";
     DUPLICATE_PORT = "E0127" "duplicate-port" Error:
         "A list of ports names one port twice (a VIP's `ports`). Nothing breaks, but it is \
          nearly always a typo for another port, which then is not served.";

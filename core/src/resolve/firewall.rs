@@ -14,12 +14,14 @@ use crate::model;
 pub(super) fn firewall(
     checker: &mut Checker,
     blueprint: &Blueprint,
+    bridges: &[model::Bridge],
     operator: &model::Operator,
     host: &model::Host,
     teleport: Option<&model::Teleport>,
     today: Date,
 ) -> model::Firewall {
     let firewall = &blueprint.firewall;
+    check_sources_outside(checker, blueprint, bridges, operator);
     if let Some(first) = firewall.allow_bridges.first() {
         let diagnostic = checker.error(
             &rules::BRIDGE_ACCEPTS_EVERYTHING,
@@ -132,6 +134,67 @@ pub(super) fn firewall(
         check_operator_access(checker, blueprint, &resolved, operator, host, teleport);
     }
     resolved
+}
+
+/// The operator and the temporary rules' sources are outside the internal
+/// networks: from an internal bridge the host admits only the VMs' own
+/// services (`Model::host_access`), and its DROP for the bridge comes
+/// before the temporary rules, so an operator there (a VPN VM, say) would
+/// be locked out however the rules read.
+fn check_sources_outside(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    bridges: &[model::Bridge],
+    operator: &model::Operator,
+) {
+    let internal = |net: &Ipv4Net| {
+        bridges
+            .iter()
+            .filter(|b| b.role == crate::blueprint::BridgeRole::Internal)
+            .find(|b| b.network.contains(&net.network()) || net.contains(&b.network.network()))
+    };
+    if let Some(bridge) = internal(&Ipv4Net::from(operator.ip)) {
+        let diagnostic = checker.error(
+            &rules::OPERATOR_LOCKED_OUT,
+            blueprint.operator.ip.span(),
+            "operator.ip",
+            format!(
+                "the operator's address {} is on internal bridge `{}`, where the host admits only \
+                 the VMs' own services: every rule for the operator would be dropped first",
+                operator.ip, bridge.name
+            ),
+        );
+        diagnostic.label = "on an internal network".into();
+        diagnostic.help = Some(
+            "give the public address the operator comes from (reach the VMs through the host or \
+             Teleport)"
+                .into(),
+        );
+    }
+    for (i, rule) in blueprint.firewall.temporary.iter().enumerate() {
+        let Some(source) = &rule.source else { continue };
+        if let Some(bridge) = internal(&source.trunc()) {
+            let diagnostic = checker.error(
+                &rules::ROLE_MISMATCH,
+                source.span(),
+                format!("firewall.temporary[{i}].source"),
+                format!(
+                    "temporary rule `{}` admits {} of internal bridge `{}`: the host drops that \
+                     bridge's traffic before temporary rules",
+                    *rule.name,
+                    source.trunc(),
+                    bridge.name
+                ),
+            );
+            diagnostic.label = "an internal network".into();
+            diagnostic.help = Some(
+                "temporary rules are for the operator outside; what a VM may reach on the host \
+                 follows from the blueprint (SSH and iSCSI for the nodes, SSH and the API for \
+                 Teleport)"
+                    .into(),
+            );
+        }
+    }
 }
 
 /// Under a DROP or REJECT policy some rule must admit the operator's own

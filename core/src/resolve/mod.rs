@@ -150,6 +150,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let firewall = firewall::firewall(
         &mut checker,
         blueprint,
+        &bridges,
         &operator,
         &host,
         teleport.as_ref(),
