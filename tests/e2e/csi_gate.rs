@@ -287,6 +287,9 @@ fn the_forced_command_passes_the_drivers_commands_and_nothing_else() {
         "cd /\nshell".to_string(),
         "cd /backstores/fileio\ncreate f /etc/shadow".to_string(),
         "cd /iscsi\ndelete iqn.2003-01.org.linux-iscsi.other.x8664:disk".to_string(),
+        // A backstore the driver did not make (another tool's, by name).
+        "cd /backstores/block\ndelete vm-100-disk-0".to_string(),
+        format!("cd /iscsi\ndelete {IQN}:operator-share"),
         format!("cd /backstores/block\ncreate pvc-1 /dev/zvol/{volume}$(id)"),
     ] {
         gate.refuses(&wrapped(&script));
