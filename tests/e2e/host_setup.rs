@@ -16,14 +16,14 @@ use crate::support::ssh_host::SshHost;
 use crate::support::talos_lab::SecretLab;
 use crate::support::{text, valid_blueprints};
 
-#[test]
-fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
+/// An sshd host, a lab with its deployable tree built, a scratch root the
+/// setup installs under, and the way to reach the host.
+fn setup_lab() -> (SshHost, SecretLab, tempfile::TempDir, Ssh) {
     let host = SshHost::start();
     let lab = SecretLab::new(&valid_blueprints()[0]);
     lab.init();
     let output = lab.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let tree = lab.path("dist");
     let root = tempfile::tempdir().unwrap();
     let ssh = Ssh {
         target: "waddle-host".into(),
@@ -31,6 +31,13 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         root: Some(root.path().display().to_string()),
         host_key: None,
     };
+    (host, lab, root, ssh)
+}
+
+#[test]
+fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
+    let (host, lab, root, ssh) = setup_lab();
+    let tree = lab.path("dist");
 
     // Proxmox keeps root's authorized_keys in /etc/pve, behind a link. An
     // earlier setup let democratic-csi in as root: that line must go.
@@ -229,18 +236,7 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
 /// rewritten from what a failed read returned (nothing).
 #[test]
 fn an_unreadable_authorized_keys_stops_the_setup_and_is_left_alone() {
-    let host = SshHost::start();
-    let lab = SecretLab::new(&valid_blueprints()[0]);
-    lab.init();
-    let output = lab.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let root = tempfile::tempdir().unwrap();
-    let ssh = Ssh {
-        target: "waddle-host".into(),
-        config: Some(host.config.clone()),
-        root: Some(root.path().display().to_string()),
-        host_key: None,
-    };
+    let (_host, lab, root, ssh) = setup_lab();
     let keys = root.path().join("root/.ssh/authorized_keys");
     fs::create_dir_all(keys.join("not-a-file")).unwrap();
 

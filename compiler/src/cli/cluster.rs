@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::{blueprint_dir, compile_failed, exit, print_out, read_source, today, Format};
+use super::{blueprint_dir, exit, print_out, Format};
 use crate::bootstrap::{self, Settings, TeleportSsh};
 use crate::exit::Code as _;
 use crate::host::record::HostRecord;
@@ -66,13 +66,9 @@ pub fn run(command: ClusterCommand) -> u8 {
 }
 
 fn bootstrap(args: &BootstrapArgs) -> u8 {
-    let source = match read_source(&args.blueprint) {
-        Ok(source) => source,
-        Err(code) => return code,
-    };
-    let compiled = match crate::compile(&source, today::today()) {
+    let (source, compiled) = match super::compile_blueprint(&args.blueprint, args.format, false) {
         Ok(compiled) => compiled,
-        Err(err) => return compile_failed(&source, err, args.format, false),
+        Err(code) => return code,
     };
     let model = &compiled.model;
     let Some(cluster) = &model.talos else {

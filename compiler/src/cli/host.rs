@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{compile_failed, exit, read_source, today, Format};
+use super::{exit, Format};
 use crate::deploy::host_setup::Ssh;
 use crate::exit::Code as _;
 use crate::host::init::{self, Outcome, Request};
@@ -55,13 +55,9 @@ pub fn run(command: HostCommand) -> u8 {
 }
 
 fn host_init(args: &HostInitArgs) -> u8 {
-    let source = match read_source(&args.blueprint) {
-        Ok(source) => source,
-        Err(code) => return code,
-    };
-    let compiled = match crate::compile(&source, today::today()) {
+    let (_, compiled) = match super::compile_blueprint(&args.blueprint, args.format, false) {
         Ok(compiled) => compiled,
-        Err(err) => return compile_failed(&source, err, args.format, false),
+        Err(code) => return code,
     };
     let host = &compiled.model.host;
     let ssh = Ssh {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use time::OffsetDateTime;
 
-use super::{blueprint_dir, exit, read_source, today};
+use super::{blueprint_dir, exit};
 use crate::exit::Code as _;
 use crate::secrets;
 use crate::secrets::kube_admin::{kubeconfig, parse_ttl};
@@ -31,14 +31,11 @@ pub struct KubeconfigArgs {
 }
 
 pub fn run(args: &KubeconfigArgs) -> u8 {
-    let source = match read_source(&args.blueprint) {
-        Ok(source) => source,
-        Err(code) => return code,
-    };
-    let compiled = match crate::compile(&source, today::today()) {
-        Ok(compiled) => compiled,
-        Err(err) => return super::compile_failed(&source, err, super::Format::Text, false),
-    };
+    let (source, compiled) =
+        match super::compile_blueprint(&args.blueprint, super::Format::Text, false) {
+            Ok(compiled) => compiled,
+            Err(code) => return code,
+        };
     let Some(cluster) = &compiled.model.talos else {
         eprintln!("error: {} has no [talos] cluster", source.name);
         return exit::USAGE;

@@ -285,6 +285,21 @@ fn read_source(path: &Path) -> Result<SourceFile, u8> {
     }
 }
 
+/// Reads the blueprint at `path` and compiles it (the review build, no
+/// secret read): what most commands start with. Prints why not and returns
+/// the exit code.
+fn compile_blueprint(
+    path: &Path,
+    format: Format,
+    color: bool,
+) -> Result<(SourceFile, crate::Compiled), u8> {
+    let source = read_source(path)?;
+    match compile(&source, today::today()) {
+        Ok(compiled) => Ok((source, compiled)),
+        Err(err) => Err(compile_failed(&source, err, format, color)),
+    }
+}
+
 /// Prints diagnostics in the chosen format (text on stderr, JSON on stdout).
 fn show(
     source: &SourceFile,

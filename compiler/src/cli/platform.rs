@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{compile_failed, exit, print_out, read_source, show, today, Format};
+use super::{exit, print_out, show, Format};
 use crate::exit::Code as _;
 use crate::publish::{self, Publication, PublishError};
 
@@ -75,13 +75,9 @@ pub fn run(command: PlatformCommand, color: bool) -> u8 {
 }
 
 fn publish(args: &PublishArgs, color: bool) -> u8 {
-    let source = match read_source(&args.blueprint) {
-        Ok(source) => source,
-        Err(code) => return code,
-    };
-    let compiled = match crate::compile(&source, today::today()) {
+    let (source, compiled) = match super::compile_blueprint(&args.blueprint, args.format, color) {
         Ok(compiled) => compiled,
-        Err(err) => return compile_failed(&source, err, args.format, color),
+        Err(code) => return code,
     };
     let files = publish::platform_files(&compiled.artifacts);
     let message = args.message.clone().unwrap_or_else(|| {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{exit, print_out, read_source, today, Format};
+use super::{exit, print_out, Format};
 use crate::net::factory;
 use crate::plan::schematic::{self, Schematic};
 
@@ -73,13 +73,9 @@ fn id(args: &IdArgs) -> u8 {
 }
 
 fn register(args: &RegisterArgs) -> u8 {
-    let source = match read_source(&args.blueprint) {
-        Ok(s) => s,
+    let (source, compiled) = match super::compile_blueprint(&args.blueprint, args.format, false) {
+        Ok(compiled) => compiled,
         Err(code) => return code,
-    };
-    let compiled = match crate::compile(&source, today::today()) {
-        Ok(c) => c,
-        Err(err) => return super::compile_failed(&source, err, args.format, false),
     };
     let model = &compiled.model;
     let Some(cluster) = &model.talos else {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{blueprint_dir, exit, read_source, today};
+use super::{blueprint_dir, exit};
 use crate::exit::Code as _;
 use crate::secrets::init::{self, Created};
 
@@ -42,15 +42,10 @@ pub fn run(command: SecretsCommand) -> u8 {
 }
 
 fn init(args: &InitArgs) -> u8 {
-    let source = match read_source(&args.blueprint) {
-        Ok(s) => s,
+    let (_, compiled) = match super::compile_blueprint(&args.blueprint, super::Format::Text, false)
+    {
+        Ok(compiled) => compiled,
         Err(code) => return code,
-    };
-    let compiled = match crate::compile(&source, today::today()) {
-        Ok(c) => c,
-        Err(err) => {
-            return super::compile_failed(&source, err, super::Format::Text, false);
-        }
     };
     let base = blueprint_dir(&args.blueprint);
     eprintln!(
