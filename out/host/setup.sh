@@ -147,6 +147,18 @@ ensure_package() {
 }
 ensure_dataset 'rpool/k8s/vols'
 ensure_dataset 'rpool/k8s/snaps'
+# All volumes together stay under the blueprint's quota: the driver's
+# delegated volsize and refreservation cannot fill the pool. (No value yet
+# in --check mode means the dataset is still to be made.)
+quota=$(zfs get -Hp -o value quota 'rpool/k8s/vols' 2>/dev/null) || quota=''
+if [[ $quota != '214748364800' ]]; then
+    if ((check)); then
+        echo "would change: zfs quota of rpool/k8s/vols 214748364800 bytes"
+    else
+        zfs set quota='214748364800' 'rpool/k8s/vols'
+        echo "changed: zfs quota of rpool/k8s/vols 214748364800 bytes"
+    fi
+fi
 ensure_package targetcli targetcli-fb
 ensure_package visudo sudo
 # Targets made before waddlec bound portals listen on every address (and

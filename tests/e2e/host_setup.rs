@@ -97,6 +97,7 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         "would change: zfs allow democratic-csi on rpool/k8s/vols",
         "would change: /root/.ssh/authorized_keys (democratic-csi as root removed)",
         "would change: iSCSI portals of 1 target(s) to 10.10.0.1:3260",
+        "would change: zfs quota of rpool/k8s/vols 214748364800 bytes",
     ] {
         assert!(
             planned.iter().any(|l| l == expected),
@@ -190,6 +191,10 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
     assert!(!calls.contains("pvesm set vmdata"), "{calls}");
     assert!(calls.contains("zfs create -p rpool/k8s/vols"), "{calls}");
     assert!(calls.contains("zfs create -p rpool/k8s/snaps"), "{calls}");
+    assert!(
+        calls.contains("zfs set quota=214748364800 rpool/k8s/vols"),
+        "{calls}"
+    );
     // democratic-csi's own user, limited by ZFS delegation to its dataset;
     // its home and key file are root's, so it cannot lift its own limits.
     assert!(

@@ -342,6 +342,11 @@ pub struct PlatformStorage {
     /// the `democratic-csi` user, from the cluster's nodes only, for its
     /// forced command only. `TYPE BASE64 [COMMENT]` (E0004).
     pub ssh_public_key: Located<String>,
+    /// The most all volumes together may take (`200G`): a ZFS quota on
+    /// `<dataset>/vols`, so the driver's delegated `volsize` and
+    /// `refreservation` cannot fill the host's pool. Without it, only the
+    /// pool's size bounds them.
+    pub quota: Option<Located<Size>>,
 }
 
 /// PostgreSQL WAL and base backups (Barman Cloud) in S3-compatible storage.

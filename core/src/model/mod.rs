@@ -314,6 +314,8 @@ pub struct Platform {
     pub dataset: ZfsDataset,
     /// `TYPE BASE64` of democratic-csi's SSH key, without a comment.
     pub csi_public_key: String,
+    /// The ZFS quota on `<dataset>/vols`, if the blueprint sets one.
+    pub storage_quota: Option<ByteSize>,
     /// The host's address on the cluster bridge: democratic-csi's SSH and
     /// iSCSI target.
     pub storage_host: Ipv4Addr,

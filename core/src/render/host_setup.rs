@@ -30,6 +30,8 @@ struct Data<'a> {
 #[derive(Serialize)]
 struct Csi {
     dataset: String,
+    /// The quota on `<dataset>/vols`, in bytes (`zfs get -Hp` prints so).
+    quota: Option<u64>,
     portal: String,
     basename: &'static str,
     user: &'static str,
@@ -71,6 +73,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         disk_storage: &model.host.disk_storage,
         csi: model.platform.as_ref().map(|platform| Csi {
             dataset: platform.dataset.to_string(),
+            quota: platform.storage_quota.map(|quota| quota.bytes()),
             portal: platform.storage_host.to_string(),
             basename: CSI_IQN_BASENAME,
             user: CSI_USER,

@@ -188,6 +188,7 @@ pub fn platform(
         storage_class: text(&platform.storage.class, "zfs-iscsi"),
         dataset,
         csi_public_key: public_key(&platform.storage.ssh_public_key).ok()?,
+        storage_quota: platform.storage.quota.as_ref().map(|quota| quota.0),
         storage_host: cluster_bridge.host_address,
         backups: model::Backups {
             bucket: platform.backups.bucket.to_string(),

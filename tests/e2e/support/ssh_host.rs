@@ -39,6 +39,15 @@ case "$(basename "$0") $1" in
     grep -qxF -- "${@: -1}" "$state-zfs" 2>/dev/null ;;
 "zfs create")
     echo "${@: -1}" >>"$state-zfs" ;;
+"zfs get")
+    # `zfs get -Hp -o value quota DATASET`: fails for a dataset that does
+    # not exist, prints 0 for no quota (as zfs does with -p).
+    grep -qxF -- "${@: -1}" "$state-zfs" 2>/dev/null || exit 1
+    dataset=${*: -1}
+    cat "$state-quota-${dataset//\//_}" 2>/dev/null || echo 0 ;;
+"zfs set")
+    dataset=${*: -1}
+    echo "${2#quota=}" >"$state-quota-${dataset//\//_}" ;;
 "useradd "*)
     echo "${@: -1}" >>"$state-users"
     if [[ " $* " == *" --user-group "* ]]; then echo "${@: -1}" >>"$state-groups"; fi ;;
