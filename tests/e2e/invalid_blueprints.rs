@@ -147,7 +147,14 @@ fn rendered_diagnostics_are_stable() {
             .arg("validate")
             .arg(format!("tests/blueprints/invalid/{name}")));
         assert_eq!(output.status.code(), Some(1), "{name}");
-        insta::assert_snapshot!(name.as_str(), text(&output.stderr));
+        let stderr = text(&output.stderr);
+        // Every finding says how to go on: its own help, or its rule's.
+        let findings = stderr.matches("  × ").count() + stderr.matches("error[").count();
+        assert!(
+            stderr.matches("help: ").count() >= findings,
+            "{name}: a finding without help:\n{stderr}"
+        );
+        insta::assert_snapshot!(name.as_str(), stderr);
     }
 }
 

@@ -28,6 +28,7 @@ fn floor_char_boundary(text: &str, mut index: usize) -> usize {
 
 /// Renders for a person. `color` picks the theme; spans are shown with their
 /// source lines unless the diagnostic hides its source (possible secret).
+/// A diagnostic without help of its own points at its rule's explanation.
 pub fn render_text(source: &SourceFile, diagnostics: &[Diagnostic], color: bool) -> String {
     let theme = if color {
         GraphicalTheme::unicode()
@@ -46,9 +47,11 @@ pub fn render_text(source: &SourceFile, diagnostics: &[Diagnostic], color: bool)
                 diagnostic.rule.code,
                 diagnostic.message
             ));
-            if let Some(help) = &diagnostic.help {
-                out.push_str(&format!("  help: {help}\n"));
-            }
+            let help = diagnostic
+                .help
+                .clone()
+                .unwrap_or_else(|| explain_hint(diagnostic));
+            out.push_str(&format!("  help: {help}\n"));
             out.push_str("  (source line not shown: it may contain a secret)\n\n");
             continue;
         }
@@ -166,11 +169,13 @@ impl miette::Diagnostic for Report<'_> {
         })
     }
 
+    /// The diagnostic's own help, else where its rule is explained: every
+    /// finding says how to go on, as rustc points at `--explain`.
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.diagnostic
-            .help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        Some(match &self.diagnostic.help {
+            Some(help) => Box::new(help) as Box<dyn fmt::Display>,
+            None => Box::new(explain_hint(self.diagnostic)),
+        })
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -263,4 +268,12 @@ mod tests {
         assert_eq!(line_col(text, 13), (2, 7));
         assert_eq!(line_col(text, 999), (3, 1));
     }
+}
+
+/// Where a finding without help of its own is explained.
+fn explain_hint(diagnostic: &Diagnostic) -> String {
+    format!(
+        "`waddlec explain {}` says what the rule guards against and how to write it",
+        diagnostic.rule.code
+    )
 }
