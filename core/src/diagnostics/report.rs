@@ -240,6 +240,14 @@ pub fn to_json<'a>(
         .collect()
 }
 
+/// Where a finding without help of its own is explained.
+fn explain_hint(diagnostic: &Diagnostic) -> String {
+    format!(
+        "`waddlec explain {}` says what the rule guards against and how to write it",
+        diagnostic.rule.code
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,12 +276,4 @@ mod tests {
         assert_eq!(line_col(text, 13), (2, 7));
         assert_eq!(line_col(text, 999), (3, 1));
     }
-}
-
-/// Where a finding without help of its own is explained.
-fn explain_hint(diagnostic: &Diagnostic) -> String {
-    format!(
-        "`waddlec explain {}` says what the rule guards against and how to write it",
-        diagnostic.rule.code
-    )
 }
