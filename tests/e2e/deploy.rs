@@ -312,16 +312,38 @@ fn connections_dropped_mid_upload_and_mid_create_converge_on_rerun() {
     lab.assert_no_violations();
 }
 
+/// A fingerprint of the same shape that is not `pinned`.
+fn another_fingerprint(pinned: &str) -> String {
+    pinned
+        .split(':')
+        .map(|pair| if pair == "00" { "01" } else { "00" })
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The host record `host init` would write for the lab's simulated host.
+fn write_host_record(lab: &Lab, ssh_host_key: &str, api_fingerprint: &str) {
+    let key: Vec<&str> = ssh_host_key.split_whitespace().take(2).collect();
+    fs::write(
+        lab.lab.path("blueprint.host.toml"),
+        format!(
+            "version = 1\nnode = \"waddle-proxmox01\"\nssh_host_key = \"{}\"\napi_fingerprint = \"{api_fingerprint}\"\n",
+            key.join(" ")
+        ),
+    )
+    .unwrap();
+}
+
+/// A key no test host presents.
+const STRANGER_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRlbW9jcmF0aWMtY3NpLXdhZGRsZS1wbGFjZWhvbGRy";
+
 #[test]
 fn a_certificate_other_than_the_pinned_one_is_refused() {
     let lab = Lab::new();
     let blueprint = lab.lab.path("blueprint.toml");
     let pinned = lab.sim.fingerprint.clone();
-    let other = pinned
-        .split(':')
-        .map(|pair| if pair == "00" { "01" } else { "00" })
-        .collect::<Vec<_>>()
-        .join(":");
+    let other = another_fingerprint(&pinned);
     let text_ = fs::read_to_string(&blueprint)
         .unwrap()
         .replace(&pinned, &other);
@@ -404,19 +426,7 @@ fn a_full_deploy_sets_up_the_host_then_finds_nothing_to_do() {
     let host = SshHost::start();
     let lab = Lab::with(over_ssh);
     // As `host init` records it: the host setup's SSH pins this key.
-    let record = |key: &str| {
-        let key: Vec<&str> = key.split_whitespace().take(2).collect();
-        fs::write(
-            lab.lab.path("blueprint.host.toml"),
-            format!(
-                "version = 1\nnode = \"waddle-proxmox01\"\nssh_host_key = \"{}\"\napi_fingerprint = \"{}\"\n",
-                key.join(" "),
-                lab.sim.fingerprint
-            ),
-        )
-        .unwrap();
-    };
-    record(&host.host_public_key());
+    write_host_record(&lab, &host.host_public_key(), &lab.sim.fingerprint);
     let root = tempfile::tempdir().unwrap();
     let output = lab.deploy_with_host(&host, root.path(), &[]);
     assert!(
@@ -445,7 +455,7 @@ fn a_full_deploy_sets_up_the_host_then_finds_nothing_to_do() {
     lab.assert_no_violations();
 
     // A host presenting another key than the recorded one gets no setup.
-    record("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRlbW9jcmF0aWMtY3NpLXdhZGRsZS1wbGFjZWhvbGRy");
+    write_host_record(&lab, STRANGER_KEY, &lab.sim.fingerprint);
     let output = lab.deploy_with_host(&host, root.path(), &[]);
     assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
     assert!(
@@ -500,29 +510,14 @@ fn the_host_record_pins_the_api_when_the_blueprint_does_not() {
             .unwrap()
             .remove("api_fingerprint");
     });
-    let record = lab.lab.path("blueprint.host.toml");
-    let write_record = |fingerprint: &str| {
-        fs::write(
-            &record,
-            format!(
-                "version = 1\nnode = \"waddle-proxmox01\"\n\
-                 ssh_host_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRlbW9jcmF0aWMtY3NpLXdhZGRsZS1wbGFjZWhvbGRy\"\n\
-                 api_fingerprint = \"{fingerprint}\"\n"
-            ),
-        )
-        .unwrap();
-    };
+    let write_record = |fingerprint: &str| write_host_record(&lab, STRANGER_KEY, fingerprint);
     let output = lab.deploy(&["--dry-run"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("waddlec host init"));
     assert!(lab.sim.requests().is_empty());
 
     let pinned = lab.sim.fingerprint.clone();
-    let other = pinned
-        .split(':')
-        .map(|pair| if pair == "00" { "01" } else { "00" })
-        .collect::<Vec<_>>()
-        .join(":");
+    let other = another_fingerprint(&pinned);
     write_record(&other);
     let output = lab.deploy(&["--dry-run"]);
     assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));

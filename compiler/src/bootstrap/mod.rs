@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::{Model, KUBE_API_PORT, TALOS_API_PORT};
 use crate::net::kube_api::{KubeApi, KubeError};
-use crate::net::ssh::PinnedKeys;
+use crate::net::ssh::PinnedHost;
 use crate::net::ssh_tunnel::{SshTunnel, TunnelError};
 use crate::net::talos_api::{self, BootstrapOutcome, TalosApiError, TalosEndpoint, TalosIdentity};
 use crate::render::cluster::{bootstrap_secrets, teleport_access};
@@ -143,16 +143,9 @@ pub fn run(
         step: Step::Tunnel,
         source,
     };
-    let pinned = settings
-        .host_key
-        .as_ref()
-        .map(|(node, key)| PinnedKeys::new([(node.as_str(), key.as_str())]))
-        .transpose()
+    let pinned = PinnedHost::new(settings.host_key.as_ref())
         .map_err(|e| tunnel_error(TunnelError::Spawn(e)))?;
-    let known_host = pinned
-        .as_ref()
-        .zip(settings.host_key.as_ref())
-        .map(|(pinned, (node, _))| pinned.known(node));
+    let known_host = pinned.as_ref().map(PinnedHost::known);
     let tunnel = SshTunnel::open(
         &settings.host_ssh,
         settings.ssh_config.as_deref(),

@@ -75,21 +75,13 @@ pub fn run(host: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetu
         script.push_str(&format!(" --root {}", ssh::quote(root)));
     }
     tracing::info!(target = %host.target, check, "host setup over ssh");
-    let pinned = host
-        .host_key
-        .as_ref()
-        .map(|(node, key)| ssh::PinnedKeys::new([(node.as_str(), key.as_str())]))
-        .transpose()
-        .map_err(HostSetupError::Spawn)?;
+    let pinned = ssh::PinnedHost::new(host.host_key.as_ref()).map_err(HostSetupError::Spawn)?;
     let remote = ssh::Remote {
         target: &host.target,
         config: host.config.as_deref(),
         jump: None,
         jump_known_host: None,
-        known_host: pinned
-            .as_ref()
-            .zip(host.host_key.as_ref())
-            .map(|(pinned, (node, _))| pinned.known(node)),
+        known_host: pinned.as_ref().map(ssh::PinnedHost::known),
     };
     let stdout = ssh::run(&remote, &script, archive).map_err(|e| match e {
         SshError::Spawn(e) => HostSetupError::Spawn(e),

@@ -57,6 +57,29 @@ impl PinnedKeys {
     }
 }
 
+/// One host's key `(alias, key)` pinned, when there is one to pin: the
+/// file, and the entry a connection to that host uses.
+pub struct PinnedHost {
+    keys: PinnedKeys,
+    alias: String,
+}
+
+impl PinnedHost {
+    pub fn new(pin: Option<&(String, String)>) -> std::io::Result<Option<Self>> {
+        pin.map(|(alias, key)| {
+            Ok(PinnedHost {
+                keys: PinnedKeys::new([(alias.as_str(), key.as_str())])?,
+                alias: alias.clone(),
+            })
+        })
+        .transpose()
+    }
+
+    pub fn known(&self) -> KnownHost<'_> {
+        self.keys.known(&self.alias)
+    }
+}
+
 impl KnownHost<'_> {
     /// The `-o` values that accept this key and no other.
     pub fn options(&self) -> [String; 3] {
