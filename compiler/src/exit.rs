@@ -18,9 +18,11 @@ pub const SECRETS: u8 = 4;
 /// does not match its pin.
 pub const LOCK: u8 = 5;
 /// `deploy`: the host conflicts with the blueprint (a VMID held by another
-/// VM, a VM locked by a running task, the host changed under the plan), or
-/// the plan held a step back on purpose (a replace without
-/// `--allow-replace`, an image the tree lacks). `platform publish`: the
+/// VM, a VM locked by a running task, a bridge it did not make or missing
+/// under `--skip-host`, someone else's pending network changes, the host
+/// changed under the plan), or the plan held a step back on purpose (a
+/// replace without `--allow-replace`, a restart without `--allow-restart`,
+/// an image the tree lacks). `platform publish`: the
 /// platform repository has local changes, or ignores a file to publish.
 pub const CONFLICT: u8 = 6;
 /// `deploy`: another deploy holds the host's lock.
@@ -167,12 +169,14 @@ impl Code for DeployError {
     fn exit_code(&self) -> u8 {
         match self {
             DeployError::Desired(err) => err.exit_code(),
-            DeployError::UnknownVm(_) => USAGE,
+            DeployError::UnknownVm { .. } => USAGE,
             DeployError::NoFingerprint => INVALID,
             DeployError::FingerprintDisagrees { .. } => CONFLICT,
             DeployError::Token(_) => SECRETS,
             DeployError::Client(_) => INTERNAL,
-            DeployError::Apply(ApplyError::NotDesired { .. }) => INTERNAL,
+            DeployError::Apply(
+                ApplyError::NotDesired { .. } | ApplyError::NotDesiredBridge { .. },
+            ) => INTERNAL,
             DeployError::Remote(_) | DeployError::HostSetup(_) | DeployError::Apply(_) => {
                 UNAVAILABLE
             }
@@ -308,7 +312,13 @@ mod tests {
                 Box::new(DeployError::Lock(LockError::Held { holder: "h".into() })),
                 LOCKED,
             ),
-            (Box::new(DeployError::UnknownVm("x".into())), USAGE),
+            (
+                Box::new(DeployError::UnknownVm {
+                    flag: "--allow-restart",
+                    name: "x".into(),
+                }),
+                USAGE,
+            ),
             (Box::new(Outcome::Applied { held_back: 0 }), OK),
             (Box::new(Outcome::DryRun { held_back: 1 }), CONFLICT),
             (Box::new(Outcome::Declined), USAGE),
@@ -318,6 +328,18 @@ mod tests {
                 INTERNAL,
             ),
             (Box::new(DeployError::Conflicts), CONFLICT),
+            (
+                Box::new(DeployError::Apply(ApplyError::Shutdown {
+                    step: "restart VM 110".into(),
+                    vmid: 110,
+                    seconds: 180,
+                    source: crate::net::pve::PveError::TaskTimeout {
+                        upid: "UPID:x".into(),
+                        seconds: 210,
+                    },
+                })),
+                UNAVAILABLE,
+            ),
             (Box::new(DeployError::Changed), CONFLICT),
             (
                 Box::new(DeployError::Token(SecretError::Unset("env:T".into()))),

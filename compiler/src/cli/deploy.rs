@@ -41,6 +41,13 @@ pub struct DeployArgs {
     /// alone and the plan says what it would replace.
     #[arg(long, value_name = "VM")]
     allow_replace: Vec<String>,
+    /// Shut this VM down cleanly and start it again when Proxmox holds
+    /// settings for its next start (memory, cores, CPU type: the plan
+    /// shows them as pending). Repeat for several; at most one Talos node
+    /// per deploy. A VM that does not shut down in time is not forced off:
+    /// the deploy stops.
+    #[arg(long, value_name = "VM")]
+    allow_restart: Vec<String>,
     /// Remove a deploy lock a killed deploy left on the host.
     #[arg(long)]
     break_lock: bool,
@@ -102,6 +109,7 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         blueprint_dir: &dir,
         tree: &args.tree,
         allow_replace: &args.allow_replace,
+        allow_restart: &args.allow_restart,
         break_lock: args.break_lock,
         api: args.api.as_deref(),
         agent_timeout: Duration::from_secs(args.agent_timeout),

@@ -1,13 +1,17 @@
 //! Carrying out a plan through the API, step by step, each waiting for its
-//! task. Every step is safe to repeat after an interruption: uploads land
-//! under their final name only when Proxmox has verified their sha256; a VM
-//! is created with its disks imported in the same call, so it never exists
-//! without them; a later deploy re-reads the host and plans again.
+//! task. Every step is safe to repeat after an interruption: a bridge is
+//! written to the node's pending network configuration and then applied,
+//! and a later deploy applies what it finds pending of its own; uploads
+//! land under their final name only when Proxmox has verified their
+//! sha256; a VM is created with its disks imported in the same call, so it
+//! never exists without them; a restart is a clean shutdown that fails
+//! rather than forcing the VM off; a later deploy re-reads the host and
+//! plans again (and removes a seed a failed step left behind).
 
 use std::time::{Duration, Instant};
 
 use super::desired::Desired;
-use super::plan::{Change, Plan, Step};
+use super::plan::{files_of, Change, Plan, Step, BRIDGE_MARKER};
 use crate::net::pve::{segment, Progress, Pve, PveError, UploadFile};
 use crate::plan::vm::VmConfig;
 
@@ -18,6 +22,9 @@ pub struct Timeouts {
     pub task: Duration,
     /// From start until the guest agent answers.
     pub agent: Duration,
+    /// A clean shutdown before a restart; then the restart is refused,
+    /// never forced.
+    pub shutdown: Duration,
 }
 
 impl Default for Timeouts {
@@ -26,6 +33,7 @@ impl Default for Timeouts {
             upload: Duration::from_secs(3600),
             task: Duration::from_secs(900),
             agent: Duration::from_secs(300),
+            shutdown: Duration::from_secs(180),
         }
     }
 }
@@ -47,8 +55,18 @@ pub enum ApplyError {
     },
     #[error("internal error: the plan names VM {vmid}, which the blueprint does not have")]
     NotDesired { vmid: u32 },
+    #[error("internal error: the plan names bridge {bridge}, which the blueprint does not have")]
+    NotDesiredBridge { bridge: String },
     #[error("{step}: the guest agent did not answer within {seconds} s (is qemu-guest-agent in the image and the VM booting?)")]
     Agent { step: String, seconds: u64 },
+    #[error("{step}: VM {vmid} did not shut down cleanly within {seconds} s ({source}); it was not forced off and still runs with its old settings: find out why the guest ignores the shutdown (ACPI, its guest agent), or shut it down yourself, then deploy again")]
+    Shutdown {
+        step: String,
+        vmid: u32,
+        seconds: u64,
+        #[source]
+        source: PveError,
+    },
 }
 
 /// Runs every step of `plan` in order; `report` hears each step as it
@@ -67,6 +85,56 @@ pub fn apply(
             source,
         };
         match step {
+            Step::CreateBridge { bridge, cidr } => {
+                report(&line);
+                let mut form = bridge_form(cidr);
+                form.insert(0, ("iface".to_string(), bridge.clone()));
+                host.pve
+                    .post(&format!("{}/network", node_path(host)), &form)
+                    .map_err(fail)?;
+            }
+            Step::UpdateBridge { bridge, changes } => {
+                report(&line);
+                let cidr = desired
+                    .bridges
+                    .iter()
+                    .find(|b| b.name == *bridge)
+                    .map(|b| b.cidr.as_str())
+                    .ok_or_else(|| ApplyError::NotDesiredBridge {
+                        bridge: bridge.clone(),
+                    })?;
+                let mut form = bridge_form(cidr);
+                if changes.iter().any(|c| c.key == "bridge_ports") {
+                    form.push(("delete".to_string(), "bridge_ports".to_string()));
+                }
+                host.pve
+                    .put(
+                        &format!("{}/network/{}", node_path(host), segment(bridge)),
+                        &form,
+                    )
+                    .map_err(fail)?;
+            }
+            Step::ApplyNetwork { .. } => {
+                report(&line);
+                let answer = host
+                    .pve
+                    .put(&format!("{}/network", node_path(host)), &[])
+                    .map_err(fail)?;
+                wait(host, answer, timeouts.task).map_err(fail)?;
+            }
+            Step::RemoveSeed { file } => {
+                report(&line);
+                remove_import(host, file, timeouts).map_err(fail)?;
+            }
+            Step::Restart {
+                vmid,
+                changes,
+                allowed: true,
+                ..
+            } => {
+                report(&line);
+                restart(host, vm(desired, *vmid)?, changes, timeouts, &line, report)?;
+            }
             Step::Upload {
                 file, sha256, path, ..
             } => {
@@ -115,6 +183,9 @@ pub fn apply(
             Step::KeepUpload { .. }
             | Step::MissingFile { .. }
             | Step::Replace { allowed: false, .. }
+            | Step::Restart { allowed: false, .. }
+            | Step::KeepBridge { .. }
+            | Step::BridgeConflict { .. }
             | Step::Keep { .. }
             | Step::Conflict { .. }
             | Step::Unknown { .. } => {}
@@ -133,8 +204,42 @@ fn vm(desired: &Desired, vmid: u32) -> Result<&VmConfig, ApplyError> {
         .ok_or(ApplyError::NotDesired { vmid })
 }
 
+fn node_path(host: &Host<'_>) -> String {
+    format!("/nodes/{}", segment(host.node))
+}
+
 fn qemu_path(host: &Host<'_>, vmid: u32) -> String {
-    format!("/nodes/{}/qemu/{vmid}", segment(host.node))
+    format!("{}/qemu/{vmid}", node_path(host))
+}
+
+/// A bridge as the blueprint has it (`POST`/`PUT …/network`): the host's
+/// address, no ports, up at boot, and the comment that marks it as
+/// waddlec's.
+fn bridge_form(cidr: &str) -> Vec<(String, String)> {
+    [
+        ("type", "bridge"),
+        ("cidr", cidr),
+        ("autostart", "1"),
+        ("comments", BRIDGE_MARKER),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value.to_string()))
+    .collect()
+}
+
+/// Deletes `file` from the file storage's `import` content.
+fn remove_import(host: &Host<'_>, file: &str, timeouts: Timeouts) -> Result<(), PveError> {
+    let volume = format!("{}:import/{file}", host.file_storage);
+    let answer = host.pve.delete(
+        &format!(
+            "{}/storage/{}/content/{}",
+            node_path(host),
+            segment(host.file_storage),
+            segment(&volume)
+        ),
+        &[],
+    )?;
+    wait(host, answer, timeouts.task)
 }
 
 /// Waits for the task an API call returned, if it returned one.
@@ -164,16 +269,8 @@ fn create(host: &Host<'_>, vm: &VmConfig, timeouts: Timeouts) -> Result<(), PveE
     wait(host, answer, timeouts.task)?;
     // The VM has its own copy of the seed now; the uploaded one (world-
     // readable in the import directory, possibly holding secrets) goes.
-    let answer = host.pve.delete(
-        &format!(
-            "/nodes/{}/storage/{}/content/{}",
-            segment(host.node),
-            segment(host.file_storage),
-            segment(&vm.seed_volume)
-        ),
-        &[],
-    )?;
-    wait(host, answer, timeouts.task)?;
+    let (_, seed) = files_of(vm);
+    remove_import(host, &seed, timeouts)?;
     resize(host, vm.vmid, &vm.disk, timeouts)
 }
 
@@ -205,6 +302,57 @@ fn start(host: &Host<'_>, vmid: u32, timeouts: Timeouts) -> Result<(), PveError>
         .pve
         .post(&format!("{}/status/start", qemu_path(host, vmid)), &[])?;
     wait(host, answer, timeouts.task)
+}
+
+/// Applies the settings Proxmox holds for `vm`'s next start: a clean
+/// shutdown (refused, never forced, when the guest does not go down in
+/// time), then a start. Nothing happens if nothing is pending any more
+/// (Proxmox applied the update live).
+fn restart(
+    host: &Host<'_>,
+    vm: &VmConfig,
+    changes: &[Change],
+    timeouts: Timeouts,
+    line: &str,
+    report: &dyn Fn(&str),
+) -> Result<(), ApplyError> {
+    let fail = |source| ApplyError::Step {
+        step: line.to_string(),
+        source,
+    };
+    let path = qemu_path(host, vm.vmid);
+    let pending = host
+        .pve
+        .get(&format!("{path}/pending"), &[])
+        .map_err(fail)?;
+    let held = pending.as_array().into_iter().flatten().any(|item| {
+        let key = item["key"].as_str().unwrap_or_default();
+        changes.iter().any(|change| change.key == key)
+            && (!item["pending"].is_null() || item["delete"].as_u64().unwrap_or_default() > 0)
+    });
+    if !held {
+        report(&format!(
+            "{line}: Proxmox applied it live, no restart needed"
+        ));
+        return Ok(());
+    }
+    let seconds = timeouts.shutdown.as_secs();
+    let shutdown = || -> Result<(), PveError> {
+        let answer = host.pve.post(
+            &format!("{path}/status/shutdown"),
+            &[("timeout".to_string(), seconds.to_string())],
+        )?;
+        // Proxmox gives up after `timeout` and fails the task (no
+        // forceStop): a little longer here, to read that failure.
+        wait(host, answer, timeouts.shutdown + Duration::from_secs(30))
+    };
+    shutdown().map_err(|source| ApplyError::Shutdown {
+        step: line.to_string(),
+        vmid: vm.vmid,
+        seconds,
+        source,
+    })?;
+    boot(host, vm, timeouts, line)
 }
 
 fn update(host: &Host<'_>, vmid: u32, changes: &[Change]) -> Result<(), PveError> {

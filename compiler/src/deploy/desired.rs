@@ -1,6 +1,6 @@
-//! What the deployable tree says the host should have: the files to upload
-//! (each VM's boot image and seed disk, by the names the plan gave them)
-//! and the VMs to create. Read from the tree `build --with-secrets` wrote,
+//! What the deployable tree says the host should have: the bridges, the
+//! files to upload (each VM's boot image and seed disk, by the names the
+//! plan gave them) and the VMs to create. Read from the tree `build --with-secrets` wrote,
 //! after checking it is that blueprint's current build, so deploy never
 //! ships a stale or hand-edited tree.
 
@@ -29,9 +29,21 @@ pub struct Upload {
     pub bytes: u64,
 }
 
+/// A bridge of the blueprint, as the node's network should hold it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredBridge {
+    pub name: String,
+    /// The uplink: only checked, never changed.
+    pub public: bool,
+    /// The host's address on it with the network's prefix (`10.10.0.1/24`).
+    pub cidr: String,
+}
+
 /// Everything the host should have.
 #[derive(Clone, Debug)]
 pub struct Desired {
+    /// The public bridge first.
+    pub bridges: Vec<DesiredBridge>,
     pub uploads: Vec<Upload>,
     pub vms: Vec<VmConfig>,
 }
@@ -107,7 +119,18 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
             bytes: bytes.len() as u64,
         });
     }
+    let bridges = compiled
+        .model
+        .bridges
+        .iter()
+        .map(|bridge| DesiredBridge {
+            name: bridge.name.to_string(),
+            public: bridge.role == crate::model::BridgeRole::Public,
+            cidr: format!("{}/{}", bridge.host_address, bridge.network.prefix_len()),
+        })
+        .collect();
     Ok(Desired {
+        bridges,
         uploads,
         vms: vm_configs(&compiled.model, &compiled.images),
     })

@@ -2,27 +2,87 @@
 //! so it is shown before anything happens and tested without a host.
 //!
 //! What an operator burned by provider drift and replace cascades expects:
-//! a VM whose image or seed changed is replaced only when named with
-//! `--allow-replace VM` (otherwise the plan says what it would do and stops
-//! short), and never more than one Talos control-plane node per deploy
-//! (etcd keeps its quorum); settings that can change in place are updated
-//! in place; a disk is only ever grown; a VM the blueprint does not know is
-//! reported, never touched; a VM with a blueprint VMID but another name, or
-//! an unknown VM with a blueprint VM's name or MAC, is a conflict.
+//! the bridges come first (an internal one the node lacks is created and
+//! the network applied; one that differs is changed only if it carries
+//! waddlec's comment, [`BRIDGE_MARKER`]; the public one, the uplink, is
+//! only checked; pending network changes someone else made are never
+//! applied by us); a VM whose image or seed changed is replaced only when
+//! named with `--allow-replace VM` (otherwise the plan says what it would
+//! do and stops short); settings that can change in place are updated in
+//! place, and those Proxmox holds for the next start are shown as pending
+//! and applied by a clean restart only when named with `--allow-restart
+//! VM`; never more than one Talos control-plane node is replaced or
+//! restarted per deploy (etcd keeps its quorum); a disk is only ever
+//! grown; a seed disk of the blueprint's that no step of this plan needs
+//! is removed from the host (it may hold secrets), whatever left it there;
+//! a VM the blueprint does not know is reported, never touched; a VM with
+//! a blueprint VMID but another name, or an unknown VM with a blueprint
+//! VM's name or MAC, is a conflict.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::desired::{Desired, Upload};
-use super::observed::{HostVm, Observed};
+use super::desired::{Desired, DesiredBridge, Upload};
+use super::observed::{HostIface, HostVm, Observed};
+use crate::plan::images::is_seed_file_of;
 use crate::plan::vm::{described_files, VmConfig};
 
 /// Settings compared on an existing VM and changed in place.
 const UPDATABLE: &[&str] = &["cores", "memory", "cpu", "tags", "onboot", "agent"];
 
+/// The comment on every bridge waddlec creates: a bridge carrying it is the
+/// blueprint's to change.
+pub const BRIDGE_MARKER: &str = "managed by waddlec";
+
+/// What the operator allows and asks for beyond the blueprint.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options<'a> {
+    /// VMs that may be destroyed and created again.
+    pub allow_replace: &'a [String],
+    /// VMs that may be shut down cleanly and started again to apply
+    /// pending settings.
+    pub allow_restart: &'a [String],
+    /// Leave the host's setup, bridges included, alone: only check the
+    /// bridges the VMs use.
+    pub skip_host: bool,
+}
+
 /// One thing the deploy does (or would do, or refuses to do).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Step {
+    /// Add an internal bridge to the node's network configuration (the
+    /// host's address on it, no ports, autostart, [`BRIDGE_MARKER`]).
+    CreateBridge {
+        bridge: String,
+        cidr: String,
+    },
+    /// Set a bridge waddlec made back to the blueprint's settings.
+    UpdateBridge {
+        bridge: String,
+        changes: Vec<Change>,
+    },
+    /// Apply the node's pending network configuration, which holds only
+    /// the blueprint's bridges' changes, and wait for it.
+    ApplyNetwork {
+        bridges: Vec<String>,
+    },
+    /// The bridge is as the blueprint needs it.
+    KeepBridge {
+        bridge: String,
+    },
+    /// A bridge the deploy cannot use or may not change (stops the deploy
+    /// before any change).
+    BridgeConflict {
+        bridge: String,
+        reason: String,
+    },
+    /// Delete a seed disk of the blueprint's that no step needs from the
+    /// host's storage: it may hold secrets.
+    RemoveSeed {
+        file: String,
+    },
     /// Upload a file the host lacks, from `path` in the tree.
     Upload {
         file: String,
@@ -67,6 +127,16 @@ pub enum Step {
         name: String,
         to: String,
     },
+    /// Shut down cleanly and start again, so the settings Proxmox holds
+    /// for the next start apply (`--allow-restart VM`); held back
+    /// otherwise.
+    Restart {
+        vmid: u32,
+        name: String,
+        /// From the running value to the blueprint's.
+        changes: Vec<Change>,
+        allowed: bool,
+    },
     Start {
         vmid: u32,
         name: String,
@@ -106,12 +176,17 @@ impl Plan {
         self.steps.iter().any(|step| {
             matches!(
                 step,
-                Step::Upload { .. }
+                Step::CreateBridge { .. }
+                    | Step::UpdateBridge { .. }
+                    | Step::ApplyNetwork { .. }
+                    | Step::RemoveSeed { .. }
+                    | Step::Upload { .. }
                     | Step::Create { .. }
                     | Step::Update { .. }
                     | Step::Resize { .. }
                     | Step::Start { .. }
                     | Step::Replace { allowed: true, .. }
+                    | Step::Restart { allowed: true, .. }
             )
         })
     }
@@ -120,19 +195,21 @@ impl Plan {
     pub fn conflicts(&self) -> Vec<&Step> {
         self.steps
             .iter()
-            .filter(|step| matches!(step, Step::Conflict { .. }))
+            .filter(|step| matches!(step, Step::Conflict { .. } | Step::BridgeConflict { .. }))
             .collect()
     }
 
     /// Steps left undone on purpose: replaces without `--allow-replace`,
-    /// VMs whose files the tree lacks.
+    /// restarts without `--allow-restart`, VMs whose files the tree lacks.
     pub fn held_back(&self) -> usize {
         self.steps
             .iter()
             .filter(|step| {
                 matches!(
                     step,
-                    Step::Replace { allowed: false, .. } | Step::MissingFile { .. }
+                    Step::Replace { allowed: false, .. }
+                        | Step::Restart { allowed: false, .. }
+                        | Step::MissingFile { .. }
                 )
             })
             .count()
@@ -146,6 +223,21 @@ impl Plan {
 
 fn line(step: &Step) -> String {
     match step {
+        Step::CreateBridge { bridge, cidr } => {
+            format!("bridge   create {bridge} {cidr} (no ports, autostart)")
+        }
+        Step::UpdateBridge { bridge, changes } => {
+            format!("bridge   update {bridge}: {}", changes_text(changes))
+        }
+        Step::ApplyNetwork { bridges } => format!(
+            "network  apply the node's pending network configuration ({})",
+            bridges.join(", ")
+        ),
+        Step::KeepBridge { bridge } => format!("ok       bridge {bridge}"),
+        Step::BridgeConflict { bridge, reason } => format!("CONFLICT bridge {bridge}: {reason}"),
+        Step::RemoveSeed { file } => {
+            format!("remove   {file} (a seed disk no VM is being created from)")
+        }
         Step::Upload { file, bytes, .. } => format!("upload   {file} ({})", human(*bytes)),
         Step::KeepUpload { file } => format!("keep     {file} (already on the host)"),
         Step::MissingFile { file } => format!(
@@ -175,15 +267,26 @@ fn line(step: &Step) -> String {
             vmid,
             name,
             changes,
-        } => format!(
-            "update   VM {vmid} {name}: {}",
-            changes
-                .iter()
-                .map(|c| format!("{} {} → {}", c.key, c.from, c.to))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        } => format!("update   VM {vmid} {name}: {}", changes_text(changes)),
         Step::Resize { vmid, name, to } => format!("grow     VM {vmid} {name} scsi0 to {to}"),
+        Step::Restart {
+            vmid,
+            name,
+            changes,
+            allowed,
+        } => {
+            if *allowed {
+                format!(
+                    "restart  VM {vmid} {name}: {} pending until its next start; clean shutdown, start",
+                    changes_text(changes)
+                )
+            } else {
+                format!(
+                    "pending  VM {vmid} {name}: {} pending until its next start — needs --allow-restart {name}, not done",
+                    changes_text(changes)
+                )
+            }
+        }
         Step::Start { vmid, name } => format!("start    VM {vmid} {name}"),
         Step::Keep { vmid, name } => format!("ok       VM {vmid} {name}"),
         Step::Conflict { vmid, reason } => format!("CONFLICT VM {vmid}: {reason}"),
@@ -191,6 +294,18 @@ fn line(step: &Step) -> String {
             format!("unknown  VM {vmid} {name}: not in the blueprint; left alone")
         }
     }
+}
+
+fn changes_text(changes: &[Change]) -> String {
+    changes
+        .iter()
+        .map(|c| {
+            let from = if c.from.is_empty() { "none" } else { &c.from };
+            let to = if c.to.is_empty() { "none" } else { &c.to };
+            format!("{} {from} → {to}", c.key)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn human(bytes: u64) -> String {
@@ -202,9 +317,9 @@ fn human(bytes: u64) -> String {
     }
 }
 
-/// The steps that take `observed` to `desired`; `allow_replace` names the
-/// VMs that may be replaced.
-pub fn plan(desired: &Desired, observed: &Observed, allow_replace: &[String]) -> Plan {
+/// The steps that take `observed` to `desired`, as far as `options`
+/// allow.
+pub fn plan(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Plan {
     let mut vm_steps = Vec::new();
     let missing = |file: &str| {
         desired
@@ -225,7 +340,10 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_replace: &[String]) ->
                 seed,
             }),
             Some(host) => {
-                let allowed = allow_replace.contains(&vm.name);
+                let allowed = Allowed {
+                    replace: options.allow_replace.contains(&vm.name),
+                    restart: options.allow_restart.contains(&vm.name),
+                };
                 vm_steps.extend(existing(vm, host, &image, &seed, allowed));
             }
         }
@@ -245,12 +363,25 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_replace: &[String]) ->
         })
         .map(|vm| files_of(vm).1)
         .collect();
-    let mut steps: Vec<Step> = desired
-        .uploads
-        .iter()
-        .filter(|upload| !upload.seed || seeds_needed.contains(&upload.file))
-        .map(|upload| upload_step(upload, observed))
-        .collect();
+    let mut steps = bridge_steps(desired, observed, options.skip_host);
+    steps.extend(
+        desired
+            .uploads
+            .iter()
+            .filter(|upload| !upload.seed || seeds_needed.contains(&upload.file))
+            .map(|upload| upload_step(upload, observed)),
+    );
+    // Any other seed of ours on the host is left over (a create the client
+    // never heard back from, a deploy killed after it, a VM since changed):
+    // it may hold secrets, so it goes.
+    steps.extend(
+        observed
+            .imports
+            .keys()
+            .filter(|file| !seeds_needed.contains(file))
+            .filter(|file| desired.vms.iter().any(|vm| is_seed_file_of(&vm.name, file)))
+            .map(|file| Step::RemoveSeed { file: file.clone() }),
+    );
     steps.extend(vm_steps);
     for host in observed.vms.values() {
         if desired.vms.iter().any(|vm| vm.vmid == host.vmid) {
@@ -267,10 +398,17 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_replace: &[String]) ->
             }),
         }
     }
-    let talos_replaced: Vec<u32> = steps
+    // A replaced node loses its etcd member, a restarted one is away for a
+    // while: one of them per deploy keeps the quorum.
+    let talos_disrupted: Vec<u32> = steps
         .iter()
         .filter_map(|step| match step {
             Step::Replace {
+                vmid,
+                allowed: true,
+                ..
+            }
+            | Step::Restart {
                 vmid,
                 allowed: true,
                 ..
@@ -282,15 +420,244 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_replace: &[String]) ->
             _ => None,
         })
         .collect();
-    if talos_replaced.len() > 1 {
+    if let [_, second, ..] = talos_disrupted[..] {
         steps.push(Step::Conflict {
-            vmid: talos_replaced[1],
+            vmid: second,
             reason: format!(
-                "replacing Talos nodes {talos_replaced:?} in one deploy would cost etcd its quorum; allow one per deploy"
+                "replacing or restarting Talos nodes {talos_disrupted:?} in one deploy would cost etcd its quorum; allow one per deploy"
             ),
         });
     }
     Plan { steps }
+}
+
+/// The bridge steps: every bridge of the blueprint, before any VM. With
+/// `skip_host`, only the bridges the VMs use are checked, never changed.
+fn bridge_steps(desired: &Desired, observed: &Observed, skip_host: bool) -> Vec<Step> {
+    let network = &observed.network;
+    let mut users: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for vm in &desired.vms {
+        for bridge in bridges_of(vm) {
+            users.entry(bridge).or_default().push(&vm.name);
+        }
+    }
+    let mut steps = Vec::new();
+    let mut to_apply = Vec::new();
+    for bridge in &desired.bridges {
+        let host = network.ifaces.get(&bridge.name);
+        let conflict = |reason: String| Step::BridgeConflict {
+            bridge: bridge.name.clone(),
+            reason,
+        };
+        if skip_host {
+            let Some(vms) = users.get(bridge.name.as_str()) else {
+                continue;
+            };
+            let problem = match host {
+                None => "does not exist on the host",
+                Some(iface) if !iface.active => "is not active on the host",
+                Some(_) => {
+                    steps.push(Step::KeepBridge {
+                        bridge: bridge.name.clone(),
+                    });
+                    continue;
+                }
+            };
+            steps.push(conflict(format!(
+                "used by VM {}, {problem}: VMs on it cannot start; run `waddlec deploy` without --skip-host, which {}",
+                vms.join(", "),
+                if bridge.public {
+                    "checks the uplink (waddlec never changes it: fix the host's network)"
+                } else {
+                    "creates and applies it"
+                }
+            )));
+            continue;
+        }
+        if bridge.public {
+            let problem = match host {
+                None => Some("does not exist".to_string()),
+                Some(iface) if iface.kind != "bridge" => {
+                    Some(format!("is a `{}`, not a bridge", iface.kind))
+                }
+                Some(iface) if !iface.active => Some("is not active".to_string()),
+                Some(iface) if address(&iface.cidr) != address(&bridge.cidr) => Some(format!(
+                    "holds {}, not the host's address {}",
+                    if iface.cidr.is_empty() {
+                        "no address"
+                    } else {
+                        &iface.cidr
+                    },
+                    address(&bridge.cidr)
+                )),
+                Some(_) => None,
+            };
+            steps.push(match problem {
+                Some(problem) => conflict(format!(
+                    "the public bridge {problem}; waddlec never changes the uplink you reach the host through: fix the host's network or the blueprint's [[bridge]] {}",
+                    bridge.name
+                )),
+                None => Step::KeepBridge {
+                    bridge: bridge.name.clone(),
+                },
+            });
+            continue;
+        }
+        match host {
+            None => {
+                steps.push(Step::CreateBridge {
+                    bridge: bridge.name.clone(),
+                    cidr: bridge.cidr.clone(),
+                });
+                to_apply.push(bridge.name.clone());
+            }
+            Some(iface) if iface.kind != "bridge" => steps.push(conflict(format!(
+                "the host's {} is a `{}`, not a bridge; rename the blueprint's bridge or remove the host's interface",
+                bridge.name, iface.kind
+            ))),
+            Some(iface) => {
+                let changes = bridge_changes(bridge, iface);
+                if changes.is_empty() {
+                    if iface.active {
+                        steps.push(Step::KeepBridge {
+                            bridge: bridge.name.clone(),
+                        });
+                    } else {
+                        to_apply.push(bridge.name.clone());
+                    }
+                } else if iface.comments.contains(BRIDGE_MARKER) {
+                    steps.push(Step::UpdateBridge {
+                        bridge: bridge.name.clone(),
+                        changes,
+                    });
+                    to_apply.push(bridge.name.clone());
+                } else {
+                    steps.push(conflict(format!(
+                        "the host's bridge differs ({}) and was not made by waddlec (no `{BRIDGE_MARKER}` comment); change it on the host, or give the blueprint's bridge another name",
+                        changes_text(&changes)
+                    )));
+                }
+            }
+        }
+    }
+    if skip_host || network.changes.trim().is_empty() {
+        if !to_apply.is_empty() {
+            steps.push(Step::ApplyNetwork { bridges: to_apply });
+        }
+        return steps;
+    }
+    // Applying applies every pending change on the node: only ours.
+    let ours: BTreeSet<&str> = desired
+        .bridges
+        .iter()
+        .filter(|bridge| !bridge.public)
+        .map(|bridge| bridge.name.as_str())
+        .collect();
+    let foreign: Vec<String> = touched_interfaces(&network.changes)
+        .into_iter()
+        .filter(|iface| !iface.as_deref().is_some_and(|name| ours.contains(name)))
+        .map(|iface| iface.unwrap_or_else(|| "lines outside any interface".into()))
+        .collect();
+    if foreign.is_empty() {
+        for bridge in touched_interfaces(&network.changes).into_iter().flatten() {
+            if !to_apply.contains(&bridge) {
+                to_apply.push(bridge);
+            }
+        }
+        steps.push(Step::ApplyNetwork { bridges: to_apply });
+    } else if !to_apply.is_empty() {
+        steps.push(Step::BridgeConflict {
+            bridge: to_apply.join(", "),
+            reason: format!(
+                "the node has network changes pending that waddlec did not make ({}), which applying would apply too; apply or revert them on the host (Network → Apply Configuration or Revert) and deploy again",
+                foreign.join(", ")
+            ),
+        });
+    }
+    steps
+}
+
+/// The bridges a VM's NICs are on.
+fn bridges_of(vm: &VmConfig) -> Vec<&str> {
+    vm.params
+        .iter()
+        .filter(|(key, _)| key.starts_with("net"))
+        .filter_map(|(_, value)| {
+            value
+                .split(',')
+                .find_map(|item| item.strip_prefix("bridge="))
+        })
+        .collect()
+}
+
+/// The address of `10.10.0.1/24`.
+fn address(cidr: &str) -> &str {
+    cidr.split('/').next().unwrap_or_default()
+}
+
+/// How a host's bridge differs from the blueprint's: the host's address,
+/// autostart, no ports.
+fn bridge_changes(bridge: &DesiredBridge, iface: &HostIface) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if iface.cidr != bridge.cidr {
+        changes.push(Change {
+            key: "cidr".into(),
+            from: iface.cidr.clone(),
+            to: bridge.cidr.clone(),
+        });
+    }
+    if !iface.autostart {
+        changes.push(Change {
+            key: "autostart".into(),
+            from: "0".into(),
+            to: "1".into(),
+        });
+    }
+    let ports = iface.ports.trim();
+    if !ports.is_empty() && ports != "none" {
+        changes.push(Change {
+            key: "bridge_ports".into(),
+            from: ports.to_string(),
+            to: String::new(),
+        });
+    }
+    changes
+}
+
+/// The interfaces whose stanzas the changed lines of a pending network
+/// diff (`diff -u interfaces interfaces.new`) fall in, each once; `None`
+/// for a changed line whose stanza the hunk does not show.
+fn touched_interfaces(diff: &str) -> Vec<Option<String>> {
+    let mut touched: Vec<Option<String>> = Vec::new();
+    let mut in_hunk = false;
+    let mut stanza: Option<String> = None;
+    for line in diff.lines() {
+        if line.starts_with("@@") {
+            in_hunk = true;
+            stanza = None;
+            continue;
+        }
+        if !in_hunk {
+            continue;
+        }
+        let (changed, body) = match line.split_at_checked(1) {
+            Some(("+" | "-", body)) => (true, body),
+            Some((_, body)) => (false, body),
+            None => (false, line),
+        };
+        let words: Vec<&str> = body.split_whitespace().collect();
+        match words[..] {
+            ["iface", name, ..] | ["auto" | "allow-hotplug", name] => {
+                stanza = Some(name.to_string());
+            }
+            ["auto" | "allow-hotplug" | "source" | "source-directory", ..] => stanza = None,
+            _ => {}
+        }
+        if changed && !words.is_empty() && !touched.contains(&stanza) {
+            touched.push(stanza.clone());
+        }
+    }
+    touched
 }
 
 /// Why an unknown VM looks like a hand-built copy of a blueprint VM (same
@@ -349,7 +716,14 @@ pub fn files_of(vm: &VmConfig) -> (String, String) {
     (file(&vm.image_volume), file(&vm.seed_volume))
 }
 
-fn existing(vm: &VmConfig, host: &HostVm, image: &str, seed: &str, allow: bool) -> Vec<Step> {
+/// What the operator named a VM in.
+#[derive(Clone, Copy, Debug)]
+struct Allowed {
+    replace: bool,
+    restart: bool,
+}
+
+fn existing(vm: &VmConfig, host: &HostVm, image: &str, seed: &str, allow: Allowed) -> Vec<Step> {
     let (vmid, name) = (vm.vmid, vm.name.clone());
     if host.name != vm.name {
         return vec![Step::Conflict {
@@ -387,29 +761,41 @@ fn existing(vm: &VmConfig, host: &HostVm, image: &str, seed: &str, allow: bool) 
             vmid,
             name,
             change,
-            allowed: allow,
+            allowed: allow.replace,
         }];
     }
     let mut steps = Vec::new();
-    let changes: Vec<Change> = UPDATABLE
-        .iter()
-        .copied()
-        .chain(
-            vm.params
-                .iter()
-                .map(|(k, _)| k.as_str())
-                .filter(|k| k.starts_with("net")),
-        )
-        .filter_map(|key| {
-            let want = vm.param(key).unwrap_or_default();
-            let have = host.config.get(key).map(String::as_str).unwrap_or_default();
-            (normalize(key, want) != normalize(key, have)).then(|| Change {
-                key: key.to_string(),
-                from: have.to_string(),
-                to: want.to_string(),
-            })
-        })
-        .collect();
+    // What the VM runs with, and what it will run with after its next
+    // start (Proxmox holds some changes of a running VM until then).
+    let hotplug = host
+        .config
+        .get("hotplug")
+        .map_or(DEFAULT_HOTPLUG, String::as_str);
+    let mut changes = Vec::new();
+    let mut at_restart = Vec::new();
+    for key in UPDATABLE.iter().copied().chain(
+        vm.params
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| k.starts_with("net")),
+    ) {
+        let want = normalize(key, vm.param(key).unwrap_or_default());
+        let now = host.config.get(key).map(String::as_str).unwrap_or_default();
+        let pending = host.pending.get(key).map(String::as_str);
+        let next = pending.unwrap_or(now);
+        let change = |from: &str| Change {
+            key: key.to_string(),
+            from: from.to_string(),
+            to: vm.param(key).unwrap_or_default().to_string(),
+        };
+        if normalize(key, next) != want {
+            changes.push(change(next));
+        }
+        let held = pending.is_some_and(|value| normalize(key, value) == want);
+        if host.running && normalize(key, now) != want && (held || !applies_live(key, hotplug)) {
+            at_restart.push(change(now));
+        }
+    }
     if !changes.is_empty() {
         steps.push(Step::Update {
             vmid,
@@ -429,6 +815,14 @@ fn existing(vm: &VmConfig, host: &HostVm, image: &str, seed: &str, allow: bool) 
             to: vm.disk.clone(),
         });
     }
+    if !at_restart.is_empty() {
+        steps.push(Step::Restart {
+            vmid,
+            name: name.clone(),
+            changes: at_restart,
+            allowed: allow.restart,
+        });
+    }
     if !host.running {
         steps.push(Step::Start {
             vmid,
@@ -439,6 +833,29 @@ fn existing(vm: &VmConfig, host: &HostVm, image: &str, seed: &str, allow: bool) 
         steps.push(Step::Keep { vmid, name });
     }
     steps
+}
+
+/// What a VM hot-plugs when its config has no `hotplug` (qemu-server's
+/// default).
+const DEFAULT_HOTPLUG: &str = "network,disk,usb";
+
+/// Whether Proxmox applies a change of `key` to a running VM at once
+/// rather than holding it pending for the next start (qemu-server's
+/// `vmconfig_hotplug_pending`): the "fast plug" options always, a NIC or
+/// memory only when hot-plugging them is enabled, everything else
+/// (cores, cpu type, the agent) never.
+fn applies_live(key: &str, hotplug: &str) -> bool {
+    let enabled = |what: &str| match hotplug.trim() {
+        "1" => DEFAULT_HOTPLUG.split(',').any(|item| item == what),
+        "0" => false,
+        list => list.split(',').any(|item| item.trim() == what),
+    };
+    match key {
+        "name" | "description" | "tags" | "onboot" => true,
+        "memory" => enabled("memory"),
+        _ if key.starts_with("net") => enabled("network"),
+        _ => false,
+    }
 }
 
 /// A setting's value as Proxmox means it, so that its own spelling of what
@@ -519,6 +936,50 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::deploy::observed::HostNetwork;
+
+    const SEED: &str = "edge-seed-0123456789ab.raw";
+
+    /// The plan with nothing allowed beyond the blueprint.
+    fn plan(desired: &Desired, observed: &Observed, allow_replace: &[String]) -> Plan {
+        super::plan(
+            desired,
+            observed,
+            &Options {
+                allow_replace,
+                ..Options::default()
+            },
+        )
+    }
+
+    fn iface(name: &str, cidr: &str, active: bool, comments: &str) -> HostIface {
+        HostIface {
+            iface: name.into(),
+            kind: "bridge".into(),
+            active,
+            autostart: true,
+            cidr: cidr.into(),
+            ports: if name == "vmbr0" {
+                "eno1".into()
+            } else {
+                String::new()
+            },
+            comments: comments.into(),
+        }
+    }
+
+    /// A freshly installed Proxmox host: the uplink bridge only.
+    fn bare() -> Observed {
+        Observed {
+            network: HostNetwork {
+                ifaces: [("vmbr0".into(), iface("vmbr0", "203.0.113.10/24", true, ""))]
+                    .into_iter()
+                    .collect(),
+                changes: String::new(),
+            },
+            ..Observed::default()
+        }
+    }
 
     fn vm() -> VmConfig {
         VmConfig {
@@ -539,7 +1000,7 @@ mod tests {
             ],
             disk: "8G".into(),
             image_volume: "local:import/edge-a.qcow2".into(),
-            seed_volume: "local:import/edge-seed-b.raw".into(),
+            seed_volume: "local:import/edge-seed-0123456789ab.raw".into(),
             debian: true,
             agent: true,
         }
@@ -547,6 +1008,18 @@ mod tests {
 
     fn desired() -> Desired {
         Desired {
+            bridges: vec![
+                DesiredBridge {
+                    name: "vmbr0".into(),
+                    public: true,
+                    cidr: "203.0.113.10/24".into(),
+                },
+                DesiredBridge {
+                    name: "vmbr1".into(),
+                    public: false,
+                    cidr: "10.10.0.1/24".into(),
+                },
+            ],
             uploads: vec![
                 Upload {
                     file: "edge-a.qcow2".into(),
@@ -556,7 +1029,7 @@ mod tests {
                     bytes: 100,
                 },
                 Upload {
-                    file: "edge-seed-b.raw".into(),
+                    file: "edge-seed-0123456789ab.raw".into(),
                     seed: true,
                     path: Some("vms/edge/seed.img".into()),
                     sha256: "bb".into(),
@@ -572,7 +1045,7 @@ mod tests {
         let config: BTreeMap<String, String> = [
             (
                 "description",
-                "Managed by waddlec. image=edge-a.qcow2 seed=edge-seed-b.raw",
+                "Managed by waddlec. image=edge-a.qcow2 seed=edge-seed-0123456789ab.raw",
             ),
             ("tags", "infra;edge"),
             ("cores", "2"),
@@ -586,36 +1059,39 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        Observed {
-            imports: [
-                ("edge-a.qcow2".to_string(), 100),
-                ("edge-seed-b.raw".to_string(), 10),
-            ]
-            .into_iter()
-            .collect(),
-            vms: [(
-                100,
-                HostVm {
-                    vmid: 100,
-                    name: "edge".into(),
-                    running: true,
-                    config,
-                },
-            )]
-            .into_iter()
-            .collect(),
-        }
+        let mut host = bare();
+        host.network.ifaces.insert(
+            "vmbr1".into(),
+            iface("vmbr1", "10.10.0.1/24", true, "managed by waddlec\n"),
+        );
+        host.imports = [("edge-a.qcow2".to_string(), 100)].into_iter().collect();
+        host.vms = [(
+            100,
+            HostVm {
+                vmid: 100,
+                name: "edge".into(),
+                running: true,
+                config,
+                pending: BTreeMap::new(),
+            },
+        )]
+        .into_iter()
+        .collect();
+        host
     }
 
     #[test]
     fn an_empty_host_gets_uploads_and_a_create() {
-        let plan = plan(&desired(), &Observed::default(), &[]);
+        let plan = plan(&desired(), &bare(), &[]);
         assert_eq!(
             plan.lines(),
             [
+                "ok       bridge vmbr0",
+                "bridge   create vmbr1 10.10.0.1/24 (no ports, autostart)",
+                "network  apply the node's pending network configuration (vmbr1)",
                 "upload   edge-a.qcow2 (100 bytes)",
-                "upload   edge-seed-b.raw (10 bytes)",
-                "create   VM 100 edge from edge-a.qcow2 and edge-seed-b.raw; grow, start",
+                "upload   edge-seed-0123456789ab.raw (10 bytes)",
+                "create   VM 100 edge from edge-a.qcow2 and edge-seed-0123456789ab.raw; grow, start",
             ]
         );
         assert!(plan.changes_anything());
@@ -655,7 +1131,7 @@ mod tests {
         vm.running = false;
         let plan = plan(&desired(), &host, &[]);
         assert_eq!(
-            plan.lines()[1..],
+            plan.lines()[3..],
             [
                 "update   VM 100 edge: cores 1 → 2",
                 "grow     VM 100 edge scsi0 to 8G",
@@ -669,7 +1145,7 @@ mod tests {
             .unwrap()
             .config
             .insert("scsi0".into(), "vmdata:vm-100-disk-1,size=16G".into());
-        assert!(!super::plan(&desired(), &bigger, &[]).changes_anything());
+        assert!(!self::plan(&desired(), &bigger, &[]).changes_anything());
     }
 
     #[test]
@@ -682,7 +1158,7 @@ mod tests {
                 vmid: 150,
                 name: "old".into(),
                 running: true,
-                config: BTreeMap::new(),
+                ..HostVm::default()
             },
         );
         let plan = plan(&desired(), &host, &["edge".to_string()]);
@@ -696,18 +1172,18 @@ mod tests {
     #[test]
     fn a_changed_seed_is_held_back_unless_its_vm_is_named() {
         let mut desired = desired();
-        desired.vms[0].seed_volume = "local:import/edge-seed-c.raw".into();
-        desired.uploads[1].file = "edge-seed-c.raw".into();
+        desired.vms[0].seed_volume = "local:import/edge-seed-abcdef012345.raw".into();
+        desired.uploads[1].file = "edge-seed-abcdef012345.raw".into();
         let held = plan(&desired, &deployed(), &["other".to_string()]);
         assert_eq!(
             held.lines().last().unwrap(),
-            "replace  VM 100 edge (seed (configuration) edge-seed-b.raw → edge-seed-c.raw) — needs --allow-replace edge, not done"
+            "replace  VM 100 edge (seed (configuration) edge-seed-0123456789ab.raw → edge-seed-abcdef012345.raw) — needs --allow-replace edge, not done"
         );
     }
 
     #[test]
     fn a_hand_built_copy_under_another_vmid_is_a_conflict() {
-        let mut host = Observed::default();
+        let mut host = bare();
         host.vms.insert(
             120,
             HostVm {
@@ -720,6 +1196,7 @@ mod tests {
                 )]
                 .into_iter()
                 .collect(),
+                ..HostVm::default()
             },
         );
         let plan = plan(&desired(), &host, &[]);
@@ -731,10 +1208,286 @@ mod tests {
     fn a_tree_without_images_waits_for_them() {
         let mut desired = desired();
         desired.uploads[0].path = None;
-        let plan = plan(&desired, &Observed::default(), &[]);
+        let plan = plan(&desired, &bare(), &[]);
         assert_eq!(
-            plan.lines(),
+            plan.lines()[3..],
             ["missing  edge-a.qcow2: not in the tree (built with --no-images?); VMs booting it wait"]
+        );
+    }
+
+    fn with_options(desired: &Desired, observed: &Observed, options: Options<'_>) -> Plan {
+        super::plan(desired, observed, &options)
+    }
+
+    #[test]
+    fn a_bridge_waddlec_made_is_corrected_someone_elses_is_a_conflict() {
+        let mut host = deployed();
+        let vmbr1 = host.network.ifaces.get_mut("vmbr1").unwrap();
+        vmbr1.cidr = "10.20.0.1/24".into();
+        vmbr1.ports = "eno2".into();
+        let plan = plan(&desired(), &host, &[]);
+        assert_eq!(
+            plan.lines()[1..3],
+            [
+                "bridge   update vmbr1: cidr 10.20.0.1/24 → 10.10.0.1/24, bridge_ports eno2 → none",
+                "network  apply the node's pending network configuration (vmbr1)",
+            ]
+        );
+        host.network.ifaces.get_mut("vmbr1").unwrap().comments = "lab uplink".into();
+        let plan = super::plan(&desired(), &host, &Options::default());
+        assert_eq!(plan.conflicts().len(), 1, "{:?}", plan.lines());
+        assert!(
+            plan.lines()[1].starts_with("CONFLICT bridge vmbr1: the host's bridge differs (cidr 10.20.0.1/24 → 10.10.0.1/24"),
+            "{:?}",
+            plan.lines()
+        );
+    }
+
+    #[test]
+    fn a_bridge_created_but_never_applied_is_applied() {
+        let mut host = deployed();
+        host.network.ifaces.get_mut("vmbr1").unwrap().active = false;
+        host.network.changes = "--- /etc/network/interfaces\n+++ /etc/network/interfaces.new\n@@ -10,3 +10,10 @@\n \tbridge-stp off\n \tbridge-fd 0\n \n+auto vmbr1\n+iface vmbr1 inet static\n+\taddress 10.10.0.1/24\n+\tbridge-ports none\n+#managed by waddlec\n".into();
+        let plan = plan(&desired(), &host, &[]);
+        assert_eq!(
+            plan.lines()[..2],
+            [
+                "ok       bridge vmbr0",
+                "network  apply the node's pending network configuration (vmbr1)",
+            ]
+        );
+        assert!(plan.changes_anything());
+    }
+
+    #[test]
+    fn pending_network_changes_of_someone_else_are_never_applied() {
+        let mut host = bare();
+        host.network.changes = "--- /etc/network/interfaces\n+++ /etc/network/interfaces.new\n@@ -5,4 +5,4 @@\n iface vmbr0 inet static\n-\taddress 203.0.113.10/24\n+\taddress 203.0.113.11/24\n \tgateway 203.0.113.1\n".into();
+        let plan = plan(&desired(), &host, &[]);
+        assert_eq!(plan.conflicts().len(), 1, "{:?}", plan.lines());
+        assert!(
+            plan.lines()
+                .iter()
+                .any(|line| line
+                    .contains("network changes pending that waddlec did not make (vmbr0)"))
+        );
+        // Nothing of ours to apply: not our business.
+        let mut done = deployed();
+        done.network.changes = host.network.changes.clone();
+        assert!(plan_is_quiet(&super::plan(
+            &desired(),
+            &done,
+            &Options::default()
+        )));
+    }
+
+    fn plan_is_quiet(plan: &Plan) -> bool {
+        !plan.changes_anything() && plan.conflicts().is_empty()
+    }
+
+    #[test]
+    fn the_uplink_is_only_checked() {
+        let mut host = deployed();
+        host.network.ifaces.get_mut("vmbr0").unwrap().cidr = "198.51.100.7/24".into();
+        let plan = plan(&desired(), &host, &[]);
+        assert_eq!(
+            plan.lines()[0],
+            "CONFLICT bridge vmbr0: the public bridge holds 198.51.100.7/24, not the host's address 203.0.113.10; waddlec never changes the uplink you reach the host through: fix the host's network or the blueprint's [[bridge]] vmbr0"
+        );
+        assert!(!plan
+            .steps
+            .iter()
+            .any(|step| matches!(step, Step::UpdateBridge { .. } | Step::ApplyNetwork { .. })));
+    }
+
+    #[test]
+    fn skip_host_creates_no_bridge_and_refuses_when_one_a_vm_uses_is_missing() {
+        let options = Options {
+            skip_host: true,
+            ..Options::default()
+        };
+        let plan = with_options(&desired(), &bare(), options);
+        assert_eq!(
+            plan.lines()[0],
+            "CONFLICT bridge vmbr1: used by VM edge, does not exist on the host: VMs on it cannot start; run `waddlec deploy` without --skip-host, which creates and applies it"
+        );
+        assert!(!plan
+            .steps
+            .iter()
+            .any(|step| matches!(step, Step::CreateBridge { .. } | Step::ApplyNetwork { .. })));
+        // Only the bridges VMs use are checked: vmbr0 carries none here.
+        let plan = with_options(&desired(), &deployed(), options);
+        assert_eq!(plan.lines()[0], "ok       bridge vmbr1");
+        assert!(plan_is_quiet(&plan), "{:?}", plan.lines());
+    }
+
+    #[test]
+    fn a_seed_left_on_the_host_is_removed_and_only_the_blueprints() {
+        let mut host = deployed();
+        for file in [
+            SEED,
+            "edge-seed-abcdef012345.raw",
+            "other-seed-0123456789ab.raw",
+            "edge-seed-0123456789AB.raw",
+            "edge-seed-notes.raw",
+            "edge-seed-0123456789ab.qcow2",
+        ] {
+            host.imports.insert(file.into(), 10);
+        }
+        let plan = plan(&desired(), &host, &[]);
+        let removed: Vec<&str> = plan
+            .steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::RemoveSeed { file } => Some(file.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            removed,
+            ["edge-seed-0123456789ab.raw", "edge-seed-abcdef012345.raw"]
+        );
+        assert!(plan.changes_anything());
+        assert!(plan.lines().contains(&format!(
+            "remove   {SEED} (a seed disk no VM is being created from)"
+        )));
+        // A seed a create of this plan needs stays (the create removes it).
+        let mut fresh = bare();
+        fresh.imports.insert(SEED.into(), 10);
+        let plan = self::plan(&desired(), &fresh, &[]);
+        assert!(!plan
+            .steps
+            .iter()
+            .any(|step| matches!(step, Step::RemoveSeed { .. })));
+        assert!(plan
+            .lines()
+            .contains(&format!("keep     {SEED} (already on the host)")));
+    }
+
+    /// `deployed()` with memory raised in the blueprint.
+    fn more_memory() -> Desired {
+        let mut desired = desired();
+        for (key, value) in &mut desired.vms[0].params {
+            if key == "memory" {
+                *value = "4096".into();
+            }
+        }
+        desired
+    }
+
+    #[test]
+    fn a_change_proxmox_holds_for_the_next_start_is_pending_until_a_restart_is_allowed() {
+        // The update is sent; memory without hotplug waits for a restart.
+        let plan = plan(&more_memory(), &deployed(), &[]);
+        assert_eq!(
+            plan.lines()[3..],
+            [
+                "update   VM 100 edge: memory 2048 → 4096",
+                "pending  VM 100 edge: memory 2048 → 4096 pending until its next start — needs --allow-restart edge, not done",
+            ]
+        );
+        assert_eq!(plan.held_back(), 1);
+        // Proxmox holds it: no update again, still pending.
+        let mut host = deployed();
+        let vm = host.vms.get_mut(&100).unwrap();
+        vm.pending.insert("memory".into(), "4096".into());
+        let plan = self::plan(&more_memory(), &host, &[]);
+        assert_eq!(
+            plan.lines()[3..],
+            ["pending  VM 100 edge: memory 2048 → 4096 pending until its next start — needs --allow-restart edge, not done"]
+        );
+        assert!(!plan.changes_anything());
+        let allowed = with_options(
+            &more_memory(),
+            &host,
+            Options {
+                allow_restart: &["edge".to_string()],
+                ..Options::default()
+            },
+        );
+        assert_eq!(
+            allowed.lines()[3..],
+            ["restart  VM 100 edge: memory 2048 → 4096 pending until its next start; clean shutdown, start"]
+        );
+        assert!(allowed.changes_anything());
+        assert_eq!(allowed.held_back(), 0);
+        // A stopped VM takes it at its start.
+        host.vms.get_mut(&100).unwrap().running = false;
+        let plan = self::plan(&more_memory(), &host, &[]);
+        assert_eq!(plan.lines()[3..], ["start    VM 100 edge"]);
+    }
+
+    #[test]
+    fn what_proxmox_applies_live_needs_no_restart() {
+        let mut desired = desired();
+        desired.vms[0].params[1].1 = "edge;infra;web".into();
+        let plan = plan(&desired, &deployed(), &[]);
+        assert_eq!(
+            plan.lines()[3..],
+            ["update   VM 100 edge: tags infra;edge → edge;infra;web"]
+        );
+        assert_eq!(plan.held_back(), 0);
+        // Memory hot-plugs when the VM allows it.
+        let mut host = deployed();
+        host.vms
+            .get_mut(&100)
+            .unwrap()
+            .config
+            .insert("hotplug".into(), "network,disk,memory".into());
+        let plan = self::plan(&more_memory(), &host, &[]);
+        assert_eq!(plan.held_back(), 0, "{:?}", plan.lines());
+    }
+
+    #[test]
+    fn at_most_one_talos_node_is_restarted_per_deploy() {
+        let mut desired = more_memory();
+        desired.vms[0].debian = false;
+        let mut second = desired.vms[0].clone();
+        second.vmid = 101;
+        second.name = "cp2".into();
+        second.params[7].1 = "virtio,bridge=vmbr1,macaddr=bc:24:11:00:00:02".into();
+        desired.vms.push(second);
+        let mut host = deployed();
+        let mut cp2 = host.vms[&100].clone();
+        cp2.vmid = 101;
+        cp2.name = "cp2".into();
+        cp2.config.insert(
+            "net0".into(),
+            "virtio=BC:24:11:00:00:02,bridge=vmbr1".into(),
+        );
+        host.vms.insert(101, cp2);
+        for vm in host.vms.values_mut() {
+            vm.pending.insert("memory".into(), "4096".into());
+        }
+        let both = ["edge".to_string(), "cp2".to_string()];
+        let plan = with_options(
+            &desired,
+            &host,
+            Options {
+                allow_restart: &both,
+                ..Options::default()
+            },
+        );
+        assert_eq!(plan.conflicts().len(), 1, "{:?}", plan.lines());
+        assert!(plan.lines().last().unwrap().contains("etcd its quorum"));
+        let one = with_options(
+            &desired,
+            &host,
+            Options {
+                allow_restart: &both[..1],
+                ..Options::default()
+            },
+        );
+        assert!(one.conflicts().is_empty(), "{:?}", one.lines());
+        assert_eq!(one.held_back(), 1);
+    }
+
+    #[test]
+    fn pending_network_diffs_are_read_by_stanza() {
+        let diff = "--- a\n+++ b\n@@ -1,4 +1,6 @@\n-auto lo eno1\n+auto lo\n iface vmbr1 inet static\n+\tmtu 1400\n \n+\n";
+        assert_eq!(
+            touched_interfaces(diff),
+            [None, Some("lo".to_string()), Some("vmbr1".to_string())]
         );
     }
 }

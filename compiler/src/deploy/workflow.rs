@@ -16,7 +16,7 @@ use super::guard::{self, LockOut};
 use super::host_setup::{self, HostSetupError, Ssh};
 use super::lock::{HostLock, LockError};
 use super::observed::{observe, Observed};
-use super::plan::{plan, Plan};
+use super::plan::{plan, Options, Plan};
 use crate::net::pve::{Progress, Pve, PveError};
 use crate::secrets::{self, SecretError};
 
@@ -29,6 +29,8 @@ pub struct Request<'a> {
     /// The deployable tree `build --with-secrets` wrote.
     pub tree: &'a Path,
     pub allow_replace: &'a [String],
+    /// VMs that may be shut down and started to apply pending settings.
+    pub allow_restart: &'a [String],
     pub break_lock: bool,
     /// The API's URL instead of `host.api` (e.g. through an SSH tunnel).
     pub api: Option<&'a str>,
@@ -83,8 +85,8 @@ pub enum Outcome {
 pub enum DeployError {
     #[error(transparent)]
     Desired(#[from] DesiredError),
-    #[error("--allow-replace {0}: the blueprint has no VM `{0}`")]
-    UnknownVm(String),
+    #[error("{flag} {name}: the blueprint has no VM `{name}`")]
+    UnknownVm { flag: &'static str, name: String },
     #[error("no API certificate is pinned: run `waddlec host init` (it records the fingerprint of the certificate the host's API serves, read over your own SSH), or set host.api_fingerprint from `pvenode cert info` on the host")]
     NoFingerprint,
     #[error("the Proxmox API token: {0}")]
@@ -113,13 +115,22 @@ pub enum DeployError {
 pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     let compiled = request.compiled;
     let desired = desired(compiled, request.tree)?;
-    if let Some(unknown) = request
-        .allow_replace
-        .iter()
-        .find(|name| compiled.model.vm(name).is_none())
-    {
-        return Err(DeployError::UnknownVm(unknown.clone()));
+    for (flag, names) in [
+        ("--allow-replace", request.allow_replace),
+        ("--allow-restart", request.allow_restart),
+    ] {
+        if let Some(unknown) = names.iter().find(|name| compiled.model.vm(name).is_none()) {
+            return Err(DeployError::UnknownVm {
+                flag,
+                name: unknown.clone(),
+            });
+        }
     }
+    let options = Options {
+        allow_replace: request.allow_replace,
+        allow_restart: request.allow_restart,
+        skip_host: request.skip_host,
+    };
     let host = &compiled.model.host;
     let fingerprint = match (
         host.api_fingerprint.as_deref(),
@@ -140,7 +151,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     let pve = Pve::new(url, fingerprint, &token).map_err(DeployError::Client)?;
     let read_plan = || -> Result<(Plan, Observed), PveError> {
         let observed = observe(&pve, &host.node, &host.file_storage)?;
-        Ok((plan(&desired, &observed, request.allow_replace), observed))
+        Ok((plan(&desired, &observed, &options), observed))
     };
     let (shown, observed) = read_plan()?;
     let host_changes = if request.skip_host {

@@ -157,6 +157,13 @@ impl Pve {
 
     /// `GET`, retried with backoff while the host is unreachable or busy.
     pub fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, PveError> {
+        self.get_envelope(path, query).map(data)
+    }
+
+    /// `GET` as [`Pve::get`], with the whole answer: `data` and the
+    /// attributes beside it (`changes`, the pending diff of `GET
+    /// /nodes/{node}/network`).
+    pub fn get_envelope(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, PveError> {
         let mut delay = Duration::from_millis(250);
         let mut attempt = 1;
         loop {
@@ -178,19 +185,21 @@ impl Pve {
 
     /// `POST` with form parameters; never retried.
     pub fn post(&self, path: &str, form: &[(String, String)]) -> Result<Value, PveError> {
-        self.send(Method::POST, path, |r| r.form(form))
+        self.send(Method::POST, path, |r| r.form(form)).map(data)
     }
 
     /// `PUT` with form parameters; never retried.
     pub fn put(&self, path: &str, form: &[(String, String)]) -> Result<Value, PveError> {
-        self.send(Method::PUT, path, |r| r.form(form))
+        self.send(Method::PUT, path, |r| r.form(form)).map(data)
     }
 
     /// `DELETE` with query parameters; never retried.
     pub fn delete(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, PveError> {
         self.send(Method::DELETE, path, |r| r.query(query))
+            .map(data)
     }
 
+    /// One request; the whole answer (`data` and its siblings).
     fn send(
         &self,
         method: Method,
@@ -220,7 +229,7 @@ impl Pve {
         let body = response.text().unwrap_or_default();
         let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(json.get("data").cloned().unwrap_or(Value::Null));
+            return Ok(json);
         }
         let mut message = json
             .get("message")
@@ -371,9 +380,17 @@ impl Pve {
             .body(body)
             .send()
             .map_err(|e| self.unreachable(&Method::POST, &api_path, &e))?;
-        let upid = self.answer(Method::POST, &api_path, response)?;
+        let upid = data(self.answer(Method::POST, &api_path, response)?);
         Ok(upid.as_str().unwrap_or_default().to_string())
     }
+}
+
+/// The `data` of an answer.
+fn data(mut answer: Value) -> Value {
+    answer
+        .get_mut("data")
+        .map(Value::take)
+        .unwrap_or(Value::Null)
 }
 
 /// A file to upload into a storage.

@@ -305,6 +305,21 @@ pub fn seed_files<'a>(vm: &Vm, rendered: &'a [Artifact]) -> Vec<&'a Artifact> {
     files
 }
 
+/// Whether `file` is a name this plan gives a seed disk of the VM named
+/// `vm` (`<vm>-seed-<hash>.raw`, whatever its contents): how deploy knows a
+/// seed in the host's storage is its own.
+pub fn is_seed_file_of(vm: &str, file: &str) -> bool {
+    file.strip_prefix(vm)
+        .and_then(|rest| rest.strip_prefix("-seed-"))
+        .and_then(|rest| rest.strip_suffix(".raw"))
+        .is_some_and(|hash| {
+            hash.len() == HASH_CHARS
+                && hash
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
 fn seed_disk(vm: &Vm, rendered: &[Artifact]) -> SeedDisk {
     let mut hash = Sha256::new();
     for artifact in seed_files(vm, rendered) {
