@@ -567,6 +567,64 @@ class SelfTest:
         self.check("DELETE /pools?poolid=, then again -> 500 does not exist",
                    deleted.status == 200 and gone.status == 500 and "does not exist" in gone.reason, gone)
 
+    def network(self):
+        path = f"/nodes/{NODE}/network"
+        listed = self.api.call("GET", path)
+        by_name = {i["iface"]: i for i in listed.data}
+        self.check("GET network: default eno1 (eth, exists, active) and vmbr0 (bridge, active), no lo/changes",
+                   set(by_name) == {"eno1", "vmbr0"} and by_name["eno1"]["type"] == "eth"
+                   and by_name["eno1"]["exists"] == 1 and by_name["vmbr0"]["active"] == 1
+                   and by_name["vmbr0"]["cidr"] == "203.0.113.10/24" and by_name["vmbr0"]["bridge_ports"] == "eno1"
+                   and by_name["vmbr0"]["autostart"] == 1 and "changes" not in listed.json, listed)
+        create = self.api.call("POST", path, {"iface": "vmbr1", "type": "bridge", "cidr": "10.10.0.1/24",
+                                              "autostart": 1, "comments": "waddlec"})
+        self.check("POST network creates vmbr1 (null)", create.status == 200 and create.data is None, create)
+        self.expect_rejected("create an existing interface", "POST", path, {"iface": "vmbr1", "type": "bridge"},
+                             400, "iface", "interface already exists")
+        self.expect_rejected("bridge port used by another bridge", "POST", path,
+                             {"iface": "vmbr2", "type": "bridge", "bridge_ports": "eno1"}, 400, "bridge_ports",
+                             "eno1 is already used on interface 'vmbr0'.")
+        self.expect_rejected("a second default gateway", "POST", path,
+                             {"iface": "vmbr2", "type": "bridge", "cidr": "10.20.0.1/24", "gateway": "10.20.0.254"},
+                             400, "gateway", "Default gateway already exists on interface 'vmbr0'.")
+        self.expect_rejected("netmask that is no mask", "POST", path,
+                             {"iface": "vmbr2", "type": "bridge", "address": "10.20.0.1", "netmask": "255.0.255.0"},
+                             400, "netmask", "value does not look like a valid IP netmask")
+        self.expect_rejected("a bridge port that does not exist", "POST", path,
+                             {"iface": "vmbr2", "type": "bridge", "bridge_ports": "eno7"}, 500, None,
+                             "bridge 'vmbr2' - unable to find bridge port 'eno7'")
+        pending = self.api.call("GET", path)
+        vmbr1 = next((i for i in pending.data if i["iface"] == "vmbr1"), {})
+        self.check("pending vmbr1 is listed without `active`, with `changes` (diff -u) beside `data`",
+                   vmbr1.get("type") == "bridge" and "active" not in vmbr1 and vmbr1.get("autostart") == 1
+                   and vmbr1.get("bridge_ports") == "" and vmbr1.get("comments") == "waddlec\n"
+                   and "+auto vmbr1" in pending.json.get("changes", "")
+                   and pending.json["changes"].startswith("--- /etc/network/interfaces\t"), pending)
+        bridges = self.api.call("GET", path, {"type": "bridge"}).data
+        self.check("type=bridge filter", sorted(i["iface"] for i in bridges) == ["vmbr0", "vmbr1"], bridges)
+        one = self.api.call("GET", f"{path}/vmbr1").data
+        self.check("GET network/vmbr1", one.get("cidr") == "10.10.0.1/24" and one.get("netmask") == "24", one)
+        missing = self.api.call("GET", f"{path}/vmbr9")
+        self.check("GET network/vmbr9 -> 400 interface does not exist", missing.status == 400
+                   and missing.json["errors"] == {"iface": "interface does not exist"}, missing)
+        self.api.call("DELETE", path)
+        reverted = [i["iface"] for i in self.api.call("GET", path).data]
+        self.check("DELETE network reverts pending changes", "vmbr1" not in reverted, reverted)
+        self.api.call("POST", path, {"iface": "vmbr1", "type": "bridge", "cidr": "10.10.0.1/24", "autostart": 1})
+        update = self.api.call("PUT", f"{path}/vmbr1", {"type": "bridge", "cidr": "10.10.0.1/24", "autostart": 1,
+                                                         "bridge_vlan_aware": 1})
+        self.check("PUT network/vmbr1 updates the pending config", update.status == 200
+                   and self.api.call("GET", f"{path}/vmbr1").data.get("bridge_vids") == "2-4094", update)
+        reload = self.api.call("PUT", path)
+        self.check("PUT network applies: srvreload task on 'networking'", reload.status == 200
+                   and ":srvreload:networking:" in reload.data
+                   and self.api.wait_task(reload.data)[0]["exitstatus"] == "OK", reload)
+        applied = self.api.call("GET", path)
+        vmbr1 = next((i for i in applied.data if i["iface"] == "vmbr1"), {})
+        self.check("  ... vmbr1 is active, no pending changes", vmbr1.get("active") == 1
+                   and "changes" not in applied.json and self.sim.state()["network"]["interfaces.new"] is None
+                   and "iface vmbr1 inet static" in self.sim.state()["network"]["interfaces"], applied)
+
     def big_upload(self, mib):
         before = self.sim.peak_rss_kib()
         digest = hashlib.sha256()
@@ -623,7 +681,7 @@ def main():
     test = SelfTest(sim)
     try:
         for scenario in (test.start_contract, test.auth, test.upload_and_create, test.validation,
-                         test.upload_failures, test.faults, test.vm_lifecycle, test.pools,
+                         test.upload_failures, test.faults, test.vm_lifecycle, test.pools, test.network,
                          lambda: test.big_upload(args.big_upload_mib), test.journals, test.shutdown):
             try:
                 scenario()

@@ -14,6 +14,7 @@ import tarfile
 import time
 import uuid
 
+from .network import NetworkApi
 from .perlish import format_size, parse_size, split_list
 from .schema import parse_property_string, print_property_string
 from .state import SAFE_CHARS, ApiError, TaskFailed, Vm, Volume, die, param_error
@@ -27,10 +28,20 @@ MODIFIED = "detected modified configuration - file changed by other user? Try ag
 
 
 class RequestContext:
-    """Per-request extras: the spooled upload for POST .../upload."""
+    """Per-request extras: the spooled upload for POST .../upload, result
+    attributes PVE puts next to `data` (e.g. `changes`), and the caller's
+    permissions (`perms`, None for a superuser)."""
 
-    def __init__(self, upload=None):
+    def __init__(self, upload=None, perms=None):
         self.upload = upload
+        self.attribs = {}
+        self.perms = perms
+
+    def can_see_bridge(self, bridge):
+        """Network.pm index: root sees every bridge, others need SDN.Audit or SDN.Use
+        on /sdn/zones/localnetwork/<bridge> (RPCEnvironment::check_sdn_bridge)."""
+        return self.perms is None or self.perms.check_sdn_bridge("localnetwork", bridge,
+                                                                 ["SDN.Audit", "SDN.Use"], noerr=True)
 
 
 def parse_volume_id(volid):
@@ -89,6 +100,7 @@ class Api:
             ("PUT", "/pools/{poolid}"): self.pool_update,
             ("DELETE", "/pools/{poolid}"): self.pool_delete,
         }
+        self.routes.update(NetworkApi(node).routes)
 
     def handler(self, method, schema_path):
         return self.routes.get((method, schema_path))

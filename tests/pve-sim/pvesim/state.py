@@ -265,8 +265,9 @@ class Task:
 class Node:
     """The whole simulated node; api.py implements the endpoints on top of it."""
 
-    def __init__(self, name, user, directory, storages, faults):
+    def __init__(self, name, user, directory, storages, faults, network):
         self.name = name
+        self.network = network
         self.user = user
         self.directory = directory
         self.faults = faults
@@ -325,6 +326,7 @@ class Node:
                     for vmid, vm in sorted(self.vms.items())},
             "tasks": {upid: task.snapshot() for upid, task in self.tasks.items()},
             "pools": self.pools,
+            "network": self.network.snapshot(),
         }
 
 
