@@ -30,7 +30,7 @@ What it deliberately does not simulate: a cluster (one node; other node
 names fail like an unknown host), users/ACLs/permissions (the one token is
 root's), tickets and CSRF, real disk contents (disks are sparse files of the
 right size; imports are not converted), QEMU itself (VMs start instantly, no
-pending changes, no hotplug, no config locks), task concurrency (a task's
+config locks; pending changes and hotplug are modelled, see pvesim/pending.py), task concurrency (a task's
 effects happen when it is started; its status reads `running` for the first
 N polls), backups/restore, snapshots, migration, containers, SDN, Ceph, and
 every endpoint not listed in README.md (those are validated, then 501).
