@@ -3,6 +3,7 @@
 
 Start:  python3 tests/pve-sim/pve_sim.py --dir DIR [--node NAME] [--token TOKEN]
                                           [--storage ID=TYPE:CONTENT,...]... [--schema apidata.json]
+                                          [--nic NAME]... [--bridge NAME=CIDR,ports=NIC[,gateway=IP]]...
 Serves HTTPS on 127.0.0.1 (OS-assigned port) with a throwaway self-signed
 certificate and writes DIR/ready.json when it accepts connections. Runs
 until SIGTERM/SIGINT. Python 3 standard library only (plus the openssl CLI
@@ -29,7 +30,7 @@ What it deliberately does not simulate: a cluster (one node; other node
 names fail like an unknown host), users/ACLs/permissions (the one token is
 root's), tickets and CSRF, real disk contents (disks are sparse files of the
 right size; imports are not converted), QEMU itself (VMs start instantly, no
-pending changes, no hotplug, no config locks), task concurrency (a task's
+config locks; pending changes and hotplug are modelled, see pvesim/pending.py), task concurrency (a task's
 effects happen when it is started; its status reads `running` for the first
 N polls), backups/restore, snapshots, migration, containers, SDN, Ceph, and
 every endpoint not listed in README.md (those are validated, then 501).
@@ -51,7 +52,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pvesim.api import Api  # noqa: E402
 from pvesim.files import Faults, Journal, redact_token_secret, write_json_atomic  # noqa: E402
-from pvesim.formats import STORAGE_CONTENT_TYPES  # noqa: E402
+from pvesim.formats import STORAGE_CONTENT_TYPES, FormatError, cidrv4, ipv4, pve_iface  # noqa: E402
+from pvesim.network import DEFAULT_BRIDGES, DEFAULT_NICS, HostNetwork  # noqa: E402
 from pvesim.schema import ApiSchema  # noqa: E402
 from pvesim.server import App, SimServer  # noqa: E402
 from pvesim.state import Node  # noqa: E402
@@ -71,6 +73,11 @@ def parse_args(argv):
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="USER@REALM!TOKENID=SECRET")
     parser.add_argument("--storage", action="append", metavar="ID=TYPE:CONTENT,...",
                         help=f"repeatable; replaces the defaults {DEFAULT_STORAGES}")
+    parser.add_argument("--nic", action="append", metavar="NAME",
+                        help=f"repeatable: a physical NIC of the host; replaces the default {DEFAULT_NICS}")
+    parser.add_argument("--bridge", action="append", metavar="NAME=CIDR|manual[,ports=NIC[+NIC]][,gateway=IP]",
+                        help="repeatable: an active, autostarted Linux bridge; replaces the default "
+                             "vmbr0=203.0.113.10/24,ports=eno1,gateway=203.0.113.1")
     parser.add_argument("--schema", default=os.environ.get("PVE_SIM_SCHEMA", DEFAULT_SCHEMA))
     parser.add_argument("--verbose", action="store_true", help="log requests and errors to stderr")
     args = parser.parse_args(argv)
@@ -79,7 +86,40 @@ def parse_args(argv):
     if not re.match(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$", args.node):
         parser.error("--node must be a valid node name")
     args.storages = parse_storages(parser, args.storage or DEFAULT_STORAGES)
+    args.nics = args.nic or DEFAULT_NICS
+    args.bridges = parse_bridges(parser, args.bridge, args.nics) if args.bridge else DEFAULT_BRIDGES
     return args
+
+
+def parse_bridges(parser, specs, nics):
+    """--bridge vmbr0=203.0.113.10/24,ports=eno1,gateway=203.0.113.1 (or NAME=manual)."""
+    bridges, used = [], set()
+    for spec in specs:
+        match = re.match(r"^([^=,]+)=([^,]+)((?:,(?:ports|gateway)=[^,]*)*)$", spec)
+        if not match:
+            parser.error(f"--bridge {spec!r}: expected NAME=CIDR|manual[,ports=NIC[+NIC...]][,gateway=IP]")
+        name, address = match.group(1), match.group(2)
+        options = dict(part.split("=", 1) for part in match.group(3).split(",")[1:])
+        try:
+            pve_iface(name)
+            if address != "manual":
+                cidrv4(address)
+            if options.get("gateway"):
+                ipv4(options["gateway"])
+        except FormatError as err:
+            parser.error(f"--bridge {spec!r}: {err.message.strip()}")
+        ports = [p for p in options.get("ports", "").split("+") if p]
+        for port in ports:
+            if port not in nics:
+                parser.error(f"--bridge {spec!r}: port {port!r} is not a --nic ({', '.join(nics)})")
+            if port in used:
+                parser.error(f"--bridge {spec!r}: port {port!r} is already used by another bridge")
+            used.add(port)
+        bridges.append({"iface": name, "cidr": None if address == "manual" else address,
+                        "ports": " ".join(ports), "gateway": options.get("gateway")})
+    if sum(1 for b in bridges if b["gateway"]) > 1:
+        parser.error("--bridge: only one bridge may have a gateway (PVE: 'Default gateway already exists')")
+    return bridges
 
 
 def parse_storages(parser, specs):
@@ -128,7 +168,7 @@ def build_app(args, fingerprint):
     schema = ApiSchema(args.schema)
     faults = Faults(directory)
     user = args.token.rsplit("=", 1)[0]
-    node = Node(args.node, user, directory, args.storages, faults)
+    node = Node(args.node, user, directory, args.storages, faults, HostNetwork(args.nics, args.bridges))
     api = Api(node, schema, fingerprint)
     journal = Journal(directory, redact_token_secret(args.token))
     return App(schema, node, api, journal, faults, args.token,

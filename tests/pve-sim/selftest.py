@@ -44,7 +44,10 @@ class Simulator:
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "pve_sim.py"), "--dir", directory, "--node", NODE,
              "--token", TOKEN, "--storage", "local=dir:iso,import,vztmpl,snippets",
-             "--storage", "vmdata=zfspool:images,rootdir"],
+             "--storage", "vmdata=zfspool:images,rootdir",
+             # the host's hand-made network: the VMs below use vmbr1
+             "--nic", "eno1", "--bridge", "vmbr0=203.0.113.10/24,ports=eno1,gateway=203.0.113.1",
+             "--bridge", "vmbr1=10.10.0.1/24"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 20
         ready = os.path.join(directory, "ready.json")
@@ -567,6 +570,133 @@ class SelfTest:
         self.check("DELETE /pools?poolid=, then again -> 500 does not exist",
                    deleted.status == 200 and gone.status == 500 and "does not exist" in gone.reason, gone)
 
+    def network(self):
+        path = f"/nodes/{NODE}/network"
+        listed = self.api.call("GET", path)
+        by_name = {i["iface"]: i for i in listed.data}
+        self.check("GET network: --nic eno1 (eth, exists, active), --bridge vmbr0 (bridge, active), no lo/changes",
+                   set(by_name) == {"eno1", "vmbr0", "vmbr1"} and by_name["eno1"]["type"] == "eth"
+                   and by_name["eno1"]["exists"] == 1 and by_name["vmbr0"]["active"] == 1
+                   and by_name["vmbr0"]["cidr"] == "203.0.113.10/24" and by_name["vmbr0"]["bridge_ports"] == "eno1"
+                   and by_name["vmbr0"]["autostart"] == 1 and "changes" not in listed.json, listed)
+        create = self.api.call("POST", path, {"iface": "vmbr2", "type": "bridge", "cidr": "10.10.0.1/24",
+                                              "autostart": 1, "comments": "waddlec"})
+        self.check("POST network creates vmbr2 (null)", create.status == 200 and create.data is None, create)
+        self.expect_rejected("create an existing interface", "POST", path, {"iface": "vmbr2", "type": "bridge"},
+                             400, "iface", "interface already exists")
+        self.expect_rejected("bridge port used by another bridge", "POST", path,
+                             {"iface": "vmbr3", "type": "bridge", "bridge_ports": "eno1"}, 400, "bridge_ports",
+                             "eno1 is already used on interface 'vmbr0'.")
+        self.expect_rejected("a second default gateway", "POST", path,
+                             {"iface": "vmbr3", "type": "bridge", "cidr": "10.20.0.1/24", "gateway": "10.20.0.254"},
+                             400, "gateway", "Default gateway already exists on interface 'vmbr0'.")
+        self.expect_rejected("netmask that is no mask", "POST", path,
+                             {"iface": "vmbr3", "type": "bridge", "address": "10.20.0.1", "netmask": "255.0.255.0"},
+                             400, "netmask", "value does not look like a valid IP netmask")
+        self.expect_rejected("a bridge port that does not exist", "POST", path,
+                             {"iface": "vmbr3", "type": "bridge", "bridge_ports": "eno7"}, 500, None,
+                             "bridge 'vmbr3' - unable to find bridge port 'eno7'")
+        pending = self.api.call("GET", path)
+        vmbr2 = next((i for i in pending.data if i["iface"] == "vmbr2"), {})
+        self.check("pending vmbr2 is listed without `active`, with `changes` (diff -u) beside `data`",
+                   vmbr2.get("type") == "bridge" and "active" not in vmbr2 and vmbr2.get("autostart") == 1
+                   and vmbr2.get("bridge_ports") == "" and vmbr2.get("comments") == "waddlec\n"
+                   and "+auto vmbr2" in pending.json.get("changes", "")
+                   and pending.json["changes"].startswith("--- /etc/network/interfaces\t"), pending)
+        bridges = self.api.call("GET", path, {"type": "bridge"}).data
+        self.check("type=bridge filter", sorted(i["iface"] for i in bridges) == ["vmbr0", "vmbr1", "vmbr2"], bridges)
+        one = self.api.call("GET", f"{path}/vmbr2").data
+        self.check("GET network/vmbr2", one.get("cidr") == "10.10.0.1/24" and one.get("netmask") == "24", one)
+        missing = self.api.call("GET", f"{path}/vmbr9")
+        self.check("GET network/vmbr9 -> 400 interface does not exist", missing.status == 400
+                   and missing.json["errors"] == {"iface": "interface does not exist"}, missing)
+        self.api.call("DELETE", path)
+        reverted = [i["iface"] for i in self.api.call("GET", path).data]
+        self.check("DELETE network reverts pending changes", "vmbr2" not in reverted, reverted)
+        self.api.call("POST", path, {"iface": "vmbr2", "type": "bridge", "cidr": "10.10.0.1/24", "autostart": 1})
+        update = self.api.call("PUT", f"{path}/vmbr2", {"type": "bridge", "cidr": "10.10.0.1/24", "autostart": 1,
+                                                         "bridge_vlan_aware": 1})
+        self.check("PUT network/vmbr2 updates the pending config", update.status == 200
+                   and self.api.call("GET", f"{path}/vmbr2").data.get("bridge_vids") == "2-4094", update)
+        reload = self.api.call("PUT", path)
+        self.check("PUT network applies: srvreload task on 'networking'", reload.status == 200
+                   and ":srvreload:networking:" in reload.data
+                   and self.api.wait_task(reload.data)[0]["exitstatus"] == "OK", reload)
+        applied = self.api.call("GET", path)
+        vmbr2 = next((i for i in applied.data if i["iface"] == "vmbr2"), {})
+        self.check("  ... vmbr2 is active, no pending changes", vmbr2.get("active") == 1
+                   and "changes" not in applied.json and self.sim.state()["network"]["interfaces.new"] is None
+                   and "iface vmbr2 inet static" in self.sim.state()["network"]["interfaces"], applied)
+
+    def bridge_start(self):
+        vm = f"/nodes/{NODE}/qemu/300"
+        create = self.api.call("POST", f"/nodes/{NODE}/qemu", {
+            "vmid": 300, "name": "pend", "memory": 2048, "cores": 1, "cpu": "host", "scsi0": "vmdata:1",
+            "net0": "virtio,bridge=vmbr7,macaddr=bc:24:11:00:03:00"})
+        self.api.wait_task(create.data)
+        start = self.api.call("POST", f"{vm}/status/start")
+        status, _ = self.api.wait_task(start.data)
+        log = [line["t"] for line in self.api.task_log(start.data)]
+        self.check("start with net0 on a missing bridge fails like qemu-server's pve-bridge",
+                   status["exitstatus"] == "start failed: QEMU exited with code 1"
+                   and log[0] == "bridge 'vmbr7' does not exist"
+                   and log[1] == "kvm: -netdev type=tap,id=net0,ifname=tap300i0,script=/usr/libexec/qemu-server/"
+                                 "pve-bridge,downscript=/usr/libexec/qemu-server/pve-bridgedown,vhost=on: network "
+                                 "script /usr/libexec/qemu-server/pve-bridge failed with status 512"
+                   and log[-1] == "TASK ERROR: start failed: QEMU exited with code 1"
+                   and self.sim.state()["vms"]["300"]["status"] == "stopped", (status, log))
+        self.api.call("POST", f"/nodes/{NODE}/network", {"iface": "vmbr7", "type": "bridge", "autostart": 1})
+        pending = self.api.call("POST", f"{vm}/status/start")
+        self.check("  ... still fails while vmbr7 is only pending (interfaces.new)",
+                   self.api.wait_task(pending.data)[0]["exitstatus"] == "start failed: QEMU exited with code 1")
+        self.api.wait_task(self.api.call("PUT", f"/nodes/{NODE}/network").data)
+        applied = self.api.call("POST", f"{vm}/status/start")
+        self.check("  ... starts once the network change is applied",
+                   self.api.wait_task(applied.data)[0]["exitstatus"] == "OK")
+
+    def pending_config(self):
+        vm = f"/nodes/{NODE}/qemu/300"
+        update = self.api.call("PUT", f"{vm}/config", {"memory": 4096, "cores": 2, "description": "now",
+                                                        "delete": "cpu"})
+        self.check("PUT config on a running VM: null", update.status == 200 and update.data is None, update)
+        config = self.api.call("GET", f"{vm}/config").data
+        current = self.api.call("GET", f"{vm}/config", {"current": 1}).data
+        self.check("GET config has pending values applied, current=1 the running ones",
+                   config["memory"] == "4096" and config["cores"] == 2 and "cpu" not in config
+                   and current["memory"] == "2048" and current["cores"] == 1 and current["cpu"] == "host"
+                   and config["description"] == current["description"] == "now", (config, current))
+        pending = {i["key"]: i for i in self.api.call("GET", f"{vm}/pending").data}
+        self.check("GET pending: key/value/pending/delete as qemu-server lists them",
+                   pending["memory"] == {"key": "memory", "value": "2048", "pending": "4096"}
+                   and pending["cores"] == {"key": "cores", "value": 1, "pending": 2}
+                   and pending["cpu"] == {"key": "cpu", "value": "host", "delete": 1}
+                   and pending["description"] == {"key": "description", "value": "now"}
+                   and "digest" in pending, pending)
+        state = self.sim.state()["vms"]["300"]
+        status = self.api.call("GET", f"{vm}/status/current").data
+        self.check("the VM still runs with 2048 MiB (state.json running/pending, status maxmem)",
+                   state["running"]["memory"] == "2048" and state["pending"]["memory"] == "4096"
+                   and state["config"]["memory"] == "2048" and status["maxmem"] == 2048 << 20
+                   and status["cpus"] == 1, (state, status))
+        mac = current["net0"].split(",")[0].split("=")[1]
+        self.expect_rejected("live bridge change to a missing bridge", "PUT", f"{vm}/config",
+                             {"net0": f"virtio={mac},bridge=vmbr8"}, 400, "net0",
+                             "hotplug problem - bridge 'vmbr8' does not exist")
+        self.api.call("PUT", f"{vm}/config", {"revert": "net0"})
+        hot = self.api.call("POST", f"{vm}/config", {"net0": f"virtio={mac},bridge=vmbr1"})
+        self.check("a live bridge change to an existing bridge is applied at once",
+                   self.api.wait_task(hot.data)[0]["exitstatus"] == "OK"
+                   and self.sim.state()["vms"]["300"]["config"]["net0"].endswith("bridge=vmbr1"))
+        self.api.wait_task(self.api.call("POST", f"{vm}/status/shutdown").data)
+        state = self.sim.state()["vms"]["300"]
+        self.check("shutdown applies pending changes (vm_stop_cleanup)", state["pending"] == {}
+                   and state["config"]["memory"] == "4096" and "cpu" not in state["config"], state)
+        self.api.wait_task(self.api.call("POST", f"{vm}/status/start").data)
+        status = self.api.call("GET", f"{vm}/status/current").data
+        self.check("  ... and the next start runs with 4096 MiB", status["maxmem"] == 4096 << 20
+                   and self.sim.state()["vms"]["300"]["running"]["memory"] == "4096", status)
+        self.api.wait_task(self.api.call("POST", f"{vm}/status/stop").data)
+
     def big_upload(self, mib):
         before = self.sim.peak_rss_kib()
         digest = hashlib.sha256()
@@ -623,7 +753,8 @@ def main():
     test = SelfTest(sim)
     try:
         for scenario in (test.start_contract, test.auth, test.upload_and_create, test.validation,
-                         test.upload_failures, test.faults, test.vm_lifecycle, test.pools,
+                         test.upload_failures, test.faults, test.vm_lifecycle, test.pools, test.network,
+                         test.bridge_start, test.pending_config,
                          lambda: test.big_upload(args.big_upload_mib), test.journals, test.shutdown):
             try:
                 scenario()

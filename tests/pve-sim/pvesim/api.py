@@ -14,6 +14,8 @@ import tarfile
 import time
 import uuid
 
+from .network import NetworkApi
+from .pending import Pending
 from .perlish import format_size, parse_size, split_list
 from .schema import parse_property_string, print_property_string
 from .state import SAFE_CHARS, ApiError, TaskFailed, Vm, Volume, die, param_error
@@ -27,10 +29,20 @@ MODIFIED = "detected modified configuration - file changed by other user? Try ag
 
 
 class RequestContext:
-    """Per-request extras: the spooled upload for POST .../upload."""
+    """Per-request extras: the spooled upload for POST .../upload, result
+    attributes PVE puts next to `data` (e.g. `changes`), and the caller's
+    permissions (`perms`, None for a superuser)."""
 
-    def __init__(self, upload=None):
+    def __init__(self, upload=None, perms=None):
         self.upload = upload
+        self.attribs = {}
+        self.perms = perms
+
+    def can_see_bridge(self, bridge):
+        """Network.pm index: root sees every bridge, others need SDN.Audit or SDN.Use
+        on /sdn/zones/localnetwork/<bridge> (RPCEnvironment::check_sdn_bridge)."""
+        return self.perms is None or self.perms.check_sdn_bridge("localnetwork", bridge,
+                                                                 ["SDN.Audit", "SDN.Use"], noerr=True)
 
 
 def parse_volume_id(volid):
@@ -89,6 +101,9 @@ class Api:
             ("PUT", "/pools/{poolid}"): self.pool_update,
             ("DELETE", "/pools/{poolid}"): self.pool_delete,
         }
+        self.routes[("GET", "/nodes/{node}/qemu/{vmid}/pending")] = self.vm_pending
+        self.routes.update(NetworkApi(node).routes)
+        self.pending = Pending(self)
 
     def handler(self, method, schema_path):
         return self.routes.get((method, schema_path))
@@ -326,7 +341,7 @@ class Api:
         return data
 
     def _vm_summary(self, vm):
-        config = vm.config
+        config = vm.running if vm.status == "running" and vm.running else vm.config  # what QEMU runs with
         memory = parse_property_string(self.config_props["memory"]["format"], config.get("memory", "512"), "memory")
         cpus = int(config.get("cores", 1)) * int(config.get("sockets", 1))
         data = {"vmid": vm.vmid, "name": config.get("name", f"VM {vm.vmid}"), "status": vm.status,
@@ -357,11 +372,15 @@ class Api:
                 message = "cannot use 'snapshot' parameter with 'current'"
                 raise param_error({"snapshot": message, "current": message})
             raise die(f"snapshot '{p['snapshot']}' does not exist")
-        data = {key: self._typed_config_value(key, value) for key, value in vm.config.items()}
+        config = self.pending.current_config(vm, p.get("current") == "1")
+        data = {key: self._typed_config_value(key, value) for key, value in config.items()}
         if "cipassword" in data:
             data["cipassword"] = "**********"
         data["digest"] = vm.digest()
         return data
+
+    def vm_pending(self, p, ctx):
+        return self.pending.pending_array(self.vm(p["vmid"]))
 
     def _typed_config_value(self, key, value):
         """Config values come back as numbers when their schema type is numeric/boolean."""
@@ -564,9 +583,10 @@ class Api:
             self.node.vms[vmid] = Vm(vmid, config)
             if pool:
                 self.node.pools[pool]["vms"].append(vmid)
-            if start:
+            if start:  # PVE::API2::Qemu->vm_start: its own qmstart task
                 log.print("Execute autostart")
-                self._power_on(self.node.vms[vmid])
+                vm = self.node.vms[vmid]
+                self.node.run_task("qmstart", vmid, lambda start_log: self._start_worker(vm, start_log))
 
         return self.node.run_task("qmcreate", vmid, worker)
 
@@ -598,7 +618,7 @@ class Api:
     def vm_update_sync(self, p, ctx):
         worker, vmid = self._prepare_update(p)
         try:
-            worker(_NullLog())
+            worker(_NullLog(), sync=True)
         except TaskFailed as err:
             raise die(str(err))
         return None
@@ -620,8 +640,9 @@ class Api:
         p.pop("node")
         vm = self.vm(vmid)
         digest, delete, revert = p.pop("digest", None), p.pop("delete", None), p.pop("revert", None)
-        for ignored in ("skiplock", "force"):
-            p.pop(ignored, None)
+        force = p.pop("force", None) == "1"
+        p.pop("skiplock", None)
+        params_text = " ".join(f"-{k} {'<hidden>' if k == 'cipassword' else v}" for k, v in sorted(p.items()))
         if not delete and not revert and not p:
             raise die("no options specified")
         to_delete = split_list(delete)
@@ -630,57 +651,93 @@ class Api:
                 raise param_error({"delete": f"you can't use '-{key}' and -delete {key}' at the same time"})
             if key not in self.config_props:
                 raise param_error({"delete": f"unknown option '{key}'"})
+        reverts = split_list(revert)
+        for key in reverts:
+            if key not in self.config_props:
+                raise param_error({"revert": f"unknown option '{key}'"})
+            if key in p:
+                raise param_error({"delete": f"you can't use '-{key}' and -revert {key}' at the same time"})
         self._normalize_settings(p)
         drives = self.parse_drives(p)
         self.check_storage_access(drives, None)
         self.check_drive_param(drives)
 
-        def worker(log):
+        def worker(log, sync=False):
             if digest and digest != vm.digest():
                 raise TaskFailed(MODIFIED)
-            for key in to_delete:
-                self._delete_option(vm, key)
-            disks, _ = self.create_disks(vmid, drives, None, log)
-            for key, value in disks.items():
-                self._replace_drive(vm, key)
-                vm.config[key] = value
-            vm.config.update({k: v for k, v in p.items() if k not in drives})
+            log.print(f"update VM {vmid}: {params_text}")
+            for key in reverts:
+                if key in vm.pending and DRIVE_KEY_RE.match(key):
+                    self.keep_unused(vm, self.parse_drive(key, vm.pending[key]).get("file"))
+                vm.pending.pop(key, None)
+                self.pending.remove_delete(vm, key)
+            self.pending.update(vm, p, drives, to_delete, force, log, sync)
 
         return worker, vmid
 
-    def _delete_option(self, vm, key):
-        value = vm.config.pop(key, None)
-        if value is not None and DRIVE_KEY_RE.match(key):
-            self._keep_unused(vm, self.parse_drive(key, value).get("file"))
-        elif value is not None and key.startswith("unused"):
-            volid = self.parse_drive(key, value).get("file")
-            if self.node.volume(volid):
-                self.node.storages[volid.split(":")[0]].free(volid)
+    def free_owned(self, vm, volid):
+        """try_deallocate_drive: free a volume the VM owns (a foreign one is only detached)."""
+        volume = self.node.volume(volid) if volid else None
+        if volume is not None and volume.vmid == vm.vmid:
+            self.node.storages[volid.split(":")[0]].free(volid)
 
-    def _replace_drive(self, vm, key):
-        if key in vm.config:
-            self._keep_unused(vm, self.parse_drive(key, vm.config[key]).get("file"))
-
-    def _keep_unused(self, vm, volid):
-        volume = self.node.volume(volid)
+    def keep_unused(self, vm, volid):
+        """vmconfig_register_unused_drive: an owned volume no longer referenced becomes unusedN."""
+        volume = self.node.volume(volid) if volid else None
         if volume is None or volume.vmid != vm.vmid:
             return
+        for key, value in list(vm.config.items()) + list(vm.pending.items()):
+            if (DRIVE_KEY_RE.match(key) or key.startswith("unused")) and \
+                    self.parse_drive(key, value).get("file") == volid:
+                return
         index = next(i for i in range(256) if f"unused{i}" not in vm.config)
         vm.config[f"unused{index}"] = volid
+
+    def parse_net(self, key, value):
+        return parse_property_string(self.config_props[key]["format"], value, key)  # `virtio=MAC` via keyAlias
+
+    def parse_agent(self, value):
+        return parse_property_string(self.config_props["agent"]["format"], value, "agent")
+
+    def assert_bridge_exists(self, bridge):
+        """PVE::Network::read_bridge_mtu: /sys/class/net/<bridge>/mtu must exist."""
+        if not self.node.network.device_exists(bridge):
+            raise TaskFailed(f"bridge '{bridge}' does not exist")
 
     # --- qemu: power, resize, destroy, agent -------------------------------------
 
     def vm_start(self, p, ctx):
         vm = self.vm(p["vmid"])
+        return self.node.run_task("qmstart", vm.vmid, lambda log: self._start_worker(vm, log))
 
-        def worker(log):
-            if vm.status == "running":
-                raise TaskFailed(f"VM {vm.vmid} already running")
-            self._power_on(vm)
-
-        return self.node.run_task("qmstart", vm.vmid, worker)
+    def _start_worker(self, vm, log):
+        """vm_start_nolock: pending changes are applied, then QEMU runs the pve-bridge
+        script for every bridged NIC (qemu-server src/usr/pve-bridge ->
+        PVE::Network::tap_create -> read_bridge_mtu)."""
+        if vm.status == "running":
+            raise TaskFailed(f"VM {vm.vmid} already running")
+        if vm.pending:
+            self.pending.apply(vm, log)
+        for index in range(32):
+            key = f"net{index}"
+            if key not in vm.config:
+                continue
+            net = self.parse_net(key, vm.config[key])
+            if not net.get("bridge") or self.node.network.device_exists(net["bridge"]):
+                continue
+            # print_netdev_full's -netdev argument; QEMU reports the script's exit status
+            vhost = ",vhost=on" if net["model"] == "virtio" else ""
+            queues = f",queues={net['queues']}" if net.get("queues") and net["model"] == "virtio" else ""
+            log.print(f"bridge '{net['bridge']}' does not exist")
+            log.print(f"kvm: -netdev type=tap,id={key},ifname=tap{vm.vmid}i{index},"
+                      "script=/usr/libexec/qemu-server/pve-bridge,"
+                      f"downscript=/usr/libexec/qemu-server/pve-bridgedown{vhost}{queues}: "
+                      "network script /usr/libexec/qemu-server/pve-bridge failed with status 512")
+            raise TaskFailed("start failed: QEMU exited with code 1")
+        self._power_on(vm)
 
     def _power_on(self, vm):
+        vm.running = dict(vm.config)
         vm.status = "running"
         vm.started = time.time()
         pings = self.node.faults.take("agent_pings_before_ready")
@@ -700,6 +757,9 @@ class Api:
                 log.print(f"VM {vm.vmid} not running")
             vm.status = "stopped"
             vm.started = None
+            vm.running = None
+            if vm.pending:  # vm_stop_cleanup(..., $apply_pending_changes = 1)
+                self.pending.apply(vm, log)
 
         return self.node.run_task(task_type, vm.vmid, worker)
 

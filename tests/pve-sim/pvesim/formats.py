@@ -196,6 +196,25 @@ def cidr(v):
         fail("value does not look like a valid CIDR network")
 
 
+def ipv4mask(v):
+    """pve_verify_ipv4mask: one of the 33 contiguous dotted masks."""
+    bits = [f"{(0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF:032b}" for n in range(33)]
+    masks = {".".join(str(int(b[i:i + 8], 2)) for i in range(0, 32, 8)) for b in bits}
+    if v not in masks:
+        fail("value does not look like a valid IP netmask")
+
+
+def pve_vlan_id_or_range(v):
+    match = re.match(r"^(\d+)(?:-(\d+))?$", v)
+    if not match:
+        fail(f"invalid VLAN configuration '{v}'")
+    for tag in (match.group(1), match.group(2)):
+        if tag and not 2 <= int(tag) <= 4094:
+            fail(f"invalid VLAN tag '{tag}'")
+    if match.group(2) and int(match.group(1)) >= int(match.group(2)):
+        fail(f"VLAN range must go from lower to higher tag '{v}'")
+
+
 def ipv4_config(v):
     if not (v in ("dhcp", "manual") or _cidr_ok(v, _is_ipv4, 32)):
         fail("value does not look like a valid ipv4 network configuration")
@@ -397,6 +416,8 @@ VALIDATORS = {
     "CIDRv4": cidrv4,
     "CIDRv6": cidrv6,
     "pve-ipv4-config": ipv4_config,
+    "ipv4mask": ipv4mask,
+    "pve-vlan-id-or-range": pve_vlan_id_or_range,
     "pve-ipv6-config": ipv6_config,
     "pve-storage-content": pve_storage_content,
     "pve-volume-id": pve_volume_id,

@@ -194,13 +194,13 @@ class Exchange:
         try:
             params.pop("_dc", None)
             self.params = params
-            result = self._call(params, upload)
+            result, attribs = self._call(params, upload)
         finally:
             if upload:
                 upload.discard()
         if self._fault_drops_response():
             raise DropConnection()
-        self._respond(200, "OK", {"data": result}, close=upload is not None)
+        self._respond(200, "OK", dict(attribs, data=result), close=upload is not None)
 
     def _check_transport(self):
         if self.method not in KNOWN_METHODS:
@@ -331,11 +331,12 @@ class Exchange:
         if handler is None:
             raise ApiError(501, f"Method '{self.method} {self.rel_path}' not implemented by pve-sim")
         clean = {k: ("1" if v else "0") if isinstance(v, bool) else v for k, v in params.items() if v is not None}
+        ctx = RequestContext(upload)
         with self.app.node.lock:
-            result = handler(clean, RequestContext(upload))
+            result = handler(clean, ctx)
             if self.method != "GET":
                 self.app.node.dirty = True
-        return result
+        return result, ctx.attribs
 
     def _check_node(self, params):
         node = params.get("node")

@@ -182,16 +182,28 @@ class Vm:
         self.status = "stopped"
         self.started = None
         self.agent_pings_left = 0
+        self.pending = {}  # the [PENDING] section (`delete`: "key,!forced")
+        self.running = None  # the config QEMU was started with (+ hotplugged changes)
 
     def digest(self):
         """SHA1 of the config file text, like PVE's `digest`."""
         return hashlib.sha1(self.config_text().encode()).hexdigest()
 
     def config_text(self):
-        lines = [f"#{line}" for line in self.config.get("description", "").split("\n")] \
-            if "description" in self.config else []
-        lines += [f"{k}: {v}" for k, v in sorted(self.config.items()) if k != "description"]
-        return "\n".join(lines) + "\n"
+        """write_vm_config's text: main section, then [PENDING] (qemu-server QemuServer.pm)."""
+        text = _raw_config(self.config, False)
+        if self.pending:
+            text += "\n[PENDING]\n" + _raw_config(self.pending, True)
+        return text
+
+
+def _raw_config(config, pending):
+    lines = []
+    if "description" in config:
+        description = config["description"]
+        lines = [f"#{line}" for line in description.split("\n")] if description else (["#"] if pending else [])
+    lines += [f"{k}: {v}" for k, v in sorted(config.items()) if k != "description"]
+    return "".join(line + "\n" for line in lines)
 
 
 class TaskLog:
@@ -265,8 +277,9 @@ class Task:
 class Node:
     """The whole simulated node; api.py implements the endpoints on top of it."""
 
-    def __init__(self, name, user, directory, storages, faults):
+    def __init__(self, name, user, directory, storages, faults, network):
         self.name = name
+        self.network = network
         self.user = user
         self.directory = directory
         self.faults = faults
@@ -321,10 +334,12 @@ class Node:
             "storages": {sid: {"type": s.type, "content": s.content,
                                "volumes": {v: vol.snapshot() for v, vol in sorted(s.volumes.items())}}
                          for sid, s in self.storages.items()},
-            "vms": {str(vmid): {"status": vm.status, "config": vm.config, "digest": vm.digest()}
+            "vms": {str(vmid): {"status": vm.status, "config": vm.config, "pending": vm.pending,
+                                "running": vm.running, "digest": vm.digest()}
                     for vmid, vm in sorted(self.vms.items())},
             "tasks": {upid: task.snapshot() for upid, task in self.tasks.items()},
             "pools": self.pools,
+            "network": self.network.snapshot(),
         }
 
 
