@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use crate::support::pve_sim::{PveSim, TOKEN};
+use crate::support::pve_sim::{PveSim, TOKEN, UPLINK};
 use crate::support::sha256_hex;
 use crate::support::ssh_host::SshHost;
 use crate::support::talos_lab::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
@@ -32,9 +32,22 @@ impl Lab {
         Self::with(|_| {})
     }
 
+    /// A host that already has the blueprint's bridges (made by hand:
+    /// `--skip-host` deploys need them).
     fn with(edit: impl FnOnce(&mut toml::Table)) -> Self {
+        Self::on(
+            PveSim::start_with(&["--bridge", UPLINK, "--bridge", "vmbr1=10.10.0.1/24"]),
+            edit,
+        )
+    }
+
+    /// A freshly installed host: the uplink bridge only.
+    fn bare(edit: impl FnOnce(&mut toml::Table)) -> Self {
+        Self::on(PveSim::start(), edit)
+    }
+
+    fn on(sim: PveSim, edit: impl FnOnce(&mut toml::Table)) -> Self {
         require("qemu-img");
-        let sim = PveSim::start();
         let fingerprint = sim.fingerprint.clone();
         let lab = SecretLab::edited(&valid_blueprints()[0], |document| {
             let host = document["host"].as_table_mut().unwrap();
@@ -143,6 +156,57 @@ impl Lab {
     fn assert_no_violations(&self) {
         let violations = self.sim.violations();
         assert!(violations.is_empty(), "schema violations: {violations:#?}");
+    }
+
+    /// The seed disks in the host's import storage.
+    fn seeds_on_host(&self) -> Vec<String> {
+        let mut seeds: Vec<String> = self.sim.state()["storages"]["local"]["volumes"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(volid, _)| volid.strip_prefix("local:import/"))
+            .filter(|file| file.contains("-seed-"))
+            .map(str::to_string)
+            .collect();
+        seeds.sort();
+        seeds
+    }
+
+    /// Uploads `path` as `name` into the host's import storage, as any
+    /// API client could.
+    fn upload(&self, name: &str, path: &std::path::Path) {
+        let sha256 = sha256_hex(&fs::read(path).unwrap());
+        let output = run(Command::new("curl")
+            .args(["-sS", "-k", "--fail-with-body", "-X", "POST"])
+            .arg("-H")
+            .arg(format!("Authorization: PVEAPIToken={TOKEN}"))
+            .args(["-F", "content=import", "-F", "checksum-algorithm=sha256"])
+            .arg("-F")
+            .arg(format!("checksum={sha256}"))
+            .arg("-F")
+            .arg(format!(
+                "filename=@{};filename={name};type=application/octet-stream",
+                path.display()
+            ))
+            .arg(format!(
+                "{}/api2/json/nodes/waddle-proxmox01/storage/local/upload",
+                self.sim.url
+            )));
+        assert!(
+            output.status.success(),
+            "{}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        // The upload's task moves the file in.
+        let started = std::time::Instant::now();
+        while !self.seeds_on_host().iter().any(|seed| seed == name) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{name} never arrived"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 
     fn image(&self, file: &str) -> PathBuf {
@@ -298,6 +362,15 @@ fn connections_dropped_mid_upload_and_mid_create_converge_on_rerun() {
         !output.status.success(),
         "the dropped create must fail the deploy"
     );
+    // The VM whose create answer was lost is adopted, and its seed (it
+    // holds secrets) does not stay behind.
+    assert!(
+        lab.seeds_on_host()
+            .iter()
+            .any(|seed| seed.starts_with("haproxy-seed-")),
+        "the lost create's seed: {:?}",
+        lab.seeds_on_host()
+    );
     let output = lab.deploy(&[]);
     assert!(
         output.status.success(),
@@ -305,10 +378,264 @@ fn connections_dropped_mid_upload_and_mid_create_converge_on_rerun() {
         text(&output.stdout),
         text(&output.stderr)
     );
+    let plan = text(&output.stdout);
+    assert!(
+        plan.contains("remove   haproxy-seed-")
+            && plan.contains("(a seed disk no VM is being created from)"),
+        "{plan}"
+    );
     assert_eq!(vm_ids(&lab.vms()), ["100", "101", "110", "111", "112"]);
+    assert_eq!(lab.seeds_on_host(), Vec::<String>::new());
     let before = lab.sim.requests().len();
     assert!(lab.deploy(&[]).status.success());
     assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
+    lab.assert_no_violations();
+}
+
+/// A deploy killed right after a create (the seed uploaded, the VM made,
+/// the seed not yet removed): the next deploy removes the seed, and only
+/// seeds named as the blueprint's are.
+#[test]
+fn a_seed_left_by_a_killed_deploy_is_removed_and_no_file_of_someone_else() {
+    let lab = Lab::new();
+    assert!(lab.deploy(&[]).status.success());
+    let images: Value =
+        serde_json::from_str(&fs::read_to_string(lab.lab.path("dist/host/images.json")).unwrap())
+            .unwrap();
+    let seed = images[0]["seed"]["file"].as_str().unwrap().to_string();
+    // The seed again, as the killed deploy left it, and a file the
+    // blueprint does not own beside it.
+    let seed_path = lab.lab.path(&format!(
+        "dist/{}",
+        images[0]["seed"]["artifact"].as_str().unwrap()
+    ));
+    let foreign = lab.lab.path("other-seed-0123456789ab.raw");
+    fs::copy(&seed_path, &foreign).unwrap();
+    for (name, path) in [
+        (seed.as_str(), &seed_path),
+        ("other-seed-0123456789ab.raw", &foreign),
+    ] {
+        lab.upload(name, path);
+    }
+    assert_eq!(lab.seeds_on_host().len(), 2);
+    let output = lab.deploy(&["--dry-run", "--format", "json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["changes"], true);
+    assert!(
+        plan["steps"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"action": "remove-seed", "file": seed})),
+        "{plan:#}"
+    );
+    let output = lab.deploy(&[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(lab.seeds_on_host(), ["other-seed-0123456789ab.raw"]);
+    let before = lab.sim.requests().len();
+    let output = lab.deploy(&[]);
+    assert!(text(&output.stderr).contains("nothing to do"));
+    assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
+    lab.assert_no_violations();
+}
+
+/// A config value as text (the simulator keeps pending values as strings).
+fn setting(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string)
+}
+
+/// The blueprint's memory for `vm` (`"3G"`), rebuilt.
+fn set_memory(lab: &Lab, vm: &str, memory: &str) {
+    let path = lab.lab.path("blueprint.toml");
+    let mut document: toml::Table = fs::read_to_string(&path).unwrap().parse().unwrap();
+    for entry in document["vm"].as_array_mut().unwrap() {
+        if entry["name"].as_str() == Some(vm) {
+            entry
+                .as_table_mut()
+                .unwrap()
+                .insert("memory".into(), memory.into());
+        }
+    }
+    fs::write(&path, toml::to_string(&document).unwrap()).unwrap();
+    lab.build();
+}
+
+#[test]
+fn a_setting_held_for_the_next_start_is_pending_until_a_restart_is_allowed() {
+    let lab = Lab::new();
+    assert!(lab.deploy(&[]).status.success());
+    // Memory without hotplug: Proxmox keeps it for the next start.
+    set_memory(&lab, "haproxy", "3G");
+    let output = lab.deploy(&[]);
+    assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
+    let plan = text(&output.stdout);
+    let pending = "pending  VM 100 haproxy: memory 2048 → 3072 pending until its next start — needs --allow-restart haproxy, not done";
+    assert!(
+        plan.contains("update   VM 100 haproxy: memory 2048 → 3072") && plan.contains(pending),
+        "{plan}"
+    );
+    let vm = &lab.vms()["100"];
+    assert_eq!(setting(&vm["pending"]["memory"]), "3072", "{vm:#}");
+    assert_eq!(setting(&vm["config"]["memory"]), "2048", "{vm:#}");
+
+    // Still pending, not done: the next deploy says so and sends nothing.
+    let before = lab.sim.requests().len();
+    let output = lab.deploy(&[]);
+    assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
+    let plan = text(&output.stdout);
+    assert!(
+        plan.contains(pending) && !plan.contains("update "),
+        "{plan}"
+    );
+    assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
+
+    let output = lab.deploy(&["--allow-restart", "nosuch"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("--allow-restart nosuch: the blueprint has no VM `nosuch`")
+    );
+
+    let before = lab.sim.requests().len();
+    let output = lab.deploy(&["--allow-restart", "haproxy"]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert!(
+        text(&output.stdout).contains(
+            "restart  VM 100 haproxy: memory 2048 → 3072 pending until its next start; clean shutdown, start"
+        ),
+        "{}",
+        text(&output.stdout)
+    );
+    let changes = lab.sim.changes_since(before);
+    let shutdown = changes
+        .iter()
+        .position(|c| c.ends_with("/qemu/100/status/shutdown"));
+    let start = changes
+        .iter()
+        .position(|c| c.ends_with("/qemu/100/status/start"));
+    assert!(
+        shutdown.is_some() && start > shutdown,
+        "a clean shutdown, then a start: {changes:?}"
+    );
+    assert!(
+        !changes.iter().any(|c| c.ends_with("/status/stop")),
+        "never a hard stop: {changes:?}"
+    );
+    let vm = &lab.vms()["100"];
+    assert_eq!(setting(&vm["config"]["memory"]), "3072", "{vm:#}");
+    assert_eq!(vm["status"], "running");
+    assert!(
+        vm["pending"].as_object().is_none_or(|p| p.is_empty()),
+        "{vm:#}"
+    );
+    let before = lab.sim.requests().len();
+    let output = lab.deploy(&[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("nothing to do"));
+    assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
+    lab.assert_no_violations();
+}
+
+#[test]
+fn skip_host_refuses_a_missing_bridge_before_any_change() {
+    let lab = Lab::bare(|_| {});
+    let output = lab.deploy(&[]);
+    assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
+    let plan = text(&output.stdout);
+    assert!(
+        plan.contains("CONFLICT bridge vmbr1: used by VM haproxy, teleport, ")
+            && plan.contains("does not exist on the host: VMs on it cannot start; run `waddlec deploy` without --skip-host, which creates and applies it"),
+        "{plan}"
+    );
+    assert!(!plan.contains("bridge   create"), "{plan}");
+    assert_eq!(lab.sim.changes_since(0), Vec::<String>::new());
+    lab.assert_no_violations();
+}
+
+/// From a freshly installed host (no vmbr1): the bridge is created and
+/// applied before any VM, the VMs start on it, and a second deploy
+/// changes nothing.
+#[test]
+fn a_bare_host_gets_its_bridge_before_any_vm_and_nothing_the_second_time() {
+    let host = SshHost::start();
+    let lab = Lab::bare(over_ssh);
+    write_host_record(&lab, &host.host_public_key(), &lab.sim.fingerprint);
+    let root = tempfile::tempdir().unwrap();
+    let output = lab.deploy_with_host(&host, root.path(), &[]);
+    assert!(
+        output.status.success(),
+        "{}\n{}\nsimulator:\n{}",
+        text(&output.stdout),
+        text(&output.stderr),
+        lab.sim.log()
+    );
+    let plan = text(&output.stdout);
+    for line in [
+        "ok       bridge vmbr0",
+        "bridge   create vmbr1 10.10.0.1/24 (no ports, autostart)",
+        "network  apply the node's pending network configuration (vmbr1)",
+    ] {
+        assert!(plan.contains(line), "{line}: {plan}");
+    }
+    let changes = lab.sim.changes_since(0);
+    let applied = changes
+        .iter()
+        .position(|c| c.starts_with("PUT ") && c.ends_with("/network"));
+    let created = changes
+        .iter()
+        .position(|c| c.starts_with("POST ") && c.ends_with("/qemu"));
+    assert!(
+        applied.is_some() && applied < created,
+        "the network before any VM: {changes:?}"
+    );
+    let network = lab.sim.state()["network"].clone();
+    assert!(network["interfaces.new"].is_null(), "{network:#}");
+    assert!(
+        network["up"].as_array().unwrap().contains(&json!("vmbr1")),
+        "{network:#}"
+    );
+    let interfaces = network["interfaces"].as_str().unwrap();
+    assert!(
+        interfaces.contains("iface vmbr1 inet static")
+            && interfaces.contains("#managed by waddlec"),
+        "{interfaces}"
+    );
+    for (id, vm) in lab.vms().as_object().unwrap() {
+        assert_eq!(vm["status"], "running", "VM {id}");
+    }
+    let before = lab.sim.requests().len();
+    let output = lab.deploy_with_host(&host, root.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("nothing to do"));
+    assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
+    lab.assert_no_violations();
+}
+
+/// A vmbr1 the operator made with other settings is theirs: a conflict,
+/// nothing changed.
+#[test]
+fn a_bridge_made_by_hand_with_other_settings_is_a_conflict() {
+    let host = SshHost::start();
+    let lab = Lab::on(
+        PveSim::start_with(&["--bridge", UPLINK, "--bridge", "vmbr1=10.99.0.1/24"]),
+        over_ssh,
+    );
+    write_host_record(&lab, &host.host_public_key(), &lab.sim.fingerprint);
+    let root = tempfile::tempdir().unwrap();
+    let output = lab.deploy_with_host(&host, root.path(), &[]);
+    assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
+    let plan = text(&output.stdout);
+    assert!(
+        plan.contains("CONFLICT bridge vmbr1: the host's bridge differs (cidr 10.99.0.1/24 → 10.10.0.1/24) and was not made by waddlec"),
+        "{plan}"
+    );
+    assert_eq!(lab.sim.changes_since(0), Vec::<String>::new());
     lab.assert_no_violations();
 }
 

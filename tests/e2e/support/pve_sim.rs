@@ -12,6 +12,8 @@ use super::repo_root;
 
 pub const NODE: &str = "waddle-proxmox01";
 pub const TOKEN: &str = "root@pam!waddlec=6f1c2a7e-3b8d-4e0f-9a51-2d7c8e9b0a14";
+/// A freshly installed host's network: the uplink bridge on its NIC.
+pub const UPLINK: &str = "vmbr0=203.0.113.10/24,ports=eno1,gateway=203.0.113.1";
 
 pub struct PveSim {
     pub url: String,
@@ -21,7 +23,13 @@ pub struct PveSim {
 }
 
 impl PveSim {
+    /// A freshly installed host: the uplink bridge only.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A host with more arguments to the simulator (`--bridge …`).
+    pub fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = fs::File::create(dir.path().join("sim.log")).unwrap();
         let child = Command::new("/usr/bin/python3")
@@ -29,6 +37,7 @@ impl PveSim {
             .arg("--dir")
             .arg(dir.path())
             .args(["--node", NODE, "--token", TOKEN])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
