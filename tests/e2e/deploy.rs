@@ -497,6 +497,28 @@ fn a_setting_held_for_the_next_start_is_pending_until_a_restart_is_allowed() {
         text(&output.stderr).contains("--allow-restart nosuch: the blueprint has no VM `nosuch`")
     );
 
+    // A guest that ignores the shutdown is not forced off: the deploy stops.
+    lab.sim.faults(json!({"faults": [{
+        "fail_task": {"type": "qmshutdown", "id": "100", "exitstatus": "VM quit/powerdown failed"},
+        "once": true
+    }]}));
+    let before = lab.sim.requests().len();
+    let output = lab.deploy(&["--allow-restart", "haproxy"]);
+    assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("VM 100 did not shut down cleanly within 180 s")
+            && stderr.contains("VM quit/powerdown failed")
+            && stderr.contains("it was not forced off"),
+        "{stderr}"
+    );
+    let changes = lab.sim.changes_since(before);
+    assert!(
+        !changes.iter().any(|c| c.ends_with("/status/stop")),
+        "never a hard stop: {changes:?}"
+    );
+    assert_eq!(lab.vms()["100"]["status"], "running");
+
     let before = lab.sim.requests().len();
     let output = lab.deploy(&["--allow-restart", "haproxy"]);
     assert!(
