@@ -2,7 +2,13 @@
 //! namespace with fresh keys, reached by the real `ssh` client through a
 //! veth pair), whose sessions find stand-ins for the Proxmox, systemd, ZFS
 //! and account tools (`useradd`, `getent`: the test must not add users to
-//! this machine) first on their PATH, recording every call.
+//! this machine) first on their PATH, recording every call. sshd reads its
+//! config from the lab's host root (`host_root()/etc/ssh/sshd_config`,
+//! including `sshd_config.d/*.conf` there, as Debian's does), and
+//! `systemctl reload ssh` really reloads it (SIGHUP), so a drop-in written
+//! there takes effect. With [`SshHost::start_with_pve`], `pvesh` is the
+//! Proxmox simulator's own (`tests/pve-sim/pvesh`), so what pvesh makes
+//! over SSH lives in the same simulated host as what the API makes.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -15,7 +21,7 @@ use super::{require, run, sh, text};
 
 const STAND_IN: &str = r#"#!/bin/bash
 # Stand-in for a Proxmox, systemd, ZFS or account tool: records the call;
-# pvesh and pvesm share the storages' content types, zfs its datasets,
+# pvesh get/set share the storages' content types, zfs its datasets,
 # useradd and getent the users they know, in files beside the log (getent
 # answers as glibc's does: exit 2 for a key it does not find), targetcli
 # its global preferences (printed `name=value`, as targetcli-fb's `get`
@@ -33,8 +39,10 @@ case "$(basename "$0") $1" in
         content=images,rootdir
     fi
     echo "{\"content\":\"$content\",\"storage\":\"$name\"}" ;;
-"pvesm set")
-    echo "$4" >"$state-$2" ;;
+"pvesh set")
+    # `pvesh set /storage/ID --content LIST` (pvesh(1)).
+    [[ $2 == /storage/* && $3 == --content ]] || { echo "400 Parameter verification failed." >&2; exit 255; }
+    echo "$4" >"$state-${2#/storage/}" ;;
 "zfs list")
     grep -qxF -- "${@: -1}" "$state-zfs" 2>/dev/null ;;
 "zfs create")
@@ -56,6 +64,9 @@ case "$(basename "$0") $1" in
     echo "$2:x:999:" ;;
 "targetcli set")
     echo "${3}" >>"$state-targetcli" ;;
+"systemctl reload")
+    # `systemctl reload UNIT...` (systemctl(1)); ssh.service is sshd here.
+    [[ $2 == ssh ]] && kill -HUP "$(cat "$SSHD_PIDFILE")" ;;
 "targetcli get")
     name=$3
     value=$(grep "^$name=" "$state-targetcli" 2>/dev/null | tail -1)
@@ -76,23 +87,29 @@ pub struct SshHost {
     /// This machine's end of the veth, as the host sees it.
     pub host_side: String,
     log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl SshHost {
     /// sshd in a fresh namespace on 10.254.<n>.2, with stand-ins first on
     /// the PATH of every session, and a fresh host key.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, None)
+    }
+
+    /// Like [`SshHost::start`], with the simulator's `pvesh`, which reaches
+    /// the simulator through its unix socket `socket`.
+    pub fn start_with_pve(socket: &Path) -> Self {
+        Self::start_with(None, Some(socket))
     }
 
     /// Like [`SshHost::start`], presenting `host_key` (OpenSSH private key
     /// format): the machine whose key waddlec made.
     pub fn start_with_host_key(host_key: &str) -> Self {
-        Self::start_with(Some(host_key))
+        Self::start_with(Some(host_key), None)
     }
 
-    fn start_with(given_key: Option<&str>) -> Self {
+    fn start_with(given_key: Option<&str>, pve_socket: Option<&Path>) -> Self {
         for tool in ["sshd", "ssh", "ssh-keygen", "iptables", "sysctl"] {
             require(tool);
         }
@@ -117,7 +134,6 @@ impl SshHost {
         fs::create_dir_all(&bin).unwrap();
         for tool in [
             "pvesh",
-            "pvesm",
             "systemctl",
             "zfs",
             "targetcli",
@@ -127,6 +143,12 @@ impl SshHost {
             let path = bin.join(tool);
             fs::write(&path, STAND_IN).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        if pve_socket.is_some() {
+            let pvesh = bin.join("pvesh");
+            fs::remove_file(&pvesh).unwrap();
+            std::os::unix::fs::symlink(super::repo_root().join("tests/pve-sim/pvesh"), &pvesh)
+                .unwrap();
         }
         let log = d.join("calls.log");
         let keygen = |path: &Path| {
@@ -149,20 +171,29 @@ impl SshHost {
         };
         let client_key = keygen(&d.join("client_key"));
         let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+        let socket = pve_socket
+            .map(|s| format!(",environment=\"PVE_SIM_SOCKET={}\"", s.display()))
+            .unwrap_or_default();
         fs::write(
             d.join("authorized_keys"),
             format!(
-                "environment=\"PATH={path}\",environment=\"STAND_IN_LOG={}\" {client_key}",
-                log.display()
+                "environment=\"PATH={path}\",environment=\"STAND_IN_LOG={}\",environment=\"SSHD_PIDFILE={}\"{socket} {client_key}",
+                log.display(),
+                d.join("sshd.pid").display()
             ),
         )
         .unwrap();
+        let etc_ssh = d.join("root/etc/ssh");
+        fs::create_dir_all(etc_ssh.join("sshd_config.d")).unwrap();
+        let sshd_config = etc_ssh.join("sshd_config");
         fs::write(
-            d.join("sshd_config"),
+            &sshd_config,
             format!(
-                "ListenAddress {remote}\nPort 22\nHostKey {key}\nAuthorizedKeysFile {d}/authorized_keys\n\
+                "Include {etc_ssh}/sshd_config.d/*.conf\n\
+                 ListenAddress {remote}\nPort 22\nHostKey {key}\nAuthorizedKeysFile {d}/authorized_keys\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\n\
-                 UsePAM no\nPermitUserEnvironment PATH,STAND_IN_LOG\nPidFile {d}/sshd.pid\n",
+                 UsePAM no\nPermitUserEnvironment PATH,STAND_IN_LOG,SSHD_PIDFILE,PVE_SIM_SOCKET\nPidFile {d}/sshd.pid\n",
+                etc_ssh = etc_ssh.display(),
                 key = d.join("host_key").display(),
                 d = d.display()
             ),
@@ -186,8 +217,8 @@ impl SshHost {
         )
         .unwrap();
         netns.sh(&format!(
-            "/usr/sbin/sshd -f {}/sshd_config -E {}/sshd.log",
-            d.display(),
+            "/usr/sbin/sshd -f {} -E {}/sshd.log",
+            sshd_config.display(),
             d.display()
         ));
         // Ready once it answers.
@@ -209,13 +240,18 @@ impl SshHost {
             config,
             host_side: local,
             log,
-            _dir: dir,
+            dir,
         }
     }
 
     /// The public key sshd presents.
     pub fn host_public_key(&self) -> String {
         format!("{}\n", self.host_key)
+    }
+
+    /// The host's files: sshd's own config is under it.
+    pub fn host_root(&self) -> std::path::PathBuf {
+        self.dir.path().join("root")
     }
 
     pub fn calls(&self) -> String {
