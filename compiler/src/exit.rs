@@ -57,8 +57,8 @@ use crate::deploy::workflow::{DeployError, Outcome};
 use crate::host::harden::HardenError;
 use crate::host::init::HostInitError;
 use crate::host::token::TokenError;
-use crate::net::ssh::{Failure, SshError};
 use crate::net::fetch::FetchError;
+use crate::net::ssh::{Failure, SshError};
 use crate::publish::PublishError;
 use crate::secrets::SecretError;
 

@@ -81,7 +81,10 @@ impl BareHost {
 
     fn assert_no_violations(&self) {
         let violations = self.sim.violations();
-        assert!(violations.is_empty(), "schema or permission violations: {violations:#?}");
+        assert!(
+            violations.is_empty(),
+            "schema or permission violations: {violations:#?}"
+        );
     }
 }
 
@@ -99,22 +102,27 @@ fn ok(output: &Output) -> String {
 fn from_a_bare_host_host_init_then_deploy_converge_and_a_second_run_does_nothing() {
     let bare = BareHost::new();
     let state = bare.sim.state().to_string();
-    assert!(!state.contains("vmbr1"), "the simulated host is not bare: {state}");
+    assert!(
+        !state.contains("vmbr1"),
+        "the simulated host is not bare: {state}"
+    );
 
     ok(&bare.host_init());
     bare.lab.init();
-    ok(&bare.lab.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]));
+    ok(&bare
+        .lab
+        .waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]));
     stand_in_images::write(&bare.lab.path("dist"));
     let report = ok(&bare.deploy());
-    assert!(report.contains("vmbr1"), "the plan does not create the internal bridge: {report}");
+    assert!(
+        report.contains("vmbr1"),
+        "the plan does not create the internal bridge: {report}"
+    );
 
     let state = bare.sim.state();
     let vms = state["vms"].as_object().unwrap();
     assert_eq!(vms.len(), 5, "{state}");
-    assert!(
-        vms.values().all(|vm| vm["status"] == "running"),
-        "{state}"
-    );
+    assert!(vms.values().all(|vm| vm["status"] == "running"), "{state}");
     // The deploy ran as the token host init made, not as root.
     let requests = bare.sim.requests();
     let token_users: Vec<&Value> = requests
@@ -147,11 +155,23 @@ fn from_a_bare_host_host_init_then_deploy_converge_and_a_second_run_does_nothing
         .to_string();
     let other: String = recorded
         .chars()
-        .map(|c| if c == ':' { ':' } else if c == '0' { '1' } else { '0' })
+        .map(|c| {
+            if c == ':' {
+                ':'
+            } else if c == '0' {
+                '1'
+            } else {
+                '0'
+            }
+        })
         .collect();
     fs::write(&record, text_record.replace(&recorded, &other)).unwrap();
     let before = bare.sim.requests().len();
     let output = bare.deploy();
     assert!(!output.status.success());
-    assert_eq!(bare.sim.requests().len(), before, "a request reached the host");
+    assert_eq!(
+        bare.sim.requests().len(),
+        before,
+        "a request reached the host"
+    );
 }

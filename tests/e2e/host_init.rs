@@ -71,7 +71,11 @@ impl Lab {
         )
         .unwrap();
         fs::create_dir_all(root.join("etc/pve/local")).unwrap();
-        fs::copy(lab.sim.certificate(), root.join("etc/pve/local/pve-ssl.pem")).unwrap();
+        fs::copy(
+            lab.sim.certificate(),
+            root.join("etc/pve/local/pve-ssl.pem"),
+        )
+        .unwrap();
         fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
         lab
     }
@@ -153,10 +157,20 @@ fn host_init_makes_a_bare_host_ready_and_a_second_run_changes_nothing() {
         .iter()
         .map(|c| c.as_str().unwrap())
         .collect();
-    assert!(changes.contains(&"would change: create API user waddlec@pve"), "{changes:?}");
-    assert!(changes.iter().any(|c| c.starts_with("would change: sshd")), "{changes:?}");
+    assert!(
+        changes.contains(&"would change: create API user waddlec@pve"),
+        "{changes:?}"
+    );
+    assert!(
+        changes.iter().any(|c| c.starts_with("would change: sshd")),
+        "{changes:?}"
+    );
     assert_eq!(report["token"], "would be made");
-    assert!(lab.host_changes(before).is_empty(), "{:?}", lab.host_changes(before));
+    assert!(
+        lab.host_changes(before).is_empty(),
+        "{:?}",
+        lab.host_changes(before)
+    );
     assert!(!lab.record().exists());
     assert!(!lab.dir.path().join(TOKEN_FILE).exists());
 
@@ -165,14 +179,26 @@ fn host_init_makes_a_bare_host_ready_and_a_second_run_changes_nothing() {
     let record: toml::Table = fs::read_to_string(lab.record()).unwrap().parse().unwrap();
     assert_eq!(record["node"].as_str(), Some(NODE));
     let token = lab.token();
-    assert!(token.starts_with("waddlec@pve!deploy="), "the token file holds the full credential");
-    let mode = fs::metadata(lab.dir.path().join(TOKEN_FILE)).unwrap().permissions().mode();
+    assert!(
+        token.starts_with("waddlec@pve!deploy="),
+        "the token file holds the full credential"
+    );
+    let mode = fs::metadata(lab.dir.path().join(TOKEN_FILE))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let state = lab.sim.state();
     let state_text = state.to_string();
-    assert!(state_text.contains("waddlec@pve"), "no user in {state_text}");
+    assert!(
+        state_text.contains("waddlec@pve"),
+        "no user in {state_text}"
+    );
     // The sshd the lab runs now has the drop-in, and /etc/hosts the name.
-    assert!(lab.root().join("etc/ssh/sshd_config.d/00-waddlec.conf").exists());
+    assert!(lab
+        .root()
+        .join("etc/ssh/sshd_config.d/00-waddlec.conf")
+        .exists());
     let hosts = fs::read_to_string(lab.root().join("etc/hosts")).unwrap();
     assert!(hosts.contains(&format!("203.0.113.10 {NODE}")), "{hosts}");
     assert!(lab.host.calls().contains("systemctl reload ssh"));
@@ -190,21 +216,39 @@ fn host_init_makes_a_bare_host_ready_and_a_second_run_changes_nothing() {
     let report = lab.init_ok(&[]);
     assert_eq!(report["changes"], serde_json::json!([]));
     assert_eq!(report["token"], "kept (it works)");
-    assert!(lab.host_changes(before).is_empty(), "{:?}", lab.host_changes(before));
+    assert!(
+        lab.host_changes(before).is_empty(),
+        "{:?}",
+        lab.host_changes(before)
+    );
     assert_eq!(fs::read(lab.record()).unwrap(), record_bytes);
     assert_eq!(lab.token(), token);
 
     // A token whose secret is lost is replaced only with --rotate.
-    fs::write(lab.dir.path().join(TOKEN_FILE), "waddlec@pve!deploy=00000000-dead-beef-0000-000000000000\n").unwrap();
+    fs::write(
+        lab.dir.path().join(TOKEN_FILE),
+        "waddlec@pve!deploy=00000000-dead-beef-0000-000000000000\n",
+    )
+    .unwrap();
     let output = lab.init(&[]);
     assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("--rotate"));
-    assert!(!text(&output.stderr).contains("dead-beef"), "a secret in an error");
+    assert!(
+        !text(&output.stderr).contains("dead-beef"),
+        "a secret in an error"
+    );
     let report = lab.init_ok(&["--rotate"]);
-    assert!(report["token"].as_str().unwrap().starts_with("replaced"), "{report}");
+    assert!(
+        report["token"].as_str().unwrap().starts_with("replaced"),
+        "{report}"
+    );
     assert_ne!(lab.token(), token);
     assert_eq!(api_get(&lab, lab.token().trim(), "/version").0, 200);
-    assert_eq!(api_get(&lab, token.trim(), "/version").0, 401, "the old token still works");
+    assert_eq!(
+        api_get(&lab, token.trim(), "/version").0,
+        401,
+        "the old token still works"
+    );
     lab.assert_no_violations();
 }
 
@@ -219,11 +263,21 @@ fn api_get(lab: &Lab, token: &str, path: &str) -> (u16, String) {
 fn a_changed_certificate_is_refused_until_repinned() {
     let lab = Lab::new();
     let first = lab.init_ok(&[]);
-    let recorded = first["record"]["api_fingerprint"].as_str().unwrap().to_string();
+    let recorded = first["record"]["api_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let written = fs::read(lab.record()).unwrap();
     let cert = lab.root().join("etc/pve/local/pve-ssl.pem");
     let output = run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
         .args(["-nodes", "-days", "2", "-subj", "/CN=renewed", "-keyout"])
         .arg(lab.dir.path().join("renewed.key"))
         .arg("-out")
@@ -234,7 +288,10 @@ fn a_changed_certificate_is_refused_until_repinned() {
     let output = lab.init(&[]);
     assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
-    assert!(stderr.contains(&recorded) && stderr.contains(&renewed), "{stderr}");
+    assert!(
+        stderr.contains(&recorded) && stderr.contains(&renewed),
+        "{stderr}"
+    );
     assert!(stderr.contains("--repin"), "{stderr}");
     assert_eq!(fs::read(lab.record()).unwrap(), written);
     assert_eq!(lab.sim.requests().len(), before, "pvesh was called");
@@ -260,13 +317,19 @@ fn an_unreachable_host_and_a_refused_key_have_their_own_exit_codes() {
     let lab = Lab::new();
     let config = fs::read_to_string(&lab.host.config).unwrap();
     // Nothing listens on port 2 of the host.
-    fs::write(&lab.host.config, config.replace("Host waddle-host\n", "Host waddle-host\n  Port 2\n")).unwrap();
+    fs::write(
+        &lab.host.config,
+        config.replace("Host waddle-host\n", "Host waddle-host\n  Port 2\n"),
+    )
+    .unwrap();
     let output = lab.init(&[]);
     assert_eq!(output.status.code(), Some(75), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("did not answer"));
     // Another key than the one root authorizes.
     let other = lab.dir.path().join("other_key");
-    let keygen = run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other));
+    let keygen = run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other));
     assert!(keygen.status.success());
     let with_other: String = config
         .lines()
@@ -295,9 +358,16 @@ fn the_token_is_kept_in_1password_or_printed_once_for_env() {
     let op_dir = tempfile::tempdir().unwrap();
     let bin = op_dir.path().join("bin");
     fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(repo_root().join("tests/support/op_stand_in.py"), bin.join("op")).unwrap();
+    std::os::unix::fs::symlink(
+        repo_root().join("tests/support/op_stand_in.py"),
+        bin.join("op"),
+    )
+    .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let op_env = [("PATH", path.as_str()), ("OP_STAND_IN_DIR", op_dir.path().to_str().unwrap())];
+    let op_env = [
+        ("PATH", path.as_str()),
+        ("OP_STAND_IN_DIR", op_dir.path().to_str().unwrap()),
+    ];
 
     let lab = Lab::with(|document| {
         document["host"].as_table_mut().unwrap().insert(
@@ -307,13 +377,20 @@ fn the_token_is_kept_in_1password_or_printed_once_for_env() {
     });
     let output = lab.init_with(&[], &op_env);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let items: Value = serde_json::from_str(&fs::read_to_string(op_dir.path().join("items.json")).unwrap()).unwrap();
-    let kept = items["waddle-platform"]["proxmox-api-token"]["credential"].as_str().unwrap();
+    let items: Value =
+        serde_json::from_str(&fs::read_to_string(op_dir.path().join("items.json")).unwrap())
+            .unwrap();
+    let kept = items["waddle-platform"]["proxmox-api-token"]["credential"]
+        .as_str()
+        .unwrap();
     assert!(kept.starts_with("waddlec@pve!deploy="));
     assert_eq!(lab.sim.get_with_token(kept, "/version").0, 200);
     let calls = fs::read_to_string(op_dir.path().join("calls.log")).unwrap();
     assert!(calls.contains("template mode 600"), "{calls}");
-    assert!(!calls.contains(kept.split('=').nth(1).unwrap()), "the secret reached op's command line");
+    assert!(
+        !calls.contains(kept.split('=').nth(1).unwrap()),
+        "the secret reached op's command line"
+    );
     // Again: op is only read.
     let output = lab.init_with(&[], &op_env);
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -335,7 +412,10 @@ fn the_token_is_kept_in_1password_or_printed_once_for_env() {
         .into_iter()
         .filter(|c| c.contains("/token/"))
         .collect();
-    assert!(made.is_empty(), "a token was made that could not be kept: {made:?}");
+    assert!(
+        made.is_empty(),
+        "a token was made that could not be kept: {made:?}"
+    );
     let output = lab.init(&["--print-token"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
@@ -434,9 +514,15 @@ fn hardening_without_a_proving_login_is_undone_by_the_host() {
     let output = lab.harden("check", "2");
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
-    assert!(stdout.contains("would change: ") && stdout.contains("etc/hosts"), "{stdout}");
+    assert!(
+        stdout.contains("would change: ") && stdout.contains("etc/hosts"),
+        "{stdout}"
+    );
     assert!(stdout.contains("would change: sshd"), "{stdout}");
-    assert!(!lab.root().join("etc/ssh/sshd_config.d/00-waddlec.conf").exists());
+    assert!(!lab
+        .root()
+        .join("etc/ssh/sshd_config.d/00-waddlec.conf")
+        .exists());
 
     let output = lab.harden("apply", "2");
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -449,10 +535,16 @@ fn hardening_without_a_proving_login_is_undone_by_the_host() {
         .arg(lab.root().join("etc/ssh/sshd_config"))
         .args(["-C", "user=root,host=h,addr=192.0.2.1"]));
     let effective = text(&effective.stdout);
-    assert!(effective.contains("\npasswordauthentication no\n"), "{effective}");
+    assert!(
+        effective.contains("\npasswordauthentication no\n"),
+        "{effective}"
+    );
     assert_eq!(lab.reloads(), 1);
     let hosts = fs::read_to_string(lab.root().join("etc/hosts")).unwrap();
-    assert!(hosts.ends_with("203.0.113.10 waddle-proxmox01\n"), "{hosts}");
+    assert!(
+        hosts.ends_with("203.0.113.10 waddle-proxmox01\n"),
+        "{hosts}"
+    );
 
     // No proof arrives: within its 2 s the watchdog restores and reloads.
     std::thread::sleep(std::time::Duration::from_secs(5));

@@ -58,35 +58,59 @@ const fn privilege(name: &'static str, needed_by: &'static str) -> Privilege {
 /// On `/vms`: the blueprint's VMs (pve-manager/qemu-server permission
 /// checks of each call; docs/host-identity.md has the table).
 const VMS: &[Privilege] = &[
-    privilege("VM.Allocate", "POST /nodes/{node}/qemu (create), DELETE /nodes/{node}/qemu/{vmid} (replace)"),
-    privilege("VM.Audit", "GET /nodes/{node}/qemu, GET …/qemu/{vmid}/config, …/status/current, …/pending"),
+    privilege(
+        "VM.Allocate",
+        "POST /nodes/{node}/qemu (create), DELETE /nodes/{node}/qemu/{vmid} (replace)",
+    ),
+    privilege(
+        "VM.Audit",
+        "GET /nodes/{node}/qemu, GET …/qemu/{vmid}/config, …/status/current, …/pending",
+    ),
     privilege("VM.Config.CPU", "cores, cpu at create and update"),
     privilege("VM.Config.Memory", "memory at create and update"),
-    privilege("VM.Config.Disk", "scsi0/scsi1 (imported disks), PUT …/resize"),
-    privilege("VM.Config.HWType", "scsihw, bios, efidisk0, serial0, vga at create"),
+    privilege("VM.Config.Disk", "boot at create, PUT …/resize"),
+    privilege("VM.Config.HWType", "scsihw, serial0, vga at create"),
     privilege("VM.Config.Network", "netN at create and update"),
-    privilege("VM.Config.Options", "name, description, tags, ostype, onboot, agent, boot"),
+    privilege(
+        "VM.Config.Options",
+        "name, description, tags, ostype, onboot, agent, bios",
+    ),
     privilege("VM.PowerMgmt", "POST …/status/start, /stop, /shutdown"),
-    privilege("VM.GuestAgent.Audit", "POST …/agent/ping (waiting for the guest)"),
+    privilege(
+        "VM.GuestAgent.Audit",
+        "POST …/agent/ping (waiting for the guest)",
+    ),
 ];
 
 /// On the file storage: the images and seeds deploy uploads.
 const FILE_STORAGE: &[Privilege] = &[
-    privilege("Datastore.Audit", "GET /nodes/{node}/storage/{storage}/content"),
-    privilege("Datastore.AllocateTemplate", "POST /nodes/{node}/storage/{storage}/upload (import content)"),
-    privilege("Datastore.Allocate", "DELETE …/storage/{storage}/content/{volume} (a seed once its VM has it)"),
+    privilege(
+        "Datastore.Audit",
+        "GET /nodes/{node}/storage/{storage}/content; import-from local:import/… at create",
+    ),
+    privilege(
+        "Datastore.AllocateTemplate",
+        "POST /nodes/{node}/storage/{storage}/upload (import content)",
+    ),
+    privilege(
+        "Datastore.Allocate",
+        "DELETE …/storage/{storage}/content/{volume} (a seed once its VM has it)",
+    ),
 ];
 
 /// On the disk storage: the VMs' disks.
 const DISK_STORAGE: &[Privilege] = &[privilege(
     "Datastore.AllocateSpace",
-    "scsi0, scsi1, efidisk0 allocated at create",
+    "scsi0, scsi1, efidisk0 allocated at create; PUT …/resize",
 )];
 
 /// On the node: its network and tasks.
 const NODE: &[Privilege] = &[
-    privilege("Sys.Audit", "GET /nodes/{node}/network, GET /nodes/{node}/tasks/{upid}/status"),
-    privilege("Sys.Modify", "POST/PUT /nodes/{node}/network (the blueprint's internal bridges)"),
+    privilege("Sys.Audit", "GET /nodes/{node}/network/{iface}"),
+    privilege(
+        "Sys.Modify",
+        "POST/PUT /nodes/{node}/network (the blueprint's internal bridges)",
+    ),
 ];
 
 /// On the local network zone: the bridges VMs are plugged into.
@@ -96,10 +120,16 @@ const BRIDGES: &[Privilege] = &[privilege(
 )];
 
 /// On the deploy lock's pool.
-const LOCK_POOL: &[Privilege] = &[privilege(
-    "Pool.Allocate",
-    "POST /pools, DELETE /pools (the deploy lock, pool waddlec-deploy)",
-)];
+const LOCK_POOL: &[Privilege] = &[
+    privilege(
+        "Pool.Allocate",
+        "POST /pools, DELETE /pools (the deploy lock, pool waddlec-deploy)",
+    ),
+    privilege(
+        "Pool.Audit",
+        "GET /pools (who holds the lock; unlisted without it)",
+    ),
+];
 
 /// What the blueprint's host should grant deploy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,10 +183,25 @@ impl Identity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     CreateUser,
-    CreateRole { role: &'static str, privs: String },
-    UpdateRole { role: &'static str, from: String, to: String },
-    Grant { path: String, role: &'static str, to: Subject },
-    Revoke { path: String, role: String, from: Subject },
+    CreateRole {
+        role: &'static str,
+        privs: String,
+    },
+    UpdateRole {
+        role: &'static str,
+        from: String,
+        to: String,
+    },
+    Grant {
+        path: String,
+        role: &'static str,
+        to: Subject,
+    },
+    Revoke {
+        path: String,
+        role: String,
+        from: Subject,
+    },
 }
 
 /// Who an ACL entry is for.
@@ -388,6 +433,45 @@ mod tests {
                     privileges: NODE,
                 },
             ],
+        }
+    }
+
+    /// docs/host-identity.md names every role, path and privilege granted.
+    #[test]
+    fn the_documented_table_is_the_granted_one() {
+        let doc = include_str!("../../../docs/host-identity.md");
+        for set in [VMS, FILE_STORAGE, DISK_STORAGE, NODE, BRIDGES, LOCK_POOL] {
+            for p in set {
+                assert!(
+                    doc.contains(&format!("| {} |", p.name)),
+                    "{} undocumented",
+                    p.name
+                );
+            }
+        }
+        let rows = doc
+            .lines()
+            .filter(|l| l.starts_with("| ") && l.contains(" | "))
+            .count();
+        let privileges = [VMS, FILE_STORAGE, DISK_STORAGE, NODE, BRIDGES, LOCK_POOL]
+            .iter()
+            .map(|set| set.len())
+            .sum::<usize>();
+        // The header row and its rule, then one row per privilege.
+        assert_eq!(
+            rows,
+            privileges + 2,
+            "the table has rows for privileges not granted"
+        );
+        for role in [
+            "WaddlecVMs",
+            "WaddlecFileStorage",
+            "WaddlecDiskStorage",
+            "WaddlecNode",
+            "WaddlecBridges",
+            "WaddlecDeployLock",
+        ] {
+            assert!(doc.contains(&format!("| {role} |")), "{role} undocumented");
         }
     }
 

@@ -45,7 +45,12 @@ impl Pvesh<'_> {
     /// Runs `pvesh VERB PATH --key value…`; its JSON answer (`Null` for
     /// none). A failure carries pvesh's own message (PVE's error text,
     /// which never holds a secret the call returned).
-    pub fn call(&self, verb: Verb, path: &str, params: &[(&str, &str)]) -> Result<Value, PveshError> {
+    pub fn call(
+        &self,
+        verb: Verb,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Value, PveshError> {
         let mut command = format!("pvesh {} {}", verb.word(), ssh::quote(path));
         for (key, value) in params {
             command.push_str(&format!(" --{key} {}", ssh::quote(value)));

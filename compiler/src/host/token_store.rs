@@ -38,7 +38,10 @@ pub enum Kept {
     File(PathBuf),
     OnePassword(String),
     /// `env:NAME`: the caller shows the value once.
-    ToPrint { name: String, value: Secret },
+    ToPrint {
+        name: String,
+        value: Secret,
+    },
 }
 
 impl TokenStore<'_> {
