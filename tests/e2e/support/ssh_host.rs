@@ -2,7 +2,8 @@
 //! namespace with fresh keys, reached by the real `ssh` client through a
 //! veth pair), whose sessions find stand-ins for the Proxmox, systemd, ZFS
 //! and account tools (`useradd`, `getent`: the test must not add users to
-//! this machine) first on their PATH, recording every call. sshd reads its
+//! this machine) first on their PATH, recording every call and refusing
+//! arguments the real tool would (`tests/support/host_tools_stand_in.py`). sshd reads its
 //! config from the lab's host root (`host_root()/etc/ssh/sshd_config`,
 //! including `sshd_config.d/*.conf` there, as Debian's does), and
 //! `systemctl reload ssh` really reloads it (SIGHUP), so a drop-in written
@@ -19,63 +20,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::netns::Netns;
 use super::{require, run, sh, text};
 
-const STAND_IN: &str = r#"#!/bin/bash
-# Stand-in for a Proxmox, systemd, ZFS or account tool: records the call;
-# pvesh get/set share the storages' content types, zfs its datasets,
-# useradd and getent the users they know, in files beside the log (getent
-# answers as glibc's does: exit 2 for a key it does not find), targetcli
-# its global preferences (printed `name=value`, as targetcli-fb's `get`
-# does; defaults true).
-echo "$(basename "$0") $*" >>"$STAND_IN_LOG"
-state=${STAND_IN_LOG%/*}/storage
-case "$(basename "$0") $1" in
-"pvesh get")
-    name=${2#/storage/}
-    if [[ -f $state-$name ]]; then
-        content=$(cat "$state-$name")
-    elif [[ $name == local ]]; then
-        content=iso,vztmpl,backup
-    else
-        content=images,rootdir
-    fi
-    echo "{\"content\":\"$content\",\"storage\":\"$name\"}" ;;
-"pvesh set")
-    # `pvesh set /storage/ID --content LIST` (pvesh(1)).
-    [[ $2 == /storage/* && $3 == --content ]] || { echo "400 Parameter verification failed." >&2; exit 255; }
-    echo "$4" >"$state-${2#/storage/}" ;;
-"zfs list")
-    grep -qxF -- "${@: -1}" "$state-zfs" 2>/dev/null ;;
-"zfs create")
-    echo "${@: -1}" >>"$state-zfs" ;;
-"zfs get")
-    # `zfs get -Hp -o value quota DATASET`: fails for a dataset that does
-    # not exist, prints 0 for no quota (as zfs does with -p).
-    grep -qxF -- "${@: -1}" "$state-zfs" 2>/dev/null || exit 1
-    dataset=${*: -1}
-    cat "$state-quota-${dataset//\//_}" 2>/dev/null || echo 0 ;;
-"zfs set")
-    dataset=${*: -1}
-    echo "${2#quota=}" >"$state-quota-${dataset//\//_}" ;;
-"useradd "*)
-    echo "${@: -1}" >>"$state-users"
-    if [[ " $* " == *" --user-group "* ]]; then echo "${@: -1}" >>"$state-groups"; fi ;;
-"getent group")
-    grep -qxF -- "$2" "$state-groups" 2>/dev/null || exit 2
-    echo "$2:x:999:" ;;
-"targetcli set")
-    echo "${3}" >>"$state-targetcli" ;;
-"systemctl reload")
-    # `systemctl reload UNIT...` (systemctl(1)); ssh.service is sshd here.
-    [[ $2 == ssh ]] && kill -HUP "$(cat "$SSHD_PIDFILE")" ;;
-"targetcli get")
-    name=$3
-    value=$(grep "^$name=" "$state-targetcli" 2>/dev/null | tail -1)
-    echo "${value:-$name=true}" ;;
-"getent passwd")
-    grep -qxF -- "$2" "$state-users" 2>/dev/null || exit 2
-    echo "$2:x:999:999::/var/lib/$2:/bin/sh" ;;
-esac
-"#;
 
 /// A throwaway SSH host: sshd in its own namespace, reached as
 /// `waddle-host` through `config`.
@@ -132,23 +76,16 @@ impl SshHost {
         ));
         let bin = d.join("stand-ins");
         fs::create_dir_all(&bin).unwrap();
-        for tool in [
-            "pvesh",
-            "systemctl",
-            "zfs",
-            "targetcli",
-            "useradd",
-            "getent",
-        ] {
-            let path = bin.join(tool);
-            fs::write(&path, STAND_IN).unwrap();
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        if pve_socket.is_some() {
-            let pvesh = bin.join("pvesh");
-            fs::remove_file(&pvesh).unwrap();
-            std::os::unix::fs::symlink(super::repo_root().join("tests/pve-sim/pvesh"), &pvesh)
-                .unwrap();
+        // Each tool checks its arguments against the real one's grammar
+        // (tests/support/host_tools_stand_in.py cites the manual pages).
+        let stand_in = super::repo_root().join("tests/support/host_tools_stand_in.py");
+        for tool in ["pvesh", "systemctl", "zfs", "targetcli", "useradd", "getent"] {
+            let target = if tool == "pvesh" && pve_socket.is_some() {
+                super::repo_root().join("tests/pve-sim/pvesh")
+            } else {
+                stand_in.clone()
+            };
+            std::os::unix::fs::symlink(target, bin.join(tool)).unwrap();
         }
         let log = d.join("calls.log");
         let keygen = |path: &Path| {
