@@ -33,6 +33,12 @@ pub const LOCKED: u8 = 7;
 pub const UNAVAILABLE: u8 = 69;
 /// Reading or writing files failed.
 pub const IO: u8 = 74;
+/// `host init`: the host did not answer over SSH (refused, timed out, no
+/// route, unknown name).
+pub const UNREACHABLE: u8 = 75;
+/// `host init`: the host refused the operator's SSH key, or the operator's
+/// ssh does not trust the host's key.
+pub const NOPERM: u8 = 77;
 /// A bug in waddlec.
 pub const INTERNAL: u8 = 70;
 
@@ -50,8 +56,11 @@ use crate::deploy::apply::ApplyError;
 use crate::deploy::desired::DesiredError;
 use crate::deploy::lock::LockError;
 use crate::deploy::workflow::{DeployError, Outcome};
+use crate::host::harden::HardenError;
 use crate::host::init::HostInitError;
+use crate::host::token::TokenError;
 use crate::net::fetch::FetchError;
+use crate::net::ssh::{Failure, SshError};
 use crate::publish::PublishError;
 use crate::secrets::SecretError;
 
@@ -186,10 +195,38 @@ impl Code for DeployError {
     }
 }
 
+impl Code for SshError {
+    fn exit_code(&self) -> u8 {
+        match self.failure() {
+            Failure::Unreachable => UNREACHABLE,
+            Failure::KeyRefused | Failure::HostKey => NOPERM,
+            Failure::Command => UNAVAILABLE,
+        }
+    }
+}
+
+impl Code for TokenError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            TokenError::Pvesh(_) | TokenError::NoValue | TokenError::Api(_) => UNAVAILABLE,
+            // Where host.api_token points cannot take the token.
+            TokenError::Store(_) | TokenError::NotKept { .. } | TokenError::Stranded { .. } => {
+                SECRETS
+            }
+            // A token or stored value exists: replaced only with --rotate.
+            TokenError::NotWorking { .. } | TokenError::WouldOverwrite { .. } => CONFLICT,
+        }
+    }
+}
+
 impl Code for HostInitError {
     fn exit_code(&self) -> u8 {
         match self {
-            HostInitError::Ssh(_) | HostInitError::NotProxmox { .. } => UNAVAILABLE,
+            HostInitError::Ssh(err) => err.exit_code(),
+            HostInitError::Harden(HardenError::Ssh(err)) => err.exit_code(),
+            HostInitError::Harden(HardenError::NotProven { .. }) => NOPERM,
+            HostInitError::Token(err) => err.exit_code(),
+            HostInitError::NotProxmox { .. } | HostInitError::Pvesh(_) => UNAVAILABLE,
             HostInitError::Record(_) => IO,
             // The host is not what was recorded (or what the blueprint pins).
             HostInitError::Changed { .. } | HostInitError::BlueprintDisagrees { .. } => CONFLICT,

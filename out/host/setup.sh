@@ -78,7 +78,7 @@ ensure_content() {
         if ((check)); then
             echo "would change: storage $storage content +${missing[*]}"
         else
-            pvesm set "$storage" --content "$merged"
+            pvesh set "/storage/$storage" --content "$merged"
             echo "changed: storage $storage content +${missing[*]}"
         fi
     fi

@@ -2,7 +2,7 @@
 //! network namespace with throwaway keys, reached by the real `ssh` client
 //! through a veth pair. `sysctl` and iptables changes land in that namespace;
 //! files are installed under a scratch root (`--root`), not the machine's
-//! `/`. The Proxmox and systemd tools the script calls (`pvesh`, `pvesm`,
+//! `/`. The Proxmox and systemd tools the script calls (`pvesh`,
 //! `systemctl`) are stand-ins on the remote PATH that record their
 //! arguments; everything else (bash, install, cmp, sysctl, iptables) is real.
 
@@ -112,7 +112,7 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         .into_iter()
         .filter(|l| !l.contains("iSCSI portals"))
         .collect();
-    assert!(!host.calls().contains("pvesm set"), "{}", host.calls());
+    assert!(!host.calls().contains("pvesh set"), "{}", host.calls());
     assert!(!host.calls().contains("zfs create"), "{}", host.calls());
     assert!(!host.calls().contains("useradd"), "{}", host.calls());
     assert!(!host.calls().contains("zfs allow"), "{}", host.calls());
@@ -185,10 +185,10 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         "{calls}"
     );
     assert!(
-        calls.contains("pvesm set local --content iso,vztmpl,backup,import"),
+        calls.contains("pvesh set /storage/local --content iso,vztmpl,backup,import"),
         "{calls}"
     );
-    assert!(!calls.contains("pvesm set vmdata"), "{calls}");
+    assert!(!calls.contains("pvesh set /storage/vmdata"), "{calls}");
     assert!(calls.contains("zfs create -p rpool/k8s/vols"), "{calls}");
     assert!(calls.contains("zfs create -p rpool/k8s/snaps"), "{calls}");
     assert!(
@@ -231,7 +231,7 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
     let calls = host.calls();
     let new_calls = &calls[before..];
     assert!(again.is_empty(), "{again:?}");
-    assert!(!new_calls.contains("pvesm set"), "{new_calls}");
+    assert!(!new_calls.contains("pvesh set"), "{new_calls}");
     assert!(!new_calls.contains("systemctl"), "{new_calls}");
     assert!(host_setup::run(&ssh, &tree, true).unwrap().is_empty());
 }

@@ -66,14 +66,17 @@ Exit codes:
       not an output tree)
   3   --check: the output tree is out of date
   4   a secret is missing or unreadable (e.g. no Talos secrets bundle yet),
-      or `secrets init` refused to overwrite one
+      or `secrets init` refused to overwrite one, or host init cannot keep
+      the API token where host.api_token points
   5   an upstream input is not pinned in the lock file (--locked) or does
       not match its pin
   6   deploy: the host conflicts with the blueprint, or a step was held back
       (a replace without --allow-replace, an image the tree lacks);
       platform publish: the repository has local changes (commit or stash
       them) or ignores a file to publish; host init: the host's SSH key or
-      API certificate is not the one recorded (check it, then --repin)
+      API certificate is not the one recorded (check it, then --repin), or
+      a token (or a value where host.api_token points) exists and would be
+      replaced (--rotate)
   7   deploy: another deploy holds the host's lock
   69  a remote service (Image Factory, 1Password, the cluster) failed,
       disagreed or did not answer in time, or a host program an image needs
@@ -82,6 +85,10 @@ Exit codes:
   70  internal error (a bug: please report it)
   74  reading or writing files failed, or no blueprint was given and none
       was found (see Blueprint below)
+  75  host init: the host did not answer over SSH
+  77  host init: the host refused your SSH key, your ssh does not trust
+      the host's key, or a fresh login failed after sshd was hardened (the
+      host undoes that change by itself)
 
 Blueprint:
   A command given no blueprint reads $WADDLEC_BLUEPRINT, else the nearest

@@ -1,19 +1,28 @@
 //! `waddlec host init`, the first touch of a Proxmox host, as a library
-//! function: over the operator's own SSH (whose known_hosts vouches for the
+//! function. Over the operator's own SSH (whose known_hosts vouches for the
 //! host: the root of trust), read the host's SSH host key and the
 //! certificate its API serves, and record both in the host record, so
 //! every later SSH pins that key and `deploy` trusts exactly that
-//! certificate. Idempotent; a value that changed is refused until the
-//! operator has checked it and asks for `repin`.
+//! certificate; then, over SSH pinned to that key, make deploy's API
+//! identity (`identity`, `token`: with `pvesh`) and harden the host
+//! (`harden`: sshd keys only, its name in /etc/hosts). Idempotent; a value
+//! that changed is refused until the operator has checked it and asks for
+//! `repin`; `dry_run` reads everything and changes nothing.
 
 use std::path::Path;
 
 use ssh_key::PublicKey;
 
+use super::harden::{Harden, HardenError};
+use super::identity::{self, Identity};
+use super::pvesh::{Pvesh, PveshError};
 use super::record::{HostRecord, RecordError};
+use super::token::{self, TokenError, TokenOutcome, TokenRequest};
+use super::token_store::TokenStore;
 use crate::deploy::host_setup::Ssh;
-use crate::net::pve::fingerprint;
-use crate::net::ssh::{self, Remote, SshError};
+use crate::net::pve::{fingerprint, Pve, PveError};
+use crate::net::ssh::{self, Failure, Remote, SshError};
+use crate::secrets::Secret;
 
 /// What to do.
 pub struct Request<'a> {
@@ -26,11 +35,32 @@ pub struct Request<'a> {
     pub blueprint_fingerprint: Option<&'a str>,
     /// Replace recorded values that changed (after checking them).
     pub repin: bool,
-    /// Show what would be recorded, write nothing.
+    /// Show what would be recorded and done; change nothing.
     pub dry_run: bool,
+    /// The host's public address (its name's line in /etc/hosts).
+    pub address: &'a str,
+    /// The API identity deploy should have.
+    pub identity: &'a Identity,
+    /// Where the token is kept.
+    pub store: &'a TokenStore<'a>,
+    /// Replace a token that no longer works (or a stored value).
+    pub rotate: bool,
+    /// The API's URL, to check a kept token with.
+    pub api_url: &'a str,
+    /// Hears each change as it is made.
+    pub report: &'a dyn Fn(&str),
 }
 
-/// How a run that did not fail ended.
+/// What a run that did not fail did (or would do).
+#[derive(Debug)]
+pub struct Report {
+    pub record: Outcome,
+    /// Access-control and host-file changes, one line each.
+    pub changes: Vec<String>,
+    pub token: TokenOutcome,
+}
+
+/// How the record ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The record already says what the host says.
@@ -43,8 +73,14 @@ pub enum Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostInitError {
-    #[error("reaching the host over ssh failed: {0}")]
+    #[error("{}", ssh_message(.0))]
     Ssh(#[from] SshError),
+    #[error("pvesh on the host: {0}")]
+    Pvesh(PveshError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Harden(#[from] HardenError),
     #[error("{target} does not look like a Proxmox VE host: {problem}")]
     NotProxmox { target: String, problem: String },
     #[error(transparent)]
@@ -65,8 +101,98 @@ pub enum HostInitError {
     BlueprintDisagrees { blueprint: String, seen: String },
 }
 
-/// Reads the host and records it: see the module doc.
-pub fn run(request: &Request<'_>) -> Result<Outcome, HostInitError> {
+fn ssh_message(error: &SshError) -> String {
+    let fix = match error.failure() {
+        Failure::Unreachable => "the host did not answer: check host.ssh, the address and that sshd runs",
+        Failure::KeyRefused => "the host refused your key: put your public key in root's authorized_keys (the installer's console or the provider's rescue system), or name the key in your ssh config",
+        Failure::HostKey => "your ssh does not trust the host's key: check its fingerprint on the console (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and add it to your known_hosts",
+        Failure::Command => "a command on the host failed",
+    };
+    format!("{fix}:\n{error}")
+}
+
+impl From<PveshError> for HostInitError {
+    fn from(error: PveshError) -> Self {
+        match error {
+            PveshError::Ssh(e) if e.failure() != Failure::Command => HostInitError::Ssh(e),
+            other => HostInitError::Pvesh(other),
+        }
+    }
+}
+
+/// Does everything: see the module doc.
+pub fn run(request: &Request<'_>) -> Result<Report, HostInitError> {
+    let record = pin(request)?;
+    let seen = match &record {
+        Outcome::Unchanged(r) | Outcome::WouldRecord(r) | Outcome::Recorded(r) => r.clone(),
+    };
+    // From here on, only the key just read is accepted.
+    let pinned = ssh::PinnedHost::new(Some(&seen.host_key())).map_err(SshError::Spawn)?;
+    let remote = Remote {
+        target: &request.ssh.target,
+        config: request.ssh.config.as_deref(),
+        jump: None,
+        jump_known_host: None,
+        known_host: pinned.as_ref().map(ssh::PinnedHost::known),
+    };
+    let pvesh = Pvesh { remote };
+    let observed = identity::observe(&pvesh)?;
+    let access = identity::changes(request.identity, &observed);
+    let user_existed = !access.contains(&identity::Change::CreateUser);
+    let mut changes: Vec<String> = Vec::new();
+    if request.dry_run {
+        changes.extend(access.iter().map(|c| format!("would change: {}", c.line())));
+    } else {
+        identity::apply(&pvesh, &access, &|line| {
+            (request.report)(&format!("changed: {line}"));
+        })?;
+        changes.extend(access.iter().map(|c| format!("changed: {}", c.line())));
+    }
+    let works = |secret: &Secret| -> Result<bool, PveError> {
+        let pve = Pve::new(request.api_url, &seen.api_fingerprint, secret)?;
+        match pve.get("/version", &[]) {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(401) => Ok(false),
+            Err(e) => Err(e),
+        }
+    };
+    let token = token::converge(
+        &TokenRequest {
+            pvesh: &pvesh,
+            store: request.store,
+            rotate: request.rotate,
+            dry_run: request.dry_run,
+            works: &works,
+        },
+        user_existed || !request.dry_run,
+    )?;
+    let root = request.ssh.root.as_deref().unwrap_or("");
+    let harden = Harden {
+        remote: &pvesh.remote,
+        root,
+        node: request.node,
+        address: request.address,
+    };
+    let host_files = if request.dry_run {
+        harden.check()?
+    } else {
+        harden.apply()?
+    };
+    for line in &host_files {
+        if !request.dry_run {
+            (request.report)(line);
+        }
+    }
+    changes.extend(host_files);
+    Ok(Report {
+        record,
+        changes,
+        token,
+    })
+}
+
+/// Reads the host's key and certificate and records them.
+fn pin(request: &Request<'_>) -> Result<Outcome, HostInitError> {
     let seen = read_host(request)?;
     if let Some(blueprint) = request.blueprint_fingerprint {
         if !blueprint.eq_ignore_ascii_case(&seen.api_fingerprint) {

@@ -104,12 +104,59 @@ pub enum SshError {
     },
 }
 
+/// What kind of failure an [`SshError`] is, from ssh's own exit status
+/// (255) and message: the cases an operator fixes differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// No connection (refused, timed out, no route, unknown name).
+    Unreachable,
+    /// The host refused every key offered.
+    KeyRefused,
+    /// The host's key is unknown or not the trusted one.
+    HostKey,
+    /// The connection worked; the remote command failed.
+    Command,
+}
+
+impl SshError {
+    pub fn failure(&self) -> Failure {
+        let SshError::Failed { status, stderr, .. } = self else {
+            return Failure::Unreachable;
+        };
+        if !status.contains("255") {
+            return Failure::Command;
+        }
+        if stderr.contains("Host key verification failed")
+            || stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        {
+            Failure::HostKey
+        } else if stderr.contains("Permission denied") {
+            Failure::KeyRefused
+        } else if stderr.contains("Connection refused")
+            || stderr.contains("Connection timed out")
+            || stderr.contains("No route to host")
+            || stderr.contains("Could not resolve hostname")
+            || stderr.contains("Network is unreachable")
+            || stderr.contains("Connection closed")
+        {
+            Failure::Unreachable
+        } else {
+            Failure::Command
+        }
+    }
+}
+
 /// The ssh options every connection gets: no prompt, no trust on first use.
 pub const STRICT: [&str; 4] = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"];
 
 /// The `ssh` command running `command` on `remote`.
 fn ssh_command(remote: &Remote<'_>, command: &str) -> Command {
     let mut ssh = Command::new("ssh");
+    ssh_args(&mut ssh, remote, command);
+    ssh
+}
+
+fn ssh_args(ssh: &mut Command, remote: &Remote<'_>, command: &str) {
     if let Some(config) = remote.config {
         ssh.arg("-F").arg(config);
     }
@@ -138,13 +185,25 @@ fn ssh_command(remote: &Remote<'_>, command: &str) -> Command {
         }
     }
     ssh.args(STRICT).arg("--").arg(remote.target).arg(command);
-    ssh
 }
 
 /// Runs `command` (a remote shell line) on `remote` with `stdin` as its
 /// input; returns its stdout.
 pub fn run(remote: &Remote<'_>, command: &str, stdin: Vec<u8>) -> Result<String, SshError> {
-    let mut ssh = ssh_command(remote, command);
+    output(ssh_command(remote, command), remote, stdin)
+}
+
+/// Like [`run`], over a connection of its own that really logs in: never
+/// through a connection the operator's config shares (`ControlMaster`),
+/// which would prove nothing about authentication.
+pub fn run_fresh(remote: &Remote<'_>, command: &str) -> Result<String, SshError> {
+    let mut ssh = Command::new("ssh");
+    ssh.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"]);
+    ssh_args(&mut ssh, remote, command);
+    output(ssh, remote, Vec::new())
+}
+
+fn output(mut ssh: Command, remote: &Remote<'_>, stdin: Vec<u8>) -> Result<String, SshError> {
     ssh.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -12,6 +12,7 @@ pub mod kube_api;
 pub mod netns;
 pub mod pve_sim;
 pub mod ssh_host;
+pub mod stand_in_images;
 pub mod talos_lab;
 
 use std::collections::BTreeMap;

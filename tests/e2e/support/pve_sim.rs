@@ -114,6 +114,30 @@ impl PveSim {
             .collect()
     }
 
+    /// The unix socket the simulator's `pvesh` reaches it through.
+    pub fn pvesh_socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("pvesh.sock")
+    }
+
+    /// The certificate the API serves (PEM).
+    pub fn certificate(&self) -> std::path::PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    /// `GET /api2/json{path}` with API token `token` (curl, certificate not
+    /// checked: the test's own simulator): the status and the body.
+    pub fn get_with_token(&self, token: &str, path: &str) -> (u16, String) {
+        let output = super::run(
+            Command::new("curl")
+                .args(["-sk", "-w", "\n%{http_code}", "-H"])
+                .arg(format!("Authorization: PVEAPIToken={token}"))
+                .arg(format!("{}/api2/json{path}", self.url)),
+        );
+        let out = super::text(&output.stdout);
+        let (body, status) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        (status.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("sim.log")).unwrap_or_default()
     }

@@ -2,7 +2,14 @@
 //! namespace with fresh keys, reached by the real `ssh` client through a
 //! veth pair), whose sessions find stand-ins for the Proxmox, systemd, ZFS
 //! and account tools (`useradd`, `getent`: the test must not add users to
-//! this machine) first on their PATH, recording every call.
+//! this machine) first on their PATH, recording every call and refusing
+//! arguments the real tool would (`tests/support/host_tools_stand_in.py`). sshd reads its
+//! config from the lab's host root (`host_root()/etc/ssh/sshd_config`,
+//! including `sshd_config.d/*.conf` there, as Debian's does), and
+//! `systemctl reload ssh` really reloads it (SIGHUP), so a drop-in written
+//! there takes effect. With [`SshHost::start_with_pve`], `pvesh` is the
+//! Proxmox simulator's own (`tests/pve-sim/pvesh`), so what pvesh makes
+//! over SSH lives in the same simulated host as what the API makes.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -13,58 +20,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::netns::Netns;
 use super::{require, run, sh, text};
 
-const STAND_IN: &str = r#"#!/bin/bash
-# Stand-in for a Proxmox, systemd, ZFS or account tool: records the call;
-# pvesh and pvesm share the storages' content types, zfs its datasets,
-# useradd and getent the users they know, in files beside the log (getent
-# answers as glibc's does: exit 2 for a key it does not find), targetcli
-# its global preferences (printed `name=value`, as targetcli-fb's `get`
-# does; defaults true).
-echo "$(basename "$0") $*" >>"$STAND_IN_LOG"
-state=${STAND_IN_LOG%/*}/storage
-case "$(basename "$0") $1" in
-"pvesh get")
-    name=${2#/storage/}
-    if [[ -f $state-$name ]]; then
-        content=$(cat "$state-$name")
-    elif [[ $name == local ]]; then
-        content=iso,vztmpl,backup
-    else
-        content=images,rootdir
-    fi
-    echo "{\"content\":\"$content\",\"storage\":\"$name\"}" ;;
-"pvesm set")
-    echo "$4" >"$state-$2" ;;
-"zfs list")
-    grep -qxF -- "${@: -1}" "$state-zfs" 2>/dev/null ;;
-"zfs create")
-    echo "${@: -1}" >>"$state-zfs" ;;
-"zfs get")
-    # `zfs get -Hp -o value quota DATASET`: fails for a dataset that does
-    # not exist, prints 0 for no quota (as zfs does with -p).
-    grep -qxF -- "${@: -1}" "$state-zfs" 2>/dev/null || exit 1
-    dataset=${*: -1}
-    cat "$state-quota-${dataset//\//_}" 2>/dev/null || echo 0 ;;
-"zfs set")
-    dataset=${*: -1}
-    echo "${2#quota=}" >"$state-quota-${dataset//\//_}" ;;
-"useradd "*)
-    echo "${@: -1}" >>"$state-users"
-    if [[ " $* " == *" --user-group "* ]]; then echo "${@: -1}" >>"$state-groups"; fi ;;
-"getent group")
-    grep -qxF -- "$2" "$state-groups" 2>/dev/null || exit 2
-    echo "$2:x:999:" ;;
-"targetcli set")
-    echo "${3}" >>"$state-targetcli" ;;
-"targetcli get")
-    name=$3
-    value=$(grep "^$name=" "$state-targetcli" 2>/dev/null | tail -1)
-    echo "${value:-$name=true}" ;;
-"getent passwd")
-    grep -qxF -- "$2" "$state-users" 2>/dev/null || exit 2
-    echo "$2:x:999:999::/var/lib/$2:/bin/sh" ;;
-esac
-"#;
 
 /// A throwaway SSH host: sshd in its own namespace, reached as
 /// `waddle-host` through `config`.
@@ -76,23 +31,29 @@ pub struct SshHost {
     /// This machine's end of the veth, as the host sees it.
     pub host_side: String,
     log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl SshHost {
     /// sshd in a fresh namespace on 10.254.<n>.2, with stand-ins first on
     /// the PATH of every session, and a fresh host key.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, None)
+    }
+
+    /// Like [`SshHost::start`], with the simulator's `pvesh`, which reaches
+    /// the simulator through its unix socket `socket`.
+    pub fn start_with_pve(socket: &Path) -> Self {
+        Self::start_with(None, Some(socket))
     }
 
     /// Like [`SshHost::start`], presenting `host_key` (OpenSSH private key
     /// format): the machine whose key waddlec made.
     pub fn start_with_host_key(host_key: &str) -> Self {
-        Self::start_with(Some(host_key))
+        Self::start_with(Some(host_key), None)
     }
 
-    fn start_with(given_key: Option<&str>) -> Self {
+    fn start_with(given_key: Option<&str>, pve_socket: Option<&Path>) -> Self {
         for tool in ["sshd", "ssh", "ssh-keygen", "iptables", "sysctl"] {
             require(tool);
         }
@@ -115,18 +76,16 @@ impl SshHost {
         ));
         let bin = d.join("stand-ins");
         fs::create_dir_all(&bin).unwrap();
-        for tool in [
-            "pvesh",
-            "pvesm",
-            "systemctl",
-            "zfs",
-            "targetcli",
-            "useradd",
-            "getent",
-        ] {
-            let path = bin.join(tool);
-            fs::write(&path, STAND_IN).unwrap();
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        // Each tool checks its arguments against the real one's grammar
+        // (tests/support/host_tools_stand_in.py cites the manual pages).
+        let stand_in = super::repo_root().join("tests/support/host_tools_stand_in.py");
+        for tool in ["pvesh", "systemctl", "zfs", "targetcli", "useradd", "getent"] {
+            let target = if tool == "pvesh" && pve_socket.is_some() {
+                super::repo_root().join("tests/pve-sim/pvesh")
+            } else {
+                stand_in.clone()
+            };
+            std::os::unix::fs::symlink(target, bin.join(tool)).unwrap();
         }
         let log = d.join("calls.log");
         let keygen = |path: &Path| {
@@ -149,20 +108,29 @@ impl SshHost {
         };
         let client_key = keygen(&d.join("client_key"));
         let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+        let socket = pve_socket
+            .map(|s| format!(",environment=\"PVE_SIM_SOCKET={}\"", s.display()))
+            .unwrap_or_default();
         fs::write(
             d.join("authorized_keys"),
             format!(
-                "environment=\"PATH={path}\",environment=\"STAND_IN_LOG={}\" {client_key}",
-                log.display()
+                "environment=\"PATH={path}\",environment=\"STAND_IN_LOG={}\",environment=\"SSHD_PIDFILE={}\"{socket} {client_key}",
+                log.display(),
+                d.join("sshd.pid").display()
             ),
         )
         .unwrap();
+        let etc_ssh = d.join("root/etc/ssh");
+        fs::create_dir_all(etc_ssh.join("sshd_config.d")).unwrap();
+        let sshd_config = etc_ssh.join("sshd_config");
         fs::write(
-            d.join("sshd_config"),
+            &sshd_config,
             format!(
-                "ListenAddress {remote}\nPort 22\nHostKey {key}\nAuthorizedKeysFile {d}/authorized_keys\n\
+                "Include {etc_ssh}/sshd_config.d/*.conf\n\
+                 ListenAddress {remote}\nPort 22\nHostKey {key}\nAuthorizedKeysFile {d}/authorized_keys\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\n\
-                 UsePAM no\nPermitUserEnvironment PATH,STAND_IN_LOG\nPidFile {d}/sshd.pid\n",
+                 UsePAM no\nPermitUserEnvironment PATH,STAND_IN_LOG,SSHD_PIDFILE,PVE_SIM_SOCKET\nPidFile {d}/sshd.pid\n",
+                etc_ssh = etc_ssh.display(),
                 key = d.join("host_key").display(),
                 d = d.display()
             ),
@@ -186,8 +154,8 @@ impl SshHost {
         )
         .unwrap();
         netns.sh(&format!(
-            "/usr/sbin/sshd -f {}/sshd_config -E {}/sshd.log",
-            d.display(),
+            "/usr/sbin/sshd -f {} -E {}/sshd.log",
+            sshd_config.display(),
             d.display()
         ));
         // Ready once it answers.
@@ -209,13 +177,18 @@ impl SshHost {
             config,
             host_side: local,
             log,
-            _dir: dir,
+            dir,
         }
     }
 
     /// The public key sshd presents.
     pub fn host_public_key(&self) -> String {
         format!("{}\n", self.host_key)
+    }
+
+    /// The host's files: sshd's own config is under it.
+    pub fn host_root(&self) -> std::path::PathBuf {
+        self.dir.path().join("root")
     }
 
     pub fn calls(&self) -> String {

@@ -1,0 +1,256 @@
+#!/usr/bin/python3
+"""Stand-in for the Proxmox host's own tools that cannot run in a test:
+systemctl, zfs, targetcli, useradd, getent, and (when the Proxmox simulator
+is not wired in) pvesh. Called by the name it is linked as.
+
+Every call is appended to $STAND_IN_LOG as `tool arg...`, then checked
+against the real command's documented grammar — an argument the real tool
+would reject is rejected here with a usage error, so a host script that
+calls a tool wrongly fails its test:
+
+* systemctl(1), systemd 257 (Debian 13): `systemctl [--quiet] [--now]
+  VERB [UNIT...]`; verbs daemon-reload (no unit), enable, disable, start,
+  stop, restart, reload, is-active, is-enabled (one or more units). An
+  unknown verb: `Unknown command verb 'x'.`, exit 1.
+* zfs(8), OpenZFS 2.3 (zfs-list(8), zfs-create(8), zfs-get(8), zfs-set(8),
+  zfs-allow(8)): `list [-H] [-o FIELD[,...]] [DATASET]`, `create [-p]
+  DATASET`, `get [-Hp] [-o FIELD[,...]] PROP[,...] DATASET`, `set
+  PROP=VALUE DATASET`, `allow -l|-d -u USER PERM[,...] DATASET`; a usage
+  error exits 2.
+* targetcli(8), targetcli-fb 2.1: `targetcli` (commands on stdin), `get
+  global NAME`, `set global NAME=VALUE` (prints `Parameter NAME is now
+  'VALUE'.`).
+* useradd(8), shadow 4.17: long options --system, --user-group,
+  --gid=GROUP, --no-create-home, --home-dir DIR, --shell SHELL,
+  --password HASH, then one LOGIN matching `[a-z_][a-z0-9_-]*[$]?`;
+  an unknown option exits 2, a login that exists exits 9.
+* getent(1), glibc 2.41: `getent DATABASE KEY`; a key not found exits 2,
+  an unknown database exits 1.
+* pvesh(1): `pvesh get|set /storage/ID [--content LIST]
+  [--output-format json]` — only what the host setup asks of storages.
+
+State (beside the log): `storage-ID` (content types), `zfs` (datasets),
+`quota-DATASET`, `users`, `groups`, `targetcli` (global preferences,
+default true). `systemctl reload ssh` sends SIGHUP to the sshd whose pid
+file $SSHD_PIDFILE names (the lab's sshd is the host's).
+"""
+
+import os
+import re
+import signal
+import sys
+
+LOG = os.environ["STAND_IN_LOG"]
+STATE = os.path.join(os.path.dirname(LOG), "storage")
+
+
+def usage(tool, message, code=2):
+    print(f"{tool}: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def read_lines(name):
+    try:
+        with open(f"{STATE}-{name}", encoding="utf-8") as handle:
+            return [line.rstrip("\n") for line in handle]
+    except FileNotFoundError:
+        return []
+
+
+def append(name, line):
+    with open(f"{STATE}-{name}", "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def write(name, text):
+    with open(f"{STATE}-{name}", "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+
+
+def systemctl(args):
+    args = [a for a in args if a not in ("--quiet", "-q", "--now")]
+    if any(a.startswith("-") for a in args):
+        usage("systemctl", f"unrecognized option '{next(a for a in args if a.startswith('-'))}'", 1)
+    if not args:
+        usage("systemctl", "too few arguments", 1)
+    verb, units = args[0], args[1:]
+    if verb == "daemon-reload":
+        if units:
+            usage("systemctl", "This command expects no arguments.", 1)
+    elif verb in ("enable", "disable", "start", "stop", "restart", "reload", "is-active", "is-enabled"):
+        if not units:
+            usage("systemctl", "Too few arguments.", 1)
+        if verb == "reload" and ("ssh" in units or "ssh.service" in units):
+            with open(os.environ["SSHD_PIDFILE"], encoding="ascii") as handle:
+                os.kill(int(handle.read().strip()), signal.SIGHUP)
+    else:
+        usage("systemctl", f"Unknown command verb '{verb}'.", 1)
+
+
+def zfs_options(args, allowed):
+    """Short options (clustered, e.g. -Hp) and `-o VALUE`; returns (options, operands)."""
+    options, operands, i = {}, [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-") and len(arg) > 1:
+            for j, letter in enumerate(arg[1:]):
+                if letter not in allowed:
+                    usage("zfs", f"invalid option '{letter}'")
+                if allowed[letter]:  # takes a value
+                    rest = arg[2 + j:]
+                    if not rest:
+                        i += 1
+                        if i >= len(args):
+                            usage("zfs", f"missing argument for '{letter}' option")
+                        rest = args[i]
+                    options[letter] = rest
+                    break
+                options[letter] = True
+        else:
+            operands.append(arg)
+        i += 1
+    return options, operands
+
+
+DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9_.:-]+)*$")
+
+
+def zfs(args):
+    if not args:
+        usage("zfs", "missing command")
+    command, rest = args[0], args[1:]
+    datasets = read_lines("zfs")
+    if command == "list":
+        _, operands = zfs_options(rest, {"H": False, "o": True})
+        if len(operands) > 1:
+            usage("zfs", "too many arguments")
+        if operands and operands[0] not in datasets:
+            print(f"cannot open '{operands[0]}': dataset does not exist", file=sys.stderr)
+            sys.exit(1)
+        for dataset in operands or datasets:
+            print(dataset)
+    elif command == "create":
+        _, operands = zfs_options(rest, {"p": False})
+        if len(operands) != 1 or not DATASET.match(operands[0]):
+            usage("zfs", "missing or invalid dataset argument")
+        if operands[0] not in datasets:
+            append("zfs", operands[0])
+    elif command == "get":
+        _, operands = zfs_options(rest, {"H": False, "p": False, "o": True})
+        if len(operands) != 2:
+            usage("zfs", "missing property or dataset argument")
+        if operands[1] not in datasets:
+            print(f"cannot open '{operands[1]}': dataset does not exist", file=sys.stderr)
+            sys.exit(1)
+        quota = read_lines("quota-" + operands[1].replace("/", "_"))
+        print(quota[-1] if quota else "0")
+    elif command == "set":
+        if len(rest) != 2 or "=" not in rest[0]:
+            usage("zfs", "missing property=value or dataset argument")
+        prop, value = rest[0].split("=", 1)
+        if prop == "quota":
+            write("quota-" + rest[1].replace("/", "_"), value)
+    elif command == "allow":
+        options, operands = zfs_options(rest, {"l": False, "d": False, "u": True})
+        if not ("l" in options or "d" in options) or "u" not in options or len(operands) != 2:
+            usage("zfs", "usage: allow [-ldug] <\"everyone\"|user|group>[,...] <perm>[,...] <filesystem|volume>")
+    else:
+        usage("zfs", f"unrecognized command '{command}'")
+
+
+def targetcli(args):
+    if not args:
+        sys.stdin.read()  # the commands of a script on stdin
+        return
+    if len(args) == 3 and args[:2] == ["get", "global"]:
+        name = args[2]
+        value = next((line for line in reversed(read_lines("targetcli")) if line.startswith(name + "=")), None)
+        print(value or f"{name}=true")
+    elif len(args) == 3 and args[:2] == ["set", "global"] and "=" in args[2]:
+        append("targetcli", args[2])
+        name, value = args[2].split("=", 1)
+        print(f"Parameter {name} is now '{value}'.")
+    else:
+        usage("targetcli", f"No such command {' '.join(args)}", 1)
+
+
+def useradd(args):
+    known = {"--system", "--user-group", "--no-create-home"}
+    with_value = {"--gid", "--home-dir", "--shell", "--password"}
+    seen, operands, i = set(), [], 0
+    while i < len(args):
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        if name in known:
+            seen.add(name)
+        elif name in with_value:
+            if "=" not in arg:
+                i += 1
+                if i >= len(args):
+                    usage("useradd", f"option '{name}' requires an argument")
+            seen.add(name)
+        elif arg.startswith("-"):
+            usage("useradd", f"unrecognized option '{arg}'")
+        else:
+            operands.append(arg)
+        i += 1
+    if len(operands) != 1 or not re.match(r"^[a-z_][a-z0-9_-]*[$]?$", operands[0]):
+        usage("useradd", "invalid user name or arguments")
+    if operands[0] in read_lines("users"):
+        usage("useradd", f"user '{operands[0]}' already exists", 9)
+    append("users", operands[0])
+    if "--user-group" in seen:
+        append("groups", operands[0])
+
+
+def getent(args):
+    if len(args) != 2:
+        usage("getent", "wrong number of arguments", 1)
+    database, key = args
+    if database == "passwd":
+        if key not in read_lines("users"):
+            sys.exit(2)
+        print(f"{key}:x:999:999::/var/lib/{key}:/bin/sh")
+    elif database == "group":
+        if key not in read_lines("groups"):
+            sys.exit(2)
+        print(f"{key}:x:999:")
+    else:
+        usage("getent", f"Unknown database: {database}", 1)
+
+
+def pvesh(args):
+    args = [a for a in args if a not in ("--output-format", "json")]
+    if len(args) < 2 or args[0] not in ("get", "set") or not args[1].startswith("/storage/"):
+        usage("pvesh", "400 Parameter verification failed.", 255)
+    name = args[1][len("/storage/"):]
+    if args[0] == "get":
+        stored = read_lines("storage-" + name)
+        content = stored[-1] if stored else ("iso,vztmpl,backup" if name == "local" else "images,rootdir")
+        print(f'{{"content":"{content}","storage":"{name}"}}')
+    elif len(args) == 4 and args[2] == "--content":
+        write("storage-" + name, args[3])
+    else:
+        usage("pvesh", "400 Parameter verification failed.", 255)
+
+
+TOOLS = {
+    "systemctl": systemctl,
+    "zfs": zfs,
+    "targetcli": targetcli,
+    "useradd": useradd,
+    "getent": getent,
+    "pvesh": pvesh,
+}
+
+
+def main():
+    tool = os.path.basename(sys.argv[0])
+    with open(LOG, "a", encoding="utf-8") as handle:
+        handle.write(" ".join([tool] + sys.argv[1:]) + "\n")
+    TOOLS[tool](sys.argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
