@@ -34,11 +34,9 @@ impl BareHost {
     fn new() -> BareHost {
         let sim = PveSim::start();
         let host = SshHost::start_with_pve(&sim.pvesh_socket());
-        let url = sim.url.clone();
         let lab = SecretLab::edited(&valid_blueprints()[0], |document| {
             let table = document["host"].as_table_mut().unwrap();
             table.insert("ssh".into(), "waddle-host".into());
-            table.insert("api".into(), url.into());
             table.insert("api_token".into(), "file:pve-token".into());
             table.remove("api_fingerprint");
         });
@@ -59,7 +57,14 @@ impl BareHost {
         let config = self.host.config.display().to_string();
         let root = self.host.host_root().display().to_string();
         let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--ssh-config", &config, "--host-root", &root]);
+        all.extend([
+            "--ssh-config",
+            &config,
+            "--host-root",
+            &root,
+            "--api",
+            &self.sim.url,
+        ]);
         self.lab.waddlec(&all)
     }
 

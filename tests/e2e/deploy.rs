@@ -18,7 +18,7 @@ use crate::support::pve_sim::{PveSim, TOKEN, UPLINK};
 use crate::support::sha256_hex;
 use crate::support::ssh_host::SshHost;
 use crate::support::talos_lab::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
-use crate::support::{require, run, text, valid_blueprints, waddlec};
+use crate::support::{require, run, stand_in_images, text, valid_blueprints, waddlec};
 
 const TOKEN_ENV: &str = "WADDLE_TEST_PVE_TOKEN";
 
@@ -66,37 +66,7 @@ impl Lab {
     fn build(&self) {
         let output = self.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]);
         assert!(output.status.success(), "{}", text(&output.stderr));
-        let dist = self.lab.path("dist");
-        let plan: Value =
-            serde_json::from_str(&fs::read_to_string(dist.join("host/images.json")).unwrap())
-                .unwrap();
-        fs::create_dir_all(dist.join("images")).unwrap();
-        let mut listed: Vec<Value> = Vec::new();
-        for vm in plan.as_array().unwrap() {
-            let file = vm["boot"]["file"].as_str().unwrap();
-            if listed.iter().any(|image| image["file"] == file) {
-                continue;
-            }
-            let path = dist.join("images").join(file);
-            let output = run(Command::new("qemu-img")
-                .args(["create", "-q", "-f", "qcow2"])
-                .arg(&path)
-                .arg("64M"));
-            assert!(output.status.success(), "{}", text(&output.stderr));
-            let bytes = fs::read(&path).unwrap();
-            listed.push(json!({
-                "file": file,
-                "vms": [vm["vm"]],
-                "sha256": sha256_hex(&bytes),
-                "bytes": bytes.len(),
-                "inputs": [],
-            }));
-        }
-        fs::write(
-            dist.join("images.json"),
-            serde_json::to_string_pretty(&listed).unwrap(),
-        )
-        .unwrap();
+        stand_in_images::write(&self.lab.path("dist"));
     }
 
     fn waddlec(&self, args: &[&str]) -> Output {

@@ -53,7 +53,6 @@ impl Lab {
                 .unwrap();
         let table = document["host"].as_table_mut().unwrap();
         table.insert("ssh".into(), "waddle-host".into());
-        table.insert("api".into(), sim.url.clone().into());
         table.insert("api_token".into(), format!("file:{TOKEN_FILE}").into());
         table.remove("api_fingerprint");
         edit(&mut document);
@@ -99,6 +98,7 @@ impl Lab {
             .arg(&self.host.config)
             .arg("--host-root")
             .arg(self.root())
+            .args(["--api", &self.sim.url])
             .args(["--format", "json"])
             .args(extra)
             .envs(env.iter().copied()))
@@ -204,9 +204,9 @@ fn host_init_makes_a_bare_host_ready_and_a_second_run_changes_nothing() {
     assert!(lab.host.calls().contains("systemctl reload ssh"));
     // The token works against the API, and can do nothing but what deploy
     // needs: reading the whole access configuration is not among it.
-    let version = api_get(&lab, &token.trim(), "/version");
+    let version = api_get(&lab, token.trim(), "/version");
     assert_eq!(version.0, 200, "{}", version.1);
-    let users = api_get(&lab, &token.trim(), "/access/users/root@pam");
+    let users = api_get(&lab, token.trim(), "/access/users/root@pam");
     assert_eq!(users.0, 403, "{}", users.1);
     lab.assert_no_violations();
 

@@ -109,7 +109,7 @@ const NODE: &[Privilege] = &[
     privilege("Sys.Audit", "GET /nodes/{node}/network/{iface}"),
     privilege(
         "Sys.Modify",
-        "POST/PUT /nodes/{node}/network (the blueprint's internal bridges)",
+        "POST/PUT /nodes/{node}/network, PUT …/network/{iface} (the blueprint's internal bridges)",
     ),
 ];
 

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::netns::Netns;
 use super::{require, run, sh, text};
 
-
 /// A throwaway SSH host: sshd in its own namespace, reached as
 /// `waddle-host` through `config`.
 pub struct SshHost {
@@ -79,7 +78,14 @@ impl SshHost {
         // Each tool checks its arguments against the real one's grammar
         // (tests/support/host_tools_stand_in.py cites the manual pages).
         let stand_in = super::repo_root().join("tests/support/host_tools_stand_in.py");
-        for tool in ["pvesh", "systemctl", "zfs", "targetcli", "useradd", "getent"] {
+        for tool in [
+            "pvesh",
+            "systemctl",
+            "zfs",
+            "targetcli",
+            "useradd",
+            "getent",
+        ] {
             let target = if tool == "pvesh" && pve_socket.is_some() {
                 super::repo_root().join("tests/pve-sim/pvesh")
             } else {
