@@ -25,125 +25,12 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use crate::support::file_server::FileServer;
+use crate::support::image_lab::{
+    fixture_binary, teleport_tarball, ImageLab, TELEPORT_TARBALL_PATH,
+};
 use crate::support::sha256_hex;
 use crate::support::talos_lab::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
 use crate::support::{require, run, seed_upstream, text, valid_blueprints, waddlec};
-
-const TALOS_SCHEMATIC: &str = "dc7b152cb3ea99b821fcb7340ce7168313ce393d663740b791c36f6e95fc8586";
-const TALOS_IMAGE_PATH: &str = "/image/dc7b152cb3ea99b821fcb7340ce7168313ce393d663740b791c36f6e95fc8586/v1.12.4/nocloud-amd64.raw.xz";
-const TELEPORT_TARBALL_PATH: &str = "/teleport-v18.2.1-linux-amd64-bin.tar.gz";
-
-/// A release tarball laid out like Teleport's: `teleport/<binary>`.
-fn teleport_tarball() -> Vec<u8> {
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::fast(),
-    ));
-    for name in ["teleport", "tctl", "tsh", "fdpass-teleport", "README"] {
-        let body = format!("#!/bin/sh\necho fixture {name}\n");
-        let mut header = tar::Header::new_gnu();
-        header.set_size(body.len() as u64);
-        header.set_mode(0o755);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, format!("teleport/{name}"), body.as_bytes())
-            .unwrap();
-    }
-    builder.into_inner().unwrap().finish().unwrap()
-}
-
-fn talos_fixture(dir: &Path) -> Vec<u8> {
-    let raw = dir.join("talos.raw");
-    let mut bytes = vec![0u8; 2 << 20];
-    bytes[..512].fill(0x42);
-    fs::write(&raw, bytes).unwrap();
-    let output = run(Command::new("xz").args(["-T1", "-k", "-c"]).arg(&raw));
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    output.stdout
-}
-
-struct Lab {
-    lab: SecretLab,
-    server: FileServer,
-    cache: PathBuf,
-    _scratch: tempfile::TempDir,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let lab = SecretLab::edited(&valid_blueprints()[0], |document| {
-            // snapshot.debian.org is out of this machine's reach.
-            document["debian"]
-                .as_table_mut()
-                .unwrap()
-                .insert("mirror".into(), "http://deb.debian.org/debian".into());
-        });
-        lab.init();
-        let scratch = tempfile::tempdir().unwrap();
-        let server = FileServer::start();
-        server
-            .serve(TALOS_IMAGE_PATH, talos_fixture(scratch.path()))
-            .serve(TELEPORT_TARBALL_PATH, teleport_tarball())
-            .serve(
-                "POST /schematics",
-                format!("{{\"id\":\"{TALOS_SCHEMATIC}\"}}").into_bytes(),
-            );
-        let cache = scratch.path().join("cache");
-        seed_upstream(&lab.path("blueprint.toml"), &cache);
-        Lab {
-            lab,
-            server,
-            cache,
-            _scratch: scratch,
-        }
-    }
-
-    fn build(&self, extra: &[&str], path: Option<&str>) -> Output {
-        let mut command = waddlec();
-        command
-            .current_dir(self.lab.path(""))
-            .env(GITHUB_SECRET_ENV, GITHUB_SECRET)
-            .env("WADDLEC_CACHE_DIR", &self.cache)
-            .args(["build", "blueprint.toml", "--with-secrets"])
-            .args(["--factory", &self.server.url])
-            .args(["--teleport-cdn", &self.server.url])
-            .args(extra);
-        if let Some(path) = path {
-            command.env("PATH", path);
-        }
-        run(&mut command)
-    }
-
-    fn images(&self) -> Vec<serde_json::Value> {
-        let text = fs::read_to_string(self.lab.path("dist/images.json")).unwrap();
-        serde_json::from_str::<serde_json::Value>(&text)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-}
-
-/// Debian bases from earlier runs, shared through the target directory.
-fn shared_bases() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian-bases")
-}
-
-fn link_bases(from: &Path, to: &Path) {
-    let Ok(entries) = fs::read_dir(from) else {
-        return;
-    };
-    fs::create_dir_all(to).unwrap();
-    for entry in entries {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_file() && !target.exists() {
-            fs::hard_link(entry.path(), &target)
-                .or_else(|_| fs::copy(entry.path(), &target).map(drop))
-                .unwrap();
-        }
-    }
-}
 
 /// The root partition of a qcow2 image, as a raw ext4 file.
 fn root_filesystem(qcow2: &Path, work: &Path) -> PathBuf {
@@ -236,7 +123,7 @@ fn file_contains(path: &Path, needle: &str) -> bool {
 
 #[test]
 fn a_machine_without_the_image_tools_is_told_all_it_lacks() {
-    let lab = Lab::new();
+    let lab = ImageLab::new();
     let empty = tempfile::tempdir().unwrap();
     let output = lab.build(&[], Some(&empty.path().display().to_string()));
     assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
@@ -267,15 +154,13 @@ fn debian_and_talos_images_are_baked_reproducibly_without_secrets() {
     ] {
         require(tool);
     }
-    let lab = Lab::new();
-    link_bases(&shared_bases(), &lab.cache.join("debian"));
+    let lab = ImageLab::new();
     let work = tempfile::tempdir().unwrap();
 
     let started = Instant::now();
-    let output = lab.build(&["-v"], None);
+    let output = lab.build_sharing_bases(&["-v"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     eprintln!("first deployable build: {:?}", started.elapsed());
-    link_bases(&lab.cache.join("debian"), &shared_bases());
     let stderr = text(&output.stderr);
     assert!(
         !stderr.contains(GITHUB_SECRET),
@@ -387,10 +272,7 @@ fn debian_and_talos_images_are_baked_reproducibly_without_secrets() {
     let teleport = root_filesystem(&lab.lab.path("dist/images").join(files[1]), work.path());
     for name in ["teleport", "tctl", "tsh"] {
         let path = format!("/usr/local/bin/{name}");
-        assert_eq!(
-            file_in(&teleport, &path),
-            format!("#!/bin/sh\necho fixture {name}\n").into_bytes()
-        );
+        assert_eq!(file_in(&teleport, &path), fixture_binary(name));
         assert!(
             stat_in(&teleport, &path).contains("Mode:  0755"),
             "{}",
@@ -560,7 +442,7 @@ fn the_debian_snapshot_is_pinned_by_its_inrelease() {
 #[test]
 fn two_full_builds_from_empty_caches_give_the_same_images() {
     require("mmdebstrap");
-    let digests = |lab: &Lab| -> Vec<(String, String)> {
+    let digests = |lab: &ImageLab| -> Vec<(String, String)> {
         let output = lab.build(&[], None);
         assert!(output.status.success(), "{}", text(&output.stderr));
         lab.images()
@@ -576,7 +458,7 @@ fn two_full_builds_from_empty_caches_give_the_same_images() {
     // Each lab has its own empty cache: mmdebstrap runs twice. (Both read the
     // live mirror, so a Debian update landing between them would differ;
     // production builds read a fixed snapshot.)
-    let first = digests(&Lab::new());
-    let second = digests(&Lab::new());
+    let first = digests(&ImageLab::new());
+    let second = digests(&ImageLab::new());
     assert_eq!(first, second);
 }

@@ -7,6 +7,7 @@
 
 pub mod apid;
 pub mod file_server;
+pub mod image_lab;
 pub mod k8s_schemas;
 pub mod kube_api;
 pub mod netns;
