@@ -292,7 +292,8 @@ class SelfTest:
         missing = self.api.call("GET", "/version", auth=False)
         wrong = Client(self.sim.ready, token=TOKEN[:-1] + "0").call("GET", "/version")
         self.check("missing token -> 401", missing.status == 401, missing)
-        self.check("wrong token secret -> 401", wrong.status == 401, wrong)
+        self.check("wrong token secret -> 401 Authentication failed!", wrong.status == 401
+                   and wrong.reason == "Authentication failed!", wrong)
         self.check("both 401s logged as violations", len(self.violations_since(mark)) == 2)
 
     def upload_and_create(self):
@@ -305,6 +306,12 @@ class SelfTest:
         status, polls = self.api.wait_task(upload.data)
         self.check("upload task: running for 1 poll, then stopped/OK",
                    polls == ["running", "stopped"] and status["exitstatus"] == "OK", (polls, status))
+        self.check("task status splits the token task's owner (user root@pam, tokenid waddlec)",
+                   status["user"] == "root@pam" and status["tokenid"] == "waddlec", status)
+        unknown = self.api.call("GET", f"/nodes/{NODE}/tasks/" + urllib.parse.quote(
+            upload.data.replace(":imgcopy:", ":qmstart:"), safe="") + "/status")
+        self.check("status of an unknown task -> 400 upid: no such task", unknown.status == 400
+                   and unknown.json["errors"] == {"upid": "no such task"}, unknown)
         log = self.api.task_log(upload.data)
         self.check("task log is [{n,t}] ending in TASK OK", log[0]["n"] == 1 and log[-1]["t"] == "TASK OK"
                    and any("checksum verified" in line["t"] for line in log), log)

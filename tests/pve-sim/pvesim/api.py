@@ -288,12 +288,12 @@ class Api:
                         r"[0-9A-Fa-f]{8}:[^:\s]+:[^:\s]*:[^:\s]+:$", upid):
             raise param_error({"upid": "unable to parse worker upid"})
         task = self.node.tasks.get(upid)
-        if task is None:
-            raise die(f"pve-sim: no task '{upid}' on this node")
+        if task is None:  # Tasks.pm: the task's log file does not exist
+            raise param_error({"upid": "no such task"})
         return task
 
     def task_status(self, p, ctx):
-        data = self.task(p["upid"]).status()
+        data = token_task(self.task(p["upid"]).status())
         self.node.dirty = True
         return data
 
@@ -315,7 +315,7 @@ class Api:
             if p.get("errors") == "1" and (task.running or task.exitstatus == "OK"
                                            or task.exitstatus.startswith("WARNINGS: ")):
                 continue
-            entry = {k: v for k, v in task.status(count_poll=False).items() if k != "exitstatus"}
+            entry = token_task({k: v for k, v in task.status(count_poll=False).items() if k != "exitstatus"})
             if not task.running:
                 entry["status"] = task.exitstatus
                 entry["endtime"] = task.starttime
@@ -910,6 +910,13 @@ class Api:
             raise die(f"delete pool failed: pool '{poolid}' is not empty (contains child pools)")
         del self.node.pools[poolid]
         return None
+
+
+def token_task(task):
+    """Tasks.pm $convert_token_task: `user@realm!id` -> user `user@realm`, tokenid `id`."""
+    if "!" in task["user"]:
+        task["user"], task["tokenid"] = task["user"].split("!", 1)
+    return task
 
 
 class _NullLog:

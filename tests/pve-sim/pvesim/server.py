@@ -226,7 +226,8 @@ class Exchange:
         if not token:
             raise ApiError(401, "No ticket")
         if token != self.app.token:
-            raise ApiError(401, "authentication failure")
+            # pve-manager HTTPServer.pm auth_handler: verify_token fails -> "Authentication failed!"
+            raise ApiError(401, "Authentication failed!")
 
     def _read_params(self):
         """(parameters, spooled upload or None): body parameters, then the query string's."""
