@@ -55,7 +55,7 @@ from pvesim.files import Faults, Journal, redact_token_secret, write_json_atomic
 from pvesim.formats import STORAGE_CONTENT_TYPES, FormatError, cidrv4, ipv4, pve_iface  # noqa: E402
 from pvesim.network import DEFAULT_BRIDGES, DEFAULT_NICS, HostNetwork  # noqa: E402
 from pvesim.schema import ApiSchema  # noqa: E402
-from pvesim.server import App, SimServer  # noqa: E402
+from pvesim.server import App, PveshServer, SimServer  # noqa: E402
 from pvesim.state import Node  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -182,6 +182,10 @@ def reset_directory(directory):
         os.unlink(os.path.join(directory, "ready.json"))
     except FileNotFoundError:
         pass
+    try:
+        os.unlink(os.path.join(directory, "pvesh.sock"))
+    except FileNotFoundError:
+        pass
     for sub in ("storage", "tmp"):
         shutil.rmtree(os.path.join(directory, sub), ignore_errors=True)
 
@@ -196,13 +200,16 @@ def main(argv=None):
     port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, name="pve-sim", daemon=True)
     thread.start()
+    socket_path = os.path.join(os.path.abspath(args.dir), "pvesh.sock")
+    pvesh_server = PveshServer(socket_path, app)
+    threading.Thread(target=pvesh_server.serve_forever, name="pve-sim-pvesh", daemon=True).start()
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     write_json_atomic(os.path.join(args.dir, "ready.json"), {
         "url": f"https://127.0.0.1:{port}", "port": port, "fingerprint": fingerprint,
-        "node": args.node, "token": args.token, "pid": os.getpid(),
+        "node": args.node, "token": args.token, "pid": os.getpid(), "pvesh_socket": socket_path,
     })
     if args.verbose:
         print(f"pve-sim: listening on https://127.0.0.1:{port} (node {args.node})", file=sys.stderr)
@@ -210,6 +217,12 @@ def main(argv=None):
         pass
     server.shutdown()
     server.server_close()
+    pvesh_server.shutdown()
+    pvesh_server.server_close()
+    try:
+        os.unlink(socket_path)
+    except FileNotFoundError:
+        pass
     return 0
 
 

@@ -728,6 +728,66 @@ class SelfTest:
         on_disk = os.stat(path).st_blocks * 512
         self.check(f"zero blocks stored sparsely ({on_disk // MIB} MiB on disk)", on_disk < mib * MIB // 4)
 
+    def pvesh(self, *argv):
+        env = dict(os.environ, PVE_SIM_SOCKET=self.sim.ready["pvesh_socket"], LANG="C", LC_ALL="C")
+        proc = subprocess.run([os.path.join(HERE, "pvesh"), *argv], env=env, capture_output=True, text=True,
+                              timeout=60)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def pvesh_channel(self):
+        code, out, err = self.pvesh("get", "/version", "--output-format", "json")
+        self.check("pvesh get /version --output-format json: compact JSON + newline, exit 0",
+                   code == 0 and out == '{"release":"9.1","repoid":"e5010dce","version":"9.1.3"}\n' and err == "",
+                   (code, out, err))
+        code, out, _ = self.pvesh("get", "/version")
+        self.check("pvesh text output (LANG=C): ASCII key/value table", code == 0 and out.split("\n")[:3] == [
+            "+---------+----------+", "| key     | value    |", "+=========+==========+"], out)
+        code, out, err = self.pvesh("create", "/pools", "--poolid", "pveshpool", "--comment", "via pvesh")
+        last = self.sim.jsonl("requests.jsonl")[-1]
+        self.check("pvesh create /pools: null result prints nothing, exit 0; journaled via pvesh as root@pam",
+                   code == 0 and out == "" and err == "" and last["via"] == "pvesh" and last["user"] == "root@pam"
+                   and last["path"] == "/api2/json/pools" and last["params"] == {"poolid": "pveshpool",
+                                                                                 "comment": "via pvesh"},
+                   (code, out, err, last))
+        code, out, err = self.pvesh("create", "/pools", "--poolid", "pveshpool")
+        self.check("pvesh: a handler's die -> the message on stderr, exit 255",
+                   code == 255 and out == "" and err == "create pool failed: pool 'pveshpool' already exists\n",
+                   (code, out, err))
+        mark = len(self.sim.jsonl("violations.jsonl"))
+        code, out, err = self.pvesh("create", f"/nodes/{NODE}/qemu", "--vmid", "99", "--scsi0", "vmdata:1")
+        logged = self.violations_since(mark)
+        self.check("pvesh: 400 with `param: message` lines and the short usage, exit 255, logged",
+                   code == 255 and err == "400 Parameter verification failed.\n"
+                   "vmid: invalid format - value does not look like a valid VM ID\n"
+                   "pvesh create <api_path> [OPTIONS] [FORMAT_OPTIONS]\n"
+                   and len(logged) == 1 and logged[0]["via"] == "pvesh", (code, err, logged))
+        code, _, err = self.pvesh("get", "/version", "--bogus", "1")
+        self.check("pvesh: unknown option -> Getopt warning + 400 unable to parse option",
+                   code == 255 and err.startswith("Unknown option: bogus\n400 unable to parse option\n"), err)
+        code, _, err = self.pvesh("get", "/no/such/path")
+        self.check("pvesh: unknown path -> No 'get' handler defined, exit 1",
+                   code == 1 and err == "No 'get' handler defined for '/no/such/path'\n", (code, err))
+        code, out, _ = self.pvesh("set", "/pools/pveshpool", "--vms", "110", "--vms", "300", "--quiet")
+        self.check("pvesh: a -list parameter repeated (--vms 110 --vms 300) is joined with ','",
+                   code == 0 and self.sim.jsonl("requests.jsonl")[-1]["params"].get("vms") == "110,300"
+                   and sorted(self.sim.state()["pools"]["pveshpool"]["vms"]) == [110, 300], (code, out))
+        self.pvesh("set", "/pools/pveshpool", "--vms", "110,300", "--delete")
+        code, out, _ = self.pvesh("get", "/pools/pveshpool", "--output-format", "json-pretty")
+        self.check("pvesh json-pretty: JSON::XS layout (3 spaces, ' : ')",
+                   code == 0 and out == '{\n   "comment" : "via pvesh",\n   "members" : []\n}\n', out)
+        code, out, err = self.pvesh("delete", "/pools/pveshpool")
+        self.check("pvesh delete /pools/pveshpool", code == 0 and out == "" and "pveshpool" not in
+                   self.sim.state()["pools"], (code, out, err))
+        code, _, err = self.pvesh("get", "/version", "--noproxy")
+        self.check("pvesh: --noproxy after the command reaches the handler (400 not defined in schema)",
+                   code == 255 and "noproxy: property is not defined in schema" in err, err)
+        code, out, _ = self.pvesh("--noproxy", "get", "/version", "--output-format", "json")
+        self.check("pvesh --noproxy get ... (the compatibility position) works", code == 0 and out.startswith("{"))
+        https = [r for r in self.sim.jsonl("requests.jsonl") if r["via"] == "api"]
+        self.check("HTTPS requests are journaled with the token's auth id as `user`",
+                   https and all(r["user"] in ("root@pam!waddlec", None) for r in https)
+                   and https[-1]["user"] == "root@pam!waddlec", https[-1:])
+
     def journals(self):
         requests = self.sim.jsonl("requests.jsonl")
         self.check(f"requests.jsonl has every request ({len(requests)})",
@@ -761,7 +821,7 @@ def main():
     try:
         for scenario in (test.start_contract, test.auth, test.upload_and_create, test.validation,
                          test.upload_failures, test.faults, test.vm_lifecycle, test.pools, test.network,
-                         test.bridge_start, test.pending_config,
+                         test.bridge_start, test.pending_config, test.pvesh_channel,
                          lambda: test.big_upload(args.big_upload_mib), test.journals, test.shutdown):
             try:
                 scenario()

@@ -33,10 +33,11 @@ class RequestContext:
     attributes PVE puts next to `data` (e.g. `changes`), and the caller's
     permissions (`perms`, None for a superuser)."""
 
-    def __init__(self, upload=None, perms=None):
+    def __init__(self, upload=None, perms=None, identity=None):
         self.upload = upload
         self.attribs = {}
         self.perms = perms
+        self.identity = identity
 
     def can_see_bridge(self, bridge):
         """Network.pm index: root sees every bridge, others need SDN.Audit or SDN.Use

@@ -281,6 +281,7 @@ class Node:
         self.name = name
         self.network = network
         self.user = user
+        self.caller = user  # auth id of the request being handled (set by App.dispatch)
         self.directory = directory
         self.faults = faults
         self.lock = threading.RLock()
@@ -301,7 +302,7 @@ class Node:
     def run_task(self, type_, id_, worker):
         """fork_worker: run `worker(log)` now, report it as running for N polls."""
         polls = self.faults.take("task_polls")
-        task = Task(self.name, type_, id_, self.user, 1 if polls is None else int(polls))
+        task = Task(self.name, type_, id_, self.caller, 1 if polls is None else int(polls))
         fault = self.faults.take("fail_task", lambda f: isinstance(f, dict) and _fault_matches_task(f, task))
         wanted = str(fault.get("exitstatus", "OK")) if fault else None
         if fault and wanted != "OK" and not wanted.startswith("WARNINGS: "):
