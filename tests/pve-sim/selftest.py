@@ -783,6 +783,30 @@ class SelfTest:
                    code == 255 and "noproxy: property is not defined in schema" in err, err)
         code, out, _ = self.pvesh("--noproxy", "get", "/version", "--output-format", "json")
         self.check("pvesh --noproxy get ... (the compatibility position) works", code == 0 and out.startswith("{"))
+        code, out, err = self.pvesh("get", "/storage/vmdata", "--output-format", "json")
+        config = json.loads(out) if code == 0 else {}
+        self.check("pvesh get /storage/vmdata: the storage.cfg section + digest",
+                   config.get("type") == "zfspool" and config.get("content") == "images,rootdir"
+                   and len(config.get("digest", "")) == 40, (code, out, err))
+        code, out, err = self.pvesh("set", "/storage/vmdata", "--content", "images,iso", "--output-format", "json")
+        self.check("pvesh set /storage/vmdata --content images,iso: iso dropped with Plugin.pm's warning",
+                   code == 0 and err == "storage does not support content type 'iso'\n"
+                   and json.loads(out) == {"storage": "vmdata", "type": "zfspool"}
+                   and self.sim.state()["storages"]["vmdata"]["content"] == ["images"], (code, out, err))
+        code, _, err = self.pvesh("set", "/storage/vmdata", "--content", "iso")
+        self.check("  ... nothing supported left -> die 'storage does not support content type none', exit 255",
+                   code == 255 and err.endswith("update storage failed: storage does not support content type "
+                                                "'none'\n"), (code, err))
+        self.pvesh("set", "/storage/vmdata", "--content", "images,rootdir")
+        update = self.api.call("PUT", "/storage/local", {"content": "iso,vztmpl,import,snippets,backup"})
+        listed = self.api.call("GET", f"/nodes/{NODE}/storage", {"storage": "local"}).data
+        self.check("PUT /storage/local content=... (dir allows backup) shows in the node's storage list",
+                   update.status == 200 and listed[0]["content"] == "backup,import,iso,snippets,vztmpl",
+                   (update, listed))
+        stale = self.api.call("PUT", "/storage/local", {"content": "iso", "digest": "0" * 40})
+        self.check("PUT /storage with a stale digest -> 500 modified configuration",
+                   stale.status == 500 and "detected modified configuration" in stale.reason, stale)
+        self.api.call("PUT", "/storage/local", {"content": "iso,vztmpl,import,snippets"})
         https = [r for r in self.sim.jsonl("requests.jsonl") if r["via"] == "api"]
         self.check("HTTPS requests are journaled with the token's auth id as `user`",
                    https and all(r["user"] in ("root@pam!waddlec", None) for r in https)

@@ -18,7 +18,7 @@ from .network import NetworkApi
 from .pending import Pending
 from .perlish import format_size, parse_size, split_list
 from .schema import parse_property_string, print_property_string
-from .state import SAFE_CHARS, ApiError, TaskFailed, Vm, Volume, die, param_error
+from .state import PLUGIN_CONTENT, SAFE_CHARS, ApiError, TaskFailed, Vm, Volume, die, param_error
 
 NEW_DISK_RE = re.compile(r"^(([^/:\s]+):)?(\d+(\.\d+)?)$")
 DRIVE_KEY_RE = re.compile(r"^(ide|sata|scsi|virtio)(\d+)$|^(efidisk0|tpmstate0)$")
@@ -35,6 +35,7 @@ class RequestContext:
 
     def __init__(self, upload=None, perms=None, identity=None):
         self.upload = upload
+        self.warnings = []  # `warn` output: syslog for the API, stderr for pvesh
         self.attribs = {}
         self.perms = perms
         self.identity = identity
@@ -94,6 +95,8 @@ class Api:
             ("PUT", "/nodes/{node}/qemu/{vmid}/resize"): self.vm_resize,
             ("DELETE", "/nodes/{node}/qemu/{vmid}"): self.vm_destroy,
             ("POST", "/nodes/{node}/qemu/{vmid}/agent/ping"): self.agent_ping,
+            ("GET", "/storage/{storage}"): self.storage_read,
+            ("PUT", "/storage/{storage}"): self.storage_update,
             ("GET", "/pools"): self.pool_index,
             ("POST", "/pools"): self.pool_create,
             ("PUT", "/pools"): self.pool_update,
@@ -155,6 +158,46 @@ class Api:
                 continue
             result.append(storage.status())
         return result
+
+    def _storage_config(self, sid):
+        """PVE::Storage::storage_config: `storage 'x' does not exist`."""
+        if sid not in self.node.storages:
+            raise die(f"storage '{sid}' does not exist")
+        return self.node.storages[sid]
+
+    def storage_read(self, p, ctx):
+        """pve-storage API2/Storage/Config.pm `read` ($api_storage_config): the section + digest."""
+        return dict(self._storage_config(p["storage"]).config(), digest=self.node.storage_cfg_digest())
+
+    def storage_update(self, p, ctx):
+        """pve-storage API2/Storage/Config.pm `update`: digest check, then the plugin's
+        check_config; `content` is decoded by Plugin.pm `decode_value` (unsupported
+        types are dropped with a warning; nothing left -> die). Errors are prefixed
+        `update storage failed: ` (lock_storage_config)."""
+        sid = p.pop("storage")
+        digest = p.pop("digest", None)
+        unsupported = sorted(k for k in p if k not in ("content",))
+        if unsupported or p.get("delete"):
+            raise ApiError(501, f"pve-sim: updating storage option(s) {', '.join(unsupported)} is not simulated")
+        if digest and digest != self.node.storage_cfg_digest():
+            raise die("update storage failed: detected modified configuration - file changed by other user? "
+                      "Try again.")
+        storage = self._storage_config(sid)
+        if "content" in p:
+            valid = PLUGIN_CONTENT[storage.type]
+            content = []
+            for item in split_list(p["content"]):
+                if item not in valid:
+                    ctx.warnings.append(f"storage does not support content type '{item}'")
+                    continue
+                if item not in content:
+                    content.append(item)
+            if "none" in content and len(content) > 1:
+                raise die("update storage failed: unable to combine 'none' with other content types")
+            if not content and "none" not in valid:
+                raise die("update storage failed: storage does not support content type 'none'")
+            storage.content = [c for c in content if c != "none"]
+        return {"storage": sid, "type": storage.type}
 
     def content_index(self, p, ctx):
         storage = self.storage(p["storage"])

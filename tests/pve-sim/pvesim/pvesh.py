@@ -291,7 +291,11 @@ class Pvesh:
         self._check_proxyto(info, dict(params, **uri_params))
         rel_path = "/" + "/".join(s for s in path.split("/") if s)
         self.called = True
-        data = self.app.pvesh_call(method, rel_path, params, self.identity)
+        warnings = []
+        try:
+            data = self.app.pvesh_call(method, rel_path, params, self.identity, warnings)
+        finally:  # in-process, a handler's `warn` goes to pvesh's stderr
+            self.err.extend(w + "\n" for w in warnings)
         if self.nooutput:
             return
         self._print_api_result(data, info.get("returns"), None, stdopts)

@@ -78,7 +78,8 @@ class App:
                 self.node.dirty = False
             write_json_atomic(self.state_path, snapshot)
 
-    def dispatch(self, method, rel_path, params, identity, upload=None, on_params=None, fault_match=None):
+    def dispatch(self, method, rel_path, params, identity, upload=None, on_params=None, fault_match=None,
+                 warnings=None):
         """Route lookup, URI parameters, token/permission checks, schema validation, node
         check, injected failures, then the handler: (data, result attributes, method info).
         Shared by the HTTPS API and the pvesh channel (`identity` says who calls)."""
@@ -120,9 +121,11 @@ class App:
             result = handler(clean, ctx)
             if method != "GET":
                 self.node.dirty = True
+        if warnings is not None:
+            warnings.extend(ctx.warnings)
         return result, ctx.attribs, info
 
-    def pvesh_call(self, method, rel_path, params, identity):
+    def pvesh_call(self, method, rel_path, params, identity, warnings=None):
         """One API call made by pvesh (in-process in PVE): validated and journaled like an
         HTTPS request, with `"via": "pvesh"`; returns the data or raises ApiError."""
         record = {"method": method, "path": "/api2/json" + rel_path, "params": dict(params),
@@ -132,7 +135,8 @@ class App:
             record["params"] = dict(merged)
 
         try:
-            result, _, _ = self.dispatch(method, rel_path, params, identity, on_params=set_params)
+            result, _, _ = self.dispatch(method, rel_path, params, identity, on_params=set_params,
+                                         warnings=warnings)
         except ApiError as err:
             record["status"] = err.status
             self._journal_pvesh(record, err)
