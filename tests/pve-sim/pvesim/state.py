@@ -311,6 +311,7 @@ class Node:
         self.vms = {}
         self.tasks = {}
         self.pools = {}
+        self.access = None  # access.AccessControl, set by pve_sim.build_app
         self.dirty = True
 
     def storage_cfg_digest(self):
@@ -369,6 +370,7 @@ class Node:
             "tasks": {upid: task.snapshot() for upid, task in self.tasks.items()},
             "pools": self.pools,
             "network": self.network.snapshot(),
+            "access": self.access.snapshot() if self.access else None,
         }
 
 
