@@ -856,6 +856,12 @@ class SelfTest:
         self.check("GET /access/acl lists {path, type, ugid, roleid, propagate}",
                    {"path": "/vms/300", "type": "user", "ugid": "deployer@pve", "roleid": "NoAccess",
                     "propagate": 1} in acl and any(e["type"] == "token" for e in acl), acl)
+        perms = ci.call("GET", "/access/permissions").data
+        self.check("GET /access/permissions: the token's effective privileges per path",
+                   perms.get("/", {}).get("VM.Audit") == 1 and "Sys.Modify" not in perms.get("/", {})
+                   and perms.get("/vms/300") is None, perms)
+        other_perms = ci.call("GET", "/access/permissions", {"userid": "root@pam"})
+        self.check("  ... another user's -> 403 (/access, Sys.Audit)", other_perms.status == 403, other_perms)
         root_only = ci.call("POST", f"/nodes/{NODE}/qemu", {"vmid": 120, "scsi0": "vmdata:1", "args": "-S"})
         self.check("create with a key in no privilege category -> 500 only root can set 'args' config",
                    root_only.status == 500 and root_only.reason == "only root can set 'args' config", root_only)

@@ -39,6 +39,7 @@ class AccessApi:
             ("PUT", "/access/roles/{roleid}"): self.role_update,
             ("DELETE", "/access/roles/{roleid}"): self.role_delete,
             ("GET", "/access/acl"): self.acl_read,
+            ("GET", "/access/permissions"): self.permissions,
             ("PUT", "/access/acl"): self.acl_update,
         }
 
@@ -242,6 +243,31 @@ class AccessApi:
                 for roles in entries.values():
                     roles.pop(role, None)
         return None
+
+    # --- effective permissions ---------------------------------------------------------
+
+    def permissions(self, p, ctx):
+        """AccessControl.pm (API2) `permissions` + RPCEnvironment get_effective_permissions:
+        {path: {priv: propagate}} for the caller (or `userid`: own tokens, else Sys.Audit
+        on /access), over the top-level paths, every ACL path and the pool members."""
+        authid = ctx.identity.authid
+        userid = p.get("userid", authid)
+        owner, _ = split_tokenid(userid)
+        if userid != authid and owner != authid and ctx.perms is not None:
+            ctx.perms.check("/access", ["Sys.Audit"])
+        if p.get("path"):
+            return {p["path"]: self.access.permissions(userid, p["path"])}
+        paths = {"/", "/access", "/access/groups", "/nodes", "/pool", "/sdn", "/storage", "/vms"}
+        paths.update(entry["path"] for entry in self.access.acl_list())
+        for pool in self.access.node.pools.values():
+            paths.update(f"/vms/{vmid}" for vmid in pool["vms"])
+            paths.update(f"/storage/{sid}" for sid in pool["storage"])
+        result = {}
+        for path in sorted(paths):
+            privs = self.access.permissions(userid, path)
+            if privs:
+                result[path] = {priv: int(bool(v)) for priv, v in sorted(privs.items())}
+        return result
 
     # --- ACL ------------------------------------------------------------------------------
 
