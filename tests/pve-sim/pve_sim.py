@@ -26,9 +26,12 @@ What it owns:
     slow tasks, slow guest agent);
   * journals: DIR/requests.jsonl, DIR/violations.jsonl, DIR/state.json.
 
+Users, roles, ACLs and API tokens are simulated (pvesim/access.py): created
+tokens authenticate and are permission-checked like on PVE; the start token
+and pvesh (DIR/pvesh.sock, root@pam) are superusers.
+
 What it deliberately does not simulate: a cluster (one node; other node
-names fail like an unknown host), users/ACLs/permissions (the one token is
-root's), tickets and CSRF, real disk contents (disks are sparse files of the
+names fail like an unknown host), groups and realms, tickets and CSRF, real disk contents (disks are sparse files of the
 right size; imports are not converted), QEMU itself (VMs start instantly, no
 config locks; pending changes and hotplug are modelled, see pvesim/pending.py), task concurrency (a task's
 effects happen when it is started; its status reads `running` for the first
@@ -50,12 +53,13 @@ import threading
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from pvesim.access import AccessControl  # noqa: E402
 from pvesim.api import Api  # noqa: E402
 from pvesim.files import Faults, Journal, redact_token_secret, write_json_atomic  # noqa: E402
 from pvesim.formats import STORAGE_CONTENT_TYPES, FormatError, cidrv4, ipv4, pve_iface  # noqa: E402
 from pvesim.network import DEFAULT_BRIDGES, DEFAULT_NICS, HostNetwork  # noqa: E402
 from pvesim.schema import ApiSchema  # noqa: E402
-from pvesim.server import App, SimServer  # noqa: E402
+from pvesim.server import App, PveshServer, SimServer  # noqa: E402
 from pvesim.state import Node  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -169,6 +173,7 @@ def build_app(args, fingerprint):
     faults = Faults(directory)
     user = args.token.rsplit("=", 1)[0]
     node = Node(args.node, user, directory, args.storages, faults, HostNetwork(args.nics, args.bridges))
+    node.access = AccessControl(node, args.token)
     api = Api(node, schema, fingerprint)
     journal = Journal(directory, redact_token_secret(args.token))
     return App(schema, node, api, journal, faults, args.token,
@@ -180,6 +185,10 @@ def reset_directory(directory):
     os.makedirs(directory, exist_ok=True)
     try:
         os.unlink(os.path.join(directory, "ready.json"))
+    except FileNotFoundError:
+        pass
+    try:
+        os.unlink(os.path.join(directory, "pvesh.sock"))
     except FileNotFoundError:
         pass
     for sub in ("storage", "tmp"):
@@ -196,13 +205,16 @@ def main(argv=None):
     port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, name="pve-sim", daemon=True)
     thread.start()
+    socket_path = os.path.join(os.path.abspath(args.dir), "pvesh.sock")
+    pvesh_server = PveshServer(socket_path, app)
+    threading.Thread(target=pvesh_server.serve_forever, name="pve-sim-pvesh", daemon=True).start()
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     write_json_atomic(os.path.join(args.dir, "ready.json"), {
         "url": f"https://127.0.0.1:{port}", "port": port, "fingerprint": fingerprint,
-        "node": args.node, "token": args.token, "pid": os.getpid(),
+        "node": args.node, "token": args.token, "pid": os.getpid(), "pvesh_socket": socket_path,
     })
     if args.verbose:
         print(f"pve-sim: listening on https://127.0.0.1:{port} (node {args.node})", file=sys.stderr)
@@ -210,6 +222,12 @@ def main(argv=None):
         pass
     server.shutdown()
     server.server_close()
+    pvesh_server.shutdown()
+    pvesh_server.server_close()
+    try:
+        os.unlink(socket_path)
+    except FileNotFoundError:
+        pass
     return 0
 
 

@@ -292,7 +292,8 @@ class SelfTest:
         missing = self.api.call("GET", "/version", auth=False)
         wrong = Client(self.sim.ready, token=TOKEN[:-1] + "0").call("GET", "/version")
         self.check("missing token -> 401", missing.status == 401, missing)
-        self.check("wrong token secret -> 401", wrong.status == 401, wrong)
+        self.check("wrong token secret -> 401 Authentication failed!", wrong.status == 401
+                   and wrong.reason == "Authentication failed!", wrong)
         self.check("both 401s logged as violations", len(self.violations_since(mark)) == 2)
 
     def upload_and_create(self):
@@ -305,6 +306,12 @@ class SelfTest:
         status, polls = self.api.wait_task(upload.data)
         self.check("upload task: running for 1 poll, then stopped/OK",
                    polls == ["running", "stopped"] and status["exitstatus"] == "OK", (polls, status))
+        self.check("task status splits the token task's owner (user root@pam, tokenid waddlec)",
+                   status["user"] == "root@pam" and status["tokenid"] == "waddlec", status)
+        unknown = self.api.call("GET", f"/nodes/{NODE}/tasks/" + urllib.parse.quote(
+            upload.data.replace(":imgcopy:", ":qmstart:"), safe="") + "/status")
+        self.check("status of an unknown task -> 400 upid: no such task", unknown.status == 400
+                   and unknown.json["errors"] == {"upid": "no such task"}, unknown)
         log = self.api.task_log(upload.data)
         self.check("task log is [{n,t}] ending in TASK OK", log[0]["n"] == 1 and log[-1]["t"] == "TASK OK"
                    and any("checksum verified" in line["t"] for line in log), log)
@@ -721,6 +728,172 @@ class SelfTest:
         on_disk = os.stat(path).st_blocks * 512
         self.check(f"zero blocks stored sparsely ({on_disk // MIB} MiB on disk)", on_disk < mib * MIB // 4)
 
+    def pvesh(self, *argv):
+        env = dict(os.environ, PVE_SIM_SOCKET=self.sim.ready["pvesh_socket"], LANG="C", LC_ALL="C")
+        proc = subprocess.run([os.path.join(HERE, "pvesh"), *argv], env=env, capture_output=True, text=True,
+                              timeout=60)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def pvesh_channel(self):
+        code, out, err = self.pvesh("get", "/version", "--output-format", "json")
+        self.check("pvesh get /version --output-format json: compact JSON + newline, exit 0",
+                   code == 0 and out == '{"release":"9.1","repoid":"e5010dce","version":"9.1.3"}\n' and err == "",
+                   (code, out, err))
+        code, out, _ = self.pvesh("get", "/version")
+        self.check("pvesh text output (LANG=C): ASCII key/value table", code == 0 and out.split("\n")[:3] == [
+            "+---------+----------+", "| key     | value    |", "+=========+==========+"], out)
+        code, out, err = self.pvesh("create", "/pools", "--poolid", "pveshpool", "--comment", "via pvesh")
+        last = self.sim.jsonl("requests.jsonl")[-1]
+        self.check("pvesh create /pools: null result prints nothing, exit 0; journaled via pvesh as root@pam",
+                   code == 0 and out == "" and err == "" and last["via"] == "pvesh" and last["user"] == "root@pam"
+                   and last["path"] == "/api2/json/pools" and last["params"] == {"poolid": "pveshpool",
+                                                                                 "comment": "via pvesh"},
+                   (code, out, err, last))
+        code, out, err = self.pvesh("create", "/pools", "--poolid", "pveshpool")
+        self.check("pvesh: a handler's die -> the message on stderr, exit 255",
+                   code == 255 and out == "" and err == "create pool failed: pool 'pveshpool' already exists\n",
+                   (code, out, err))
+        mark = len(self.sim.jsonl("violations.jsonl"))
+        code, out, err = self.pvesh("create", f"/nodes/{NODE}/qemu", "--vmid", "99", "--scsi0", "vmdata:1")
+        logged = self.violations_since(mark)
+        self.check("pvesh: 400 with `param: message` lines and the short usage, exit 255, logged",
+                   code == 255 and err == "400 Parameter verification failed.\n"
+                   "vmid: invalid format - value does not look like a valid VM ID\n"
+                   "pvesh create <api_path> [OPTIONS] [FORMAT_OPTIONS]\n"
+                   and len(logged) == 1 and logged[0]["via"] == "pvesh", (code, err, logged))
+        code, _, err = self.pvesh("get", "/version", "--bogus", "1")
+        self.check("pvesh: unknown option -> Getopt warning + 400 unable to parse option",
+                   code == 255 and err.startswith("Unknown option: bogus\n400 unable to parse option\n"), err)
+        code, _, err = self.pvesh("get", "/no/such/path")
+        self.check("pvesh: unknown path -> No 'get' handler defined, exit 1",
+                   code == 1 and err == "No 'get' handler defined for '/no/such/path'\n", (code, err))
+        code, out, _ = self.pvesh("set", "/pools/pveshpool", "--vms", "110", "--vms", "300", "--quiet")
+        self.check("pvesh: a -list parameter repeated (--vms 110 --vms 300) is joined with ','",
+                   code == 0 and self.sim.jsonl("requests.jsonl")[-1]["params"].get("vms") == "110,300"
+                   and sorted(self.sim.state()["pools"]["pveshpool"]["vms"]) == [110, 300], (code, out))
+        self.pvesh("set", "/pools/pveshpool", "--vms", "110,300", "--delete")
+        code, out, _ = self.pvesh("get", "/pools/pveshpool", "--output-format", "json-pretty")
+        self.check("pvesh json-pretty: JSON::XS layout (3 spaces, ' : ')",
+                   code == 0 and out == '{\n   "comment" : "via pvesh",\n   "members" : []\n}\n', out)
+        code, out, err = self.pvesh("delete", "/pools/pveshpool")
+        self.check("pvesh delete /pools/pveshpool", code == 0 and out == "" and "pveshpool" not in
+                   self.sim.state()["pools"], (code, out, err))
+        code, _, err = self.pvesh("get", "/version", "--noproxy")
+        self.check("pvesh: --noproxy after the command reaches the handler (400 not defined in schema)",
+                   code == 255 and "noproxy: property is not defined in schema" in err, err)
+        code, out, _ = self.pvesh("--noproxy", "get", "/version", "--output-format", "json")
+        self.check("pvesh --noproxy get ... (the compatibility position) works", code == 0 and out.startswith("{"))
+        code, out, err = self.pvesh("get", "/storage/vmdata", "--output-format", "json")
+        config = json.loads(out) if code == 0 else {}
+        self.check("pvesh get /storage/vmdata: the storage.cfg section + digest",
+                   config.get("type") == "zfspool" and config.get("content") == "images,rootdir"
+                   and len(config.get("digest", "")) == 40, (code, out, err))
+        code, out, err = self.pvesh("set", "/storage/vmdata", "--content", "images,iso", "--output-format", "json")
+        self.check("pvesh set /storage/vmdata --content images,iso: iso dropped with Plugin.pm's warning",
+                   code == 0 and err == "storage does not support content type 'iso'\n"
+                   and json.loads(out) == {"storage": "vmdata", "type": "zfspool"}
+                   and self.sim.state()["storages"]["vmdata"]["content"] == ["images"], (code, out, err))
+        code, _, err = self.pvesh("set", "/storage/vmdata", "--content", "iso")
+        self.check("  ... nothing supported left -> die 'storage does not support content type none', exit 255",
+                   code == 255 and err.endswith("update storage failed: storage does not support content type "
+                                                "'none'\n"), (code, err))
+        self.pvesh("set", "/storage/vmdata", "--content", "images,rootdir")
+        update = self.api.call("PUT", "/storage/local", {"content": "iso,vztmpl,import,snippets,backup"})
+        listed = self.api.call("GET", f"/nodes/{NODE}/storage", {"storage": "local"}).data
+        self.check("PUT /storage/local content=... (dir allows backup) shows in the node's storage list",
+                   update.status == 200 and listed[0]["content"] == "backup,import,iso,snippets,vztmpl",
+                   (update, listed))
+        stale = self.api.call("PUT", "/storage/local", {"content": "iso", "digest": "0" * 40})
+        self.check("PUT /storage with a stale digest -> 500 modified configuration",
+                   stale.status == 500 and "detected modified configuration" in stale.reason, stale)
+        self.api.call("PUT", "/storage/local", {"content": "iso,vztmpl,import,snippets"})
+        https = [r for r in self.sim.jsonl("requests.jsonl") if r["via"] == "api"]
+        self.check("HTTPS requests are journaled with the token's auth id as `user`",
+                   https and all(r["user"] in ("root@pam!waddlec", None) for r in https)
+                   and https[-1]["user"] == "root@pam!waddlec", https[-1:])
+
+    def access_control(self):
+        code, _, err = self.pvesh("create", "/access/roles", "--roleid", "Deploy", "--privs", "VM.Audit,VM.Monitor")
+        self.check("role with VM.Monitor (gone in PVE 9) -> 400 invalid privilege",
+                   code == 255 and "privs: invalid format - invalid privilege 'VM.Monitor'" in err, err)
+        self.pvesh("create", "/access/roles", "--roleid", "Deploy", "--privs",
+                   "VM.Audit,VM.Allocate,VM.Config.Disk,VM.Config.CPU,VM.Config.Memory,VM.Config.Network,"
+                   "VM.Config.Options,VM.Config.HWType,VM.PowerMgmt,VM.GuestAgent.Audit,Datastore.AllocateSpace,"
+                   "Datastore.Audit,SDN.Use")
+        role = self.api.call("GET", "/access/roles/Deploy").data
+        self.check("custom role with VM.GuestAgent.Audit; read_role is {priv: 1}",
+                   role.get("VM.GuestAgent.Audit") == 1 and "VM.Monitor" not in role and len(role) == 13, role)
+        builtin = self.api.call("PUT", "/access/roles/PVEAdmin", {"privs": "VM.Audit"})
+        self.check("built-in roles cannot be modified", builtin.status == 500
+                   and "auto-generated role 'PVEAdmin' cannot be modified" in builtin.reason, builtin)
+        self.pvesh("create", "/access/users", "--userid", "deployer@pve", "--comment", "waddlec")
+        code, out, _ = self.pvesh("create", "/access/users/deployer@pve/token/ci", "--output-format", "json")
+        token = json.loads(out) if code == 0 else {}
+        self.check("token create returns full-tokenid, info (privsep 1) and a UUID value",
+                   token.get("full-tokenid") == "deployer@pve!ci" and token.get("info") == {"privsep": 1}
+                   and len(token.get("value", "")) == 36, out)
+        ci = Client(self.sim.ready, token=f"deployer@pve!ci={token.get('value')}")
+        listed = ci.call("GET", f"/nodes/{NODE}/qemu")
+        self.check("a privsep token without ACLs sees no VMs; journaled as deployer@pve!ci",
+                   listed.status == 200 and listed.data == []
+                   and self.sim.jsonl("requests.jsonl")[-1]["user"] == "deployer@pve!ci", listed)
+        denied = ci.call("GET", f"/nodes/{NODE}/qemu/110/config")
+        self.check("GET config without VM.Audit -> 403 Permission check failed (/vms/110, VM.Audit)",
+                   denied.status == 403 and denied.json["message"] == "Permission check failed (/vms/110, VM.Audit)\n",
+                   denied)
+        first = ci.call("POST", "/access/roles", {"roleid": "bad role!"})
+        self.check("permissions are checked before parameters (403, not 400)", first.status == 403
+                   and first.json["message"] == "Permission check failed (/access, Sys.Modify)\n", first)
+        self.pvesh("set", "/access/acl", "--path", "/", "--roles", "Deploy", "--tokens", "deployer@pve!ci")
+        self.check("privsep: token ACL alone gives nothing (intersection with the user's privileges)",
+                   ci.call("GET", f"/nodes/{NODE}/qemu").data == [])
+        self.pvesh("set", "/access/acl", "--path", "/", "--roles", "Deploy", "--users", "deployer@pve")
+        self.pvesh("set", "/access/acl", "--path", "/vms/300", "--roles", "NoAccess", "--users", "deployer@pve")
+        vms = [v["vmid"] for v in ci.call("GET", f"/nodes/{NODE}/qemu").data]
+        self.check("with user + token ACLs on / the token lists VMs; NoAccess on /vms/300 hides it",
+                   110 in vms and 300 not in vms, vms)
+        acl = self.api.call("GET", "/access/acl").data
+        self.check("GET /access/acl lists {path, type, ugid, roleid, propagate}",
+                   {"path": "/vms/300", "type": "user", "ugid": "deployer@pve", "roleid": "NoAccess",
+                    "propagate": 1} in acl and any(e["type"] == "token" for e in acl), acl)
+        perms = ci.call("GET", "/access/permissions").data
+        self.check("GET /access/permissions: the token's effective privileges per path",
+                   perms.get("/", {}).get("VM.Audit") == 1 and "Sys.Modify" not in perms.get("/", {})
+                   and perms.get("/vms/300") is None, perms)
+        other_perms = ci.call("GET", "/access/permissions", {"userid": "root@pam"})
+        self.check("  ... another user's -> 403 (/access, Sys.Audit)", other_perms.status == 403, other_perms)
+        root_only = ci.call("POST", f"/nodes/{NODE}/qemu", {"vmid": 120, "scsi0": "vmdata:1", "args": "-S"})
+        self.check("create with a key in no privilege category -> 500 only root can set 'args' config",
+                   root_only.status == 500 and root_only.reason == "only root can set 'args' config", root_only)
+        no_bridge = ci.call("POST", f"/nodes/{NODE}/qemu", {"vmid": 120, "scsi0": "vmdata:1",
+                                                            "net0": "virtio,bridge=vmbr1"})
+        self.check("create with a NIC: SDN.Use on /sdn/zones/localnetwork/vmbr1 is checked",
+                   no_bridge.status == 200, no_bridge)
+        ci.wait_task(no_bridge.data)
+        other = next(u for u in self.sim.state()["tasks"] if ":root@pam!waddlec:" in u)
+        foreign = ci.call("GET", f"/nodes/{NODE}/tasks/{urllib.parse.quote(other, safe='')}/status")
+        tasks = ci.call("GET", f"/nodes/{NODE}/tasks").data
+        self.check("tasks: own task visible, another's -> 403 (/nodes/N, Sys.Audit)",
+                   foreign.status == 403 and "Sys.Audit" in foreign.json["message"]
+                   and [t["user"] for t in tasks] == ["deployer@pve"] * len(tasks) and tasks, (foreign, tasks))
+        upload = ci.upload("local", "x.raw", iter([b"x" * 10]), 10)
+        self.check("upload without Datastore.AllocateTemplate -> 403 before the body",
+                   upload.status == 403 and "Datastore.AllocateTemplate" in upload.json["message"], upload)
+        self.api.call("PUT", "/access/users/deployer@pve", {"enable": 0})
+        disabled = ci.call("GET", "/version")
+        self.api.call("PUT", "/access/users/deployer@pve", {"enable": 1})
+        wrong = Client(self.sim.ready, token="deployer@pve!ci=" + "1" * 36).call("GET", "/version")
+        self.check("disabled user / wrong secret -> 401", disabled.status == 401 and wrong.status == 401,
+                   (disabled, wrong))
+        self.pvesh("delete", "/access/users/deployer@pve")
+        gone = ci.call("GET", "/version")
+        acl = self.api.call("GET", "/access/acl").data
+        self.check("deleting the user removes its tokens and ACL entries (token -> 401)",
+                   gone.status == 401 and not any("deployer@pve" in e["ugid"] for e in acl), (gone, acl))
+        leaked = [n for n in os.listdir(self.sim.dir) if os.path.isfile(os.path.join(self.sim.dir, n))
+                  and token.get("value", "none").encode() in open(os.path.join(self.sim.dir, n), "rb").read()]
+        self.check("a created token's secret is in no file (state.json keeps no secret)", not leaked, leaked)
+
     def journals(self):
         requests = self.sim.jsonl("requests.jsonl")
         self.check(f"requests.jsonl has every request ({len(requests)})",
@@ -754,7 +927,7 @@ def main():
     try:
         for scenario in (test.start_contract, test.auth, test.upload_and_create, test.validation,
                          test.upload_failures, test.faults, test.vm_lifecycle, test.pools, test.network,
-                         test.bridge_start, test.pending_config,
+                         test.bridge_start, test.pending_config, test.pvesh_channel, test.access_control,
                          lambda: test.big_upload(args.big_upload_mib), test.journals, test.shutdown):
             try:
                 scenario()

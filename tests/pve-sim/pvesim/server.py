@@ -10,8 +10,10 @@ after uploads, like pve-http-server; everything else keeps it alive.
 """
 
 import json
+import os
 import re
 import socket
+import socketserver
 import ssl
 import struct
 import sys
@@ -20,10 +22,12 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+from .access import Identity, Perms
 from .api import RequestContext
 from .files import write_json_atomic
 from .multipart import CHUNK, MultipartUpload, UploadedFile, UploadFailed
 from .perlish import num_str
+from .pvesh import Pvesh
 from .state import ApiError
 
 KNOWN_METHODS = ("GET", "POST", "PUT", "DELETE")
@@ -73,6 +77,121 @@ class App:
                 snapshot = self.node.snapshot()
                 self.node.dirty = False
             write_json_atomic(self.state_path, snapshot)
+
+    def dispatch(self, method, rel_path, params, identity, upload=None, on_params=None, fault_match=None,
+                 warnings=None):
+        """Route lookup, URI parameters, token/permission checks, schema validation, node
+        check, injected failures, then the handler: (data, result attributes, method info).
+        Shared by the HTTPS API and the pvesh channel (`identity` says who calls)."""
+        node, uri_params = self.schema.resolve(rel_path)
+        info = node.info.get(method) if node else None
+        if info is None:
+            raise ApiError(501, f"Method '{method} {rel_path}' not implemented")
+        for key in params:
+            if uri_params.get(key) is not None:
+                raise ApiError(400, "Parameter verification failed.",
+                               {key: "duplicate parameter (already defined in URI)"})
+        params = dict(params, **uri_params)
+        if on_params:
+            on_params(params)
+        if identity.tokenid is not None and not info.get("allowtoken", 1):
+            raise ApiError(403, f"Permission check failed (URI '{rel_path}' not available with "
+                                "API token, need proper ticket.)")
+        perms = None
+        if not identity.superuser:  # RPCEnvironment::check_api2_permissions, before validation
+            perms = Perms(self.node.access, identity.authid)
+            with self.node.lock:
+                perms.check_api2_permissions(info.get("permissions"), params)
+        if upload and "tmpfilename" in params:
+            raise ApiError(400, "Parameter verification failed.",
+                           {"tmpfilename": "'tmpfilename' query parameter is not allowed for file uploads"})
+        if upload:
+            params["tmpfilename"] = upload.pve_path
+        errors = self.schema.validate(info, params)
+        if errors:
+            raise ApiError(400, "Parameter verification failed.", errors)
+        self._check_node(params)
+        if fault_match:
+            spec = self.faults.take("fail_request", fault_match)
+            if spec:
+                raise ApiError(int(spec.get("status", 500)), spec.get("message", "pve-sim: injected failure"),
+                               spec.get("errors"))
+        handler = self.api.handler(method, node.path)
+        if handler is None:
+            raise ApiError(501, f"Method '{method} {rel_path}' not implemented by pve-sim")
+        clean = {k: ("1" if v else "0") if isinstance(v, bool) else v for k, v in params.items() if v is not None}
+        ctx = RequestContext(upload, perms=perms, identity=identity)
+        with self.node.lock:
+            self.node.caller = identity.authid  # the owner of tasks this handler starts
+            result = handler(clean, ctx)
+            if method != "GET":
+                self.node.dirty = True
+        if warnings is not None:
+            warnings.extend(ctx.warnings)
+        return result, ctx.attribs, info
+
+    def pvesh_call(self, method, rel_path, params, identity, warnings=None):
+        """One API call made by pvesh (in-process in PVE): validated and journaled like an
+        HTTPS request, with `"via": "pvesh"`; returns the data or raises ApiError."""
+        record = {"method": method, "path": "/api2/json" + rel_path, "params": dict(params),
+                  "via": identity.via, "user": identity.authid}
+
+        def set_params(merged):
+            record["params"] = dict(merged)
+
+        try:
+            result, _, _ = self.dispatch(method, rel_path, params, identity, on_params=set_params,
+                                         warnings=warnings)
+        except ApiError as err:
+            record["status"] = err.status
+            self._journal_pvesh(record, err)
+            raise
+        except Exception as err:  # a simulator bug: loud, like the HTTPS side
+            traceback.print_exc()
+            record["status"] = 500
+            failure = ApiError(500, f"pve-sim internal error: {err!r}")
+            self._journal_pvesh(record, failure)
+            raise failure from None
+        record["status"] = 200
+        self._journal_pvesh(record, None)
+        return result
+
+    def pvesh_rejected(self, method, path, argv, err):
+        """pvesh refused the command line before any API call (argument grammar, pvesh's
+        own validation, unknown path): journaled as a rejected pvesh request."""
+        record = {"method": method, "path": "/api2/json" + path if path.startswith("/") else path,
+                  "params": {"argv": list(argv)}, "via": "pvesh", "user": "root@pam", "status": err.status}
+        self._journal_pvesh(record, err)
+
+    def _journal_pvesh(self, record, error):
+        self.save_state()
+        record["params"] = redact_params(record["params"])
+        self.journal.request(record)
+        if error is not None:
+            self.journal.violation(violation_record(record, error))
+
+    def _check_node(self, params):
+        node = params.get("node")
+        if isinstance(node, str) and node not in (self.node.name, "localhost"):
+            raise ApiError(500, f"hostname lookup '{node}' failed - failed to get address info for: "
+                                f"{node}: Name or service not known")
+
+
+def redact_params(params):
+    return {k: "***" if SECRET_PARAM.search(k) and k != "tmpfilename" else v for k, v in params.items()}
+
+
+def violation_record(record, err):
+    if err.errors:
+        reason = "Parameter verification failed: " + "; ".join(
+            f"{k}: {v.strip()}" for k, v in sorted(err.errors.items()))
+    else:
+        reason = err.message.strip()
+    violation = {"method": record["method"], "path": record["path"], "status": err.status, "reason": reason,
+                 "errors": err.errors, "params": record["params"], "user": record.get("user")}
+    if record.get("via") == "pvesh":
+        violation["via"] = "pvesh"
+    return violation
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -157,6 +276,8 @@ class Exchange:
         self.params = {}
         self.status = None
         self.upload_bytes = None
+        self.identity = None
+        self.body_read = 0  # bytes of the request body consumed so far
 
     # --- flow ------------------------------------------------------------------
 
@@ -225,8 +346,14 @@ class Exchange:
         token = unquote(match.group(1)) if match else None
         if not token:
             raise ApiError(401, "No ticket")
-        if token != self.app.token:
-            raise ApiError(401, "authentication failure")
+        if token == self.app.token:  # the start token: a superuser (README.md)
+            userid, tokenid = token.rsplit("=", 1)[0].split("!", 1)
+            self.identity = Identity(userid, tokenid, superuser=True)
+            return
+        # pve-manager HTTPServer.pm auth_handler: verify_token fails -> "Authentication failed!"
+        with self.app.node.lock:
+            userid, tokenid = self.app.node.access.verify_token(token)
+        self.identity = Identity(userid, tokenid)
 
     def _read_params(self):
         """(parameters, spooled upload or None): body parameters, then the query string's."""
@@ -236,6 +363,7 @@ class Exchange:
             raise ApiError(400, "bad request")
         length = int(length_text) if length_text else 0
         if self.method == "POST" and UPLOAD_PATH.match(self.rel_path):
+            self._check_upload_permission()
             return self._read_upload(length)
         query = decode_urlencoded(self.query)
         if not length:
@@ -248,6 +376,7 @@ class Exchange:
         if ctype not in ("", "application/x-www-form-urlencoded", "application/json"):
             raise ApiError(506, f"upload 'Content-Type '{headers.get('Content-Type')}' not implemented")
         body = self.handler.rfile.read(length)
+        self.body_read = len(body)
         if len(body) != length:
             raise DropConnection()
         params = self._json_params(body) if ctype == "application/json" else decode_urlencoded(body.decode("latin-1"))
@@ -263,6 +392,17 @@ class Exchange:
         if not isinstance(data, dict):
             raise ApiError(400, "pve-sim: a JSON body must be an object")
         return {key: perl_json_value(value) for key, value in data.items()}
+
+    def _check_upload_permission(self):
+        """Datastore.AllocateTemplate on /storage/{storage} is checked before the body is read."""
+        if self.identity.superuser:
+            return
+        node, uri_params = self.app.schema.resolve(self.rel_path)
+        info = node.info.get("POST") if node else None
+        if info is not None:
+            with self.app.node.lock:
+                Perms(self.app.node.access, self.identity.authid).check_api2_permissions(
+                    info.get("permissions"), dict(decode_urlencoded(self.query), **uri_params))
 
     def _read_upload(self, length):
         headers = self.handler.headers
@@ -298,51 +438,19 @@ class Exchange:
             if not chunk:
                 raise DropConnection()  # the client went away
             self.upload_bytes += len(chunk)
+            self.body_read = self.upload_bytes
             remaining -= len(chunk)
             parser.feed(chunk)
 
     # --- dispatch -------------------------------------------------------------------
 
     def _call(self, params, upload):
-        node, uri_params = self.app.schema.resolve(self.rel_path)
-        info = node.info.get(self.method) if node else None
-        if info is None:
-            raise ApiError(501, f"Method '{self.method} {self.rel_path}' not implemented")
-        for key in params:
-            if uri_params.get(key) is not None:
-                raise ApiError(400, "Parameter verification failed.",
-                               {key: "duplicate parameter (already defined in URI)"})
-        params = dict(params, **uri_params)
-        self.params = params
-        if not info.get("allowtoken", 1):
-            raise ApiError(403, f"Permission check failed (URI '{self.rel_path}' not available with "
-                                "API token, need proper ticket.)")
-        if upload and "tmpfilename" in params:
-            raise ApiError(400, "Parameter verification failed.",
-                           {"tmpfilename": "'tmpfilename' query parameter is not allowed for file uploads"})
-        if upload:
-            params["tmpfilename"] = upload.pve_path
-        errors = self.app.schema.validate(info, params)
-        if errors:
-            raise ApiError(400, "Parameter verification failed.", errors)
-        self._check_node(params)
-        self._fault_fails_request()
-        handler = self.app.api.handler(self.method, node.path)
-        if handler is None:
-            raise ApiError(501, f"Method '{self.method} {self.rel_path}' not implemented by pve-sim")
-        clean = {k: ("1" if v else "0") if isinstance(v, bool) else v for k, v in params.items() if v is not None}
-        ctx = RequestContext(upload)
-        with self.app.node.lock:
-            result = handler(clean, ctx)
-            if self.method != "GET":
-                self.app.node.dirty = True
-        return result, ctx.attribs
+        result, attribs, _ = self.app.dispatch(self.method, self.rel_path, params, self.identity, upload,
+                                               on_params=self._set_params, fault_match=self._fault_matches)
+        return result, attribs
 
-    def _check_node(self, params):
-        node = params.get("node")
-        if isinstance(node, str) and node not in (self.app.node.name, "localhost"):
-            raise ApiError(500, f"hostname lookup '{node}' failed - failed to get address info for: "
-                                f"{node}: Name or service not known")
+    def _set_params(self, params):
+        self.params = params
 
     # --- faults -------------------------------------------------------------------
 
@@ -351,12 +459,6 @@ class Exchange:
             return False
         return spec.get("method", self.method) == self.method and \
             re.search(spec.get("path", ""), self.rel_path or "") is not None
-
-    def _fault_fails_request(self):
-        spec = self.app.faults.take("fail_request", self._fault_matches)
-        if spec:
-            raise ApiError(int(spec.get("status", 500)), spec.get("message", "pve-sim: injected failure"),
-                           spec.get("errors"))
 
     def _fault_drops_response(self):
         if self.method == "POST" and re.match(r"^/nodes/[^/]+/qemu/?$", self.rel_path):
@@ -391,6 +493,29 @@ class Exchange:
         handler.wfile.write(payload)
         if close:
             handler.close_connection = True
+            self._drain_unread_body()
+
+    def _drain_unread_body(self):
+        """A request refused before its body was read (401, 403 on an upload): read up to
+        16 MiB of it so closing the socket sends FIN, not an RST that would destroy the
+        answer in the client's receive buffer."""
+        try:
+            length = int(self.handler.headers.get("Content-Length") or 0)
+        except ValueError:
+            return
+        remaining = min(length - self.body_read, 16 << 20)
+        if remaining <= 0:
+            return
+        try:
+            self.handler.wfile.flush()
+            self.handler.connection.settimeout(2)
+            while remaining > 0:
+                chunk = self.handler.rfile.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except (OSError, ssl.SSLError):
+            pass
 
     def _drop(self):
         self.handler.close_connection = True
@@ -404,23 +529,73 @@ class Exchange:
     # --- journals ----------------------------------------------------------------------
 
     def _logged_params(self):
-        logged = {}
-        for key, value in self.params.items():
-            logged[key] = "***" if SECRET_PARAM.search(key) and key != "tmpfilename" else value
-        return logged
+        return redact_params(self.params)
+
+    def _record(self):
+        return {"method": self.method, "path": self.path, "params": self._logged_params(),
+                "status": self.status, "via": "api", "user": self.identity.authid if self.identity else None}
 
     def _journal_request(self):
-        record = {"method": self.method, "path": self.path, "params": self._logged_params(),
-                  "status": self.status}
+        record = self._record()
         if self.upload_bytes is not None:
             record["upload_bytes"] = self.upload_bytes
         self.app.journal.request(record)
 
     def _journal_violation(self, err):
-        if err.errors:
-            reason = "Parameter verification failed: " + "; ".join(
-                f"{k}: {v.strip()}" for k, v in sorted(err.errors.items()))
-        else:
-            reason = err.message.strip()
-        self.app.journal.violation({"method": self.method, "path": self.path, "status": err.status,
-                                    "reason": reason, "errors": err.errors, "params": self._logged_params()})
+        self.app.journal.violation(violation_record(self._record(), err))
+
+
+# --- the root channel: DIR/pvesh.sock ---------------------------------------------
+
+
+class PveshServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """HTTP over the unix socket DIR/pvesh.sock. Only this socket runs commands as
+    root@pam: it serves `POST /pvesh` with `{"argv": [...], "term": {...}}` and answers
+    `{"stdout", "stderr", "exit"}` (the `pvesh` script prints them and exits)."""
+
+    daemon_threads = True
+
+    def __init__(self, path, app):
+        self.app = app
+        if os.path.exists(path):
+            os.unlink(path)
+        super().__init__(path, PveshHandler)
+        os.chmod(path, 0o666)  # tests run pvesh as another user in another namespace
+
+
+class PveshHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def address_string(self):
+        return "pvesh.sock"
+
+    def log_message(self, format, *args):  # noqa: A002
+        if self.server.app.verbose:
+            sys.stderr.write("pve-sim pvesh: " + (format % args) + "\n")
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            request = json.loads(self.rfile.read(length).decode("utf-8"))
+            argv = [str(a) for a in request["argv"]]
+            term = request.get("term") or {}
+        except (ValueError, KeyError, TypeError) as err:
+            self._reply(400, {"error": f"bad pvesh request: {err}"})
+            return
+        if self.path != "/pvesh":
+            self._reply(404, {"error": "only POST /pvesh"})
+            return
+        try:
+            stdout, stderr, code = Pvesh(self.server.app, term).run(argv)
+        except Exception as err:  # a simulator bug
+            traceback.print_exc()
+            stdout, stderr, code = "", f"pve-sim internal error: {err!r}\n", 255
+        self._reply(200, {"stdout": stdout, "stderr": stderr, "exit": code})
+
+    def _reply(self, status, body):
+        payload = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)

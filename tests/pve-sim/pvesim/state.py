@@ -15,6 +15,16 @@ import threading
 import time
 
 FILE_BASED_TYPES = ("dir", "nfs", "cifs", "cephfs", "glusterfs", "btrfs")
+# The content types each storage plugin allows: `plugindata()->{content}->[0]` of
+# pve-storage (at 0c56bad8) src/PVE/Storage/<Type>Plugin.pm (glusterfs: as NFS; it is
+# gone from PVE 9's tree).
+_FILES = ("images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import")
+PLUGIN_CONTENT = {
+    "dir": _FILES + ("none",), "btrfs": _FILES + ("none",), "nfs": _FILES, "cifs": _FILES, "glusterfs": _FILES,
+    "cephfs": ("vztmpl", "iso", "backup", "snippets", "import"),
+    "zfspool": ("images", "rootdir"), "lvm": ("images", "rootdir"), "lvmthin": ("images", "rootdir"),
+    "rbd": ("images", "rootdir"),
+}
 ISO_RE = r"[^/]+\.(?:iso|img)"
 VZTMPL_RE = r"[^/]+\.tar(?:\.(gz|xz|zst|bz2))?"
 SAFE_CHARS = r"[a-zA-Z0-9\-\.\+\=\_]"
@@ -167,6 +177,15 @@ class Storage:
         except FileNotFoundError:
             pass
 
+    def config(self):
+        """The storage.cfg section as `GET /storage/{storage}` shows it (without digest)."""
+        entry = {"storage": self.sid, "type": self.type, "content": ",".join(sorted(self.content))}
+        if self.file_based:
+            entry["path"] = self.pve_path
+        elif self.type == "zfspool":
+            entry.update(pool="rpool/data", sparse=1)
+        return entry
+
     def status(self):
         used = sum(v.size for v in self.volumes.values())
         total = 1 << 40
@@ -281,6 +300,7 @@ class Node:
         self.name = name
         self.network = network
         self.user = user
+        self.caller = user  # auth id of the request being handled (set by App.dispatch)
         self.directory = directory
         self.faults = faults
         self.lock = threading.RLock()
@@ -291,7 +311,17 @@ class Node:
         self.vms = {}
         self.tasks = {}
         self.pools = {}
+        self.access = None  # access.AccessControl, set by pve_sim.build_app
         self.dirty = True
+
+    def storage_cfg_digest(self):
+        """SHA1 of the storage.cfg text (SectionConfig's digest)."""
+        text = ""
+        for sid, storage in self.storages.items():
+            text += f"{storage.type}: {sid}\n"
+            text += "".join(f"\t{k} {v}\n" for k, v in storage.config().items() if k not in ("storage", "type"))
+            text += "\n"
+        return hashlib.sha1(text.encode()).hexdigest()
 
     def volume(self, volid):
         sid, _, _ = volid.partition(":")
@@ -301,7 +331,7 @@ class Node:
     def run_task(self, type_, id_, worker):
         """fork_worker: run `worker(log)` now, report it as running for N polls."""
         polls = self.faults.take("task_polls")
-        task = Task(self.name, type_, id_, self.user, 1 if polls is None else int(polls))
+        task = Task(self.name, type_, id_, self.caller, 1 if polls is None else int(polls))
         fault = self.faults.take("fail_task", lambda f: isinstance(f, dict) and _fault_matches_task(f, task))
         wanted = str(fault.get("exitstatus", "OK")) if fault else None
         if fault and wanted != "OK" and not wanted.startswith("WARNINGS: "):
@@ -340,6 +370,7 @@ class Node:
             "tasks": {upid: task.snapshot() for upid, task in self.tasks.items()},
             "pools": self.pools,
             "network": self.network.snapshot(),
+            "access": self.access.snapshot() if self.access else None,
         }
 
 
