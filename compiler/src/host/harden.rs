@@ -7,7 +7,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::net::ssh::{self, Remote, SshError};
+use crate::net::ssh::{self, Failure, Remote, SshError};
 
 const SCRIPT: &str = include_str!("harden.sh");
 
@@ -59,10 +59,24 @@ impl Harden<'_> {
                 "touch {p} && for _ in $(seq 15); do [ -e {p} ] || exit 0; sleep 1; done; exit 1",
                 p = ssh::quote(proof)
             );
-            ssh::run_fresh(self.remote, &command).map_err(|e| HardenError::NotProven {
-                target: self.remote.target.to_string(),
-                problem: e.to_string(),
-            })?;
+            // sshd re-executes itself on reload: for a moment nothing
+            // listens, so a refused connection is tried again.
+            let mut attempt = 0;
+            loop {
+                match ssh::run_fresh(self.remote, &command) {
+                    Ok(_) => break,
+                    Err(e) if e.failure() == Failure::Unreachable && attempt < 10 => {
+                        attempt += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(500));
+                    }
+                    Err(e) => {
+                        return Err(HardenError::NotProven {
+                            target: self.remote.target.to_string(),
+                            problem: e.to_string(),
+                        })
+                    }
+                }
+            }
         }
         Ok(changes)
     }

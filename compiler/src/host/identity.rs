@@ -230,6 +230,22 @@ impl Subject {
 }
 
 impl Change {
+    /// A grant or revoke for the token: PVE takes ACL entries only for a
+    /// token that exists (`ACL update failed: no such token`), and drops
+    /// them when the token goes, so these are made after the token.
+    pub fn is_for_token(&self) -> bool {
+        matches!(
+            self,
+            Change::Grant {
+                to: Subject::Token,
+                ..
+            } | Change::Revoke {
+                from: Subject::Token,
+                ..
+            }
+        )
+    }
+
     /// One line for people.
     pub fn line(&self) -> String {
         match self {

@@ -140,13 +140,19 @@ pub fn run(request: &Request<'_>) -> Result<Report, HostInitError> {
     let access = identity::changes(request.identity, &observed);
     let user_existed = !access.contains(&identity::Change::CreateUser);
     let mut changes: Vec<String> = Vec::new();
+    let apply = |batch: &[identity::Change], changes: &mut Vec<String>| {
+        identity::apply(&pvesh, batch, &|line| {
+            (request.report)(&format!("changed: {line}"));
+        })?;
+        changes.extend(batch.iter().map(|c| format!("changed: {}", c.line())));
+        Ok::<(), PveshError>(())
+    };
     if request.dry_run {
         changes.extend(access.iter().map(|c| format!("would change: {}", c.line())));
     } else {
-        identity::apply(&pvesh, &access, &|line| {
-            (request.report)(&format!("changed: {line}"));
-        })?;
-        changes.extend(access.iter().map(|c| format!("changed: {}", c.line())));
+        let first: Vec<identity::Change> =
+            access.into_iter().filter(|c| !c.is_for_token()).collect();
+        apply(&first, &mut changes)?;
     }
     let works = |secret: &Secret| -> Result<bool, PveError> {
         let pve = Pve::new(request.api_url, &seen.api_fingerprint, secret)?;
@@ -166,6 +172,15 @@ pub fn run(request: &Request<'_>) -> Result<Report, HostInitError> {
         },
         user_existed || !request.dry_run,
     )?;
+    if !request.dry_run {
+        // The token exists now (a new one has no grants yet).
+        let observed = identity::observe(&pvesh)?;
+        let second: Vec<identity::Change> = identity::changes(request.identity, &observed)
+            .into_iter()
+            .filter(identity::Change::is_for_token)
+            .collect();
+        apply(&second, &mut changes)?;
+    }
     let root = request.ssh.root.as_deref().unwrap_or("");
     let harden = Harden {
         remote: &pvesh.remote,

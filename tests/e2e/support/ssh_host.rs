@@ -62,7 +62,9 @@ impl SshHost {
         static HOSTS: AtomicU32 = AtomicU32::new(0);
         let n = HOSTS.fetch_add(1, Ordering::Relaxed);
         let netns = Netns::new(&format!("ssh{n}"));
-        let octet = (std::process::id() % 50) * 4 + n % 4 + 20;
+        // Up to 50 hosts of this process at once, each on its own /30
+        // (two processes differ in their block of 50).
+        let octet = (std::process::id() % 4) * 50 + n % 50 + 20;
         let (host_if, peer_if) = (format!("wh{octet}"), format!("wp{octet}"));
         let (local, remote) = (format!("10.254.{octet}.1"), format!("10.254.{octet}.2"));
         let _ = Command::new("ip").args(["link", "del", &host_if]).output();
