@@ -105,7 +105,7 @@ impl ImageLab {
         let schematic = schematic_of(&lab.path("blueprint.toml"));
         server
             .serve(
-                &format!("/image/{schematic}/{TALOS_VERSION}/nocloud-amd64.raw.xz"),
+                format!("/image/{schematic}/{TALOS_VERSION}/nocloud-amd64.raw.xz"),
                 talos_fixture(scratch.path()),
             )
             .serve(TELEPORT_TARBALL_PATH, teleport_tarball())
