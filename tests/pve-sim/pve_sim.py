@@ -26,9 +26,12 @@ What it owns:
     slow tasks, slow guest agent);
   * journals: DIR/requests.jsonl, DIR/violations.jsonl, DIR/state.json.
 
+Users, roles, ACLs and API tokens are simulated (pvesim/access.py): created
+tokens authenticate and are permission-checked like on PVE; the start token
+and pvesh (DIR/pvesh.sock, root@pam) are superusers.
+
 What it deliberately does not simulate: a cluster (one node; other node
-names fail like an unknown host), users/ACLs/permissions (the one token is
-root's), tickets and CSRF, real disk contents (disks are sparse files of the
+names fail like an unknown host), groups and realms, tickets and CSRF, real disk contents (disks are sparse files of the
 right size; imports are not converted), QEMU itself (VMs start instantly, no
 config locks; pending changes and hotplug are modelled, see pvesim/pending.py), task concurrency (a task's
 effects happen when it is started; its status reads `running` for the first
@@ -50,6 +53,7 @@ import threading
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from pvesim.access import AccessControl  # noqa: E402
 from pvesim.api import Api  # noqa: E402
 from pvesim.boot import BootMode, add_boot_args  # noqa: E402
 from pvesim.files import Faults, Journal, redact_token_secret, write_json_atomic  # noqa: E402
@@ -173,6 +177,7 @@ def build_app(args, fingerprint):
     faults = Faults(directory)
     user = args.token.rsplit("=", 1)[0]
     node = Node(args.node, user, directory, args.storages, faults, HostNetwork(args.nics, args.bridges))
+    node.access = AccessControl(node, args.token)
     api = Api(node, schema, fingerprint)
     if args.boot:
         BootMode(directory, args.boot_netns, args.boot_memory_cap, args.boot_cores_cap, args.ovmf_code,

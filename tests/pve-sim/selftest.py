@@ -812,6 +812,88 @@ class SelfTest:
                    https and all(r["user"] in ("root@pam!waddlec", None) for r in https)
                    and https[-1]["user"] == "root@pam!waddlec", https[-1:])
 
+    def access_control(self):
+        code, _, err = self.pvesh("create", "/access/roles", "--roleid", "Deploy", "--privs", "VM.Audit,VM.Monitor")
+        self.check("role with VM.Monitor (gone in PVE 9) -> 400 invalid privilege",
+                   code == 255 and "privs: invalid format - invalid privilege 'VM.Monitor'" in err, err)
+        self.pvesh("create", "/access/roles", "--roleid", "Deploy", "--privs",
+                   "VM.Audit,VM.Allocate,VM.Config.Disk,VM.Config.CPU,VM.Config.Memory,VM.Config.Network,"
+                   "VM.Config.Options,VM.Config.HWType,VM.PowerMgmt,VM.GuestAgent.Audit,Datastore.AllocateSpace,"
+                   "Datastore.Audit,SDN.Use")
+        role = self.api.call("GET", "/access/roles/Deploy").data
+        self.check("custom role with VM.GuestAgent.Audit; read_role is {priv: 1}",
+                   role.get("VM.GuestAgent.Audit") == 1 and "VM.Monitor" not in role and len(role) == 13, role)
+        builtin = self.api.call("PUT", "/access/roles/PVEAdmin", {"privs": "VM.Audit"})
+        self.check("built-in roles cannot be modified", builtin.status == 500
+                   and "auto-generated role 'PVEAdmin' cannot be modified" in builtin.reason, builtin)
+        self.pvesh("create", "/access/users", "--userid", "deployer@pve", "--comment", "waddlec")
+        code, out, _ = self.pvesh("create", "/access/users/deployer@pve/token/ci", "--output-format", "json")
+        token = json.loads(out) if code == 0 else {}
+        self.check("token create returns full-tokenid, info (privsep 1) and a UUID value",
+                   token.get("full-tokenid") == "deployer@pve!ci" and token.get("info") == {"privsep": 1}
+                   and len(token.get("value", "")) == 36, out)
+        ci = Client(self.sim.ready, token=f"deployer@pve!ci={token.get('value')}")
+        listed = ci.call("GET", f"/nodes/{NODE}/qemu")
+        self.check("a privsep token without ACLs sees no VMs; journaled as deployer@pve!ci",
+                   listed.status == 200 and listed.data == []
+                   and self.sim.jsonl("requests.jsonl")[-1]["user"] == "deployer@pve!ci", listed)
+        denied = ci.call("GET", f"/nodes/{NODE}/qemu/110/config")
+        self.check("GET config without VM.Audit -> 403 Permission check failed (/vms/110, VM.Audit)",
+                   denied.status == 403 and denied.json["message"] == "Permission check failed (/vms/110, VM.Audit)\n",
+                   denied)
+        first = ci.call("POST", "/access/roles", {"roleid": "bad role!"})
+        self.check("permissions are checked before parameters (403, not 400)", first.status == 403
+                   and first.json["message"] == "Permission check failed (/access, Sys.Modify)\n", first)
+        self.pvesh("set", "/access/acl", "--path", "/", "--roles", "Deploy", "--tokens", "deployer@pve!ci")
+        self.check("privsep: token ACL alone gives nothing (intersection with the user's privileges)",
+                   ci.call("GET", f"/nodes/{NODE}/qemu").data == [])
+        self.pvesh("set", "/access/acl", "--path", "/", "--roles", "Deploy", "--users", "deployer@pve")
+        self.pvesh("set", "/access/acl", "--path", "/vms/300", "--roles", "NoAccess", "--users", "deployer@pve")
+        vms = [v["vmid"] for v in ci.call("GET", f"/nodes/{NODE}/qemu").data]
+        self.check("with user + token ACLs on / the token lists VMs; NoAccess on /vms/300 hides it",
+                   110 in vms and 300 not in vms, vms)
+        acl = self.api.call("GET", "/access/acl").data
+        self.check("GET /access/acl lists {path, type, ugid, roleid, propagate}",
+                   {"path": "/vms/300", "type": "user", "ugid": "deployer@pve", "roleid": "NoAccess",
+                    "propagate": 1} in acl and any(e["type"] == "token" for e in acl), acl)
+        perms = ci.call("GET", "/access/permissions").data
+        self.check("GET /access/permissions: the token's effective privileges per path",
+                   perms.get("/", {}).get("VM.Audit") == 1 and "Sys.Modify" not in perms.get("/", {})
+                   and perms.get("/vms/300") is None, perms)
+        other_perms = ci.call("GET", "/access/permissions", {"userid": "root@pam"})
+        self.check("  ... another user's -> 403 (/access, Sys.Audit)", other_perms.status == 403, other_perms)
+        root_only = ci.call("POST", f"/nodes/{NODE}/qemu", {"vmid": 120, "scsi0": "vmdata:1", "args": "-S"})
+        self.check("create with a key in no privilege category -> 500 only root can set 'args' config",
+                   root_only.status == 500 and root_only.reason == "only root can set 'args' config", root_only)
+        no_bridge = ci.call("POST", f"/nodes/{NODE}/qemu", {"vmid": 120, "scsi0": "vmdata:1",
+                                                            "net0": "virtio,bridge=vmbr1"})
+        self.check("create with a NIC: SDN.Use on /sdn/zones/localnetwork/vmbr1 is checked",
+                   no_bridge.status == 200, no_bridge)
+        ci.wait_task(no_bridge.data)
+        other = next(u for u in self.sim.state()["tasks"] if ":root@pam!waddlec:" in u)
+        foreign = ci.call("GET", f"/nodes/{NODE}/tasks/{urllib.parse.quote(other, safe='')}/status")
+        tasks = ci.call("GET", f"/nodes/{NODE}/tasks").data
+        self.check("tasks: own task visible, another's -> 403 (/nodes/N, Sys.Audit)",
+                   foreign.status == 403 and "Sys.Audit" in foreign.json["message"]
+                   and [t["user"] for t in tasks] == ["deployer@pve"] * len(tasks) and tasks, (foreign, tasks))
+        upload = ci.upload("local", "x.raw", iter([b"x" * 10]), 10)
+        self.check("upload without Datastore.AllocateTemplate -> 403 before the body",
+                   upload.status == 403 and "Datastore.AllocateTemplate" in upload.json["message"], upload)
+        self.api.call("PUT", "/access/users/deployer@pve", {"enable": 0})
+        disabled = ci.call("GET", "/version")
+        self.api.call("PUT", "/access/users/deployer@pve", {"enable": 1})
+        wrong = Client(self.sim.ready, token="deployer@pve!ci=" + "1" * 36).call("GET", "/version")
+        self.check("disabled user / wrong secret -> 401", disabled.status == 401 and wrong.status == 401,
+                   (disabled, wrong))
+        self.pvesh("delete", "/access/users/deployer@pve")
+        gone = ci.call("GET", "/version")
+        acl = self.api.call("GET", "/access/acl").data
+        self.check("deleting the user removes its tokens and ACL entries (token -> 401)",
+                   gone.status == 401 and not any("deployer@pve" in e["ugid"] for e in acl), (gone, acl))
+        leaked = [n for n in os.listdir(self.sim.dir) if os.path.isfile(os.path.join(self.sim.dir, n))
+                  and token.get("value", "none").encode() in open(os.path.join(self.sim.dir, n), "rb").read()]
+        self.check("a created token's secret is in no file (state.json keeps no secret)", not leaked, leaked)
+
     def journals(self):
         requests = self.sim.jsonl("requests.jsonl")
         self.check(f"requests.jsonl has every request ({len(requests)})",
@@ -845,7 +927,7 @@ def main():
     try:
         for scenario in (test.start_contract, test.auth, test.upload_and_create, test.validation,
                          test.upload_failures, test.faults, test.vm_lifecycle, test.pools, test.network,
-                         test.bridge_start, test.pending_config, test.pvesh_channel,
+                         test.bridge_start, test.pending_config, test.pvesh_channel, test.access_control,
                          lambda: test.big_upload(args.big_upload_mib), test.journals, test.shutdown):
             try:
                 scenario()

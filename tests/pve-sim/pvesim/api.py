@@ -14,6 +14,7 @@ import tarfile
 import time
 import uuid
 
+from .access_api import AccessApi
 from .network import NetworkApi
 from .pending import Pending
 from .perlish import format_size, parse_size, split_list
@@ -40,6 +41,15 @@ class RequestContext:
         self.perms = perms
         self.identity = identity
 
+    def allowed(self, path, privs, any_=False):
+        """A permission check with noerr: always true for a superuser."""
+        return self.perms is None or self.perms.check_full(path, privs, any_, True)
+
+    def require(self, path, privs, any_=False):
+        """A permission check that answers 403 `Permission check failed (path, priv)`."""
+        if self.perms is not None:
+            self.perms.check_full(path, privs, any_)
+
     def can_see_bridge(self, bridge):
         """Network.pm index: root sees every bridge, others need SDN.Audit or SDN.Use
         on /sdn/zones/localnetwork/<bridge> (RPCEnvironment::check_sdn_bridge)."""
@@ -47,9 +57,73 @@ class RequestContext:
                                                                  ["SDN.Audit", "SDN.Use"], noerr=True)
 
 
+# qemu-server (at e6352be6) src/PVE/API2/Qemu.pm $cpuoptions, $memoryoptions, $hwtypeoptions,
+# $generaloptions, $vmpoweroptions, $diskoptions, $cloudinitoptions ($check_vm_modify_config_perm)
+CPU_OPTIONS = {"cores", "cpu", "runningcpu", "cpulimit", "cpuunits", "numa", "smp", "sockets", "vcpus"}
+MEMORY_OPTIONS = {"memory", "balloon", "shares", "allow-ksm"}
+HWTYPE_OPTIONS = {"acpi", "hotplug", "kvm", "machine", "runningmachine", "scsihw", "smbios1", "tablet", "vga",
+                  "watchdog", "audio0", "rng0"}
+GENERAL_OPTIONS = {"agent", "autostart", "bios", "description", "keyboard", "localtime", "migrate_downtime",
+                   "migrate_speed", "name", "onboot", "ostype", "protection", "reboot", "startdate", "startup",
+                   "tdf", "template"}
+DISK_OPTIONS = {"boot", "bootdisk", "vmstatestorage"}
+CLOUDINIT_OPTIONS = {"cicustom", "cipassword", "citype", "ciuser", "ciupgrade", "nameserver", "searchdomain",
+                     "sshkeys"}
+
+
+def check_vm_modify_config_perm(ctx, vmid, pool, keys):
+    """$check_vm_modify_config_perm: the privilege each config key needs on /vms/<vmid>."""
+    perms = ctx.perms
+    if perms is None:
+        return
+    for opt in sorted(keys):
+        if DRIVE_KEY_RE.match(opt) or opt == "cdrom" or opt == "tags" or \
+                re.match(r"^(?:unused|serial|usb|hostpci|virtiofs)\d+$", opt):
+            continue
+        if opt in CPU_OPTIONS or re.match(r"^numa\d+$", opt):
+            perms.check_vm_perm(vmid, pool, ["VM.Config.CPU"])
+        elif opt in MEMORY_OPTIONS:
+            perms.check_vm_perm(vmid, pool, ["VM.Config.Memory"])
+        elif opt in HWTYPE_OPTIONS:
+            perms.check_vm_perm(vmid, pool, ["VM.Config.HWType"])
+        elif opt in GENERAL_OPTIONS:
+            perms.check_vm_perm(vmid, pool, ["VM.Config.Options"])
+            if opt == "startup":
+                perms.check("/", ["Sys.Modify"])
+        elif opt == "freeze":
+            perms.check_vm_perm(vmid, pool, ["VM.PowerMgmt"])
+        elif opt in DISK_OPTIONS:
+            perms.check_vm_perm(vmid, pool, ["VM.Config.Disk"])
+        elif re.match(r"^net\d+$", opt) or opt == "running-nets-host-mtu":
+            perms.check_vm_perm(vmid, pool, ["VM.Config.Network"])
+        elif opt in CLOUDINIT_OPTIONS or re.match(r"^ipconfig\d+$", opt):
+            perms.check_vm_perm(vmid, pool, ["VM.Config.Cloudinit", "VM.Config.Network"], any_=True)
+        elif opt == "vmstate":
+            perms.check_vm_perm(vmid, pool, ["VM.Config.Disk", "VM.PowerMgmt"])
+        else:
+            raise die(f"only root can set '{opt}' config")
+
+
+def check_serial_perm(ctx, vmid, pool, params):
+    """$check_vm_create_serial_perm: `socket` needs VM.Config.HWType, devices need root."""
+    if ctx.perms is None:
+        return
+    for opt in sorted(params):
+        if re.match(r"^serial\d+$", opt):
+            if params[opt] == "socket":
+                ctx.perms.check_vm_perm(vmid, pool, ["VM.Config.HWType"])
+            else:
+                raise die(f"only root can set '{opt}' config for real devices")
+
+
 def parse_volume_id(volid):
     match = re.match(r"^([a-z][a-z0-9\-\_\.]*[a-z0-9]):(.+)$", volid or "", re.I | re.S)
     return (match.group(1), match.group(2)) if match else (None, None)
+
+
+def _trunk_tags(part):
+    match = re.match(r"^(\d+)-(\d+)$", part)
+    return range(int(match.group(1)), int(match.group(2)) + 1) if match else [int(part)] if part.isdigit() else []
 
 
 def unique_tags(tags):
@@ -107,6 +181,7 @@ class Api:
         }
         self.routes[("GET", "/nodes/{node}/qemu/{vmid}/pending")] = self.vm_pending
         self.routes.update(NetworkApi(node).routes)
+        self.routes.update(AccessApi(node.access).routes)
         self.pending = Pending(self)
 
     def handler(self, method, schema_path):
@@ -155,6 +230,8 @@ class Api:
             if p.get("storage") and sid != p["storage"]:
                 continue
             if wanted and not wanted & set(storage.content):
+                continue
+            if not ctx.allowed(f"/storage/{sid}", ["Datastore.Audit", "Datastore.AllocateSpace"], any_=True):
                 continue
             result.append(storage.status())
         return result
@@ -207,12 +284,17 @@ class Api:
                 continue
             if p.get("vmid") and volume.vmid != int(p["vmid"]):
                 continue
+            try:  # Content.pm index: entries the caller may not access are skipped
+                self.check_volume_access(ctx, volid)
+            except ApiError:
+                continue
             result.append(volume.listing())
         return result
 
     def content_delete(self, p, ctx):
         volid, storage = self._real_volume_id(p.get("storage"), p["volume"])
         _, vtype, _, owner, _ = self.parse_volname(volid)
+        ctx.require(f"/storage/{storage.sid}", ["Datastore.Allocate"])  # Content.pm delete (non-backup)
         if vtype in ("images", "rootdir") and owner in self.node.vms:
             raise die(f"Cannot remove image, a guest with VMID '{owner}' exists!\n"
                       "You can delete the image from the guest's hardware pane")
@@ -336,20 +418,30 @@ class Api:
             raise param_error({"upid": "no such task"})
         return task
 
+    def _check_task_access(self, ctx, task, node):
+        """Tasks.pm: the owner (a user also owns its tokens' tasks), else Sys.Audit on /nodes/<node>."""
+        if ctx.perms is not None and not ctx.perms.owns(task.user):
+            ctx.require(f"/nodes/{node}", ["Sys.Audit"])
+
     def task_status(self, p, ctx):
+        self._check_task_access(ctx, self.task(p["upid"]), p["node"])
         data = token_task(self.task(p["upid"]).status())
         self.node.dirty = True
         return data
 
     def task_log(self, p, ctx):
+        self._check_task_access(ctx, self.task(p["upid"]), p["node"])
         lines = self.task(p["upid"]).log_lines()
         start, limit = int(p.get("start", 0)), int(p.get("limit", 50))
         return [{"n": i + 1, "t": t} for i, t in enumerate(lines)][start:start + limit]
 
     def task_index(self, p, ctx):
         source = p.get("source", "archive")
+        auditor = ctx.allowed(f"/nodes/{p['node']}", ["Sys.Audit"])
         result = []
         for task in sorted(self.node.tasks.values(), key=lambda t: -t.starttime):
+            if not auditor and not ctx.perms.owns(task.user):
+                continue
             if (source == "archive" and task.running) or (source == "active" and not task.running):
                 continue
             if p.get("typefilter") and task.type != p["typefilter"]:
@@ -372,7 +464,8 @@ class Api:
     # --- qemu: read --------------------------------------------------------------
 
     def vm_index(self, p, ctx):
-        return [self._vm_summary(vm) for _, vm in sorted(self.node.vms.items())]
+        return [self._vm_summary(vm) for vmid, vm in sorted(self.node.vms.items())
+                if ctx.allowed(f"/vms/{vmid}", ["VM.Audit"])]
 
     def vm_status(self, p, ctx):
         vm = self.vm(p["vmid"])
@@ -452,41 +545,91 @@ class Api:
     def parse_drives(self, params):
         return {key: self.parse_drive(key, value) for key, value in params.items() if DRIVE_KEY_RE.match(key)}
 
-    def check_storage_access(self, drives, default_storage):
-        """$check_storage_access of qemu-server's API2/Qemu.pm (synchronous, 400/500)."""
+    def check_storage_access(self, drives, default_storage, ctx=None, vmid=None):
+        """$check_storage_access of qemu-server's API2/Qemu.pm (synchronous, 400/500/403)."""
         for key, drive in sorted(drives.items()):
-            self._check_target_access(key, drive, default_storage)
+            self._check_target_access(key, drive, default_storage, ctx, vmid)
             source = drive.get("import-from")
             if not source:
                 continue
             if source.startswith("/"):
                 raise die("Only root can pass arbitrary filesystem paths.")
-            _, vtype, _, _, fmt = self.parse_volname(source)
+            _, vtype, _, src_vmid, fmt = self.parse_volname(source)
             if vtype not in ("images", "import"):
                 raise param_error({key: f"{source} has wrong type '{vtype}' - needs to be 'images' or 'import'"})
             if vtype == "import" and fmt in ("ova", "ovf"):
                 raise ApiError(501, "pve-sim: importing from OVA/OVF archives is not simulated")
+            if src_vmid:
+                ctx and ctx.require(f"/vms/{src_vmid}", ["VM.Clone"])
+            else:
+                self.check_volume_access(ctx, source, vmid)
 
-    def _check_target_access(self, key, drive, default_storage):
+    def _check_target_access(self, key, drive, default_storage, ctx=None, vmid=None):
         volid = drive.get("file")
         cdrom = drive.get("media") == "cdrom"
         sid, volname = parse_volume_id(volid)
-        if not volid or volid in ("none", "cloudinit") or volname == "cloudinit" or (cdrom and volid == "cdrom"):
+        if not volid or volid in ("none", "cloudinit") or volname == "cloudinit":
+            return
+        if cdrom and volid == "cdrom":
+            ctx and ctx.require("/", ["Sys.Console"])
             return
         match = NEW_DISK_RE.match(volid)
         if not cdrom and match:
             sid = match.group(2) or default_storage
             if not sid:
                 raise die("no storage ID specified (and no default storage)")
+            ctx and ctx.require(f"/storage/{sid}", ["Datastore.AllocateSpace"])
             if "images" not in self.storage(sid).content:
                 raise param_error({"storage": f"storage '{sid}' does not support vm images"})
             return
-        if volid.startswith("/"):
-            raise die("Only root can pass arbitrary filesystem paths.")
+        self.check_volume_access(ctx, volid, vmid)
         if sid:
             vtype = self.parse_volname(volid)[1]
             if vtype not in ("images", "iso"):
                 raise param_error({key: "content type needs to be 'images' or 'iso'"})
+
+    def check_volume_access(self, ctx, volid, vmid=None):
+        """pve-storage (at 0c56bad8) src/PVE/Storage.pm check_volume_access."""
+        sid, _ = parse_volume_id(volid)
+        if not sid:
+            if ctx is not None and ctx.perms is not None:
+                raise die("Only root can pass arbitrary filesystem paths.")
+            if volid.startswith("/"):
+                raise die("Only root can pass arbitrary filesystem paths.")
+            return
+        if ctx is None or ctx.perms is None:
+            return
+        _, vtype, _, owner, _ = self.parse_volname(volid)
+        if ctx.allowed(f"/storage/{sid}", ["Datastore.Allocate"]):
+            return
+        if vtype in ("iso", "vztmpl", "import"):
+            ctx.require(f"/storage/{sid}", ["Datastore.AllocateSpace", "Datastore.Audit"], any_=True)
+        elif owner is not None and vmid is not None and int(owner) == int(vmid):
+            return
+        elif vtype in ("images", "rootdir") and owner:
+            ctx.require(f"/storage/{sid}", ["Datastore.Audit"])
+            ctx.require(f"/vms/{owner}", ["VM.Config.Disk"])
+        else:
+            raise die(f"missing privileges to access {volid}")
+
+    def check_bridge_access(self, ctx, params):
+        """qemu-server QemuServer.pm check_bridge_access -> pve-guest-common
+        GuestHelpers.pm check_vnet_access (zone `localnetwork`, no SDN vnets)."""
+        if ctx is None or ctx.perms is None:
+            return
+        for key in sorted(k for k in params if re.match(r"^net\d+$", k)):
+            net = self.parse_net(key, params[key])
+            bridge = net.get("bridge")
+            if bridge is None:
+                continue
+            tag, trunks = net.get("tag"), net.get("trunks")
+            base = f"/sdn/zones/localnetwork/{bridge}"
+            if tag:
+                ctx.perms.check(f"{base}/{tag}", ["SDN.Use"])
+            for trunk in sorted({t for part in split_list(trunks or "") for t in _trunk_tags(part)}):
+                ctx.perms.check(f"{base}/{trunk}", ["SDN.Use"])
+            if not (tag or trunks):
+                ctx.perms.check(base, ["SDN.Use"])
 
     def check_drive_param(self, drives):
         """$check_drive_param of qemu-server's API2/Qemu.pm (synchronous, 400)."""
@@ -613,10 +756,22 @@ class Api:
         for ignored in ("bwlimit", "force", "unique", "live-restore", "ha-managed", "import-working-storage"):
             p.pop(ignored, None)
         if pool is not None and pool not in self.node.pools:
+            if ctx.perms is not None:  # RPCEnvironment::check_pool_exist
+                raise ApiError(403, f"Permission check failed (pool '{pool}' does not exist)")
             raise die(f"pool '{pool}' does not exist")
+        if default_storage is not None:
+            ctx.require(f"/storage/{default_storage}", ["Datastore.AllocateSpace"])
+        if start and ctx.perms is not None:
+            ctx.perms.check_vm_perm(vmid, pool, ["VM.PowerMgmt"])
+        if ctx.perms is not None and not ctx.allowed(f"/vms/{vmid}", ["VM.Allocate"]) and \
+                not (pool and ctx.allowed(f"/pool/{pool}", ["VM.Allocate"])):
+            raise ApiError(403, "Permission check failed")
         self._normalize_settings(p)
         drives = self.parse_drives(p)
-        self.check_storage_access(drives, default_storage)
+        self.check_storage_access(drives, default_storage, ctx, vmid)
+        check_vm_modify_config_perm(ctx, vmid, pool, p.keys())
+        check_serial_perm(ctx, vmid, pool, p)
+        self.check_bridge_access(ctx, p)
         self.check_drive_param(drives)
         if vmid in self.node.vms:
             raise die(f"unable to create VM {vmid} - VM {vmid} already exists on node '{self.node.name}'")
@@ -665,7 +820,7 @@ class Api:
     # --- qemu: config update ---------------------------------------------------------
 
     def vm_update_sync(self, p, ctx):
-        worker, vmid = self._prepare_update(p)
+        worker, vmid = self._prepare_update(p, ctx)
         try:
             worker(_NullLog(), sync=True)
         except TaskFailed as err:
@@ -674,7 +829,7 @@ class Api:
 
     def vm_update_async(self, p, ctx):
         delay = p.pop("background_delay", None)
-        worker, vmid = self._prepare_update(p)
+        worker, vmid = self._prepare_update(p, ctx)
         upid = self.node.run_task("qmconfig", vmid, worker)
         if delay:  # PVE waited up to `delay` seconds for the task and it finished
             self.node.tasks[upid].polls_left = 0
@@ -684,7 +839,7 @@ class Api:
             raise die(f"failed to update VM {vmid}: {status}")
         return upid
 
-    def _prepare_update(self, p):
+    def _prepare_update(self, p, ctx=None):
         vmid = int(p.pop("vmid"))
         p.pop("node")
         vm = self.vm(vmid)
@@ -708,7 +863,9 @@ class Api:
                 raise param_error({"delete": f"you can't use '-{key}' and -revert {key}' at the same time"})
         self._normalize_settings(p)
         drives = self.parse_drives(p)
-        self.check_storage_access(drives, None)
+        self._check_update_perms(ctx, vm, p, drives, to_delete)
+        self.check_storage_access(drives, None, ctx, vmid)
+        self.check_bridge_access(ctx, p)
         self.check_drive_param(drives)
 
         def worker(log, sync=False):
@@ -723,6 +880,24 @@ class Api:
             self.pending.update(vm, p, drives, to_delete, force, log, sync)
 
         return worker, vmid
+
+    def _check_update_perms(self, ctx, vm, params, drives, to_delete):
+        """$update_vm_api: per-key privileges for deleted and set keys; drives need
+        VM.Config.Disk (VM.Config.CDROM for a cdrom); a changed or deleted NIC also
+        needs SDN.Use on its old bridge."""
+        if ctx is None or ctx.perms is None:
+            return
+        check_vm_modify_config_perm(ctx, vm.vmid, None, to_delete)
+        check_vm_modify_config_perm(ctx, vm.vmid, None, params.keys())
+        for key in sorted(set(to_delete) | set(params)):
+            if DRIVE_KEY_RE.match(key) or key.startswith("unused"):
+                cdrom = key in drives and drives[key].get("media") == "cdrom"
+                ctx.perms.check_vm_perm(vm.vmid, None, ["VM.Config.CDROM" if cdrom else "VM.Config.Disk"])
+            elif re.match(r"^net\d+$", key):
+                current = vm.pending.get(key, vm.config.get(key))
+                if current is not None:
+                    self.check_bridge_access(ctx, {key: current})
+        check_serial_perm(ctx, vm.vmid, None, params)
 
     def free_owned(self, vm, volid):
         """try_deallocate_drive: free a volume the VM owns (a foreign one is only detached)."""
@@ -819,6 +994,10 @@ class Api:
     def vm_resize(self, p, ctx):
         vm = self.vm(p["vmid"])
         disk, size_text, digest = p["disk"], p["size"], p.get("digest")
+        if ctx.perms is not None and disk in vm.config:  # resize_vm: space on the disk's storage
+            sid, _ = parse_volume_id(self.parse_drive(disk, vm.config[disk]).get("file"))
+            if sid:
+                ctx.require(f"/storage/{sid}", ["Datastore.AllocateSpace"])
 
         def worker(log):
             if digest and digest != vm.digest():
@@ -909,6 +1088,8 @@ class Api:
         return members
 
     def pool_index(self, p, ctx):
+        if p.get("poolid") and not ctx.allowed(f"/pool/{p['poolid']}", ["Pool.Audit"]):
+            return []
         if p.get("poolid"):
             pool = self._pool(p["poolid"])
             entry = {"poolid": p["poolid"], "members": self._pool_members(pool)}
@@ -916,7 +1097,7 @@ class Api:
                 entry["comment"] = pool["comment"]
             return [entry]
         return [dict({"poolid": pid}, **({"comment": pool["comment"]} if pool.get("comment") is not None else {}))
-                for pid, pool in sorted(self.node.pools.items())]
+                for pid, pool in sorted(self.node.pools.items()) if ctx.allowed(f"/pool/{pid}", ["Pool.Audit"])]
 
     def pool_read(self, p, ctx):
         pool = self._pool(p["poolid"])
@@ -937,6 +1118,11 @@ class Api:
 
     def pool_update(self, p, ctx):
         pool = self._pool(p["poolid"], "update")
+        if ctx.perms is not None:  # Pool.pm update_pool: the right to modify permissions on members
+            for vmid in split_list(p.get("vms")):
+                ctx.perms.check_perm_modify(f"/vms/{vmid}")
+            for sid in split_list(p.get("storage")):
+                ctx.perms.check_perm_modify(f"/storage/{sid}")
         if "comment" in p:
             pool["comment"] = p["comment"]
         remove = p.get("delete") == "1"

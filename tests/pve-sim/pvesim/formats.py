@@ -121,6 +121,28 @@ def pve_userid(v):
         fail(f"value '{v}' does not look like a valid user name")
 
 
+def pve_priv(v):
+    """pve-access-control AccessControl.pm verify_privname (PVE 9's privilege list)."""
+    from .access import VALID_PRIVS
+    if v not in VALID_PRIVS:
+        fail(f"invalid privilege '{v}'")
+
+
+def pve_roleid(v):
+    if not full_match(r"[A-Za-z0-9\.\-_]+", v):
+        fail(f"role name '{v}' contains invalid characters")
+
+
+def pve_groupid(v):
+    if not full_match(r"[A-Za-z0-9\.\-_]+", v):
+        fail(f"group name '{v}' contains invalid characters")
+
+
+def pve_tokenid(v):
+    if not full_match(r"[^\s:/]+@[A-Za-z][A-Za-z0-9\.\-_]+![A-Za-z][A-Za-z0-9\.\-_]+", v):
+        fail(f"value '{v}' does not look like a valid token ID")
+
+
 def email(v):
     if not full_match(r"[\w\+\-\~]+(\.[\w\+\-\~]+)*@[a-zA-Z0-9\-]+(\.[a-zA-Z0-9\-]+)*", v):
         fail("value does not look like a valid email address")
@@ -406,6 +428,10 @@ VALIDATORS = {
     "pve-startup-order": pve_startup_order,
     "pve-poolid": pve_poolid,
     "pve-userid": pve_userid,
+    "pve-priv": pve_priv,
+    "pve-roleid": pve_roleid,
+    "pve-groupid": pve_groupid,
+    "pve-tokenid": pve_tokenid,
     "email": email,
     "pve-task-status-type": pve_task_status_type,
     "ipv4": ipv4,

@@ -148,8 +148,8 @@ class Pvesh:
             getattr(self, "_cmd_" + cmd)(cmd, params)
         except ApiError as err:
             if not self.called:
-                self.app.pvesh_rejected(METHOD_MAP.get(cmd, cmd.upper()), args[1] if len(args) > 1 else "",
-                                        self.argv, err)
+                method = METHOD_MAP.get(cmd, "GET" if cmd == "ls" else cmd.upper())
+                self.app.pvesh_rejected(method, args[1] if len(args) > 1 else "", self.argv, err)
             self._die_api_error(err, usage)
 
     @staticmethod

@@ -22,7 +22,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from .access import Identity
+from .access import Identity, Perms
 from .api import RequestContext
 from .files import write_json_atomic
 from .multipart import CHUNK, MultipartUpload, UploadedFile, UploadFailed
@@ -97,6 +97,11 @@ class App:
         if identity.tokenid is not None and not info.get("allowtoken", 1):
             raise ApiError(403, f"Permission check failed (URI '{rel_path}' not available with "
                                 "API token, need proper ticket.)")
+        perms = None
+        if not identity.superuser:  # RPCEnvironment::check_api2_permissions, before validation
+            perms = Perms(self.node.access, identity.authid)
+            with self.node.lock:
+                perms.check_api2_permissions(info.get("permissions"), params)
         if upload and "tmpfilename" in params:
             raise ApiError(400, "Parameter verification failed.",
                            {"tmpfilename": "'tmpfilename' query parameter is not allowed for file uploads"})
@@ -115,7 +120,7 @@ class App:
         if handler is None:
             raise ApiError(501, f"Method '{method} {rel_path}' not implemented by pve-sim")
         clean = {k: ("1" if v else "0") if isinstance(v, bool) else v for k, v in params.items() if v is not None}
-        ctx = RequestContext(upload, identity=identity)
+        ctx = RequestContext(upload, perms=perms, identity=identity)
         with self.node.lock:
             self.node.caller = identity.authid  # the owner of tasks this handler starts
             result = handler(clean, ctx)
@@ -272,6 +277,7 @@ class Exchange:
         self.status = None
         self.upload_bytes = None
         self.identity = None
+        self.body_read = 0  # bytes of the request body consumed so far
 
     # --- flow ------------------------------------------------------------------
 
@@ -340,12 +346,14 @@ class Exchange:
         token = unquote(match.group(1)) if match else None
         if not token:
             raise ApiError(401, "No ticket")
-        if token != self.app.token:
-            # pve-manager HTTPServer.pm auth_handler: verify_token fails -> "Authentication failed!"
-            raise ApiError(401, "Authentication failed!")
-        authid = token.rsplit("=", 1)[0]
-        userid, tokenid = authid.split("!", 1)
-        self.identity = Identity(userid, tokenid, superuser=True)
+        if token == self.app.token:  # the start token: a superuser (README.md)
+            userid, tokenid = token.rsplit("=", 1)[0].split("!", 1)
+            self.identity = Identity(userid, tokenid, superuser=True)
+            return
+        # pve-manager HTTPServer.pm auth_handler: verify_token fails -> "Authentication failed!"
+        with self.app.node.lock:
+            userid, tokenid = self.app.node.access.verify_token(token)
+        self.identity = Identity(userid, tokenid)
 
     def _read_params(self):
         """(parameters, spooled upload or None): body parameters, then the query string's."""
@@ -355,6 +363,7 @@ class Exchange:
             raise ApiError(400, "bad request")
         length = int(length_text) if length_text else 0
         if self.method == "POST" and UPLOAD_PATH.match(self.rel_path):
+            self._check_upload_permission()
             return self._read_upload(length)
         query = decode_urlencoded(self.query)
         if not length:
@@ -367,6 +376,7 @@ class Exchange:
         if ctype not in ("", "application/x-www-form-urlencoded", "application/json"):
             raise ApiError(506, f"upload 'Content-Type '{headers.get('Content-Type')}' not implemented")
         body = self.handler.rfile.read(length)
+        self.body_read = len(body)
         if len(body) != length:
             raise DropConnection()
         params = self._json_params(body) if ctype == "application/json" else decode_urlencoded(body.decode("latin-1"))
@@ -382,6 +392,17 @@ class Exchange:
         if not isinstance(data, dict):
             raise ApiError(400, "pve-sim: a JSON body must be an object")
         return {key: perl_json_value(value) for key, value in data.items()}
+
+    def _check_upload_permission(self):
+        """Datastore.AllocateTemplate on /storage/{storage} is checked before the body is read."""
+        if self.identity.superuser:
+            return
+        node, uri_params = self.app.schema.resolve(self.rel_path)
+        info = node.info.get("POST") if node else None
+        if info is not None:
+            with self.app.node.lock:
+                Perms(self.app.node.access, self.identity.authid).check_api2_permissions(
+                    info.get("permissions"), dict(decode_urlencoded(self.query), **uri_params))
 
     def _read_upload(self, length):
         headers = self.handler.headers
@@ -417,6 +438,7 @@ class Exchange:
             if not chunk:
                 raise DropConnection()  # the client went away
             self.upload_bytes += len(chunk)
+            self.body_read = self.upload_bytes
             remaining -= len(chunk)
             parser.feed(chunk)
 
@@ -471,6 +493,29 @@ class Exchange:
         handler.wfile.write(payload)
         if close:
             handler.close_connection = True
+            self._drain_unread_body()
+
+    def _drain_unread_body(self):
+        """A request refused before its body was read (401, 403 on an upload): read up to
+        16 MiB of it so closing the socket sends FIN, not an RST that would destroy the
+        answer in the client's receive buffer."""
+        try:
+            length = int(self.handler.headers.get("Content-Length") or 0)
+        except ValueError:
+            return
+        remaining = min(length - self.body_read, 16 << 20)
+        if remaining <= 0:
+            return
+        try:
+            self.handler.wfile.flush()
+            self.handler.connection.settimeout(2)
+            while remaining > 0:
+                chunk = self.handler.rfile.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except (OSError, ssl.SSLError):
+            pass
 
     def _drop(self):
         self.handler.close_connection = True

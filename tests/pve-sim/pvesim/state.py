@@ -311,6 +311,7 @@ class Node:
         self.vms = {}
         self.tasks = {}
         self.pools = {}
+        self.access = None  # access.AccessControl, set by pve_sim.build_app
         self.dirty = True
         self.boot = None  # boot.BootMode with --boot
 
@@ -376,6 +377,7 @@ class Node:
             "tasks": {upid: task.snapshot() for upid, task in self.tasks.items()},
             "pools": self.pools,
             "network": self.network.snapshot(),
+            "access": self.access.snapshot() if self.access else None,
         }
 
 
