@@ -122,7 +122,7 @@ def build(vmid, conf, env):
     vm_dir = env.vm_dir
     bridges = set()
     machine_flags = []
-    cmd = [env.qemu, "-id", str(vmid)]
+    cmd = [env.qemu]  # PVE: `-id <vmid>`, an option only pve-qemu has
     name = conf.get("name") or f"vm{vmid}"
     cmd += ["-name", name if major >= 11 else f"{name},debug-threads=on"]
     cmd += ["-no-shutdown"]
