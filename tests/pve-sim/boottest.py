@@ -292,6 +292,18 @@ class BootTest:
         pid = (self.state()["vms"]["102"].get("qemu") or {}).get("pid")
         self.pids.append(pid)
         self.check("a second VM starts", status == "OK" and pid and pid_alive(pid), f"{status} {log}")
+        os.kill(pid, signal.SIGKILL)  # QEMU dies under the VM (as a guest poweroff ends it via qmeventd)
+        deadline = time.time() + 5
+        current = f"{base}/qemu/102/status/current"
+        while time.time() < deadline and self.call("GET", current).data["status"] != "stopped":
+            time.sleep(0.1)
+        self.check("a QEMU that exits by itself is noticed: VM stopped, tap gone",
+                   self.call("GET", f"{base}/qemu/102/status/current").data["status"] == "stopped"
+                   and link(self.ns, "tap102i0") is None)
+        status, log = self.run_task("POST", f"{base}/qemu/102/status/start")
+        pid = (self.state()["vms"]["102"].get("qemu") or {}).get("pid")
+        self.pids.append(pid)
+        self.check("... and it starts again", status == "OK" and pid and pid_alive(pid), f"{status} {log}")
         self.api.close()
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(20)
