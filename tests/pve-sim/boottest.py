@@ -140,8 +140,11 @@ class BootTest:
             self.proc.kill()
             self.proc.wait()
         for pid in self.pids:
-            if pid and pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+            try:
+                if pid and pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
