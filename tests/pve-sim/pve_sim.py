@@ -55,6 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pvesim.access import AccessControl  # noqa: E402
 from pvesim.api import Api  # noqa: E402
+from pvesim.boot import BootMode, add_boot_args  # noqa: E402
 from pvesim.files import Faults, Journal, redact_token_secret, write_json_atomic  # noqa: E402
 from pvesim.formats import STORAGE_CONTENT_TYPES, FormatError, cidrv4, ipv4, pve_iface  # noqa: E402
 from pvesim.network import DEFAULT_BRIDGES, DEFAULT_NICS, HostNetwork  # noqa: E402
@@ -84,7 +85,10 @@ def parse_args(argv):
                              "vmbr0=203.0.113.10/24,ports=eno1,gateway=203.0.113.1")
     parser.add_argument("--schema", default=os.environ.get("PVE_SIM_SCHEMA", DEFAULT_SCHEMA))
     parser.add_argument("--verbose", action="store_true", help="log requests and errors to stderr")
+    add_boot_args(parser)
     args = parser.parse_args(argv)
+    if args.boot and not args.boot_netns:
+        parser.error("--boot needs --boot-netns NAME")
     if not re.match(TOKEN_RE, args.token):
         parser.error("--token must look like USER@REALM!TOKENID=SECRET")
     if not re.match(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$", args.node):
@@ -175,6 +179,9 @@ def build_app(args, fingerprint):
     node = Node(args.node, user, directory, args.storages, faults, HostNetwork(args.nics, args.bridges))
     node.access = AccessControl(node, args.token)
     api = Api(node, schema, fingerprint)
+    if args.boot:
+        BootMode(directory, args.boot_netns, args.boot_memory_cap, args.boot_cores_cap, args.ovmf_code,
+                 args.ovmf_vars, args.boot_accel).attach(node, api)
     journal = Journal(directory, redact_token_secret(args.token))
     return App(schema, node, api, journal, faults, args.token,
                os.path.join(directory, "state.json"), tmp_dir, args.verbose)
@@ -224,6 +231,8 @@ def main(argv=None):
     server.server_close()
     pvesh_server.shutdown()
     pvesh_server.server_close()
+    if app.node.boot:
+        app.node.boot.shutdown_all()
     try:
         os.unlink(socket_path)
     except FileNotFoundError:

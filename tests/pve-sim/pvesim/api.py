@@ -487,7 +487,7 @@ class Api:
                 "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0,
                 "uptime": int(time.time() - vm.started) if vm.status == "running" else 0}
         if vm.status == "running":
-            data["pid"] = 10000 + vm.vmid
+            data["pid"] = (self.node.boot and self.node.boot.pid(vm.vmid)) or 10000 + vm.vmid
         for key in ("tags", "lock"):
             if key in config:
                 data[key] = config[key]
@@ -682,6 +682,8 @@ class Api:
                 volume = self._import_disk(vmid, key, storage_id, source, log, created)
             else:
                 volume = self._alloc(storage_id, vmid, self._new_disk_size(key, drive, match), created)
+                if key == "efidisk0" and self.node.boot:  # boot mode: the OVMF vars template
+                    self.node.boot.init_efidisk(volume, drive)
             drive.update(file=volume.volid, size=volume.size)
             drive.pop("format", None)
             text = self.print_drive(key, drive)
@@ -720,7 +722,10 @@ class Api:
         target = self._alloc(storage_id, vmid, size, created)
         target.source = source
         target.sha256 = volume.sha256
-        log.print(f"transferred {format_size(size)} of {format_size(size)} (100.00%)")
+        if self.node.boot:  # boot mode: qemu-img convert onto the new volume (boot.py)
+            self.node.boot.import_volume(volume, target, storage_id, log)
+        else:
+            log.print(f"transferred {format_size(size)} of {format_size(size)} (100.00%)")
         return target
 
     def _print_net(self, key, value):
@@ -953,6 +958,8 @@ class Api:
                       f"downscript=/usr/libexec/qemu-server/pve-bridgedown{vhost}{queues}: "
                       "network script /usr/libexec/qemu-server/pve-bridge failed with status 512")
             raise TaskFailed("start failed: QEMU exited with code 1")
+        if self.node.boot:  # boot mode: QEMU really runs (boot.py)
+            self.node.boot.start(vm, log)
         self._power_on(vm)
 
     def _power_on(self, vm):
@@ -970,6 +977,8 @@ class Api:
 
     def _power_off(self, p, task_type):
         vm = self.vm(p["vmid"])
+        if self.node.boot:  # boot mode: QMP quit / powerdown / guest-shutdown (boot.py)
+            return self.node.boot.power_off(self, vm, p, task_type)
 
         def worker(log):
             if vm.status != "running":
@@ -1014,6 +1023,8 @@ class Api:
                 return
             storage = self.node.storages[drive["file"].split(":")[0]]
             drive["size"] = storage.resize(volume, new_size)
+            if self.node.boot and vm.status == "running":
+                self.node.boot.block_resize(vm, disk, drive["file"], new_size)
             vm.config[disk] = self.print_drive(disk, drive)
 
         return self.node.run_task("resize", vm.vmid, worker)
@@ -1035,6 +1046,8 @@ class Api:
                         storage.free(volid)
                         log.print(f"Removed volume '{volid}'")
             del self.node.vms[vm.vmid]
+            if self.node.boot:
+                self.node.boot.forget(vm.vmid)
             for pool in self.node.pools.values():
                 if vm.vmid in pool["vms"]:
                     pool["vms"].remove(vm.vmid)
@@ -1047,6 +1060,8 @@ class Api:
             raise die("No QEMU guest agent configured")
         if vm.status != "running":
             raise die(f"VM {vm.vmid} is not running")
+        if self.node.boot:  # boot mode: guest-ping over the qga socket (boot.py)
+            return self.node.boot.agent_ping(vm)
         if not agent_enabled(vm.config) or vm.agent_pings_left > 0:
             vm.agent_pings_left = max(0, vm.agent_pings_left - 1)
             raise die("QEMU guest agent is not running")

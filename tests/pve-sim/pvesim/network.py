@@ -62,6 +62,7 @@ class HostNetwork:
         self.pending_text = None
         self.mtime = {CURRENT: time.time(), SHADOW: None}
         self.up = set()
+        self.boot = None  # boot.BootMode with --boot: bridges live in its network namespace
         self._ifreload()
 
     # --- PVE::INotify read_file/write_file on 'interfaces' ---------------------------
@@ -111,9 +112,13 @@ class HostNetwork:
                 if d.get("type") == "bridge":
                     up.update((d.get("bridge_ports") or "").split())
         self.up = up
+        if self.boot:
+            self.boot.sync_bridges(self)
 
     def device_exists(self, name):
         """/sys/class/net/<name> exists: a physical NIC or a device ifupdown created."""
+        if self.boot:
+            return self.boot.link_exists(name)
         return name in self.nics or name in self.up
 
     def snapshot(self):

@@ -313,6 +313,7 @@ class Node:
         self.pools = {}
         self.access = None  # access.AccessControl, set by pve_sim.build_app
         self.dirty = True
+        self.boot = None  # boot.BootMode with --boot
 
     def storage_cfg_digest(self):
         """SHA1 of the storage.cfg text (SectionConfig's digest)."""
@@ -359,6 +360,12 @@ class Node:
         return "OK"
 
     def snapshot(self):
+        snap = self._snapshot()
+        if self.boot:
+            self.boot.annotate(snap)
+        return snap
+
+    def _snapshot(self):
         return {
             "node": self.name,
             "storages": {sid: {"type": s.type, "content": s.content,
