@@ -376,6 +376,21 @@ fn the_token_is_kept_in_1password_or_printed_once_for_env() {
             "op://waddle-platform/proxmox-api-token/credential".into(),
         );
     });
+    // 1Password refuses the write: the token just made is deleted again.
+    let read_only = [op_env[0], op_env[1], ("OP_STAND_IN_READ_ONLY", "1")];
+    let output = lab.init_with(&[], &read_only);
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("deleted again"),
+        "{}",
+        text(&output.stderr)
+    );
+    let state = lab.sim.state().to_string();
+    assert!(
+        !state.contains("\"deploy\""),
+        "a token outlived its failed store: {state}"
+    );
+
     let output = lab.init_with(&[], &op_env);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let items: Value =

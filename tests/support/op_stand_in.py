@@ -10,6 +10,9 @@ Item templates: developer.1password.com/docs/cli/item-template-json (title,
 category, fields[] with id/label/type/value). Anything else is refused with
 op's error shape (`[ERROR] YYYY/MM/DD HH:MM:SS message`, exit 1).
 
+With $OP_STAND_IN_READ_ONLY set, writes fail as for an account that may
+only read the vault (`You do not have permission to perform this action`).
+
 State: $OP_STAND_IN_DIR/items.json ({vault: {item: {field: value}}}); every
 call is appended to $OP_STAND_IN_DIR/calls.log with secret values never
 written (templates are logged as their file mode and field labels only).
@@ -111,6 +114,9 @@ def main(argv):
         if "--no-newline" not in argv:
             sys.stdout.write("\n")
         return 0
+    if argv[:2] in (["item", "create"], ["item", "edit"]) and os.environ.get("OP_STAND_IN_READ_ONLY"):
+        log(" ".join(argv[:2]) + " refused")
+        fail("You do not have permission to perform this action.")
     if argv[:2] == ["item", "create"]:
         values, positional = flags(argv[2:], {"vault", "category", "title", "template", "format"}, 0)
         for required in ("vault", "title", "template"):
