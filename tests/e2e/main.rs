@@ -35,3 +35,4 @@ mod talos_api;
 mod talos_image;
 mod teleport;
 mod test_data;
+mod twin;

@@ -17,7 +17,9 @@ Peers that say who they are (the network proof, tests/e2e/edge_proof.rs):
       then send "ADDR:PORT" back (TLS: inside the session; HTTP: as the body).
   sni_lab.py probe KIND,SRC,HOST,PORT[,SNI]...
       connect from SRC to HOST:PORT, all probes at once; KIND is `tls` (a
-      real ClientHello, no SNI when omitted), `http` (a GET) or `tcp`. Prints
+      real ClientHello, no SNI when omitted), `hello` (the same ClientHello,
+      but whatever comes back is read as plain bytes: for a peer that only
+      reports what it saw), `http` (a GET) or `tcp`. Prints
       one line per probe, in order: "reached DATA" (what the peer sent),
       "closed" (accepted, then closed without a word), "timeout" (no answer
       to the SYN within 2 s) or "refused".
@@ -165,6 +167,8 @@ def probe_one(spec):
                 peer = context.wrap_socket(raw, server_hostname=sni[0] if sni else None)
             except (ssl.SSLError, OSError):
                 return "closed"
+        elif kind == "hello":
+            raw.sendall(client_hello(sni[0] if sni else None))
         elif kind == "http":
             raw.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
         elif kind != "tcp":
@@ -181,6 +185,20 @@ def probe_one(spec):
         if kind == "http":
             data = data.partition(b"\r\n\r\n")[2]
         return f"reached {data.decode(errors='replace')}" if data else "closed"
+
+
+def client_hello(sni):
+    """The bytes of a real TLS ClientHello (Python's own TLS client)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_object = context.wrap_bio(incoming, outgoing, server_hostname=sni)
+    try:
+        tls_object.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
 
 
 def probe(specs):

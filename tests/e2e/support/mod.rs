@@ -11,6 +11,7 @@ pub mod image_lab;
 pub mod k8s_schemas;
 pub mod kube_api;
 pub mod netns;
+pub mod pve_firewall;
 pub mod pve_sim;
 pub mod ssh_host;
 pub mod stand_in_images;

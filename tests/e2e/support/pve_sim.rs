@@ -30,7 +30,12 @@ impl PveSim {
 
     /// A host with more arguments to the simulator (`--bridge …`).
     pub fn start_with(args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), args)
+    }
+
+    /// Started in `dir` (so its `pvesh.sock` path is known before it
+    /// starts) with more arguments (e.g. boot mode's).
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let log = fs::File::create(dir.path().join("sim.log")).unwrap();
         let child = Command::new("/usr/bin/python3")
             .arg(repo_root().join("tests/pve-sim/pve_sim.py"))
@@ -119,6 +124,11 @@ impl PveSim {
         self.dir.path().join("pvesh.sock")
     }
 
+    /// The simulator's working directory (state, journals, boot mode's VMs).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The certificate the API serves (PEM).
     pub fn certificate(&self) -> std::path::PathBuf {
         self.dir.path().join("cert.pem")
@@ -127,9 +137,18 @@ impl PveSim {
     /// `GET /api2/json{path}` with API token `token` (curl, certificate not
     /// checked: the test's own simulator): the status and the body.
     pub fn get_with_token(&self, token: &str, path: &str) -> (u16, String) {
+        self.call_with_token("GET", token, path)
+    }
+
+    /// `POST /api2/json{path}`, no parameters, with API token `token`.
+    pub fn post_with_token(&self, token: &str, path: &str) -> (u16, String) {
+        self.call_with_token("POST", token, path)
+    }
+
+    fn call_with_token(&self, method: &str, token: &str, path: &str) -> (u16, String) {
         let output = super::run(
             Command::new("curl")
-                .args(["-sk", "-w", "\n%{http_code}", "-H"])
+                .args(["-sk", "-X", method, "-w", "\n%{http_code}", "-H"])
                 .arg(format!("Authorization: PVEAPIToken={token}"))
                 .arg(format!("{}/api2/json{path}", self.url)),
         );

@@ -29,6 +29,8 @@ pub struct SshHost {
     pub config: std::path::PathBuf,
     /// This machine's end of the veth, as the host sees it.
     pub host_side: String,
+    /// The host's end of that veth (its management link).
+    peer_if: String,
     log: std::path::PathBuf,
     dir: tempfile::TempDir,
 }
@@ -184,6 +186,7 @@ impl SshHost {
             host_key: host_key.trim().to_string(),
             config,
             host_side: local,
+            peer_if: peer_if.clone(),
             log,
             dir,
         }
@@ -192,6 +195,12 @@ impl SshHost {
     /// The public key sshd presents.
     pub fn host_public_key(&self) -> String {
         format!("{}\n", self.host_key)
+    }
+
+    /// The host's interface to this machine: the management link the
+    /// test's SSH arrives on.
+    pub fn peer_interface(&self) -> &str {
+        &self.peer_if
     }
 
     /// The host's files: sshd's own config is under it.
