@@ -9,9 +9,11 @@ would reject is rejected here with a usage error, so a host script that
 calls a tool wrongly fails its test:
 
 * systemctl(1), systemd 257 (Debian 13): `systemctl [--quiet] [--now]
-  VERB [UNIT...]`; verbs daemon-reload (no unit), enable, disable, start,
-  stop, restart, reload, is-active, is-enabled (one or more units). An
-  unknown verb: `Unknown command verb 'x'.`, exit 1.
+  VERB [UNIT...]`; verbs daemon-reload (no unit) and the unit commands
+  start, stop, reload, restart, try-restart, reload-or-restart,
+  try-reload-or-restart, is-active, is-failed, status, enable, disable,
+  reenable, is-enabled, mask, unmask (one or more units). An unknown verb:
+  `Unknown command verb 'x'.`, exit 1.
 * zfs(8), OpenZFS 2.3 (zfs-list(8), zfs-create(8), zfs-get(8), zfs-set(8),
   zfs-allow(8)): `list [-H] [-o FIELD[,...]] [DATASET]`, `create [-p]
   DATASET`, `get [-Hp] [-o FIELD[,...]] PROP[,...] DATASET`, `set
@@ -67,6 +69,13 @@ def write(name, text):
         handle.write(text + "\n")
 
 
+UNIT_VERBS = (
+    "start", "stop", "reload", "restart", "try-restart", "reload-or-restart",
+    "try-reload-or-restart", "is-active", "is-failed", "status", "enable",
+    "disable", "reenable", "is-enabled", "mask", "unmask",
+)
+
+
 def systemctl(args):
     args = [a for a in args if a not in ("--quiet", "-q", "--now")]
     if any(a.startswith("-") for a in args):
@@ -77,7 +86,7 @@ def systemctl(args):
     if verb == "daemon-reload":
         if units:
             usage("systemctl", "This command expects no arguments.", 1)
-    elif verb in ("enable", "disable", "start", "stop", "restart", "reload", "is-active", "is-enabled"):
+    elif verb in UNIT_VERBS:
         if not units:
             usage("systemctl", "Too few arguments.", 1)
         if verb == "reload" and ("ssh" in units or "ssh.service" in units):
