@@ -265,13 +265,35 @@ impl TalosClient {
         }
     }
 
-    /// Probes until the node answers, for at most `deadline`: after a reboot.
-    /// The error at the deadline says what the last probe met.
+    /// Probes until the node answers, for at most `deadline`. The error at
+    /// the deadline says what the last probe met.
     pub fn wait_until_up(&self, deadline: Duration) -> Result<NodeVersion, TalosApiError> {
+        self.wait_until(deadline, |_| true)
+    }
+
+    /// Probes until the node answers on Talos `tag`, for at most `deadline`:
+    /// after an `Upgrade`, which the node answers before it reboots (so it
+    /// still runs the old version for a moment). The error at the deadline
+    /// says what the last probe met: the version it still ran, or why it
+    /// did not answer.
+    pub fn wait_until_version(
+        &self,
+        tag: &str,
+        deadline: Duration,
+    ) -> Result<NodeVersion, TalosApiError> {
+        self.wait_until(deadline, |version| version.tag == tag)
+    }
+
+    fn wait_until(
+        &self,
+        deadline: Duration,
+        done: impl Fn(&NodeVersion) -> bool,
+    ) -> Result<NodeVersion, TalosApiError> {
         let start = Instant::now();
         loop {
             let last = match self.probe()? {
-                Probe::Up(version) => return Ok(version),
+                Probe::Up(version) if done(&version) => return Ok(version),
+                Probe::Up(version) => format!("up, running Talos {}", version.tag),
                 Probe::Down(why) => why,
             };
             let left = deadline.saturating_sub(start.elapsed());
