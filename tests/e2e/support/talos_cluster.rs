@@ -1053,7 +1053,7 @@ fn can_apply_immediate(current: &serde_json::Value, new: &serde_json::Value) -> 
         return Ok(());
     }
     let text = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    let diff = similar::TextDiff::from_lines(&text(&a), &text(&b))
+    let diff = similar::TextDiff::from_lines(&text(&a) as &str, &text(&b) as &str)
         .unified_diff()
         .to_string();
     Err(format!(
