@@ -547,7 +547,10 @@ fn roles_and_the_node_header_are_enforced_as_apid_does() {
         Code::PermissionDenied
     );
 
-    // Another cluster's admin: TLS refuses it before any call.
+    // Another cluster's admin: refused before any call. With TLS 1.3 the
+    // refusal comes after the handshake, and the connection may be reset
+    // before its alert is read: either way the error points at the
+    // certificate.
     let stranger = new_credentials();
     let foreign = TalosIdentity::from_credentials(&TalosCredentials {
         bundle: lab.credentials.bundle.clone(),
@@ -558,7 +561,14 @@ fn roles_and_the_node_header_are_enforced_as_apid_does() {
         .unwrap()
         .version()
         .unwrap_err();
-    assert!(matches!(err, TalosApiError::Tls { .. }), "{err}");
+    match &err {
+        TalosApiError::Tls { .. } => assert!(err.to_string().contains("OS CA"), "{err}"),
+        TalosApiError::Unreachable { problem, .. } => {
+            assert!(problem.contains("refuses our client certificate"), "{err}")
+        }
+        other => panic!("{other}"),
+    }
+    assert!(lab.cluster.calls().iter().all(|c| c.roles != ["os:admin"]));
 
     // Through cp1 to cp3, by address or hostname; to a down or unknown node
     // the forwarding apid answers Unavailable.

@@ -456,7 +456,11 @@ impl TalosClient {
         })
     }
 
-    /// One unary call on a new connection.
+    /// One unary call on a new connection. A read whose connection was cut
+    /// short (broken pipe, reset) is asked again, twice at most: with TLS
+    /// 1.3 a node refuses our certificate after the handshake, and whether
+    /// we read its alert or a broken pipe first is a race. A change is never
+    /// sent twice: cut short, it is `Unreachable` and its effect unknown.
     fn call<Req, Resp>(
         &self,
         path: &'static str,
@@ -464,14 +468,51 @@ impl TalosClient {
         request: Req,
     ) -> Result<Resp, TalosApiError>
     where
+        Req: prost::Message + Clone + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let read = READS.contains(&path);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.call_once(path, call, request.clone()) {
+                Err((_, true)) if read && tries < CUT_SHORT_TRIES => {
+                    std::thread::sleep(CUT_SHORT_PAUSE);
+                }
+                Err((TalosApiError::Unreachable { server_name, connect, call, problem }, true)) => {
+                    return Err(TalosApiError::Unreachable {
+                        server_name,
+                        connect,
+                        call,
+                        problem: format!(
+                            "the node closed the connection under the call, as a node that refuses our client certificate does (check that the admin identity is of this cluster's bundle): {problem}"
+                        ),
+                    })
+                }
+                Err((error, _)) => return Err(error),
+                Ok(response) => return Ok(response),
+            }
+        }
+    }
+
+    /// One call; on failure, whether the connection was cut short.
+    fn call_once<Req, Resp>(
+        &self,
+        path: &'static str,
+        call: &'static str,
+        request: Req,
+    ) -> Result<Resp, (TalosApiError, bool)>
+    where
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
         let mut request = tonic::Request::new(request);
         if let Some(node) = &self.target {
-            let value = MetadataValue::try_from(node.as_str()).map_err(|_| {
-                TalosApiError::Setup(format!("{node:?} cannot be a gRPC `node` header"))
-            })?;
+            let value = MetadataValue::try_from(node.as_str())
+                .map_err(|_| {
+                    TalosApiError::Setup(format!("{node:?} cannot be a gRPC `node` header"))
+                })
+                .map_err(|e| (e, false))?;
             request.metadata_mut().insert("node", value);
         }
         let unreachable = |problem: String| TalosApiError::Unreachable {
@@ -505,27 +546,31 @@ impl TalosClient {
         let answer = self
             .runtime
             .block_on(async { tokio::time::timeout(self.timeout, attempt).await });
+        let broken = |error: &(dyn std::error::Error + 'static)| match tls_problem(error) {
+            Some(problem) => (tls(problem), false),
+            None => (unreachable(chain(error)), cut_short(error)),
+        };
         match answer {
-            Err(_) => Err(unreachable(format!("no answer within {:?}", self.timeout))),
+            Err(_) => Err((
+                unreachable(format!("no answer within {:?}", self.timeout)),
+                false,
+            )),
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(Err(transport))) => Err(match tls_problem(&transport) {
-                Some(problem) => tls(problem),
-                None => unreachable(chain(&transport)),
-            }),
+            Ok(Err(Err(transport))) => Err(broken(&transport)),
             // A status with a source was made here from a broken connection
             // (the node's answers carry none).
             Ok(Err(Ok(status))) if std::error::Error::source(&status).is_some() => {
-                Err(match tls_problem(&status) {
-                    Some(problem) => tls(problem),
-                    None => unreachable(chain(&status)),
-                })
+                Err(broken(&status))
             }
-            Ok(Err(Ok(status))) => Err(TalosApiError::Refused {
-                server_name: self.node().to_string(),
-                call,
-                code: status.code(),
-                message: status.message().to_string(),
-            }),
+            Ok(Err(Ok(status))) => Err((
+                TalosApiError::Refused {
+                    server_name: self.node().to_string(),
+                    call,
+                    code: status.code(),
+                    message: status.message().to_string(),
+                },
+                false,
+            )),
         }
     }
 
@@ -559,6 +604,41 @@ impl TalosClient {
             missing,
         }
     }
+}
+
+/// How often a read cut short is tried, and the pause between tries.
+const CUT_SHORT_TRIES: u32 = 5;
+const CUT_SHORT_PAUSE: Duration = Duration::from_millis(200);
+
+/// The calls that change nothing, safe to send again.
+const READS: [&str; 4] = [
+    path::VERSION,
+    path::SERVICE_LIST,
+    path::ETCD_MEMBER_LIST,
+    path::ETCD_STATUS,
+];
+
+/// A connection the peer closed under us: a broken pipe, a reset, or
+/// hyper's "connection closed" before the answer.
+fn cut_short(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.to_string() == "connection closed" {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        next = error.source();
+    }
+    false
 }
 
 fn hostname<M: Reply>(message: &M) -> String {
