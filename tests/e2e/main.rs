@@ -32,6 +32,7 @@ mod secret_confinement;
 mod support;
 mod talos;
 mod talos_api;
+mod talos_day2_api;
 mod talos_image;
 mod teleport;
 mod test_data;

@@ -1,6 +1,10 @@
-//! The Talos machine API, as much of it as bringing up a cluster needs:
-//! `machine.MachineService/Bootstrap`, which makes one control-plane node
-//! start etcd as a new single-member cluster.
+//! The Talos machine API, as much of it as bringing up a cluster and
+//! changing it on day 2 needs. Here: the identity and endpoint every call
+//! uses, the errors, and `machine.MachineService/Bootstrap`, which makes one
+//! control-plane node start etcd as a new single-member cluster. The day-2
+//! calls (versions, etcd membership and health, `ApplyConfiguration`,
+//! `Upgrade`) are `TalosClient`'s, in `client`; the messages, with their
+//! field numbers, in `proto`.
 //!
 //! The call is gRPC over mutual TLS: the node (apid) must present a
 //! certificate issued by the bundle's OS CA for the node's address, and we
@@ -17,10 +21,9 @@
 //! failure is not retried: a wrong CA, name or client certificate does not
 //! fix itself. Any other answer is an error at once.
 //!
-//! The two messages are written by hand with their field numbers from
-//! `api/machine/machine.proto` and `api/common/common.proto` of Talos v1.12
-//! (`BootstrapRequest`, `BootstrapResponse`, `Bootstrap`, `common.Metadata`):
-//! generating them would need `protoc` at build time for two messages.
+//! The messages are written by hand with their field numbers from
+//! `api/machine/machine.proto` and `api/common/common.proto` at Talos tag
+//! v1.12.11 (`proto`): generating them would need `protoc` at build time.
 //!
 //! The API is blocking, like the rest of waddlec: each call runs on its own
 //! current-thread tokio runtime.
@@ -36,8 +39,14 @@ use tonic::{Code, Status};
 use waddlec_core::secrets::talos::{decode_pem, TalosCredentials};
 use waddlec_core::secrets::Secret;
 
-/// The gRPC path of the call.
-const BOOTSTRAP: &str = "/machine.MachineService/Bootstrap";
+mod client;
+mod proto;
+
+pub use client::{
+    ApplyMode, ApplyOutcome, EtcdMember, EtcdMemberStatus, NodeVersion, Probe, ServiceHealth,
+    TalosClient, UpgradeAck, UpgradeRequest,
+};
+use proto::{path::BOOTSTRAP, BootstrapRequest, BootstrapResponse};
 /// How long one attempt (connect, TLS, call) may take. The node itself
 /// waits up to 5 s for its clock to sync before it answers.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -126,16 +135,35 @@ pub enum TalosApiError {
         connect: SocketAddr,
         problem: String,
     },
-    #[error("the Talos API of {server_name} refused the bootstrap: {code:?}: {message}")]
+    #[error("the Talos API of {server_name} refused {call}: {code:?}: {message}")]
     Refused {
         server_name: String,
+        /// The RPC, e.g. `EtcdLeaveCluster`.
+        call: &'static str,
         code: Code,
+        /// What the node said (the gRPC status message).
         message: String,
     },
-    #[error("the Talos API of {server_name} answered the bootstrap with an error: {message}")]
+    #[error("the Talos API of {server_name} answered {call} with an error: {message}")]
     Failed {
         server_name: String,
+        call: &'static str,
         message: String,
+    },
+    #[error(
+        "the Talos API of {server_name} (via {connect}) is not reachable for {call}: {problem}"
+    )]
+    Unreachable {
+        server_name: String,
+        connect: SocketAddr,
+        call: &'static str,
+        problem: String,
+    },
+    #[error("the Talos API of {server_name} answered {call} without {missing}")]
+    Incomplete {
+        server_name: String,
+        call: &'static str,
+        missing: &'static str,
     },
     #[error("the Talos API of {server_name} (via {connect}) did not take the bootstrap within {waited:?}; last: {last}; check that the node booted with its machine config and that apid (port 50000) is reachable")]
     Deadline {
@@ -285,6 +313,7 @@ fn judge(endpoint: &TalosEndpoint, answer: Answer) -> Verdict {
             }
             code => Verdict::Fail(TalosApiError::Refused {
                 server_name: endpoint.server_name.clone(),
+                call: "Bootstrap",
                 code,
                 message: status.message().to_string(),
             }),
@@ -299,6 +328,7 @@ fn judge(endpoint: &TalosEndpoint, answer: Answer) -> Verdict {
             match failed {
                 Some(metadata) => Verdict::Fail(TalosApiError::Failed {
                     server_name: endpoint.server_name.clone(),
+                    call: "Bootstrap",
                     message: if metadata.hostname.is_empty() {
                         metadata.error.clone()
                     } else {
@@ -361,43 +391,9 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// `machine.BootstrapRequest`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct BootstrapRequest {
-    /// Recover etcd from a snapshot uploaded with `EtcdRecover`.
-    #[prost(bool, tag = "1")]
-    recover_etcd: bool,
-    /// Skip the snapshot's hash check (a copied data directory).
-    #[prost(bool, tag = "2")]
-    recover_skip_hash_check: bool,
-}
-
-/// `machine.BootstrapResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct BootstrapResponse {
-    #[prost(message, repeated, tag = "1")]
-    messages: Vec<Bootstrap>,
-}
-
-/// `machine.Bootstrap`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct Bootstrap {
-    #[prost(message, optional, tag = "1")]
-    metadata: Option<Metadata>,
-}
-
-/// `common.Metadata`, without its `google.rpc.Status status = 3`, which
-/// repeats `error` and is skipped when decoding.
-#[derive(Clone, PartialEq, prost::Message)]
-struct Metadata {
-    #[prost(string, tag = "1")]
-    hostname: String,
-    #[prost(string, tag = "2")]
-    error: String,
-}
-
 #[cfg(test)]
 mod tests {
+    use super::proto::*;
     use super::*;
     use prost::Message as _;
 

@@ -32,15 +32,46 @@ pub fn pem_text(value: &Secret) -> String {
 
 /// The node's certificate for `NODE` and its key, signed by the OS CA.
 fn node_certificate(bundle: &Bundle) -> (String, String) {
+    node_certificate_for(bundle, NODE)
+}
+
+/// A node's certificate for `name` (its address) and its key, signed by the
+/// OS CA, as apid presents it.
+pub fn node_certificate_for(bundle: &Bundle, name: &str) -> (String, String) {
     let ca_key = pem::parse(pem_text(&bundle.certs.os.key)).unwrap();
     let ca_key =
         KeyPair::from_pkcs8_der_and_sign_algo(&ca_key.contents().into(), &PKCS_ED25519).unwrap();
     let issuer = Issuer::from_ca_cert_pem(&pem_text(&bundle.certs.os.crt), ca_key).unwrap();
-    let mut params = CertificateParams::new(vec![NODE.to_string()]).unwrap();
+    let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
     (cert.pem(), key.serialize_pem())
+}
+
+/// A client identity of the bundle with `role` (e.g. `os:reader`) in its
+/// Subject O, as `talosctl config new --roles` issues it.
+pub fn client_with_role(bundle: &Bundle, role: &str) -> waddlec::secrets::talos::TalosCredentials {
+    use rcgen::{DistinguishedName, DnType};
+    let ca_key = pem::parse(pem_text(&bundle.certs.os.key)).unwrap();
+    let ca_key =
+        KeyPair::from_pkcs8_der_and_sign_algo(&ca_key.contents().into(), &PKCS_ED25519).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(&pem_text(&bundle.certs.os.crt), ca_key).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, role);
+    name.push(DnType::CommonName, "client");
+    params.distinguished_name = name;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    waddlec::secrets::talos::TalosCredentials {
+        bundle: bundle.clone(),
+        admin: waddlec::secrets::talos::TalosAdmin {
+            crt: Secret::new(STANDARD.encode(cert.pem())),
+            key: Secret::new(STANDARD.encode(key.serialize_pem())),
+        },
+    }
 }
 
 /// `machine.BootstrapRequest`, as apid decodes it.

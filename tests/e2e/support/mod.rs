@@ -10,11 +10,13 @@ pub mod file_server;
 pub mod image_lab;
 pub mod k8s_schemas;
 pub mod kube_api;
+pub mod machine_proto;
 pub mod netns;
 pub mod pve_firewall;
 pub mod pve_sim;
 pub mod ssh_host;
 pub mod stand_in_images;
+pub mod talos_cluster;
 pub mod talos_lab;
 
 use std::collections::BTreeMap;
