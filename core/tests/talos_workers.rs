@@ -416,3 +416,44 @@ fn the_worker_config_is_pinned() {
         file(&compiled, "vms/worker-a/seed/user-data")
     );
 }
+
+/// The committed schema (`waddlec schema > blueprints/blueprint.schema.json`,
+/// which editors read) knows `role`, and takes the example.
+#[test]
+fn the_committed_schema_knows_roles() {
+    let committed =
+        std::fs::read_to_string(repo_root().join("blueprints/blueprint.schema.json")).unwrap();
+    let generated = schemars::schema_for!(waddlec_core::blueprint::Blueprint);
+    assert!(
+        committed == serde_json::to_string_pretty(&generated).unwrap() + "\n",
+        "blueprints/blueprint.schema.json is stale: run `waddlec schema > blueprints/blueprint.schema.json`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let document = toml_to_json(toml::from_str(&example().text).unwrap());
+    let errors: Vec<String> = validator
+        .iter_errors(&document)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let mut wrong = document.clone();
+    wrong["talos"]["node"][0]["role"] = "master".into();
+    assert!(!validator.is_valid(&wrong), "`master` is no role");
+}
+
+/// TOML as the JSON an editor's schema check sees (dates as strings).
+fn toml_to_json(value: toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => s.into(),
+        toml::Value::Integer(i) => i.into(),
+        toml::Value::Float(f) => f.into(),
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(a) => a.into_iter().map(toml_to_json).collect(),
+        toml::Value::Table(t) => t
+            .into_iter()
+            .map(|(k, v)| (k, toml_to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}

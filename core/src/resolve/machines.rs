@@ -557,24 +557,16 @@ pub(super) fn check_control_planes(checker: &mut Checker, blueprint: &Blueprint)
         .collect();
     match control_planes.as_slice() {
         [] => {
-            // Where the worker role was written: the defaults, when every
-            // node takes it from there, else the first node's own.
-            let (span, path) = match (
-                &talos.node_defaults.role,
-                talos.nodes.iter().position(|node| node.role.is_some()),
-            ) {
+            // Where the worker role was written: the defaults, when a node
+            // takes it from there, else the first node's own.
+            let (span, path) = match (&talos.node_defaults.role, &talos.nodes[0].role) {
                 (Some(role), _) if talos.nodes.iter().any(|node| node.role.is_none()) => {
                     (role.span(), "talos.node_defaults.role".to_string())
                 }
-                (_, Some(n)) => (
-                    talos.nodes[n]
-                        .role
-                        .as_ref()
-                        .map_or_else(|| talos.nodes[n].name.span(), |r| r.span()),
-                    format!("talos.node[{n}].role"),
-                ),
-                (Some(role), None) => (role.span(), "talos.node_defaults.role".to_string()),
-                (None, None) => (talos.cluster.span(), "talos.node".to_string()),
+                (_, Some(role)) => (role.span(), "talos.node[0].role".to_string()),
+                // Not reached: a node without a role and no default is a
+                // control plane.
+                _ => (talos.cluster.span(), "talos.node".to_string()),
             };
             let count = talos.nodes.len();
             let diagnostic = checker.error(
@@ -582,9 +574,18 @@ pub(super) fn check_control_planes(checker: &mut Checker, blueprint: &Blueprint)
                 span,
                 path,
                 format!(
-                    "Talos cluster `{}` has {count} node{} and every one is a worker: nothing would run etcd or the Kubernetes API",
+                    "{} of Talos cluster `{}` {}: nothing would run etcd or the Kubernetes API",
+                    if count == 1 {
+                        "The only node".to_string()
+                    } else {
+                        format!("All {count} nodes")
+                    },
                     *talos.cluster,
-                    if count == 1 { "" } else { "s" },
+                    if count == 1 {
+                        "is a worker"
+                    } else {
+                        "are workers"
+                    },
                 ),
             );
             diagnostic.label = "no control plane left".into();
