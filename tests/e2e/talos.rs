@@ -114,7 +114,7 @@ fn a_workers_config_validates_and_holds_no_key() {
     strings(&worker, &mut leaves);
     for leaf in leaves {
         let decoded = base64::engine::general_purpose::STANDARD
-            .decode(&leaf)
+            .decode(leaf)
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .unwrap_or_default();
