@@ -1,7 +1,8 @@
 //! The corpus of invalid blueprints in tests/blueprints/invalid/. Each file
 //! starts with `# expect: CODE LINE FIELD`: validating it must exit 1 with a
 //! diagnostic of that code at that line whose path or message names FIELD,
-//! both as JSON and in the text a person reads.
+//! both as JSON and in the text a person reads. A warning's blueprint
+//! (`W…`) is validated with `--strict`, which makes it fatal.
 
 use std::fs;
 
@@ -21,6 +22,17 @@ fn expectation(source: &str) -> Option<Expectation> {
         line: parts.next()?.parse().ok()?,
         field: parts.next()?.trim().to_string(),
     })
+}
+
+/// `waddlec validate`, with `--strict` when the expected finding is a
+/// warning (the only way a warning fails validation).
+fn validate(expected_code: &str) -> std::process::Command {
+    let mut command = waddlec();
+    command.arg("validate");
+    if expected_code.starts_with('W') {
+        command.arg("--strict");
+    }
+    command
 }
 
 /// The corpus's blueprints, sorted.
@@ -49,7 +61,9 @@ fn every_invalid_blueprint_is_refused_at_the_right_place() {
         let source = fs::read_to_string(file).unwrap();
         let expected = expectation(&source)
             .unwrap_or_else(|| panic!("{name}: first line must be `# expect: CODE LINE FIELD`"));
-        let output = run(waddlec().args(["validate", "--format", "json"]).arg(file));
+        let output = run(validate(&expected.code)
+            .args(["--format", "json"])
+            .arg(file));
         if output.status.code() != Some(1) {
             failures.push(format!(
                 "{name}: exit {:?}, expected 1",
@@ -76,7 +90,7 @@ fn every_invalid_blueprint_is_refused_at_the_right_place() {
             continue;
         }
         // The human report carries the same location.
-        let human = run(waddlec().arg("validate").arg(file));
+        let human = run(validate(&expected.code).arg(file));
         let stderr = text(&human.stderr);
         let location = format!("{}:{}:", file.display(), expected.line);
         if !stderr.contains(&location) || !stderr.contains(&expected.code) {
@@ -142,9 +156,10 @@ fn rendered_diagnostics_are_stable() {
     let files = corpus();
     for file in &files {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let output = run(waddlec()
+        let expected = expectation(&fs::read_to_string(file).unwrap())
+            .unwrap_or_else(|| panic!("{name}: first line must be `# expect: CODE LINE FIELD`"));
+        let output = run(validate(&expected.code)
             .current_dir(repo_root())
-            .arg("validate")
             .arg(format!("tests/blueprints/invalid/{name}")));
         assert_eq!(output.status.code(), Some(1), "{name}");
         let stderr = text(&output.stderr);

@@ -51,17 +51,7 @@ fn every_machine_config_document_validates_against_the_talos_schema() {
         );
         for (path, config) in &configs {
             let kinds = assert_valid(&validator, path, config);
-            assert_eq!(
-                kinds,
-                [
-                    "v1alpha1",
-                    "HostnameConfig",
-                    "LinkConfig",
-                    "ResolverConfig",
-                    "Layer2VIPConfig"
-                ],
-                "{path}"
-            );
+            assert_eq!(kinds, expected_kinds(config), "{path}");
         }
         // …and the deployable tree, with real keys.
         let lab = SecretLab::new(&blueprint);
@@ -71,6 +61,74 @@ fn every_machine_config_document_validates_against_the_talos_schema() {
             assert_valid(&validator, &path, &config);
         }
     }
+}
+
+/// The documents of a machine config: the API VIP's only on a control
+/// plane (Talos refuses it on a worker).
+fn expected_kinds(config: &str) -> Vec<&'static str> {
+    let mut kinds = vec!["v1alpha1", "HostnameConfig", "LinkConfig", "ResolverConfig"];
+    if yaml_documents(config)[0]["machine"]["type"] == "controlplane" {
+        kinds.push("Layer2VIPConfig");
+    }
+    kinds
+}
+
+/// blueprints/examples/workers.toml: three control planes and a worker.
+/// The worker's config is Talos' worker config, valid against the schema
+/// with placeholders and with real keys, and holds no private key at all
+/// (no CA key, no etcd, no service account); talosctl's endpoints are the
+/// control planes.
+#[test]
+fn a_workers_config_validates_and_holds_no_key() {
+    let blueprint = crate::support::repo_root().join("blueprints/examples/workers.toml");
+    let validator = talos_schema();
+    let (_guard, out) = build(&blueprint);
+    let lab = SecretLab::new(&blueprint);
+    lab.init();
+    let dist = lab.build_with_secrets("dist");
+    for tree in [&out, &dist] {
+        let configs = machine_configs(tree);
+        assert_eq!(configs.len(), 4, "{}", tree.display());
+        for (path, config) in &configs {
+            let kinds = assert_valid(&validator, path, config);
+            assert_eq!(kinds, expected_kinds(config), "{path}");
+            let v1alpha1 = yaml_documents(config).remove(0);
+            let worker = path.contains("/worker-a/");
+            assert_eq!(
+                v1alpha1["machine"]["type"],
+                if worker { "worker" } else { "controlplane" },
+                "{path}"
+            );
+            assert_eq!(v1alpha1["cluster"].get("etcd").is_none(), worker, "{path}");
+            assert_eq!(
+                v1alpha1["machine"]["ca"].get("key").is_none(),
+                worker,
+                "{path}"
+            );
+        }
+    }
+    let worker =
+        yaml_documents(&fs::read_to_string(dist.join("vms/worker-a/seed/user-data")).unwrap())
+            .remove(0);
+    let mut leaves = Vec::new();
+    strings(&worker, &mut leaves);
+    for leaf in leaves {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(leaf)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_default();
+        assert!(
+            !decoded.contains("PRIVATE KEY"),
+            "the worker's config holds a private key"
+        );
+    }
+    let talosconfig =
+        yaml_documents(&fs::read_to_string(dist.join("talos/talosconfig")).unwrap()).remove(0);
+    assert_eq!(
+        talosconfig["contexts"]["lab"]["endpoints"],
+        serde_json::json!(["172.16.42.10", "172.16.42.11", "172.16.42.12"])
+    );
 }
 
 #[test]

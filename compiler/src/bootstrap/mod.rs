@@ -3,15 +3,15 @@
 //! and stopped with a message naming what it waited for:
 //!
 //! 1. a tunnel through the Proxmox host (the nodes have no public address)
-//!    to the first node's Talos API and the API VIP;
-//! 2. etcd bootstrapped on the first node (`net::talos_api`; a node
-//!    bootstrapped before is success);
+//!    to the first control plane's Talos API and the API VIP;
+//! 2. etcd bootstrapped on the first control plane (`Model::bootstrap_node`,
+//!    `net::talos_api`; a node bootstrapped before is success);
 //! 3. the API server ready on the VIP (`/readyz`), as a short-lived admin;
 //! 4. the bootstrap Secrets applied (Flux deploy key, 1Password Connect),
 //!    replaced in place on a re-run;
 //! 5. Teleport's kubeconfig (its ServiceAccount token) installed on the
 //!    Teleport VM, which is restarted to pick it up;
-//! 6. every node Ready (which needs Cilium, installed by the inline
+//! 6. every node, workers too, Ready (which needs Cilium, installed by the inline
 //!    manifests' Job).
 //!
 //! Every step is idempotent, so a re-run after a failure continues.
@@ -131,10 +131,8 @@ pub fn run(
     progress: &dyn Fn(Step, &str),
 ) -> Result<Report, BootstrapError> {
     let talos = model.talos.as_ref().ok_or(BootstrapError::NoCluster)?;
-    let first = model
-        .talos_nodes()
-        .next()
-        .ok_or(BootstrapError::NoCluster)?;
+    // etcd starts on the first control plane; workers never run it.
+    let first = model.bootstrap_node().ok_or(BootstrapError::NoCluster)?;
     let first_address = first.ip();
     let mut report = Report::default();
 

@@ -177,8 +177,8 @@ pub struct Debian {
     pub mirror: Option<Located<String>>,
 }
 
-/// VM settings that can be given once in `[vm_defaults]` (or
-/// `[talos.node_defaults]`) and overridden per VM.
+/// VM settings that can be given once in `[vm_defaults]` and overridden
+/// per VM (`[talos.node_defaults]` has the same, and a role).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmSettings {
@@ -257,8 +257,11 @@ pub struct Talos {
     pub bridge: Located<String>,
     /// Floating Kubernetes API address (port 6443).
     pub api_vip: Located<Ipv4Addr>,
+    /// Settings every node gets unless it overrides them.
     #[serde(default)]
-    pub node_defaults: VmSettings,
+    pub node_defaults: TalosNodeDefaults,
+    /// The cluster's nodes. At least one is a control plane (E0131); an
+    /// odd number of control planes is what etcd's quorum wants (W0203).
     #[serde(rename = "node")]
     pub nodes: Vec<TalosNode>,
     /// The CNI, installed at bootstrap by an in-cluster Job.
@@ -423,6 +426,41 @@ pub struct OnePasswordConnect {
     pub token: Located<SecretRef>,
 }
 
+/// What a Talos node is in the cluster: Talos' `machine.type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+pub enum TalosRole {
+    /// Runs etcd, the Kubernetes API server, controller manager and
+    /// scheduler (and workloads too), and holds the API VIP when elected.
+    /// The default.
+    #[default]
+    #[serde(rename = "controlplane")]
+    ControlPlane,
+    /// Runs the kubelet and workloads only: never an etcd member, never
+    /// the API VIP; its config carries no CA key and no control-plane
+    /// component.
+    #[serde(rename = "worker")]
+    Worker,
+}
+
+/// `[talos.node_defaults]`: the VM settings of `[vm_defaults]`, and the
+/// role every node has unless it says otherwise.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TalosNodeDefaults {
+    /// Default: `controlplane`.
+    pub role: Option<Located<TalosRole>>,
+    pub cores: Option<Located<u32>>,
+    pub memory: Option<Located<Size>>,
+    pub disk: Option<Located<Size>>,
+    /// CPU type; `host` exposes x86-64-v2 (talosctl and Teleport need it).
+    /// Letters, digits and `-_.+`, a letter or digit first (E0120).
+    pub cpu: Option<Located<String>>,
+    pub onboot: Option<bool>,
+    /// Proxmox tags, appended to the defaults' tags: lowercase letters,
+    /// digits and `_+.-` (E0120).
+    pub tags: Option<Vec<Located<String>>>,
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TalosNode {
@@ -430,6 +468,9 @@ pub struct TalosNode {
     /// Node name, also its hostname: a lowercase DNS label (E0107).
     pub name: Located<String>,
     pub address: Located<Ipv4Addr>,
+    /// `controlplane` or `worker`. Default: `[talos.node_defaults] role`,
+    /// else `controlplane`.
+    pub role: Option<Located<TalosRole>>,
     pub cores: Option<Located<u32>>,
     pub memory: Option<Located<Size>>,
     pub disk: Option<Located<Size>>,
@@ -681,4 +722,4 @@ macro_rules! settings_ref {
     )*};
 }
 
-settings_ref!(VmSettings, Vm, TalosNode);
+settings_ref!(VmSettings, Vm, TalosNodeDefaults, TalosNode);

@@ -210,6 +210,14 @@ rules! {
          directory, the project's `secrets/` or a directory the operator lists in \
          `WADDLEC_SECRET_DIRS`. An `env:` name is `WADDLE_` followed by capitals, digits and \
          `_`: export the value under such a name. References are one line.";
+    NO_CONTROL_PLANE = "E0131" "no-control-plane" Error:
+        "Every node of the Talos cluster is a worker (`role = \"worker\"` on each \
+         `[[talos.node]]`, or in `[talos.node_defaults]` with no node overriding it). Workers \
+         run only the kubelet and workloads: etcd, the Kubernetes API server, the controller \
+         manager and the scheduler run on control planes, etcd is bootstrapped on the first \
+         one, the API VIP moves between them and talosctl talks to them. A cluster without one \
+         never starts. Make at least one node a control plane (the default role); three \
+         survive the loss of any one of them.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \
@@ -220,6 +228,13 @@ rules! {
          images next month. Without `mirror`, images come from the pinned snapshot.debian.org \
          timestamp (and the lock file pins that snapshot's `InRelease`). Use a live mirror only \
          where snapshot.debian.org is unreachable; `--strict` makes this fatal.";
+    EVEN_CONTROL_PLANES = "W0203" "even-control-planes" Warning:
+        "The Talos cluster has an even number of control planes. Every control plane is an \
+         etcd member, and etcd only works while a majority of its members agree (2 of 2, 3 of \
+         4): two control planes survive no failure, no better than one, and four survive one, \
+         no better than three — each extra member is one more that can fail and one more to \
+         replicate every write to. Run 1, 3 or 5 control planes, and make the rest workers \
+         (`role = \"worker\"`). `--strict` makes this fatal.";
 }
 
 pub fn find(code_or_name: &str) -> Option<&'static Rule> {

@@ -3,11 +3,13 @@
 //! firewall admits exactly this from the internal bridges and drops the
 //! rest, so the internet-facing edge VM reaches no host service at all.
 //!
-//! - SSH (22) from the Talos nodes, for democratic-csi (pods leave a node
-//!   masqueraded as the node), and from the Teleport VM (the operator's way
-//!   in once Teleport is up);
-//! - iSCSI (3260) from the Talos nodes, for the volumes democratic-csi
-//!   shares (each target's portal is the host's address on their bridge);
+//! - SSH (22) from the Talos nodes, control planes and workers alike, for
+//!   democratic-csi (its controller may run on any node, and pods leave a
+//!   node masqueraded as the node), and from the Teleport VM (the
+//!   operator's way in once Teleport is up);
+//! - iSCSI (3260) from every Talos node, for the volumes democratic-csi
+//!   shares (any node that runs pods attaches them; each target's portal
+//!   is the host's address on their bridge);
 //! - the Proxmox API from the Teleport VM, when a Teleport app fronts it.
 
 use std::net::Ipv4Addr;

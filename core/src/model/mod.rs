@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use waddle_images::ByteSize;
 
-pub use crate::blueprint::{BridgeRole, Date, Policy, Port, Protocol, SecretRef};
+pub use crate::blueprint::{BridgeRole, Date, Policy, Port, Protocol, SecretRef, TalosRole};
 pub use checked::{
     BridgeName, CheckedString, CpuType, EmailAddress, GitBranch, GitUrl, GithubOrg, HttpUrl,
     HttpsUrl, KnownHost, OAuthClientId, RepoPath, S3Region, SshTarget, StorageId, TeleportDataPath,
@@ -47,8 +47,9 @@ pub struct Model {
     pub versions: Versions,
 }
 
-/// What every Talos node serves: the Kubernetes API (also on the API VIP)
-/// and Talos' machine API, apid.
+/// What Talos nodes serve: the Kubernetes API on every control plane (and
+/// on the API VIP, which one control plane holds), Talos' machine API,
+/// apid, on every node.
 pub const KUBE_API_PORT: u16 = 6443;
 pub const TALOS_API_PORT: u16 = 50000;
 /// KubePrism: the API load balancer on every Talos node, which Cilium
@@ -153,9 +154,10 @@ pub const DEBIAN_ESP_SIZE: ByteSize = ByteSize::from_mib(128);
 pub const DEBIAN_ROOT_SIZE: ByteSize = ByteSize::from_mib(2048);
 /// Image Factory's nocloud disk image (`MinRAWDiskSize` in Talos' imager).
 const TALOS_IMAGE_SIZE: ByteSize = ByteSize::from_mib(1246);
-/// Talos' documented minimums for a control-plane node (system
-/// requirements); every node waddlec makes is one.
+/// Talos' documented minimums (system requirements): 2 GiB of memory on a
+/// control plane, 1 GiB on a worker, a 10 GiB system disk on either.
 pub const TALOS_MIN_MEMORY: ByteSize = ByteSize::from_mib(2048);
+pub const TALOS_MIN_WORKER_MEMORY: ByteSize = ByteSize::from_mib(1024);
 pub const TALOS_MIN_DISK: ByteSize = ByteSize::from_mib(10 * 1024);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,9 +168,59 @@ pub enum GuestOs {
         image: String,
         packages: Vec<String>,
     },
-    /// A Talos node, with the one NIC on the cluster bridge that its
-    /// machine config, talosctl and the cluster's clients address.
-    Talos(TalosNic),
+    /// A Talos node: its role in the cluster, and the one NIC on the
+    /// cluster bridge that its machine config, talosctl and the cluster's
+    /// clients address.
+    Talos(TalosGuest),
+}
+
+/// What makes a VM a Talos node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TalosGuest {
+    pub role: TalosRole,
+    pub nic: TalosNic,
+}
+
+impl TalosRole {
+    /// Talos' `machine.type`.
+    pub fn machine_type(self) -> &'static str {
+        match self {
+            TalosRole::ControlPlane => "controlplane",
+            TalosRole::Worker => "worker",
+        }
+    }
+
+    /// Whether the node runs etcd and the Kubernetes control plane (and
+    /// may hold the API VIP).
+    pub fn is_control_plane(self) -> bool {
+        self == TalosRole::ControlPlane
+    }
+
+    /// The minimum memory Talos documents for the role.
+    pub fn min_memory(self) -> ByteSize {
+        match self {
+            TalosRole::ControlPlane => TALOS_MIN_MEMORY,
+            TalosRole::Worker => TALOS_MIN_WORKER_MEMORY,
+        }
+    }
+
+    /// The ports a node of this role serves on its address: apid on
+    /// every node, the Kubernetes API only on control planes.
+    pub fn ports(self) -> &'static [u16] {
+        match self {
+            TalosRole::ControlPlane => &[KUBE_API_PORT, TALOS_API_PORT],
+            TalosRole::Worker => &[TALOS_API_PORT],
+        }
+    }
+}
+
+impl std::fmt::Display for TalosRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TalosRole::ControlPlane => "control plane",
+            TalosRole::Worker => "worker",
+        })
+    }
 }
 
 /// A Talos node's address on the cluster bridge and the router it routes
@@ -181,16 +233,22 @@ pub struct TalosNic {
     pub gateway: Ipv4Addr,
 }
 
-/// A Talos node: its VM and its NIC.
+/// A Talos node: its VM, its role and its NIC.
 #[derive(Clone, Copy, Debug)]
 pub struct TalosNode<'a> {
     pub vm: &'a Vm,
+    pub role: TalosRole,
     pub nic: TalosNic,
 }
 
 impl<'a> TalosNode<'a> {
     pub fn name(&self) -> &'a str {
         &self.vm.name
+    }
+
+    /// Whether it is an etcd member and runs the control plane.
+    pub fn is_control_plane(&self) -> bool {
+        self.role.is_control_plane()
     }
 
     /// The node's address, as clients dial it.
@@ -270,6 +328,8 @@ pub struct TalosCluster {
     /// The secrets bundle (always a `file:` reference).
     pub secrets: SecretRef,
     pub bridge: BridgeName,
+    /// The Kubernetes API's floating address: a `Layer2VIPConfig` on every
+    /// control plane (one holds it at a time), never on a worker.
     pub api_vip: Ipv4Addr,
 }
 
@@ -540,12 +600,41 @@ impl Model {
         self.bridges.internal.iter()
     }
 
-    /// The Talos nodes, by VMID.
+    /// The Talos nodes, control planes and workers, by VMID.
     pub fn talos_nodes(&self) -> impl Iterator<Item = TalosNode<'_>> {
         self.vms.iter().filter_map(|vm| match vm.os {
-            GuestOs::Talos(nic) => Some(TalosNode { vm, nic }),
+            GuestOs::Talos(TalosGuest { role, nic }) => Some(TalosNode { vm, role, nic }),
             GuestOs::Debian { .. } => None,
         })
+    }
+
+    /// The control-plane nodes, by VMID: etcd's members, the holders of
+    /// the API VIP, talosctl's endpoints. resolve refuses a cluster
+    /// without one (E0131).
+    pub fn control_planes(&self) -> impl Iterator<Item = TalosNode<'_>> {
+        self.talos_nodes().filter(|node| node.is_control_plane())
+    }
+
+    /// The worker nodes, by VMID: never etcd members.
+    pub fn talos_workers(&self) -> impl Iterator<Item = TalosNode<'_>> {
+        self.talos_nodes().filter(|node| !node.is_control_plane())
+    }
+
+    /// The node etcd is bootstrapped on: the first control plane by VMID.
+    /// `None` only without a Talos cluster.
+    pub fn bootstrap_node(&self) -> Option<TalosNode<'_>> {
+        self.control_planes().next()
+    }
+
+    /// The order a rolling change goes through the nodes, one at a time:
+    /// the control planes first (by VMID, so the bootstrap node leads),
+    /// then the workers (by VMID). Kubernetes' skew policy wants the API
+    /// servers upgraded before any kubelet, and etcd's quorum is checked
+    /// between control planes.
+    pub fn rollout_order(&self) -> Vec<TalosNode<'_>> {
+        let mut nodes: Vec<TalosNode<'_>> = self.talos_nodes().collect();
+        nodes.sort_by_key(|node| (node.role, node.vm.id));
+        nodes
     }
 
     /// The Debian VMs, by VMID.

@@ -12,7 +12,7 @@ use super::network::check_in_network;
 use super::{names, Checker};
 use crate::blueprint::{Blueprint, Located, SecretRef, SettingsRef, Span};
 use crate::diagnostics::rules;
-use crate::model::{self, CheckedString, GuestOs};
+use crate::model::{self, CheckedString, GuestOs, TalosRole};
 
 const MIN_VMID: u32 = 100;
 const MAX_VMID: u32 = 999_999_999;
@@ -175,22 +175,26 @@ fn check_minimums(
         GuestOs::Debian { image, .. } => format!("VM `{}` (image `{image}`)", **name),
         GuestOs::Talos(_) => format!("Talos node `{}`", **name),
     };
-    if let (GuestOs::Talos(_), Some(memory)) = (os, memory) {
-        if memory.0 < model::TALOS_MIN_MEMORY {
+    if let (GuestOs::Talos(talos), Some(memory)) = (os, memory) {
+        let minimum = talos.role.min_memory();
+        if memory.0 < minimum {
+            let (on, recommended) = match talos.role {
+                model::TalosRole::ControlPlane => ("a control-plane node", "4G"),
+                model::TalosRole::Worker => ("a worker", "2G"),
+            };
             let diagnostic = checker.error(
                 &rules::MACHINE_TOO_SMALL,
                 memory.span(),
                 format!("{path}.memory"),
                 format!(
-                    "{machine} gets {} of memory; Talos needs at least {} on a control-plane node",
+                    "{machine} gets {} of memory; Talos needs at least {minimum} on {on}",
                     memory.0,
-                    model::TALOS_MIN_MEMORY
                 ),
             );
             diagnostic.label = "below Talos' minimum".into();
             diagnostic.help = Some(format!(
-                "set `memory = \"{}G\"` or more (4G is Talos' recommendation)",
-                whole_gib(model::TALOS_MIN_MEMORY)
+                "set `memory = \"{}G\"` or more ({recommended} is Talos' recommendation)",
+                whole_gib(minimum)
             ));
         }
     }
@@ -484,11 +488,15 @@ pub(super) fn talos_nodes(
         .enumerate()
         .map(|(n, node)| {
             let path = format!("talos.node[{n}]");
-            let nic = model::TalosNic {
-                address: Ipv4Net::new(*node.address, bridge.network.prefix_len())
-                    .unwrap_or(bridge.network),
-                gateway: router_of(bridge),
+            let guest = model::TalosGuest {
+                role: role_of(talos, node),
+                nic: model::TalosNic {
+                    address: Ipv4Net::new(*node.address, bridge.network.prefix_len())
+                        .unwrap_or(bridge.network),
+                    gateway: router_of(bridge),
+                },
             };
+            let nic = guest.nic;
             let merged = settings(
                 checker,
                 &defaults,
@@ -496,7 +504,7 @@ pub(super) fn talos_nodes(
                 &node.name,
                 &path,
                 "talos.node_defaults",
-                &GuestOs::Talos(nic),
+                &GuestOs::Talos(guest),
             );
             check_in_network(
                 checker,
@@ -509,7 +517,7 @@ pub(super) fn talos_nodes(
             merged.vm(
                 *node.id,
                 &node.name,
-                GuestOs::Talos(nic),
+                GuestOs::Talos(guest),
                 vec![model::Nic {
                     bridge: bridge.name.clone(),
                     mac: mac_address(*node.id, 0),
@@ -519,6 +527,103 @@ pub(super) fn talos_nodes(
             )
         })
         .collect()
+}
+
+/// A node's role: its own, else `[talos.node_defaults]`'s, else a control
+/// plane.
+fn role_of(talos: &crate::blueprint::Talos, node: &crate::blueprint::TalosNode) -> TalosRole {
+    node.role
+        .as_ref()
+        .or(talos.node_defaults.role.as_ref())
+        .map_or(TalosRole::ControlPlane, |role| role.value)
+}
+
+/// etcd runs on the control planes only: a cluster needs at least one
+/// (E0131), and an even number buys no more failure tolerance than one
+/// fewer while adding a member that must agree (W0203).
+pub(super) fn check_control_planes(checker: &mut Checker, blueprint: &Blueprint) {
+    let Some(talos) = &blueprint.talos else {
+        return;
+    };
+    if talos.nodes.is_empty() {
+        // Reported as a missing `[[talos.node]]`.
+        return;
+    }
+    let control_planes: Vec<(usize, &crate::blueprint::TalosNode)> = talos
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, node)| role_of(talos, node).is_control_plane())
+        .collect();
+    match control_planes.as_slice() {
+        [] => {
+            // Where the worker role was written: the defaults, when a node
+            // takes it from there, else the first node's own.
+            let (span, path) = match (&talos.node_defaults.role, &talos.nodes[0].role) {
+                (Some(role), _) if talos.nodes.iter().any(|node| node.role.is_none()) => {
+                    (role.span(), "talos.node_defaults.role".to_string())
+                }
+                (_, Some(role)) => (role.span(), "talos.node[0].role".to_string()),
+                // Not reached: a node without a role and no default is a
+                // control plane.
+                _ => (talos.cluster.span(), "talos.node".to_string()),
+            };
+            let count = talos.nodes.len();
+            let diagnostic = checker.error(
+                &rules::NO_CONTROL_PLANE,
+                span,
+                path,
+                format!(
+                    "{} of Talos cluster `{}` {}: nothing would run etcd or the Kubernetes API",
+                    if count == 1 {
+                        "The only node".to_string()
+                    } else {
+                        format!("All {count} nodes")
+                    },
+                    *talos.cluster,
+                    if count == 1 {
+                        "is a worker"
+                    } else {
+                        "are workers"
+                    },
+                ),
+            );
+            diagnostic.label = "no control plane left".into();
+            diagnostic.help = Some(
+                "make one node a control plane (`role = \"controlplane\"`, the default); three tolerate the loss of one".into(),
+            );
+        }
+        [.., (n, last)] if control_planes.len().is_multiple_of(2) => {
+            let count = control_planes.len();
+            let quorum = count / 2 + 1;
+            let names: Vec<String> = control_planes
+                .iter()
+                .map(|(_, node)| format!("`{}`", *node.name))
+                .collect();
+            let (span, path) = match &last.role {
+                Some(role) => (role.span(), format!("talos.node[{n}].role")),
+                None => (last.name.span(), format!("talos.node[{n}].name")),
+            };
+            let diagnostic = checker.warning(
+                &rules::EVEN_CONTROL_PLANES,
+                span,
+                path,
+                format!(
+                    "{count} control planes ({}): etcd needs {quorum} of them up, so the cluster tolerates {} failed, no more than {} control plane{} would",
+                    names.join(", "),
+                    count - quorum,
+                    count - 1,
+                    if count == 2 { "" } else { "s" },
+                ),
+            );
+            diagnostic.label = format!("control plane {count} of {count}");
+            diagnostic.help = Some(format!(
+                "run an odd number of control planes: make `{}` a worker (`role = \"worker\"`), or add one more control plane",
+                *last.name
+            ));
+        }
+        _ => {}
+    }
 }
 
 /// IDs, names and hostnames unique across VMs, nodes and VIPs. A machine's

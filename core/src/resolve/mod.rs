@@ -60,6 +60,19 @@ impl Checker {
             .push_mut(Diagnostic::new(rule, span, message).with_path(path))
     }
 
+    /// A finding under a warning rule: the rule decides the severity, so
+    /// this is [`Checker::error`] under the name the reader expects.
+    fn warning(
+        &mut self,
+        rule: &'static rules::Rule,
+        span: Span,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        debug_assert_eq!(rule.severity, crate::diagnostics::Severity::Warning);
+        self.error(rule, span, path, message)
+    }
+
     /// Checks a string setting with `check`, reporting its reason under `rule`.
     fn check_str(
         &mut self,
@@ -140,6 +153,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let vips = network::vips(&mut checker, blueprint);
     secrets::check_references(&mut checker, blueprint);
     let talos = machines::talos(&mut checker, blueprint, &bridges);
+    machines::check_control_planes(&mut checker, blueprint);
     network::check_addresses(&mut checker, blueprint, &bridges);
     let teleport = teleport::teleport(&mut checker, blueprint, &project);
     let targets = routes::Targets::new(blueprint, &vms, &vips, &bridges, teleport.as_ref());

@@ -11,8 +11,6 @@ use crate::model::{self, Endpoint, GuestOs, SniHost};
 
 /// Ports of the host itself that a forward on its public address would shadow.
 const HOST_PORTS: &[(u16, &str)] = &[(22, "SSH"), (8006, "the Proxmox API and UI")];
-/// What a Talos node serves: the Kubernetes API and Talos' apid.
-const TALOS_PORTS: &[u16] = &[model::KUBE_API_PORT, model::TALOS_API_PORT];
 const SSH_PORT: u16 = 22;
 
 /// Something a route or forward can send traffic to. Everything a target
@@ -52,7 +50,7 @@ impl Targets {
         for vm in vms {
             let mut ports: Vec<Port> = match vm.os {
                 GuestOs::Debian { .. } => vec![Port(SSH_PORT)],
-                GuestOs::Talos(_) => TALOS_PORTS.iter().map(|p| Port(*p)).collect(),
+                GuestOs::Talos(talos) => talos.role.ports().iter().map(|p| Port(*p)).collect(),
             };
             if let Some(edge) = blueprint.edge.as_ref().filter(|e| *e.vm == vm.name) {
                 ports.push(edge_ports(edge).0.value);

@@ -1,24 +1,37 @@
-//! Talos machine configs, one per control-plane node, in the multi-document
-//! form of Talos 1.12: the `v1alpha1` document (machine and cluster), then
-//! `HostnameConfig`, `LinkConfig`, `ResolverConfig` and `Layer2VIPConfig`.
-//! Only keys the Talos 1.12 JSON schema knows are emitted (the deprecated
-//! `machine.network.*`, `persist`, `features.rbac`… are not), so every
-//! document validates against it.
+//! Talos machine configs, one per node, in the multi-document form of Talos
+//! 1.12: the `v1alpha1` document (machine and cluster), then
+//! `HostnameConfig`, `LinkConfig`, `ResolverConfig` and, on control planes
+//! only, `Layer2VIPConfig`. Only keys the Talos 1.12 JSON schema knows are
+//! emitted (the deprecated `machine.network.*`, `persist`,
+//! `features.rbac`… are not), so every document validates against it.
 //!
 //! The v1alpha1 document follows what `talosctl gen config` v1.12.4
-//! produces, with the versions passed explicitly (1.12.4 defaults to
-//! Kubernetes 1.35.0) and these differences for this platform:
-//! - `cluster.network.cni.name: none` and `cluster.proxy.disabled: true`:
-//!   Cilium replaces both (installed by the cluster bootstrap).
+//! produces for the node's `machine.type` (`generate/init.go` for a
+//! control plane, `generate/worker.go` for a worker), with the versions
+//! passed explicitly (1.12.4 defaults to Kubernetes 1.35.0) and these
+//! differences for this platform:
+//! - `cluster.network.cni.name: none` and `cluster.proxy.disabled: true`
+//!   on every node, as the Cilium guide's patch gives them: Cilium
+//!   replaces both (installed by the cluster bootstrap).
 //! - `allowSchedulingOnControlPlanes: true`, and no
-//!   `node.kubernetes.io/exclude-from-external-load-balancers` label: every
-//!   node is a control-plane node and must run workloads and be a load
-//!   balancer backend.
+//!   `node.kubernetes.io/exclude-from-external-load-balancers` label: the
+//!   control planes run workloads and are load balancer backends, with or
+//!   without workers beside them.
 //! - `machine.install.image` is the factory's nocloud installer of our
 //!   schematic, so `talosctl upgrade` keeps the extensions.
-//! - Certificate SANs name the API VIP and the node's address.
+//! - Certificate SANs name the node's address and 127.0.0.1 (talosctl and
+//!   kubectl through a tunnel), and on a control plane the API VIP.
 //! - The hostname is set (`HostnameConfig.hostname`), never `auto`: the two
 //!   cannot be combined, and Proxmox's NoCloud meta-data carries no hostname.
+//!
+//! A worker's config, as Talos validates it (`v1alpha1_validation.go`),
+//! carries the OS and Kubernetes CA certificates without their keys, no
+//! `cluster.etcd` (never an etcd member), no API server, controller
+//! manager, scheduler, aggregator CA, service account key, encryption
+//! secret or inline manifests, and no `Layer2VIPConfig` ("virtual (shared)
+//! IP is not allowed on non-controlplane nodes"); it keeps the cluster's
+//! identity, the bootstrap token, the trustd token and
+//! `cluster.controlPlane.endpoint` (the API VIP), which is how it joins.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -26,7 +39,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::model::{Model, TalosCluster, KUBEPRISM_PORT, TALOS_LINK as LINK};
+use crate::model::{Model, TalosCluster, TalosRole, KUBEPRISM_PORT, TALOS_LINK as LINK};
 use crate::render::cluster::InlineManifest;
 use crate::secrets::talos::{Bundle, CertAndKey, KeyOnly};
 use crate::secrets::Secret;
@@ -42,19 +55,20 @@ pub struct NodeInput<'a> {
     pub model: &'a Model,
     pub cluster: &'a TalosCluster,
     pub bundle: &'a Bundle,
+    pub role: TalosRole,
     pub hostname: &'a str,
     pub address: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub installer_image: &'a str,
-    /// The cluster's bootstrap manifests (identical on every node, as
-    /// Talos requires).
+    /// The cluster's bootstrap manifests (identical on every control
+    /// plane, as Talos requires; workers get none).
     pub inline_manifests: &'a [InlineManifest],
 }
 
 /// The node's machine config as a multi-document YAML stream.
 pub fn render(input: &NodeInput<'_>) -> Result<String, YamlError> {
     let talos = input.cluster;
-    let documents = [
+    let mut documents = vec![
         yaml::document(&v1alpha1(input))?,
         yaml::document(&HostnameConfig {
             api_version: "v1alpha1",
@@ -86,13 +100,17 @@ pub fn render(input: &NodeInput<'_>) -> Result<String, YamlError> {
                 })
                 .collect(),
         })?,
-        yaml::document(&Layer2VipConfig {
+    ];
+    // The VIP moves between control planes only; Talos refuses it on a
+    // worker.
+    if input.role.is_control_plane() {
+        documents.push(yaml::document(&Layer2VipConfig {
             api_version: "v1alpha1",
             kind: "Layer2VIPConfig",
             name: talos.api_vip.to_string(),
             link: LINK,
-        })?,
-    ];
+        })?);
+    }
     Ok(yaml::stream(&documents))
 }
 
@@ -101,24 +119,34 @@ fn v1alpha1<'a>(input: &'a NodeInput<'a>) -> Config<'a> {
     let talos = input.cluster;
     let bundle = input.bundle;
     let kubernetes = model.versions.kubernetes.trim_start_matches('v');
+    let control_plane = input.role.is_control_plane();
     // 127.0.0.1: talosctl and kubectl through a local SSH tunnel (the nodes
-    // have no public address).
-    let sans = vec![
-        talos.api_vip.to_string(),
-        input.address.addr().to_string(),
-        "127.0.0.1".to_string(),
-    ];
+    // have no public address). The VIP only where it can land.
+    let sans: Vec<String> = control_plane
+        .then(|| talos.api_vip.to_string())
+        .into_iter()
+        .chain([input.address.addr().to_string(), "127.0.0.1".to_string()])
+        .collect();
     let (secretbox, aescbc) = (
         bundle.secrets.secretboxencryptionsecret.as_ref(),
         bundle.secrets.aescbcencryptionsecret.as_ref(),
     );
+    // A CA with its key on a control plane, which signs with it; its
+    // certificate alone on a worker, which only trusts it.
+    let ca_for_role = |pair: &'a CertAndKey| -> Pem<'a> {
+        if control_plane {
+            pair.into()
+        } else {
+            Pem::certificate(pair)
+        }
+    };
     Config {
         version: "v1alpha1",
         debug: false,
         machine: Machine {
-            kind: "controlplane",
+            kind: input.role.machine_type(),
             token: &bundle.trustdinfo.token,
-            ca: (&bundle.certs.os).into(),
+            ca: ca_for_role(&bundle.certs.os),
             cert_sans: sans.clone(),
             kubelet: Kubelet {
                 image: format!("ghcr.io/siderolabs/kubelet:v{kubernetes}"),
@@ -157,28 +185,28 @@ fn v1alpha1<'a>(input: &'a NodeInput<'a>) -> Config<'a> {
                 cni: Cni { name: "none" },
             },
             token: &bundle.secrets.bootstraptoken,
-            secretbox_encryption_secret: secretbox,
-            aescbc_encryption_secret: if secretbox.is_none() { aescbc } else { None },
-            ca: (&bundle.certs.k8s).into(),
-            aggregator_ca: (&bundle.certs.k8saggregator).into(),
-            service_account: (&bundle.certs.k8sserviceaccount).into(),
-            api_server: ApiServer {
+            secretbox_encryption_secret: secretbox.filter(|_| control_plane),
+            aescbc_encryption_secret: aescbc.filter(|_| control_plane && secretbox.is_none()),
+            ca: ca_for_role(&bundle.certs.k8s),
+            aggregator_ca: control_plane.then(|| (&bundle.certs.k8saggregator).into()),
+            service_account: control_plane.then(|| (&bundle.certs.k8sserviceaccount).into()),
+            api_server: control_plane.then(|| ApiServer {
                 image: format!("registry.k8s.io/kube-apiserver:v{kubernetes}"),
-                cert_sans: sans,
+                cert_sans: sans.clone(),
                 admission_control: vec![pod_security()],
                 audit_policy: AuditPolicy {
                     api_version: "audit.k8s.io/v1",
                     kind: "Policy",
                     rules: vec![BTreeMap::from([("level", "Metadata")])],
                 },
-            },
-            controller_manager: Image {
+            }),
+            controller_manager: control_plane.then(|| Image {
                 image: format!("registry.k8s.io/kube-controller-manager:v{kubernetes}"),
-            },
+            }),
             proxy: Proxy { disabled: true },
-            scheduler: Image {
+            scheduler: control_plane.then(|| Image {
                 image: format!("registry.k8s.io/kube-scheduler:v{kubernetes}"),
-            },
+            }),
             discovery: Discovery {
                 enabled: true,
                 registries: Registries {
@@ -186,11 +214,15 @@ fn v1alpha1<'a>(input: &'a NodeInput<'a>) -> Config<'a> {
                     service: BTreeMap::new(),
                 },
             },
-            etcd: Etcd {
+            etcd: control_plane.then(|| Etcd {
                 ca: (&bundle.certs.etcd).into(),
+            }),
+            allow_scheduling_on_control_planes: control_plane.then_some(true),
+            inline_manifests: if control_plane {
+                input.inline_manifests
+            } else {
+                &[]
             },
-            allow_scheduling_on_control_planes: true,
-            inline_manifests: input.inline_manifests,
         },
     }
 }
@@ -244,18 +276,30 @@ struct Machine<'a> {
     features: Features,
 }
 
+/// A certificate and its key, a key alone (the service account's), or a
+/// certificate alone (a CA a worker trusts but may not sign with).
 #[derive(Serialize)]
 struct Pem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     crt: Option<&'a Secret>,
-    key: &'a Secret,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a Secret>,
+}
+
+impl<'a> Pem<'a> {
+    fn certificate(pair: &'a CertAndKey) -> Self {
+        Pem {
+            crt: Some(&pair.crt),
+            key: None,
+        }
+    }
 }
 
 impl<'a> From<&'a CertAndKey> for Pem<'a> {
     fn from(pair: &'a CertAndKey) -> Self {
         Pem {
             crt: Some(&pair.crt),
-            key: &pair.key,
+            key: Some(&pair.key),
         }
     }
 }
@@ -264,7 +308,7 @@ impl<'a> From<&'a KeyOnly> for Pem<'a> {
     fn from(key: &'a KeyOnly) -> Self {
         Pem {
             crt: None,
-            key: &key.key,
+            key: Some(&key.key),
         }
     }
 }
@@ -324,16 +368,23 @@ struct Cluster<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     secretbox_encryption_secret: Option<&'a Secret>,
     ca: Pem<'a>,
-    #[serde(rename = "aggregatorCA")]
-    aggregator_ca: Pem<'a>,
-    service_account: Pem<'a>,
-    api_server: ApiServer,
-    controller_manager: Image,
+    #[serde(rename = "aggregatorCA", skip_serializing_if = "Option::is_none")]
+    aggregator_ca: Option<Pem<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_account: Option<Pem<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_server: Option<ApiServer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    controller_manager: Option<Image>,
     proxy: Proxy,
-    scheduler: Image,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduler: Option<Image>,
     discovery: Discovery,
-    etcd: Etcd<'a>,
-    allow_scheduling_on_control_planes: bool,
+    /// Control planes only: Talos refuses etcd settings on a worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcd: Option<Etcd<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_scheduling_on_control_planes: Option<bool>,
     #[serde(skip_serializing_if = "<[InlineManifest]>::is_empty")]
     inline_manifests: &'a [InlineManifest],
 }

@@ -1,6 +1,6 @@
 //! Talos artifacts: the cluster's schematic and image references, each
-//! control-plane node's machine config delivered as its NoCloud seed, and
-//! the talosconfig. Secret values come from [`SecretValues`]: real ones, or
+//! node's machine config (a control plane's or a worker's) delivered as its
+//! NoCloud seed, and the talosconfig. Secret values come from [`SecretValues`]: real ones, or
 //! placeholders for the review tree.
 
 pub mod machine_config;
@@ -68,6 +68,7 @@ pub fn render(
             model,
             cluster,
             bundle: &credentials.bundle,
+            role: node.role,
             hostname: node.name(),
             address: node.nic.address,
             gateway: node.nic.gateway,

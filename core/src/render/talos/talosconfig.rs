@@ -1,7 +1,9 @@
 //! The `talosconfig` client file: one context named after the cluster, the
 //! OS CA, and the admin identity issued with the bundle. Endpoints are the
-//! node addresses, not the VIP: the VIP exists only once etcd runs, and
-//! talosctl is needed before that (bootstrap) and when it breaks.
+//! control planes' addresses, not the VIP: the VIP exists only once etcd
+//! runs, and talosctl is needed before that (bootstrap) and when it breaks.
+//! Workers are no endpoints (a control plane's apid proxies to them with
+//! `--nodes`); the default node is the bootstrap node.
 
 use std::collections::BTreeMap;
 
@@ -32,13 +34,17 @@ pub fn render(
     cluster: &TalosCluster,
     credentials: &TalosCredentials,
 ) -> Result<String, YamlError> {
-    let addresses: Vec<String> = model
-        .talos_nodes()
+    let endpoints: Vec<String> = model
+        .control_planes()
         .map(|node| node.ip().to_string())
         .collect();
     let context = Context {
-        endpoints: addresses.clone(),
-        nodes: addresses.into_iter().take(1).collect(),
+        endpoints,
+        nodes: model
+            .bootstrap_node()
+            .map(|node| node.ip().to_string())
+            .into_iter()
+            .collect(),
         ca: &credentials.bundle.certs.os.crt,
         crt: &credentials.admin.crt,
         key: &credentials.admin.key,
