@@ -234,11 +234,16 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     }
 
     let lock = HostLock::acquire(&pve, request.holder, request.break_lock)?;
+    let target = Host {
+        pve: &pve,
+        node: &host.node,
+        file_storage: &host.file_storage,
+        etcd: live.as_ref().map(|l| l as &dyn LiveEtcd),
+    };
     let applied = apply_under_lock(
         request,
         ui,
-        &pve,
-        live.as_ref().map(|l| l as &dyn LiveEtcd),
+        &target,
         &desired,
         &shown,
         &host_changes,
@@ -255,8 +260,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
 fn apply_under_lock(
     request: &Request<'_>,
     ui: &dyn Ui,
-    pve: &Pve,
-    etcd: Option<&dyn LiveEtcd>,
+    target: &Host<'_>,
     desired: &super::desired::Desired,
     shown: &Plan,
     host_changes: &[String],
@@ -276,20 +280,13 @@ fn apply_under_lock(
             ui.step(&format!("host {change}"));
         }
     }
-    let host = &request.compiled.model.host;
-    let target = Host {
-        pve,
-        node: &host.node,
-        file_storage: &host.file_storage,
-        etcd,
-    };
     let timeouts = Timeouts {
         agent: request.agent_timeout,
         talos: request.talos_wait,
         ..Timeouts::default()
     };
     let result = apply(
-        &target,
+        target,
         desired,
         &current,
         timeouts,
