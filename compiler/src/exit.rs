@@ -181,10 +181,13 @@ impl Code for DeployError {
             DeployError::UnknownVm { .. } => USAGE,
             DeployError::NoFingerprint => INVALID,
             DeployError::FingerprintDisagrees { .. } => CONFLICT,
-            DeployError::Token(_) => SECRETS,
+            DeployError::Token(_) | DeployError::TalosSecrets(_) => SECRETS,
+            DeployError::TalosReach(_) => UNAVAILABLE,
             DeployError::Client(_) => INTERNAL,
             DeployError::Apply(
-                ApplyError::NotDesired { .. } | ApplyError::NotDesiredBridge { .. },
+                ApplyError::NotDesired { .. }
+                | ApplyError::NotDesiredBridge { .. }
+                | ApplyError::NoEtcdStep { .. },
             ) => INTERNAL,
             DeployError::Remote(_) | DeployError::HostSetup(_) | DeployError::Apply(_) => {
                 UNAVAILABLE
@@ -380,6 +383,23 @@ mod tests {
             (Box::new(DeployError::Changed), CONFLICT),
             (
                 Box::new(DeployError::Token(SecretError::Unset("env:T".into()))),
+                SECRETS,
+            ),
+            // A replaced Talos node that did not come back: the rollout
+            // stops, the operator looks, a re-run converges.
+            (
+                Box::new(DeployError::Apply(ApplyError::Etcd {
+                    step: "etcd     wait until talos-cp2".into(),
+                    problem: "talos-cp2 did not come back".into(),
+                })),
+                UNAVAILABLE,
+            ),
+            (
+                Box::new(DeployError::Apply(ApplyError::NoEtcdStep { vmid: 111 })),
+                INTERNAL,
+            ),
+            (
+                Box::new(DeployError::TalosSecrets(SecretError::NoTalos)),
                 SECRETS,
             ),
             (Box::new(BootstrapError::NoCluster), USAGE),

@@ -16,6 +16,7 @@ mod cluster_manifests;
 mod csi_gate;
 mod debian_images;
 mod deploy;
+mod deploy_etcd;
 mod edge_proof;
 mod haproxy;
 mod host_init;

@@ -58,6 +58,11 @@ pub struct DeployArgs {
     /// Seconds to wait for a started VM's guest agent.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     agent_timeout: u64,
+    /// Seconds a replaced Talos control plane may take to answer its Talos
+    /// API and rejoin etcd, with every member healthy, before the deploy
+    /// stops naming it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    talos_wait: u64,
     /// Leave the host's own setup (sysctl, forwards and NAT, firewall,
     /// storage content) alone: API steps only.
     #[arg(long)]
@@ -113,6 +118,7 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         break_lock: args.break_lock,
         api: args.api.as_deref(),
         agent_timeout: Duration::from_secs(args.agent_timeout),
+        talos_wait: Duration::from_secs(args.talos_wait),
         skip_host: args.skip_host,
         ssh: Ssh {
             target: compiled.model.host.ssh_target.to_string(),

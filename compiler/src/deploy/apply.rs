@@ -6,11 +6,16 @@
 //! sha256; a VM is created with its disks imported in the same call, so it
 //! never exists without them; a restart is a clean shutdown that fails
 //! rather than forcing the VM off; a later deploy re-reads the host and
-//! plans again (and removes a seed a failed step left behind).
+//! plans again (and removes a seed a failed step left behind). A Talos
+//! control plane is destroyed only after its etcd step: the cluster read
+//! again and judged as the plan judged it, the node out of etcd, and the
+//! member's absence confirmed through a peer; after its VM starts again
+//! the next step waits for it to rejoin.
 
 use std::time::{Duration, Instant};
 
 use super::desired::Desired;
+use super::etcd::{decide, LiveEtcd};
 use super::plan::{files_of, Change, Plan, Step, BRIDGE_MARKER};
 use crate::net::pve::{segment, Progress, Pve, PveError, UploadFile};
 use crate::plan::vm::VmConfig;
@@ -25,6 +30,9 @@ pub struct Timeouts {
     /// A clean shutdown before a restart; then the restart is refused,
     /// never forced.
     pub shutdown: Duration,
+    /// A replaced Talos control plane: until it answers and etcd is
+    /// healthy with it again.
+    pub talos: Duration,
 }
 
 impl Default for Timeouts {
@@ -34,6 +42,7 @@ impl Default for Timeouts {
             task: Duration::from_secs(900),
             agent: Duration::from_secs(300),
             shutdown: Duration::from_secs(180),
+            talos: Duration::from_secs(600),
         }
     }
 }
@@ -43,6 +52,8 @@ pub struct Host<'a> {
     pub pve: &'a Pve,
     pub node: &'a str,
     pub file_storage: &'a str,
+    /// The live Talos cluster, when the plan replaces a control plane.
+    pub etcd: Option<&'a dyn LiveEtcd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +78,10 @@ pub enum ApplyError {
         #[source]
         source: PveError,
     },
+    #[error("{step}: {problem}")]
+    Etcd { step: String, problem: String },
+    #[error("internal error: the plan destroys VM {vmid} before its node left etcd")]
+    NoEtcdStep { vmid: u32 },
 }
 
 /// Runs every step of `plan` in order; `report` hears each step as it
@@ -79,7 +94,13 @@ pub fn apply(
     report: &dyn Fn(&str),
     progress: &dyn Fn(&str) -> Progress,
 ) -> Result<(), ApplyError> {
+    // Talos VMs whose etcd step ran: only these may be destroyed.
+    let mut out_of_etcd: Vec<u32> = Vec::new();
     for (step, line) in plan.steps.iter().zip(plan.lines()) {
+        let etcd_fail = |problem: String| ApplyError::Etcd {
+            step: line.clone(),
+            problem,
+        };
         let fail = |source| ApplyError::Step {
             step: line.clone(),
             source,
@@ -161,9 +182,45 @@ pub fn apply(
             } => {
                 report(&line);
                 let vm = vm(desired, *vmid)?;
+                let gated = plan
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s, Step::EtcdLeave { vmid: v, .. } if v == vmid));
+                if gated && !out_of_etcd.contains(vmid) {
+                    return Err(ApplyError::NoEtcdStep { vmid: *vmid });
+                }
                 destroy(host, *vmid, timeouts).map_err(fail)?;
                 create(host, vm, timeouts).map_err(fail)?;
                 boot(host, vm, timeouts, &line)?;
+            }
+            Step::EtcdLeave { vmid, name, exit } => {
+                report(&line);
+                let live = host.etcd.ok_or_else(|| {
+                    etcd_fail("internal error: no connection to the Talos cluster".into())
+                })?;
+                // Right before the step: the cluster must still be as the
+                // plan found it.
+                let now = decide(&live.view(), name);
+                if now != exit.decision() {
+                    return Err(etcd_fail(format!(
+                        "the cluster changed since the plan ({now:?}); nothing was done to {name}: deploy again"
+                    )));
+                }
+                let done = live.leave(name, exit).map_err(etcd_fail)?;
+                report(&format!("etcd     {done}"));
+                out_of_etcd.push(*vmid);
+            }
+            Step::EtcdRejoin { name, members, .. } => {
+                report(&line);
+                let live = host.etcd.ok_or_else(|| {
+                    etcd_fail("internal error: no connection to the Talos cluster".into())
+                })?;
+                live.wait_rejoined(name, members, timeouts.talos)
+                    .map_err(etcd_fail)?;
+                report(&format!(
+                    "etcd     {name} is back; etcd is healthy with {}",
+                    members.join(", ")
+                ));
             }
             Step::Update { vmid, changes, .. } => {
                 report(&line);

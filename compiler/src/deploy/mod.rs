@@ -8,9 +8,11 @@
 
 pub mod apply;
 pub mod desired;
+pub mod etcd;
 pub mod guard;
 pub mod host_setup;
 pub mod lock;
 pub mod observed;
 pub mod plan;
+pub mod talos;
 pub mod workflow;

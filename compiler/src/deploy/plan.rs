@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::desired::{Desired, DesiredBridge, Upload};
+use super::etcd::{hex, EtcdExit};
 use super::observed::{HostIface, HostVm, Observed};
 use crate::plan::images::is_seed_file_of;
 use crate::plan::vm::{described_files, VmConfig};
@@ -115,6 +116,21 @@ pub enum Step {
         change: String,
         allowed: bool,
     },
+    /// Before an allowed replace of a Talos control plane: the node leaves
+    /// etcd (or its member is removed through a peer), checked again on the
+    /// live cluster right before (`deploy::etcd`).
+    EtcdLeave {
+        vmid: u32,
+        name: String,
+        exit: EtcdExit,
+    },
+    /// After it: wait until the node answers its Talos API and etcd is
+    /// healthy with `members` again.
+    EtcdRejoin {
+        vmid: u32,
+        name: String,
+        members: Vec<String>,
+    },
     /// Change settings in place.
     Update {
         vmid: u32,
@@ -187,6 +203,8 @@ impl Plan {
                     | Step::Start { .. }
                     | Step::Replace { allowed: true, .. }
                     | Step::Restart { allowed: true, .. }
+                    | Step::EtcdLeave { .. }
+                    | Step::EtcdRejoin { .. }
             )
         })
     }
@@ -263,6 +281,30 @@ fn line(step: &Step) -> String {
                 )
             }
         }
+        Step::EtcdLeave { vmid, name, exit } => match exit {
+            EtcdExit::Leave { member } => format!(
+                "etcd     {name} leaves etcd (member {}) before VM {vmid} is destroyed; every member is healthy and the rest keep quorum",
+                hex(*member)
+            ),
+            EtcdExit::RemoveById { member, through } => format!(
+                "etcd     {name}'s member {} is removed through {through} ({name} does not answer, or its etcd does not) before VM {vmid} is destroyed",
+                hex(*member)
+            ),
+            EtcdExit::NotAMember => format!(
+                "etcd     {name} is not an etcd member (it left before): nothing to leave; the other members are healthy"
+            ),
+            EtcdExit::NotBootstrapped => format!(
+                "etcd     not bootstrapped yet (no control plane runs etcd): {name} is replaced without leaving"
+            ),
+        },
+        Step::EtcdRejoin {
+            vmid,
+            name,
+            members,
+        } => format!(
+            "etcd     wait until {name} (VM {vmid}) answers its Talos API and etcd is healthy with {}",
+            members.join(", ")
+        ),
         Step::Update {
             vmid,
             name,

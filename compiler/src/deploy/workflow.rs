@@ -4,7 +4,14 @@
 //! so what is applied is what was shown. The CLI parses arguments and
 //! implements [`Ui`]; every way this can fail is a [`DeployError`] with its
 //! exit code.
+//!
+//! A plan that replaces a Talos control plane also reads the live cluster
+//! (`talos`, through a tunnel via the host) and carries `etcd`'s decision:
+//! the node's way out of etcd before the replace and the wait for its
+//! return after, or a conflict (an unhealthy or unknown member, quorum at
+//! risk) that stops the deploy before any change.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,11 +19,13 @@ use waddlec_core::Compiled;
 
 use super::apply::{apply, ApplyError, Host, Timeouts};
 use super::desired::{desired, DesiredError};
+use super::etcd::{decide, gate, LiveEtcd};
 use super::guard::{self, LockOut};
 use super::host_setup::{self, HostSetupError, Ssh};
 use super::lock::{HostLock, LockError};
 use super::observed::{observe, Observed};
-use super::plan::{plan, Options, Plan};
+use super::plan::{plan, Options, Plan, Step};
+use super::talos::{control_planes, LiveCluster, TalosReachError};
 use crate::net::pve::{Progress, Pve, PveError};
 use crate::secrets::{self, SecretError};
 
@@ -35,6 +44,9 @@ pub struct Request<'a> {
     /// The API's URL instead of `host.api` (e.g. through an SSH tunnel).
     pub api: Option<&'a str>,
     pub agent_timeout: Duration,
+    /// How long a replaced Talos control plane may take to answer and
+    /// rejoin etcd.
+    pub talos_wait: Duration,
     /// API steps only: leave the host's own setup alone.
     pub skip_host: bool,
     pub ssh: Ssh,
@@ -109,6 +121,10 @@ pub enum DeployError {
     Changed,
     #[error("{0}\nthe host is as far as the steps above; run deploy again to converge")]
     Apply(#[from] ApplyError),
+    #[error("the Talos secrets, to check etcd before replacing a control plane: {0}")]
+    TalosSecrets(SecretError),
+    #[error("cannot check etcd before replacing a control plane; nothing was changed: {0}")]
+    TalosReach(#[from] TalosReachError),
 }
 
 /// Deploys `request.compiled` onto its host: see the module doc.
@@ -149,11 +165,37 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         .map_err(DeployError::Token)?;
     let url = request.api.unwrap_or(&host.api_url);
     let pve = Pve::new(url, fingerprint, &token).map_err(DeployError::Client)?;
-    let read_plan = || -> Result<(Plan, Observed), PveError> {
+    let read_host = || -> Result<(Plan, Observed), PveError> {
         let observed = observe(&pve, &host.node, &host.file_storage)?;
         Ok((plan(&desired, &observed, &options), observed))
     };
-    let (shown, observed) = read_plan()?;
+    let (ungated, observed) = read_host()?;
+    // Replacing a control plane: the live cluster decides how, or whether.
+    let cps = control_planes(&compiled.model);
+    let live = if replaced_control_planes(&ungated, &cps).is_empty() {
+        None
+    } else {
+        Some(open_cluster(request, &cps)?)
+    };
+    let expected: Vec<String> = cps.iter().map(|(_, name, _)| name.clone()).collect();
+    let with_etcd = |plan: Plan| -> Plan {
+        let Some(live) = &live else { return plan };
+        let replaced = replaced_control_planes(&plan, &cps);
+        if replaced.is_empty() {
+            return plan;
+        }
+        let view = live.view();
+        let decisions: BTreeMap<u32, _> = replaced
+            .into_iter()
+            .map(|(vmid, name)| (vmid, decide(&view, &name)))
+            .collect();
+        gate(plan, &decisions, &expected)
+    };
+    let read_plan = || -> Result<(Plan, Observed), PveError> {
+        let (plan, observed) = read_host()?;
+        Ok((with_etcd(plan), observed))
+    };
+    let shown = with_etcd(ungated);
     let host_changes = if request.skip_host {
         Vec::new()
     } else {
@@ -192,10 +234,16 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     }
 
     let lock = HostLock::acquire(&pve, request.holder, request.break_lock)?;
+    let target = Host {
+        pve: &pve,
+        node: &host.node,
+        file_storage: &host.file_storage,
+        etcd: live.as_ref().map(|l| l as &dyn LiveEtcd),
+    };
     let applied = apply_under_lock(
         request,
         ui,
-        &pve,
+        &target,
         &desired,
         &shown,
         &host_changes,
@@ -212,7 +260,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
 fn apply_under_lock(
     request: &Request<'_>,
     ui: &dyn Ui,
-    pve: &Pve,
+    target: &Host<'_>,
     desired: &super::desired::Desired,
     shown: &Plan,
     host_changes: &[String],
@@ -232,18 +280,13 @@ fn apply_under_lock(
             ui.step(&format!("host {change}"));
         }
     }
-    let host = &request.compiled.model.host;
-    let target = Host {
-        pve,
-        node: &host.node,
-        file_storage: &host.file_storage,
-    };
     let timeouts = Timeouts {
         agent: request.agent_timeout,
+        talos: request.talos_wait,
         ..Timeouts::default()
     };
     let result = apply(
-        &target,
+        target,
         desired,
         &current,
         timeouts,
@@ -252,4 +295,43 @@ fn apply_under_lock(
     );
     ui.uploads_done();
     Ok(result?)
+}
+
+/// The allowed replaces of control planes in `plan`: `(vmid, hostname)`.
+fn replaced_control_planes(
+    plan: &Plan,
+    cps: &[(u32, String, std::net::Ipv4Addr)],
+) -> Vec<(u32, String)> {
+    plan.steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Replace {
+                vmid,
+                allowed: true,
+                ..
+            } => cps
+                .iter()
+                .find(|(id, _, _)| id == vmid)
+                .map(|(id, name, _)| (*id, name.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The tunnel to the control planes, as the bundle's talosctl admin.
+fn open_cluster(
+    request: &Request<'_>,
+    cps: &[(u32, String, std::net::Ipv4Addr)],
+) -> Result<LiveCluster, DeployError> {
+    let Some(talos) = &request.compiled.model.talos else {
+        return Err(DeployError::TalosSecrets(SecretError::NoTalos));
+    };
+    let credentials = secrets::file_path("talos.secrets", &talos.secrets, request.blueprint_dir)
+        .and_then(|path| secrets::load_talos(&path))
+        .map_err(DeployError::TalosSecrets)?;
+    let nodes: Vec<(String, std::net::Ipv4Addr)> = cps
+        .iter()
+        .map(|(_, name, address)| (name.clone(), *address))
+        .collect();
+    Ok(LiveCluster::open(&request.ssh, &credentials, &nodes)?)
 }

@@ -1,0 +1,304 @@
+//! The live Talos cluster during a deploy that replaces a control plane:
+//! reached as `cluster bootstrap` reaches it, through an SSH tunnel via the
+//! Proxmox host to every control plane's Talos API, as the bundle's
+//! talosctl admin. Reads the cluster into `etcd::ClusterView` and carries
+//! out what `etcd::decide` planned ([`LiveEtcd`]); opened only when the
+//! plan replaces a control plane.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+
+use super::etcd::{rejoined, ClusterView, EtcdExit, EtcdService, LiveEtcd, Member};
+use super::host_setup::Ssh;
+use crate::model::{Model, TALOS_API_PORT};
+use crate::net::ssh::PinnedHost;
+use crate::net::ssh_tunnel::{SshTunnel, TunnelError};
+use crate::net::talos_api::{Probe, TalosApiError, TalosClient, TalosEndpoint, TalosIdentity};
+use crate::secrets::talos::TalosCredentials;
+
+/// How long one Talos API call may take here.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between looks while waiting for a node to rejoin.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The blueprint's etcd members to be: its control planes, by hostname
+/// (the VM's name) and address. Every Talos node is a control plane until
+/// nodes get a `role`; workers will be left out here, and so never need a
+/// quorum check.
+pub fn control_planes(model: &Model) -> Vec<(u32, String, Ipv4Addr)> {
+    model
+        .talos_nodes()
+        .map(|node| (node.vm.id, node.name().to_string(), node.ip()))
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TalosReachError {
+    #[error("the tunnel to the Talos nodes through the Proxmox host: {0}")]
+    Tunnel(#[from] TunnelError),
+    #[error(transparent)]
+    Api(#[from] TalosApiError),
+}
+
+/// The control planes through one tunnel; the tunnel closes on drop.
+pub struct LiveCluster {
+    nodes: Vec<(String, TalosClient)>,
+    _tunnel: SshTunnel,
+}
+
+impl LiveCluster {
+    /// Opens the tunnel to every control plane in `nodes` (`(hostname,
+    /// address)`) over `ssh`.
+    pub fn open(
+        ssh: &Ssh,
+        credentials: &TalosCredentials,
+        nodes: &[(String, Ipv4Addr)],
+    ) -> Result<LiveCluster, TalosReachError> {
+        let identity = TalosIdentity::from_credentials(credentials)?;
+        let pinned = PinnedHost::new(ssh.host_key.as_ref()).map_err(TunnelError::Spawn)?;
+        let known = pinned.as_ref().map(PinnedHost::known);
+        let forwards: Vec<(String, u16)> = nodes
+            .iter()
+            .map(|(_, address)| (address.to_string(), TALOS_API_PORT))
+            .collect();
+        let tunnel = SshTunnel::open(
+            &ssh.target,
+            ssh.config.as_deref(),
+            known.as_ref(),
+            &forwards,
+        )?;
+        let nodes = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, (name, address))| {
+                let endpoint = TalosEndpoint {
+                    connect: tunnel.local_addr(i),
+                    server_name: address.to_string(),
+                };
+                TalosClient::new(&endpoint, &identity)
+                    .map(|client| (name.clone(), client.with_timeout(CALL_TIMEOUT)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(LiveCluster {
+            nodes,
+            _tunnel: tunnel,
+        })
+    }
+
+    fn client(&self, name: &str) -> Option<&TalosClient> {
+        self.nodes.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+
+    fn etcd_service(client: &TalosClient) -> EtcdService {
+        match client.probe() {
+            Ok(Probe::Up(_)) => {}
+            Ok(Probe::Down(why)) => return EtcdService::Unreachable(why),
+            Err(e) => return EtcdService::Unreachable(e.to_string()),
+        }
+        match client.etcd_service() {
+            Ok(Some(etcd)) if etcd.state == "Running" => match etcd.healthy {
+                Some(true) => EtcdService::Healthy,
+                Some(false) => EtcdService::Unhealthy(etcd.last_message),
+                None => EtcdService::Unhealthy("its health is not known yet".into()),
+            },
+            Ok(Some(etcd)) => EtcdService::NotRunning(etcd.state),
+            Ok(None) => EtcdService::NotRunning("no etcd service".into()),
+            Err(e) => EtcdService::Unreachable(e.to_string()),
+        }
+    }
+
+    /// etcd's members, asked of healthy control planes first; `skip` is
+    /// never asked (the node on its way out).
+    fn members(
+        &self,
+        view: &[super::etcd::NodeView],
+        skip: Option<&str>,
+    ) -> Result<Vec<Member>, String> {
+        let mut order: Vec<&(String, TalosClient)> = self
+            .nodes
+            .iter()
+            .filter(|(name, _)| Some(name.as_str()) != skip)
+            .collect();
+        let healthy = |name: &str| {
+            view.iter()
+                .any(|n| n.name == name && n.etcd == EtcdService::Healthy)
+        };
+        order.sort_by_key(|(name, _)| !healthy(name));
+        let mut last = "no control plane to ask".to_string();
+        for (name, client) in order {
+            if matches!(
+                view.iter().find(|n| n.name == *name).map(|n| &n.etcd),
+                Some(EtcdService::Unreachable(_))
+            ) {
+                continue;
+            }
+            match client.etcd_members() {
+                Ok(members) => {
+                    return Ok(members
+                        .into_iter()
+                        .map(|m| Member {
+                            id: m.id,
+                            hostname: m.hostname,
+                            is_learner: m.is_learner,
+                        })
+                        .collect())
+                }
+                Err(e) => last = format!("{name}: {}", problem(&e)),
+            }
+        }
+        Err(last)
+    }
+
+    fn view_skipping(&self, skip: Option<&str>) -> ClusterView {
+        let nodes: Vec<super::etcd::NodeView> = self
+            .nodes
+            .iter()
+            .map(|(name, client)| super::etcd::NodeView {
+                name: name.clone(),
+                etcd: Self::etcd_service(client),
+            })
+            .collect();
+        let members = self.members(&nodes, skip);
+        ClusterView { nodes, members }
+    }
+
+    /// Removes `member` through a healthy control plane other than `node`.
+    fn remove_through_peer(
+        &self,
+        node: &str,
+        member: u64,
+        through: Option<&str>,
+    ) -> Result<String, String> {
+        let view = self.view_skipping(Some(node));
+        let peer = through
+            .map(str::to_string)
+            .or_else(|| {
+                view.nodes
+                    .iter()
+                    .find(|n| n.name != node && n.etcd == EtcdService::Healthy)
+                    .map(|n| n.name.clone())
+            })
+            .ok_or_else(|| {
+                format!("no healthy control plane other than {node} to remove its member through")
+            })?;
+        let client = self
+            .client(&peer)
+            .ok_or_else(|| format!("{peer} is not a control plane of the blueprint"))?;
+        match client.etcd_remove_member(member) {
+            Ok(()) => {}
+            // Gone already: what we wanted.
+            Err(TalosApiError::Refused {
+                code: Code::NotFound,
+                ..
+            }) => {}
+            Err(e) => return Err(problem(&e)),
+        }
+        Ok(format!(
+            "{node}'s member {} removed through {peer}",
+            super::etcd::hex(member)
+        ))
+    }
+
+    /// That neither `member` nor a member named `node` is left, as a peer
+    /// sees it.
+    fn confirm_gone(&self, node: &str, member: u64) -> Result<(), String> {
+        let view = self.view_skipping(Some(node));
+        let members = view
+            .members
+            .map_err(|why| format!("cannot confirm that {node} left etcd: {why}"))?;
+        match members
+            .iter()
+            .find(|m| m.id == member || m.hostname == node)
+        {
+            Some(m) => Err(format!(
+                "{node} is still etcd member {}: its VM is not destroyed",
+                super::etcd::hex(m.id)
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl LiveEtcd for LiveCluster {
+    fn view(&self) -> ClusterView {
+        self.view_skipping(None)
+    }
+
+    fn leave(&self, node: &str, exit: &EtcdExit) -> Result<String, String> {
+        let (member, done) = match exit {
+            EtcdExit::NotAMember | EtcdExit::NotBootstrapped => {
+                return Ok(format!("{node}: nothing to leave"))
+            }
+            EtcdExit::Leave { member } => {
+                let client = self
+                    .client(node)
+                    .ok_or_else(|| format!("{node} is not a control plane of the blueprint"))?;
+                match client.etcd_leave_cluster() {
+                    Ok(()) => (*member, format!("{node} left etcd")),
+                    // Gone under the call: its member goes through a peer.
+                    Err(
+                        e @ (TalosApiError::Unreachable { .. }
+                        | TalosApiError::Refused {
+                            code: Code::Unavailable,
+                            ..
+                        }),
+                    ) => {
+                        tracing::info!(node, error = %e, "leave cut short; removing through a peer");
+                        let still = self.confirm_gone(node, *member).is_err();
+                        if still {
+                            (*member, self.remove_through_peer(node, *member, None)?)
+                        } else {
+                            (*member, format!("{node} left etcd"))
+                        }
+                    }
+                    Err(e) => return Err(problem(&e)),
+                }
+            }
+            EtcdExit::RemoveById { member, through } => (
+                *member,
+                self.remove_through_peer(node, *member, Some(through))?,
+            ),
+        };
+        self.confirm_gone(node, member)?;
+        Ok(done)
+    }
+
+    fn wait_rejoined(
+        &self,
+        node: &str,
+        members: &[String],
+        deadline: Duration,
+    ) -> Result<(), String> {
+        let client = self
+            .client(node)
+            .ok_or_else(|| format!("{node} is not a control plane of the blueprint"))?;
+        let start = Instant::now();
+        loop {
+            let last = match client.probe() {
+                Ok(Probe::Up(_)) => match rejoined(&self.view(), members) {
+                    Ok(()) => return Ok(()),
+                    Err(why) => format!(
+                        "etcd to be healthy with {} (last: {why})",
+                        members.join(", ")
+                    ),
+                },
+                Ok(Probe::Down(why)) => format!("its Talos API to answer (last: {why})"),
+                Err(e) => format!("its Talos API to answer (last: {})", problem(&e)),
+            };
+            if start.elapsed() + POLL > deadline {
+                return Err(format!(
+                    "{node} did not come back within {} s: waited for {last}; its new VM was created and started: look at its console in Proxmox, then deploy again (a node already back is not touched)",
+                    deadline.as_secs()
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// A Talos API error in a line.
+fn problem(error: &TalosApiError) -> String {
+    error.to_string()
+}
