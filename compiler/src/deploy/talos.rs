@@ -24,12 +24,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_secs(1);
 
 /// The blueprint's etcd members to be: its control planes, by hostname
-/// (the VM's name) and address. Every Talos node is a control plane until
-/// nodes get a `role`; workers will be left out here, and so never need a
-/// quorum check.
+/// (the VM's name) and address. Workers are never etcd members, so their
+/// replace needs no quorum check.
 pub fn control_planes(model: &Model) -> Vec<(u32, String, Ipv4Addr)> {
     model
-        .talos_nodes()
+        .control_planes()
         .map(|node| (node.vm.id, node.name().to_string(), node.ip()))
         .collect()
 }
