@@ -613,3 +613,139 @@ mod tests {
         assert_eq!(fresh.steps.len(), 2, "no wait for an etcd that never ran");
     }
 }
+
+/// Property: whatever the cluster looks like, `decide` never lets a member
+/// leave when the members that stay would lack a healthy majority, never
+/// while a member is unknown, nameless or a learner, never through an
+/// unhealthy peer, and calls a cluster fresh only when no node runs etcd.
+/// Random views from a fixed seed, so a failure repeats.
+#[cfg(test)]
+mod properties {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    fn random_view(rng: &mut StdRng) -> (ClusterView, String) {
+        let count = rng.gen_range(1..=5);
+        let names: Vec<String> = (1..=count).map(|i| format!("talos-cp{i}")).collect();
+        let nodes: Vec<NodeView> = names
+            .iter()
+            .map(|name| NodeView {
+                name: name.clone(),
+                etcd: match rng.gen_range(0..10) {
+                    0 => EtcdService::Unhealthy("slow".into()),
+                    1 => EtcdService::NotRunning("Finished".into()),
+                    2 => EtcdService::Unreachable("timeout".into()),
+                    _ => EtcdService::Healthy,
+                },
+            })
+            .collect();
+        let members = if rng.gen_range(0..8) == 0 {
+            Err("no leader".to_string())
+        } else {
+            let mut members: Vec<Member> = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                if rng.gen_range(0..6) != 0 {
+                    members.push(Member {
+                        id: 0x1000 + i as u64,
+                        hostname: name.clone(),
+                        is_learner: rng.gen_range(0..15) == 0,
+                    });
+                }
+            }
+            match rng.gen_range(0..12) {
+                0 => members.push(Member {
+                    id: 0x9000,
+                    hostname: "talos-old".into(),
+                    is_learner: false,
+                }),
+                1 => members.push(Member {
+                    id: 0x9001,
+                    hostname: String::new(),
+                    is_learner: false,
+                }),
+                _ => {}
+            }
+            Ok(members)
+        };
+        let node = names[rng.gen_range(0..names.len())].clone();
+        (ClusterView { nodes, members }, node)
+    }
+
+    #[test]
+    fn no_decision_takes_etcd_below_quorum_or_past_a_bad_member() {
+        let mut rng = StdRng::seed_from_u64(18);
+        let mut seen = BTreeMap::new();
+        for _ in 0..20_000 {
+            let (view, node) = random_view(&mut rng);
+            let decision = decide(&view, &node);
+            let kind = match &decision {
+                Decision::NotBootstrapped => "fresh",
+                Decision::NotAMember => "not-a-member",
+                Decision::Leave { .. } => "leave",
+                Decision::RemoveById { .. } => "remove",
+                Decision::Refuse(_) => "refuse",
+            };
+            *seen.entry(kind).or_insert(0) += 1;
+            let healthy = |name: &str| {
+                view.nodes
+                    .iter()
+                    .any(|n| n.name == name && n.etcd == EtcdService::Healthy)
+            };
+            match &decision {
+                Decision::Leave { member } | Decision::RemoveById { member, .. } => {
+                    let members = view.members.as_ref().unwrap();
+                    let own = members.iter().find(|m| m.id == *member).unwrap();
+                    assert_eq!(own.hostname, node, "{view:?}");
+                    let staying: Vec<&Member> =
+                        members.iter().filter(|m| m.id != *member).collect();
+                    let healthy_staying = staying.iter().filter(|m| healthy(&m.hostname)).count();
+                    assert!(!staying.is_empty(), "the last member left: {view:?}");
+                    assert!(
+                        healthy_staying * 2 > staying.len(),
+                        "below quorum after {node} left: {view:?}"
+                    );
+                    assert!(
+                        members
+                            .iter()
+                            .all(|m| !m.is_learner
+                                && view.nodes.iter().any(|n| n.name == m.hostname)),
+                        "a bad member was passed over: {view:?}"
+                    );
+                    assert!(
+                        staying.iter().all(|m| healthy(&m.hostname)),
+                        "an unhealthy member stays: {view:?}"
+                    );
+                    if let Decision::RemoveById { through, .. } = &decision {
+                        assert!(
+                            healthy(through) && *through != node,
+                            "removed through {through}: {view:?}"
+                        );
+                    }
+                }
+                Decision::NotBootstrapped => {
+                    assert!(view.members.is_err(), "{view:?}");
+                    assert!(
+                        view.nodes
+                            .iter()
+                            .all(|n| matches!(n.etcd, EtcdService::NotRunning(_))),
+                        "{view:?}"
+                    );
+                }
+                Decision::NotAMember => {
+                    let members = view.members.as_ref().unwrap();
+                    assert!(!members.iter().any(|m| m.hostname == node), "{view:?}");
+                }
+                Decision::Refuse(why) => assert!(!why.is_empty()),
+            }
+        }
+        // The generator reaches every kind of decision.
+        for kind in ["fresh", "not-a-member", "leave", "remove", "refuse"] {
+            assert!(
+                seen.get(kind).copied().unwrap_or(0) > 0,
+                "{kind} never decided: {seen:?}"
+            );
+        }
+    }
+}
