@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use super::desired::Desired;
-use super::etcd::{decide, LiveEtcd};
+use super::etcd::{decide, in_place_ready, LiveEtcd};
 use super::plan::{files_of, Change, Plan, Step, BRIDGE_MARKER};
 use crate::net::pve::{segment, Progress, Pve, PveError, UploadFile};
 use crate::plan::vm::VmConfig;
@@ -52,8 +52,11 @@ pub struct Host<'a> {
     pub pve: &'a Pve,
     pub node: &'a str,
     pub file_storage: &'a str,
-    /// The live Talos cluster, when the plan replaces a control plane.
+    /// The live Talos cluster, when the plan replaces a control plane or
+    /// changes a Talos node in place.
     pub etcd: Option<&'a dyn LiveEtcd>,
+    /// The control planes by hostname: etcd's members to be.
+    pub members: &'a [String],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +229,78 @@ pub fn apply(
                 report(&line);
                 update(host, *vmid, changes).map_err(fail)?;
             }
+            Step::ApplyConfig {
+                vmid,
+                name,
+                preview,
+                now: true,
+                ..
+            } => {
+                report(&line);
+                let live = host.etcd.ok_or_else(|| {
+                    etcd_fail("internal error: no connection to the Talos cluster".into())
+                })?;
+                let target = desired
+                    .talos
+                    .get(vmid)
+                    .ok_or(ApplyError::NotDesired { vmid: *vmid })?;
+                let control_plane = host.members.contains(name);
+                let changes = preview.as_ref().is_none_or(|p| !p.diff.trim().is_empty());
+                if changes {
+                    let may_reboot = preview.as_ref().is_none_or(|p| p.reboot);
+                    if control_plane && may_reboot {
+                        in_place_ready(&live.view(), name, host.members).map_err(etcd_fail)?;
+                    }
+                    let (rebooted, _) = live
+                        .apply_config(name, &target.config, false)
+                        .map_err(etcd_fail)?;
+                    if rebooted {
+                        report(&format!("talos    {name} reboots into its new config"));
+                        if control_plane {
+                            live.wait_rejoined(name, host.members, timeouts.talos)
+                                .map_err(etcd_fail)?;
+                        } else {
+                            live.wait_version(name, None, timeouts.talos)
+                                .map_err(etcd_fail)?;
+                        }
+                    } else {
+                        report(&format!("talos    {name} applied its new config live"));
+                    }
+                }
+                refresh_seed(host, vm(desired, *vmid)?, timeouts).map_err(fail)?;
+            }
+            Step::Upgrade {
+                vmid,
+                name,
+                installer,
+                version,
+                description,
+                now: true,
+                ..
+            } => {
+                report(&line);
+                let live = host.etcd.ok_or_else(|| {
+                    etcd_fail("internal error: no connection to the Talos cluster".into())
+                })?;
+                let control_plane = host.members.contains(name);
+                if control_plane {
+                    in_place_ready(&live.view(), name, host.members).map_err(etcd_fail)?;
+                }
+                let ack = live.upgrade(name, installer).map_err(etcd_fail)?;
+                report(&format!("talos    {name}: {ack}"));
+                live.wait_version(name, Some(version), timeouts.talos)
+                    .map_err(etcd_fail)?;
+                if control_plane {
+                    live.wait_rejoined(name, host.members, timeouts.talos)
+                        .map_err(etcd_fail)?;
+                }
+                host.pve
+                    .put(
+                        &format!("{}/config", qemu_path(host, *vmid)),
+                        &[("description".to_string(), description.clone())],
+                    )
+                    .map_err(fail)?;
+            }
             Step::Resize { vmid, to, .. } => {
                 report(&line);
                 resize(host, *vmid, to, timeouts).map_err(fail)?;
@@ -238,6 +313,8 @@ pub fn apply(
                 }
             }
             Step::KeepUpload { .. }
+            | Step::ApplyConfig { now: false, .. }
+            | Step::Upgrade { now: false, .. }
             | Step::MissingFile { .. }
             | Step::Replace { allowed: false, .. }
             | Step::Restart { allowed: false, .. }
@@ -420,6 +497,48 @@ fn update(host: &Host<'_>, vmid: u32, changes: &[Change]) -> Result<(), PveError
     host.pve
         .put(&format!("{}/config", qemu_path(host, vmid)), &form)
         .map(drop)
+}
+
+/// Brings a Talos VM's seed disk and description current after its node
+/// took the new config in place, so a later rebuild boots what it runs:
+/// scsi1 imported again from the uploaded seed (Proxmox keeps the old disk
+/// as `unusedN`, which is then deleted), the description naming the new
+/// files, the uploaded seed removed.
+fn refresh_seed(host: &Host<'_>, vm: &VmConfig, timeouts: Timeouts) -> Result<(), PveError> {
+    let path = format!("{}/config", qemu_path(host, vm.vmid));
+    let before = host.pve.get(&path, &[])?;
+    let disk_of = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .and_then(|v| v.split(',').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let old = disk_of(&before["scsi1"]);
+    let form: Vec<(String, String)> = ["scsi1", "description"]
+        .into_iter()
+        .filter_map(|key| vm.param(key).map(|v| (key.to_string(), v.to_string())))
+        .collect();
+    let answer = host.pve.post(&path, &form)?;
+    wait(host, answer, timeouts.task)?;
+    let after = host.pve.get(&path, &[])?;
+    let unused: Vec<String> = after
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, value)| {
+            key.starts_with("unused") && !old.is_empty() && disk_of(value) == old
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    if !unused.is_empty() {
+        let answer = host
+            .pve
+            .post(&path, &[("delete".to_string(), unused.join(","))])?;
+        wait(host, answer, timeouts.task)?;
+    }
+    let (_, seed) = files_of(vm);
+    remove_import(host, &seed, timeouts)
 }
 
 /// Stops (hard: the VM is about to be destroyed) and destroys a VM with its

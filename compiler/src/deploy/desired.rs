@@ -4,6 +4,7 @@
 //! after checking it is that blueprint's current build, so deploy never
 //! ships a stale or hand-edited tree.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bake::BakedImage;
 use crate::emit::{Manifest, Secrets, MANIFEST_PATH};
+use crate::plan::images::BootImage;
 use crate::plan::vm::{vm_configs, VmConfig};
 use crate::Compiled;
 
@@ -46,6 +48,32 @@ pub struct Desired {
     pub bridges: Vec<DesiredBridge>,
     pub uploads: Vec<Upload>,
     pub vms: Vec<VmConfig>,
+    /// The Talos nodes' in-place targets, by VMID: what an existing node
+    /// is upgraded to or sent instead of being replaced.
+    pub talos: BTreeMap<u32, TalosTarget>,
+}
+
+/// What a Talos node should run: the factory installer of its schematic and
+/// version, and the machine config the build wrote for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TalosTarget {
+    /// `v1.12.1`.
+    pub version: String,
+    pub schematic: String,
+    /// The seed's `user-data`, byte for byte.
+    pub config: Vec<u8>,
+}
+
+impl TalosTarget {
+    /// The Image Factory's installer image for the nocloud platform
+    /// (`factory.talos.dev/<platform>-installer/<schematic>:<version>`, the
+    /// registry frontend of siderolabs/image-factory).
+    pub fn installer(&self) -> String {
+        format!(
+            "factory.talos.dev/nocloud-installer/{}:{}",
+            self.schematic, self.version
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,10 +157,30 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
             cidr: format!("{}/{}", bridge.host_address, bridge.network.prefix_len()),
         })
         .collect();
+    let mut talos = BTreeMap::new();
+    for plan in &compiled.images {
+        let BootImage::Talos(image) = &plan.boot else {
+            continue;
+        };
+        let path = tree.join(format!("vms/{}/seed/user-data", plan.vm));
+        let config = fs::read(&path).map_err(|source| DesiredError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        talos.insert(
+            plan.vmid,
+            TalosTarget {
+                version: image.version.clone(),
+                schematic: image.schematic.clone(),
+                config,
+            },
+        );
+    }
     Ok(Desired {
         bridges,
         uploads,
         vms: vm_configs(&compiled.model, &compiled.images),
+        talos,
     })
 }
 

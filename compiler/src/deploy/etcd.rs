@@ -116,6 +116,39 @@ pub trait LiveEtcd {
         members: &[String],
         deadline: std::time::Duration,
     ) -> Result<(), String>;
+    /// `ApplyConfiguration` (mode AUTO) of `config` on `node`: whether it
+    /// reboots (or, on a dry run, would) and the node's diff (dry run).
+    fn apply_config(
+        &self,
+        node: &str,
+        config: &[u8],
+        dry_run: bool,
+    ) -> Result<(bool, String), String>;
+    /// `Upgrade` of `node` to `installer` (never forced); the node's ack.
+    fn upgrade(&self, node: &str, installer: &str) -> Result<String, String>;
+    /// Waits until `node` answers on Talos `version` (any, if `None`).
+    fn wait_version(
+        &self,
+        node: &str,
+        version: Option<&str>,
+        deadline: std::time::Duration,
+    ) -> Result<(), String>;
+}
+
+/// Whether control plane `node` may be taken away for an in-place reboot
+/// (upgrade, config needing a reboot) now: etcd healthy with exactly
+/// `members`, and more than two of them (Talos refuses an upgrade of a
+/// two-member cluster; one down of two loses quorum).
+pub fn in_place_ready(view: &ClusterView, node: &str, members: &[String]) -> Result<(), String> {
+    rejoined(view, members).map_err(|why| {
+        format!("{node} is not taken down now: etcd is not healthy ({why}); bring it back first")
+    })?;
+    if members.len() == 2 {
+        return Err(format!(
+            "{node} is not taken down now: etcd has exactly two members, one down loses quorum; add a third control plane first"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `view` shows etcd healthy with exactly `members`, each a voter

@@ -131,6 +131,33 @@ pub enum Step {
         name: String,
         members: Vec<String>,
     },
+    /// A Talos node's machine config changed, its image not: the build's
+    /// config goes to the node through its Talos API (`ApplyConfiguration`,
+    /// mode AUTO; a control plane that reboots is quorum-checked before
+    /// and waited for after), then its seed disk and description on the
+    /// host are brought current. `preview` is the node's dry run, read by
+    /// the workflow; `now` false: another node goes first (next deploy).
+    ApplyConfig {
+        vmid: u32,
+        name: String,
+        change: String,
+        preview: Option<ConfigPreview>,
+        now: bool,
+    },
+    /// A Talos node's version or schematic changed: `Upgrade` to the
+    /// factory `installer`, wait until it runs `version` (and, on a control
+    /// plane, etcd is healthy again), then the description records the new
+    /// image. Never a destroy.
+    Upgrade {
+        vmid: u32,
+        name: String,
+        change: String,
+        installer: String,
+        version: String,
+        /// The host's description with the new image: what it records after.
+        description: String,
+        now: bool,
+    },
     /// Change settings in place.
     Update {
         vmid: u32,
@@ -174,6 +201,15 @@ pub enum Step {
     },
 }
 
+/// What the node said its dry run of the new config would do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConfigPreview {
+    /// The mode AUTO would use needs a reboot.
+    pub reboot: bool,
+    /// The node's unified diff; empty: the node runs this config already.
+    pub diff: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Change {
     pub key: String,
@@ -205,6 +241,8 @@ impl Plan {
                     | Step::Restart { allowed: true, .. }
                     | Step::EtcdLeave { .. }
                     | Step::EtcdRejoin { .. }
+                    | Step::ApplyConfig { now: true, .. }
+                    | Step::Upgrade { now: true, .. }
             )
         })
     }
@@ -228,6 +266,8 @@ impl Plan {
                     Step::Replace { allowed: false, .. }
                         | Step::Restart { allowed: false, .. }
                         | Step::MissingFile { .. }
+                        | Step::ApplyConfig { now: false, .. }
+                        | Step::Upgrade { now: false, .. }
                 )
             })
             .count()
@@ -305,6 +345,54 @@ fn line(step: &Step) -> String {
             "etcd     wait until {name} (VM {vmid}) answers its Talos API and etcd is healthy with {}",
             members.join(", ")
         ),
+        Step::ApplyConfig {
+            vmid,
+            name,
+            change,
+            preview,
+            now,
+        } => {
+            let what = match preview {
+                None => "ApplyConfiguration (mode AUTO)".to_string(),
+                Some(p) if p.diff.trim().is_empty() => {
+                    "the node runs this config already: no ApplyConfiguration".to_string()
+                }
+                Some(p) if p.reboot => format!(
+                    "ApplyConfiguration, Talos reboots the node (quorum checked before, waited for after); diff:\n{}",
+                    p.diff.trim_end()
+                ),
+                Some(p) => format!(
+                    "ApplyConfiguration live, no reboot; diff:\n{}",
+                    p.diff.trim_end()
+                ),
+            };
+            let tail = if *now {
+                String::new()
+            } else {
+                " — after the node ahead of it; run deploy again, not done".into()
+            };
+            format!(
+                "config   VM {vmid} {name} in place ({change}; no --allow-replace needed): {what}; then its seed disk and description are brought current{tail}"
+            )
+        }
+        Step::Upgrade {
+            vmid,
+            name,
+            change,
+            installer,
+            version,
+            now,
+            ..
+        } => {
+            let tail = if *now {
+                String::new()
+            } else {
+                " — after the node ahead of it; run deploy again, not done".into()
+            };
+            format!(
+                "upgrade  VM {vmid} {name} in place ({change}; no --allow-replace needed): Upgrade to {installer}, wait until it runs {version} (a control plane: quorum checked before, etcd healthy after); its description records the new image{tail}"
+            )
+        }
         Step::Update {
             vmid,
             name,
@@ -386,7 +474,13 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Pl
                     replace: options.allow_replace.contains(&vm.name),
                     restart: options.allow_restart.contains(&vm.name),
                 };
-                vm_steps.extend(existing(vm, host, &image, &seed, allowed));
+                let target = desired
+                    .talos
+                    .contains_key(&vm.vmid)
+                    .then(|| desired.talos[&vm.vmid].installer());
+                let version = desired.talos.get(&vm.vmid).map(|t| t.version.clone());
+                let in_place = target.zip(version);
+                vm_steps.extend(existing(vm, host, &image, &seed, allowed, in_place));
             }
         }
     }
@@ -400,6 +494,9 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Pl
                 vmid,
                 allowed: true,
                 ..
+            }
+            | Step::ApplyConfig {
+                vmid, now: true, ..
             } => desired.vms.iter().find(|vm| vm.vmid == *vmid),
             _ => None,
         })
@@ -470,7 +567,54 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Pl
             ),
         });
     }
-    Plan { steps }
+    pace(Plan { steps })
+}
+
+/// Whether a step takes its Talos node away for a while: an upgrade, a
+/// config that needs (or may need: not previewed) a reboot.
+fn disrupts(step: &Step) -> Option<u32> {
+    match step {
+        Step::Upgrade { vmid, .. } => Some(*vmid),
+        Step::ApplyConfig { vmid, preview, .. }
+            if preview
+                .as_ref()
+                .is_none_or(|p| p.reboot && !p.diff.trim().is_empty()) =>
+        {
+            Some(*vmid)
+        }
+        _ => None,
+    }
+}
+
+/// One Talos node away at a time: the in-place steps of the first node
+/// that reboots go now, those of any other node that reboots wait for a
+/// later deploy, and none goes while a replace or restart is allowed.
+/// Pure; run again after the workflow fills in the previews.
+pub fn pace(mut plan: Plan) -> Plan {
+    let mut away: Option<u32> = plan.steps.iter().find_map(|step| match step {
+        Step::Replace {
+            vmid,
+            allowed: true,
+            ..
+        }
+        | Step::Restart {
+            vmid,
+            allowed: true,
+            ..
+        } => Some(*vmid),
+        _ => None,
+    });
+    let first_in_place = plan.steps.iter().find_map(disrupts);
+    if away.is_none() {
+        away = first_in_place;
+    }
+    let disrupting: Vec<Option<u32>> = plan.steps.iter().map(disrupts).collect();
+    for (step, disrupting) in plan.steps.iter_mut().zip(disrupting) {
+        if let Step::ApplyConfig { vmid, now, .. } | Step::Upgrade { vmid, now, .. } = step {
+            *now = disrupting.is_none() || Some(*vmid) == away;
+        }
+    }
+    plan
 }
 
 /// The bridge steps: every bridge of the blueprint, before any VM. With
@@ -765,7 +909,16 @@ struct Allowed {
     restart: bool,
 }
 
-fn existing(vm: &VmConfig, host: &HostVm, image: &str, seed: &str, allow: Allowed) -> Vec<Step> {
+/// `in_place`: a Talos node's installer image and version, when it may be
+/// upgraded and configured in place rather than replaced.
+fn existing(
+    vm: &VmConfig,
+    host: &HostVm,
+    image: &str,
+    seed: &str,
+    allow: Allowed,
+    in_place: Option<(String, String)>,
+) -> Vec<Step> {
     let (vmid, name) = (vm.vmid, vm.name.clone());
     if host.name != vm.name {
         return vec![Step::Conflict {
@@ -798,15 +951,50 @@ fn existing(vm: &VmConfig, host: &HostVm, image: &str, seed: &str, allow: Allowe
         Some(_) => None,
         None => Some(format!("a VM not created by waddlec → {image}")),
     };
-    if let Some(change) = change {
-        return vec![Step::Replace {
-            vmid,
-            name,
-            change,
-            allowed: allow.replace,
-        }];
-    }
     let mut steps = Vec::new();
+    match (described, in_place) {
+        // A Talos node of ours, not asked to be rebuilt: in place.
+        (Some((host_image, host_seed)), Some((installer, version)))
+            if change.is_some() && !allow.replace =>
+        {
+            if host_image != image {
+                steps.push(Step::Upgrade {
+                    vmid,
+                    name: name.clone(),
+                    change: format!("image {host_image} → {image}"),
+                    installer,
+                    version,
+                    description: host
+                        .config
+                        .get("description")
+                        .map(|d| {
+                            d.replace(&format!("image={host_image}"), &format!("image={image}"))
+                        })
+                        .unwrap_or_default(),
+                    now: true,
+                });
+            }
+            if host_seed != seed {
+                steps.push(Step::ApplyConfig {
+                    vmid,
+                    name: name.clone(),
+                    change: format!("seed (configuration) {host_seed} → {seed}"),
+                    preview: None,
+                    now: true,
+                });
+            }
+        }
+        _ => {
+            if let Some(change) = change {
+                return vec![Step::Replace {
+                    vmid,
+                    name,
+                    change,
+                    allowed: allow.replace,
+                }];
+            }
+        }
+    }
     // What the VM runs with, and what it will run with after its next
     // start (Proxmox holds some changes of a running VM until then).
     let hotplug = host
@@ -1079,6 +1267,7 @@ mod tests {
                 },
             ],
             vms: vec![vm()],
+            talos: BTreeMap::new(),
         }
     }
 
@@ -1161,6 +1350,103 @@ mod tests {
             allowed.steps.last(),
             Some(Step::Replace { allowed: true, .. })
         ));
+    }
+
+    /// `desired()` as a Talos node with an in-place target.
+    fn talos_node() -> Desired {
+        let mut desired = desired();
+        desired.vms[0].debian = false;
+        desired.talos.insert(
+            desired.vms[0].vmid,
+            crate::deploy::desired::TalosTarget {
+                version: "v1.12.2".into(),
+                schematic: "abc".into(),
+                config: b"version: v1alpha1".to_vec(),
+            },
+        );
+        desired
+    }
+
+    #[test]
+    fn a_talos_image_change_is_an_upgrade_in_place_a_config_change_an_apply() {
+        let mut desired = talos_node();
+        desired.vms[0].image_volume = "local:import/edge-c.qcow2".into();
+        desired.uploads[0].file = "edge-c.qcow2".into();
+        let upgrade = plan(&desired, &deployed(), &[]);
+        assert!(
+            upgrade
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::Upgrade { installer, now: true, .. }
+                if installer == "factory.talos.dev/nocloud-installer/abc:v1.12.2")),
+            "{:#?}",
+            upgrade.lines()
+        );
+        assert!(!upgrade
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Replace { .. })));
+        assert!(upgrade.changes_anything());
+        // Named for a rebuild: a replace, as before.
+        let replace = plan(&desired, &deployed(), &["edge".to_string()]);
+        assert!(replace
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Replace { allowed: true, .. })));
+
+        let mut desired = talos_node();
+        desired.vms[0].seed_volume = "local:import/edge-seed-ffffffffffff.raw".into();
+        desired.uploads[1].file = "edge-seed-ffffffffffff.raw".into();
+        let apply = plan(&desired, &deployed(), &[]);
+        assert!(apply.steps.iter().any(|s| matches!(
+            s,
+            Step::ApplyConfig {
+                now: true,
+                preview: None,
+                ..
+            }
+        )));
+        // Its seed is uploaded for the host's copy to be brought current.
+        assert!(apply.steps.iter().any(
+            |s| matches!(s, Step::Upload { file, .. } if file == "edge-seed-ffffffffffff.raw")
+        ));
+        assert!(!apply
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Replace { .. })));
+    }
+
+    #[test]
+    fn only_one_talos_node_reboots_in_place_per_deploy() {
+        let step = |vmid: u32, reboot: bool| Step::ApplyConfig {
+            vmid,
+            name: format!("n{vmid}"),
+            change: String::new(),
+            preview: Some(ConfigPreview {
+                reboot,
+                diff: "-a\n+b".into(),
+            }),
+            now: true,
+        };
+        let paced = pace(Plan {
+            steps: vec![step(1, true), step(2, false), step(3, true)],
+        });
+        let now: Vec<bool> = paced
+            .steps
+            .iter()
+            .map(|s| matches!(s, Step::ApplyConfig { now: true, .. }))
+            .collect();
+        assert_eq!(now, [true, true, false]);
+        assert_eq!(paced.held_back(), 1);
+        // An empty diff needs no reboot: it never waits.
+        let mut quiet = step(4, true);
+        if let Step::ApplyConfig { preview, .. } = &mut quiet {
+            preview.as_mut().unwrap().diff.clear();
+        }
+        let paced = pace(Plan {
+            steps: vec![step(1, true), quiet],
+        });
+        assert_eq!(paced.held_back(), 0);
     }
 
     #[test]

@@ -15,7 +15,9 @@ use super::host_setup::Ssh;
 use crate::model::{Model, TALOS_API_PORT};
 use crate::net::ssh::PinnedHost;
 use crate::net::ssh_tunnel::{SshTunnel, TunnelError};
-use crate::net::talos_api::{Probe, TalosApiError, TalosClient, TalosEndpoint, TalosIdentity};
+use crate::net::talos_api::{
+    ApplyMode, Probe, TalosApiError, TalosClient, TalosEndpoint, TalosIdentity, UpgradeRequest,
+};
 use crate::secrets::talos::TalosCredentials;
 
 /// How long one Talos API call may take here.
@@ -294,6 +296,64 @@ impl LiveEtcd for LiveCluster {
             }
             std::thread::sleep(POLL);
         }
+    }
+
+    fn apply_config(
+        &self,
+        node: &str,
+        config: &[u8],
+        dry_run: bool,
+    ) -> Result<(bool, String), String> {
+        let client = self
+            .client(node)
+            .ok_or_else(|| format!("{node} is not a Talos node of the blueprint"))?;
+        let outcome = client
+            .apply_configuration(config, ApplyMode::Auto, dry_run)
+            .map_err(|e| format!("{node}: {}", problem(&e)))?;
+        let diff = outcome.diff.unwrap_or_default();
+        let diff = if diff.trim() == "No changes." {
+            String::new()
+        } else {
+            diff
+        };
+        Ok((outcome.mode == ApplyMode::Reboot, diff))
+    }
+
+    fn upgrade(&self, node: &str, installer: &str) -> Result<String, String> {
+        let client = self
+            .client(node)
+            .ok_or_else(|| format!("{node} is not a Talos node of the blueprint"))?;
+        let request = UpgradeRequest {
+            image: installer.to_string(),
+            ..UpgradeRequest::default()
+        };
+        client
+            .upgrade(&request)
+            .map(|ack| ack.ack)
+            .map_err(|e| format!("{node} refused the upgrade to {installer}: {}", problem(&e)))
+    }
+
+    fn wait_version(
+        &self,
+        node: &str,
+        version: Option<&str>,
+        deadline: Duration,
+    ) -> Result<(), String> {
+        let client = self
+            .client(node)
+            .ok_or_else(|| format!("{node} is not a Talos node of the blueprint"))?;
+        let waited = match version {
+            Some(tag) => client.wait_until_version(tag, deadline),
+            None => client.wait_until_up(deadline),
+        };
+        waited.map(drop).map_err(|e| {
+            format!(
+                "{node} did not come back{} within {} s: {}; deploy again once it is back (a node already on it is not touched)",
+                version.map(|v| format!(" on Talos {v}")).unwrap_or_default(),
+                deadline.as_secs(),
+                problem(&e)
+            )
+        })
     }
 }
 

@@ -172,7 +172,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     let (ungated, observed) = read_host()?;
     // Replacing a control plane: the live cluster decides how, or whether.
     let cps = control_planes(&compiled.model);
-    let live = if replaced_control_planes(&ungated, &cps).is_empty() {
+    let live = if replaced_control_planes(&ungated, &cps).is_empty() && !in_place(&ungated) {
         None
     } else {
         Some(open_cluster(request, &cps)?)
@@ -180,6 +180,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     let expected: Vec<String> = cps.iter().map(|(_, name, _)| name.clone()).collect();
     let with_etcd = |plan: Plan| -> Plan {
         let Some(live) = &live else { return plan };
+        let plan = preview_in_place(plan, live, &desired, &expected);
         let replaced = replaced_control_planes(&plan, &cps);
         if replaced.is_empty() {
             return plan;
@@ -239,6 +240,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         node: &host.node,
         file_storage: &host.file_storage,
         etcd: live.as_ref().map(|l| l as &dyn LiveEtcd),
+        members: &expected,
     };
     let applied = apply_under_lock(
         request,
@@ -295,6 +297,79 @@ fn apply_under_lock(
     );
     ui.uploads_done();
     Ok(result?)
+}
+
+/// Whether `plan` changes a Talos node in place.
+fn in_place(plan: &Plan) -> bool {
+    plan.steps
+        .iter()
+        .any(|step| matches!(step, Step::ApplyConfig { .. } | Step::Upgrade { .. }))
+}
+
+/// The in-place steps with the nodes' dry runs of their new configs, paced
+/// one rebooting node at a time, and a conflict for a control plane that
+/// may not go down now (etcd not healthy with every member).
+fn preview_in_place(
+    plan: Plan,
+    live: &LiveCluster,
+    desired: &super::desired::Desired,
+    members: &[String],
+) -> Plan {
+    let mut steps = Vec::with_capacity(plan.steps.len());
+    for mut step in plan.steps {
+        let mut refused = None;
+        if let Step::ApplyConfig {
+            vmid,
+            name,
+            preview,
+            ..
+        } = &mut step
+        {
+            match desired
+                .talos
+                .get(vmid)
+                .ok_or_else(|| format!("internal error: no Talos config for VM {vmid}"))
+                .and_then(|target| live.apply_config(name, &target.config, true))
+            {
+                Ok((reboot, diff)) => *preview = Some(super::plan::ConfigPreview { reboot, diff }),
+                Err(why) => {
+                    refused = Some((*vmid, format!("{name}'s dry run of its new config: {why}")))
+                }
+            }
+        }
+        steps.push(step);
+        if let Some((vmid, reason)) = refused {
+            steps.push(Step::Conflict { vmid, reason });
+        }
+    }
+    let paced = super::plan::pace(Plan { steps });
+    let view = live.view();
+    let mut steps = Vec::with_capacity(paced.steps.len());
+    for step in paced.steps {
+        let gated = match &step {
+            Step::Upgrade {
+                vmid,
+                name,
+                now: true,
+                ..
+            } => Some((*vmid, name.clone())),
+            Step::ApplyConfig {
+                vmid,
+                name,
+                preview: Some(p),
+                now: true,
+                ..
+            } if p.reboot && !p.diff.trim().is_empty() => Some((*vmid, name.clone())),
+            _ => None,
+        };
+        steps.push(step);
+        if let Some((vmid, name)) = gated.filter(|(_, name)| members.contains(name)) {
+            if let Err(reason) = super::etcd::in_place_ready(&view, &name, members) {
+                steps.push(Step::Conflict { vmid, reason });
+            }
+        }
+    }
+    Plan { steps }
 }
 
 /// The allowed replaces of control planes in `plan`: `(vmid, hostname)`.
