@@ -12,6 +12,13 @@
 //! with nothing changed, while another member is unhealthy; a node that
 //! does not come back stops the deploy naming it, and a re-run converges.
 //! Never a dead member.
+//!
+//! In place, without `--allow-replace`: a new machine config reaches the
+//! node through `ApplyConfiguration` with the build's bytes and the VM's
+//! seed disk and description are brought current; a new Talos image is an
+//! `Upgrade` to the factory installer; an upgrade is refused, nothing
+//! changed, while another member is unhealthy. Never a destroy; a re-run
+//! has nothing to do.
 
 use std::fs;
 use std::io::Read;
@@ -191,16 +198,25 @@ impl Lab {
 
     /// VM 111 as if it ran an older seed: its next plan replaces it.
     fn age_seed_of_cp2(&self) {
-        let description = self.sim.state()["vms"]["111"]["config"]["description"]
+        self.age_cp2("seed=", "talos-cp2-seed-000000000000.raw");
+    }
+
+    fn description_of_cp2(&self) -> String {
+        self.sim.state()["vms"]["111"]["config"]["description"]
             .as_str()
             .unwrap()
-            .to_string();
+            .to_string()
+    }
+
+    /// VM 111's description naming `file` as its `key` (`seed=`, `image=`).
+    fn age_cp2(&self, key: &str, file: &str) {
+        let description = self.description_of_cp2();
         let seed = description
             .split_whitespace()
-            .find(|w| w.starts_with("seed="))
+            .find(|w| w.starts_with(key))
             .unwrap()
             .to_string();
-        let old = description.replace(&seed, "seed=talos-cp2-seed-000000000000.raw");
+        let old = description.replace(&seed, &format!("{key}{file}"));
         let output = run(Command::new("curl")
             .args(["-sS", "-k", "--fail-with-body", "-X", "PUT"])
             .arg("-H")
@@ -437,5 +453,120 @@ fn a_node_that_never_comes_back_stops_the_deploy_naming_it_and_a_rerun_converges
     assert!(text(&output.stderr).contains("nothing to do"));
     assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
     assert!(lab.cluster.members().iter().all(|m| m.healthy));
+    lab.assert_no_violations();
+}
+
+/// What a deploy did to VM 111 through the API: its changes, minus reads.
+fn destroyed_111(lab: &Lab, before: usize) -> bool {
+    lab.sim.requests()[before..].iter().any(|r| {
+        r["method"].as_str() == Some("DELETE")
+            && r["path"].as_str().is_some_and(|p| p.ends_with("/qemu/111"))
+    })
+}
+
+#[test]
+fn a_config_change_is_applied_in_place_and_the_seed_brought_current() {
+    let lab = Lab::deployed();
+    let current = lab.description_of_cp2();
+    lab.age_seed_of_cp2();
+    lab.cluster.set_reboot_time(1, Duration::from_millis(500));
+    let before = lab.sim.requests().len();
+    let output = lab.deploy(&["--talos-wait", "60"]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("config   VM 111 talos-cp2 in place"),
+        "{stdout}"
+    );
+    assert!(!destroyed_111(&lab, before), "{stdout}");
+    // The node runs exactly the bytes the build wrote.
+    let built = fs::read(lab.lab.path("dist/vms/talos-cp2/seed/user-data")).unwrap();
+    assert_eq!(lab.cluster.config(1), built);
+    assert!(lab
+        .cluster
+        .calls()
+        .iter()
+        .any(|c| c.method == "ApplyConfiguration" && c.target.unwrap_or(c.entry) == 1));
+    // The host's copy is current: the description, one seed disk, no
+    // leftover import.
+    assert_eq!(lab.description_of_cp2(), current);
+    let config = &lab.sim.state()["vms"]["111"]["config"];
+    assert!(
+        !config
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("unused")),
+        "{config:#}"
+    );
+    assert_eq!(lab.member_names(), CPS);
+
+    let again = lab.deploy(&[]);
+    let stdout = text(&again.stdout);
+    assert!(again.status.success(), "{stdout}");
+    assert!(!stdout.contains("in place"), "{stdout}");
+    lab.assert_no_violations();
+}
+
+#[test]
+fn a_new_talos_image_is_an_upgrade_in_place() {
+    let lab = Lab::deployed();
+    let current = lab.description_of_cp2();
+    // The blueprint's version, as its image's name carries it.
+    let wanted = current
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("image=talos-"))
+        .and_then(|rest| rest.split('-').next())
+        .unwrap()
+        .to_string();
+    assert_ne!(lab.cluster.version(1), wanted);
+    lab.age_cp2("image=", "talos-v1.12.0-000000000000.qcow2");
+    lab.cluster.set_reboot_time(1, Duration::from_millis(500));
+    let before = lab.sim.requests().len();
+    let output = lab.deploy(&["--talos-wait", "60"]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("upgrade  VM 111 talos-cp2 in place")
+            && stdout.contains("factory.talos.dev/nocloud-installer/"),
+        "{stdout}"
+    );
+    assert!(!destroyed_111(&lab, before), "{stdout}");
+    assert!(lab
+        .cluster
+        .calls()
+        .iter()
+        .any(|c| c.method == "Upgrade" && c.target.unwrap_or(c.entry) == 1));
+    assert_eq!(lab.cluster.version(1), wanted);
+    assert_eq!(lab.description_of_cp2(), current);
+    assert_eq!(lab.member_names(), CPS);
+
+    let again = lab.deploy(&[]);
+    let stdout = text(&again.stdout);
+    assert!(again.status.success(), "{stdout}");
+    assert!(!stdout.contains("in place"), "{stdout}");
+    lab.assert_no_violations();
+}
+
+#[test]
+fn an_upgrade_is_refused_while_another_member_is_unhealthy_and_nothing_changes() {
+    let lab = Lab::deployed();
+    lab.age_cp2("image=", "talos-v1.12.0-000000000000.qcow2");
+    let aged = lab.description_of_cp2();
+    lab.cluster.set_member_unhealthy(2, true);
+    let version = lab.cluster.version(1);
+    let before = lab.sim.requests().len();
+    let output = lab.deploy(&[]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(6), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("CONFLICT VM 111: talos-cp2 is not taken down now")
+            && stdout.contains("talos-cp3"),
+        "{stdout}"
+    );
+    assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
+    assert!(!lab.cluster.calls().iter().any(|c| c.method == "Upgrade"));
+    assert_eq!(lab.cluster.version(1), version);
+    assert_eq!(lab.description_of_cp2(), aged);
     lab.assert_no_violations();
 }
