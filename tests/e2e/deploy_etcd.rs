@@ -479,9 +479,22 @@ fn a_config_change_is_applied_in_place_and_the_seed_brought_current() {
         "{stdout}"
     );
     assert!(!destroyed_111(&lab, before), "{stdout}");
+    // The diff is shown, its secrets not.
+    assert!(stdout.contains("+    type: controlplane"), "{stdout}");
+    assert!(stdout.contains("key: (redacted)"), "{stdout}");
+    let built_text =
+        String::from_utf8(fs::read(lab.lab.path("dist/vms/talos-cp2/seed/user-data")).unwrap())
+            .unwrap();
+    let token = built_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap();
+    assert!(!stdout.contains(token), "{stdout}");
     // The node runs exactly the bytes the build wrote.
     let built = fs::read(lab.lab.path("dist/vms/talos-cp2/seed/user-data")).unwrap();
     assert_eq!(lab.cluster.config(1), built);
+    assert!(lab.cluster.is_up(1));
+    assert_eq!(lab.cluster.staged_config(1), None);
     assert!(lab
         .cluster
         .calls()

@@ -47,6 +47,9 @@ impl Default for Timeouts {
     }
 }
 
+/// How long a node that said it reboots may take to go away.
+const REBOOT_START: Duration = Duration::from_secs(30);
+
 /// Where the plan is carried out.
 pub struct Host<'a> {
     pub pve: &'a Pve,
@@ -256,6 +259,9 @@ pub fn apply(
                         .map_err(etcd_fail)?;
                     if rebooted {
                         report(&format!("talos    {name} reboots into its new config"));
+                        // It answers before it goes: a wait begun at once
+                        // would find it still up on its old boot.
+                        live.wait_down(name, timeouts.talos.min(REBOOT_START));
                         if control_plane {
                             live.wait_rejoined(name, host.members, timeouts.talos)
                                 .map_err(etcd_fail)?;

@@ -126,6 +126,10 @@ pub trait LiveEtcd {
     ) -> Result<(bool, String), String>;
     /// `Upgrade` of `node` to `installer` (never forced); the node's ack.
     fn upgrade(&self, node: &str, installer: &str) -> Result<String, String>;
+    /// Waits until `node` stops answering (its reboot began), for at most
+    /// `deadline`: whether it did. A node that rebooted too fast to be
+    /// seen away is then waited for as usual.
+    fn wait_down(&self, node: &str, deadline: std::time::Duration) -> bool;
     /// Waits until `node` answers on Talos `version` (any, if `None`).
     fn wait_version(
         &self,

@@ -570,6 +570,31 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Pl
     pace(Plan { steps })
 }
 
+/// A machine-config diff fit to show: the value of every key that holds a
+/// secret (keys, tokens, secrets, passwords; the CA's and the cluster's)
+/// replaced, the structure and everything else kept.
+pub fn redact(diff: &str) -> String {
+    diff.lines()
+        .map(|line| {
+            let (mark, rest) = line.split_at(line.len().min(1));
+            let Some((key, value)) = rest.split_once(':') else {
+                return line.to_string();
+            };
+            let name = key.trim().trim_start_matches("- ").to_ascii_lowercase();
+            let secret = ["key", "token", "secret", "password"]
+                .iter()
+                .any(|word| name.ends_with(word))
+                && !name.contains(' ');
+            if secret && !value.trim().is_empty() && !line.starts_with("@@") {
+                format!("{mark}{key}: (redacted)")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Whether a step takes its Talos node away for a while: an upgrade, a
 /// config that needs (or may need: not previewed) a reboot.
 fn disrupts(step: &Step) -> Option<u32> {
@@ -1414,6 +1439,22 @@ mod tests {
             .steps
             .iter()
             .any(|s| matches!(s, Step::Replace { .. })));
+    }
+
+    #[test]
+    fn a_config_diff_is_shown_without_its_secrets() {
+        let diff = "--- a\n+++ b\n@@ -1,3 +1,3 @@\n machine:\n-    token: abc.def\n+    token: ghi.jkl\n     ca:\n+        key: LS0tS0\n+        crt: LS0tQ0\n+    aescbcEncryptionSecret: c2Vj\n     type: controlplane";
+        let shown = redact(diff);
+        for secret in ["abc.def", "ghi.jkl", "LS0tS0", "c2Vj"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("-    token: (redacted)"), "{shown}");
+        assert!(shown.contains("+        crt: LS0tQ0"), "{shown}");
+        assert!(shown.contains("     type: controlplane"), "{shown}");
+        assert!(
+            shown.starts_with("--- a\n+++ b\n@@ -1,3 +1,3 @@"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -333,6 +333,20 @@ impl LiveEtcd for LiveCluster {
             .map_err(|e| format!("{node} refused the upgrade to {installer}: {}", problem(&e)))
     }
 
+    fn wait_down(&self, node: &str, deadline: Duration) -> bool {
+        let Some(client) = self.client(node) else {
+            return false;
+        };
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if !matches!(client.probe(), Ok(Probe::Up(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
     fn wait_version(
         &self,
         node: &str,

@@ -331,7 +331,12 @@ fn preview_in_place(
                 .ok_or_else(|| format!("internal error: no Talos config for VM {vmid}"))
                 .and_then(|target| live.apply_config(name, &target.config, true))
             {
-                Ok((reboot, diff)) => *preview = Some(super::plan::ConfigPreview { reboot, diff }),
+                Ok((reboot, diff)) => {
+                    *preview = Some(super::plan::ConfigPreview {
+                        reboot,
+                        diff: super::plan::redact(&diff),
+                    })
+                }
                 Err(why) => {
                     refused = Some((*vmid, format!("{name}'s dry run of its new config: {why}")))
                 }
