@@ -412,6 +412,30 @@ mod tests {
     }
 
     #[test]
+    fn a_node_goes_down_in_place_only_with_every_member_healthy_and_more_than_two() {
+        let members: Vec<String> = CP.iter().map(|n| n.to_string()).collect();
+        assert_eq!(in_place_ready(&healthy(), "talos-cp2", &members), Ok(()));
+        let mut view = healthy();
+        set(
+            &mut view,
+            "talos-cp3",
+            EtcdService::Unhealthy("context deadline exceeded".into()),
+        );
+        let why = in_place_ready(&view, "talos-cp2", &members).unwrap_err();
+        assert!(
+            why.contains("talos-cp2 is not taken down now") && why.contains("talos-cp3"),
+            "{why}"
+        );
+        let mut two = healthy();
+        two.nodes.pop();
+        if let Ok(listed) = &mut two.members {
+            listed.pop();
+        }
+        let why = in_place_ready(&two, "talos-cp2", &members[..2]).unwrap_err();
+        assert!(why.contains("exactly two members"), "{why}");
+    }
+
+    #[test]
     fn a_healthy_cluster_lets_the_node_leave_itself() {
         assert_eq!(
             decide(&healthy(), "talos-cp2"),
