@@ -43,25 +43,38 @@ pub enum TalosReachError {
     Api(#[from] TalosApiError),
 }
 
-/// The control planes through one tunnel; the tunnel closes on drop.
+/// The blueprint's workers, by hostname and address: reached for their
+/// in-place changes, never asked about etcd.
+pub fn workers(model: &Model) -> Vec<(String, Ipv4Addr)> {
+    model
+        .talos_workers()
+        .map(|node| (node.name().to_string(), node.ip()))
+        .collect()
+}
+
+/// The control planes (and the workers) through one tunnel; the tunnel
+/// closes on drop.
 pub struct LiveCluster {
     nodes: Vec<(String, TalosClient)>,
+    workers: Vec<(String, TalosClient)>,
     _tunnel: SshTunnel,
 }
 
 impl LiveCluster {
-    /// Opens the tunnel to every control plane in `nodes` (`(hostname,
-    /// address)`) over `ssh`.
+    /// Opens the tunnel to every control plane in `nodes` and every worker
+    /// in `workers` (`(hostname, address)`) over `ssh`.
     pub fn open(
         ssh: &Ssh,
         credentials: &TalosCredentials,
         nodes: &[(String, Ipv4Addr)],
+        workers: &[(String, Ipv4Addr)],
     ) -> Result<LiveCluster, TalosReachError> {
         let identity = TalosIdentity::from_credentials(credentials)?;
         let pinned = PinnedHost::new(ssh.host_key.as_ref()).map_err(TunnelError::Spawn)?;
         let known = pinned.as_ref().map(PinnedHost::known);
         let forwards: Vec<(String, u16)> = nodes
             .iter()
+            .chain(workers)
             .map(|(_, address)| (address.to_string(), TALOS_API_PORT))
             .collect();
         let tunnel = SshTunnel::open(
@@ -70,8 +83,9 @@ impl LiveCluster {
             known.as_ref(),
             &forwards,
         )?;
-        let nodes = nodes
+        let clients = nodes
             .iter()
+            .chain(workers)
             .enumerate()
             .map(|(i, (name, address))| {
                 let endpoint = TalosEndpoint {
@@ -81,15 +95,25 @@ impl LiveCluster {
                 TalosClient::new(&endpoint, &identity)
                     .map(|client| (name.clone(), client.with_timeout(CALL_TIMEOUT)))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut nodes = clients;
+        let workers = nodes.split_off(nodes.len() - workers.len());
         Ok(LiveCluster {
             nodes,
+            workers,
             _tunnel: tunnel,
         })
     }
 
+    /// A control plane's client.
     fn client(&self, name: &str) -> Option<&TalosClient> {
         self.nodes.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+
+    /// Any Talos node's client, a worker's too.
+    fn any_client(&self, name: &str) -> Option<&TalosClient> {
+        self.client(name)
+            .or_else(|| self.workers.iter().find(|(n, _)| n == name).map(|(_, c)| c))
     }
 
     fn etcd_service(client: &TalosClient) -> EtcdService {
@@ -305,7 +329,7 @@ impl LiveEtcd for LiveCluster {
         dry_run: bool,
     ) -> Result<(bool, String), String> {
         let client = self
-            .client(node)
+            .any_client(node)
             .ok_or_else(|| format!("{node} is not a Talos node of the blueprint"))?;
         let outcome = client
             .apply_configuration(config, ApplyMode::Auto, dry_run)
@@ -321,7 +345,7 @@ impl LiveEtcd for LiveCluster {
 
     fn upgrade(&self, node: &str, installer: &str) -> Result<String, String> {
         let client = self
-            .client(node)
+            .any_client(node)
             .ok_or_else(|| format!("{node} is not a Talos node of the blueprint"))?;
         let request = UpgradeRequest {
             image: installer.to_string(),
@@ -334,7 +358,7 @@ impl LiveEtcd for LiveCluster {
     }
 
     fn wait_down(&self, node: &str, deadline: Duration) -> bool {
-        let Some(client) = self.client(node) else {
+        let Some(client) = self.any_client(node) else {
             return false;
         };
         let start = Instant::now();
@@ -354,7 +378,7 @@ impl LiveEtcd for LiveCluster {
         deadline: Duration,
     ) -> Result<(), String> {
         let client = self
-            .client(node)
+            .any_client(node)
             .ok_or_else(|| format!("{node} is not a Talos node of the blueprint"))?;
         let waited = match version {
             Some(tag) => client.wait_until_version(tag, deadline),

@@ -413,5 +413,11 @@ fn open_cluster(
         .iter()
         .map(|(_, name, address)| (name.clone(), *address))
         .collect();
-    Ok(LiveCluster::open(&request.ssh, &credentials, &nodes)?)
+    let workers = super::talos::workers(&request.compiled.model);
+    Ok(LiveCluster::open(
+        &request.ssh,
+        &credentials,
+        &nodes,
+        &workers,
+    )?)
 }
