@@ -40,16 +40,7 @@ impl BareHost {
             table.insert("api_token".into(), "file:pve-token".into());
             table.remove("api_fingerprint");
         });
-        let root = host.host_root();
-        fs::create_dir_all(root.join("etc/ssh")).unwrap();
-        fs::write(
-            root.join("etc/ssh/ssh_host_ed25519_key.pub"),
-            host.host_public_key(),
-        )
-        .unwrap();
-        fs::create_dir_all(root.join("etc/pve/local")).unwrap();
-        fs::copy(sim.certificate(), root.join("etc/pve/local/pve-ssl.pem")).unwrap();
-        fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+        host.install_proxmox_files(&sim.certificate());
         BareHost { sim, host, lab }
     }
 

@@ -62,20 +62,7 @@ impl Lab {
         )
         .unwrap();
         let lab = Lab { sim, host, dir };
-        let root = lab.root();
-        fs::create_dir_all(root.join("etc/ssh")).unwrap();
-        fs::write(
-            root.join("etc/ssh/ssh_host_ed25519_key.pub"),
-            lab.host.host_public_key(),
-        )
-        .unwrap();
-        fs::create_dir_all(root.join("etc/pve/local")).unwrap();
-        fs::copy(
-            lab.sim.certificate(),
-            root.join("etc/pve/local/pve-ssl.pem"),
-        )
-        .unwrap();
-        fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+        lab.host.install_proxmox_files(&lab.sim.certificate());
         lab
     }
 

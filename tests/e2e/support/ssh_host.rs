@@ -203,6 +203,23 @@ impl SshHost {
         &self.peer_if
     }
 
+    /// Makes the host root a freshly installed Proxmox host's, as `host
+    /// init` reads it: sshd's public host key, the API certificate (the
+    /// simulator's `certificate`, so the fingerprint is the one the API
+    /// serves) as `pve-ssl.pem`, and an /etc/hosts without the node's name.
+    pub fn install_proxmox_files(&self, certificate: &Path) {
+        let root = self.host_root();
+        fs::create_dir_all(root.join("etc/ssh")).unwrap();
+        fs::write(
+            root.join("etc/ssh/ssh_host_ed25519_key.pub"),
+            self.host_public_key(),
+        )
+        .unwrap();
+        fs::create_dir_all(root.join("etc/pve/local")).unwrap();
+        fs::copy(certificate, root.join("etc/pve/local/pve-ssl.pem")).unwrap();
+        fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    }
+
     /// The host's files: sshd's own config is under it.
     pub fn host_root(&self) -> std::path::PathBuf {
         self.dir.path().join("root")
