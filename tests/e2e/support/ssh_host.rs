@@ -64,15 +64,33 @@ impl SshHost {
         static HOSTS: AtomicU32 = AtomicU32::new(0);
         let n = HOSTS.fetch_add(1, Ordering::Relaxed);
         let netns = Netns::new(&format!("ssh{n}"));
-        // Up to 50 hosts of this process at once, each on its own /30
-        // (two processes differ in their block of 50).
-        let octet = (std::process::id() % 4) * 50 + n % 50 + 20;
+        // Each host on its own /30, named by its third octet: the first
+        // free one from a place that depends on the process, so test runs
+        // of several checkouts at once do not meet (`ip link add` fails on
+        // a name in use: then the next).
+        let start = (std::process::id() % 23) * 10 + n;
+        let octet = (0..230)
+            .map(|k| (start + k) % 230 + 20)
+            .find(|octet| {
+                Command::new("ip")
+                    .args([
+                        "link",
+                        "add",
+                        &format!("wh{octet}"),
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        &format!("wp{octet}"),
+                    ])
+                    .output()
+                    .is_ok_and(|out| out.status.success())
+            })
+            .expect("a free 10.254.X.0/30 for the SSH host");
         let (host_if, peer_if) = (format!("wh{octet}"), format!("wp{octet}"));
         let (local, remote) = (format!("10.254.{octet}.1"), format!("10.254.{octet}.2"));
-        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
         sh(&format!(
-            "ip link add {host_if} type veth peer name {peer_if} && \
-             ip link set {peer_if} netns {ns} && \
+            "ip link set {peer_if} netns {ns} && \
              ip addr add {local}/30 dev {host_if} && ip link set {host_if} up && \
              ip -n {ns} addr add {remote}/30 dev {peer_if} && ip -n {ns} link set {peer_if} up",
             ns = netns.name
