@@ -143,7 +143,7 @@ if vm_exists 110 'talos-cp1'; then
 else
     qm create 110 \
         --name 'talos-cp1' \
-        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp1-seed-bd3ad205c8ea.raw' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp1-seed-bd3ad205c8ea.raw kubernetes=1.35.1' \
         --tags 'k8s;talos' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -170,7 +170,7 @@ if vm_exists 111 'talos-cp2'; then
 else
     qm create 111 \
         --name 'talos-cp2' \
-        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp2-seed-4dc582756908.raw' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp2-seed-4dc582756908.raw kubernetes=1.35.1' \
         --tags 'k8s;talos' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -197,7 +197,7 @@ if vm_exists 112 'talos-cp3'; then
 else
     qm create 112 \
         --name 'talos-cp3' \
-        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp3-seed-5638b80d5a2c.raw' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp3-seed-5638b80d5a2c.raw kubernetes=1.35.1' \
         --tags 'k8s;talos' \
         --ostype 'l26' \
         --cpu 'host' \

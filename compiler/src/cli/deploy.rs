@@ -37,8 +37,10 @@ pub struct DeployArgs {
     dry_run: bool,
     /// Replace this VM if its image or seed changed: stop, destroy (with
     /// its disks and the state on them) and create it again. Repeat for
-    /// several; at most one Talos node per deploy. VMs not named are left
-    /// alone and the plan says what it would replace.
+    /// several; at most one Talos node per deploy, and it goes alone (other
+    /// Talos nodes' upgrades wait for the next deploy). A Talos node not
+    /// named is upgraded and configured in place instead; other VMs not
+    /// named are left alone and the plan says what it would replace.
     #[arg(long, value_name = "VM")]
     allow_replace: Vec<String>,
     /// Shut this VM down cleanly and start it again when Proxmox holds
@@ -58,11 +60,17 @@ pub struct DeployArgs {
     /// Seconds to wait for a started VM's guest agent.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     agent_timeout: u64,
-    /// Seconds a replaced Talos control plane may take to answer its Talos
-    /// API and rejoin etcd, with every member healthy, before the deploy
-    /// stops naming it.
+    /// Seconds a Talos node that was replaced, upgraded, rebooted or
+    /// restarted may take to come back (a control plane: to answer and be
+    /// back in etcd with every member healthy; a changed kubelet: to be
+    /// healthy) before the deploy stops naming it. A re-run continues
+    /// where the cluster is.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     talos_wait: u64,
+    /// The Talos Image Factory, asked which Talos versions it has an
+    /// installer for before any upgrade.
+    #[arg(long, value_name = "URL", default_value_t = crate::net::factory::default_url())]
+    factory_url: String,
     /// Leave the host's own setup (sysctl, forwards and NAT, firewall,
     /// storage content) alone: API steps only.
     #[arg(long)]
@@ -129,6 +137,7 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         recorded_fingerprint: host_record.as_ref().map(|r| r.api_fingerprint.as_str()),
         dry_run: args.dry_run,
         holder: &holder,
+        factory: &args.factory_url,
     };
     let terminal = Terminal {
         format: common.format,

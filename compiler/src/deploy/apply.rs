@@ -15,8 +15,9 @@
 use std::time::{Duration, Instant};
 
 use super::desired::Desired;
-use super::etcd::{decide, in_place_ready, LiveEtcd};
-use super::plan::{files_of, Change, Plan, Step, BRIDGE_MARKER};
+use super::etcd::{decide, may_take_down, rejoined, LiveTalos};
+use super::plan::{files_of, step_upgrades, Change, Plan, Step, BRIDGE_MARKER};
+use super::rollout::interim_config;
 use crate::net::pve::{segment, Progress, Pve, PveError, UploadFile};
 use crate::plan::vm::VmConfig;
 
@@ -57,7 +58,7 @@ pub struct Host<'a> {
     pub file_storage: &'a str,
     /// The live Talos cluster, when the plan replaces a control plane or
     /// changes a Talos node in place.
-    pub etcd: Option<&'a dyn LiveEtcd>,
+    pub etcd: Option<&'a dyn LiveTalos>,
     /// The control planes by hostname: etcd's members to be.
     pub members: &'a [String],
 }
@@ -155,12 +156,24 @@ pub fn apply(
             }
             Step::Restart {
                 vmid,
+                name,
                 changes,
                 allowed: true,
-                ..
             } => {
                 report(&line);
+                // A Talos node is away while it restarts: as for a reboot
+                // in place, quorum before and its return after.
+                let talos = desired.talos.get(vmid).zip(host.etcd);
+                if let Some((target, live)) = talos {
+                    if target.control_plane {
+                        may_take_down(&live.view(), name, host.members).map_err(etcd_fail)?;
+                    }
+                }
                 restart(host, vm(desired, *vmid)?, changes, timeouts, &line, report)?;
+                if let Some((target, live)) = talos {
+                    wait_back(live, name, target.control_plane, host.members, timeouts)
+                        .map_err(etcd_fail)?;
+                }
             }
             Step::Upload {
                 file, sha256, path, ..
@@ -232,9 +245,41 @@ pub fn apply(
                 report(&line);
                 update(host, *vmid, changes).map_err(fail)?;
             }
+            Step::KubernetesControlPlane {
+                vmid,
+                name,
+                change,
+                preview,
+                now: true,
+            } => {
+                report(&line);
+                let live = host.etcd.ok_or_else(|| {
+                    etcd_fail("internal error: no connection to the Talos cluster".into())
+                })?;
+                let target = desired
+                    .talos
+                    .get(vmid)
+                    .ok_or(ApplyError::NotDesired { vmid: *vmid })?;
+                if preview.as_ref().is_none_or(|p| !p.diff.trim().is_empty()) {
+                    let interim = interim_config(&target.config, change).map_err(etcd_fail)?;
+                    may_take_down(&live.view(), name, host.members).map_err(etcd_fail)?;
+                    let (rebooted, _) = live
+                        .apply_config(name, &interim, false)
+                        .map_err(etcd_fail)?;
+                    if rebooted {
+                        live.wait_down(name, timeouts.talos.min(REBOOT_START));
+                    }
+                    wait_back(live, name, true, host.members, timeouts).map_err(etcd_fail)?;
+                    report(&format!(
+                        "k8s      {name}: control plane components on {}, kubelet still {}",
+                        change.to, change.from
+                    ));
+                }
+            }
             Step::ApplyConfig {
                 vmid,
                 name,
+                kubernetes,
                 preview,
                 now: true,
                 ..
@@ -247,12 +292,20 @@ pub fn apply(
                     .talos
                     .get(vmid)
                     .ok_or(ApplyError::NotDesired { vmid: *vmid })?;
-                let control_plane = host.members.contains(name);
                 let changes = preview.as_ref().is_none_or(|p| !p.diff.trim().is_empty());
                 if changes {
-                    let may_reboot = preview.as_ref().is_none_or(|p| p.reboot);
-                    if control_plane && may_reboot {
-                        in_place_ready(&live.view(), name, host.members).map_err(etcd_fail)?;
+                    // Quorum before any control plane is touched; one that
+                    // may reboot must leave enough members behind.
+                    if target.control_plane {
+                        let view = live.view();
+                        if preview.as_ref().is_none_or(|p| p.reboot) {
+                            may_take_down(&view, name, host.members)
+                        } else {
+                            rejoined(&view, host.members).map_err(|why| {
+                                format!("{name} is not changed now: etcd is not healthy ({why}); bring it back first")
+                            })
+                        }
+                        .map_err(etcd_fail)?;
                     }
                     let (rebooted, _) = live
                         .apply_config(name, &target.config, false)
@@ -262,15 +315,18 @@ pub fn apply(
                         // It answers before it goes: a wait begun at once
                         // would find it still up on its old boot.
                         live.wait_down(name, timeouts.talos.min(REBOOT_START));
-                        if control_plane {
-                            live.wait_rejoined(name, host.members, timeouts.talos)
-                                .map_err(etcd_fail)?;
-                        } else {
-                            live.wait_version(name, None, timeouts.talos)
-                                .map_err(etcd_fail)?;
-                        }
+                        wait_back(live, name, target.control_plane, host.members, timeouts)
+                            .map_err(etcd_fail)?;
                     } else {
                         report(&format!("talos    {name} applied its new config live"));
+                    }
+                    if let Some(kubernetes) = kubernetes {
+                        live.wait_healthy(name, "kubelet", timeouts.talos)
+                            .map_err(etcd_fail)?;
+                        report(&format!(
+                            "k8s      {name}: kubelet healthy on {}",
+                            kubernetes.to
+                        ));
                     }
                 }
                 refresh_seed(host, vm(desired, *vmid)?, timeouts).map_err(fail)?;
@@ -288,17 +344,19 @@ pub fn apply(
                 let live = host.etcd.ok_or_else(|| {
                     etcd_fail("internal error: no connection to the Talos cluster".into())
                 })?;
-                let control_plane = host.members.contains(name);
-                if control_plane {
-                    in_place_ready(&live.view(), name, host.members).map_err(etcd_fail)?;
-                }
-                let ack = live.upgrade(name, installer).map_err(etcd_fail)?;
-                report(&format!("talos    {name}: {ack}"));
-                live.wait_version(name, Some(version), timeouts.talos)
-                    .map_err(etcd_fail)?;
-                if control_plane {
-                    live.wait_rejoined(name, host.members, timeouts.talos)
+                let control_plane = desired.talos.get(vmid).is_some_and(|t| t.control_plane);
+                if step_upgrades(step) {
+                    if control_plane {
+                        may_take_down(&live.view(), name, host.members).map_err(etcd_fail)?;
+                    }
+                    let ack = live.upgrade(name, installer).map_err(etcd_fail)?;
+                    report(&format!("talos    {name}: {ack}"));
+                    live.wait_version(name, Some(version), timeouts.talos)
                         .map_err(etcd_fail)?;
+                    if control_plane {
+                        live.wait_rejoined(name, host.members, timeouts.talos)
+                            .map_err(etcd_fail)?;
+                    }
                 }
                 host.pve
                     .put(
@@ -320,6 +378,7 @@ pub fn apply(
             }
             Step::KeepUpload { .. }
             | Step::ApplyConfig { now: false, .. }
+            | Step::KubernetesControlPlane { now: false, .. }
             | Step::Upgrade { now: false, .. }
             | Step::MissingFile { .. }
             | Step::Replace { allowed: false, .. }
@@ -332,6 +391,22 @@ pub fn apply(
         }
     }
     Ok(())
+}
+
+/// Waits until a Talos node that went away is back: a control plane
+/// answering with etcd healthy with every member, a worker answering.
+fn wait_back(
+    live: &dyn LiveTalos,
+    name: &str,
+    control_plane: bool,
+    members: &[String],
+    timeouts: Timeouts,
+) -> Result<(), String> {
+    if control_plane {
+        live.wait_rejoined(name, members, timeouts.talos)
+    } else {
+        live.wait_version(name, None, timeouts.talos)
+    }
 }
 
 /// The desired VM a step names. A plan made from `desired` names only its
@@ -510,6 +585,21 @@ fn update(host: &Host<'_>, vmid: u32, changes: &[Change]) -> Result<(), PveError
 /// scsi1 imported again from the uploaded seed (Proxmox keeps the old disk
 /// as `unusedN`, which is then deleted), the description naming the new
 /// files, the uploaded seed removed.
+/// `desired` (a description as the blueprint writes it) naming the image
+/// `current` (the host's description) names, if it names one.
+fn keep_image(desired: &str, current: &str) -> String {
+    let image = |description: &str| {
+        description
+            .split_whitespace()
+            .find(|word| word.starts_with("image="))
+            .map(str::to_string)
+    };
+    match (image(desired), image(current)) {
+        (Some(new), Some(running)) => desired.replacen(&new, &running, 1),
+        _ => desired.to_string(),
+    }
+}
+
 fn refresh_seed(host: &Host<'_>, vm: &VmConfig, timeouts: Timeouts) -> Result<(), PveError> {
     let path = format!("{}/config", qemu_path(host, vm.vmid));
     let before = host.pve.get(&path, &[])?;
@@ -521,10 +611,16 @@ fn refresh_seed(host: &Host<'_>, vm: &VmConfig, timeouts: Timeouts) -> Result<()
             .to_string()
     };
     let old = disk_of(&before["scsi1"]);
-    let form: Vec<(String, String)> = ["scsi1", "description"]
-        .into_iter()
-        .filter_map(|key| vm.param(key).map(|v| (key.to_string(), v.to_string())))
-        .collect();
+    // The description records the new seed (and Kubernetes version), and
+    // still the image the node runs: an upgrade not done yet stays due.
+    let description = keep_image(
+        vm.param("description").unwrap_or_default(),
+        before["description"].as_str().unwrap_or_default(),
+    );
+    let mut form: Vec<(String, String)> = vec![("description".to_string(), description)];
+    if let Some(scsi1) = vm.param("scsi1") {
+        form.insert(0, ("scsi1".to_string(), scsi1.to_string()));
+    }
     let answer = host.pve.post(&path, &form)?;
     wait(host, answer, timeouts.task)?;
     let after = host.pve.get(&path, &[])?;
@@ -590,5 +686,23 @@ fn wait_for_agent(
             });
         }
         std::thread::sleep(host.pve.poll);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_refreshed_seed_keeps_the_image_the_node_runs() {
+        assert_eq!(
+            super::keep_image(
+                "Managed by waddlec. image=talos-v1.12.2-a.qcow2 seed=n-seed-2.raw kubernetes=1.35.1",
+                "Managed by waddlec. image=talos-v1.12.0-a.qcow2 seed=n-seed-1.raw kubernetes=1.34.3"
+            ),
+            "Managed by waddlec. image=talos-v1.12.0-a.qcow2 seed=n-seed-2.raw kubernetes=1.35.1"
+        );
+        assert_eq!(
+            super::keep_image("Managed by waddlec. image=a seed=b", "hand-made"),
+            "Managed by waddlec. image=a seed=b"
+        );
     }
 }

@@ -54,25 +54,26 @@ pub struct Desired {
 }
 
 /// What a Talos node should run: the factory installer of its schematic and
-/// version, and the machine config the build wrote for it.
+/// version, the Kubernetes version and the machine config the build wrote
+/// for it, and its place in a rolling change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TalosTarget {
     /// `v1.12.1`.
     pub version: String,
     pub schematic: String,
+    /// `1.35.1`, as `versions.kubernetes` and the VM's description write it.
+    pub kubernetes: String,
     /// The seed's `user-data`, byte for byte.
     pub config: Vec<u8>,
+    pub control_plane: bool,
+    /// Its position in `Model::rollout_order`: control planes first.
+    pub rollout: usize,
 }
 
 impl TalosTarget {
-    /// The Image Factory's installer image for the nocloud platform
-    /// (`factory.talos.dev/<platform>-installer/<schematic>:<version>`, the
-    /// registry frontend of siderolabs/image-factory).
+    /// The Image Factory's installer image for the nocloud platform.
     pub fn installer(&self) -> String {
-        format!(
-            "factory.talos.dev/nocloud-installer/{}:{}",
-            self.schematic, self.version
-        )
+        crate::plan::schematic::installer_image(&self.schematic, &self.version)
     }
 }
 
@@ -158,8 +159,12 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
         })
         .collect();
     let mut talos = BTreeMap::new();
+    let rollout = compiled.model.rollout_order();
     for plan in &compiled.images {
         let BootImage::Talos(image) = &plan.boot else {
+            continue;
+        };
+        let Some(position) = rollout.iter().position(|node| node.vm.id == plan.vmid) else {
             continue;
         };
         let path = tree.join(format!("vms/{}/seed/user-data", plan.vm));
@@ -172,7 +177,10 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
             TalosTarget {
                 version: image.version.clone(),
                 schematic: image.schematic.clone(),
+                kubernetes: compiled.model.versions.kubernetes.clone(),
                 config,
+                control_plane: rollout[position].is_control_plane(),
+                rollout: position,
             },
         );
     }

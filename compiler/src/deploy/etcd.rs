@@ -98,10 +98,11 @@ impl EtcdExit {
     }
 }
 
-/// The live cluster as apply needs it: read again right before the etcd
-/// step, the exit carried out, the return waited for. `deploy::talos`
-/// implements it over the Talos API.
-pub trait LiveEtcd {
+/// The live Talos cluster as the workflow and apply need it: etcd read
+/// again right before each step, a node's exit carried out, in-place
+/// changes sent, every return waited for. `deploy::talos` implements it
+/// over the Talos API.
+pub trait LiveTalos {
     /// The cluster now.
     fn view(&self) -> ClusterView;
     /// Carries out `exit` for `node` and checks, through a peer, that its
@@ -117,7 +118,8 @@ pub trait LiveEtcd {
         deadline: std::time::Duration,
     ) -> Result<(), String>;
     /// `ApplyConfiguration` (mode AUTO) of `config` on `node`: whether it
-    /// reboots (or, on a dry run, would) and the node's diff (dry run).
+    /// reboots (or, on a dry run, would) and the node's diff (dry run),
+    /// the bundle's secrets hidden in it and in any refusal.
     fn apply_config(
         &self,
         node: &str,
@@ -137,6 +139,17 @@ pub trait LiveEtcd {
         version: Option<&str>,
         deadline: std::time::Duration,
     ) -> Result<(), String>;
+    /// The Talos version `node` reports now, or why it does not answer.
+    fn version(&self, node: &str) -> Result<String, String>;
+    /// Waits until `node`'s service `service` (e.g. `kubelet`) is running
+    /// and healthy, for at most `deadline`; at the deadline, what it saw
+    /// last.
+    fn wait_healthy(
+        &self,
+        node: &str,
+        service: &str,
+        deadline: std::time::Duration,
+    ) -> Result<(), String>;
 }
 
 /// Whether control plane `node` may be taken away for an in-place reboot
@@ -153,6 +166,16 @@ pub fn in_place_ready(view: &ClusterView, node: &str, members: &[String]) -> Res
         ));
     }
     Ok(())
+}
+
+/// Whether control plane `node` may go away now: any time before etcd was
+/// ever bootstrapped (every control plane answers, none runs it), else
+/// [`in_place_ready`].
+pub fn may_take_down(view: &ClusterView, node: &str, members: &[String]) -> Result<(), String> {
+    if view.members.is_err() && without_members(view, "") == Decision::NotBootstrapped {
+        return Ok(());
+    }
+    in_place_ready(view, node, members)
 }
 
 /// Whether `view` shows etcd healthy with exactly `members`, each a voter

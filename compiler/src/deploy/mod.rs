@@ -14,5 +14,6 @@ pub mod host_setup;
 pub mod lock;
 pub mod observed;
 pub mod plan;
+pub mod rollout;
 pub mod talos;
 pub mod workflow;

@@ -11,8 +11,10 @@
 //! do and stops short); settings that can change in place are updated in
 //! place, and those Proxmox holds for the next start are shown as pending
 //! and applied by a clean restart only when named with `--allow-restart
-//! VM`; never more than one Talos control-plane node is replaced or
-//! restarted per deploy (etcd keeps its quorum); a disk is only ever
+//! VM`; a Talos node whose image or machine config changed is upgraded or
+//! configured in place through its Talos API, node by node in the order
+//! `rollout` gives, and a replace or restart of a Talos node goes alone
+//! (etcd keeps its quorum); a disk is only ever
 //! grown; a seed disk of the blueprint's that no step of this plan needs
 //! is removed from the host (it may hold secrets), whatever left it there;
 //! a VM the blueprint does not know is reported, never touched; a VM with
@@ -23,11 +25,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::desired::{Desired, DesiredBridge, Upload};
+use super::desired::{Desired, DesiredBridge, TalosTarget, Upload};
 use super::etcd::{hex, EtcdExit};
 use super::observed::{HostIface, HostVm, Observed};
+use super::rollout::{self, KubernetesChange};
 use crate::plan::images::is_seed_file_of;
-use crate::plan::vm::{described_files, VmConfig};
+use crate::plan::vm::{described_files, described_kubernetes, VmConfig};
 
 /// Settings compared on an existing VM and changed in place.
 const UPDATABLE: &[&str] = &["cores", "memory", "cpu", "tags", "onboot", "agent"];
@@ -141,6 +144,21 @@ pub enum Step {
         vmid: u32,
         name: String,
         change: String,
+        /// The Kubernetes version the config moves the node to: its kubelet
+        /// is waited for after.
+        kubernetes: Option<KubernetesChange>,
+        preview: Option<ConfigPreview>,
+        now: bool,
+    },
+    /// A Kubernetes upgrade's first phase on a control plane: its new
+    /// config with the kubelet kept at the running version
+    /// (`rollout::interim_config`), so its API server, controller manager
+    /// and scheduler move first; quorum checked before, etcd healthy after.
+    /// `preview` as for `ApplyConfig` (empty: the node is past this phase).
+    KubernetesControlPlane {
+        vmid: u32,
+        name: String,
+        change: KubernetesChange,
         preview: Option<ConfigPreview>,
         now: bool,
     },
@@ -154,6 +172,13 @@ pub enum Step {
         change: String,
         installer: String,
         version: String,
+        /// The Talos version the host's description records (from its
+        /// image's name), if it names one.
+        from_version: Option<String>,
+        /// The version the node reports, read by the workflow: a node that
+        /// runs `version` already while its record says otherwise (an
+        /// upgrade cut short before its record) is not upgraded again.
+        running: Option<String>,
         /// The host's description with the new image: what it records after.
         description: String,
         now: bool,
@@ -242,6 +267,7 @@ impl Plan {
                     | Step::EtcdLeave { .. }
                     | Step::EtcdRejoin { .. }
                     | Step::ApplyConfig { now: true, .. }
+                    | Step::KubernetesControlPlane { now: true, .. }
                     | Step::Upgrade { now: true, .. }
             )
         })
@@ -267,6 +293,7 @@ impl Plan {
                         | Step::Restart { allowed: false, .. }
                         | Step::MissingFile { .. }
                         | Step::ApplyConfig { now: false, .. }
+                        | Step::KubernetesControlPlane { now: false, .. }
                         | Step::Upgrade { now: false, .. }
                 )
             })
@@ -349,9 +376,14 @@ fn line(step: &Step) -> String {
             vmid,
             name,
             change,
+            kubernetes,
             preview,
             now,
         } => {
+            let kubelet = kubernetes
+                .as_ref()
+                .map(|k| format!("; its kubelet moves to {} and is waited for", k.to))
+                .unwrap_or_default();
             let what = match preview {
                 None => "ApplyConfiguration (mode AUTO)".to_string(),
                 Some(p) if p.diff.trim().is_empty() => {
@@ -366,13 +398,37 @@ fn line(step: &Step) -> String {
                     p.diff.trim_end()
                 ),
             };
-            let tail = if *now {
-                String::new()
-            } else {
-                " — after the node ahead of it; run deploy again, not done".into()
+            format!(
+                "config   VM {vmid} {name} in place ({change}; no --allow-replace needed{kubelet}): {what}; then its seed disk and description are brought current{}",
+                held_tail(*now)
+            )
+        }
+        Step::KubernetesControlPlane {
+            vmid,
+            name,
+            change,
+            preview,
+            now,
+        } => {
+            let what = match preview {
+                Some(p) if p.diff.trim().is_empty() => {
+                    "the node is past this phase: nothing to do".to_string()
+                }
+                Some(p) => format!(
+                    "ApplyConfiguration of its new config with the kubelet kept at {} (etcd checked before, waited for after); diff:\n{}",
+                    change.from,
+                    p.diff.trim_end()
+                ),
+                None => format!(
+                    "ApplyConfiguration of its new config with the kubelet kept at {}",
+                    change.from
+                ),
             };
             format!(
-                "config   VM {vmid} {name} in place ({change}; no --allow-replace needed): {what}; then its seed disk and description are brought current{tail}"
+                "k8s      VM {vmid} {name}: Kubernetes {} → {}, control plane components first: {what}{}",
+                change.from,
+                change.to,
+                held_tail(*now)
             )
         }
         Step::Upgrade {
@@ -383,16 +439,22 @@ fn line(step: &Step) -> String {
             version,
             now,
             ..
-        } => {
-            let tail = if *now {
-                String::new()
-            } else {
-                " — after the node ahead of it; run deploy again, not done".into()
-            };
-            format!(
-                "upgrade  VM {vmid} {name} in place ({change}; no --allow-replace needed): Upgrade to {installer}, wait until it runs {version} (a control plane: quorum checked before, etcd healthy after); its description records the new image{tail}"
-            )
-        }
+        } if !step_upgrades(step) => format!(
+            "upgrade  VM {vmid} {name} runs {version} already ({change}; an upgrade cut short before its record): Upgrade to {installer} not sent again; its description records the new image{}",
+            held_tail(*now)
+        ),
+        Step::Upgrade {
+            vmid,
+            name,
+            change,
+            installer,
+            version,
+            now,
+            ..
+        } => format!(
+            "upgrade  VM {vmid} {name} in place ({change}; no --allow-replace needed): Upgrade to {installer}, wait until it runs {version} (a control plane: quorum checked before, etcd healthy after); its description records the new image{}",
+            held_tail(*now)
+        ),
         Step::Update {
             vmid,
             name,
@@ -423,6 +485,32 @@ fn line(step: &Step) -> String {
         Step::Unknown { vmid, name } => {
             format!("unknown  VM {vmid} {name}: not in the blueprint; left alone")
         }
+    }
+}
+
+/// How a step held back for a later deploy ends its line.
+fn held_tail(now: bool) -> &'static str {
+    if now {
+        ""
+    } else {
+        " — after the node that goes alone in this deploy; run deploy again, not done"
+    }
+}
+
+/// Whether an `Upgrade` step sends `Upgrade`: not to a node that reports
+/// the target version while its record names another (its upgrade was cut
+/// short before the record). A schematic-only change cannot be told apart
+/// by the version, so it is sent again: an upgrade to the running image is
+/// only a reboot.
+pub fn step_upgrades(step: &Step) -> bool {
+    match step {
+        Step::Upgrade {
+            version,
+            from_version,
+            running,
+            ..
+        } => !(running.as_ref() == Some(version) && from_version.as_ref() != Some(version)),
+        _ => false,
     }
 }
 
@@ -474,12 +562,7 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Pl
                     replace: options.allow_replace.contains(&vm.name),
                     restart: options.allow_restart.contains(&vm.name),
                 };
-                let target = desired
-                    .talos
-                    .contains_key(&vm.vmid)
-                    .then(|| desired.talos[&vm.vmid].installer());
-                let version = desired.talos.get(&vm.vmid).map(|t| t.version.clone());
-                let in_place = target.zip(version);
+                let in_place = desired.talos.get(&vm.vmid);
                 vm_steps.extend(existing(vm, host, &image, &seed, allowed, in_place));
             }
         }
@@ -537,55 +620,35 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Pl
             }),
         }
     }
-    // A replaced node loses its etcd member, a restarted one is away for a
-    // while: one of them per deploy keeps the quorum.
-    let talos_disrupted: Vec<u32> = steps
-        .iter()
-        .filter_map(|step| match step {
-            Step::Replace {
-                vmid,
-                allowed: true,
-                ..
-            }
-            | Step::Restart {
-                vmid,
-                allowed: true,
-                ..
-            } => desired
-                .vms
-                .iter()
-                .find(|vm| vm.vmid == *vmid && !vm.debian)
-                .map(|vm| vm.vmid),
-            _ => None,
-        })
-        .collect();
-    if let [_, second, ..] = talos_disrupted[..] {
-        steps.push(Step::Conflict {
-            vmid: second,
-            reason: format!(
-                "replacing or restarting Talos nodes {talos_disrupted:?} in one deploy would cost etcd its quorum; allow one per deploy"
-            ),
-        });
-    }
-    pace(Plan { steps })
+    let steps = rollout::order(steps, desired);
+    rollout::pace(Plan { steps }, desired)
 }
 
-/// A machine-config diff fit to show: the value of every key that holds a
-/// secret (keys, tokens, secrets, passwords; the CA's and the cluster's)
-/// replaced, the structure and everything else kept.
-pub fn redact(diff: &str) -> String {
+/// A machine-config diff fit to show: every line holding one of `secrets`
+/// (the Talos bundle's values), and the value of every key that names a
+/// secret (keys, tokens, secrets, passwords: an old value the bundle no
+/// longer has, a secret from elsewhere), replaced; the structure and
+/// everything else kept.
+pub fn redact(diff: &str, secrets: &[&str]) -> String {
     diff.lines()
         .map(|line| {
             let (mark, rest) = line.split_at(line.len().min(1));
+            let holds_secret = secrets
+                .iter()
+                .any(|secret| !secret.is_empty() && line.contains(secret));
             let Some((key, value)) = rest.split_once(':') else {
-                return line.to_string();
+                return if holds_secret {
+                    format!("{mark}(redacted)")
+                } else {
+                    line.to_string()
+                };
             };
             let name = key.trim().trim_start_matches("- ").to_ascii_lowercase();
-            let secret = ["key", "token", "secret", "password"]
+            let secret_key = ["key", "token", "secret", "password"]
                 .iter()
                 .any(|word| name.ends_with(word))
                 && !name.contains(' ');
-            if secret && !value.trim().is_empty() && !line.starts_with("@@") {
+            if holds_secret || (secret_key && !value.trim().is_empty() && !line.starts_with("@@")) {
                 format!("{mark}{key}: (redacted)")
             } else {
                 line.to_string()
@@ -593,53 +656,6 @@ pub fn redact(diff: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Whether a step takes its Talos node away for a while: an upgrade, a
-/// config that needs (or may need: not previewed) a reboot.
-fn disrupts(step: &Step) -> Option<u32> {
-    match step {
-        Step::Upgrade { vmid, .. } => Some(*vmid),
-        Step::ApplyConfig { vmid, preview, .. }
-            if preview
-                .as_ref()
-                .is_none_or(|p| p.reboot && !p.diff.trim().is_empty()) =>
-        {
-            Some(*vmid)
-        }
-        _ => None,
-    }
-}
-
-/// One Talos node away at a time: the in-place steps of the first node
-/// that reboots go now, those of any other node that reboots wait for a
-/// later deploy, and none goes while a replace or restart is allowed.
-/// Pure; run again after the workflow fills in the previews.
-pub fn pace(mut plan: Plan) -> Plan {
-    let mut away: Option<u32> = plan.steps.iter().find_map(|step| match step {
-        Step::Replace {
-            vmid,
-            allowed: true,
-            ..
-        }
-        | Step::Restart {
-            vmid,
-            allowed: true,
-            ..
-        } => Some(*vmid),
-        _ => None,
-    });
-    let first_in_place = plan.steps.iter().find_map(disrupts);
-    if away.is_none() {
-        away = first_in_place;
-    }
-    let disrupting: Vec<Option<u32>> = plan.steps.iter().map(disrupts).collect();
-    for (step, disrupting) in plan.steps.iter_mut().zip(disrupting) {
-        if let Step::ApplyConfig { vmid, now, .. } | Step::Upgrade { vmid, now, .. } = step {
-            *now = disrupting.is_none() || Some(*vmid) == away;
-        }
-    }
-    plan
 }
 
 /// The bridge steps: every bridge of the blueprint, before any VM. With
@@ -934,15 +950,15 @@ struct Allowed {
     restart: bool,
 }
 
-/// `in_place`: a Talos node's installer image and version, when it may be
-/// upgraded and configured in place rather than replaced.
+/// `in_place`: what a Talos node should run, when it may be upgraded and
+/// configured in place rather than replaced.
 fn existing(
     vm: &VmConfig,
     host: &HostVm,
     image: &str,
     seed: &str,
     allow: Allowed,
-    in_place: Option<(String, String)>,
+    in_place: Option<&TalosTarget>,
 ) -> Vec<Step> {
     let (vmid, name) = (vm.vmid, vm.name.clone());
     if host.name != vm.name {
@@ -979,31 +995,48 @@ fn existing(
     let mut steps = Vec::new();
     match (described, in_place) {
         // A Talos node of ours, not asked to be rebuilt: in place.
-        (Some((host_image, host_seed)), Some((installer, version)))
-            if change.is_some() && !allow.replace =>
-        {
+        (Some((host_image, host_seed)), Some(target)) if change.is_some() && !allow.replace => {
+            let description = host.config.get("description").cloned().unwrap_or_default();
             if host_image != image {
                 steps.push(Step::Upgrade {
                     vmid,
                     name: name.clone(),
                     change: format!("image {host_image} → {image}"),
-                    installer,
-                    version,
-                    description: host
-                        .config
-                        .get("description")
-                        .map(|d| {
-                            d.replace(&format!("image={host_image}"), &format!("image={image}"))
-                        })
-                        .unwrap_or_default(),
+                    installer: target.installer(),
+                    version: target.version.clone(),
+                    from_version: talos_version_of(&host_image),
+                    running: None,
+                    description: description
+                        .replace(&format!("image={host_image}"), &format!("image={image}")),
                     now: true,
                 });
             }
             if host_seed != seed {
+                let recorded = described_kubernetes(&description);
+                let kubernetes =
+                    match rollout::kubernetes_change(recorded.as_deref(), &target.kubernetes) {
+                        Ok(kubernetes) => kubernetes,
+                        Err(reason) => {
+                            return vec![Step::Conflict {
+                                vmid,
+                                reason: format!("{name}: {reason}"),
+                            }]
+                        }
+                    };
+                if let Some(change) = kubernetes.clone().filter(|_| target.control_plane) {
+                    steps.push(Step::KubernetesControlPlane {
+                        vmid,
+                        name: name.clone(),
+                        change,
+                        preview: None,
+                        now: true,
+                    });
+                }
                 steps.push(Step::ApplyConfig {
                     vmid,
                     name: name.clone(),
                     change: format!("seed (configuration) {host_seed} → {seed}"),
+                    kubernetes,
                     preview: None,
                     now: true,
                 });
@@ -1088,6 +1121,12 @@ fn existing(
         steps.push(Step::Keep { vmid, name });
     }
     steps
+}
+
+/// The Talos version in a Talos image's name (`talos-<version>-<schematic>.qcow2`).
+fn talos_version_of(image: &str) -> Option<String> {
+    let version = image.strip_prefix("talos-")?.split('-').next()?;
+    version.starts_with('v').then(|| version.to_string())
 }
 
 /// What a VM hot-plugs when its config has no `hotplug` (qemu-server's
@@ -1383,10 +1422,13 @@ mod tests {
         desired.vms[0].debian = false;
         desired.talos.insert(
             desired.vms[0].vmid,
-            crate::deploy::desired::TalosTarget {
+            TalosTarget {
                 version: "v1.12.2".into(),
                 schematic: "abc".into(),
+                kubernetes: "1.35.1".into(),
                 config: b"version: v1alpha1".to_vec(),
+                control_plane: true,
+                rollout: 0,
             },
         );
         desired
@@ -1444,10 +1486,19 @@ mod tests {
     #[test]
     fn a_config_diff_is_shown_without_its_secrets() {
         let diff = "--- a\n+++ b\n@@ -1,3 +1,3 @@\n machine:\n-    token: abc.def\n+    token: ghi.jkl\n     ca:\n+        key: LS0tS0\n+        crt: LS0tQ0\n+    aescbcEncryptionSecret: c2Vj\n     type: controlplane";
-        let shown = redact(diff);
+        let shown = redact(diff, &[]);
         for secret in ["abc.def", "ghi.jkl", "LS0tS0", "c2Vj"] {
             assert!(!shown.contains(secret), "{shown}");
         }
+        // By value: wherever the bundle's secrets stand, under any key.
+        let by_value = redact(
+            "+  contents: c2VjcmV0LXZhbHVl\n-  - c2VjcmV0LXZhbHVl\n+  crt: LS0tQ0",
+            &["c2VjcmV0LXZhbHVl"],
+        );
+        assert_eq!(
+            by_value,
+            "+  contents: (redacted)\n-(redacted)\n+  crt: LS0tQ0"
+        );
         assert!(shown.contains("-    token: (redacted)"), "{shown}");
         assert!(shown.contains("+        crt: LS0tQ0"), "{shown}");
         assert!(shown.contains("     type: controlplane"), "{shown}");
@@ -1457,37 +1508,212 @@ mod tests {
         );
     }
 
+    /// Three Talos nodes (VMIDs 100-102; the last a worker) that run
+    /// Talos v1.12.0 and Kubernetes `running`; the blueprint wants v1.12.2,
+    /// Kubernetes 1.35.1 and new configs. Listed worker first, so the
+    /// rollout order is not the VMID order.
+    fn talos_cluster(running: &str) -> (Desired, Observed) {
+        let mut desired = desired();
+        let mut host = deployed();
+        desired.vms.clear();
+        desired.uploads.clear();
+        host.vms.clear();
+        for (vmid, name, rollout) in [(102, "w1", 2), (100, "cp1", 0), (101, "cp2", 1)] {
+            let mut vm = vm();
+            vm.vmid = vmid;
+            vm.name = name.into();
+            vm.debian = false;
+            vm.params[0].1 = name.into();
+            vm.params[7].1 = format!("virtio,bridge=vmbr1,macaddr=bc:24:11:00:00:{vmid}");
+            vm.image_volume = "local:import/talos-v1.12.2-abc.qcow2".into();
+            vm.seed_volume = format!("local:import/{name}-seed-new.raw");
+            for (file, seed) in [
+                ("talos-v1.12.2-abc.qcow2", false),
+                (&*format!("{name}-seed-new.raw"), true),
+            ] {
+                desired.uploads.push(Upload {
+                    file: file.into(),
+                    seed,
+                    path: Some(file.into()),
+                    sha256: "aa".into(),
+                    bytes: 1,
+                });
+            }
+            desired.vms.push(vm);
+            desired.talos.insert(
+                vmid,
+                TalosTarget {
+                    version: "v1.12.2".into(),
+                    schematic: "abc".into(),
+                    kubernetes: "1.35.1".into(),
+                    config: b"version: v1alpha1".to_vec(),
+                    control_plane: rollout < 2,
+                    rollout,
+                },
+            );
+            let mut on_host = deployed().vms[&100].clone();
+            on_host.vmid = vmid;
+            on_host.name = name.into();
+            on_host.config.insert(
+                "description".into(),
+                format!("Managed by waddlec. image=talos-v1.12.0-abc.qcow2 seed={name}-seed-old.raw kubernetes={running}"),
+            );
+            on_host.config.insert(
+                "net0".into(),
+                format!("virtio=BC:24:11:00:00:{vmid},bridge=vmbr1"),
+            );
+            host.vms.insert(vmid, on_host);
+        }
+        (desired, host)
+    }
+
+    /// `(action, VM name, now)` of the in-place steps, in plan order.
+    fn in_place_order(plan: &Plan) -> Vec<(&'static str, String, bool)> {
+        plan.steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Upgrade { name, now, .. } => Some(("upgrade", name.clone(), *now)),
+                Step::KubernetesControlPlane { name, now, .. } => Some(("k8s", name.clone(), *now)),
+                Step::ApplyConfig { name, now, .. } => Some(("config", name.clone(), *now)),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
-    fn only_one_talos_node_reboots_in_place_per_deploy() {
-        let step = |vmid: u32, reboot: bool| Step::ApplyConfig {
-            vmid,
-            name: format!("n{vmid}"),
-            change: String::new(),
-            preview: Some(ConfigPreview {
-                reboot,
-                diff: "-a\n+b".into(),
-            }),
-            now: true,
-        };
-        let paced = pace(Plan {
-            steps: vec![step(1, true), step(2, false), step(3, true)],
-        });
-        let now: Vec<bool> = paced
+    fn a_cluster_changes_in_one_deploy_control_planes_first_kubelets_last() {
+        let (desired, host) = talos_cluster("1.34.2");
+        let plan = plan(&desired, &host, &[]);
+        assert!(plan.conflicts().is_empty(), "{:#?}", plan.lines());
+        let order: Vec<String> = in_place_order(&plan)
+            .into_iter()
+            .map(|(action, name, now)| format!("{action} {name}{}", if now { "" } else { " held" }))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "upgrade cp1",
+                "upgrade cp2",
+                "upgrade w1",
+                "k8s cp1",
+                "k8s cp2",
+                "config cp1",
+                "config cp2",
+                "config w1",
+            ]
+        );
+        assert_eq!(plan.held_back(), 0);
+        let text = plan.lines().join("\n");
+        assert!(
+            text.contains("Kubernetes 1.34.2 → 1.35.1, control plane components first"),
+            "{text}"
+        );
+        assert!(text.contains("its kubelet moves to 1.35.1"), "{text}");
+        // The worker gets no control-plane phase.
+        assert!(!in_place_order(&plan).contains(&("k8s", "w1".into(), true)));
+    }
+
+    #[test]
+    fn a_kubernetes_change_outside_the_skew_is_refused_before_anything() {
+        for (running, fix) in [("1.33.4", "newest 1.34.x"), ("1.35.2", "back to 1.35.2")] {
+            let (desired, host) = talos_cluster(running);
+            let plan = plan(&desired, &host, &[]);
+            assert_eq!(plan.conflicts().len(), 3, "{:#?}", plan.lines());
+            assert!(
+                plan.lines().iter().any(|l| l.contains(fix)),
+                "{:#?}",
+                plan.lines()
+            );
+        }
+    }
+
+    #[test]
+    fn a_talos_replace_or_restart_goes_alone() {
+        let (mut desired, host) = talos_cluster("1.35.1");
+        // Only the image changes: three upgrades.
+        for vm in &mut desired.vms {
+            vm.seed_volume = format!("local:import/{}-seed-old.raw", vm.name);
+        }
+        let cp2 = ["cp2".to_string()];
+        let plan = with_options(
+            &desired,
+            &host,
+            Options {
+                allow_replace: &cp2,
+                ..Options::default()
+            },
+        );
+        let order = in_place_order(&plan);
+        assert_eq!(
+            order,
+            [
+                ("upgrade", "cp1".into(), false),
+                ("upgrade", "w1".into(), false)
+            ],
+            "{:#?}",
+            plan.lines()
+        );
+        assert!(plan
             .steps
             .iter()
-            .map(|s| matches!(s, Step::ApplyConfig { now: true, .. }))
+            .any(|s| matches!(s, Step::Replace { name, allowed: true, .. } if name == "cp2")));
+        assert_eq!(plan.held_back(), 2);
+        // A live config waits for nothing, unless its node's upgrade waits.
+        let live = |vmid: u32, name: &str| Step::ApplyConfig {
+            vmid,
+            name: name.into(),
+            change: String::new(),
+            kubernetes: None,
+            preview: Some(ConfigPreview {
+                reboot: false,
+                diff: "-a\n+b".into(),
+            }),
+            now: false,
+        };
+        let mut steps = plan.steps.clone();
+        steps.extend([live(100, "cp1"), live(101, "cp2")]);
+        let paced = rollout::pace(Plan { steps }, &desired);
+        let configs: Vec<(String, bool)> = in_place_order(&paced)
+            .into_iter()
+            .filter(|(action, _, _)| *action == "config")
+            .map(|(_, name, now)| (name, now))
             .collect();
-        assert_eq!(now, [true, true, false]);
-        assert_eq!(paced.held_back(), 1);
-        // An empty diff needs no reboot: it never waits.
-        let mut quiet = step(4, true);
-        if let Step::ApplyConfig { preview, .. } = &mut quiet {
-            preview.as_mut().unwrap().diff.clear();
+        assert_eq!(configs, [("cp1".into(), false), ("cp2".into(), true)]);
+    }
+
+    #[test]
+    fn an_upgrade_cut_short_before_its_record_is_not_sent_again() {
+        let (mut desired, host) = talos_cluster("1.35.1");
+        for vm in &mut desired.vms {
+            vm.seed_volume = format!("local:import/{}-seed-old.raw", vm.name);
         }
-        let paced = pace(Plan {
-            steps: vec![step(1, true), quiet],
-        });
-        assert_eq!(paced.held_back(), 0);
+        let mut plan = plan(&desired, &host, &[]);
+        for step in &mut plan.steps {
+            if let Step::Upgrade {
+                name,
+                running,
+                from_version,
+                ..
+            } = step
+            {
+                assert_eq!(from_version.as_deref(), Some("v1.12.0"));
+                *running = Some(if name == "cp1" { "v1.12.2" } else { "v1.12.0" }.into());
+            }
+        }
+        let sends: Vec<bool> = plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::Upgrade { .. }))
+            .map(step_upgrades)
+            .collect();
+        assert_eq!(sends, [false, true, true]);
+        assert!(
+            plan.lines()
+                .iter()
+                .any(|l| l.contains("cp1 runs v1.12.2 already")),
+            "{:#?}",
+            plan.lines()
+        );
     }
 
     #[test]
@@ -1816,6 +2042,16 @@ mod tests {
         second.name = "cp2".into();
         second.params[7].1 = "virtio,bridge=vmbr1,macaddr=bc:24:11:00:00:02".into();
         desired.vms.push(second);
+        for (rollout, vmid) in [100, 101].into_iter().enumerate() {
+            desired.talos.insert(
+                vmid,
+                TalosTarget {
+                    control_plane: true,
+                    rollout,
+                    ..TalosTarget::default()
+                },
+            );
+        }
         let mut host = deployed();
         let mut cp2 = host.vms[&100].clone();
         cp2.vmid = 101;
@@ -1838,7 +2074,7 @@ mod tests {
             },
         );
         assert_eq!(plan.conflicts().len(), 1, "{:?}", plan.lines());
-        assert!(plan.lines().last().unwrap().contains("etcd its quorum"));
+        assert!(plan.lines().last().unwrap().contains("etcd's quorum"));
         let one = with_options(
             &desired,
             &host,

@@ -2,7 +2,7 @@
 //! reached as `cluster bootstrap` reaches it, through an SSH tunnel via the
 //! Proxmox host to every control plane's Talos API, as the bundle's
 //! talosctl admin. Reads the cluster into `etcd::ClusterView` and carries
-//! out what `etcd::decide` planned ([`LiveEtcd`]); opened only when the
+//! out what `etcd::decide` planned ([`LiveTalos`]); opened only when the
 //! plan replaces a control plane.
 
 use std::net::Ipv4Addr;
@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 
-use super::etcd::{rejoined, ClusterView, EtcdExit, EtcdService, LiveEtcd, Member};
+use super::etcd::{rejoined, ClusterView, EtcdExit, EtcdService, LiveTalos, Member};
 use super::host_setup::Ssh;
+use super::plan::redact;
 use crate::model::{Model, TALOS_API_PORT};
 use crate::net::ssh::PinnedHost;
 use crate::net::ssh_tunnel::{SshTunnel, TunnelError};
@@ -19,6 +20,7 @@ use crate::net::talos_api::{
     ApplyMode, Probe, TalosApiError, TalosClient, TalosEndpoint, TalosIdentity, UpgradeRequest,
 };
 use crate::secrets::talos::TalosCredentials;
+use crate::secrets::Secret;
 
 /// How long one Talos API call may take here.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,6 +59,8 @@ pub fn workers(model: &Model) -> Vec<(String, Ipv4Addr)> {
 pub struct LiveCluster {
     nodes: Vec<(String, TalosClient)>,
     workers: Vec<(String, TalosClient)>,
+    /// The bundle's secret values: never in a diff or message it hands out.
+    secrets: Vec<Secret>,
     _tunnel: SshTunnel,
 }
 
@@ -101,6 +105,12 @@ impl LiveCluster {
         Ok(LiveCluster {
             nodes,
             workers,
+            secrets: credentials
+                .bundle
+                .secret_values()
+                .into_iter()
+                .cloned()
+                .collect(),
             _tunnel: tunnel,
         })
     }
@@ -246,7 +256,7 @@ impl LiveCluster {
     }
 }
 
-impl LiveEtcd for LiveCluster {
+impl LiveTalos for LiveCluster {
     fn view(&self) -> ClusterView {
         self.view_skipping(None)
     }
@@ -333,12 +343,12 @@ impl LiveEtcd for LiveCluster {
             .ok_or_else(|| format!("{node} is not a Talos node of the blueprint"))?;
         let outcome = client
             .apply_configuration(config, ApplyMode::Auto, dry_run)
-            .map_err(|e| format!("{node}: {}", problem(&e)))?;
+            .map_err(|e| self.shown(&format!("{node}: {}", problem(&e))))?;
         let diff = outcome.diff.unwrap_or_default();
         let diff = if diff.trim() == "No changes." {
             String::new()
         } else {
-            diff
+            self.shown(&diff)
         };
         Ok((outcome.mode == ApplyMode::Reboot, diff))
     }
@@ -371,6 +381,45 @@ impl LiveEtcd for LiveCluster {
         false
     }
 
+    fn version(&self, node: &str) -> Result<String, String> {
+        let client = self.answering(node)?;
+        match client.probe() {
+            Ok(Probe::Up(version)) => Ok(version.tag),
+            Ok(Probe::Down(why)) => Err(format!("{node} does not answer its Talos API: {why}")),
+            Err(e) => Err(format!("{node}: {}", problem(&e))),
+        }
+    }
+
+    fn wait_healthy(&self, node: &str, service: &str, deadline: Duration) -> Result<(), String> {
+        let client = self.answering(node)?;
+        let start = Instant::now();
+        loop {
+            let last = match client.services() {
+                Ok(services) => match services.iter().find(|s| s.id == service) {
+                    Some(s) if s.state == "Running" && s.healthy == Some(true) => return Ok(()),
+                    Some(s) => format!(
+                        "{} ({})",
+                        s.state,
+                        if s.last_message.is_empty() {
+                            "health not known yet"
+                        } else {
+                            &s.last_message
+                        }
+                    ),
+                    None => "no such service".to_string(),
+                },
+                Err(e) => problem(&e),
+            };
+            if start.elapsed() + POLL > deadline {
+                return Err(format!(
+                    "{node}'s {service} was not healthy within {} s (last: {last}); look at `talosctl -n {node} service {service}`, then deploy again (a node already on its config is not touched)",
+                    deadline.as_secs()
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     fn wait_version(
         &self,
         node: &str,
@@ -392,6 +441,19 @@ impl LiveEtcd for LiveCluster {
                 problem(&e)
             )
         })
+    }
+}
+
+impl LiveCluster {
+    /// `text` (a node's diff or message) with the bundle's secrets hidden.
+    fn shown(&self, text: &str) -> String {
+        let secrets: Vec<&str> = self.secrets.iter().map(Secret::expose).collect();
+        redact(text, &secrets)
+    }
+
+    fn answering(&self, node: &str) -> Result<&TalosClient, String> {
+        self.any_client(node)
+            .ok_or_else(|| format!("{node} is not a Talos node of the blueprint"))
     }
 }
 

@@ -18,14 +18,17 @@ use std::time::Duration;
 use waddlec_core::Compiled;
 
 use super::apply::{apply, ApplyError, Host, Timeouts};
+use super::desired::Desired;
 use super::desired::{desired, DesiredError};
-use super::etcd::{decide, gate, LiveEtcd};
+use super::etcd::{decide, gate, LiveTalos};
 use super::guard::{self, LockOut};
 use super::host_setup::{self, HostSetupError, Ssh};
 use super::lock::{HostLock, LockError};
 use super::observed::{observe, Observed};
-use super::plan::{plan, Options, Plan, Step};
+use super::plan::{plan, step_upgrades, ConfigPreview, Options, Plan, Step};
+use super::rollout;
 use super::talos::{control_planes, LiveCluster, TalosReachError};
+use crate::net::factory::FactoryVersions;
 use crate::net::pve::{Progress, Pve, PveError};
 use crate::secrets::{self, SecretError};
 
@@ -56,6 +59,9 @@ pub struct Request<'a> {
     pub holder: &'a str,
     /// The API certificate's fingerprint `host init` recorded, if any.
     pub recorded_fingerprint: Option<&'a str>,
+    /// The Image Factory asked which Talos versions it has before an
+    /// upgrade is planned.
+    pub factory: &'a str,
 }
 
 /// What the workflow needs from whoever runs it.
@@ -121,9 +127,9 @@ pub enum DeployError {
     Changed,
     #[error("{0}\nthe host is as far as the steps above; run deploy again to converge")]
     Apply(#[from] ApplyError),
-    #[error("the Talos secrets, to check etcd before replacing a control plane: {0}")]
+    #[error("the Talos secrets, to reach the cluster whose nodes the plan changes: {0}")]
     TalosSecrets(SecretError),
-    #[error("cannot check etcd before replacing a control plane; nothing was changed: {0}")]
+    #[error("cannot reach the Talos cluster to check etcd and change its nodes; nothing was changed: {0}")]
     TalosReach(#[from] TalosReachError),
 }
 
@@ -172,15 +178,27 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     let (ungated, observed) = read_host()?;
     // Replacing a control plane: the live cluster decides how, or whether.
     let cps = control_planes(&compiled.model);
-    let live = if replaced_control_planes(&ungated, &cps).is_empty() && !in_place(&ungated) {
-        None
-    } else {
-        Some(open_cluster(request, &cps)?)
-    };
+    let live =
+        if replaced_control_planes(&ungated, &cps).is_empty() && !in_place(&ungated, &desired) {
+            None
+        } else {
+            Some(open_cluster(request, &cps)?)
+        };
     let expected: Vec<String> = cps.iter().map(|(_, name, _)| name.clone()).collect();
+    // An upgrade's Talos version must be one the factory has an installer
+    // for: asked once, before anything changes.
+    let factory = ungated
+        .steps
+        .iter()
+        .any(|step| matches!(step, Step::Upgrade { .. }))
+        .then(|| {
+            crate::net::factory::versions(request.factory).map_err(|e| {
+                format!("cannot ask the Image Factory which Talos versions it has ({e}); an upgrade is never sent blind: check the network, or --factory-url")
+            })
+        });
     let with_etcd = |plan: Plan| -> Plan {
         let Some(live) = &live else { return plan };
-        let plan = preview_in_place(plan, live, &desired, &expected);
+        let plan = preview_in_place(plan, live, &desired, &expected, factory.as_ref());
         let replaced = replaced_control_planes(&plan, &cps);
         if replaced.is_empty() {
             return plan;
@@ -239,7 +257,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         pve: &pve,
         node: &host.node,
         file_storage: &host.file_storage,
-        etcd: live.as_ref().map(|l| l as &dyn LiveEtcd),
+        etcd: live.as_ref().map(|l| l as &dyn LiveTalos),
         members: &expected,
     };
     let applied = apply_under_lock(
@@ -263,7 +281,7 @@ fn apply_under_lock(
     request: &Request<'_>,
     ui: &dyn Ui,
     target: &Host<'_>,
-    desired: &super::desired::Desired,
+    desired: &Desired,
     shown: &Plan,
     host_changes: &[String],
     read_plan: impl Fn() -> Result<(Plan, Observed), PveError>,
@@ -299,55 +317,42 @@ fn apply_under_lock(
     Ok(result?)
 }
 
-/// Whether `plan` changes a Talos node in place.
-fn in_place(plan: &Plan) -> bool {
-    plan.steps
-        .iter()
-        .any(|step| matches!(step, Step::ApplyConfig { .. } | Step::Upgrade { .. }))
+/// Whether `plan` changes a Talos node in place, or restarts one.
+fn in_place(plan: &Plan, desired: &Desired) -> bool {
+    plan.steps.iter().any(|step| match step {
+        Step::ApplyConfig { .. } | Step::Upgrade { .. } | Step::KubernetesControlPlane { .. } => {
+            true
+        }
+        Step::Restart {
+            vmid,
+            allowed: true,
+            ..
+        } => desired.talos.contains_key(vmid),
+        _ => false,
+    })
 }
 
-/// The in-place steps with the nodes' dry runs of their new configs, paced
-/// one rebooting node at a time, and a conflict for a control plane that
-/// may not go down now (etcd not healthy with every member).
+/// The in-place steps with what the nodes say — each config's dry run,
+/// each upgraded node's running version — paced by `rollout`, and a
+/// conflict for a node that does not answer or a control plane that may
+/// not go down now (etcd not healthy with every member).
 fn preview_in_place(
     plan: Plan,
     live: &LiveCluster,
-    desired: &super::desired::Desired,
+    desired: &Desired,
     members: &[String],
+    factory: Option<&Result<FactoryVersions, String>>,
 ) -> Plan {
     let mut steps = Vec::with_capacity(plan.steps.len());
     for mut step in plan.steps {
-        let mut refused = None;
-        if let Step::ApplyConfig {
-            vmid,
-            name,
-            preview,
-            ..
-        } = &mut step
-        {
-            match desired
-                .talos
-                .get(vmid)
-                .ok_or_else(|| format!("internal error: no Talos config for VM {vmid}"))
-                .and_then(|target| live.apply_config(name, &target.config, true))
-            {
-                Ok((reboot, diff)) => {
-                    *preview = Some(super::plan::ConfigPreview {
-                        reboot,
-                        diff: super::plan::redact(&diff),
-                    })
-                }
-                Err(why) => {
-                    refused = Some((*vmid, format!("{name}'s dry run of its new config: {why}")))
-                }
-            }
-        }
+        let refused = preview_step(&mut step, live, desired, factory).err();
+        let vmid = rollout::vmid_of(&step);
         steps.push(step);
-        if let Some((vmid, reason)) = refused {
+        if let (Some(reason), Some(vmid)) = (refused, vmid) {
             steps.push(Step::Conflict { vmid, reason });
         }
     }
-    let paced = super::plan::pace(Plan { steps });
+    let paced = rollout::pace(Plan { steps }, desired);
     let view = live.view();
     let mut steps = Vec::with_capacity(paced.steps.len());
     for step in paced.steps {
@@ -357,7 +362,14 @@ fn preview_in_place(
                 name,
                 now: true,
                 ..
-            } => Some((*vmid, name.clone())),
+            } if step_upgrades(&step) => Some((*vmid, name.clone())),
+            Step::KubernetesControlPlane {
+                vmid,
+                name,
+                preview: Some(p),
+                now: true,
+                ..
+            } if !p.diff.trim().is_empty() => Some((*vmid, name.clone())),
             Step::ApplyConfig {
                 vmid,
                 name,
@@ -369,12 +381,75 @@ fn preview_in_place(
         };
         steps.push(step);
         if let Some((vmid, name)) = gated.filter(|(_, name)| members.contains(name)) {
-            if let Err(reason) = super::etcd::in_place_ready(&view, &name, members) {
+            if let Err(reason) = super::etcd::may_take_down(&view, &name, members) {
                 steps.push(Step::Conflict { vmid, reason });
             }
         }
     }
     Plan { steps }
+}
+
+/// Fills in what the node says about one in-place step: its dry run, its
+/// running version; an error says why the node cannot be changed now (it
+/// does not answer, or the factory has no installer for its upgrade).
+fn preview_step(
+    step: &mut Step,
+    live: &LiveCluster,
+    desired: &Desired,
+    factory: Option<&Result<FactoryVersions, String>>,
+) -> Result<(), String> {
+    let target = |vmid: &u32| {
+        desired
+            .talos
+            .get(vmid)
+            .ok_or_else(|| format!("internal error: no Talos config for VM {vmid}"))
+    };
+    let dry_run = |name: &str, config: &[u8]| {
+        live.apply_config(name, config, true)
+            .map(|(reboot, diff)| ConfigPreview { reboot, diff })
+            .map_err(|why| format!("{name}'s dry run of its new config: {why}"))
+    };
+    match step {
+        Step::ApplyConfig {
+            vmid,
+            name,
+            preview,
+            ..
+        } => *preview = Some(dry_run(name, &target(vmid)?.config)?),
+        Step::KubernetesControlPlane {
+            vmid,
+            name,
+            change,
+            preview,
+            ..
+        } => {
+            let target = target(vmid)?;
+            // A node that runs the build's config already is past this
+            // phase: its interim config would move its kubelet back.
+            let full = dry_run(name, &target.config)?;
+            *preview = Some(if full.diff.trim().is_empty() {
+                full
+            } else {
+                dry_run(name, &rollout::interim_config(&target.config, change)?)?
+            });
+        }
+        Step::Upgrade { name, running, .. } => {
+            *running = Some(live.version(name).map_err(|why| {
+                format!("{why}; a node is changed in place only when it answers: bring it back, then deploy again")
+            })?)
+        }
+        _ => {}
+    }
+    if let (true, Step::Upgrade { name, version, .. }) = (step_upgrades(step), &*step) {
+        let versions = factory
+            .ok_or("internal error: the factory was not asked before an upgrade")?
+            .as_ref()
+            .map_err(String::clone)?;
+        if let Some(why) = versions.refusal(version) {
+            return Err(format!("{name} is not upgraded: {why}"));
+        }
+    }
+    Ok(())
 }
 
 /// The allowed replaces of control planes in `plan`: `(vmid, hostname)`.

@@ -8,7 +8,7 @@
 //! NoCloud seed disk. Debian images boot with systemd-boot under OVMF (an
 //! EFI disk without pre-enrolled keys: the bootloader is not signed).
 
-use super::images::VmImages;
+use super::images::{BootImage, VmImages};
 use crate::model::{GuestOs, Model, Vm};
 
 /// The Talos extension that makes the QEMU guest agent answer.
@@ -85,7 +85,7 @@ fn vm_config(model: &Model, vm: &Vm, plan: &VmImages) -> VmConfig {
     let mut set = |key: &str, value: String| params.push((key.to_string(), value));
     for (key, value) in [
         ("name", vm.name.clone()),
-        ("description", description(plan)),
+        ("description", description(model, plan)),
         ("tags", vm.tags.join(";")),
         ("ostype", "l26".into()),
         ("cpu", vm.cpu.to_string()),
@@ -139,13 +139,30 @@ fn vm_config(model: &Model, vm: &Vm, plan: &VmImages) -> VmConfig {
 }
 
 /// The description names the files the VM was created from, which is how
-/// a later deploy knows whether the VM still matches the plan.
-fn description(plan: &VmImages) -> String {
+/// a later deploy knows whether the VM still matches the plan; a Talos
+/// node's also names the Kubernetes version its machine config runs, so a
+/// later deploy knows an upgrade's starting point and its skew.
+fn description(model: &Model, plan: &VmImages) -> String {
+    let kubernetes = match &plan.boot {
+        BootImage::Talos(_) => {
+            format!(" kubernetes={}", model.versions.kubernetes)
+        }
+        BootImage::Debian(_) => String::new(),
+    };
     format!(
-        "{DESCRIPTION_PREFIX} image={} seed={}",
+        "{DESCRIPTION_PREFIX} image={} seed={}{kubernetes}",
         plan.boot.file(),
         plan.seed.file
     )
+}
+
+/// The Kubernetes version a Talos node's description records, if any
+/// (descriptions written before it was recorded have none).
+pub fn described_kubernetes(description: &str) -> Option<String> {
+    let rest = description.trim().strip_prefix(DESCRIPTION_PREFIX)?;
+    rest.split_whitespace()
+        .find_map(|word| word.strip_prefix("kubernetes="))
+        .map(str::to_string)
 }
 
 /// The image and seed files a description names, if waddlec wrote it.
@@ -175,5 +192,13 @@ mod tests {
         );
         assert_eq!(described_files("hand-made VM"), None);
         assert_eq!(described_files("Managed by waddlec. image=a.qcow2"), None);
+        assert_eq!(
+            described_kubernetes("Managed by waddlec. image=t.qcow2 seed=s.raw kubernetes=1.35.1"),
+            Some("1.35.1".into())
+        );
+        assert_eq!(
+            described_kubernetes("Managed by waddlec. image=t.qcow2 seed=s.raw"),
+            None
+        );
     }
 }

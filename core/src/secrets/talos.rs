@@ -25,6 +25,30 @@ pub struct Bundle {
     pub certs: Certs,
 }
 
+impl Bundle {
+    /// Every value of the bundle that is secret (its tokens, its secrets,
+    /// every CA's key; not the certificates), for whatever shows a machine
+    /// config to hide.
+    pub fn secret_values(&self) -> Vec<&Secret> {
+        let certs = &self.certs;
+        [
+            Some(&self.cluster.secret),
+            Some(&self.secrets.bootstraptoken),
+            self.secrets.secretboxencryptionsecret.as_ref(),
+            self.secrets.aescbcencryptionsecret.as_ref(),
+            Some(&self.trustdinfo.token),
+            Some(&certs.etcd.key),
+            Some(&certs.k8s.key),
+            Some(&certs.k8saggregator.key),
+            Some(&certs.k8sserviceaccount.key),
+            Some(&certs.os.key),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClusterSecrets {
     pub id: Secret,

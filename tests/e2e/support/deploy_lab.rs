@@ -17,6 +17,11 @@
 //!   cached and pinned), and the Proxmox token from the environment;
 //! - the images: `stand_in_images`' small qcow2 files instead of baked ones
 //!   (builds run with `--no-images`);
+//! - the Image Factory deploy asks which Talos versions it has before an
+//!   upgrade: a `file_server` answering `GET /versions` (and
+//!   `?broken=true`) as siderolabs/image-factory's
+//!   `internal/frontend/http/metadata/handler.go` does, a JSON array of
+//!   tags (`FACTORY_VERSIONS`, changed by a test with `Lab::factory`);
 //! - the VMs' guests: a watcher thread that reads the simulator's journal
 //!   during a deploy and plays each Talos VM's guest on the simulated
 //!   cluster — a destroyed VM's node powers off, a started VM's node boots
@@ -37,6 +42,7 @@ use std::time::Duration;
 use waddlec::net::talos_api::{TalosClient, TalosIdentity};
 use waddlec::secrets::talos::TalosCredentials;
 
+use super::file_server::FileServer;
 use super::pve_sim::{PveSim, NODE, TOKEN, UPLINK};
 use super::ssh_host::SshHost;
 use super::talos_cluster::TalosCluster;
@@ -48,6 +54,8 @@ pub const TOKEN_ENV: &str = "WADDLE_TEST_PVE_TOKEN";
 pub const CPS: [&str; 3] = ["talos-cp1", "talos-cp2", "talos-cp3"];
 /// The first control plane's VM ID; the nodes follow in order.
 const FIRST_VMID: u32 = 110;
+/// The Talos releases the stand-in factory lists: v1.12.0 to v1.12.11.
+pub const FACTORY_VERSIONS: std::ops::RangeInclusive<u32> = 0..=11;
 
 /// One Talos node of the lab: index `i` in the simulated cluster.
 #[derive(Clone, Debug)]
@@ -66,6 +74,8 @@ pub struct Lab {
     pub cluster: TalosCluster,
     /// The Talos nodes, control planes first (the cluster's indices).
     pub nodes: Vec<LabNode>,
+    /// The stand-in Image Factory (`--factory-url`).
+    pub factory: FileServer,
 }
 
 impl Lab {
@@ -146,13 +156,16 @@ impl Lab {
             ));
         }
         host.netns.sh(&rules);
+        let factory = FileServer::start();
         let lab = Lab {
             sim,
             lab,
             host,
             cluster,
             nodes,
+            factory,
         };
+        lab.factory_lists(FACTORY_VERSIONS.map(|patch| format!("v1.12.{patch}")), []);
         lab.build();
         // A fresh deploy creates the VMs; no etcd check (nothing replaced).
         let output = lab.deploy(&[]);
@@ -177,6 +190,19 @@ impl Lab {
         stand_in_images::write(&self.lab.path("dist"));
     }
 
+    /// The stand-in factory lists `known` Talos versions, `broken` as
+    /// broken, from now on.
+    pub fn factory_lists(
+        &self,
+        known: impl IntoIterator<Item = String>,
+        broken: impl IntoIterator<Item = String>,
+    ) {
+        let json = |versions: Vec<String>| serde_json::to_vec(&versions).unwrap();
+        self.factory
+            .serve("/versions", json(known.into_iter().collect()))
+            .serve("/versions?broken=true", json(broken.into_iter().collect()));
+    }
+
     /// The deploy command line, `extra` appended, not yet run.
     pub fn deploy_command(&self, extra: &[&str]) -> Command {
         let config = self.host.config.display().to_string();
@@ -194,6 +220,8 @@ impl Lab {
             "--yes",
             "--agent-timeout",
             "20",
+            "--factory-url",
+            &self.factory.url,
         ]);
         command.args(extra);
         command

@@ -27,7 +27,14 @@
 //!   `ValidateForUpgrade` does, then reboots the node into the image's tag;
 //! - a rebooting node stops listening (connections refused) for its reboot
 //!   time, then comes back with its staged config and version — or, with the
-//!   `never_return` fault, never.
+//!   `never_return` fault, never;
+//! - a config applied live that changes `machine.kubelet` restarts the
+//!   kubelet service (running, unhealthy, for `KUBELET_RESTART`), as
+//!   Talos's kubelet controller does;
+//! - Kubernetes' version skew is watched, not enforced (a real cluster
+//!   runs on, degraded): whenever a node's config changes, a kubelet newer
+//!   than any control plane's API server, or two API servers a minor or
+//!   more apart, is recorded as a skew violation (`skew_violations`).
 //!
 //! Tests drive it through `TalosCluster`'s methods (faults, power, replace)
 //! and read it back (`members`, `has_quorum`, `version`, `config`, `calls`).
@@ -57,6 +64,8 @@ pub const START_VERSION: &str = "v1.12.0";
 const ETCD_VERSION: &str = "3.6.5";
 /// How long a reboot takes unless set per node.
 pub const REBOOT_TIME: Duration = Duration::from_millis(1500);
+/// How long the kubelet is unhealthy after a live change of its config.
+const KUBELET_RESTART: Duration = Duration::from_millis(600);
 /// Between the answer to a call that reboots and the node going down.
 const ANSWER_BEFORE_REBOOT: Duration = Duration::from_millis(150);
 
@@ -139,6 +148,8 @@ struct SimNode {
     member: Option<u64>,
     /// Its etcd was stopped by `EtcdLeaveCluster` (until the next boot).
     etcd_stopped: bool,
+    /// The kubelet restarts (a live change of `machine.kubelet`) until then.
+    kubelet_restart_until: Option<Instant>,
     // Faults.
     reboot_time: Duration,
     never_returns: bool,
@@ -152,9 +163,59 @@ struct Sim {
     next_member: u64,
     missing_images: BTreeSet<String>,
     calls: Vec<SimCall>,
+    /// Kubernetes skew seen as configs changed (see the module doc).
+    skew_violations: Vec<String>,
 }
 
 impl Sim {
+    /// Records a skew violation if the nodes' configs now break the
+    /// version skew policy (only configs that name the images count).
+    fn check_skew(&mut self, cause: &str) {
+        let image_version = |config: &[u8], key: &str| {
+            let text = String::from_utf8_lossy(config);
+            text.lines()
+                .filter_map(|line| line.trim().strip_prefix("image: "))
+                .find(|image| image.contains(key))
+                .and_then(|image| image.rsplit_once(":v"))
+                .and_then(|(_, version)| {
+                    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+                    Some((parts.next()??, parts.next()??, parts.next()??))
+                })
+        };
+        let kubelets: Vec<(String, (u32, u32, u32))> = self
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.hostname.clone(), image_version(&n.config, "/kubelet:")?)))
+            .collect();
+        let servers: Vec<(String, (u32, u32, u32))> = self
+            .nodes
+            .iter()
+            .filter(|n| n.control_plane)
+            .filter_map(|n| {
+                Some((
+                    n.hostname.clone(),
+                    image_version(&n.config, "/kube-apiserver:")?,
+                ))
+            })
+            .collect();
+        let Some(oldest) = servers.iter().map(|s| s.1).min() else {
+            return;
+        };
+        let newest = servers.iter().map(|s| s.1).max().unwrap_or(oldest);
+        if newest.1 > oldest.1 + 1 {
+            self.skew_violations.push(format!(
+                "{cause}: API servers {servers:?} are more than one minor apart"
+            ));
+        }
+        for (node, kubelet) in kubelets {
+            if kubelet > oldest {
+                self.skew_violations.push(format!(
+                    "{cause}: the kubelet on {node} ({kubelet:?}) is newer than an API server ({servers:?})"
+                ));
+            }
+        }
+    }
+
     fn member_healthy(&self, id: u64) -> bool {
         self.nodes
             .iter()
@@ -302,6 +363,7 @@ impl TalosCluster {
             next_member: 0,
             missing_images: BTreeSet::new(),
             calls: Vec::new(),
+            skew_violations: Vec::new(),
         };
         for i in 0..control_planes + workers {
             let control_plane = i < control_planes;
@@ -329,6 +391,7 @@ impl TalosCluster {
                 rebooting: false,
                 member,
                 etcd_stopped: false,
+                kubelet_restart_until: None,
                 reboot_time: REBOOT_TIME,
                 never_returns: false,
                 member_unhealthy: false,
@@ -428,6 +491,11 @@ impl TalosCluster {
     }
 
     /// Every call so far, in order.
+    /// Every Kubernetes skew seen so far (see the module doc).
+    pub fn skew_violations(&self) -> Vec<String> {
+        self.sim().skew_violations.clone()
+    }
+
     pub fn calls(&self) -> Vec<SimCall> {
         self.sim().calls.clone()
     }
@@ -491,7 +559,9 @@ impl TalosCluster {
 /// Node `i` comes up: what was staged takes effect.
 fn boot(sim: &mut Sim, i: usize) {
     let node = &mut sim.nodes[i];
-    if let Some(config) = node.staged_config.take() {
+    let new_config = node.staged_config.take();
+    let changed = new_config.is_some();
+    if let Some(config) = new_config {
         node.config = config;
     }
     if let Some(version) = node.staged_version.take() {
@@ -501,6 +571,10 @@ fn boot(sim: &mut Sim, i: usize) {
     node.etcd_stopped = false;
     node.boot += 1;
     node.up = true;
+    if changed {
+        let cause = format!("{} booted its new config", node.hostname);
+        sim.check_skew(&cause);
+    }
     sim.settle();
 }
 
@@ -738,7 +812,22 @@ impl NodeApid {
                 },
             });
         }
-        services.push(running("kubelet"));
+        let restarting = node
+            .kubelet_restart_until
+            .is_some_and(|until| Instant::now() < until);
+        services.push(if restarting {
+            pb::ServiceInfo {
+                id: "kubelet".into(),
+                state: "Running".into(),
+                health: Some(pb::ServiceHealth {
+                    unknown: false,
+                    healthy: false,
+                    last_message: "Get \"http://127.0.0.1:10248/healthz\": dial tcp 127.0.0.1:10248: connect: connection refused".into(),
+                }),
+            }
+        } else {
+            running("kubelet")
+        });
         Ok(pb::ServiceListResponse {
             messages: vec![pb::ServiceList {
                 metadata: None,
@@ -926,9 +1015,18 @@ impl NodeApid {
                 ),
             ));
         }
+        let kubelet_changed =
+            current.pointer("/machine/kubelet") != new.pointer("/machine/kubelet");
         let node = &mut sim.nodes[t];
         match mode {
-            pb::mode::TRY | pb::mode::NO_REBOOT => node.config = request.data,
+            pb::mode::TRY | pb::mode::NO_REBOOT => {
+                node.config = request.data;
+                if kubelet_changed {
+                    node.kubelet_restart_until = Some(Instant::now() + KUBELET_RESTART);
+                }
+                let cause = format!("{} applied a config live", node.hostname);
+                sim.check_skew(&cause);
+            }
             pb::mode::STAGED => node.staged_config = Some(request.data),
             pb::mode::REBOOT => {
                 node.staged_config = Some(request.data);
