@@ -355,7 +355,7 @@ pub const CILIUM_IMAGE_TABLES: &[&str] = &[
     "authentication.mutual.spire.install.initImage",
 ];
 
-/// Cilium as the bootstrap Job installs it.
+/// Cilium as the bootstrap Job installs it and Flux keeps it.
 #[derive(Clone, Debug)]
 pub struct CiliumInstall {
     /// The chart version.

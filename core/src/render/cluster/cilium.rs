@@ -24,8 +24,9 @@
 //! an archive over `CHART_ARCHIVE_LIMIT`.
 //!
 //! Talos creates inline manifests once and never updates them, so the Job
-//! is a day-0 installer: a values change after bootstrap reaches the
-//! cluster through `cilium upgrade`, not through this Job.
+//! is a day-0 installer; afterwards Flux's helm-controller owns the same
+//! release (`platform`'s `cilium` component: same chart version, same
+//! values, same release name and namespace).
 //!
 //! Then the L2 side of every VIP on the cluster's bridge: a
 //! `CiliumLoadBalancerIPPool` holding just that address and a
@@ -45,7 +46,8 @@ use crate::model::{KUBEPRISM_PORT, TALOS_LINK};
 use crate::render::k8s::*;
 use crate::yaml::{self, YamlError};
 
-/// The namespace and name of the Helm release the Job installs.
+/// The namespace and name of the Helm release the Job installs and Flux
+/// takes over.
 pub const RELEASE_NAMESPACE: &str = "kube-system";
 pub const RELEASE_NAME: &str = "cilium";
 const NAME: &str = "cilium-install";
