@@ -287,13 +287,7 @@ fn a_tag_without_its_pinned_digest_stops_a_locked_build() {
         .map(str::to_string)
         .collect();
     fs::write(&lock_path, kept.join("\n[[input]]")).unwrap();
-    let output = lab.waddlec(&[
-        "build",
-        "blueprint.toml",
-        "--with-secrets",
-        "--no-images",
-        "--locked",
-    ]);
+    let output = locked_build(&lab);
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
     assert!(
         text(&output.stderr).contains("quay.io/cilium/cilium-cli:v0.19.0"),
@@ -312,13 +306,7 @@ fn without_its_pinned_upstream_manifests_the_deployable_build_stops() {
     for entry in fs::read_dir(&cache).unwrap() {
         fs::remove_file(entry.unwrap().path()).unwrap();
     }
-    let output = lab.waddlec(&[
-        "build",
-        "blueprint.toml",
-        "--with-secrets",
-        "--no-images",
-        "--locked",
-    ]);
+    let output = locked_build(&lab);
     // Not cached and GitHub unreachable: a network failure (69), never a
     // build with something else in place of the pinned bytes.
     assert_eq!(output.status.code(), Some(69), "{}", text(&output.stderr));
@@ -328,6 +316,17 @@ fn without_its_pinned_upstream_manifests_the_deployable_build_stops() {
         text(&output.stderr)
     );
     assert!(!lab.path("dist").exists());
+}
+
+/// `build --with-secrets --no-images --locked` in the lab.
+fn locked_build(lab: &SecretLab) -> std::process::Output {
+    lab.waddlec(&[
+        "build",
+        "blueprint.toml",
+        "--with-secrets",
+        "--no-images",
+        "--locked",
+    ])
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! it handed to the renderers as `UpstreamInputs`.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use waddlec_core::model::{Model, CILIUM_IMAGE_TABLES};
@@ -40,21 +40,12 @@ impl Upstream {
     pub fn inputs(&mut self, model: &Model) -> Result<UpstreamInputs, FetchError> {
         let mut inputs = UpstreamInputs::default();
         for manifest in upstream::manifests(model) {
-            tracing::info!(url = %manifest.url, "embedding {}", manifest.description);
-            let path = self.fetch(&manifest)?;
-            let text = std::fs::read_to_string(&path).map_err(|source| FetchError::Cache {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let text = String::from_utf8(self.fetch(&manifest)?)
+                .map_err(|e| unusable(&manifest, format!("not UTF-8: {e}")))?;
             inputs.texts.insert(manifest.url, text);
         }
         if let Some(chart) = upstream::cilium_chart(model) {
-            tracing::info!(url = %chart.url, "embedding {}", chart.description);
-            let path = self.fetch(&chart)?;
-            let archive = std::fs::read(&path).map_err(|source| FetchError::Cache {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let archive = self.fetch(&chart)?;
             if archive.len() > CHART_ARCHIVE_LIMIT {
                 return Err(unusable(
                     &chart,
@@ -91,14 +82,20 @@ impl Upstream {
         Ok(inputs)
     }
 
-    fn fetch(&mut self, manifest: &UpstreamManifest) -> Result<PathBuf, FetchError> {
-        self.cache.fetch(
+    /// The bytes of `manifest`, from the cache or downloaded, as pinned.
+    fn fetch(&mut self, manifest: &UpstreamManifest) -> Result<Vec<u8>, FetchError> {
+        tracing::info!(url = %manifest.url, "embedding {}", manifest.description);
+        let path = self.cache.fetch(
             &mut self.lock,
             self.locked,
             &manifest.description,
             &manifest.url,
             &|_, _| {},
-        )
+        )?;
+        std::fs::read(&path).map_err(|source| FetchError::Cache {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// A tag's digest: pinned, else (not `--locked`) asked of its registry
@@ -161,10 +158,10 @@ impl ChartImage {
     }
 }
 
-fn unusable(chart: &UpstreamManifest, problem: String) -> FetchError {
+fn unusable(input: &UpstreamManifest, problem: String) -> FetchError {
     FetchError::Unusable {
-        name: chart.description.clone(),
-        url: chart.url.clone(),
+        name: input.description.clone(),
+        url: input.url.clone(),
         problem,
     }
 }
