@@ -119,7 +119,9 @@ impl Code for FetchError {
         match self {
             FetchError::Net(_) => UNAVAILABLE,
             FetchError::Cache { .. } => IO,
-            FetchError::NotLocked { .. } | FetchError::Mismatch { .. } => LOCK,
+            FetchError::NotLocked { .. }
+            | FetchError::Mismatch { .. }
+            | FetchError::Unusable { .. } => LOCK,
         }
     }
 }
@@ -292,6 +294,14 @@ mod tests {
                     name: "flux".into(),
                     url: "https://example.invalid/".into(),
                 })),
+                LOCK,
+            ),
+            (
+                Box::new(FetchError::Unusable {
+                    name: "cilium chart".into(),
+                    url: "https://example.invalid/".into(),
+                    problem: "too large".into(),
+                }),
                 LOCK,
             ),
             (

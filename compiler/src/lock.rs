@@ -1,8 +1,10 @@
 //! The lock file (`<blueprint>.lock`, e.g. `blueprints/waddle.lock`): the
 //! sha256 of every upstream input — Talos images, the Teleport tarball, the
-//! Debian snapshot, upstream manifests — recorded on first fetch and
-//! verified on every later one, as Cargo.lock does for crates. Inputs are
-//! named by version in the blueprint; the lock pins their bytes.
+//! Debian snapshot, upstream manifests, the Cilium chart — recorded on first
+//! fetch and verified on every later one, as Cargo.lock does for crates.
+//! Inputs are named by version in the blueprint; the lock pins their bytes.
+//! An image the bootstrap starts is an entry too: its registry manifest URL
+//! and, as its sha256, the digest it runs by.
 //!
 //! The file is TOML, sorted by URL, rewritten only when an entry is added,
 //! so it diffs cleanly in review.

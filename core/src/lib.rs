@@ -89,7 +89,7 @@ pub fn compile(source: &SourceFile, today: Date) -> Result<Compiled, CompileErro
     render(
         check(source, today)?,
         None,
-        &render::cluster::UpstreamTexts::default(),
+        &render::cluster::upstream::UpstreamInputs::default(),
     )
 }
 
@@ -113,12 +113,13 @@ pub fn check(source: &SourceFile, today: Date) -> Result<Checked, CompileError> 
 
 /// Renders a checked blueprint. `secrets` are the real values for the
 /// deployable tree, or `None` for the review tree's placeholders;
-/// `upstream` holds the text of each upstream manifest by URL (empty: the
-/// review tree's placeholders naming the URL).
+/// `upstream` holds the text of each upstream manifest and the bytes of
+/// each archive by URL, and the images pinned by digest (empty: the review
+/// tree's placeholders naming the URL).
 pub fn render(
     checked: Checked,
     secrets: Option<SecretValues>,
-    upstream: &render::cluster::UpstreamTexts,
+    upstream: &render::cluster::upstream::UpstreamInputs,
 ) -> Result<Compiled, CompileError> {
     let Checked {
         model,

@@ -42,16 +42,16 @@ if ! image_path=$(pvesm path 'local:import/haproxy-seed-838aba2fa677.raw' 2>/dev
     echo "create-vms: image local:import/haproxy-seed-838aba2fa677.raw is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/talos-cp1-seed-bd3ad205c8ea.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/talos-cp1-seed-bd3ad205c8ea.raw is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/talos-cp1-seed-801c12319849.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/talos-cp1-seed-801c12319849.raw is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/talos-cp2-seed-4dc582756908.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/talos-cp2-seed-4dc582756908.raw is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/talos-cp2-seed-dabfbab75341.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/talos-cp2-seed-dabfbab75341.raw is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/talos-cp3-seed-5638b80d5a2c.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/talos-cp3-seed-5638b80d5a2c.raw is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/talos-cp3-seed-51fc29e91dd1.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/talos-cp3-seed-51fc29e91dd1.raw is missing; upload it first" >&2
     exit 1
 fi
 if ! image_path=$(pvesm path 'local:import/talos-v1.12.4-dc7b152cb3ea.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
@@ -143,7 +143,7 @@ if vm_exists 110 'talos-cp1'; then
 else
     qm create 110 \
         --name 'talos-cp1' \
-        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp1-seed-bd3ad205c8ea.raw kubernetes=1.35.1' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp1-seed-801c12319849.raw kubernetes=1.35.1' \
         --tags 'k8s;talos' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -153,7 +153,7 @@ else
         --agent 'enabled=1' \
         --scsihw 'virtio-scsi-pci' \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
-        --scsi1 'vmdata:0,import-from=local:import/talos-cp1-seed-bd3ad205c8ea.raw' \
+        --scsi1 'vmdata:0,import-from=local:import/talos-cp1-seed-801c12319849.raw' \
         --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:0c:35:30' \
         --serial0 'socket'
@@ -170,7 +170,7 @@ if vm_exists 111 'talos-cp2'; then
 else
     qm create 111 \
         --name 'talos-cp2' \
-        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp2-seed-4dc582756908.raw kubernetes=1.35.1' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp2-seed-dabfbab75341.raw kubernetes=1.35.1' \
         --tags 'k8s;talos' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -180,7 +180,7 @@ else
         --agent 'enabled=1' \
         --scsihw 'virtio-scsi-pci' \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
-        --scsi1 'vmdata:0,import-from=local:import/talos-cp2-seed-4dc582756908.raw' \
+        --scsi1 'vmdata:0,import-from=local:import/talos-cp2-seed-dabfbab75341.raw' \
         --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:14:b8:59' \
         --serial0 'socket'
@@ -197,7 +197,7 @@ if vm_exists 112 'talos-cp3'; then
 else
     qm create 112 \
         --name 'talos-cp3' \
-        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp3-seed-5638b80d5a2c.raw kubernetes=1.35.1' \
+        --description 'Managed by waddlec. image=talos-v1.12.4-dc7b152cb3ea.qcow2 seed=talos-cp3-seed-51fc29e91dd1.raw kubernetes=1.35.1' \
         --tags 'k8s;talos' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -207,7 +207,7 @@ else
         --agent 'enabled=1' \
         --scsihw 'virtio-scsi-pci' \
         --scsi0 'vmdata:0,import-from=local:import/talos-v1.12.4-dc7b152cb3ea.qcow2,discard=on' \
-        --scsi1 'vmdata:0,import-from=local:import/talos-cp3-seed-5638b80d5a2c.raw' \
+        --scsi1 'vmdata:0,import-from=local:import/talos-cp3-seed-51fc29e91dd1.raw' \
         --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:fb:a0:d3' \
         --serial0 'socket'

@@ -140,7 +140,7 @@ fn the_dependency_graph_is_acyclic_and_every_reference_resolves() {
 
 fn check_graph(out: &Path, cluster_dir: &str) {
     let graph = graph(out, cluster_dir);
-    assert_eq!(graph.len(), 11, "{graph:?}");
+    assert_eq!(graph.len(), 12, "{graph:?}");
     for (from, needs) in &graph {
         for to in needs {
             assert!(
@@ -310,7 +310,7 @@ fn check_pins(out: &Path) {
             }
         }
     }
-    assert_eq!(releases, 7);
+    assert_eq!(releases, 8);
 }
 
 /// `{registry, tag}` image settings in Helm values.
@@ -414,7 +414,9 @@ fn plugin_parameters_name_real_objects() {
 }
 
 /// What the machine configs create once at bootstrap, Flux keeps current:
-/// the same FluxInstance and the same L2 announcements, byte for byte.
+/// the same FluxInstance and the same L2 announcements, byte for byte, and
+/// the Cilium release the installer Job made: same name and namespace,
+/// same chart version, the same values.
 #[test]
 fn flux_keeps_the_bootstrap_objects_current() {
     let (_dir, out) = build(&valid_blueprints()[0]);
@@ -429,4 +431,34 @@ fn flux_keeps_the_bootstrap_objects_current() {
         )),
         documents(&read("cluster/bootstrap/30-cilium-l2-announcements.yaml"))
     );
+    let installer = documents(&read("cluster/bootstrap/20-cilium-install.yaml"));
+    let config_map = installer.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let job_values: Value =
+        serde_saphyr::from_str(config_map["data"]["values.yaml"].as_str().unwrap()).unwrap();
+    let job = installer.iter().find(|d| d["kind"] == "Job").unwrap();
+    let command = &job["spec"]["template"]["spec"]["containers"][0]["command"];
+    assert!(
+        command
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--namespace=kube-system"),
+        "{command}"
+    );
+    let release_file = documents(&read("platform/infrastructure/cilium/release.yaml"));
+    let release = release_file
+        .iter()
+        .find(|d| d["kind"] == "HelmRelease")
+        .unwrap();
+    assert_eq!(release["metadata"]["namespace"], "kube-system");
+    assert_eq!(release["spec"]["releaseName"], "cilium");
+    assert_eq!(release["spec"]["storageNamespace"], "kube-system");
+    assert_eq!(release["spec"]["chart"]["spec"]["chart"], "cilium");
+    assert_eq!(release["spec"]["chart"]["spec"]["version"], "1.19.0");
+    assert_eq!(release["spec"]["values"], job_values);
+    let repository = release_file
+        .iter()
+        .find(|d| d["kind"] == "HelmRepository")
+        .unwrap();
+    assert_eq!(repository["spec"]["url"], "https://helm.cilium.io/");
 }

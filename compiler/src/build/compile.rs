@@ -1,14 +1,15 @@
 //! A blueprint compiled with what the pure core cannot get itself. The review tree needs nothing (`compile`); the deployable
-//! tree reads every secret reference and the text of every upstream
-//! manifest (fetched through the cache and verified against the lock) in
-//! between the core's `check` and `render` stages.
+//! tree reads every secret reference and every upstream input (manifests
+//! and the Cilium chart fetched through the cache, image digests, all
+//! verified against the lock) in between the core's `check` and `render`
+//! stages.
 
 use waddlec_core::blueprint::Date;
-use waddlec_core::render::cluster::upstream::{self, UpstreamManifest};
-use waddlec_core::render::cluster::UpstreamTexts;
+use waddlec_core::render::cluster::upstream::UpstreamInputs;
 use waddlec_core::source::SourceFile;
 use waddlec_core::Compiled;
 
+use super::upstream::Upstream;
 use crate::net::fetch::FetchError;
 use crate::secrets;
 
@@ -32,14 +33,13 @@ pub enum SecretSource<'a> {
     Resolve(&'a std::path::Path),
 }
 
-/// Where the text of upstream manifests (`render::cluster::upstream`) comes
-/// from.
+/// Where upstream inputs (`render::cluster::upstream`: manifests, the
+/// Cilium chart, image digests) come from.
 pub enum UpstreamSource<'a> {
     /// Placeholders naming the URL: the review tree, built offline.
     Placeholders,
-    /// The text of each manifest, fetched (or read from the cache) and
-    /// verified against the lock file.
-    Fetch(&'a mut dyn FnMut(&UpstreamManifest) -> Result<String, FetchError>),
+    /// Fetched (or read from the cache) and verified against the lock file.
+    Fetch(&'a mut Upstream),
 }
 
 /// Parses, validates and renders a blueprint into the review tree. Pure
@@ -62,12 +62,9 @@ pub fn compile_with(
         SecretSource::Redacted => None,
         SecretSource::Resolve(base) => Some(secrets::resolve(&checked.model, base)?),
     };
-    let mut texts = UpstreamTexts::default();
-    if let UpstreamSource::Fetch(fetch) = upstream {
-        for manifest in upstream::manifests(&checked.model) {
-            tracing::info!(url = %manifest.url, "embedding {}", manifest.description);
-            texts.0.insert(manifest.url.clone(), fetch(&manifest)?);
-        }
-    }
-    Ok(waddlec_core::render(checked, values, &texts)?)
+    let inputs = match upstream {
+        UpstreamSource::Placeholders => UpstreamInputs::default(),
+        UpstreamSource::Fetch(upstream) => upstream.inputs(&checked.model)?,
+    };
+    Ok(waddlec_core::render(checked, values, &inputs)?)
 }

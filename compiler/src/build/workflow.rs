@@ -129,7 +129,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Built, BuildError> {
             request.source,
             request.today,
             SecretSource::Resolve(&blueprint_dir),
-            UpstreamSource::Fetch(&mut |manifest| upstream.text(manifest)),
+            UpstreamSource::Fetch(&mut upstream),
         );
         // Pins are kept even when a later step fails: they were verified.
         upstream.save().map_err(BuildError::Pins)?;

@@ -103,7 +103,7 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         &source,
         today::today(),
         SecretSource::Resolve(&dir),
-        UpstreamSource::Fetch(&mut |m| upstream.text(m)),
+        UpstreamSource::Fetch(&mut upstream),
     ) {
         Ok(compiled) => compiled,
         Err(err) => return compile_failed(&source, err, common.format, color),

@@ -32,6 +32,12 @@ pub enum FetchError {
         expected: String,
         actual: String,
     },
+    #[error("{name} ({url}) cannot be embedded: {problem}")]
+    Unusable {
+        name: String,
+        url: String,
+        problem: String,
+    },
     #[error("cache {path}: {source}")]
     Cache {
         path: String,

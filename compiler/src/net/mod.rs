@@ -1,6 +1,7 @@
 //! Everything that leaves the machine goes through here: the Image Factory
 //! (`factory`), 1Password (`onepassword`), the Proxmox API (`pve`),
-//! downloads (`fetch`), the Talos machine API (`talos_api`), the Kubernetes
+//! downloads (`fetch`), image digests from registries (`registry`), the
+//! Talos machine API (`talos_api`), the Kubernetes
 //! API (`kube_api`), remote commands over ssh (`ssh`) and SSH forwards
 //! through the Proxmox host to the cluster's nodes (`ssh_tunnel`).
 //! One place to set timeouts, the user agent and the base URLs tests point
@@ -11,6 +12,7 @@ pub mod fetch;
 pub mod kube_api;
 pub mod onepassword;
 pub mod pve;
+pub mod registry;
 pub mod ssh;
 pub mod ssh_tunnel;
 pub mod talos_api;

@@ -165,7 +165,9 @@ rules! {
     FIXED_SETTING = "E0124" "fixed-setting" Error:
         "A Helm value waddlec sets itself because the cluster depends on it (kube-proxy \
          replacement, KubePrism, Talos' cgroups, L2 announcements, Gateway API) cannot be \
-         overridden from the blueprint; the reason is in the message.";
+         overridden from the blueprint; the reason is in the message. So can nothing of the \
+         chart's image tables but `pullPolicy`: its images run by the digests the chart \
+         names, pinned in the lock file.";
     EMPTY_LIST = "E0125" "empty-list" Error:
         "A list that must name at least one thing is written empty: `ssh_keys = []` lets nobody \
          log in, `dns = []` leaves machines without resolvers, a VM without `nics` has no \

@@ -333,7 +333,29 @@ pub struct TalosCluster {
     pub api_vip: Ipv4Addr,
 }
 
-/// Cilium as the bootstrap Job installs it.
+/// The Cilium chart's image tables (values paths). In 1.19.0 each has
+/// `repository`, `tag`, `digest` (the operator's: one per cloud,
+/// `genericDigest` for a generic cluster) and `useDigest`: a released chart
+/// names every image by digest, and waddlec keeps it so.
+pub const CILIUM_IMAGE_TABLES: &[&str] = &[
+    "image",
+    "operator.image",
+    "envoy.image",
+    "certgen.image",
+    "hubble.relay.image",
+    "hubble.ui.backend.image",
+    "hubble.ui.frontend.image",
+    "clustermesh.apiserver.image",
+    "preflight.image",
+    "preflight.envoy.image",
+    "nodeinit.image",
+    "standaloneDnsProxy.image",
+    "authentication.mutual.spire.install.agent.image",
+    "authentication.mutual.spire.install.server.image",
+    "authentication.mutual.spire.install.initImage",
+];
+
+/// Cilium as the bootstrap Job installs it and Flux keeps it.
 #[derive(Clone, Debug)]
 pub struct CiliumInstall {
     /// The chart version.

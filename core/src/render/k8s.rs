@@ -95,9 +95,15 @@ pub struct Subject {
     pub namespace: String,
 }
 
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ConfigMap {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,
+    /// Base64 values; the API server counts their decoded bytes, with
+    /// `data`'s, against a ConfigMap's 1 MiB.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub binary_data: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -140,6 +146,8 @@ pub struct PodSpec {
     pub host_network: bool,
     pub restart_policy: &'static str,
     pub tolerations: Vec<Toleration>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<Container>,
     pub containers: Vec<Container>,
     pub volumes: Vec<Volume>,
 }
@@ -155,6 +163,7 @@ pub struct Container {
     pub name: String,
     pub image: String,
     pub command: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     pub volume_mounts: Vec<VolumeMount>,
 }
@@ -174,10 +183,18 @@ pub struct VolumeMount {
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Volume {
     pub name: &'static str,
-    pub config_map: ConfigMapVolume,
+    #[serde(flatten)]
+    pub source: VolumeSource,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum VolumeSource {
+    ConfigMap(ConfigMapVolume),
+    /// A scratch directory the pod's containers share.
+    EmptyDir(Empty),
 }
 
 #[derive(Serialize)]

@@ -140,7 +140,7 @@ pub fn render_all(
     templates: &Templates,
     model: &Model,
     secrets: &SecretValues,
-    upstream: &cluster::UpstreamTexts,
+    upstream: &cluster::upstream::UpstreamInputs,
 ) -> Result<Vec<Artifact>, RenderError> {
     let mut artifacts = Vec::new();
     let inline_manifests = cluster::inline_manifests(model, upstream)?;

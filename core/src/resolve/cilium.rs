@@ -7,13 +7,19 @@
 //! schema, and unknown keys through its `properties` tree — the schema has no
 //! `additionalProperties`, so a removed key such as `externalIPs.enabled`
 //! would otherwise be a silent no-op.
+//!
+//! Images: a released chart names each of its images by digest beside the
+//! tag (`useDigest: true`), and the build pins those digests in the lock
+//! beside the chart. `useDigest` is fixed on for every image table, and
+//! the blueprint may set nothing there but `pullPolicy`: a `repository`,
+//! `tag`, `digest` or `override` would run an image the lock does not pin.
 
 use serde_json::{json, Map, Value};
 
 use super::Checker;
 use crate::blueprint::{Blueprint, Located};
 use crate::diagnostics::rules;
-use crate::model::CiliumInstall;
+use crate::model::{CiliumInstall, CILIUM_IMAGE_TABLES};
 
 /// The chart version whose values schema waddlec embeds.
 pub const CHART_VERSION: &str = "1.19.0";
@@ -133,7 +139,10 @@ pub fn cilium(checker: &mut Checker, blueprint: &Blueprint) -> Option<CiliumInst
     }
     let mut ok = true;
     if let Some(user) = &talos.cilium.values {
-        for (path, reason) in fixed_conflicts(user) {
+        for (path, reason) in fixed_conflicts(user)
+            .into_iter()
+            .chain(image_conflicts(user))
+        {
             ok = false;
             checker
                 .error(
@@ -164,6 +173,9 @@ pub fn cilium(checker: &mut Checker, blueprint: &Blueprint) -> Option<CiliumInst
     }
     for (key, value, _) in fixed() {
         set(&mut values, key, value);
+    }
+    for table in CILIUM_IMAGE_TABLES {
+        set(&mut values, &format!("{table}.useDigest"), json!(true));
     }
     let span = talos
         .cilium
@@ -214,6 +226,30 @@ fn fixed_conflicts(user: &Map<String, Value>) -> Vec<(String, &'static str)> {
             Some((key.to_string(), why))
         })
         .collect()
+}
+
+/// Keys of the chart's image tables the blueprint sets (only `pullPolicy`
+/// is its to choose), with the reason.
+fn image_conflicts(user: &Map<String, Value>) -> Vec<(String, &'static str)> {
+    const WHY: &str = "the chart's images run by the digests it names, pinned in the lock file; this would run another image or drop the digest";
+    let user = Value::Object(user.clone());
+    let mut found = Vec::new();
+    for table in CILIUM_IMAGE_TABLES {
+        let mut node = Some(&user);
+        for part in table.split('.') {
+            node = node.and_then(|n| n.as_object()).and_then(|n| n.get(part));
+        }
+        match node {
+            Some(Value::Object(keys)) => found.extend(
+                keys.keys()
+                    .filter(|key| *key != "pullPolicy")
+                    .map(|key| (format!("{table}.{key}"), WHY)),
+            ),
+            Some(_) => found.push((table.to_string(), WHY)),
+            None => {}
+        }
+    }
+    found
 }
 
 /// Sets a dotted key, creating tables on the way.
@@ -378,6 +414,24 @@ mod tests {
     }
 
     #[test]
+    fn only_the_pull_policy_of_an_image_is_the_blueprints() {
+        let user = json!({
+            "image": {"useDigest": false, "pullPolicy": "Always"},
+            "envoy": {"image": {"override": "example.org/envoy:latest"}},
+            "certgen": {"image": "example.org/certgen"},
+            "operator": {"replicas": 1},
+        });
+        let paths: Vec<String> = image_conflicts(user.as_object().unwrap())
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
+        assert_eq!(
+            paths,
+            ["image.useDigest", "envoy.image.override", "certgen.image"]
+        );
+    }
+
+    #[test]
     fn merge_keeps_sibling_keys() {
         let mut base = json!({"operator": {"replicas": 2, "image": {"tag": "x"}}});
         merge(&mut base, &json!({"operator": {"replicas": 1}}));
@@ -395,6 +449,9 @@ mod tests {
         }
         for (key, value, _) in fixed() {
             set(&mut values, key, value);
+        }
+        for table in CILIUM_IMAGE_TABLES {
+            set(&mut values, &format!("{table}.useDigest"), json!(true));
         }
         assert!(unknown_keys(&schema(), &values, "").is_empty());
         let validator = jsonschema::validator_for(&schema()).unwrap();

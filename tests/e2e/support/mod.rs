@@ -183,18 +183,47 @@ pub fn upstream_fixture(name: &str) -> String {
     fs::read_to_string(repo_root().join(format!("tests/data/upstream/{name}.yaml"))).unwrap()
 }
 
-/// Puts the stand-ins of the upstream manifests `blueprint` embeds into the
-/// download cache at `cache` and pins them in the blueprint's lock file, as
-/// a first online build would have (GitHub is unreachable here).
+/// The stand-in for the Cilium chart archive
+/// (`tests/data/upstream/15-cilium-chart.tgz`).
+pub fn chart_fixture() -> Vec<u8> {
+    fs::read(repo_root().join("tests/data/upstream/15-cilium-chart.tgz")).unwrap()
+}
+
+/// The made-up digest the tests pin for a tagged image.
+pub fn fixture_digest(reference: &str) -> String {
+    sha256_hex(format!("waddlec test digest {reference}").as_bytes())
+}
+
+/// Puts the stand-ins of the upstream manifests and the Cilium chart
+/// `blueprint` embeds into the download cache at `cache`, and pins them and
+/// made-up digests of its tagged images in the blueprint's lock file, as a
+/// first online build would have (GitHub, helm.cilium.io and the
+/// registries are unreachable here).
 pub fn seed_upstream(blueprint: &Path, cache: &Path) {
+    use waddlec::render::cluster::upstream;
     let lock_path = waddlec::lock::Lock::path_for(blueprint);
     let mut lock = waddlec::lock::Lock::load(&lock_path).unwrap();
     fs::create_dir_all(cache.join("sha256")).unwrap();
-    for manifest in waddlec::render::cluster::upstream::manifests(&model(blueprint)) {
-        let text = upstream_fixture(manifest.name);
-        let sha = sha256_hex(text.as_bytes());
-        fs::write(cache.join("sha256").join(&sha), &text).unwrap();
+    let model = model(blueprint);
+    let mut files: Vec<(upstream::UpstreamManifest, Vec<u8>)> = upstream::manifests(&model)
+        .into_iter()
+        .map(|m| {
+            let bytes = upstream_fixture(m.name).into_bytes();
+            (m, bytes)
+        })
+        .collect();
+    files.extend(upstream::cilium_chart(&model).map(|chart| (chart, chart_fixture())));
+    for (manifest, bytes) in files {
+        let sha = sha256_hex(&bytes);
+        fs::write(cache.join("sha256").join(&sha), &bytes).unwrap();
         lock.record(&manifest.description, &manifest.url, &sha);
+    }
+    for image in upstream::tagged_images(&model) {
+        lock.record(
+            &format!("image {}", image.reference),
+            &image.manifest_url(),
+            &fixture_digest(&image.reference),
+        );
     }
     lock.save().unwrap();
 }

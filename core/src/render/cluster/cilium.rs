@@ -1,12 +1,32 @@
 //! Cilium at bootstrap, without a workstation Helm: a Job in `kube-system`
-//! on the host network runs the pinned Cilium CLI, which installs the chart
-//! with the blueprint's values (a ConfigMap). The Job reaches the API
-//! through KubePrism, so it runs before any CNI or Service exists, and
-//! tolerates every taint (nodes are `not-ready` until Cilium runs).
+//! on the host network runs the pinned Cilium CLI, which installs the
+//! chart with the blueprint's values (a ConfigMap) as Helm release
+//! `cilium` in `kube-system`. The Job reaches the API through KubePrism,
+//! so it runs before any CNI or Service exists, and tolerates every taint
+//! (nodes are `not-ready` until Cilium runs).
+//!
+//! Nothing is downloaded unpinned: the chart archive the build fetched
+//! and pinned in the lock is a ConfigMap of the inline manifests
+//! (`binaryData`), an init container unpacks it into a scratch volume and
+//! cilium-cli installs it with `--chart-directory` (which loads an
+//! unpacked directory only: `loader.LoadDir` in cilium-cli's
+//! `internal/helm/helm.go`), so it never asks its Helm repository
+//! (cilium/cilium#35629). Every image runs by digest: the CLI's and, for
+//! the unpacking, the agent image the nodes pull anyway (the CLI's image
+//! is `FROM scratch`, without `tar`); the chart's own images keep
+//! `useDigest`. Why a ConfigMap of the archive: the API server refuses a
+//! ConfigMap over 1 MiB (`data` and decoded `binaryData` together), which
+//! the 1.19 chart's compressed archive fits and its unpacked files would
+//! not without splitting it over several ConfigMaps and a projected
+//! volume listing every file; Talos takes inline manifests of any size
+//! its config carries (its API's messages go to 32 MiB, and the configs
+//! reach the nodes on seed disks of up to 16 MiB), and the build refuses
+//! an archive over `CHART_ARCHIVE_LIMIT`.
 //!
 //! Talos creates inline manifests once and never updates them, so the Job
-//! is a day-0 installer: a values change after bootstrap reaches the
-//! cluster through `cilium upgrade` (or Flux), not through this Job.
+//! is a day-0 installer; afterwards Flux's helm-controller owns the same
+//! release (`platform`'s `cilium` component: same chart version, same
+//! values, same release name and namespace).
 //!
 //! Then the L2 side of every VIP on the cluster's bridge: a
 //! `CiliumLoadBalancerIPPool` holding just that address and a
@@ -17,22 +37,73 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
 use serde::Serialize;
 
-use crate::model::Model;
+use super::upstream::{self, UpstreamInputs};
+use crate::model::{CiliumInstall, Model};
 use crate::model::{KUBEPRISM_PORT, TALOS_LINK};
 use crate::render::k8s::*;
 use crate::yaml::{self, YamlError};
 
-const NAMESPACE: &str = "kube-system";
+/// The namespace and name of the Helm release the Job installs and Flux
+/// takes over.
+pub const RELEASE_NAMESPACE: &str = "kube-system";
+pub const RELEASE_NAME: &str = "cilium";
 const NAME: &str = "cilium-install";
 const VALUES_DIR: &str = "/etc/cilium-install";
+const ARCHIVE_DIR: &str = "/etc/cilium-chart";
+const CHART_DIR: &str = "/chart";
+/// The largest chart archive the build embeds: a ConfigMap holds at most
+/// 1 MiB (the API server's limit for `data` and decoded `binaryData`).
+pub const CHART_ARCHIVE_LIMIT: usize = 1024 * 1024;
 /// The label Cilium puts on a Gateway's Service.
 const GATEWAY_LABEL: &str = "io.cilium.gateway/owning-gateway";
 
+fn chart_config_map_name() -> String {
+    format!("{NAME}-chart")
+}
+
+/// The chart archive as a ConfigMap, or `None` when the build has not
+/// handed it in (the review tree, which shows a placeholder instead).
+pub fn chart(model: &Model, inputs: &UpstreamInputs) -> Result<Option<String>, YamlError> {
+    let (Some(cilium), Some(chart)) = (&model.cilium, upstream::cilium_chart(model)) else {
+        return Ok(None);
+    };
+    let Some(archive) = inputs.archives.get(&chart.url) else {
+        return Ok(None);
+    };
+    Ok(Some(yaml::document(&Object {
+        api_version: "v1",
+        kind: "ConfigMap",
+        metadata: Metadata::namespaced(RELEASE_NAMESPACE, &chart_config_map_name()),
+        body: ConfigMap {
+            binary_data: BTreeMap::from([(
+                upstream::chart_file(&cilium.version),
+                base64::engine::general_purpose::STANDARD.encode(archive),
+            )]),
+            ..ConfigMap::default()
+        },
+    })?))
+}
+
+/// The installer's command line: the chart from the unpacked archive,
+/// never a version to download.
+pub fn install_command() -> Vec<String> {
+    vec![
+        "cilium".into(),
+        "install".into(),
+        format!("--namespace={RELEASE_NAMESPACE}"),
+        format!("--chart-directory={CHART_DIR}/cilium"),
+        format!("--values={VALUES_DIR}/values.yaml"),
+        "--wait".into(),
+        "--wait-duration=10m".into(),
+    ]
+}
+
 /// The installer: ServiceAccount, its cluster-admin binding, the values and
 /// the Job.
-pub fn installer(model: &Model) -> Result<Vec<String>, YamlError> {
+pub fn installer(model: &Model, inputs: &UpstreamInputs) -> Result<Vec<String>, YamlError> {
     let Some(cilium) = &model.cilium else {
         return Ok(Vec::new());
     };
@@ -42,7 +113,7 @@ pub fn installer(model: &Model) -> Result<Vec<String>, YamlError> {
         yaml::document(&Object {
             api_version: "v1",
             kind: "ServiceAccount",
-            metadata: Metadata::namespaced(NAMESPACE, NAME),
+            metadata: Metadata::namespaced(RELEASE_NAMESPACE, NAME),
             body: Empty {},
         })?,
         yaml::document(&Object {
@@ -58,71 +129,116 @@ pub fn installer(model: &Model) -> Result<Vec<String>, YamlError> {
                 subjects: vec![Subject {
                     kind: "ServiceAccount",
                     name: NAME.into(),
-                    namespace: NAMESPACE.into(),
+                    namespace: RELEASE_NAMESPACE.into(),
                 }],
             },
         })?,
         yaml::document(&Object {
             api_version: "v1",
             kind: "ConfigMap",
-            metadata: Metadata::namespaced(NAMESPACE, &format!("{NAME}-values")),
+            metadata: Metadata::namespaced(RELEASE_NAMESPACE, &format!("{NAME}-values")),
             body: ConfigMap {
                 data: BTreeMap::from([("values.yaml".to_string(), values)]),
+                ..ConfigMap::default()
             },
         })?,
         yaml::document(&Object {
             api_version: "batch/v1",
             kind: "Job",
-            metadata: Metadata::namespaced(NAMESPACE, NAME),
+            metadata: Metadata::namespaced(RELEASE_NAMESPACE, NAME),
             body: Job {
                 spec: JobSpec {
                     backoff_limit: 10,
                     template: PodTemplate {
                         metadata: TemplateMetadata { labels },
-                        spec: PodSpec {
-                            service_account_name: NAME.into(),
-                            host_network: true,
-                            restart_policy: "OnFailure",
-                            tolerations: vec![Toleration { operator: "Exists" }],
-                            containers: vec![Container {
-                                name: NAME.into(),
-                                image: cilium.cli_image.clone(),
-                                command: vec![
-                                    "cilium".into(),
-                                    "install".into(),
-                                    format!("--version={}", cilium.version),
-                                    format!("--values={VALUES_DIR}/values.yaml"),
-                                    "--wait".into(),
-                                    "--wait-duration=10m".into(),
-                                ],
-                                env: vec![
-                                    EnvVar {
-                                        name: "KUBERNETES_SERVICE_HOST",
-                                        value: "localhost".into(),
-                                    },
-                                    EnvVar {
-                                        name: "KUBERNETES_SERVICE_PORT",
-                                        value: KUBEPRISM_PORT.to_string(),
-                                    },
-                                ],
-                                volume_mounts: vec![VolumeMount {
-                                    name: "values",
-                                    mount_path: VALUES_DIR,
-                                    read_only: true,
-                                }],
-                            }],
-                            volumes: vec![Volume {
-                                name: "values",
-                                config_map: ConfigMapVolume {
-                                    name: format!("{NAME}-values"),
-                                },
-                            }],
-                        },
+                        spec: pod(cilium, inputs),
                     },
                 },
             },
         })?,
     ])
+}
+
+fn pod(cilium: &CiliumInstall, inputs: &UpstreamInputs) -> PodSpec {
+    let agent = inputs.image(
+        &upstream::chart_image_key("image"),
+        &format!("quay.io/cilium/cilium:v{}", cilium.version),
+    );
+    PodSpec {
+        service_account_name: NAME.into(),
+        host_network: true,
+        restart_policy: "OnFailure",
+        tolerations: vec![Toleration { operator: "Exists" }],
+        init_containers: vec![Container {
+            name: "unpack-chart".into(),
+            image: agent,
+            command: vec![
+                "tar".into(),
+                "-xzf".into(),
+                format!("{ARCHIVE_DIR}/{}", upstream::chart_file(&cilium.version)),
+                "-C".into(),
+                CHART_DIR.into(),
+            ],
+            env: Vec::new(),
+            volume_mounts: vec![
+                VolumeMount {
+                    name: "chart-archive",
+                    mount_path: ARCHIVE_DIR,
+                    read_only: true,
+                },
+                VolumeMount {
+                    name: "chart",
+                    mount_path: CHART_DIR,
+                    read_only: false,
+                },
+            ],
+        }],
+        containers: vec![Container {
+            name: NAME.into(),
+            image: inputs.image(&cilium.cli_image, &cilium.cli_image),
+            command: install_command(),
+            env: vec![
+                EnvVar {
+                    name: "KUBERNETES_SERVICE_HOST",
+                    value: "localhost".into(),
+                },
+                EnvVar {
+                    name: "KUBERNETES_SERVICE_PORT",
+                    value: KUBEPRISM_PORT.to_string(),
+                },
+            ],
+            volume_mounts: vec![
+                VolumeMount {
+                    name: "values",
+                    mount_path: VALUES_DIR,
+                    read_only: true,
+                },
+                VolumeMount {
+                    name: "chart",
+                    mount_path: CHART_DIR,
+                    read_only: true,
+                },
+            ],
+        }],
+        volumes: vec![
+            Volume {
+                name: "values",
+                source: VolumeSource::ConfigMap(ConfigMapVolume {
+                    name: format!("{NAME}-values"),
+                }),
+            },
+            Volume {
+                name: "chart-archive",
+                source: VolumeSource::ConfigMap(ConfigMapVolume {
+                    name: chart_config_map_name(),
+                }),
+            },
+            Volume {
+                name: "chart",
+                source: VolumeSource::EmptyDir(Empty {}),
+            },
+        ],
+    }
 }
 
 #[derive(Serialize)]

@@ -1,12 +1,13 @@
 //! What the cluster needs before any CNI exists, delivered as the
 //! control-plane machine configs' `cluster.inlineManifests` (Talos creates
 //! them once the API server is up, in name order): the Gateway API CRDs,
-//! the Cilium installer, the L2 announcements of the VIPs, the Flux Operator
-//! and its `FluxInstance`, and Teleport's ServiceAccount. Each is also a
-//! file of the tree (`cluster/bootstrap/NAME.yaml`) so a reviewer reads it
-//! on its own; upstream manifests appear there, and in the review tree's
-//! machine configs, as a placeholder naming their URL (their bytes are
-//! pinned in the lock file).
+//! the Cilium chart and its installer, the L2 announcements of the VIPs,
+//! the Flux Operator and its `FluxInstance`, and Teleport's ServiceAccount.
+//! Each is also a file of the tree (`cluster/bootstrap/NAME.yaml`) so a
+//! reviewer reads it on its own; upstream manifests and the chart appear
+//! there, and in the review tree's machine configs, as a placeholder naming
+//! their URL (their bytes are pinned in the lock file), and images pinned
+//! by digest show where the digest is pinned instead of it.
 //!
 //! Secrets are not here: `bootstrap_secrets` renders them for the API only.
 
@@ -22,7 +23,7 @@ use std::collections::BTreeMap;
 use crate::artifact::Artifact;
 use crate::model::Model;
 use crate::yaml::{self, YamlError};
-use upstream::UpstreamManifest;
+use upstream::{UpstreamInputs, UpstreamManifest};
 
 /// One entry of `cluster.inlineManifests`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -31,16 +32,11 @@ pub struct InlineManifest {
     pub contents: String,
 }
 
-/// The text of upstream manifests, by URL. A URL without text (the review
-/// tree, built offline) renders as a placeholder.
-#[derive(Clone, Debug, Default)]
-pub struct UpstreamTexts(pub BTreeMap<String, String>);
-
 /// The inline manifests of the model's cluster, in the order Talos applies
 /// them.
 pub fn inline_manifests(
     model: &Model,
-    upstream: &UpstreamTexts,
+    upstream: &UpstreamInputs,
 ) -> Result<Vec<InlineManifest>, YamlError> {
     if model.talos.is_none() {
         return Ok(Vec::new());
@@ -52,9 +48,9 @@ pub fn inline_manifests(
     let from_upstream = |name: &str| {
         fetched.get(name).map(|manifest| {
             upstream
-                .0
+                .texts
                 .get(&manifest.url)
-                .cloned()
+                .map(|text| pin_images(model, upstream, text))
                 .unwrap_or_else(|| placeholder(manifest))
         })
     };
@@ -71,7 +67,17 @@ pub fn inline_manifests(
             upstream::GATEWAY_API_CRDS,
             from_upstream(upstream::GATEWAY_API_CRDS),
         ),
-        ("20-cilium-install", rendered(cilium::installer(model)?)),
+        (
+            upstream::CILIUM_CHART,
+            match cilium::chart(model, upstream)? {
+                Some(config_map) => Some(config_map),
+                None => upstream::cilium_chart(model).map(|chart| placeholder(&chart)),
+            },
+        ),
+        (
+            "20-cilium-install",
+            rendered(cilium::installer(model, upstream)?),
+        ),
         (
             "30-cilium-l2-announcements",
             rendered(values(cilium::l2_announcements(model))?),
@@ -98,6 +104,22 @@ pub fn inline_manifests(
             })
         })
         .collect())
+}
+
+/// An upstream manifest's tagged images by digest: the Flux Operator's
+/// `install.yaml` names its own image by tag.
+fn pin_images(model: &Model, upstream: &UpstreamInputs, text: &str) -> String {
+    upstream::tagged_images(model)
+        .iter()
+        .fold(text.to_string(), |text, image| {
+            match upstream.images.get(&image.reference) {
+                Some(pinned) => text.replace(
+                    &format!("image: {}\n", image.reference),
+                    &format!("image: {pinned}\n"),
+                ),
+                None => text,
+            }
+        })
 }
 
 fn placeholder(manifest: &UpstreamManifest) -> String {

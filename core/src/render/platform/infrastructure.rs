@@ -471,6 +471,44 @@ fn csi_host_policy(model: &Model, csi_namespace: &str) -> Value {
     )
 }
 
+/// Cilium after bootstrap: the release the installer Job made (`cilium` in
+/// `kube-system`), from the same chart version with the same values (the
+/// model's, which the Job's ConfigMap carries too), so a changed
+/// `[talos.cilium] values` or `versions.cilium` reaches a running cluster.
+/// helm-controller finds a release of that name in its storage namespace
+/// that no HelmRelease has recorded, calls it unmanaged and upgrades it in
+/// place rather than installing a second one (fluxcd/helm-controller
+/// `internal/reconcile/state.go`, `DetermineReleaseState`:
+/// `ReleaseStatusUnmanaged`, "found existing release in storage";
+/// `atomic_release.go`: an unmanaged release gets `NewUpgrade`). Never
+/// pruned: a HelmRelease Flux deletes uninstalls its release, and this one
+/// is the cluster's network.
+pub fn cilium(model: &Model) -> Option<Component> {
+    use crate::render::cluster::cilium::{RELEASE_NAME, RELEASE_NAMESPACE};
+    use crate::render::cluster::upstream::CILIUM_HELM_REPOSITORY;
+    let cilium = model.cilium.as_ref()?;
+    let mut release = helm_release(
+        RELEASE_NAMESPACE,
+        RELEASE_NAME,
+        "cilium",
+        &cilium.version,
+        "cilium",
+        cilium.values.clone(),
+    );
+    release["metadata"]["annotations"] = json!({"kustomize.toolkit.fluxcd.io/prune": "disabled"});
+    release["spec"]["releaseName"] = json!(RELEASE_NAME);
+    release["spec"]["storageNamespace"] = json!(RELEASE_NAMESPACE);
+    Some(
+        Component::new("cilium", "infrastructure/cilium", vec![]).file(
+            "release.yaml",
+            vec![
+                helm_repository(RELEASE_NAMESPACE, "cilium", CILIUM_HELM_REPOSITORY),
+                release,
+            ],
+        ),
+    )
+}
+
 /// The VIPs' L2 announcements, as the machine configs carry them for day 0:
 /// here Flux keeps them current (Talos only ever creates them once).
 pub fn cilium_config(model: &Model) -> Component {

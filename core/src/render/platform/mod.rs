@@ -76,7 +76,7 @@ pub fn components(model: &Model) -> Vec<Component> {
     let (Some(platform), Some(connect)) = (&model.platform, &model.onepassword_connect) else {
         return Vec::new();
     };
-    vec![
+    let mut all = vec![
         infrastructure::external_secrets(model),
         infrastructure::onepassword(model, connect, platform),
         infrastructure::cert_manager(model),
@@ -88,7 +88,9 @@ pub fn components(model: &Model) -> Vec<Component> {
         infrastructure::cilium_config(model),
         infrastructure::cilium_gateway(platform),
         apps::spicedb(model, platform),
-    ]
+    ];
+    all.extend(infrastructure::cilium(model));
+    all
 }
 
 /// The Flux Kustomization applying one component.
@@ -232,6 +234,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             })
             .collect(),
         versions: vec![
+            ("Cilium (chart)", &v.cilium),
             ("External Secrets (chart)", &v.external_secrets),
             ("1Password Connect (chart)", &v.onepassword_connect),
             ("cert-manager (chart)", &v.cert_manager),
