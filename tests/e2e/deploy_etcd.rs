@@ -258,7 +258,7 @@ fn waddlec_in(lab: &SecretLab) -> Command {
 }
 
 fn credentials(lab: &SecretLab) -> TalosCredentials {
-    waddlec::secrets::load_talos(&lab.path("secrets/cluster.yaml")).unwrap()
+    lab.credentials()
 }
 
 /// The simulated nodes start as `cp1`…; the blueprint's are `talos-cp1`…:

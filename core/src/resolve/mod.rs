@@ -6,6 +6,7 @@
 //! handed out when there is no error. Pure: the only outside input, today's
 //! date (for expiring rules), is a parameter.
 
+mod bundle;
 mod cilium;
 mod cluster;
 mod firewall;
@@ -23,7 +24,10 @@ use crate::diagnostics::{rules, Diagnostic, Diagnostics};
 use crate::model::{self, CheckedString, Model};
 
 pub use names::check_dns_name;
-pub use secrets::{check_reference as check_secret_reference, ENV_PREFIX as SECRET_ENV_PREFIX};
+pub use secrets::{
+    check_bundle as check_bundle_reference, check_reference as check_secret_reference,
+    ENV_PREFIX as SECRET_ENV_PREFIX,
+};
 
 /// The operator's login on Debian VMs unless `operator.login` says otherwise.
 const DEFAULT_LOGIN: &str = "deploy";

@@ -87,6 +87,23 @@ impl SecretLab {
         yaml_documents(&fs::read_to_string(self.path("secrets/cluster.yaml")).unwrap()).remove(0)
     }
 
+    /// The bundle and admin identity `secrets init` wrote, as waddlec
+    /// reads them.
+    pub fn credentials(&self) -> waddlec::secrets::talos::TalosCredentials {
+        let read = |path: &str| {
+            waddlec::secrets::Secret::new(fs::read_to_string(self.path(path)).unwrap())
+        };
+        waddlec::secrets::talos::TalosCredentials {
+            bundle: waddlec::secrets::talos_bundle::parse(&read("secrets/cluster.yaml"), "bundle")
+                .unwrap(),
+            admin: waddlec::secrets::talos_admin::parse(
+                &read("secrets/cluster.admin.yaml"),
+                "admin",
+            )
+            .unwrap(),
+        }
+    }
+
     /// The Talos admin identity `secrets init` wrote.
     pub fn admin(&self) -> serde_json::Value {
         yaml_documents(&fs::read_to_string(self.path("secrets/cluster.admin.yaml")).unwrap())
