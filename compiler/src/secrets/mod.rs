@@ -96,24 +96,34 @@ fn talos_at(place: &Place) -> Result<TalosCredentials, SecretError> {
 pub fn file_path(key: &str, reference: &SecretRef, base: &Path) -> Result<PathBuf, SecretError> {
     confined(key, reference)?;
     match reference {
-        SecretRef::File(path) => {
-            let path = base.join(path);
-            let allowed = confine::AllowedDirs::for_blueprint(base);
-            allowed
-                .check(&path)
-                .map_err(|real| SecretError::Unconfined {
-                    key: key.to_string(),
-                    reference: reference.to_string(),
-                    reason: format!(
-                        "it is {}, outside the directories secrets are read from ({})",
-                        real.display(),
-                        allowed.describe()
-                    ),
-                })?;
-            Ok(path)
-        }
+        SecretRef::File(path) => confined_path(key, &reference.to_string(), path, base),
         other => Err(SecretError::NotAFile(other.to_string())),
     }
+}
+
+/// `path`, relative to `base`, once the file it names (links followed) is
+/// known to be under a directory secrets are read from; `key` and
+/// `reference` name it in the refusal.
+fn confined_path(
+    key: &str,
+    reference: &str,
+    path: &str,
+    base: &Path,
+) -> Result<PathBuf, SecretError> {
+    let path = base.join(path);
+    let allowed = confine::AllowedDirs::for_blueprint(base);
+    allowed
+        .check(&path)
+        .map_err(|real| SecretError::Unconfined {
+            key: key.to_string(),
+            reference: reference.to_string(),
+            reason: format!(
+                "it is {}, outside the directories secrets are read from ({})",
+                real.display(),
+                allowed.describe()
+            ),
+        })?;
+    Ok(path)
 }
 
 /// The blueprint's own part of the rule (E0130), again where references

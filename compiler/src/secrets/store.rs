@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use waddlec_core::model::{AgeRecipient, BundleStore, SecretRef, TalosCluster};
 
-use super::{age_store, confine, files, Secret, SecretError};
+use super::{age_store, files, Secret, SecretError};
 use crate::net::onepassword::{self, Document};
 
 /// The blueprint key that says where the store is.
@@ -190,26 +190,19 @@ fn beside_name(path: &Path, kind: &str) -> String {
 }
 
 /// The path of the store, relative to `base`, once it is known to stay
-/// where secrets may be read from (E0130, checked again here for any
-/// model, and where the file really is).
+/// where secrets may be read from: the blueprint's own part of the rule
+/// (E0130, which resolve already checked, again for any model), then where
+/// the file really is ([`super::file_path`]'s rule).
 fn confined(store: &BundleStore, path: &str, base: &Path) -> Result<PathBuf, SecretError> {
-    let unconfined = |reason: String| SecretError::Unconfined {
-        key: KEY.to_string(),
-        reference: store.to_string(),
-        reason,
-    };
-    waddlec_core::resolve::check_secret_reference(&SecretRef::File(path.to_string()))
-        .map_err(|reason| unconfined(format!("it {reason}")))?;
-    let path = base.join(path);
-    let allowed = confine::AllowedDirs::for_blueprint(base);
-    allowed.check(&path).map_err(|real| {
-        unconfined(format!(
-            "it is {}, outside the directories secrets are read from ({})",
-            real.display(),
-            allowed.describe()
-        ))
-    })?;
-    Ok(path)
+    let reference = store.to_string();
+    waddlec_core::resolve::check_secret_reference(&SecretRef::File(path.to_string())).map_err(
+        |reason| SecretError::Unconfined {
+            key: KEY.to_string(),
+            reference: reference.clone(),
+            reason: format!("it {reason}"),
+        },
+    )?;
+    super::confined_path(KEY, &reference, path, base)
 }
 
 fn read_file(path: &Path) -> Result<Option<Vec<u8>>, SecretError> {

@@ -24,10 +24,7 @@ use crate::diagnostics::{rules, Diagnostic, Diagnostics};
 use crate::model::{self, CheckedString, Model};
 
 pub use names::check_dns_name;
-pub use secrets::{
-    check_bundle as check_bundle_reference, check_reference as check_secret_reference,
-    ENV_PREFIX as SECRET_ENV_PREFIX,
-};
+pub use secrets::{check_reference as check_secret_reference, ENV_PREFIX as SECRET_ENV_PREFIX};
 
 /// The operator's login on Debian VMs unless `operator.login` says otherwise.
 const DEFAULT_LOGIN: &str = "deploy";

@@ -71,7 +71,7 @@ pub fn check_references(checker: &mut Checker, blueprint: &Blueprint) {
 /// [`check_reference`] for where the Talos bundle is kept: an `age:` path
 /// follows the rule of a `file:` one (it is read and written beside the
 /// blueprint the same way, only encrypted).
-pub fn check_bundle(reference: &BundleRef) -> Result<(), String> {
+fn check_bundle(reference: &BundleRef) -> Result<(), String> {
     if reference.to_string().chars().any(char::is_control) {
         return Err("is more than one line (it holds a newline or control character)".into());
     }
