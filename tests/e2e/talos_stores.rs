@@ -4,7 +4,7 @@
 //! as age-encrypted files, decrypted by the reference `age` too. Each is
 //! created by `secrets init` (once: never again over what exists), and
 //! `build --with-secrets` from it gives the same bytes as from the same
-//! secrets in files. A wrong age identity is a clear error with exit 4.
+//! secrets in files (and `kubeconfig` signs with it). A wrong age identity is a clear error with exit 4.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -128,6 +128,24 @@ fn a_bundle_in_1password_is_made_once_and_builds_what_files_build() {
     // Read back, byte for byte what the same secrets in files give.
     let from_op = build(&lab, "dist", &op.env());
     assert_eq!(from_op, build(&file_lab(&texts), "dist", &[]));
+    // The other readers of the bundle take it from there too.
+    let output = lab.waddlec_with(
+        &[
+            "kubeconfig",
+            "blueprint.toml",
+            "--ttl",
+            "1h",
+            "--out",
+            "admin.kubeconfig",
+        ],
+        &op.env(),
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let bundle: serde_json::Value = serde_saphyr::from_str(&texts[0]).unwrap();
+    let ca = bundle["certs"]["k8s"]["crt"].as_str().unwrap();
+    assert!(fs::read_to_string(lab.path("admin.kubeconfig"))
+        .unwrap()
+        .contains(ca));
 
     // A VM without a key gets one; the others keep theirs (`op document edit`).
     let keys: serde_json::Value = serde_saphyr::from_str(&texts[2]).unwrap();
