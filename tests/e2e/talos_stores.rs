@@ -24,19 +24,7 @@ const KINDS: [&str; 3] = ["", "admin", "ssh-host-keys"];
 
 /// `build --with-secrets` of `lab` into `out`, with `env`.
 fn build(lab: &SecretLab, out: &str, env: &[(&str, &str)]) -> BTreeMap<String, (Vec<u8>, u32)> {
-    let output = lab.waddlec_with(
-        &[
-            "build",
-            "blueprint.toml",
-            "--with-secrets",
-            "--no-images",
-            "--out",
-            out,
-        ],
-        env,
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let mut files = tree(&lab.path(out));
+    let mut files = tree(&lab.build_with_secrets_env(out, env));
     // The manifest names the blueprint by its hash, and the blueprints
     // differ in `talos.secrets`; its list of artifacts must not.
     let manifest = files.remove("manifest.json").unwrap();

@@ -92,14 +92,22 @@ impl SecretLab {
     /// `build --with-secrets --no-images` into `out` (relative to the lab);
     /// returns the tree's path.
     pub fn build_with_secrets(&self, out: &str) -> PathBuf {
-        let output = self.waddlec(&[
-            "build",
-            "blueprint.toml",
-            "--with-secrets",
-            "--no-images",
-            "--out",
-            out,
-        ]);
+        self.build_with_secrets_env(out, &[])
+    }
+
+    /// [`SecretLab::build_with_secrets`] with more environment.
+    pub fn build_with_secrets_env(&self, out: &str, env: &[(&str, &str)]) -> PathBuf {
+        let output = self.waddlec_with(
+            &[
+                "build",
+                "blueprint.toml",
+                "--with-secrets",
+                "--no-images",
+                "--out",
+                out,
+            ],
+            env,
+        );
         assert!(output.status.success(), "{}", text(&output.stderr));
         self.path(out)
     }
