@@ -7,7 +7,8 @@
 # read and check seed disks and ESPs, xz-utils for image fixtures,
 # mmdebstrap for Debian bases, fdisk for sfdisk, systemd for
 # `systemd-analyze verify`, groff-base to check the manual pages, sudo for
-# `visudo -c` of the sudoers rule the host setup installs; and from
+# `visudo -c` of the sudoers rule the host setup installs, age (the
+# reference implementation) to decrypt what waddlec encrypts; and from
 # bookworm-backports: e2fsprogs >= 1.47.1 for reproducible `mke2fs -d`,
 # qemu-utils 10 for `qemu-img`, qemu-system-x86 and ovmf to boot images),
 # then: formatting, clippy, cargo-deny (licenses, bans), every unit and
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-pip python3-yaml procps openssl openssh-server mtools dosfstools xz-utils mmdebstrap fdisk libarchive13 systemd curl groff-base sudo)
+packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-pip python3-yaml procps openssl openssh-server mtools dosfstools xz-utils mmdebstrap fdisk libarchive13 systemd curl groff-base sudo age)
 backports=(e2fsprogs qemu-utils qemu-system-x86 ovmf)
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"

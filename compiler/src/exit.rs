@@ -11,8 +11,9 @@ pub const USAGE: u8 = 2;
 /// `--check` found the output tree out of date.
 pub const STALE: u8 = 3;
 /// A secret the command needs is missing or unreadable (e.g. no Talos
-/// secrets bundle yet), `secrets init` would overwrite one, or a `file:`
-/// secret is really outside the directories secrets are read from.
+/// secrets bundle yet, or an age-encrypted one the identity cannot
+/// decrypt), `secrets init` would overwrite one, or a `file:` secret is
+/// really outside the directories secrets are read from.
 pub const SECRETS: u8 = 4;
 /// An upstream input is not pinned in the lock file (under `--locked`) or
 /// does not match its pin.
@@ -106,8 +107,12 @@ impl Code for SecretError {
             SecretError::Write { .. } => IO,
             // The blueprint has nothing `secrets init` could make.
             SecretError::NoTalos | SecretError::NothingToCreate => USAGE,
+            // A `[talos.age]` recipient whose checksum is wrong: the
+            // blueprint's mistake, found when the age store is written.
+            SecretError::AgeRecipient { .. } => INVALID,
             // Read, unset, empty, missing, invalid, exists, unconfined,
-            // 1Password: a secret the command needs is not to be had (or
+            // 1Password, an age identity that is not one or does not
+            // decrypt: a secret the command needs is not to be had (or
             // would be overwritten, or may not be read).
             _ => SECRETS,
         }
@@ -331,6 +336,28 @@ mod tests {
             ),
             (Box::new(SecretError::Exists("x".into())), SECRETS),
             (Box::new(SecretError::NothingToCreate), USAGE),
+            (
+                Box::new(SecretError::AgeRecipient {
+                    recipient: "age1x".into(),
+                    problem: "checksum".into(),
+                }),
+                INVALID,
+            ),
+            (
+                Box::new(SecretError::AgeDecrypt {
+                    path: "c.yaml.age".into(),
+                    identity: "env:WADDLE_AGE".into(),
+                    problem: "not encrypted to that identity".into(),
+                }),
+                SECRETS,
+            ),
+            (
+                Box::new(SecretError::AgeIdentity {
+                    reference: "env:WADDLE_AGE".into(),
+                    problem: "line 1".into(),
+                }),
+                SECRETS,
+            ),
             (
                 Box::new(SecretError::MissingHostKey {
                     path: "k.yaml".into(),

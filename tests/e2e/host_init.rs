@@ -22,6 +22,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use crate::support::op_stand_in::OpStandIn;
 use crate::support::pve_sim::PveSim;
 use crate::support::ssh_host::SshHost;
 use crate::support::{repo_root, require, run, text, waddlec};
@@ -343,20 +344,8 @@ fn an_unreachable_host_and_a_refused_key_have_their_own_exit_codes() {
 #[test]
 fn the_token_is_kept_in_1password_or_printed_once_for_env() {
     require("python3");
-    let op_dir = tempfile::tempdir().unwrap();
-    let bin = op_dir.path().join("bin");
-    fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(
-        repo_root().join("tests/support/op_stand_in.py"),
-        bin.join("op"),
-    )
-    .unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let op_env = [
-        ("PATH", path.as_str()),
-        ("OP_STAND_IN_DIR", op_dir.path().to_str().unwrap()),
-    ];
-
+    let op = OpStandIn::with_vault("waddle-platform");
+    let op_env = op.env();
     let lab = Lab::with(|document| {
         document["host"].as_table_mut().unwrap().insert(
             "api_token".into(),
@@ -380,15 +369,13 @@ fn the_token_is_kept_in_1password_or_printed_once_for_env() {
 
     let output = lab.init_with(&[], &op_env);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let items: Value =
-        serde_json::from_str(&fs::read_to_string(op_dir.path().join("items.json")).unwrap())
-            .unwrap();
+    let items = op.items();
     let kept = items["waddle-platform"]["proxmox-api-token"]["credential"]
         .as_str()
         .unwrap();
     assert!(kept.starts_with("waddlec@pve!deploy="));
     assert_eq!(lab.sim.get_with_token(kept, "/version").0, 200);
-    let calls = fs::read_to_string(op_dir.path().join("calls.log")).unwrap();
+    let calls = op.calls();
     assert!(calls.contains("template mode 600"), "{calls}");
     assert!(
         !calls.contains(kept.split('=').nth(1).unwrap()),
@@ -397,7 +384,7 @@ fn the_token_is_kept_in_1password_or_printed_once_for_env() {
     // Again: op is only read.
     let output = lab.init_with(&[], &op_env);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let again = fs::read_to_string(op_dir.path().join("calls.log")).unwrap();
+    let again = op.calls();
     assert!(!again[calls.len()..].contains("item "), "{again}");
 
     let lab = Lab::with(|document| {

@@ -36,6 +36,7 @@ mod talos;
 mod talos_api;
 mod talos_day2_api;
 mod talos_image;
+mod talos_stores;
 mod teleport;
 mod test_data;
 mod twin;

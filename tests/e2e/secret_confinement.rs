@@ -2,13 +2,16 @@
 //! (E0130): what the blueprint's text shows is refused where it is written,
 //! and a `file:` reference whose file really lies elsewhere (a symbolic
 //! link out of the project) is refused when it is read, unless the operator
-//! lists that directory in `WADDLEC_SECRET_DIRS`.
+//! lists that directory in `WADDLEC_SECRET_DIRS`. A bundle kept in
+//! 1Password or encrypted with age shows no value either: not in any
+//! output at any verbosity, not in an error, not on `op`'s command line.
 
 use std::fs;
 use std::os::unix::fs::symlink;
 
-use crate::support::talos_lab::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
-use crate::support::{repo_root, run, text, valid_blueprints, waddlec};
+use crate::support::op_stand_in::OpStandIn;
+use crate::support::talos_lab::{secret_values, SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
+use crate::support::{repo_root, require, run, text, valid_blueprints, waddlec};
 
 #[test]
 fn hostile_references_are_refused_where_they_are_written() {
@@ -95,4 +98,131 @@ fn a_link_out_of_the_project_is_refused_unless_the_operator_allows_its_target() 
         .args(["secrets", "init", "blueprint.toml"]));
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(elsewhere.path().join("cluster.yaml").is_file());
+}
+
+/// What `secrets init`, builds at every verbosity and a refused build (a
+/// wrong age identity) print, for a bundle in 1Password and one in age.
+#[test]
+fn no_value_of_a_bundle_in_1password_or_age_reaches_any_output() {
+    require("python3");
+    require("age-keygen");
+    let op = OpStandIn::with_vault("infra");
+    let in_op = SecretLab::new(&valid_blueprints()[0]);
+    in_op.keep_talos_secrets("op://infra/talos/cluster.yaml", None);
+
+    let in_age = SecretLab::new(&valid_blueprints()[0]);
+    let identity = |name: &str| {
+        let path = in_age.path(name);
+        assert!(run(std::process::Command::new("age-keygen")
+            .arg("-o")
+            .arg(&path))
+        .status
+        .success());
+        fs::read_to_string(path).unwrap()
+    };
+    let (mine, other) = (identity("mine.txt"), identity("other.txt"));
+    let recipient = mine
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    let mut age = toml::Table::new();
+    age.insert(
+        "recipients".into(),
+        vec![toml::Value::from(recipient)].into(),
+    );
+    age.insert("identity".into(), "env:WADDLE_TEST_AGE".into());
+    in_age.keep_talos_secrets("age:cluster.yaml.age", Some(age));
+
+    let mut output = String::new();
+    let mut record = |out: std::process::Output| {
+        output.push_str(&text(&out.stdout));
+        output.push_str(&text(&out.stderr));
+        out.status.code()
+    };
+    let age_env = [("WADDLE_TEST_AGE", mine.as_str())];
+    let init = ["secrets", "init", "blueprint.toml", "-vvv"];
+    assert_eq!(record(in_op.waddlec_with(&init, &op.env())), Some(0));
+    assert_eq!(record(in_age.waddlec_with(&init, &age_env)), Some(0));
+    for verbosity in ["-v", "-vvv"] {
+        for format in ["text", "json"] {
+            let args = [
+                "build",
+                "blueprint.toml",
+                "--with-secrets",
+                "--no-images",
+                "--out",
+                "dist",
+                "--format",
+                format,
+                verbosity,
+            ];
+            assert_eq!(record(in_op.waddlec_with(&args, &op.env())), Some(0));
+            assert_eq!(record(in_age.waddlec_with(&args, &age_env)), Some(0));
+        }
+    }
+    let refused = [
+        "build",
+        "blueprint.toml",
+        "--with-secrets",
+        "--no-images",
+        "-vvv",
+    ];
+    let wrong = [("WADDLE_TEST_AGE", other.as_str())];
+    assert_eq!(record(in_age.waddlec_with(&refused, &wrong)), Some(4));
+    // A second init, refused, in both.
+    assert_eq!(record(in_op.waddlec_with(&init, &op.env())), Some(4));
+    assert_eq!(record(in_age.waddlec_with(&init, &age_env)), Some(4));
+
+    let stored = |item: &str| op.document("infra", item).unwrap().1;
+    let from_op = [
+        stored("talos"),
+        stored("talos-admin"),
+        stored("talos-ssh-host-keys"),
+    ];
+    let decrypted = |name: &str| {
+        let out = run(std::process::Command::new("age")
+            .args(["-d", "-i"])
+            .arg(in_age.path("mine.txt"))
+            .arg(in_age.path(name)));
+        text(&out.stdout)
+    };
+    let from_age = [
+        decrypted("cluster.yaml.age"),
+        decrypted("cluster.admin.yaml.age"),
+        decrypted("cluster.ssh-host-keys.yaml.age"),
+    ];
+    let texts: Vec<&str> = from_op
+        .iter()
+        .chain(&from_age)
+        .map(String::as_str)
+        .collect();
+    let mut secrets = secret_values(&texts);
+    assert!(secrets.len() > 60, "{} values", secrets.len());
+    for key in [&mine, &other] {
+        secrets.extend(
+            key.lines()
+                .filter(|l| l.starts_with("AGE-SECRET-KEY-"))
+                .map(String::from),
+        );
+    }
+    let calls = op.calls();
+    assert!(
+        calls.contains("argv [\"document\", \"create\", \"-\""),
+        "{calls}"
+    );
+    for secret in &secrets {
+        assert!(
+            !output.contains(secret.as_str()),
+            "a secret value reached the output"
+        );
+        assert!(
+            !calls.contains(secret.as_str()),
+            "a secret value reached op's command line"
+        );
+    }
+    assert!(
+        output.contains("reading the Talos secrets bundle"),
+        "-vvv says something"
+    );
 }

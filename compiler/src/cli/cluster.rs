@@ -77,11 +77,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
     };
     let base = blueprint_dir(&args.blueprint);
     let read = || -> Result<(secrets::talos::TalosCredentials, Values), SecretError> {
-        let credentials = secrets::load_talos(&secrets::file_path(
-            "talos.secrets",
-            &cluster.secrets,
-            &base,
-        )?)?;
+        let credentials = secrets::load_talos(cluster, &base)?;
         let read = |key: &str, r: &crate::blueprint::SecretRef| secrets::read(key, r, &base);
         let values = Values {
             flux_deploy_key: model
@@ -105,7 +101,9 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
     let host_keys = || -> Result<_, SecretError> {
         match &model.teleport {
             Some(_) => {
-                secrets::ssh_host_keys::load(model, &secrets::ssh_host_keys::path(model, &base)?)
+                let bundle = secrets::store::Place::bundle(cluster, &base)?;
+                let place = secrets::ssh_host_keys::place(model, Some(&bundle), &base);
+                secrets::ssh_host_keys::load(model, &place)
             }
             None => Ok(Default::default()),
         }
@@ -114,7 +112,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         Ok(read) => read,
         Err(err) => {
             eprintln!("error: {err}");
-            return exit::SECRETS;
+            return err.exit_code();
         }
     };
     let host_record = match HostRecord::for_blueprint(&args.blueprint, &model.host.node) {

@@ -41,22 +41,17 @@ pub fn run(args: &KubeconfigArgs) -> u8 {
         return exit::USAGE;
     };
     let server = args.server.clone().unwrap_or_else(|| cluster.api_url());
-    let result = secrets::file_path(
-        "talos.secrets",
-        &cluster.secrets,
-        &blueprint_dir(&args.blueprint),
-    )
-    .and_then(|path| crate::secrets::talos_bundle::load(&path))
-    .and_then(|bundle| {
-        kubeconfig(
-            &bundle,
-            &cluster.name,
-            &server,
-            OffsetDateTime::now_utc(),
-            args.ttl,
-        )
-    })
-    .and_then(|config| secrets::files::replace(&args.out, config.expose()));
+    let result = secrets::load_bundle(cluster, &blueprint_dir(&args.blueprint))
+        .and_then(|bundle| {
+            kubeconfig(
+                &bundle,
+                &cluster.name,
+                &server,
+                OffsetDateTime::now_utc(),
+                args.ttl,
+            )
+        })
+        .and_then(|config| secrets::files::replace(&args.out, config.expose()));
     match result {
         Ok(()) => {
             eprintln!(

@@ -60,12 +60,13 @@ use crate::{compile, CompileError};
 const AFTER_HELP: &str = "\
 Exit codes:
   0   success
-  1   the blueprint is invalid (also: not UTF-8), or has warnings under
-      --strict
+  1   the blueprint is invalid (also: not UTF-8, or a [talos.age]
+      recipient's checksum is wrong), or has warnings under --strict
   2   usage error (also: build --out names a file, or a directory that is
       not an output tree)
   3   --check: the output tree is out of date
-  4   a secret is missing or unreadable (e.g. no Talos secrets bundle yet),
+  4   a secret is missing or unreadable (e.g. no Talos secrets bundle yet,
+      or an age-encrypted one the [talos.age] identity cannot decrypt),
       or `secrets init` refused to overwrite one, or host init cannot keep
       the API token where host.api_token points
   5   an upstream input is not pinned in the lock file (--locked) or does

@@ -15,7 +15,11 @@ pub enum SecretsCommand {
     /// bundle the blueprint's `[talos] secrets` names (talosctl's
     /// `secrets.yaml` format) with the talosctl admin identity beside it
     /// (`NAME.admin.yaml`), and an SSH host key for every Debian VM that has
-    /// none (`NAME.ssh-host-keys.yaml` beside the bundle), all mode 0600.
+    /// none (`NAME.ssh-host-keys.yaml` beside the bundle). They go where
+    /// `secrets` says: 0600 files (`file:`), files encrypted to the
+    /// `[talos.age]` recipients (`age:`), or 1Password Document items
+    /// (`op://VAULT/ITEM/FILE`; the others are `ITEM-admin` and
+    /// `ITEM-ssh-host-keys`), written through `op` from its stdin.
     ///
     /// Run it once per cluster, and again after adding a VM. For a cluster
     /// that already runs, import the bundle it was built with (`--import`):
@@ -66,20 +70,16 @@ fn init(args: &InitArgs) -> u8 {
 fn report(created: &Created) {
     if let Some((bundle, admin, imported)) = &created.talos {
         eprintln!(
-            "{} the Talos secrets bundle {} and the talosctl admin identity {} (both 0600).\n\
-             Back them up now (e.g. `op document create {}`): without the bundle nobody can\n\
-             build configs this cluster accepts. Never commit them.",
+            "{} the Talos secrets bundle {bundle} and the talosctl admin identity {admin}.\n\
+             Without the bundle nobody can build configs this cluster accepts: keep a backup\n\
+             of it. A `file:` store is never committed; an `age:` one may be (it is encrypted).",
             if *imported { "imported" } else { "created" },
-            bundle.display(),
-            admin.display(),
-            bundle.display()
         );
     }
-    if let Some((path, vms)) = &created.host_keys {
+    if let Some((place, vms)) = &created.host_keys {
         eprintln!(
-            "created SSH host keys for {} in {} (0600). Back it up with the bundle; never commit it.",
+            "created SSH host keys for {} in {place}. Keep them with the bundle; never commit them unencrypted.",
             vms.join(", "),
-            path.display()
         );
     }
 }

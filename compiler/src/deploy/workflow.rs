@@ -481,9 +481,8 @@ fn open_cluster(
     let Some(talos) = &request.compiled.model.talos else {
         return Err(DeployError::TalosSecrets(SecretError::NoTalos));
     };
-    let credentials = secrets::file_path("talos.secrets", &talos.secrets, request.blueprint_dir)
-        .and_then(|path| secrets::load_talos(&path))
-        .map_err(DeployError::TalosSecrets)?;
+    let credentials =
+        secrets::load_talos(talos, request.blueprint_dir).map_err(DeployError::TalosSecrets)?;
     let nodes: Vec<(String, std::net::Ipv4Addr)> = cps
         .iter()
         .map(|(_, name, address)| (name.clone(), *address))

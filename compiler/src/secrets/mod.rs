@@ -1,36 +1,43 @@
 //! Reading and creating secrets: the references a blueprint names
 //! (`file:`, `env:`, `op://`) read into [`Secret`]s for the deployable
-//! tree, and the secrets waddlec owns created (the Talos bundle,
-//! `talos_bundle`; the talosctl admin identity, `talos_admin`; the Debian
-//! VMs' SSH host keys, `ssh_host_keys`; short-lived Kubernetes admin
-//! certificates, `kube_admin`; 0600 files, `files`).
+//! tree, and the secrets waddlec owns created and kept where `talos.secrets`
+//! says (`store`: a file, an age-encrypted file, `age_store`, or a
+//! 1Password document): the Talos bundle, `talos_bundle`; the talosctl
+//! admin identity, `talos_admin`; the Debian VMs' SSH host keys,
+//! `ssh_host_keys`; and short-lived Kubernetes admin certificates,
+//! `kube_admin`; 0600 files, `files`.
 //!
 //! The value types ([`Secret`], [`SecretValues`], the bundle's types) are
 //! `waddlec_core::secrets`: renderers see only those. A [`Secret`] never
 //! prints its value: not in `Debug`, not in errors, not in logs.
 
+pub mod age_store;
 pub mod confine;
 pub mod files;
 pub mod init;
 pub mod kube_admin;
 pub mod ssh_host_keys;
+pub mod store;
 pub mod talos_admin;
 pub mod talos_bundle;
 
 use std::path::{Path, PathBuf};
 
-use waddlec_core::model::{Model, SecretRef};
-use waddlec_core::secrets::talos::{TalosAdmin, TalosCredentials};
+use waddlec_core::model::{Model, SecretRef, TalosCluster};
+use waddlec_core::secrets::talos::{Bundle, TalosCredentials};
 pub use waddlec_core::secrets::{placeholder, talos, Secret, SecretValues};
+
+use store::Place;
 
 /// Reads every secret the model uses. `base` is the blueprint's directory:
 /// `file:` references are relative to it.
 pub fn resolve(model: &Model, base: &Path) -> Result<SecretValues, SecretError> {
-    let talos = match &model.talos {
-        Some(cluster) => Some({
-            tracing::debug!(reference = %cluster.secrets, "reading the Talos secrets bundle");
-            load_talos(&file_path("talos.secrets", &cluster.secrets, base)?)?
-        }),
+    let bundle = match &model.talos {
+        Some(cluster) => Some(Place::bundle(cluster, base)?),
+        None => None,
+    };
+    let talos = match &bundle {
+        Some(place) => Some(talos_at(place)?),
         None => None,
     };
     let github_client_secret = match &model.teleport {
@@ -42,7 +49,7 @@ pub fn resolve(model: &Model, base: &Path) -> Result<SecretValues, SecretError> 
         None => None,
     };
     let ssh_host_keys = if model.debian_vms().next().is_some() {
-        ssh_host_keys::load(model, &ssh_host_keys::path(model, base)?)?
+        ssh_host_keys::load(model, &ssh_host_keys::place(model, bundle.as_ref(), base))?
     } else {
         Default::default()
     };
@@ -53,17 +60,32 @@ pub fn resolve(model: &Model, base: &Path) -> Result<SecretValues, SecretError> 
     })
 }
 
-/// Reads the bundle at `path` and the admin identity beside it.
-pub fn load_talos(path: &Path) -> Result<TalosCredentials, SecretError> {
-    if !path.exists() {
-        return Err(SecretError::MissingBundle(path.display().to_string()));
-    }
-    let bundle = talos_bundle::load(path)?;
-    let admin_path = TalosAdmin::path_beside(path);
-    if !admin_path.exists() {
-        return Err(SecretError::MissingAdmin(admin_path.display().to_string()));
-    }
-    let admin = talos_admin::load(&admin_path)?;
+/// The bundle of `cluster` and the admin identity beside it, from where
+/// `talos.secrets` keeps them.
+pub fn load_talos(cluster: &TalosCluster, base: &Path) -> Result<TalosCredentials, SecretError> {
+    talos_at(&Place::bundle(cluster, base)?)
+}
+
+/// The bundle of `cluster` alone.
+pub fn load_bundle(cluster: &TalosCluster, base: &Path) -> Result<Bundle, SecretError> {
+    bundle_at(&Place::bundle(cluster, base)?)
+}
+
+fn bundle_at(place: &Place) -> Result<Bundle, SecretError> {
+    tracing::debug!(store = %place, "reading the Talos secrets bundle");
+    let text = place
+        .read()?
+        .ok_or_else(|| SecretError::MissingBundle(place.to_string()))?;
+    talos_bundle::parse(&text, &place.to_string())
+}
+
+fn talos_at(place: &Place) -> Result<TalosCredentials, SecretError> {
+    let bundle = bundle_at(place)?;
+    let admin = place.beside(talos_admin::BESIDE);
+    let text = admin
+        .read()?
+        .ok_or_else(|| SecretError::MissingAdmin(admin.to_string()))?;
+    let admin = talos_admin::parse(&text, &admin.to_string())?;
     Ok(TalosCredentials { bundle, admin })
 }
 
@@ -74,24 +96,34 @@ pub fn load_talos(path: &Path) -> Result<TalosCredentials, SecretError> {
 pub fn file_path(key: &str, reference: &SecretRef, base: &Path) -> Result<PathBuf, SecretError> {
     confined(key, reference)?;
     match reference {
-        SecretRef::File(path) => {
-            let path = base.join(path);
-            let allowed = confine::AllowedDirs::for_blueprint(base);
-            allowed
-                .check(&path)
-                .map_err(|real| SecretError::Unconfined {
-                    key: key.to_string(),
-                    reference: reference.to_string(),
-                    reason: format!(
-                        "it is {}, outside the directories secrets are read from ({})",
-                        real.display(),
-                        allowed.describe()
-                    ),
-                })?;
-            Ok(path)
-        }
+        SecretRef::File(path) => confined_path(key, &reference.to_string(), path, base),
         other => Err(SecretError::NotAFile(other.to_string())),
     }
+}
+
+/// `path`, relative to `base`, once the file it names (links followed) is
+/// known to be under a directory secrets are read from; `key` and
+/// `reference` name it in the refusal.
+fn confined_path(
+    key: &str,
+    reference: &str,
+    path: &str,
+    base: &Path,
+) -> Result<PathBuf, SecretError> {
+    let path = base.join(path);
+    let allowed = confine::AllowedDirs::for_blueprint(base);
+    allowed
+        .check(&path)
+        .map_err(|real| SecretError::Unconfined {
+            key: key.to_string(),
+            reference: reference.to_string(),
+            reason: format!(
+                "it is {}, outside the directories secrets are read from ({})",
+                real.display(),
+                allowed.describe()
+            ),
+        })?;
+    Ok(path)
 }
 
 /// The blueprint's own part of the rule (E0130), again where references
@@ -198,6 +230,19 @@ pub enum SecretError {
     },
     #[error("cannot generate {what}: {problem}")]
     Generate { what: &'static str, problem: String },
+    #[error(
+        "`talos.age.recipients`: `{recipient}` is not an age recipient ({problem}); paste what \
+         `age-keygen -y IDENTITY_FILE` prints"
+    )]
+    AgeRecipient { recipient: String, problem: String },
+    #[error("the age identity {reference} (`talos.age.identity`) is not usable: {problem}")]
+    AgeIdentity { reference: String, problem: String },
+    #[error("cannot decrypt {path} with the age identity {identity}: {problem}")]
+    AgeDecrypt {
+        path: String,
+        identity: String,
+        problem: String,
+    },
     #[error(transparent)]
     OnePassword(#[from] crate::net::onepassword::OnePasswordError),
 }

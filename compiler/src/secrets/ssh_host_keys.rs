@@ -1,6 +1,6 @@
 //! The Debian VMs' SSH host keys: one ed25519 key per VM, made once by
-//! `waddlec secrets init` and kept in a 0600 YAML file beside the Talos
-//! bundle, so every build with secrets hands each VM the same key on its
+//! `waddlec secrets init` and kept in a YAML document beside the Talos
+//! bundle, in its store, so every build with secrets hands each VM the same key on its
 //! seed disk and `ssh/known_hosts` knows it before the VM first boots.
 //!
 //! A VM added to the blueprint later gets its key from the next `secrets
@@ -9,7 +9,7 @@
 //! private half's.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,8 @@ use ssh_key::{Algorithm, LineEnding, PrivateKey};
 use waddlec_core::model::Model;
 use waddlec_core::secrets::SshHostKey;
 
-use super::{file_path, files, Secret, SecretError};
+use super::store::Place;
+use super::{Secret, SecretError};
 
 const HEADER: &str = "\
 # waddlec: the SSH host keys of the Debian VMs (`waddlec secrets init`).
@@ -39,41 +40,42 @@ struct KeyEntry {
     public: String,
 }
 
-/// Where the keys live: beside the Talos bundle (`NAME.ssh-host-keys.yaml`
-/// next to `NAME.yaml`), so one directory holds every secret waddlec made;
-/// without a Talos cluster, `secrets/PROJECT.ssh-host-keys.yaml` under the
-/// project root (the directory holding `blueprints/`, else the blueprint's
-/// own directory). `base` is the blueprint's directory.
-pub fn path(model: &Model, base: &Path) -> Result<PathBuf, SecretError> {
-    if let Some(cluster) = &model.talos {
-        let bundle = file_path("talos.secrets", &cluster.secrets, base)?;
-        let stem = bundle
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        return Ok(bundle.with_file_name(format!("{stem}.ssh-host-keys.yaml")));
+/// What the keys are kept beside the bundle as (`NAME.ssh-host-keys.yaml`).
+pub const BESIDE: &str = "ssh-host-keys";
+
+/// Where the keys live: beside the Talos bundle, in its store (`bundle`,
+/// [`Place::beside`]: `NAME.ssh-host-keys.yaml` next to `NAME.yaml`, the
+/// same encrypted for an `age:` store, a document of its own in 1Password),
+/// so one store holds every secret waddlec made; without a Talos cluster,
+/// the file `secrets/PROJECT.ssh-host-keys.yaml` under the project root
+/// (the directory holding `blueprints/`, else the blueprint's own
+/// directory). `base` is the blueprint's directory.
+pub fn place(model: &Model, bundle: Option<&Place>, base: &Path) -> Place {
+    if let Some(bundle) = bundle {
+        return bundle.beside(BESIDE);
     }
     let root = base
         .ancestors()
         .find(|dir| dir.file_name().is_some_and(|name| name == "blueprints"))
         .and_then(Path::parent)
         .unwrap_or(base);
-    Ok(root
-        .join("secrets")
-        .join(format!("{}.ssh-host-keys.yaml", model.project.name)))
+    Place::File(
+        root.join("secrets")
+            .join(format!("{}.ssh-host-keys.yaml", model.project.name)),
+    )
 }
 
-/// Every Debian VM's key, from the file at `path`.
-pub fn load(model: &Model, path: &Path) -> Result<BTreeMap<String, SshHostKey>, SecretError> {
-    let file =
-        read(path)?.ok_or_else(|| SecretError::MissingHostKeys(path.display().to_string()))?;
+/// Every Debian VM's key, from the file at `place`.
+pub fn load(model: &Model, place: &Place) -> Result<BTreeMap<String, SshHostKey>, SecretError> {
+    let path = &place.to_string();
+    let file = read(place)?.ok_or_else(|| SecretError::MissingHostKeys(path.clone()))?;
     let mut keys = BTreeMap::new();
     for vm in model.debian_vms() {
         let entry = file
             .hosts
             .get(&vm.name)
             .ok_or_else(|| SecretError::MissingHostKey {
-                path: path.display().to_string(),
+                path: path.clone(),
                 vm: vm.name.clone(),
             })?;
         keys.insert(vm.name.clone(), check(path, &vm.name, entry)?);
@@ -83,8 +85,8 @@ pub fn load(model: &Model, path: &Path) -> Result<BTreeMap<String, SshHostKey>, 
 
 /// Makes a key for every Debian VM that has none (keeping every key the
 /// file has) and writes the file; returns the VMs that got one.
-pub fn create_missing(model: &Model, path: &Path) -> Result<Vec<String>, SecretError> {
-    let existing = read(path)?;
+pub fn create_missing(model: &Model, place: &Place) -> Result<Vec<String>, SecretError> {
+    let existing = read(place)?;
     let had_file = existing.is_some();
     let mut file = existing.unwrap_or(KeyFile {
         version: 1,
@@ -104,11 +106,11 @@ pub fn create_missing(model: &Model, path: &Path) -> Result<Vec<String>, SecretE
         what: "the SSH host key file",
         problem: e.to_string(),
     })?;
-    let contents = format!("{HEADER}{yaml}");
+    let contents = Secret::new(format!("{HEADER}{yaml}"));
     if had_file {
-        files::replace(path, &contents)?;
+        place.replace(&contents)?;
     } else {
-        files::create_new(path, &contents)?;
+        place.create(&contents)?;
     }
     Ok(created)
 }
@@ -127,19 +129,13 @@ fn generate() -> Result<KeyEntry, SecretError> {
     })
 }
 
-fn read(path: &Path) -> Result<Option<KeyFile>, SecretError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(SecretError::Read {
-                reference: path.display().to_string(),
-                source,
-            })
-        }
+fn read(place: &Place) -> Result<Option<KeyFile>, SecretError> {
+    let Some(text) = place.read()? else {
+        return Ok(None);
     };
+    let path = &place.to_string();
     // serde's messages can quote the value they choke on: a private key.
-    let file: KeyFile = serde_saphyr::from_str(&text).map_err(|_| {
+    let file: KeyFile = serde_saphyr::from_str(text.expose()).map_err(|_| {
         invalid(
             path,
             "it is not the YAML `secrets init` writes (version, hosts: VM: private, public)"
@@ -154,7 +150,7 @@ fn read(path: &Path) -> Result<Option<KeyFile>, SecretError> {
 
 /// The entry's key, if its private half parses and its public half is the
 /// private half's.
-fn check(path: &Path, vm: &str, entry: &KeyEntry) -> Result<SshHostKey, SecretError> {
+fn check(path: &str, vm: &str, entry: &KeyEntry) -> Result<SshHostKey, SecretError> {
     let key = PrivateKey::from_openssh(entry.private.expose())
         .map_err(|_| invalid(path, format!("{vm}: the private key is not an OpenSSH key")))?;
     if key.algorithm() != Algorithm::Ed25519 {
@@ -176,9 +172,9 @@ fn check(path: &Path, vm: &str, entry: &KeyEntry) -> Result<SshHostKey, SecretEr
     })
 }
 
-fn invalid(path: &Path, problem: String) -> SecretError {
+fn invalid(path: &str, problem: String) -> SecretError {
     SecretError::InvalidHostKeys {
-        path: path.display().to_string(),
+        path: path.to_string(),
         problem,
     }
 }
@@ -195,7 +191,7 @@ mod tests {
             .private
             .expose()
             .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
-        let key = check(Path::new("k.yaml"), "vm", &entry).unwrap();
+        let key = check("k.yaml", "vm", &entry).unwrap();
         assert_eq!(key.public, entry.public);
         assert!(!format!("{key:?}").contains("PRIVATE"), "{key:?}");
     }
@@ -204,7 +200,7 @@ mod tests {
     fn a_public_half_of_another_key_is_refused() {
         let mut entry = generate().unwrap();
         entry.public = generate().unwrap().public;
-        let err = check(Path::new("k.yaml"), "teleport", &entry).unwrap_err();
+        let err = check("k.yaml", "teleport", &entry).unwrap_err();
         assert!(err.to_string().contains("teleport"), "{err}");
     }
 }

@@ -3,33 +3,31 @@
 //!
 //! talosctl issues it afresh (with the current time) on every `gen config`;
 //! that would make every build differ. waddlec issues it once, with the
-//! bundle (`waddlec secrets init`), and stores it beside the bundle, so a
+//! bundle (`waddlec secrets init`), and stores it beside the bundle (in the
+//! same store, `store::Place::beside`), so a
 //! build is a pure function of blueprint and secrets. Renewal is a new
 //! `secrets init` after removing the old file.
-
-use std::path::Path;
 
 use rcgen::{Issuer, KeyPair, PKCS_ED25519};
 use time::{Duration, OffsetDateTime};
 
 use super::talos::{decode_pem, encode_pem, Bundle, TalosAdmin};
 use super::talos_bundle::{client_params, ed25519_key};
-use super::SecretError;
+use super::{Secret, SecretError};
 
 /// `TalosAPIDefaultCertificateValidityDuration` in talosctl: 365 days.
 pub const ADMIN_VALIDITY: Duration = Duration::days(365);
 
+/// What the identity is kept beside the bundle as (`NAME.admin.yaml`).
+pub const BESIDE: &str = "admin";
+
 /// The talosctl role the admin certificate carries (as its organisation).
 pub const ADMIN_ROLE: &str = "os:admin";
 
-/// Reads and checks the identity file at `path`.
-pub fn load(path: &Path) -> Result<TalosAdmin, SecretError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
-        reference: path.display().to_string(),
-        source,
-    })?;
-    TalosAdmin::parse(&text).map_err(|problem| SecretError::InvalidBundle {
-        path: path.display().to_string(),
+/// Checks the identity `text`, read from `shown`.
+pub fn parse(text: &Secret, shown: &str) -> Result<TalosAdmin, SecretError> {
+    TalosAdmin::parse(text.expose()).map_err(|problem| SecretError::InvalidBundle {
+        path: shown.to_string(),
         problem,
     })
 }

@@ -30,14 +30,19 @@ use super::{Secret, SecretError};
 /// `CAValidityTime` in talosctl: 87600 hours.
 pub const CA_VALIDITY: Duration = Duration::hours(87_600);
 
-/// Reads and checks the bundle at `path`.
+/// Reads and checks the bundle file at `path` (one to import).
 pub fn load(path: &Path) -> Result<Bundle, SecretError> {
     let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
         reference: path.display().to_string(),
         source,
     })?;
-    Bundle::parse(&text).map_err(|problem| SecretError::InvalidBundle {
-        path: path.display().to_string(),
+    parse(&Secret::new(text), &path.display().to_string())
+}
+
+/// Checks the bundle `text`, read from `shown`.
+pub fn parse(text: &Secret, shown: &str) -> Result<Bundle, SecretError> {
+    Bundle::parse(text.expose()).map_err(|problem| SecretError::InvalidBundle {
+        path: shown.to_string(),
         problem,
     })
 }

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::located::Located;
-use super::values::{Date, Port, SecretRef, Size, TargetRef};
+use super::values::{BundleRef, Date, Port, SecretRef, Size, TargetRef};
 
 /// A waddle blueprint: everything `waddlec build` needs to compile one platform.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -249,10 +249,16 @@ pub struct Talos {
     /// (E0120).
     #[serde(default)]
     pub kernel_args: Vec<Located<String>>,
-    /// The Talos secrets bundle (`talosctl gen secrets` format), a `file:`
-    /// reference relative to the blueprint. `waddlec secrets init` creates or
-    /// imports it; keep it out of git.
-    pub secrets: Located<SecretRef>,
+    /// Where the Talos secrets bundle (`talosctl gen secrets` format) is
+    /// kept, with the talosctl admin identity and the Debian VMs' SSH host
+    /// keys beside it: `file:PATH` (0600, keep it out of git), `age:PATH`
+    /// (encrypted to `[talos.age]`'s recipients, may be committed) or
+    /// `op://VAULT/ITEM/FILE` (a 1Password Document item). Paths are
+    /// relative to the blueprint (E0130). `waddlec secrets init` creates or
+    /// imports it there.
+    pub secrets: Located<BundleRef>,
+    /// How an `age:` bundle is encrypted and decrypted; only with one.
+    pub age: Option<TalosAge>,
     /// Bridge the nodes live on (E0110).
     pub bridge: Located<String>,
     /// Floating Kubernetes API address (port 6443).
@@ -267,6 +273,22 @@ pub struct Talos {
     /// The CNI, installed at bootstrap by an in-cluster Job.
     #[serde(default)]
     pub cilium: Cilium,
+}
+
+/// The age store of an `age:` Talos bundle: every file of it (bundle,
+/// admin identity, SSH host keys) is encrypted to all `recipients`, and
+/// read with `identity`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TalosAge {
+    /// age X25519 recipients (`age1…`, as `age-keygen -y` prints them),
+    /// one per operator or machine that may read the bundle. At least one
+    /// (E0125); each a recipient (E0004).
+    pub recipients: Vec<Located<String>>,
+    /// The age identity (`AGE-SECRET-KEY-1…`, an `age-keygen` file) that
+    /// decrypts the store, by reference: `op://`, `env:WADDLE_…` or
+    /// `file:PATH` (E0130). Never the identity itself.
+    pub identity: Located<SecretRef>,
 }
 
 /// Cilium, installed by the machine configs' inline manifests: Gateway API

@@ -11,7 +11,7 @@ mod values;
 pub use crate::source::{SourceFile, Span};
 pub use document::*;
 pub use located::Located;
-pub use values::{Date, Port, SecretRef, Size, TargetRef, SECRET_ERROR_MARKER};
+pub use values::{BundleRef, Date, Port, SecretRef, Size, TargetRef, SECRET_ERROR_MARKER};
 
 use crate::diagnostics::{rules, Diagnostic, Diagnostics};
 use crate::source::SECRET_KEY_HINTS;

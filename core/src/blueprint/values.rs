@@ -162,6 +162,83 @@ impl JsonSchema for SecretRef {
     }
 }
 
+/// Where the Talos secrets bundle is kept (`talos.secrets`): a store waddlec
+/// writes (`secrets init`) as well as reads, so a reference it can only
+/// read (`env:`) is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BundleRef {
+    /// `file:PATH`: a plain 0600 file, kept out of git.
+    File(String),
+    /// `op://VAULT/ITEM/FILE`: a 1Password Document item and its file name.
+    OnePassword {
+        vault: String,
+        item: String,
+        file: String,
+    },
+    /// `age:PATH`: a file encrypted with age to `[talos.age]`'s
+    /// recipients, which may be committed.
+    Age(String),
+}
+
+impl fmt::Display for BundleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BundleRef::File(path) => write!(f, "file:{path}"),
+            BundleRef::OnePassword { vault, item, file } => {
+                write!(f, "op://{vault}/{item}/{file}")
+            }
+            BundleRef::Age(path) => write!(f, "age:{path}"),
+        }
+    }
+}
+
+impl BundleRef {
+    fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(path) = raw.strip_prefix("age:") {
+            if path.is_empty() {
+                return Err("an age-encrypted bundle's reference is `age:PATH`".to_string());
+            }
+            return Ok(BundleRef::Age(path.to_string()));
+        }
+        match SecretRef::parse(raw)? {
+            SecretRef::File(path) => Ok(BundleRef::File(path)),
+            SecretRef::OnePassword { vault, item, field } => Ok(BundleRef::OnePassword {
+                vault,
+                item,
+                file: field,
+            }),
+            SecretRef::Env(_) => Err(
+                "an `env:` reference can only be read, and the Talos bundle is kept where \
+                 `waddlec secrets init` can write it: `file:PATH`, `age:PATH` (encrypted to \
+                 `[talos.age]` recipients, fit for git) or `op://VAULT/ITEM/FILE` (a 1Password \
+                 document)"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BundleRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        BundleRef::parse(&raw).map_err(de::Error::custom)
+    }
+}
+
+impl JsonSchema for BundleRef {
+    fn schema_name() -> Cow<'static, str> {
+        "BundleRef".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^(op://[^/]+/[^/]+/[^/]+|file:[^/~].*|age:[^/~].*)$",
+            "description": "Where the Talos secrets bundle is kept: `file:PATH` (a 0600 file, never committed), `age:PATH` (encrypted to `[talos.age]` recipients, may be committed) or `op://VAULT/ITEM/FILE` (a 1Password Document item). The talosctl admin identity and the Debian VMs' SSH host keys are kept beside it, in the same store. Paths are relative to the blueprint and stay beside it or in a `secrets/` directory above it (E0130)."
+        })
+    }
+}
+
 /// `NAME:PORT`: a port on a VM or VIP of the blueprint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetRef {

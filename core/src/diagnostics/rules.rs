@@ -220,6 +220,12 @@ rules! {
          one, the API VIP moves between them and talosctl talks to them. A cluster without one \
          never starts. Make at least one node a control plane (the default role); three \
          survive the loss of any one of them.";
+    UNUSED_SETTING = "E0132" "unused-setting" Error:
+        "A setting that only means something beside another is given without it: \
+         `[talos.age]` (the recipients and identity of an age-encrypted bundle) with a \
+         `talos.secrets` that is not `age:`. It is refused rather than ignored, because a \
+         reader would believe the bundle is encrypted to those recipients when it is not. \
+         Write `talos.secrets = \"age:PATH\"` or remove the table.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

@@ -188,6 +188,53 @@ checked_string! {
     /// writes as root on the Teleport VM.
     TeleportDataPath: check_teleport_data_path, example "/var/lib/teleport/kubeconfig.yaml",
         help "write a file under `/var/lib/teleport/`, e.g. `/var/lib/teleport/kubeconfig.yaml`";
+    /// `talos.age.recipients[]`: an age X25519 recipient the Talos store is
+    /// encrypted to. Its checksum is checked by the age library when the
+    /// store is written (`waddlec`'s `secrets::age_store`).
+    AgeRecipient: check_age_recipient, example "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+        help "paste the line `age-keygen -y IDENTITY_FILE` prints: `age1` and 58 lowercase letters and digits";
+}
+
+/// Why a recipient that is really an identity is refused; the value is
+/// secret and never quoted.
+pub const AGE_IDENTITY_REFUSAL: &str = "is an age identity (`AGE-SECRET-KEY-1…`), which is \
+     secret, not a recipient: it is in the blueprint's history now, so make a new identity \
+     (`age-keygen`) and write its recipient (`age-keygen -y`) here";
+
+/// Whether `value` looks like an age identity (a secret key), in any case.
+pub fn is_age_identity(value: &str) -> bool {
+    value
+        .get(..15)
+        .is_some_and(|p| p.eq_ignore_ascii_case("AGE-SECRET-KEY-"))
+}
+
+/// The bech32 alphabet (BIP 173), which age's recipients are written in.
+const BECH32_CHARSET: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+
+/// `age1` and the 58 bech32 characters of a 32-byte X25519 key and its
+/// checksum.
+pub fn check_age_recipient(recipient: &str) -> Result<(), String> {
+    if is_age_identity(recipient) {
+        return Err(AGE_IDENTITY_REFUSAL.into());
+    }
+    let Some(data) = recipient.strip_prefix("age1") else {
+        return Err(format!(
+            "`{recipient}` is not an age X25519 recipient, which starts with `age1` (SSH and \
+             plugin recipients are not supported)"
+        ));
+    };
+    if let Some(c) = first_refused(data, |c| BECH32_CHARSET.contains(c)) {
+        return Err(format!(
+            "contains {c}; an age recipient is `age1` and lowercase bech32 letters and digits"
+        ));
+    }
+    if data.len() != 58 {
+        return Err(format!(
+            "has {} characters after `age1`, where an X25519 recipient has 58",
+            data.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Teleport's data directory on its VM, where the kubeconfig `cluster

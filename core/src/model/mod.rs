@@ -12,11 +12,13 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use waddle_images::ByteSize;
 
-pub use crate::blueprint::{BridgeRole, Date, Policy, Port, Protocol, SecretRef, TalosRole};
+pub use crate::blueprint::{
+    BridgeRole, BundleRef, Date, Policy, Port, Protocol, SecretRef, TalosRole,
+};
 pub use checked::{
-    BridgeName, CheckedString, CpuType, EmailAddress, GitBranch, GitUrl, GithubOrg, HttpUrl,
-    HttpsUrl, KnownHost, OAuthClientId, RepoPath, S3Region, SshTarget, StorageId, TeleportDataPath,
-    ZfsDataset,
+    AgeRecipient, BridgeName, CheckedString, CpuType, EmailAddress, GitBranch, GitUrl, GithubOrg,
+    HttpUrl, HttpsUrl, KnownHost, OAuthClientId, RepoPath, S3Region, SshTarget, StorageId,
+    TeleportDataPath, ZfsDataset,
 };
 pub use host_access::{AccessSource, HostAccess, ISCSI_PORT, SSH_PORT};
 
@@ -325,12 +327,48 @@ pub struct TalosCluster {
     pub extensions: Vec<String>,
     /// In blueprint order.
     pub kernel_args: Vec<String>,
-    /// The secrets bundle (always a `file:` reference).
-    pub secrets: SecretRef,
+    /// Where the secrets bundle is kept (and the admin identity and the
+    /// SSH host keys beside it).
+    pub secrets: BundleStore,
     pub bridge: BridgeName,
     /// The Kubernetes API's floating address: a `Layer2VIPConfig` on every
     /// control plane (one holds it at a time), never on a worker.
     pub api_vip: Ipv4Addr,
+}
+
+/// Where the Talos secrets bundle, the talosctl admin identity and the
+/// Debian VMs' SSH host keys are kept: the blueprint's `talos.secrets`,
+/// with `[talos.age]` for an `age:` one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BundleStore {
+    /// A plain 0600 file, relative to the blueprint.
+    File(String),
+    /// A 1Password Document item, read and written with the `op` CLI.
+    OnePassword {
+        vault: String,
+        item: String,
+        file: String,
+    },
+    /// A file relative to the blueprint, encrypted with age to every
+    /// recipient and decrypted with the identity the reference names.
+    Age {
+        path: String,
+        recipients: Vec<AgeRecipient>,
+        identity: SecretRef,
+    },
+}
+
+impl std::fmt::Display for BundleStore {
+    /// As the blueprint writes it (`file:…`, `op://…`, `age:…`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BundleStore::File(path) => write!(f, "file:{path}"),
+            BundleStore::OnePassword { vault, item, file } => {
+                write!(f, "op://{vault}/{item}/{file}")
+            }
+            BundleStore::Age { path, .. } => write!(f, "age:{path}"),
+        }
+    }
 }
 
 /// The Cilium chart's image tables (values paths). In 1.19.0 each has

@@ -10,7 +10,7 @@ use waddle_images::ByteSize;
 
 use super::network::check_in_network;
 use super::{names, Checker};
-use crate::blueprint::{Blueprint, Located, SecretRef, SettingsRef, Span};
+use crate::blueprint::{Blueprint, Located, SettingsRef, Span};
 use crate::diagnostics::rules;
 use crate::model::{self, CheckedString, GuestOs, TalosRole};
 
@@ -428,15 +428,6 @@ pub(super) fn talos(
             },
         );
     }
-    if !matches!(*talos.secrets, SecretRef::File(_)) {
-        checker.error(
-            &rules::INVALID_LOCATION,
-            talos.secrets.span(),
-            "talos.secrets",
-            "the Talos secrets bundle must be a `file:` reference (e.g. `file:../secrets/cluster.yaml`): \
-             `waddlec secrets init` creates that file; back it up in 1Password, but build from the file",
-        );
-    }
     let mut extensions: Vec<String> = talos.extensions.iter().map(|e| e.to_string()).collect();
     extensions.sort();
     extensions.dedup();
@@ -461,7 +452,7 @@ pub(super) fn talos(
         name: talos.cluster.to_string(),
         extensions,
         kernel_args: talos.kernel_args.iter().map(|a| a.to_string()).collect(),
-        secrets: (*talos.secrets).clone(),
+        secrets: super::bundle::store(checker, talos),
         // An undefined bridge is reported above.
         bridge: bridge.map_or_else(model::BridgeName::example, |b| b.name.clone()),
         api_vip: *talos.api_vip,

@@ -6,6 +6,7 @@
 //! handed out when there is no error. Pure: the only outside input, today's
 //! date (for expiring rules), is a parameter.
 
+mod bundle;
 mod cilium;
 mod cluster;
 mod firewall;

@@ -9,7 +9,7 @@
 //! crate's `secrets`, against the directories the operator allows.
 
 use super::Checker;
-use crate::blueprint::{Blueprint, Located, SecretRef};
+use crate::blueprint::{Blueprint, BundleRef, Located, SecretRef, Span};
 use crate::diagnostics::rules;
 
 /// The prefix of every environment variable a blueprint may read.
@@ -23,8 +23,8 @@ const HELP: &str = "write `file:NAME` beside the blueprint, `file:../secrets/NAM
 /// Every secret reference of the blueprint, with its key.
 pub fn references(blueprint: &Blueprint) -> Vec<(&'static str, &Located<SecretRef>)> {
     let mut references = vec![("host.api_token", &blueprint.host.api_token)];
-    if let Some(talos) = &blueprint.talos {
-        references.push(("talos.secrets", &talos.secrets));
+    if let Some(age) = blueprint.talos.as_ref().and_then(|t| t.age.as_ref()) {
+        references.push(("talos.age.identity", &age.identity));
     }
     if let Some(flux) = &blueprint.flux {
         references.push(("flux.deploy_key", &flux.deploy_key));
@@ -43,17 +43,41 @@ pub fn references(blueprint: &Blueprint) -> Vec<(&'static str, &Located<SecretRe
 }
 
 pub fn check_references(checker: &mut Checker, blueprint: &Blueprint) {
-    for (path, reference) in references(blueprint) {
-        if let Err(reason) = check_reference(reference) {
-            let diagnostic = checker.error(
-                &rules::UNCONFINED_SECRET,
-                reference.span(),
-                path,
-                format!("`{path}` {reason}"),
-            );
-            diagnostic.label = "here".into();
-            diagnostic.help = Some(HELP.into());
+    let mut refused: Vec<(&str, Span, String)> = references(blueprint)
+        .into_iter()
+        .filter_map(|(path, reference)| {
+            check_reference(reference)
+                .err()
+                .map(|reason| (path, reference.span(), reason))
+        })
+        .collect();
+    if let Some(talos) = &blueprint.talos {
+        if let Err(reason) = check_bundle(&talos.secrets) {
+            refused.push(("talos.secrets", talos.secrets.span(), reason));
         }
+    }
+    for (path, span, reason) in refused {
+        let diagnostic = checker.error(
+            &rules::UNCONFINED_SECRET,
+            span,
+            path,
+            format!("`{path}` {reason}"),
+        );
+        diagnostic.label = "here".into();
+        diagnostic.help = Some(HELP.into());
+    }
+}
+
+/// [`check_reference`] for where the Talos bundle is kept: an `age:` path
+/// follows the rule of a `file:` one (it is read and written beside the
+/// blueprint the same way, only encrypted).
+fn check_bundle(reference: &BundleRef) -> Result<(), String> {
+    if reference.to_string().chars().any(char::is_control) {
+        return Err("is more than one line (it holds a newline or control character)".into());
+    }
+    match reference {
+        BundleRef::OnePassword { .. } => Ok(()),
+        BundleRef::File(path) | BundleRef::Age(path) => check_file_path(path),
     }
 }
 
@@ -197,17 +221,25 @@ mod tests {
 
     /// A secret field added to the document without being listed here
     /// would escape the check: every one the document declares is listed
-    /// for the bundled blueprint, which has them all.
+    /// for the bundled blueprint, which has them all once its bundle is
+    /// age-encrypted (for `talos.age.identity`).
     #[test]
     fn every_secret_field_of_the_document_is_listed() {
         let fields = include_str!("../blueprint/document.rs")
             .matches("Located<SecretRef>")
             .count();
+        let text = include_str!("../../../blueprints/waddle.toml").replacen(
+            "secrets = \"file:../secrets/waddle-cluster.yaml\"",
+            "secrets = \"age:waddle-cluster.yaml.age\"\n\
+             age = { recipients = [], identity = \"env:WADDLE_AGE_IDENTITY\" }",
+            1,
+        );
         let source = crate::source::SourceFile {
             name: "waddle.toml".into(),
-            text: include_str!("../../../blueprints/waddle.toml").into(),
+            text,
         };
         let blueprint = crate::blueprint::parse(&source).expect("the bundled blueprint parses");
+        assert!(blueprint.talos.as_ref().unwrap().age.is_some());
         assert_eq!(references(&blueprint).len(), fields);
     }
 }

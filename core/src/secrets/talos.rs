@@ -8,8 +8,6 @@
 //! reading them from disk are the `waddlec` crate's `secrets::talos_bundle`
 //! and `secrets::talos_admin`.
 
-use std::path::{Path, PathBuf};
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -149,20 +147,6 @@ pub struct TalosAdmin {
 }
 
 impl TalosAdmin {
-    /// Where the identity of the bundle at `bundle` lives:
-    /// `NAME.yaml` → `NAME.admin.yaml`.
-    pub fn path_beside(bundle: &Path) -> PathBuf {
-        let stem = bundle
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let stem = stem
-            .strip_suffix(".yaml")
-            .or_else(|| stem.strip_suffix(".yml"))
-            .unwrap_or(&stem);
-        bundle.with_file_name(format!("{stem}.admin.yaml"))
-    }
-
     /// Parses and checks an identity file of `waddlec secrets init`.
     /// Errors never quote the text.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -284,17 +268,5 @@ mod tests {
         assert!(is_token("abcdef.0123456789abcdef"));
         assert!(!is_token("abcdef.0123456789abcdeF"));
         assert!(!is_token("abcde.0123456789abcdef0"));
-    }
-
-    #[test]
-    fn admin_file_sits_beside_the_bundle() {
-        assert_eq!(
-            TalosAdmin::path_beside(Path::new("secrets/waddle.yaml")),
-            Path::new("secrets/waddle.admin.yaml")
-        );
-        assert_eq!(
-            TalosAdmin::path_beside(Path::new("bundle")),
-            Path::new("bundle.admin.yaml")
-        );
     }
 }

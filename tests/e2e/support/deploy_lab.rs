@@ -380,7 +380,7 @@ pub fn waddlec_in(lab: &SecretLab) -> Command {
 
 /// The Talos credentials `secrets init` wrote in the lab.
 pub fn credentials(lab: &SecretLab) -> TalosCredentials {
-    waddlec::secrets::load_talos(&lab.path("secrets/cluster.yaml")).unwrap()
+    lab.credentials()
 }
 
 /// The simulated nodes start as `cp1`…, `w1`…; the blueprint's are

@@ -13,6 +13,7 @@ pub mod k8s_schemas;
 pub mod kube_api;
 pub mod machine_proto;
 pub mod netns;
+pub mod op_stand_in;
 pub mod pve_firewall;
 pub mod pve_sim;
 pub mod ssh_host;

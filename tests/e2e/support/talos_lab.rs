@@ -55,11 +55,33 @@ impl SecretLab {
     }
 
     pub fn waddlec(&self, args: &[&str]) -> std::process::Output {
+        self.waddlec_with(args, &[])
+    }
+
+    /// [`SecretLab::waddlec`] with more environment (`op` on the `PATH`,
+    /// an age identity).
+    pub fn waddlec_with(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         run(waddlec()
             .current_dir(self.dir.path())
             .env(GITHUB_SECRET_ENV, GITHUB_SECRET)
             .env("WADDLEC_CACHE_DIR", self.dir.path().join("cache"))
+            .envs(env.iter().copied())
             .args(args))
+    }
+
+    /// Keeps the Talos bundle where `secrets` says (`op://…`, `age:…`),
+    /// with the `[talos.age]` table `age` if given.
+    pub fn keep_talos_secrets(&self, secrets: &str, age: Option<toml::Table>) {
+        let mut document: toml::Table = fs::read_to_string(&self.blueprint)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let talos = document["talos"].as_table_mut().unwrap();
+        talos.insert("secrets".into(), secrets.into());
+        if let Some(age) = age {
+            talos.insert("age".into(), age.into());
+        }
+        fs::write(&self.blueprint, toml::to_string(&document).unwrap()).unwrap();
     }
 
     pub fn init(&self) {
@@ -70,14 +92,22 @@ impl SecretLab {
     /// `build --with-secrets --no-images` into `out` (relative to the lab);
     /// returns the tree's path.
     pub fn build_with_secrets(&self, out: &str) -> PathBuf {
-        let output = self.waddlec(&[
-            "build",
-            "blueprint.toml",
-            "--with-secrets",
-            "--no-images",
-            "--out",
-            out,
-        ]);
+        self.build_with_secrets_env(out, &[])
+    }
+
+    /// [`SecretLab::build_with_secrets`] with more environment.
+    pub fn build_with_secrets_env(&self, out: &str, env: &[(&str, &str)]) -> PathBuf {
+        let output = self.waddlec_with(
+            &[
+                "build",
+                "blueprint.toml",
+                "--with-secrets",
+                "--no-images",
+                "--out",
+                out,
+            ],
+            env,
+        );
         assert!(output.status.success(), "{}", text(&output.stderr));
         self.path(out)
     }
@@ -87,11 +117,67 @@ impl SecretLab {
         yaml_documents(&fs::read_to_string(self.path("secrets/cluster.yaml")).unwrap()).remove(0)
     }
 
+    /// The bundle and admin identity `secrets init` wrote, as waddlec
+    /// reads them.
+    pub fn credentials(&self) -> waddlec::secrets::talos::TalosCredentials {
+        let read = |path: &str| {
+            waddlec::secrets::Secret::new(fs::read_to_string(self.path(path)).unwrap())
+        };
+        waddlec::secrets::talos::TalosCredentials {
+            bundle: waddlec::secrets::talos_bundle::parse(&read("secrets/cluster.yaml"), "bundle")
+                .unwrap(),
+            admin: waddlec::secrets::talos_admin::parse(
+                &read("secrets/cluster.admin.yaml"),
+                "admin",
+            )
+            .unwrap(),
+        }
+    }
+
     /// The Talos admin identity `secrets init` wrote.
     pub fn admin(&self) -> serde_json::Value {
         yaml_documents(&fs::read_to_string(self.path("secrets/cluster.admin.yaml")).unwrap())
             .remove(0)
     }
+}
+
+/// Every value a secret YAML document holds (the bundle, the admin
+/// identity, the SSH host keys), for scanning what must not hold them:
+/// each string leaf, and each line of 16 or more characters of what they
+/// hold inside (PEM bodies, whole or base64-decoded), since a leak may be
+/// decoded or split.
+pub fn secret_values(texts: &[&str]) -> Vec<String> {
+    fn leaves(value: &serde_json::Value, into: &mut Vec<String>) {
+        match value {
+            serde_json::Value::String(s) => into.push(s.clone()),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| leaves(v, into)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| leaves(v, into)),
+            _ => {}
+        }
+    }
+    let mut values = Vec::new();
+    for text in texts {
+        for document in yaml_documents(text) {
+            leaves(&document, &mut values);
+        }
+    }
+    let mut inner = Vec::new();
+    for value in &values {
+        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, value)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
+        for text in [value.as_str(), decoded.as_str()] {
+            inner.extend(
+                text.lines()
+                    .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+                    .map(String::from),
+            );
+        }
+    }
+    values.extend(inner);
+    // Public halves are not secret.
+    values.retain(|v| !v.starts_with("ssh-ed25519 ") && v.len() >= 16);
+    values
 }
 
 /// Every document of a YAML stream, as JSON.
