@@ -17,6 +17,7 @@ mod csi_gate;
 mod debian_images;
 mod deploy;
 mod deploy_etcd;
+mod deploy_rollout;
 mod edge_proof;
 mod haproxy;
 mod host_init;
