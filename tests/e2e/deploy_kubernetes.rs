@@ -53,14 +53,17 @@ fn assert_on(lab: &Lab, version: &str) {
     }
 }
 
-/// The lab, three control planes and a worker, brought to Kubernetes
-/// 1.34.3 by a deploy: the VMs' records say 1.34.3 (as if created then)
-/// and every node takes the 1.34.3 configs in place.
+/// The lab, three control planes and a worker, deployed with Kubernetes
+/// 1.34.3, every node then taking its 1.34.3 config in place (the
+/// simulated nodes start on configs of their own).
 fn on_1_34() -> Lab {
-    let lab = Lab::deployed_with(1);
-    pin_kubernetes(&lab, "1.34.3");
+    let lab = Lab::deployed_with(1, |document| {
+        document["versions"]
+            .as_table_mut()
+            .unwrap()
+            .insert("kubernetes".into(), "1.34.3".into());
+    });
     for node in &lab.nodes {
-        lab.age(&node.name, "kubernetes=", "1.34.3");
         lab.age_seed(&node.name);
     }
     let output = lab.deploy(&["--talos-wait", "60"]);

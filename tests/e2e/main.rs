@@ -18,6 +18,7 @@ mod debian_images;
 mod deploy;
 mod deploy_etcd;
 mod deploy_kubernetes;
+mod deploy_rollout;
 mod edge_proof;
 mod haproxy;
 mod host_init;

@@ -24,9 +24,13 @@
 //!   tags (`FACTORY_VERSIONS`, changed by a test with `Lab::factory`);
 //! - the VMs' guests: a watcher thread that reads the simulator's journal
 //!   during a deploy and plays each Talos VM's guest on the simulated
-//!   cluster — a destroyed VM's node powers off, a started VM's node boots
-//!   with an empty etcd under the blueprint's hostname (or stays off, for a
-//!   node that never comes back).
+//!   cluster ([`Guest`]) — a destroyed VM's node powers off, a started VM's
+//!   node boots with an empty etcd under the blueprint's hostname (or stays
+//!   off, for a node that never comes back), and, as a real VM does, with
+//!   the Talos version of its image and the machine config of its seed
+//!   ([`Lab::boot_from_its_files`]: what the seed disk delivers, staged
+//!   through another node's apid, so the deploy's own calls, always made
+//!   to the node itself, stay apart in `TalosCluster::calls`).
 //!
 //! The simulator and the cluster are tied only by that watcher, so a test
 //! decides what a VM's guest does.
@@ -39,7 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use waddlec::net::talos_api::{TalosClient, TalosIdentity};
+use waddlec::net::talos_api::{ApplyMode, TalosClient, TalosIdentity, UpgradeRequest};
 use waddlec::secrets::talos::TalosCredentials;
 
 use super::file_server::FileServer;
@@ -56,6 +60,19 @@ pub const CPS: [&str; 3] = ["talos-cp1", "talos-cp2", "talos-cp3"];
 const FIRST_VMID: u32 = 110;
 /// The Talos releases the stand-in factory lists: v1.12.0 to v1.12.11.
 pub const FACTORY_VERSIONS: std::ops::RangeInclusive<u32> = 0..=11;
+
+/// What a started Talos VM's guest does on the simulated cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guest {
+    /// Boots as a new node under its hostname, running the simulation's
+    /// own minimal config and the version it ran before.
+    Returns,
+    /// Stays off: a node that never comes back.
+    NeverReturns,
+    /// Boots as a new node under its hostname running its VM's files: the
+    /// Talos version its image names and its seed's machine config.
+    BootsItsFiles,
+}
 
 /// One Talos node of the lab: index `i` in the simulated cluster.
 #[derive(Clone, Debug)]
@@ -76,20 +93,22 @@ pub struct Lab {
     pub nodes: Vec<LabNode>,
     /// The stand-in Image Factory (`--factory-url`).
     pub factory: FileServer,
+    credentials: TalosCredentials,
 }
 
 impl Lab {
     /// Three control planes, no worker, deployed.
     pub fn deployed() -> Lab {
-        Self::deployed_with(0)
+        Self::deployed_with(0, |_| {})
     }
 
     /// Three control planes and `workers` workers (`talos-w1`…, VMs 113…,
     /// 10.10.0.13…), deployed: the VMs exist and the nodes are etcd's
     /// healthy members under the blueprint's names. The nodes still run
     /// the simulation's own configs and `talos_cluster::START_VERSION`;
-    /// the deploy compares the VMs' descriptions, not the nodes.
-    pub fn deployed_with(workers: usize) -> Lab {
+    /// the deploy compares the VMs' descriptions, not the nodes. `edit`
+    /// changes the blueprint first.
+    pub fn deployed_with(workers: usize, edit: impl FnOnce(&mut toml::Table)) -> Lab {
         for tool in ["qemu-img", "iptables", "curl"] {
             require(tool);
         }
@@ -123,6 +142,7 @@ impl Lab {
                 worker.insert("role".into(), "worker".into());
                 talos_nodes.push(worker.into());
             }
+            edit(document);
         });
         lab.init();
         let host = SshHost::start();
@@ -164,6 +184,7 @@ impl Lab {
             cluster,
             nodes,
             factory,
+            credentials,
         };
         lab.factory_lists(FACTORY_VERSIONS.map(|patch| format!("v1.12.{patch}")), []);
         lab.build();
@@ -234,20 +255,24 @@ impl Lab {
     /// The deploy, with the watcher playing the VMs' guests (see
     /// [`Lab::watched`]). Returns the output and what the watcher saw.
     pub fn deploy_watched(&self, extra: &[&str], comes_back: bool) -> (Output, Vec<String>) {
-        self.watched(comes_back, || self.deploy(extra))
+        let guest = if comes_back {
+            Guest::Returns
+        } else {
+            Guest::NeverReturns
+        };
+        self.watched(guest, || self.deploy(extra))
     }
 
     /// Runs `during` with the watcher playing the Talos VMs' guests:
-    /// destroyed → powered off; started → boots as a new node under the
-    /// same hostname if `comes_back`. Returns `during`'s result and what
-    /// the watcher saw: `destroy: members M leaves N` (etcd's members the
-    /// moment the VM went, and how many `EtcdLeaveCluster` calls its node
-    /// had taken) and `start`.
-    pub fn watched<T>(&self, comes_back: bool, during: impl FnOnce() -> T) -> (T, Vec<String>) {
+    /// destroyed → powered off; started → as `guest` says. Returns
+    /// `during`'s result and what the watcher saw: `destroy: members M
+    /// leaves N` (etcd's members the moment the VM went, and how many
+    /// `EtcdLeaveCluster` calls its node had taken) and `start`.
+    pub fn watched<T>(&self, guest: Guest, during: impl FnOnce() -> T) -> (T, Vec<String>) {
         let done = AtomicBool::new(false);
         let seen = Mutex::new(Vec::new());
         let result = std::thread::scope(|scope| {
-            scope.spawn(|| self.watch(&done, &seen, comes_back));
+            scope.spawn(|| self.watch(&done, &seen, guest));
             let result = during();
             done.store(true, Ordering::SeqCst);
             result
@@ -255,7 +280,7 @@ impl Lab {
         (result, seen.into_inner().unwrap())
     }
 
-    fn watch(&self, done: &AtomicBool, seen: &Mutex<Vec<String>>, comes_back: bool) {
+    fn watch(&self, done: &AtomicBool, seen: &Mutex<Vec<String>>, guest: Guest) {
         let mut read = self.sim.requests().len();
         loop {
             // One last look after `during` ends: nothing it did is missed.
@@ -290,8 +315,13 @@ impl Lab {
                     }
                     if method == "POST" && path.ends_with(&format!("{vm}/status/start")) {
                         seen.lock().unwrap().push("start".into());
-                        if comes_back {
-                            self.cluster.replace_without_leave(i, &node.name);
+                        match guest {
+                            Guest::Returns => self.cluster.replace_without_leave(i, &node.name),
+                            Guest::NeverReturns => {}
+                            Guest::BootsItsFiles => {
+                                self.cluster.replace_without_leave(i, &node.name);
+                                self.boot_from_its_files(i);
+                            }
                         }
                     }
                 }
@@ -302,6 +332,50 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Node `i` boots again (its etcd member kept) running its VM's files,
+    /// as a real VM does: the Talos version its image's name carries and
+    /// the machine config of its seed, the build's
+    /// `dist/vms/<vm>/seed/user-data`. Both are staged through another
+    /// node's apid (`ApplyConfiguration` STAGED, `Upgrade` staged and
+    /// forced), then the node boots into them.
+    pub fn boot_from_its_files(&self, i: usize) {
+        let name = &self.nodes[i].name;
+        let description = self.description_of(name);
+        let version = description
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("image=talos-"))
+            .and_then(|rest| rest.split('-').next())
+            .unwrap_or_else(|| panic!("no Talos image in {name}'s description {description}"))
+            .to_string();
+        let seed = fs::read(self.lab.path(&format!("dist/vms/{name}/seed/user-data"))).unwrap();
+        let via = (0..self.nodes.len())
+            .find(|j| *j != i && self.cluster.is_up(*j))
+            .expect("another node is up");
+        let identity = TalosIdentity::from_credentials(&self.credentials).unwrap();
+        let client = TalosClient::new(&self.cluster.endpoint(via), &identity)
+            .unwrap()
+            .proxy_to(&self.cluster.name(i));
+        client
+            .apply_configuration(&seed, ApplyMode::Staged, false)
+            .unwrap_or_else(|e| panic!("{name} takes its seed's config: {e}"));
+        let image = UpgradeRequest {
+            image: format!("factory.talos.dev/nocloud-installer/stand-in:{version}"),
+            stage: true,
+            force: true,
+            ..UpgradeRequest::default()
+        };
+        client
+            .upgrade(&image)
+            .unwrap_or_else(|e| panic!("{name} takes its image's version: {e}"));
+        self.cluster.power_on(i);
+        // The old boot's server stops first; then the node answers.
+        std::thread::sleep(Duration::from_millis(300));
+        TalosClient::new(&self.cluster.endpoint(i), &identity)
+            .unwrap()
+            .wait_until_up(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{name} is back: {e}"));
     }
 
     fn vmid(&self, vm: &str) -> u32 {
