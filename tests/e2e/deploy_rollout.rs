@@ -11,7 +11,7 @@
 //! - a machine-config change: `[talos.cilium.values] operator.replicas`,
 //!   which lands in the control planes' inline manifests (applied live);
 //! - a Talos version within v1.12.x (the resolver refuses other releases):
-//!   an `Upgrade` per node, one node per deploy;
+//!   an `Upgrade` per node, node by node in one deploy;
 //! - a schematic change: an extension added or removed (a new installer);
 //! - a Kubernetes version, 1.33 → 1.35 (kubelet and control-plane images);
 //! - any of these with `--allow-replace talos-cpN`.

@@ -351,6 +351,10 @@ pub fn apply(
                     }
                     let ack = live.upgrade(name, installer).map_err(etcd_fail)?;
                     report(&format!("talos    {name}: {ack}"));
+                    // It reboots after answering; on a schematic change the
+                    // version it comes back on is the one it runs now, so
+                    // only its going away tells the reboot began.
+                    live.wait_down(name, timeouts.talos.min(REBOOT_START));
                     live.wait_version(name, Some(version), timeouts.talos)
                         .map_err(etcd_fail)?;
                     if control_plane {
