@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use super::desired::Desired;
-use super::etcd::{decide, may_take_down, rejoined, LiveTalos};
+use super::etcd::{changeable_live, decide, may_take_down, LiveTalos};
 use super::plan::{files_of, step_upgrades, Change, Plan, Step, BRIDGE_MARKER};
 use super::rollout::interim_config;
 use crate::net::pve::{segment, Progress, Pve, PveError, UploadFile};
@@ -301,9 +301,7 @@ pub fn apply(
                         if preview.as_ref().is_none_or(|p| p.reboot) {
                             may_take_down(&view, name, host.members)
                         } else {
-                            rejoined(&view, host.members).map_err(|why| {
-                                format!("{name} is not changed now: etcd is not healthy ({why}); bring it back first")
-                            })
+                            changeable_live(&view, name, host.members)
                         }
                         .map_err(etcd_fail)?;
                     }

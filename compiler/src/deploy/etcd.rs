@@ -168,6 +168,17 @@ pub fn in_place_ready(view: &ClusterView, node: &str, members: &[String]) -> Res
     Ok(())
 }
 
+/// Whether control plane `node` may take a change live now (it stays up):
+/// etcd healthy with exactly `members`, or never bootstrapped.
+pub fn changeable_live(view: &ClusterView, node: &str, members: &[String]) -> Result<(), String> {
+    if view.members.is_err() && without_members(view, "") == Decision::NotBootstrapped {
+        return Ok(());
+    }
+    rejoined(view, members).map_err(|why| {
+        format!("{node} is not changed now: etcd is not healthy ({why}); bring it back first")
+    })
+}
+
 /// Whether control plane `node` may go away now: any time before etcd was
 /// ever bootstrapped (every control plane answers, none runs it), else
 /// [`in_place_ready`].

@@ -356,32 +356,41 @@ fn preview_in_place(
     let view = live.view();
     let mut steps = Vec::with_capacity(paced.steps.len());
     for step in paced.steps {
+        // `(vmid, name, away)`: a control plane this step changes, and
+        // whether it takes it away (else it changes live).
         let gated = match &step {
             Step::Upgrade {
                 vmid,
                 name,
                 now: true,
                 ..
-            } if step_upgrades(&step) => Some((*vmid, name.clone())),
+            } if step_upgrades(&step) => Some((*vmid, name.clone(), true)),
             Step::KubernetesControlPlane {
                 vmid,
                 name,
                 preview: Some(p),
                 now: true,
                 ..
-            } if !p.diff.trim().is_empty() => Some((*vmid, name.clone())),
+            } if !p.diff.trim().is_empty() => Some((*vmid, name.clone(), true)),
             Step::ApplyConfig {
                 vmid,
                 name,
                 preview: Some(p),
                 now: true,
                 ..
-            } if p.reboot && !p.diff.trim().is_empty() => Some((*vmid, name.clone())),
+            } if !p.diff.trim().is_empty() => Some((*vmid, name.clone(), p.reboot)),
             _ => None,
         };
         steps.push(step);
-        if let Some((vmid, name)) = gated.filter(|(_, name)| members.contains(name)) {
-            if let Err(reason) = super::etcd::may_take_down(&view, &name, members) {
+        if let Some((vmid, name, away)) = gated.filter(|(_, name, _)| members.contains(name)) {
+            // As apply checks again right before the node: quorum before
+            // any control plane is touched, however it changes.
+            let ready = if away {
+                super::etcd::may_take_down(&view, &name, members)
+            } else {
+                super::etcd::changeable_live(&view, &name, members)
+            };
+            if let Err(reason) = ready {
                 steps.push(Step::Conflict { vmid, reason });
             }
         }
