@@ -226,6 +226,28 @@ rules! {
          `talos.secrets` that is not `age:`. It is refused rather than ignored, because a \
          reader would believe the bundle is encrypted to those recipients when it is not. \
          Write `talos.secrets = \"age:PATH\"` or remove the table.";
+    UNANNOUNCED_VIP = "E0133" "unannounced-vip" Error:
+        "A `[[vip]]` is a floating address that nothing configures on a NIC: the Talos \
+         cluster's Cilium answers ARP for it (an L2 announcement from the nodes' `eth0`). \
+         Without a `[talos]` cluster nobody announces it, and a VIP on a bridge the Talos \
+         nodes are not on cannot be announced by them, since ARP does not cross bridges. The \
+         edge and the port forwards would still send traffic to it, into nothing. Put the \
+         VIP on `talos.bridge`'s network, add the cluster, or remove the VIP and route to a \
+         VM instead.";
+    EDGE_WITHOUT_ROUTES = "E0134" "edge-without-routes" Error:
+        "An `[edge]` without any `[[edge.route]]` runs HAProxy on the public ports and \
+         drops every TLS connection, since only a matching SNI route forwards one, and its \
+         plain-HTTP redirect leads to that same nothing. It is nearly always a route \
+         forgotten or written under the wrong table. Add a route, or remove `[edge]` (and \
+         the forwards to it).";
+    BRIDGE_NOT_VLAN_AWARE = "E0135" "bridge-not-vlan-aware" Error:
+        "A VM NIC with a VLAN `tag` is on a bridge that is not VLAN-aware. Proxmox tags a \
+         NIC's traffic by making the port a member of that VLAN on a VLAN-aware bridge; on a \
+         plain Linux bridge it adds a VLAN sub-interface and a second bridge on the host \
+         instead, a network waddlec neither made nor shows, and the VM would not share a \
+         segment with the bridge's other machines either way. Set `vlan_aware = true` on the \
+         bridge (waddlec creates internal bridges with `bridge_vlan_aware`), or remove the \
+         tag.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

@@ -156,6 +156,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let talos = machines::talos(&mut checker, blueprint, &bridges);
     machines::check_control_planes(&mut checker, blueprint);
     network::check_addresses(&mut checker, blueprint, &bridges);
+    network::check_vip_announcers(&mut checker, blueprint, &bridges);
     let teleport = teleport::teleport(&mut checker, blueprint, &project);
     let targets = routes::Targets::new(blueprint, &vms, &vips, &bridges, teleport.as_ref());
     let edge = routes::edge(&mut checker, blueprint, &project, &targets);
