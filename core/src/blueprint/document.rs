@@ -139,6 +139,10 @@ pub struct Bridge {
     /// Masquerade this network's traffic out of the public bridge (internal bridges only).
     #[serde(default)]
     pub masquerade: bool,
+    /// VLAN-aware (Proxmox's `bridge_vlan_aware`): a VM NIC on it may carry
+    /// a VLAN `tag`. Internal bridges only: waddlec creates those, and only
+    /// checks the public one (E0113). Default: `false`.
+    pub vlan_aware: Option<Located<bool>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -220,8 +224,15 @@ pub struct Nic {
     /// Address on that bridge; the prefix length comes from the bridge.
     pub address: Located<Ipv4Addr>,
     /// Default route through this NIC. Default: the bridge's router when the VM
-    /// has a single NIC.
+    /// has a single untagged NIC.
     pub gateway: Option<Located<Ipv4Addr>>,
+    /// VLAN ID, 1 to 4094 (E0122): Proxmox puts the NIC on that VLAN of the
+    /// bridge, which must be `vlan_aware` (E0135); the guest sees untagged
+    /// frames. The NIC then shares a segment only with NICs of the same tag,
+    /// not with the host's address on the bridge (its untagged VLAN), so it
+    /// gets no default route unless `gateway` names a router on its VLAN.
+    /// The address is still in the bridge's `cidr`.
+    pub tag: Option<Located<u16>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -115,7 +115,8 @@ rules! {
     ROLE_MISMATCH = "E0113" "role-mismatch" Error:
         "A setting is used where its role does not fit: a gateway or masquerade on the wrong kind \
          of bridge, a forward to a VM that is not on an internal bridge, more than one public \
-         bridge, or more than one default route on a VM.";
+         bridge, a public bridge marked `vlan_aware` (waddlec only checks the uplink, it \
+         creates and changes internal bridges), or more than one default route on a VM.";
     DUPLICATE_ROUTE = "E0114" "duplicate-route" Error:
         "The same SNI host or forwarded port appears twice; only one of them could ever match.";
     VMID_OUT_OF_RANGE = "E0116" "vmid-out-of-range" Error:
@@ -155,7 +156,8 @@ rules! {
          `-._~:/@` only, name a DNS or IPv4 host, and carry no password, query or fragment.";
     OUT_OF_RANGE = "E0122" "out-of-range" Error:
         "A count outside what its consumer accepts: VM cores are 1 to 512 (Proxmox's limit), \
-         SpiceDB replicas and PostgreSQL instances 1 to 9.";
+         a NIC's VLAN tag 1 to 4094 (Proxmox's `tag`; 0 and 4095 are reserved), SpiceDB \
+         replicas and PostgreSQL instances 1 to 9.";
     MACHINE_TOO_SMALL = "E0123" "machine-too-small" Error:
         "A machine's memory or disk is below what its guest needs. A disk smaller than the \
          image it boots cannot hold it (Proxmox imports the image, and disks only grow). Talos \

@@ -146,6 +146,9 @@ pub struct Bridge {
     /// Upstream router of a public bridge.
     pub gateway: Option<Ipv4Addr>,
     pub masquerade: bool,
+    /// `bridge_vlan_aware`: NICs on it may carry a VLAN tag. Never on the
+    /// public bridge.
+    pub vlan_aware: bool,
 }
 
 /// The baked Debian image's EFI system partition: systemd-boot, one kernel
@@ -311,6 +314,9 @@ pub struct Nic {
     /// Address with the bridge's prefix length.
     pub address: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
+    /// The VLAN (1 to 4094) Proxmox puts the NIC on, on a VLAN-aware
+    /// bridge; `None`: the bridge's untagged VLAN.
+    pub tag: Option<u16>,
 }
 
 #[derive(Clone, Debug)]

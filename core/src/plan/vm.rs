@@ -117,9 +117,10 @@ fn vm_config(model: &Model, vm: &Vm, plan: &VmImages) -> VmConfig {
     );
     set("boot", "order=scsi0".into());
     for (index, nic) in vm.nics.iter().enumerate() {
+        let tag = nic.tag.map(|tag| format!(",tag={tag}")).unwrap_or_default();
         set(
             &format!("net{index}"),
-            format!("virtio,bridge={},macaddr={}", nic.bridge, nic.mac),
+            format!("virtio,bridge={},macaddr={}{tag}", nic.bridge, nic.mac),
         );
     }
     set("serial0", "socket".into());

@@ -99,6 +99,13 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
         if bridge.masquerade && *bridge.role == BridgeRole::Public {
             checker.error(&rules::ROLE_MISMATCH, bridge.role.span(), format!("{path}.masquerade"), format!("`masquerade` NATs an internal network out of the public bridge; `{}` is the public bridge", *bridge.name));
         }
+        let vlan_aware = bridge.vlan_aware.as_ref();
+        if let Some(flag) = vlan_aware.filter(|flag| ***flag && *bridge.role == BridgeRole::Public)
+        {
+            let diagnostic = checker.error(&rules::ROLE_MISMATCH, flag.span(), format!("{path}.vlan_aware"), format!("waddlec creates and changes internal bridges only; `{}` is the public bridge, which it only checks", *bridge.name));
+            diagnostic.label = "on the public bridge".into();
+            diagnostic.help = Some("make the uplink VLAN-aware on the host if it needs to be, and remove `vlan_aware` here; tagged NICs go on an internal bridge".into());
+        }
         let Ok(name) = name else { continue };
         indices.push(i);
         out.push(model::Bridge {
@@ -108,6 +115,7 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
             host_address: *bridge.host_address,
             gateway: bridge.gateway.as_ref().map(|g| **g),
             masquerade: bridge.masquerade,
+            vlan_aware: vlan_aware.is_some_and(|flag| **flag),
         });
     }
     for (n, (bridge, &i)) in out.iter().zip(&indices).enumerate() {
