@@ -164,7 +164,7 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
     let mut talos = BTreeMap::new();
     let rollout = compiled.model.rollout_order();
     for plan in &compiled.images {
-        let BootImage::Talos(image) = &plan.boot else {
+        let (BootImage::Talos(image), Some(cluster)) = (&plan.boot, &compiled.model.talos) else {
             continue;
         };
         let Some(position) = rollout.iter().position(|node| node.vm.id == plan.vmid) else {
@@ -180,7 +180,7 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
             TalosTarget {
                 version: image.version.clone(),
                 schematic: image.schematic.clone(),
-                kubernetes: compiled.model.versions.kubernetes.clone(),
+                kubernetes: cluster.kubernetes.clone(),
                 config,
                 control_plane: rollout[position].is_control_plane(),
                 rollout: position,

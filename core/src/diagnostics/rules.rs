@@ -43,7 +43,10 @@ rules! {
          otherwise fall back to a default and the platform would differ from what the file says. \
          `waddlec schema` prints the JSON Schema with every key.";
     MISSING_KEY = "E0003" "missing-key" Error:
-        "A key without a sensible default is missing.";
+        "A key without a sensible default is missing. That includes a `[versions]` pin a \
+         component the blueprint uses needs (`talos` and `kubernetes` for `[talos]`, \
+         `teleport` for `[teleport]`, …): the finding points at the component. Pins of \
+         components the blueprint does not use are not needed.";
     INVALID_VALUE = "E0004" "invalid-value" Error:
         "A value has the wrong type or spelling: an address that does not parse (or an IPv6 \
          one: waddlec speaks IPv4 only for now), an unknown enum variant, a target that is not \

@@ -144,11 +144,9 @@ fn vm_config(model: &Model, vm: &Vm, plan: &VmImages) -> VmConfig {
 /// node's also names the Kubernetes version its machine config runs, so a
 /// later deploy knows an upgrade's starting point and its skew.
 fn description(model: &Model, plan: &VmImages) -> String {
-    let kubernetes = match &plan.boot {
-        BootImage::Talos(_) => {
-            format!(" kubernetes={}", model.versions.kubernetes)
-        }
-        BootImage::Debian(_) => String::new(),
+    let kubernetes = match (&plan.boot, &model.talos) {
+        (BootImage::Talos(_), Some(cluster)) => format!(" kubernetes={}", cluster.kubernetes),
+        _ => String::new(),
     };
     format!(
         "{DESCRIPTION_PREFIX} image={} seed={}{kubernetes}",

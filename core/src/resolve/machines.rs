@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 use waddle_images::ByteSize;
 
 use super::network::check_in_network;
-use super::{names, Checker};
+use super::{names, versions, Checker};
 use crate::blueprint::{Blueprint, Located, SettingsRef, Span};
 use crate::diagnostics::rules;
 use crate::model::{self, CheckedString, GuestOs, TalosRole};
@@ -18,6 +18,8 @@ const MIN_VMID: u32 = 100;
 const MAX_VMID: u32 = 999_999_999;
 const MAX_CORES: u32 = 512;
 const GIB: u64 = 1024 * 1024 * 1024;
+/// What needs the Talos and Kubernetes pins, as a missing one names it.
+const TALOS_COMPONENT: &str = "the Talos cluster (`[talos]`)";
 
 /// The extra packages of the image `name`, sorted and de-duplicated.
 fn image_packages(blueprint: &Blueprint, name: &str) -> Vec<String> {
@@ -508,6 +510,20 @@ pub(super) fn talos(
         // An undefined bridge is reported above.
         bridge: bridge.map_or_else(model::BridgeName::example, |b| b.name.clone()),
         api_vip: *talos.api_vip,
+        version: versions::required_string(
+            checker,
+            &blueprint.versions.talos,
+            "talos",
+            TALOS_COMPONENT,
+            talos.cluster.span(),
+        ),
+        kubernetes: versions::required_string(
+            checker,
+            &blueprint.versions.kubernetes,
+            "kubernetes",
+            TALOS_COMPONENT,
+            talos.cluster.span(),
+        ),
     })
 }
 
