@@ -3,7 +3,9 @@
 
 use std::fs;
 
-use crate::support::{build, repo_root, run, text, tree, valid_blueprints, waddlec};
+use crate::support::{
+    build, host_only_blueprints, repo_root, run, text, tree, valid_blueprints, waddlec,
+};
 
 #[test]
 fn builds_are_byte_identical_whatever_the_cwd_umask_locale_or_out_dir() {
@@ -190,7 +192,7 @@ fn committed_schema_is_current_and_accepts_the_shipped_blueprints() {
     assert_eq!(text(&output.stdout), text(&committed), "blueprints/blueprint.schema.json is stale: run `waddlec schema > blueprints/blueprint.schema.json`");
     let schema: serde_json::Value = serde_json::from_slice(&committed).unwrap();
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    for blueprint in valid_blueprints() {
+    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
         let document: toml::Value = toml::from_str(&text(&fs::read(&blueprint).unwrap())).unwrap();
         let json = toml_to_json(document);
         let errors: Vec<String> = validator
@@ -207,6 +209,34 @@ fn committed_schema_is_current_and_accepts_the_shipped_blueprints() {
         .unwrap()
         .insert("domian".into(), "x".into());
     assert!(!validator.is_valid(&toml_to_json(document)));
+}
+
+/// `[versions]` pins what the blueprint uses: a host with Debian VMs and
+/// Teleport builds without a Talos, Kubernetes, Cilium or platform pin, and
+/// a pin a used component needs is refused naming that component.
+#[test]
+fn a_blueprint_pins_only_the_versions_its_components_use() {
+    for blueprint in host_only_blueprints() {
+        let (_guard, out) = build(&blueprint);
+        let manifest = text(&fs::read(out.join("manifest.json")).unwrap());
+        for absent in ["\"talos/", "\"cluster/", "\"platform/"] {
+            assert!(!manifest.contains(absent), "{absent} in {manifest}");
+        }
+        let source = text(&fs::read(&blueprint).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let unpinned = dir.path().join("unpinned.toml");
+        fs::write(&unpinned, source.replace("teleport = \"18.2.1\"\n", "")).unwrap();
+        let output = run(waddlec()
+            .args(["validate", "--format", "json"])
+            .arg(&unpinned));
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            json["diagnostics"][0]["message"],
+            "`versions.teleport` is missing: Teleport (`[teleport]`) needs it",
+            "{json:#}"
+        );
+    }
 }
 
 #[test]

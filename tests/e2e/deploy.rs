@@ -609,6 +609,55 @@ fn a_bare_host_gets_its_bridge_before_any_vm_and_nothing_the_second_time() {
     lab.assert_no_violations();
 }
 
+/// A VLAN-aware bridge and a tagged NIC reach the host as the API schema
+/// spells them (`bridge_vlan_aware`, `net0: …,tag=N`), and the host the
+/// simulator keeps then needs nothing more.
+#[test]
+fn a_vlan_aware_bridge_and_a_tagged_nic_are_deployed_and_kept() {
+    let host = SshHost::start();
+    let lab = Lab::bare(|document| {
+        over_ssh(document);
+        let bridges = document["bridge"].as_array_mut().unwrap();
+        bridges[1]
+            .as_table_mut()
+            .unwrap()
+            .insert("vlan_aware".into(), true.into());
+        let vms = document["vm"].as_array_mut().unwrap();
+        let nic = vms[1]["nics"].as_array_mut().unwrap()[0]
+            .as_table_mut()
+            .unwrap();
+        nic.insert("tag".into(), 20.into());
+    });
+    write_host_record(&lab, &host.host_public_key(), &lab.sim.fingerprint);
+    let root = tempfile::tempdir().unwrap();
+    let output = lab.deploy_with_host(&host, root.path(), &[]);
+    assert!(
+        output.status.success(),
+        "{}\n{}\nsimulator:\n{}",
+        text(&output.stdout),
+        text(&output.stderr),
+        lab.sim.log()
+    );
+    assert!(
+        text(&output.stdout)
+            .contains("bridge   create vmbr1 10.10.0.1/24 (no ports, autostart, VLAN-aware)"),
+        "{}",
+        text(&output.stdout)
+    );
+    let network = lab.sim.state()["network"].clone();
+    let interfaces = network["interfaces"].as_str().unwrap();
+    assert!(interfaces.contains("bridge-vlan-aware yes"), "{interfaces}");
+    let vms = lab.vms();
+    let teleport = vms["101"]["config"]["net0"].as_str().unwrap_or_default();
+    assert!(teleport.ends_with(",tag=20"), "{vms:#}");
+    let before = lab.sim.requests().len();
+    let output = lab.deploy_with_host(&host, root.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("nothing to do"));
+    assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
+    lab.assert_no_violations();
+}
+
 /// A vmbr1 the operator made with other settings is theirs: a conflict,
 /// nothing changed.
 #[test]

@@ -10,12 +10,14 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{build, require, run, schema_file, text, valid_blueprints};
+use crate::support::{
+    build, host_only_blueprints, require, run, schema_file, text, valid_blueprints,
+};
 
 #[test]
 fn generated_scripts_pass_shellcheck() {
     require("shellcheck");
-    for blueprint in valid_blueprints() {
+    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
         let (_guard, out) = build(&blueprint);
         for script in [
             "host/create-vms.sh",
@@ -114,7 +116,7 @@ impl ProxmoxStandIn {
 #[test]
 fn qm_script_creates_each_vm_once_and_is_idempotent() {
     let schema = qemu_create_schema();
-    for blueprint in valid_blueprints() {
+    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
         let (guard, out) = build(&blueprint);
         let script = out.join("host/create-vms.sh");
         let node = text(&fs::read(&script).unwrap())

@@ -156,7 +156,7 @@ fn machine_configs_say_what_the_blueprint_says() {
         assert_eq!(config["machine"]["install"]["image"], images["installer"]);
         assert_eq!(
             config["machine"]["kubelet"]["image"],
-            format!("ghcr.io/siderolabs/kubelet:v{}", model.versions.kubernetes)
+            format!("ghcr.io/siderolabs/kubelet:v{}", cluster.kubernetes)
         );
         let sans = &config["cluster"]["apiServer"]["certSANs"];
         assert!(sans

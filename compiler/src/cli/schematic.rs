@@ -85,7 +85,7 @@ fn register(args: &RegisterArgs) -> u8 {
     let schematic = Schematic::new(&cluster.extensions, &cluster.kernel_args);
     match factory::register(&args.factory, &schematic) {
         Ok(id) => {
-            let version = &model.versions.talos;
+            let version = &cluster.version;
             let disk_image = schematic::disk_image_url(&id, version);
             let installer = schematic::installer_image(&id, version);
             match args.format {

@@ -113,9 +113,13 @@ pub fn apply(
             source,
         };
         match step {
-            Step::CreateBridge { bridge, cidr } => {
+            Step::CreateBridge {
+                bridge,
+                cidr,
+                vlan_aware,
+            } => {
                 report(&line);
-                let mut form = bridge_form(cidr);
+                let mut form = bridge_form(cidr, *vlan_aware);
                 form.insert(0, ("iface".to_string(), bridge.clone()));
                 host.pve
                     .post(&format!("{}/network", node_path(host)), &form)
@@ -123,17 +127,25 @@ pub fn apply(
             }
             Step::UpdateBridge { bridge, changes } => {
                 report(&line);
-                let cidr = desired
+                let wanted = desired
                     .bridges
                     .iter()
                     .find(|b| b.name == *bridge)
-                    .map(|b| b.cidr.as_str())
                     .ok_or_else(|| ApplyError::NotDesiredBridge {
                         bridge: bridge.clone(),
                     })?;
-                let mut form = bridge_form(cidr);
-                if changes.iter().any(|c| c.key == "bridge_ports") {
-                    form.push(("delete".to_string(), "bridge_ports".to_string()));
+                let mut form = bridge_form(&wanted.cidr, wanted.vlan_aware);
+                // What the blueprint's bridge does not have is deleted.
+                let changed = |key: &str| changes.iter().any(|c| c.key == key);
+                let mut deleted = Vec::new();
+                if changed("bridge_ports") {
+                    deleted.push("bridge_ports");
+                }
+                if changed("bridge_vlan_aware") && !wanted.vlan_aware {
+                    deleted.push("bridge_vlan_aware");
+                }
+                if !deleted.is_empty() {
+                    form.push(("delete".to_string(), deleted.join(",")));
                 }
                 host.pve
                     .put(
@@ -430,9 +442,10 @@ fn qemu_path(host: &Host<'_>, vmid: u32) -> String {
 }
 
 /// A bridge as the blueprint has it (`POST`/`PUT …/network`): the host's
-/// address, no ports, up at boot, and the comment that marks it as
-/// waddlec's.
-fn bridge_form(cidr: &str) -> Vec<(String, String)> {
+/// address, no ports, up at boot, VLAN-aware if the blueprint says so, and
+/// the comment that marks it as waddlec's.
+fn bridge_form(cidr: &str, vlan_aware: bool) -> Vec<(String, String)> {
+    let vlan = vlan_aware.then_some(("bridge_vlan_aware", "1"));
     [
         ("type", "bridge"),
         ("cidr", cidr),
@@ -440,6 +453,7 @@ fn bridge_form(cidr: &str) -> Vec<(String, String)> {
         ("comments", BRIDGE_MARKER),
     ]
     .into_iter()
+    .chain(vlan)
     .map(|(key, value)| (key.to_string(), value.to_string()))
     .collect()
 }

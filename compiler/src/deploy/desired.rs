@@ -39,6 +39,8 @@ pub struct DesiredBridge {
     pub public: bool,
     /// The host's address on it with the network's prefix (`10.10.0.1/24`).
     pub cidr: String,
+    /// `bridge_vlan_aware`: its VMs' NICs may carry VLAN tags.
+    pub vlan_aware: bool,
 }
 
 /// Everything the host should have.
@@ -156,12 +158,13 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
             name: bridge.name.to_string(),
             public: bridge.role == crate::model::BridgeRole::Public,
             cidr: format!("{}/{}", bridge.host_address, bridge.network.prefix_len()),
+            vlan_aware: bridge.vlan_aware,
         })
         .collect();
     let mut talos = BTreeMap::new();
     let rollout = compiled.model.rollout_order();
     for plan in &compiled.images {
-        let BootImage::Talos(image) = &plan.boot else {
+        let (BootImage::Talos(image), Some(cluster)) = (&plan.boot, &compiled.model.talos) else {
             continue;
         };
         let Some(position) = rollout.iter().position(|node| node.vm.id == plan.vmid) else {
@@ -177,7 +180,7 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
             TalosTarget {
                 version: image.version.clone(),
                 schematic: image.schematic.clone(),
-                kubernetes: compiled.model.versions.kubernetes.clone(),
+                kubernetes: cluster.kubernetes.clone(),
                 config,
                 control_plane: rollout[position].is_control_plane(),
                 rollout: position,

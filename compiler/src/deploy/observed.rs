@@ -38,6 +38,8 @@ pub struct HostIface {
     pub cidr: String,
     /// `bridge_ports`, empty if none.
     pub ports: String,
+    /// `bridge_vlan_aware`.
+    pub vlan_aware: bool,
     pub comments: String,
 }
 
@@ -162,6 +164,7 @@ fn network(envelope: &Value) -> HostNetwork {
                     autostart: flag(&item["autostart"]),
                     cidr,
                     ports: text(&item["bridge_ports"]),
+                    vlan_aware: flag(&item["bridge_vlan_aware"]),
                     comments: text(&item["comments"]),
                 },
             ))

@@ -61,6 +61,9 @@ pub enum Step {
     CreateBridge {
         bridge: String,
         cidr: String,
+        /// `bridge_vlan_aware`.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        vlan_aware: bool,
     },
     /// Set a bridge waddlec made back to the blueprint's settings.
     UpdateBridge {
@@ -308,8 +311,13 @@ impl Plan {
 
 fn line(step: &Step) -> String {
     match step {
-        Step::CreateBridge { bridge, cidr } => {
-            format!("bridge   create {bridge} {cidr} (no ports, autostart)")
+        Step::CreateBridge {
+            bridge,
+            cidr,
+            vlan_aware,
+        } => {
+            let vlan = if *vlan_aware { ", VLAN-aware" } else { "" };
+            format!("bridge   create {bridge} {cidr} (no ports, autostart{vlan})")
         }
         Step::UpdateBridge { bridge, changes } => {
             format!("bridge   update {bridge}: {}", changes_text(changes))
@@ -735,6 +743,7 @@ fn bridge_steps(desired: &Desired, observed: &Observed, skip_host: bool) -> Vec<
                 steps.push(Step::CreateBridge {
                     bridge: bridge.name.clone(),
                     cidr: bridge.cidr.clone(),
+                    vlan_aware: bridge.vlan_aware,
                 });
                 to_apply.push(bridge.name.clone());
             }
@@ -823,7 +832,7 @@ fn address(cidr: &str) -> &str {
 }
 
 /// How a host's bridge differs from the blueprint's: the host's address,
-/// autostart, no ports.
+/// autostart, no ports, VLAN awareness.
 fn bridge_changes(bridge: &DesiredBridge, iface: &HostIface) -> Vec<Change> {
     let mut changes = Vec::new();
     if iface.cidr != bridge.cidr {
@@ -846,6 +855,13 @@ fn bridge_changes(bridge: &DesiredBridge, iface: &HostIface) -> Vec<Change> {
             key: "bridge_ports".into(),
             from: ports.to_string(),
             to: String::new(),
+        });
+    }
+    if iface.vlan_aware != bridge.vlan_aware {
+        changes.push(Change {
+            key: "bridge_vlan_aware".into(),
+            from: u8::from(iface.vlan_aware).to_string(),
+            to: u8::from(bridge.vlan_aware).to_string(),
         });
     }
     changes
@@ -1259,6 +1275,7 @@ mod tests {
                 String::new()
             },
             comments: comments.into(),
+            vlan_aware: false,
         }
     }
 
@@ -1307,11 +1324,13 @@ mod tests {
                     name: "vmbr0".into(),
                     public: true,
                     cidr: "203.0.113.10/24".into(),
+                    vlan_aware: false,
                 },
                 DesiredBridge {
                     name: "vmbr1".into(),
                     public: false,
                     cidr: "10.10.0.1/24".into(),
+                    vlan_aware: false,
                 },
             ],
             uploads: vec![
@@ -1836,6 +1855,29 @@ mod tests {
             "{:?}",
             plan.lines()
         );
+    }
+
+    #[test]
+    fn a_vlan_aware_bridge_is_created_so_and_set_back_when_it_is_not() {
+        let mut wanted = desired();
+        wanted.bridges[1].vlan_aware = true;
+        let created = plan(&wanted, &bare(), &[]);
+        assert_eq!(
+            created.lines()[1],
+            "bridge   create vmbr1 10.10.0.1/24 (no ports, autostart, VLAN-aware)"
+        );
+        let updated = plan(&wanted, &deployed(), &[]);
+        assert_eq!(
+            updated.lines()[1..3],
+            [
+                "bridge   update vmbr1: bridge_vlan_aware 0 → 1",
+                "network  apply the node's pending network configuration (vmbr1)",
+            ]
+        );
+        let mut host = deployed();
+        host.network.ifaces.get_mut("vmbr1").unwrap().vlan_aware = true;
+        let kept = plan(&wanted, &host, &[]);
+        assert!(!kept.changes_anything(), "{:?}", kept.lines());
     }
 
     #[test]

@@ -139,6 +139,10 @@ pub struct Bridge {
     /// Masquerade this network's traffic out of the public bridge (internal bridges only).
     #[serde(default)]
     pub masquerade: bool,
+    /// VLAN-aware (Proxmox's `bridge_vlan_aware`): a VM NIC on it may carry
+    /// a VLAN `tag`. Internal bridges only: waddlec creates those, and only
+    /// checks the public one (E0113). Default: `false`.
+    pub vlan_aware: Option<Located<bool>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -220,8 +224,15 @@ pub struct Nic {
     /// Address on that bridge; the prefix length comes from the bridge.
     pub address: Located<Ipv4Addr>,
     /// Default route through this NIC. Default: the bridge's router when the VM
-    /// has a single NIC.
+    /// has a single untagged NIC.
     pub gateway: Option<Located<Ipv4Addr>>,
+    /// VLAN ID, 1 to 4094 (E0122): Proxmox puts the NIC on that VLAN of the
+    /// bridge, which must be `vlan_aware` (E0135); the guest sees untagged
+    /// frames. The NIC then shares a segment only with NICs of the same tag,
+    /// not with the host's address on the bridge (its untagged VLAN), so it
+    /// gets no default route unless `gateway` names a router on its VLAN.
+    /// The address is still in the bridge's `cidr`.
+    pub tag: Option<Located<u16>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -683,28 +694,46 @@ pub struct TeleportApp {
     pub insecure_skip_verify: bool,
 }
 
-/// The seed's component version table. Every version is an exact pin:
-/// numbers and dots, optionally after `v` (E0119).
+/// The component version table. Every version is an exact pin: numbers and
+/// dots, optionally after `v` (E0119). A pin is required only where its
+/// component is used (E0003 names the component): a blueprint without
+/// `[talos]` pins no Talos, Kubernetes or Cilium, one without `[platform]`
+/// none of the platform tree's charts.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Versions {
+    /// The Proxmox VE release of the host.
     pub proxmox: Located<String>,
-    pub debian: Located<String>,
-    pub talos: Located<String>,
-    pub kubernetes: Located<String>,
-    pub teleport: Located<String>,
-    pub cilium: Located<String>,
+    /// The Debian release the images are baked from (`12`). Needed with a
+    /// `[[vm]]`.
+    pub debian: Option<Located<String>>,
+    /// Talos, with its `v` (`v1.12.4`). Needed with `[talos]`.
+    pub talos: Option<Located<String>>,
+    /// Needed with `[talos]`.
+    pub kubernetes: Option<Located<String>>,
+    /// Needed with `[teleport]`.
+    pub teleport: Option<Located<String>>,
+    /// The Cilium chart. Needed with `[talos]`.
+    pub cilium: Option<Located<String>>,
     /// The Cilium CLI image (`quay.io/cilium/cilium-cli`) that installs
     /// Cilium at bootstrap. Default: `v0.19.0`.
     pub cilium_cli: Option<Located<String>>,
-    pub democratic_csi: Located<String>,
-    pub flux_operator: Located<String>,
-    pub cert_manager: Located<String>,
-    pub external_dns: Located<String>,
-    pub external_secrets: Located<String>,
-    pub onepassword_connect: Located<String>,
-    pub cloudnative_pg: Located<String>,
-    pub spicedb_operator: Located<String>,
+    /// The democratic-csi chart. Needed with `[platform]`.
+    pub democratic_csi: Option<Located<String>>,
+    /// Needed with `[flux]`.
+    pub flux_operator: Option<Located<String>>,
+    /// Needed with `[platform]`.
+    pub cert_manager: Option<Located<String>>,
+    /// Needed with `[platform]`.
+    pub external_dns: Option<Located<String>>,
+    /// Needed with `[platform]`.
+    pub external_secrets: Option<Located<String>>,
+    /// Needed with `[platform]`.
+    pub onepassword_connect: Option<Located<String>>,
+    /// Needed with `[platform]`.
+    pub cloudnative_pg: Option<Located<String>>,
+    /// Needed with `[platform]`.
+    pub spicedb_operator: Option<Located<String>>,
     /// SpiceDB itself (the operator's stable channel). Default: `v1.47.1`.
     pub spicedb: Option<Located<String>>,
     /// The `cloudnative-pg` chart shipping `cloudnative_pg`. Default: `0.27.1`.

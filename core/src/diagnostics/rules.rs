@@ -43,7 +43,10 @@ rules! {
          otherwise fall back to a default and the platform would differ from what the file says. \
          `waddlec schema` prints the JSON Schema with every key.";
     MISSING_KEY = "E0003" "missing-key" Error:
-        "A key without a sensible default is missing.";
+        "A key without a sensible default is missing. That includes a `[versions]` pin a \
+         component the blueprint uses needs (`talos` and `kubernetes` for `[talos]`, \
+         `teleport` for `[teleport]`, …): the finding points at the component. Pins of \
+         components the blueprint does not use are not needed.";
     INVALID_VALUE = "E0004" "invalid-value" Error:
         "A value has the wrong type or spelling: an address that does not parse (or an IPv6 \
          one: waddlec speaks IPv4 only for now), an unknown enum variant, a target that is not \
@@ -115,7 +118,8 @@ rules! {
     ROLE_MISMATCH = "E0113" "role-mismatch" Error:
         "A setting is used where its role does not fit: a gateway or masquerade on the wrong kind \
          of bridge, a forward to a VM that is not on an internal bridge, more than one public \
-         bridge, or more than one default route on a VM.";
+         bridge, a public bridge marked `vlan_aware` (waddlec only checks the uplink, it \
+         creates and changes internal bridges), or more than one default route on a VM.";
     DUPLICATE_ROUTE = "E0114" "duplicate-route" Error:
         "The same SNI host or forwarded port appears twice; only one of them could ever match.";
     VMID_OUT_OF_RANGE = "E0116" "vmid-out-of-range" Error:
@@ -155,7 +159,8 @@ rules! {
          `-._~:/@` only, name a DNS or IPv4 host, and carry no password, query or fragment.";
     OUT_OF_RANGE = "E0122" "out-of-range" Error:
         "A count outside what its consumer accepts: VM cores are 1 to 512 (Proxmox's limit), \
-         SpiceDB replicas and PostgreSQL instances 1 to 9.";
+         a NIC's VLAN tag 1 to 4094 (Proxmox's `tag`; 0 and 4095 are reserved), SpiceDB \
+         replicas and PostgreSQL instances 1 to 9.";
     MACHINE_TOO_SMALL = "E0123" "machine-too-small" Error:
         "A machine's memory or disk is below what its guest needs. A disk smaller than the \
          image it boots cannot hold it (Proxmox imports the image, and disks only grow). Talos \
@@ -226,6 +231,28 @@ rules! {
          `talos.secrets` that is not `age:`. It is refused rather than ignored, because a \
          reader would believe the bundle is encrypted to those recipients when it is not. \
          Write `talos.secrets = \"age:PATH\"` or remove the table.";
+    UNANNOUNCED_VIP = "E0133" "unannounced-vip" Error:
+        "A `[[vip]]` is a floating address that nothing configures on a NIC: the Talos \
+         cluster's Cilium answers ARP for it (an L2 announcement from the nodes' `eth0`). \
+         Without a `[talos]` cluster nobody announces it, and a VIP on a bridge the Talos \
+         nodes are not on cannot be announced by them, since ARP does not cross bridges. The \
+         edge and the port forwards would still send traffic to it, into nothing. Put the \
+         VIP on `talos.bridge`'s network, add the cluster, or remove the VIP and route to a \
+         VM instead.";
+    EDGE_WITHOUT_ROUTES = "E0134" "edge-without-routes" Error:
+        "An `[edge]` without any `[[edge.route]]` runs HAProxy on the public ports and \
+         drops every TLS connection, since only a matching SNI route forwards one, and its \
+         plain-HTTP redirect leads to that same nothing. It is nearly always a route \
+         forgotten or written under the wrong table. Add a route, or remove `[edge]` (and \
+         the forwards to it).";
+    BRIDGE_NOT_VLAN_AWARE = "E0135" "bridge-not-vlan-aware" Error:
+        "A VM NIC with a VLAN `tag` is on a bridge that is not VLAN-aware. Proxmox tags a \
+         NIC's traffic by making the port a member of that VLAN on a VLAN-aware bridge; on a \
+         plain Linux bridge it adds a VLAN sub-interface and a second bridge on the host \
+         instead, a network waddlec neither made nor shows, and the VM would not share a \
+         segment with the bridge's other machines either way. Set `vlan_aware = true` on the \
+         bridge (waddlec creates internal bridges with `bridge_vlan_aware`), or remove the \
+         tag.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

@@ -46,7 +46,6 @@ pub struct Model {
     pub teleport: Option<Teleport>,
     /// Set when any VM boots a Debian image.
     pub debian: Option<DebianArchive>,
-    pub versions: Versions,
 }
 
 /// What Talos nodes serve: the Kubernetes API on every control plane (and
@@ -146,6 +145,9 @@ pub struct Bridge {
     /// Upstream router of a public bridge.
     pub gateway: Option<Ipv4Addr>,
     pub masquerade: bool,
+    /// `bridge_vlan_aware`: NICs on it may carry a VLAN tag. Never on the
+    /// public bridge.
+    pub vlan_aware: bool,
 }
 
 /// The baked Debian image's EFI system partition: systemd-boot, one kernel
@@ -311,6 +313,9 @@ pub struct Nic {
     /// Address with the bridge's prefix length.
     pub address: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
+    /// The VLAN (1 to 4094) Proxmox puts the NIC on, on a VLAN-aware
+    /// bridge; `None`: the bridge's untagged VLAN.
+    pub tag: Option<u16>,
 }
 
 #[derive(Clone, Debug)]
@@ -334,6 +339,10 @@ pub struct TalosCluster {
     /// The Kubernetes API's floating address: a `Layer2VIPConfig` on every
     /// control plane (one holds it at a time), never on a worker.
     pub api_vip: Ipv4Addr,
+    /// The Talos release, with its `v` (`versions.talos`).
+    pub version: String,
+    /// The Kubernetes release the nodes run (`versions.kubernetes`).
+    pub kubernetes: String,
 }
 
 /// Where the Talos secrets bundle, the talosctl admin identity and the
@@ -415,6 +424,8 @@ pub struct Flux {
     /// Read only by `waddlec cluster bootstrap`.
     pub deploy_key: SecretRef,
     pub known_hosts: Vec<KnownHost>,
+    /// The Flux Operator release (`versions.flux_operator`).
+    pub operator_version: String,
 }
 
 /// 1Password Connect's bootstrap credentials, read only by `waddlec cluster
@@ -445,6 +456,23 @@ pub struct Platform {
     pub gateway: Gateway,
     /// The host's public address, which `*.apps.<domain>` resolves to.
     pub public_address: Ipv4Addr,
+    pub versions: PlatformVersions,
+}
+
+/// The pins of what the platform tree installs, defaults applied.
+#[derive(Clone, Debug)]
+pub struct PlatformVersions {
+    pub democratic_csi: String,
+    pub cert_manager: String,
+    pub external_dns: String,
+    pub external_secrets: String,
+    pub onepassword_connect: String,
+    pub cloudnative_pg: String,
+    pub spicedb_operator: String,
+    pub spicedb: String,
+    pub cloudnative_pg_chart: String,
+    pub barman_cloud_plugin_chart: String,
+    pub democratic_csi_image: String,
 }
 
 /// The Cilium Gateway: named like its VIP, on the VIP's address, with a
@@ -573,6 +601,8 @@ pub struct Teleport {
     pub roles: Vec<TeleportRole>,
     pub apps: Vec<TeleportApp>,
     pub kubernetes: Option<TeleportKubernetes>,
+    /// The Teleport release (`versions.teleport`).
+    pub version: String,
 }
 
 impl Teleport {
@@ -613,28 +643,6 @@ pub struct TeleportApp {
     pub public_host: String,
     pub uri: HttpUrl,
     pub insecure_skip_verify: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct Versions {
-    pub proxmox: String,
-    pub debian: String,
-    pub talos: String,
-    pub kubernetes: String,
-    pub teleport: String,
-    pub cilium: String,
-    pub democratic_csi: String,
-    pub flux_operator: String,
-    pub cert_manager: String,
-    pub external_dns: String,
-    pub external_secrets: String,
-    pub onepassword_connect: String,
-    pub cloudnative_pg: String,
-    pub spicedb_operator: String,
-    pub spicedb: String,
-    pub cloudnative_pg_chart: String,
-    pub barman_cloud_plugin_chart: String,
-    pub democratic_csi_image: String,
 }
 
 impl Host {

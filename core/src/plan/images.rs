@@ -166,10 +166,10 @@ pub fn plan(
             Some(TalosImage {
                 file: format!(
                     "talos-{}-{}.qcow2",
-                    model.versions.talos,
+                    cluster.version,
                     &schematic[..HASH_CHARS]
                 ),
-                version: model.versions.talos.clone(),
+                version: cluster.version.clone(),
                 schematic,
                 extensions: cluster.extensions.clone(),
                 kernel_args: cluster.kernel_args.clone(),

@@ -117,9 +117,10 @@ fn vm_config(model: &Model, vm: &Vm, plan: &VmImages) -> VmConfig {
     );
     set("boot", "order=scsi0".into());
     for (index, nic) in vm.nics.iter().enumerate() {
+        let tag = nic.tag.map(|tag| format!(",tag={tag}")).unwrap_or_default();
         set(
             &format!("net{index}"),
-            format!("virtio,bridge={},macaddr={}", nic.bridge, nic.mac),
+            format!("virtio,bridge={},macaddr={}{tag}", nic.bridge, nic.mac),
         );
     }
     set("serial0", "socket".into());
@@ -143,11 +144,9 @@ fn vm_config(model: &Model, vm: &Vm, plan: &VmImages) -> VmConfig {
 /// node's also names the Kubernetes version its machine config runs, so a
 /// later deploy knows an upgrade's starting point and its skew.
 fn description(model: &Model, plan: &VmImages) -> String {
-    let kubernetes = match &plan.boot {
-        BootImage::Talos(_) => {
-            format!(" kubernetes={}", model.versions.kubernetes)
-        }
-        BootImage::Debian(_) => String::new(),
+    let kubernetes = match (&plan.boot, &model.talos) {
+        (BootImage::Talos(_), Some(cluster)) => format!(" kubernetes={}", cluster.kubernetes),
+        _ => String::new(),
     };
     format!(
         "{DESCRIPTION_PREFIX} image={} seed={}{kubernetes}",

@@ -96,7 +96,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             user: CSI_USER,
             dataset: &platform.dataset,
             basename: CSI_IQN_BASENAME,
-            driver_version: &model.versions.democratic_csi_image,
+            driver_version: &platform.versions.democratic_csi_image,
             from: nodes.join(","),
             portal: platform.storage_host.to_string(),
             gate: CSI_GATE,

@@ -50,7 +50,7 @@ const UNITS: &[&str] = &["teleport.service", "teleport-resources.service"];
 pub fn role(model: &Model, vm: &Vm) -> Role {
     match &model.teleport {
         Some(teleport) if teleport.vm == vm.name => Role {
-            teleport: Some(model.versions.teleport.clone()),
+            teleport: Some(teleport.version.clone()),
             after_cloud_init: vec!["teleport.service"],
             enable: UNITS.to_vec(),
             ..Role::default()
@@ -77,7 +77,7 @@ pub fn units(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Rend
     }
     let data = Data {
         project: &model.project.name,
-        version: &model.versions.teleport,
+        version: &teleport.version,
         resources: RESOURCES_PATH,
         config: CONFIG_PATH,
         kubeconfig: teleport.kubernetes.as_ref().map(|k| k.kubeconfig.as_str()),

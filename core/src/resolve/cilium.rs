@@ -120,7 +120,13 @@ fn defaults() -> Vec<(&'static str, Value)> {
 
 pub fn cilium(checker: &mut Checker, blueprint: &Blueprint) -> Option<CiliumInstall> {
     let talos = blueprint.talos.as_ref()?;
-    let version = &blueprint.versions.cilium;
+    let version = super::versions::required(
+        checker,
+        &blueprint.versions.cilium,
+        "cilium",
+        "the Talos cluster's CNI (`[talos]`)",
+        talos.cluster.span(),
+    )?;
     if **version != CHART_VERSION {
         checker
             .error(

@@ -85,6 +85,13 @@ pub fn flux(checker: &mut Checker, blueprint: &Blueprint) -> Option<model::Flux>
         distribution: text(&flux.distribution, DEFAULT_DISTRIBUTION),
         deploy_key: flux.deploy_key.value.clone(),
         known_hosts,
+        operator_version: super::versions::required_string(
+            checker,
+            &blueprint.versions.flux_operator,
+            "flux_operator",
+            "Flux (`[flux]`)",
+            flux.url.span(),
+        ),
     })
 }
 

@@ -36,21 +36,33 @@ pub fn debian(checker: &mut Checker, blueprint: &Blueprint) -> Option<DebianArch
         );
         return None;
     };
-    let version = &blueprint.versions.debian;
-    let suite = SUITES
-        .iter()
-        .find(|(v, _)| **v == **version)
-        .map(|(_, s)| *s);
-    if suite.is_none() {
-        checker
-            .error(
-                &rules::VERSION_SKEW,
-                version.span(),
-                "versions.debian",
-                format!("Debian `{}` images cannot be built", **version),
-            )
-            .help = Some("images are built from Debian 12 (`debian = \"12\"`)".into());
-    }
+    let version = match blueprint.vms.first() {
+        Some(vm) => super::versions::required(
+            checker,
+            &blueprint.versions.debian,
+            "debian",
+            &format!("VM `{}`, which boots a Debian image,", *vm.name),
+            vm.image.span(),
+        ),
+        None => blueprint.versions.debian.as_ref(),
+    };
+    let suite = version.and_then(|version| {
+        let suite = SUITES
+            .iter()
+            .find(|(v, _)| **v == **version)
+            .map(|(_, s)| *s);
+        if suite.is_none() {
+            checker
+                .error(
+                    &rules::VERSION_SKEW,
+                    version.span(),
+                    "versions.debian",
+                    format!("Debian `{}` images cannot be built", **version),
+                )
+                .help = Some("images are built from Debian 12 (`debian = \"12\"`)".into());
+        }
+        suite
+    });
     let epoch = snapshot_epoch(checker, &debian.snapshot);
     let mirror = debian
         .mirror

@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 use waddle_images::ByteSize;
 
 use super::network::check_in_network;
-use super::{names, Checker};
+use super::{names, versions, Checker};
 use crate::blueprint::{Blueprint, Located, SettingsRef, Span};
 use crate::diagnostics::rules;
 use crate::model::{self, CheckedString, GuestOs, TalosRole};
@@ -18,6 +18,8 @@ const MIN_VMID: u32 = 100;
 const MAX_VMID: u32 = 999_999_999;
 const MAX_CORES: u32 = 512;
 const GIB: u64 = 1024 * 1024 * 1024;
+/// What needs the Talos and Kubernetes pins, as a missing one names it.
+const TALOS_COMPONENT: &str = "the Talos cluster (`[talos]`)";
 
 /// The extra packages of the image `name`, sorted and de-duplicated.
 fn image_packages(blueprint: &Blueprint, name: &str) -> Vec<String> {
@@ -319,15 +321,21 @@ pub(super) fn vms(
                     default_routes.push(gateway.span());
                     Some(**gateway)
                 }
-                None if single => Some(router_of(bridge)),
+                // A tagged NIC is not on the host's (untagged) VLAN.
+                None if single && nic.tag.is_none() => Some(router_of(bridge)),
                 None => None,
             };
+            let tag = nic
+                .tag
+                .as_ref()
+                .and_then(|tag| vlan_tag(checker, blueprint, tag, &nic_path, bridge));
             nics.push(model::Nic {
                 bridge: bridge.name.clone(),
                 mac: mac_address(*vm.id, nics.len()),
                 address: Ipv4Net::new(*nic.address, bridge.network.prefix_len())
                     .unwrap_or(bridge.network),
                 gateway,
+                tag,
             });
         }
         if let [_, extra, ..] = default_routes.as_slice() {
@@ -343,6 +351,52 @@ pub(super) fn vms(
         out.push(merged.vm(*vm.id, &vm.name, os, nics));
     }
     out
+}
+
+/// A NIC's VLAN tag: a VLAN ID (1 to 4094, as Proxmox's `tag` takes it)
+/// on a VLAN-aware bridge.
+fn vlan_tag(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    tag: &Located<u16>,
+    nic_path: &str,
+    bridge: &model::Bridge,
+) -> Option<u16> {
+    let path = format!("{nic_path}.tag");
+    if !(1..=4094).contains(&**tag) {
+        let diagnostic = checker.error(
+            &rules::OUT_OF_RANGE,
+            tag.span(),
+            &path,
+            format!("`{path}` is {}, not a VLAN ID", **tag),
+        );
+        diagnostic.label = "here".into();
+        diagnostic.help = Some("a VLAN tag is 1 to 4094 (0 and 4095 are reserved)".into());
+        return None;
+    }
+    if !bridge.vlan_aware {
+        let diagnostic = checker.error(
+            &rules::BRIDGE_NOT_VLAN_AWARE,
+            tag.span(),
+            &path,
+            format!(
+                "`{path}` puts the NIC on VLAN {}, but bridge `{}` is not VLAN-aware",
+                **tag, bridge.name
+            ),
+        );
+        diagnostic.label = "tagged here".into();
+        if let Some(declared) = blueprint.bridges.iter().find(|b| *b.name == *bridge.name) {
+            diagnostic
+                .related
+                .push((declared.name.span(), "the bridge".into()));
+        }
+        diagnostic.help = Some(format!(
+            "add `vlan_aware = true` to bridge `{}`, or remove `tag`",
+            bridge.name
+        ));
+        return None;
+    }
+    Some(**tag)
 }
 
 /// NICs per VM whose MACs are checked for clashes (Proxmox allows net0–net31).
@@ -456,6 +510,20 @@ pub(super) fn talos(
         // An undefined bridge is reported above.
         bridge: bridge.map_or_else(model::BridgeName::example, |b| b.name.clone()),
         api_vip: *talos.api_vip,
+        version: versions::required_string(
+            checker,
+            &blueprint.versions.talos,
+            "talos",
+            TALOS_COMPONENT,
+            talos.cluster.span(),
+        ),
+        kubernetes: versions::required_string(
+            checker,
+            &blueprint.versions.kubernetes,
+            "kubernetes",
+            TALOS_COMPONENT,
+            talos.cluster.span(),
+        ),
     })
 }
 
@@ -514,6 +582,7 @@ pub(super) fn talos_nodes(
                     mac: mac_address(*node.id, 0),
                     address: nic.address,
                     gateway: Some(nic.gateway),
+                    tag: None,
                 }],
             )
         })

@@ -18,6 +18,7 @@ mod platform;
 mod routes;
 mod secrets;
 mod teleport;
+mod versions;
 
 use crate::blueprint::{Blueprint, Date, Located, Port, Span};
 use crate::diagnostics::{rules, Diagnostic, Diagnostics};
@@ -156,6 +157,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let talos = machines::talos(&mut checker, blueprint, &bridges);
     machines::check_control_planes(&mut checker, blueprint);
     network::check_addresses(&mut checker, blueprint, &bridges);
+    network::check_vip_announcers(&mut checker, blueprint, &bridges);
     let teleport = teleport::teleport(&mut checker, blueprint, &project);
     let targets = routes::Targets::new(blueprint, &vms, &vips, &bridges, teleport.as_ref());
     let edge = routes::edge(&mut checker, blueprint, &project, &targets);
@@ -171,7 +173,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
         teleport.as_ref(),
         today,
     );
-    let versions = versions(&mut checker, blueprint);
+    versions::check(&mut checker, blueprint);
     let debian = images::debian(&mut checker, blueprint);
     let cilium = cilium::cilium(&mut checker, blueprint);
     let flux = cluster::flux(&mut checker, blueprint);
@@ -203,7 +205,6 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
         firewall,
         teleport,
         debian,
-        versions,
     };
     Ok((model, checker.diagnostics))
 }
@@ -296,136 +297,4 @@ fn check_ssh_public_key(key: &str) -> Result<(), String> {
         return Err("has no base64 key body after the key type".into());
     }
     Ok(())
-}
-
-/// The Talos release the machine-config renderer speaks (multi-document
-/// network config, `grubUseUKICmdline`), and the Kubernetes minors it
-/// supports (Talos 1.12's support matrix: 1.30 to 1.35). Anything else is
-/// the version skew talhelper users meet as unknown-field errors at apply
-/// time, or a kubelet Talos refuses to run.
-const TALOS_RELEASE: &str = "v1.12.";
-const OLDEST_KUBERNETES_MINOR: u32 = 30;
-const NEWEST_KUBERNETES_MINOR: u32 = 35;
-
-fn check_talos_skew(checker: &mut Checker, v: &crate::blueprint::Versions) {
-    if v.talos.starts_with('v') && !v.talos.starts_with(TALOS_RELEASE) {
-        checker.error(
-            &rules::VERSION_SKEW,
-            v.talos.span(),
-            "versions.talos",
-            format!(
-                "waddlec renders machine configs for Talos {TALOS_RELEASE}x, not `{}`: another release \
-                 would reject or silently ignore keys (version skew)",
-                *v.talos
-            ),
-        );
-    }
-    // A version that is no pin at all is reported by `names::check_version`.
-    let mut parts = v.kubernetes.trim_start_matches('v').split('.');
-    let major = parts.next().and_then(|m| m.parse::<u32>().ok());
-    let minor = parts.next().and_then(|m| m.parse::<u32>().ok());
-    let supported = OLDEST_KUBERNETES_MINOR..=NEWEST_KUBERNETES_MINOR;
-    if let (Some(major), Some(minor)) = (major, minor) {
-        if major != 1 || !supported.contains(&minor) {
-            let diagnostic = checker.error(
-                &rules::VERSION_SKEW,
-                v.kubernetes.span(),
-                "versions.kubernetes",
-                format!(
-                    "Talos {TALOS_RELEASE}x supports Kubernetes 1.{OLDEST_KUBERNETES_MINOR} to \
-                     1.{NEWEST_KUBERNETES_MINOR}, not `{}`",
-                    *v.kubernetes
-                ),
-            );
-            diagnostic.label = "outside Talos' support matrix".into();
-            diagnostic.help = Some(format!(
-                "pin a Kubernetes 1.{OLDEST_KUBERNETES_MINOR}–1.{NEWEST_KUBERNETES_MINOR} release, \
-                 e.g. `kubernetes = \"1.{NEWEST_KUBERNETES_MINOR}.1\"`"
-            ));
-        }
-    }
-}
-
-/// An optional version pin, or waddlec's.
-fn optional(value: &Option<Located<String>>, default: &str) -> String {
-    value
-        .as_ref()
-        .map_or(default.to_string(), |v| v.to_string())
-}
-
-fn versions(checker: &mut Checker, blueprint: &Blueprint) -> model::Versions {
-    let v = &blueprint.versions;
-    let pins = [
-        ("proxmox", &v.proxmox),
-        ("debian", &v.debian),
-        ("talos", &v.talos),
-        ("kubernetes", &v.kubernetes),
-        ("teleport", &v.teleport),
-        ("cilium", &v.cilium),
-        ("democratic_csi", &v.democratic_csi),
-        ("flux_operator", &v.flux_operator),
-        ("cert_manager", &v.cert_manager),
-        ("external_dns", &v.external_dns),
-        ("external_secrets", &v.external_secrets),
-        ("onepassword_connect", &v.onepassword_connect),
-        ("cloudnative_pg", &v.cloudnative_pg),
-        ("spicedb_operator", &v.spicedb_operator),
-    ];
-    for (key, value) in pins {
-        checker.check_str(
-            value,
-            &format!("versions.{key}"),
-            &rules::UNPINNED_VERSION,
-            names::check_version,
-        );
-    }
-    let optional_pins = [
-        ("cilium_cli", &v.cilium_cli),
-        ("spicedb", &v.spicedb),
-        ("cloudnative_pg_chart", &v.cloudnative_pg_chart),
-        ("barman_cloud_plugin_chart", &v.barman_cloud_plugin_chart),
-        ("democratic_csi_image", &v.democratic_csi_image),
-    ];
-    for (key, value) in optional_pins {
-        if let Some(value) = value {
-            checker.check_str(
-                value,
-                &format!("versions.{key}"),
-                &rules::UNPINNED_VERSION,
-                names::check_version,
-            );
-        }
-    }
-    if !v.talos.starts_with('v') {
-        checker
-            .error(
-                &rules::UNPINNED_VERSION,
-                v.talos.span(),
-                "versions.talos",
-                format!("Talos versions are written with a `v` (`v{}`), as Image Factory and installer tags use them", *v.talos),
-            )
-            .label = "missing `v`".into();
-    }
-    check_talos_skew(checker, v);
-    let s = |l: &Located<String>| l.to_string();
-    model::Versions {
-        proxmox: s(&v.proxmox),
-        debian: s(&v.debian),
-        talos: s(&v.talos),
-        kubernetes: s(&v.kubernetes),
-        teleport: s(&v.teleport),
-        cilium: s(&v.cilium),
-        democratic_csi: s(&v.democratic_csi),
-        flux_operator: s(&v.flux_operator),
-        cert_manager: s(&v.cert_manager),
-        external_dns: s(&v.external_dns),
-        external_secrets: s(&v.external_secrets),
-        onepassword_connect: s(&v.onepassword_connect),
-        cloudnative_pg: s(&v.cloudnative_pg),
-        spicedb_operator: s(&v.spicedb_operator),
-        spicedb: optional(&v.spicedb, "v1.47.1"),
-        cloudnative_pg_chart: optional(&v.cloudnative_pg_chart, "0.27.1"),
-        barman_cloud_plugin_chart: optional(&v.barman_cloud_plugin_chart, "0.5.0"),
-        democratic_csi_image: optional(&v.democratic_csi_image, "v1.9.4"),
-    }
 }

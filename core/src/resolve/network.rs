@@ -1,6 +1,6 @@
 //! Bridges, the host's own addresses, VIPs, and the address-claim checks:
 //! every address inside its bridge's network, no address claimed twice on one
-//! segment, no VIP on top of anything else.
+//! segment, no VIP on top of anything else, every VIP announced.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -99,6 +99,13 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
         if bridge.masquerade && *bridge.role == BridgeRole::Public {
             checker.error(&rules::ROLE_MISMATCH, bridge.role.span(), format!("{path}.masquerade"), format!("`masquerade` NATs an internal network out of the public bridge; `{}` is the public bridge", *bridge.name));
         }
+        let vlan_aware = bridge.vlan_aware.as_ref();
+        if let Some(flag) = vlan_aware.filter(|flag| ***flag && *bridge.role == BridgeRole::Public)
+        {
+            let diagnostic = checker.error(&rules::ROLE_MISMATCH, flag.span(), format!("{path}.vlan_aware"), format!("waddlec creates and changes internal bridges only; `{}` is the public bridge, which it only checks", *bridge.name));
+            diagnostic.label = "on the public bridge".into();
+            diagnostic.help = Some("make the uplink VLAN-aware on the host if it needs to be, and remove `vlan_aware` here; tagged NICs go on an internal bridge".into());
+        }
         let Ok(name) = name else { continue };
         indices.push(i);
         out.push(model::Bridge {
@@ -108,6 +115,7 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
             host_address: *bridge.host_address,
             gateway: bridge.gateway.as_ref().map(|g| **g),
             masquerade: bridge.masquerade,
+            vlan_aware: vlan_aware.is_some_and(|flag| **flag),
         });
     }
     for (n, (bridge, &i)) in out.iter().zip(&indices).enumerate() {
@@ -325,6 +333,67 @@ pub(super) fn vips(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model::V
             }
         })
         .collect()
+}
+
+/// Every VIP needs an announcer: the Talos cluster's Cilium answers ARP for
+/// it from the nodes, which are all on `talos.bridge` (E0133). A VIP on no
+/// bridge's network is reported by [`check_addresses`].
+pub(super) fn check_vip_announcers(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    bridges: &[model::Bridge],
+) {
+    for (i, vip) in blueprint.vips.iter().enumerate() {
+        let path = format!("vip[{i}].address");
+        let Some(talos) = &blueprint.talos else {
+            let diagnostic = checker.error(
+                &rules::UNANNOUNCED_VIP,
+                vip.address.span(),
+                path,
+                format!(
+                    "nothing announces VIP `{}` ({}): only a `[talos]` cluster's Cilium answers \
+                     ARP for a VIP, and the blueprint has none, while routes and forwards to it \
+                     would still send traffic there",
+                    *vip.name, *vip.address
+                ),
+            );
+            diagnostic.label = "announced by nobody".into();
+            diagnostic.help = Some(
+                "add a `[talos]` cluster on this VIP's bridge, or remove the VIP and route to a \
+                 VM's address instead"
+                    .into(),
+            );
+            continue;
+        };
+        let Some(bridge) = bridges.iter().find(|b| b.network.contains(&*vip.address)) else {
+            continue;
+        };
+        if bridge.name == *talos.bridge {
+            continue;
+        }
+        // An undefined `talos.bridge` is reported where the cluster is resolved.
+        let Some(nodes) = bridges.iter().find(|b| b.name == *talos.bridge) else {
+            continue;
+        };
+        let diagnostic = checker.error(
+            &rules::UNANNOUNCED_VIP,
+            vip.address.span(),
+            path,
+            format!(
+                "VIP `{}` ({}) is on bridge `{}`, but the Talos nodes that announce it are on \
+                 `{}`: ARP does not cross bridges, so nobody would answer for it",
+                *vip.name, *vip.address, bridge.name, nodes.name
+            ),
+        );
+        diagnostic.label = format!("on `{}`", bridge.name);
+        diagnostic
+            .related
+            .push((talos.bridge.span(), "the Talos nodes' bridge".into()));
+        diagnostic.help = Some(format!(
+            "give the VIP a free address in `{}`'s network {}",
+            nodes.name, nodes.network
+        ));
+    }
 }
 
 /// One address claimed by something, for the duplicate and collision checks.

@@ -3,8 +3,8 @@
 //! 1Password Connect (the only way credentials reach it) and a VIP on the
 //! cluster's bridge answering 443 for the Gateway.
 
-use super::{names, Checker};
-use crate::blueprint::{Blueprint, Located};
+use super::{names, versions, Checker};
+use crate::blueprint::{Blueprint, Located, Span};
 use crate::diagnostics::rules;
 use crate::model::{self, BridgeRole, CheckedString};
 
@@ -180,6 +180,7 @@ pub fn platform(
             .map_or(default.to_string(), |v| v.to_string())
     };
     let count = |value: &Option<Located<u32>>| value.as_ref().map_or(2, |v| v.value);
+    let versions = versions(checker, blueprint, span);
     if !ok {
         return None;
     }
@@ -213,7 +214,35 @@ pub fn platform(
         },
         gateway: gateway?,
         public_address: public.host_address,
+        versions,
     })
+}
+
+/// The pins of what the tree installs: each required, or waddlec's default.
+fn versions(checker: &mut Checker, blueprint: &Blueprint, at: Span) -> model::PlatformVersions {
+    let v = &blueprint.versions;
+    let mut required = |pin: &Option<Located<String>>, key: &str| {
+        versions::required_string(
+            checker,
+            pin,
+            key,
+            "the platform tree (`[platform]`)",
+            at.clone(),
+        )
+    };
+    model::PlatformVersions {
+        democratic_csi: required(&v.democratic_csi, "democratic_csi"),
+        cert_manager: required(&v.cert_manager, "cert_manager"),
+        external_dns: required(&v.external_dns, "external_dns"),
+        external_secrets: required(&v.external_secrets, "external_secrets"),
+        onepassword_connect: required(&v.onepassword_connect, "onepassword_connect"),
+        cloudnative_pg: required(&v.cloudnative_pg, "cloudnative_pg"),
+        spicedb_operator: required(&v.spicedb_operator, "spicedb_operator"),
+        spicedb: versions::or_default(&v.spicedb, "v1.47.1"),
+        cloudnative_pg_chart: versions::or_default(&v.cloudnative_pg_chart, "0.27.1"),
+        barman_cloud_plugin_chart: versions::or_default(&v.barman_cloud_plugin_chart, "0.5.0"),
+        democratic_csi_image: versions::or_default(&v.democratic_csi_image, "v1.9.4"),
+    }
 }
 
 /// A 1Password vault or item title as ExternalSecrets name it.

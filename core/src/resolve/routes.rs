@@ -174,6 +174,24 @@ pub(super) fn edge(
             ),
         );
     }
+    if edge.routes.is_empty() {
+        let diagnostic = checker.error(
+            &rules::EDGE_WITHOUT_ROUTES,
+            edge.vm.span(),
+            "edge.route",
+            format!(
+                "the edge on `{}` has no `[[edge.route]]`: HAProxy would drop every TLS \
+                 connection, since only an SNI route forwards one",
+                *edge.vm
+            ),
+        );
+        diagnostic.label = "routes nothing".into();
+        diagnostic.help = Some(
+            "add `[[edge.route]]` with `sni = \"HOST\"` and `to = \"NAME:PORT\"`, or remove \
+             `[edge]` and the forwards to its VM"
+                .into(),
+        );
+    }
     let (https_port, http_port) = edge_ports(edge);
     if *https_port == *http_port {
         checker.error(

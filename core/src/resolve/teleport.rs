@@ -180,6 +180,13 @@ pub(super) fn teleport(
         roles,
         apps,
         kubernetes,
+        version: super::versions::required_string(
+            checker,
+            &blueprint.versions.teleport,
+            "teleport",
+            "Teleport (`[teleport]`)",
+            teleport.vm.span(),
+        ),
     })
 }
 

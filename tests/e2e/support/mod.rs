@@ -42,7 +42,14 @@ pub fn schema_file(relative: &str) -> PathBuf {
     repo_root().join("tests/data/schemas").join(relative)
 }
 
-/// Every valid blueprint shipped in the repository.
+/// The shipped blueprints without a Talos cluster: a host and Debian VMs
+/// only, validated by everything that reads the host's and VMs' artifacts.
+pub fn host_only_blueprints() -> Vec<PathBuf> {
+    vec![repo_root().join("blueprints/examples/host-only.toml")]
+}
+
+/// Every valid blueprint shipped in the repository with a Talos cluster
+/// and a platform.
 pub fn valid_blueprints() -> Vec<PathBuf> {
     let root = repo_root();
     vec![

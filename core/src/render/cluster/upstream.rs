@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::Model;
+use crate::model::{Flux, Model};
 
 /// The Gateway API release Cilium 1.19 requires: its gateway controller
 /// serves v1.4 (v1.5's CRDs crash it; cilium/cilium#45139).
@@ -52,8 +52,8 @@ pub fn manifests(model: &Model) -> Vec<UpstreamManifest> {
             ),
         });
     }
-    if model.flux.is_some() {
-        let version = flux_operator_version(model);
+    if let Some(flux) = &model.flux {
+        let version = flux_operator_version(flux);
         all.push(UpstreamManifest {
             name: FLUX_OPERATOR,
             description: format!("flux-operator v{version} install.yaml"),
@@ -117,24 +117,24 @@ pub fn tagged_images(model: &Model) -> Vec<TaggedImage> {
             reference: cilium.cli_image.clone(),
         });
     }
-    if model.flux.is_some() {
+    if let Some(flux) = &model.flux {
         all.push(TaggedImage {
-            reference: flux_operator_image(model),
+            reference: flux_operator_image(flux),
         });
     }
     all
 }
 
 /// The Flux Operator image `install.yaml` names.
-pub fn flux_operator_image(model: &Model) -> String {
+pub fn flux_operator_image(flux: &Flux) -> String {
     format!(
         "ghcr.io/controlplaneio-fluxcd/flux-operator:v{}",
-        flux_operator_version(model)
+        flux_operator_version(flux)
     )
 }
 
-fn flux_operator_version(model: &Model) -> &str {
-    model.versions.flux_operator.trim_start_matches('v')
+fn flux_operator_version(flux: &Flux) -> &str {
+    flux.operator_version.trim_start_matches('v')
 }
 
 /// What the build hands the renderers from upstream: the text of each

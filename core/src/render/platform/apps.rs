@@ -11,7 +11,7 @@ use super::graph::Need;
 use super::infrastructure::{self, GATEWAY_NS};
 use super::objects::{external_secret, labels, namespace, object, Field};
 use super::Component;
-use crate::model::{Model, Platform};
+use crate::model::Platform;
 use crate::render::k8s::Metadata;
 
 const NS: &str = "spicedb";
@@ -109,7 +109,7 @@ fn pg_cluster(platform: &Platform, recovery: bool) -> Value {
     )
 }
 
-pub fn spicedb(model: &Model, platform: &Platform) -> Component {
+pub fn spicedb(platform: &Platform) -> Component {
     let gateway = &platform.gateway;
     let host = format!("{}.{}", platform.spicedb.host, gateway.apps_domain);
     // The listener serving the apps wildcard.
@@ -178,7 +178,7 @@ pub fn spicedb(model: &Model, platform: &Platform) -> Component {
         "SpiceDBCluster",
         Metadata::namespaced(NS, CLUSTER),
         json!({"spec": {
-            "version": model.versions.spicedb,
+            "version": platform.versions.spicedb,
             "channel": "stable",
             "secretName": "spicedb-config",
             "config": {"datastoreEngine": "postgres", "replicas": platform.spicedb.replicas, "logLevel": "info"},

@@ -9,7 +9,7 @@ use super::objects::{
     external_secret, helm_release, helm_repository, namespace, object, Field, STORE,
 };
 use super::Component;
-use crate::model::{Model, OnePasswordConnect, Platform};
+use crate::model::{Model, OnePasswordConnect, Platform, PlatformVersions};
 use crate::render::k8s::Metadata;
 
 pub const CERT_MANAGER_NS: &str = "cert-manager";
@@ -24,7 +24,7 @@ fn need(to: &'static str, why: &'static str) -> Need {
     Need { to, why }
 }
 
-pub fn external_secrets(model: &Model) -> Component {
+pub fn external_secrets(versions: &PlatformVersions) -> Component {
     let ns = "external-secrets";
     Component::new(
         "external-secrets",
@@ -41,7 +41,7 @@ pub fn external_secrets(model: &Model) -> Component {
                 ns,
                 "external-secrets",
                 "external-secrets",
-                &model.versions.external_secrets,
+                &versions.external_secrets,
                 "external-secrets",
                 json!({}),
             ),
@@ -49,7 +49,7 @@ pub fn external_secrets(model: &Model) -> Component {
     )
 }
 
-pub fn onepassword(model: &Model, connect: &OnePasswordConnect, platform: &Platform) -> Component {
+pub fn onepassword(connect: &OnePasswordConnect, platform: &Platform) -> Component {
     let ns = connect.namespace.as_str();
     let store = object(
         "external-secrets.io/v1",
@@ -77,7 +77,7 @@ pub fn onepassword(model: &Model, connect: &OnePasswordConnect, platform: &Platf
                 ns,
                 "connect",
                 "connect",
-                &model.versions.onepassword_connect,
+                &platform.versions.onepassword_connect,
                 "1password",
                 // The credentials Secret `cluster bootstrap` applies.
                 json!({"connect": {"credentialsName": CONNECT_CREDENTIALS, "credentialsKey": "1password-credentials.json"}}),
@@ -87,9 +87,9 @@ pub fn onepassword(model: &Model, connect: &OnePasswordConnect, platform: &Platf
     .file("cluster-secret-store.yaml", vec![store])
 }
 
-pub fn cert_manager(model: &Model) -> Component {
+pub fn cert_manager(versions: &PlatformVersions) -> Component {
     let ns = CERT_MANAGER_NS;
-    let version = format!("v{}", model.versions.cert_manager.trim_start_matches('v'));
+    let version = format!("v{}", versions.cert_manager.trim_start_matches('v'));
     Component::new("cert-manager", "infrastructure/cert-manager", vec![])
         .file("namespace.yaml", vec![namespace(ns, false)])
         .file(
@@ -195,7 +195,7 @@ pub fn external_dns(model: &Model, platform: &Platform) -> Component {
                 ns,
                 "external-dns",
                 "external-dns",
-                &model.versions.external_dns,
+                &platform.versions.external_dns,
                 "external-dns",
                 values,
             ),
@@ -203,13 +203,13 @@ pub fn external_dns(model: &Model, platform: &Platform) -> Component {
     )
 }
 
-pub fn cloudnative_pg(model: &Model) -> Component {
+pub fn cloudnative_pg(versions: &PlatformVersions) -> Component {
     let ns = CNPG_NS;
     let mut plugin = helm_release(
         ns,
         "plugin-barman-cloud",
         "plugin-barman-cloud",
-        &model.versions.barman_cloud_plugin_chart,
+        &versions.barman_cloud_plugin_chart,
         "cnpg",
         json!({}),
     );
@@ -232,7 +232,7 @@ pub fn cloudnative_pg(model: &Model) -> Component {
                 ns,
                 "cloudnative-pg",
                 "cloudnative-pg",
-                &model.versions.cloudnative_pg_chart,
+                &versions.cloudnative_pg_chart,
                 "cnpg",
                 json!({}),
             ),
@@ -241,11 +241,8 @@ pub fn cloudnative_pg(model: &Model) -> Component {
     )
 }
 
-pub fn spicedb_operator(model: &Model) -> Component {
-    let tag = format!(
-        "v{}",
-        model.versions.spicedb_operator.trim_start_matches('v')
-    );
+pub fn spicedb_operator(versions: &PlatformVersions) -> Component {
+    let tag = format!("v{}", versions.spicedb_operator.trim_start_matches('v'));
     // No chart upstream: the release's manifests are `kustomize build
     // config` of the tagged repository, which Flux builds itself.
     let source = object(
@@ -342,7 +339,7 @@ pub fn democratic_csi(model: &Model, platform: &Platform) -> Component {
     let ns = "democratic-csi";
     let image =
         |tag: &str| json!({"registry": "ghcr.io/democratic-csi/democratic-csi", "tag": tag});
-    let tag = &model.versions.democratic_csi_image;
+    let tag = &platform.versions.democratic_csi_image;
     let values = json!({
         "csiDriver": {"name": "org.democratic-csi.iscsi"},
         "storageClasses": [{
@@ -434,7 +431,7 @@ pub fn democratic_csi(model: &Model, platform: &Platform) -> Component {
                 ns,
                 "democratic-csi",
                 "democratic-csi",
-                &model.versions.democratic_csi,
+                &platform.versions.democratic_csi,
                 "democratic-csi",
                 values,
             ),

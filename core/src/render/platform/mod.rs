@@ -77,17 +77,17 @@ pub fn components(model: &Model) -> Vec<Component> {
         return Vec::new();
     };
     let mut all = vec![
-        infrastructure::external_secrets(model),
-        infrastructure::onepassword(model, connect, platform),
-        infrastructure::cert_manager(model),
+        infrastructure::external_secrets(&platform.versions),
+        infrastructure::onepassword(connect, platform),
+        infrastructure::cert_manager(&platform.versions),
         infrastructure::cert_manager_config(model, platform),
         infrastructure::external_dns(model, platform),
-        infrastructure::cloudnative_pg(model),
-        infrastructure::spicedb_operator(model),
+        infrastructure::cloudnative_pg(&platform.versions),
+        infrastructure::spicedb_operator(&platform.versions),
         infrastructure::democratic_csi(model, platform),
         infrastructure::cilium_config(model),
         infrastructure::cilium_gateway(platform),
-        apps::spicedb(model, platform),
+        apps::spicedb(platform),
     ];
     all.extend(infrastructure::cilium(model));
     all
@@ -160,7 +160,9 @@ struct ReadmeNeed {
 }
 
 pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
-    let (Some(platform), Some(flux)) = (&model.platform, &model.flux) else {
+    // resolve gives a platform only with the cluster, so with Cilium.
+    let (Some(platform), Some(flux), Some(cilium)) = (&model.platform, &model.flux, &model.cilium)
+    else {
         return Ok(Vec::new());
     };
     let components = components(model);
@@ -204,7 +206,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         &apps::spicedb_recovery(platform),
     )?);
     let by_name: BTreeMap<&str, &Component> = components.iter().map(|c| (c.name, c)).collect();
-    let v = &model.versions;
+    let v = &platform.versions;
     let readme = ReadmeData {
         project: &model.project.name,
         cluster_path: &flux.path,
@@ -234,7 +236,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             })
             .collect(),
         versions: vec![
-            ("Cilium (chart)", &v.cilium),
+            ("Cilium (chart)", &cilium.version),
             ("External Secrets (chart)", &v.external_secrets),
             ("1Password Connect (chart)", &v.onepassword_connect),
             ("cert-manager (chart)", &v.cert_manager),

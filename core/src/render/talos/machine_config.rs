@@ -115,10 +115,9 @@ pub fn render(input: &NodeInput<'_>) -> Result<String, YamlError> {
 }
 
 fn v1alpha1<'a>(input: &'a NodeInput<'a>) -> Config<'a> {
-    let model = input.model;
     let talos = input.cluster;
     let bundle = input.bundle;
-    let kubernetes = model.versions.kubernetes.trim_start_matches('v');
+    let kubernetes = talos.kubernetes.trim_start_matches('v');
     let control_plane = input.role.is_control_plane();
     // 127.0.0.1: talosctl and kubectl through a local SSH tunnel (the nodes
     // have no public address). The VIP only where it can land.

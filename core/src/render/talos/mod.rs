@@ -34,13 +34,13 @@ pub fn render(
     let (Some(cluster), Some(credentials)) = (&model.talos, &secrets.talos) else {
         return Ok(Vec::new());
     };
-    let version = &model.versions.talos;
+    let version = &cluster.version;
     let schematic = Schematic::new(&cluster.extensions, &cluster.kernel_args);
     let id = schematic.id()?;
     let installer = schematic::installer_image(&id, version);
     let references = ImageReferences {
         talos_version: version,
-        kubernetes_version: &model.versions.kubernetes,
+        kubernetes_version: &cluster.kubernetes,
         schematic_id: &id,
         disk_image: schematic::disk_image_url(&id, version),
         installer: &installer,
