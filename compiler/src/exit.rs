@@ -257,8 +257,15 @@ impl Code for BootstrapError {
 impl Code for PublishError {
     fn exit_code(&self) -> u8 {
         match self {
-            PublishError::NotARepository { .. } | PublishError::NotTopLevel { .. } => USAGE,
-            PublishError::LocalChanges { .. } | PublishError::Ignored { .. } => CONFLICT,
+            PublishError::NotARepository { .. }
+            | PublishError::NotTopLevel { .. }
+            | PublishError::Detached { .. }
+            | PublishError::NoUpstream { .. } => USAGE,
+            PublishError::LocalChanges { .. }
+            | PublishError::Ignored { .. }
+            | PublishError::RemoteMoved { .. }
+            | PublishError::Diverged { .. }
+            | PublishError::PushRejected { .. } => CONFLICT,
             PublishError::Spawn(_) | PublishError::Git { .. } | PublishError::Commit { .. } => {
                 UNAVAILABLE
             }
@@ -454,6 +461,26 @@ mod tests {
                 Box::new(PublishError::LocalChanges {
                     repo: PathBuf::from("r"),
                     status: String::new(),
+                }),
+                CONFLICT,
+            ),
+            (
+                Box::new(PublishError::NoUpstream {
+                    repo: PathBuf::from("r"),
+                    branch: "main".into(),
+                }),
+                USAGE,
+            ),
+            (
+                Box::new(PublishError::RemoteMoved {
+                    repo: PathBuf::from("r"),
+                    moved: Box::new(crate::publish::RemoteMove {
+                        remote: "origin".into(),
+                        remote_ref: "refs/heads/main".into(),
+                        tracking_ref: "refs/remotes/origin/main".into(),
+                        fetched: None,
+                        now: None,
+                    }),
                 }),
                 CONFLICT,
             ),

@@ -74,7 +74,8 @@ Exit codes:
   6   deploy: the host conflicts with the blueprint, or a step was held back
       (a replace without --allow-replace, an image the tree lacks);
       platform publish: the repository has local changes (commit or stash
-      them) or ignores a file to publish; host init: the host's SSH key or
+      them) or ignores a file to publish, or with --push the remote moved
+      since your last fetch or refused the push; host init: the host's SSH key or
       API certificate is not the one recorded (check it, then --repin), or
       a token (or a value where host.api_token points) exists and would be
       replaced (--rotate)
@@ -82,7 +83,7 @@ Exit codes:
   69  a remote service (Image Factory, 1Password, the cluster) failed,
       disagreed or did not answer in time, or a host program an image needs
       (mmdebstrap, mke2fs) is missing, or git failed (platform
-      publish: e.g. no user.name/user.email)
+      publish: e.g. no user.name/user.email, the remote unreachable)
   70  internal error (a bug: please report it)
   74  reading or writing files failed, or no blueprint was given and none
       was found (see Blueprint below)
@@ -117,8 +118,8 @@ Examples:
   waddlec build --with-secrets           the deployable tree, secrets included, into dist/
   waddlec deploy --tree dist             put it on the Proxmox host (plan first)
   waddlec cluster bootstrap              etcd, API, secrets, Teleport access, nodes Ready
-  waddlec platform publish --repo ../platform
-                                         commit the GitOps tree into the Flux repository
+  waddlec platform publish --repo ../platform --push
+                                         commit the GitOps tree into the Flux repository, push it
   waddlec schematic id --extension siderolabs/qemu-guest-agent
   waddlec validate my.toml --format json diagnostics as JSON
   waddlec explain E0102                  why duplicate addresses are refused";
