@@ -63,6 +63,7 @@ use crate::host::token::TokenError;
 use crate::net::fetch::FetchError;
 use crate::net::ssh::{Failure, SshError};
 use crate::publish::PublishError;
+use crate::secrets::client_config::MergeError;
 use crate::secrets::SecretError;
 
 impl Code for CompileError {
@@ -271,6 +272,18 @@ impl Code for PublishError {
             }
             PublishError::Io { .. } => IO,
             PublishError::Empty | PublishError::BadPath { .. } => INTERNAL,
+        }
+    }
+}
+
+impl Code for MergeError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            // The operator's file cannot be read, or is not a config to
+            // merge into: nothing is written.
+            MergeError::Read { .. } | MergeError::NotAConfig { .. } => IO,
+            MergeError::Internal(..) => INTERNAL,
+            MergeError::Write(err) => err.exit_code(),
         }
     }
 }
@@ -485,6 +498,21 @@ mod tests {
                 CONFLICT,
             ),
             (Box::new(PublishError::Spawn(io_error())), UNAVAILABLE),
+            (
+                Box::new(MergeError::NotAConfig {
+                    path: PathBuf::from("config"),
+                    kind: crate::secrets::client_config::Kind::Kubeconfig,
+                    location: ":1:1".into(),
+                }),
+                IO,
+            ),
+            (
+                Box::new(MergeError::Read {
+                    path: PathBuf::from("config"),
+                    source: io_error(),
+                }),
+                IO,
+            ),
             (Box::new(PublishError::Empty), INTERNAL),
             (Box::new(BuildOutcome::Written { files: 3 }), OK),
             (Box::new(BuildOutcome::Fresh), OK),

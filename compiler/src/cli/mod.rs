@@ -86,7 +86,8 @@ Exit codes:
       publish: e.g. no user.name/user.email, the remote unreachable)
   70  internal error (a bug: please report it)
   74  reading or writing files failed, or no blueprint was given and none
-      was found (see Blueprint below)
+      was found (see Blueprint below), or kubeconfig/talosconfig --merge
+      found a file that is not one (nothing written)
   75  host init: the host did not answer over SSH
   77  host init: the host refused your SSH key, your ssh does not trust
       the host's key, or a fresh login failed after sshd was hardened (the
@@ -206,6 +207,10 @@ enum Command {
     /// cluster's Kubernetes CA (from the Talos bundle): no call to the
     /// cluster, nothing to revoke.
     Kubeconfig(kubeconfig::KubeconfigArgs),
+    /// Write the talosctl admin's talosconfig (from the Talos bundle), or
+    /// merge it into yours with --merge: a context straight to the control
+    /// planes and, with Teleport, one through `tsh proxy app`, current.
+    Talosconfig(kubeconfig::TalosconfigArgs),
     /// Disk images: convert a raw disk into the qcow2 Proxmox imports.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -268,6 +273,7 @@ pub fn run() -> ExitCode {
         Command::Host(command) => host::run(command),
         Command::Deploy(args) => deploy::run(&args, color),
         Command::Kubeconfig(args) => kubeconfig::run(&args),
+        Command::Talosconfig(args) => kubeconfig::run_talosconfig(&args),
         Command::Cluster(command) => cluster::run(command),
         Command::Platform(command) => platform::run(command, color),
         Command::Explain { rule } => explain(rule.as_deref()),
