@@ -8,7 +8,9 @@
 # mmdebstrap for Debian bases, fdisk for sfdisk, systemd for
 # `systemd-analyze verify`, groff-base to check the manual pages, sudo for
 # `visudo -c` of the sudoers rule the host setup installs, age (the
-# reference implementation) to decrypt what waddlec encrypts; and from
+# reference implementation) to decrypt what waddlec encrypts, kubectl (if
+# none is installed, Debian's kubernetes-client) to read merged kubeconfigs;
+# and from
 # bookworm-backports: e2fsprogs >= 1.47.1 for reproducible `mke2fs -d`,
 # qemu-utils 10 for `qemu-img`, qemu-system-x86 and ovmf to boot images),
 # then: formatting, clippy, cargo-deny (licenses, bans), every unit and
@@ -27,6 +29,9 @@ missing=()
 for package in "${packages[@]}"; do
     installed "$package" || missing+=("$package")
 done
+# kubectl reads the kubeconfigs `kubeconfig --merge` writes: any kubectl
+# will do, else Debian's.
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 missing_backports=()
 for package in "${backports[@]}"; do
     installed "$package" || missing_backports+=("$package")

@@ -63,6 +63,7 @@ use crate::host::token::TokenError;
 use crate::net::fetch::FetchError;
 use crate::net::ssh::{Failure, SshError};
 use crate::publish::PublishError;
+use crate::secrets::client_config::MergeError;
 use crate::secrets::SecretError;
 
 impl Code for CompileError {
@@ -257,13 +258,32 @@ impl Code for BootstrapError {
 impl Code for PublishError {
     fn exit_code(&self) -> u8 {
         match self {
-            PublishError::NotARepository { .. } | PublishError::NotTopLevel { .. } => USAGE,
-            PublishError::LocalChanges { .. } | PublishError::Ignored { .. } => CONFLICT,
+            PublishError::NotARepository { .. }
+            | PublishError::NotTopLevel { .. }
+            | PublishError::Detached { .. }
+            | PublishError::NoUpstream { .. } => USAGE,
+            PublishError::LocalChanges { .. }
+            | PublishError::Ignored { .. }
+            | PublishError::RemoteMoved { .. }
+            | PublishError::Diverged { .. }
+            | PublishError::PushRejected { .. } => CONFLICT,
             PublishError::Spawn(_) | PublishError::Git { .. } | PublishError::Commit { .. } => {
                 UNAVAILABLE
             }
             PublishError::Io { .. } => IO,
             PublishError::Empty | PublishError::BadPath { .. } => INTERNAL,
+        }
+    }
+}
+
+impl Code for MergeError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            // The operator's file cannot be read, or is not a config to
+            // merge into: nothing is written.
+            MergeError::Read { .. } | MergeError::NotAConfig { .. } => IO,
+            MergeError::Internal(..) => INTERNAL,
+            MergeError::Write(err) => err.exit_code(),
         }
     }
 }
@@ -457,7 +477,42 @@ mod tests {
                 }),
                 CONFLICT,
             ),
+            (
+                Box::new(PublishError::NoUpstream {
+                    repo: PathBuf::from("r"),
+                    branch: "main".into(),
+                }),
+                USAGE,
+            ),
+            (
+                Box::new(PublishError::RemoteMoved {
+                    repo: PathBuf::from("r"),
+                    moved: Box::new(crate::publish::RemoteMove {
+                        remote: "origin".into(),
+                        remote_ref: "refs/heads/main".into(),
+                        tracking_ref: "refs/remotes/origin/main".into(),
+                        fetched: None,
+                        now: None,
+                    }),
+                }),
+                CONFLICT,
+            ),
             (Box::new(PublishError::Spawn(io_error())), UNAVAILABLE),
+            (
+                Box::new(MergeError::NotAConfig {
+                    path: PathBuf::from("config"),
+                    kind: crate::secrets::client_config::Kind::Kubeconfig,
+                    location: ":1:1".into(),
+                }),
+                IO,
+            ),
+            (
+                Box::new(MergeError::Read {
+                    path: PathBuf::from("config"),
+                    source: io_error(),
+                }),
+                IO,
+            ),
             (Box::new(PublishError::Empty), INTERNAL),
             (Box::new(BuildOutcome::Written { files: 3 }), OK),
             (Box::new(BuildOutcome::Fresh), OK),

@@ -10,6 +10,7 @@
 mod bring_up;
 mod build_output;
 mod cli_habits;
+mod client_configs;
 mod cloud_init;
 mod cluster_bootstrap;
 mod cluster_manifests;

@@ -1,7 +1,9 @@
 //! `waddlec platform publish`: the GitOps tree committed into a scratch
 //! platform repository, by the real binary on the bundled blueprint (its
 //! refusals and its happy path) and by the library (how a later build's
-//! changes become one commit).
+//! changes become one commit); `--push` to a bare repository served over
+//! SSH by a real sshd (the `ssh_host` lab), with the operator's own ssh
+//! config.
 
 use std::fs;
 use std::path::Path;
@@ -9,6 +11,7 @@ use std::process::Command;
 
 use waddlec::publish::{platform_files, publish};
 
+use crate::support::ssh_host::SshHost;
 use crate::support::{run, text, valid_blueprints, waddlec};
 
 /// A platform repository with the operator's own files committed.
@@ -27,12 +30,22 @@ fn platform_repository() -> tempfile::TempDir {
 }
 
 fn git(repo: &Path, args: &[&str]) -> String {
-    let output = run(Command::new("git")
+    git_with(repo, args, None)
+}
+
+/// git, reaching remotes with `ssh` (`GIT_SSH_COMMAND`) when given.
+fn git_with(repo: &Path, args: &[&str], ssh: Option<&str>) -> String {
+    let mut command = Command::new("git");
+    command
         .arg("-C")
         .arg(repo)
         .args(args)
         .env_remove("GIT_DIR")
-        .env_remove("GIT_INDEX_FILE"));
+        .env_remove("GIT_INDEX_FILE");
+    if let Some(ssh) = ssh {
+        command.env("GIT_SSH_COMMAND", ssh);
+    }
+    let output = run(&mut command);
     assert!(
         output.status.success(),
         "git {args:?}: {}",
@@ -203,4 +216,100 @@ fn a_later_build_s_changes_become_one_commit() {
     );
     assert!(repo.path().join("LICENSE").is_file());
     assert_eq!(git(repo.path(), &["status", "--porcelain"]), "");
+}
+
+/// `--push` as an operator runs it: git over their own ssh (here the lab's
+/// ssh config, through `GIT_SSH_COMMAND`) to a bare repository a real sshd
+/// serves. The commit reaches the remote and the report says what went;
+/// once someone else pushed, the publish is refused before anything is
+/// written, until the operator fetched and rebased.
+#[test]
+fn push_reaches_the_remote_over_ssh_and_refuses_one_that_moved() {
+    let host = SshHost::start();
+    let ssh_command = format!("ssh -F {}", host.config.display());
+    let ssh = Some(ssh_command.as_str());
+    let remote = tempfile::tempdir().unwrap();
+    git(
+        remote.path(),
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    );
+    let url = format!("waddle-host:{}", remote.path().display());
+    let remote_main = || {
+        git(remote.path(), &["rev-parse", "main"])
+            .trim()
+            .to_string()
+    };
+    let repo = platform_repository();
+    git(repo.path(), &["remote", "add", "origin", &url]);
+    git_with(
+        repo.path(),
+        &["push", "--quiet", "-u", "origin", "main"],
+        ssh,
+    );
+    let before = remote_main();
+    let publish_push = |format: &str| {
+        run(waddlec()
+            .args(["platform", "publish"])
+            .arg(&valid_blueprints()[0])
+            .arg("--repo")
+            .arg(repo.path())
+            .args(["--push", "--format", format])
+            .env("GIT_SSH_COMMAND", &ssh_command))
+    };
+
+    let output = publish_push("json");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let commit = report["commit"].as_str().unwrap().to_string();
+    assert_eq!(remote_main(), commit, "the remote has the commit");
+    assert_eq!(report["pushed"]["remote"], "origin", "{report}");
+    assert_eq!(report["pushed"]["remote_ref"], "refs/heads/main");
+    assert_eq!(report["pushed"]["from"], before.as_str());
+    assert_eq!(report["pushed"]["to"], commit.as_str());
+    assert_eq!(report["pushed"]["commits"][0]["commit"], commit.as_str());
+
+    // Someone else pushes a hand edit of a published file.
+    let other = tempfile::tempdir().unwrap();
+    git_with(other.path(), &["clone", "--quiet", &url, "."], ssh);
+    git(other.path(), &["config", "user.name", "Someone Else"]);
+    git(other.path(), &["config", "user.email", "else@example.test"]);
+    fs::write(other.path().join("README.md"), "edited by hand\n").unwrap();
+    git(other.path(), &["commit", "--quiet", "-am", "edit by hand"]);
+    git_with(other.path(), &["push", "--quiet"], ssh);
+    let moved = remote_main();
+
+    let before = state(repo.path());
+    let output = publish_push("text");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("`origin` moved since your last fetch"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&moved), "{stderr}");
+    assert!(stderr.contains("pull --rebase"), "{stderr}");
+    assert_eq!(state(repo.path()), before, "nothing written");
+    assert_eq!(remote_main(), moved, "nothing pushed");
+
+    // Fetched and rebased: the publish puts the file back and pushes that.
+    git_with(repo.path(), &["pull", "--quiet", "--rebase"], ssh);
+    let output = publish_push("text");
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let head = git(repo.path(), &["rev-parse", "HEAD"]).trim().to_string();
+    assert_eq!(remote_main(), head);
+    assert_eq!(
+        git(repo.path(), &["show", "--name-status", "--format=", "HEAD"]),
+        "M\tREADME.md\n"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "pushed 1 commit(s) to origin refs/heads/main: {moved} -> {head}"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("  pushed   {head} Publish the platform tree")),
+        "{stderr}"
+    );
 }

@@ -80,6 +80,7 @@ fn every_platform_manifest_validates_against_the_schema_of_its_kind() {
         "fluxcd.controlplane.io/v1/FluxInstance",
         "cilium.io/v2/CiliumLoadBalancerIPPool",
         "cilium.io/v2alpha1/CiliumL2AnnouncementPolicy",
+        "externaldns.k8s.io/v1alpha1/DNSEndpoint",
     ] {
         assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
     }
@@ -140,7 +141,7 @@ fn the_dependency_graph_is_acyclic_and_every_reference_resolves() {
 
 fn check_graph(out: &Path, cluster_dir: &str) {
     let graph = graph(out, cluster_dir);
-    assert_eq!(graph.len(), 12, "{graph:?}");
+    assert_eq!(graph.len(), 13, "{graph:?}");
     for (from, needs) in &graph {
         for to in needs {
             assert!(
@@ -224,6 +225,8 @@ edges! {
         because "the Cloudflare token is an ExternalSecret";
     external_dns_after_onepassword: "external-dns" needs "onepassword"
         because "the Cloudflare token is an ExternalSecret";
+    dns_records_after_external_dns: "external-dns-records" needs "external-dns"
+        because "DNSEndpoint is External DNS's CRD, installed by its chart";
     cnpg_after_cert_manager: "cloudnative-pg" needs "cert-manager"
         because "the Barman Cloud plugin's certificates are cert-manager Certificates";
     csi_after_onepassword: "democratic-csi" needs "onepassword"
@@ -461,4 +464,72 @@ fn flux_keeps_the_bootstrap_objects_current() {
         .find(|d| d["kind"] == "HelmRepository")
         .unwrap();
     assert_eq!(repository["spec"]["url"], "https://helm.cilium.io/");
+}
+
+/// Every name the edge routes has an A record at the host's public address,
+/// kept by External DNS: the Gateway's wildcards through its routes (the
+/// gateway sources), every other name through one DNSEndpoint (the CRD
+/// source, enabled, with the chart's CRD installed and upgraded).
+#[test]
+fn external_dns_publishes_every_edge_name_the_gateway_does_not() {
+    for blueprint in valid_blueprints() {
+        let model = crate::support::model(&blueprint);
+        let platform = model.platform.as_ref().unwrap();
+        let edge = model.edge.as_ref().unwrap();
+        let (_dir, out) = build(&blueprint);
+        let read = |path: &str| documents(&fs::read_to_string(out.join(path)).unwrap());
+        let expected: Vec<String> = edge
+            .routes
+            .iter()
+            .filter_map(|route| match &route.host {
+                waddlec::model::SniHost::Exact(host) => Some(host.clone()),
+                waddlec::model::SniHost::Wildcard { suffix } => {
+                    (route.backend.name != platform.gateway.name).then(|| format!("*{suffix}"))
+                }
+            })
+            .collect();
+        assert!(!expected.is_empty(), "{}", blueprint.display());
+        let records = read("platform/infrastructure/external-dns-records/edge-hosts.yaml");
+        let [record] = records.as_slice() else {
+            panic!("{records:?}")
+        };
+        assert_eq!(record["kind"], "DNSEndpoint");
+        let endpoints = record["spec"]["endpoints"].as_array().unwrap();
+        let names: Vec<&str> = endpoints
+            .iter()
+            .map(|e| e["dnsName"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, expected, "{}", blueprint.display());
+        if blueprint == valid_blueprints()[0] {
+            assert_eq!(
+                names,
+                [
+                    "teleport.waddle.social",
+                    "proxmox.waddle.social",
+                    "*.teleport.waddle.social"
+                ]
+            );
+        }
+        for endpoint in endpoints {
+            assert_eq!(endpoint["recordType"], "A");
+            assert_eq!(
+                endpoint["targets"],
+                serde_json::json!([platform.public_address.to_string()])
+            );
+        }
+        // The gateway's wildcards are left to the routes under them.
+        for (host, _) in &platform.gateway.https {
+            if host.starts_with("*.") {
+                assert!(!names.contains(&host.as_str()), "{host}");
+            }
+        }
+        let release = read("platform/infrastructure/external-dns/release.yaml")
+            .into_iter()
+            .find(|d| d["kind"] == "HelmRelease")
+            .unwrap();
+        let sources = release["spec"]["values"]["sources"].as_array().unwrap();
+        assert!(sources.iter().any(|s| s == "crd"), "{sources:?}");
+        assert_eq!(release["spec"]["install"]["crds"], "Create");
+        assert_eq!(release["spec"]["upgrade"]["crds"], "CreateReplace");
+    }
 }

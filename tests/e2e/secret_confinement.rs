@@ -226,3 +226,78 @@ fn no_value_of_a_bundle_in_1password_or_age_reaches_any_output() {
         "-vvv says something"
     );
 }
+
+/// The client configs `kubeconfig` and `talosconfig` write or merge into
+/// the operator's files carry keys (the admin's, a fresh client key, the
+/// operator's other clusters'): none of them reaches any output, at any
+/// verbosity, nor does a key of a file that is refused.
+#[test]
+fn no_key_of_a_client_config_reaches_any_output() {
+    let lab = SecretLab::new(&valid_blueprints()[0]);
+    lab.init();
+    let kube = lab.path("home/kube");
+    let talos = lab.path("home/talos");
+    fs::create_dir_all(lab.path("home")).unwrap();
+    let their_token = "dGhlaXItb3duLWNsdXN0ZXItdG9rZW4tdmFsdWU=";
+    fs::write(
+        &kube,
+        format!("users:\n- name: theirs\n  user: {{token: {their_token}}}\n"),
+    )
+    .unwrap();
+    let env = [
+        ("KUBECONFIG", kube.to_str().unwrap()),
+        ("TALOSCONFIG", talos.to_str().unwrap()),
+    ];
+    let mut output = String::new();
+    for verbosity in ["-v", "-vvv"] {
+        for args in [
+            vec!["kubeconfig", "blueprint.toml", "--merge", verbosity],
+            vec!["kubeconfig", "blueprint.toml", verbosity],
+            vec!["talosconfig", "blueprint.toml", "--merge", verbosity],
+            vec!["talosconfig", "blueprint.toml", verbosity],
+        ] {
+            let out = lab.waddlec_with(&args, &env);
+            assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+            output.push_str(&text(&out.stdout));
+            output.push_str(&text(&out.stderr));
+        }
+    }
+    // Refused: a broken file full of keys.
+    let broken = lab.path("home/broken");
+    fs::write(&broken, format!("clusters: [{their_token}\n")).unwrap();
+    let out = lab.waddlec_with(
+        &["kubeconfig", "blueprint.toml", "--merge", "-vvv"],
+        &[("KUBECONFIG", broken.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(74), "{}", text(&out.stderr));
+    output.push_str(&text(&out.stdout));
+    output.push_str(&text(&out.stderr));
+
+    let read = |path: &std::path::Path| fs::read_to_string(path).unwrap();
+    let merged_kube: serde_json::Value = serde_saphyr::from_str(&read(&kube)).unwrap();
+    let own_kube: serde_json::Value =
+        serde_saphyr::from_str(&read(&lab.path("secrets/kubeconfig"))).unwrap();
+    let client_keys: Vec<String> = [&merged_kube, &own_kube]
+        .iter()
+        .flat_map(|config| config["users"].as_array().unwrap().clone())
+        .filter_map(|user| user["user"]["client-key-data"].as_str().map(String::from))
+        .map(|key| format!("client-key-data: {key}\n"))
+        .collect();
+    assert_eq!(client_keys.len(), 2);
+    let mut texts: Vec<String> = vec![
+        read(&lab.path("secrets/cluster.yaml")),
+        read(&lab.path("secrets/cluster.admin.yaml")),
+    ];
+    texts.extend(client_keys);
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut secrets = secret_values(&texts);
+    secrets.push(their_token.to_string());
+    assert!(secrets.len() > 60, "{} values", secrets.len());
+    for secret in &secrets {
+        assert!(
+            !output.contains(secret.as_str()),
+            "a secret value reached the output"
+        );
+    }
+    assert!(output.contains("merged into"), "{output}");
+}

@@ -4,7 +4,8 @@
 //! blueprint is not given then takes `$WADDLEC_BLUEPRINT` if set, else the
 //! first `blueprints/waddle.toml` found going up from the current directory.
 //! The directory it was found in is the project root: the other relative
-//! defaults (`out`, `dist`, `secrets/kubeconfig`) are taken from there too,
+//! defaults (`out`, `dist`, `secrets/kubeconfig`, `secrets/talosconfig`)
+//! are taken from there too,
 //! so `waddlec build` in `blueprints/` writes `../out` as it would at the
 //! top. Paths given on the command line stay relative to where waddlec runs.
 //! The root is named relative to the current directory (`../..`), never by
@@ -28,7 +29,13 @@ pub const BLUEPRINT: &str = "blueprints/waddle.toml";
 /// The environment variable naming the blueprint to use when none is given.
 pub const BLUEPRINT_ENV: &str = "WADDLEC_BLUEPRINT";
 /// Defaults that are paths in the project, taken from its root.
-const ROOTED: [&str; 4] = [BLUEPRINT, "out", "dist", "secrets/kubeconfig"];
+const ROOTED: [&str; 5] = [
+    BLUEPRINT,
+    "out",
+    "dist",
+    "secrets/kubeconfig",
+    "secrets/talosconfig",
+];
 
 /// The project root relative to the current directory, when not `.`.
 static ROOT: OnceLock<PathBuf> = OnceLock::new();

@@ -74,7 +74,8 @@ Exit codes:
   6   deploy: the host conflicts with the blueprint, or a step was held back
       (a replace without --allow-replace, an image the tree lacks);
       platform publish: the repository has local changes (commit or stash
-      them) or ignores a file to publish; host init: the host's SSH key or
+      them) or ignores a file to publish, or with --push the remote moved
+      since your last fetch or refused the push; host init: the host's SSH key or
       API certificate is not the one recorded (check it, then --repin), or
       a token (or a value where host.api_token points) exists and would be
       replaced (--rotate)
@@ -82,10 +83,11 @@ Exit codes:
   69  a remote service (Image Factory, 1Password, the cluster) failed,
       disagreed or did not answer in time, or a host program an image needs
       (mmdebstrap, mke2fs) is missing, or git failed (platform
-      publish: e.g. no user.name/user.email)
+      publish: e.g. no user.name/user.email, the remote unreachable)
   70  internal error (a bug: please report it)
   74  reading or writing files failed, or no blueprint was given and none
-      was found (see Blueprint below)
+      was found (see Blueprint below), or kubeconfig/talosconfig --merge
+      found a file that is not one (nothing written)
   75  host init: the host did not answer over SSH
   77  host init: the host refused your SSH key, your ssh does not trust
       the host's key, or a fresh login failed after sshd was hardened (the
@@ -117,8 +119,8 @@ Examples:
   waddlec build --with-secrets           the deployable tree, secrets included, into dist/
   waddlec deploy --tree dist             put it on the Proxmox host (plan first)
   waddlec cluster bootstrap              etcd, API, secrets, Teleport access, nodes Ready
-  waddlec platform publish --repo ../platform
-                                         commit the GitOps tree into the Flux repository
+  waddlec platform publish --repo ../platform --push
+                                         commit the GitOps tree into the Flux repository, push it
   waddlec schematic id --extension siderolabs/qemu-guest-agent
   waddlec validate my.toml --format json diagnostics as JSON
   waddlec explain E0102                  why duplicate addresses are refused";
@@ -205,6 +207,10 @@ enum Command {
     /// cluster's Kubernetes CA (from the Talos bundle): no call to the
     /// cluster, nothing to revoke.
     Kubeconfig(kubeconfig::KubeconfigArgs),
+    /// Write the talosctl admin's talosconfig (from the Talos bundle), or
+    /// merge it into yours with --merge: a context straight to the control
+    /// planes and, with Teleport, one through `tsh proxy app`, current.
+    Talosconfig(kubeconfig::TalosconfigArgs),
     /// Disk images: convert a raw disk into the qcow2 Proxmox imports.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -267,6 +273,7 @@ pub fn run() -> ExitCode {
         Command::Host(command) => host::run(command),
         Command::Deploy(args) => deploy::run(&args, color),
         Command::Kubeconfig(args) => kubeconfig::run(&args),
+        Command::Talosconfig(args) => kubeconfig::run_talosconfig(&args),
         Command::Cluster(command) => cluster::run(command),
         Command::Platform(command) => platform::run(command, color),
         Command::Explain { rule } => explain(rule.as_deref()),

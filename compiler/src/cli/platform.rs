@@ -1,7 +1,8 @@
 //! `waddlec platform publish`: builds the review tree, takes its
 //! `platform/` files (the GitOps tree) and commits them into a checkout of
-//! the platform repository through `publish`; the report goes to stderr,
-//! or with `--format json` to stdout.
+//! the platform repository through `publish` (and with `--push` pushes the
+//! branch to its upstream); the report goes to stderr, or with
+//! `--format json` to stdout.
 
 use std::path::PathBuf;
 
@@ -9,17 +10,22 @@ use clap::{Args, Subcommand};
 
 use super::{exit, print_out, show, Format};
 use crate::exit::Code as _;
-use crate::publish::{self, Publication, PublishError};
+use crate::publish::{self, Publication, PublishError, Pushed};
 
 const PUBLISH_AFTER_HELP: &str = "\
 Exit codes:
-  0   published (one commit), or the repository was already up to date
+  0   published (one commit), or the repository was already up to date;
+      with --push also pushed (or the remote already had it)
   1   the blueprint is invalid
   2   --repo is not the top directory of a git work tree, or the build has
-      no platform/ files to publish
+      no platform/ files to publish; with --push: HEAD is detached or the
+      branch has no upstream
   6   the repository has local changes (commit or stash them), or ignores
-      a file the publish would commit
-  69  git failed (e.g. no user.name/user.email configured, a hook refused)
+      a file the publish would commit; with --push: the remote's branch
+      moved since your last fetch, the branch does not contain it, or the
+      remote refused the push (fetch, rebase, publish again)
+  69  git failed (e.g. no user.name/user.email configured, a hook refused,
+      the remote could not be reached or refused your credentials)
   70  internal error (a bug: please report it)
   74  writing a file failed
 
@@ -27,6 +33,7 @@ Examples:
   git clone git@github.com:example/platform.git ../platform
   waddlec platform publish --repo ../platform
   git -C ../platform show --stat && git -C ../platform push
+  waddlec platform publish --repo ../platform --push
   waddlec platform publish my.toml --repo ../platform --message \"cert-manager 1.19\" --format json";
 
 #[derive(Subcommand)]
@@ -41,12 +48,19 @@ pub enum PlatformCommand {
     /// (`clusters/`, `infrastructure/`, `apps/`, `README.md`…): tracked
     /// files there that the build no longer produces are removed.
     /// Everything else in the repository is left alone. When nothing
-    /// changed, no commit is made. Nothing is pushed: review the commit,
-    /// then push it.
+    /// changed, no commit is made. Nothing is pushed unless `--push`:
+    /// review the commit, then push it.
     ///
     /// Refuses, writing nothing, a repository with any local change
     /// (modified, staged or untracked files): commit or stash them first,
     /// so a generated commit never carries uncommitted work.
+    ///
+    /// `--push` then pushes the branch to its upstream with your own `git
+    /// push` (your ssh config and agent, your credential helpers), as a
+    /// fast-forward, never forced. Checked before anything is written: a
+    /// branch is checked out and has an upstream, the remote's branch is
+    /// still where your last fetch saw it (`git ls-remote` against the
+    /// remote-tracking ref), and the branch contains it.
     #[command(after_help = PUBLISH_AFTER_HELP)]
     Publish(PublishArgs),
 }
@@ -63,7 +77,12 @@ pub struct PublishArgs {
     /// this waddlec.
     #[arg(long, value_name = "MSG")]
     message: Option<String>,
-    /// `json` prints the report (commit, added, changed, removed) on stdout.
+    /// Push the branch to its upstream after the commit (fast-forward
+    /// only; refused when the remote moved since your last fetch).
+    #[arg(long)]
+    push: bool,
+    /// `json` prints the report (commit, added, changed, removed; with
+    /// --push, `pushed`) on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -95,9 +114,15 @@ fn publish(args: &PublishArgs, color: bool) -> u8 {
         show(&source, compiled.warnings, Format::Text, color, true, None);
     }
     let repo = args.repo.display();
-    match publish::publish(&args.repo, &files, &message) {
-        Ok(publication) => {
-            report(&publication, args, &source.name);
+    let published = if args.push {
+        publish::publish_and_push(&args.repo, &files, &message)
+            .map(|(publication, pushed)| (publication, Some(pushed)))
+    } else {
+        publish::publish(&args.repo, &files, &message).map(|publication| (publication, None))
+    };
+    match published {
+        Ok((publication, pushed)) => {
+            report(&publication, pushed.as_ref(), args, &source.name);
             exit::OK
         }
         Err(PublishError::Empty) => {
@@ -116,17 +141,27 @@ fn publish(args: &PublishArgs, color: bool) -> u8 {
     }
 }
 
-fn report(publication: &Publication, args: &PublishArgs, blueprint: &str) {
+fn report(publication: &Publication, pushed: Option<&Pushed>, args: &PublishArgs, blueprint: &str) {
     let repo = args.repo.display();
     if args.format == Format::Json {
         let mut value = serde_json::json!(publication);
         if let Some(object) = value.as_object_mut() {
             object.insert("up_to_date".into(), publication.is_up_to_date().into());
             object.insert("repo".into(), repo.to_string().into());
+            if let Some(pushed) = pushed {
+                object.insert("pushed".into(), serde_json::json!(pushed));
+            }
         }
         print_out(&serde_json::to_string_pretty(&value).unwrap_or_default());
         return;
     }
+    report_commit(publication, pushed.is_none(), &repo.to_string(), blueprint);
+    if let Some(pushed) = pushed {
+        report_push(pushed);
+    }
+}
+
+fn report_commit(publication: &Publication, advise_push: bool, repo: &str, blueprint: &str) {
     let Some(commit) = &publication.commit else {
         eprintln!("{repo} is up to date with {blueprint}: nothing to commit");
         return;
@@ -140,11 +175,37 @@ fn report(publication: &Publication, args: &PublishArgs, blueprint: &str) {
             eprintln!("  {verb:<8} {path}");
         }
     }
+    let advice = if advise_push {
+        format!("; review it (`git -C {repo} show --stat`) and push")
+    } else {
+        String::new()
+    };
     eprintln!(
-        "published {blueprint} to {repo}: commit {commit} ({} added, {} changed, {} removed); \
-         review it (`git -C {repo} show --stat`) and push",
+        "published {blueprint} to {repo}: commit {commit} ({} added, {} changed, {} removed){advice}",
         publication.added.len(),
         publication.changed.len(),
         publication.removed.len(),
+    );
+}
+
+fn report_push(pushed: &Pushed) {
+    let Pushed {
+        remote,
+        remote_ref,
+        from,
+        to,
+        commits,
+    } = pushed;
+    if commits.is_empty() {
+        eprintln!("{remote} already has {to} at {remote_ref}: nothing to push");
+        return;
+    }
+    for commit in commits {
+        eprintln!("  pushed   {} {}", commit.commit, commit.subject);
+    }
+    let from = from.as_deref().unwrap_or("(new branch)");
+    eprintln!(
+        "pushed {} commit(s) to {remote} {remote_ref}: {from} -> {to}",
+        commits.len()
     );
 }

@@ -71,7 +71,17 @@ impl Git {
         command
     }
 
-    fn output(&self, args: &[&str], stdin: Option<Vec<u8>>) -> Result<Output, PublishError> {
+    /// The work tree's top directory, as given.
+    pub(super) fn repo(&self) -> PathBuf {
+        self.repo.clone()
+    }
+
+    /// Runs git; its whole output, whatever its status.
+    pub(super) fn output(
+        &self,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+    ) -> Result<Output, PublishError> {
         let mut command = self.command();
         command
             .args(args)
@@ -113,13 +123,38 @@ impl Git {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    fn failed(&self, args: &[&str], output: &Output) -> PublishError {
+    pub(super) fn failed(&self, args: &[&str], output: &Output) -> PublishError {
         PublishError::Git {
             repo: self.repo.clone(),
             command: args.join(" "),
             stderr: String::from_utf8_lossy(&output.stderr)
                 .trim_end()
                 .to_string(),
+        }
+    }
+
+    /// The commit `name` points at, if it exists.
+    pub(super) fn commit_of(&self, name: &str) -> Result<Option<String>, PublishError> {
+        let spec = format!("{name}^{{commit}}");
+        let output = self.output(&["rev-parse", "--verify", "--quiet", &spec], None)?;
+        Ok(output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string()))
+    }
+
+    /// Whether `ancestor` is `descendant` or one of its ancestors.
+    pub(super) fn is_ancestor(
+        &self,
+        ancestor: &str,
+        descendant: &str,
+    ) -> Result<bool, PublishError> {
+        let args = ["merge-base", "--is-ancestor", ancestor, descendant];
+        let output = self.output(&args, None)?;
+        match output.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(self.failed(&args, &output)),
         }
     }
 

@@ -16,6 +16,7 @@
 //! before the first write.
 
 mod git;
+mod push;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -26,6 +27,7 @@ use serde::Serialize;
 
 use crate::artifact::Artifact;
 use git::Git;
+pub use push::{Pushed, PushedCommit};
 
 /// Where the build puts the GitOps tree; published without this prefix.
 pub const PLATFORM_PREFIX: &str = "platform/";
@@ -78,6 +80,53 @@ pub enum PublishError {
         paths.join(", ")
     )]
     Ignored { repo: PathBuf, paths: Vec<String> },
+    #[error(
+        "{}: HEAD is detached, so there is no branch to push; check out the branch Flux syncs (`git -C {} switch main`) and publish again",
+        repo.display(),
+        repo.display()
+    )]
+    Detached { repo: PathBuf },
+    #[error(
+        "{}: branch `{branch}` has no upstream, so --push does not know where to push; set it (`git -C {} branch --set-upstream-to=origin/{branch}`) and publish again",
+        repo.display(),
+        repo.display()
+    )]
+    NoUpstream { repo: PathBuf, branch: String },
+    #[error(
+        "{}: `{}` moved since your last fetch: its {} is at {}, and {} says {}; nothing was written or pushed. Fetch and review what changed (`git -C {} pull --rebase`), then publish again",
+        repo.display(),
+        moved.remote,
+        moved.remote_ref,
+        moved.now.as_deref().unwrap_or("nothing (deleted)"),
+        moved.tracking_ref,
+        moved.fetched.as_deref().unwrap_or("nothing (never fetched)"),
+        repo.display()
+    )]
+    RemoteMoved {
+        repo: PathBuf,
+        moved: Box<RemoteMove>,
+    },
+    #[error(
+        "{}: branch `{branch}` does not contain {tracking_ref}, so a push would need force (never used); nothing was written or pushed. Bring them together (`git -C {} pull --rebase`) and publish again",
+        repo.display(),
+        repo.display()
+    )]
+    Diverged {
+        repo: PathBuf,
+        branch: String,
+        tracking_ref: String,
+    },
+    #[error(
+        "{}: `{remote}` refused the push of `{branch}` to {remote_ref}: it moved after the check (a push is never forced). The commit is made locally; fetch and rebase (`git -C {} pull --rebase`), then publish --push again to push it",
+        repo.display(),
+        repo.display()
+    )]
+    PushRejected {
+        repo: PathBuf,
+        remote: String,
+        remote_ref: String,
+        branch: String,
+    },
     #[error("cannot run git: {0}; install it (`apt-get install git`)")]
     Spawn(#[source] std::io::Error),
     #[error("`git {command}` failed in {}:\n{stderr}", repo.display())]
@@ -99,6 +148,16 @@ pub enum PublishError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Where the remote's branch is, against where the last fetch saw it.
+#[derive(Debug)]
+pub struct RemoteMove {
+    pub remote: String,
+    pub remote_ref: String,
+    pub tracking_ref: String,
+    pub fetched: Option<String>,
+    pub now: Option<String>,
 }
 
 /// The build's `platform/` artifacts as publishable files: the prefix
@@ -127,13 +186,49 @@ pub fn publish(
     message: &str,
 ) -> Result<Publication, PublishError> {
     let git = Git::open(repo)?;
+    refuse_local_changes(&git)?;
+    commit(&git, files, message)
+}
+
+/// [`publish`], then the branch pushed to its upstream with the operator's
+/// own `git push` (fast-forward only, never forced). Also refuses, before
+/// writing anything, a detached HEAD, a branch without upstream, a remote
+/// whose branch moved since the last fetch (`git ls-remote` against the
+/// remote-tracking ref) and a branch that does not contain what was
+/// fetched. Pushes whatever the remote lacks, so a commit an earlier
+/// publish could not push goes too.
+pub fn publish_and_push(
+    repo: &Path,
+    files: &[(String, Vec<u8>)],
+    message: &str,
+) -> Result<(Publication, Pushed), PublishError> {
+    let git = Git::open(repo)?;
+    refuse_local_changes(&git)?;
+    let target = push::Target::checked(&git)?;
+    let publication = commit(&git, files, message)?;
+    let pushed = target.push(&git)?;
+    Ok((publication, pushed))
+}
+
+fn refuse_local_changes(git: &Git) -> Result<(), PublishError> {
     let status = git.run(&["status", "--porcelain", "--untracked-files=all"], None)?;
-    if !status.trim().is_empty() {
-        return Err(PublishError::LocalChanges {
-            repo: repo.to_path_buf(),
-            status: status.trim_end().to_string(),
-        });
+    if status.trim().is_empty() {
+        return Ok(());
     }
+    Err(PublishError::LocalChanges {
+        repo: git.repo(),
+        status: status.trim_end().to_string(),
+    })
+}
+
+/// The owned part of the work tree made exactly `files`, committed.
+fn commit(
+    git: &Git,
+    files: &[(String, Vec<u8>)],
+    message: &str,
+) -> Result<Publication, PublishError> {
+    let repo = git.repo();
+    let repo = repo.as_path();
     let files = checked(files)?;
     let owned: BTreeSet<&str> = files.keys().filter_map(|p| p.split('/').next()).collect();
     let owned: Vec<&str> = owned.into_iter().collect();
@@ -636,6 +731,138 @@ mod tests {
             "{err}"
         );
         assert_eq!(snapshot(repo.path()), before);
+    }
+
+    /// `repository()` with a bare repository as `origin`, `main` pushed
+    /// and tracking it; and the bare repository.
+    fn repository_with_remote() -> (tempfile::TempDir, tempfile::TempDir) {
+        let repo = repository();
+        let remote = tempfile::tempdir().expect("tempdir");
+        git(
+            remote.path(),
+            &["init", "--quiet", "--bare", "--initial-branch=main"],
+        );
+        let url = remote.path().display().to_string();
+        git(repo.path(), &["remote", "add", "origin", &url]);
+        git(repo.path(), &["push", "--quiet", "-u", "origin", "main"]);
+        (repo, remote)
+    }
+
+    fn remote_main(remote: &Path) -> String {
+        git(remote, &["rev-parse", "refs/heads/main"])
+            .trim()
+            .to_string()
+    }
+
+    /// Someone else's commit on the remote's `main`.
+    fn push_from_elsewhere(remote: &Path) {
+        let other = tempfile::tempdir().expect("tempdir");
+        let url = remote.display().to_string();
+        git(other.path(), &["clone", "--quiet", &url, "."]);
+        git(other.path(), &["config", "user.name", "Someone Else"]);
+        git(other.path(), &["config", "user.email", "else@example.test"]);
+        put(other.path(), "docs/runbook.md", "# Runbook, edited\n");
+        git(
+            other.path(),
+            &["commit", "--quiet", "-am", "edit the runbook"],
+        );
+        git(other.path(), &["push", "--quiet", "origin", "main"]);
+    }
+
+    #[test]
+    fn push_sends_the_new_commit_to_the_upstream() {
+        let (repo, remote) = repository_with_remote();
+        let before = remote_main(remote.path());
+        let (published, pushed) =
+            publish_and_push(repo.path(), &platform(), "publish").expect("pushes");
+        let commit = published.commit.expect("a commit");
+        assert_eq!(remote_main(remote.path()), commit);
+        assert_eq!(
+            pushed,
+            Pushed {
+                remote: "origin".into(),
+                remote_ref: "refs/heads/main".into(),
+                from: Some(before),
+                to: commit.clone(),
+                commits: vec![PushedCommit {
+                    commit: commit.clone(),
+                    subject: "publish".into()
+                }],
+            }
+        );
+        // git's own bookkeeping follows: the next fetch sees no move.
+        assert_eq!(
+            git(repo.path(), &["rev-parse", "refs/remotes/origin/main"]).trim(),
+            commit
+        );
+        let (again, pushed) =
+            publish_and_push(repo.path(), &platform(), "publish").expect("pushes");
+        assert!(again.is_up_to_date() && pushed.commits.is_empty());
+    }
+
+    #[test]
+    fn push_sends_a_commit_an_earlier_publish_left_unpushed() {
+        let (repo, remote) = repository_with_remote();
+        let first = publish(repo.path(), &platform(), "publish").expect("publishes");
+        let (again, pushed) =
+            publish_and_push(repo.path(), &platform(), "publish").expect("pushes");
+        assert!(again.is_up_to_date());
+        assert_eq!(pushed.commits.len(), 1);
+        assert_eq!(Some(remote_main(remote.path())), first.commit);
+    }
+
+    #[test]
+    fn a_remote_that_moved_since_the_last_fetch_is_refused_before_writing() {
+        let (repo, remote) = repository_with_remote();
+        push_from_elsewhere(remote.path());
+        let moved = remote_main(remote.path());
+        let (head_before, tree_before) = (head(repo.path()), snapshot(repo.path()));
+        let err = publish_and_push(repo.path(), &platform(), "publish").expect_err("refused");
+        assert!(
+            matches!(&err, PublishError::RemoteMoved { moved: m, .. } if m.now.as_ref() == Some(&moved)),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("moved since your last fetch"),
+            "{err}"
+        );
+        assert_eq!(head(repo.path()), head_before);
+        assert_eq!(snapshot(repo.path()), tree_before);
+        assert_eq!(remote_main(remote.path()), moved);
+        // Fetched and rebased onto it, the publish goes through.
+        git(repo.path(), &["pull", "--quiet", "--rebase"]);
+        let (published, pushed) =
+            publish_and_push(repo.path(), &platform(), "publish").expect("pushes");
+        assert_eq!(pushed.from.as_deref(), Some(moved.as_str()));
+        assert_eq!(published.commit, Some(remote_main(remote.path())));
+    }
+
+    #[test]
+    fn a_branch_that_lacks_what_was_fetched_is_refused_before_writing() {
+        let (repo, remote) = repository_with_remote();
+        put(repo.path(), "docs/more.md", "more\n");
+        git(repo.path(), &["add", "-A"]);
+        git(repo.path(), &["commit", "--quiet", "-m", "more"]);
+        git(repo.path(), &["push", "--quiet"]);
+        git(repo.path(), &["reset", "--quiet", "--hard", "HEAD~1"]);
+        let before = (head(repo.path()), remote_main(remote.path()));
+        let err = publish_and_push(repo.path(), &platform(), "publish").expect_err("refused");
+        assert!(matches!(err, PublishError::Diverged { .. }), "{err}");
+        assert_eq!((head(repo.path()), remote_main(remote.path())), before);
+    }
+
+    #[test]
+    fn push_needs_a_branch_with_an_upstream() {
+        let repo = repository();
+        let err = publish_and_push(repo.path(), &platform(), "publish").expect_err("refused");
+        assert!(
+            matches!(&err, PublishError::NoUpstream { branch, .. } if branch == "main"),
+            "{err}"
+        );
+        git(repo.path(), &["checkout", "--quiet", "--detach"]);
+        let err = publish_and_push(repo.path(), &platform(), "publish").expect_err("refused");
+        assert!(matches!(err, PublishError::Detached { .. }), "{err}");
+        assert_eq!(commits(repo.path()), 1, "nothing committed");
     }
 
     #[test]

@@ -70,7 +70,11 @@ impl AdminIdentity {
 }
 
 /// A kubeconfig for `cluster` at `server` (`https://<VIP>:6443`), with a
-/// client certificate valid from `now` for `ttl`.
+/// client certificate valid from `now` for `ttl`. Its entries are named as
+/// waddlec's own, prefixed with the cluster's name (the cluster and context
+/// `<cluster>-waddlec`, the user `<cluster>-waddlec-admin`), so merged into
+/// the operator's kubeconfig they replace only what an earlier merge wrote,
+/// never `talosctl kubeconfig`'s `<cluster>` and `admin@<cluster>`.
 pub fn kubeconfig(
     bundle: &Bundle,
     cluster: &str,
@@ -83,9 +87,10 @@ pub fn kubeconfig(
         problem,
     };
     let identity = AdminIdentity::issue(bundle, now, ttl)?;
-    let user = format!("{ADMIN_USER}@{cluster}");
+    let entry = format!("{cluster}-waddlec");
+    let user = format!("{entry}-admin");
     crate::render::kubeconfig::document(
-        cluster,
+        &entry,
         server,
         // The bundle keeps PEM as base64, as kubeconfigs do.
         bundle.certs.k8s.crt.expose(),

@@ -12,6 +12,7 @@
 //! prints its value: not in `Debug`, not in errors, not in logs.
 
 pub mod age_store;
+pub mod client_config;
 pub mod confine;
 pub mod files;
 pub mod init;

@@ -9,12 +9,13 @@ use super::objects::{
     external_secret, helm_release, helm_repository, namespace, object, Field, STORE,
 };
 use super::Component;
-use crate::model::{Model, OnePasswordConnect, Platform, PlatformVersions};
+use crate::model::{Model, OnePasswordConnect, Platform, PlatformVersions, SniHost};
 use crate::render::k8s::Metadata;
 
 pub const CERT_MANAGER_NS: &str = "cert-manager";
 pub const CLUSTER_ISSUER: &str = "letsencrypt";
 pub const CNPG_NS: &str = "cnpg-system";
+pub const EXTERNAL_DNS_NS: &str = "external-dns";
 pub const GATEWAY_NS: &str = "gateway";
 /// The Secret ESO's ClusterSecretStore reads Connect's token from, and the
 /// Secret Connect's chart mounts: both applied by `cluster bootstrap`.
@@ -160,11 +161,12 @@ pub fn cert_manager_config(model: &Model, platform: &Platform) -> Component {
 }
 
 pub fn external_dns(model: &Model, platform: &Platform) -> Component {
-    let ns = "external-dns";
+    let ns = EXTERNAL_DNS_NS;
     let values = json!({
         "provider": {"name": "cloudflare"},
         "env": [{"name": "CF_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "cloudflare-api-token", "key": "api-token"}}}],
-        "sources": ["gateway-httproute", "gateway-grpcroute"],
+        // `crd`: the management names, as `external-dns-records` lists them.
+        "sources": ["gateway-httproute", "gateway-grpcroute", "crd"],
         "domainFilters": [model.project.domain],
         // Records it did not create are never touched or deleted.
         "policy": "upsert-only",
@@ -191,15 +193,70 @@ pub fn external_dns(model: &Model, platform: &Platform) -> Component {
                 "external-dns",
                 "https://kubernetes-sigs.github.io/external-dns/",
             ),
-            helm_release(
+            release_with_crds(helm_release(
                 ns,
                 "external-dns",
                 "external-dns",
                 &platform.versions.external_dns,
                 "external-dns",
                 values,
-            ),
+            )),
         ],
+    )
+}
+
+/// The chart's `crds/` (External DNS's `DNSEndpoint`) installed with the
+/// release and on every upgrade too: helm-controller skips a chart's CRDs
+/// on upgrade unless told, so a release installed before the chart had them
+/// would never get them.
+fn release_with_crds(mut release: Value) -> Value {
+    release["spec"]["install"]["crds"] = json!("Create");
+    release["spec"]["upgrade"]["crds"] = json!("CreateReplace");
+    release
+}
+
+/// Every name the edge routes that the Gateway's routes do not publish
+/// (External DNS's gateway sources publish the names routes attach under a
+/// wildcard the Gateway serves): Teleport's `teleport.`, `proxmox.`, its
+/// apps' wildcard… Each an A record at the host's public address, which
+/// External DNS keeps (its CRD source), so none is made by hand.
+pub fn external_dns_records(model: &Model, platform: &Platform) -> Component {
+    let hosts: Vec<String> = model
+        .edge
+        .iter()
+        .flat_map(|edge| &edge.routes)
+        .filter_map(|route| match &route.host {
+            SniHost::Wildcard { .. } if route.backend.name == platform.gateway.name => None,
+            SniHost::Wildcard { suffix } => Some(format!("*{suffix}")),
+            SniHost::Exact(host) => Some(host.clone()),
+        })
+        .collect();
+    let endpoints: Vec<Value> = hosts
+        .iter()
+        .map(|host| {
+            json!({
+                "dnsName": host,
+                "recordType": "A",
+                "targets": [platform.public_address.to_string()],
+            })
+        })
+        .collect();
+    Component::new(
+        "external-dns-records",
+        "infrastructure/external-dns-records",
+        vec![need(
+            "external-dns",
+            "DNSEndpoint is External DNS's CRD, installed by its chart",
+        )],
+    )
+    .file(
+        "edge-hosts.yaml",
+        vec![object(
+            "externaldns.k8s.io/v1alpha1",
+            "DNSEndpoint",
+            Metadata::namespaced(EXTERNAL_DNS_NS, "edge-hosts"),
+            json!({"spec": {"endpoints": endpoints}}),
+        )],
     )
 }
 

@@ -82,6 +82,7 @@ pub fn components(model: &Model) -> Vec<Component> {
         infrastructure::cert_manager(&platform.versions),
         infrastructure::cert_manager_config(model, platform),
         infrastructure::external_dns(model, platform),
+        infrastructure::external_dns_records(model, platform),
         infrastructure::cloudnative_pg(&platform.versions),
         infrastructure::spicedb_operator(&platform.versions),
         infrastructure::democratic_csi(model, platform),
