@@ -32,6 +32,7 @@ mod platform_publish;
 mod platform_tree;
 mod pve;
 mod qm_script;
+mod registry_digest;
 mod secret_confinement;
 mod support;
 mod talos;
