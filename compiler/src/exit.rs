@@ -64,6 +64,7 @@ use crate::net::fetch::FetchError;
 use crate::net::ssh::{Failure, SshError};
 use crate::publish::PublishError;
 use crate::secrets::SecretError;
+use crate::store::StoreError;
 
 impl Code for CompileError {
     fn exit_code(&self) -> u8 {
@@ -95,6 +96,8 @@ impl Code for BuildError {
             BuildError::ReviewTree(_) | BuildError::Destination(_) => USAGE,
             BuildError::Pins(_) | BuildError::ReadTree { .. } | BuildError::Write(_) => IO,
             BuildError::Bake(err) => err.exit_code(),
+            BuildError::Store(err) => err.exit_code(),
+            BuildError::NoStore | BuildError::PushWithoutImages => USAGE,
             BuildError::Strict(_) => INVALID,
             BuildError::Seeds(_) | BuildError::Internal(_) => INTERNAL,
         }
@@ -139,6 +142,21 @@ impl Code for BakeError {
             BakeError::Io { .. } => IO,
             // A host program missing or failing (mmdebstrap, mke2fs).
             BakeError::MissingTools(_) | BakeError::Image { .. } => UNAVAILABLE,
+            BakeError::Store(err) => err.exit_code(),
+        }
+    }
+}
+
+impl Code for StoreError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            StoreError::Secret(err) => err.exit_code(),
+            StoreError::S3(_) | StoreError::Receipt { .. } => UNAVAILABLE,
+            // An object that is not what its receipt or the lock says.
+            StoreError::Mismatch { .. } | StoreError::Pin { .. } | StoreError::NotLocked { .. } => {
+                LOCK
+            }
+            StoreError::Io { .. } => IO,
         }
     }
 }

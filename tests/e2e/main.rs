@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
+mod artifact_store;
 mod bring_up;
 mod build_output;
 mod cli_habits;
