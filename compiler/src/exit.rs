@@ -208,6 +208,7 @@ impl Code for DeployError {
             DeployError::FingerprintDisagrees { .. } => CONFLICT,
             DeployError::Token(_) | DeployError::TalosSecrets(_) => SECRETS,
             DeployError::TalosReach(_) => UNAVAILABLE,
+            DeployError::Store(err) => err.exit_code(),
             DeployError::Client(_) => INTERNAL,
             DeployError::Apply(
                 ApplyError::NotDesired { .. }

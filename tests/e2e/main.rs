@@ -20,6 +20,7 @@ mod deploy;
 mod deploy_etcd;
 mod deploy_kubernetes;
 mod deploy_rollout;
+mod deploy_store;
 mod edge_proof;
 mod haproxy;
 mod host_init;

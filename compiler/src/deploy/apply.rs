@@ -19,7 +19,9 @@ use super::etcd::{decide, may_take_down, rejoined, LiveTalos};
 use super::plan::{files_of, step_upgrades, Change, Plan, Step, BRIDGE_MARKER};
 use super::rollout::interim_config;
 use crate::net::pve::{segment, Progress, Pve, PveError, UploadFile};
+use crate::net::s3::PresignedUrl;
 use crate::plan::vm::VmConfig;
+use crate::store::ArtifactStore;
 
 /// How long each kind of task may take.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +63,9 @@ pub struct Host<'a> {
     pub etcd: Option<&'a dyn LiveTalos>,
     /// The control planes by hostname: etcd's members to be.
     pub members: &'a [String],
+    /// The artifact store the host pulls images from, if the blueprint
+    /// has one.
+    pub store: Option<&'a ArtifactStore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +94,8 @@ pub enum ApplyError {
     Etcd { step: String, problem: String },
     #[error("internal error: the plan destroys VM {vmid} before its node left etcd")]
     NoEtcdStep { vmid: u32 },
+    #[error("internal error: the plan pulls {file} without an artifact store")]
+    NoStore { file: String },
 }
 
 /// Runs every step of `plan` in order; `report` hears each step as it
@@ -187,6 +194,13 @@ pub fn apply(
                     sha256,
                 };
                 upload(host, &file, timeouts, progress(file.name)).map_err(fail)?;
+            }
+            Step::Pull { file, sha256, .. } => {
+                report(&line);
+                let store = host
+                    .store
+                    .ok_or_else(|| ApplyError::NoStore { file: file.clone() })?;
+                pull(host, store, file, sha256, timeouts).map_err(fail)?;
             }
             Step::Create { vmid, .. } => {
                 report(&line);
@@ -473,6 +487,82 @@ fn upload(
 ) -> Result<(), PveError> {
     let upid = host.pve.upload(host.node, file, progress)?;
     host.pve.wait_task(host.node, &upid, timeouts.upload)
+}
+
+/// How long the URL Proxmox downloads an image from is good for: its
+/// download starts at once, and a started transfer is not cut at expiry.
+const PRESIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// `download-url`: the host fetches `file` from the store itself and
+/// checks its sha256. The presigned URL (a credential for that object
+/// until it expires) is sent once, and never shown: Proxmox's own task
+/// log names it, so errors carry it redacted.
+fn pull(
+    host: &Host<'_>,
+    store: &ArtifactStore,
+    file: &str,
+    sha256: &str,
+    timeouts: Timeouts,
+) -> Result<(), PveError> {
+    let url = store.presign_image(file, PRESIGNED_FOR);
+    let form = [
+        ("url", url.expose()),
+        ("content", "import"),
+        ("filename", file),
+        ("checksum", sha256),
+        ("checksum-algorithm", "sha256"),
+        ("verify-certificates", "1"),
+    ]
+    .map(|(key, value)| (key.to_string(), value.to_string()));
+    let path = format!(
+        "{}/storage/{}/download-url",
+        node_path(host),
+        segment(host.file_storage)
+    );
+    let result = host
+        .pve
+        .post(&path, &form)
+        .and_then(|answer| wait(host, answer, timeouts.upload));
+    result.map_err(|error| redact(error, &url))
+}
+
+/// `error` with every occurrence of the presigned URL shortened to its
+/// printable form.
+fn redact(error: PveError, url: &PresignedUrl) -> PveError {
+    let shown = url.to_string();
+    let clean = |text: String| text.replace(url.expose(), &shown);
+    match error {
+        PveError::Api {
+            method,
+            path,
+            status,
+            message,
+        } => PveError::Api {
+            method,
+            path,
+            status,
+            message: clean(message),
+        },
+        PveError::Unreachable {
+            method,
+            path,
+            problem,
+        } => PveError::Unreachable {
+            method,
+            path,
+            problem: clean(problem),
+        },
+        PveError::Task {
+            upid,
+            exitstatus,
+            log,
+        } => PveError::Task {
+            upid,
+            exitstatus: clean(exitstatus),
+            log: log.into_iter().map(clean).collect(),
+        },
+        other => other,
+    }
 }
 
 fn create(host: &Host<'_>, vm: &VmConfig, timeouts: Timeouts) -> Result<(), PveError> {
