@@ -488,6 +488,27 @@ mod tests {
                 STALE,
             ),
             (Box::new(BuildError::ReviewTree("out".into())), USAGE),
+            (Box::new(BuildError::NoStore), USAGE),
+            (
+                Box::new(BuildError::Store(StoreError::Mismatch {
+                    key: "images/a.qcow2".into(),
+                    expected: "aa".into(),
+                    bytes: 1,
+                    actual: "bb".into(),
+                })),
+                LOCK,
+            ),
+            (
+                Box::new(DeployError::Store(StoreError::S3(
+                    crate::net::s3::S3Error::Status {
+                        method: "HEAD",
+                        key: "images/a.qcow2.json".into(),
+                        status: 403,
+                        code: Some("AccessDenied".into()),
+                    },
+                ))),
+                UNAVAILABLE,
+            ),
             (
                 Box::new(BuildError::Compile(CompileError::Secret(
                     SecretError::Unset("env:X".into()),
