@@ -19,7 +19,6 @@ use super::etcd::{decide, may_take_down, rejoined, LiveTalos};
 use super::plan::{files_of, step_upgrades, Change, Plan, Step, BRIDGE_MARKER};
 use super::rollout::interim_config;
 use crate::net::pve::{segment, Progress, Pve, PveError, UploadFile};
-use crate::net::s3::PresignedUrl;
 use crate::plan::vm::VmConfig;
 use crate::store::ArtifactStore;
 
@@ -523,14 +522,13 @@ fn pull(
         .pve
         .post(&path, &form)
         .and_then(|answer| wait(host, answer, timeouts.upload));
-    result.map_err(|error| redact(error, &url))
+    result.map_err(|error| redact(error, url.expose(), &url.to_string()))
 }
 
-/// `error` with every occurrence of the presigned URL shortened to its
-/// printable form.
-fn redact(error: PveError, url: &PresignedUrl) -> PveError {
-    let shown = url.to_string();
-    let clean = |text: String| text.replace(url.expose(), &shown);
+/// `error` with every occurrence of `secret` (the presigned URL) replaced
+/// by `shown` (its printable form).
+fn redact(error: PveError, secret: &str, shown: &str) -> PveError {
+    let clean = |text: String| text.replace(secret, shown);
     match error {
         PveError::Api {
             method,
@@ -781,6 +779,28 @@ fn wait_for_agent(
 
 #[cfg(test)]
 mod tests {
+    use crate::net::pve::PveError;
+
+    /// Proxmox's task log and exit status name the URL it downloaded.
+    #[test]
+    fn a_failed_pull_never_shows_the_presigned_url() {
+        let url = "http://s3.test/b/images/a.qcow2?X-Amz-Signature=f00d";
+        let error = PveError::Task {
+            upid: "UPID:x".into(),
+            exitstatus: format!(
+                "download failed: command 'wget -O /tmp/a {url}' failed: exit code 8"
+            ),
+            log: vec![format!("downloading {url} to /var/lib/vz/import/a.qcow2")],
+        };
+        let shown =
+            super::redact(error, url, "http://s3.test/b/images/a.qcow2?<presigned>").to_string();
+        assert!(!shown.contains("f00d"), "{shown}");
+        assert!(
+            shown.contains("a.qcow2?<presigned>' failed: exit code 8"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn a_refreshed_seed_keeps_the_image_the_node_runs() {
         assert_eq!(
