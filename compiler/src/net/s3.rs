@@ -13,8 +13,9 @@
 //! documents, and the client against a real S3 server in the tests.
 //!
 //! Objects stream: a GET is written to the caller while it arrives, a PUT
-//! reads its file as it is sent (its sha256 signed as the payload hash, so
-//! the server checks the bytes), so memory stays flat whatever the size.
+//! reads its file as it is sent (its sha256 signed as the payload hash,
+//! which AWS S3 checks the bytes against), so memory stays flat whatever
+//! the size.
 //! The credentials are [`Secret`]s: never in `Debug`, errors or logs.
 //! A presigned URL is a bearer credential for one object until it expires:
 //! [`PresignedUrl`] prints without its query.
@@ -215,7 +216,8 @@ impl S3 {
     }
 
     /// Uploads `path` (`bytes` long, of sha256 `sha256`) as `key`. The
-    /// hash is the signed payload hash: the store refuses other bytes.
+    /// hash is the signed payload hash: a store that checks it (AWS S3
+    /// does) refuses other bytes.
     pub fn put_file(
         &self,
         key: &str,

@@ -1,13 +1,14 @@
 //! A real S3 server for the artifact-store tests: `s3s-fs` 0.14.1 (crates.io,
 //! Apache-2.0), installed by `tests/run-all.sh` with a pinned `cargo install
 //! --locked`. Chosen because it is a server, not a mock library: it checks
-//! every request's AWS Signature Version 4 — headers and presigned URLs,
-//! with the payload hash of a PUT —, answers S3's XML errors, and keeps each
+//! every request's AWS Signature Version 4 (headers and presigned URLs),
+//! answers S3's XML errors, and keeps each
 //! object as a plain file under its root (`ROOT/BUCKET/KEY`), so a test can
 //! read what the store holds and corrupt an object as a broken disk or a
 //! hostile writer would. It is Rust from the registry CI already uses
-//! (MinIO is not packaged in Debian, and Python's S3 servers are mocks).
-//! 0.14.1 is the newest release that builds with the pinned toolchain.
+//! (MinIO is not packaged in Debian, and moto, PyPI's usual S3 server, is
+//! a mock library). 0.14.1 is the newest release whose `rust-version`
+//! (1.92) the machines' Rust 1.95 meets: 0.15 and later need 1.96.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
