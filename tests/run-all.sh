@@ -13,7 +13,8 @@
 # and from
 # bookworm-backports: e2fsprogs >= 1.47.1 for reproducible `mke2fs -d`,
 # qemu-utils 10 for `qemu-img`, qemu-system-x86 and ovmf to boot images),
-# then: formatting, clippy, cargo-deny (licenses, bans), every unit and
+# then: formatting, clippy, cargo-deny (licenses, bans), the S3 server
+# the artifact-store tests talk to (s3s-fs, pinned), every unit and
 # end-to-end test, and the
 # committed review tree checked against a fresh build.
 # Needs root: the network tests create namespaces.
@@ -77,6 +78,13 @@ if [[ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $deny_version" ]]; th
     cargo install --locked --quiet "cargo-deny@$deny_version"
 fi
 cargo deny check licenses bans
+# A real S3 server (SigV4 checked) for the artifact-store tests; see
+# tests/e2e/support/s3_server.rs for why this one. Pinned; installed once.
+s3s_version=0.14.1
+if [[ "$(s3s-fs --version 2>/dev/null)" != "s3s-fs $s3s_version" ]]; then
+    echo "==> cargo install s3s-fs $s3s_version"
+    cargo install --locked --quiet --features binary "s3s-fs@$s3s_version"
+fi
 echo "==> cargo test"
 cargo test --workspace --locked
 echo "==> waddlec build --check (committed out/ is current)"

@@ -65,6 +65,7 @@ use crate::net::ssh::{Failure, SshError};
 use crate::publish::PublishError;
 use crate::secrets::client_config::MergeError;
 use crate::secrets::SecretError;
+use crate::store::StoreError;
 
 impl Code for CompileError {
     fn exit_code(&self) -> u8 {
@@ -96,6 +97,8 @@ impl Code for BuildError {
             BuildError::ReviewTree(_) | BuildError::Destination(_) => USAGE,
             BuildError::Pins(_) | BuildError::ReadTree { .. } | BuildError::Write(_) => IO,
             BuildError::Bake(err) => err.exit_code(),
+            BuildError::Store(err) => err.exit_code(),
+            BuildError::NoStore | BuildError::PushWithoutImages => USAGE,
             BuildError::Strict(_) => INVALID,
             BuildError::Seeds(_) | BuildError::Internal(_) => INTERNAL,
         }
@@ -140,6 +143,21 @@ impl Code for BakeError {
             BakeError::Io { .. } => IO,
             // A host program missing or failing (mmdebstrap, mke2fs).
             BakeError::MissingTools(_) | BakeError::Image { .. } => UNAVAILABLE,
+            BakeError::Store(err) => err.exit_code(),
+        }
+    }
+}
+
+impl Code for StoreError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            StoreError::Secret(err) => err.exit_code(),
+            StoreError::S3(_) | StoreError::Receipt { .. } => UNAVAILABLE,
+            // An object that is not what its receipt or the lock says.
+            StoreError::Mismatch { .. } | StoreError::Pin { .. } | StoreError::NotLocked { .. } => {
+                LOCK
+            }
+            StoreError::Io { .. } => IO,
         }
     }
 }
@@ -191,6 +209,7 @@ impl Code for DeployError {
             DeployError::FingerprintDisagrees { .. } => CONFLICT,
             DeployError::Token(_) | DeployError::TalosSecrets(_) => SECRETS,
             DeployError::TalosReach(_) => UNAVAILABLE,
+            DeployError::Store(err) => err.exit_code(),
             DeployError::Client(_) => INTERNAL,
             DeployError::Apply(
                 ApplyError::NotDesired { .. }
@@ -524,6 +543,27 @@ mod tests {
                 STALE,
             ),
             (Box::new(BuildError::ReviewTree("out".into())), USAGE),
+            (Box::new(BuildError::NoStore), USAGE),
+            (
+                Box::new(BuildError::Store(StoreError::Mismatch {
+                    key: "images/a.qcow2".into(),
+                    expected: "aa".into(),
+                    bytes: 1,
+                    actual: "bb".into(),
+                })),
+                LOCK,
+            ),
+            (
+                Box::new(DeployError::Store(StoreError::S3(
+                    crate::net::s3::S3Error::Status {
+                        method: "HEAD",
+                        key: "images/a.qcow2.json".into(),
+                        status: 403,
+                        code: Some("AccessDenied".into()),
+                    },
+                ))),
+                UNAVAILABLE,
+            ),
             (
                 Box::new(BuildError::Compile(CompileError::Secret(
                     SecretError::Unset("env:X".into()),

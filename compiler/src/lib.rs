@@ -25,5 +25,6 @@ pub mod lock;
 pub mod net;
 pub mod publish;
 pub mod secrets;
+pub mod store;
 
 pub use build::{compile, compile_with, CompileError, SecretSource, UpstreamSource};

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
+mod artifact_store;
 mod bring_up;
 mod build_output;
 mod cli_habits;
@@ -20,6 +21,7 @@ mod deploy;
 mod deploy_etcd;
 mod deploy_kubernetes;
 mod deploy_rollout;
+mod deploy_store;
 mod edge_proof;
 mod haproxy;
 mod host_init;

@@ -6,7 +6,7 @@
 Talks HTTPS through http.client with the certificate pinned to the
 fingerprint from ready.json, prints one line per check, exits 1 if any
 check failed. Covers: the start contract, keep-alive, auth, a real
-multipart upload and a VM create importing it, that validation rejects
+multipart upload and a VM create importing it, download-url, that validation rejects
 (and logs) bad requests, checksum mismatch, missing Content-Length, every
 fault firing once, resize/start/agent/stop/destroy, pools, and that the
 simulator's memory stays flat during a large streamed upload.
@@ -894,6 +894,67 @@ class SelfTest:
                   and token.get("value", "none").encode() in open(os.path.join(self.sim.dir, n), "rb").read()]
         self.check("a created token's secret is in no file (state.json keeps no secret)", not leaked, leaked)
 
+    def download_url(self):
+        """POST .../download-url: the node fetches the URL itself, checks the checksum."""
+        import http.server
+        import threading
+        image = qcow2_image(1 << 30)
+        digest = hashlib.sha256(image).hexdigest()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                if self.path.startswith("/image.qcow2"):
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(image)))
+                    self.end_headers()
+                    self.wfile.write(image)
+                else:
+                    self.send_error(404)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        path = f"/nodes/{NODE}/storage/local/download-url"
+        try:
+            params = {"url": f"{base}/image.qcow2?X-Amz-Signature=abc", "content": "import",
+                      "filename": "pulled.qcow2", "checksum": digest, "checksum-algorithm": "sha256"}
+            pulled = self.api.call("POST", path, params)
+            self.check("download-url returns a download UPID named by the file", pulled.status == 200
+                       and ":download:pulled.qcow2:root@pam!waddlec:" in pulled.data, pulled)
+            status, _ = self.api.wait_task(pulled.data)
+            log = [line["t"] for line in self.api.task_log(pulled.data)]
+            self.check("download task OK, its log as PVE's (URL, checksum verified, finished)",
+                       status["exitstatus"] == "OK" and log[0].startswith(f"downloading {base}/image.qcow2")
+                       and "calculating checksum...OK, checksum verified" in log
+                       and log[-2].startswith("download of '"), (status, log))
+            self.check("the downloaded volume is listed with its size",
+                       self.volume("local:import/pulled.qcow2")["size"] == len(image))
+            again = self.api.call("POST", path, params)
+            status, _ = self.api.wait_task(again.data)
+            log = [line["t"] for line in self.api.task_log(again.data)]
+            self.check("download-url of a file already there with its checksum: OK, nothing fetched",
+                       status["exitstatus"] == "OK" and any("no need to download" in line for line in log), log)
+            wrong = self.api.call("POST", path, dict(params, filename="wrong.qcow2", checksum="0" * 64))
+            status, _ = self.api.wait_task(wrong.data)
+            self.check("a checksum mismatch fails the task, nothing stored",
+                       status["exitstatus"] == f"checksum mismatch: got '{digest}' != expect '{'0' * 64}'"
+                       and self.volume("local:import/wrong.qcow2") is None, status)
+            missing = self.api.call("POST", path, dict(params, url=f"{base}/gone.qcow2", filename="gone.qcow2"))
+            status, _ = self.api.wait_task(missing.data)
+            self.check("an HTTP error fails the task as wget's exit code 8",
+                       status["exitstatus"].startswith("download failed: command 'wget --progress=dot:giga -O ")
+                       and status["exitstatus"].endswith("failed: exit code 8"), status)
+            xz = self.api.call("POST", path, dict(params, filename="x.qcow2", compression="xz"))
+            self.check("compression xz -> 400 (not a known compression)", xz.status == 400, xz)
+            ftp = self.api.call("POST", path, dict(params, url="ftp://example.invalid/x.qcow2"))
+            self.check("a URL not http(s) -> 400 by the schema's pattern", ftp.status == 400
+                       and "url" in ftp.json["errors"], ftp)
+        finally:
+            server.shutdown()
+
     def journals(self):
         requests = self.sim.jsonl("requests.jsonl")
         self.check(f"requests.jsonl has every request ({len(requests)})",
@@ -925,7 +986,7 @@ def main():
     sim = Simulator(directory)
     test = SelfTest(sim)
     try:
-        for scenario in (test.start_contract, test.auth, test.upload_and_create, test.validation,
+        for scenario in (test.start_contract, test.auth, test.upload_and_create, test.download_url, test.validation,
                          test.upload_failures, test.faults, test.vm_lifecycle, test.pools, test.network,
                          test.bridge_start, test.pending_config, test.pvesh_channel, test.access_control,
                          lambda: test.big_upload(args.big_upload_mib), test.journals, test.shutdown):

@@ -6,6 +6,11 @@
 //! cache (`<cache>/images/<name>`) with a receipt of its sha256, size and
 //! upstream pins, so an unchanged input is a cache hit and no image work.
 //! Missing host programs are all named before any work starts.
+//!
+//! With an artifact store (`crate::store`), an image the cache lacks is
+//! pulled from it, verified, before anything is baked: only what neither
+//! has is baked, so a machine without mmdebstrap or root builds from the
+//! store alone.
 
 pub mod debian_image;
 pub mod seed_disks;
@@ -23,6 +28,7 @@ use crate::artifact::Artifact;
 use crate::lock::Lock;
 use crate::net::fetch::Cache;
 use crate::plan::images::{BootImage, VmImages};
+use crate::store::{ArtifactStore, StoreError};
 
 /// Where upstream inputs are fetched from (overridable for tests and
 /// mirrors; the lock file pins the bytes, whatever the host).
@@ -45,6 +51,8 @@ pub struct Baker<'a> {
     pub locked: bool,
     pub upstreams: &'a Upstreams,
     pub progress: Progress<'a>,
+    /// Where images the cache lacks are pulled from before any is baked.
+    pub store: Option<&'a ArtifactStore>,
 }
 
 /// One baked image, ready to upload.
@@ -92,6 +100,8 @@ pub enum BakeError {
     MissingTools(Vec<String>),
     #[error("image {file}: {message}")]
     Image { file: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl BakeError {
@@ -103,15 +113,31 @@ impl BakeError {
     }
 }
 
-/// Bakes every image of `plans` (each distinct file once), in plan order.
+/// Bakes every image of `plans` (each distinct file once), in plan order;
+/// with a store, what the cache lacks is pulled first and only what
+/// neither has is baked.
 pub fn bake(
     plans: &[VmImages],
     artifacts: &[Artifact],
     baker: &mut Baker<'_>,
 ) -> Result<Vec<BakedImage>, BakeError> {
-    if plans
-        .iter()
-        .any(|plan| matches!(plan.boot, BootImage::Debian(_)))
+    let mut distinct: Vec<&VmImages> = Vec::new();
+    for plan in plans {
+        if !distinct.iter().any(|d| d.boot.file() == plan.boot.file()) {
+            distinct.push(plan);
+        }
+    }
+    let mut ready: Vec<Option<(PathBuf, Receipt)>> = Vec::new();
+    for plan in &distinct {
+        ready.push(match baker.store {
+            Some(store) => from_cache_or_store(store, plan.boot.file(), baker)?,
+            None => None,
+        });
+    }
+    let to_bake = distinct.iter().zip(&ready).filter(|(_, r)| r.is_none());
+    if to_bake
+        .into_iter()
+        .any(|(plan, _)| matches!(plan.boot, BootImage::Debian(_)))
     {
         let missing = waddle_images::debian::missing_host_tools();
         if !missing.is_empty() {
@@ -119,23 +145,58 @@ pub fn bake(
         }
     }
     let mut baked: Vec<BakedImage> = Vec::new();
-    for plan in plans {
-        if let Some(done) = baked.iter_mut().find(|b| b.file == plan.boot.file()) {
-            done.vms.push(plan.vm.clone());
-            continue;
-        }
-        let (path, receipt) = match &plan.boot {
-            BootImage::Talos(image) => talos_image::bake(image, baker)?,
-            BootImage::Debian(image) => debian_image::bake(image, artifacts, baker)?,
+    for (plan, ready) in distinct.iter().zip(ready) {
+        let (path, receipt) = match (ready, &plan.boot) {
+            (Some(ready), _) => ready,
+            (None, BootImage::Talos(image)) => talos_image::bake(image, baker)?,
+            (None, BootImage::Debian(image)) => debian_image::bake(image, artifacts, baker)?,
         };
+        let file = plan.boot.file();
         baked.push(BakedImage {
-            file: plan.boot.file().to_string(),
-            vms: vec![plan.vm.clone()],
+            file: file.to_string(),
+            vms: plans
+                .iter()
+                .filter(|p| p.boot.file() == file)
+                .map(|p| p.vm.clone())
+                .collect(),
             receipt,
             path,
         });
     }
     Ok(baked)
+}
+
+/// With a store: the cache's image `file` if its receipt's pins are the
+/// lock's (no upstream is fetched to know), else the store's, pulled.
+fn from_cache_or_store(
+    store: &ArtifactStore,
+    file: &str,
+    baker: &mut Baker<'_>,
+) -> Result<Option<(PathBuf, Receipt)>, BakeError> {
+    let path = images_dir(baker.cache).join(file);
+    let receipt: Option<Receipt> = fs::read(receipt_path(&path))
+        .ok()
+        .and_then(|text| serde_json::from_slice(&text).ok());
+    if let Some(receipt) = receipt {
+        let pinned = receipt
+            .inputs
+            .iter()
+            .all(|input| baker.lock.pinned(&input.url) == Some(input.sha256.as_str()));
+        let size = fs::metadata(&path).map(|m| m.len()).ok();
+        if pinned && size == Some(receipt.bytes) {
+            tracing::debug!(image = %file, "cached");
+            return Ok(Some((path, receipt)));
+        }
+    }
+    let progress = baker.progress;
+    let what = format!("pulling {file}");
+    Ok(store.pull(
+        baker.cache,
+        file,
+        baker.lock,
+        baker.locked,
+        &|done, total| progress(&what, done, total),
+    )?)
 }
 
 /// The finished image `file` in the cache, if its receipt says it was made
@@ -169,13 +230,22 @@ fn finish(path: &Path, inputs: Vec<Pinned>) -> Result<Receipt, BakeError> {
         bytes,
         inputs,
     };
-    let json = serde_json::to_vec_pretty(&receipt).expect("plain data serialises");
-    let receipt_path = receipt_path(path);
-    fs::write(&receipt_path, json).map_err(io(format!("writing {}", receipt_path.display())))?;
+    record_receipt(path, &receipt)?;
     Ok(receipt)
 }
 
-fn images_dir(cache: &Cache) -> PathBuf {
+/// Writes `receipt` beside the finished image at `path`.
+pub(crate) fn record_receipt(path: &Path, receipt: &Receipt) -> Result<(), BakeError> {
+    let json = serde_json::to_vec_pretty(receipt).expect("plain data serialises");
+    let receipt_path = receipt_path(path);
+    fs::write(&receipt_path, json).map_err(|source| BakeError::Io {
+        what: format!("writing {}", receipt_path.display()),
+        source,
+    })
+}
+
+/// Where finished images are cached.
+pub(crate) fn images_dir(cache: &Cache) -> PathBuf {
     cache.dir().join("images")
 }
 

@@ -31,8 +31,11 @@ pub struct Request<'a> {
     /// The deployable tree: read every secret, embed upstream manifests,
     /// make seed disks (and images, with `images`).
     pub with_secrets: bool,
-    /// With `with_secrets`: fetch and bake the disk images.
+    /// With `with_secrets`: fetch and bake the disk images (or pull them
+    /// from the artifact store).
     pub images: bool,
+    /// With `images`: upload every image the artifact store lacks.
+    pub push: bool,
     /// Fetch only what the lock file pins.
     pub locked: bool,
     pub upstreams: &'a Upstreams,
@@ -94,6 +97,12 @@ pub enum BuildError {
     Seeds(#[from] SeedDiskError),
     #[error(transparent)]
     Bake(#[from] BakeError),
+    #[error(transparent)]
+    Store(crate::store::StoreError),
+    #[error("--push uploads baked images: use it with --with-secrets and without --no-images")]
+    PushWithoutImages,
+    #[error("--push needs an artifact store: add `[artifacts]` to the blueprint")]
+    NoStore,
     /// Warnings under `strict`: the diagnostics to show.
     #[error("warnings are fatal under --strict")]
     Strict(Diagnostics),
@@ -112,6 +121,9 @@ pub enum BuildError {
 /// Builds (or checks) the tree `request` describes.
 pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Built, BuildError> {
     let out = request.out;
+    if request.push && !(request.with_secrets && request.images) {
+        return Err(BuildError::PushWithoutImages);
+    }
     if request.with_secrets && is_review_tree(out) {
         return Err(BuildError::ReviewTree(out.to_path_buf()));
     }
@@ -153,6 +165,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Built, BuildError> {
                 request.blueprint,
                 &cache,
                 request.locked,
+                request.push,
                 request.upstreams,
                 ui,
             )?;
@@ -249,6 +262,7 @@ mod tests {
             out,
             with_secrets: false,
             images: false,
+            push: false,
             locked: true,
             upstreams,
             cache_dir: out,

@@ -32,6 +32,11 @@ pub struct BuildArgs {
     /// build everything else.
     #[arg(long)]
     no_images: bool,
+    /// With --with-secrets: upload every image the artifact store
+    /// (`[artifacts]`) lacks, after baking it. CI runs this; other
+    /// builds only pull from the store.
+    #[arg(long)]
+    push: bool,
     /// Fetch only what the lock file (`<blueprint>.lock`) pins; fail on
     /// anything new. CI runs this.
     #[arg(long)]
@@ -89,6 +94,7 @@ pub fn run(args: &BuildArgs, color: bool) -> u8 {
         out: &out,
         with_secrets: args.with_secrets,
         images: !args.no_images,
+        push: args.push,
         locked: args.locked,
         upstreams: &upstreams,
         cache_dir: &cache_dir,

@@ -20,6 +20,7 @@ use super::plan::{files_of, step_upgrades, Change, Plan, Step, BRIDGE_MARKER};
 use super::rollout::interim_config;
 use crate::net::pve::{segment, Progress, Pve, PveError, UploadFile};
 use crate::plan::vm::VmConfig;
+use crate::store::ArtifactStore;
 
 /// How long each kind of task may take.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +62,9 @@ pub struct Host<'a> {
     pub etcd: Option<&'a dyn LiveTalos>,
     /// The control planes by hostname: etcd's members to be.
     pub members: &'a [String],
+    /// The artifact store the host pulls images from, if the blueprint
+    /// has one.
+    pub store: Option<&'a ArtifactStore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +93,8 @@ pub enum ApplyError {
     Etcd { step: String, problem: String },
     #[error("internal error: the plan destroys VM {vmid} before its node left etcd")]
     NoEtcdStep { vmid: u32 },
+    #[error("internal error: the plan pulls {file} without an artifact store")]
+    NoStore { file: String },
 }
 
 /// Runs every step of `plan` in order; `report` hears each step as it
@@ -199,6 +205,13 @@ pub fn apply(
                     sha256,
                 };
                 upload(host, &file, timeouts, progress(file.name)).map_err(fail)?;
+            }
+            Step::Pull { file, sha256, .. } => {
+                report(&line);
+                let store = host
+                    .store
+                    .ok_or_else(|| ApplyError::NoStore { file: file.clone() })?;
+                pull(host, store, file, sha256, timeouts).map_err(fail)?;
             }
             Step::Create { vmid, .. } => {
                 report(&line);
@@ -491,6 +504,81 @@ fn upload(
     host.pve.wait_task(host.node, &upid, timeouts.upload)
 }
 
+/// How long the URL Proxmox downloads an image from is good for: its
+/// download starts at once, and a started transfer is not cut at expiry.
+const PRESIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// `download-url`: the host fetches `file` from the store itself and
+/// checks its sha256. The presigned URL (a credential for that object
+/// until it expires) is sent once, and never shown: Proxmox's own task
+/// log names it, so errors carry it redacted.
+fn pull(
+    host: &Host<'_>,
+    store: &ArtifactStore,
+    file: &str,
+    sha256: &str,
+    timeouts: Timeouts,
+) -> Result<(), PveError> {
+    let url = store.presign_image(file, PRESIGNED_FOR);
+    let form = [
+        ("url", url.expose()),
+        ("content", "import"),
+        ("filename", file),
+        ("checksum", sha256),
+        ("checksum-algorithm", "sha256"),
+        ("verify-certificates", "1"),
+    ]
+    .map(|(key, value)| (key.to_string(), value.to_string()));
+    let path = format!(
+        "{}/storage/{}/download-url",
+        node_path(host),
+        segment(host.file_storage)
+    );
+    let result = host
+        .pve
+        .post(&path, &form)
+        .and_then(|answer| wait(host, answer, timeouts.upload));
+    result.map_err(|error| redact(error, url.expose(), &url.to_string()))
+}
+
+/// `error` with every occurrence of `secret` (the presigned URL) replaced
+/// by `shown` (its printable form).
+fn redact(error: PveError, secret: &str, shown: &str) -> PveError {
+    let clean = |text: String| text.replace(secret, shown);
+    match error {
+        PveError::Api {
+            method,
+            path,
+            status,
+            message,
+        } => PveError::Api {
+            method,
+            path,
+            status,
+            message: clean(message),
+        },
+        PveError::Unreachable {
+            method,
+            path,
+            problem,
+        } => PveError::Unreachable {
+            method,
+            path,
+            problem: clean(problem),
+        },
+        PveError::Task {
+            upid,
+            exitstatus,
+            log,
+        } => PveError::Task {
+            upid,
+            exitstatus: clean(exitstatus),
+            log: log.into_iter().map(clean).collect(),
+        },
+        other => other,
+    }
+}
+
 fn create(host: &Host<'_>, vm: &VmConfig, timeouts: Timeouts) -> Result<(), PveError> {
     let mut form = vec![("vmid".to_string(), vm.vmid.to_string())];
     form.extend(vm.params.iter().cloned());
@@ -707,6 +795,28 @@ fn wait_for_agent(
 
 #[cfg(test)]
 mod tests {
+    use crate::net::pve::PveError;
+
+    /// Proxmox's task log and exit status name the URL it downloaded.
+    #[test]
+    fn a_failed_pull_never_shows_the_presigned_url() {
+        let url = "http://s3.test/b/images/a.qcow2?X-Amz-Signature=f00d";
+        let error = PveError::Task {
+            upid: "UPID:x".into(),
+            exitstatus: format!(
+                "download failed: command 'wget -O /tmp/a {url}' failed: exit code 8"
+            ),
+            log: vec![format!("downloading {url} to /var/lib/vz/import/a.qcow2")],
+        };
+        let shown =
+            super::redact(error, url, "http://s3.test/b/images/a.qcow2?<presigned>").to_string();
+        assert!(!shown.contains("f00d"), "{shown}");
+        assert!(
+            shown.contains("a.qcow2?<presigned>' failed: exit code 8"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn a_refreshed_seed_keeps_the_image_the_node_runs() {
         assert_eq!(

@@ -29,6 +29,9 @@ pub struct Upload {
     pub path: Option<PathBuf>,
     pub sha256: String,
     pub bytes: u64,
+    /// The artifact store holds it (an image only; the deploy asks the
+    /// store before planning): the host downloads it from there.
+    pub in_store: bool,
 }
 
 /// A bridge of the blueprint, as the node's network should hold it.
@@ -148,6 +151,7 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
             path: Some(seed),
             sha256: hex::encode(Sha256::digest(&bytes)),
             bytes: bytes.len() as u64,
+            in_store: false,
         });
     }
     let bridges = compiled
@@ -207,6 +211,7 @@ fn image_upload(tree: &Path, file: &str, baked: &[BakedImage]) -> Upload {
             path: Some(path),
             sha256: entry.receipt.sha256.clone(),
             bytes: entry.receipt.bytes,
+            in_store: false,
         },
         _ => Upload {
             file: file.to_string(),
@@ -214,6 +219,7 @@ fn image_upload(tree: &Path, file: &str, baked: &[BakedImage]) -> Upload {
             path: None,
             sha256: String::new(),
             bytes: 0,
+            in_store: false,
         },
     }
 }

@@ -98,6 +98,14 @@ pub enum Step {
         #[serde(skip)]
         path: std::path::PathBuf,
     },
+    /// Have the host download an image the artifact store holds, through
+    /// a short-lived presigned URL, checked by Proxmox against `sha256`:
+    /// the bytes do not pass through the operator's machine.
+    Pull {
+        file: String,
+        bytes: u64,
+        sha256: String,
+    },
     /// The host has the file (its name carries its hash).
     KeepUpload {
         file: String,
@@ -261,6 +269,7 @@ impl Plan {
                     | Step::ApplyNetwork { .. }
                     | Step::RemoveSeed { .. }
                     | Step::Upload { .. }
+                    | Step::Pull { .. }
                     | Step::Create { .. }
                     | Step::Update { .. }
                     | Step::Resize { .. }
@@ -332,6 +341,9 @@ fn line(step: &Step) -> String {
             format!("remove   {file} (a seed disk no VM is being created from)")
         }
         Step::Upload { file, bytes, .. } => format!("upload   {file} ({})", human(*bytes)),
+        Step::Pull { file, bytes, .. } => {
+            format!("pull     {file} ({}) from the artifact store", human(*bytes))
+        }
         Step::KeepUpload { file } => format!("keep     {file} (already on the host)"),
         Step::MissingFile { file } => format!(
             "missing  {file}: not in the tree (built with --no-images?); VMs booting it wait"
@@ -943,6 +955,12 @@ fn upload_step(upload: &Upload, observed: &Observed) -> Step {
         (Some(size), _) if upload.path.is_none() || *size == upload.bytes => {
             Step::KeepUpload { file }
         }
+        // The host fetches it itself; seeds are never in the store.
+        _ if upload.in_store && !upload.seed => Step::Pull {
+            file,
+            bytes: upload.bytes,
+            sha256: upload.sha256.clone(),
+        },
         (_, Some(path)) => Step::Upload {
             file,
             bytes: upload.bytes,
@@ -1340,6 +1358,7 @@ mod tests {
                     path: Some("images/edge-a.qcow2".into()),
                     sha256: "aa".into(),
                     bytes: 100,
+                    in_store: false,
                 },
                 Upload {
                     file: "edge-seed-0123456789ab.raw".into(),
@@ -1347,6 +1366,7 @@ mod tests {
                     path: Some("vms/edge/seed.img".into()),
                     sha256: "bb".into(),
                     bytes: 10,
+                    in_store: false,
                 },
             ],
             vms: vec![vm()],
@@ -1409,6 +1429,28 @@ mod tests {
             ]
         );
         assert!(plan.changes_anything());
+    }
+
+    #[test]
+    fn an_image_in_the_store_is_pulled_by_the_host_and_a_seed_never() {
+        let mut desired = desired();
+        for upload in &mut desired.uploads {
+            upload.in_store = true;
+        }
+        let pulled = plan(&desired, &bare(), &[]);
+        assert!(pulled.steps.contains(&Step::Pull {
+            file: "edge-a.qcow2".into(),
+            bytes: 100,
+            sha256: "aa".into(),
+        }));
+        let lines = pulled.lines();
+        assert!(lines
+            .contains(&"pull     edge-a.qcow2 (100 bytes) from the artifact store".to_string()));
+        assert!(lines.contains(&"upload   edge-seed-0123456789ab.raw (10 bytes)".to_string()));
+        assert!(pulled.changes_anything());
+        // A host that has it pulls nothing.
+        let again = plan(&desired, &deployed(), &[]);
+        assert!(!again.steps.iter().any(|s| matches!(s, Step::Pull { .. })));
     }
 
     #[test]
@@ -1556,6 +1598,7 @@ mod tests {
                     path: Some(file.into()),
                     sha256: "aa".into(),
                     bytes: 1,
+                    in_store: false,
                 });
             }
             desired.vms.push(vm);

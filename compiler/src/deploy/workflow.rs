@@ -10,6 +10,9 @@
 //! the node's way out of etcd before the replace and the wait for its
 //! return after, or a conflict (an unhealthy or unknown member, quorum at
 //! risk) that stops the deploy before any change.
+//!
+//! With an artifact store (`[artifacts]`), the images it holds are pulled
+//! by the host itself (`download-url`) instead of uploaded from here.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,6 +34,7 @@ use super::talos::{control_planes, LiveCluster, TalosReachError};
 use crate::net::factory::FactoryVersions;
 use crate::net::pve::{Progress, Pve, PveError};
 use crate::secrets::{self, SecretError};
+use crate::store::{ArtifactStore, StoreError};
 
 /// What to deploy, and how.
 pub struct Request<'a> {
@@ -131,12 +135,36 @@ pub enum DeployError {
     TalosSecrets(SecretError),
     #[error("cannot reach the Talos cluster to check etcd and change its nodes; nothing was changed: {0}")]
     TalosReach(#[from] TalosReachError),
+    #[error("{0}; nothing was changed")]
+    Store(#[from] StoreError),
+}
+
+/// The blueprint's artifact store, if it has one, with the tree's images
+/// it holds whole marked in `desired`: the host pulls those itself.
+fn open_store(
+    compiled: &Compiled,
+    blueprint_dir: &Path,
+    desired: &mut Desired,
+) -> Result<Option<ArtifactStore>, StoreError> {
+    let Some(settings) = &compiled.model.artifacts else {
+        return Ok(None);
+    };
+    let store = ArtifactStore::open(settings, blueprint_dir)?;
+    for upload in desired.uploads.iter_mut() {
+        // A seed is never in the store; an image the tree lacks has no
+        // checksum for Proxmox to verify.
+        if !upload.seed && !upload.sha256.is_empty() {
+            upload.in_store = store.image_size(&upload.file)? == Some(upload.bytes);
+        }
+    }
+    Ok(Some(store))
 }
 
 /// Deploys `request.compiled` onto its host: see the module doc.
 pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     let compiled = request.compiled;
-    let desired = desired(compiled, request.tree)?;
+    let mut desired = desired(compiled, request.tree)?;
+    let store = open_store(compiled, request.blueprint_dir, &mut desired)?;
     for (flag, names) in [
         ("--allow-replace", request.allow_replace),
         ("--allow-restart", request.allow_restart),
@@ -259,6 +287,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         file_storage: &host.file_storage,
         etcd: live.as_ref().map(|l| l as &dyn LiveTalos),
         members: &expected,
+        store: store.as_ref(),
     };
     let applied = apply_under_lock(
         request,

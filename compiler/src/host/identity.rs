@@ -113,6 +113,19 @@ const NODE: &[Privilege] = &[
     ),
 ];
 
+/// On the node, with an artifact store: the node's own downloads too.
+/// `download-url` needs `Sys.AccessNetwork` on the node (or `Sys.Audit`
+/// and `Sys.Modify` on `/`, which would reach far wider): it lets the
+/// node probe networks it reaches (pve-storage `Status.pm`).
+const NODE_PULLING: &[Privilege] = &[
+    NODE[0],
+    NODE[1],
+    privilege(
+        "Sys.AccessNetwork",
+        "POST /nodes/{node}/storage/{storage}/download-url (images pulled from the artifact store)",
+    ),
+];
+
 /// On the local network zone: the bridges VMs are plugged into.
 const BRIDGES: &[Privilege] = &[privilege(
     "SDN.Use",
@@ -159,7 +172,11 @@ impl Identity {
             Grant {
                 role: "WaddlecNode",
                 path: format!("/nodes/{}", host.node),
-                privileges: NODE,
+                privileges: if model.artifacts.is_some() {
+                    NODE_PULLING
+                } else {
+                    NODE
+                },
             },
             Grant {
                 role: "WaddlecBridges",
@@ -456,7 +473,14 @@ mod tests {
     #[test]
     fn the_documented_table_is_the_granted_one() {
         let doc = include_str!("../../../docs/host-identity.md");
-        for set in [VMS, FILE_STORAGE, DISK_STORAGE, NODE, BRIDGES, LOCK_POOL] {
+        for set in [
+            VMS,
+            FILE_STORAGE,
+            DISK_STORAGE,
+            NODE_PULLING,
+            BRIDGES,
+            LOCK_POOL,
+        ] {
             for p in set {
                 assert!(
                     doc.contains(&format!("| {} |", p.name)),
@@ -469,10 +493,18 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("| ") && l.contains(" | "))
             .count();
-        let privileges = [VMS, FILE_STORAGE, DISK_STORAGE, NODE, BRIDGES, LOCK_POOL]
-            .iter()
-            .map(|set| set.len())
-            .sum::<usize>();
+        // NODE_PULLING is NODE and one more.
+        let privileges = [
+            VMS,
+            FILE_STORAGE,
+            DISK_STORAGE,
+            NODE_PULLING,
+            BRIDGES,
+            LOCK_POOL,
+        ]
+        .iter()
+        .map(|set| set.len())
+        .sum::<usize>();
         // The header row and its rule, then one row per privilege.
         assert_eq!(
             rows,
@@ -493,6 +525,41 @@ mod tests {
 
     fn acl(path: &str, role: &str, kind: &str, ugid: &str) -> Value {
         json!({"path": path, "roleid": role, "type": kind, "ugid": ugid, "propagate": 1})
+    }
+
+    /// `Sys.AccessNetwork` only where the host pulls from a store.
+    #[test]
+    fn the_node_may_download_only_with_an_artifact_store() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../blueprints/waddle.toml"
+        ))
+        .unwrap();
+        let date = crate::blueprint::Date {
+            year: 2026,
+            month: 1,
+            day: 1,
+        };
+        let node_privs = |text: String| {
+            let source = crate::source::SourceFile {
+                name: "waddle.toml".into(),
+                text,
+            };
+            let model = waddlec_core::check(&source, date).unwrap().model;
+            let identity = Identity::of(&model);
+            let node = identity.grants.iter().find(|g| g.role == "WaddlecNode");
+            node.unwrap().privs()
+        };
+        assert_eq!(node_privs(text.clone()), "Sys.Audit,Sys.Modify");
+        let with_store = format!(
+            "{text}\n[artifacts]\nendpoint = \"https://s3.fr-par.scw.cloud\"\nregion = \"fr-par\"\n\
+             bucket = \"waddle-artifacts\"\naccess_key_id = \"env:WADDLE_S3_ACCESS_KEY\"\n\
+             secret_access_key = \"env:WADDLE_S3_SECRET_KEY\"\n"
+        );
+        assert_eq!(
+            node_privs(with_store),
+            "Sys.AccessNetwork,Sys.Audit,Sys.Modify"
+        );
     }
 
     #[test]

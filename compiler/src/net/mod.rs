@@ -1,6 +1,7 @@
 //! Everything that leaves the machine goes through here: the Image Factory
 //! (`factory`), 1Password (`onepassword`), the Proxmox API (`pve`),
-//! downloads (`fetch`), image digests from registries (`registry`), the
+//! downloads (`fetch`), the artifact store (`s3`: an S3 bucket, SigV4
+//! signed, and presigned URLs Proxmox downloads from), image digests from registries (`registry`), the
 //! Talos machine API (`talos_api`), the Kubernetes
 //! API (`kube_api`), remote commands over ssh (`ssh`) and SSH forwards
 //! through the Proxmox host to the cluster's nodes (`ssh_tunnel`).
@@ -13,6 +14,7 @@ pub mod kube_api;
 pub mod onepassword;
 pub mod pve;
 pub mod registry;
+pub mod s3;
 pub mod ssh;
 pub mod ssh_tunnel;
 pub mod talos_api;

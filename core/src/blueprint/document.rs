@@ -56,6 +56,13 @@ pub struct Blueprint {
     /// The GitOps tree Flux syncs (`platform/` in the output): operators,
     /// certificates, storage, the gateway and SpiceDB.
     pub platform: Option<Platform>,
+    /// The artifact store: an S3-compatible bucket holding the baked
+    /// images under their content-hashed names. `build --with-secrets
+    /// --push` (CI) uploads what it lacks; a build that cannot bake takes
+    /// the images from it, verified by sha256; `deploy` has Proxmox
+    /// download them from it. Seed disks, which hold secrets, never go
+    /// there.
+    pub artifacts: Option<Artifacts>,
     /// Component version pins: one place for every version of the platform.
     pub versions: Versions,
 }
@@ -444,6 +451,33 @@ pub struct PlatformItems {
     /// digits, `.`, `_`, `-`; 12 to 16 characters for the password suit
     /// every initiator). Default: `democratic-csi-iscsi-chap`.
     pub iscsi_chap: Option<Located<String>>,
+}
+
+/// The artifact store, an S3-compatible bucket (Scaleway Object Storage:
+/// endpoint `https://s3.fr-par.scw.cloud`, region `fr-par`). Objects are
+/// addressed path-style (`ENDPOINT/BUCKET/KEY`) and signed with AWS
+/// Signature Version 4.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Artifacts {
+    /// `https://s3.fr-par.scw.cloud`: `http(s)://` with a DNS or IPv4
+    /// host, letters, digits and `-._~:/` only (E0121). Proxmox downloads
+    /// from it too, so it must be reachable from the host.
+    pub endpoint: Located<String>,
+    /// `fr-par`: lowercase letters, digits and `-` (E0120). Part of every
+    /// request's signature.
+    pub region: Located<String>,
+    /// 3–63 lowercase letters, digits, `.` and `-`, a letter or digit
+    /// first and last (E0120).
+    pub bucket: Located<String>,
+    /// A directory inside the bucket the keys start with (`waddle`).
+    /// Default: none. `/`-separated names of letters, digits and `._-`,
+    /// none starting with `.` or `-` (E0129).
+    pub prefix: Option<Located<String>>,
+    /// The access key ID, as a secret reference (`op://`, `env:`, `file:`).
+    pub access_key_id: Located<SecretRef>,
+    /// The secret access key, as a secret reference.
+    pub secret_access_key: Located<SecretRef>,
 }
 
 /// 1Password Connect's bootstrap credentials.

@@ -178,6 +178,10 @@ checked_string! {
     /// Secrets template of the backup credentials.
     S3Region: check_s3_region, example "fr-par",
         help "write the region as the provider names it, e.g. `fr-par` or `us-east-1`: lowercase letters, digits and `-`";
+    /// `artifacts.bucket`: the artifact store's bucket, in the path of
+    /// every request and of the URLs Proxmox downloads from.
+    S3Bucket: check_s3_bucket, example "waddle-artifacts",
+        help "write the bucket's name: 3 to 63 lowercase letters, digits, `.` and `-`, a letter or digit first and last";
     /// `teleport.github.client_id`: the GitHub OAuth app's client ID.
     OAuthClientId: check_oauth_client_id, example "Ov23liExampleApp",
         help "copy the client ID from the GitHub OAuth app's settings: letters, digits and `._-`";
@@ -706,6 +710,28 @@ pub fn check_s3_region(region: &str) -> Result<(), String> {
     }
     if region.starts_with('-') || region.ends_with('-') {
         return Err(format!("`{region}` starts or ends with `-`"));
+    }
+    Ok(())
+}
+
+/// An S3 bucket name: 3–63 lowercase letters, digits, `.` and `-`, a
+/// letter or digit first and last.
+pub fn check_s3_bucket(bucket: &str) -> Result<(), String> {
+    if let Some(c) = first_refused(bucket, |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+    }) {
+        return Err(format!(
+            "contains {c}; a bucket name is lowercase letters, digits, `.` and `-`"
+        ));
+    }
+    if bucket.len() < 3 || bucket.len() > 63 {
+        return Err("is shorter than 3 or longer than 63 characters".into());
+    }
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !edge(bucket.chars().next()) || !edge(bucket.chars().last()) {
+        return Err(format!(
+            "`{bucket}` does not start and end with a letter or digit"
+        ));
     }
     Ok(())
 }

@@ -17,8 +17,8 @@ pub use crate::blueprint::{
 };
 pub use checked::{
     AgeRecipient, BridgeName, CheckedString, CpuType, EmailAddress, GitBranch, GitUrl, GithubOrg,
-    HttpUrl, HttpsUrl, KnownHost, OAuthClientId, RepoPath, S3Region, SshTarget, StorageId,
-    TeleportDataPath, ZfsDataset,
+    HttpUrl, HttpsUrl, KnownHost, OAuthClientId, RepoPath, S3Bucket, S3Region, SshTarget,
+    StorageId, TeleportDataPath, ZfsDataset,
 };
 pub use host_access::{AccessSource, HostAccess, ISCSI_PORT, SSH_PORT};
 
@@ -46,6 +46,21 @@ pub struct Model {
     pub teleport: Option<Teleport>,
     /// Set when any VM boots a Debian image.
     pub debian: Option<DebianArchive>,
+    /// `[artifacts]`: where baked images are kept, if anywhere.
+    pub artifacts: Option<ArtifactStore>,
+}
+
+/// The artifact store: an S3-compatible bucket, addressed path-style.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactStore {
+    /// Without a trailing `/`.
+    pub endpoint: HttpUrl,
+    pub region: S3Region,
+    pub bucket: S3Bucket,
+    /// Every key starts with it (and a `/`), if set.
+    pub prefix: Option<RepoPath>,
+    pub access_key_id: SecretRef,
+    pub secret_access_key: SecretRef,
 }
 
 /// What Talos nodes serve: the Kubernetes API on every control plane (and

@@ -6,6 +6,7 @@
 //! handed out when there is no error. Pure: the only outside input, today's
 //! date (for expiring rules), is a parameter.
 
+mod artifacts;
 mod bundle;
 mod cilium;
 mod cluster;
@@ -179,6 +180,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let flux = cluster::flux(&mut checker, blueprint);
     let onepassword_connect = cluster::onepassword_connect(&mut checker, blueprint);
     let platform = platform::platform(&mut checker, blueprint, &bridges, &vips, edge.as_ref());
+    let artifacts = artifacts::store(&mut checker, blueprint);
 
     if checker.diagnostics.has_errors() {
         return Err(checker.diagnostics);
@@ -205,6 +207,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
         firewall,
         teleport,
         debian,
+        artifacts,
     };
     Ok((model, checker.diagnostics))
 }

@@ -39,6 +39,10 @@ pub fn references(blueprint: &Blueprint) -> Vec<(&'static str, &Located<SecretRe
             &teleport.github.client_secret,
         ));
     }
+    if let Some(artifacts) = &blueprint.artifacts {
+        references.push(("artifacts.access_key_id", &artifacts.access_key_id));
+        references.push(("artifacts.secret_access_key", &artifacts.secret_access_key));
+    }
     references
 }
 
@@ -222,7 +226,8 @@ mod tests {
     /// A secret field added to the document without being listed here
     /// would escape the check: every one the document declares is listed
     /// for the bundled blueprint, which has them all once its bundle is
-    /// age-encrypted (for `talos.age.identity`).
+    /// age-encrypted (for `talos.age.identity`) and it has an artifact
+    /// store.
     #[test]
     fn every_secret_field_of_the_document_is_listed() {
         let fields = include_str!("../blueprint/document.rs")
@@ -233,13 +238,15 @@ mod tests {
             "secrets = \"age:waddle-cluster.yaml.age\"\n\
              age = { recipients = [], identity = \"env:WADDLE_AGE_IDENTITY\" }",
             1,
-        );
+        ) + "\n[artifacts]\nendpoint = \"https://s3.fr-par.scw.cloud\"\nregion = \"fr-par\"\n\
+             bucket = \"b-1\"\naccess_key_id = \"env:WADDLE_A\"\nsecret_access_key = \"env:WADDLE_B\"\n";
         let source = crate::source::SourceFile {
             name: "waddle.toml".into(),
             text,
         };
         let blueprint = crate::blueprint::parse(&source).expect("the bundled blueprint parses");
         assert!(blueprint.talos.as_ref().unwrap().age.is_some());
+        assert!(blueprint.artifacts.is_some());
         assert_eq!(references(&blueprint).len(), fields);
     }
 }

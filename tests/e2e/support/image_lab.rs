@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use super::file_server::FileServer;
+use super::s3_server::S3Server;
 use super::talos_lab::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
 use super::{repo_root, run, seed_upstream, text, valid_blueprints, waddlec};
 
@@ -126,15 +127,23 @@ impl ImageLab {
     /// `build --with-secrets` with the stand-in upstreams; `path` replaces
     /// the PATH (to hide tools).
     pub fn build(&self, extra: &[&str], path: Option<&str>) -> Output {
+        self.build_in(&self.cache, extra, path)
+    }
+
+    /// [`ImageLab::build`] with another cache directory (as on another
+    /// machine), the artifact-store stand-in's credentials in the
+    /// environment.
+    pub fn build_in(&self, cache: &Path, extra: &[&str], path: Option<&str>) -> Output {
         let mut command = waddlec();
         command
             .current_dir(self.lab.path(""))
             .env(GITHUB_SECRET_ENV, GITHUB_SECRET)
-            .env("WADDLEC_CACHE_DIR", &self.cache)
+            .env("WADDLEC_CACHE_DIR", cache)
             .args(["build", "blueprint.toml", "--with-secrets"])
             .args(["--factory", &self.server.url])
             .args(["--teleport-cdn", &self.server.url])
             .args(extra);
+        S3Server::env(&mut command);
         if let Some(path) = path {
             command.env("PATH", path);
         }

@@ -16,6 +16,7 @@ pub mod netns;
 pub mod op_stand_in;
 pub mod pve_firewall;
 pub mod pve_sim;
+pub mod s3_server;
 pub mod ssh_host;
 pub mod stand_in_images;
 pub mod talos_cluster;
