@@ -118,6 +118,18 @@ pub fn apply(
             step: line.clone(),
             source,
         };
+        // The live cluster, open whenever the plan has a Talos step.
+        let connection = || {
+            host.etcd.ok_or_else(|| {
+                etcd_fail("internal error: no connection to the Talos cluster".into())
+            })
+        };
+        let talos_target = |vmid: u32| {
+            desired
+                .talos
+                .get(&vmid)
+                .ok_or(ApplyError::NotDesired { vmid })
+        };
         match step {
             Step::CreateBridge {
                 bridge,
@@ -239,9 +251,7 @@ pub fn apply(
             }
             Step::EtcdLeave { vmid, name, exit } => {
                 report(&line);
-                let live = host.etcd.ok_or_else(|| {
-                    etcd_fail("internal error: no connection to the Talos cluster".into())
-                })?;
+                let live = connection()?;
                 // Right before the step: the cluster must still be as the
                 // plan found it.
                 let now = decide(&live.view(), name);
@@ -256,9 +266,7 @@ pub fn apply(
             }
             Step::EtcdRejoin { name, members, .. } => {
                 report(&line);
-                let live = host.etcd.ok_or_else(|| {
-                    etcd_fail("internal error: no connection to the Talos cluster".into())
-                })?;
+                let live = connection()?;
                 live.wait_rejoined(name, members, timeouts.talos)
                     .map_err(etcd_fail)?;
                 report(&format!(
@@ -278,13 +286,8 @@ pub fn apply(
                 now: true,
             } => {
                 report(&line);
-                let live = host.etcd.ok_or_else(|| {
-                    etcd_fail("internal error: no connection to the Talos cluster".into())
-                })?;
-                let target = desired
-                    .talos
-                    .get(vmid)
-                    .ok_or(ApplyError::NotDesired { vmid: *vmid })?;
+                let live = connection()?;
+                let target = talos_target(*vmid)?;
                 if preview.as_ref().is_none_or(|p| !p.diff.trim().is_empty()) {
                     let interim = interim_config(&target.config, change).map_err(etcd_fail)?;
                     may_take_down(&live.view(), name, host.members).map_err(etcd_fail)?;
@@ -310,13 +313,8 @@ pub fn apply(
                 ..
             } => {
                 report(&line);
-                let live = host.etcd.ok_or_else(|| {
-                    etcd_fail("internal error: no connection to the Talos cluster".into())
-                })?;
-                let target = desired
-                    .talos
-                    .get(vmid)
-                    .ok_or(ApplyError::NotDesired { vmid: *vmid })?;
+                let live = connection()?;
+                let target = talos_target(*vmid)?;
                 let changes = preview.as_ref().is_none_or(|p| !p.diff.trim().is_empty());
                 if changes {
                     // Quorum before any control plane is touched; one that
@@ -364,9 +362,7 @@ pub fn apply(
                 ..
             } => {
                 report(&line);
-                let live = host.etcd.ok_or_else(|| {
-                    etcd_fail("internal error: no connection to the Talos cluster".into())
-                })?;
+                let live = connection()?;
                 let control_plane = desired.talos.get(vmid).is_some_and(|t| t.control_plane);
                 if step_upgrades(step) {
                     if control_plane {
