@@ -28,6 +28,9 @@ pub const LOCK: u8 = 5;
 pub const CONFLICT: u8 = 6;
 /// `deploy`: another deploy holds the host's lock.
 pub const LOCKED: u8 = 7;
+/// `status`, `preflight`: a check found something not as the blueprint
+/// says (each failed check is printed with what to do).
+pub const CHECK_FAILED: u8 = 8;
 /// A remote service (Image Factory, 1Password) failed or disagreed, or a
 /// host program a command needs (mmdebstrap, mke2fs, git) is
 /// missing or failed.
@@ -35,7 +38,8 @@ pub const UNAVAILABLE: u8 = 69;
 /// Reading or writing files failed.
 pub const IO: u8 = 74;
 /// `host init`: the host did not answer over SSH (refused, timed out, no
-/// route, unknown name).
+/// route, unknown name). `status`, `preflight`: something a check needs
+/// could not be reached, and no check failed.
 pub const UNREACHABLE: u8 = 75;
 /// `host init`: the host refused the operator's SSH key, or the operator's
 /// ssh does not trust the host's key.
@@ -606,8 +610,10 @@ mod tests {
             LOCK,
             CONFLICT,
             LOCKED,
+            CHECK_FAILED,
             UNAVAILABLE,
             IO,
+            UNREACHABLE,
             INTERNAL,
         ];
         let mut sorted = codes.to_vec();

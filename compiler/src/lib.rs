@@ -17,6 +17,7 @@ pub use waddlec_core::{
 pub mod bake;
 pub mod bootstrap;
 pub mod build;
+pub mod checks;
 pub mod cli;
 pub mod deploy;
 pub mod exit;
