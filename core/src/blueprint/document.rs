@@ -424,6 +424,18 @@ pub struct PlatformSpiceDb {
     pub storage: Option<Located<String>>,
     /// WAL volume per instance. Default: `5Gi` (E0007).
     pub wal_storage: Option<Located<String>>,
+    /// The backup generation this database archives as: its server name
+    /// in the bucket is `spicedb-pg` for 1 and `spicedb-pg-g<N>` after, so
+    /// each life of the database keeps its own WAL and base backups.
+    /// Default: 1. Raise it by one with every restore (`restore_from`).
+    pub generation: Option<Located<u32>>,
+    /// Create the database by restoring the backups of this earlier
+    /// generation (CloudNativePG's `bootstrap.recovery`) instead of an
+    /// empty one (`initdb`): set it for the rebuild after a disaster, with
+    /// `generation` raised past it, so Flux's first apply is the restore.
+    /// A generation of this blueprint's history: 1 ≤ N < `generation`
+    /// (E0136).
+    pub restore_from: Option<Located<u32>>,
 }
 
 /// The 1Password items the ExternalSecrets read (by title). Each title is

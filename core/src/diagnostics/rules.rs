@@ -253,6 +253,14 @@ rules! {
          segment with the bridge's other machines either way. Set `vlan_aware = true` on the \
          bridge (waddlec creates internal bridges with `bridge_vlan_aware`), or remove the \
          tag.";
+    UNKNOWN_RESTORE_GENERATION = "E0136" "unknown-restore-generation" Error:
+        "`platform.spicedb.restore_from` names a backup generation that is not in the \
+         blueprint's history: the generations before the current one, 1 up to \
+         `generation - 1`. The database archives each generation under its own server name \
+         (`spicedb-pg`, `spicedb-pg-g2`, …), so restoring from the current generation or a \
+         later one would read backups that do not exist yet, or that the restored database is \
+         about to write. After a disaster, raise `generation` by one and set `restore_from` to \
+         the generation that was lost; `generation` itself starts at 1.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

@@ -520,6 +520,17 @@ pub struct SpiceDb {
     pub instances: u32,
     pub storage: String,
     pub wal_storage: String,
+    pub archive: Archive,
+}
+
+/// Which backups the database archives to, and which it was restored from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Archive {
+    /// This life of the database: 1, then one more with each restore.
+    pub generation: u32,
+    /// The earlier generation whose backups it is created from
+    /// (`bootstrap.recovery`), or none for an empty database (`initdb`).
+    pub restore_from: Option<u32>,
 }
 
 #[derive(Clone, Debug)]

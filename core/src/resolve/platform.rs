@@ -4,7 +4,7 @@
 //! cluster's bridge answering 443 for the Gateway.
 
 use super::{names, versions, Checker};
-use crate::blueprint::{Blueprint, Located, Span};
+use crate::blueprint::{Blueprint, Located, PlatformSpiceDb, Span};
 use crate::diagnostics::rules;
 use crate::model::{self, BridgeRole, CheckedString};
 
@@ -173,6 +173,7 @@ pub fn platform(
             );
         }
     }
+    let archive = archive(checker, &platform.spicedb);
     let public = bridges.iter().find(|b| b.role == BridgeRole::Public)?;
     let text = |value: &Option<Located<String>>, default: &str| {
         value
@@ -203,6 +204,7 @@ pub fn platform(
             instances: count(&platform.spicedb.instances),
             storage: text(&platform.spicedb.storage, "10Gi"),
             wal_storage: text(&platform.spicedb.wal_storage, "5Gi"),
+            archive: archive?,
         },
         items: model::PlatformItems {
             cloudflare_token: text(&items.cloudflare_token, "cloudflare-api-token"),
@@ -348,4 +350,57 @@ fn public_key(line: &str) -> Result<String, String> {
         return Err("the key is not base64 (`AAAA…`): paste the `.pub` file's line".into());
     }
     Ok(format!("{kind} {key}"))
+}
+
+/// The database's backup generation and the one it restores from: a
+/// generation counts from 1, and a restore reads an earlier one (E0136).
+fn archive(checker: &mut Checker, spicedb: &PlatformSpiceDb) -> Option<model::Archive> {
+    let generation = spicedb.generation.as_ref().map_or(1, |g| g.value);
+    if let Some(zero) = spicedb.generation.as_ref().filter(|g| g.value == 0) {
+        checker
+            .error(
+                &rules::OUT_OF_RANGE,
+                zero.span(),
+                "platform.spicedb.generation",
+                "`platform.spicedb.generation` is 0; generations count from 1",
+            )
+            .help = Some("give 1 for the database's first life, one more with each restore".into());
+        return None;
+    }
+    let restore_from = spicedb.restore_from.as_ref();
+    if let Some(restore) = restore_from.filter(|r| r.value == 0 || r.value >= generation) {
+        let lost = restore.value.max(1);
+        let help = if generation == 1 {
+            format!(
+                "generation 1 has no earlier backups; to rebuild from generation {lost}'s \
+                 backups, set `generation = {}` and keep `restore_from = {lost}`",
+                lost + 1
+            )
+        } else {
+            let earlier = match generation - 1 {
+                1 => "generation 1".to_owned(),
+                last => format!("one of generations 1 to {last}"),
+            };
+            format!(
+                "restore {earlier}, or raise `generation` to {} to restore generation {lost}",
+                lost + 1
+            )
+        };
+        checker
+            .error(
+                &rules::UNKNOWN_RESTORE_GENERATION,
+                restore.span(),
+                "platform.spicedb.restore_from",
+                format!(
+                    "`restore_from = {}` is not a generation before this one ({generation})",
+                    restore.value
+                ),
+            )
+            .help = Some(help);
+        return None;
+    }
+    Some(model::Archive {
+        generation,
+        restore_from: restore_from.map(|r| r.value),
+    })
 }

@@ -2,8 +2,10 @@
 //! and base backups to object storage through the Barman Cloud plugin (the
 //! in-tree `barmanObjectStore` is deprecated since CNPG 1.26), the
 //! SpiceDBCluster on it, its GRPCRoute on the Gateway and a network policy
-//! admitting only the Gateway and its own replicas. Plus the
-//! disaster-recovery restore of that database, ready to apply by hand.
+//! admitting only the Gateway and its own replicas. The database's
+//! generation decides where it archives and, after a disaster, which
+//! backups it is created from (`[platform.spicedb]` `generation`,
+//! `restore_from`).
 
 use serde_json::{json, Value};
 
@@ -11,7 +13,7 @@ use super::graph::Need;
 use super::infrastructure::{self, GATEWAY_NS};
 use super::objects::{external_secret, labels, namespace, object, Field};
 use super::Component;
-use crate::model::Platform;
+use crate::model::{Archive, Platform};
 use crate::render::k8s::Metadata;
 
 const NS: &str = "spicedb";
@@ -74,10 +76,43 @@ fn s3_credentials(platform: &Platform) -> Value {
     )
 }
 
-/// The PostgreSQL cluster as it runs: bootstrapped empty (`initdb`), or
-/// from its backups (`recovery`, the disaster-recovery manifest).
-fn pg_cluster(platform: &Platform, recovery: bool) -> Value {
+/// The server name a generation of the database archives under, inside
+/// the ObjectStore's `destinationPath`: the Cluster's own name (the
+/// plugin's default) for the first, `spicedb-pg-g<N>` for each later one,
+/// so no restored database ever writes over the backups it came from.
+fn server_name(generation: u32) -> String {
+    if generation == 1 {
+        PG.to_owned()
+    } else {
+        format!("{PG}-g{generation}")
+    }
+}
+
+/// What the tree's README says of the database's life: its generation,
+/// where it archives, and what it was created from.
+pub fn archive_summary(archive: Archive) -> String {
+    let origin = match archive.restore_from {
+        Some(origin) => format!(
+            "restored from generation {origin}'s backups (`{}`)",
+            server_name(origin)
+        ),
+        None => "created empty (`initdb`)".to_owned(),
+    };
+    format!(
+        "generation {}: archives as `{}`, {origin}",
+        archive.generation,
+        server_name(archive.generation)
+    )
+}
+
+/// The PostgreSQL cluster: archiving as its generation's server name, and
+/// created either empty (`initdb`) or, after a disaster, from an earlier
+/// generation's backups (`bootstrap.recovery` from an external cluster
+/// reading that generation's server name), so Flux's first apply of a
+/// rebuilt platform is the restore.
+fn pg_cluster(platform: &Platform) -> Value {
     let spicedb = &platform.spicedb;
+    let archive = spicedb.archive;
     let mut spec = json!({
         "instances": spicedb.instances,
         "storage": {"storageClass": platform.storage_class, "size": spicedb.storage},
@@ -85,21 +120,20 @@ fn pg_cluster(platform: &Platform, recovery: bool) -> Value {
         "plugins": [{
             "name": PLUGIN,
             "isWALArchiver": true,
-            "parameters": {"barmanObjectName": OBJECT_STORE},
+            "parameters": {"barmanObjectName": OBJECT_STORE, "serverName": server_name(archive.generation)},
         }],
     });
-    if recovery {
-        // Restore from the backups of the lost cluster, then archive as a
-        // new server so the old backups stay intact.
-        spec["bootstrap"] =
-            json!({"recovery": {"source": "origin", "database": "spicedb", "owner": "spicedb"}});
-        spec["externalClusters"] = json!([{
-            "name": "origin",
-            "plugin": {"name": PLUGIN, "parameters": {"barmanObjectName": OBJECT_STORE, "serverName": PG}},
-        }]);
-        spec["plugins"][0]["parameters"]["serverName"] = json!(format!("{PG}-restored"));
-    } else {
-        spec["bootstrap"] = json!({"initdb": {"database": "spicedb", "owner": "spicedb", "secret": {"name": "spicedb-pg-app"}}});
+    match archive.restore_from {
+        Some(origin) => {
+            spec["bootstrap"] = json!({"recovery": {"source": "origin", "database": "spicedb", "owner": "spicedb", "secret": {"name": "spicedb-pg-app"}}});
+            spec["externalClusters"] = json!([{
+                "name": "origin",
+                "plugin": {"name": PLUGIN, "parameters": {"barmanObjectName": OBJECT_STORE, "serverName": server_name(origin)}},
+            }]);
+        }
+        None => {
+            spec["bootstrap"] = json!({"initdb": {"database": "spicedb", "owner": "spicedb", "secret": {"name": "spicedb-pg-app"}}});
+        }
     }
     object(
         "postgresql.cnpg.io/v1",
@@ -226,13 +260,7 @@ pub fn spicedb(platform: &Platform) -> Component {
     )
     .file("namespace.yaml", vec![namespace(NS, false)])
     .file("secrets.yaml", vec![pg_app, config, s3_credentials(platform)])
-    .file("postgres.yaml", vec![object_store(platform, NS), pg_cluster(platform, false), scheduled])
+    .file("postgres.yaml", vec![object_store(platform, NS), pg_cluster(platform), scheduled])
     .file("spicedb.yaml", vec![spicedb_cluster, route])
     .file("network-policy.yaml", vec![policy])
-}
-
-/// `recovery/spicedb/`: not synced by Flux. To restore, suspend the spicedb
-/// Kustomization, delete the broken Cluster, apply this.
-pub fn spicedb_recovery(platform: &Platform) -> Vec<Value> {
-    vec![pg_cluster(platform, true)]
 }

@@ -143,6 +143,7 @@ fn kustomization(component: &Component) -> Value {
 struct ReadmeData<'a> {
     project: &'a str,
     cluster_path: &'a str,
+    database: String,
     components: Vec<ReadmeComponent<'a>>,
     versions: Vec<(&'static str, &'a str)>,
 }
@@ -202,15 +203,12 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             &[instance],
         )?);
     }
-    artifacts.push(file(
-        "recovery/spicedb/cluster-restore.yaml".into(),
-        &apps::spicedb_recovery(platform),
-    )?);
     let by_name: BTreeMap<&str, &Component> = components.iter().map(|c| (c.name, c)).collect();
     let v = &platform.versions;
     let readme = ReadmeData {
         project: &model.project.name,
         cluster_path: &flux.path,
+        database: apps::archive_summary(platform.spicedb.archive),
         components: order
             .iter()
             .map(|name| {
