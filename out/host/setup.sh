@@ -10,21 +10,28 @@
 # need, and with a platform democratic-csi's side of the host. `waddlec deploy` copies host/ to the host and runs this as root after
 # proving the firewall keeps the operator's SSH and API access.
 #
-# Usage: setup.sh STAGE [--check] [--root DIR]
+# Usage: setup.sh STAGE [--check] [--close-emergency] [--root DIR]
 #   STAGE    a copy of the tree's host/ directory
 #   --check  change nothing; print what would change
+#   --close-emergency
+#            remove the EMERGENCY rules /usr/local/sbin/waddlec-emergency added
+#            from the console (else they are kept)
 #   --root   install under DIR instead of / (tests)
 # Idempotent: prints `changed: <what>` (or `would change: <what>`) for every
-# change and nothing else on stdout; a second run prints nothing.
+# change, `emergency: kept|closed|would close <line>` for every EMERGENCY
+# line of the firewall, and nothing else on stdout; a second run prints
+# nothing but the EMERGENCY lines still kept.
 set -euo pipefail
 
-stage=${1:?usage: setup.sh STAGE [--check] [--root DIR]}
+stage=${1:?usage: setup.sh STAGE [--check] [--close-emergency] [--root DIR]}
 shift
 check=0
+close_emergency=0
 root=''
 while (($#)); do
     case $1 in
     --check) check=1 ;;
+    --close-emergency) close_emergency=1 ;;
     --root)
         root=${2:?--root needs a directory}
         shift
@@ -107,7 +114,45 @@ if ((network_changed)) && ((!check)); then
     echo "changed: iptables chains WDLC-* applied"
 fi
 
+# The way back in from the out-of-band console.
+install_file emergency-recovery.sh '/usr/local/sbin/waddlec-emergency' 0700 || true
+
+# EMERGENCY lines the console added to a live firewall file (rules
+# admitting one address, the firewall switched off) are merged into the
+# staged file and kept, never silently dropped, until --close-emergency.
+keep_emergency() {
+    local name=$1 dest=$2
+    local live="$root$dest"
+    if [[ ! -f $live ]] || ! grep -qF '# EMERGENCY' "$live"; then
+        return 0
+    fi
+    local line
+    if ((close_emergency)); then
+        while IFS= read -r line; do
+            if ((check)); then echo "emergency: would close $line"; else echo "emergency: closed $line"; fi
+        done < <(grep -F '# EMERGENCY' "$live")
+        return 0
+    fi
+    while IFS= read -r line; do
+        echo "emergency: kept $line"
+    done < <(grep -F '# EMERGENCY' "$live")
+    if grep -qF '# EMERGENCY firewall off' "$live"; then
+        awk -v line="$(grep -F '# EMERGENCY firewall off' "$live" | head -n 1)" '
+            /^enable: 1$/ && !done { print line; print "enable: 0"; done = 1; next }
+            { print }
+        ' "$stage/$name" >"$stage/$name.merged"
+    else
+        awk -v rules="$(grep -F '# EMERGENCY' "$live")" '
+            { print }
+            /^\[RULES\]$/ { print rules }
+        ' "$stage/$name" >"$stage/$name.merged"
+    fi
+    mv -f "$stage/$name.merged" "$stage/$name"
+}
+
 # The Proxmox firewall: rules first, then the policy that needs them.
+keep_emergency firewall/host.fw '/etc/pve/nodes/waddle-proxmox01/host.fw'
+keep_emergency firewall/cluster.fw /etc/pve/firewall/cluster.fw
 install_file firewall/host.fw '/etc/pve/nodes/waddle-proxmox01/host.fw' 0640 || true
 install_file firewall/cluster.fw /etc/pve/firewall/cluster.fw 0640 || true
 

@@ -822,6 +822,47 @@ fn a_full_deploy_sets_up_the_host_then_finds_nothing_to_do() {
     assert_eq!(lab.sim.changes_since(before), Vec::<String>::new());
     lab.assert_no_violations();
 
+    // Access opened from the console is shown above the plan and kept;
+    // only --close-emergency removes it.
+    let opened = run(Command::new("bash")
+        .arg(root.path().join("usr/local/sbin/waddlec-emergency"))
+        .args(["open", "192.0.2.7", "--root"])
+        .arg(root.path()));
+    assert!(opened.status.success(), "{}", text(&opened.stderr));
+    let output = lab.deploy_with_host(&host, root.path(), &["--dry-run", "--format", "json"]);
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["changes"], false, "{plan}");
+    let kept = plan["emergency"].as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{plan}");
+    assert!(kept[0]
+        .as_str()
+        .unwrap()
+        .starts_with("kept IN ACCEPT -source 192.0.2.7 -p tcp -dport 22 "));
+    let output = lab.deploy_with_host(&host, root.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("EMERGENCY access on the host's firewall"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("waddlec deploy --close-emergency"),
+        "{stderr}"
+    );
+    let host_fw = root.path().join("etc/pve/nodes/waddle-proxmox01/host.fw");
+    assert!(fs::read_to_string(&host_fw)
+        .unwrap()
+        .contains("# EMERGENCY until "));
+    let output = lab.deploy_with_host(&host, root.path(), &["--close-emergency"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout)
+            .contains("host     would change: /etc/pve/nodes/waddle-proxmox01/host.fw"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(!fs::read_to_string(&host_fw).unwrap().contains("EMERGENCY"));
+
     // A host presenting another key than the recorded one gets no setup.
     write_host_record(&lab, STRANGER_KEY, &lab.sim.fingerprint);
     let output = lab.deploy_with_host(&host, root.path(), &[]);

@@ -12,9 +12,11 @@ use std::path::Path;
 
 use waddlec::deploy::host_setup::{self, Ssh};
 
+use crate::support::netns::Netns;
+use crate::support::pve_firewall;
 use crate::support::ssh_host::SshHost;
 use crate::support::talos_lab::SecretLab;
-use crate::support::{text, valid_blueprints};
+use crate::support::{run, sh, text, valid_blueprints};
 
 /// An sshd host, a lab with its deployable tree built, a scratch root the
 /// setup installs under, and the way to reach the host.
@@ -78,7 +80,7 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
     let untouched = entries(root.path());
 
     // --check: says what it would do, does nothing.
-    let planned = host_setup::run(&ssh, &tree, true).unwrap();
+    let planned = host_setup::run(&ssh, &tree, true, false).unwrap().changes;
     for expected in [
         "would change: /etc/sysctl.d/90-waddlec.conf",
         "would change: /etc/waddlec/host-network.rules",
@@ -86,6 +88,7 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
         "would change: /etc/systemd/system/waddlec-host-network.service",
         "would change: /etc/pve/nodes/waddle-proxmox01/host.fw",
         "would change: /etc/pve/firewall/cluster.fw",
+        "would change: /usr/local/sbin/waddlec-emergency",
         "would change: storage local content +import",
         "would change: zfs dataset rpool/k8s/vols",
         "would change: zfs dataset rpool/k8s/snaps",
@@ -118,7 +121,7 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
     assert!(!host.calls().contains("zfs allow"), "{}", host.calls());
 
     // Applied: files in place, forwarding on, chains loaded, in the namespace.
-    let changed = host_setup::run(&ssh, &tree, false).unwrap();
+    let changed = host_setup::run(&ssh, &tree, false, false).unwrap().changes;
     assert!(
         changed.iter().all(|l| l.starts_with("changed: ")),
         "{changed:?}"
@@ -149,6 +152,11 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
             "etc/pve/firewall/cluster.fw",
             "host/firewall/cluster.fw",
             0o640,
+        ),
+        (
+            "usr/local/sbin/waddlec-emergency",
+            "host/emergency-recovery.sh",
+            0o700,
         ),
         (
             "var/lib/democratic-csi/.ssh/authorized_keys",
@@ -227,13 +235,16 @@ fn host_setup_over_ssh_installs_applies_and_then_changes_nothing() {
 
     // Again: nothing to change, nothing changed.
     let before = host.calls().len();
-    let again = host_setup::run(&ssh, &tree, false).unwrap();
+    let again = host_setup::run(&ssh, &tree, false, false).unwrap();
     let calls = host.calls();
     let new_calls = &calls[before..];
-    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(again, host_setup::Report::default());
     assert!(!new_calls.contains("pvesh set"), "{new_calls}");
     assert!(!new_calls.contains("systemctl"), "{new_calls}");
-    assert!(host_setup::run(&ssh, &tree, true).unwrap().is_empty());
+    assert_eq!(
+        host_setup::run(&ssh, &tree, true, false).unwrap(),
+        host_setup::Report::default()
+    );
 }
 
 /// A root `authorized_keys` the setup cannot read (here a directory where
@@ -246,7 +257,7 @@ fn an_unreadable_authorized_keys_stops_the_setup_and_is_left_alone() {
     fs::create_dir_all(keys.join("not-a-file")).unwrap();
 
     for check in [true, false] {
-        let err = host_setup::run(&ssh, &lab.path("dist"), check).unwrap_err();
+        let err = host_setup::run(&ssh, &lab.path("dist"), check, false).unwrap_err();
         let message = err.to_string();
         assert!(message.contains("cannot read"), "{message}");
         assert!(message.contains("left as it is"), "{message}");
@@ -324,4 +335,216 @@ fn ssh_through_a_jump_host_and_a_wrong_pinned_key_refused() {
         "{err}"
     );
     assert!(!ran.exists(), "the command ran on a host with another key");
+}
+
+/// The host's firewall as pve-firewall (the stand-in,
+/// `support::pve_firewall`) would compile the files installed under
+/// `root`, loaded into `host`'s INPUT chain.
+fn load_firewall(host: &Netns, root: &Path) {
+    let read = |file: &str| fs::read_to_string(root.join(file)).unwrap();
+    let ruleset = pve_firewall::ruleset(
+        &read("etc/pve/firewall/cluster.fw"),
+        &read("etc/pve/nodes/waddle-proxmox01/host.fw"),
+    );
+    let file = root.join("pve-firewall.rules");
+    fs::write(&file, ruleset).unwrap();
+    host.sh(&format!(
+        "iptables-restore -w --noflush {} \
+         && {{ iptables -w -C INPUT -j PVEFW-INPUT 2>/dev/null || iptables -w -A INPUT -j PVEFW-INPUT; }}",
+        file.display()
+    ));
+}
+
+/// Whether a TCP connection from `source` (in `client`) to `port` of the
+/// host gets through its firewall: a refusal (no listener) is an answer,
+/// only a drop times out.
+fn admitted(client: &Netns, source: &str, port: u16) -> bool {
+    let verdict = client.sh(&format!(
+        "python3 -c 'import socket\ns = socket.socket()\ns.settimeout(1)\ns.bind((\"{source}\", 0))\n\
+         try:\n    s.connect((\"192.0.2.1\", {port})); print(\"open\")\n\
+         except ConnectionRefusedError: print(\"refused\")\n\
+         except (socket.timeout, TimeoutError): print(\"dropped\")'"
+    ));
+    verdict.trim() != "dropped"
+}
+
+/// Emergency access from the out-of-band console, as behaviour: the
+/// installed `waddlec-emergency` opens SSH and the API to one address (real
+/// packets from that address get through the stand-in pve-firewall's
+/// ruleset, another address's do not), refuses an address that is not one,
+/// and switches the firewall off as a last resort. A host setup keeps
+/// every EMERGENCY line and reports it apart from the changes; only
+/// `--close-emergency` removes them, back to the tree's files.
+///
+/// Stand-ins: pve-firewall (`support::pve_firewall`, compiling the files
+/// the setup and the script leave under the scratch root); the host's
+/// `pvesh`/`systemctl` (recording stand-ins of `SshHost`).
+#[test]
+fn emergency_access_is_kept_by_the_setup_until_closed() {
+    let (_sshd, lab, root, ssh) = setup_lab();
+    let tree = lab.path("dist");
+    host_setup::run(&ssh, &tree, false, false).unwrap();
+    let script = root.path().join("usr/local/sbin/waddlec-emergency");
+    let emergency = |args: &[&str]| {
+        run(std::process::Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .arg("--root")
+            .arg(root.path()))
+    };
+    let host_fw = root.path().join("etc/pve/nodes/waddle-proxmox01/host.fw");
+    let cluster_fw = root.path().join("etc/pve/firewall/cluster.fw");
+
+    let host = Netns::new("emhost");
+    let client = Netns::new("emclient");
+    sh(&format!(
+        "ip link add wdlc-em{pid} netns {h} type veth peer name wdlc-ec{pid} netns {c}",
+        pid = std::process::id(),
+        h = host.name,
+        c = client.name
+    ));
+    host.sh(&format!(
+        "ip addr add 192.0.2.1/24 dev wdlc-em{0} && ip link set wdlc-em{0} up",
+        std::process::id()
+    ));
+    client.sh(&format!(
+        "ip addr add 192.0.2.7/24 dev wdlc-ec{0} && ip addr add 192.0.2.8/24 dev wdlc-ec{0} \
+         && ip link set wdlc-ec{0} up",
+        std::process::id()
+    ));
+    load_firewall(&host, root.path());
+    for source in ["192.0.2.7", "192.0.2.8"] {
+        assert!(!admitted(&client, source, 22), "{source} before");
+    }
+
+    // Not an address: refused, nothing written.
+    let before = fs::read(&host_fw).unwrap();
+    for bad in ["300.1.2.3", "192.0.2.7/33", "operator-laptop"] {
+        let refused = emergency(&["open", bad]);
+        assert_eq!(refused.status.code(), Some(2), "{bad}");
+        assert!(
+            text(&refused.stderr).contains("is not an IPv4 address"),
+            "{}",
+            text(&refused.stderr)
+        );
+    }
+    assert_eq!(fs::read(&host_fw).unwrap(), before);
+
+    // Opened for one address: its packets reach SSH and the API.
+    let opened = emergency(&["open", "192.0.2.7", "--hours", "2"]);
+    assert!(opened.status.success(), "{}", text(&opened.stderr));
+    let said = text(&opened.stdout);
+    assert!(said.contains("undo: waddlec-emergency close"), "{said}");
+    let marked: Vec<String> = fs::read_to_string(&host_fw)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("# EMERGENCY until "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(marked.len(), 2, "{marked:?}");
+    load_firewall(&host, root.path());
+    assert!(admitted(&client, "192.0.2.7", 22));
+    assert!(admitted(&client, "192.0.2.7", 8006));
+    assert!(!admitted(&client, "192.0.2.8", 22));
+
+    // A host setup keeps them, and says so apart from the changes.
+    let planned = host_setup::run(&ssh, &tree, true, false).unwrap();
+    assert!(planned.changes.is_empty(), "{planned:?}");
+    let kept: Vec<String> = marked.iter().map(|l| format!("kept {l}")).collect();
+    assert_eq!(planned.emergency, kept);
+    host_setup::run(&ssh, &tree, false, false).unwrap();
+    load_firewall(&host, root.path());
+    assert!(admitted(&client, "192.0.2.7", 22), "kept by the setup");
+
+    // The last resort: the firewall off, and kept off by the setup.
+    let off = emergency(&["firewall-off"]);
+    assert!(off.status.success(), "{}", text(&off.stderr));
+    load_firewall(&host, root.path());
+    assert!(admitted(&client, "192.0.2.8", 22), "firewall off");
+    let planned = host_setup::run(&ssh, &tree, true, false).unwrap();
+    assert!(planned.changes.is_empty(), "{planned:?}");
+    assert_eq!(planned.emergency.len(), 3, "{planned:?}");
+    assert!(planned.emergency[2].starts_with("kept # EMERGENCY firewall off since "));
+    host_setup::run(&ssh, &tree, false, false).unwrap();
+    load_firewall(&host, root.path());
+    assert!(admitted(&client, "192.0.2.8", 22), "kept off by the setup");
+
+    // Closed only when told: back to the tree's files, nobody else in.
+    let closing = host_setup::run(&ssh, &tree, true, true).unwrap();
+    assert!(
+        closing
+            .emergency
+            .iter()
+            .all(|l| l.starts_with("would close ")),
+        "{closing:?}"
+    );
+    assert_eq!(
+        closing.changes,
+        [
+            "would change: /etc/pve/nodes/waddle-proxmox01/host.fw",
+            "would change: /etc/pve/firewall/cluster.fw"
+        ]
+    );
+    let closed = host_setup::run(&ssh, &tree, false, true).unwrap();
+    assert_eq!(closed.emergency.len(), 3, "{closed:?}");
+    assert_eq!(
+        fs::read(&host_fw).unwrap(),
+        fs::read(tree.join("host/firewall/host.fw")).unwrap()
+    );
+    assert_eq!(
+        fs::read(&cluster_fw).unwrap(),
+        fs::read(tree.join("host/firewall/cluster.fw")).unwrap()
+    );
+    load_firewall(&host, root.path());
+    for source in ["192.0.2.7", "192.0.2.8"] {
+        assert!(!admitted(&client, source, 22), "{source} after closing");
+    }
+    assert_eq!(
+        host_setup::run(&ssh, &tree, true, false).unwrap(),
+        host_setup::Report::default()
+    );
+}
+
+/// The console's own `close`: what `--close-emergency` does, without a
+/// deploy. `status` lists what is in force.
+#[test]
+fn the_console_closes_what_it_opened() {
+    let (_sshd, lab, root, ssh) = setup_lab();
+    let tree = lab.path("dist");
+    host_setup::run(&ssh, &tree, false, false).unwrap();
+    let script = root.path().join("usr/local/sbin/waddlec-emergency");
+    let emergency = |args: &[&str]| {
+        let output = run(std::process::Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .arg("--root")
+            .arg(root.path()));
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    };
+    emergency(&["open", "192.0.2.0/28"]);
+    emergency(&["open", "192.0.2.0/28", "--hours", "8"]);
+    emergency(&["firewall-off"]);
+    let status = emergency(&["status"]);
+    assert_eq!(status.lines().count(), 3, "re-opening replaces: {status}");
+    let closed = emergency(&["close"]);
+    assert_eq!(closed.matches("closed: ").count(), 3, "{closed}");
+    assert_eq!(emergency(&["status"]).trim(), "no EMERGENCY rule in force");
+    for (installed, source) in [
+        (
+            "etc/pve/nodes/waddle-proxmox01/host.fw",
+            "host/firewall/host.fw",
+        ),
+        ("etc/pve/firewall/cluster.fw", "host/firewall/cluster.fw"),
+    ] {
+        assert_eq!(
+            fs::read(root.path().join(installed)).unwrap(),
+            fs::read(tree.join(source)).unwrap(),
+            "{installed}"
+        );
+    }
 }

@@ -23,6 +23,7 @@ fn generated_scripts_pass_shellcheck() {
             "host/create-vms.sh",
             "host/network/waddlec-host-network",
             "host/setup.sh",
+            "host/emergency-recovery.sh",
         ] {
             let output = run(Command::new("shellcheck")
                 .args(["--shell=bash", "--severity=style"])

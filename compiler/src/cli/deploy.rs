@@ -13,7 +13,7 @@ use clap::Args;
 
 use super::{blueprint_dir, compile_failed, progress, read_source, today, BlueprintArgs, Format};
 use crate::build::upstream::Upstream;
-use crate::deploy::host_setup::Ssh;
+use crate::deploy::host_setup::{self, Ssh};
 use crate::deploy::plan::Plan;
 use crate::deploy::workflow::{self, Outcome, Request, Ui};
 use crate::exit::{self, Code as _};
@@ -75,6 +75,11 @@ pub struct DeployArgs {
     /// storage content) alone: API steps only.
     #[arg(long)]
     skip_host: bool,
+    /// Remove the EMERGENCY lines `waddlec-emergency` added from the host's
+    /// console (rules admitting one address, the firewall switched off).
+    /// Without it a deploy keeps them and shows them above the plan.
+    #[arg(long, conflicts_with = "skip_host")]
+    close_emergency: bool,
     /// The ssh config file for reaching `host.ssh` (`ssh -F`); default: yours.
     #[arg(long, value_name = "FILE")]
     ssh_config: Option<PathBuf>,
@@ -128,6 +133,7 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         agent_timeout: Duration::from_secs(args.agent_timeout),
         talos_wait: Duration::from_secs(args.talos_wait),
         skip_host: args.skip_host,
+        close_emergency: args.close_emergency,
         ssh: Ssh {
             target: compiled.model.host.ssh_target.to_string(),
             config: args.ssh_config.clone(),
@@ -186,19 +192,35 @@ struct Terminal {
 }
 
 impl Ui for Terminal {
-    fn show(&self, plan: &Plan, host: &[String]) {
+    fn show(&self, plan: &Plan, host: &host_setup::Report) {
         match self.format {
             Format::Json => {
                 let json = serde_json::json!({
                     "dry_run": self.dry_run,
-                    "changes": plan.changes_anything() || !host.is_empty(),
-                    "host": host,
+                    "changes": plan.changes_anything() || !host.changes.is_empty(),
+                    "host": host.changes,
+                    "emergency": host.emergency,
                     "steps": plan.steps,
                 });
                 super::print_out(&format!("{json:#}"));
             }
             Format::Text => {
-                for change in host {
+                if !host.emergency.is_empty() {
+                    // Above everything: access opened from the console.
+                    eprintln!(
+                        "EMERGENCY access on the host's firewall (opened from the console with \
+                         waddlec-emergency):"
+                    );
+                    for line in &host.emergency {
+                        eprintln!("  {line}");
+                    }
+                    if host.emergency.iter().any(|l| l.starts_with("kept ")) {
+                        eprintln!(
+                            "  kept by this deploy; close with: waddlec deploy --close-emergency"
+                        );
+                    }
+                }
+                for change in &host.changes {
                     super::print_out(&format!("host     {change}"));
                 }
                 for line in plan.lines() {

@@ -3,7 +3,9 @@
 //! tree's `host/` files go over as one tar on stdin, and `host/setup.sh`
 //! runs on the host as root. Nothing is left behind but what the script
 //! installs; the script is idempotent and has a `--check` mode, which is
-//! how the plan shows what would change.
+//! how the plan shows what would change. The EMERGENCY lines the console's
+//! `waddlec-emergency` added to the firewall are reported apart from the
+//! changes: kept, unless the deploy is told to close them.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,7 @@ const HOST_FILES: &[&str] = &[
     "network/waddlec-host-network.service",
     "firewall/cluster.fw",
     "firewall/host.fw",
+    "emergency-recovery.sh",
 ];
 
 /// democratic-csi's side of the host, in the tree when the blueprint has a
@@ -60,9 +63,24 @@ pub enum HostSetupError {
     },
 }
 
-/// Runs the setup (or, with `check`, only asks what it would change) and
-/// returns the changes it reports, one per line.
-pub fn run(host: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetupError> {
+/// What one run of the setup said.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// `changed: …` / `would change: …`, one per change.
+    pub changes: Vec<String>,
+    /// `kept …`, `closed …` / `would close …`: the firewall's EMERGENCY
+    /// lines, which the plan shows apart, whether or not anything changes.
+    pub emergency: Vec<String>,
+}
+
+/// Runs the setup (or, with `check`, only asks what it would change; with
+/// `close_emergency`, removes the EMERGENCY lines instead of keeping them).
+pub fn run(
+    host: &Ssh,
+    tree: &Path,
+    check: bool,
+    close_emergency: bool,
+) -> Result<Report, HostSetupError> {
     let archive = archive(&tree.join("host"))?;
     let mut script = String::from(
         "set -eu; stage=$(mktemp -d); trap 'rm -rf \"$stage\"' EXIT; \
@@ -70,6 +88,9 @@ pub fn run(host: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetu
     );
     if check {
         script.push_str(" --check");
+    }
+    if close_emergency {
+        script.push_str(" --close-emergency");
     }
     if let Some(root) = &host.root {
         script.push_str(&format!(" --root {}", ssh::quote(root)));
@@ -97,12 +118,15 @@ pub fn run(host: &Ssh, tree: &Path, check: bool) -> Result<Vec<String>, HostSetu
     })?;
     // Only the script's report lines: a login banner or a shell rc file
     // that prints must not count as a change.
-    Ok(stdout
-        .lines()
-        .map(str::trim)
-        .filter(|line| line.starts_with("changed: ") || line.starts_with("would change: "))
-        .map(str::to_string)
-        .collect())
+    let mut report = Report::default();
+    for line in stdout.lines().map(str::trim) {
+        if line.starts_with("changed: ") || line.starts_with("would change: ") {
+            report.changes.push(line.to_owned());
+        } else if let Some(emergency) = line.strip_prefix("emergency: ") {
+            report.emergency.push(emergency.to_owned());
+        }
+    }
+    Ok(report)
 }
 
 /// The host files as a tar with fixed owners and times.

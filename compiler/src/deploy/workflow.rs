@@ -59,6 +59,8 @@ pub struct Request<'a> {
     pub ssh: Ssh,
     /// Show the plan and change nothing.
     pub dry_run: bool,
+    /// Remove the firewall's EMERGENCY lines (else the setup keeps them).
+    pub close_emergency: bool,
     /// Who takes the host's lock (`user@machine pid N`).
     pub holder: &'a str,
     /// The API certificate's fingerprint `host init` recorded, if any.
@@ -70,8 +72,9 @@ pub struct Request<'a> {
 
 /// What the workflow needs from whoever runs it.
 pub trait Ui {
-    /// The plan: the API steps and the host setup's changes.
-    fn show(&self, plan: &Plan, host_changes: &[String]);
+    /// The plan: the API steps, the host setup's changes and the
+    /// firewall's EMERGENCY lines (kept, or to be closed).
+    fn show(&self, plan: &Plan, host: &host_setup::Report);
     /// Whether to apply the plan just shown.
     fn confirm(&self) -> bool;
     /// One step done (`host …`, `create vm …`).
@@ -243,12 +246,13 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         Ok((with_etcd(plan), observed))
     };
     let shown = with_etcd(ungated);
-    let host_changes = if request.skip_host {
-        Vec::new()
+    let host_report = if request.skip_host {
+        host_setup::Report::default()
     } else {
-        host_setup::run(&request.ssh, request.tree, true)?
+        host_setup::run(&request.ssh, request.tree, true, request.close_emergency)?
     };
-    ui.show(&shown, &host_changes);
+    let host_changes = &host_report.changes;
+    ui.show(&shown, &host_report);
     if !shown.conflicts().is_empty() {
         return Err(DeployError::Conflicts);
     }
@@ -295,7 +299,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         &target,
         &desired,
         &shown,
-        &host_changes,
+        &host_report,
         read_plan,
     );
     if let Err(err) = lock.release() {
@@ -312,7 +316,7 @@ fn apply_under_lock(
     target: &Host<'_>,
     desired: &Desired,
     shown: &Plan,
-    host_changes: &[String],
+    host_report: &host_setup::Report,
     read_plan: impl Fn() -> Result<(Plan, Observed), PveError>,
 ) -> Result<(), DeployError> {
     // Under the lock, the host may differ from what was shown: plan again.
@@ -320,13 +324,15 @@ fn apply_under_lock(
     if current != *shown {
         return Err(DeployError::Changed);
     }
-    if !host_changes.is_empty() {
+    if !host_report.changes.is_empty() {
         // As for the API steps: apply only what was shown.
-        if host_setup::run(&request.ssh, request.tree, true)? != host_changes {
+        let close = request.close_emergency;
+        if host_setup::run(&request.ssh, request.tree, true, close)? != *host_report {
             return Err(DeployError::Changed);
         }
-        for change in host_setup::run(&request.ssh, request.tree, false)? {
-            ui.step(&format!("host {change}"));
+        let done = host_setup::run(&request.ssh, request.tree, false, close)?;
+        for line in done.changes.iter().chain(&done.emergency) {
+            ui.step(&format!("host {line}"));
         }
     }
     let timeouts = Timeouts {

@@ -6,6 +6,11 @@
 //! deploy` can show what it would change and a reviewer can read exactly
 //! what runs as root on the host.
 //!
+//! `host/emergency-recovery.sh`: the way back in from the out-of-band
+//! console (EMERGENCY rules admitting one address, or the firewall off),
+//! installed by the setup as [`EMERGENCY_COMMAND`]; the setup keeps what it
+//! opened until the deploy is told to close it (`--close-emergency`).
+//!
 //! democratic-csi's files (`host/democratic-csi/`): the forced command
 //! (`waddlec-csi-gate`: the driver's commands and nothing else, see the
 //! template), the sudoers rule for `targetcli` alone, and the user's
@@ -25,6 +30,10 @@ struct Data<'a> {
     disk_storage: &'a str,
     /// democratic-csi's side of the host, with a platform.
     csi: Option<Csi>,
+    /// Where the emergency script is installed.
+    installed: &'static str,
+    /// Its name on the console's PATH.
+    command: &'static str,
 }
 
 #[derive(Serialize)]
@@ -62,6 +71,8 @@ const CSI_KEY_MARKER: &str = "waddlec:democratic-csi";
 pub const CSI_USER: &str = "democratic-csi";
 /// Its forced command.
 const CSI_GATE: &str = "/usr/local/sbin/waddlec-csi-gate";
+/// Where the setup installs the emergency script (on root's PATH).
+pub const EMERGENCY_COMMAND: &str = "/usr/local/sbin/waddlec-emergency";
 /// The IQN prefix of every target the driver creates.
 pub const CSI_IQN_BASENAME: &str = "iqn.2003-01.org.linux-iscsi.waddlec.x8664";
 
@@ -79,13 +90,26 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             user: CSI_USER,
             marker: CSI_KEY_MARKER,
         }),
+        installed: EMERGENCY_COMMAND,
+        command: EMERGENCY_COMMAND
+            .rsplit('/')
+            .next()
+            .unwrap_or(EMERGENCY_COMMAND),
     };
-    let mut artifacts = vec![Artifact::file(
-        "host/setup.sh",
-        "host-setup-script",
-        templates.render("host-setup.sh", &data)?,
-    )
-    .executable()];
+    let mut artifacts = vec![
+        Artifact::file(
+            "host/setup.sh",
+            "host-setup-script",
+            templates.render("host-setup.sh", &data)?,
+        )
+        .executable(),
+        Artifact::file(
+            "host/emergency-recovery.sh",
+            "emergency-script",
+            templates.render("emergency-recovery.sh", &data)?,
+        )
+        .executable(),
+    ];
     if let Some(platform) = &model.platform {
         let nodes: Vec<String> = model
             .talos_nodes()

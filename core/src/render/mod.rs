@@ -107,6 +107,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/teleport-resources.service.hbs"),
     ),
     (
+        "emergency-recovery.sh",
+        include_str!("../../templates/emergency-recovery.sh.hbs"),
+    ),
+    (
         "platform-README.md",
         include_str!("../../templates/platform-README.md.hbs"),
     ),
