@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::k8s_schemas::{documents, typo_sweep, Schemas};
 use crate::support::talos_lab::SecretLab;
@@ -566,7 +566,7 @@ fn database_of(schemas: &mut Schemas, lines: &str) -> Value {
         compiled
             .artifacts
             .iter()
-            .all(|a| !a.path.contains("recovery")),
+            .all(|a| !a.path.starts_with("platform/recovery/")),
         "no hand-applied recovery manifest beside the tree"
     );
     documents(&contents)
@@ -639,4 +639,51 @@ fn each_restore_reads_the_generation_before_and_archives_as_a_new_one() {
         lost = restored;
     }
     assert_eq!(used, ["spicedb-pg", "spicedb-pg-g2", "spicedb-pg-g3"]);
+}
+
+/// External DNS's Helm values, for every shipped tree (Cloudflare in the
+/// waddle one, RFC 2136 in the lab's): valid against the chart's own
+/// `values.schema.json` at the pinned 1.20.0, and every top-level key one
+/// the chart has (its schema's root admits any key). A value of the wrong
+/// type is refused, so the check is not vacuous.
+#[test]
+fn external_dns_values_are_valid_for_its_chart() {
+    let schema: Value = serde_json::from_str(
+        &fs::read_to_string(
+            repo_root().join("tests/data/schemas/helm/external-dns-1.20.0/values.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut providers = BTreeSet::new();
+    for (_dir, out, _) in trees() {
+        let release =
+            fs::read_to_string(out.join("platform/infrastructure/external-dns/release.yaml"))
+                .unwrap();
+        let values = documents(&release)
+            .into_iter()
+            .find(|d| d["kind"] == "HelmRelease")
+            .expect("the external-dns HelmRelease")["spec"]["values"]
+            .clone();
+        let problems: Vec<String> = validator
+            .iter_errors(&values)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        for key in values.as_object().unwrap().keys() {
+            assert!(
+                schema["properties"].get(key).is_some(),
+                "`{key}` is not a value of the external-dns chart"
+            );
+        }
+        providers.insert(values["provider"]["name"].as_str().unwrap().to_owned());
+        let mut wrong = values.clone();
+        wrong["extraArgs"] = json!(53);
+        assert!(!validator.is_valid(&wrong), "the schema checks types");
+    }
+    assert_eq!(
+        providers,
+        BTreeSet::from(["cloudflare".into(), "rfc2136".into()])
+    );
 }

@@ -367,6 +367,49 @@ pub struct Platform {
     /// 1Password item titles; each default is shown.
     #[serde(default)]
     pub items: PlatformItems,
+    /// Who serves the domain's DNS, for cert-manager's DNS-01 challenges
+    /// and External DNS's records. Default: Cloudflare.
+    #[serde(default)]
+    pub dns: PlatformDns,
+}
+
+/// The DNS provider cert-manager and External DNS both write the domain's
+/// records with.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformDns {
+    /// `cloudflare` (default): a token in the 1Password item
+    /// `items.cloudflare_token`. `rfc2136`: dynamic updates (RFC 2136) to
+    /// your own authoritative server (BIND, Knot, PowerDNS…), signed with a
+    /// TSIG key whose secret is the item `items.dns_tsig_key`; the server
+    /// must also allow that key zone transfers (AXFR), which External DNS
+    /// reads the zone with.
+    pub provider: Option<Located<DnsProviderName>>,
+    /// `rfc2136`: the authoritative server, `ADDRESS:PORT`
+    /// (`192.0.2.53:53`, `[2001:db8::53]:53`). An address, not a name: the
+    /// DNS it would be resolved with is what it serves.
+    pub server: Option<Located<std::net::SocketAddr>>,
+    /// `rfc2136`: the TSIG key's name as the server knows it
+    /// (`externaldns`): letters, digits and `.-_` (E0120).
+    pub tsig_key: Option<Located<String>>,
+    /// `rfc2136`: `hmac-sha256` (default) or `hmac-sha512`, the algorithms
+    /// cert-manager and External DNS both speak.
+    pub tsig_algorithm: Option<Located<TsigAlgorithm>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsProviderName {
+    Cloudflare,
+    Rfc2136,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum TsigAlgorithm {
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    #[serde(rename = "hmac-sha512")]
+    HmacSha512,
 }
 
 /// democratic-csi: ZFS zvols on the Proxmox host, shared over iSCSI.
@@ -444,8 +487,13 @@ pub struct PlatformSpiceDb {
 #[serde(deny_unknown_fields)]
 pub struct PlatformItems {
     /// Field `credential`: a Cloudflare token with Zone:DNS:Edit and
-    /// Zone:Zone:Read on the domain. Default: `cloudflare-api-token`.
+    /// Zone:Zone:Read on the domain. Default: `cloudflare-api-token`. Read
+    /// only with `dns.provider = "cloudflare"`.
     pub cloudflare_token: Option<Located<String>>,
+    /// Field `credential`: the TSIG key's secret, base64 as the server's
+    /// `key` clause has it. Default: `dns-tsig-key`. Read only with
+    /// `dns.provider = "rfc2136"`.
+    pub dns_tsig_key: Option<Located<String>>,
     /// Fields `access-key-id`, `secret-access-key`. Default: `s3-backups`.
     pub s3_credentials: Option<Located<String>>,
     /// Field `credential`. Default: `spicedb-preshared-key`.

@@ -261,6 +261,12 @@ rules! {
          later one would read backups that do not exist yet, or that the restored database is \
          about to write. After a disaster, raise `generation` by one and set `restore_from` to \
          the generation that was lost; `generation` itself starts at 1.";
+    DNS_SETTING_FOR_OTHER_PROVIDER = "E0137" "dns-setting-for-other-provider" Error:
+        "A `[platform.dns]` key belongs to another DNS provider than the one chosen: \
+         `server`, `tsig_key` and `tsig_algorithm` configure RFC 2136 dynamic updates, and \
+         the Cloudflare provider (the default) reads only its API token. Left in place it \
+         would be silently ignored, and a reader would believe the records go where it says. \
+         Remove the key, or set `provider = \"rfc2136\"`.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

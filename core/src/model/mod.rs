@@ -469,6 +469,7 @@ pub struct Platform {
     pub spicedb: SpiceDb,
     pub items: PlatformItems,
     pub gateway: Gateway,
+    pub dns: DnsProvider,
     /// The host's public address, which `*.apps.<domain>` resolves to.
     pub public_address: Ipv4Addr,
     pub versions: PlatformVersions,
@@ -533,9 +534,25 @@ pub struct Archive {
     pub restore_from: Option<u32>,
 }
 
+/// Who writes the domain's records: cert-manager's DNS-01 solver and
+/// External DNS, with the same credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnsProvider {
+    /// A token in `PlatformItems::cloudflare_token`.
+    Cloudflare,
+    /// Dynamic updates to an authoritative server, signed with the TSIG
+    /// key whose secret is `PlatformItems::dns_tsig_key`.
+    Rfc2136 {
+        server: std::net::SocketAddr,
+        tsig_key: String,
+        algorithm: crate::blueprint::TsigAlgorithm,
+    },
+}
+
 #[derive(Clone, Debug)]
 pub struct PlatformItems {
     pub cloudflare_token: String,
+    pub dns_tsig_key: String,
     pub s3_credentials: String,
     pub spicedb_preshared_key: String,
     pub spicedb_postgres: String,

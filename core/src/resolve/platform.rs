@@ -4,7 +4,9 @@
 //! cluster's bridge answering 443 for the Gateway.
 
 use super::{names, versions, Checker};
-use crate::blueprint::{Blueprint, Located, PlatformSpiceDb, Span};
+use crate::blueprint::{
+    Blueprint, DnsProviderName, Located, PlatformDns, PlatformSpiceDb, Span, TsigAlgorithm,
+};
 use crate::diagnostics::rules;
 use crate::model::{self, BridgeRole, CheckedString};
 
@@ -145,6 +147,7 @@ pub fn platform(
     let items = &platform.items;
     for (value, path) in [
         (&items.cloudflare_token, "platform.items.cloudflare_token"),
+        (&items.dns_tsig_key, "platform.items.dns_tsig_key"),
         (&items.s3_credentials, "platform.items.s3_credentials"),
         (
             &items.spicedb_preshared_key,
@@ -174,6 +177,7 @@ pub fn platform(
         }
     }
     let archive = archive(checker, &platform.spicedb);
+    let dns = dns(checker, &platform.dns, &span);
     let public = bridges.iter().find(|b| b.role == BridgeRole::Public)?;
     let text = |value: &Option<Located<String>>, default: &str| {
         value
@@ -208,6 +212,7 @@ pub fn platform(
         },
         items: model::PlatformItems {
             cloudflare_token: text(&items.cloudflare_token, "cloudflare-api-token"),
+            dns_tsig_key: text(&items.dns_tsig_key, "dns-tsig-key"),
             s3_credentials: text(&items.s3_credentials, "s3-backups"),
             spicedb_preshared_key: text(&items.spicedb_preshared_key, "spicedb-preshared-key"),
             spicedb_postgres: text(&items.spicedb_postgres, "spicedb-postgres"),
@@ -215,6 +220,7 @@ pub fn platform(
             iscsi_chap: text(&items.iscsi_chap, "democratic-csi-iscsi-chap"),
         },
         gateway: gateway?,
+        dns: dns?,
         public_address: public.host_address,
         versions,
     })
@@ -402,5 +408,96 @@ fn archive(checker: &mut Checker, spicedb: &PlatformSpiceDb) -> Option<model::Ar
     Some(model::Archive {
         generation,
         restore_from: restore_from.map(|r| r.value),
+    })
+}
+
+/// The DNS provider: Cloudflare unless `[platform.dns]` says `rfc2136`,
+/// which then needs its server and key (E0003); a key of the other
+/// provider is refused rather than ignored (E0137).
+fn dns(checker: &mut Checker, dns: &PlatformDns, platform: &Span) -> Option<model::DnsProvider> {
+    let provider = dns.provider.as_ref().map(|p| p.value);
+    if provider.unwrap_or(DnsProviderName::Cloudflare) == DnsProviderName::Cloudflare {
+        let stray = [
+            ("server", dns.server.as_ref().map(Located::span)),
+            ("tsig_key", dns.tsig_key.as_ref().map(Located::span)),
+            (
+                "tsig_algorithm",
+                dns.tsig_algorithm.as_ref().map(Located::span),
+            ),
+        ];
+        let mut ok = true;
+        for (key, span) in stray {
+            if let Some(span) = span {
+                ok = false;
+                checker
+                    .error(
+                        &rules::DNS_SETTING_FOR_OTHER_PROVIDER,
+                        span,
+                        format!("platform.dns.{key}"),
+                        format!(
+                            "`platform.dns.{key}` configures RFC 2136 updates, but the provider \
+                             is Cloudflare, which reads only its token"
+                        ),
+                    )
+                    .help = Some(format!(
+                    "remove `{key}`, or set `provider = \"rfc2136\"` in `[platform.dns]`"
+                ));
+            }
+        }
+        return ok.then_some(model::DnsProvider::Cloudflare);
+    }
+    let at = dns
+        .provider
+        .as_ref()
+        .map_or_else(|| platform.clone(), Located::span);
+    let mut missing = |key: &str, example: &str, what: &str| {
+        checker
+            .error(
+                &rules::MISSING_KEY,
+                at.clone(),
+                format!("platform.dns.{key}"),
+                format!("the RFC 2136 provider needs `platform.dns.{key}`"),
+            )
+            .help = Some(format!(
+            "add `{key} = {example}` ({what}) to `[platform.dns]`"
+        ));
+    };
+    if dns.server.is_none() {
+        missing("server", "\"192.0.2.53:53\"", "your authoritative server");
+    }
+    if dns.tsig_key.is_none() {
+        missing(
+            "tsig_key",
+            "\"externaldns\"",
+            "the key's name on the server",
+        );
+    }
+    if let Some(key) = &dns.tsig_key {
+        checker.check_str(
+            key,
+            "platform.dns.tsig_key",
+            &rules::INVALID_IDENTIFIER,
+            |k| {
+                let ok = !k.is_empty()
+                    && k.len() <= 253
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{k}` is not a TSIG key name (letters, digits, `.`, `-`, `_`)"
+                    ))
+                }
+            },
+        );
+    }
+    Some(model::DnsProvider::Rfc2136 {
+        server: dns.server.as_ref()?.value,
+        tsig_key: dns.tsig_key.as_ref()?.to_string(),
+        algorithm: dns
+            .tsig_algorithm
+            .as_ref()
+            .map_or(TsigAlgorithm::HmacSha256, |a| a.value),
     })
 }

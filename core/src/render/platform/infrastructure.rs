@@ -9,7 +9,8 @@ use super::objects::{
     external_secret, helm_release, helm_repository, namespace, object, Field, STORE,
 };
 use super::Component;
-use crate::model::{Model, OnePasswordConnect, Platform, PlatformVersions, SniHost};
+use crate::blueprint::TsigAlgorithm;
+use crate::model::{DnsProvider, Model, OnePasswordConnect, Platform, PlatformVersions, SniHost};
 use crate::render::k8s::Metadata;
 
 pub const CERT_MANAGER_NS: &str = "cert-manager";
@@ -110,22 +111,76 @@ pub fn cert_manager(versions: &PlatformVersions) -> Component {
         )
 }
 
-/// The Cloudflare token ExternalSecret in `namespace`.
-fn cloudflare_token(platform: &Platform, namespace: &str) -> Value {
+/// The DNS provider's credential as cert-manager and External DNS read
+/// it: a Secret made by an ExternalSecret from its 1Password item, the file
+/// it is in, and why a component needs the store for it.
+struct DnsCredential<'a> {
+    file: &'static str,
+    secret: &'static str,
+    key: &'static str,
+    item: &'a str,
+    why: &'static str,
+}
+
+fn dns_credential(platform: &Platform) -> DnsCredential<'_> {
+    match platform.dns {
+        DnsProvider::Cloudflare => DnsCredential {
+            file: "cloudflare-api-token.yaml",
+            secret: "cloudflare-api-token",
+            key: "api-token",
+            item: &platform.items.cloudflare_token,
+            why: "the Cloudflare token comes through the ClusterSecretStore",
+        },
+        DnsProvider::Rfc2136 { .. } => DnsCredential {
+            file: "dns-tsig-key.yaml",
+            secret: "dns-tsig-key",
+            key: "tsig-secret",
+            item: &platform.items.dns_tsig_key,
+            why: "the TSIG key's secret comes through the ClusterSecretStore",
+        },
+    }
+}
+
+/// The credential's ExternalSecret in `namespace`.
+fn dns_secret(credential: &DnsCredential<'_>, namespace: &str) -> Value {
     external_secret(
         namespace,
-        "cloudflare-api-token",
+        credential.secret,
         &[Field {
-            secret_key: "api-token",
-            item: &platform.items.cloudflare_token,
+            secret_key: credential.key,
+            item: credential.item,
             property: "credential",
         }],
         None,
     )
 }
 
+/// cert-manager's DNS-01 solver for the provider (`ACMEChallengeSolverDNS01`
+/// in cert-manager's API: `cloudflare`, or `rfc2136` with the nameserver as
+/// `host:port`, IPv6 in brackets, and the TSIG algorithm in its spelling).
+fn dns01_solver(platform: &Platform, credential: &DnsCredential<'_>) -> Value {
+    let secret = json!({"name": credential.secret, "key": credential.key});
+    match &platform.dns {
+        DnsProvider::Cloudflare => json!({"cloudflare": {"apiTokenSecretRef": secret}}),
+        DnsProvider::Rfc2136 {
+            server,
+            tsig_key,
+            algorithm,
+        } => json!({"rfc2136": {
+            "nameserver": server.to_string(),
+            "tsigKeyName": tsig_key,
+            "tsigAlgorithm": match algorithm {
+                TsigAlgorithm::HmacSha256 => "HMACSHA256",
+                TsigAlgorithm::HmacSha512 => "HMACSHA512",
+            },
+            "tsigSecretSecretRef": secret,
+        }}),
+    }
+}
+
 pub fn cert_manager_config(model: &Model, platform: &Platform) -> Component {
     let domain = &model.project.domain;
+    let credential = dns_credential(platform);
     let issuer = object(
         "cert-manager.io/v1",
         "ClusterIssuer",
@@ -136,7 +191,7 @@ pub fn cert_manager_config(model: &Model, platform: &Platform) -> Component {
             "privateKeySecretRef": {"name": format!("{CLUSTER_ISSUER}-account")},
             "solvers": [{
                 "selector": {"dnsZones": [domain]},
-                "dns01": {"cloudflare": {"apiTokenSecretRef": {"name": "cloudflare-api-token", "key": "api-token"}}},
+                "dns01": dns01_solver(platform, &credential),
             }],
         }}}),
     );
@@ -145,26 +200,60 @@ pub fn cert_manager_config(model: &Model, platform: &Platform) -> Component {
         "infrastructure/cert-manager-config",
         vec![
             need("cert-manager", "ClusterIssuer is a cert-manager resource"),
-            need(
-                "onepassword",
-                "the Cloudflare token comes through the ClusterSecretStore",
-            ),
+            need("onepassword", credential.why),
         ],
     )
     // A ClusterIssuer reads its secrets in cert-manager's own namespace
     // (the cluster resource namespace).
     .file(
-        "cloudflare-api-token.yaml",
-        vec![cloudflare_token(platform, CERT_MANAGER_NS)],
+        credential.file,
+        vec![dns_secret(&credential, CERT_MANAGER_NS)],
     )
     .file("cluster-issuer.yaml", vec![issuer])
 }
 
+/// External DNS's provider settings: the chart's `provider.name`, the
+/// credential as an environment variable, and for RFC 2136 its flags
+/// (external-dns `pkg/apis/externaldns/types.go` at chart 1.20.0: every
+/// flag also reads `EXTERNAL_DNS_<FLAG>`, `app.DefaultEnvars()`, which
+/// keeps the TSIG secret off the command line; `--rfc2136-tsig-axfr`: the
+/// zone is listed by a TSIG-signed transfer).
+fn external_dns_provider(model: &Model, platform: &Platform, values: &mut Value) {
+    let credential = dns_credential(platform);
+    let from_secret = json!({"secretKeyRef": {"name": credential.secret, "key": credential.key}});
+    match &platform.dns {
+        DnsProvider::Cloudflare => {
+            values["provider"] = json!({"name": "cloudflare"});
+            values["env"] = json!([{"name": "CF_API_TOKEN", "valueFrom": from_secret}]);
+        }
+        DnsProvider::Rfc2136 {
+            server,
+            tsig_key,
+            algorithm,
+        } => {
+            values["provider"] = json!({"name": "rfc2136"});
+            values["env"] =
+                json!([{"name": "EXTERNAL_DNS_RFC2136_TSIG_SECRET", "valueFrom": from_secret}]);
+            let algorithm = match algorithm {
+                TsigAlgorithm::HmacSha256 => "hmac-sha256",
+                TsigAlgorithm::HmacSha512 => "hmac-sha512",
+            };
+            values["extraArgs"] = json!([
+                format!("--rfc2136-host={}", server.ip()),
+                format!("--rfc2136-port={}", server.port()),
+                format!("--rfc2136-zone={}", model.project.domain),
+                format!("--rfc2136-tsig-keyname={tsig_key}"),
+                format!("--rfc2136-tsig-secret-alg={algorithm}"),
+                "--rfc2136-tsig-axfr",
+            ]);
+        }
+    }
+}
+
 pub fn external_dns(model: &Model, platform: &Platform) -> Component {
     let ns = EXTERNAL_DNS_NS;
-    let values = json!({
-        "provider": {"name": "cloudflare"},
-        "env": [{"name": "CF_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "cloudflare-api-token", "key": "api-token"}}}],
+    let credential = dns_credential(platform);
+    let mut values = json!({
         // `crd`: the management names, as `external-dns-records` lists them.
         "sources": ["gateway-httproute", "gateway-grpcroute", "crd"],
         "domainFilters": [model.project.domain],
@@ -172,19 +261,14 @@ pub fn external_dns(model: &Model, platform: &Platform) -> Component {
         "policy": "upsert-only",
         "txtOwnerId": model.talos.as_ref().map(|t| t.name.clone()),
     });
+    external_dns_provider(model, platform, &mut values);
     Component::new(
         "external-dns",
         "infrastructure/external-dns",
-        vec![need(
-            "onepassword",
-            "the Cloudflare token comes through the ClusterSecretStore",
-        )],
+        vec![need("onepassword", credential.why)],
     )
     .file("namespace.yaml", vec![namespace(ns, false)])
-    .file(
-        "cloudflare-api-token.yaml",
-        vec![cloudflare_token(platform, ns)],
-    )
+    .file(credential.file, vec![dns_secret(&credential, ns)])
     .file(
         "release.yaml",
         vec![

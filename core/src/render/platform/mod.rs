@@ -144,6 +144,8 @@ struct ReadmeData<'a> {
     project: &'a str,
     cluster_path: &'a str,
     database: String,
+    /// The RFC 2136 server (`ADDRESS:PORT`), when the DNS provider is one.
+    rfc2136: Option<String>,
     components: Vec<ReadmeComponent<'a>>,
     versions: Vec<(&'static str, &'a str)>,
 }
@@ -209,6 +211,10 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         project: &model.project.name,
         cluster_path: &flux.path,
         database: apps::archive_summary(platform.spicedb.archive),
+        rfc2136: match &platform.dns {
+            crate::model::DnsProvider::Rfc2136 { server, .. } => Some(format!("`{server}`")),
+            crate::model::DnsProvider::Cloudflare => None,
+        },
         components: order
             .iter()
             .map(|name| {
