@@ -69,6 +69,7 @@ use crate::net::ssh::{Failure, SshError};
 use crate::publish::PublishError;
 use crate::secrets::client_config::MergeError;
 use crate::secrets::SecretError;
+use crate::status::StatusError;
 use crate::store::StoreError;
 
 impl Code for CompileError {
@@ -274,6 +275,14 @@ impl Code for BootstrapError {
             BootstrapError::NoCluster => USAGE,
             BootstrapError::Secret { .. } => SECRETS,
             _ => UNAVAILABLE,
+        }
+    }
+}
+
+impl Code for StatusError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            StatusError::Token(err) | StatusError::TalosSecrets(err) => err.exit_code(),
         }
     }
 }
