@@ -37,6 +37,7 @@ mod qm_script;
 mod registry_digest;
 mod secret_confinement;
 mod status;
+mod status_edge;
 mod support;
 mod talos;
 mod talos_api;

@@ -210,7 +210,10 @@ fn status_passes_on_a_healthy_lab_and_each_fault_fails_its_own_check() {
     secrets.push(TOKEN.split_once('=').unwrap().1.to_string());
     secrets.push(GITHUB_SECRET.to_string());
     let shown = format!("{}{}", text(&output.stdout), text(&output.stderr));
-    assert!(shown.contains("TRACE") || shown.contains("DEBUG"), "-vvv logs");
+    assert!(
+        shown.contains("TRACE") || shown.contains("DEBUG"),
+        "-vvv logs"
+    );
     for secret in &secrets {
         assert!(!shown.contains(secret.as_str()), "a secret value is shown");
     }
@@ -220,8 +223,9 @@ fn status_passes_on_a_healthy_lab_and_each_fault_fails_its_own_check() {
     let asked = &requests[before..];
     assert!(asked.len() > 10, "{asked:#?}");
     assert!(
-        asked.iter().all(|r| r["method"] == "GET"
-            || r["path"].as_str().unwrap().ends_with("/agent/ping")),
+        asked
+            .iter()
+            .all(|r| r["method"] == "GET" || r["path"].as_str().unwrap().ends_with("/agent/ping")),
         "{asked:#?}"
     );
     lab.lab.assert_no_violations();
@@ -229,7 +233,9 @@ fn status_passes_on_a_healthy_lab_and_each_fault_fails_its_own_check() {
     // The text form names each check; a pass says what it saw.
     let output = lab.status(&["--layer", "talos"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).contains(&format!("ok          talos  node talos-cp3 version: {TALOS}")));
+    assert!(text(&output.stdout).contains(&format!(
+        "ok          talos  node talos-cp3 version: {TALOS}"
+    )));
 
     // A chain loaded but not hooked: no packet reaches it.
     lab.lab
@@ -240,7 +246,10 @@ fn status_passes_on_a_healthy_lab_and_each_fault_fails_its_own_check() {
     assert_eq!(code, 8);
     let chain = find(&checks, "chain nat WDLC-PREROUTING");
     assert_eq!(chain["result"], "failed");
-    assert!(chain["why"].as_str().unwrap().contains("PREROUTING does not jump to it"));
+    assert!(chain["why"]
+        .as_str()
+        .unwrap()
+        .contains("PREROUTING does not jump to it"));
     assert_eq!(not_passed(&checks).len(), 1, "{checks:#?}");
     lab.lab
         .host
@@ -249,10 +258,10 @@ fn status_passes_on_a_healthy_lab_and_each_fault_fails_its_own_check() {
 
     // A VM stopped.
     let vmid = lab.vmid("haproxy");
-    let (status, body) = lab.lab.sim.post_with_token(
-        TOKEN,
-        &format!("/nodes/{NODE}/qemu/{vmid}/status/stop"),
-    );
+    let (status, body) = lab
+        .lab
+        .sim
+        .post_with_token(TOKEN, &format!("/nodes/{NODE}/qemu/{vmid}/status/stop"));
     assert_eq!(status, 200, "{body}");
     let start = Instant::now();
     while lab.lab.sim.state()["vms"][&vmid]["status"] == "running" {
@@ -310,13 +319,20 @@ fn status_passes_on_a_healthy_lab_and_each_fault_fails_its_own_check() {
         "--layer",
         "vms",
     ]);
-    assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(code, 75, "{checks:#?}");
     let api = find(&checks, &format!("Proxmox API {url}"));
     assert_eq!(api["result"], "unreachable");
     let vm = find(&checks, &format!("VM {vmid} haproxy"));
     assert_eq!(vm["result"], "unreachable");
-    assert!(vm["why"].as_str().unwrap().starts_with("behind the Proxmox API"));
+    assert!(vm["why"]
+        .as_str()
+        .unwrap()
+        .starts_with("behind the Proxmox API"));
     // The host's ssh side still answers, and passes.
     assert_eq!(find(&checks, "chain filter WDLC-FORWARD")["result"], "pass");
     drop(silent);

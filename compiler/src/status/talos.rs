@@ -27,10 +27,10 @@ pub fn check(
         return Vec::new();
     };
     let nodes: Vec<_> = model.talos_nodes().collect();
-    let (tunnel, first) =
-        match tunnel {
-            Ok(tunnel) => tunnel,
-            Err(why) => return nodes
+    let (tunnel, first) = match tunnel {
+        Ok(tunnel) => tunnel,
+        Err(why) => {
+            return nodes
                 .iter()
                 .map(|node| {
                     Check::unreachable(
@@ -42,8 +42,9 @@ pub fn check(
                         "make sure `ssh` to host.ssh logs in without a prompt",
                     )
                 })
-                .collect(),
-        };
+                .collect()
+        }
+    };
     let identity = match TalosIdentity::from_credentials(credentials) {
         Ok(identity) => identity,
         Err(e) => {
