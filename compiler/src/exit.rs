@@ -492,6 +492,17 @@ mod tests {
                 SECRETS,
             ),
             (Box::new(BootstrapError::NoCluster), USAGE),
+            // status cannot read what it needs to ask: not a check's result.
+            (
+                Box::new(StatusError::Token(SecretError::Unset("env:T".into()))),
+                SECRETS,
+            ),
+            (
+                Box::new(StatusError::TalosSecrets(SecretError::MissingBundle(
+                    "secrets/c.yaml".into(),
+                ))),
+                SECRETS,
+            ),
             (
                 Box::new(HostInitError::Changed {
                     what: "SSH host key",

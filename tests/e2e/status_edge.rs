@@ -431,4 +431,27 @@ fn status_sees_each_route_answer_from_its_backend_through_the_public_address() {
     );
     let failed: Vec<&Value> = checks.iter().filter(|c| c["result"] != "pass").collect();
     assert_eq!(failed.len(), 1, "{failed:#?}");
+
+    // --wait looks again until --timeout, then ends with the last look's
+    // code and report.
+    let start = Instant::now();
+    let mut args = layers.to_vec();
+    args.extend(["--layer", "edge", "--wait", "--timeout", "7s"]);
+    let (checks, code, output) = lab.status(&args);
+    assert_eq!(code, 8);
+    assert!(
+        start.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("1 failed, 0 unreachable; looking again in 5 s"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not healthy after"), "{stderr}");
+    assert_eq!(
+        find(&checks, &format!("route *.apps.{domain} → gateway"))["result"],
+        "failed"
+    );
 }
