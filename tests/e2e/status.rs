@@ -8,8 +8,9 @@
 //! the API VIP. Every check passes (exit 0, JSON parsed, no secret value at
 //! `-vvv`); then one fault at a time, each found by the check that owns
 //! it: a chain unhooked, a VM stopped, a Talos node on another version
-//! (exit 8), and an API that accepts and never answers (unreachable, 75,
-//! in bounded time).
+//! (exit 8); the host's ssh refused (its ssh checks and the cluster behind
+//! the tunnel unreachable, 75) and an API that accepts and never answers
+//! (the API and the VMs behind it unreachable, 75, in bounded time).
 //!
 //! The edge and Teleport layers need the public side of the platform:
 //! `status_edge.rs`.
@@ -100,16 +101,12 @@ impl StatusLab {
         let config = lab.host.config.display().to_string();
         let root = lab.host.host_root().display().to_string();
         let mut command = waddlec_in(&lab.lab);
-        command.args([
-            "status",
-            "blueprint.toml",
-            "--ssh-config",
-            &config,
-            "--host-root",
-            &root,
-        ]);
+        command.args(["status", "blueprint.toml", "--host-root", &root]);
         if !extra.contains(&"--api") {
             command.args(["--api", &lab.sim.url]);
+        }
+        if !extra.contains(&"--ssh-config") {
+            command.args(["--ssh-config", &config]);
         }
         if !extra.contains(&"--call-timeout") {
             command.args(["--call-timeout", "5s"]);
@@ -255,6 +252,29 @@ fn status_passes_on_a_healthy_lab_and_each_fault_fails_its_own_check() {
         .host
         .netns
         .sh("iptables -t nat -I PREROUTING 1 -j WDLC-PREROUTING");
+
+    // The host's ssh refused: the host's ssh checks, and the cluster
+    // behind the tunnel, are unreachable; the API's checks still pass.
+    let refused = lab.lab.lab.path("refused.ssh_config");
+    fs::write(
+        &refused,
+        "Host waddle-host\n  HostName 127.0.0.1\n  Port 1\n",
+    )
+    .unwrap();
+    let mut args = layers.to_vec();
+    args.extend(["--ssh-config", refused.to_str().unwrap()]);
+    let (checks, code, _) = lab.report(&args);
+    assert_eq!(code, 75, "{checks:#?}");
+    assert_eq!(find(&checks, "ssh waddle-host")["result"], "unreachable");
+    for name in ["node talos-cp1 version", "API server ready (/readyz)"] {
+        let check = find(&checks, name);
+        assert_eq!(check["result"], "unreachable", "{name}");
+        assert!(check["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("behind the tunnel through the Proxmox host"));
+    }
+    assert_eq!(find(&checks, "bridge vmbr1")["result"], "pass");
 
     // A VM stopped.
     let vmid = lab.vmid("haproxy");

@@ -3,6 +3,7 @@
 //! every check passes or the time is up; progress on stderr, the report on
 //! stdout (text or `--format json`), the exit code from the last report.
 
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -176,6 +177,8 @@ pub fn run(args: &StatusArgs, color: bool) -> u8 {
         edge_ca: edge_ca.as_deref(),
         call_timeout: args.call_timeout,
     };
+    // The report goes to stdout: coloured only when that is a terminal.
+    let color = color && std::io::stdout().is_terminal();
     let progress = |layer: Layer| eprintln!("==> {}", layer.name());
     let start = Instant::now();
     let report = loop {

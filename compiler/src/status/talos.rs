@@ -35,7 +35,7 @@ pub fn check(
                 .map(|node| {
                     Check::unreachable(
                         LAYER,
-                        format!("node {}", node.name()),
+                        format!("node {} version", node.name()),
                         format!(
                             "behind the tunnel through the Proxmox host, which did not open: {why}"
                         ),
