@@ -10,7 +10,9 @@
 //! it: a chain unhooked, a VM stopped, a Talos node on another version
 //! (exit 8); the host's ssh refused (its ssh checks and the cluster behind
 //! the tunnel unreachable, 75) and an API that accepts and never answers
-//! (the API and the VMs behind it unreachable, 75, in bounded time).
+//! (the API and the VMs behind it unreachable, 75, in bounded time), an
+//! ssh host that never speaks (unreachable in bounded time), and the API
+//! token unset (exit 4, naming it).
 //!
 //! The edge and Teleport layers need the public side of the platform:
 //! `status_edge.rs`.
@@ -275,6 +277,43 @@ fn status_passes_on_a_healthy_lab_and_each_fault_fails_its_own_check() {
             .starts_with("behind the tunnel through the Proxmox host"));
     }
     assert_eq!(find(&checks, "bridge vmbr1")["result"], "pass");
+
+    // An ssh host that accepts and never speaks: given up on in bounded
+    // time, unreachable.
+    let silent_ssh = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_config = lab.lab.lab.path("silent.ssh_config");
+    fs::write(
+        &silent_config,
+        format!(
+            "Host waddle-host\n  HostName 127.0.0.1\n  Port {}\n",
+            silent_ssh.local_addr().unwrap().port()
+        ),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let (checks, code, _) = lab.report(&[
+        "--layer",
+        "host",
+        "--call-timeout",
+        "2s",
+        "--ssh-config",
+        silent_config.to_str().unwrap(),
+    ]);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(code, 75, "{checks:#?}");
+    assert_eq!(find(&checks, "ssh waddle-host")["result"], "unreachable");
+    drop(silent_ssh);
+
+    // The API token unset: no check can be made; exit 4 naming it.
+    let output = run(waddlec_in(&lab.lab.lab)
+        .env_remove(crate::support::deploy_lab::TOKEN_ENV)
+        .args(["status", "blueprint.toml", "--layer", "host"]));
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains(crate::support::deploy_lab::TOKEN_ENV));
 
     // A VM stopped.
     let vmid = lab.vmid("haproxy");
