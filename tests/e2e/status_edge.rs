@@ -24,7 +24,8 @@
 //! `webclient.PingResponse` of gravitational/teleport) and
 //! `tests/support/sni_lab.py serve` (the gateway, Teleport's TCP ports).
 //!
-//! All pass; then the `*.apps` route sent to Teleport by a changed
+//! All pass; then Teleport on another release fails its version check;
+//! the `*.apps` route sent to Teleport by a changed
 //! haproxy.cfg fails its route check, naming the certificate that
 //! answered; and without `--edge-ca` Teleport's certificate is not trusted
 //! (failed, not unreachable).
@@ -52,6 +53,7 @@ struct EdgeLab {
     internal: Netns,
     certs: tempfile::TempDir,
     haproxy: Option<Reaped>,
+    teleport: Option<Reaped>,
     _peers: Vec<Reaped>,
 }
 
@@ -147,7 +149,6 @@ impl EdgeLab {
         issue(certs.path(), "gateway", &[format!("*.apps.{domain}")]);
 
         let lab_py = repo_root().join("tests/support/sni_lab.py");
-        let teleport_addr = model.vm(&teleport.vm).unwrap().nics[0].address.addr();
         let gateway = edge
             .routes
             .iter()
@@ -164,33 +165,16 @@ impl EdgeLab {
                 specs.push(format!("tcp:{}:{}", forward.to.address, forward.to.port));
             }
         }
-        let peers = vec![
-            spawn(
-                &internal,
-                Command::new("python3")
-                    .arg(&lab_py)
-                    .arg("serve")
-                    .arg(certs.path().join("peers.log"))
-                    .arg(certs.path().join("gateway.crt"))
-                    .arg(certs.path().join("gateway.key"))
-                    .args(&specs),
-            ),
-            spawn(
-                &internal,
-                Command::new("python3")
-                    .arg(repo_root().join("tests/support/teleport_web_stand_in.py"))
-                    .args([
-                        "--listen",
-                        &format!("{teleport_addr}:{}", teleport.web_port.0),
-                    ])
-                    .arg("--cert")
-                    .arg(certs.path().join("teleport.crt"))
-                    .arg("--key")
-                    .arg(certs.path().join("teleport.key"))
-                    .args(["--version", &teleport.version])
-                    .args(["--cluster", &teleport.public_host]),
-            ),
-        ];
+        let peers = vec![spawn(
+            &internal,
+            Command::new("python3")
+                .arg(&lab_py)
+                .arg("serve")
+                .arg(certs.path().join("peers.log"))
+                .arg(certs.path().join("gateway.crt"))
+                .arg(certs.path().join("gateway.key"))
+                .args(&specs),
+        )];
         let mut lab = EdgeLab {
             lab,
             model,
@@ -200,14 +184,39 @@ impl EdgeLab {
             internal,
             certs,
             haproxy: None,
+            teleport: None,
             _peers: peers,
         };
+        lab.run_teleport(&teleport.version);
         let config = fs::read_to_string(dist.join(format!("vms/{}/haproxy.cfg", edge.vm))).unwrap();
         lab.run_haproxy(&config);
         for port in [gateway.port.0, 80, teleport.web_port.0] {
             wait_for(|| lab.internal.listens(port));
         }
         lab
+    }
+
+    /// Teleport's web stand-in reporting `version`, in place of the one
+    /// running.
+    fn run_teleport(&mut self, version: &str) {
+        self.teleport = None;
+        let teleport = self.model.teleport.clone().unwrap();
+        let address = self.model.vm(&teleport.vm).unwrap().nics[0].address.addr();
+        let certs = self.certs.path();
+        wait_for(|| !self.internal.listens(teleport.web_port.0));
+        self.teleport = Some(spawn(
+            &self.internal,
+            Command::new("python3")
+                .arg(repo_root().join("tests/support/teleport_web_stand_in.py"))
+                .args(["--listen", &format!("{address}:{}", teleport.web_port.0)])
+                .arg("--cert")
+                .arg(certs.join("teleport.crt"))
+                .arg("--key")
+                .arg(certs.join("teleport.key"))
+                .args(["--version", version])
+                .args(["--cluster", &teleport.public_host]),
+        ));
+        wait_for(|| self.internal.listens(teleport.web_port.0));
     }
 
     /// haproxy (in the foreground, killed on drop) with `config`, in place
@@ -397,6 +406,19 @@ fn status_sees_each_route_answer_from_its_backend_through_the_public_address() {
     let (checks, code, _) = lab.status(&["--layer", "teleport"]);
     assert_eq!(code, 8, "{checks:#?}");
     assert_eq!(checks[0]["result"], "failed");
+
+    // Teleport on another release than the blueprint pins.
+    lab.run_teleport("18.1.0");
+    let (checks, code, _) = lab.status(&["--layer", "teleport", "--edge-ca", &ca]);
+    assert_eq!(code, 8, "{checks:#?}");
+    assert_eq!(
+        checks[0]["why"],
+        format!(
+            "runs Teleport 18.1.0; versions.teleport is {}",
+            teleport.version
+        )
+    );
+    lab.run_teleport(&teleport.version);
 
     // The gateway's route sent to Teleport instead.
     let edge = lab.model.edge.clone().unwrap();
