@@ -69,6 +69,7 @@ use crate::net::ssh::{Failure, SshError};
 use crate::publish::PublishError;
 use crate::secrets::client_config::MergeError;
 use crate::secrets::SecretError;
+use crate::status::StatusError;
 use crate::store::StoreError;
 
 impl Code for CompileError {
@@ -278,6 +279,14 @@ impl Code for BootstrapError {
     }
 }
 
+impl Code for StatusError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            StatusError::Token(err) | StatusError::TalosSecrets(err) => err.exit_code(),
+        }
+    }
+}
+
 impl Code for PublishError {
     fn exit_code(&self) -> u8 {
         match self {
@@ -483,6 +492,17 @@ mod tests {
                 SECRETS,
             ),
             (Box::new(BootstrapError::NoCluster), USAGE),
+            // status cannot read what it needs to ask: not a check's result.
+            (
+                Box::new(StatusError::Token(SecretError::Unset("env:T".into()))),
+                SECRETS,
+            ),
+            (
+                Box::new(StatusError::TalosSecrets(SecretError::MissingBundle(
+                    "secrets/c.yaml".into(),
+                ))),
+                SECRETS,
+            ),
             (
                 Box::new(HostInitError::Changed {
                     what: "SSH host key",

@@ -36,6 +36,8 @@ mod pve;
 mod qm_script;
 mod registry_digest;
 mod secret_confinement;
+mod status;
+mod status_edge;
 mod support;
 mod talos;
 mod talos_api;

@@ -41,6 +41,7 @@ mod platform;
 mod progress;
 mod schematic;
 mod secrets;
+mod status;
 mod today;
 
 use std::io::{IsTerminal, Write};
@@ -122,6 +123,7 @@ Examples:
   waddlec build --with-secrets           the deployable tree, secrets included, into dist/
   waddlec deploy --tree dist             put it on the Proxmox host (plan first)
   waddlec cluster bootstrap              etcd, API, secrets, Teleport access, nodes Ready
+  waddlec status                         every layer's health (exit 8 failed, 75 unreachable)
   waddlec platform publish --repo ../platform --push
                                          commit the GitOps tree into the Flux repository, push it
   waddlec schematic id --extension siderolabs/qemu-guest-agent
@@ -202,6 +204,13 @@ enum Command {
     /// The Talos cluster once its VMs run: `cluster bootstrap`.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// The platform's health, layer by layer, as the blueprint expects it:
+    /// the host (API, bridges, forwards' chains, firewall), the VMs
+    /// (running, guest agent, current image and seed), the edge from here
+    /// through the public address, Teleport, Talos (versions, etcd) and
+    /// the Kubernetes API. Changes nothing; --wait looks until healthy.
+    #[command(after_help = status::AFTER_HELP)]
+    Status(status::StatusArgs),
     /// The GitOps tree Flux syncs: `platform publish` commits the build's
     /// `platform/` files into a checkout of the platform repository.
     #[command(subcommand)]
@@ -278,6 +287,7 @@ pub fn run() -> ExitCode {
         Command::Kubeconfig(args) => kubeconfig::run(&args),
         Command::Talosconfig(args) => kubeconfig::run_talosconfig(&args),
         Command::Cluster(command) => cluster::run(command),
+        Command::Status(args) => status::run(&args, color),
         Command::Platform(command) => platform::run(command, color),
         Command::Explain { rule } => explain(rule.as_deref()),
         Command::Completions(args) => completions::completions(&args),

@@ -3,8 +3,11 @@
 //! downloads (`fetch`), the artifact store (`s3`: an S3 bucket, SigV4
 //! signed, and presigned URLs Proxmox downloads from), image digests from registries (`registry`), the
 //! Talos machine API (`talos_api`), the Kubernetes
-//! API (`kube_api`), remote commands over ssh (`ssh`) and SSH forwards
-//! through the Proxmox host to the cluster's nodes (`ssh_tunnel`).
+//! API (`kube_api`), remote commands over ssh (`ssh`), SSH forwards
+//! through the Proxmox host to the cluster's nodes (`ssh_tunnel`), and for
+//! `status` the looks that change nothing: a port accepting, the
+//! certificate a TLS server presents for a name (`probe`), Teleport's
+//! `/webapi/ping` (`teleport_web`).
 //! One place to set timeouts, the user agent and the base URLs tests point
 //! at a local server.
 
@@ -12,12 +15,14 @@ pub mod factory;
 pub mod fetch;
 pub mod kube_api;
 pub mod onepassword;
+pub mod probe;
 pub mod pve;
 pub mod registry;
 pub mod s3;
 pub mod ssh;
 pub mod ssh_tunnel;
 pub mod talos_api;
+pub mod teleport_web;
 
 use std::time::Duration;
 

@@ -106,12 +106,26 @@ pub struct Pve {
     pinned: String,
     /// Pause between task status polls.
     pub poll: Duration,
+    /// Attempts of an idempotent read before giving up (`status` asks
+    /// once: a host that does not answer is reported, not waited for).
+    pub read_attempts: u32,
 }
 
 impl Pve {
     /// A client for the API at `url` (`https://host:8006`) that trusts only
     /// the certificate whose SHA-256 is `fingerprint` (`AB:CD:…`).
     pub fn new(url: &str, fingerprint: &str, token: &Secret) -> Result<Self, PveError> {
+        Self::with_timeout(url, fingerprint, token, CALL_TIMEOUT)
+    }
+
+    /// As [`Pve::new`], with every call (connecting included) bounded by
+    /// `timeout` instead of a minute.
+    pub fn with_timeout(
+        url: &str,
+        fingerprint: &str,
+        token: &Secret,
+        timeout: Duration,
+    ) -> Result<Self, PveError> {
         if !url.starts_with("https://") {
             return Err(PveError::Setup(format!(
                 "`{url}` is not https: the token would travel in the clear, unchecked"
@@ -133,8 +147,8 @@ impl Pve {
             .with_no_client_auth();
         let client = Client::builder()
             .user_agent(concat!("waddlec/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(CALL_TIMEOUT)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
             .tls_backend_preconfigured(tls)
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())
@@ -152,6 +166,7 @@ impl Pve {
             seen,
             pinned,
             poll: Duration::from_millis(500),
+            read_attempts: READ_ATTEMPTS,
         })
     }
 
@@ -173,7 +188,7 @@ impl Pve {
                 Err(PveError::Api { status, .. }) => *status >= 500 && *status != 501,
                 _ => false,
             };
-            if !retry || attempt == READ_ATTEMPTS {
+            if !retry || attempt >= self.read_attempts {
                 return result;
             }
             tracing::debug!(path, attempt, "retrying");

@@ -203,6 +203,70 @@ pub fn run_fresh(remote: &Remote<'_>, command: &str) -> Result<String, SshError>
     output(ssh, remote, Vec::new())
 }
 
+/// Like [`run`] with no stdin, bounded in time: ssh gives up connecting
+/// after `timeout` (`ConnectTimeout`), and a command still running after
+/// twice that is killed and reported as a timeout (which [`Failure`] calls
+/// unreachable). For read-only looks (`waddlec status`).
+pub fn run_within(
+    remote: &Remote<'_>,
+    command: &str,
+    timeout: std::time::Duration,
+) -> Result<String, SshError> {
+    let mut ssh = Command::new("ssh");
+    ssh.arg("-o")
+        .arg(format!("ConnectTimeout={}", timeout.as_secs().max(1)));
+    ssh_args(&mut ssh, remote, command);
+    ssh.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = ssh.spawn().map_err(SshError::Spawn)?;
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = std::time::Instant::now() + timeout * 2;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(SshError::Spawn)? {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+    let tail = |text: &str| {
+        let lines: Vec<&str> = text.lines().rev().take(30).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+    };
+    match status {
+        Some(status) if status.success() => Ok(String::from_utf8_lossy(&stdout).into_owned()),
+        Some(status) => Err(SshError::Failed {
+            target: remote.target.to_string(),
+            status: status.to_string(),
+            stderr: tail(&stderr),
+        }),
+        None => Err(SshError::Failed {
+            target: remote.target.to_string(),
+            status: format!(
+                "exit status: 255 (killed: no end within {} s)",
+                (timeout * 2).as_secs()
+            ),
+            stderr: format!("{}\nConnection timed out", tail(&stderr)),
+        }),
+    }
+}
+
 fn output(mut ssh: Command, remote: &Remote<'_>, stdin: Vec<u8>) -> Result<String, SshError> {
     ssh.stdin(Stdio::piped())
         .stdout(Stdio::piped())

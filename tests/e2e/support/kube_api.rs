@@ -37,6 +37,19 @@ impl KubeApi {
         nodes_ready_after: i32,
         token: &str,
     ) -> KubeApi {
+        Self::start_with(dir, addr, bundle_ca, nodes_ready_after, token, None)
+    }
+
+    /// Like [`KubeApi::start`], with `/readyz` ok after `ready_after` asks
+    /// (0: from the first) instead of the stand-in's default (2).
+    pub fn start_with(
+        dir: &Path,
+        addr: std::net::SocketAddr,
+        bundle_ca: (&str, &str),
+        nodes_ready_after: i32,
+        token: &str,
+        ready_after: Option<i32>,
+    ) -> KubeApi {
         // The API server's certificate: the cluster's CA, for 127.0.0.1
         // (the tunnel) and the VIP, as Talos issues it with our certSANs.
         let (ca_crt, ca_key) = bundle_ca;
@@ -96,6 +109,7 @@ impl KubeApi {
                 "--client-ca",
                 "ca.crt",
             ])
+            .args(ready_after.map(|n| format!("--ready-after={n}")))
             .arg("--log")
             .arg(&log)
             .args(["--nodes", "talos-cp1,talos-cp2,talos-cp3"])
