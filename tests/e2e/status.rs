@@ -255,6 +255,42 @@ fn status_passes_on_a_healthy_lab_and_each_fault_fails_its_own_check() {
         .netns
         .sh("iptables -t nat -I PREROUTING 1 -j WDLC-PREROUTING");
 
+    // Access opened from the console (the emergency script, run on the
+    // build's copy as the console would run the installed one) is named,
+    // with the way to close it.
+    let root = lab.lab.host.host_root();
+    let opened = crate::support::run(
+        std::process::Command::new("bash")
+            .arg(lab.lab.lab.path("dist/host/emergency-recovery.sh"))
+            .args(["open", "192.0.2.7", "--root"])
+            .arg(&root),
+    );
+    assert!(opened.status.success(), "{}", text(&opened.stderr));
+    let (checks, code, _) = lab.report(&["--layer", "host"]);
+    assert_eq!(code, 8);
+    let firewall = find(
+        &checks,
+        &format!("Proxmox firewall /etc/pve/nodes/{NODE}/host.fw"),
+    );
+    assert!(
+        firewall["why"]
+            .as_str()
+            .unwrap()
+            .contains("EMERGENCY access"),
+        "{firewall:#?}"
+    );
+    assert!(firewall["fix"]
+        .as_str()
+        .unwrap()
+        .contains("--close-emergency"));
+    let closed = crate::support::run(
+        std::process::Command::new("bash")
+            .arg(lab.lab.lab.path("dist/host/emergency-recovery.sh"))
+            .args(["close", "--root"])
+            .arg(&root),
+    );
+    assert!(closed.status.success(), "{}", text(&closed.stderr));
+
     // The host's ssh refused: the host's ssh checks, and the cluster
     // behind the tunnel, are unreachable; the API's checks still pass.
     let refused = lab.lab.lab.path("refused.ssh_config");

@@ -241,6 +241,22 @@ pub fn over_ssh(compiled: &Compiled, host: &Ssh, timeout: Duration) -> Vec<Check
             Some(text) if Some(text) == built.as_deref() => {
                 Check::pass(LAYER, name, "as built")
             }
+            Some(text) if text.contains("# EMERGENCY") => {
+                let open: Vec<&str> = text
+                    .lines()
+                    .filter(|line| line.contains("# EMERGENCY"))
+                    .collect();
+                Check::failed(
+                    LAYER,
+                    name,
+                    format!(
+                        "EMERGENCY access opened from the console is in force: {}",
+                        open.join(" | ")
+                    ),
+                    "once the normal way in works again, run `waddlec deploy --close-emergency` \
+                     (or `waddlec-emergency close` on the console)",
+                )
+            }
             Some(_) => Check::failed(
                 LAYER,
                 name,
