@@ -26,6 +26,7 @@ pub mod lock;
 pub mod net;
 pub mod publish;
 pub mod secrets;
+pub mod status;
 pub mod store;
 
 pub use build::{compile, compile_with, CompileError, SecretSource, UpstreamSource};

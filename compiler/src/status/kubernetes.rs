@@ -1,0 +1,512 @@
+//! The Kubernetes layer of `waddlec status`: the cluster against what the
+//! blueprint makes of it. The API server is ready (`/readyz`); every node
+//! `[talos]` names is registered and Ready, and no other; and every object
+//! of a judged kind the platform tree has Flux apply (`render::platform::
+//! applied`, with the root sync Kustomization the `FluxInstance` makes,
+//! named after its namespace — flux-operator's "Flux Cluster Sync
+//! Configuration") exists and is healthy, as are the ones of those kinds
+//! the tree does not name (a chart's own Certificates):
+//!
+//! | kind | healthy | judged by |
+//! |---|---|---|
+//! | Kustomization `kustomize.toolkit.fluxcd.io/v1`, HelmRelease `helm.toolkit.fluxcd.io/v2` (Flux 2.7, what the tree renders) | `Ready=True` for the current generation | `verdict::ready` |
+//! | Certificate `cert-manager.io/v1` | `Ready=True` | `verdict::ready` |
+//! | ExternalSecret `external-secrets.io/v1` (ESO 2.0 serves no v1beta1) | `Ready=True` (`SecretSynced`) | `verdict::ready` |
+//! | Cluster `postgresql.cnpg.io/v1` (CloudNativePG 1.28) | phase `Cluster in healthy state` and `Ready=True` | `verdict::postgres` |
+//! | SpiceDBCluster `authzed.com/v1alpha1` (operator v1.22.0) | rolled out, no error condition | `verdict::spicedb` |
+//!
+//! SpiceDB's own gRPC health is not asked directly: the API server's
+//! service proxy speaks HTTP/1.1, not gRPC, and a pod port-forward is a
+//! streaming upgrade this client does not speak. What is read instead is
+//! as faithful and stays in plain list calls: the EndpointSlices of the
+//! Service the operator names after the SpiceDBCluster
+//! (`pkg/config/config.go`), whose endpoints are ready exactly when the
+//! pods' readiness probe — `grpc_health_probe -addr=localhost:50051`, the
+//! gRPC health check — passes.
+//!
+//! A kind is asked for only when the blueprint renders one (a blueprint
+//! without `[platform]` has no Certificates to judge). A timeout or a
+//! refused connection is `unreachable` and ends the layer (every further
+//! request would wait as long); a 403 is a failure with the RBAC to fix; a
+//! 404 for a list means the kind's CRD is not installed.
+
+mod verdict;
+
+use std::collections::BTreeSet;
+
+use crate::checks::Check;
+use crate::model::Model;
+use crate::net::kube_api::{KubeApi, KubeError, Resource};
+use crate::render::cluster::flux::NAMESPACE as FLUX_NAMESPACE;
+use crate::render::platform::{self, Applied};
+use verdict::{EndpointSlice, Listed, Verdict};
+
+const LAYER: &str = "kubernetes";
+
+/// A kind the layer judges, and how.
+struct Kind {
+    /// How checks name one (`helmrelease cert-manager/cert-manager`).
+    label: &'static str,
+    /// As the tree spells it.
+    kind: &'static str,
+    resource: Resource,
+    /// The component whose Kustomization installs its CRD.
+    installed_by: &'static str,
+    judge: fn(&Listed) -> Verdict,
+    /// What to do about an unhealthy one, given namespace and name.
+    fix: fn(&str, &str) -> String,
+}
+
+const KUSTOMIZATION: Kind = Kind {
+    label: "kustomization",
+    kind: "Kustomization",
+    resource: Resource {
+        group: "kustomize.toolkit.fluxcd.io",
+        version: "v1",
+        plural: "kustomizations",
+    },
+    installed_by: "the FluxInstance `flux`",
+    judge: verdict::ready,
+    fix: |ns, name| {
+        format!(
+            "see why in `flux events --for Kustomization/{name} -n {ns}` (DependencyNotReady: fix the one it waits for first), then `flux reconcile kustomization {name} -n {ns} --with-source`"
+        )
+    },
+};
+
+const KINDS: [Kind; 5] = [
+    KUSTOMIZATION,
+    Kind {
+        label: "helmrelease",
+        kind: "HelmRelease",
+        resource: Resource {
+            group: "helm.toolkit.fluxcd.io",
+            version: "v2",
+            plural: "helmreleases",
+        },
+        installed_by: "the FluxInstance `flux`",
+        judge: verdict::ready,
+        fix: |ns, name| {
+            format!(
+                "see why in `flux events --for HelmRelease/{name} -n {ns}` and the release's pods (`kubectl -n {ns} get pods`), then `flux reconcile helmrelease {name} -n {ns} --with-source`"
+            )
+        },
+    },
+    Kind {
+        label: "certificate",
+        kind: "Certificate",
+        resource: Resource {
+            group: "cert-manager.io",
+            version: "v1",
+            plural: "certificates",
+        },
+        installed_by: "cert-manager",
+        judge: verdict::ready,
+        fix: |ns, name| {
+            format!(
+                "`kubectl -n {ns} describe certificate {name}` (or `cmctl status certificate {name} -n {ns}`) shows the order and its challenge; check the ClusterIssuer (`kubectl get clusterissuer`) and its Cloudflare token"
+            )
+        },
+    },
+    Kind {
+        label: "externalsecret",
+        kind: "ExternalSecret",
+        resource: Resource {
+            group: "external-secrets.io",
+            version: "v1",
+            plural: "externalsecrets",
+        },
+        installed_by: "external-secrets",
+        judge: verdict::ready,
+        fix: |ns, name| {
+            format!(
+                "`kubectl -n {ns} describe externalsecret {name}` names the key it could not read; check that 1Password item and the ClusterSecretStore (`kubectl get clustersecretstore`)"
+            )
+        },
+    },
+    Kind {
+        label: "postgres",
+        kind: "Cluster",
+        resource: Resource {
+            group: "postgresql.cnpg.io",
+            version: "v1",
+            plural: "clusters",
+        },
+        installed_by: "cloudnative-pg",
+        judge: verdict::postgres,
+        fix: |ns, name| {
+            format!(
+                "`kubectl cnpg status {name} -n {ns}` (the cnpg plugin) or `kubectl -n {ns} get pods -l cnpg.io/cluster={name}` and their logs"
+            )
+        },
+    },
+];
+
+const SPICEDB: Kind = Kind {
+    label: "spicedb",
+    kind: "SpiceDBCluster",
+    resource: Resource {
+        group: "authzed.com",
+        version: "v1alpha1",
+        plural: "spicedbclusters",
+    },
+    installed_by: "spicedb-operator",
+    judge: verdict::spicedb,
+    fix: |ns, name| {
+        format!(
+            "`kubectl -n {ns} describe spicedbcluster {name}` and the SpiceDB operator's log; the migration Job's log when a migration failed"
+        )
+    },
+};
+
+const NODES: Resource = Resource {
+    group: "",
+    version: "v1",
+    plural: "nodes",
+};
+
+const ENDPOINT_SLICES: Resource = Resource {
+    group: "discovery.k8s.io",
+    version: "v1",
+    plural: "endpointslices",
+};
+
+/// The API stopped answering: the checks after this one were not made.
+struct Stopped;
+
+/// Every check of the layer, in order: the API, the nodes, then each
+/// judged kind. Stops at the first request that gets no answer.
+pub fn check(api: &KubeApi, model: &Model) -> Vec<Check> {
+    let mut checks = Vec::new();
+    // `Stopped` has done its work: the unreachable check is the last one.
+    let _ = run(api, model, &mut checks);
+    checks
+}
+
+fn run(api: &KubeApi, model: &Model, checks: &mut Vec<Check>) -> Result<(), Stopped> {
+    match api.ready() {
+        Ok(true) => checks.push(Check::pass(LAYER, "api", "ready (/readyz ok)")),
+        Ok(false) => checks.push(Check::failed(
+            LAYER,
+            "api",
+            "the API server answers /readyz that it is not ready",
+            "`kubectl get --raw '/readyz?verbose'` names the failing check (etcd, often); `talosctl -n <control plane> health` checks the control plane",
+        )),
+        Err(error) => return Err(unanswered(checks, "api", &error)),
+    }
+    nodes(api, model, checks)?;
+    let applied = platform::applied(model);
+    let mut expected: Vec<Expected> = Vec::new();
+    if model.flux.is_some() {
+        // The FluxInstance's sync: named after its namespace.
+        expected.push(Expected {
+            kind: KUSTOMIZATION.kind,
+            namespace: Some(FLUX_NAMESPACE.to_owned()),
+            name: FLUX_NAMESPACE.to_owned(),
+            applied_by: AppliedBy::FluxInstance,
+        });
+    }
+    expected.extend(applied.iter().map(Expected::from));
+    for kind in KINDS.iter().chain([&SPICEDB]) {
+        objects(api, kind, &expected, checks)?;
+    }
+    for cluster in applied.iter().filter(|a| a.kind == SPICEDB.kind) {
+        spicedb_endpoints(api, cluster, checks)?;
+    }
+    Ok(())
+}
+
+/// Who makes an expected object, for the fix of a missing one.
+enum AppliedBy {
+    FluxInstance,
+    Component(&'static str),
+}
+
+struct Expected {
+    kind: &'static str,
+    namespace: Option<String>,
+    name: String,
+    applied_by: AppliedBy,
+}
+
+impl From<&Applied> for Expected {
+    fn from(applied: &Applied) -> Self {
+        // Kinds this layer does not judge keep the tree's spelling out
+        // of the way: they are never compared.
+        let kind = judged_kind(applied).map_or("", |k| k.kind);
+        Expected {
+            kind,
+            namespace: applied.namespace.clone(),
+            name: applied.name.clone(),
+            applied_by: AppliedBy::Component(applied.component),
+        }
+    }
+}
+
+/// The kind this layer judges an applied object as, matched by group and
+/// kind (any version: the API server serves one object at all of them).
+fn judged_kind(applied: &Applied) -> Option<&'static Kind> {
+    let group = applied.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    KINDS
+        .iter()
+        .chain([&SPICEDB])
+        .find(|k| k.kind == applied.kind && k.resource.group == group)
+}
+
+fn nodes(api: &KubeApi, model: &Model, checks: &mut Vec<Check>) -> Result<(), Stopped> {
+    let expected: Vec<_> = model.talos_nodes().collect();
+    if expected.is_empty() {
+        return Ok(());
+    }
+    let registered = match api.nodes() {
+        Ok(nodes) => nodes,
+        Err(error) => {
+            failed_list(checks, "nodes", &NODES, "Kubernetes itself", error)?;
+            return Ok(());
+        }
+    };
+    for node in &expected {
+        let name = format!("node {}", node.name());
+        match registered.iter().find(|n| n.name == node.name()) {
+            Some(status) => checks.push(judged(
+                &name,
+                verdict::node(status),
+                format!(
+                    "`kubectl describe node {n}` shows its conditions and events; `talosctl -n {ip} service kubelet` and `talosctl -n {ip} dmesg` show the node's side (NetworkUnavailable: is Cilium running?)",
+                    n = node.name(),
+                    ip = node.ip()
+                ),
+            )),
+            None => checks.push(Check::failed(
+                LAYER,
+                name,
+                format!("node {} is not registered with the API server", node.name()),
+                format!(
+                    "its kubelet registers it once the node runs: is the VM running (`waddlec deploy`)? `talosctl -n {ip} service kubelet` and `talosctl -n {ip} logs kubelet` say why not",
+                    ip = node.ip()
+                ),
+            )),
+        }
+    }
+    for stray in registered
+        .iter()
+        .filter(|n| !expected.iter().any(|e| e.name() == n.name))
+    {
+        checks.push(Check::failed(
+            LAYER,
+            format!("node {}", stray.name),
+            format!(
+                "node {} is registered, but the blueprint names no such node",
+                stray.name
+            ),
+            format!(
+                "if its machine is gone, `kubectl delete node {}`; if it belongs, add it under [[talos.node]]",
+                stray.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every object of `kind` the tree applies, and every other one listed.
+fn objects(
+    api: &KubeApi,
+    kind: &Kind,
+    expected: &[Expected],
+    checks: &mut Vec<Check>,
+) -> Result<(), Stopped> {
+    let wanted: Vec<&Expected> = expected.iter().filter(|e| e.kind == kind.kind).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<Listed> = match api.list(&kind.resource, None, None) {
+        Ok(listed) => listed,
+        Err(error) => {
+            return failed_list(
+                checks,
+                &format!("{}s", kind.label),
+                &kind.resource,
+                kind.installed_by,
+                error,
+            )
+        }
+    };
+    let key = |ns: Option<&str>, name: &str| format!("{}/{name}", ns.unwrap_or(""));
+    let mut seen = BTreeSet::new();
+    for want in &wanted {
+        let namespace = want.namespace.as_deref();
+        let id = key(namespace, &want.name);
+        seen.insert(id.clone());
+        let name = format!("{} {}", kind.label, id.trim_start_matches('/'));
+        let found = listed
+            .iter()
+            .find(|o| o.metadata.name == want.name && o.metadata.namespace.as_deref() == namespace);
+        checks.push(match found {
+            Some(object) => judged(
+                &name,
+                (kind.judge)(object),
+                (kind.fix)(namespace.unwrap_or(""), &want.name),
+            ),
+            None => Check::failed(
+                LAYER,
+                name,
+                format!(
+                    "the platform tree defines {} {id}, but the cluster has none",
+                    kind.kind
+                ),
+                missing_fix(&want.applied_by),
+            ),
+        });
+    }
+    for object in &listed {
+        let namespace = object.metadata.namespace.as_deref();
+        let id = key(namespace, &object.metadata.name);
+        if seen.contains(&id) {
+            continue;
+        }
+        checks.push(judged(
+            &format!(
+                "{} {} (not in the tree)",
+                kind.label,
+                id.trim_start_matches('/')
+            ),
+            (kind.judge)(object),
+            (kind.fix)(namespace.unwrap_or(""), &object.metadata.name),
+        ));
+    }
+    Ok(())
+}
+
+fn missing_fix(applied_by: &AppliedBy) -> String {
+    match applied_by {
+        AppliedBy::FluxInstance => format!(
+            "the FluxInstance `flux` makes it: `kubectl -n {FLUX_NAMESPACE} get fluxinstance flux` says why not; `waddlec cluster bootstrap` applies the instance"
+        ),
+        AppliedBy::Component(component) => format!(
+            "the Kustomization {FLUX_NAMESPACE}/{component} applies it: is that one Ready (`flux get kustomizations`)? publish the tree (`waddlec platform publish`) if the repository lacks it, then `flux reconcile kustomization {component} -n {FLUX_NAMESPACE} --with-source`"
+        ),
+    }
+}
+
+/// Whether the Service named after a SpiceDBCluster has ready endpoints.
+fn spicedb_endpoints(
+    api: &KubeApi,
+    cluster: &Applied,
+    checks: &mut Vec<Check>,
+) -> Result<(), Stopped> {
+    let namespace = cluster.namespace.as_deref().unwrap_or("default");
+    let name = format!("spicedb {namespace}/{} serving", cluster.name);
+    let selector = format!("kubernetes.io/service-name={}", cluster.name);
+    let slices: Vec<EndpointSlice> =
+        match api.list(&ENDPOINT_SLICES, Some(namespace), Some(&selector)) {
+            Ok(slices) => slices,
+            Err(error) => {
+                return failed_list(checks, &name, &ENDPOINT_SLICES, "Kubernetes itself", error)
+            }
+        };
+    checks.push(judged(
+        &name,
+        verdict::endpoints(&slices),
+        format!(
+            "`kubectl -n {namespace} get pods -l authzed.com/cluster={c}` and `kubectl -n {namespace} describe pod …` show which probe fails and why; `kubectl -n {namespace} logs -l authzed.com/cluster={c}`",
+            c = cluster.name
+        ),
+    ));
+    Ok(())
+}
+
+fn judged(name: &str, verdict: Verdict, fix: String) -> Check {
+    match verdict {
+        Verdict::Healthy(detail) => Check::pass(LAYER, name, detail),
+        Verdict::Unhealthy(why) => Check::failed(LAYER, name, why, fix),
+    }
+}
+
+/// A list that got an answer other than the list: a failed check, or the
+/// end of the layer when there was no answer at all.
+fn failed_list(
+    checks: &mut Vec<Check>,
+    name: &str,
+    resource: &Resource,
+    installed_by: &str,
+    error: KubeError,
+) -> Result<(), Stopped> {
+    let shown = resource.shown();
+    let (why, fix) = match &error {
+        KubeError::Unreachable { .. } => return Err(unanswered(checks, name, &error)),
+        KubeError::Status { status: 403, .. } => (
+            error.to_string(),
+            format!(
+                "the client must be allowed to list {shown}: waddlec's admin certificate is in group system:masters, which RBAC binds to cluster-admin; `kubectl auth can-i list {shown} --all-namespaces` shows what the identity may do, and a ClusterRoleBinding of a role that may `get` and `list` them fixes it"
+            ),
+        ),
+        KubeError::Status { status: 404, .. } => (
+            format!("the API serves no {shown}: its CRD is not installed"),
+            format!("{installed_by} installs it: see `flux get kustomizations` and `flux get helmreleases -A`"),
+        ),
+        _ => (
+            error.to_string(),
+            "`kubectl get --raw '/readyz?verbose'` and the API server's log (`talosctl -n <control plane> logs kube-apiserver`) say what is wrong".to_string(),
+        ),
+    };
+    checks.push(Check::failed(LAYER, name, why, fix));
+    Ok(())
+}
+
+/// The unreachable check that ends the layer.
+fn unanswered(checks: &mut Vec<Check>, name: &str, error: &KubeError) -> Stopped {
+    checks.push(Check::unreachable(
+        LAYER,
+        name,
+        format!("{error}; the Kubernetes checks after this one were not made"),
+        "are the control planes up (`talosctl -n <control plane> health`)? and the way to the API open: the tunnel through the host, or port 6443 of the API VIP?",
+    ));
+    Stopped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every judged object the tree renders is listed at the version the
+    /// tree renders it at: a renderer moving to another API version fails
+    /// here, not in a cluster.
+    #[test]
+    fn the_tree_s_judged_kinds_are_listed_at_the_versions_it_renders() {
+        let source = crate::source::SourceFile {
+            name: "waddle.toml".into(),
+            text: include_str!("../../../blueprints/waddle.toml").into(),
+        };
+        let today = crate::blueprint::Date {
+            year: 2000,
+            month: 1,
+            day: 1,
+        };
+        let model = waddlec_core::check(&source, today)
+            .map(|checked| checked.model)
+            .unwrap_or_else(|_| panic!("the bundled blueprint checks"));
+        let applied = platform::applied(&model);
+        let mut judged = 0;
+        for object in &applied {
+            let Some(kind) = judged_kind(object) else {
+                continue;
+            };
+            judged += 1;
+            assert_eq!(
+                object.api_version,
+                format!("{}/{}", kind.resource.group, kind.resource.version),
+                "{} {}",
+                object.kind,
+                object.name
+            );
+        }
+        for kind in KINDS.iter().chain([&SPICEDB]) {
+            assert!(
+                applied.iter().any(|a| a.kind == kind.kind),
+                "the example blueprint renders no {}",
+                kind.kind
+            );
+        }
+        assert!(judged > 20, "{judged}");
+    }
+}
