@@ -36,6 +36,7 @@ mod pve;
 mod qm_script;
 mod registry_digest;
 mod secret_confinement;
+mod status_kubernetes;
 mod support;
 mod talos;
 mod talos_api;
