@@ -195,14 +195,18 @@ impl KubeApi {
         }
     }
 
-    /// `GET /readyz`: true once the API server says `ok`.
+    /// `GET /readyz`: true once the API server says `ok`. A refusal of
+    /// the client (401, 403) is an error, not "not ready".
     pub fn ready(&self) -> Result<bool, KubeError> {
         let response = self
             .client
             .get(format!("{}/readyz", self.base))
             .send()
             .map_err(|e| self.unreachable(e))?;
-        Ok(response.status().is_success())
+        match response.status().as_u16() {
+            401 | 403 => Err(status_error(response, "/readyz")),
+            _ => Ok(response.status().is_success()),
+        }
     }
 
     /// Every node and whether it is Ready.

@@ -9,7 +9,7 @@
 //!
 //! | kind | healthy | judged by |
 //! |---|---|---|
-//! | Kustomization `kustomize.toolkit.fluxcd.io/v1`, HelmRelease `helm.toolkit.fluxcd.io/v2` (Flux 2.7, what the tree renders) | `Ready=True` for the current generation | `verdict::ready` |
+//! | Kustomization `kustomize.toolkit.fluxcd.io/v1`, HelmRelease `helm.toolkit.fluxcd.io/v2` (Flux 2.7, what the tree renders) | not suspended (the tree never suspends one), `Ready=True` for the current generation | `verdict::flux` |
 //! | Certificate `cert-manager.io/v1` | `Ready=True` | `verdict::ready` |
 //! | ExternalSecret `external-secrets.io/v1` (ESO 2.0 serves no v1beta1) | `Ready=True` (`SecretSynced`) | `verdict::ready` |
 //! | Cluster `postgresql.cnpg.io/v1` (CloudNativePG 1.28) | phase `Cluster in healthy state` and `Ready=True` | `verdict::postgres` |
@@ -66,10 +66,10 @@ const KUSTOMIZATION: Kind = Kind {
         plural: "kustomizations",
     },
     installed_by: "the FluxInstance `flux`",
-    judge: verdict::ready,
+    judge: verdict::flux,
     fix: |ns, name| {
         format!(
-            "see why in `flux events --for Kustomization/{name} -n {ns}` (DependencyNotReady: fix the one it waits for first), then `flux reconcile kustomization {name} -n {ns} --with-source`"
+            "see why in `flux events --for Kustomization/{name} -n {ns}` (DependencyNotReady: fix the one it waits for first), then `flux reconcile kustomization {name} -n {ns} --with-source` (`flux resume` when it is suspended)"
         )
     },
 };
@@ -85,10 +85,10 @@ const KINDS: [Kind; 5] = [
             plural: "helmreleases",
         },
         installed_by: "the FluxInstance `flux`",
-        judge: verdict::ready,
+        judge: verdict::flux,
         fix: |ns, name| {
             format!(
-                "see why in `flux events --for HelmRelease/{name} -n {ns}` and the release's pods (`kubectl -n {ns} get pods`), then `flux reconcile helmrelease {name} -n {ns} --with-source`"
+                "see why in `flux events --for HelmRelease/{name} -n {ns}` and the release's pods (`kubectl -n {ns} get pods`), then `flux reconcile helmrelease {name} -n {ns} --with-source` (`flux resume` when it is suspended)"
             )
         },
     },
@@ -192,7 +192,7 @@ fn run(api: &KubeApi, model: &Model, checks: &mut Vec<Check>) -> Result<(), Stop
             "the API server answers /readyz that it is not ready",
             "`kubectl get --raw '/readyz?verbose'` names the failing check (etcd, often); `talosctl -n <control plane> health` checks the control plane",
         )),
-        Err(error) => return Err(unanswered(checks, "api", &error)),
+        Err(error) => return refused(checks, "api", "get /readyz", None, error),
     }
     nodes(api, model, checks)?;
     let applied = platform::applied(model);
@@ -206,7 +206,7 @@ fn run(api: &KubeApi, model: &Model, checks: &mut Vec<Check>) -> Result<(), Stop
             applied_by: AppliedBy::FluxInstance,
         });
     }
-    expected.extend(applied.iter().map(Expected::from));
+    expected.extend(applied.iter().filter_map(Expected::judged));
     for kind in KINDS.iter().chain([&SPICEDB]) {
         objects(api, kind, &expected, checks)?;
     }
@@ -229,17 +229,15 @@ struct Expected {
     applied_by: AppliedBy,
 }
 
-impl From<&Applied> for Expected {
-    fn from(applied: &Applied) -> Self {
-        // Kinds this layer does not judge keep the tree's spelling out
-        // of the way: they are never compared.
-        let kind = judged_kind(applied).map_or("", |k| k.kind);
-        Expected {
-            kind,
+impl Expected {
+    /// An applied object of a kind this layer judges.
+    fn judged(applied: &Applied) -> Option<Expected> {
+        Some(Expected {
+            kind: judged_kind(applied)?.kind,
             namespace: applied.namespace.clone(),
             name: applied.name.clone(),
             applied_by: AppliedBy::Component(applied.component),
-        }
+        })
     }
 }
 
@@ -260,10 +258,7 @@ fn nodes(api: &KubeApi, model: &Model, checks: &mut Vec<Check>) -> Result<(), St
     }
     let registered = match api.nodes() {
         Ok(nodes) => nodes,
-        Err(error) => {
-            failed_list(checks, "nodes", &NODES, "Kubernetes itself", error)?;
-            return Ok(());
-        }
+        Err(error) => return refused(checks, "nodes", &can_list(&NODES), None, error),
     };
     for node in &expected {
         let name = format!("node {}", node.name());
@@ -322,11 +317,11 @@ fn objects(
     let listed: Vec<Listed> = match api.list(&kind.resource, None, None) {
         Ok(listed) => listed,
         Err(error) => {
-            return failed_list(
+            return refused(
                 checks,
                 &format!("{}s", kind.label),
-                &kind.resource,
-                kind.installed_by,
+                &can_list(&kind.resource),
+                Some((&kind.resource, kind.installed_by)),
                 error,
             )
         }
@@ -401,7 +396,8 @@ fn spicedb_endpoints(
         match api.list(&ENDPOINT_SLICES, Some(namespace), Some(&selector)) {
             Ok(slices) => slices,
             Err(error) => {
-                return failed_list(checks, &name, &ENDPOINT_SLICES, "Kubernetes itself", error)
+                let can = format!("list {} -n {namespace}", kubectl_name(&ENDPOINT_SLICES));
+                return refused(checks, &name, &can, None, error);
             }
         };
     checks.push(judged(
@@ -422,29 +418,44 @@ fn judged(name: &str, verdict: Verdict, fix: String) -> Check {
     }
 }
 
-/// A list that got an answer other than the list: a failed check, or the
-/// end of the layer when there was no answer at all.
-fn failed_list(
+/// What `kubectl auth can-i` asks for a cluster-wide list.
+fn can_list(resource: &Resource) -> String {
+    format!("list {} --all-namespaces", kubectl_name(resource))
+}
+
+/// `helmreleases.helm.toolkit.fluxcd.io`, `nodes`: as kubectl names them.
+fn kubectl_name(resource: &Resource) -> String {
+    if resource.group.is_empty() {
+        resource.plural.to_owned()
+    } else {
+        format!("{}.{}", resource.plural, resource.group)
+    }
+}
+
+/// A request answered with something other than what was asked: a failed
+/// check, or the end of the layer when there was no answer at all. `can`
+/// is the request as `kubectl auth can-i` asks it; `list` the resource
+/// and who installs its CRD, for a list.
+fn refused(
     checks: &mut Vec<Check>,
     name: &str,
-    resource: &Resource,
-    installed_by: &str,
+    can: &str,
+    list: Option<(&Resource, &str)>,
     error: KubeError,
 ) -> Result<(), Stopped> {
-    let shown = resource.shown();
-    let (why, fix) = match &error {
-        KubeError::Unreachable { .. } => return Err(unanswered(checks, name, &error)),
-        KubeError::Status { status: 403, .. } => (
+    let (why, fix) = match (&error, list) {
+        (KubeError::Unreachable { .. }, _) => return Err(unanswered(checks, name, &error)),
+        (KubeError::Status { status: 401 | 403, .. }, _) => (
             error.to_string(),
             format!(
-                "the client must be allowed to list {shown}: waddlec's admin certificate is in group system:masters, which RBAC binds to cluster-admin; `kubectl auth can-i list {shown} --all-namespaces` shows what the identity may do, and a ClusterRoleBinding of a role that may `get` and `list` them fixes it"
+                "the client must be allowed to {can}: waddlec's admin certificate is in group system:masters, which RBAC binds to cluster-admin; `kubectl auth can-i {can}` shows whether the identity may, and a ClusterRoleBinding to a role that allows it fixes it"
             ),
         ),
-        KubeError::Status { status: 404, .. } => (
-            format!("the API serves no {shown}: its CRD is not installed"),
+        (KubeError::Status { status: 404, .. }, Some((resource, installed_by))) => (
+            format!("the API serves no {}: its CRD is not installed", resource.shown()),
             format!("{installed_by} installs it: see `flux get kustomizations` and `flux get helmreleases -A`"),
         ),
-        _ => (
+        (_, _) => (
             error.to_string(),
             "`kubectl get --raw '/readyz?verbose'` and the API server's log (`talosctl -n <control plane> logs kube-apiserver`) say what is wrong".to_string(),
         ),

@@ -38,12 +38,21 @@ pub struct Status {
     pub target_migration_hash: Option<String>,
 }
 
-/// One listed object: its metadata and status.
+/// One listed object: its metadata, the one spec field read, and status.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Listed {
     pub metadata: ObjectMeta,
     #[serde(default)]
+    pub spec: Spec,
+    #[serde(default)]
     pub status: Status,
+}
+
+/// Flux's `spec.suspend`: a suspended object is not reconciled.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Spec {
+    #[serde(default)]
+    pub suspend: bool,
 }
 
 /// One EndpointSlice (`discovery.k8s.io/v1`): its endpoints' readiness.
@@ -119,6 +128,17 @@ pub fn ready(object: &Listed) -> Verdict {
     } else {
         condition.message.clone()
     })
+}
+
+/// A Flux Kustomization or HelmRelease: not suspended (its `Ready` would
+/// still say how the last reconciliation went, long ago), then [`ready`].
+pub fn flux(object: &Listed) -> Verdict {
+    if object.spec.suspend {
+        return Verdict::Unhealthy(
+            "it is suspended (`spec.suspend: true`): Flux does not reconcile it, and the tree never suspends one".into(),
+        );
+    }
+    ready(object)
 }
 
 /// CloudNativePG's phase for a cluster with nothing to do
@@ -263,6 +283,7 @@ mod tests {
                 namespace: Some("cert-manager".into()),
                 generation,
             },
+            spec: Spec::default(),
             status,
         }
     }
@@ -333,6 +354,23 @@ mod tests {
         assert!(matches!(
             ready(&object(Some(2), with(vec![old]))),
             Verdict::Healthy(_)
+        ));
+    }
+
+    #[test]
+    fn a_suspended_flux_object_is_not_healthy_whatever_its_last_ready() {
+        let ok = condition(
+            "Ready",
+            "True",
+            "ReconciliationSucceeded",
+            "Applied revision",
+        );
+        let mut suspended = object(Some(1), with(vec![ok]));
+        assert!(matches!(flux(&suspended), Verdict::Healthy(_)));
+        suspended.spec.suspend = true;
+        assert!(matches!(
+            flux(&suspended),
+            Verdict::Unhealthy(why) if why.contains("suspended")
         ));
     }
 
