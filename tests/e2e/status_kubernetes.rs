@@ -289,6 +289,9 @@ impl State {
 struct Cluster {
     api: KubeApi,
     client: Client,
+    addr: SocketAddr,
+    /// The cluster's CA, PEM.
+    ca: String,
     key: String,
     state_file: PathBuf,
     _dir: tempfile::TempDir,
@@ -321,10 +324,16 @@ impl Cluster {
         Cluster {
             api,
             client,
+            addr,
+            ca,
             key: identity.key.expose().to_string(),
             state_file,
             _dir: dir,
         }
+    }
+
+    fn client_base(&self) -> String {
+        format!("https://{}", self.addr)
     }
 
     fn set(&self, state: &State) {
@@ -667,4 +676,48 @@ fn an_api_down_or_silent_is_unreachable_and_ends_the_layer() {
     );
     assert_eq!(Report { checks }.exit_code(), waddlec::exit::UNREACHABLE);
     drop(silent);
+}
+
+/// The stand-in takes only a client certificate the cluster's CA signs,
+/// and the client trusts only that CA: either way round, a TLS failure is
+/// a failed check (not this cluster), never unreachable, and ends the layer.
+#[test]
+fn a_foreign_client_certificate_or_server_fails_at_tls() {
+    let model = model();
+    let cluster = Cluster::start(&State::healthy(&model));
+    let base = cluster.client_base();
+    let other = talos_bundle::generate(OffsetDateTime::now_utc()).unwrap();
+    let foreign =
+        AdminIdentity::issue(&other, OffsetDateTime::now_utc(), time::Duration::hours(1)).unwrap();
+    let as_foreigner = Client::with_timeout(
+        &base,
+        &cluster.ca,
+        &foreign.certificate,
+        &foreign.key,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let trusting_other = Client::with_timeout(
+        &base,
+        &pem_text(&other.certs.k8s.crt),
+        &foreign.certificate,
+        &foreign.key,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    for (client, says) in [
+        (as_foreigner, "received fatal alert"),
+        (trusting_other, "invalid peer certificate"),
+    ] {
+        let checks = check(&client, &model);
+        assert_eq!(checks.len(), 1, "{checks:#?}");
+        let Outcome::Failed { why, fix } = &checks[0].outcome else {
+            panic!("{checks:#?}");
+        };
+        assert_eq!(checks[0].name, "api");
+        assert!(why.contains("TLS failed") && why.contains(says), "{why}");
+        assert!(fix.contains("Talos bundle"), "{fix}");
+    }
+    // The stand-in logged none of those: they never got past TLS.
+    assert!(cluster.api.requests().is_empty());
 }

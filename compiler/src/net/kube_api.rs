@@ -41,6 +41,10 @@ pub enum KubeError {
     Setup(String),
     #[error("the Kubernetes API at {base} cannot be reached: {problem}")]
     Unreachable { base: String, problem: String },
+    /// Something answered, but TLS failed: its certificate is not from
+    /// the cluster's CA, or it refused ours.
+    #[error("the Kubernetes API at {base} answered, but TLS failed: {problem}")]
+    Untrusted { base: String, problem: String },
     #[error("the Kubernetes API answered {what} with HTTP {status}: {message}")]
     Status {
         what: String,
@@ -188,10 +192,18 @@ impl KubeApi {
         })
     }
 
+    /// A request that got no HTTP answer: no connection, no answer in
+    /// time, or a TLS failure.
     fn unreachable(&self, e: reqwest::Error) -> KubeError {
-        KubeError::Unreachable {
-            base: self.base.clone(),
-            problem: error_chain(&e),
+        match super::talos_api::tls_problem(&e) {
+            Some(problem) => KubeError::Untrusted {
+                base: self.base.clone(),
+                problem,
+            },
+            None => KubeError::Unreachable {
+                base: self.base.clone(),
+                problem: error_chain(&e),
+            },
         }
     }
 

@@ -27,8 +27,11 @@
 //! A kind is asked for only when the blueprint renders one (a blueprint
 //! without `[platform]` has no Certificates to judge). A timeout or a
 //! refused connection is `unreachable` and ends the layer (every further
-//! request would wait as long); a 403 is a failure with the RBAC to fix; a
-//! 404 for a list means the kind's CRD is not installed.
+//! request would wait as long); a TLS failure is a failure (something
+//! answered that is not this cluster's API, or refused our certificate)
+//! and ends it too;
+//! a 401 or 403 is a failure with the RBAC to fix; a 404 for a list means
+//! the kind's CRD is not installed.
 
 mod verdict;
 
@@ -171,7 +174,8 @@ const ENDPOINT_SLICES: Resource = Resource {
     plural: "endpointslices",
 };
 
-/// The API stopped answering: the checks after this one were not made.
+/// The API stopped answering, or cannot be trusted: the checks after the
+/// last one were not made.
 struct Stopped;
 
 /// Every check of the layer, in order: the API, the nodes, then each
@@ -445,6 +449,16 @@ fn refused(
 ) -> Result<(), Stopped> {
     let (why, fix) = match (&error, list) {
         (KubeError::Unreachable { .. }, _) => return Err(unanswered(checks, name, &error)),
+        (KubeError::Untrusted { .. }, _) => {
+            // Every further request would fail the same way.
+            checks.push(Check::failed(
+                LAYER,
+                name,
+                format!("{error}; the Kubernetes checks after this one were not made"),
+                "the API server's certificate must come from the Kubernetes CA of the blueprint's Talos bundle (`talos.secrets`), and it must take waddlec's admin certificate, which that CA signs: is the bundle this cluster's, and the address its API VIP (or a tunnel to it)?",
+            ));
+            return Err(Stopped);
+        }
         (KubeError::Status { status: 401 | 403, .. }, _) => (
             error.to_string(),
             format!(
