@@ -678,6 +678,33 @@ fn an_api_down_or_silent_is_unreachable_and_ends_the_layer() {
     drop(silent);
 }
 
+/// A list that gets no answer within the timeout after the first checks
+/// passed: unreachable, and the layer ends there.
+#[test]
+fn a_list_that_never_answers_is_unreachable_and_ends_the_layer() {
+    let model = model();
+    let mut state = State::healthy(&model);
+    state.resource("HelmRelease")["hang_seconds"] = json!(8);
+    let cluster = Cluster::start(&state);
+    let started = Instant::now();
+    let checks = check(&cluster.client, &model);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let (last, before) = checks.split_last().unwrap();
+    assert!(before.iter().all(Check::passed), "{before:#?}");
+    assert!(named(before, "kustomization flux-system/cert-manager").passed());
+    assert_eq!(last.name, "helmreleases");
+    assert!(
+        matches!(&last.outcome, Outcome::Unreachable { why, .. }
+            if why.contains("timed out") && why.contains("checks after this one were not made")),
+        "{last:#?}"
+    );
+    assert!(!checks.iter().any(|c| c.name.starts_with("certificate")));
+}
+
 /// The stand-in takes only a client certificate the cluster's CA signs,
 /// and the client trusts only that CA: either way round, a TLS failure is
 /// a failed check (not this cluster), never unreachable, and ends the layer.

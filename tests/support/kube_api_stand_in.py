@@ -13,7 +13,8 @@ it also serves lists of the resources the file holds, for `waddlec status`:
 
     {"resources": [{"group": "helm.toolkit.fluxcd.io", "version": "v2",
                     "plural": "helmreleases", "kind": "HelmRelease",
-                    "namespaced": true, "forbidden": false, "items": [...]}]}
+                    "namespaced": true, "forbidden": false,
+                    "hang_seconds": 0, "items": [...]}]}
 
 at the API's paths (/api/v1/PLURAL, /apis/GROUP/VERSION/PLURAL, with
 /namespaces/NS/ before PLURAL for a namespaced list) in the list envelope
@@ -24,7 +25,8 @@ shapes are the test's, each citing its controller. A resource the file
 does not hold is a 404 `Status` as the API server's not-found handler
 writes it (k8s.io/apiserver `pkg/util/notfoundhandler`); a `forbidden` one
 a 403 `Status` in the authorizer's words (`cannot list resource ... at the
-cluster scope`) naming the client certificate's CN as the user.
+cluster scope`) naming the client certificate's CN as the user; one with
+`hang_seconds` answers only after that long (an API server stuck on etcd).
 
 Every request is logged as one JSON line with the client certificate's
 subject.
@@ -35,6 +37,7 @@ import base64
 import json
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -143,6 +146,7 @@ class Handler(BaseHTTPRequestHandler):
             if namespace is not None and not resource["namespaced"]:
                 return None
             api_version = f"{group}/{version}" if group else version
+            time.sleep(resource.get("hang_seconds", 0))
             if resource.get("forbidden"):
                 user = self.subject().get("commonName", "system:anonymous")
                 scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
