@@ -5,7 +5,8 @@
 //! applied`, with the root sync Kustomization the `FluxInstance` makes,
 //! named after its namespace — flux-operator's "Flux Cluster Sync
 //! Configuration") exists and is healthy, as are the ones of those kinds
-//! the tree does not name (a chart's own Certificates):
+//! the tree does not name (a chart's own Certificates). `kinds` lists the
+//! judged kinds, `verdict` judges one object:
 //!
 //! | kind | healthy | judged by |
 //! |---|---|---|
@@ -16,23 +17,25 @@
 //! | SpiceDBCluster `authzed.com/v1alpha1` (operator v1.22.0) | rolled out, no error condition | `verdict::spicedb` |
 //!
 //! SpiceDB's own gRPC health is not asked directly: the API server's
-//! service proxy speaks HTTP/1.1, not gRPC, and a pod port-forward is a
-//! streaming upgrade this client does not speak. What is read instead is
-//! as faithful and stays in plain list calls: the EndpointSlices of the
-//! Service the operator names after the SpiceDBCluster
-//! (`pkg/config/config.go`), whose endpoints are ready exactly when the
-//! pods' readiness probe — `grpc_health_probe -addr=localhost:50051`, the
-//! gRPC health check — passes.
+//! service proxy does not carry gRPC (HTTP/2 with trailers) through to a
+//! pod, and a pod port-forward is a streaming upgrade this client does not
+//! speak. What is read instead stays in plain list calls and asks the same
+//! question through the kubelet: the EndpointSlices of the Service the
+//! operator names after the SpiceDBCluster, whose endpoints are ready when
+//! the pods' readiness probe last passed — and that probe is the gRPC
+//! health check, `grpc_health_probe -addr=localhost:50051`
+//! (authzed/spicedb-operator v1.22.0, `pkg/config/config.go`). It lags a
+//! failure by up to one probe period.
 //!
 //! A kind is asked for only when the blueprint renders one (a blueprint
 //! without `[platform]` has no Certificates to judge). A timeout or a
 //! refused connection is `unreachable` and ends the layer (every further
 //! request would wait as long); a TLS failure is a failure (something
 //! answered that is not this cluster's API, or refused our certificate)
-//! and ends it too;
-//! a 401 or 403 is a failure with the RBAC to fix; a 404 for a list means
-//! the kind's CRD is not installed.
+//! and ends it too; a 401 or 403 is a failure with the RBAC to fix; a 404
+//! for a list means the kind's CRD is not installed.
 
+mod kinds;
 mod verdict;
 
 use std::collections::BTreeSet;
@@ -42,137 +45,12 @@ use crate::model::Model;
 use crate::net::kube_api::{KubeApi, KubeError, Resource};
 use crate::render::cluster::flux::NAMESPACE as FLUX_NAMESPACE;
 use crate::render::platform::{self, Applied};
+use kinds::{
+    judged_kind, kubectl_name, Kind, ENDPOINT_SLICES, KINDS, KUSTOMIZATION, NODES, SPICEDB,
+};
 use verdict::{EndpointSlice, Listed, Verdict};
 
 const LAYER: &str = "kubernetes";
-
-/// A kind the layer judges, and how.
-struct Kind {
-    /// How checks name one (`helmrelease cert-manager/cert-manager`).
-    label: &'static str,
-    /// As the tree spells it.
-    kind: &'static str,
-    resource: Resource,
-    /// The component whose Kustomization installs its CRD.
-    installed_by: &'static str,
-    judge: fn(&Listed) -> Verdict,
-    /// What to do about an unhealthy one, given namespace and name.
-    fix: fn(&str, &str) -> String,
-}
-
-const KUSTOMIZATION: Kind = Kind {
-    label: "kustomization",
-    kind: "Kustomization",
-    resource: Resource {
-        group: "kustomize.toolkit.fluxcd.io",
-        version: "v1",
-        plural: "kustomizations",
-    },
-    installed_by: "the FluxInstance `flux`",
-    judge: verdict::flux,
-    fix: |ns, name| {
-        format!(
-            "see why in `flux events --for Kustomization/{name} -n {ns}` (DependencyNotReady: fix the one it waits for first), then `flux reconcile kustomization {name} -n {ns} --with-source` (`flux resume` when it is suspended)"
-        )
-    },
-};
-
-const KINDS: [Kind; 5] = [
-    KUSTOMIZATION,
-    Kind {
-        label: "helmrelease",
-        kind: "HelmRelease",
-        resource: Resource {
-            group: "helm.toolkit.fluxcd.io",
-            version: "v2",
-            plural: "helmreleases",
-        },
-        installed_by: "the FluxInstance `flux`",
-        judge: verdict::flux,
-        fix: |ns, name| {
-            format!(
-                "see why in `flux events --for HelmRelease/{name} -n {ns}` and the release's pods (`kubectl -n {ns} get pods`), then `flux reconcile helmrelease {name} -n {ns} --with-source` (`flux resume` when it is suspended)"
-            )
-        },
-    },
-    Kind {
-        label: "certificate",
-        kind: "Certificate",
-        resource: Resource {
-            group: "cert-manager.io",
-            version: "v1",
-            plural: "certificates",
-        },
-        installed_by: "cert-manager",
-        judge: verdict::ready,
-        fix: |ns, name| {
-            format!(
-                "`kubectl -n {ns} describe certificate {name}` (or `cmctl status certificate {name} -n {ns}`) shows the order and its challenge; check the ClusterIssuer (`kubectl get clusterissuer`) and its Cloudflare token"
-            )
-        },
-    },
-    Kind {
-        label: "externalsecret",
-        kind: "ExternalSecret",
-        resource: Resource {
-            group: "external-secrets.io",
-            version: "v1",
-            plural: "externalsecrets",
-        },
-        installed_by: "external-secrets",
-        judge: verdict::ready,
-        fix: |ns, name| {
-            format!(
-                "`kubectl -n {ns} describe externalsecret {name}` names the key it could not read; check that 1Password item and the ClusterSecretStore (`kubectl get clustersecretstore`)"
-            )
-        },
-    },
-    Kind {
-        label: "postgres",
-        kind: "Cluster",
-        resource: Resource {
-            group: "postgresql.cnpg.io",
-            version: "v1",
-            plural: "clusters",
-        },
-        installed_by: "cloudnative-pg",
-        judge: verdict::postgres,
-        fix: |ns, name| {
-            format!(
-                "`kubectl cnpg status {name} -n {ns}` (the cnpg plugin) or `kubectl -n {ns} get pods -l cnpg.io/cluster={name}` and their logs"
-            )
-        },
-    },
-];
-
-const SPICEDB: Kind = Kind {
-    label: "spicedb",
-    kind: "SpiceDBCluster",
-    resource: Resource {
-        group: "authzed.com",
-        version: "v1alpha1",
-        plural: "spicedbclusters",
-    },
-    installed_by: "spicedb-operator",
-    judge: verdict::spicedb,
-    fix: |ns, name| {
-        format!(
-            "`kubectl -n {ns} describe spicedbcluster {name}` and the SpiceDB operator's log; the migration Job's log when a migration failed"
-        )
-    },
-};
-
-const NODES: Resource = Resource {
-    group: "",
-    version: "v1",
-    plural: "nodes",
-};
-
-const ENDPOINT_SLICES: Resource = Resource {
-    group: "discovery.k8s.io",
-    version: "v1",
-    plural: "endpointslices",
-};
 
 /// The API stopped answering, or cannot be trusted: the checks after the
 /// last one were not made.
@@ -211,7 +89,7 @@ fn run(api: &KubeApi, model: &Model, checks: &mut Vec<Check>) -> Result<(), Stop
         });
     }
     expected.extend(applied.iter().filter_map(Expected::judged));
-    for kind in KINDS.iter().chain([&SPICEDB]) {
+    for kind in &KINDS {
         objects(api, kind, &expected, checks)?;
     }
     for cluster in applied.iter().filter(|a| a.kind == SPICEDB.kind) {
@@ -243,16 +121,6 @@ impl Expected {
             applied_by: AppliedBy::Component(applied.component),
         })
     }
-}
-
-/// The kind this layer judges an applied object as, matched by group and
-/// kind (any version: the API server serves one object at all of them).
-fn judged_kind(applied: &Applied) -> Option<&'static Kind> {
-    let group = applied.api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    KINDS
-        .iter()
-        .chain([&SPICEDB])
-        .find(|k| k.kind == applied.kind && k.resource.group == group)
 }
 
 fn nodes(api: &KubeApi, model: &Model, checks: &mut Vec<Check>) -> Result<(), Stopped> {
@@ -427,15 +295,6 @@ fn can_list(resource: &Resource) -> String {
     format!("list {} --all-namespaces", kubectl_name(resource))
 }
 
-/// `helmreleases.helm.toolkit.fluxcd.io`, `nodes`: as kubectl names them.
-fn kubectl_name(resource: &Resource) -> String {
-    if resource.group.is_empty() {
-        resource.plural.to_owned()
-    } else {
-        format!("{}.{}", resource.plural, resource.group)
-    }
-}
-
 /// A request answered with something other than what was asked: a failed
 /// check, or the end of the layer when there was no answer at all. `can`
 /// is the request as `kubectl auth can-i` asks it; `list` the resource
@@ -487,51 +346,4 @@ fn unanswered(checks: &mut Vec<Check>, name: &str, error: &KubeError) -> Stopped
         "are the control planes up (`talosctl -n <control plane> health`)? and the way to the API open: the tunnel through the host, or port 6443 of the API VIP?",
     ));
     Stopped
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every judged object the tree renders is listed at the version the
-    /// tree renders it at: a renderer moving to another API version fails
-    /// here, not in a cluster.
-    #[test]
-    fn the_tree_s_judged_kinds_are_listed_at_the_versions_it_renders() {
-        let source = crate::source::SourceFile {
-            name: "waddle.toml".into(),
-            text: include_str!("../../../blueprints/waddle.toml").into(),
-        };
-        let today = crate::blueprint::Date {
-            year: 2000,
-            month: 1,
-            day: 1,
-        };
-        let model = waddlec_core::check(&source, today)
-            .map(|checked| checked.model)
-            .unwrap_or_else(|_| panic!("the bundled blueprint checks"));
-        let applied = platform::applied(&model);
-        let mut judged = 0;
-        for object in &applied {
-            let Some(kind) = judged_kind(object) else {
-                continue;
-            };
-            judged += 1;
-            assert_eq!(
-                object.api_version,
-                format!("{}/{}", kind.resource.group, kind.resource.version),
-                "{} {}",
-                object.kind,
-                object.name
-            );
-        }
-        for kind in KINDS.iter().chain([&SPICEDB]) {
-            assert!(
-                applied.iter().any(|a| a.kind == kind.kind),
-                "the example blueprint renders no {}",
-                kind.kind
-            );
-        }
-        assert!(judged > 20, "{judged}");
-    }
 }
