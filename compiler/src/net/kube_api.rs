@@ -117,10 +117,11 @@ pub struct Condition {
 }
 
 /// A list's `items`; the envelope's `kind` and `apiVersion` are not read.
+/// An empty list's `items` may be `null` (Go's nil slice).
 #[derive(Deserialize)]
 struct List<T> {
-    #[serde(default = "Vec::new")]
-    items: Vec<T>,
+    #[serde(default = "Option::default")]
+    items: Option<Vec<T>>,
 }
 
 /// A node, whether its `Ready` condition is `True`, and that condition
@@ -226,6 +227,7 @@ impl KubeApi {
         let list: List<Node> = self.get_json("/api/v1/nodes", "the node list")?;
         Ok(list
             .items
+            .unwrap_or_default()
             .into_iter()
             .map(|node| {
                 let condition = node
@@ -259,7 +261,7 @@ impl KubeApi {
         }
         let response = request.send().map_err(|e| self.unreachable(e))?;
         let list: List<T> = json_body(response, &format!("the list of {}", resource.shown()))?;
-        Ok(list.items)
+        Ok(list.items.unwrap_or_default())
     }
 
     /// One key of a Secret, decoded; `None` while the Secret or the key
@@ -369,4 +371,55 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_paths_follow_the_api_s_layout() {
+        let nodes = Resource {
+            group: "",
+            version: "v1",
+            plural: "nodes",
+        };
+        let releases = Resource {
+            group: "helm.toolkit.fluxcd.io",
+            version: "v2",
+            plural: "helmreleases",
+        };
+        assert_eq!(nodes.path(None), "/api/v1/nodes");
+        assert_eq!(
+            releases.path(None),
+            "/apis/helm.toolkit.fluxcd.io/v2/helmreleases"
+        );
+        assert_eq!(
+            releases.path(Some("cert-manager")),
+            "/apis/helm.toolkit.fluxcd.io/v2/namespaces/cert-manager/helmreleases"
+        );
+        assert_eq!(nodes.shown(), "nodes/v1");
+        assert_eq!(releases.shown(), "helmreleases.helm.toolkit.fluxcd.io/v2");
+    }
+
+    #[test]
+    fn a_list_reads_its_items_and_ignores_the_envelope() {
+        let list: List<ObjectMeta> = serde_json::from_str(
+            r#"{"apiVersion": "v1", "kind": "NodeList", "metadata": {"resourceVersion": "7"},
+                "items": [{"name": "talos-cp1", "generation": 2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            list.items.unwrap(),
+            [ObjectMeta {
+                name: "talos-cp1".into(),
+                namespace: None,
+                generation: Some(2),
+            }]
+        );
+        for empty in [r#"{"kind": "NodeList"}"#, r#"{"items": null}"#] {
+            let empty: List<ObjectMeta> = serde_json::from_str(empty).unwrap();
+            assert!(empty.items.unwrap_or_default().is_empty());
+        }
+    }
 }

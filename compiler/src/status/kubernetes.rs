@@ -57,10 +57,11 @@ const LAYER: &str = "kubernetes";
 struct Stopped;
 
 /// Every check of the layer, in order: the API, the nodes, then each
-/// judged kind. Stops at the first request that gets no answer.
+/// judged kind. Stops at the first request that gets no answer, or none
+/// it can trust.
 pub fn check(api: &KubeApi, model: &Model) -> Vec<Check> {
     let mut checks = Vec::new();
-    // `Stopped` has done its work: the unreachable check is the last one.
+    // `Stopped` has done its work: the check saying why is the last one.
     let _ = run(api, model, &mut checks);
     checks
 }
@@ -330,7 +331,9 @@ fn refused(
         ),
         (_, _) => (
             error.to_string(),
-            "`kubectl get --raw '/readyz?verbose'` and the API server's log (`talosctl -n <control plane> logs kube-apiserver`) say what is wrong".to_string(),
+            // Talos labels its static pods `k8s-app` (v1.12.4,
+            // `controllers/k8s/control_plane_static_pod.go`).
+            "`kubectl get --raw '/readyz?verbose'` and the API server's log (`kubectl -n kube-system logs -l k8s-app=kube-apiserver`) say what is wrong".to_string(),
         ),
     };
     checks.push(Check::failed(LAYER, name, why, fix));

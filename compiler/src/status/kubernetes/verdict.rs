@@ -2,7 +2,7 @@
 //! healthy: pure functions of the shapes the controllers write, each
 //! cited where it is judged. The caller adds the object's name and the fix.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::net::kube_api::{Condition, NodeStatus, ObjectMeta};
 
@@ -17,7 +17,7 @@ pub enum Verdict {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub observed_generation: Option<i64>,
@@ -58,8 +58,19 @@ pub struct Spec {
 /// One EndpointSlice (`discovery.k8s.io/v1`): its endpoints' readiness.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 pub struct EndpointSlice {
-    #[serde(default)]
+    /// `null` when the Service has no endpoints (not `omitempty` in
+    /// discovery/v1's `EndpointSlice`).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub endpoints: Vec<Endpoint>,
+}
+
+/// A list Go writes as `null` when it is nil.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<Vec<T>>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -497,6 +508,11 @@ mod tests {
             Verdict::Unhealthy(why) if why.starts_with("1 of 2")
         ));
         assert!(matches!(endpoints(&[]), Verdict::Unhealthy(_)));
+        let none: EndpointSlice =
+            serde_json::from_str(r#"{"addressType": "IPv4", "endpoints": null}"#).unwrap();
+        assert!(
+            matches!(endpoints(&[none]), Verdict::Unhealthy(why) if why.contains("no endpoints"))
+        );
         assert!(matches!(endpoints(&[slice(&[])]), Verdict::Unhealthy(_)));
     }
 
