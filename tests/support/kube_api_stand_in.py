@@ -22,11 +22,12 @@ the API server writes (apiVersion, kind `<Kind>List`, metadata with a
 resourceVersion, items; a custom resource's items carry their apiVersion
 and kind), filtered by an equality `labelSelector`. The items' status
 shapes are the test's, each citing its controller. A resource the file
-does not hold is a 404 `Status` as the API server's not-found handler
-writes it (k8s.io/apiserver `pkg/util/notfoundhandler`); a `forbidden` one
-a 403 `Status` in the authorizer's words (`cannot list resource ... at the
-cluster scope`) naming the client certificate's CN as the user; one with
-`hang_seconds` answers only after that long (an API server stuck on etcd).
+does not hold gets the answer of the API server's not-found handler, Go's
+`http.NotFound` text (k8s.io/apiserver `pkg/util/notfoundhandler`); a
+`forbidden` one a 403 `Status` in the authorizer's words (`cannot list
+resource ... at the cluster scope`) naming the client certificate's CN as
+the user; one with `hang_seconds` answers only after that long (an API
+server stuck on etcd).
 
 Every request is logged as one JSON line with the client certificate's
 subject.
@@ -122,10 +123,10 @@ class Handler(BaseHTTPRequestHandler):
         with lock, open(args.log, "a") as log:
             log.write(json.dumps(entry) + "\n")
 
-    def reply(self, status, body):
+    def reply(self, status, body, content_type="application/json"):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -205,7 +206,8 @@ class Handler(BaseHTTPRequestHandler):
                 token = base64.b64encode(args.token.encode()).decode()
                 return self.reply(200, {"kind": "Secret", "data": {"token": token}})
             return self.reply(200, {"kind": "Secret", "data": {}})
-        return self.reply(404, status(404, "NotFound", "the server could not find the requested resource"))
+        # The end of the delegation chain, once discovery is complete.
+        return self.reply(404, b"404 page not found\n", "text/plain; charset=utf-8")
 
     def do_PATCH(self):
         url = urlparse(self.path)
