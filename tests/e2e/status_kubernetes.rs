@@ -119,8 +119,9 @@ fn healthy(kind: &str, namespace: Option<&str>, name: &str) -> Value {
             "conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced",
                 "message": "secret synced", "lastTransitionTime": SINCE}],
         }),
-        // CloudNativePG 1.28: `phase` `PhaseHealthy`, `Ready` with
-        // `ClusterIsReady` (`api/v1/cluster_types.go`).
+        // CloudNativePG v1.28.1: `phase` `PhaseHealthy`, `Ready` with
+        // `ClusterIsReady` (`api/v1/cluster_types.go`), message as
+        // `pkg/resources/status/transactions.go` writes it.
         "Cluster" => json!({
             "instances": 2, "readyInstances": 2,
             "phase": "Cluster in healthy state",

@@ -153,11 +153,13 @@ pub fn flux(object: &Listed) -> Verdict {
 }
 
 /// CloudNativePG's phase for a cluster with nothing to do
-/// (`api/v1/cluster_types.go` at v1.28.1: `PhaseHealthy`).
+/// (v1.28.1, 1ecc483, `api/v1/cluster_types.go:660`: `PhaseHealthy`).
 pub const POSTGRES_HEALTHY: &str = "Cluster in healthy state";
 
 /// A CloudNativePG `Cluster`: healthy in phase [`POSTGRES_HEALTHY`] with
-/// its `Ready` condition (`ConditionClusterReady = "Ready"`) `True`.
+/// its `Ready` condition (`ConditionClusterReady = "Ready"`, `:1072`)
+/// `True`; `phase`, `phaseReason`, `instances`, `readyInstances` and
+/// `conditions` are its `ClusterStatus` fields there.
 pub fn postgres(object: &Listed) -> Verdict {
     let status = &object.status;
     let phase = status.phase.as_deref().unwrap_or("");
