@@ -38,6 +38,7 @@ mod registry_digest;
 mod secret_confinement;
 mod status;
 mod status_edge;
+mod status_kubernetes;
 mod support;
 mod talos;
 mod talos_api;

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use waddlec::net::talos_api::{TalosClient, TalosIdentity, UpgradeRequest};
 
+use crate::status_kubernetes::{write_state, State};
 use crate::support::apid::pem_text;
 use crate::support::deploy_lab::{waddlec_in, Lab};
 use crate::support::kube_api::KubeApi;
@@ -76,16 +77,21 @@ impl StatusLab {
         let bundle = lab.lab.credentials().bundle;
         let kube_dir = tempfile::tempdir().unwrap();
         let kube_addr = free_addr(&lab.host.host_side);
-        let kube = KubeApi::start_with(
+        // Serving a cluster where everything the blueprint implies is
+        // healthy (the Kubernetes layer's own faults: status_kubernetes.rs).
+        let state = kube_dir.path().join("state.json");
+        write_state(
+            &state,
+            &State::healthy(&crate::support::model(&lab.lab.path("blueprint.toml"))),
+        );
+        let kube = KubeApi::serving(
             kube_dir.path(),
             kube_addr,
             (
                 &pem_text(&bundle.certs.k8s.crt),
                 &pem_text(&bundle.certs.k8s.key),
             ),
-            0,
-            "unused",
-            Some(0),
+            &state,
         );
         lab.host.netns.sh(&format!(
             "iptables -t nat -A OUTPUT -d {API_VIP}/32 -p tcp --dport 6443 -j DNAT --to-destination {kube_addr}"
@@ -192,7 +198,7 @@ fn status_passes_on_a_healthy_lab_and_each_fault_fails_its_own_check() {
             "5 rule(s) as built, hooked from PREROUTING",
         ),
         ("bridge vmbr1", "active, 10.10.0.1/24"),
-        ("API server ready (/readyz)", "ok"),
+        ("api", "ready (/readyz ok)"),
     ] {
         assert_eq!(find(&checks, name)["detail"], detail, "{name}");
     }
@@ -304,8 +310,9 @@ fn status_passes_on_a_healthy_lab_and_each_fault_fails_its_own_check() {
     let (checks, code, _) = lab.report(&args);
     assert_eq!(code, 75, "{checks:#?}");
     assert_eq!(find(&checks, "ssh waddle-host")["result"], "unreachable");
-    for name in ["node talos-cp1 version", "API server ready (/readyz)"] {
+    for (name, layer) in [("node talos-cp1 version", "talos"), ("api", "kubernetes")] {
         let check = find(&checks, name);
+        assert_eq!(check["layer"], layer, "{name}");
         assert_eq!(check["result"], "unreachable", "{name}");
         assert!(check["why"]
             .as_str()

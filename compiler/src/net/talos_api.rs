@@ -346,7 +346,7 @@ fn judge(endpoint: &TalosEndpoint, answer: Answer) -> Verdict {
 /// the text of an `InvalidData` I/O error where it came later: with TLS 1.3
 /// the node refuses our certificate after the handshake, in an alert that
 /// h2 passes on as text.
-fn tls_problem(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+pub(crate) fn tls_problem(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     const RUSTLS: [&str; 5] = [
         "received fatal alert",
         "invalid peer certificate",
@@ -359,17 +359,25 @@ fn tls_problem(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         if let Some(tls) = error.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
-        // `io::Error` hides the error it wraps from `source()`.
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        // `io::Error` hides the error it wraps from `source()`, and may
+        // wrap another one (hyper's connector wraps rustls's).
+        let mut io = error.downcast_ref::<std::io::Error>();
+        while let Some(wrapper) = io {
+            if let Some(tls) = wrapper
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+            {
                 return Some(tls.to_string());
             }
-            let text = io.to_string();
-            if io.kind() == std::io::ErrorKind::InvalidData
+            let text = wrapper.to_string();
+            if wrapper.kind() == std::io::ErrorKind::InvalidData
                 && RUSTLS.iter().any(|prefix| text.starts_with(prefix))
             {
                 return Some(text);
             }
+            io = wrapper
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<std::io::Error>());
         }
         next = error.source();
     }

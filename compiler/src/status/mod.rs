@@ -17,7 +17,10 @@
 //!    reaches the nodes: each node's version, etcd healthy with exactly the
 //!    control planes as members;
 //! 6. `kubernetes` — through the same tunnel to the API VIP, as a
-//!    short-lived admin ([`kube_api`]).
+//!    short-lived admin ([`kube_api`]): the API ready, the blueprint's
+//!    nodes Ready, and every Flux Kustomization and HelmRelease,
+//!    Certificate, ExternalSecret, the CNPG cluster and SpiceDB the
+//!    platform tree has Flux apply, healthy (`kubernetes`).
 //!
 //! A layer reached through another that is down is reported unreachable,
 //! naming the one it is behind (the VMs behind the API, Teleport behind the
@@ -26,6 +29,7 @@
 
 mod edge;
 mod host;
+pub mod kubernetes;
 mod talos;
 mod teleport;
 mod vms;
@@ -36,7 +40,7 @@ use std::time::Duration;
 
 use crate::checks::{Check, Report};
 use crate::deploy::host_setup::Ssh;
-use crate::model::{KUBE_API_PORT, TALOS_API_PORT};
+use crate::model::{Model, KUBE_API_PORT, TALOS_API_PORT};
 use crate::net::kube_api::KubeApi;
 use crate::net::ssh::PinnedHost;
 use crate::net::ssh_tunnel::SshTunnel;
@@ -202,8 +206,10 @@ pub fn run(request: &Request<'_>, progress: &dyn Fn(Layer)) -> Result<Report, St
         if wants(Layer::Kubernetes) {
             progress(Layer::Kubernetes);
             report.extend(kubernetes(
+                model,
                 &credentials,
                 tunnel.as_ref().map(|t| t.local_addr(nodes.len())),
+                request.call_timeout,
             ));
         }
     }
@@ -219,10 +225,17 @@ fn open_tunnel(ssh: &Ssh, forwards: &[(String, u16)]) -> Result<SshTunnel, Strin
         .map_err(|e| e.to_string())
 }
 
-/// The kubernetes layer: the API reached as `cluster bootstrap` reaches it.
-fn kubernetes(credentials: &TalosCredentials, through: Result<SocketAddr, &String>) -> Vec<Check> {
+/// The kubernetes layer: the API reached as `cluster bootstrap` reaches it,
+/// then `kubernetes::check` (the API, the blueprint's nodes, and what the
+/// platform tree has Flux apply).
+fn kubernetes(
+    model: &Model,
+    credentials: &TalosCredentials,
+    through: Result<SocketAddr, &String>,
+    timeout: Duration,
+) -> Vec<Check> {
     const LAYER: &str = "kubernetes";
-    let name = "API server ready (/readyz)";
+    let name = "api";
     let through = match through {
         Ok(addr) => addr,
         Err(why) => {
@@ -234,34 +247,13 @@ fn kubernetes(credentials: &TalosCredentials, through: Result<SocketAddr, &Strin
             )]
         }
     };
-    let api = match kube_api(credentials, &format!("https://{through}")) {
-        Ok(api) => api,
-        Err(why) => {
-            return vec![Check::failed(
-                LAYER,
-                name,
-                why,
-                "check the Talos bundle with `waddlec secrets init` (it says what is missing)",
-            )]
-        }
-    };
-    match api.ready() {
-        // MERGE POINT: the kubernetes layer's own checks,
-        // `kubernetes::check(&api, model)` (written beside this module),
-        // follow this readiness check once merged: `model` is passed in and
-        // their checks are appended to this one's.
-        Ok(true) => vec![Check::pass(LAYER, name, "ok")],
-        Ok(false) => vec![Check::failed(
+    match kube_api(credentials, &format!("https://{through}"), timeout) {
+        Ok(api) => kubernetes::check(&api, model),
+        Err(why) => vec![Check::failed(
             LAYER,
             name,
-            "the API server answers /readyz with not ok",
-            "look at `talosctl -n <control plane> logs kube-apiserver` (through Teleport's talos apps)",
-        )],
-        Err(e) => vec![Check::unreachable(
-            LAYER,
-            name,
-            e.to_string(),
-            "the API VIP answers once a control plane runs the API server: see the talos layer",
+            why,
+            "check the Talos bundle with `waddlec secrets init` (it says what is missing)",
         )],
     }
 }
@@ -269,8 +261,12 @@ fn kubernetes(credentials: &TalosCredentials, through: Result<SocketAddr, &Strin
 /// A client of the Kubernetes API at `base` as a cluster admin whose
 /// certificate, signed locally by the bundle's Kubernetes CA, lasts ten
 /// minutes: what `cluster bootstrap` uses, for no longer than a status run.
-/// Each call is bounded by the client's own timeout (30 s).
-pub fn kube_api(credentials: &TalosCredentials, base: &str) -> Result<KubeApi, String> {
+/// Each call is bounded by `timeout`.
+pub fn kube_api(
+    credentials: &TalosCredentials,
+    base: &str,
+    timeout: Duration,
+) -> Result<KubeApi, String> {
     let identity = AdminIdentity::issue(
         &credentials.bundle,
         time::OffsetDateTime::now_utc(),
@@ -279,11 +275,12 @@ pub fn kube_api(credentials: &TalosCredentials, base: &str) -> Result<KubeApi, S
     .map_err(|e| e.to_string())?;
     let ca = decode_pem(&credentials.bundle.certs.k8s.crt)
         .ok_or("the Talos bundle's certs.k8s.crt is not base64 of a PEM certificate")?;
-    KubeApi::new(
+    KubeApi::with_timeout(
         base,
         &pem::encode(&ca),
         &identity.certificate,
         &identity.key,
+        timeout,
     )
     .map_err(|e| e.to_string())
 }

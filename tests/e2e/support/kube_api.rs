@@ -1,7 +1,9 @@
 //! The launcher of the stand-in Kubernetes API
 //! (`tests/support/kube_api_stand_in.py`): a TLS server whose certificate
 //! the cluster's CA signs and which verifies client certificates against
-//! it, logging every request; stopped on drop.
+//! it, logging every request; stopped on drop. Either the bootstrap's
+//! cluster coming up (`start`) or a cluster whose resources a state file
+//! holds (`serving`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -37,18 +39,44 @@ impl KubeApi {
         nodes_ready_after: i32,
         token: &str,
     ) -> KubeApi {
-        Self::start_with(dir, addr, bundle_ca, nodes_ready_after, token, None)
+        Self::launch(
+            dir,
+            addr,
+            bundle_ca,
+            &[
+                "--nodes",
+                "talos-cp1,talos-cp2,talos-cp3",
+                "--nodes-ready-after",
+                &nodes_ready_after.to_string(),
+                "--token",
+                token,
+            ],
+        )
     }
 
-    /// Like [`KubeApi::start`], with `/readyz` ok after `ready_after` asks
-    /// (0: from the first) instead of the stand-in's default (2).
-    pub fn start_with(
+    /// Ready from the first ask, listing the resources of the JSON file
+    /// `state` (the stand-in's `--state` format), read again on each
+    /// request.
+    pub fn serving(
         dir: &Path,
         addr: std::net::SocketAddr,
         bundle_ca: (&str, &str),
-        nodes_ready_after: i32,
-        token: &str,
-        ready_after: Option<i32>,
+        state: &Path,
+    ) -> KubeApi {
+        let state = state.to_str().expect("a UTF-8 path");
+        Self::launch(
+            dir,
+            addr,
+            bundle_ca,
+            &["--ready-after", "0", "--state", state],
+        )
+    }
+
+    fn launch(
+        dir: &Path,
+        addr: std::net::SocketAddr,
+        bundle_ca: (&str, &str),
+        extra: &[&str],
     ) -> KubeApi {
         // The API server's certificate: the cluster's CA, for 127.0.0.1
         // (the tunnel) and the VIP, as Talos issues it with our certSANs.
@@ -109,12 +137,9 @@ impl KubeApi {
                 "--client-ca",
                 "ca.crt",
             ])
-            .args(ready_after.map(|n| format!("--ready-after={n}")))
             .arg("--log")
             .arg(&log)
-            .args(["--nodes", "talos-cp1,talos-cp2,talos-cp3"])
-            .args(["--nodes-ready-after", &nodes_ready_after.to_string()])
-            .args(["--token", token])
+            .args(extra)
             .current_dir(dir)
             .stdout(Stdio::null())
             .spawn()

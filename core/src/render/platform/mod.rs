@@ -7,7 +7,8 @@
 //! blueprint's `[versions]`; every credential is an `ExternalSecret`
 //! against 1Password, so the tree holds no secret and is the same in the
 //! review and the deployable tree. `README.md` in the tree says where it
-//! departs from the hand-written seed and why.
+//! departs from the hand-written seed and why. `applied` lists what Flux
+//! applies from it, for `waddlec status` to look for in the cluster.
 
 mod apps;
 pub mod graph;
@@ -91,6 +92,54 @@ pub fn components(model: &Model) -> Vec<Component> {
         apps::spicedb(platform),
     ];
     all.extend(infrastructure::cilium(model));
+    all
+}
+
+/// An object the tree has Flux apply, and the component whose
+/// Kustomization applies it: what `waddlec status` expects to find.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub component: &'static str,
+    pub api_version: String,
+    pub kind: String,
+    /// `None` for a cluster-scoped object.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// Every object of the model's tree Flux applies: each component's
+/// Kustomization (and its source, when it reads another repository) and
+/// every object of its files. Not the recovery manifests, which nothing
+/// applies, and not what a component reads from another repository.
+pub fn applied(model: &Model) -> Vec<Applied> {
+    let mut all = Vec::new();
+    for component in components(model) {
+        let source = component
+            .source
+            .as_ref()
+            .map(|(source, _, _)| source.clone());
+        let documents = source.into_iter().chain([kustomization(&component)]).chain(
+            component
+                .files
+                .iter()
+                .flat_map(|(_, docs)| docs.iter().cloned()),
+        );
+        for document in documents {
+            let text = |path: &str| document.pointer(path).and_then(Value::as_str);
+            let (Some(api_version), Some(kind), Some(name)) =
+                (text("/apiVersion"), text("/kind"), text("/metadata/name"))
+            else {
+                continue;
+            };
+            all.push(Applied {
+                component: component.name,
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+                namespace: text("/metadata/namespace").map(str::to_owned),
+                name: name.to_owned(),
+            });
+        }
+    }
     all
 }
 
