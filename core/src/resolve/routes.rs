@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::targets::{edge_ports, Targets};
+use super::targets::{edge_ports, Sender, Targets};
 use super::{check_dns_name, names, Checker};
 use crate::blueprint::{Blueprint, Located, Port, Protocol};
 use crate::diagnostics::rules;
@@ -82,8 +82,7 @@ pub(super) fn edge(
             checker,
             &route.to,
             &format!("edge.route[{i}].to"),
-            Protocol::Tcp,
-            "SNI route",
+            Sender::SniRoute,
         ) else {
             continue;
         };
@@ -121,15 +120,10 @@ pub(super) fn edge(
         SniHost::Exact(_) => std::cmp::Reverse(0),
     });
     exact.extend(wildcards);
-    let http = edge.http.as_ref().and_then(|http| {
-        targets.endpoint(
-            checker,
-            &http.to,
-            "edge.http.to",
-            Protocol::Tcp,
-            "HTTP route",
-        )
-    });
+    let http = edge
+        .http
+        .as_ref()
+        .and_then(|http| targets.endpoint(checker, &http.to, "edge.http.to", Sender::HttpRoute));
     Some(model::Edge {
         vm: edge.vm.to_string(),
         https_port: *https_port,
@@ -236,8 +230,7 @@ pub(super) fn forwards(
             checker,
             &forward.to,
             &format!("{path}.to"),
-            forward.protocol,
-            "forward",
+            Sender::Forward(forward.protocol),
         ) else {
             continue;
         };

@@ -28,6 +28,34 @@ impl fmt::Display for Listener {
     }
 }
 
+/// What sends traffic to a target: a forward of its protocol, or a route
+/// of the edge, which is TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Sender {
+    Forward(Protocol),
+    SniRoute,
+    HttpRoute,
+}
+
+impl Sender {
+    fn protocol(self) -> Protocol {
+        match self {
+            Sender::Forward(protocol) => protocol,
+            Sender::SniRoute | Sender::HttpRoute => Protocol::Tcp,
+        }
+    }
+}
+
+impl fmt::Display for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Sender::Forward(_) => "forward",
+            Sender::SniRoute => "SNI route",
+            Sender::HttpRoute => "HTTP route",
+        })
+    }
+}
+
 /// Something a route or forward can send traffic to.
 struct Target {
     what: String,
@@ -124,16 +152,14 @@ impl Targets {
         Targets { by_name }
     }
 
-    /// Resolves `NAME:PORT` to an internal endpoint serving `protocol`, or
-    /// reports why it cannot be. `sender` names what sends the traffic
-    /// (`forward`, `SNI route`) for the messages.
+    /// Resolves `NAME:PORT` to an internal endpoint serving the sender's
+    /// protocol, or reports why it cannot be.
     pub(super) fn endpoint(
         &self,
         checker: &mut Checker,
         to: &Located<TargetRef>,
         path: &str,
-        protocol: Protocol,
-        sender: &str,
+        sender: Sender,
     ) -> Option<Endpoint> {
         let Some(target) = self.by_name.get(&to.name) else {
             let known: Vec<_> = self.by_name.keys().map(|k| format!("`{k}`")).collect();
@@ -148,7 +174,7 @@ impl Targets {
             return None;
         };
         let wanted = Listener {
-            protocol,
+            protocol: sender.protocol(),
             port: to.port,
         };
         if !target.listeners.contains(&wanted) {
@@ -182,7 +208,7 @@ fn not_listening(
     to: &Located<TargetRef>,
     path: &str,
     wanted: Listener,
-    sender: &str,
+    sender: Sender,
 ) {
     let protocol = wanted.protocol.as_str();
     let declare = format!(
@@ -237,7 +263,7 @@ fn not_listening(
         (Some(_), Protocol::Udp) => {
             help.push_str("; or remove `protocol = \"udp\"` (forwards are TCP by default)")
         }
-        (Some(_), Protocol::Tcp) if sender == "forward" => {
+        (Some(_), Protocol::Tcp) if sender == Sender::Forward(Protocol::Tcp) => {
             help.push_str("; or add `protocol = \"udp\"` to the forward")
         }
         _ => {}
