@@ -224,7 +224,7 @@ fn sshd_accepts_the_hardening_drop_in() {
 #[test]
 fn network_config_renders_the_static_addresses_and_route_cloud_init_will_apply() {
     require("cloud-init");
-    for blueprint in valid_blueprints() {
+    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
         let (_guard, out) = build(&blueprint);
         let model = model(&blueprint);
         for vm in &model.vms {
