@@ -1,6 +1,7 @@
 //! haproxy.cfg, checked by haproxy itself: `haproxy -c` for every shipped
-//! blueprint, then the waddle config running for real in a network namespace,
-//! with TLS ClientHellos deciding where each name lands.
+//! blueprint, then the waddle config (and each route of the host-only
+//! examples) running for real in a network namespace, with TLS ClientHellos
+//! deciding where each name lands.
 
 use std::fs;
 use std::process::{Command, Stdio};
@@ -9,12 +10,14 @@ use std::time::{Duration, Instant};
 use waddlec::model::{Model, SniHost};
 
 use crate::support::netns::{Netns, Reaped};
-use crate::support::{build, model, repo_root, require, run, text, valid_blueprints};
+use crate::support::{
+    build, host_only_blueprints, model, repo_root, require, run, text, valid_blueprints,
+};
 
 #[test]
 fn every_rendered_haproxy_cfg_passes_haproxy_c() {
     require("haproxy");
-    for blueprint in valid_blueprints() {
+    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
         let (_guard, out) = build(&blueprint);
         let configs: Vec<_> = fs::read_dir(out.join("vms"))
             .unwrap()
@@ -136,7 +139,8 @@ impl EdgeLab {
                 .unwrap(),
         );
         wait_for("haproxy", || {
-            ns.listens(edge.https_port.0) && ns.listens(edge.http_port.0)
+            // The HTTP port only has a frontend with `[edge.http]`.
+            ns.listens(edge.https_port.0) && (edge.http.is_none() || ns.listens(edge.http_port.0))
         });
         for sink in &sinks {
             let port: u16 = sink.rsplit_once(':').unwrap().1.parse().unwrap();
@@ -232,6 +236,44 @@ fn sni_routing_sends_each_name_where_the_blueprint_says_and_drops_the_rest() {
         probe(&format!("http 127.0.0.1 {}", edge.http_port)),
         http,
         "plain HTTP goes to the HTTP backend"
+    );
+}
+
+/// The host-only examples' routes, each name probed: a route to a service
+/// an ordinary VM declares (`www` → `web:443`) lands there like Teleport's.
+#[test]
+fn every_route_of_the_host_only_examples_reaches_its_backend() {
+    require("haproxy");
+    require("python3");
+    let mut to_ordinary_vms = 0;
+    for blueprint in host_only_blueprints() {
+        let model = model(&blueprint);
+        let edge = model.edge.as_ref().expect("the example has an edge");
+        let (guard, out) = build(&blueprint);
+        let mut lab = EdgeLab::start(&model, &out, guard.path());
+        for route in &edge.routes {
+            let name = match &route.host {
+                SniHost::Exact(host) => host.clone(),
+                SniHost::Wildcard { suffix } => format!("x{suffix}"),
+            };
+            let reached = lab.probe(&format!("tls 127.0.0.1 {} {name}", edge.https_port));
+            assert_eq!(
+                reached,
+                Some(format!("{}:{}", route.backend.address, route.backend.port)),
+                "{}: SNI `{name}`",
+                blueprint.display()
+            );
+            let ordinary = route.backend.name != edge.vm
+                && model
+                    .teleport
+                    .as_ref()
+                    .is_none_or(|t| t.vm != route.backend.name);
+            to_ordinary_vms += usize::from(ordinary);
+        }
+    }
+    assert!(
+        to_ordinary_vms > 0,
+        "some example routes a name to a service an ordinary VM declares"
     );
 }
 

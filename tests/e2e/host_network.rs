@@ -6,7 +6,7 @@
 use std::fs;
 
 use crate::support::netns::Netns;
-use crate::support::{build, require, valid_blueprints};
+use crate::support::{build, host_only_blueprints, require, valid_blueprints};
 
 struct Backend {
     name: &'static str,
@@ -56,7 +56,7 @@ fn rules(ns: &Netns, backend: &Backend) -> String {
 fn ruleset_applies_twice_without_duplicates_and_keeps_pve_firewall_chains() {
     require("iptables-nft-restore");
     require("iptables-legacy-restore");
-    for blueprint in valid_blueprints() {
+    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
         let (_guard, out) = build(&blueprint);
         let script = out.join("host/network/waddlec-host-network");
         let ruleset = out.join("host/network/host-network.rules");

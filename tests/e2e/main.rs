@@ -23,6 +23,7 @@ mod deploy_kubernetes;
 mod deploy_rollout;
 mod deploy_store;
 mod edge_proof;
+mod forward_proof;
 mod haproxy;
 mod host_init;
 mod host_network;

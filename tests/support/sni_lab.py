@@ -12,17 +12,20 @@ Peers that say who they are (the network proof, tests/e2e/edge_proof.rs):
 
   sni_lab.py serve LOG CERT KEY KIND:ADDR:PORT...
       listen on each ADDR:PORT; KIND is `tls` (a TLS server with CERT/KEY),
-      `http` (answers one HTTP request) or `tcp`. Per connection, append
-      "ADDR:PORT peer=IP" (TLS: plus " sni=NAME", "-" without SNI) to LOG,
-      then send "ADDR:PORT" back (TLS: inside the session; HTTP: as the body).
+      `http` (answers one HTTP request), `tcp` or `udp` (CERT and KEY may
+      be `-` without `tls`). Per connection, append "ADDR:PORT peer=IP"
+      (TLS: plus " sni=NAME", "-" without SNI) to LOG, then send "ADDR:PORT"
+      back (TLS: inside the session; HTTP: as the body). UDP: per datagram,
+      "ADDR:PORT/udp peer=IP" logged and "ADDR:PORT/udp" sent back to it.
   sni_lab.py probe KIND,SRC,HOST,PORT[,SNI]...
       connect from SRC to HOST:PORT, all probes at once; KIND is `tls` (a
       real ClientHello, no SNI when omitted), `hello` (the same ClientHello,
       but whatever comes back is read as plain bytes: for a peer that only
-      reports what it saw), `http` (a GET) or `tcp`. Prints
-      one line per probe, in order: "reached DATA" (what the peer sent),
-      "closed" (accepted, then closed without a word), "timeout" (no answer
-      to the SYN within 2 s) or "refused".
+      reports what it saw), `http` (a GET), `tcp` or `udp` (one datagram
+      from a socket connected to HOST:PORT, so only an answer from there
+      counts). Prints one line per probe, in order: "reached DATA" (what
+      the peer sent), "closed" (accepted, then closed without a word),
+      "timeout" (no answer to the SYN or datagram within 2 s) or "refused".
 """
 import socket
 import ssl
@@ -79,7 +82,8 @@ def http(host, port):
 def serve(log, cert, key, specs):
     lock = threading.Lock()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    if cert != "-":
+        context.load_cert_chain(cert, key)
     names = {}
 
     def remember_sni(tls_socket, name, _context):
@@ -129,9 +133,22 @@ def serve(log, cert, key, specs):
             conn, (peer, _) = listener.accept()
             threading.Thread(target=handle, args=(kind, label, conn, peer), daemon=True).start()
 
+    def answer(listener, label):
+        while True:
+            _, (peer, peer_port) = listener.recvfrom(4096)
+            record(f"{label} peer={peer}")
+            listener.sendto(label.encode(), (peer, peer_port))
+
     threads = []
     for spec in specs:
         kind, host, port = spec.split(":")
+        if kind == "udp":
+            listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            listener.bind((host, int(port)))
+            t = threading.Thread(target=answer, args=(listener, f"{host}:{port}/udp"), daemon=True)
+            t.start()
+            threads.append(t)
+            continue
         if kind not in ("tls", "http", "tcp"):
             sys.exit(f"unknown listener kind {kind}")
         listener = socket.socket()
@@ -146,8 +163,24 @@ def serve(log, cert, key, specs):
         t.join()
 
 
+def probe_udp(source, host, port):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind((source, 0))
+        udp.settimeout(2)
+        udp.connect((host, int(port)))
+        udp.send(b"probe")
+        try:
+            return f"reached {udp.recv(4096).decode(errors='replace')}"
+        except TimeoutError:
+            return "timeout"
+        except ConnectionRefusedError:
+            return "refused"
+
+
 def probe_one(spec):
     kind, source, host, port, *sni = spec.split(",")
+    if kind == "udp":
+        return probe_udp(source, host, port)
     try:
         raw = socket.create_connection((host, int(port)), timeout=2, source_address=(source, 0))
     except (socket.timeout, TimeoutError):

@@ -221,6 +221,24 @@ pub struct Vm {
     pub onboot: Option<bool>,
     pub tags: Option<Vec<Located<String>>>,
     pub nics: Located<Vec<Nic>>,
+    /// What the VM serves besides what waddlec runs on it (SSH on tcp/22,
+    /// and the edge's or Teleport's ports on their VMs): the software the
+    /// operator puts on it, e.g. `[{ port = 25 }, { port = 51820, protocol
+    /// = "udp" }]`. Forwards and SNI routes may target a declared service
+    /// of their protocol (E0111); a service listed twice (E0127) or on a
+    /// port waddlec's own software holds (E0150) is refused.
+    #[serde(default)]
+    pub services: Vec<Located<Service>>,
+}
+
+/// A port a VM serves, with its protocol.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub port: Located<Port>,
+    /// Default: `tcp`.
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -648,6 +666,16 @@ pub struct HttpRoute {
 pub enum Protocol {
     Tcp,
     Udp,
+}
+
+impl Protocol {
+    /// As iptables and the blueprint spell it: `tcp`, `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

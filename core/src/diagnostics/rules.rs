@@ -108,10 +108,12 @@ rules! {
     PORT_NOT_LISTENING = "E0111" "port-not-listening" Error:
         "A route or forward sends traffic to a port nothing on the target listens on, or with \
          a protocol the service there does not speak (a UDP forward to HAProxy or Teleport, \
-         which serve TCP only). The listening ports of a VM come from what runs on it (SSH, the \
-         edge's HTTPS/HTTP ports, Teleport's web, SSH-proxy and tunnel ports, the Talos and \
-         Kubernetes APIs), all TCP; a VIP lists its `ports`, which are TCP (the Cilium gateway \
-         and the Kubernetes API).";
+         which serve TCP only; an SNI route, which is TLS over TCP, to a UDP service). A VM \
+         listens on what waddlec runs there (SSH, the edge's HTTPS/HTTP ports, Teleport's web, \
+         SSH-proxy and tunnel ports, the Talos and Kubernetes APIs), all TCP, and on the \
+         `services` a `[[vm]]` declares with their protocol (`services = [{ port = 25 }, \
+         { port = 51820, protocol = \"udp\" }]`); a VIP lists its `ports`, which are TCP \
+         (the Cilium gateway and the Kubernetes API).";
     TEMPORARY_RULE_WITHOUT_LIFETIME = "E0112" "temporary-rule-without-lifetime" Error:
         "The seed's 'temporary' operator SSH rule had no end and stayed open. A temporary rule \
          must say when it expires (`expires = 2026-12-31`) so that builds warn once it is due.";
@@ -190,8 +192,9 @@ rules! {
          any rule for the operator. `waddlec deploy` checks the same again before it touches \
          the firewall.";
     DUPLICATE_PORT = "E0127" "duplicate-port" Error:
-        "A list of ports names one port twice (a VIP's `ports`). Nothing breaks, but it is \
-         nearly always a typo for another port, which then is not served.";
+        "A list of ports names one port twice (a VIP's `ports`, a VM's `services` with the \
+         same protocol). Nothing breaks, but it is nearly always a typo for another port, \
+         which then is not served.";
     BRIDGE_ACCEPTS_EVERYTHING = "E0128" "bridge-accepts-everything" Error:
         "`firewall.allow_bridges` accepted everything arriving on a bridge: sshd, the Proxmox \
          API, the iSCSI target and rpcbind were open to every VM on it, the internet-facing \
@@ -267,6 +270,12 @@ rules! {
          the Cloudflare provider (the default) reads only its API token. Left in place it \
          would be silently ignored, and a reader would believe the records go where it says. \
          Remove the key, or set `provider = \"rfc2136\"`.";
+    SERVICE_PORT_TAKEN = "E0150" "service-port-taken" Error:
+        "A `[[vm]]` declares a service on a TCP port that software waddlec runs on that VM \
+         already holds: SSH on 22, and on the edge's or Teleport's VM their public ports. \
+         Two programs cannot listen on one port, and routes and forwards may already target \
+         waddlec's own (`edge:443`, `teleport:3023`) without declaring it. Move the service \
+         to a free port, or remove the entry.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{RenderError, Templates};
 use crate::artifact::Artifact;
-use crate::model::{Model, Protocol};
+use crate::model::Model;
 
 /// Where `waddlec deploy` installs these files on the host; the unit and the
 /// script refer to each other through these paths.
@@ -83,20 +83,13 @@ struct Data<'a> {
     script_path: &'static str,
 }
 
-fn protocol(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
-}
-
 pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
     let public = model.public_bridge();
     let forwards = model
         .forwards
         .iter()
         .map(|forward| Forward {
-            protocol: protocol(forward.protocol),
+            protocol: forward.protocol.as_str(),
             port: forward.port.0,
             public_bridge: public.name.to_string(),
             public_address: public.host_address.to_string(),

@@ -18,6 +18,7 @@ mod network;
 mod platform;
 mod routes;
 mod secrets;
+mod targets;
 mod teleport;
 mod versions;
 
@@ -160,7 +161,14 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     network::check_addresses(&mut checker, blueprint, &bridges);
     network::check_vip_announcers(&mut checker, blueprint, &bridges);
     let teleport = teleport::teleport(&mut checker, blueprint, &project);
-    let targets = routes::Targets::new(blueprint, &vms, &vips, &bridges, teleport.as_ref());
+    let targets = targets::Targets::new(
+        &mut checker,
+        blueprint,
+        &vms,
+        &vips,
+        &bridges,
+        teleport.as_ref(),
+    );
     let edge = routes::edge(&mut checker, blueprint, &project, &targets);
     let forwards = routes::forwards(&mut checker, blueprint, &targets);
     routes::check_public_hosts(&mut checker, blueprint, edge.as_ref(), teleport.as_ref());

@@ -1,160 +1,17 @@
-//! Traffic: what listens where (`Targets`), the edge's SNI routes, the host's
-//! port forwards, and that every public name Teleport serves is routed to it.
+//! Traffic: the edge's SNI routes, the host's port forwards (each to a
+//! target that serves its protocol, `Targets`), and that every public name
+//! Teleport serves is routed to it.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
-use super::{check_dns_name, names, port_setting, Checker};
-use crate::blueprint::{Blueprint, BridgeRole, Located, Port, Protocol, TargetRef};
+use super::targets::{edge_ports, Sender, Targets};
+use super::{check_dns_name, names, Checker};
+use crate::blueprint::{Blueprint, Located, Port, Protocol};
 use crate::diagnostics::rules;
-use crate::model::{self, Endpoint, GuestOs, SniHost};
+use crate::model::{self, SniHost};
 
 /// Ports of the host itself that a forward on its public address would shadow.
 const HOST_PORTS: &[(u16, &str)] = &[(22, "SSH"), (8006, "the Proxmox API and UI")];
-const SSH_PORT: u16 = 22;
-
-/// Something a route or forward can send traffic to. Everything a target
-/// serves is TCP: SSH, HAProxy, Teleport, the Talos and Kubernetes APIs, and
-/// a VIP's `ports` (the Cilium gateway, the API VIP).
-struct Target {
-    what: String,
-    /// Its address on an internal bridge, if it has one.
-    internal_address: Option<Ipv4Addr>,
-    ports: Vec<Port>,
-}
-
-/// Every VM and VIP by name, with what listens on it.
-pub(super) struct Targets {
-    by_name: BTreeMap<String, Target>,
-}
-
-impl Targets {
-    pub(super) fn new(
-        blueprint: &Blueprint,
-        vms: &[model::Vm],
-        vips: &[model::Vip],
-        bridges: &[model::Bridge],
-        teleport: Option<&model::Teleport>,
-    ) -> Self {
-        let internal = |address: Ipv4Addr| {
-            bridges
-                .iter()
-                .any(|b| b.role == BridgeRole::Internal && b.network.contains(&address))
-        };
-        let internal_bridge = |name: &str| {
-            bridges
-                .iter()
-                .any(|b| b.role == BridgeRole::Internal && b.name == name)
-        };
-        let mut by_name = BTreeMap::new();
-        for vm in vms {
-            let mut ports: Vec<Port> = match vm.os {
-                GuestOs::Debian { .. } => vec![Port(SSH_PORT)],
-                GuestOs::Talos(talos) => talos.role.ports().iter().map(|p| Port(*p)).collect(),
-            };
-            if let Some(edge) = blueprint.edge.as_ref().filter(|e| *e.vm == vm.name) {
-                ports.push(edge_ports(edge).0.value);
-                if edge.http.is_some() {
-                    ports.push(edge_ports(edge).1.value);
-                }
-            }
-            if let Some(teleport) = teleport.filter(|t| t.vm == vm.name) {
-                ports.extend([teleport.web_port, teleport.ssh_port, teleport.tunnel_port]);
-                ports.extend(teleport.kubernetes.as_ref().map(|k| k.port));
-            }
-            ports.sort();
-            ports.dedup();
-            // By the NIC's bridge, so a mistyped address is reported once, as itself.
-            let internal_address = vm
-                .nics
-                .iter()
-                .find(|n| internal_bridge(&n.bridge))
-                .map(|n| n.address.addr());
-            by_name.insert(
-                vm.name.clone(),
-                Target {
-                    what: format!("VM `{}`", vm.name),
-                    internal_address,
-                    ports,
-                },
-            );
-        }
-        for vip in vips {
-            let internal_address = Some(vip.address).filter(|a| internal(*a));
-            by_name.insert(
-                vip.name.clone(),
-                Target {
-                    what: format!("VIP `{}`", vip.name),
-                    internal_address,
-                    ports: vip.ports.clone(),
-                },
-            );
-        }
-        Targets { by_name }
-    }
-
-    /// Resolves `NAME:PORT` to an internal endpoint, or reports why it cannot be.
-    fn endpoint(
-        &self,
-        checker: &mut Checker,
-        to: &Located<TargetRef>,
-        path: &str,
-    ) -> Option<Endpoint> {
-        let Some(target) = self.by_name.get(&to.name) else {
-            let known: Vec<_> = self.by_name.keys().map(|k| format!("`{k}`")).collect();
-            checker
-                .error(
-                    &rules::UNDEFINED_TARGET,
-                    to.span(),
-                    path,
-                    format!("`{}` names no VM or VIP", to.name),
-                )
-                .help = Some(format!("targets are {}", known.join(", ")));
-            return None;
-        };
-        if !target.ports.contains(&to.port) {
-            let listening: Vec<_> = target.ports.iter().map(|p| p.to_string()).collect();
-            checker
-                .error(
-                    &rules::PORT_NOT_LISTENING,
-                    to.span(),
-                    path,
-                    format!("nothing listens on port {} of {}", to.port, target.what),
-                )
-                .help = Some(format!(
-                "{} listens on {}",
-                target.what,
-                listening.join(", ")
-            ));
-            return None;
-        }
-        let Some(address) = target.internal_address else {
-            checker.error(
-                &rules::ROLE_MISMATCH,
-                to.span(),
-                path,
-                format!(
-                    "{} has no address on an internal bridge, so the host cannot route to it",
-                    target.what
-                ),
-            );
-            return None;
-        };
-        Some(Endpoint {
-            name: to.name.clone(),
-            address,
-            port: to.port,
-        })
-    }
-}
-
-/// The edge's HTTPS and HTTP ports, defaults applied.
-fn edge_ports(edge: &crate::blueprint::Edge) -> (Located<Port>, Located<Port>) {
-    (
-        port_setting(&edge.https_port, 443, edge.vm.span()),
-        port_setting(&edge.http_port, 80, edge.vm.span()),
-    )
-}
 
 pub(super) fn edge(
     checker: &mut Checker,
@@ -221,8 +78,12 @@ pub(super) fn edge(
         let Some(pattern) = sni_pattern(checker, &route.sni, &path, &project.domain) else {
             continue;
         };
-        let Some(backend) = targets.endpoint(checker, &route.to, &format!("edge.route[{i}].to"))
-        else {
+        let Some(backend) = targets.endpoint(
+            checker,
+            &route.to,
+            &format!("edge.route[{i}].to"),
+            Sender::SniRoute,
+        ) else {
             continue;
         };
         let allow = match &route.allow {
@@ -262,7 +123,7 @@ pub(super) fn edge(
     let http = edge
         .http
         .as_ref()
-        .and_then(|http| targets.endpoint(checker, &http.to, "edge.http.to"));
+        .and_then(|http| targets.endpoint(checker, &http.to, "edge.http.to", Sender::HttpRoute));
     Some(model::Edge {
         vm: edge.vm.to_string(),
         https_port: *https_port,
@@ -365,27 +226,14 @@ pub(super) fn forwards(
                 .help =
                 Some("forward another public port, or reach the service through Teleport".into());
         }
-        let Some(to) = targets.endpoint(checker, &forward.to, &format!("{path}.to")) else {
+        let Some(to) = targets.endpoint(
+            checker,
+            &forward.to,
+            &format!("{path}.to"),
+            Sender::Forward(forward.protocol),
+        ) else {
             continue;
         };
-        if forward.protocol == Protocol::Udp {
-            let diagnostic = checker.error(
-                &rules::PORT_NOT_LISTENING,
-                forward.to.span(),
-                format!("{path}.to"),
-                format!(
-                    "this forward is UDP, but port {} of `{}` serves TCP only",
-                    forward.to.port, forward.to.name
-                ),
-            );
-            diagnostic.label = "TCP only".into();
-            diagnostic.help = Some(
-                "remove `protocol = \"udp\"` (forwards are TCP by default), or forward to a \
-                 service that speaks UDP"
-                    .into(),
-            );
-            continue;
-        }
         out.push(model::PortForward {
             protocol: forward.protocol,
             port: *forward.port,

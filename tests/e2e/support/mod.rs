@@ -46,7 +46,11 @@ pub fn schema_file(relative: &str) -> PathBuf {
 /// The shipped blueprints without a Talos cluster: a host and Debian VMs
 /// only, validated by everything that reads the host's and VMs' artifacts.
 pub fn host_only_blueprints() -> Vec<PathBuf> {
-    vec![repo_root().join("blueprints/examples/host-only.toml")]
+    let root = repo_root();
+    vec![
+        root.join("blueprints/examples/host-only.toml"),
+        root.join("blueprints/examples/services.toml"),
+    ]
 }
 
 /// Every valid blueprint shipped in the repository with a Talos cluster
