@@ -11,16 +11,13 @@ use super::progress::Bytes;
 
 use clap::Args;
 
-use super::{blueprint_dir, compile_failed, progress, read_source, today, BlueprintArgs, Format};
-use crate::build::upstream::Upstream;
+use super::{blueprint_dir, compile_deployable, progress, BlueprintArgs, Format};
 use crate::deploy::host_setup::{self, Ssh};
 use crate::deploy::plan::Plan;
 use crate::deploy::workflow::{self, Outcome, Request, Ui};
 use crate::exit::{self, Code as _};
 use crate::host::record::HostRecord;
-use crate::net::fetch::Cache;
 use crate::net::pve::Progress;
-use crate::{compile_with, SecretSource, UpstreamSource};
 
 #[derive(Args)]
 pub struct DeployArgs {
@@ -90,28 +87,10 @@ pub struct DeployArgs {
 
 pub fn run(args: &DeployArgs, color: bool) -> u8 {
     let common = &args.common;
-    let source = match read_source(&common.blueprint) {
-        Ok(source) => source,
-        Err(code) => return code,
-    };
     let dir = blueprint_dir(&common.blueprint);
-    // The tree was built with these manifests: they are cached and pinned.
-    let cache = Cache::new(Cache::default_dir());
-    let mut upstream = match Upstream::open(&common.blueprint, cache, true) {
-        Ok(upstream) => upstream,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return exit::IO;
-        }
-    };
-    let compiled = match compile_with(
-        &source,
-        today::today(),
-        SecretSource::Resolve(&dir),
-        UpstreamSource::Fetch(&mut upstream),
-    ) {
+    let compiled = match compile_deployable(&common.blueprint, common.format, color) {
         Ok(compiled) => compiled,
-        Err(err) => return compile_failed(&source, err, common.format, color),
+        Err(code) => return code,
     };
     let host_record = match HostRecord::for_blueprint(&common.blueprint, &compiled.model.host.node)
     {

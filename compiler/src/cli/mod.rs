@@ -328,6 +328,28 @@ fn compile_blueprint(
     }
 }
 
+/// Reads the blueprint at `path` and compiles it as `build --with-secrets`
+/// made the deployable tree (secrets read, upstream inputs from the pinned
+/// cache): what `deploy` and `status` compare the host with. Prints why not
+/// and returns the exit code.
+fn compile_deployable(path: &Path, format: Format, color: bool) -> Result<crate::Compiled, u8> {
+    let source = read_source(path)?;
+    let dir = blueprint_dir(path);
+    let cache = crate::net::fetch::Cache::new(crate::net::fetch::Cache::default_dir());
+    let mut upstream =
+        crate::build::upstream::Upstream::open(path, cache, true).map_err(|err| {
+            eprintln!("error: {err}");
+            exit::IO
+        })?;
+    crate::compile_with(
+        &source,
+        today::today(),
+        crate::SecretSource::Resolve(&dir),
+        crate::UpstreamSource::Fetch(&mut upstream),
+    )
+    .map_err(|err| compile_failed(&source, err, format, color))
+}
+
 /// Prints diagnostics in the chosen format (text on stderr, JSON on stdout).
 fn show(
     source: &SourceFile,

@@ -10,15 +10,12 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 
-use super::{blueprint_dir, compile_failed, print_out, read_source, today, Format};
-use crate::build::upstream::Upstream;
+use super::{blueprint_dir, compile_deployable, print_out, Format};
 use crate::checks::Report;
 use crate::deploy::host_setup::Ssh;
 use crate::exit::{self, Code as _};
 use crate::host::record::HostRecord;
-use crate::net::fetch::Cache;
 use crate::status::{self, Layer, Request};
-use crate::{compile_with, SecretSource, UpstreamSource};
 
 /// Between two looks under `--wait`.
 const POLL: Duration = Duration::from_secs(5);
@@ -116,28 +113,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: &StatusArgs, color: bool) -> u8 {
-    let source = match read_source(&args.blueprint) {
-        Ok(source) => source,
-        Err(code) => return code,
-    };
     let dir = blueprint_dir(&args.blueprint);
-    // As deploy: the deployable tree's names (seeds hash their secrets).
-    let cache = Cache::new(Cache::default_dir());
-    let mut upstream = match Upstream::open(&args.blueprint, cache, true) {
-        Ok(upstream) => upstream,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return exit::IO;
-        }
-    };
-    let compiled = match compile_with(
-        &source,
-        today::today(),
-        SecretSource::Resolve(&dir),
-        UpstreamSource::Fetch(&mut upstream),
-    ) {
+    let compiled = match compile_deployable(&args.blueprint, args.format, color) {
         Ok(compiled) => compiled,
-        Err(err) => return compile_failed(&source, err, args.format, color),
+        Err(code) => return code,
     };
     let model = &compiled.model;
     let record = match HostRecord::for_blueprint(&args.blueprint, &model.host.node) {
