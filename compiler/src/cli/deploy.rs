@@ -81,6 +81,11 @@ pub struct DeployArgs {
     /// Install the host's files under DIR instead of / (tests).
     #[arg(long, value_name = "DIR", hide = true)]
     host_root: Option<String>,
+    /// Do not run `waddlec preflight`'s checks first.
+    #[arg(long)]
+    skip_preflight: bool,
+    #[command(flatten)]
+    preflight: super::preflight::ReachArgs,
 }
 
 pub fn run(args: &DeployArgs, color: bool) -> u8 {
@@ -108,6 +113,13 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         Ok(compiled) => compiled,
         Err(err) => return compile_failed(&source, err, common.format, color),
     };
+    if !args.skip_preflight {
+        if let Err(code) =
+            super::preflight::gate(&source, &compiled.model, &common.blueprint, &args.preflight)
+        {
+            return code;
+        }
+    }
     let host_record = match HostRecord::for_blueprint(&common.blueprint, &compiled.model.host.node)
     {
         Ok(record) => record,

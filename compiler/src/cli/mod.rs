@@ -38,6 +38,7 @@ mod image;
 mod kubeconfig;
 mod logging;
 mod platform;
+mod preflight;
 mod progress;
 mod schematic;
 mod secrets;
@@ -119,6 +120,7 @@ Examples:
   waddlec build --check                  fail (exit 3) with a diff if out/ is stale
   waddlec secrets init                   create the Talos secrets bundle, once
   waddlec host init                      record the host's SSH key and API certificate
+  waddlec preflight                      check secrets, 1Password, bucket, git, Cloudflare, DNS
   waddlec build --with-secrets           the deployable tree, secrets included, into dist/
   waddlec deploy --tree dist             put it on the Proxmox host (plan first)
   waddlec cluster bootstrap              etcd, API, secrets, Teleport access, nodes Ready
@@ -199,6 +201,12 @@ enum Command {
     /// replace the VMs, start them. Shows the plan first; --dry-run stops
     /// there. A second deploy with nothing changed does nothing.
     Deploy(deploy::DeployArgs),
+    /// Check, read-only, that every external thing the blueprint names
+    /// exists and works: secret references, the 1Password items the
+    /// platform reads, the backup bucket, the Flux repository with its
+    /// deploy key, the Cloudflare token, DNS of the edge's names. Also the
+    /// first step of `deploy` and `cluster bootstrap`.
+    Preflight(preflight::PreflightArgs),
     /// The Talos cluster once its VMs run: `cluster bootstrap`.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -275,6 +283,7 @@ pub fn run() -> ExitCode {
         Command::Image(command) => image::run(command),
         Command::Host(command) => host::run(command),
         Command::Deploy(args) => deploy::run(&args, color),
+        Command::Preflight(args) => preflight::run(&args, color),
         Command::Kubeconfig(args) => kubeconfig::run(&args),
         Command::Talosconfig(args) => kubeconfig::run_talosconfig(&args),
         Command::Cluster(command) => cluster::run(command),

@@ -94,6 +94,42 @@ pub fn components(model: &Model) -> Vec<Component> {
     all
 }
 
+/// One field of a 1Password item that an ExternalSecret of the tree reads
+/// (from the platform's vault, through Connect).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ItemField {
+    pub item: String,
+    pub field: String,
+}
+
+/// Every item field the tree's ExternalSecrets read, each once, sorted:
+/// taken from the rendered objects themselves (`spec.data[].remoteRef`),
+/// so it cannot drift from what External Secrets will ask Connect for.
+pub fn external_secret_fields(model: &Model) -> Vec<ItemField> {
+    let mut fields: Vec<ItemField> = components(model)
+        .iter()
+        .flat_map(|component| &component.files)
+        .flat_map(|(_, documents)| documents)
+        .filter(|document| document["kind"] == "ExternalSecret")
+        .flat_map(|document| {
+            document["spec"]["data"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|data| {
+            let remote = &data["remoteRef"];
+            Some(ItemField {
+                item: remote["key"].as_str()?.to_string(),
+                field: remote["property"].as_str()?.to_string(),
+            })
+        })
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
+}
+
 /// The Flux Kustomization applying one component.
 fn kustomization(component: &Component) -> Value {
     let mut depends: Vec<&str> = component.needs.iter().map(|n| n.to).collect();

@@ -1,0 +1,97 @@
+//! Each name the edge routes resolves to the host's public address (the
+//! public bridge's `host_address`, where the forwards to the edge listen):
+//! an `A` query per `[[edge.route]] sni` to the resolver (`net::dns`). A
+//! wildcard route (`*.apps.example.org`) is asked for one name under it
+//! (`waddlec-preflight.apps.example.org`), which only a wildcard record
+//! answers.
+
+use std::net::Ipv4Addr;
+
+use super::{Options, Subject};
+use crate::checks::Check;
+use crate::net::dns::{lookup_a, system_resolver, Answer, DnsError};
+
+const LAYER: &str = "dns";
+
+/// The label asked under a wildcard route.
+const PROBE: &str = "waddlec-preflight";
+
+pub fn check(subject: &Subject<'_>, options: &Options) -> Vec<Check> {
+    let Some(edge) = &subject.document.edge else {
+        return Vec::new();
+    };
+    let public = subject.model.bridges.public.host_address;
+    let resolver = match options.resolver.map_or_else(system_resolver, Ok) {
+        Ok(resolver) => resolver,
+        Err(err) => {
+            return vec![Check::unreachable(
+                LAYER,
+                "resolver",
+                err.to_string(),
+                "name a resolver with --resolver ADDR[:PORT]",
+            )]
+        }
+    };
+    edge.routes
+        .iter()
+        .map(|route| {
+            let host = route.sni.value.as_str();
+            let asked = match host.strip_prefix("*.") {
+                Some(suffix) => format!("{PROBE}.{suffix}"),
+                None => host.to_string(),
+            };
+            one(
+                host,
+                &asked,
+                public,
+                lookup_a(resolver, &asked, options.timeout),
+            )
+            .from_line(subject.line(&route.sni.span))
+        })
+        .collect()
+}
+
+fn one(host: &str, asked: &str, public: Ipv4Addr, answer: Result<Answer, DnsError>) -> Check {
+    let record = format!("add the DNS record `{host} A {public}`");
+    let asked_note = if asked == host {
+        String::new()
+    } else {
+        format!(" (asked {asked})")
+    };
+    match answer {
+        Ok(Answer::Addresses(found)) if found.contains(&public) => {
+            Check::pass(LAYER, host, format!("resolves to {public}{asked_note}"))
+        }
+        Ok(Answer::Addresses(found)) => Check::failed(
+            LAYER,
+            host,
+            format!(
+                "resolves to {}{asked_note}, not the public address {public}",
+                found
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!("point it at {public}: {record} in place of the one there"),
+        ),
+        Ok(Answer::NoSuchName) => Check::failed(
+            LAYER,
+            host,
+            format!("no such name{asked_note}: there is no record"),
+            record,
+        ),
+        Ok(Answer::NoAddress) => Check::failed(
+            LAYER,
+            host,
+            format!("the name has no A record{asked_note}"),
+            record,
+        ),
+        Err(err) => Check::unreachable(
+            LAYER,
+            host,
+            err.to_string(),
+            "check --resolver (or /etc/resolv.conf) and your network, or raise --timeout",
+        ),
+    }
+}
