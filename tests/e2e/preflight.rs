@@ -473,9 +473,23 @@ fn an_edge_name_resolving_elsewhere_or_not_at_all_says_which_record_to_add() {
 }
 
 #[test]
-fn cluster_bootstrap_stops_at_a_failed_preflight_before_reaching_the_host() {
+fn deploy_and_cluster_bootstrap_stop_at_a_failed_preflight_before_reaching_the_host() {
     let lab = Lab::start();
     lab.dns.set(&json!({}));
+    // No tree, no host: the deploy must stop before it looks for either.
+    let output = lab.waddlec(&[
+        "deploy",
+        "blueprint.toml",
+        "--tree",
+        "no-such-tree",
+        "--api",
+        "https://127.0.0.1:1",
+        "--yes",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(8), "{stderr}");
+    assert!(stderr.contains("FAILED      dns"), "{stderr}");
+    assert!(!stderr.contains("no-such-tree"), "{stderr}");
     let output = lab.waddlec(&[
         "cluster",
         "bootstrap",

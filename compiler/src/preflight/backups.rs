@@ -28,15 +28,15 @@ pub fn check(subject: &Subject<'_>, options: &Options, values: &mut Secrets<'_>)
         let reference = vault_field(&platform.vault, item, field);
         values
             .get("platform.items.s3_credentials", &reference)
-            .map_err(|why| {
-                credentials_missing(LAYER, &name, &reference, &why)
-                    .from_line(subject.line(&item_span(subject, item)))
-            })
+            .map_err(|why| (reference, why))
     };
     let (access_key_id, secret_access_key) =
         match (read("access-key-id"), read("secret-access-key")) {
             (Ok(id), Ok(key)) => (id, key),
-            (Err(check), _) | (_, Err(check)) => return vec![check],
+            (Err((reference, why)), _) | (_, Err((reference, why))) => {
+                return vec![credentials_missing(LAYER, &name, &reference, &why)
+                    .from_line(subject.line(&item_span(subject, item)))]
+            }
         };
     let endpoint = options
         .backups_endpoint
