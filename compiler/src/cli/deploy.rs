@@ -94,6 +94,19 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         Ok(source) => source,
         Err(code) => return code,
     };
+    // Before any secret is read or the host reached: the checks name the
+    // blueprint line of whatever is missing.
+    if !args.skip_preflight {
+        let checked = match waddlec_core::check(&source, today::today()) {
+            Ok(checked) => checked,
+            Err(err) => return compile_failed(&source, err.into(), common.format, color),
+        };
+        if let Err(code) =
+            super::preflight::gate(&source, &checked.model, &common.blueprint, &args.preflight)
+        {
+            return code;
+        }
+    }
     let dir = blueprint_dir(&common.blueprint);
     // The tree was built with these manifests: they are cached and pinned.
     let cache = Cache::new(Cache::default_dir());
@@ -113,13 +126,6 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         Ok(compiled) => compiled,
         Err(err) => return compile_failed(&source, err, common.format, color),
     };
-    if !args.skip_preflight {
-        if let Err(code) =
-            super::preflight::gate(&source, &compiled.model, &common.blueprint, &args.preflight)
-        {
-            return code;
-        }
-    }
     let host_record = match HostRecord::for_blueprint(&common.blueprint, &compiled.model.host.node)
     {
         Ok(record) => record,

@@ -95,3 +95,49 @@ fn one(host: &str, asked: &str, public: Ipv4Addr, answer: Result<Answer, DnsErro
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::Outcome;
+
+    const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+    #[test]
+    fn the_public_address_among_the_answers_passes_and_another_fails_naming_it() {
+        let found = Answer::Addresses(vec![Ipv4Addr::new(198, 51, 100, 7), PUBLIC]);
+        assert!(one("a.example", "a.example", PUBLIC, Ok(found)).passed());
+        let elsewhere = Answer::Addresses(vec![Ipv4Addr::new(198, 51, 100, 7)]);
+        let Outcome::Failed { why, fix } = one(
+            "*.apps.example",
+            "waddlec-preflight.apps.example",
+            PUBLIC,
+            Ok(elsewhere),
+        )
+        .outcome
+        else {
+            panic!("not failed");
+        };
+        assert_eq!(
+            why,
+            "resolves to 198.51.100.7 (asked waddlec-preflight.apps.example), not the public address 203.0.113.10"
+        );
+        assert!(fix.contains("`*.apps.example A 203.0.113.10`"), "{fix}");
+    }
+
+    #[test]
+    fn no_answer_is_unreachable_and_no_name_is_failed() {
+        let timeout = Err(DnsError::Timeout {
+            server: "127.0.0.1:53".parse().expect("address"),
+            seconds: 1,
+        });
+        assert!(matches!(
+            one("a.example", "a.example", PUBLIC, timeout).outcome,
+            Outcome::Unreachable { .. }
+        ));
+        assert!(matches!(
+            one("a.example", "a.example", PUBLIC, Ok(Answer::NoSuchName)).outcome,
+            Outcome::Failed { .. }
+        ));
+    }
+}
