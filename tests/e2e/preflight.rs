@@ -367,6 +367,40 @@ fn a_deploy_key_the_git_server_refuses_fails_naming_the_deploy_key_line() {
 }
 
 #[test]
+fn a_git_server_that_refuses_connections_or_never_speaks_is_unreachable() {
+    let mut lab = Lab::start();
+    lab.git.stop();
+    let output = lab.preflight(&["--only", "git"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(75), "{stdout}");
+    assert!(stdout.contains("UNREACHABLE git"), "{stdout}");
+    assert!(stdout.contains("Connection refused"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("from: {}", lab.line_of("url"))),
+        "{stdout}"
+    );
+
+    // Accepts the connection and never says a word.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let blueprint = std::fs::read_to_string(&lab.lab.blueprint).unwrap();
+    let url = lab.git.url.clone();
+    let (before, path) = url.rsplit_once(':').unwrap();
+    let path = &path[path.find('/').unwrap()..];
+    std::fs::write(
+        &lab.lab.blueprint,
+        blueprint.replace(&url, &format!("{before}:{port}{path}")),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let output = lab.preflight(&["--only", "git"]);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(75), "{stdout}");
+    assert!(stdout.contains("UNREACHABLE git"), "{stdout}");
+}
+
+#[test]
 fn an_expired_or_unknown_cloudflare_token_fails_and_a_silent_api_is_unreachable() {
     let lab = Lab::start();
     lab.cloudflare
@@ -391,6 +425,17 @@ fn an_expired_or_unknown_cloudflare_token_fails_and_a_silent_api_is_unreachable(
             .unwrap()
             .contains("HTTP 401: Invalid API Token (1000)"),
         "{unknown}"
+    );
+
+    // Active, but without Zone:Read: it sees no zone.
+    lab.cloudflare
+        .set(&json!({"tokens": {CF_TOKEN: {"status": "active", "zones": []}}}));
+    let output = lab.preflight(&["--only", "cloudflare", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(8));
+    let zone = find(&checks(&output), "cloudflare", "zone waddle.social").clone();
+    assert!(
+        zone["why"].as_str().unwrap().contains("lacks Zone:Read"),
+        "{zone}"
     );
 
     // Active, but without DNS:Read on the zone.

@@ -3,6 +3,7 @@
 //! arguments, the report (text on stdout, or `--format json`), the exit
 //! code `checks::Report` decides. The checks are `crate::preflight`.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -142,7 +143,11 @@ pub fn run(args: &PreflightArgs, color: bool) -> u8 {
         Err(code) => return code,
     };
     match common.format {
-        Format::Text => print!("{}", report.render_text(color)),
+        // The report goes to stdout: coloured only when that is a terminal.
+        Format::Text => print!(
+            "{}",
+            report.render_text(color && std::io::stdout().is_terminal())
+        ),
         Format::Json => match serde_json::to_string_pretty(&report) {
             Ok(json) => print_out(&json),
             Err(err) => {
