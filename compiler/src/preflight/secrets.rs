@@ -1,43 +1,18 @@
 //! Every secret reference the blueprint names resolves: each `file:`,
-//! `env:` and `op://` reference is read (as `build --with-secrets` would),
+//! `env:` and `op://` reference (`resolve::secret_references`, the list
+//! a core test keeps complete) is read (as `build --with-secrets` would),
 //! and the Talos bundle and admin identity are where `talos.secrets` says.
 //! A check says "resolves", never what it resolved to.
 
 use super::{Secrets, Subject};
-use crate::blueprint::{Located, SecretRef};
+use crate::blueprint::SecretRef;
 use crate::checks::Check;
+use crate::resolve::secret_references;
 
 const LAYER: &str = "secrets";
 
-/// Each reference of the blueprint, by its key, in blueprint order.
-fn references<'d>(subject: &Subject<'d>) -> Vec<(&'static str, &'d Located<SecretRef>)> {
-    let d = subject.document;
-    let mut all = vec![("host.api_token", &d.host.api_token)];
-    if let Some(age) = d.talos.as_ref().and_then(|t| t.age.as_ref()) {
-        all.push(("talos.age.identity", &age.identity));
-    }
-    if let Some(flux) = &d.flux {
-        all.push(("flux.deploy_key", &flux.deploy_key));
-    }
-    if let Some(connect) = &d.onepassword_connect {
-        all.push(("onepassword_connect.credentials", &connect.credentials));
-        all.push(("onepassword_connect.token", &connect.token));
-    }
-    if let Some(artifacts) = &d.artifacts {
-        all.push(("artifacts.access_key_id", &artifacts.access_key_id));
-        all.push(("artifacts.secret_access_key", &artifacts.secret_access_key));
-    }
-    if let Some(teleport) = &d.teleport {
-        all.push((
-            "teleport.github.client_secret",
-            &teleport.github.client_secret,
-        ));
-    }
-    all
-}
-
 pub fn check(subject: &Subject<'_>, values: &mut Secrets<'_>) -> Vec<Check> {
-    let mut checks: Vec<Check> = references(subject)
+    let mut checks: Vec<Check> = secret_references(subject.document)
         .into_iter()
         .map(|(key, reference)| {
             let line = subject.line(&reference.span);

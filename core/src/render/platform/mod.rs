@@ -294,3 +294,44 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
     ));
     Ok(artifacts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::{Date, SourceFile};
+
+    /// The bundled blueprint's ExternalSecrets read exactly the fields the
+    /// `platform.items` documentation names, each once.
+    #[test]
+    fn the_item_fields_are_those_the_external_secrets_read() {
+        let source = SourceFile {
+            name: "waddle.toml".into(),
+            text: include_str!("../../../../blueprints/waddle.toml").into(),
+        };
+        let today = Date {
+            year: 2000,
+            month: 1,
+            day: 1,
+        };
+        let model = crate::check(&source, today)
+            .expect("the bundled blueprint")
+            .model;
+        let fields: Vec<String> = external_secret_fields(&model)
+            .into_iter()
+            .map(|f| format!("{}/{}", f.item, f.field))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "cloudflare-api-token/credential",
+                "democratic-csi-iscsi-chap/password",
+                "democratic-csi-iscsi-chap/username",
+                "democratic-csi-ssh/private key",
+                "s3-backups/access-key-id",
+                "s3-backups/secret-access-key",
+                "spicedb-postgres/password",
+                "spicedb-preshared-key/credential",
+            ]
+        );
+    }
+}
