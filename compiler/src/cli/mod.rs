@@ -81,7 +81,8 @@ Exit codes:
       a token (or a value where host.api_token points) exists and would be
       replaced (--rotate)
   7   deploy: another deploy holds the host's lock
-  8   status, preflight: a check found something not as the blueprint
+  8   status, preflight (and deploy, cluster bootstrap, which run
+      preflight first): a check found something not as the blueprint
       says (each failed check is printed with what to do)
   69  a remote service (Image Factory, 1Password, the cluster) failed,
       disagreed or did not answer in time, or a host program an image needs
@@ -91,8 +92,9 @@ Exit codes:
   74  reading or writing files failed, or no blueprint was given and none
       was found (see Blueprint below), or kubeconfig/talosconfig --merge
       found a file that is not one (nothing written)
-  75  host init: the host did not answer over SSH; status, preflight:
-      something a check needs could not be reached, and no check failed
+  75  host init: the host did not answer over SSH; status, preflight
+      (also first in deploy, cluster bootstrap): something a check needs
+      could not be reached, and no check failed
   77  host init: the host refused your SSH key, your ssh does not trust
       the host's key, or a fresh login failed after sshd was hardened (the
       host undoes that change by itself)

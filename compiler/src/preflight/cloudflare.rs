@@ -30,9 +30,13 @@ pub fn check(subject: &Subject<'_>, options: &Options, values: &mut Secrets<'_>)
     let api = match Cloudflare::new(&options.cloudflare_url, token, options.timeout) {
         Ok(api) => api,
         Err(err) => {
-            return vec![
-                Check::unreachable(LAYER, "token", err.to_string(), "report this").from_line(line),
-            ]
+            return vec![Check::unreachable(
+                LAYER,
+                "token",
+                err.to_string(),
+                "the HTTP client could not be set up: check the system's TLS roots",
+            )
+            .from_line(line)]
         }
     };
     let zone = &subject.model.project.domain;
