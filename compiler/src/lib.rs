@@ -24,6 +24,7 @@ pub mod exit;
 pub mod host;
 pub mod lock;
 pub mod net;
+pub mod preflight;
 pub mod publish;
 pub mod secrets;
 pub mod status;

@@ -202,6 +202,7 @@ fn ci_pushes_and_a_machine_that_cannot_bake_pulls_the_same_images() {
             .args([
                 "deploy",
                 "blueprint.toml",
+                "--skip-preflight",
                 "--tree",
                 "dist-operator",
                 "--api",

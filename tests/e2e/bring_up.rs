@@ -67,6 +67,7 @@ impl BareHost {
         self.waddlec(&[
             "deploy",
             "blueprint.toml",
+            "--skip-preflight",
             "--tree",
             "dist",
             "--yes",

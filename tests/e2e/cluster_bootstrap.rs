@@ -131,6 +131,7 @@ impl Cluster {
                 "cluster",
                 "bootstrap",
                 "blueprint.toml",
+                "--skip-preflight",
                 "--format",
                 "json",
                 "-vv",
@@ -305,6 +306,7 @@ fn an_unreachable_host_stops_at_the_tunnel_with_ssh_s_own_words() {
             "cluster",
             "bootstrap",
             "blueprint.toml",
+            "--skip-preflight",
             "--wait",
             "10s",
             "--host-ssh",
@@ -328,6 +330,7 @@ fn a_missing_bootstrap_secret_is_named_before_anything_is_reached() {
         "cluster",
         "bootstrap",
         "blueprint.toml",
+        "--skip-preflight",
         "--host-ssh",
         "nowhere.invalid",
     ]));

@@ -82,6 +82,7 @@ impl Lab {
         let mut args = vec![
             "deploy",
             "blueprint.toml",
+            "--skip-preflight",
             "--tree",
             "dist",
             "--api",
@@ -103,6 +104,7 @@ impl Lab {
         let mut args = vec![
             "deploy",
             "blueprint.toml",
+            "--skip-preflight",
             "--tree",
             "dist",
             "--api",

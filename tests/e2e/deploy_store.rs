@@ -41,6 +41,7 @@ fn deploy(lab: &SecretLab, sim: &PveSim) -> Output {
         &[
             "deploy",
             "blueprint.toml",
+            "--skip-preflight",
             "--tree",
             "dist",
             "--api",
@@ -223,6 +224,7 @@ fn the_token_host_init_makes_for_a_store_may_have_the_host_pull() {
     over_ssh(&[
         "deploy",
         "blueprint.toml",
+        "--skip-preflight",
         "--tree",
         "dist",
         "--yes",

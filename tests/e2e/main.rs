@@ -33,6 +33,7 @@ mod invalid_blueprints;
 mod k8s_schemas;
 mod platform_publish;
 mod platform_tree;
+mod preflight;
 mod pve;
 mod qm_script;
 mod registry_digest;

@@ -180,6 +180,7 @@ impl Twin {
         let mut args = vec![
             "deploy",
             "blueprint.toml",
+            "--skip-preflight",
             "--tree",
             "dist",
             "--yes",
@@ -495,7 +496,14 @@ fn the_twin_brings_a_bare_host_up_to_a_serving_edge() {
     );
     fs::write(&blueprint, edited).unwrap();
     ok(&twin.images.build_sharing_bases(&[]), "");
-    let held = twin.waddlec(&["deploy", "blueprint.toml", "--tree", "dist", "--yes"]);
+    let held = twin.waddlec(&[
+        "deploy",
+        "blueprint.toml",
+        "--skip-preflight",
+        "--tree",
+        "dist",
+        "--yes",
+    ]);
     assert_eq!(held.status.code(), Some(6), "{}", text(&held.stderr));
     let replaced = twin.deploy(&["--allow-replace", "haproxy"]);
     assert!(replaced.contains("replace  VM 100 haproxy"), "{replaced}");

@@ -50,6 +50,11 @@ pub struct BootstrapArgs {
     /// `json` prints the report on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Do not run `waddlec preflight`'s checks first.
+    #[arg(long)]
+    skip_preflight: bool,
+    #[command(flatten)]
+    preflight: super::preflight::ReachArgs,
 }
 
 fn parse_wait(text: &str) -> Result<Duration, String> {
@@ -75,6 +80,12 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         eprintln!("error: {} has no [talos] cluster to bootstrap", source.name);
         return exit::USAGE;
     };
+    if !args.skip_preflight {
+        if let Err(code) = super::preflight::gate(&source, model, &args.blueprint, &args.preflight)
+        {
+            return code;
+        }
+    }
     let base = blueprint_dir(&args.blueprint);
     let read = || -> Result<(secrets::talos::TalosCredentials, Values), SecretError> {
         let credentials = secrets::load_talos(cluster, &base)?;

@@ -11,7 +11,10 @@ use super::progress::Bytes;
 
 use clap::Args;
 
-use super::{blueprint_dir, compile_deployable, progress, BlueprintArgs, Format};
+use super::{
+    blueprint_dir, compile_deployable, compile_failed, progress, read_source, today, BlueprintArgs,
+    Format,
+};
 use crate::deploy::host_setup::{self, Ssh};
 use crate::deploy::plan::Plan;
 use crate::deploy::workflow::{self, Outcome, Request, Ui};
@@ -83,10 +86,32 @@ pub struct DeployArgs {
     /// Install the host's files under DIR instead of / (tests).
     #[arg(long, value_name = "DIR", hide = true)]
     host_root: Option<String>,
+    /// Do not run `waddlec preflight`'s checks first.
+    #[arg(long)]
+    skip_preflight: bool,
+    #[command(flatten)]
+    preflight: super::preflight::ReachArgs,
 }
 
 pub fn run(args: &DeployArgs, color: bool) -> u8 {
     let common = &args.common;
+    // Before any secret is read or the host reached: the checks name the
+    // blueprint line of whatever is missing.
+    if !args.skip_preflight {
+        let source = match read_source(&common.blueprint) {
+            Ok(source) => source,
+            Err(code) => return code,
+        };
+        let checked = match waddlec_core::check(&source, today::today()) {
+            Ok(checked) => checked,
+            Err(err) => return compile_failed(&source, err.into(), common.format, color),
+        };
+        if let Err(code) =
+            super::preflight::gate(&source, &checked.model, &common.blueprint, &args.preflight)
+        {
+            return code;
+        }
+    }
     let dir = blueprint_dir(&common.blueprint);
     let compiled = match compile_deployable(&common.blueprint, common.format, color) {
         Ok(compiled) => compiled,

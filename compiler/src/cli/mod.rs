@@ -38,6 +38,7 @@ mod image;
 mod kubeconfig;
 mod logging;
 mod platform;
+mod preflight;
 mod progress;
 mod schematic;
 mod secrets;
@@ -81,7 +82,8 @@ Exit codes:
       a token (or a value where host.api_token points) exists and would be
       replaced (--rotate)
   7   deploy: another deploy holds the host's lock
-  8   status, preflight: a check found something not as the blueprint
+  8   status, preflight (and deploy, cluster bootstrap, which run
+      preflight first): a check found something not as the blueprint
       says (each failed check is printed with what to do)
   69  a remote service (Image Factory, 1Password, the cluster) failed,
       disagreed or did not answer in time, or a host program an image needs
@@ -91,8 +93,9 @@ Exit codes:
   74  reading or writing files failed, or no blueprint was given and none
       was found (see Blueprint below), or kubeconfig/talosconfig --merge
       found a file that is not one (nothing written)
-  75  host init: the host did not answer over SSH; status, preflight:
-      something a check needs could not be reached, and no check failed
+  75  host init: the host did not answer over SSH; status, preflight
+      (also first in deploy, cluster bootstrap): something a check needs
+      could not be reached, and no check failed
   77  host init: the host refused your SSH key, your ssh does not trust
       the host's key, or a fresh login failed after sshd was hardened (the
       host undoes that change by itself)
@@ -120,6 +123,7 @@ Examples:
   waddlec build --check                  fail (exit 3) with a diff if out/ is stale
   waddlec secrets init                   create the Talos secrets bundle, once
   waddlec host init                      record the host's SSH key and API certificate
+  waddlec preflight                      check secrets, 1Password, bucket, git, Cloudflare, DNS
   waddlec build --with-secrets           the deployable tree, secrets included, into dist/
   waddlec deploy --tree dist             put it on the Proxmox host (plan first)
   waddlec cluster bootstrap              etcd, API, secrets, Teleport access, nodes Ready
@@ -201,6 +205,12 @@ enum Command {
     /// replace the VMs, start them. Shows the plan first; --dry-run stops
     /// there. A second deploy with nothing changed does nothing.
     Deploy(deploy::DeployArgs),
+    /// Check, read-only, that every external thing the blueprint names
+    /// exists and works: secret references, the 1Password items the
+    /// platform reads, the backup bucket, the Flux repository with its
+    /// deploy key, the Cloudflare token, DNS of the edge's names. Also the
+    /// first step of `deploy` and `cluster bootstrap`.
+    Preflight(preflight::PreflightArgs),
     /// The Talos cluster once its VMs run: `cluster bootstrap`.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -284,6 +294,7 @@ pub fn run() -> ExitCode {
         Command::Image(command) => image::run(command),
         Command::Host(command) => host::run(command),
         Command::Deploy(args) => deploy::run(&args, color),
+        Command::Preflight(args) => preflight::run(&args, color),
         Command::Kubeconfig(args) => kubeconfig::run(&args),
         Command::Talosconfig(args) => kubeconfig::run_talosconfig(&args),
         Command::Cluster(command) => cluster::run(command),

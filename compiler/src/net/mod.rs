@@ -1,5 +1,7 @@
 //! Everything that leaves the machine goes through here: the Image Factory
-//! (`factory`), 1Password (`onepassword`), the Proxmox API (`pve`),
+//! (`factory`), 1Password (`onepassword`), Cloudflare's API
+//! (`cloudflare`), DNS questions (`dns`), a git server over SSH
+//! (`git_remote`), the Proxmox API (`pve`),
 //! downloads (`fetch`), the artifact store (`s3`: an S3 bucket, SigV4
 //! signed, and presigned URLs Proxmox downloads from), image digests from registries (`registry`), the
 //! Talos machine API (`talos_api`), the Kubernetes
@@ -11,8 +13,11 @@
 //! One place to set timeouts, the user agent and the base URLs tests point
 //! at a local server.
 
+pub mod cloudflare;
+pub mod dns;
 pub mod factory;
 pub mod fetch;
+pub mod git_remote;
 pub mod kube_api;
 pub mod onepassword;
 pub mod probe;

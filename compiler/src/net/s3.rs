@@ -271,6 +271,19 @@ impl S3 {
         PresignedUrl(format!("{}{path}?{query}", self.origin))
     }
 
+    /// Whether the bucket answers to these credentials (`HEAD /BUCKET`,
+    /// S3's HeadBucket: 200, or 403 for credentials it refuses, 404 for no
+    /// such bucket), waiting at most `timeout`. Reads nothing, changes
+    /// nothing.
+    pub fn head_bucket(&self, timeout: Duration) -> Result<(), S3Error> {
+        let response = self.send_path("HEAD", &self.base_path, "", EMPTY_SHA256, None, timeout)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(status_error("HEAD", "", response))
+        }
+    }
+
     fn send(
         &self,
         method: &'static str,
@@ -280,13 +293,25 @@ impl S3 {
         timeout: Duration,
     ) -> Result<Response, S3Error> {
         let path = format!("{}/{}", self.base_path, uri_encode(key, false));
+        self.send_path(method, &path, key, payload_sha256, body, timeout)
+    }
+
+    fn send_path(
+        &self,
+        method: &'static str,
+        path: &str,
+        key: &str,
+        payload_sha256: &str,
+        body: Option<Body>,
+        timeout: Duration,
+    ) -> Result<Response, S3Error> {
         let signer = Signer {
             region: &self.region,
             access_key_id: self.access_key_id.expose(),
             secret_access_key: self.secret_access_key.expose(),
             time: amz_time(SystemTime::now()),
         };
-        let authorization = authorization(&signer, method, &self.host, &path, payload_sha256);
+        let authorization = authorization(&signer, method, &self.host, path, payload_sha256);
         let mut authorization =
             reqwest::header::HeaderValue::from_str(&authorization).map_err(|_| {
                 NetError::Client("the artifact store's credentials are not plain text".into())

@@ -27,7 +27,10 @@ use crate::diagnostics::{rules, Diagnostic, Diagnostics};
 use crate::model::{self, CheckedString, Model};
 
 pub use names::check_dns_name;
-pub use secrets::{check_reference as check_secret_reference, ENV_PREFIX as SECRET_ENV_PREFIX};
+pub use secrets::{
+    check_reference as check_secret_reference, references as secret_references,
+    ENV_PREFIX as SECRET_ENV_PREFIX,
+};
 
 /// The operator's login on Debian VMs unless `operator.login` says otherwise.
 const DEFAULT_LOGIN: &str = "deploy";

@@ -20,7 +20,8 @@ const HELP: &str = "write `file:NAME` beside the blueprint, `file:../secrets/NAM
      `env:WADDLE_NAME`; a file kept elsewhere is linked into `secrets/` and its directory \
      listed in `WADDLEC_SECRET_DIRS`";
 
-/// Every secret reference of the blueprint, with its key.
+/// Every secret reference of the blueprint, with its key (also what
+/// `waddlec preflight` reads, one check each).
 pub fn references(blueprint: &Blueprint) -> Vec<(&'static str, &Located<SecretRef>)> {
     let mut references = vec![("host.api_token", &blueprint.host.api_token)];
     if let Some(age) = blueprint.talos.as_ref().and_then(|t| t.age.as_ref()) {

@@ -231,6 +231,7 @@ impl Lab {
         command.args([
             "deploy",
             "blueprint.toml",
+            "--skip-preflight",
             "--tree",
             "dist",
             "--api",

@@ -8,6 +8,7 @@
 pub mod apid;
 pub mod deploy_lab;
 pub mod file_server;
+pub mod git_server;
 pub mod image_lab;
 pub mod k8s_schemas;
 pub mod kube_api;
@@ -19,6 +20,7 @@ pub mod pve_sim;
 pub mod s3_server;
 pub mod ssh_host;
 pub mod stand_in_images;
+pub mod stand_in_server;
 pub mod talos_cluster;
 pub mod talos_lab;
 

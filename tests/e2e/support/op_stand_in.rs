@@ -45,6 +45,22 @@ impl OpStandIn {
             .unwrap()
     }
 
+    /// Sets field `field` of item `item` in `vault` (`None`: removes the
+    /// field), as someone editing the item in 1Password.
+    pub fn set_field(&self, vault: &str, item: &str, field: &str, value: Option<&str>) {
+        let path = self.dir.path().join("items.json");
+        let mut state = self.items();
+        match value {
+            Some(value) => state[vault][item][field] = value.into(),
+            None => {
+                if let Some(fields) = state[vault][item].as_object_mut() {
+                    fields.remove(field);
+                }
+            }
+        }
+        fs::write(&path, state.to_string()).unwrap();
+    }
+
     /// The Document item `item` of `vault`: its file's name and contents.
     pub fn document(&self, vault: &str, item: &str) -> Option<(String, String)> {
         let state: serde_json::Value =

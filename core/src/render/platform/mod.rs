@@ -143,6 +143,42 @@ pub fn applied(model: &Model) -> Vec<Applied> {
     all
 }
 
+/// One field of a 1Password item that an ExternalSecret of the tree reads
+/// (from the platform's vault, through Connect).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ItemField {
+    pub item: String,
+    pub field: String,
+}
+
+/// Every item field the tree's ExternalSecrets read, each once, sorted:
+/// taken from the rendered objects themselves (`spec.data[].remoteRef`),
+/// so it cannot drift from what External Secrets will ask Connect for.
+pub fn external_secret_fields(model: &Model) -> Vec<ItemField> {
+    let mut fields: Vec<ItemField> = components(model)
+        .iter()
+        .flat_map(|component| &component.files)
+        .flat_map(|(_, documents)| documents)
+        .filter(|document| document["kind"] == "ExternalSecret")
+        .flat_map(|document| {
+            document["spec"]["data"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|data| {
+            let remote = &data["remoteRef"];
+            Some(ItemField {
+                item: remote["key"].as_str()?.to_string(),
+                field: remote["property"].as_str()?.to_string(),
+            })
+        })
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
+}
+
 /// The Flux Kustomization applying one component.
 fn kustomization(component: &Component) -> Value {
     let mut depends: Vec<&str> = component.needs.iter().map(|n| n.to).collect();
@@ -310,4 +346,45 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         templates.render("platform-README.md", &readme)?,
     ));
     Ok(artifacts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::{Date, SourceFile};
+
+    /// The bundled blueprint's ExternalSecrets read exactly the fields the
+    /// `platform.items` documentation names, each once.
+    #[test]
+    fn the_item_fields_are_those_the_external_secrets_read() {
+        let source = SourceFile {
+            name: "waddle.toml".into(),
+            text: include_str!("../../../../blueprints/waddle.toml").into(),
+        };
+        let today = Date {
+            year: 2000,
+            month: 1,
+            day: 1,
+        };
+        let model = crate::check(&source, today)
+            .expect("the bundled blueprint")
+            .model;
+        let fields: Vec<String> = external_secret_fields(&model)
+            .into_iter()
+            .map(|f| format!("{}/{}", f.item, f.field))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "cloudflare-api-token/credential",
+                "democratic-csi-iscsi-chap/password",
+                "democratic-csi-iscsi-chap/username",
+                "democratic-csi-ssh/private key",
+                "s3-backups/access-key-id",
+                "s3-backups/secret-access-key",
+                "spicedb-postgres/password",
+                "spicedb-preshared-key/credential",
+            ]
+        );
+    }
 }

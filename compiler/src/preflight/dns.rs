@@ -1,0 +1,199 @@
+//! Each name the edge routes resolves to the host's public address (the
+//! public bridge's `host_address`, where the forwards to the edge listen):
+//! an `A` query per `[[edge.route]] sni` to the resolver (`net::dns`). A
+//! wildcard route (`*.apps.example.org`) is asked for one name under it
+//! (`waddlec-preflight.apps.example.org`), which only a wildcard record
+//! answers.
+//!
+//! With `[platform.dns] provider = "rfc2136"`, the server cert-manager and
+//! External DNS update is asked about the zone (`project.domain`) itself:
+//! an answer (records or none) says it serves the zone, NXDOMAIN or a
+//! refusal that it does not. Whether the TSIG key may update the zone is
+//! proven only by an update, which a read-only check does not make: the
+//! passing check says so rather than claim it.
+
+use std::net::Ipv4Addr;
+
+use super::{Options, Subject};
+use crate::checks::Check;
+use crate::model::DnsProvider;
+use crate::net::dns::{lookup_a, system_resolver, Answer, DnsError};
+
+const LAYER: &str = "dns";
+
+/// The label asked under a wildcard route.
+const PROBE: &str = "waddlec-preflight";
+
+pub fn check(subject: &Subject<'_>, options: &Options) -> Vec<Check> {
+    let Some(edge) = &subject.document.edge else {
+        return Vec::new();
+    };
+    let public = subject.model.bridges.public.host_address;
+    let resolver = match options.resolver.map_or_else(system_resolver, Ok) {
+        Ok(resolver) => resolver,
+        Err(err) => {
+            return vec![Check::unreachable(
+                LAYER,
+                "resolver",
+                err.to_string(),
+                "name a resolver with --resolver ADDR[:PORT]",
+            )]
+        }
+    };
+    edge.routes
+        .iter()
+        .map(|route| {
+            let host = route.sni.value.as_str();
+            let asked = match host.strip_prefix("*.") {
+                Some(suffix) => format!("{PROBE}.{suffix}"),
+                None => host.to_string(),
+            };
+            one(
+                host,
+                &asked,
+                public,
+                lookup_a(resolver, &asked, options.timeout),
+            )
+            .from_line(subject.line(&route.sni.span))
+        })
+        .collect()
+}
+
+/// The RFC 2136 server answers for the zone, if the blueprint names one.
+pub fn update_server(subject: &Subject<'_>, options: &Options) -> Option<Check> {
+    let DnsProvider::Rfc2136 { server, .. } = subject.model.platform.as_ref()?.dns else {
+        return None;
+    };
+    let zone = &subject.model.project.domain;
+    let name = format!("update server {server}");
+    let line = subject
+        .document
+        .platform
+        .as_ref()
+        .and_then(|p| p.dns.server.as_ref())
+        .map(|s| subject.line(&s.span()));
+    let check = match lookup_a(server, zone, options.timeout) {
+        Ok(Answer::Addresses(_) | Answer::NoAddress) => Check::pass(
+            LAYER,
+            name,
+            format!(
+                "answers for {zone} (the TSIG key's right to update it is proven only by an update: not checked)"
+            ),
+        ),
+        Ok(Answer::NoSuchName) => Check::failed(
+            LAYER,
+            name,
+            format!("says {zone} does not exist: it does not serve the zone"),
+            format!("set `[platform.dns] server` to the authoritative server of {zone}"),
+        ),
+        Err(DnsError::ServerFailure { rcode, .. }) => Check::failed(
+            LAYER,
+            name,
+            format!("refuses questions about {zone} (RCODE {rcode})"),
+            format!(
+                "set `[platform.dns] server` to the authoritative server of {zone}, or let it answer from the cluster's address"
+            ),
+        ),
+        Err(err) => Check::unreachable(
+            LAYER,
+            name,
+            err.to_string(),
+            "check that the server listens on that address and port, and your network; or raise --check-timeout",
+        ),
+    };
+    Some(match line {
+        Some(line) => check.from_line(line),
+        None => check,
+    })
+}
+
+fn one(host: &str, asked: &str, public: Ipv4Addr, answer: Result<Answer, DnsError>) -> Check {
+    let record = format!("add the DNS record `{host} A {public}`");
+    let asked_note = if asked == host {
+        String::new()
+    } else {
+        format!(" (asked {asked})")
+    };
+    match answer {
+        Ok(Answer::Addresses(found)) if found.contains(&public) => {
+            Check::pass(LAYER, host, format!("resolves to {public}{asked_note}"))
+        }
+        Ok(Answer::Addresses(found)) => Check::failed(
+            LAYER,
+            host,
+            format!(
+                "resolves to {}{asked_note}, not the public address {public}",
+                found
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!("point it at {public}: {record} in place of the one there"),
+        ),
+        Ok(Answer::NoSuchName) => Check::failed(
+            LAYER,
+            host,
+            format!("no such name{asked_note}: there is no record"),
+            record,
+        ),
+        Ok(Answer::NoAddress) => Check::failed(
+            LAYER,
+            host,
+            format!("the name has no A record{asked_note}"),
+            record,
+        ),
+        Err(err) => Check::unreachable(
+            LAYER,
+            host,
+            err.to_string(),
+            "check --resolver (or /etc/resolv.conf) and your network, or raise --timeout",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::Outcome;
+
+    const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+    #[test]
+    fn the_public_address_among_the_answers_passes_and_another_fails_naming_it() {
+        let found = Answer::Addresses(vec![Ipv4Addr::new(198, 51, 100, 7), PUBLIC]);
+        assert!(one("a.example", "a.example", PUBLIC, Ok(found)).passed());
+        let elsewhere = Answer::Addresses(vec![Ipv4Addr::new(198, 51, 100, 7)]);
+        let Outcome::Failed { why, fix } = one(
+            "*.apps.example",
+            "waddlec-preflight.apps.example",
+            PUBLIC,
+            Ok(elsewhere),
+        )
+        .outcome
+        else {
+            panic!("not failed");
+        };
+        assert_eq!(
+            why,
+            "resolves to 198.51.100.7 (asked waddlec-preflight.apps.example), not the public address 203.0.113.10"
+        );
+        assert!(fix.contains("`*.apps.example A 203.0.113.10`"), "{fix}");
+    }
+
+    #[test]
+    fn no_answer_is_unreachable_and_no_name_is_failed() {
+        let timeout = Err(DnsError::Timeout {
+            server: "127.0.0.1:53".parse().expect("address"),
+            seconds: 1,
+        });
+        assert!(matches!(
+            one("a.example", "a.example", PUBLIC, timeout).outcome,
+            Outcome::Unreachable { .. }
+        ));
+        assert!(matches!(
+            one("a.example", "a.example", PUBLIC, Ok(Answer::NoSuchName)).outcome,
+            Outcome::Failed { .. }
+        ));
+    }
+}
