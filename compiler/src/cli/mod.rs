@@ -288,6 +288,15 @@ pub fn run() -> ExitCode {
 
 /// Reads a blueprint; prints why not (a non-UTF-8 file as a finding) and
 /// returns the exit code.
+/// tsh's known_hosts, where `tsh login` writes Teleport's host CA:
+/// `$TELEPORT_HOME/known_hosts`, else `~/.tsh/known_hosts` (tsh's own
+/// `TELEPORT_HOME` and default profile directory).
+fn tsh_known_hosts() -> std::path::PathBuf {
+    let teleport_home = std::env::var_os("TELEPORT_HOME").map(std::path::PathBuf::from);
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    crate::net::ssh::TeleportProxy::known_hosts_in(teleport_home.as_deref(), home.as_deref())
+}
+
 fn read_source(path: &Path) -> Result<SourceFile, u8> {
     match read_blueprint(path) {
         Ok(source) => Ok(source),

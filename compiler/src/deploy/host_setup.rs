@@ -41,8 +41,74 @@ pub struct Ssh {
     /// Install under this directory instead of `/` (tests).
     pub root: Option<String>,
     /// The host's pinned key `(node, key)`, from the host record; without
-    /// one, the operator's own known_hosts must know the host.
+    /// one, the operator's own known_hosts must know the host. Never used
+    /// through Teleport, whose proxy speaks for the host with a certificate
+    /// from Teleport's host CA.
     pub host_key: Option<(String, String)>,
+    /// `host.ssh = "teleport:…"`: `target` is `login@node.CLUSTER`, reached
+    /// through Teleport's proxy.
+    pub teleport: Option<ssh::TeleportProxy>,
+}
+
+impl Ssh {
+    /// How `model`'s `host.ssh` reaches the host: through Teleport, the
+    /// destination `login@node.CLUSTER` by the proxy's public address (the
+    /// `public_addr` of the rendered `teleport.yaml`), with tsh's
+    /// known_hosts at `tsh_known_hosts`.
+    pub fn to_host(
+        model: &crate::model::Model,
+        config: Option<PathBuf>,
+        root: Option<String>,
+        host_key: Option<(String, String)>,
+        tsh_known_hosts: PathBuf,
+    ) -> Ssh {
+        let target = model.host.ssh_target.to_string();
+        let teleport = model
+            .teleport
+            .as_ref()
+            .filter(|_| model.host.ssh_route == crate::model::SshRoute::Teleport)
+            .map(|teleport| ssh::TeleportProxy {
+                cluster: teleport.public_host.clone(),
+                proxy: format!("{}:443", teleport.public_host),
+                known_hosts: tsh_known_hosts,
+            });
+        Ssh {
+            target: match &teleport {
+                Some(proxy) => proxy.destination(&target),
+                None => target,
+            },
+            config,
+            root,
+            host_key,
+            teleport,
+        }
+    }
+
+    /// The connection to the host, with `pinned` (the host record's key)
+    /// when it is direct.
+    pub fn remote<'a>(&'a self, pinned: Option<&'a ssh::PinnedHost>) -> ssh::Remote<'a> {
+        ssh::Remote {
+            target: &self.target,
+            config: self.config.as_deref(),
+            jump: None,
+            jump_known_host: None,
+            known_host: pinned
+                .filter(|_| self.teleport.is_none())
+                .map(ssh::PinnedHost::known),
+            teleport: self.teleport.as_ref(),
+        }
+    }
+}
+
+/// Logs in to the host through Teleport on a connection of its own (never
+/// one the operator's config shares) and runs `true`: the proof the deploy
+/// guard needs before a firewall without a direct SSH rule goes out. Direct
+/// connections have nothing to prove here.
+pub fn log_in_through_teleport(host: &Ssh) -> Result<(), SshError> {
+    debug_assert!(host.teleport.is_some());
+    tracing::info!(target = %host.target, "logging in through Teleport");
+    let pinned = ssh::PinnedHost::new(host.host_key.as_ref()).map_err(SshError::Spawn)?;
+    ssh::run_fresh(&host.remote(pinned.as_ref()), "true").map(|_| ())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,13 +163,7 @@ pub fn run(
     }
     tracing::info!(target = %host.target, check, "host setup over ssh");
     let pinned = ssh::PinnedHost::new(host.host_key.as_ref()).map_err(HostSetupError::Spawn)?;
-    let remote = ssh::Remote {
-        target: &host.target,
-        config: host.config.as_deref(),
-        jump: None,
-        jump_known_host: None,
-        known_host: pinned.as_ref().map(ssh::PinnedHost::known),
-    };
+    let remote = host.remote(pinned.as_ref());
     let stdout = ssh::run(&remote, &script, archive).map_err(|e| match e {
         SshError::Spawn(e) => HostSetupError::Spawn(e),
         SshError::Failed {

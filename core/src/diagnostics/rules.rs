@@ -261,6 +261,18 @@ rules! {
          later one would read backups that do not exist yet, or that the restored database is \
          about to write. After a disaster, raise `generation` by one and set `restore_from` to \
          the generation that was lost; `generation` itself starts at 1.";
+    SSH_THROUGH_ABSENT_TELEPORT = "E0140" "ssh-through-absent-teleport" Error:
+        "`host.ssh = \"teleport:LOGIN@NODE\"` reaches the host through Teleport's proxy \
+         (`tsh proxy ssh`), which only the blueprint's own Teleport can be: without a \
+         `[teleport]` table there is no proxy to go through and no node resource that makes \
+         the host one of its nodes. Add `[teleport]`, or write `host.ssh` as a direct \
+         `user@host`.";
+    TELEPORT_LOGIN_NOT_GRANTED = "E0141" "teleport-login-not-granted" Error:
+        "`host.ssh = \"teleport:LOGIN@NODE\"` logs in through Teleport as LOGIN, and \
+         Teleport lets a user log in to a node only as one of the logins their roles grant. \
+         If no `[[teleport.role]]` lists LOGIN, every deploy through Teleport is refused \
+         (\"access denied\"), and once the direct SSH rule is gone nothing else reaches the \
+         host. Add LOGIN to a role's `logins`, or log in as one the roles grant.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

@@ -1,7 +1,8 @@
 //! Teleport 18 (Community): `teleport.yaml` (config `version: v3`) and the
 //! dynamic resources the auth service needs — one role per blueprint role
-//! (`kind: role`, `version: v7`) and the GitHub connector (`kind: github`,
-//! `version: v3`) — in one multi-document `resources.yaml`.
+//! (`kind: role`, `version: v7`), the GitHub connector (`kind: github`,
+//! `version: v3`) and the Proxmox host as an agentless node
+//! (`teleport_node`) — in one multi-document `resources.yaml`.
 //!
 //! Teleport parses its config strictly: every key here is one its
 //! `lib/config/fileconf.go` defines (the tests hold the list). The seed's
@@ -114,6 +115,9 @@ pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, Ya
         .map(|role| yaml::document(&role_resource(model, teleport, &role.name, &role.logins)))
         .collect::<Result<_, _>>()?;
     resources.push(yaml::document(&connector(teleport, client_secret))?);
+    if let Some(node) = super::teleport_node::resource(model) {
+        resources.push(yaml::document(&node)?);
+    }
     let dir = format!("vms/{}", teleport.vm);
     let mut artifacts = Vec::new();
     if teleport.kubernetes.is_some() {
