@@ -21,6 +21,7 @@ pub mod ssh_host;
 pub mod stand_in_images;
 pub mod talos_cluster;
 pub mod talos_lab;
+pub mod tsh;
 
 use std::collections::BTreeMap;
 use std::fs;
