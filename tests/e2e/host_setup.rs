@@ -325,6 +325,7 @@ fn ssh_through_a_jump_host_and_a_wrong_pinned_key_refused() {
         known_host: Some(KnownHost {
             file: &known,
             alias: "waddle-host",
+            key_type: None,
         }),
         teleport: None,
     };

@@ -6,6 +6,10 @@
 //! and the host presents a host certificate a client verifies with a
 //! `@cert-authority` line, as tsh's known_hosts holds Teleport's host CA.
 //!
+//! The host setup installs the drop-in only once the keys it names are
+//! there, and only if sshd loads them (`sshd -t`, whose warnings about a
+//! key it cannot load count as a refusal), then reloads sshd.
+//!
 //! The CAs are `ssh-keygen`'s, standing in for Teleport's `openssh` CA
 //! (`tctl auth export --type=openssh`) and host CA (`tctl auth sign
 //! --host=… --format=openssh`); the drop-in's absolute paths are moved
@@ -16,7 +20,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use waddlec::deploy::host_setup::{self, Ssh};
+
 use crate::support::ssh_host::SshHost;
+use crate::support::talos_lab::SecretLab;
 use crate::support::{build, require, run, text, valid_blueprints};
 
 const KEY_DIR: &str = "/etc/ssh/waddlec-teleport";
@@ -72,11 +79,8 @@ fn log_in(
     run(ssh.arg(format!("root@{address}")).arg("true"))
 }
 
-#[test]
-fn the_host_trusts_teleports_user_ca_and_presents_its_host_certificate() {
-    require("sshd");
-    let (_guard, out) = build(&valid_blueprints()[0]);
-    let drop_in = fs::read_to_string(out.join("host/ssh/teleport-node.conf")).unwrap();
+/// The certificate's principals, as the drop-in's comment lists them.
+fn principals(drop_in: &str) -> String {
     let principals = drop_in
         .lines()
         .skip_while(|line| !line.contains("principals"))
@@ -89,18 +93,18 @@ fn the_host_trusts_teleports_user_ca_and_presents_its_host_certificate() {
         principals.starts_with("10.10.0.1,waddle-proxmox01,"),
         "{principals}"
     );
+    principals
+}
 
-    let host = SshHost::start();
-    let root = host.host_root();
-    let keys = root.join(KEY_DIR.trim_start_matches('/'));
-    fs::create_dir_all(&keys).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
+/// The CAs in `w`; under `keys`, what the Teleport VM hands the host (the
+/// openssh CA's public key, a host key and its certificate for
+/// `principals`); and the operator's key certified for `root`, with a
+/// known_hosts trusting the host CA.
+fn teleport_keys(w: &Path, keys: &Path, principals: &str) {
     for ca in ["user_ca", "host_ca", "other_ca"] {
         keygen(&["-q", "-t", "ed25519", "-N", "", "-f", ca], w);
     }
-    // What the Teleport VM hands the host: the openssh CA's public key, and
-    // a host key with its certificate for the rendered principals.
+    fs::create_dir_all(keys).unwrap();
     fs::copy(w.join("user_ca.pub"), keys.join("openssh-ca.pub")).unwrap();
     keygen(&["-q", "-t", "ecdsa", "-N", "", "-f", "host_key"], w);
     keygen(
@@ -112,7 +116,7 @@ fn the_host_trusts_teleports_user_ca_and_presents_its_host_certificate() {
             "waddle-proxmox01",
             "-h",
             "-n",
-            &principals,
+            principals,
             "host_key.pub",
         ],
         w,
@@ -121,29 +125,9 @@ fn the_host_trusts_teleports_user_ca_and_presents_its_host_certificate() {
         fs::copy(w.join(file), keys.join(file)).unwrap();
         fs::set_permissions(keys.join(file), fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let etc_ssh = root.join("etc/ssh");
-    fs::write(
-        etc_ssh.join("sshd_config.d/teleport-node.conf"),
-        drop_in.replace(KEY_DIR, &keys.display().to_string()),
-    )
-    .unwrap();
-    let check = run(Command::new("/usr/sbin/sshd")
-        .arg("-t")
-        .arg("-f")
-        .arg(etc_ssh.join("sshd_config")));
-    assert!(check.status.success(), "sshd -t: {}", text(&check.stderr));
-    let reload = run(Command::new("ssh").arg("-F").arg(&host.config).args([
-        "-o",
-        "BatchMode=yes",
-        "waddle-host",
-        "systemctl reload ssh",
-    ]));
-    assert!(reload.status.success(), "{}", text(&reload.stderr));
-
-    // The operator: a key sshd has never seen, certified for `root`.
     keygen(&["-q", "-t", "ed25519", "-N", "", "-f", "operator"], w);
     // The same key under names without the certificate beside it (ssh
-    // loads `NAME-cert.pub` by itself), and certified by another CA.
+    // loads `NAME-cert.pub` by itself); `stranger`'s from another CA.
     for copy in ["bare", "stranger"] {
         fs::copy(w.join("operator"), w.join(copy)).unwrap();
         fs::copy(w.join("operator.pub"), w.join(format!("{copy}.pub"))).unwrap();
@@ -180,13 +164,45 @@ fn the_host_trusts_teleports_user_ca_and_presents_its_host_certificate() {
         format!("@cert-authority waddle-proxmox01 {host_ca}"),
     )
     .unwrap();
-    let config = fs::read_to_string(&host.config).unwrap();
-    let address = config
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("HostName "))
-        .unwrap();
+}
 
-    // sshd may take a moment to re-exec after SIGHUP.
+/// The drop-in with its `/etc/ssh/` paths under the lab host's root, where
+/// the host's own default keys are now: the lab's ed25519 key (so clients
+/// that know the host keep knowing it), and fresh ECDSA and RSA ones.
+fn relocated(drop_in: &str, host: &SshHost) -> String {
+    let etc_ssh = host.host_root().join("etc/ssh");
+    fs::create_dir_all(&etc_ssh).unwrap();
+    let lab_key = host.host_root().parent().unwrap().join("host_key");
+    fs::copy(&lab_key, etc_ssh.join("ssh_host_ed25519_key")).unwrap();
+    for kind in ["ecdsa", "rsa"] {
+        keygen(
+            &[
+                "-q",
+                "-t",
+                kind,
+                "-N",
+                "",
+                "-f",
+                &format!("ssh_host_{kind}_key"),
+            ],
+            &etc_ssh,
+        );
+    }
+    drop_in.replace("/etc/ssh/", &format!("{}/", etc_ssh.display()))
+}
+
+/// The lab host's address.
+fn address(host: &SshHost) -> String {
+    fs::read_to_string(&host.config)
+        .unwrap()
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("HostName ").map(str::to_string))
+        .unwrap()
+}
+
+/// The operator's certificate login, retried while sshd re-executes after
+/// its SIGHUP.
+fn log_in_with_certificate(address: &str, w: &Path) -> std::process::Output {
     let mut accepted = log_in(address, w, "operator", Some("operator-cert.pub"));
     for _ in 0..50 {
         if accepted.status.success() {
@@ -195,8 +211,42 @@ fn the_host_trusts_teleports_user_ca_and_presents_its_host_certificate() {
         std::thread::sleep(std::time::Duration::from_millis(100));
         accepted = log_in(address, w, "operator", Some("operator-cert.pub"));
     }
-    assert!(accepted.status.success(), "{}", text(&accepted.stderr));
+    accepted
+}
 
+#[test]
+fn the_host_trusts_teleports_user_ca_and_presents_its_host_certificate() {
+    require("sshd");
+    let (_guard, out) = build(&valid_blueprints()[0]);
+    let drop_in = fs::read_to_string(out.join("host/ssh/teleport-node.conf")).unwrap();
+    let host = SshHost::start();
+    let root = host.host_root();
+    let keys = root.join(KEY_DIR.trim_start_matches('/'));
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    teleport_keys(w, &keys, &principals(&drop_in));
+    let etc_ssh = root.join("etc/ssh");
+    fs::write(
+        etc_ssh.join("sshd_config.d/teleport-node.conf"),
+        relocated(&drop_in, &host),
+    )
+    .unwrap();
+    let check = run(Command::new("/usr/sbin/sshd")
+        .arg("-t")
+        .arg("-f")
+        .arg(etc_ssh.join("sshd_config")));
+    assert!(check.status.success(), "sshd -t: {}", text(&check.stderr));
+    let reload = run(Command::new("ssh").arg("-F").arg(&host.config).args([
+        "-o",
+        "BatchMode=yes",
+        "waddle-host",
+        "systemctl reload ssh",
+    ]));
+    assert!(reload.status.success(), "{}", text(&reload.stderr));
+
+    let address = &address(&host);
+    let accepted = log_in_with_certificate(address, w);
+    assert!(accepted.status.success(), "{}", text(&accepted.stderr));
     let bare = log_in(address, w, "bare", None);
     assert!(!bare.status.success());
     assert!(
@@ -226,4 +276,74 @@ fn the_host_trusts_teleports_user_ca_and_presents_its_host_certificate() {
         "{}",
         text(&untrusted.stderr)
     );
+}
+
+/// The host setup leaves the drop-in out while the keys are missing, puts
+/// it in (and reloads sshd, after which the certificate login works) once
+/// they are there, changes nothing the next time, and refuses a host
+/// certificate sshd cannot load, removing the drop-in again.
+#[test]
+fn the_host_setup_installs_the_drop_in_once_the_keys_are_there() {
+    require("sshd");
+    let host = SshHost::start();
+    let lab = SecretLab::new(&valid_blueprints()[0]);
+    lab.init();
+    let output = lab.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let tree = lab.path("dist");
+    let root = host.host_root();
+    let keys = root.join(KEY_DIR.trim_start_matches('/'));
+    // The tree's drop-in, its paths moved under the lab host's root.
+    let drop_in_file = tree.join("host/ssh/teleport-node.conf");
+    let drop_in = fs::read_to_string(&drop_in_file).unwrap();
+    fs::write(&drop_in_file, relocated(&drop_in, &host)).unwrap();
+    // The host record's key, pinned as deploy pins it: it must still be
+    // the one negotiated once the host also presents a certificate.
+    let key: Vec<String> = host
+        .host_public_key()
+        .split_whitespace()
+        .take(2)
+        .map(str::to_string)
+        .collect();
+    let ssh = Ssh {
+        target: "waddle-host".into(),
+        config: Some(host.config.clone()),
+        root: Some(root.display().to_string()),
+        host_key: Some(("waddle-host".into(), key.join(" "))),
+        teleport: None,
+    };
+    let installed = "/etc/ssh/sshd_config.d/waddlec-teleport-node.conf";
+    let mentions = |changes: &[String]| changes.iter().any(|c| c.contains(installed));
+
+    let before = host_setup::run(&ssh, &tree, false, false).unwrap().changes;
+    assert!(!mentions(&before), "{before:?}");
+    assert!(!root.join(installed.trim_start_matches('/')).exists());
+
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    teleport_keys(w, &keys, &principals(&drop_in));
+    let planned = host_setup::run(&ssh, &tree, true, false).unwrap().changes;
+    assert_eq!(planned, [format!("would change: {installed}")]);
+    let changed = host_setup::run(&ssh, &tree, false, false).unwrap().changes;
+    assert_eq!(changed, [format!("changed: {installed}")]);
+    assert!(
+        host.calls().contains("systemctl reload ssh"),
+        "{}",
+        host.calls()
+    );
+    let accepted = log_in_with_certificate(&address(&host), w);
+    assert!(accepted.status.success(), "{}", text(&accepted.stderr));
+    let again = host_setup::run(&ssh, &tree, false, false).unwrap().changes;
+    assert!(again.is_empty(), "{again:?}");
+
+    // A certificate sshd cannot load: refused, the drop-in removed.
+    fs::write(keys.join("host_key-cert.pub"), "not a certificate\n").unwrap();
+    fs::remove_file(root.join(installed.trim_start_matches('/'))).unwrap();
+    let err = host_setup::run(&ssh, &tree, false, false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("sshd does not accept ssh/teleport-node.conf"),
+        "{err}"
+    );
+    assert!(!root.join(installed.trim_start_matches('/')).exists());
 }

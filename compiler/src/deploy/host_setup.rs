@@ -31,6 +31,10 @@ const CSI_FILES: &[&str] = &[
     "democratic-csi/authorized_keys",
 ];
 
+/// The sshd drop-in of the host as Teleport's node, in the tree when the
+/// blueprint has Teleport.
+const TELEPORT_FILES: &[&str] = &["ssh/teleport-node.conf"];
+
 /// How to reach the host.
 #[derive(Clone, Debug)]
 pub struct Ssh {
@@ -193,7 +197,11 @@ pub fn run(
 fn archive(host: &Path) -> Result<Vec<u8>, HostSetupError> {
     let mut builder = tar::Builder::new(Vec::new());
     let csi = host.join("democratic-csi").is_dir();
-    let names = HOST_FILES.iter().chain(CSI_FILES.iter().filter(|_| csi));
+    let teleport = host.join("ssh").is_dir();
+    let names = HOST_FILES
+        .iter()
+        .chain(CSI_FILES.iter().filter(|_| csi))
+        .chain(TELEPORT_FILES.iter().filter(|_| teleport));
     for name in names {
         let path = host.join(name);
         let read_error = |source| HostSetupError::Read {

@@ -9,7 +9,9 @@
 //! file (`-F`), and, for a machine
 //! whose host key waddlec made, that key pinned: only it is accepted
 //! (`StrictHostKeyChecking yes` against a known_hosts of that one entry,
-//! looked up by its alias whatever address or jump reaches it).
+//! looked up by its alias whatever address or jump reaches it, and its
+//! algorithm the only one negotiated: ssh would otherwise prefer a host
+//! certificate the host also presents, as Teleport's node does).
 //!
 //! A host reached through Teleport (`host.ssh = "teleport:…"`) gets the
 //! options `tsh config` writes for a cluster's nodes (Teleport's
@@ -89,32 +91,51 @@ impl TeleportProxy {
     }
 }
 
-/// A pinned host key: a known_hosts file and the name its entry has.
+/// A pinned host key: a known_hosts file, the name its entry has, and the
+/// key's type when known.
 pub struct KnownHost<'a> {
     pub file: &'a Path,
     pub alias: &'a str,
+    /// `ssh-ed25519`…: the only host key algorithm to negotiate. A host
+    /// that also presents a certificate (the Teleport node's drop-in) would
+    /// otherwise have the client pick the certificate's algorithm first and
+    /// fail against the plain pinned key.
+    pub key_type: Option<&'a str>,
 }
 
 /// A known_hosts file of pinned keys (`ALIAS KEY` lines), removed when
 /// dropped: ssh reads host keys only from files.
-pub struct PinnedKeys(tempfile::NamedTempFile);
+pub struct PinnedKeys {
+    file: tempfile::NamedTempFile,
+    /// `(alias, key type)` of every entry.
+    types: Vec<(String, String)>,
+}
 
 impl PinnedKeys {
     /// A file holding `(alias, key)` entries.
     pub fn new<'k>(keys: impl IntoIterator<Item = (&'k str, &'k str)>) -> std::io::Result<Self> {
         let mut file = tempfile::NamedTempFile::new()?;
+        let mut types = Vec::new();
         for (alias, key) in keys {
             writeln!(file, "{alias} {key}")?;
+            if let Some(kind) = key.split_whitespace().next() {
+                types.push((alias.to_string(), kind.to_string()));
+            }
         }
         file.flush()?;
-        Ok(PinnedKeys(file))
+        Ok(PinnedKeys { file, types })
     }
 
     /// The entry named `alias` of this file, to pin a connection with.
     pub fn known<'a>(&'a self, alias: &'a str) -> KnownHost<'a> {
         KnownHost {
-            file: self.0.path(),
+            file: self.file.path(),
             alias,
+            key_type: self
+                .types
+                .iter()
+                .find(|(name, _)| name == alias)
+                .map(|(_, kind)| kind.as_str()),
         }
     }
 }
@@ -144,12 +165,21 @@ impl PinnedHost {
 
 impl KnownHost<'_> {
     /// The `-o` values that accept this key and no other.
-    pub fn options(&self) -> [String; 3] {
-        [
+    pub fn options(&self) -> Vec<String> {
+        let mut options = vec![
             format!("UserKnownHostsFile={}", self.file.display()),
             "GlobalKnownHostsFile=/dev/null".to_string(),
             format!("HostKeyAlias={}", self.alias),
-        ]
+        ];
+        if let Some(kind) = self.key_type {
+            // An RSA key signs with SHA-2 (`ssh-rsa` alone is SHA-1).
+            let algorithms = match kind {
+                "ssh-rsa" => "rsa-sha2-512,rsa-sha2-256",
+                other => other,
+            };
+            options.push(format!("HostKeyAlgorithms={algorithms}"));
+        }
+        options
     }
 }
 
@@ -347,10 +377,12 @@ mod tests {
             jump_known_host: Some(KnownHost {
                 file,
                 alias: "pve1",
+                key_type: None,
             }),
             known_host: Some(KnownHost {
                 file,
                 alias: "teleport",
+                key_type: Some("ssh-ed25519"),
             }),
             teleport: None,
         };
@@ -363,6 +395,7 @@ mod tests {
             "UserKnownHostsFile=/tmp/known",
             "GlobalKnownHostsFile=/dev/null",
             "HostKeyAlias=teleport",
+            "HostKeyAlgorithms=ssh-ed25519",
             "StrictHostKeyChecking=yes",
         ] {
             assert!(args.contains(&option.to_string()), "{option}: {args:?}");
