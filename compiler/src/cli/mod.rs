@@ -197,7 +197,10 @@ enum Command {
     /// Put the deployable tree on the Proxmox host through its API: upload
     /// the images and seed disks, create, update or (with --allow-replace)
     /// replace the VMs, start them. Shows the plan first; --dry-run stops
-    /// there. A second deploy with nothing changed does nothing.
+    /// there. A second deploy with nothing changed does nothing. With
+    /// `host.ssh = "teleport:LOGIN@NODE"` it logs in through Teleport
+    /// (`tsh login` first) before anything else, and only then may the
+    /// firewall drop your direct SSH rule.
     Deploy(deploy::DeployArgs),
     /// The Talos cluster once its VMs run: `cluster bootstrap`.
     #[command(subcommand)]
@@ -286,8 +289,6 @@ pub fn run() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Reads a blueprint; prints why not (a non-UTF-8 file as a finding) and
-/// returns the exit code.
 /// tsh's known_hosts, where `tsh login` writes Teleport's host CA:
 /// `$TELEPORT_HOME/known_hosts`, else `~/.tsh/known_hosts` (tsh's own
 /// `TELEPORT_HOME` and default profile directory).
@@ -297,6 +298,8 @@ fn tsh_known_hosts() -> std::path::PathBuf {
     crate::net::ssh::TeleportProxy::known_hosts_in(teleport_home.as_deref(), home.as_deref())
 }
 
+/// Reads a blueprint; prints why not (a non-UTF-8 file as a finding) and
+/// returns the exit code.
 fn read_source(path: &Path) -> Result<SourceFile, u8> {
     match read_blueprint(path) {
         Ok(source) => Ok(source),
