@@ -347,3 +347,103 @@ fn the_host_setup_installs_the_drop_in_once_the_keys_are_there() {
     );
     assert!(!root.join(installed.trim_start_matches('/')).exists());
 }
+
+/// The Teleport VM's `waddlec-teleport-node-keys`, run against the stand-in
+/// `tctl` (`tests/support/tctl_stand_in.py`, the auth service's CAs as
+/// ssh-keygen keys): it leaves the OpenSSH CA without tctl's
+/// `cert-authority` prefix and a host certificate for the drop-in's
+/// principals, signs again only when needed, and what it made, put where
+/// the drop-in names it, lets the operator's certificate from that CA in
+/// and the host prove itself with the host CA.
+#[test]
+fn the_teleport_vms_keys_serve_the_hosts_sshd() {
+    require("sshd");
+    let (_guard, out) = build(&valid_blueprints()[0]);
+    let drop_in = fs::read_to_string(out.join("host/ssh/teleport-node.conf")).unwrap();
+    let principals = principals(&drop_in);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let state = w.join("auth");
+    let made = w.join("made");
+    fs::create_dir(&state).unwrap();
+    for ca in ["openssh_ca", "host_ca"] {
+        keygen(&["-q", "-t", "ed25519", "-N", "", "-f", ca], &state);
+    }
+    let tctl = crate::support::repo_root().join("tests/support/tctl_stand_in.py");
+    let script = fs::read_to_string(out.join("vms/teleport/waddlec-teleport-node-keys"))
+        .unwrap()
+        .replace("/usr/local/bin/tctl", &tctl.display().to_string())
+        .replace(
+            "dir='/var/lib/teleport/waddlec-node'",
+            &format!("dir='{}'", made.display()),
+        );
+    fs::write(w.join("node-keys"), &script).unwrap();
+    let make = || {
+        let output = run(Command::new("bash")
+            .arg(w.join("node-keys"))
+            .env("TCTL_STAND_IN_DIR", &state));
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    assert!(make().contains("new host certificate"));
+    assert_eq!(
+        fs::read_to_string(made.join("openssh-ca.pub")).unwrap(),
+        fs::read_to_string(state.join("openssh_ca.pub")).unwrap()
+    );
+    let listed = run(Command::new("ssh-keygen")
+        .arg("-L")
+        .arg("-f")
+        .arg(made.join("host_key-cert.pub")));
+    let listed = text(&listed.stdout);
+    for principal in principals.split(',') {
+        assert!(listed.contains(principal), "{principal}: {listed}");
+    }
+    assert!(listed.contains("host certificate"), "{listed}");
+    // Nothing to sign again.
+    assert_eq!(make(), "");
+    let calls = fs::read_to_string(state.join("calls.log")).unwrap();
+    assert_eq!(calls.matches("auth sign").count(), 1, "{calls}");
+
+    let host = SshHost::start();
+    let keys = host.host_root().join(KEY_DIR.trim_start_matches('/'));
+    fs::create_dir_all(&keys).unwrap();
+    for file in ["openssh-ca.pub", "host_key", "host_key-cert.pub"] {
+        fs::copy(made.join(file), keys.join(file)).unwrap();
+    }
+    fs::write(
+        host.host_root()
+            .join("etc/ssh/sshd_config.d/teleport-node.conf"),
+        relocated(&drop_in, &host),
+    )
+    .unwrap();
+    let reload = run(Command::new("ssh").arg("-F").arg(&host.config).args([
+        "-o",
+        "BatchMode=yes",
+        "waddle-host",
+        "systemctl reload ssh",
+    ]));
+    assert!(reload.status.success(), "{}", text(&reload.stderr));
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", "operator"], w);
+    let ca = state.join("openssh_ca").display().to_string();
+    keygen(
+        &[
+            "-q",
+            "-s",
+            &ca,
+            "-I",
+            "operator",
+            "-n",
+            "root",
+            "operator.pub",
+        ],
+        w,
+    );
+    let host_ca = fs::read_to_string(state.join("host_ca.pub")).unwrap();
+    fs::write(
+        w.join("known_hosts"),
+        format!("@cert-authority waddle-proxmox01 {host_ca}"),
+    )
+    .unwrap();
+    let accepted = log_in_with_certificate(&address(&host), w);
+    assert!(accepted.status.success(), "{}", text(&accepted.stderr));
+}

@@ -116,6 +116,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/sshd-teleport-node.conf.hbs"),
     ),
     (
+        "teleport-node-keys.sh",
+        include_str!("../../templates/teleport-node-keys.sh.hbs"),
+    ),
+    (
         "platform-README.md",
         include_str!("../../templates/platform-README.md.hbs"),
     ),

@@ -75,6 +75,8 @@ pub fn units(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Rend
         /// between the two configs.
         kubeconfig: Option<&'a str>,
         without_kubernetes: &'static str,
+        /// The host's node keys, made after the resources are applied.
+        node_keys: Option<&'static str>,
     }
     let data = Data {
         project: &model.project.name,
@@ -83,6 +85,7 @@ pub fn units(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Rend
         config: CONFIG_PATH,
         kubeconfig: teleport.kubernetes.as_ref().map(|k| k.kubeconfig.as_str()),
         without_kubernetes: WITHOUT_KUBERNETES_PATH,
+        node_keys: super::teleport_node::node_keys_command(model),
     };
     let dir = format!("vms/{}", teleport.vm);
     let unit = |template: &'static str, guest: &'static str| -> Result<Artifact, RenderError> {

@@ -3,11 +3,19 @@
 //! resource that registers it (`kind: node`, `version: v2`, `sub_kind:
 //! openssh`, applied with the other resources by the Teleport VM's
 //! `teleport-resources` unit, `tctl create -f`, so every boot converges on
-//! it), and the host's sshd drop-in (`host/ssh/teleport-node.conf`) that
+//! it), the host's sshd drop-in (`host/ssh/teleport-node.conf`) that
 //! trusts Teleport's `openssh` user CA and presents a host certificate from
-//! its host CA. Both follow Teleport's manual-installation guide
+//! its host CA, and the Teleport VM's `waddlec-teleport-node-keys`, run by
+//! the resources unit after `tctl create`, which exports that CA and signs
+//! the host certificate (`tctl auth export --type=openssh`, `tctl auth sign
+//! --host=… --format=openssh`) into [`VM_KEY_DIR`]. All follow Teleport's
+//! manual-installation guide
 //! (`docs/pages/enroll-resources/server-access/openssh/openssh-manual-install.mdx`,
-//! steps 1–3).
+//! steps 1–3) and RFD 98 (`rfd/0098-registered-openssh-nodes.md`: the
+//! `openssh` sub-kind, the OpenSSH CA, manual certificate rotation). The
+//! host key is made by `tctl` on the Teleport VM (it signs no key it is
+//! given): carrying the three files to the host's [`KEY_DIR`] is the
+//! operator's step for now (README, *Lockdown*).
 //!
 //! The node's name must be a UUID: it is derived from the project and the
 //! host's node name, so it never changes between builds and the host
@@ -28,6 +36,10 @@ use crate::model::{Model, SSH_PORT};
 
 /// Where the drop-in's CA key, host key and certificate live on the host.
 pub const KEY_DIR: &str = "/etc/ssh/waddlec-teleport";
+/// Where `waddlec-teleport-node-keys` leaves them on the Teleport VM.
+pub const VM_KEY_DIR: &str = "/var/lib/teleport/waddlec-node";
+/// Where the Teleport VM's image has `waddlec-teleport-node-keys`.
+pub const NODE_KEYS_COMMAND: &str = "/usr/local/sbin/waddlec-teleport-node-keys";
 /// The label every registered host carries, with the node name as value.
 pub const HOST_LABEL: &str = "waddlec-host";
 
@@ -104,7 +116,14 @@ fn uuid(model: &Model) -> String {
     )
 }
 
-/// `host/ssh/teleport-node.conf`, the host's sshd drop-in.
+/// The certificate's principals: the address the proxy dials, the node
+/// name, the node's UUID.
+fn principals(model: &Model, address: Ipv4Addr) -> String {
+    format!("{address},{},{}", model.host.node, uuid(model))
+}
+
+/// `host/ssh/teleport-node.conf`, the host's sshd drop-in, and the
+/// Teleport VM's `waddlec-teleport-node-keys`.
 pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
     let (Some(teleport), Some(address)) = (&model.teleport, address(model)) else {
         return Ok(Vec::new());
@@ -122,13 +141,41 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         node: &model.host.node,
         cluster: &teleport.public_host,
         dir: KEY_DIR,
-        principals: format!("{address},{},{}", model.host.node, uuid(model)),
+        principals: principals(model, address),
     };
-    Ok(vec![Artifact::file(
-        "host/ssh/teleport-node.conf",
-        "sshd-config",
-        templates.render("sshd-teleport-node.conf", &data)?,
-    )])
+    #[derive(Serialize)]
+    struct Keys<'a> {
+        project: &'a str,
+        hostname: &'a str,
+        dir: &'static str,
+        principals: String,
+    }
+    let keys = Keys {
+        project: &model.project.name,
+        hostname: &model.host.node,
+        dir: VM_KEY_DIR,
+        principals: principals(model, address),
+    };
+    Ok(vec![
+        Artifact::file(
+            "host/ssh/teleport-node.conf",
+            "sshd-config",
+            templates.render("sshd-teleport-node.conf", &data)?,
+        ),
+        Artifact::file(
+            format!("vms/{}/waddlec-teleport-node-keys", teleport.vm),
+            "teleport-node-keys-script",
+            templates.render("teleport-node-keys.sh", &keys)?,
+        )
+        .executable()
+        .for_guest(&teleport.vm, NODE_KEYS_COMMAND, 0o755),
+    ])
+}
+
+/// The command the resources unit runs after `tctl create`, when the host
+/// is a node.
+pub fn node_keys_command(model: &Model) -> Option<&'static str> {
+    address(model).map(|_| NODE_KEYS_COMMAND)
 }
 
 #[cfg(test)]
