@@ -104,15 +104,13 @@ impl Ssh {
     }
 }
 
-/// Logs in to the host through Teleport on a connection of its own (never
-/// one the operator's config shares) and runs `true`: the proof the deploy
-/// guard needs before a firewall without a direct SSH rule goes out. Direct
-/// connections have nothing to prove here.
+/// Logs in to the host (through Teleport, when `host` goes that way) on a
+/// connection of its own, never one the operator's config shares, and runs
+/// `true`: the proof the deploy guard needs before a firewall without a
+/// direct SSH rule goes out.
 pub fn log_in_through_teleport(host: &Ssh) -> Result<(), SshError> {
-    debug_assert!(host.teleport.is_some());
     tracing::info!(target = %host.target, "logging in through Teleport");
-    let pinned = ssh::PinnedHost::new(host.host_key.as_ref()).map_err(SshError::Spawn)?;
-    ssh::run_fresh(&host.remote(pinned.as_ref()), "true").map(|_| ())
+    ssh::run_fresh(&host.remote(None), "true").map(|_| ())
 }
 
 #[derive(Debug, thiserror::Error)]
