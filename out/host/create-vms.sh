@@ -34,8 +34,8 @@ if ! image_path=$(pvesm path 'local:import/debian-12-haproxy-haproxy-3fbdf83aa64
     echo "create-vms: image local:import/debian-12-haproxy-haproxy-3fbdf83aa649.qcow2 is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/debian-12-teleport-teleport-6ed24d3a26a0.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/debian-12-teleport-teleport-6ed24d3a26a0.qcow2 is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/debian-12-teleport-teleport-174a515098ff.qcow2' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/debian-12-teleport-teleport-174a515098ff.qcow2 is missing; upload it first" >&2
     exit 1
 fi
 if ! image_path=$(pvesm path 'local:import/haproxy-seed-838aba2fa677.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
@@ -58,8 +58,8 @@ if ! image_path=$(pvesm path 'local:import/talos-v1.12.4-dc7b152cb3ea.qcow2' 2>/
     echo "create-vms: image local:import/talos-v1.12.4-dc7b152cb3ea.qcow2 is missing; upload it first" >&2
     exit 1
 fi
-if ! image_path=$(pvesm path 'local:import/teleport-seed-3933ca82b808.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
-    echo "create-vms: image local:import/teleport-seed-3933ca82b808.raw is missing; upload it first" >&2
+if ! image_path=$(pvesm path 'local:import/teleport-seed-4f7db862317f.raw' 2>/dev/null) || [[ ! -e "$image_path" ]]; then
+    echo "create-vms: image local:import/teleport-seed-4f7db862317f.raw is missing; upload it first" >&2
     exit 1
 fi
 
@@ -113,7 +113,7 @@ if vm_exists 101 'teleport'; then
 else
     qm create 101 \
         --name 'teleport' \
-        --description 'Managed by waddlec. image=debian-12-teleport-teleport-6ed24d3a26a0.qcow2 seed=teleport-seed-3933ca82b808.raw' \
+        --description 'Managed by waddlec. image=debian-12-teleport-teleport-174a515098ff.qcow2 seed=teleport-seed-4f7db862317f.raw' \
         --tags 'infra;teleport' \
         --ostype 'l26' \
         --cpu 'host' \
@@ -124,8 +124,8 @@ else
         --scsihw 'virtio-scsi-single' \
         --bios 'ovmf' \
         --efidisk0 'vmdata:1,efitype=4m,pre-enrolled-keys=0' \
-        --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport-teleport-6ed24d3a26a0.qcow2,discard=on,iothread=1' \
-        --scsi1 'vmdata:0,import-from=local:import/teleport-seed-3933ca82b808.raw,iothread=1' \
+        --scsi0 'vmdata:0,import-from=local:import/debian-12-teleport-teleport-174a515098ff.qcow2,discard=on,iothread=1' \
+        --scsi1 'vmdata:0,import-from=local:import/teleport-seed-4f7db862317f.raw,iothread=1' \
         --boot 'order=scsi0' \
         --net0 'virtio,bridge=vmbr1,macaddr=bc:24:11:1a:47:4c' \
         --serial0 'socket' \

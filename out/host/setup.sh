@@ -156,6 +156,27 @@ keep_emergency firewall/cluster.fw /etc/pve/firewall/cluster.fw
 install_file firewall/host.fw '/etc/pve/nodes/waddle-proxmox01/host.fw' 0640 || true
 install_file firewall/cluster.fw /etc/pve/firewall/cluster.fw 0640 || true
 
+# The host as Teleport's agentless node (Teleport's OpenSSH integration):
+# sshd trusts Teleport's openssh CA and presents a host certificate from its
+# host CA, once /etc/ssh/waddlec-teleport holds openssh-ca.pub, host_key and
+# host_key-cert.pub. Until then the drop-in stays out: sshd would run
+# without the certificate it names and only warn. It goes in only if
+# `sshd -t` loads every key it names, then sshd reloads.
+keys_dir=$root/etc/ssh/waddlec-teleport
+drop_in=/etc/ssh/sshd_config.d/waddlec-teleport-node.conf
+if [[ -s $keys_dir/openssh-ca.pub && -s $keys_dir/host_key && -s $keys_dir/host_key-cert.pub ]]; then
+    if install_file ssh/teleport-node.conf "$drop_in" 0644 && ((!check)); then
+        if ! problems=$(sshd -t -f "$root/etc/ssh/sshd_config" 2>&1) ||
+            grep -qE 'Unable to load|Could not load|not a certificate' <<<"$problems"; then
+            rm -f "$root$drop_in"
+            echo "setup.sh: sshd does not accept ssh/teleport-node.conf with the keys in /etc/ssh/waddlec-teleport; removed it, sshd left as it was:" >&2
+            echo "$problems" >&2
+            exit 1
+        fi
+        systemctl reload ssh
+    fi
+fi
+
 # Images are uploaded as `import` content and become `images` volumes.
 ensure_content 'local' import
 ensure_content 'vmdata' images

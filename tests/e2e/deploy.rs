@@ -18,6 +18,7 @@ use crate::support::pve_sim::{PveSim, TOKEN, UPLINK};
 use crate::support::sha256_hex;
 use crate::support::ssh_host::SshHost;
 use crate::support::talos_lab::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
+use crate::support::tsh::{self, Tsh};
 use crate::support::{require, run, stand_in_images, text, valid_blueprints, waddlec};
 
 const TOKEN_ENV: &str = "WADDLE_TEST_PVE_TOKEN";
@@ -70,11 +71,17 @@ impl Lab {
     }
 
     fn waddlec(&self, args: &[&str]) -> Output {
+        self.waddlec_with(args, Vec::new())
+    }
+
+    /// [`Lab::waddlec`] with more environment.
+    fn waddlec_with(&self, args: &[&str], env: Vec<(String, String)>) -> Output {
         run(waddlec()
             .current_dir(self.lab.path(""))
             .env(GITHUB_SECRET_ENV, GITHUB_SECRET)
             .env(TOKEN_ENV, TOKEN)
             .env("WADDLEC_CACHE_DIR", self.lab.path("cache"))
+            .envs(env)
             .args(args))
     }
 
@@ -99,7 +106,19 @@ impl Lab {
     /// A deploy that also sets the host up, over SSH to `host`, installing
     /// under `root`.
     fn deploy_with_host(&self, host: &SshHost, root: &std::path::Path, extra: &[&str]) -> Output {
-        let config = host.config.display().to_string();
+        self.deploy_through(&host.config, Vec::new(), root, extra)
+    }
+
+    /// A deploy that sets the host up with `config` as the ssh config, in
+    /// `env` (the Teleport path's), installing under `root`.
+    fn deploy_through(
+        &self,
+        config: &std::path::Path,
+        env: Vec<(String, String)>,
+        root: &std::path::Path,
+        extra: &[&str],
+    ) -> Output {
+        let config = config.display().to_string();
         let root = root.display().to_string();
         let mut args = vec![
             "deploy",
@@ -118,7 +137,7 @@ impl Lab {
             "20",
         ];
         args.extend_from_slice(extra);
-        self.waddlec(&args)
+        self.waddlec_with(&args, env)
     }
 
     fn vms(&self) -> Value {
@@ -903,6 +922,94 @@ fn a_firewall_that_would_lock_the_operator_out_is_refused() {
             && stderr.contains("SSH on port 22"),
         "{stderr}"
     );
+    assert!(
+        fs::read_dir(root.path()).unwrap().next().is_none(),
+        "nothing installed on the host"
+    );
+    assert_eq!(lab.sim.changes_since(0), Vec::<String>::new());
+}
+
+/// The blueprint reaching the host through Teleport as `root@waddle-host`
+/// (the stand-in's node), its firewall without the operator's direct SSH
+/// rule (it admits port 2222 instead): the seed's Phase 3 lockdown.
+fn through_teleport_without_ssh_rule(document: &mut toml::Table) {
+    document["host"]
+        .as_table_mut()
+        .unwrap()
+        .insert("ssh".into(), format!("teleport:root@{}", tsh::NODE).into());
+    for rule in document["firewall"]["temporary"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+    {
+        if rule["name"].as_str() == Some("operator-ssh") {
+            rule.as_table_mut()
+                .unwrap()
+                .insert("port".into(), 2222.into());
+        }
+    }
+}
+
+/// With `host.ssh` through Teleport, the deploy logs in through `tsh proxy
+/// ssh` (the stand-in `tests/support/tsh_stand_in.py`, relaying to the
+/// lab's sshd) before anything else, and that login lets a firewall
+/// without the direct SSH rule go out; the host setup itself goes the same
+/// way. The stand-in saw `tsh config`'s ProxyCommand, every time.
+#[test]
+fn a_firewall_without_the_direct_ssh_rule_goes_out_after_a_login_through_teleport() {
+    let host = SshHost::start();
+    let lab = Lab::with(through_teleport_without_ssh_rule);
+    let tsh = Tsh::for_host(&host, true);
+    let root = tempfile::tempdir().unwrap();
+    let output = lab.deploy_through(&tsh.config, tsh.env(), root.path(), &[]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert!(root.path().join("etc/pve/firewall/cluster.fw").is_file());
+    let host_fw =
+        fs::read_to_string(root.path().join("etc/pve/nodes/waddle-proxmox01/host.fw")).unwrap();
+    assert!(
+        !host_fw.contains("-dport 22 -log nolog # temporary") && host_fw.contains("-dport 2222 "),
+        "{host_fw}"
+    );
+    let calls = tsh.calls();
+    let expected = format!(
+        "proxy ssh --cluster={} --proxy={} root@{}.{}:22",
+        tsh::CLUSTER,
+        tsh::PROXY,
+        tsh::NODE,
+        tsh::CLUSTER
+    );
+    // The login, the setup's check, the check again under the lock, the setup.
+    assert!(calls.lines().count() >= 4, "{calls}");
+    assert!(calls.lines().all(|line| line == expected), "{calls}");
+}
+
+/// A login through Teleport that fails (tsh is not logged in) stops the
+/// deploy before anything changes, naming the failure and the fix; the
+/// direct SSH rule is gone, so the plan could leave nothing to reach the
+/// host with.
+#[test]
+fn a_failed_login_through_teleport_refuses_the_plan_with_the_fix() {
+    let host = SshHost::start();
+    let lab = Lab::with(through_teleport_without_ssh_rule);
+    let tsh = Tsh::for_host(&host, false);
+    let root = tempfile::tempdir().unwrap();
+    let output = lab.deploy_through(&tsh.config, tsh.env(), root.path(), &[]);
+    assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    for part in [
+        "logging in through it failed",
+        "Not logged in",
+        "no firewall rule admits you to SSH on port 22",
+        "tsh login --proxy=teleport.waddle.social:443",
+    ] {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+    assert_eq!(tsh.calls().lines().count(), 1, "{}", tsh.calls());
     assert!(
         fs::read_dir(root.path()).unwrap().next().is_none(),
         "nothing installed on the host"

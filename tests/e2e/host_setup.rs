@@ -32,6 +32,7 @@ fn setup_lab() -> (SshHost, SecretLab, tempfile::TempDir, Ssh) {
         config: Some(host.config.clone()),
         root: Some(root.path().display().to_string()),
         host_key: None,
+        teleport: None,
     };
     (host, lab, root, ssh)
 }
@@ -284,6 +285,7 @@ fn ssh_through_a_jump_host_and_a_wrong_pinned_key_refused() {
         jump: Some("waddle-host"),
         jump_known_host: None,
         known_host: None,
+        teleport: None,
     };
     let output = run(&through_jump, "echo through-the-jump", Vec::new()).unwrap();
     assert_eq!(output.trim(), "through-the-jump");
@@ -302,6 +304,7 @@ fn ssh_through_a_jump_host_and_a_wrong_pinned_key_refused() {
             jump: Some("waddle-host"),
             jump_known_host: Some(pins.known("pve1")),
             known_host: None,
+            teleport: None,
         };
         let result = run(&pinned_jump, "echo pinned-jump", Vec::new());
         assert_eq!(result.is_ok(), works, "{result:?}");
@@ -322,7 +325,9 @@ fn ssh_through_a_jump_host_and_a_wrong_pinned_key_refused() {
         known_host: Some(KnownHost {
             file: &known,
             alias: "waddle-host",
+            key_type: None,
         }),
+        teleport: None,
     };
     let ran = dir.path().join("ran");
     let touch = format!("touch {}", ran.display());

@@ -48,5 +48,6 @@ mod talos_day2_api;
 mod talos_image;
 mod talos_stores;
 mod teleport;
+mod teleport_node;
 mod test_data;
 mod twin;

@@ -19,12 +19,21 @@ fn generated_scripts_pass_shellcheck() {
     require("shellcheck");
     for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
         let (_guard, out) = build(&blueprint);
+        // The Teleport VM's, with Teleport.
+        let teleport_node_keys = "vms/teleport/waddlec-teleport-node-keys";
+        let with_teleport = out
+            .join(teleport_node_keys)
+            .exists()
+            .then_some(teleport_node_keys);
         for script in [
             "host/create-vms.sh",
             "host/network/waddlec-host-network",
             "host/setup.sh",
             "host/emergency-recovery.sh",
-        ] {
+        ]
+        .into_iter()
+        .chain(with_teleport)
+        {
             let output = run(Command::new("shellcheck")
                 .args(["--shell=bash", "--severity=style"])
                 .arg(out.join(script)));

@@ -58,6 +58,7 @@ impl BehindHost {
             "waddle-host",
             Some(&host.config),
             None,
+            None,
             &[(host.host_side.clone(), apid.port())],
         )
         .unwrap();
@@ -255,6 +256,7 @@ fn tunnel_failures_carry_ssh_stderr_and_drop_closes_the_ports() {
         "nowhere",
         Some(&config),
         None,
+        None,
         &[("127.0.0.1".into(), 50000)],
     )
     .unwrap_err();
@@ -266,6 +268,7 @@ fn tunnel_failures_carry_ssh_stderr_and_drop_closes_the_ports() {
     let tunnel = SshTunnel::open(
         "waddle-host",
         Some(&host.config),
+        None,
         None,
         &[
             (

@@ -61,8 +61,11 @@ impl std::fmt::Display for Step {
 
 /// How to reach things and how long to wait.
 pub struct Settings {
-    /// `host.ssh`, or an override.
+    /// `host.ssh`, or an override (through Teleport: `login@node.CLUSTER`).
     pub host_ssh: String,
+    /// `host.ssh = "teleport:…"` without an override: the tunnel goes
+    /// through Teleport's proxy.
+    pub host_teleport: Option<crate::net::ssh::TeleportProxy>,
     pub ssh_config: Option<PathBuf>,
     /// The host's pinned key `(node, key)`, from the host record; without
     /// one, the operator's own known_hosts must know the host.
@@ -143,11 +146,15 @@ pub fn run(
     };
     let pinned = PinnedHost::new(settings.host_key.as_ref())
         .map_err(|e| tunnel_error(TunnelError::Spawn(e)))?;
-    let known_host = pinned.as_ref().map(PinnedHost::known);
+    let known_host = pinned
+        .as_ref()
+        .filter(|_| settings.host_teleport.is_none())
+        .map(PinnedHost::known);
     let tunnel = SshTunnel::open(
         &settings.host_ssh,
         settings.ssh_config.as_deref(),
         known_host.as_ref(),
+        settings.host_teleport.as_ref(),
         &[
             (first_address.to_string(), TALOS_API_PORT),
             (talos.api_vip.to_string(), KUBE_API_PORT),

@@ -21,6 +21,9 @@ pub struct TeleportSsh {
     pub jump: Option<String>,
     /// The jump host's pinned key `(node, key)`, from the host record.
     pub jump_key: Option<(String, String)>,
+    /// Reach `target` through Teleport's proxy instead (no jump, nothing
+    /// pinned: the proxy speaks for the VM with Teleport's host CA).
+    pub through: Option<crate::net::ssh::TeleportProxy>,
     /// Install under this directory instead of `/` (tests).
     pub root: Option<String>,
     /// The VM's name: its host key's alias.
@@ -67,7 +70,8 @@ pub fn install(
             .jump_key
             .as_ref()
             .map(|(node, _)| known_hosts.known(node)),
-        known_host: Some(known_hosts.known(&ssh.vm)),
+        known_host: Some(known_hosts.known(&ssh.vm)).filter(|_| ssh.through.is_none()),
+        teleport: ssh.through.as_ref(),
     };
     run(&target, &remote, contents.expose().as_bytes().to_vec())
         .map(|_| ())

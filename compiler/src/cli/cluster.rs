@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::{blueprint_dir, exit, print_out, Format};
 use crate::bootstrap::{self, Settings, TeleportSsh};
+use crate::deploy::host_setup::Ssh;
 use crate::exit::Code as _;
 use crate::host::record::HostRecord;
 use crate::render::cluster::bootstrap_secrets::Values;
@@ -133,18 +134,30 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
             return exit::IO;
         }
     };
+    // `host.ssh` as deploy reaches it (through Teleport, `login@node.CLUSTER`
+    // by its proxy), unless --host-ssh names a direct destination.
+    let host = Ssh::to_host(
+        model,
+        args.ssh_config.clone(),
+        None,
+        None,
+        super::tsh_known_hosts(),
+    );
+    let host_teleport = host.teleport.clone().filter(|_| args.host_ssh.is_none());
+    let host_ssh = args.host_ssh.clone().unwrap_or(host.target);
     let teleport = model.teleport.as_ref().and_then(|teleport| {
         let address = model.vm(&teleport.vm)?.nics.first()?.address.addr();
         let host_key = host_keys.get(&teleport.vm)?.public.clone();
-        let (target, jump) = match &args.teleport_ssh {
-            Some(target) => (target.clone(), None),
-            None => (
+        // Through Teleport, its own VM is one of its nodes (`nodename`).
+        let (target, jump) = match (&args.teleport_ssh, &host_teleport) {
+            (Some(target), _) => (target.clone(), None),
+            (None, Some(proxy)) => (
+                proxy.destination(&format!("{}@{}", model.operator.login, teleport.vm)),
+                None,
+            ),
+            (None, None) => (
                 format!("{}@{}", model.operator.login, address),
-                Some(
-                    args.host_ssh
-                        .clone()
-                        .unwrap_or_else(|| model.host.ssh_target.to_string()),
-                ),
+                Some(host_ssh.clone()),
             ),
         };
         Some(TeleportSsh {
@@ -154,16 +167,17 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
                 .and(host_record.as_ref())
                 .map(HostRecord::host_key),
             jump,
+            through: host_teleport
+                .clone()
+                .filter(|_| args.teleport_ssh.is_none()),
             root: args.teleport_root.clone(),
             vm: teleport.vm.clone(),
             host_key,
         })
     });
     let settings = Settings {
-        host_ssh: args
-            .host_ssh
-            .clone()
-            .unwrap_or_else(|| model.host.ssh_target.to_string()),
+        host_ssh,
+        host_teleport,
         ssh_config: args.ssh_config.clone(),
         host_key: host_record.as_ref().map(HostRecord::host_key),
         teleport,

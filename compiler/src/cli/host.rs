@@ -88,12 +88,13 @@ fn host_init(args: &HostInitArgs) -> u8 {
     };
     let model = &compiled.model;
     let host = &model.host;
-    let ssh = Ssh {
-        target: host.ssh_target.to_string(),
-        config: args.ssh_config.clone(),
-        root: args.host_root.clone(),
-        host_key: None,
-    };
+    let ssh = Ssh::to_host(
+        model,
+        args.ssh_config.clone(),
+        args.host_root.clone(),
+        None,
+        super::tsh_known_hosts(),
+    );
     let record = HostRecord::path_for(&args.blueprint);
     let base = args
         .blueprint

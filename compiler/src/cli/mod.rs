@@ -203,7 +203,10 @@ enum Command {
     /// Put the deployable tree on the Proxmox host through its API: upload
     /// the images and seed disks, create, update or (with --allow-replace)
     /// replace the VMs, start them. Shows the plan first; --dry-run stops
-    /// there. A second deploy with nothing changed does nothing.
+    /// there. A second deploy with nothing changed does nothing. With
+    /// `host.ssh = "teleport:LOGIN@NODE"` it logs in through Teleport
+    /// (`tsh login` first) before anything else, and only then may the
+    /// firewall drop your direct SSH rule.
     Deploy(deploy::DeployArgs),
     /// Check, read-only, that every external thing the blueprint names
     /// exists and works: secret references, the 1Password items the
@@ -305,6 +308,15 @@ pub fn run() -> ExitCode {
         Command::Man(args) => completions::man(&args),
     };
     ExitCode::from(code)
+}
+
+/// tsh's known_hosts, where `tsh login` writes Teleport's host CA:
+/// `$TELEPORT_HOME/known_hosts`, else `~/.tsh/known_hosts` (tsh's own
+/// `TELEPORT_HOME` and default profile directory).
+fn tsh_known_hosts() -> std::path::PathBuf {
+    let teleport_home = std::env::var_os("TELEPORT_HOME").map(std::path::PathBuf::from);
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    crate::net::ssh::TeleportProxy::known_hosts_in(teleport_home.as_deref(), home.as_deref())
 }
 
 /// Reads a blueprint; prints why not (a non-UTF-8 file as a finding) and

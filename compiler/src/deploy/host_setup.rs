@@ -31,6 +31,10 @@ const CSI_FILES: &[&str] = &[
     "democratic-csi/authorized_keys",
 ];
 
+/// The sshd drop-in of the host as Teleport's node, in the tree when the
+/// blueprint has Teleport.
+const TELEPORT_FILES: &[&str] = &["ssh/teleport-node.conf"];
+
 /// How to reach the host.
 #[derive(Clone, Debug)]
 pub struct Ssh {
@@ -41,8 +45,72 @@ pub struct Ssh {
     /// Install under this directory instead of `/` (tests).
     pub root: Option<String>,
     /// The host's pinned key `(node, key)`, from the host record; without
-    /// one, the operator's own known_hosts must know the host.
+    /// one, the operator's own known_hosts must know the host. Never used
+    /// through Teleport, whose proxy speaks for the host with a certificate
+    /// from Teleport's host CA.
     pub host_key: Option<(String, String)>,
+    /// `host.ssh = "teleport:…"`: `target` is `login@node.CLUSTER`, reached
+    /// through Teleport's proxy.
+    pub teleport: Option<ssh::TeleportProxy>,
+}
+
+impl Ssh {
+    /// How `model`'s `host.ssh` reaches the host: through Teleport, the
+    /// destination `login@node.CLUSTER` by the proxy's public address (the
+    /// `public_addr` of the rendered `teleport.yaml`), with tsh's
+    /// known_hosts at `tsh_known_hosts`.
+    pub fn to_host(
+        model: &crate::model::Model,
+        config: Option<PathBuf>,
+        root: Option<String>,
+        host_key: Option<(String, String)>,
+        tsh_known_hosts: PathBuf,
+    ) -> Ssh {
+        let target = model.host.ssh_target.to_string();
+        let teleport = model
+            .teleport
+            .as_ref()
+            .filter(|_| model.host.ssh_route == crate::model::SshRoute::Teleport)
+            .map(|teleport| ssh::TeleportProxy {
+                cluster: teleport.public_host.clone(),
+                proxy: format!("{}:443", teleport.public_host),
+                known_hosts: tsh_known_hosts,
+            });
+        Ssh {
+            target: match &teleport {
+                Some(proxy) => proxy.destination(&target),
+                None => target,
+            },
+            config,
+            root,
+            host_key,
+            teleport,
+        }
+    }
+
+    /// The connection to the host, with `pinned` (the host record's key)
+    /// when it is direct.
+    pub fn remote<'a>(&'a self, pinned: Option<&'a ssh::PinnedHost>) -> ssh::Remote<'a> {
+        ssh::Remote {
+            target: &self.target,
+            config: self.config.as_deref(),
+            jump: None,
+            jump_known_host: None,
+            known_host: pinned
+                .filter(|_| self.teleport.is_none())
+                .map(ssh::PinnedHost::known),
+            teleport: self.teleport.as_ref(),
+        }
+    }
+}
+
+/// Logs in to the host (through Teleport, when `host` goes that way) on a
+/// connection of its own, never one the operator's config shares, and runs
+/// `true`: the proof the deploy guard needs before a firewall without a
+/// direct SSH rule goes out.
+pub fn log_in_through_teleport(host: &Ssh) -> Result<(), SshError> {
+    tracing::info!(target = %host.target, "logging in through Teleport");
+    ssh::run_fresh(&host.remote(None), "true").map(|_| ())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,13 +165,7 @@ pub fn run(
     }
     tracing::info!(target = %host.target, check, "host setup over ssh");
     let pinned = ssh::PinnedHost::new(host.host_key.as_ref()).map_err(HostSetupError::Spawn)?;
-    let remote = ssh::Remote {
-        target: &host.target,
-        config: host.config.as_deref(),
-        jump: None,
-        jump_known_host: None,
-        known_host: pinned.as_ref().map(ssh::PinnedHost::known),
-    };
+    let remote = host.remote(pinned.as_ref());
     let stdout = ssh::run(&remote, &script, archive).map_err(|e| match e {
         SshError::Spawn(e) => HostSetupError::Spawn(e),
         SshError::Failed {
@@ -133,7 +195,11 @@ pub fn run(
 fn archive(host: &Path) -> Result<Vec<u8>, HostSetupError> {
     let mut builder = tar::Builder::new(Vec::new());
     let csi = host.join("democratic-csi").is_dir();
-    let names = HOST_FILES.iter().chain(CSI_FILES.iter().filter(|_| csi));
+    let teleport = host.join("ssh").is_dir();
+    let names = HOST_FILES
+        .iter()
+        .chain(CSI_FILES.iter().filter(|_| csi))
+        .chain(TELEPORT_FILES.iter().filter(|_| teleport));
     for name in names {
         let path = host.join(name);
         let read_error = |source| HostSetupError::Read {

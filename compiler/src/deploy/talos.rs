@@ -75,7 +75,11 @@ impl LiveCluster {
     ) -> Result<LiveCluster, TalosReachError> {
         let identity = TalosIdentity::from_credentials(credentials)?;
         let pinned = PinnedHost::new(ssh.host_key.as_ref()).map_err(TunnelError::Spawn)?;
-        let known = pinned.as_ref().map(PinnedHost::known);
+        // Through Teleport the proxy speaks for the host: nothing pinned.
+        let known = pinned
+            .as_ref()
+            .filter(|_| ssh.teleport.is_none())
+            .map(PinnedHost::known);
         let forwards: Vec<(String, u16)> = nodes
             .iter()
             .chain(workers)
@@ -85,6 +89,7 @@ impl LiveCluster {
             &ssh.target,
             ssh.config.as_deref(),
             known.as_ref(),
+            ssh.teleport.as_ref(),
             &forwards,
         )?;
         let clients = nodes

@@ -13,6 +13,11 @@
 //!
 //! With an artifact store (`[artifacts]`), the images it holds are pulled
 //! by the host itself (`download-url`) instead of uploaded from here.
+//!
+//! With `host.ssh` through Teleport, the first thing done over SSH is a
+//! login through it on a fresh connection: its success is what lets the
+//! guard accept a firewall without a direct SSH rule, and its failure stops
+//! the deploy before anything changes (`guard::unproven`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -246,6 +251,24 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         Ok((with_etcd(plan), observed))
     };
     let shown = with_etcd(ungated);
+    // Through Teleport, the host is reached only if logging in through it
+    // works: proven here, on a connection of its own, before anything else
+    // goes over it, and before the firewall may drop the direct SSH rule.
+    let logged_in_through_teleport = match &request.ssh.teleport {
+        Some(teleport) if !request.skip_host => {
+            if let Err(err) = host_setup::log_in_through_teleport(&request.ssh) {
+                return Err(guard::unproven(
+                    &compiled.model,
+                    &request.ssh.target,
+                    &teleport.proxy,
+                    &err.to_string(),
+                )
+                .into());
+            }
+            true
+        }
+        _ => false,
+    };
     let host_report = if request.skip_host {
         host_setup::Report::default()
     } else {
@@ -270,7 +293,11 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
                     .is_some_and(|running| running.running)
             })
         });
-        guard::check(&compiled.model, teleport_up)?;
+        let proof = guard::Proof {
+            teleport_up,
+            logged_in_through_teleport,
+        };
+        guard::check(&compiled.model, proof)?;
     }
     let held_back = shown.held_back();
     let changes = shown.changes_anything() || !host_changes.is_empty();

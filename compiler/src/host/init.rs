@@ -21,7 +21,7 @@ use super::token::{self, TokenError, TokenOutcome, TokenRequest};
 use super::token_store::TokenStore;
 use crate::deploy::host_setup::Ssh;
 use crate::net::pve::{fingerprint, Pve, PveError};
-use crate::net::ssh::{self, Failure, Remote, SshError};
+use crate::net::ssh::{self, Failure, SshError};
 use crate::secrets::Secret;
 
 /// What to do.
@@ -128,13 +128,7 @@ pub fn run(request: &Request<'_>) -> Result<Report, HostInitError> {
     };
     // From here on, only the key just read is accepted.
     let pinned = ssh::PinnedHost::new(Some(&seen.host_key())).map_err(SshError::Spawn)?;
-    let remote = Remote {
-        target: &request.ssh.target,
-        config: request.ssh.config.as_deref(),
-        jump: None,
-        jump_known_host: None,
-        known_host: pinned.as_ref().map(ssh::PinnedHost::known),
-    };
+    let remote = request.ssh.remote(pinned.as_ref());
     let pvesh = Pvesh { remote };
     let observed = identity::observe(&pvesh)?;
     let access = identity::changes(request.identity, &observed);
@@ -269,14 +263,9 @@ cat "$cert""#;
 
 fn read_host(request: &Request<'_>) -> Result<HostRecord, HostInitError> {
     let ssh = request.ssh;
-    let remote = Remote {
-        target: &ssh.target,
-        config: ssh.config.as_deref(),
-        jump: None,
-        jump_known_host: None,
-        // First touch: the operator's own known_hosts vouches for the host.
-        known_host: None,
-    };
+    // First touch: the operator's own known_hosts (or, through Teleport,
+    // tsh's) vouches for the host.
+    let remote = ssh.remote(None);
     let command = format!(
         "sh -c {} sh {}",
         ssh::quote(SCRIPT),

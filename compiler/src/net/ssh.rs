@@ -9,7 +9,21 @@
 //! file (`-F`), and, for a machine
 //! whose host key waddlec made, that key pinned: only it is accepted
 //! (`StrictHostKeyChecking yes` against a known_hosts of that one entry,
-//! looked up by its alias whatever address or jump reaches it).
+//! looked up by its alias whatever address or jump reaches it, and its
+//! algorithm the only one negotiated: ssh would otherwise prefer a host
+//! certificate the host also presents, as Teleport's node does).
+//!
+//! A host reached through Teleport (`host.ssh = "teleport:…"`) gets the
+//! options `tsh config` writes for a cluster's nodes (Teleport's
+//! `lib/config/openssh/openssh.go`): `ProxyCommand tsh proxy ssh
+//! --cluster=CLUSTER --proxy=PROXY:PORT %r@%h:%p`, the destination
+//! `login@node.CLUSTER` (tsh drops the cluster suffix to find the node), and
+//! tsh's own known_hosts, where `tsh login` writes Teleport's host CA as a
+//! `@cert-authority` line: the proxy speaks for the node with a certificate
+//! from that CA, so no key of waddlec's is pinned. Port 22, an agentless
+//! node's sshd, instead of the 3022 of Teleport's own SSH service. The
+//! user's certificate comes from the agent `tsh login` loads it into, or the
+//! operator's ssh config.
 
 use std::io::Write;
 use std::path::Path;
@@ -25,34 +39,103 @@ pub struct Remote<'a> {
     pub jump_known_host: Option<KnownHost<'a>>,
     /// The only host key to accept from the target.
     pub known_host: Option<KnownHost<'a>>,
+    /// Reach `target` through Teleport's proxy (no `jump` then).
+    pub teleport: Option<&'a TeleportProxy>,
 }
 
-/// A pinned host key: a known_hosts file and the name its entry has.
+/// Teleport's proxy, as `tsh config` names it for a cluster's nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TeleportProxy {
+    /// The cluster's name (our `teleport.public_host`).
+    pub cluster: String,
+    /// `HOST:PORT` of the proxy's web listener, as `tsh login --proxy`.
+    pub proxy: String,
+    /// tsh's known_hosts (`$TELEPORT_HOME/known_hosts`, `~/.tsh/known_hosts`).
+    pub known_hosts: std::path::PathBuf,
+}
+
+impl TeleportProxy {
+    /// The destination for `login@node`: `login@node.CLUSTER`, the names
+    /// `tsh config`'s `Host *.CLUSTER` block covers.
+    pub fn destination(&self, login_at_node: &str) -> String {
+        format!("{login_at_node}.{}", self.cluster)
+    }
+
+    /// The ssh arguments that reach a node through this proxy.
+    pub fn options(&self) -> [String; 8] {
+        let literal = |text: &str| quote(&text.replace('%', "%%"));
+        [
+            "-o".into(),
+            format!(
+                "ProxyCommand=tsh proxy ssh --cluster={} --proxy={} %r@%h:%p",
+                literal(&self.cluster),
+                literal(&self.proxy)
+            ),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "-o".into(),
+            "GlobalKnownHostsFile=/dev/null".into(),
+            "-p".into(),
+            "22".into(),
+        ]
+    }
+
+    /// tsh's known_hosts under `teleport_home` (`$TELEPORT_HOME`), else
+    /// under `home` (`~/.tsh`).
+    pub fn known_hosts_in(teleport_home: Option<&Path>, home: Option<&Path>) -> std::path::PathBuf {
+        match (teleport_home, home) {
+            (Some(dir), _) => dir.join("known_hosts"),
+            (None, Some(home)) => home.join(".tsh/known_hosts"),
+            (None, None) => std::path::PathBuf::from(".tsh/known_hosts"),
+        }
+    }
+}
+
+/// A pinned host key: a known_hosts file, the name its entry has, and the
+/// key's type when known.
 pub struct KnownHost<'a> {
     pub file: &'a Path,
     pub alias: &'a str,
+    /// `ssh-ed25519`…: the only host key algorithm to negotiate. A host
+    /// that also presents a certificate (the Teleport node's drop-in) would
+    /// otherwise have the client pick the certificate's algorithm first and
+    /// fail against the plain pinned key.
+    pub key_type: Option<&'a str>,
 }
 
 /// A known_hosts file of pinned keys (`ALIAS KEY` lines), removed when
 /// dropped: ssh reads host keys only from files.
-pub struct PinnedKeys(tempfile::NamedTempFile);
+pub struct PinnedKeys {
+    file: tempfile::NamedTempFile,
+    /// `(alias, key type)` of every entry.
+    types: Vec<(String, String)>,
+}
 
 impl PinnedKeys {
     /// A file holding `(alias, key)` entries.
     pub fn new<'k>(keys: impl IntoIterator<Item = (&'k str, &'k str)>) -> std::io::Result<Self> {
         let mut file = tempfile::NamedTempFile::new()?;
+        let mut types = Vec::new();
         for (alias, key) in keys {
             writeln!(file, "{alias} {key}")?;
+            if let Some(kind) = key.split_whitespace().next() {
+                types.push((alias.to_string(), kind.to_string()));
+            }
         }
         file.flush()?;
-        Ok(PinnedKeys(file))
+        Ok(PinnedKeys { file, types })
     }
 
     /// The entry named `alias` of this file, to pin a connection with.
     pub fn known<'a>(&'a self, alias: &'a str) -> KnownHost<'a> {
         KnownHost {
-            file: self.0.path(),
+            file: self.file.path(),
             alias,
+            key_type: self
+                .types
+                .iter()
+                .find(|(name, _)| name == alias)
+                .map(|(_, kind)| kind.as_str()),
         }
     }
 }
@@ -82,12 +165,21 @@ impl PinnedHost {
 
 impl KnownHost<'_> {
     /// The `-o` values that accept this key and no other.
-    pub fn options(&self) -> [String; 3] {
-        [
+    pub fn options(&self) -> Vec<String> {
+        let mut options = vec![
             format!("UserKnownHostsFile={}", self.file.display()),
             "GlobalKnownHostsFile=/dev/null".to_string(),
             format!("HostKeyAlias={}", self.alias),
-        ]
+        ];
+        if let Some(kind) = self.key_type {
+            // An RSA key signs with SHA-2 (`ssh-rsa` alone is SHA-1).
+            let algorithms = match kind {
+                "ssh-rsa" => "rsa-sha2-512,rsa-sha2-256",
+                other => other,
+            };
+            options.push(format!("HostKeyAlgorithms={algorithms}"));
+        }
+        options
     }
 }
 
@@ -178,6 +270,9 @@ fn ssh_args(ssh: &mut Command, remote: &Remote<'_>, command: &str) {
             literal(jump)
         ));
         ssh.arg("-o").arg(format!("ProxyCommand={proxy}"));
+    }
+    if let Some(teleport) = remote.teleport {
+        ssh.args(teleport.options());
     }
     if let Some(known) = &remote.known_host {
         for option in known.options() {
@@ -319,6 +414,7 @@ mod tests {
             jump: None,
             jump_known_host: None,
             known_host: None,
+            teleport: None,
         };
         assert_eq!(
             args(&remote),
@@ -345,11 +441,14 @@ mod tests {
             jump_known_host: Some(KnownHost {
                 file,
                 alias: "pve1",
+                key_type: None,
             }),
             known_host: Some(KnownHost {
                 file,
                 alias: "teleport",
+                key_type: Some("ssh-ed25519"),
             }),
+            teleport: None,
         };
         let args = args(&remote);
         let proxy = "ProxyCommand=ssh -F '/tmp/my ssh%%config' -o 'UserKnownHostsFile=/tmp/known' \
@@ -360,10 +459,54 @@ mod tests {
             "UserKnownHostsFile=/tmp/known",
             "GlobalKnownHostsFile=/dev/null",
             "HostKeyAlias=teleport",
+            "HostKeyAlgorithms=ssh-ed25519",
             "StrictHostKeyChecking=yes",
         ] {
             assert!(args.contains(&option.to_string()), "{option}: {args:?}");
         }
         assert!(!args.contains(&"-J".to_string()), "{args:?}");
+    }
+
+    #[test]
+    fn through_teleport_ssh_gets_what_tsh_config_writes() {
+        let proxy = TeleportProxy {
+            cluster: "teleport.waddle.social".into(),
+            proxy: "teleport.waddle.social:443".into(),
+            known_hosts: "/home/op/.tsh/known_hosts".into(),
+        };
+        let target = proxy.destination("root@waddle-proxmox01");
+        assert_eq!(target, "root@waddle-proxmox01.teleport.waddle.social");
+        let remote = Remote {
+            target: &target,
+            config: None,
+            jump: None,
+            jump_known_host: None,
+            known_host: None,
+            teleport: Some(&proxy),
+        };
+        let args = args(&remote);
+        assert_eq!(
+            args[..8],
+            [
+                "-o",
+                "ProxyCommand=tsh proxy ssh --cluster='teleport.waddle.social' \
+                 --proxy='teleport.waddle.social:443' %r@%h:%p",
+                "-o",
+                "UserKnownHostsFile=/home/op/.tsh/known_hosts",
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-p",
+                "22"
+            ]
+        );
+        assert!(args.ends_with(&["--".to_string(), target.clone(), "true".to_string()]));
+        assert_eq!(
+            TeleportProxy::known_hosts_in(None, Some(Path::new("/home/op"))),
+            Path::new("/home/op/.tsh/known_hosts")
+        );
+        assert_eq!(
+            TeleportProxy::known_hosts_in(Some(Path::new("/t")), Some(Path::new("/home/op"))),
+            Path::new("/t/known_hosts")
+        );
     }
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::net::ssh::KnownHost;
+use crate::net::ssh::{KnownHost, TeleportProxy};
 
 /// How long ssh may take to log in and open every forward.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -60,12 +60,13 @@ impl SshTunnel {
         target: &str,
         config: Option<&Path>,
         known_host: Option<&KnownHost<'_>>,
+        teleport: Option<&TeleportProxy>,
         forwards: &[(String, u16)],
     ) -> Result<SshTunnel, TunnelError> {
-        match Self::open_once(target, config, known_host, forwards) {
+        match Self::open_once(target, config, known_host, teleport, forwards) {
             Err(TunnelError::Exited { ref stderr, .. }) if lost_a_port(stderr) => {
                 tracing::info!(target, "a picked local port was taken; new ports");
-                Self::open_once(target, config, known_host, forwards)
+                Self::open_once(target, config, known_host, teleport, forwards)
             }
             result => result,
         }
@@ -83,6 +84,7 @@ impl SshTunnel {
         target: &str,
         config: Option<&Path>,
         known_host: Option<&KnownHost<'_>>,
+        teleport: Option<&TeleportProxy>,
         forwards: &[(String, u16)],
     ) -> Result<SshTunnel, TunnelError> {
         let locals = free_ports(forwards.len()).map_err(TunnelError::LocalPort)?;
@@ -100,6 +102,9 @@ impl SshTunnel {
             .args(crate::net::ssh::STRICT);
         for option in known_host.iter().flat_map(|known| known.options()) {
             command.arg("-o").arg(option);
+        }
+        if let Some(teleport) = teleport {
+            command.args(teleport.options());
         }
         for ((host, port), local) in forwards.iter().zip(&locals) {
             let host = if host.contains(':') {

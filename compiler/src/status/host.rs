@@ -193,12 +193,17 @@ pub fn over_ssh(compiled: &Compiled, host: &Ssh, timeout: Duration) -> Vec<Check
             )]
         }
     };
+    // Through Teleport the proxy speaks for the host: nothing pinned.
     let remote = ssh::Remote {
         target: &host.target,
         config: host.config.as_deref(),
         jump: None,
         jump_known_host: None,
-        known_host: pinned.as_ref().map(ssh::PinnedHost::known),
+        known_host: pinned
+            .as_ref()
+            .filter(|_| host.teleport.is_none())
+            .map(ssh::PinnedHost::known),
+        teleport: host.teleport.as_ref(),
     };
     tracing::info!(target = %host.target, "reading the host's chains and firewall over ssh");
     let output = match ssh::run_within(&remote, &script, timeout) {

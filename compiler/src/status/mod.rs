@@ -220,9 +220,19 @@ pub fn run(request: &Request<'_>, progress: &dyn Fn(Layer)) -> Result<Report, St
 /// or why there is none (the talos and kubernetes layers are behind it).
 fn open_tunnel(ssh: &Ssh, forwards: &[(String, u16)]) -> Result<SshTunnel, String> {
     let pinned = PinnedHost::new(ssh.host_key.as_ref()).map_err(|e| e.to_string())?;
-    let known = pinned.as_ref().map(PinnedHost::known);
-    SshTunnel::open(&ssh.target, ssh.config.as_deref(), known.as_ref(), forwards)
-        .map_err(|e| e.to_string())
+    // Through Teleport the proxy speaks for the host: nothing pinned.
+    let known = pinned
+        .as_ref()
+        .filter(|_| ssh.teleport.is_none())
+        .map(PinnedHost::known);
+    SshTunnel::open(
+        &ssh.target,
+        ssh.config.as_deref(),
+        known.as_ref(),
+        ssh.teleport.as_ref(),
+        forwards,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The kubernetes layer: the API reached as `cluster bootstrap` reaches it,

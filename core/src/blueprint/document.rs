@@ -102,8 +102,14 @@ pub struct Host {
     /// address is not routable from a workstation. `https://` with a DNS or
     /// IPv4 host, letters, digits and `-._~:/` only (E0121).
     pub api: Option<Located<String>>,
-    /// SSH target for host setup. Default: `root@<public address>`. `user@host`
-    /// of letters, digits and `._-`, not starting with `-` (E0121).
+    /// SSH target for host setup, deploy and cluster bootstrap. Default:
+    /// `root@<public address>`. `user@host` of letters, digits and `._-`, not
+    /// starting with `-` (E0121). `teleport:LOGIN@NODE` (e.g.
+    /// `teleport:root@waddle-proxmox01`) goes through Teleport's proxy
+    /// instead (`tsh proxy ssh`, after `tsh login`), the host being the
+    /// `[teleport]`'s OpenSSH node (E0140) and LOGIN one a role grants
+    /// (E0141); a deploy then logs in through it before anything else, and
+    /// only then may the firewall drop the operator's direct SSH rule.
     pub ssh: Option<Located<String>>,
     /// SHA-256 fingerprint of the API's TLS certificate (`AB:CD:…`, as
     /// `pvenode cert info` prints it). Proxmox's certificate is self-signed:

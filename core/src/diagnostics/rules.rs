@@ -276,6 +276,18 @@ rules! {
          Two programs cannot listen on one port, and routes and forwards may already target \
          waddlec's own (`edge:443`, `teleport:3023`) without declaring it. Move the service \
          to a free port, or remove the entry.";
+    SSH_THROUGH_ABSENT_TELEPORT = "E0140" "ssh-through-absent-teleport" Error:
+        "`host.ssh = \"teleport:LOGIN@NODE\"` reaches the host through Teleport's proxy \
+         (`tsh proxy ssh`), which only the blueprint's own Teleport can be: without a \
+         `[teleport]` table there is no proxy to go through and no node resource that makes \
+         the host one of its nodes. Add `[teleport]`, or write `host.ssh` as a direct \
+         `user@host`.";
+    TELEPORT_LOGIN_NOT_GRANTED = "E0141" "teleport-login-not-granted" Error:
+        "`host.ssh = \"teleport:LOGIN@NODE\"` logs in through Teleport as LOGIN, and \
+         Teleport lets a user log in to a node only as one of the logins their roles grant. \
+         If no `[[teleport.role]]` lists LOGIN, every deploy through Teleport is refused \
+         (\"access denied\"), and once the direct SSH rule is gone nothing else reaches the \
+         host. Add LOGIN to a role's `logins`, or log in as one the roles grant.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

@@ -108,11 +108,28 @@ pub struct Host {
     pub api_url: HttpsUrl,
     /// Uppercase `AB:CD:…` SHA-256 of the API certificate, if pinned.
     pub api_fingerprint: Option<String>,
+    /// `user@host` the operator's `ssh` logs in as; through Teleport,
+    /// `login@node` as Teleport routes it.
     pub ssh_target: SshTarget,
+    /// How `ssh_target` is reached: straight, or through Teleport's proxy.
+    pub ssh_route: SshRoute,
     pub api_token: SecretRef,
     pub disk_storage: StorageId,
     pub file_storage: StorageId,
     pub dns: Vec<Ipv4Addr>,
+}
+
+/// What starts a `host.ssh` that goes through Teleport.
+pub const TELEPORT_SSH_PREFIX: &str = "teleport:";
+
+/// How the operator's `ssh` reaches the host (`host.ssh`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SshRoute {
+    /// `user@host`: a direct connection, which the host firewall must admit.
+    Direct,
+    /// `teleport:login@node`: through Teleport's proxy (`tsh proxy ssh`), the
+    /// host being an agentless (OpenSSH) node of the blueprint's Teleport.
+    Teleport,
 }
 
 /// The host's bridges: exactly one public (the uplink), and the internal
@@ -654,6 +671,14 @@ impl Teleport {
     /// direct access).
     pub fn fronts_port(&self, port: u16) -> bool {
         self.apps.iter().any(|app| url_port(&app.uri) == Some(port))
+    }
+
+    /// Whether some role grants `login` on nodes (every role's node labels
+    /// admit every node, the Proxmox host included).
+    pub fn grants_login(&self, login: &str) -> bool {
+        self.roles
+            .iter()
+            .any(|role| role.logins.iter().any(|l| l == login))
     }
 }
 

@@ -11,6 +11,10 @@
 //! installed by the setup as [`EMERGENCY_COMMAND`]; the setup keeps what it
 //! opened until the deploy is told to close it (`--close-emergency`).
 //!
+//! With Teleport, the setup installs the host's sshd drop-in
+//! (`host/ssh/teleport-node.conf`, `teleport_node`) once the keys it names
+//! are on the host, and only if `sshd -t` loads every one of them.
+//!
 //! democratic-csi's files (`host/democratic-csi/`): the forced command
 //! (`waddlec-csi-gate`: the driver's commands and nothing else, see the
 //! template), the sudoers rule for `targetcli` alone, and the user's
@@ -34,6 +38,9 @@ struct Data<'a> {
     installed: &'static str,
     /// Its name on the console's PATH.
     command: &'static str,
+    /// With Teleport: where the drop-in's keys and certificate must be
+    /// before the setup installs `ssh/teleport-node.conf`.
+    teleport_keys: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -95,6 +102,10 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             .rsplit('/')
             .next()
             .unwrap_or(EMERGENCY_COMMAND),
+        teleport_keys: model
+            .teleport
+            .as_ref()
+            .map(|_| super::teleport_node::KEY_DIR),
     };
     let mut artifacts = vec![
         Artifact::file(

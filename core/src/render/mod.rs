@@ -26,6 +26,7 @@ mod qm_script;
 pub mod seed;
 pub mod talos;
 pub mod teleport;
+pub mod teleport_node;
 
 use handlebars::Handlebars;
 use serde::Serialize;
@@ -111,6 +112,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/emergency-recovery.sh.hbs"),
     ),
     (
+        "sshd-teleport-node.conf",
+        include_str!("../../templates/sshd-teleport-node.conf.hbs"),
+    ),
+    (
+        "teleport-node-keys.sh",
+        include_str!("../../templates/teleport-node-keys.sh.hbs"),
+    ),
+    (
         "platform-README.md",
         include_str!("../../templates/platform-README.md.hbs"),
     ),
@@ -156,6 +165,7 @@ pub fn render_all(
     artifacts.extend(talos::render(model, secrets, &inline_manifests)?);
     artifacts.extend(teleport::render(model, secrets)?);
     artifacts.extend(teleport::units(templates, model)?);
+    artifacts.extend(teleport_node::render(templates, model)?);
     artifacts.extend(platform::render(templates, model)?);
     // Seeds once every file a VM receives is rendered.
     let seeds = cloud_init::render(model, secrets, &artifacts)?;

@@ -1,7 +1,8 @@
 //! Teleport 18 (Community): `teleport.yaml` (config `version: v3`) and the
 //! dynamic resources the auth service needs — one role per blueprint role
-//! (`kind: role`, `version: v7`) and the GitHub connector (`kind: github`,
-//! `version: v3`) — in one multi-document `resources.yaml`.
+//! (`kind: role`, `version: v7`), the GitHub connector (`kind: github`,
+//! `version: v3`) and the Proxmox host as an agentless node
+//! (`teleport_node`) — in one multi-document `resources.yaml`.
 //!
 //! Teleport parses its config strictly: every key here is one its
 //! `lib/config/fileconf.go` defines (the tests hold the list). The seed's
@@ -74,6 +75,8 @@ pub fn units(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Rend
         /// between the two configs.
         kubeconfig: Option<&'a str>,
         without_kubernetes: &'static str,
+        /// The host's node keys, made after the resources are applied.
+        node_keys: Option<&'static str>,
     }
     let data = Data {
         project: &model.project.name,
@@ -82,6 +85,7 @@ pub fn units(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Rend
         config: CONFIG_PATH,
         kubeconfig: teleport.kubernetes.as_ref().map(|k| k.kubeconfig.as_str()),
         without_kubernetes: WITHOUT_KUBERNETES_PATH,
+        node_keys: super::teleport_node::node_keys_command(model),
     };
     let dir = format!("vms/{}", teleport.vm);
     let unit = |template: &'static str, guest: &'static str| -> Result<Artifact, RenderError> {
@@ -114,6 +118,9 @@ pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, Ya
         .map(|role| yaml::document(&role_resource(model, teleport, &role.name, &role.logins)))
         .collect::<Result<_, _>>()?;
     resources.push(yaml::document(&connector(teleport, client_secret))?);
+    if let Some(node) = super::teleport_node::resource(model) {
+        resources.push(yaml::document(&node)?);
+    }
     let dir = format!("vms/{}", teleport.vm);
     let mut artifacts = Vec::new();
     if teleport.kubernetes.is_some() {

@@ -133,6 +133,7 @@ pub(super) fn firewall(
     if resolved.temporary.len() == firewall.temporary.len() {
         check_operator_access(checker, blueprint, &resolved, operator, host, teleport);
     }
+    check_ssh_route(checker, blueprint, host, teleport);
     resolved
 }
 
@@ -194,6 +195,58 @@ fn check_sources_outside(
                     .into(),
             );
         }
+    }
+}
+
+/// `host.ssh` through Teleport needs the blueprint's Teleport, and a role
+/// granting the login (E0140, E0141). Whether the path works is the deploy
+/// guard's question, asked by logging in through it.
+fn check_ssh_route(
+    checker: &mut Checker,
+    blueprint: &Blueprint,
+    host: &model::Host,
+    teleport: Option<&model::Teleport>,
+) {
+    let Some(ssh) = blueprint.host.ssh.as_ref() else {
+        return;
+    };
+    if host.ssh_route != model::SshRoute::Teleport {
+        return;
+    }
+    let target = host.ssh_target.to_string();
+    let (login, node) = target.rsplit_once('@').unwrap_or(("", &target));
+    match teleport {
+        None => {
+            let diagnostic = checker.error(
+                &rules::SSH_THROUGH_ABSENT_TELEPORT,
+                ssh.span(),
+                "host.ssh",
+                "`host.ssh` goes through Teleport, but the blueprint has no `[teleport]`",
+            );
+            diagnostic.label = "through Teleport".into();
+            diagnostic.help = Some(format!(
+                "add `[teleport]` (the host becomes its node), or write `ssh = \"root@{node}\"` \
+                 for a direct connection"
+            ));
+        }
+        Some(teleport) if login.is_empty() || !teleport.grants_login(login) => {
+            let shown = if login.is_empty() { "(none)" } else { login };
+            let diagnostic = checker.error(
+                &rules::TELEPORT_LOGIN_NOT_GRANTED,
+                ssh.span(),
+                "host.ssh",
+                format!(
+                    "`host.ssh` logs in through Teleport as `{shown}`, a login no \
+                     `[[teleport.role]]` grants: Teleport would refuse every deploy"
+                ),
+            );
+            diagnostic.label = "login not granted".into();
+            diagnostic.help = Some(format!(
+                "write `teleport:LOGIN@{node}` with a login a role lists, or add it to a role's \
+                 `logins`"
+            ));
+        }
+        Some(_) => {}
     }
 }
 

@@ -250,8 +250,22 @@ pub(super) fn host(
         "host.api",
         &rules::INVALID_LOCATION,
     );
+    // `teleport:login@node`: the same destination grammar after the prefix.
+    let (ssh, ssh_route) = match &host.ssh {
+        Some(ssh) => match ssh.strip_prefix(model::TELEPORT_SSH_PREFIX) {
+            Some(rest) => (
+                Some(crate::blueprint::Located {
+                    value: rest.to_string(),
+                    span: ssh.span(),
+                }),
+                model::SshRoute::Teleport,
+            ),
+            None => (Some(ssh.clone()), model::SshRoute::Direct),
+        },
+        None => (None, model::SshRoute::Direct),
+    };
     let ssh_target = checker.parse_or(
-        &host.ssh,
+        &ssh,
         &format!("root@{public_address}"),
         "host.ssh",
         &rules::INVALID_LOCATION,
@@ -281,6 +295,7 @@ pub(super) fn host(
         api_url,
         api_fingerprint,
         ssh_target,
+        ssh_route,
         api_token: host.api_token.value.clone(),
         disk_storage,
         file_storage,

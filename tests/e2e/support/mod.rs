@@ -23,6 +23,7 @@ pub mod stand_in_images;
 pub mod stand_in_server;
 pub mod talos_cluster;
 pub mod talos_lab;
+pub mod tsh;
 
 use std::collections::BTreeMap;
 use std::fs;
