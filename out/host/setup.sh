@@ -158,13 +158,43 @@ install_file firewall/cluster.fw /etc/pve/firewall/cluster.fw 0640 || true
 
 # The host as Teleport's agentless node (Teleport's OpenSSH integration):
 # sshd trusts Teleport's openssh CA and presents a host certificate from its
-# host CA, once /etc/ssh/waddlec-teleport holds openssh-ca.pub, host_key and
-# host_key-cert.pub. Until then the drop-in stays out: sshd would run
-# without the certificate it names and only warn. It goes in only if
-# `sshd -t` loads every key it names, then sshd reloads.
+# host CA. The Teleport VM (101) makes the three files in
+# /var/lib/teleport/waddlec-node (waddlec-teleport-node-keys); they are copied
+# here through its guest agent (qm guest exec, as root on this host: the
+# private key never crosses a network), each installed when it differs.
+# While the VM or its files are not there yet, whatever keys are here stay.
 keys_dir=$root/etc/ssh/waddlec-teleport
+mkdir -p "$stage/teleport-node"
+fetched=1
+for name in openssh-ca.pub host_key host_key-cert.pub; do
+    answer=$(qm guest exec 101 --timeout 10 -- cat "/var/lib/teleport/waddlec-node/$name" 2>/dev/null) || { fetched=0; break; }
+    # qm prints exec-status as JSON (qemu-server's `guest exec`):
+    # exited, exitcode, out-data (stdout), out-truncated.
+    if ! perl -MJSON::PP -0777 -e '
+        my $status = decode_json(<STDIN>);
+        exit 1 unless $status->{exited} && defined $status->{exitcode}
+            && $status->{exitcode} == 0 && !$status->{"out-truncated"}
+            && length($status->{"out-data"} // "");
+        print $status->{"out-data"};
+    ' <<<"$answer" >"$stage/teleport-node/$name"; then
+        fetched=0
+        break
+    fi
+done
+if ((fetched)); then
+    if ! ((check)); then
+        install -d -m 0700 "$keys_dir"
+    fi
+    install_file teleport-node/openssh-ca.pub '/etc/ssh/waddlec-teleport/openssh-ca.pub' 0644 || true
+    install_file teleport-node/host_key-cert.pub '/etc/ssh/waddlec-teleport/host_key-cert.pub' 0644 || true
+    install_file teleport-node/host_key '/etc/ssh/waddlec-teleport/host_key' 0600 || true
+fi
+# The drop-in goes in once the keys are here (or, with --check, would be):
+# without them sshd would run without the certificate it names and only
+# warn. It goes in only if `sshd -t` loads every key it names, then sshd
+# reloads.
 drop_in=/etc/ssh/sshd_config.d/waddlec-teleport-node.conf
-if [[ -s $keys_dir/openssh-ca.pub && -s $keys_dir/host_key && -s $keys_dir/host_key-cert.pub ]]; then
+if ((fetched)) || [[ -s $keys_dir/openssh-ca.pub && -s $keys_dir/host_key && -s $keys_dir/host_key-cert.pub ]]; then
     if install_file ssh/teleport-node.conf "$drop_in" 0644 && ((!check)); then
         if ! problems=$(sshd -t -f "$root/etc/ssh/sshd_config" 2>&1) ||
             grep -qE 'Unable to load|Could not load|not a certificate' <<<"$problems"; then

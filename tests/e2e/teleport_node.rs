@@ -6,9 +6,12 @@
 //! and the host presents a host certificate a client verifies with a
 //! `@cert-authority` line, as tsh's known_hosts holds Teleport's host CA.
 //!
-//! The host setup installs the drop-in only once the keys it names are
-//! there, and only if sshd loads them (`sshd -t`, whose warnings about a
-//! key it cannot load count as a refusal), then reloads sshd.
+//! The host setup copies the keys from the Teleport VM through its guest
+//! agent (the stand-in `qm guest exec` of `host_tools_stand_in.py`, whose
+//! grammar and exec-status answer follow qemu-server), and installs the
+//! drop-in only once the keys it names are there, and only if sshd loads
+//! them (`sshd -t`, whose warnings about a key it cannot load count as a
+//! refusal), then reloads sshd.
 //!
 //! The CAs are `ssh-keygen`'s, standing in for Teleport's `openssh` CA
 //! (`tctl auth export --type=openssh`) and host CA (`tctl auth sign
@@ -27,6 +30,10 @@ use crate::support::talos_lab::SecretLab;
 use crate::support::{build, require, run, text, valid_blueprints};
 
 const KEY_DIR: &str = "/etc/ssh/waddlec-teleport";
+/// Where the Teleport VM's `waddlec-teleport-node-keys` leaves them.
+const VM_KEY_DIR: &str = "/var/lib/teleport/waddlec-node";
+/// The Teleport VM of `blueprints/waddle.toml`.
+const TELEPORT_VMID: u32 = 101;
 
 fn keygen(args: &[&str], dir: &Path) {
     let output = run(Command::new("ssh-keygen").current_dir(dir).args(args));
@@ -278,10 +285,12 @@ fn the_host_trusts_teleports_user_ca_and_presents_its_host_certificate() {
     );
 }
 
-/// The host setup leaves the drop-in out while the keys are missing, puts
-/// it in (and reloads sshd, after which the certificate login works) once
-/// they are there, changes nothing the next time, and refuses a host
-/// certificate sshd cannot load, removing the drop-in again.
+/// The host setup leaves the drop-in out while the Teleport VM has no keys
+/// for it, copies them from the VM through its guest agent once it has
+/// (the private key 0600 in a 0700 directory, named in the report but
+/// never shown) and puts the drop-in in (and reloads sshd, after which the
+/// certificate login works), changes nothing the next time, and refuses a
+/// host certificate sshd cannot load, removing the drop-in again.
 #[test]
 fn the_host_setup_installs_the_drop_in_once_the_keys_are_there() {
     require("sshd");
@@ -319,13 +328,40 @@ fn the_host_setup_installs_the_drop_in_once_the_keys_are_there() {
     assert!(!mentions(&before), "{before:?}");
     assert!(!root.join(installed.trim_start_matches('/')).exists());
 
+    // The Teleport VM has made its files: the setup copies them through
+    // the guest agent (the stand-in `qm guest exec`), then the drop-in.
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    teleport_keys(w, &keys, &principals(&drop_in));
+    let teleport_vm = host.guest_root(TELEPORT_VMID);
+    let vm_keys = teleport_vm.join(VM_KEY_DIR.trim_start_matches('/'));
+    teleport_keys(w, &vm_keys, &principals(&drop_in));
+    let copied = |verb: &str| -> Vec<String> {
+        ["openssh-ca.pub", "host_key-cert.pub", "host_key"]
+            .iter()
+            .map(|file| format!("{verb}: {KEY_DIR}/{file}"))
+            .chain([format!("{verb}: {installed}")])
+            .collect()
+    };
     let planned = host_setup::run(&ssh, &tree, true, false).unwrap().changes;
-    assert_eq!(planned, [format!("would change: {installed}")]);
+    assert_eq!(planned, copied("would change"));
+    assert!(!keys.exists(), "--check copies nothing");
     let changed = host_setup::run(&ssh, &tree, false, false).unwrap().changes;
-    assert_eq!(changed, [format!("changed: {installed}")]);
+    assert_eq!(changed, copied("changed"));
+    for (file, mode) in [("host_key", 0o600), ("openssh-ca.pub", 0o644)] {
+        assert_eq!(
+            fs::read(keys.join(file)).unwrap(),
+            fs::read(vm_keys.join(file)).unwrap()
+        );
+        let actual = fs::metadata(keys.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(actual, mode, "{file}");
+    }
+    assert_eq!(
+        fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert!(host.calls().contains(&format!(
+        "qm guest exec {TELEPORT_VMID} --timeout 10 -- cat {VM_KEY_DIR}/host_key"
+    )));
     assert!(
         host.calls().contains("systemctl reload ssh"),
         "{}",
@@ -337,7 +373,7 @@ fn the_host_setup_installs_the_drop_in_once_the_keys_are_there() {
     assert!(again.is_empty(), "{again:?}");
 
     // A certificate sshd cannot load: refused, the drop-in removed.
-    fs::write(keys.join("host_key-cert.pub"), "not a certificate\n").unwrap();
+    fs::write(vm_keys.join("host_key-cert.pub"), "not a certificate\n").unwrap();
     fs::remove_file(root.join(installed.trim_start_matches('/'))).unwrap();
     let err = host_setup::run(&ssh, &tree, false, false).unwrap_err();
     assert!(

@@ -30,6 +30,15 @@ calls a tool wrongly fails its test:
   an unknown database exits 1.
 * pvesh(1): `pvesh get|set /storage/ID [--content LIST]
   [--output-format json]` — only what the host setup asks of storages.
+* qm(1), qemu-server 9 (`qm guest exec <vmid> [<extra-args>] [OPTIONS]`,
+  options `--pass-stdin <boolean>`, `--synchronous <boolean>`, `--timeout
+  <integer>`, the command after `--`): only `guest exec`, and in the guest
+  only `cat FILE`. The guest's files are `guests/VMID/` beside the log; a
+  VM without that directory answers as one whose agent does not run
+  (`QEMU guest agent is not running`, exit 255). The answer is the
+  exec-status object qm prints (`exited`, `exitcode`, `out-data`,
+  `err-data`; apidata.json `/nodes/{node}/qemu/{vmid}/agent/exec-status`)
+  as pretty JSON with sorted keys.
 
 State (beside the log): `storage-ID` (content types), `zfs` (datasets),
 `quota-DATASET`, `users`, `groups`, `targetcli` (global preferences,
@@ -37,6 +46,7 @@ default true). `systemctl reload ssh` sends SIGHUP to the sshd whose pid
 file $SSHD_PIDFILE names (the lab's sshd is the host's).
 """
 
+import json
 import os
 import re
 import signal
@@ -243,6 +253,48 @@ def pvesh(args):
         usage("pvesh", "400 Parameter verification failed.", 255)
 
 
+def qm(args):
+    if args[:2] != ["guest", "exec"]:
+        usage("qm", "unknown command 'qm " + " ".join(args[:2]) + "' (the stand-in knows only 'guest exec')", 255)
+    args = args[2:]
+    if not args or not re.fullmatch(r"[1-9][0-9]{2,8}", args[0]):
+        usage("qm", "400 Parameter verification failed.\nvmid: type check ('integer') failed", 255)
+    vmid, rest = args[0], args[1:]
+    command = []
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            command = rest
+            break
+        if arg in ("--pass-stdin", "--synchronous"):
+            if not rest or rest[0] not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+                usage("qm", f"400 Parameter verification failed.\n{arg[2:]}: type check ('boolean') failed", 255)
+            rest.pop(0)
+        elif arg == "--timeout":
+            if not rest or not rest[0].isdigit():
+                usage("qm", "400 Parameter verification failed.\ntimeout: type check ('integer') failed", 255)
+            rest.pop(0)
+        elif arg.startswith("-"):
+            usage("qm", f"400 Parameter verification failed.\n{arg.lstrip('-')}: property is not defined in schema and the schema does not allow additional properties", 255)
+        else:
+            command = [arg] + rest
+            break
+    if not command:
+        usage("qm", "400 Parameter verification failed.\nextra-args: no command given", 255)
+    guest = os.path.join(os.path.dirname(LOG), "guests", vmid)
+    if not os.path.isdir(guest):
+        usage("qm", "QEMU guest agent is not running", 255)
+    if command[0] != "cat" or len(command) != 2:
+        status = {"exited": 1, "exitcode": 127, "err-data": f"stand-in guest: cannot run {command[0]}\n"}
+    else:
+        try:
+            with open(os.path.join(guest, command[1].lstrip("/")), encoding="utf-8") as handle:
+                status = {"exited": 1, "exitcode": 0, "out-data": handle.read()}
+        except FileNotFoundError:
+            status = {"exited": 1, "exitcode": 1, "err-data": f"cat: {command[1]}: No such file or directory\n"}
+    print(json.dumps(status, indent=3, sort_keys=True))
+
+
 TOOLS = {
     "systemctl": systemctl,
     "zfs": zfs,
@@ -250,6 +302,7 @@ TOOLS = {
     "useradd": useradd,
     "getent": getent,
     "pvesh": pvesh,
+    "qm": qm,
 }
 
 

@@ -6,6 +6,11 @@
 //! deploy` can show what it would change and a reviewer can read exactly
 //! what runs as root on the host.
 //!
+//! With Teleport, the setup also copies the host's keys as Teleport's
+//! OpenSSH node from the Teleport VM, through its guest agent (`qm guest
+//! exec`, run as root on this host: the private host key never crosses a
+//! network), and installs the sshd drop-in once they are there.
+//!
 //! `host/emergency-recovery.sh`: the way back in from the out-of-band
 //! console (EMERGENCY rules admitting one address, or the firewall off),
 //! installed by the setup as [`EMERGENCY_COMMAND`]; the setup keeps what it
@@ -40,7 +45,18 @@ struct Data<'a> {
     command: &'static str,
     /// With Teleport: where the drop-in's keys and certificate must be
     /// before the setup installs `ssh/teleport-node.conf`.
-    teleport_keys: Option<&'static str>,
+    /// With Teleport: where the host's sshd keys for it live, and the
+    /// Teleport VM they are fetched from.
+    teleport_keys: Option<TeleportKeys>,
+}
+
+/// The host's keys as Teleport's OpenSSH node: `dir` on the host, copied
+/// from `vm_dir` on the Teleport VM (`vmid`) through its guest agent.
+#[derive(Serialize)]
+struct TeleportKeys {
+    dir: &'static str,
+    vmid: u32,
+    vm_dir: &'static str,
 }
 
 #[derive(Serialize)]
@@ -102,10 +118,13 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             .rsplit('/')
             .next()
             .unwrap_or(EMERGENCY_COMMAND),
-        teleport_keys: model
-            .teleport
-            .as_ref()
-            .map(|_| super::teleport_node::KEY_DIR),
+        teleport_keys: model.teleport.as_ref().and_then(|teleport| {
+            Some(TeleportKeys {
+                dir: super::teleport_node::KEY_DIR,
+                vmid: model.vm(&teleport.vm)?.id,
+                vm_dir: super::teleport_node::VM_KEY_DIR,
+            })
+        }),
     };
     let mut artifacts = vec![
         Artifact::file(

@@ -14,8 +14,8 @@
 //! steps 1–3) and RFD 98 (`rfd/0098-registered-openssh-nodes.md`: the
 //! `openssh` sub-kind, the OpenSSH CA, manual certificate rotation). The
 //! host key is made by `tctl` on the Teleport VM (it signs no key it is
-//! given): carrying the three files to the host's [`KEY_DIR`] is the
-//! operator's step for now (README, *Lockdown*).
+//! given): the host setup copies the three files to the host's
+//! [`KEY_DIR`] through the VM's guest agent (`render::host_setup`).
 //!
 //! The node's name must be a UUID: it is derived from the project and the
 //! host's node name, so it never changes between builds and the host

@@ -107,6 +107,7 @@ impl SshHost {
             "targetcli",
             "useradd",
             "getent",
+            "qm",
         ] {
             let target = if tool == "pvesh" && pve_socket.is_some() {
                 super::repo_root().join("tests/pve-sim/pvesh")
@@ -241,6 +242,11 @@ impl SshHost {
     /// The host's files: sshd's own config is under it.
     pub fn host_root(&self) -> std::path::PathBuf {
         self.dir.path().join("root")
+    }
+
+    /// The files of VM `vmid` as the stand-in `qm guest exec` reads them.
+    pub fn guest_root(&self, vmid: u32) -> std::path::PathBuf {
+        self.dir.path().join("guests").join(vmid.to_string())
     }
 
     pub fn calls(&self) -> String {
