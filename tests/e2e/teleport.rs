@@ -98,7 +98,8 @@ fn teleport_yaml_and_resources_use_only_keys_teleport_knows() {
     let fileconf = key_list("fileconf-keys.txt");
     let resources = key_list("resource-keys.txt");
     let (_dir, without) = without_kubernetes();
-    for blueprint in [valid_blueprints()[0].clone(), without] {
+    let local_users = repo_root().join("blueprints/examples/services.toml");
+    for blueprint in [valid_blueprints()[0].clone(), without, local_users] {
         let (_guard, out) = build(&blueprint);
         for file in ["teleport.yaml", "teleport-without-kubernetes.yaml"] {
             let path = out.join("vms/teleport").join(file);
@@ -114,6 +115,32 @@ fn teleport_yaml_and_resources_use_only_keys_teleport_knows() {
             assert_known(&resources, &kind, &document, &format!("{kind} resource"));
         }
     }
+}
+
+/// Without `[teleport.github]` (the services example): Teleport
+/// authenticates local users (`type: local`, no connector named), no
+/// `github` resource is rendered, and no client secret is wanted, not even
+/// as a placeholder of the review tree; with it (the bundled blueprint),
+/// GitHub is the connector.
+#[test]
+fn without_a_github_connector_teleport_has_local_users_only() {
+    let (_guard, out) = build(&repo_root().join("blueprints/examples/services.toml"));
+    let config = load(&out.join("vms/teleport/teleport.yaml")).remove(0);
+    assert_eq!(
+        config["auth_service"]["authentication"],
+        serde_json::json!({"type": "local"})
+    );
+    let resources = load(&out.join("vms/teleport/teleport-resources.yaml"));
+    assert!(resources.iter().all(|r| r["kind"] != "github"));
+    assert!(resources.iter().any(|r| r["kind"] == "role"));
+    let manifest = fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert!(!manifest.contains("github"), "{manifest}");
+    let (_guard, out) = build(&valid_blueprints()[0]);
+    let config = load(&out.join("vms/teleport/teleport.yaml")).remove(0);
+    assert_eq!(
+        config["auth_service"]["authentication"],
+        serde_json::json!({"type": "github", "connector_name": "github"})
+    );
 }
 
 #[test]

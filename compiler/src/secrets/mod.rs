@@ -41,10 +41,10 @@ pub fn resolve(model: &Model, base: &Path) -> Result<SecretValues, SecretError> 
         Some(place) => Some(talos_at(place)?),
         None => None,
     };
-    let github_client_secret = match &model.teleport {
-        Some(teleport) => Some(read(
+    let github_client_secret = match model.teleport.as_ref().and_then(|t| t.github.as_ref()) {
+        Some(github) => Some(read(
             "teleport.github.client_secret",
-            &teleport.github.client_secret,
+            &github.client_secret,
             base,
         )?),
         None => None,

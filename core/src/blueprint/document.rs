@@ -755,7 +755,12 @@ pub struct Teleport {
     /// the edge must then route `*.<public_host>` to Teleport.
     #[serde(default)]
     pub app_subdomains: bool,
-    pub github: TeleportGithub,
+    /// Single sign-on through a GitHub organisation's teams (Teleport
+    /// Community's connector). Without it Teleport authenticates local
+    /// users only (`tctl users add NAME --roles=ROLE`, each with a second
+    /// factor). Other connector kinds (OIDC, SAML: Teleport Enterprise)
+    /// would be tables beside this one.
+    pub github: Option<TeleportGithub>,
     #[serde(rename = "role", default)]
     pub roles: Vec<TeleportRole>,
     #[serde(rename = "app", default)]

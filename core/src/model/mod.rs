@@ -657,7 +657,8 @@ pub struct Teleport {
     pub ssh_port: Port,
     pub tunnel_port: Port,
     pub app_subdomains: bool,
-    pub github: TeleportGithub,
+    /// The GitHub SSO connector; without it, local users only.
+    pub github: Option<TeleportGithub>,
     pub roles: Vec<TeleportRole>,
     pub apps: Vec<TeleportApp>,
     pub kubernetes: Option<TeleportKubernetes>,

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::{RenderError, Templates};
 use crate::artifact::Artifact;
-use crate::model::{Model, Teleport, Vm};
+use crate::model::{Model, Teleport, TeleportGithub, Vm};
 use crate::plan::images::Role;
 use crate::secrets::{Secret, SecretValues};
 use crate::yaml::{self, YamlError};
@@ -106,9 +106,7 @@ pub fn units(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Rend
 }
 
 pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, YamlError> {
-    // SecretValues hold the client secret exactly when there is Teleport.
-    let (Some(teleport), Some(client_secret)) = (&model.teleport, &secrets.github_client_secret)
-    else {
+    let Some(teleport) = &model.teleport else {
         return Ok(Vec::new());
     };
     let full = yaml::document(&config(model, teleport, true))?;
@@ -117,7 +115,11 @@ pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, Ya
         .iter()
         .map(|role| yaml::document(&role_resource(model, teleport, &role.name, &role.logins)))
         .collect::<Result<_, _>>()?;
-    resources.push(yaml::document(&connector(teleport, client_secret))?);
+    // SecretValues hold the client secret exactly when there is a GitHub
+    // connector.
+    if let (Some(github), Some(client_secret)) = (&teleport.github, &secrets.github_client_secret) {
+        resources.push(yaml::document(&connector(teleport, github, client_secret))?);
+    }
     if let Some(node) = super::teleport_node::resource(model) {
         resources.push(yaml::document(&node)?);
     }
@@ -192,7 +194,8 @@ struct AuthService<'a> {
 struct Authentication {
     #[serde(rename = "type")]
     kind: &'static str,
-    connector_name: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connector_name: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -295,9 +298,17 @@ fn config<'a>(model: &'a Model, teleport: &'a Teleport, with_kubernetes: bool) -
             listen_addr: AUTH_LISTEN,
             cluster_name: host,
             proxy_listener_mode: "separate",
-            authentication: Authentication {
-                kind: "github",
-                connector_name: CONNECTOR,
+            // GitHub SSO when the blueprint has the connector, else local
+            // users (`tctl users add`) with Teleport's default second factor.
+            authentication: match teleport.github {
+                Some(_) => Authentication {
+                    kind: "github",
+                    connector_name: Some(CONNECTOR),
+                },
+                None => Authentication {
+                    kind: "local",
+                    connector_name: None,
+                },
             },
         },
         ssh_service: Enabled { enabled: true },
@@ -433,9 +444,9 @@ struct TeamToRoles<'a> {
 
 fn connector<'a>(
     teleport: &'a Teleport,
+    github: &'a TeleportGithub,
     client_secret: &'a Secret,
 ) -> Resource<'a, ConnectorSpec<'a>> {
-    let github = &teleport.github;
     Resource {
         kind: "github",
         version: "v3",

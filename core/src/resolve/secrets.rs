@@ -34,11 +34,8 @@ pub fn references(blueprint: &Blueprint) -> Vec<(&'static str, &Located<SecretRe
         references.push(("onepassword_connect.credentials", &connect.credentials));
         references.push(("onepassword_connect.token", &connect.token));
     }
-    if let Some(teleport) = &blueprint.teleport {
-        references.push((
-            "teleport.github.client_secret",
-            &teleport.github.client_secret,
-        ));
+    if let Some(github) = blueprint.teleport.as_ref().and_then(|t| t.github.as_ref()) {
+        references.push(("teleport.github.client_secret", &github.client_secret));
     }
     if let Some(artifacts) = &blueprint.artifacts {
         references.push(("artifacts.access_key_id", &artifacts.access_key_id));

@@ -50,17 +50,6 @@ pub(super) fn teleport(
             );
         }
     }
-    let github = &teleport.github;
-    let org = checker.parse(
-        &github.org,
-        "teleport.github.org",
-        &rules::INVALID_IDENTIFIER,
-    );
-    let client_id = checker.parse(
-        &github.client_id,
-        "teleport.github.client_id",
-        &rules::INVALID_IDENTIFIER,
-    );
     let mut role_names = BTreeSet::new();
     let mut roles = Vec::new();
     for (i, role) in teleport.roles.iter().enumerate() {
@@ -92,32 +81,10 @@ pub(super) fn teleport(
             logins: role.logins.iter().map(|l| l.to_string()).collect(),
         });
     }
-    let mut teams_to_roles = Vec::new();
-    if github.teams_to_roles.is_empty() {
-        checker
-            .error(&rules::EMPTY_LIST, github.teams_to_roles.span(), "teleport.github.teams_to_roles", "no `teams_to_roles`: nobody could log in through GitHub")
-            .help = Some("map a team slug to a role: `teams_to_roles = [{ team = \"infra\", roles = [\"infra-admin\"] }]`".into());
-    }
-    for (i, mapping) in github.teams_to_roles.iter().enumerate() {
-        let path = format!("teleport.github.teams_to_roles[{i}]");
-        checker.check_str(
-            &mapping.team,
-            &format!("{path}.team"),
-            &rules::INVALID_IDENTIFIER,
-            names::check_team_slug,
-        );
-        for (r, role) in mapping.roles.iter().enumerate() {
-            if !role_names.contains(role.as_str()) && !BUILTIN_ROLES.contains(&role.as_str()) {
-                checker
-                    .error(&rules::UNDEFINED_TARGET, role.span(), format!("{path}.roles[{r}]"), format!("role `{}` is neither defined in `[[teleport.role]]` nor built into Teleport", **role))
-                    .help = Some(format!("built-in roles: {}", BUILTIN_ROLES.join(", ")));
-            }
-        }
-        teams_to_roles.push((
-            mapping.team.to_string(),
-            mapping.roles.iter().map(|r| r.to_string()).collect(),
-        ));
-    }
+    let github = teleport
+        .github
+        .as_ref()
+        .map(|github| resolve_github(checker, github, &role_names));
     let mut apps = Vec::new();
     for (i, app) in teleport.apps.iter().enumerate() {
         let path = format!("teleport.app[{i}]");
@@ -170,12 +137,7 @@ pub(super) fn teleport(
         web_port: *web_port,
         ssh_port: *ssh_port,
         tunnel_port: *tunnel_port,
-        github: model::TeleportGithub {
-            org,
-            client_id,
-            client_secret: github.client_secret.value.clone(),
-            teams_to_roles,
-        },
+        github,
         app_subdomains: teleport.app_subdomains,
         roles,
         apps,
@@ -210,5 +172,56 @@ fn public_host(
             path,
             format!("`{}` is not under the project domain `{domain}`", **host),
         );
+    }
+}
+
+/// `[teleport.github]`: the organisation, the OAuth app and which team gets
+/// which roles (each a `[[teleport.role]]` or one of Teleport's own).
+fn resolve_github(
+    checker: &mut Checker,
+    github: &crate::blueprint::TeleportGithub,
+    role_names: &BTreeSet<String>,
+) -> model::TeleportGithub {
+    let org: model::GithubOrg = checker.parse(
+        &github.org,
+        "teleport.github.org",
+        &rules::INVALID_IDENTIFIER,
+    );
+    let client_id: model::OAuthClientId = checker.parse(
+        &github.client_id,
+        "teleport.github.client_id",
+        &rules::INVALID_IDENTIFIER,
+    );
+    let mut teams_to_roles = Vec::new();
+    if github.teams_to_roles.is_empty() {
+        checker
+            .error(&rules::EMPTY_LIST, github.teams_to_roles.span(), "teleport.github.teams_to_roles", "no `teams_to_roles`: nobody could log in through GitHub")
+            .help = Some("map a team slug to a role: `teams_to_roles = [{ team = \"infra\", roles = [\"infra-admin\"] }]`".into());
+    }
+    for (i, mapping) in github.teams_to_roles.iter().enumerate() {
+        let path = format!("teleport.github.teams_to_roles[{i}]");
+        checker.check_str(
+            &mapping.team,
+            &format!("{path}.team"),
+            &rules::INVALID_IDENTIFIER,
+            names::check_team_slug,
+        );
+        for (r, role) in mapping.roles.iter().enumerate() {
+            if !role_names.contains(role.as_str()) && !BUILTIN_ROLES.contains(&role.as_str()) {
+                checker
+                    .error(&rules::UNDEFINED_TARGET, role.span(), format!("{path}.roles[{r}]"), format!("role `{}` is neither defined in `[[teleport.role]]` nor built into Teleport", **role))
+                    .help = Some(format!("built-in roles: {}", BUILTIN_ROLES.join(", ")));
+            }
+        }
+        teams_to_roles.push((
+            mapping.team.to_string(),
+            mapping.roles.iter().map(|r| r.to_string()).collect(),
+        ));
+    }
+    model::TeleportGithub {
+        org,
+        client_id,
+        client_secret: github.client_secret.value.clone(),
+        teams_to_roles,
     }
 }

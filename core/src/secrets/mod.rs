@@ -80,6 +80,7 @@ impl SecretValues {
             github_client_secret: model
                 .teleport
                 .as_ref()
+                .and_then(|t| t.github.as_ref())
                 .map(|_| placeholder("teleport/github/client_secret")),
             ssh_host_keys: model
                 .debian_vms()
