@@ -221,7 +221,9 @@ enum Command {
     /// the host (API, bridges, forwards' chains, firewall), the VMs
     /// (running, guest agent, current image and seed), the edge from here
     /// through the public address, Teleport, Talos (versions, etcd) and
-    /// the Kubernetes API. Changes nothing; --wait looks until healthy.
+    /// Kubernetes (nodes, every Flux Kustomization and HelmRelease,
+    /// certificates, external secrets, the database, SpiceDB). Changes
+    /// nothing; --wait looks until healthy.
     #[command(after_help = status::AFTER_HELP)]
     Status(status::StatusArgs),
     /// The GitOps tree Flux syncs: `platform publish` commits the build's

@@ -1,7 +1,8 @@
 //! One DNS question: the IPv4 addresses (`A` records) of a name, asked of
-//! one recursive resolver over UDP — the first `nameserver` of
+//! one server over UDP — a recursive resolver, the first `nameserver` of
 //! `/etc/resolv.conf` unless the caller names one (`preflight --resolver`,
-//! which tests point at a local stand-in).
+//! which tests point at a local stand-in), or an RFC 2136 provider's
+//! authoritative server, asked about its zone.
 //!
 //! Hand-written, about a hundred lines, after RFC 1035 §4.1 (header,
 //! question, resource records; name compression §4.1.4) instead of a
@@ -9,7 +10,9 @@
 //! answers apart that `getaddrinfo` folds into one error — the name does
 //! not exist (NXDOMAIN, RCODE 3), it exists without an `A` record, or the
 //! resolver did not answer in time. `hickory-resolver` would bring an
-//! async runtime's worth of crates for that.
+//! async runtime's worth of crates for that, and `hickory-proto` alone
+//! (the message codec, 0.24) still depends on async-trait and the futures
+//! crates.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
