@@ -282,7 +282,7 @@ fn workers_reach_the_storage_like_every_node() {
     // democratic-csi's node plugin runs on every node that runs pods, so a
     // worker attaches iSCSI volumes and the driver may run there.
     let model = compiled().model;
-    let access = model.host_access();
+    let access = model.host_access(model.host());
     let sources = |service: &str| -> Vec<String> {
         access
             .iter()

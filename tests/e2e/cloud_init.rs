@@ -260,7 +260,7 @@ fn network_config_renders_the_static_addresses_and_route_cloud_init_will_apply()
                     }
                     None => assert!(!unit.contains("Gateway="), "{unit}"),
                 }
-                let dns: Vec<String> = model.host.dns.iter().map(|d| d.to_string()).collect();
+                let dns: Vec<String> = model.proxmox.dns.iter().map(|d| d.to_string()).collect();
                 assert!(unit.contains(&format!("DNS={}", dns.join(" "))), "{unit}");
             }
         }

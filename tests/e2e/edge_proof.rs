@@ -306,7 +306,7 @@ fn host_admits(
     port: u16,
 ) -> Result<String, String> {
     if model.internal_bridges().any(|b| b.name == bridge) {
-        let access = model.host_access();
+        let access = model.host_access(model.host());
         let admitted = access.iter().find_map(|access| {
             let found = access
                 .sources
@@ -375,7 +375,7 @@ fn to_the_host(
 
 /// A connection from `source` on the internet to the host's public address.
 fn from_internet(model: &Model, source: Ipv4Addr, port: u16, hello: Hello, entry: &str) -> Probe {
-    let public = model.public_bridge();
+    let public = &model.host().bridges.public;
     let address = public.host_address;
     let mut probe = Probe {
         what: format!("{} from {source} to {address}:{port}", hello.describe()),
@@ -571,7 +571,12 @@ fn apps_on_the_host(model: &Model) -> Vec<(&TeleportApp, String, Ipv4Addr, u16)>
         let Ok(address) = address.parse::<Ipv4Addr>() else {
             continue;
         };
-        if let Some(bridge) = model.bridges.iter().find(|b| b.host_address == address) {
+        if let Some(bridge) = model
+            .host()
+            .bridges
+            .iter()
+            .find(|b| b.host_address == address)
+        {
             found.push((app, bridge.name.to_string(), address, port));
         }
     }
@@ -580,7 +585,7 @@ fn apps_on_the_host(model: &Model) -> Vec<(&TeleportApp, String, Ipv4Addr, u16)>
 
 fn host_services(model: &Model) -> Vec<(Ipv4Addr, u16, String)> {
     let ssh_host = model
-        .host
+        .host()
         .ssh_target
         .rsplit('@')
         .next()
@@ -588,7 +593,7 @@ fn host_services(model: &Model) -> Vec<(Ipv4Addr, u16, String)> {
         .parse()
         .expect("[host] ssh names an address");
     let api = model
-        .host
+        .proxmox
         .api_url
         .split_once("://")
         .map(|(_, rest)| rest.split('/').next().unwrap())
@@ -598,18 +603,18 @@ fn host_services(model: &Model) -> Vec<(Ipv4Addr, u16, String)> {
         (
             ssh_host,
             22,
-            format!("[host] ssh = {}", model.host.ssh_target),
+            format!("[host] ssh = {}", model.host().ssh_target),
         ),
         (
             api_host.parse().expect("[host] api names an address"),
             api_port.parse().unwrap(),
-            format!("[host] api = {}", model.host.api_url),
+            format!("[host] api = {}", model.proxmox.api_url),
         ),
     ];
     for rule in &model.firewall.temporary {
         if !services.iter().any(|s| s.1 == rule.port.0) {
             services.push((
-                model.public_bridge().host_address,
+                model.host().bridges.public.host_address,
                 rule.port.0,
                 format!("[[firewall.temporary]] {}", rule.name),
             ));
@@ -621,8 +626,8 @@ fn host_services(model: &Model) -> Vec<(Ipv4Addr, u16, String)> {
 /// The host ports every VM tries: SSH, iSCSI, the API, and any other port
 /// a host service is given.
 fn vm_probe_ports(model: &Model) -> Vec<u16> {
-    let mut ports = vec![22, 3260, model.host.api_port()];
-    for access in model.host_access() {
+    let mut ports = vec![22, 3260, model.proxmox.api_port()];
+    for access in model.host_access(model.host()) {
         if !ports.contains(&access.port) {
             ports.push(access.port);
         }
@@ -683,7 +688,7 @@ fn lab_script() -> PathBuf {
 impl Lab {
     /// The namespaces, bridges and links; nothing applied, nothing running.
     fn new(model: &Model, dir: &Path) -> Lab {
-        let public = model.public_bridge();
+        let public = &model.host().bridges.public;
         let upstream = public
             .gateway
             .expect("the public bridge has an upstream gateway");
@@ -709,7 +714,7 @@ impl Lab {
 
         let internet = Netns::new("proof-inet");
         let host = Netns::new("proof-host");
-        for bridge in &model.bridges {
+        for bridge in &model.host().bridges {
             host.sh(&format!(
                 "ip link add {name} type bridge && ip addr add {address}/{prefix} dev {name} && ip link set {name} up",
                 name = bridge.name,
@@ -815,7 +820,7 @@ impl Lab {
             .map(option_groups)
             .collect();
 
-        let public = &self.model.public_bridge().name;
+        let public = &self.model.host().bridges.public.name;
         let drops: Vec<Vec<String>> = rules
             .lines()
             .filter(|l| l.starts_with("-A WDLC-FORWARD ") && l.ends_with(" -j DROP"))
@@ -909,7 +914,7 @@ impl Lab {
     /// listener, by listener. Traffic through the forwards is addressed to
     /// the public address there, so only a routed neighbour's matches.
     fn instrument_host(&self) {
-        let public = &self.model.public_bridge().name;
+        let public = &self.model.host().bridges.public.name;
         let mut script = format!(
             "iptables -w -t mangle -N PROOF-INSIDE \
              && iptables -w -t mangle -A PREROUTING -i {public} -p tcp --syn -j PROOF-INSIDE"
@@ -1230,7 +1235,7 @@ impl Lab {
         for (address, port, entry) in host_services(model) {
             assert_eq!(
                 address,
-                model.public_bridge().host_address,
+                model.host().bridges.public.host_address,
                 "{entry}: the operator reaches the host on its public address"
             );
             for (client, role) in self.clients.clone() {
@@ -1280,7 +1285,7 @@ impl Lab {
             .talos_nodes()
             .next()
             .expect("the blueprint has Talos nodes");
-        let api = model.host.api_port();
+        let api = model.proxmox.api_port();
         let internal = |name: &str| {
             let vm = model.vm(name).unwrap();
             let nic = &vm.nics[0];
@@ -1288,7 +1293,7 @@ impl Lab {
         };
         // The issue's promises, independent of how the probes are predicted.
         let (edge_ip, edge_bridge) = internal(&edge.vm);
-        let public = model.public_bridge().host_address;
+        let public = model.host().bridges.public.host_address;
         let on_bridge = |bridge: &str| {
             model
                 .internal_bridges()
@@ -1349,7 +1354,7 @@ impl Lab {
     /// host's public address: no internal listener answers it directly, its
     /// connections through the forwards still work.
     fn routed_neighbour(&mut self, model: &Model) {
-        let public = model.public_bridge();
+        let public = &model.host().bridges.public;
         let edge = model.edge.as_ref().expect("the blueprint has an edge");
         let (neighbour, via) = (neighbour_on(public), public.host_address);
         let routes: Vec<String> = model
@@ -1423,13 +1428,14 @@ impl Lab {
 
     /// Every internal machine reaches the internet as the host's public address.
     fn way_out(&mut self) {
-        let public = self.model.public_bridge().clone();
+        let public = self.model.host().bridges.public.clone();
         let (server, port) = INTERNET_SERVER;
         let listener = format!("{server}:{port}");
         for index in 0..self.machines.len() {
             let machine = &self.machines[index];
             let bridge = self
                 .model
+                .host()
                 .bridges
                 .iter()
                 .find(|b| b.name == machine.bridge)
@@ -1469,7 +1475,7 @@ impl Lab {
 
     /// Facts about where addresses live, before any traffic.
     fn path_facts(&self) {
-        let public = self.model.public_bridge();
+        let public = &self.model.host().bridges.public;
         let holders = |ns: &Netns| -> Vec<Ipv4Net> {
             ns.sh("ip -o -4 addr show")
                 .lines()
@@ -1515,7 +1521,7 @@ impl Lab {
 
     /// The public address answers ARP with the host's vmbr0, nothing else.
     fn neighbours_see_the_host(&self) {
-        let public = self.model.public_bridge();
+        let public = &self.model.host().bridges.public;
         let mac = self
             .host
             .sh(&format!("cat /sys/class/net/{}/address", public.name))

@@ -74,11 +74,11 @@ fn prove(model: &Model, out: &Path, dir: &Path) {
         model.forwards.iter().all(|f| f.port.0 != UNFORWARDED_UDP),
         "{name}: port {UNFORWARDED_UDP} is not forwarded"
     );
-    let public = model.public_bridge();
+    let public = &model.host().bridges.public;
     let gateway = public.gateway.expect("the public bridge has a gateway");
     let internet = Netns::new("fwd-inet");
     let host = Netns::new("fwd-host");
-    for bridge in &model.bridges {
+    for bridge in &model.host().bridges {
         host.sh(&format!(
             "ip link add {name} type bridge && ip addr add {address}/{prefix} dev {name} \
              && ip link set {name} up",

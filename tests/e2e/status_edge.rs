@@ -70,8 +70,8 @@ impl EdgeLab {
         let edge = &edge;
         let teleport = model.teleport.clone().expect("waddle has Teleport");
         let teleport = &teleport;
-        let public = model.public_bridge();
-        let internal_bridge = &model.bridges.internal[0];
+        let public = &model.host().bridges.public;
+        let internal_bridge = &model.host().bridges.internal[0];
         let prefix = internal_bridge.network.prefix_len();
 
         let client = Netns::new("st-client");

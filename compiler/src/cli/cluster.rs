@@ -77,6 +77,9 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         Err(code) => return code,
     };
     let model = &compiled.model;
+    if let Err(code) = super::one_host("cluster bootstrap", model) {
+        return code;
+    }
     let Some(cluster) = &model.talos else {
         eprintln!("error: {} has no [talos] cluster to bootstrap", source.name);
         return exit::USAGE;
@@ -127,7 +130,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
             return err.exit_code();
         }
     };
-    let host_record = match HostRecord::for_blueprint(&args.blueprint, &model.host.node) {
+    let host_record = match HostRecord::for_blueprint(&args.blueprint, &model.host().node) {
         Ok(record) => record,
         Err(err) => {
             eprintln!("error: {err}");

@@ -106,6 +106,9 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
             Ok(checked) => checked,
             Err(err) => return compile_failed(&source, err.into(), common.format, color),
         };
+        if let Err(code) = super::one_host("deploy", &checked.model) {
+            return code;
+        }
         if let Err(code) =
             super::preflight::gate(&source, &checked.model, &common.blueprint, &args.preflight)
         {
@@ -113,18 +116,18 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         }
     }
     let dir = blueprint_dir(&common.blueprint);
-    let compiled = match compile_deployable(&common.blueprint, common.format, color) {
+    let compiled = match compile_deployable("deploy", &common.blueprint, common.format, color) {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
-    let host_record = match HostRecord::for_blueprint(&common.blueprint, &compiled.model.host.node)
-    {
-        Ok(record) => record,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return exit::IO;
-        }
-    };
+    let host_record =
+        match HostRecord::for_blueprint(&common.blueprint, &compiled.model.host().node) {
+            Ok(record) => record,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return exit::IO;
+            }
+        };
     let holder = holder();
     let request = Request {
         compiled: &compiled,

@@ -87,7 +87,10 @@ fn host_init(args: &HostInitArgs) -> u8 {
         Err(code) => return code,
     };
     let model = &compiled.model;
-    let host = &model.host;
+    if let Err(code) = super::one_host("host init", model) {
+        return code;
+    }
+    let host = model.host();
     let ssh = Ssh::to_host(
         model,
         args.ssh_config.clone(),
@@ -102,13 +105,16 @@ fn host_init(args: &HostInitArgs) -> u8 {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let store = TokenStore {
-        reference: &host.api_token,
+        reference: &model.proxmox.api_token,
         base,
         print: args.print_token,
     };
     let identity = Identity::of(model);
-    let address = model.bridges.public.host_address.to_string();
-    let api_url = args.api.clone().unwrap_or_else(|| host.api_url.to_string());
+    let address = model.host().bridges.public.host_address.to_string();
+    let api_url = args
+        .api
+        .clone()
+        .unwrap_or_else(|| model.proxmox.api_url.to_string());
     let request = Request {
         node: &host.node,
         ssh: &ssh,

@@ -131,6 +131,9 @@ pub fn run(args: &PreflightArgs, color: bool) -> u8 {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
+    if let Err(code) = super::one_host("preflight", &compiled.model) {
+        return code;
+    }
     let only = args.only.iter().map(|&k| k.into()).collect();
     let report = match check(
         &source,

@@ -114,12 +114,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn run(args: &StatusArgs, color: bool) -> u8 {
     let dir = blueprint_dir(&args.blueprint);
-    let compiled = match compile_deployable(&args.blueprint, args.format, color) {
+    let compiled = match compile_deployable("status", &args.blueprint, args.format, color) {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
     let model = &compiled.model;
-    let record = match HostRecord::for_blueprint(&args.blueprint, &model.host.node) {
+    let record = match HostRecord::for_blueprint(&args.blueprint, &model.host().node) {
         Ok(record) => record,
         Err(err) => {
             eprintln!("error: {err}");

@@ -156,6 +156,7 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
     }
     let bridges = compiled
         .model
+        .host()
         .bridges
         .iter()
         .map(|bridge| DesiredBridge {

@@ -63,7 +63,7 @@ pub fn check(model: &Model, proof: Proof) -> Result<(), LockOut> {
     if model.firewall.input_policy == Policy::Accept {
         return Ok(());
     }
-    let api_port = model.host.api_port();
+    let api_port = model.proxmox.api_port();
     let needed = [
         Access {
             what: "SSH",
@@ -77,7 +77,7 @@ pub fn check(model: &Model, proof: Proof) -> Result<(), LockOut> {
     for access in needed {
         let direct = model.firewall.admits_tcp(model.operator.ip, access.port);
         let through_teleport = if access.port == SSH_PORT {
-            model.host.ssh_route == SshRoute::Teleport && proof.logged_in_through_teleport
+            model.host().ssh_route == SshRoute::Teleport && proof.logged_in_through_teleport
         } else {
             proof.teleport_up
                 && model

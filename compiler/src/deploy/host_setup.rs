@@ -66,11 +66,11 @@ impl Ssh {
         host_key: Option<(String, String)>,
         tsh_known_hosts: PathBuf,
     ) -> Ssh {
-        let target = model.host.ssh_target.to_string();
+        let target = model.host().ssh_target.to_string();
         let teleport = model
             .teleport
             .as_ref()
-            .filter(|_| model.host.ssh_route == crate::model::SshRoute::Teleport)
+            .filter(|_| model.host().ssh_route == crate::model::SshRoute::Teleport)
             .map(|teleport| ssh::TeleportProxy {
                 cluster: teleport.public_host.clone(),
                 proxy: format!("{}:443", teleport.public_host),

@@ -1314,6 +1314,7 @@ mod tests {
         VmConfig {
             vmid: 100,
             name: "edge".into(),
+            node: "pve".into(),
             params: vec![
                 ("name".into(), "edge".into()),
                 ("tags".into(), "edge;infra".into()),

@@ -189,7 +189,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         allow_restart: request.allow_restart,
         skip_host: request.skip_host,
     };
-    let host = &compiled.model.host;
+    let host = &compiled.model.host();
     let fingerprint = match (
         host.api_fingerprint.as_deref(),
         request.recorded_fingerprint,
@@ -203,9 +203,13 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         (Some(pinned), _) | (None, Some(pinned)) => pinned,
         (None, None) => return Err(DeployError::NoFingerprint),
     };
-    let token = secrets::read("host.api_token", &host.api_token, request.blueprint_dir)
-        .map_err(DeployError::Token)?;
-    let url = request.api.unwrap_or(&host.api_url);
+    let token = secrets::read(
+        "host.api_token",
+        &compiled.model.proxmox.api_token,
+        request.blueprint_dir,
+    )
+    .map_err(DeployError::Token)?;
+    let url = request.api.unwrap_or(&compiled.model.proxmox.api_url);
     let pve = Pve::new(url, fingerprint, &token).map_err(DeployError::Client)?;
     let read_host = || -> Result<(Plan, Observed), PveError> {
         let observed = observe(&pve, &host.node, &host.file_storage)?;

@@ -152,7 +152,7 @@ pub struct Identity {
 
 impl Identity {
     pub fn of(model: &Model) -> Identity {
-        let host = &model.host;
+        let host = &model.host();
         let mut grants = vec![
             Grant {
                 role: "WaddlecVMs",

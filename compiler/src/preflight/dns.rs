@@ -28,7 +28,7 @@ pub fn check(subject: &Subject<'_>, options: &Options) -> Vec<Check> {
     let Some(edge) = &subject.document.edge else {
         return Vec::new();
     };
-    let public = subject.model.bridges.public.host_address;
+    let public = subject.model.host().bridges.public.host_address;
     let resolver = match options.resolver.map_or_else(system_resolver, Ok) {
         Ok(resolver) => resolver,
         Err(err) => {

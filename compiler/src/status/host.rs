@@ -40,7 +40,7 @@ pub fn reach_api(
     timeout: Duration,
 ) -> (Check, Option<Reached>) {
     let name = format!("Proxmox API {url}");
-    let pinned = match (model.host.api_fingerprint.as_deref(), recorded) {
+    let pinned = match (model.host().api_fingerprint.as_deref(), recorded) {
         (Some(blueprint), Some(recorded)) if !blueprint.eq_ignore_ascii_case(recorded) => {
             return (
                 Check::failed(
@@ -78,7 +78,7 @@ pub fn reach_api(
         }
     };
     let read = pve.get("/version", &[]).and_then(|version| {
-        let observed = observe(&pve, &model.host.node, &model.host.file_storage)?;
+        let observed = observe(&pve, &model.host().node, &model.host().file_storage)?;
         Ok((version, observed))
     });
     match read {
@@ -93,7 +93,7 @@ pub fn reach_api(
             ),
             Some(Reached {
                 pve,
-                node: model.host.node.clone(),
+                node: model.host().node.clone(),
                 observed,
             }),
         ),
@@ -136,8 +136,8 @@ fn api_problem(name: String, error: &PveError) -> Check {
 
 /// Each bridge of the blueprint: present, active, with the host's address.
 pub fn bridges(model: &Model, observed: &Observed) -> Vec<Check> {
-    std::iter::once(&model.bridges.public)
-        .chain(&model.bridges.internal)
+    std::iter::once(&model.host().bridges.public)
+        .chain(&model.host().bridges.internal)
         .map(|bridge| {
             let name = format!("bridge {}", bridge.name);
             let cidr = format!("{}/{}", bridge.host_address, bridge.network.prefix_len());
@@ -279,7 +279,7 @@ fn firewall_files(model: &Model) -> Vec<(&'static str, String)> {
     vec![
         (
             "host/firewall/host.fw",
-            format!("/etc/pve/nodes/{}/host.fw", model.host.node),
+            format!("/etc/pve/nodes/{}/host.fw", model.host().node),
         ),
         (
             "host/firewall/cluster.fw",

@@ -127,11 +127,11 @@ pub fn run(request: &Request<'_>, progress: &dyn Fn(Layer)) -> Result<Report, St
     let api = if wants(Layer::Host) || wants(Layer::Vms) {
         let token = secrets::read(
             "host.api_token",
-            &model.host.api_token,
+            &model.proxmox.api_token,
             request.blueprint_dir,
         )
         .map_err(StatusError::Token)?;
-        let url = request.api.unwrap_or(&model.host.api_url);
+        let url = request.api.unwrap_or(&model.proxmox.api_url);
         Some(host::reach_api(
             model,
             url,
@@ -161,7 +161,7 @@ pub fn run(request: &Request<'_>, progress: &dyn Fn(Layer)) -> Result<Report, St
 
     let public = request
         .public_address
-        .unwrap_or(IpAddr::V4(model.public_bridge().host_address));
+        .unwrap_or(IpAddr::V4(model.host().bridges.public.host_address));
     let mut edge_down = None;
     if wants(Layer::Edge) && model.edge.is_some() {
         progress(Layer::Edge);

@@ -3,6 +3,7 @@
 //! check may need to point at. Defaults live in `resolve`, not here, so that
 //! this file reads as the reference of the language.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -20,8 +21,16 @@ pub struct Blueprint {
     pub version: Located<u32>,
     pub project: Project,
     pub operator: Operator,
-    pub host: Host,
-    /// Linux bridges on the Proxmox host.
+    /// The one Proxmox host, when the platform runs on one. A blueprint has
+    /// `[host]` or `[cluster]`, never both (E0160).
+    pub host: Option<Host>,
+    /// A Proxmox cluster of several hosts behind one API, instead of
+    /// `[host]`: its `[[cluster.host]]`s, where VMs go, and the SDN network
+    /// that carries the internal bridges across them.
+    pub cluster: Option<Cluster>,
+    /// Linux bridges on the Proxmox host. In a `[cluster]`, each host's
+    /// public bridge names its `host`, and the internal ones are SDN VNets
+    /// every host has.
     #[serde(rename = "bridge")]
     pub bridges: Vec<Bridge>,
     /// Disk images VMs boot from.
@@ -127,6 +136,92 @@ pub struct Host {
     pub dns: Located<Vec<Located<Ipv4Addr>>>,
 }
 
+/// A Proxmox cluster (`pvecm`): several hosts, one API (any node answers
+/// for all), one configuration in `/etc/pve`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The cluster's API URL. Default: `https://<first host's public
+    /// address>:8006`. Rules as `host.api` (E0121).
+    pub api: Option<Located<String>>,
+    /// Proxmox API token (`USER@REALM!TOKENID=SECRET`), as a secret
+    /// reference: one for the cluster, whose users and ACLs are shared.
+    pub api_token: Located<SecretRef>,
+    /// DNS servers for VMs and nodes.
+    pub dns: Located<Vec<Located<Ipv4Addr>>>,
+    /// Storage IDs every host sees (`shared 1` in `storage.cfg`: NFS,
+    /// Ceph…): an image on one is uploaded once, and a VM whose disks are
+    /// on one migrates without copying them. A Proxmox storage ID each
+    /// (E0120).
+    #[serde(default)]
+    pub shared_storages: Vec<Located<String>>,
+    /// The private network between the hosts (e.g. the provider's private
+    /// network, `172.16.0.0/24`): corosync, migrations and the VXLAN
+    /// tunnels, none of which is encrypted, run on it, and the firewall's
+    /// `local_network` (what the hosts accept cluster traffic from) is it.
+    pub network: Located<Ipv4Net>,
+    /// Where a Talos node without a `host` runs. `spread`: control planes
+    /// first, each on the host with the fewest so far, then workers on the
+    /// host with the fewest nodes, so that losing one host loses as few
+    /// etcd members as it can (W0204 when it still loses the quorum); a
+    /// `[[vm]]` always names its host. Default: every machine names its
+    /// host (E0165).
+    pub placement: Option<Located<Placement>>,
+    /// The SDN zone that carries the internal bridges across the hosts.
+    #[serde(default)]
+    pub sdn: ClusterSdn,
+    /// The cluster's nodes, at least two (E0160).
+    #[serde(rename = "host")]
+    pub hosts: Located<Vec<ClusterHost>>,
+}
+
+/// How machines without a `host` are placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// Talos nodes round the hosts, control planes first.
+    Spread,
+}
+
+/// The VXLAN zone of the cluster's internal network.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSdn {
+    /// Zone ID: a lowercase letter, then up to 7 lowercase letters or
+    /// digits (Proxmox's `pve-sdn-zone-id`; E0120). Default: `wdlc`.
+    pub zone: Option<Located<String>>,
+    /// MTU of the zone's VNets and of every VM NIC on them: VXLAN over
+    /// IPv4 takes 50 bytes of the uplink's 1500. 1280 to 9000. Default:
+    /// 1450.
+    pub mtu: Option<Located<u16>>,
+}
+
+/// One node of a `[cluster]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterHost {
+    /// Proxmox node name (`pvecm nodes`). A DNS label (E0107), each once.
+    pub node: Located<String>,
+    /// SSH target for this host's setup, as `host.ssh` (E0121). Default:
+    /// `root@<its public address>`.
+    pub ssh: Option<Located<String>>,
+    /// SHA-256 fingerprint of this node's API certificate, as
+    /// `host.api_fingerprint`: any node may answer the cluster's API.
+    pub api_fingerprint: Option<Located<String>>,
+    /// Storage for this host's VM disks (E0120).
+    pub disk_storage: Located<String>,
+    /// Directory storage for this host's images and seeds (E0120).
+    pub file_storage: Located<String>,
+    /// This host's own address on each internal bridge (`{ vmbr1 =
+    /// "10.10.0.2" }`): the default route of the machines it runs, which
+    /// it masquerades and forwards to. Every internal bridge, each address
+    /// once (E0163).
+    pub addresses: Option<Located<BTreeMap<String, Located<Ipv4Addr>>>>,
+    /// Its address on `cluster.network`: where corosync, migrations and
+    /// the other hosts' VXLAN traffic reach it (E0163).
+    pub underlay: Located<Ipv4Addr>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BridgeRole {
@@ -145,8 +240,18 @@ pub struct Bridge {
     pub role: Located<BridgeRole>,
     /// The network on this bridge, e.g. `10.10.0.0/24`.
     pub cidr: Located<Ipv4Net>,
-    /// The host's own address on this bridge.
-    pub host_address: Located<Ipv4Addr>,
+    /// The host's own address on this bridge. In a `[cluster]`, a public
+    /// bridge's is its host's public address, and an internal bridge has
+    /// none here: each `[[cluster.host]]` gives its own in `addresses`
+    /// (E0163).
+    pub host_address: Option<Located<Ipv4Addr>>,
+    /// In a `[cluster]`: the `[[cluster.host]]` whose uplink a public
+    /// bridge is (E0161). Each host has exactly one.
+    pub host: Option<Located<String>>,
+    /// In a `[cluster]`: the VXLAN network identifier of an internal
+    /// bridge, which becomes an SDN VNet of that name on every host
+    /// (1 to 16777215, one per bridge; E0164).
+    pub vni: Option<Located<u32>>,
     /// Upstream router (public bridges only).
     pub gateway: Option<Located<Ipv4Addr>>,
     /// Masquerade this network's traffic out of the public bridge (internal bridges only).
@@ -220,6 +325,10 @@ pub struct Vm {
     pub name: Located<String>,
     /// Name of an `[[image]]` (E0110).
     pub image: Located<String>,
+    /// In a `[cluster]`: the `[[cluster.host]]` it runs on (E0161).
+    /// Required there: a VM's forwards and the edge's public address are
+    /// its host's.
+    pub host: Option<Located<String>>,
     pub cores: Option<Located<u32>>,
     pub memory: Option<Located<Size>>,
     pub disk: Option<Located<Size>>,
@@ -622,6 +731,9 @@ pub struct TalosNode {
     /// `controlplane` or `worker`. Default: `[talos.node_defaults] role`,
     /// else `controlplane`.
     pub role: Option<Located<TalosRole>>,
+    /// In a `[cluster]`: the `[[cluster.host]]` it runs on (E0161).
+    /// Default: where `cluster.placement` puts it.
+    pub host: Option<Located<String>>,
     pub cores: Option<Located<u32>>,
     pub memory: Option<Located<Size>>,
     pub disk: Option<Located<Size>>,

@@ -288,6 +288,48 @@ rules! {
          If no `[[teleport.role]]` lists LOGIN, every deploy through Teleport is refused \
          (\"access denied\"), and once the direct SSH rule is gone nothing else reaches the \
          host. Add LOGIN to a role's `logins`, or log in as one the roles grant.";
+    HOST_OR_CLUSTER = "E0160" "host-or-cluster" Error:
+        "A blueprint says where its VMs run in exactly one way: `[host]` for one Proxmox host, \
+         or `[cluster]` with two or more `[[cluster.host]]`s for the nodes of one Proxmox \
+         cluster. With neither nothing can be deployed; with both, or a cluster of one host, \
+         the reader cannot tell which is meant. Keep one; a cluster of one host is `[host]`.";
+    UNKNOWN_HOST = "E0161" "unknown-host" Error:
+        "A `host` names where something runs: a VM, a Talos node or a host's uplink bridge. It \
+         must be the `node` of a `[[cluster.host]]`, and only a `[cluster]` has hosts to choose \
+         from; an internal bridge spans every host and names none. Name one of the cluster's \
+         hosts, or remove `host`.";
+    ONE_UPLINK_PER_HOST = "E0162" "one-uplink-per-host" Error:
+        "Every host of a cluster has exactly one public bridge (`role = \"public\"`, `host = \
+         \"NODE\"`): its public address, gateway, port forwards and NAT. A host without one \
+         could not masquerade its VMs; a host with two leaves it unclear which address the \
+         forwards are on. Give each `[[cluster.host]]` one public bridge.";
+    HOST_ADDRESSES = "E0163" "host-addresses" Error:
+        "In a cluster, each internal bridge is one network on every host, and each host is the \
+         router of the VMs it runs: so each `[[cluster.host]]` gives its own address on every \
+         internal bridge in `addresses = { BRIDGE = \"ADDRESS\" }`, inside the bridge's \
+         `cidr`, and the bridge itself has no `host_address`. List every internal bridge in \
+         each host's `addresses`, and only those.";
+    VNET_IDENTIFIER = "E0164" "vnet-identifier" Error:
+        "A cluster's internal bridge becomes an SDN VNet of its zone, which Proxmox carries \
+         between the hosts as VXLAN: it needs a VXLAN network identifier (`vni`, 1 to \
+         16777215) of its own, and a name Proxmox accepts for a VNet (a lowercase letter, \
+         then up to 7 lowercase letters or digits). A `vni` anywhere else would be ignored. \
+         Give each internal bridge of a cluster a distinct `vni` and a short name.";
+    UNPLACED_MACHINE = "E0165" "unplaced-machine" Error:
+        "In a cluster every VM runs on one host, which decides its gateway, its disks' storage \
+         and whose public address its forwards use. A `[[vm]]` names its `host`; a Talos node \
+         names one, or `cluster.placement = \"spread\"` places it. Add `host = \"NODE\"`, or \
+         set `placement` in `[cluster]`.";
+    SHARED_PUBLIC_ADDRESS = "E0166" "shared-public-address" Error:
+        "Two hosts of a cluster claim one public address. The address's traffic, its port \
+         forwards and the DNS names pointing at it can reach one machine only. Give each \
+         host's public bridge the address the provider assigned to that server.";
+    QUORUM_LOST_WITH_HOST = "W0204" "quorum-lost-with-host" Warning:
+        "etcd runs on every control plane and works only while a majority of them agree. When \
+         one host runs so many control planes that losing it loses that majority, one host \
+         failure takes the Kubernetes API down with it. With three hosts or more, put the \
+         control planes on different hosts (`host`, or `cluster.placement = \"spread\"`); with \
+         fewer, no placement survives losing the wrong host. `--strict` makes this fatal.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

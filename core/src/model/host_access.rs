@@ -14,7 +14,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Bridge, Model, Protocol};
+use super::{Bridge, Host, Model, Protocol};
 
 /// The iSCSI target's port.
 pub const ISCSI_PORT: u16 = 3260;
@@ -47,12 +47,13 @@ pub struct AccessSource {
 }
 
 impl Model {
-    /// Every host service a VM may use, in a fixed order; services nobody
+    /// Every service of `host` a VM may use, at the host's own address on
+    /// the VM's bridge, in a fixed order; services nobody
     /// uses are left out.
-    pub fn host_access(&self) -> Vec<HostAccess> {
+    pub fn host_access(&self, host: &Host) -> Vec<HostAccess> {
         let nodes = |purpose| -> Vec<AccessSource> {
             self.talos_nodes()
-                .filter_map(|node| self.access_source(node.name(), node.ip(), purpose))
+                .filter_map(|node| self.access_source(host, node.name(), node.ip(), purpose))
                 .collect()
         };
         let teleport = |purpose| -> Vec<AccessSource> {
@@ -62,12 +63,12 @@ impl Model {
                 .into_iter()
                 .flat_map(|vm| {
                     vm.nics.iter().filter_map(move |nic| {
-                        self.access_source(&vm.name, nic.address.addr(), purpose)
+                        self.access_source(host, &vm.name, nic.address.addr(), purpose)
                     })
                 })
                 .collect()
         };
-        let api_port = self.host.api_port();
+        let api_port = self.proxmox.api_port();
         let api_fronted = self
             .teleport
             .as_ref()
@@ -107,11 +108,14 @@ impl Model {
     /// `vm` at `address`, if an internal bridge holds that address.
     fn access_source(
         &self,
+        host: &Host,
         vm: &str,
         address: Ipv4Addr,
         purpose: &'static str,
     ) -> Option<AccessSource> {
-        self.internal_bridges()
+        host.bridges
+            .internal
+            .iter()
             .find(|bridge: &&Bridge| bridge.network.contains(&address))
             .map(|bridge| AccessSource {
                 vm: vm.to_string(),

@@ -28,8 +28,8 @@ mod host_access;
 pub struct Model {
     pub project: Project,
     pub operator: Operator,
-    pub host: Host,
-    pub bridges: Bridges,
+    /// Where the VMs run: one host, or the nodes of one cluster.
+    pub proxmox: Proxmox,
     /// Every VM, Debian and Talos alike, sorted by VMID.
     pub vms: Vec<Vm>,
     pub vips: Vec<Vip>,
@@ -102,21 +102,59 @@ pub struct Operator {
     pub ssh_keys: Vec<String>,
 }
 
+/// The Proxmox side: one API (a lone host's, or a cluster's, which any
+/// node answers for all) and the hosts behind it.
+#[derive(Clone, Debug)]
+pub struct Proxmox {
+    pub api_url: HttpsUrl,
+    pub api_token: SecretRef,
+    pub dns: Vec<Ipv4Addr>,
+    /// In blueprint order: the one `[host]`, or the `[[cluster.host]]`s.
+    pub hosts: Vec<Host>,
+    /// Storages every host sees: counted once, and no obstacle to a
+    /// migration.
+    pub shared_storages: Vec<StorageId>,
+    /// The SDN zone carrying the internal bridges across the hosts of a
+    /// `[cluster]`; `None` for one host, whose internal bridges are its
+    /// own Linux bridges.
+    pub sdn: Option<Sdn>,
+}
+
+/// A `[cluster]`'s VXLAN zone: every internal bridge is one of its VNets,
+/// on every host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sdn {
+    /// `pve-sdn-zone-id`.
+    pub zone: String,
+    /// The VNets' MTU, which every VM NIC on them gets.
+    pub mtu: u16,
+    /// Each internal bridge's VXLAN network identifier, in bridge order.
+    pub vnets: Vec<(BridgeName, u32)>,
+    /// Every host's address on `network`, in host order: the zone's
+    /// `peers`.
+    pub peers: Vec<Ipv4Addr>,
+    /// The private network between the hosts (`cluster.network`).
+    pub network: Ipv4Net,
+}
+
+/// One Proxmox host (a cluster's node).
 #[derive(Clone, Debug)]
 pub struct Host {
     pub node: String,
-    pub api_url: HttpsUrl,
-    /// Uppercase `AB:CD:…` SHA-256 of the API certificate, if pinned.
+    /// Uppercase `AB:CD:…` SHA-256 of this node's API certificate, if
+    /// pinned.
     pub api_fingerprint: Option<String>,
     /// `user@host` the operator's `ssh` logs in as; through Teleport,
     /// `login@node` as Teleport routes it.
     pub ssh_target: SshTarget,
     /// How `ssh_target` is reached: straight, or through Teleport's proxy.
     pub ssh_route: SshRoute,
-    pub api_token: SecretRef,
     pub disk_storage: StorageId,
     pub file_storage: StorageId,
-    pub dns: Vec<Ipv4Addr>,
+    /// The bridges as this host has them: its uplink, and the internal
+    /// networks (the same on every host of a cluster) with its own address
+    /// on each.
+    pub bridges: Bridges,
 }
 
 /// What starts a `host.ssh` that goes through Teleport.
@@ -325,6 +363,8 @@ pub fn url_port(url: &str) -> Option<u16> {
 pub struct Vm {
     pub id: u32,
     pub name: String,
+    /// The node of the host it runs on (`Host::node`).
+    pub host: String,
     pub os: GuestOs,
     /// Sorted, de-duplicated.
     pub tags: Vec<String>,
@@ -714,11 +754,42 @@ pub struct TeleportApp {
     pub insecure_skip_verify: bool,
 }
 
-impl Host {
+impl Proxmox {
     /// The port the Proxmox API listens on, from its URL.
     pub fn api_port(&self) -> u16 {
         url_port(&self.api_url).unwrap_or(8006)
     }
+
+    /// The host named `node`.
+    pub fn host(&self, node: &str) -> Option<&Host> {
+        self.hosts.iter().find(|host| host.node == node)
+    }
+
+    /// The one host of a blueprint with `[host]`; `None` for a cluster.
+    pub fn single_host(&self) -> Option<&Host> {
+        match self.hosts.as_slice() {
+            [host] if self.sdn.is_none() => Some(host),
+            _ => None,
+        }
+    }
+
+    /// Whether VMs on `storage` can be seen from every host.
+    pub fn is_shared(&self, storage: &StorageId) -> bool {
+        self.shared_storages.contains(storage)
+    }
+}
+
+impl Host {
+    /// The host's public address: its uplink's.
+    pub fn public_address(&self) -> Ipv4Addr {
+        self.bridges.public.host_address
+    }
+}
+
+/// Whether etcd keeps its quorum when `lost` of its `members` are gone:
+/// a majority must remain.
+pub fn quorum_survives(members: usize, lost: usize) -> bool {
+    members - lost.min(members) > members / 2
 }
 
 impl TalosCluster {
@@ -729,12 +800,41 @@ impl TalosCluster {
 }
 
 impl Model {
-    pub fn public_bridge(&self) -> &Bridge {
-        &self.bridges.public
+    /// The host the actors that know one host act on (deploy, status,
+    /// host init, cluster bootstrap, preflight): the lone `[host]`. Their
+    /// commands refuse a `[cluster]` blueprint before acting, so for them
+    /// it is the only host.
+    pub fn host(&self) -> &Host {
+        &self.proxmox.hosts[0]
     }
 
+    /// The host `vm` runs on.
+    pub fn host_of(&self, vm: &Vm) -> &Host {
+        self.proxmox
+            .host(&vm.host)
+            .expect("resolve places every VM on a host of the blueprint")
+    }
+
+    /// The MTU of a NIC on `bridge` when it is a cluster's VNet: VXLAN's
+    /// headers come out of the uplink's.
+    pub fn vnet_mtu(&self, bridge: &BridgeName) -> Option<u16> {
+        let sdn = self.proxmox.sdn.as_ref()?;
+        sdn.vnets
+            .iter()
+            .any(|(vnet, _)| vnet == bridge)
+            .then_some(sdn.mtu)
+    }
+
+    /// The VMs `host` runs, by VMID.
+    pub fn vms_on<'a>(&'a self, host: &'a Host) -> impl Iterator<Item = &'a Vm> + 'a {
+        self.vms.iter().filter(move |vm| vm.host == host.node)
+    }
+
+    /// The internal networks, as the first host has them: their names,
+    /// networks and settings are every host's (only each host's own
+    /// address on them differs).
     pub fn internal_bridges(&self) -> impl Iterator<Item = &Bridge> {
-        self.bridges.internal.iter()
+        self.proxmox.hosts[0].bridges.internal.iter()
     }
 
     /// The Talos nodes, control planes and workers, by VMID.

@@ -27,6 +27,8 @@ pub struct VmConfig {
     /// The blueprint's disk size (`8G`): scsi0 is grown to it after import.
     pub disk: String,
     /// Volume IDs of the boot image and the seed disk.
+    /// The Proxmox node it is created on.
+    pub node: String,
     pub image_volume: String,
     pub seed_volume: String,
     pub debian: bool,
@@ -44,9 +46,10 @@ impl VmConfig {
     }
 }
 
-/// The volume ID of a file in the file storage's `import` content.
-pub fn import_volume(model: &Model, file: &str) -> String {
-    format!("{}:import/{file}", model.host.file_storage)
+/// The volume ID of a file in the `import` content of the file storage of
+/// the host `vm` runs on.
+pub fn import_volume(model: &Model, vm: &Vm, file: &str) -> String {
+    format!("{}:import/{file}", model.host_of(vm).file_storage)
 }
 
 /// Every VM with a plan, in VMID order.
@@ -71,9 +74,10 @@ fn vm_config(model: &Model, vm: &Vm, plan: &VmImages) -> VmConfig {
             .talos
             .as_ref()
             .is_some_and(|t| t.extensions.iter().any(|e| e == TALOS_GUEST_AGENT));
-    let storage = &model.host.disk_storage;
-    let image_volume = import_volume(model, plan.boot.file());
-    let seed_volume = import_volume(model, &plan.seed.file);
+    let host = model.host_of(vm);
+    let storage = &host.disk_storage;
+    let image_volume = import_volume(model, vm, plan.boot.file());
+    let seed_volume = import_volume(model, vm, &plan.seed.file);
     // An I/O thread per disk needs the single-controller model; Talos
     // bootstrap hangs on "VirtIO SCSI single" (talos#11173).
     let (scsihw, iothread) = if debian {
@@ -118,9 +122,15 @@ fn vm_config(model: &Model, vm: &Vm, plan: &VmImages) -> VmConfig {
     set("boot", "order=scsi0".into());
     for (index, nic) in vm.nics.iter().enumerate() {
         let tag = nic.tag.map(|tag| format!(",tag={tag}")).unwrap_or_default();
+        // A VNet's frames travel in VXLAN: the guest must send smaller
+        // ones, and virtio hands it the MTU set here.
+        let mtu = model
+            .vnet_mtu(&nic.bridge)
+            .map(|mtu| format!(",mtu={mtu}"))
+            .unwrap_or_default();
         set(
             &format!("net{index}"),
-            format!("virtio,bridge={},macaddr={}{tag}", nic.bridge, nic.mac),
+            format!("virtio,bridge={},macaddr={}{tag}{mtu}", nic.bridge, nic.mac),
         );
     }
     set("serial0", "socket".into());
@@ -130,6 +140,7 @@ fn vm_config(model: &Model, vm: &Vm, plan: &VmImages) -> VmConfig {
     VmConfig {
         vmid: vm.id,
         name: vm.name.clone(),
+        node: host.node.clone(),
         params,
         disk: vm.disk.to_string(),
         image_volume,

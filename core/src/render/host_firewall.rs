@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{RenderError, Templates};
 use crate::artifact::Artifact;
-use crate::model::{Model, Policy, Protocol};
+use crate::model::{Host, Model, Policy, Protocol};
 
 #[derive(Serialize)]
 struct Temporary {
@@ -35,25 +35,64 @@ struct Data<'a> {
     project: &'a str,
     node: &'a str,
     policy_in: &'static str,
-    public_address: String,
+    /// pve-firewall's `local_network`: the one host's own public address,
+    /// or a cluster's network between its hosts.
+    local_network: String,
+    /// A cluster's network between its hosts, which carries the VXLAN
+    /// tunnels (pve-firewall admits corosync, SSH and the API from
+    /// `local_network` itself, but not VXLAN).
+    vxlan_from: Option<String>,
     vm_rules: Vec<VmRule>,
     internal_bridges: Vec<&'a str>,
     temporary: Vec<Temporary>,
 }
 
-pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
+/// `cluster.fw`: one file in `/etc/pve`, for every host of a cluster.
+pub fn render_cluster(templates: &Templates, model: &Model) -> Result<Artifact, RenderError> {
+    let path = match model.proxmox.single_host() {
+        Some(_) => "host/firewall/cluster.fw",
+        None => "hosts/cluster.fw",
+    };
+    let data = data(model, &model.proxmox.hosts[0]);
+    Ok(Artifact::file(
+        path,
+        "pve-firewall",
+        templates.render("cluster.fw", &data)?,
+    ))
+}
+
+/// `host.fw` of `host` (`host/firewall/host.fw` until `render::per_host`
+/// places a cluster's).
+pub fn render(
+    templates: &Templates,
+    model: &Model,
+    host: &Host,
+) -> Result<Vec<Artifact>, RenderError> {
+    Ok(vec![Artifact::file(
+        "host/firewall/host.fw",
+        "pve-firewall",
+        templates.render("host.fw", &data(model, host))?,
+    )])
+}
+
+fn data<'a>(model: &'a Model, host: &'a Host) -> Data<'a> {
     let firewall = &model.firewall;
-    let data = Data {
+    let sdn = model.proxmox.sdn.as_ref();
+    Data {
         project: &model.project.name,
-        node: &model.host.node,
+        node: &host.node,
         policy_in: match firewall.input_policy {
             Policy::Drop => "DROP",
             Policy::Reject => "REJECT",
             Policy::Accept => "ACCEPT",
         },
-        public_address: model.public_bridge().host_address.to_string(),
+        local_network: sdn.map_or_else(
+            || format!("{}/32", host.public_address()),
+            |sdn| sdn.network.to_string(),
+        ),
+        vxlan_from: sdn.map(|sdn| sdn.network.to_string()),
         vm_rules: model
-            .host_access()
+            .host_access(host)
             .iter()
             .flat_map(|access| {
                 access.sources.iter().map(move |source| VmRule {
@@ -66,7 +105,12 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
                 })
             })
             .collect(),
-        internal_bridges: model.internal_bridges().map(|b| b.name.as_str()).collect(),
+        internal_bridges: host
+            .bridges
+            .internal
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect(),
         temporary: firewall
             .temporary
             .iter()
@@ -78,19 +122,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
                 expires: rule.expires.to_string(),
             })
             .collect(),
-    };
-    Ok(vec![
-        Artifact::file(
-            "host/firewall/cluster.fw",
-            "pve-firewall",
-            templates.render("cluster.fw", &data)?,
-        ),
-        Artifact::file(
-            "host/firewall/host.fw",
-            "pve-firewall",
-            templates.render("host.fw", &data)?,
-        ),
-    ])
+    }
 }
 
 fn protocol_name(protocol: Protocol) -> &'static str {

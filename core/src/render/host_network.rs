@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{RenderError, Templates};
 use crate::artifact::Artifact;
-use crate::model::Model;
+use crate::model::{Host, Model};
 
 /// Where `waddlec deploy` installs these files on the host; the unit and the
 /// script refer to each other through these paths.
@@ -83,11 +83,23 @@ struct Data<'a> {
     script_path: &'static str,
 }
 
-pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
-    let public = model.public_bridge();
+/// `host`'s rules: NAT for the internal networks it routes, and the
+/// forwards on its public address, those whose target it runs (on a lone
+/// host, every one).
+pub fn render(
+    templates: &Templates,
+    model: &Model,
+    host: &Host,
+) -> Result<Vec<Artifact>, RenderError> {
+    let public = &host.bridges.public;
     let forwards = model
         .forwards
         .iter()
+        .filter(|forward| {
+            model
+                .vm(&forward.to.name)
+                .is_none_or(|vm| vm.host == host.node)
+        })
         .map(|forward| Forward {
             protocol: forward.protocol.as_str(),
             port: forward.port.0,
@@ -96,15 +108,19 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             target: forward.to.name.clone(),
             address: forward.to.address.to_string(),
             target_port: forward.to.port.0,
-            bridge: model
-                .internal_bridges()
+            bridge: host
+                .bridges
+                .internal
+                .iter()
                 .find(|b| b.network.contains(&forward.to.address))
                 .map(|b| b.name.to_string())
                 .unwrap_or_default(),
         })
         .collect();
-    let masquerade = model
-        .internal_bridges()
+    let masquerade = host
+        .bridges
+        .internal
+        .iter()
         .filter(|b| b.masquerade)
         .map(|b| Masquerade {
             network: b.network.to_string(),
@@ -117,8 +133,10 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         public_bridge: &public.name,
         forwards,
         masquerade,
-        internal_bridges: model
-            .internal_bridges()
+        internal_bridges: host
+            .bridges
+            .internal
+            .iter()
             .map(|b| b.name.to_string())
             .collect(),
         sysctl: SYSCTL,

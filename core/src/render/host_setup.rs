@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::{RenderError, Templates};
 use crate::artifact::Artifact;
-use crate::model::Model;
+use crate::model::{Host, Model};
 
 #[derive(Serialize)]
 struct Data<'a> {
@@ -99,12 +99,17 @@ pub const EMERGENCY_COMMAND: &str = "/usr/local/sbin/waddlec-emergency";
 /// The IQN prefix of every target the driver creates.
 pub const CSI_IQN_BASENAME: &str = "iqn.2003-01.org.linux-iscsi.waddlec.x8664";
 
-pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
+/// `host`'s setup script, emergency script and democratic-csi's files.
+pub fn render(
+    templates: &Templates,
+    model: &Model,
+    host: &Host,
+) -> Result<Vec<Artifact>, RenderError> {
     let data = Data {
         project: &model.project.name,
-        node: &model.host.node,
-        file_storage: &model.host.file_storage,
-        disk_storage: &model.host.disk_storage,
+        node: &host.node,
+        file_storage: &host.file_storage,
+        disk_storage: &host.disk_storage,
         csi: model.platform.as_ref().map(|platform| Csi {
             dataset: platform.dataset.to_string(),
             quota: platform.storage_quota.map(|quota| quota.bytes()),

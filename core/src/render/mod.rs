@@ -22,6 +22,7 @@ mod host_setup;
 pub mod k8s;
 pub mod kubeconfig;
 pub mod platform;
+mod proxmox_cluster;
 mod qm_script;
 pub mod seed;
 pub mod talos;
@@ -32,7 +33,7 @@ use handlebars::Handlebars;
 use serde::Serialize;
 
 use crate::artifact::Artifact;
-use crate::model::{Model, Vm};
+use crate::model::{Host, Model, Vm};
 use crate::plan::images::{Role, VmImages};
 use crate::secrets::SecretValues;
 
@@ -158,9 +159,14 @@ pub fn render_all(
     let mut artifacts = Vec::new();
     let inline_manifests = cluster::inline_manifests(model, upstream)?;
     artifacts.extend(cluster::artifacts(&inline_manifests));
-    artifacts.extend(host_network::render(templates, model)?);
-    artifacts.extend(host_firewall::render(templates, model)?);
-    artifacts.extend(host_setup::render(templates, model)?);
+    artifacts.extend(per_host(model, |host| {
+        let mut files = host_network::render(templates, model, host)?;
+        files.extend(host_firewall::render(templates, model, host)?);
+        files.extend(host_setup::render(templates, model, host)?);
+        Ok(files)
+    })?);
+    artifacts.push(host_firewall::render_cluster(templates, model)?);
+    artifacts.extend(proxmox_cluster::render(model)?);
     artifacts.extend(haproxy::render(templates, model)?);
     artifacts.extend(talos::render(model, secrets, &inline_manifests)?);
     artifacts.extend(teleport::render(model, secrets)?);
@@ -186,5 +192,29 @@ pub fn render_from_plan(
     model: &Model,
     plans: &[VmImages],
 ) -> Result<Vec<Artifact>, RenderError> {
-    qm_script::render(templates, model, plans)
+    per_host(model, |host| {
+        qm_script::render(templates, model, host, plans)
+    })
+}
+
+/// The files each host gets, from `render`, which names them under
+/// `host/`: a lone host's stay there, and each cluster host's go under
+/// `hosts/NODE/`.
+fn per_host(
+    model: &Model,
+    render: impl Fn(&Host) -> Result<Vec<Artifact>, RenderError>,
+) -> Result<Vec<Artifact>, RenderError> {
+    if let Some(host) = model.proxmox.single_host() {
+        return render(host);
+    }
+    let mut artifacts = Vec::new();
+    for host in &model.proxmox.hosts {
+        for mut artifact in render(host)? {
+            if let Some(rest) = artifact.path.strip_prefix("host/") {
+                artifact.path = format!("hosts/{}/{rest}", host.node);
+            }
+            artifacts.push(artifact);
+        }
+    }
+    Ok(artifacts)
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{RenderError, Templates};
 use crate::artifact::Artifact;
-use crate::model::Model;
+use crate::model::{Host, Model};
 use crate::plan::images::VmImages;
 use crate::plan::vm::{vm_configs, VmConfig};
 
@@ -69,12 +69,18 @@ fn vm(config: &VmConfig) -> Vm {
 }
 
 /// The script, booting each VM from the disks `plans` name.
+/// `host`'s script: `qm` creates a VM on the node it runs on, so each
+/// host gets its own, for the VMs it runs.
 pub fn render(
     templates: &Templates,
     model: &Model,
+    host: &Host,
     plans: &[VmImages],
 ) -> Result<Vec<Artifact>, RenderError> {
-    let configs = vm_configs(model, plans);
+    let configs: Vec<_> = vm_configs(model, plans)
+        .into_iter()
+        .filter(|config| config.node == host.node)
+        .collect();
     let mut images: Vec<String> = configs
         .iter()
         .flat_map(|c| [c.image_volume.clone(), c.seed_volume.clone()])
@@ -83,9 +89,9 @@ pub fn render(
     images.dedup();
     let data = Data {
         project: &model.project.name,
-        node: &model.host.node,
-        disk_storage: &model.host.disk_storage,
-        file_storage: &model.host.file_storage,
+        node: &host.node,
+        disk_storage: &host.disk_storage,
+        file_storage: &host.file_storage,
         images,
         vms: configs.iter().map(vm).collect(),
     };

@@ -89,7 +89,7 @@ pub fn network_config(model: &Model, vm: &Vm) -> Result<String, YamlError> {
                 addresses: vec![nic.address.to_string()],
                 gateway4: nic.gateway.map(|g| g.to_string()),
                 nameservers: Nameservers {
-                    addresses: model.host.dns.iter().map(|a| a.to_string()).collect(),
+                    addresses: model.proxmox.dns.iter().map(|a| a.to_string()).collect(),
                 },
             };
             (name, ethernet)

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 use super::{RenderError, Templates};
 use crate::artifact::Artifact;
-use crate::model::{Model, SSH_PORT};
+use crate::model::{Host, Model, SSH_PORT};
 
 /// Where the drop-in's CA key, host key and certificate live on the host.
 pub const KEY_DIR: &str = "/etc/ssh/waddlec-teleport";
@@ -68,26 +68,29 @@ struct NodeSpec<'a> {
 /// Teleport VM reaches the host's sshd.
 pub(super) fn resource(model: &Model) -> Option<NodeResource<'_>> {
     let address = address(model)?;
+    let host = model.proxmox.single_host()?;
     Some(NodeResource {
         kind: "node",
         version: "v2",
         sub_kind: "openssh",
         metadata: NodeMetadata {
-            name: uuid(model),
-            labels: [(HOST_LABEL, model.host.node.as_str())].into(),
+            name: uuid(model, host),
+            labels: [(HOST_LABEL, host.node.as_str())].into(),
         },
         spec: NodeSpec {
             addr: format!("{address}:{SSH_PORT}"),
-            hostname: &model.host.node,
+            hostname: &host.node,
         },
     })
 }
 
-/// The host's address as the Teleport VM reaches its sshd.
+/// The host's address as the Teleport VM reaches its sshd. Only a lone
+/// host is Teleport's node: a cluster's hosts are not (yet).
 fn address(model: &Model) -> Option<Ipv4Addr> {
     let teleport = model.teleport.as_ref()?;
+    let host = model.proxmox.single_host()?;
     model
-        .host_access()
+        .host_access(host)
         .into_iter()
         .filter(|access| access.port == SSH_PORT)
         .flat_map(|access| access.sources)
@@ -96,10 +99,10 @@ fn address(model: &Model) -> Option<Ipv4Addr> {
 }
 
 /// A UUID (version 8, RFC 9562: custom) from the project and node names.
-fn uuid(model: &Model) -> String {
+fn uuid(model: &Model, host: &Host) -> String {
     let digest = Sha256::digest(format!(
         "waddlec teleport node {}/{}",
-        model.project.name, model.host.node
+        model.project.name, host.node
     ));
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
@@ -118,14 +121,16 @@ fn uuid(model: &Model) -> String {
 
 /// The certificate's principals: the address the proxy dials, the node
 /// name, the node's UUID.
-fn principals(model: &Model, address: Ipv4Addr) -> String {
-    format!("{address},{},{}", model.host.node, uuid(model))
+fn principals(model: &Model, host: &Host, address: Ipv4Addr) -> String {
+    format!("{address},{},{}", host.node, uuid(model, host))
 }
 
 /// `host/ssh/teleport-node.conf`, the host's sshd drop-in, and the
 /// Teleport VM's `waddlec-teleport-node-keys`.
 pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
-    let (Some(teleport), Some(address)) = (&model.teleport, address(model)) else {
+    let (Some(teleport), Some(address), Some(host)) =
+        (&model.teleport, address(model), model.proxmox.single_host())
+    else {
         return Ok(Vec::new());
     };
     #[derive(Serialize)]
@@ -138,10 +143,10 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
     }
     let data = Data {
         project: &model.project.name,
-        node: &model.host.node,
+        node: &host.node,
         cluster: &teleport.public_host,
         dir: KEY_DIR,
-        principals: principals(model, address),
+        principals: principals(model, host, address),
     };
     #[derive(Serialize)]
     struct Keys<'a> {
@@ -152,9 +157,9 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
     }
     let keys = Keys {
         project: &model.project.name,
-        hostname: &model.host.node,
+        hostname: &host.node,
         dir: VM_KEY_DIR,
-        principals: principals(model, address),
+        principals: principals(model, host, address),
     };
     Ok(vec![
         Artifact::file(
@@ -199,8 +204,8 @@ mod tests {
     #[test]
     fn the_node_name_is_a_stable_uuid() {
         let model = waddle();
-        let name = uuid(&model);
-        assert_eq!(name, uuid(&model));
+        let name = uuid(&model, model.host());
+        assert_eq!(name, uuid(&model, model.host()));
         let groups: Vec<usize> = name.split('-').map(str::len).collect();
         assert_eq!(groups, [8, 4, 4, 4, 12]);
         assert_eq!(&name[14..15], "8", "version 8: {name}");

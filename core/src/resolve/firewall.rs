@@ -16,7 +16,7 @@ pub(super) fn firewall(
     blueprint: &Blueprint,
     bridges: &[model::Bridge],
     operator: &model::Operator,
-    host: &model::Host,
+    proxmox: Option<&model::Proxmox>,
     teleport: Option<&model::Teleport>,
     today: Date,
 ) -> model::Firewall {
@@ -130,10 +130,27 @@ pub(super) fn firewall(
     };
     // A rule refused above (no end date) is already an error; judging
     // access without it would blame the policy for the rule's mistake.
+    let Some(proxmox) = proxmox else {
+        return resolved;
+    };
     if resolved.temporary.len() == firewall.temporary.len() {
-        check_operator_access(checker, blueprint, &resolved, operator, host, teleport);
+        check_operator_access(checker, blueprint, &resolved, operator, proxmox, teleport);
     }
-    check_ssh_route(checker, blueprint, host, teleport);
+    let ssh_keys = match (&blueprint.host, &blueprint.cluster) {
+        (Some(host), _) => vec![("host.ssh".to_string(), host.ssh.as_ref())],
+        (None, Some(cluster)) => cluster
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(h, host)| (format!("cluster.host[{h}].ssh"), host.ssh.as_ref()))
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    for ((path, ssh), host) in ssh_keys.into_iter().zip(&proxmox.hosts) {
+        if let Some(ssh) = ssh {
+            check_ssh_route(checker, ssh, &path, host, teleport);
+        }
+    }
     resolved
 }
 
@@ -203,13 +220,11 @@ fn check_sources_outside(
 /// guard's question, asked by logging in through it.
 fn check_ssh_route(
     checker: &mut Checker,
-    blueprint: &Blueprint,
+    ssh: &crate::blueprint::Located<String>,
+    path: &str,
     host: &model::Host,
     teleport: Option<&model::Teleport>,
 ) {
-    let Some(ssh) = blueprint.host.ssh.as_ref() else {
-        return;
-    };
     if host.ssh_route != model::SshRoute::Teleport {
         return;
     }
@@ -220,8 +235,8 @@ fn check_ssh_route(
             let diagnostic = checker.error(
                 &rules::SSH_THROUGH_ABSENT_TELEPORT,
                 ssh.span(),
-                "host.ssh",
-                "`host.ssh` goes through Teleport, but the blueprint has no `[teleport]`",
+                path,
+                format!("`{path}` goes through Teleport, but the blueprint has no `[teleport]`"),
             );
             diagnostic.label = "through Teleport".into();
             diagnostic.help = Some(format!(
@@ -234,9 +249,9 @@ fn check_ssh_route(
             let diagnostic = checker.error(
                 &rules::TELEPORT_LOGIN_NOT_GRANTED,
                 ssh.span(),
-                "host.ssh",
+                path,
                 format!(
-                    "`host.ssh` logs in through Teleport as `{shown}`, a login no \
+                    "`{path}` logs in through Teleport as `{shown}`, a login no \
                      `[[teleport.role]]` grants: Teleport would refuse every deploy"
                 ),
             );
@@ -260,10 +275,10 @@ fn check_operator_access(
     blueprint: &Blueprint,
     resolved: &model::Firewall,
     operator: &model::Operator,
-    host: &model::Host,
+    proxmox: &model::Proxmox,
     teleport: Option<&model::Teleport>,
 ) {
-    let port = host.api_port();
+    let port = proxmox.api_port();
     let through_teleport = teleport.is_some_and(|teleport| teleport.fronts_port(port));
     if resolved.admits_tcp(operator.ip, port) || through_teleport {
         return;

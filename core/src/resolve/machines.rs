@@ -48,10 +48,11 @@ struct Settings {
 
 impl Settings {
     /// The machine as the model holds it.
-    fn vm(self, id: u32, name: &str, os: GuestOs, nics: Vec<model::Nic>) -> model::Vm {
+    fn vm(self, id: u32, name: &str, host: &str, os: GuestOs, nics: Vec<model::Nic>) -> model::Vm {
         model::Vm {
             id,
             name: name.to_string(),
+            host: host.to_string(),
             os,
             tags: self.tags,
             cores: self.cores,
@@ -221,15 +222,20 @@ fn check_minimums(
     }
 }
 
+/// The bridges as the host a machine runs on has them: each host routes
+/// for its own machines.
+pub(super) type HostBridges<'a> = dyn Fn(&str) -> (String, Vec<model::Bridge>) + 'a;
+
 pub(super) fn vms(
     checker: &mut Checker,
     blueprint: &Blueprint,
-    bridges: &[model::Bridge],
+    host_bridges: &HostBridges<'_>,
 ) -> Vec<model::Vm> {
     let defaults = blueprint.vm_defaults.settings();
     let mut out = Vec::new();
     for (v, vm) in blueprint.vms.iter().enumerate() {
         let path = format!("vm[{v}]");
+        let (host, bridges) = host_bridges(&vm.name);
         let os = GuestOs::Debian {
             image: vm.image.to_string(),
             packages: image_packages(blueprint, &vm.image),
@@ -348,7 +354,7 @@ pub(super) fn vms(
                 )
                 .help = Some("set `gateway` on exactly one NIC".into());
         }
-        out.push(merged.vm(*vm.id, &vm.name, os, nics));
+        out.push(merged.vm(*vm.id, &vm.name, &host, os, nics));
     }
     out
 }
@@ -532,12 +538,9 @@ pub(super) fn talos(
 pub(super) fn talos_nodes(
     checker: &mut Checker,
     blueprint: &Blueprint,
-    bridges: &[model::Bridge],
+    host_bridges: &HostBridges<'_>,
 ) -> Vec<model::Vm> {
     let Some(talos) = &blueprint.talos else {
-        return Vec::new();
-    };
-    let Some(bridge) = bridges.iter().find(|b| b.name == *talos.bridge) else {
         return Vec::new();
     };
     let defaults = talos.node_defaults.settings();
@@ -545,14 +548,16 @@ pub(super) fn talos_nodes(
         .nodes
         .iter()
         .enumerate()
-        .map(|(n, node)| {
+        .filter_map(|(n, node)| {
+            let (host, bridges) = host_bridges(&node.name);
+            let bridge = bridges.into_iter().find(|b| b.name == *talos.bridge)?;
             let path = format!("talos.node[{n}]");
             let guest = model::TalosGuest {
                 role: role_of(talos, node),
                 nic: model::TalosNic {
                     address: Ipv4Net::new(*node.address, bridge.network.prefix_len())
                         .unwrap_or(bridge.network),
-                    gateway: router_of(bridge),
+                    gateway: router_of(&bridge),
                 },
             };
             let nic = guest.nic;
@@ -573,9 +578,10 @@ pub(super) fn talos_nodes(
                 bridge.network,
                 &bridge.name,
             );
-            merged.vm(
+            Some(merged.vm(
                 *node.id,
                 &node.name,
+                &host,
                 GuestOs::Talos(guest),
                 vec![model::Nic {
                     bridge: bridge.name.clone(),
@@ -584,7 +590,7 @@ pub(super) fn talos_nodes(
                     gateway: Some(nic.gateway),
                     tag: None,
                 }],
-            )
+            ))
         })
         .collect()
 }

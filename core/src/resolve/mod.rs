@@ -11,10 +11,12 @@ mod bundle;
 mod cilium;
 mod cluster;
 mod firewall;
+mod hosts;
 mod images;
 mod machines;
 mod names;
 mod network;
+mod placement;
 mod platform;
 mod routes;
 mod secrets;
@@ -150,11 +152,34 @@ impl Checker {
 pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics), Diagnostics> {
     let mut checker = Checker::default();
     let project = project(&mut checker, blueprint);
-    let bridges = network::bridges(&mut checker, blueprint);
-    let host = network::host(&mut checker, blueprint, &bridges);
+    let indexed = network::bridges(&mut checker, blueprint);
+    let proxmox = hosts::proxmox(&mut checker, blueprint, &indexed);
+    // The first host's view of the bridges stands for the networks in
+    // every check that is about networks rather than one host's address.
+    let bridges: Vec<model::Bridge> = match &proxmox {
+        Some(proxmox) => proxmox.hosts[0].bridges.iter().cloned().collect(),
+        None => indexed.into_iter().map(|(_, bridge)| bridge).collect(),
+    };
+    let placement = proxmox
+        .as_ref()
+        .map(|proxmox| placement::place(&mut checker, blueprint, proxmox));
+    let host_bridges = |machine: &str| -> (String, Vec<model::Bridge>) {
+        match (&proxmox, &placement) {
+            (Some(proxmox), Some(placement)) => {
+                let node = placement.host_of(machine);
+                let host = proxmox.host(node).unwrap_or(&proxmox.hosts[0]);
+                (host.node.clone(), host.bridges.iter().cloned().collect())
+            }
+            _ => (String::new(), bridges.clone()),
+        }
+    };
     let operator = operator(&mut checker, blueprint);
-    let mut vms = machines::vms(&mut checker, blueprint, &bridges);
-    vms.extend(machines::talos_nodes(&mut checker, blueprint, &bridges));
+    let mut vms = machines::vms(&mut checker, blueprint, &host_bridges);
+    vms.extend(machines::talos_nodes(
+        &mut checker,
+        blueprint,
+        &host_bridges,
+    ));
     vms.sort_by_key(|vm| vm.id);
     machines::check_identities(&mut checker, blueprint);
     let vips = network::vips(&mut checker, blueprint);
@@ -181,7 +206,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
         blueprint,
         &bridges,
         &operator,
-        &host,
+        proxmox.as_ref(),
         teleport.as_ref(),
         today,
     );
@@ -196,16 +221,15 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     if checker.diagnostics.has_errors() {
         return Err(checker.diagnostics);
     }
-    // `network::bridges` reports a blueprint without exactly one public
-    // bridge, so this holds whenever there is no error.
-    let Some(bridges) = model::Bridges::new(bridges) else {
+    // `hosts` reports every reason it has none, so this holds whenever
+    // there is no error.
+    let Some(proxmox) = proxmox else {
         return Err(checker.diagnostics);
     };
     let model = Model {
         project,
         operator,
-        host,
-        bridges,
+        proxmox,
         vms,
         vips,
         talos,

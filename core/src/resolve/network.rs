@@ -12,14 +12,19 @@ use crate::blueprint::{Blueprint, BridgeRole, Port, Span};
 use crate::diagnostics::rules;
 use crate::model::{self, CheckedString};
 
-pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model::Bridge> {
-    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+/// The bridges, each with its index in the blueprint. A cluster's
+/// internal bridges carry no address yet: `hosts` gives each host its own.
+pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<(usize, model::Bridge)> {
+    let cluster = blueprint.cluster.is_some();
+    // Each host of a cluster has its own uplink, usually of one name.
+    let mut seen: BTreeMap<(Option<&str>, &str), Span> = BTreeMap::new();
     let mut out = Vec::new();
     // The blueprint index of each bridge in `out`.
     let mut indices = Vec::new();
     for (i, bridge) in blueprint.bridges.iter().enumerate() {
         let path = format!("bridge[{i}]");
-        if let Some(first) = seen.insert(&bridge.name, bridge.name.span()) {
+        let owner = bridge.host.as_ref().map(|host| host.as_str());
+        if let Some(first) = seen.insert((owner, &bridge.name), bridge.name.span()) {
             checker
                 .error(
                     &rules::DUPLICATE_NAME,
@@ -59,14 +64,17 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
                 "write `cidr = \"{network}\"` and put the host's address in `host_address`"
             ));
         }
-        check_in_network(
-            checker,
-            *bridge.host_address,
-            bridge.host_address.span(),
-            &format!("{path}.host_address"),
-            network,
-            &bridge.name,
-        );
+        let host_address = cluster_keys(checker, cluster, bridge, &path);
+        if let Some(address) = &bridge.host_address {
+            check_in_network(
+                checker,
+                **address,
+                address.span(),
+                &format!("{path}.host_address"),
+                network,
+                &bridge.name,
+            );
+        }
         match (*bridge.role, &bridge.gateway) {
             (BridgeRole::Public, Some(gateway)) => {
                 check_in_network(
@@ -91,7 +99,7 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
             }
             (BridgeRole::Internal, Some(gateway)) => {
                 checker
-                    .error(&rules::ROLE_MISMATCH, gateway.span(), format!("{path}.gateway"), format!("internal bridge `{}` cannot have an upstream gateway; the host ({}) is its router", *bridge.name, *bridge.host_address))
+                    .error(&rules::ROLE_MISMATCH, gateway.span(), format!("{path}.gateway"), format!("internal bridge `{}` cannot have an upstream gateway; the host is its router", *bridge.name))
                     .help = Some("remove `gateway`".into());
             }
             (BridgeRole::Internal, None) => {}
@@ -112,17 +120,24 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
             name,
             role: *bridge.role,
             network,
-            host_address: *bridge.host_address,
+            host_address,
             gateway: bridge.gateway.as_ref().map(|g| **g),
             masquerade: bridge.masquerade,
             vlan_aware: vlan_aware.is_some_and(|flag| **flag),
         });
     }
     for (n, (bridge, &i)) in out.iter().zip(&indices).enumerate() {
-        let overlapping = out[..n].iter().find(|o| {
-            o.network.contains(&bridge.network.network())
-                || bridge.network.contains(&o.network.network())
+        // Two hosts' uplinks are two segments, even in one provider network.
+        let other_uplink = |j: usize| {
+            let (a, b) = (&blueprint.bridges[i], &blueprint.bridges[indices[j]]);
+            *a.role == BridgeRole::Public && *b.role == BridgeRole::Public && a.host != b.host
+        };
+        let overlapping = out[..n].iter().enumerate().find(|&(j, o)| {
+            !other_uplink(j)
+                && (o.network.contains(&bridge.network.network())
+                    || bridge.network.contains(&o.network.network()))
         });
+        let overlapping = overlapping.map(|(_, o)| o);
         if let Some(other) = overlapping {
             checker.error(&rules::ADDRESS_OUTSIDE_NETWORK, blueprint.bridges[i].cidr.span(), format!("bridge[{i}].cidr"), format!("{} overlaps {} of bridge `{}`; an address could not tell which segment it is on", bridge.network, other.network, other.name));
         }
@@ -132,6 +147,11 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
         .iter()
         .filter(|b| *b.role == BridgeRole::Public)
         .collect();
+    let out = indices.into_iter().zip(out).collect();
+    if cluster {
+        // `hosts` counts each host's uplinks.
+        return out;
+    }
     match public.as_slice() {
         [_] => {}
         [] => {
@@ -162,6 +182,95 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model
         }
     }
     out
+}
+
+/// The keys a bridge has only in one of the two forms, checked: `host`
+/// (a cluster's uplinks), `vni` (a cluster's internal bridges) and
+/// `host_address` (everywhere but a cluster's internal bridges, whose
+/// hosts each give theirs). Returns the address the bridge's list entry
+/// carries: a cluster's internal bridge gets each host's in `hosts`.
+fn cluster_keys(
+    checker: &mut Checker,
+    cluster: bool,
+    bridge: &crate::blueprint::Bridge,
+    path: &str,
+) -> Ipv4Addr {
+    let public = *bridge.role == BridgeRole::Public;
+    match (&bridge.host, cluster, public) {
+        (Some(host), false, _) => {
+            checker
+                .error(&rules::UNKNOWN_HOST, host.span(), format!("{path}.host"), format!("bridge `{}` names host `{}`, but the blueprint has one `[host]`, whose bridges every one is", *bridge.name, **host))
+                .help = Some("remove `host`, or describe the hosts in `[cluster]`".into());
+        }
+        (Some(host), true, false) => {
+            checker
+                .error(&rules::UNKNOWN_HOST, host.span(), format!("{path}.host"), format!("internal bridge `{}` is an SDN VNet on every host of the cluster, not on `{}` alone", *bridge.name, **host))
+                .help = Some("remove `host`; each host gives its address on it in its `addresses`".into());
+        }
+        (None, true, true) => {
+            checker
+                .error(&rules::UNKNOWN_HOST, bridge.role.span(), format!("{path}.host"), format!("public bridge `{}` names no host: in a cluster each host has its own uplink", *bridge.name))
+                .help = Some("add `host = \"NODE\"`, the `[[cluster.host]]` whose uplink it is".into());
+        }
+        _ => {}
+    }
+    match (&bridge.vni, cluster && !public) {
+        (Some(vni), false) => {
+            checker
+                .error(
+                    &rules::VNET_IDENTIFIER,
+                    vni.span(),
+                    format!("{path}.vni"),
+                    format!(
+                        "only an internal bridge of a `[cluster]` is a VXLAN VNet; `{}` is not",
+                        *bridge.name
+                    ),
+                )
+                .help = Some("remove `vni`".into());
+        }
+        (None, true) => {
+            checker
+                .error(&rules::VNET_IDENTIFIER, bridge.name.span(), format!("{path}.vni"), format!("internal bridge `{}` has no `vni`: in a cluster it is a VXLAN VNet spanning the hosts", *bridge.name))
+                .help = Some("add `vni = N` (1 to 16777215), one per internal bridge".into());
+        }
+        (Some(vni), true) if !(1..=16_777_215).contains(&**vni) => {
+            checker
+                .error(
+                    &rules::VNET_IDENTIFIER,
+                    vni.span(),
+                    format!("{path}.vni"),
+                    format!(
+                        "VXLAN network identifier {} is outside 1 to 16777215",
+                        **vni
+                    ),
+                )
+                .help = Some("pick a VNI from 1 to 16777215".into());
+        }
+        _ => {}
+    }
+    match (&bridge.host_address, cluster && !public) {
+        (Some(address), true) => {
+            let diagnostic = checker.error(&rules::HOST_ADDRESSES, address.span(), format!("{path}.host_address"), format!("internal bridge `{}` spans every host of the cluster; one `host_address` cannot say whose it is", *bridge.name));
+            diagnostic.help = Some(format!("remove it, and give each `[[cluster.host]]` its own in `addresses = {{ {} = \"…\" }}`", *bridge.name));
+            **address
+        }
+        (Some(address), false) => **address,
+        (None, true) => Ipv4Addr::UNSPECIFIED,
+        (None, false) => {
+            checker
+                .error(
+                    &rules::MISSING_KEY,
+                    bridge.name.span(),
+                    format!("{path}.host_address"),
+                    format!(
+                        "bridge `{}` has no `host_address`: the host's own address on it",
+                        *bridge.name
+                    ),
+                )
+                .help = Some("add `host_address`, an address inside `cidr`".into());
+            Ipv4Addr::UNSPECIFIED
+        }
+    }
 }
 
 /// Reports an address outside `network`, or equal to its network/broadcast address.
@@ -204,113 +313,6 @@ pub(super) fn check_in_network(
         return false;
     }
     true
-}
-
-pub(super) fn host(
-    checker: &mut Checker,
-    blueprint: &Blueprint,
-    bridges: &[model::Bridge],
-) -> model::Host {
-    let host = &blueprint.host;
-    checker.check_str(
-        &host.node,
-        "host.node",
-        &rules::INVALID_DNS_NAME,
-        names::check_label,
-    );
-    let disk_storage = checker.parse(
-        &host.disk_storage,
-        "host.disk_storage",
-        &rules::INVALID_IDENTIFIER,
-    );
-    let file_storage = checker.parse(
-        &host.file_storage,
-        "host.file_storage",
-        &rules::INVALID_IDENTIFIER,
-    );
-    if host.dns.is_empty() {
-        checker
-            .error(
-                &rules::EMPTY_LIST,
-                host.dns.span(),
-                "host.dns",
-                "`host.dns` is empty: VMs and nodes need at least one DNS server",
-            )
-            .help =
-            Some("list resolvers the machines can reach, e.g. `dns = [\"1.1.1.1\"]`".into());
-    }
-    let public_address = bridges
-        .iter()
-        .find(|b| b.role == BridgeRole::Public)
-        .map(|b| b.host_address)
-        .unwrap_or(Ipv4Addr::UNSPECIFIED);
-    let api_url = checker.parse_or(
-        &host.api,
-        &format!("https://{public_address}:8006"),
-        "host.api",
-        &rules::INVALID_LOCATION,
-    );
-    // `teleport:login@node`: the same destination grammar after the prefix.
-    let (ssh, ssh_route) = match &host.ssh {
-        Some(ssh) => match ssh.strip_prefix(model::TELEPORT_SSH_PREFIX) {
-            Some(rest) => (
-                Some(crate::blueprint::Located {
-                    value: rest.to_string(),
-                    span: ssh.span(),
-                }),
-                model::SshRoute::Teleport,
-            ),
-            None => (Some(ssh.clone()), model::SshRoute::Direct),
-        },
-        None => (None, model::SshRoute::Direct),
-    };
-    let ssh_target = checker.parse_or(
-        &ssh,
-        &format!("root@{public_address}"),
-        "host.ssh",
-        &rules::INVALID_LOCATION,
-    );
-    let api_fingerprint = host.api_fingerprint.as_ref().and_then(|fingerprint| {
-        let normalized = normalize_fingerprint(fingerprint);
-        if normalized.is_none() {
-            checker
-                .error(
-                    &rules::INVALID_VALUE,
-                    fingerprint.span(),
-                    "host.api_fingerprint",
-                    format!(
-                        "`{}` is not a SHA-256 certificate fingerprint",
-                        **fingerprint
-                    ),
-                )
-                .help = Some(
-                "write 32 hex byte pairs separated by `:`, as `pvenode cert info` prints them"
-                    .into(),
-            );
-        }
-        normalized
-    });
-    model::Host {
-        node: host.node.to_string(),
-        api_url,
-        api_fingerprint,
-        ssh_target,
-        ssh_route,
-        api_token: host.api_token.value.clone(),
-        disk_storage,
-        file_storage,
-        dns: host.dns.iter().map(|d| **d).collect(),
-    }
-}
-
-/// `ab:cd:…` (32 pairs, `:` separated) → `AB:CD:…`.
-fn normalize_fingerprint(text: &str) -> Option<String> {
-    let pairs: Vec<&str> = text.trim().split(':').collect();
-    let valid = pairs.len() == 32
-        && pairs
-            .iter()
-            .all(|pair| pair.len() == 2 && pair.chars().all(|c| c.is_ascii_hexdigit()));
-    valid.then(|| text.trim().to_ascii_uppercase())
 }
 
 pub(super) fn vips(checker: &mut Checker, blueprint: &Blueprint) -> Vec<model::Vip> {
@@ -428,28 +430,45 @@ pub(super) fn check_addresses(
     bridges: &[model::Bridge],
 ) {
     let mut claims: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
+    // A cluster host's uplink is its own segment.
+    let segment = |bridge: &crate::blueprint::Bridge| match &bridge.host {
+        Some(host) => format!("{}/{}", **host, *bridge.name),
+        None => bridge.name.to_string(),
+    };
     for (i, bridge) in blueprint.bridges.iter().enumerate() {
-        claims
-            .entry(bridge.name.to_string())
-            .or_default()
-            .push(Claim {
-                address: *bridge.host_address,
+        if let Some(address) = &bridge.host_address {
+            claims.entry(segment(bridge)).or_default().push(Claim {
+                address: **address,
                 what: format!("the host on `{}`", *bridge.name),
-                span: bridge.host_address.span(),
+                span: address.span(),
                 path: format!("bridge[{i}].host_address"),
                 floating: false,
             });
+        }
         if let Some(gateway) = &bridge.gateway {
-            claims
-                .entry(bridge.name.to_string())
-                .or_default()
-                .push(Claim {
-                    address: **gateway,
-                    what: format!("the upstream gateway of `{}`", *bridge.name),
-                    span: gateway.span(),
-                    path: format!("bridge[{i}].gateway"),
-                    floating: false,
-                });
+            claims.entry(segment(bridge)).or_default().push(Claim {
+                address: **gateway,
+                what: format!("the upstream gateway of `{}`", *bridge.name),
+                span: gateway.span(),
+                path: format!("bridge[{i}].gateway"),
+                floating: false,
+            });
+        }
+    }
+    for (h, host) in blueprint
+        .cluster
+        .iter()
+        .flat_map(|c| c.hosts.iter())
+        .enumerate()
+    {
+        for (bridge, address) in host.addresses.iter().flat_map(|a| a.iter()) {
+            claims.entry(bridge.clone()).or_default().push(Claim {
+                address: **address,
+                what: format!("host `{}` on `{bridge}`", *host.node),
+                span: address.span(),
+                path: format!("cluster.host[{h}].addresses.{bridge}"),
+                floating: false,
+            });
         }
     }
     for (v, vm) in blueprint.vms.iter().enumerate() {

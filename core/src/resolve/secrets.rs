@@ -23,7 +23,13 @@ const HELP: &str = "write `file:NAME` beside the blueprint, `file:../secrets/NAM
 /// Every secret reference of the blueprint, with its key (also what
 /// `waddlec preflight` reads, one check each).
 pub fn references(blueprint: &Blueprint) -> Vec<(&'static str, &Located<SecretRef>)> {
-    let mut references = vec![("host.api_token", &blueprint.host.api_token)];
+    let mut references = Vec::new();
+    if let Some(host) = &blueprint.host {
+        references.push(("host.api_token", &host.api_token));
+    }
+    if let Some(cluster) = &blueprint.cluster {
+        references.push(("cluster.api_token", &cluster.api_token));
+    }
     if let Some(age) = blueprint.talos.as_ref().and_then(|t| t.age.as_ref()) {
         references.push(("talos.age.identity", &age.identity));
     }
@@ -245,6 +251,20 @@ mod tests {
         let blueprint = crate::blueprint::parse(&source).expect("the bundled blueprint parses");
         assert!(blueprint.talos.as_ref().unwrap().age.is_some());
         assert!(blueprint.artifacts.is_some());
-        assert_eq!(references(&blueprint).len(), fields);
+        // `cluster.api_token` stands in for `host.api_token` in a cluster.
+        assert_eq!(references(&blueprint).len() + 1, fields);
+        let cluster = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../blueprints/examples/three-hosts.toml"
+        ))
+        .expect("the cluster example is readable");
+        let source = crate::source::SourceFile {
+            name: "three-hosts.toml".into(),
+            text: cluster,
+        };
+        let blueprint = crate::blueprint::parse(&source).expect("the cluster example parses");
+        assert!(references(&blueprint)
+            .iter()
+            .any(|(key, _)| *key == "cluster.api_token"));
     }
 }

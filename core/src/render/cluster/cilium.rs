@@ -278,7 +278,7 @@ pub fn l2_announcements(model: &Model) -> Vec<serde_json::Value> {
     let Some(talos) = &model.talos else {
         return Vec::new();
     };
-    let Some(bridge) = model.bridges.iter().find(|b| b.name == talos.bridge) else {
+    let Some(bridge) = model.internal_bridges().find(|b| b.name == talos.bridge) else {
         return Vec::new();
     };
     let mut documents = Vec::new();

@@ -589,8 +589,10 @@ pub fn democratic_csi(model: &Model, platform: &Platform) -> Component {
 /// do not cover (nor need to: iSCSI from the node is theirs).
 fn csi_host_policy(model: &Model, csi_namespace: &str) -> Value {
     let host: Vec<String> = model
-        .bridges
+        .proxmox
+        .hosts
         .iter()
+        .flat_map(|host| host.bridges.iter())
         .map(|bridge| format!("{}/32", bridge.host_address))
         .collect();
     object(

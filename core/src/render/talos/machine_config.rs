@@ -92,7 +92,7 @@ pub fn render(input: &NodeInput<'_>) -> Result<String, YamlError> {
             kind: "ResolverConfig",
             nameservers: input
                 .model
-                .host
+                .proxmox
                 .dns
                 .iter()
                 .map(|address| NameserverConfig {

@@ -1,0 +1,230 @@
+//! A Proxmox cluster through the core's public pipeline
+//! (`blueprints/examples/three-hosts.toml`): `placement = "spread"` puts
+//! one control plane on each host; each machine's default route is its own
+//! host's address on the VNet; VNet NICs get the zone's MTU; each host's
+//! forwards are only those of the VMs it runs. Then each bad input the
+//! cluster language can carry is refused (or warned about) at its place in
+//! the blueprint with its rule: two hosts on one public address (E0166),
+//! an unknown host (E0161), a host without its VNet address (E0163), a
+//! VNet without a VNI (E0164), an unplaced machine (E0165), `[host]` beside
+//! `[cluster]` (E0160), and two of three control planes on one host
+//! (W0204, which `--strict` makes fatal).
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use waddlec_core::blueprint::{Date, SourceFile};
+use waddlec_core::diagnostics::{report, Diagnostic};
+use waddlec_core::model::Model;
+use waddlec_core::{check, CompileError};
+
+const TODAY: Date = Date {
+    year: 2026,
+    month: 12,
+    day: 6,
+};
+
+fn example() -> SourceFile {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    SourceFile {
+        name: "blueprints/examples/three-hosts.toml".into(),
+        text: std::fs::read_to_string(root.join("blueprints/examples/three-hosts.toml")).unwrap(),
+    }
+}
+
+/// The example with `from` replaced by `to` (exactly once).
+fn edited(from: &str, to: &str) -> SourceFile {
+    let mut source = example();
+    assert_eq!(source.text.matches(from).count(), 1, "`{from}` is unique");
+    source.text = source.text.replacen(from, to, 1);
+    source
+}
+
+fn checked(source: &SourceFile) -> (Model, Vec<Diagnostic>) {
+    match check(source, TODAY) {
+        Ok(checked) => (checked.model, checked.warnings.sorted()),
+        Err(CompileError::Invalid(diagnostics)) => {
+            panic!(
+                "{}",
+                report::render_text(source, &diagnostics.sorted(), false)
+            )
+        }
+        Err(other) => panic!("{other}"),
+    }
+}
+
+fn findings(source: &SourceFile) -> Vec<Diagnostic> {
+    match check(source, TODAY) {
+        Err(CompileError::Invalid(diagnostics)) => diagnostics.sorted(),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("{} compiled", source.name),
+    }
+}
+
+/// The one finding of `source`, which must be under `code` and point at
+/// the line holding `at`.
+fn refused(source: &SourceFile, code: &str, at: &str) -> Diagnostic {
+    let found = findings(source);
+    let mine: Vec<&Diagnostic> = found.iter().filter(|d| d.rule.code == code).collect();
+    assert_eq!(
+        mine.len(),
+        1,
+        "{}",
+        report::render_text(source, &found, false)
+    );
+    let line = source.text[..mine[0].span.start].lines().count();
+    let expected = source
+        .text
+        .lines()
+        .collect::<Vec<_>>()
+        .iter()
+        .rposition(|l| l.contains(at))
+        .unwrap()
+        + 1;
+    assert!(
+        line == expected || line + 1 == expected,
+        "{code} at line {line}, expected {expected} (`{at}`)"
+    );
+    assert!(mine[0].help.is_some(), "{code} says how to fix it");
+    mine[0].clone()
+}
+
+#[test]
+fn spread_places_one_control_plane_per_host_and_each_host_routes_its_own() {
+    let (model, warnings) = checked(&example());
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let hosts: Vec<&str> = model.control_planes().map(|n| n.vm.host.as_str()).collect();
+    assert_eq!(hosts, ["pve1", "pve2", "pve3"]);
+    let workers: Vec<&str> = model.talos_workers().map(|n| n.vm.host.as_str()).collect();
+    assert_eq!(workers, ["pve1", "pve2"], "workers carry on the round");
+    for vm in &model.vms {
+        let host = model.host_of(vm);
+        let own = host.bridges.internal[0].host_address;
+        assert_eq!(
+            vm.nics[0].gateway,
+            Some(own),
+            "{} routes through {}",
+            vm.name,
+            host.node
+        );
+        assert_eq!(model.vnet_mtu(&vm.nics[0].bridge), Some(1450));
+    }
+    let sdn = model.proxmox.sdn.as_ref().unwrap();
+    assert_eq!(sdn.zone, "trio");
+    assert_eq!(
+        sdn.peers,
+        ["172.16.0.11", "172.16.0.12", "172.16.0.13"].map(|a| a.parse::<Ipv4Addr>().unwrap())
+    );
+    assert!(model.proxmox.single_host().is_none());
+    assert_eq!(model.host_of(model.vm("edge").unwrap()).node, "pve1");
+}
+
+#[test]
+fn two_control_planes_on_one_of_three_hosts_is_warned_about() {
+    let source = edited(
+        "name = \"cp-2\"\naddress = \"10.30.1.11\"",
+        "name = \"cp-2\"\naddress = \"10.30.1.11\"\nhost = \"pve1\"",
+    );
+    let source = SourceFile {
+        text: source.text.replacen(
+            "name = \"cp-1\"\naddress = \"10.30.1.10\"",
+            "name = \"cp-1\"\naddress = \"10.30.1.10\"\nhost = \"pve1\"",
+            1,
+        ),
+        ..source
+    };
+    let (_, warnings) = checked(&source);
+    let codes: Vec<&str> = warnings.iter().map(|w| w.rule.code).collect();
+    assert_eq!(codes, ["W0204"]);
+    assert!(warnings[0]
+        .message
+        .contains("losing host `pve1` loses 2 of 3"));
+    assert!(warnings[0]
+        .help
+        .as_deref()
+        .unwrap()
+        .contains("different host"));
+}
+
+#[test]
+fn with_two_hosts_no_placement_survives_and_the_warning_says_so() {
+    let source = edited(
+        "[[cluster.host]]\nnode = \"pve3\"\ndisk_storage = \"local-zfs\"\nfile_storage = \"local\"\nunderlay = \"172.16.0.13\"\naddresses = { vnet1 = \"10.30.0.3\" }\n",
+        "",
+    );
+    let source = SourceFile {
+        text: source.text.replacen(
+            "[[bridge]]\nname = \"vmbr0\"\nrole = \"public\"\nhost = \"pve3\"\ncidr = \"203.0.113.0/24\"\nhost_address = \"203.0.113.13\"\ngateway = \"203.0.113.1\"\n",
+            "",
+            1,
+        ),
+        ..source
+    };
+    let (_, warnings) = checked(&source);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].rule.code, "W0204");
+    assert!(warnings[0]
+        .help
+        .as_deref()
+        .unwrap()
+        .contains("it takes three of each"));
+}
+
+#[test]
+fn two_hosts_on_one_public_address_are_refused() {
+    let source = edited(
+        "host_address = \"203.0.113.12\"",
+        "host_address = \"203.0.113.11\"",
+    );
+    let found = refused(&source, "E0166", "host_address = \"203.0.113.11\"");
+    assert!(
+        found.message.contains("`pve1` and `pve2`"),
+        "{}",
+        found.message
+    );
+}
+
+#[test]
+fn a_machine_on_a_host_the_cluster_lacks_is_refused() {
+    let source = edited("host = \"pve1\"\nimage", "host = \"pve4\"\nimage");
+    let found = refused(&source, "E0161", "host = \"pve4\"");
+    assert!(found.help.unwrap().contains("pve1, pve2, pve3"));
+}
+
+#[test]
+fn a_host_without_its_address_on_the_vnet_is_refused() {
+    let source = edited("addresses = { vnet1 = \"10.30.0.2\" }\n", "");
+    refused(&source, "E0163", "node = \"pve2\"");
+}
+
+#[test]
+fn a_vnet_without_a_vni_is_refused() {
+    let source = edited("vni = 30001\n", "");
+    refused(&source, "E0164", "name = \"vnet1\"");
+}
+
+#[test]
+fn a_vm_without_a_host_is_refused() {
+    let source = edited("host = \"pve1\"\nimage", "image");
+    refused(&source, "E0165", "name = \"edge\"");
+}
+
+#[test]
+fn talos_nodes_without_host_or_rule_are_refused() {
+    let source = edited("placement = \"spread\"\n", "");
+    let found = findings(&source);
+    assert_eq!(found.len(), 5, "one per Talos node: {found:?}");
+    assert!(found.iter().all(|d| d.rule.code == "E0165"));
+}
+
+#[test]
+fn host_beside_cluster_is_refused() {
+    let source = edited(
+        "[cluster]\n",
+        "[host]\nnode = \"pve9\"\napi_token = \"env:WADDLE_X\"\ndisk_storage = \"a\"\nfile_storage = \"b\"\ndns = [\"9.9.9.9\"]\n\n[cluster]\n",
+    );
+    let found = findings(&source);
+    assert!(found.iter().any(|d| d.rule.code == "E0160"), "{found:?}");
+}
