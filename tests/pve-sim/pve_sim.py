@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """pve-sim: a stateful Proxmox VE 9.1 API simulator for waddlec's tests.
 
-Start:  python3 tests/pve-sim/pve_sim.py --dir DIR [--node NAME] [--token TOKEN]
-                                          [--storage ID=TYPE:CONTENT,...]... [--schema apidata.json]
-                                          [--nic NAME]... [--bridge NAME=CIDR,ports=NIC[,gateway=IP]]...
+Start:  python3 tests/pve-sim/pve_sim.py --dir DIR [--node NAME]... [--offline NODE]... [--token TOKEN]
+                                          [--storage ID=TYPE:CONTENT,...[,shared=1][,nodes=A;B]]...
+                                          [--schema apidata.json] [--nic NAME]...
+                                          [--bridge [NODE/]NAME=CIDR,ports=NIC[,gateway=IP]]...
 Serves HTTPS on 127.0.0.1 (OS-assigned port) with a throwaway self-signed
 certificate and writes DIR/ready.json when it accepts connections. Runs
 until SIGTERM/SIGINT. Python 3 standard library only (plus the openssl CLI
@@ -22,6 +23,12 @@ What it owns:
     checksum verification, listing, deletion), VM create with disk
     allocation and `import-from`, config read/update, resize, start/stop/
     shutdown, destroy, guest-agent ping, pools, tasks with PVE UPIDs;
+  * a cluster when several --node are given (pvesim/cluster.py): any node
+    answers for all, per-node VMs, local volumes, networks and tasks,
+    cluster-wide VMIDs, shared and node-restricted storages, /cluster/status,
+    /cluster/resources, offline nodes (595 like pve-http-server's proxy,
+    quorum), VM migration between nodes; SDN zones/vnets/subnets with the
+    pending model and `PUT /cluster/sdn` (pvesim/sdn.py);
   * fault injection via DIR/faults.json (dropped connections, failing tasks,
     slow tasks, slow guest agent);
   * journals: DIR/requests.jsonl, DIR/violations.jsonl, DIR/state.json.
@@ -30,12 +37,16 @@ Users, roles, ACLs and API tokens are simulated (pvesim/access.py): created
 tokens authenticate and are permission-checked like on PVE; the start token
 and pvesh (DIR/pvesh.sock, root@pam) are superusers.
 
-What it deliberately does not simulate: a cluster (one node; other node
-names fail like an unknown host), groups and realms, tickets and CSRF, real disk contents (disks are sparse files of the
+What it deliberately does not simulate: corosync itself (membership is
+the --node list, reachability --offline/faults.json; names that are no
+--node fail like an unknown host), HA, replication, SDN controllers,
+fabrics, IPAM/DNS plugins, DHCP and vlan/qinq/faucet zones, groups and realms, tickets and CSRF, real disk contents (disks are sparse files of the
 right size; imports are not converted), QEMU itself (VMs start instantly, no
 config locks; pending changes and hotplug are modelled, see pvesim/pending.py), task concurrency (a task's
 effects happen when it is started; its status reads `running` for the first
-N polls), backups/restore, snapshots, migration, containers, SDN, Ceph, and
+N polls), backups/restore, snapshots, remote (cross-cluster) migration and
+the live migration of QEMU state (a migration moves config, status and
+volumes), containers, Ceph, and
 every endpoint not listed in README.md (those are validated, then 501).
 """
 

@@ -1362,6 +1362,9 @@ class ClusterTest:
         self.check("two of three nodes offline: not quorate, SDN writes -> cluster not ready - no quorum?",
                    status[0]["quorate"] == 0 and response.status == 500
                    and self.error(response).startswith("cluster not ready - no quorum?"), response)
+        response = self.call("POST", "/nodes/pve1/qemu", {"vmid": 190, "scsi0": "vmdata:1"})
+        self.check("... and VM create -> 500 cluster not ready - no quorum?", response.status == 500
+                   and self.error(response).startswith("cluster not ready - no quorum?"), response)
         self.offline("pve3")
 
     def start_options(self):

@@ -844,6 +844,7 @@ class Api:
         default_storage = p.pop("storage", None)
         for ignored in ("bwlimit", "force", "unique", "live-restore", "ha-managed", "import-working-storage"):
             p.pop(ignored, None)
+        self.node.check_cfs_quorum()  # create_vm: before the pool check
         if pool is not None and pool not in self.node.pools:
             if ctx.perms is not None:  # RPCEnvironment::check_pool_exist
                 raise ApiError(403, f"Permission check failed (pool '{pool}' does not exist)")
