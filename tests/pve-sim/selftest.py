@@ -9,7 +9,13 @@ check failed. Covers: the start contract, keep-alive, auth, a real
 multipart upload and a VM create importing it, download-url, that validation rejects
 (and logs) bad requests, checksum mismatch, missing Content-Length, every
 fault firing once, resize/start/agent/stop/destroy, pools, and that the
-simulator's memory stays flat during a large streamed upload.
+simulator's memory stays flat during a large streamed upload. Then a second
+simulator as a 3-node cluster (pve3 offline): per-node VMs/volumes/networks/
+tasks, cluster-wide VMIDs, shared and node-restricted storages,
+/cluster/status and /cluster/resources, 595 for an offline node, the
+offline_nodes fault, SDN zones/vnets/subnets with their refusals, pending vs
+running and PUT /cluster/sdn, migration with its refusals, quorum, and the
+new start options' refusals.
 """
 
 import argparse
