@@ -9,7 +9,13 @@ check failed. Covers: the start contract, keep-alive, auth, a real
 multipart upload and a VM create importing it, download-url, that validation rejects
 (and logs) bad requests, checksum mismatch, missing Content-Length, every
 fault firing once, resize/start/agent/stop/destroy, pools, and that the
-simulator's memory stays flat during a large streamed upload.
+simulator's memory stays flat during a large streamed upload. Then a second
+simulator as a 3-node cluster (pve3 offline): per-node VMs/volumes/networks/
+tasks, cluster-wide VMIDs, shared and node-restricted storages,
+/cluster/status and /cluster/resources, 595 for an offline node, the
+offline_nodes fault, SDN zones/vnets/subnets with their refusals, pending vs
+running and PUT /cluster/sdn, migration with its refusals, quorum, and the
+new start options' refusals.
 """
 
 import argparse
@@ -38,16 +44,19 @@ MIB = 1 << 20
 # --- plumbing ---------------------------------------------------------------------
 
 
+SINGLE_NODE_ARGS = [
+    "--node", NODE, "--token", TOKEN, "--storage", "local=dir:iso,import,vztmpl,snippets",
+    "--storage", "vmdata=zfspool:images,rootdir",
+    # the host's hand-made network: the VMs below use vmbr1
+    "--nic", "eno1", "--bridge", "vmbr0=203.0.113.10/24,ports=eno1,gateway=203.0.113.1",
+    "--bridge", "vmbr1=10.10.0.1/24"]
+
+
 class Simulator:
-    def __init__(self, directory):
+    def __init__(self, directory, args=None):
         self.dir = directory
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "pve_sim.py"), "--dir", directory, "--node", NODE,
-             "--token", TOKEN, "--storage", "local=dir:iso,import,vztmpl,snippets",
-             "--storage", "vmdata=zfspool:images,rootdir",
-             # the host's hand-made network: the VMs below use vmbr1
-             "--nic", "eno1", "--bridge", "vmbr0=203.0.113.10/24,ports=eno1,gateway=203.0.113.1",
-             "--bridge", "vmbr1=10.10.0.1/24"],
+            [sys.executable, os.path.join(HERE, "pve_sim.py"), "--dir", directory, *(args or SINGLE_NODE_ARGS)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 20
         ready = os.path.join(directory, "ready.json")
@@ -977,6 +986,408 @@ class SelfTest:
         self.check(f"SIGTERM stops the simulator (exit {code}, {time.time() - started:.1f}s)", code == 0)
 
 
+# --- the cluster ---------------------------------------------------------------------------
+
+CLUSTER_ARGS = [
+    "--node", "pve1", "--node", "pve2", "--node", "pve3", "--offline", "pve3", "--token", TOKEN,
+    "--storage", "local=dir:iso,import,vztmpl", "--storage", "vmdata=zfspool:images,rootdir",
+    "--storage", "shared=nfs:images,iso,shared=1", "--storage", "only12=dir:images,nodes=pve1;pve2",
+    "--nic", "eno1",
+    "--bridge", "pve1/vmbr0=198.51.100.10/24,ports=eno1,gateway=198.51.100.1",
+    "--bridge", "pve2/vmbr0=198.51.100.20/24,ports=eno1,gateway=198.51.100.1",
+    "--bridge", "pve3/vmbr0=198.51.100.30/24,ports=eno1,gateway=198.51.100.1",
+    "--bridge", "vmbr1=manual"]
+
+
+class ClusterTest:
+    """A 3-node cluster (pve3 offline at start): per-node state, offline nodes, SDN, migration."""
+
+    def __init__(self, sim, test):
+        self.sim = sim
+        self.test = test
+        self.api = Client(sim.ready)
+
+    def check(self, description, condition, detail=""):
+        return self.test.check("cluster: " + description, condition, detail)
+
+    def call(self, method, path, params=None):
+        return self.api.call(method, path, params)
+
+    def wait(self, node, upid):
+        for _ in range(50):
+            status = self.call("GET", f"/nodes/{node}/tasks/{urllib.parse.quote(upid, safe='')}/status").data
+            if status["status"] == "stopped":
+                log = self.call("GET", f"/nodes/{node}/tasks/{urllib.parse.quote(upid, safe='')}/log",
+                                {"limit": 500}).data
+                return status, [line["t"] for line in log]
+        raise RuntimeError(f"task {upid} did not finish")
+
+    def run_ok(self, method, path, params=None):
+        """A call that must start a task on the path's node which ends OK."""
+        response = self.call(method, path, params)
+        node = path.split("/")[2] if path.startswith("/nodes/") else self.sim.ready["node"]
+        if response.status != 200:
+            return response, None, []
+        status, log = self.wait(node, response.data)
+        return response, status, log
+
+    def error(self, response):
+        return (response.json or {}).get("message", "") if response.json else ""
+
+    def offline(self, *nodes):
+        self.sim.set_faults({"offline_nodes": list(nodes)})
+
+    def run(self):
+        for part in (self.membership, self.per_node_state, self.sdn, self.migration, self.quorum,
+                     self.start_options):
+            try:
+                part()
+            except Exception:
+                self.check(f"scenario {part.__name__} ran without exception", False, traceback.format_exc())
+                self.api.close()
+
+    def membership(self):
+        ready = self.sim.ready
+        self.check("ready.json names the first node and lists all", ready["node"] == "pve1"
+                   and ready["nodes"] == ["pve1", "pve2", "pve3"], ready)
+        nodes = {n["node"]: n for n in self.call("GET", "/nodes").data}
+        self.check("GET /nodes: every node, pve3 offline without live stats",
+                   sorted(nodes) == ["pve1", "pve2", "pve3"] and nodes["pve1"]["status"] == "online"
+                   and nodes["pve3"]["status"] == "offline" and "uptime" not in nodes["pve3"], nodes)
+        status = self.call("GET", "/cluster/status").data
+        cluster = [e for e in status if e["type"] == "cluster"]
+        members = {e["name"]: e for e in status if e["type"] == "node"}
+        self.check("/cluster/status: cluster entry (3 nodes, quorate) + one node entry each",
+                   len(cluster) == 1 and cluster[0]["nodes"] == 3 and cluster[0]["quorate"] == 1
+                   and sorted(members) == ["pve1", "pve2", "pve3"], status)
+        self.check("/cluster/status: nodeid, local, online, ip per node",
+                   [(members[n]["nodeid"], members[n]["local"], members[n]["online"], members[n]["ip"])
+                    for n in ("pve1", "pve2", "pve3")]
+                   == [(1, 1, 1, "198.51.100.10"), (2, 0, 1, "198.51.100.20"), (3, 0, 0, "198.51.100.30")],
+                   members)
+        mark = len(self.sim.jsonl("violations.jsonl"))
+        response = self.call("GET", "/nodes/pve3/qemu")
+        logged = self.sim.jsonl("violations.jsonl")[mark:]
+        self.check("a proxied call to the offline node -> 595 No route to host, empty body, logged",
+                   response.status == 595 and response.reason == "No route to host" and response.raw == b""
+                   and len(logged) == 1 and logged[0]["status"] == 595, f"{response} {logged}")
+        response = self.call("GET", "/nodes/pve9/qemu")
+        self.check("an unknown node -> 500 hostname lookup failed",
+                   response.status == 500 and "hostname lookup 'pve9' failed" in self.error(response), response)
+        env = dict(os.environ, PVE_SIM_SOCKET=self.sim.ready["pvesh_socket"], LANG="C", LC_ALL="C")
+        proc = subprocess.run([os.path.join(HERE, "pvesh"), "get", "/nodes/pve3/qemu"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        code, out, err = proc.returncode, proc.stdout, proc.stderr
+        self.check("pvesh to the offline node: proxy handler failed (ssh), exit 255",
+                   code == 255 and "proxy handler failed: ssh: connect to host 198.51.100.30 port 22: "
+                   "No route to host" in err, (code, out, err))
+
+    def per_node_state(self):
+        nets = {n: {i["iface"]: i for i in self.call("GET", f"/nodes/{n}/network").data} for n in ("pve1", "pve2")}
+        self.check("per-node network: NODE/-prefixed bridges on their node, unprefixed ones everywhere",
+                   nets["pve1"]["vmbr0"].get("cidr") == "198.51.100.10/24"
+                   and nets["pve2"]["vmbr0"].get("cidr") == "198.51.100.20/24"
+                   and "vmbr1" in nets["pve1"] and "vmbr1" in nets["pve2"], nets)
+        self.offline()  # pve3 comes back
+        storages = {s["storage"]: s for s in self.call("GET", "/nodes/pve3/storage").data}
+        self.check("faults.json offline_nodes [] brings pve3 online; nodes= leaves only12 off it",
+                   sorted(storages) == ["local", "shared", "vmdata"] and storages["shared"]["shared"] == 1
+                   and storages["vmdata"]["shared"] == 0, storages)
+        response = self.call("GET", "/nodes/pve3/storage/only12/content")
+        self.check("a storage not on that node -> 500 storage 'only12' is not available on node 'pve3'",
+                   response.status == 500 and self.error(response).startswith(
+                       "storage 'only12' is not available on node 'pve3'"), response)
+        response, status, _ = self.run_ok("POST", "/nodes/pve3/qemu", {"vmid": 102, "scsi0": "vmdata:1",
+                                                                     "name": "on-three"})
+        self.check("create on pve3: UPID names pve3, task OK",
+                   response.status == 200 and response.data.startswith("UPID:pve3:")
+                   and status["exitstatus"] == "OK", f"{response} {status}")
+        self.offline("pve3")
+        response, status, _ = self.run_ok("POST", "/nodes/pve1/qemu", {
+            "vmid": 100, "scsi0": "vmdata:1", "net0": "virtio,bridge=vmbr1", "name": "one"})
+        self.check("create on pve1 -> UPID:pve1:..., OK", response.status == 200
+                   and response.data.startswith("UPID:pve1:") and status["exitstatus"] == "OK", response)
+        upid_pve1 = response.data
+        response = self.call("POST", "/nodes/pve2/qemu", {"vmid": 100, "scsi0": "vmdata:1"})
+        self.check("VMIDs are cluster-wide: create 100 on pve2 -> 500 ... already exists on node 'pve1'",
+                   response.status == 500 and self.error(response).startswith(
+                       "unable to create VM 100 - VM 100 already exists on node 'pve1'"), response)
+        _, status, _ = self.run_ok("POST", "/nodes/pve2/qemu", {
+            "vmid": 101, "scsi0": "shared:1", "scsi1": "vmdata:1", "name": "two"})
+        self.check("create 101 on pve2 (a shared and a local disk) OK", status and status["exitstatus"] == "OK",
+                   status)
+        listed = [v["vmid"] for v in self.call("GET", "/nodes/pve2/qemu").data]
+        self.check("GET /nodes/pve2/qemu lists only pve2's VMs", listed == [101], listed)
+        response = self.call("GET", "/nodes/pve2/qemu/100/config")
+        self.check("another node's VM -> 500 Configuration file 'nodes/pve2/qemu-server/100.conf' does not exist",
+                   response.status == 500 and "nodes/pve2/qemu-server/100.conf" in self.error(response), response)
+        response = self.call("GET", f"/nodes/pve2/tasks/{urllib.parse.quote(upid_pve1, safe='')}/status")
+        self.check("pve1's task asked on pve2 -> 400 upid: no such task",
+                   response.status == 400 and response.json["errors"]["upid"].startswith("no such task"), response)
+        state = self.sim.state()
+        vmdata = {n: state["nodes"][n]["storages"]["vmdata"]["volumes"] for n in ("pve1", "pve2", "pve3")}
+        shared = {n: state["nodes"][n]["storages"]["shared"]["volumes"] for n in ("pve1", "pve2", "pve3")}
+        self.check("state.json: VMs name their node", (state["vms"]["100"]["node"], state["vms"]["101"]["node"],
+                                                     state["vms"]["102"]["node"]) == ("pve1", "pve2", "pve3"),
+                   {k: v["node"] for k, v in state["vms"].items()})
+        self.check("state.json: local volumes per node (each node its own vmdata), node named",
+                   list(vmdata["pve1"]) == ["vmdata:vm-100-disk-0"] and list(vmdata["pve2"]) == ["vmdata:vm-101-disk-0"]
+                   and list(vmdata["pve3"]) == ["vmdata:vm-102-disk-0"]
+                   and vmdata["pve2"]["vmdata:vm-101-disk-0"]["node"] == "pve2", vmdata)
+        self.check("state.json: a shared volume is seen from every node once (node null)",
+                   shared["pve1"] == shared["pve3"] and list(shared["pve2"]) == ["shared:101/vm-101-disk-0.raw"]
+                   and shared["pve2"]["shared:101/vm-101-disk-0.raw"]["node"] is None, shared)
+        content = [v["volid"] for v in self.call("GET", "/nodes/pve1/storage/shared/content").data]
+        self.check("pve1 lists the shared volume pve2 created", content == ["shared:101/vm-101-disk-0.raw"], content)
+        resources = self.call("GET", "/cluster/resources", {"type": "vm"}).data
+        by_id = {r["id"]: r for r in resources}
+        self.check("/cluster/resources type=vm: qemu/<vmid> with node; pve3's VM unknown",
+                   sorted(by_id) == ["qemu/100", "qemu/101", "qemu/102"] and by_id["qemu/100"]["node"] == "pve1"
+                   and by_id["qemu/100"]["status"] == "stopped" and by_id["qemu/100"]["name"] == "one"
+                   and by_id["qemu/102"]["status"] == "unknown" and "name" not in by_id["qemu/102"]
+                   and all(r["type"] == "qemu" for r in resources), resources)
+        storage = {r["id"]: r for r in self.call("GET", "/cluster/resources", {"type": "storage"}).data}
+        self.check("/cluster/resources type=storage: storage/<node>/<sid> per enabled node, offline unknown",
+                   "storage/pve3/only12" not in storage and storage["storage/pve1/only12"]["status"] == "available"
+                   and storage["storage/pve3/vmdata"]["status"] == "unknown"
+                   and storage["storage/pve2/shared"]["shared"] == 1 and storage["storage/pve2/vmdata"]["shared"] == 0
+                   and storage["storage/pve1/vmdata"]["plugintype"] == "zfspool"
+                   and "maxdisk" in storage["storage/pve1/vmdata"], sorted(storage))
+        nodes = {r["node"]: r["status"] for r in self.call("GET", "/cluster/resources", {"type": "node"}).data}
+        self.check("/cluster/resources type=node: pve3 offline", nodes == {"pve1": "online", "pve2": "online",
+                                                                          "pve3": "offline"}, nodes)
+
+    def sdn(self):
+        api = self.call
+        def failed(response, prefix):
+            return response.status == 500 and self.error(response).startswith(prefix)
+        self.check("GET /cluster/sdn: the index", [e["id"] for e in api("GET", "/cluster/sdn").data]
+                   == ["vnets", "zones", "controllers", "ipams", "dns", "fabrics"])
+        self.check("simple zone created", api("POST", "/cluster/sdn/zones", {"zone": "zsimple", "type": "simple"})
+                   .status == 200)
+        response = api("POST", "/cluster/sdn/zones", {"zone": "zsimple2", "type": "simple", "peers": "10.0.0.1"})
+        self.check("simple zone with peers -> 500 unexpected property 'peers'",
+                   failed(response, "unexpected property 'peers'"), response)
+        response = api("POST", "/cluster/sdn/zones", {"zone": "zvx", "type": "vxlan"})
+        self.check("vxlan zone without peers -> 500 ... must have exactly one of peers / fabric defined",
+                   failed(response, "create sdn zone object failed: 400 Parameter verification failed.\n"
+                                    "fabric: must have exactly one of peers / fabric defined\n"), response)
+        self.check("vxlan zone with peers and mtu created", api("POST", "/cluster/sdn/zones", {
+            "zone": "zvx", "type": "vxlan", "peers": "198.51.100.10,198.51.100.20", "mtu": 1400}).status == 200)
+        response = api("POST", "/cluster/sdn/zones", {"zone": "zvx", "type": "simple"})
+        self.check("an existing zone -> 500 sdn zone object ID 'zvx' already defined",
+                   failed(response, "create sdn zone object failed: sdn zone object ID 'zvx' already defined"),
+                   response)
+        response = api("POST", "/cluster/sdn/zones", {"zone": "zev", "type": "evpn"})
+        self.check("evpn zone without controller -> 500 missing value for required option 'controller'",
+                   failed(response, "missing value for required option 'controller'"), response)
+        response = api("POST", "/cluster/sdn/zones", {"zone": "zev", "type": "evpn", "controller": "ctl",
+                                                      "vrf-vxlan": 10})
+        self.check("evpn zone with an unknown controller -> 500 controller ctl don't exist",
+                   failed(response, "create sdn zone object failed: controller ctl don't exist"), response)
+        response = api("POST", "/cluster/sdn/zones", {"zone": "toolongzone", "type": "simple"})
+        self.check("zone id longer than 8 -> 400 (schema)", response.status == 400
+                   and "zone" in response.json["errors"], response)
+        response = api("POST", "/cluster/sdn/vnets", {"vnet": "vnbad", "zone": "zsimple", "tag": 5})
+        self.check("tag on a simple zone vnet -> 500 ... tag: vlan tag is not allowed on simple zone",
+                   failed(response, "create sdn vnet object failed: 400 Parameter verification failed.\n"
+                                    "tag: vlan tag is not allowed on simple zone"), response)
+        response = api("POST", "/cluster/sdn/vnets", {"vnet": "vx1", "zone": "zvx"})
+        self.check("vxlan vnet without tag -> 500 ... tag: missing vxlan tag",
+                   failed(response, "create sdn vnet object failed: 400 Parameter verification failed.\n"
+                                    "tag: missing vxlan tag"), response)
+        self.check("vxlan vnet with tag created", api("POST", "/cluster/sdn/vnets", {
+            "vnet": "vx1", "zone": "zvx", "tag": 100}).status == 200)
+        response = api("POST", "/cluster/sdn/vnets", {"vnet": "vx2", "zone": "zvx", "tag": 100})
+        self.check("a second vnet with the same VNI -> 500 vxlan tag 100 already exist in vnet vx1",
+                   failed(response, "create sdn vnet object failed: 400 Parameter verification failed.\n"
+                                    "tag: vxlan tag 100 already exist in vnet vx1 in zone zvx"), response)
+        response = api("POST", "/cluster/sdn/vnets", {"vnet": "vx3", "zone": "nozone"})
+        self.check("a vnet in an unknown zone -> 500 unknown section type ''",
+                   failed(response, "create sdn vnet object failed: unknown section type ''"), response)
+        self.check("a simple vnet created", api("POST", "/cluster/sdn/vnets", {"vnet": "vnsim", "zone": "zsimple"})
+                   .status == 200)
+        response = api("POST", "/cluster/sdn/vnets/vx1/subnets", {"subnet": "10.10.0.0/24", "type": "subnet",
+                                                                  "gateway": "10.20.0.1"})
+        self.check("a gateway outside the subnet -> 500 ... gateway: 10.20.0.1 is not in subnet 10.10.0.0/24",
+                   failed(response, "create sdn subnet object failed: 400 Parameter verification failed.\n"
+                                    "gateway: 10.20.0.1 is not in subnet 10.10.0.0/24"), response)
+        self.check("subnet with gateway and snat created", api("POST", "/cluster/sdn/vnets/vx1/subnets", {
+            "subnet": "10.10.0.0/24", "type": "subnet", "gateway": "10.10.0.1", "snat": 1}).status == 200)
+        subnet = api("GET", "/cluster/sdn/vnets/vx1/subnets/zvx-10.10.0.0-24")
+        self.check("GET subnet zvx-10.10.0.0-24: cidr, zone, gateway, snat",
+                   subnet.status == 200 and subnet.data["cidr"] == "10.10.0.0/24" and subnet.data["zone"] == "zvx"
+                   and subnet.data["gateway"] == "10.10.0.1" and subnet.data["snat"] == 1, subnet)
+        pending = {v["vnet"]: v for v in api("GET", "/cluster/sdn/vnets", {"pending": 1}).data}
+        self.check("?pending=1 before apply: state new, values under pending",
+                   pending["vx1"]["state"] == "new" and pending["vx1"]["pending"]["tag"] == 100
+                   and pending["vx1"]["pending"]["zone"] == "zvx", pending)
+        self.check("?running=1 before apply: nothing", api("GET", "/cluster/sdn/vnets", {"running": 1}).data == [])
+        _, status, _ = self.run_ok("POST", "/nodes/pve1/qemu", {"vmid": 103, "scsi0": "vmdata:1",
+                                                               "net0": "virtio,bridge=vx1"})
+        response, status, log = self.run_ok("POST", "/nodes/pve1/qemu/103/status/start")
+        self.check("a VM on a vnet that is not applied yet fails to start (bridge 'vx1' does not exist)",
+                   status["exitstatus"] == "start failed: QEMU exited with code 1"
+                   and "bridge 'vx1' does not exist" in log, log)
+        response, status, log = self.run_ok("PUT", "/cluster/sdn")
+        self.check("PUT /cluster/sdn: task reloadnetworkall on pve1, OK although pve3 is offline",
+                   response.data.startswith("UPID:pve1:") and ":reloadnetworkall::" in response.data
+                   and status["exitstatus"] == "OK" and "pve3: reloading network config" in log
+                   and "command 'pvesh set /nodes/pve3/network --regenerate-frr 0' failed: exit code 255" in log,
+                   f"{status} {log}")
+        reloads = [t for t in self.call("GET", "/nodes/pve2/tasks", {"source": "all"}).data
+                   if t["type"] == "srvreload"]
+        self.check("each online node ran its own srvreload task", len(reloads) == 1, reloads)
+        pending = {v["vnet"]: v for v in api("GET", "/cluster/sdn/vnets", {"pending": 1}).data}
+        running = {v["vnet"]: v for v in api("GET", "/cluster/sdn/vnets", {"running": 1}).data}
+        self.check("after apply: no pending state, the running config has the vnets",
+                   "state" not in pending["vx1"] and running["vx1"]["tag"] == 100 and "vnsim" in running,
+                   (pending, running))
+        vnets = {i["iface"]: i for i in api("GET", "/nodes/pve2/network", {"type": "vnet"}).data}
+        self.check("/nodes/pve2/network?type=vnet: the vnets as type vnet, active",
+                   sorted(vnets) == ["vnsim", "vx1"] and vnets["vx1"]["type"] == "vnet"
+                   and vnets["vx1"]["active"] == "1", vnets)
+        plain = [i["iface"] for i in api("GET", "/nodes/pve2/network").data]
+        self.check("without a type filter vnets are not listed (as Network.pm)", "vx1" not in plain, plain)
+        zones = api("GET", "/nodes/pve1/sdn/zones").data
+        self.check("/nodes/pve1/sdn/zones: available", sorted((z["zone"], z["status"]) for z in zones)
+                   == [("zsimple", "available"), ("zvx", "available")], zones)
+        state = self.sim.state()
+        self.check("state.json: pve2 applied vx1 with the zone MTU 1400; pve3 applied nothing",
+                   state["nodes"]["pve2"]["sdn"]["vnets"]["vx1"]["mtu"] == 1400
+                   and state["nodes"]["pve2"]["sdn"]["vnets"]["vnsim"]["mtu"] == 1500
+                   and state["nodes"]["pve3"]["sdn"]["version"] is None, state["nodes"]["pve2"]["sdn"])
+        _, status, _ = self.run_ok("POST", "/nodes/pve1/qemu/103/status/start")
+        self.check("after apply the VM on vx1 starts", status["exitstatus"] == "OK", status)
+        api("PUT", "/cluster/sdn/vnets/vx1", {"alias": "changed"})
+        pending = api("GET", "/cluster/sdn/vnets/vx1", {"pending": 1}).data
+        self.check("an edit after apply: state changed, pending.alias",
+                   pending.get("state") == "changed" and pending["pending"] == {"alias": "changed"}
+                   and pending["tag"] == 100, pending)
+        self.offline()
+        zones = api("GET", "/nodes/pve3/sdn/zones").data
+        self.check("pve3 back online without a reload: its zones are pending",
+                   {z["status"] for z in zones} == {"pending"} and len(zones) == 2, zones)
+        everything = api("GET", "/cluster/resources").data
+        network = {r["id"]: r for r in everything if r["type"] == "network"}
+        self.check("/cluster/resources: network/<node>/zone/<zone> entries (pve3 pending)",
+                   network["network/pve3/zone/zvx"]["status"] == "pending"
+                   and network["network/pve1/zone/zvx"]["status"] == "available"
+                   and network["network/pve1/zone/zvx"]["zone-type"] == "vxlan"
+                   and "network/pve1/zone/localnetwork" in network, sorted(network))
+        self.check("/cluster/resources type=sdn: empty on PVE 9 (nodes broadcast `network`)",
+                   api("GET", "/cluster/resources", {"type": "sdn"}).data == [])
+        self.offline("pve3")
+        response = api("DELETE", "/cluster/sdn/zones/zvx")
+        self.check("deleting a zone with vnets -> 500 zone zvx is used by vnet vx1",
+                   failed(response, "delete sdn zone object failed: zone zvx is used by vnet vx1"), response)
+        response = api("DELETE", "/cluster/sdn/vnets/vx1")
+        self.check("deleting a vnet with subnets -> 500 ... vnet: Can't delete vnet if subnets exists",
+                   failed(response, "delete sdn vnet object failed: 400 Parameter verification failed.\n"
+                                    "vnet: Can't delete vnet if subnets exists"), response)
+        self.check("deleting the simple vnet", api("DELETE", "/cluster/sdn/vnets/vnsim").status == 200)
+        pending = {v["vnet"]: v for v in api("GET", "/cluster/sdn/vnets", {"pending": 1}).data}
+        self.check("a deleted vnet reads state deleted until applied", pending["vnsim"]["state"] == "deleted",
+                   pending)
+
+    def migration(self):
+        api = self.call
+        def failed(response, prefix):
+            return response.status == 500 and self.error(response).startswith(prefix)
+        response = api("POST", "/nodes/pve1/qemu/100/migrate", {"target": "pve1"})
+        self.check("migrate to itself -> 400 target: target is local node.",
+                   response.status == 400 and response.json["errors"]["target"] == "target is local node.", response)
+        response = api("POST", "/nodes/pve1/qemu/100/migrate", {"target": "pve9"})
+        self.check("an unknown target -> 500 no such cluster node 'pve9'",
+                   failed(response, "no such cluster node 'pve9'"), response)
+        response = api("POST", "/nodes/pve1/qemu/103/migrate", {"target": "pve2"})
+        self.check("a running VM without online -> 500 can't migrate running VM without --online",
+                   failed(response, "can't migrate running VM without --online"), response)
+        response, status, log = self.run_ok("POST", "/nodes/pve1/qemu/103/migrate", {"target": "pve2", "online": 1})
+        self.check("online with a local disk but without with-local-disks: task fails, migration aborted",
+                   status["exitstatus"] == "migration aborted"
+                   and any("can't migrate local disk 'vmdata:vm-103-disk-0': can't live migrate attached local "
+                           "disks without with-local-disks option" in line for line in log)
+                   and any("ERROR: migration aborted (duration" in line and "can't migrate VM - check log" in line
+                           for line in log), log)
+        response = api("POST", "/nodes/pve1/qemu/100/migrate", {"target": "pve2", "targetstorage": "local"})
+        self.check("targetstorage without images -> 500 storage 'local' does not support vm images",
+                   failed(response, "storage 'local' does not support vm images"), response)
+        response = api("POST", "/nodes/pve1/qemu/100/migrate", {"target": "pve3", "targetstorage": "only12"})
+        self.check("targetstorage not on the target -> 500 storage 'only12' is not available on node 'pve3'",
+                   failed(response, "storage 'only12' is not available on node 'pve3'"), response)
+        response, status, log = self.run_ok("POST", "/nodes/pve1/qemu/100/migrate", {"target": "pve3"})
+        self.check("an offline target: the task fails (Can't connect to destination address using public key)",
+                   status["exitstatus"] == "migration aborted" and any(
+                       "Can't connect to destination address using public key" in line for line in log), log)
+        self.run_ok("POST", "/nodes/pve1/qemu", {"vmid": 104, "scsi0": "only12:1"})
+        response = api("POST", "/nodes/pve1/qemu/104/migrate", {"target": "pve3"})
+        self.check("a disk on a storage the target lacks -> 500 storage 'only12' is not available on node 'pve3'",
+                   failed(response, "storage 'only12' is not available on node 'pve3'"), response)
+        pre = api("GET", "/nodes/pve1/qemu/104/migrate").data
+        self.check("GET migrate: allowed_nodes, not_allowed_nodes (unavailable_storages), local_disks",
+                   pre["running"] == 0 and pre["allowed_nodes"] == ["pve2"]
+                   and pre["not_allowed_nodes"] == {"pve3": {"unavailable_storages": ["only12"]}}
+                   and [d["volid"] for d in pre["local_disks"]] == ["only12:104/vm-104-disk-0.raw"], pre)
+        response, status, log = self.run_ok("POST", "/nodes/pve1/qemu/100/migrate", {"target": "pve2"})
+        self.check("offline migration of 100 to pve2: UPID on pve1 (qmigrate), OK, disk copied",
+                   response.data.startswith("UPID:pve1:") and ":qmigrate:100:" in response.data
+                   and status["exitstatus"] == "OK"
+                   and any("volume 'vmdata:vm-100-disk-0' is 'vmdata:vm-100-disk-0' on the target" in line
+                           for line in log) and "migration finished successfully" in log[-2], log)
+        state = self.sim.state()
+        self.check("after migration: VM 100 lives on pve2, its volume in pve2's vmdata, gone from pve1",
+                   state["vms"]["100"]["node"] == "pve2"
+                   and "vmdata:vm-100-disk-0" in state["nodes"]["pve2"]["storages"]["vmdata"]["volumes"]
+                   and "vmdata:vm-100-disk-0" not in state["nodes"]["pve1"]["storages"]["vmdata"]["volumes"]
+                   and api("GET", "/nodes/pve2/qemu/100/config").status == 200
+                   and api("GET", "/nodes/pve1/qemu/100/config").status == 500, state["vms"]["100"])
+        response, status, log = self.run_ok("POST", "/nodes/pve2/qemu/101/migrate",
+                                            {"target": "pve1", "targetstorage": "only12"})
+        config = api("GET", "/nodes/pve1/qemu/101/config").data
+        state = self.sim.state()
+        self.check("targetstorage: the local disk moves into only12 on pve1, the shared one stays",
+                   status["exitstatus"] == "OK" and config["scsi0"].startswith("shared:101/vm-101-disk-0.raw")
+                   and config["scsi1"].startswith("only12:101/vm-101-disk-0.raw")
+                   and "only12:101/vm-101-disk-0.raw" in state["nodes"]["pve1"]["storages"]["only12"]["volumes"]
+                   and not state["nodes"]["pve2"]["storages"]["vmdata"]["volumes"].get("vmdata:vm-101-disk-0"),
+                   f"{config} {log}")
+        response, status, log = self.run_ok("POST", "/nodes/pve1/qemu/103/migrate",
+                                            {"target": "pve2", "online": 1, "with-local-disks": 1})
+        state = self.sim.state()
+        self.check("online migration with with-local-disks: running on pve2 afterwards",
+                   status["exitstatus"] == "OK" and state["vms"]["103"]["node"] == "pve2"
+                   and state["vms"]["103"]["status"] == "running", f"{status} {log}")
+        response = api("POST", "/nodes/pve3/qemu/102/migrate", {"target": "pve1"})
+        self.check("migrate from the offline node -> 595", response.status == 595, response)
+
+    def quorum(self):
+        self.offline("pve2", "pve3")
+        status = self.call("GET", "/cluster/status").data
+        response = self.call("POST", "/cluster/sdn/zones", {"zone": "zq", "type": "simple"})
+        self.check("two of three nodes offline: not quorate, SDN writes -> cluster not ready - no quorum?",
+                   status[0]["quorate"] == 0 and response.status == 500
+                   and self.error(response).startswith("cluster not ready - no quorum?"), response)
+        response = self.call("POST", "/nodes/pve1/qemu", {"vmid": 190, "scsi0": "vmdata:1"})
+        self.check("... and VM create -> 500 cluster not ready - no quorum?", response.status == 500
+                   and self.error(response).startswith("cluster not ready - no quorum?"), response)
+        self.offline("pve3")
+
+    def start_options(self):
+        def refused(*args):
+            proc = subprocess.run([sys.executable, os.path.join(HERE, "pve_sim.py"), "--dir",
+                                   os.path.join(self.sim.dir, "never"), *args], capture_output=True, text=True,
+                                  timeout=30)
+            return proc.returncode == 2, proc.stderr.strip().splitlines()[-1:]
+        for args, what in ((["--node", "a", "--offline", "a"], "--offline of the first node"),
+                           (["--node", "a", "--offline", "b"], "--offline of an unknown node"),
+                           (["--node", "a", "--bridge", "b/vmbr0=manual"], "--bridge for an unknown node"),
+                           (["--node", "a", "--storage", "s=dir:images,nodes=b"], "--storage nodes= an unknown node"),
+                           (["--node", "a", "--storage", "s=dir:images,shared=2"], "--storage shared=2")):
+            ok, err = refused(*args)
+            self.check(f"start option refused: {what}", ok, err)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
@@ -998,6 +1409,17 @@ def main():
                 test.api.close()
     finally:
         sim.stop()
+        if args.keep:
+            print(f"kept {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    directory = tempfile.mkdtemp(prefix="pve-sim-selftest-cluster-")
+    cluster_sim = Simulator(directory, CLUSTER_ARGS)
+    try:
+        ClusterTest(cluster_sim, test).run()
+        test.check("cluster: SIGTERM stops the simulator (exit 0)", cluster_sim.stop() == 0)
+    finally:
+        cluster_sim.stop()
         if args.keep:
             print(f"kept {directory}")
         else:

@@ -19,7 +19,9 @@ import time
 import uuid
 
 from .access_api import AccessApi
+from .cluster import ClusterApi
 from .network import NetworkApi
+from .sdn import SdnApi
 from .pending import Pending
 from .perlish import format_size, parse_size, split_list
 from .schema import parse_property_string, print_property_string
@@ -185,7 +187,13 @@ class Api:
             ("DELETE", "/pools/{poolid}"): self.pool_delete,
         }
         self.routes[("GET", "/nodes/{node}/qemu/{vmid}/pending")] = self.vm_pending
-        self.routes.update(NetworkApi(node).routes)
+        self.sdn = SdnApi(self)
+        self.cluster = ClusterApi(self)
+        self.routes.update(self.sdn.routes)
+        self.routes.update(self.cluster.routes)
+        network_api = NetworkApi(node)
+        network_api.sdn = self.sdn
+        self.routes.update(network_api.routes)
         self.routes.update(AccessApi(node.access).routes)
         self.pending = Pending(self)
 
@@ -195,8 +203,12 @@ class Api:
     # --- lookups -----------------------------------------------------------
 
     def storage(self, sid):
+        """PVE::Storage::storage_config + storage_check_node: a storage whose `nodes` list
+        leaves this node out is `not available on node`."""
         storage = self.node.storages.get(sid)
         if storage is None:
+            if sid in self.node.storage_defs:
+                raise die(f"storage '{sid}' is not available on node '{self.node.name}'")
             raise die(f"storage '{sid}' does not exist")
         return storage
 
@@ -209,8 +221,9 @@ class Api:
         return (storage,) + storage.parse_volname(volname)
 
     def vm(self, vmid):
+        """PVE::QemuConfig->load_config: nodes/<this node>/qemu-server/<vmid>.conf."""
         vm = self.node.vms.get(int(vmid))
-        if vm is None:
+        if vm is None or vm.node != self.node.name:
             raise die(f"Configuration file 'nodes/{self.node.name}/qemu-server/{int(vmid)}.conf' does not exist")
         return vm
 
@@ -220,9 +233,11 @@ class Api:
         return {"version": "9.1.3", "release": "9.1", "repoid": "e5010dce"}
 
     def nodes(self, p, ctx):
-        return [{"node": self.node.name, "status": "online", "type": "node", "id": f"node/{self.node.name}",
-                 "cpu": 0.01, "maxcpu": 8, "mem": 4 << 30, "maxmem": 64 << 30, "uptime": 86400,
-                 "level": "", "ssl_fingerprint": self.fingerprint}]
+        """pve-manager API2/Nodes.pm index: extract_node_stats per cluster node (an offline
+        node keeps its last static values, no cpu/mem/uptime) + ssl_fingerprint (every
+        simulated node serves the simulator's one certificate)."""
+        return [self.cluster.node_stats(member, fingerprint=self.fingerprint)
+                for member in self.node.members.values()]
 
     # --- storage -------------------------------------------------------------
 
@@ -485,7 +500,7 @@ class Api:
                         r"[0-9A-Fa-f]{8}:[^:\s]+:[^:\s]*:[^:\s]+:$", upid):
             raise param_error({"upid": "unable to parse worker upid"})
         task = self.node.tasks.get(upid)
-        if task is None:  # Tasks.pm: the task's log file does not exist
+        if task is None or task.node != self.node.name:  # Tasks.pm: no log file on this node
             raise param_error({"upid": "no such task"})
         return task
 
@@ -511,6 +526,8 @@ class Api:
         auditor = ctx.allowed(f"/nodes/{p['node']}", ["Sys.Audit"])
         result = []
         for task in sorted(self.node.tasks.values(), key=lambda t: -t.starttime):
+            if task.node != self.node.name:  # each node keeps its own task index
+                continue
             if not auditor and not ctx.perms.owns(task.user):
                 continue
             if (source == "archive" and task.running) or (source == "active" and not task.running):
@@ -536,7 +553,7 @@ class Api:
 
     def vm_index(self, p, ctx):
         return [self._vm_summary(vm) for vmid, vm in sorted(self.node.vms.items())
-                if ctx.allowed(f"/vms/{vmid}", ["VM.Audit"])]
+                if vm.node == self.node.name and ctx.allowed(f"/vms/{vmid}", ["VM.Audit"])]
 
     def vm_status(self, p, ctx):
         vm = self.vm(p["vmid"])
@@ -685,7 +702,8 @@ class Api:
 
     def check_bridge_access(self, ctx, params):
         """qemu-server QemuServer.pm check_bridge_access -> pve-guest-common
-        GuestHelpers.pm check_vnet_access (zone `localnetwork`, no SDN vnets)."""
+        GuestHelpers.pm check_vnet_access (zone `localnetwork`, or the vnet's zone in the
+        running SDN config)."""
         if ctx is None or ctx.perms is None:
             return
         for key in sorted(k for k in params if re.match(r"^net\d+$", k)):
@@ -694,7 +712,7 @@ class Api:
             if bridge is None:
                 continue
             tag, trunks = net.get("tag"), net.get("trunks")
-            base = f"/sdn/zones/localnetwork/{bridge}"
+            base = f"/sdn/zones/{self.sdn.zone_of_vnet(bridge) or 'localnetwork'}/{bridge}"
             if tag:
                 ctx.perms.check(f"{base}/{tag}", ["SDN.Use"])
             for trunk in sorted({t for part in split_list(trunks or "") for t in _trunk_tags(part)}):
@@ -826,6 +844,7 @@ class Api:
         default_storage = p.pop("storage", None)
         for ignored in ("bwlimit", "force", "unique", "live-restore", "ha-managed", "import-working-storage"):
             p.pop(ignored, None)
+        self.node.check_cfs_quorum()  # create_vm: before the pool check
         if pool is not None and pool not in self.node.pools:
             if ctx.perms is not None:  # RPCEnvironment::check_pool_exist
                 raise ApiError(403, f"Permission check failed (pool '{pool}' does not exist)")
@@ -845,7 +864,9 @@ class Api:
         self.check_bridge_access(ctx, p)
         self.check_drive_param(drives)
         if vmid in self.node.vms:
-            raise die(f"unable to create VM {vmid} - VM {vmid} already exists on node '{self.node.name}'")
+            # qemu-server create_vm: PVE::Cluster::check_vmid_unused over the cluster's vmlist
+            raise die(f"unable to create VM {vmid} - VM {vmid} already exists on node "
+                      f"'{self.node.vms[vmid].node}'")
         settings = {k: v for k, v in p.items() if k not in drives}
 
         def worker(log):
@@ -855,7 +876,7 @@ class Api:
                 raise TaskFailed(f"unable to create VM {vmid} - {err}") from None
             config = dict(settings, **disks)
             self._add_create_defaults(config)
-            self.node.vms[vmid] = Vm(vmid, config)
+            self.node.vms[vmid] = Vm(vmid, config, self.node.name)
             if pool:
                 self.node.pools[pool]["vms"].append(vmid)
             if start:  # PVE::API2::Qemu->vm_start: its own qmstart task
@@ -994,9 +1015,26 @@ class Api:
     def parse_agent(self, value):
         return parse_property_string(self.config_props["agent"]["format"], value, "agent")
 
+    def node_device_exists(self, name):
+        """/sys/class/net/<name> on the current node: its own interfaces, or a vnet its last
+        SDN reload created (ifreload of /etc/network/interfaces.d/sdn)."""
+        return self.node.network.device_exists(name) or name in self.node.members[self.node.name].sdn_vnets
+
+    def bridge_problem(self, net):
+        """Why pve-bridge cannot plug this NIC, or None: the bridge must exist
+        (read_bridge_mtu); on a vnet, a tag/trunks need a vlan-aware vnet (pve-network
+        `Zones/Plugin.pm` tap_plug: `vm vlans are not allowed on vnet X`)."""
+        bridge = net["bridge"]
+        if not self.node_device_exists(bridge):
+            return f"bridge '{bridge}' does not exist"
+        vnet = self.node.members[self.node.name].sdn_vnets.get(bridge)
+        if vnet and not vnet.get("vlanaware") and (net.get("tag") or net.get("trunks")):
+            return f"vm vlans are not allowed on vnet {bridge} at /usr/share/perl5/PVE/Network/SDN/Zones/Plugin.pm line 246."
+        return None
+
     def assert_bridge_exists(self, bridge):
         """PVE::Network::read_bridge_mtu: /sys/class/net/<bridge>/mtu must exist."""
-        if not self.node.network.device_exists(bridge):
+        if not self.node_device_exists(bridge):
             raise TaskFailed(f"bridge '{bridge}' does not exist")
 
     # --- qemu: power, resize, destroy, agent -------------------------------------
@@ -1018,12 +1056,13 @@ class Api:
             if key not in vm.config:
                 continue
             net = self.parse_net(key, vm.config[key])
-            if not net.get("bridge") or self.node.network.device_exists(net["bridge"]):
+            problem = self.bridge_problem(net)
+            if not problem:
                 continue
             # print_netdev_full's -netdev argument; QEMU reports the script's exit status
             vhost = ",vhost=on" if net["model"] == "virtio" else ""
             queues = f",queues={net['queues']}" if net.get("queues") and net["model"] == "virtio" else ""
-            log.print(f"bridge '{net['bridge']}' does not exist")
+            log.print(problem)
             log.print(f"kvm: -netdev type=tap,id={key},ifname=tap{vm.vmid}i{index},"
                       "script=/usr/libexec/qemu-server/pve-bridge,"
                       f"downscript=/usr/libexec/qemu-server/pve-bridgedown{vhost}{queues}: "
@@ -1151,11 +1190,13 @@ class Api:
         for vmid in pool["vms"]:
             vm = self.node.vms.get(vmid)
             if vm:
-                members.append({"id": f"qemu/{vmid}", "type": "qemu", "vmid": vmid, "node": self.node.name,
+                members.append({"id": f"qemu/{vmid}", "type": "qemu", "vmid": vmid, "node": vm.node,
                                 "name": vm.config.get("name", f"VM {vmid}"), "status": vm.status})
-        for sid in pool["storage"]:
-            members.append({"id": f"storage/{self.node.name}/{sid}", "type": "storage",
-                            "storage": sid, "node": self.node.name})
+        for sid in pool["storage"]:  # Pool.pm: one member per node the storage is enabled on
+            definition = self.node.storage_defs.get(sid)
+            for node in self.node.members:
+                if definition and definition.available_on(node):
+                    members.append({"id": f"storage/{node}/{sid}", "type": "storage", "storage": sid, "node": node})
         return members
 
     def pool_index(self, p, ctx):

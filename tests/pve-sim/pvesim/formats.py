@@ -203,6 +203,28 @@ def _cidr_ok(v, is_addr, max_bits):
     return bool(match) and is_addr(match.group(1)) and 7 < int(match.group(2)) <= max_bits
 
 
+def _sdn_object_id(v):
+    """pve-network's SDN zone/vnet ids (`pve-sdn-zone-id`, `pve-sdn-vnet-id` in
+    Zones/Plugin.pm and VnetPlugin.pm: pattern [a-zA-Z][a-zA-Z0-9]*[a-zA-Z0-9],
+    2..8 characters), checked with PVE::JSONSchema's pattern/length messages."""
+    if len(v) < 2:
+        fail("value must be at least 2 characters long")
+    if len(v) > 8:
+        fail("value may only be 8 characters long")
+    if not full_match(r"[a-zA-Z][a-zA-Z0-9]*[a-zA-Z0-9]", v):
+        fail("value does not match the regex pattern")
+
+
+def pve_sdn_subnet_id(v):
+    """SubnetPlugin.pm parse_sdn_subnet_id: a CIDR, or `<zone>-<network>-<mask>`."""
+    cidr = v
+    if "/" not in v:
+        parts = v.split("-")
+        cidr = f"{parts[1] if len(parts) > 1 else ''}/{parts[2] if len(parts) > 2 else ''}"
+    if not (_cidr_ok(cidr, _is_ipv4, 32) or _cidr_ok(cidr, _is_ipv6, 128)):
+        fail("value does not look like a valid CIDR network")
+
+
 def cidrv4(v):
     if not _cidr_ok(v, _is_ipv4, 32):
         fail("value does not look like a valid IPv4 CIDR network")
@@ -455,6 +477,9 @@ VALIDATORS = {
     "pve-hotplug-features": pve_hotplug_features,
     "pve-cpuset": pve_cpuset,
     "pve-vm-cpu-type": pve_vm_cpu_type,
+    "pve-sdn-zone-id": _sdn_object_id,
+    "pve-sdn-vnet-id": _sdn_object_id,
+    "pve-sdn-subnet-id": pve_sdn_subnet_id,
 }
 
 

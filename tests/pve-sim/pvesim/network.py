@@ -121,6 +121,17 @@ class HostNetwork:
             return self.boot.link_exists(name)
         return name in self.nics or name in self.up
 
+    def primary_address(self):
+        """The node's address: the active bridge with the default gateway, else the first
+        interface with an IPv4 address (what a node would put into /etc/hosts)."""
+        ifaces, _ = ifmod.parse(self.active_text, self.nics, ())
+        with_address = [(0 if d.get("gateway") else 1, name, d) for name, d in sorted(ifaces.items())
+                        if d.get("cidr") or d.get("address")]
+        if not with_address:
+            return None
+        d = min(with_address, key=lambda t: t[:2])[2]
+        return (d.get("cidr") or d.get("address")).split("/")[0]
+
     def snapshot(self):
         return {"interfaces": self.active_text, "interfaces.new": self.pending_text,
                 "up": sorted(self.up), "nics": self.nics}
@@ -196,6 +207,7 @@ def _check_type_simulated(param):
 class NetworkApi:
     def __init__(self, node):
         self.node = node
+        self.sdn = None  # sdn.SdnApi, set by api.Api
         self.routes = {
             ("GET", "/nodes/{node}/network"): self.index,
             ("POST", "/nodes/{node}/network"): self.create,
@@ -226,6 +238,8 @@ class NetworkApi:
         for name in list(ifaces):
             if ifaces[name]["type"] in ("bridge", "OVSBridge") and not ctx.can_see_bridge(name):
                 del ifaces[name]
+        if self.sdn and wanted in ("any_bridge", "include_sdn", "vnet"):  # get_local_vnets
+            ifaces.update(self.sdn.local_vnets(self.node.name, ctx))
         return [dict(d, iface=name) for name, d in sorted(ifaces.items())]
 
     def create(self, p, ctx):
@@ -294,8 +308,10 @@ class NetworkApi:
         return None
 
     def reload(self, p, ctx):
-        def worker(log):
+        def worker(log):  # reload_network_config also writes the SDN running config (have_sdn)
             self.net.apply()
+            if self.sdn:
+                self.sdn.apply_on(self.node.members[self.node.name])
 
         return self.node.run_task("srvreload", "networking", worker)
 

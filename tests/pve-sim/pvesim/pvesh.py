@@ -303,7 +303,7 @@ class Pvesh:
     def _check_proxyto(self, info, params):
         proxyto = info.get("proxyto")
         node = params.get(proxyto) if proxyto else None
-        if node and node not in ("localhost", self.app.node.name) and self.disable_proxy:
+        if node and node not in ("localhost", self.app.node.local) and self.disable_proxy:
             raise PerlDie("proxy loop detected - aborting\n")
         # otherwise the simulator's node check answers like an unknown host
 

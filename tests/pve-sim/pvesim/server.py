@@ -110,7 +110,9 @@ class App:
         errors = self.schema.validate(info, params)
         if errors:
             raise ApiError(400, "Parameter verification failed.", errors)
-        self._check_node(params)
+        with self.node.lock:
+            self.node.sync_offline()
+            target = self._check_node(params, info, identity)
         if fault_match:
             spec = self.faults.take("fail_request", fault_match)
             if spec:
@@ -123,7 +125,11 @@ class App:
         ctx = RequestContext(upload, perms=perms, identity=identity)
         with self.node.lock:
             self.node.caller = identity.authid  # the owner of tasks this handler starts
-            result = handler(clean, ctx)
+            self.node.current = target  # the node this request is handled on
+            try:
+                result = handler(clean, ctx)
+            finally:
+                self.node.current = self.node.local
             if method != "GET":
                 self.node.dirty = True
         if warnings is not None:
@@ -170,11 +176,29 @@ class App:
         if error is not None:
             self.journal.violation(violation_record(record, error))
 
-    def _check_node(self, params):
+    def _check_node(self, params, info, identity):
+        """The node a request is handled on. Any cluster member answers for all: a method
+        with `proxyto` is proxied to the named node (pve-http-server
+        `src/PVE/APIServer/AnyEvent.pm` `proxy_request`, after pve-manager
+        `PVE/HTTPServer.pm` resolved it with PVE::Cluster::remote_node_ip). An unknown
+        name fails the address lookup (500); an unreachable node makes AnyEvent::HTTP's
+        connect fail, and the proxy relays its pseudo status `595` with the errno text
+        as the reason and no body; pvesh proxies through ssh instead (pve-manager
+        `PVE/CLI/pvesh.pm` `proxy_handler`: `run_command` with errmsg `proxy handler
+        failed`)."""
         node = params.get("node")
-        if isinstance(node, str) and node not in (self.node.name, "localhost"):
+        if not isinstance(node, str) or node == "localhost":
+            return self.node.local
+        member = self.node.members.get(node)
+        if member is None:
             raise ApiError(500, f"hostname lookup '{node}' failed - failed to get address info for: "
                                 f"{node}: Name or service not known")
+        if not member.online and info.get("proxyto") == "node":
+            if identity.via == "pvesh":
+                raise ApiError(500, f"proxy handler failed: ssh: connect to host {member.ip} port 22: "
+                                    "No route to host")
+            raise ApiError(595, "No route to host")
+        return node
 
 
 def redact_params(params):
@@ -469,8 +493,8 @@ class Exchange:
     # --- responses -------------------------------------------------------------------
 
     def _respond_error(self, err):
-        body = None  # PVE sends no body with a 401
-        if err.status != 401:
+        body = None  # PVE sends no body with a 401, nor with a failed proxy connection (595)
+        if err.status not in (401, 595):
             body = {"data": None, "message": err.message}
             if err.errors:
                 body["errors"] = err.errors

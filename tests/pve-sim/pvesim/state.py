@@ -1,7 +1,13 @@
-"""In-memory node state: storages and volumes, VMs, tasks, pools.
+"""In-memory cluster state: nodes, storages and volumes, VMs, tasks, pools.
 
 Everything is guarded by `Node.lock`; `Node.snapshot()` is what state.json
-holds. Volume files live under DIR/storage/<storage id>/ with PVE's layout
+holds. `Node` is the whole simulated cluster (one member unless several
+`--node`s are given); `Node.current` is the node the request being handled
+addresses (`/nodes/{node}/...`, else the local node that answers the API),
+and `name`, `network` and `storages` are that node's. VMs and tasks are
+cluster-wide dicts whose entries name their node (VMIDs are unique in a
+cluster); a storage that is not `shared` has one `Storage` (its own volumes)
+per node it is available on, a shared one a single `Storage` for all. Volume files live under DIR/storage/<storage id>/ with PVE's layout
 (import/, template/iso/, template/cache/, images/<vmid>/ for directory
 storages; vm-<vmid>-disk-<n> files for block storages such as zfspool).
 Disk volumes are sparse placeholders of the right size: imported images are
@@ -78,13 +84,41 @@ class Volume:
         return snap
 
 
-class Storage:
-    def __init__(self, sid, type_, content, root):
+class StorageDef:
+    """One storage.cfg section: type, content, `shared`, `nodes` (None = every node)."""
+
+    def __init__(self, sid, type_, content, shared=False, nodes=None):
         self.sid = sid
         self.type = type_
-        self.content = content
+        self.content = list(content)
+        self.shared = bool(shared)
+        self.nodes = list(nodes) if nodes else None
+
+    def available_on(self, node):
+        """PVE::Storage::storage_check_node: no `nodes` list means every node."""
+        return self.nodes is None or node in self.nodes
+
+
+class Storage:
+    def __init__(self, sid, type_, content, root, definition=None, node=None):
+        self.sid = sid
+        self.definition = definition or StorageDef(sid, type_, content)
+        self.type = type_
         self.root = root
+        self.node = node  # the node whose disk this is; None for a shared storage
         self.volumes = {}
+
+    @property
+    def content(self):
+        return self.definition.content
+
+    @content.setter
+    def content(self, value):
+        self.definition.content = list(value)
+
+    @property
+    def shared(self):
+        return self.definition.shared
 
     @property
     def file_based(self):
@@ -142,12 +176,13 @@ class Storage:
             index += 1
         return index
 
-    def alloc_disk(self, vmid, size, fmt=None):
-        """vdisk_alloc: a new sparse volume vm-<vmid>-disk-<n>; returns the Volume."""
+    def alloc_disk(self, vmid, size, fmt=None, name=None):
+        """vdisk_alloc: a new sparse volume vm-<vmid>-disk-<n> (or `name`, which
+        storage_migrate keeps when it is free on the target); returns the Volume."""
         if not self.file_based:
             size = -(-size // (1 << 20)) << 20  # zvols are padded to whole MiB
             fmt = "raw"
-        name = f"vm-{vmid}-disk-{self.free_disk_index(vmid)}"
+        name = name or f"vm-{vmid}-disk-{self.free_disk_index(vmid)}"
         if self.file_based:
             fmt = fmt or "raw"
             name = f"{name}.{fmt}"
@@ -180,6 +215,10 @@ class Storage:
     def config(self):
         """The storage.cfg section as `GET /storage/{storage}` shows it (without digest)."""
         entry = {"storage": self.sid, "type": self.type, "content": ",".join(sorted(self.content))}
+        if self.definition.nodes:
+            entry["nodes"] = ",".join(self.definition.nodes)
+        if self.shared:
+            entry["shared"] = 1
         if self.file_based:
             entry["path"] = self.pve_path
         elif self.type == "zfspool":
@@ -190,13 +229,14 @@ class Storage:
         used = sum(v.size for v in self.volumes.values())
         total = 1 << 40
         return {"storage": self.sid, "type": self.type, "content": ",".join(sorted(self.content)),
-                "active": 1, "enabled": 1, "shared": 0, "total": total, "used": used,
+                "active": 1, "enabled": 1, "shared": 1 if self.shared else 0, "total": total, "used": used,
                 "avail": total - used, "used_fraction": used / total}
 
 
 class Vm:
-    def __init__(self, vmid, config):
+    def __init__(self, vmid, config, node=None):
         self.vmid = vmid
+        self.node = node  # the node whose qemu-server/<vmid>.conf this is
         self.config = config
         self.status = "stopped"
         self.started = None
@@ -293,32 +333,130 @@ class Task:
                 "polls_left": self.polls_left, "log": self.log.lines + [self.final_line()]}
 
 
-class Node:
-    """The whole simulated node; api.py implements the endpoints on top of it."""
+class Member:
+    """One cluster node (corosync member): id, address, reachability, its network,
+    and the SDN configuration version its last network reload applied."""
 
-    def __init__(self, name, user, directory, storages, faults, network):
+    def __init__(self, name, nodeid, network):
         self.name = name
+        self.nodeid = nodeid
         self.network = network
+        self.online = True
+        self.sdn_version = None  # version of the running SDN config this node applied
+        self.sdn_vnets = {}  # vnet -> {zone, type, mtu, ...} as its last reload configured them
+
+    @property
+    def ip(self):
+        """The node's address (corosync ring0 / `remote_node_ip`): the address of its bridge
+        with the default gateway, else of its first bridge with an address, else loopback."""
+        return self.network.primary_address() or f"127.0.0.{self.nodeid}"
+
+
+class Node:
+    """The whole simulated cluster; api.py implements the endpoints on top of it."""
+
+    def __init__(self, name, user, directory, storages, faults, network, members=None,
+                 cluster_name="pve-sim"):
+        """`members`: [(node name, HostNetwork)] of every node, the local one first
+        (default: just `name` with `network`); `storages`: {sid: (type, content)} or
+        {sid: StorageDef}."""
+        members = members or [(name, network)]
+        self.local = members[0][0]  # the node that answers the API (ready.json's `node`)
+        self.current = self.local
+        self.cluster_name = cluster_name
+        self.members = {n: Member(n, i + 1, net) for i, (n, net) in enumerate(members)}
+        self.start_offline = set()
         self.user = user
         self.caller = user  # auth id of the request being handled (set by App.dispatch)
         self.directory = directory
         self.faults = faults
         self.lock = threading.RLock()
-        self.storages = {}
-        for sid, (type_, content) in storages.items():
-            self.storages[sid] = Storage(sid, type_, content, os.path.join(directory, "storage", sid))
-            os.makedirs(self.storages[sid].root, exist_ok=True)
+        self.storage_defs = {}
+        for sid, spec in storages.items():
+            self.storage_defs[sid] = spec if isinstance(spec, StorageDef) else StorageDef(sid, *spec)
+        self.node_storages = {n: {} for n in self.members}
+        for sid, definition in self.storage_defs.items():
+            shared = None
+            for member in self.members:
+                if not definition.available_on(member):
+                    continue
+                if definition.shared:
+                    if shared is None:
+                        shared = Storage(sid, definition.type, definition.content,
+                                         os.path.join(directory, "storage", sid), definition, None)
+                    storage = shared
+                else:
+                    root = os.path.join(directory, "storage", sid) if member == self.local else \
+                        os.path.join(directory, "nodes", member, "storage", sid)
+                    storage = Storage(sid, definition.type, definition.content, root, definition, member)
+                os.makedirs(storage.root, exist_ok=True)
+                self.node_storages[member][sid] = storage
         self.vms = {}
         self.tasks = {}
         self.pools = {}
+        self.sdn = None  # sdn.SdnConfig, set by api.Api
         self.access = None  # access.AccessControl, set by pve_sim.build_app
         self.dirty = True
         self.boot = None  # boot.BootMode with --boot
 
+    # --- the node a request addresses ----------------------------------------------
+
+    @property
+    def name(self):
+        return self.current
+
+    @property
+    def network(self):
+        return self.members[self.current].network
+
+    @property
+    def storages(self):
+        """The storages available on the current node (storage.cfg order)."""
+        return self.node_storages[self.current]
+
+    @property
+    def clustered(self):
+        return len(self.members) > 1
+
+    def on_node(self, name):
+        """Context manager: handle the enclosed code as node `name` (tasks, storages, network)."""
+        node = self
+
+        class _On:
+            def __enter__(self):
+                self.saved = node.current
+                node.current = name
+
+            def __exit__(self, *exc):
+                node.current = self.saved
+        return _On()
+
+    def sync_offline(self):
+        """Which nodes are offline: `offline_nodes` of faults.json when present, else the
+        `--offline` start set. The local node always answers, so it is never offline."""
+        wanted = self.faults.peek("offline_nodes")
+        offline = set(wanted) if isinstance(wanted, list) else set(self.start_offline)
+        for member in self.members.values():
+            online = member.name == self.local or member.name not in offline
+            if online != member.online:
+                member.online = online
+                self.dirty = True
+
+    def quorate(self):
+        """corosync votequorum with one vote per node: more than half must be online."""
+        online = sum(1 for m in self.members.values() if m.online)
+        return online * 2 > len(self.members)
+
+    def check_cfs_quorum(self):
+        """pve-cluster Cluster.pm check_cfs_quorum: /etc/pve is read-only without quorum."""
+        if not self.quorate():
+            raise die("cluster not ready - no quorum?")
+
     def storage_cfg_digest(self):
         """SHA1 of the storage.cfg text (SectionConfig's digest)."""
         text = ""
-        for sid, storage in self.storages.items():
+        for sid, definition in self.storage_defs.items():
+            storage = Storage(sid, definition.type, definition.content, "", definition)
             text += f"{storage.type}: {sid}\n"
             text += "".join(f"\t{k} {v}\n" for k, v in storage.config().items() if k not in ("storage", "type"))
             text += "\n"
@@ -365,18 +503,29 @@ class Node:
             self.boot.annotate(snap)
         return snap
 
+    def _storages_snapshot(self, node):
+        return {sid: {"type": s.type, "content": s.content, "shared": 1 if s.shared else 0,
+                      "nodes": s.definition.nodes,
+                      "volumes": {v: dict(vol.snapshot(), node=s.node) for v, vol in sorted(s.volumes.items())}}
+                for sid, s in self.node_storages[node].items()}
+
     def _snapshot(self):
         return {
-            "node": self.name,
-            "storages": {sid: {"type": s.type, "content": s.content,
-                               "volumes": {v: vol.snapshot() for v, vol in sorted(s.volumes.items())}}
-                         for sid, s in self.storages.items()},
-            "vms": {str(vmid): {"status": vm.status, "config": vm.config, "pending": vm.pending,
-                                "running": vm.running, "digest": vm.digest()}
+            "node": self.local,
+            "storages": self._storages_snapshot(self.local),
+            "vms": {str(vmid): {"node": vm.node, "status": vm.status, "config": vm.config,
+                                "pending": vm.pending, "running": vm.running, "digest": vm.digest()}
                     for vmid, vm in sorted(self.vms.items())},
-            "tasks": {upid: task.snapshot() for upid, task in self.tasks.items()},
+            "tasks": {upid: dict(task.snapshot(), node=task.node) for upid, task in self.tasks.items()},
             "pools": self.pools,
-            "network": self.network.snapshot(),
+            "network": self.members[self.local].network.snapshot(),
+            "nodes": {m.name: {"nodeid": m.nodeid, "ip": m.ip, "online": 1 if m.online else 0,
+                               "local": 1 if m.name == self.local else 0,
+                               "storages": self._storages_snapshot(m.name),
+                               "network": m.network.snapshot(),
+                               "sdn": {"version": m.sdn_version, "vnets": m.sdn_vnets}}
+                      for m in self.members.values()},
+            "sdn": self.sdn.snapshot() if self.sdn else None,
             "access": self.access.snapshot() if self.access else None,
         }
 
