@@ -1,14 +1,14 @@
 //! A Proxmox cluster through the core's public pipeline
 //! (`blueprints/examples/three-hosts.toml`): `placement = "spread"` puts
 //! one control plane on each host; each machine's default route is its own
-//! host's address on the VNet; VNet NICs get the zone's MTU; each host's
-//! forwards are only those of the VMs it runs. Then each bad input the
+//! host's address on the VNet; VNet NICs get the zone's MTU (on `netN`
+//! and in the guest's network-config). Then each bad input the
 //! cluster language can carry is refused (or warned about) at its place in
 //! the blueprint with its rule: two hosts on one public address (E0166),
 //! an unknown host (E0161), a host without its VNet address (E0163), a
 //! VNet without a VNI (E0164), an unplaced machine (E0165), `[host]` beside
-//! `[cluster]` (E0160), and two of three control planes on one host
-//! (W0204, which `--strict` makes fatal).
+//! `[cluster]` (E0160), a forward to a VIP (E0167), and two of three
+//! control planes on one host (W0204, which `--strict` makes fatal).
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
@@ -118,6 +118,9 @@ fn spread_places_one_control_plane_per_host_and_each_host_routes_its_own() {
         ["172.16.0.11", "172.16.0.12", "172.16.0.13"].map(|a| a.parse::<Ipv4Addr>().unwrap())
     );
     assert!(model.proxmox.single_host().is_none());
+    let edge = model.vm("edge").unwrap();
+    let network = waddlec_core::render::seed::network_config(&model, edge).unwrap();
+    assert!(network.contains("mtu: 1450"), "{network}");
     assert_eq!(model.host_of(model.vm("edge").unwrap()).node, "pve1");
 }
 
@@ -227,4 +230,14 @@ fn host_beside_cluster_is_refused() {
     );
     let found = findings(&source);
     assert!(found.iter().any(|d| d.rule.code == "E0160"), "{found:?}");
+}
+
+#[test]
+fn a_forward_to_a_vip_is_refused_in_a_cluster() {
+    let source = edited(
+        "[[forward]]\nport = 80\nto = \"edge:80\"",
+        "[[forward]]\nport = 80\nto = \"ingress:8080\"",
+    );
+    let found = refused(&source, "E0167", "to = \"ingress:8080\"");
+    assert!(found.message.contains("`ingress`"), "{}", found.message);
 }

@@ -4,8 +4,7 @@
 use std::fs;
 
 use crate::support::{
-    build, host_only_blueprints, repo_root, run, text, tree, valid_blueprints, waddlec,
-};
+    build, host_only_blueprints, repo_root, run, text, tree, valid_blueprints, waddlec, cluster_blueprints};
 
 #[test]
 fn builds_are_byte_identical_whatever_the_cwd_umask_locale_or_out_dir() {
@@ -192,7 +191,11 @@ fn committed_schema_is_current_and_accepts_the_shipped_blueprints() {
     assert_eq!(text(&output.stdout), text(&committed), "blueprints/blueprint.schema.json is stale: run `waddlec schema > blueprints/blueprint.schema.json`");
     let schema: serde_json::Value = serde_json::from_slice(&committed).unwrap();
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
+    for blueprint in valid_blueprints()
+        .into_iter()
+        .chain(host_only_blueprints())
+        .chain(cluster_blueprints())
+    {
         let document: toml::Value = toml::from_str(&text(&fs::read(&blueprint).unwrap())).unwrap();
         let json = toml_to_json(document);
         let errors: Vec<String> = validator

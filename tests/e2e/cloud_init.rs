@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    artifacts, build, host_only_blueprints, model, require, run, text, valid_blueprints,
-};
+    artifacts, build, host_only_blueprints, model, require, run, text, valid_blueprints, cluster_blueprints};
 
 /// The Python that has cloud-init's modules (Debian's, not a pyenv one).
 const SYSTEM_PYTHON: &str = "/usr/bin/python3";
@@ -66,7 +65,11 @@ fn every_user_data_passes_cloud_init_schema_and_uses_known_keys_only() {
     require("cloud-init");
     let known = schema_keys();
     let mut checked = 0;
-    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
+    for blueprint in valid_blueprints()
+        .into_iter()
+        .chain(host_only_blueprints())
+        .chain(cluster_blueprints())
+    {
         let (_guard, out) = build(&blueprint);
         for seed in seeds(&out) {
             let user_data = seed.join("user-data");
@@ -224,7 +227,11 @@ fn sshd_accepts_the_hardening_drop_in() {
 #[test]
 fn network_config_renders_the_static_addresses_and_route_cloud_init_will_apply() {
     require("cloud-init");
-    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
+    for blueprint in valid_blueprints()
+        .into_iter()
+        .chain(host_only_blueprints())
+        .chain(cluster_blueprints())
+    {
         let (_guard, out) = build(&blueprint);
         let model = model(&blueprint);
         for vm in &model.vms {

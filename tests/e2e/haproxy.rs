@@ -11,13 +11,16 @@ use waddlec::model::{Model, SniHost};
 
 use crate::support::netns::{Netns, Reaped};
 use crate::support::{
-    build, host_only_blueprints, model, repo_root, require, run, text, valid_blueprints,
-};
+    build, host_only_blueprints, model, repo_root, require, run, text, valid_blueprints, cluster_blueprints};
 
 #[test]
 fn every_rendered_haproxy_cfg_passes_haproxy_c() {
     require("haproxy");
-    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
+    for blueprint in valid_blueprints()
+        .into_iter()
+        .chain(host_only_blueprints())
+        .chain(cluster_blueprints())
+    {
         let (_guard, out) = build(&blueprint);
         let configs: Vec<_> = fs::read_dir(out.join("vms"))
             .unwrap()

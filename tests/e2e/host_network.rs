@@ -6,7 +6,9 @@
 use std::fs;
 
 use crate::support::netns::Netns;
-use crate::support::{build, host_only_blueprints, require, valid_blueprints};
+use crate::support::{
+    build, cluster_blueprints, host_dirs, host_only_blueprints, require, valid_blueprints,
+};
 
 struct Backend {
     name: &'static str,
@@ -56,10 +58,20 @@ fn rules(ns: &Netns, backend: &Backend) -> String {
 fn ruleset_applies_twice_without_duplicates_and_keeps_pve_firewall_chains() {
     require("iptables-nft-restore");
     require("iptables-legacy-restore");
-    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
-        let (_guard, out) = build(&blueprint);
-        let script = out.join("host/network/waddlec-host-network");
-        let ruleset = out.join("host/network/host-network.rules");
+    let trees: Vec<_> = valid_blueprints()
+        .into_iter()
+        .chain(host_only_blueprints())
+        .chain(cluster_blueprints())
+        .map(|blueprint| (build(&blueprint), blueprint))
+        .collect();
+    let hosts = trees.iter().flat_map(|((_, out), blueprint)| {
+        host_dirs(out)
+            .into_iter()
+            .map(move |host| (host, vnets(out), blueprint))
+    });
+    for (host, vnets, blueprint) in hosts {
+        let script = host.join("network/waddlec-host-network");
+        let ruleset = host.join("network/host-network.rules");
         let expected_rules = fs::read_to_string(&ruleset)
             .unwrap()
             .lines()
@@ -68,6 +80,10 @@ fn ruleset_applies_twice_without_duplicates_and_keeps_pve_firewall_chains() {
         assert!(expected_rules >= 3, "the ruleset has rules");
         for backend in BACKENDS {
             let ns = Netns::new(&format!("fw{}", backend.name));
+            // A cluster's VNets, as SDN leaves them on each host: bridges.
+            for vnet in &vnets {
+                ns.sh(&format!("ip link add {vnet} type bridge && ip link set {vnet} up"));
+            }
             // pve-firewall's chains as it would leave them.
             ns.sh(&format!(
                 "{ipt} -N PVEFW-FORWARD && {ipt} -A PVEFW-FORWARD -m conntrack --ctstate INVALID -j DROP && {ipt} -A FORWARD -j PVEFW-FORWARD \
@@ -85,7 +101,20 @@ fn ruleset_applies_twice_without_duplicates_and_keeps_pve_firewall_chains() {
             let first = rules(&ns, backend);
             ns.sh(&apply);
             let second = rules(&ns, backend);
-            let context = format!("{} with {}", blueprint.display(), backend.name);
+            let context = format!(
+                "{} ({}) with {}",
+                blueprint.display(),
+                host.display(),
+                backend.name
+            );
+            for vnet in &vnets {
+                let addresses = ns.sh(&format!("ip -o -4 address show dev {vnet}"));
+                assert_eq!(
+                    addresses.lines().count(),
+                    1,
+                    "{context}: the host's one address on {vnet}:\n{addresses}"
+                );
+            }
             assert_eq!(first, second, "{context}: re-applying changed the ruleset");
             let ours = second.lines().filter(|l| l.starts_with("-A WDLC-")).count();
             assert_eq!(
@@ -128,6 +157,56 @@ fn ruleset_applies_twice_without_duplicates_and_keeps_pve_firewall_chains() {
                 ns.sh("sysctl -n net.ipv4.ip_forward").trim(),
                 "1",
                 "{context}: forwarding on"
+            );
+        }
+    }
+}
+
+/// A cluster's VNets (`hosts/sdn.json`); none for a lone host.
+fn vnets(out: &std::path::Path) -> Vec<String> {
+    let Ok(sdn) = fs::read(out.join("hosts/sdn.json")) else {
+        return Vec::new();
+    };
+    let sdn: serde_json::Value = serde_json::from_slice(&sdn).unwrap();
+    sdn["vnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|vnet| vnet["vnet"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// In a cluster each host holds the forwards to the VMs it runs, on its own
+/// public address, and routes at its own address on the VNet.
+#[test]
+fn a_cluster_hosts_forwards_are_its_own_vms() {
+    for blueprint in cluster_blueprints() {
+        let (_guard, out) = build(&blueprint);
+        let placement: serde_json::Value =
+            serde_json::from_slice(&fs::read(out.join("hosts/placement.json")).unwrap()).unwrap();
+        for (host, entry) in host_dirs(&out)
+            .iter()
+            .zip(placement["hosts"].as_array().unwrap())
+        {
+            assert!(host.ends_with(entry["node"].as_str().unwrap()));
+            let rules = fs::read_to_string(host.join("network/host-network.rules")).unwrap();
+            let runs_edge = entry["vms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|vm| vm == "edge");
+            assert_eq!(
+                rules.contains("-j DNAT"),
+                runs_edge,
+                "{}: forwards only where the edge runs:\n{rules}",
+                host.display()
+            );
+            let script = fs::read_to_string(host.join("network/waddlec-host-network")).unwrap();
+            assert_eq!(
+                script.matches("ip address replace").count(),
+                vnets(&out).len(),
+                "{}",
+                host.display()
             );
         }
     }

@@ -11,35 +11,40 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::{
-    build, host_only_blueprints, require, run, schema_file, text, valid_blueprints,
+    build, cluster_blueprints, host_dirs, host_only_blueprints, require, run, schema_file, text,
+    valid_blueprints,
 };
 
 #[test]
 fn generated_scripts_pass_shellcheck() {
     require("shellcheck");
-    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
+    for blueprint in valid_blueprints()
+        .into_iter()
+        .chain(host_only_blueprints())
+        .chain(cluster_blueprints())
+    {
         let (_guard, out) = build(&blueprint);
         // The Teleport VM's, with Teleport.
-        let teleport_node_keys = "vms/teleport/waddlec-teleport-node-keys";
-        let with_teleport = out
-            .join(teleport_node_keys)
-            .exists()
-            .then_some(teleport_node_keys);
-        for script in [
-            "host/create-vms.sh",
-            "host/network/waddlec-host-network",
-            "host/setup.sh",
-            "host/emergency-recovery.sh",
-        ]
-        .into_iter()
-        .chain(with_teleport)
-        {
+        let teleport_node_keys = out.join("vms/teleport/waddlec-teleport-node-keys");
+        let with_teleport = teleport_node_keys.exists().then_some(teleport_node_keys);
+        let scripts = host_dirs(&out).into_iter().flat_map(|host| {
+            [
+                "create-vms.sh",
+                "network/waddlec-host-network",
+                "setup.sh",
+                "emergency-recovery.sh",
+            ]
+            .map(|script| host.join(script))
+        });
+        for script in scripts.chain(with_teleport) {
+            let script = script.strip_prefix(&out).unwrap().to_path_buf();
             let output = run(Command::new("shellcheck")
                 .args(["--shell=bash", "--severity=style"])
                 .arg(out.join(script)));
             assert!(
                 output.status.success(),
-                "{script} from {}:\n{}",
+                "{} from {}:\n{}",
+                script.display(),
                 blueprint.display(),
                 text(&output.stdout)
             );
@@ -126,9 +131,21 @@ impl ProxmoxStandIn {
 #[test]
 fn qm_script_creates_each_vm_once_and_is_idempotent() {
     let schema = qemu_create_schema();
-    for blueprint in valid_blueprints().into_iter().chain(host_only_blueprints()) {
-        let (guard, out) = build(&blueprint);
-        let script = out.join("host/create-vms.sh");
+    let trees: Vec<_> = valid_blueprints()
+        .into_iter()
+        .chain(host_only_blueprints())
+        .chain(cluster_blueprints())
+        .map(|blueprint| (build(&blueprint), blueprint))
+        .collect();
+    // Each host's script on a host of its own: a cluster's hosts each
+    // create only the VMs they run.
+    let scripts = trees.iter().flat_map(|((guard, out), blueprint)| {
+        host_dirs(out).into_iter().enumerate().map(move |(i, host)| {
+            (guard.path().join(format!("host-{i}")), host.join("create-vms.sh"), blueprint)
+        })
+    });
+    for (dir, script, blueprint) in scripts {
+        fs::create_dir_all(&dir).unwrap();
         let node = text(&fs::read(&script).unwrap())
             .lines()
             .find_map(|l| {
@@ -137,7 +154,7 @@ fn qm_script_creates_each_vm_once_and_is_idempotent() {
                     .map(String::from)
             })
             .expect("the script checks its node");
-        let host = ProxmoxStandIn::new(guard.path(), &node);
+        let host = ProxmoxStandIn::new(&dir, &node);
         let state = &host.state;
         let run_script = || {
             let output = host.run(&script, &[]);

@@ -324,6 +324,12 @@ rules! {
         "Two hosts of a cluster claim one public address. The address's traffic, its port \
          forwards and the DNS names pointing at it can reach one machine only. Give each \
          host's public bridge the address the provider assigned to that server.";
+    FORWARD_ACROSS_HOSTS = "E0167" "forward-across-hosts" Error:
+        "In a cluster each host holds the forwards on its own public address, to the VMs it \
+         runs, and is their router: the reply to a translated request must leave through the \
+         host that translated it. A forward's target is therefore a `[[vm]]` (which stays on \
+         its host), never a VIP, which moves between Talos nodes on any host. Forward to a VM; \
+         reach a VIP through the edge's routes.";
     QUORUM_LOST_WITH_HOST = "W0204" "quorum-lost-with-host" Warning:
         "etcd runs on every control plane and works only while a majority of them agree. When \
          one host runs so many control planes that losing it loses that majority, one host \

@@ -1,7 +1,7 @@
 //! The host's routing layer: port forwards (DNAT), NAT for internal networks
 //! (MASQUERADE), the FORWARD accepts that go with them, the sysctl that turns
-//! forwarding on, the script that applies it all and the unit that re-applies
-//! it at boot.
+//! forwarding on, the script that applies it all (on a cluster's host, also
+//! its own address on each VNet) and the unit that re-applies it at boot.
 
 use serde::Serialize;
 
@@ -60,6 +60,15 @@ struct Masquerade {
     bridge: String,
 }
 
+/// A cluster host's own address on a VNet: SDN puts none on a VXLAN
+/// VNet, and the host is the router of the VMs it runs there.
+#[derive(Serialize)]
+struct VnetAddress {
+    vnet: String,
+    /// `10.30.0.2/22`.
+    address: String,
+}
+
 #[derive(Serialize)]
 struct Jump {
     table: &'static str,
@@ -78,6 +87,8 @@ struct Data<'a> {
     /// the forwards.
     internal_bridges: Vec<String>,
     sysctl: &'static [Sysctl],
+    /// Empty on a lone host, whose internal bridges carry its address.
+    vnet_addresses: Vec<VnetAddress>,
     jumps: Vec<Jump>,
     rules_path: &'static str,
     script_path: &'static str,
@@ -140,6 +151,16 @@ pub fn render(
             .map(|b| b.name.to_string())
             .collect(),
         sysctl: SYSCTL,
+        vnet_addresses: host
+            .bridges
+            .internal
+            .iter()
+            .filter(|bridge| model.vnet_mtu(&bridge.name).is_some())
+            .map(|bridge| VnetAddress {
+                vnet: bridge.name.to_string(),
+                address: format!("{}/{}", bridge.host_address, bridge.network.prefix_len()),
+            })
+            .collect(),
         jumps: vec![
             Jump {
                 table: "nat",

@@ -54,6 +54,9 @@ struct Ethernet {
     addresses: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gateway4: Option<String>,
+    /// On a cluster's VNet: VXLAN's headers come out of the uplink's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtu: Option<u16>,
     nameservers: Nameservers,
 }
 
@@ -88,6 +91,7 @@ pub fn network_config(model: &Model, vm: &Vm) -> Result<String, YamlError> {
                 set_name: name.clone(),
                 addresses: vec![nic.address.to_string()],
                 gateway4: nic.gateway.map(|g| g.to_string()),
+                mtu: model.vnet_mtu(&nic.bridge),
                 nameservers: Nameservers {
                     addresses: model.proxmox.dns.iter().map(|a| a.to_string()).collect(),
                 },

@@ -31,7 +31,7 @@ pub(super) fn proxmox(
     bridges: &[(usize, model::Bridge)],
 ) -> Option<model::Proxmox> {
     match (&blueprint.host, &blueprint.cluster) {
-        (Some(host), None) => Some(single(checker, host, bridges)),
+        (Some(host), None) => single(checker, host, bridges),
         (None, Some(cluster)) => cluster_hosts(checker, blueprint, cluster, bridges),
         (Some(host), Some(cluster)) => {
             let diagnostic = checker.error(
@@ -75,11 +75,13 @@ struct HostKeys<'a> {
     file_storage: &'a Located<String>,
 }
 
+/// `None` without exactly one public bridge (`network::bridges` says
+/// why).
 fn single(
     checker: &mut Checker,
     host: &crate::blueprint::Host,
     bridges: &[(usize, model::Bridge)],
-) -> model::Proxmox {
+) -> Option<model::Proxmox> {
     let all: Vec<model::Bridge> = bridges.iter().map(|(_, b)| b.clone()).collect();
     let public_address = all
         .iter()
@@ -102,14 +104,14 @@ fn single(
         "host.api",
         &rules::INVALID_LOCATION,
     );
-    model::Proxmox {
+    Some(model::Proxmox {
         api_url,
         api_token: host.api_token.value.clone(),
         dns: host.dns.iter().map(|d| **d).collect(),
-        hosts: resolved.into_iter().collect(),
+        hosts: vec![resolved?],
         shared_storages: Vec::new(),
         sdn: None,
-    }
+    })
 }
 
 fn cluster_hosts(

@@ -199,6 +199,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     );
     let edge = routes::edge(&mut checker, blueprint, &project, &targets);
     let forwards = routes::forwards(&mut checker, blueprint, &targets);
+    placement::check_forward_targets(&mut checker, blueprint);
     routes::check_public_hosts(&mut checker, blueprint, edge.as_ref(), teleport.as_ref());
     routes::check_kube_forward(&mut checker, blueprint, &forwards, teleport.as_ref());
     let firewall = firewall::firewall(

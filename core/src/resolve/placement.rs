@@ -253,3 +253,29 @@ fn check_quorum(
         )
     });
 }
+
+/// In a cluster a forward is on the public address of the host its target
+/// runs on: the target must be a VM, which stays on its host (E0167). A
+/// VIP moves between the Talos nodes, so its replies would leave through
+/// another host than the one that translated the request.
+pub(super) fn check_forward_targets(checker: &mut Checker, blueprint: &Blueprint) {
+    if blueprint.cluster.is_none() {
+        return;
+    }
+    for (i, forward) in blueprint.forwards.iter().enumerate() {
+        if blueprint.vms.iter().any(|vm| *vm.name == forward.to.name) {
+            continue;
+        }
+        let diagnostic = checker.error(
+            &rules::FORWARD_ACROSS_HOSTS,
+            forward.to.span(),
+            format!("forward[{i}].to"),
+            format!(
+                "forward of port {} targets `{}`, which no one host of the cluster holds",
+                *forward.port, forward.to.name
+            ),
+        );
+        diagnostic.label = "not a VM".into();
+        diagnostic.help = Some("forward to a `[[vm]]` (e.g. the edge, which proxies to the VIP: an `[[edge.route]]`)".into());
+    }
+}

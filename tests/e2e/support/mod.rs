@@ -56,6 +56,28 @@ pub fn host_only_blueprints() -> Vec<PathBuf> {
     ]
 }
 
+/// The shipped blueprints of a Proxmox cluster: each host's files under
+/// `hosts/NODE/`, where a lone host's are under `host/`.
+pub fn cluster_blueprints() -> Vec<PathBuf> {
+    vec![repo_root().join("blueprints/examples/three-hosts.toml")]
+}
+
+/// Each host's directory of a built tree: `host/` for a lone host, each
+/// `hosts/NODE/` for the hosts of a cluster (sorted).
+pub fn host_dirs(out: &Path) -> Vec<PathBuf> {
+    let hosts = out.join("hosts");
+    if !hosts.is_dir() {
+        return vec![out.join("host")];
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&hosts)
+        .expect("hosts/ is readable")
+        .map(|entry| entry.expect("a hosts/ entry").path())
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 /// Every valid blueprint shipped in the repository with a Talos cluster
 /// and a platform.
 pub fn valid_blueprints() -> Vec<PathBuf> {

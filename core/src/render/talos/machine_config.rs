@@ -80,6 +80,8 @@ pub fn render(input: &NodeInput<'_>) -> Result<String, YamlError> {
             kind: "LinkConfig",
             name: LINK,
             up: true,
+            // Talos sets 1500 unless told: a cluster's VNet carries less.
+            mtu: input.model.vnet_mtu(&talos.bridge),
             addresses: vec![AddressConfig {
                 address: input.address.to_string(),
             }],
@@ -495,6 +497,8 @@ struct LinkConfig {
     kind: &'static str,
     name: &'static str,
     up: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtu: Option<u16>,
     addresses: Vec<AddressConfig>,
     routes: Vec<RouteConfig>,
 }
