@@ -3,9 +3,9 @@
 //! check may need to point at. Defaults live in `resolve`, not here, so that
 //! this file reads as the reference of the language.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -149,6 +149,20 @@ pub struct Bridge {
     pub host_address: Located<Ipv4Addr>,
     /// Upstream router (public bridges only).
     pub gateway: Option<Located<Ipv4Addr>>,
+    /// The bridge's IPv6 prefix (optional: without it the bridge is IPv4
+    /// only). On the public bridge a global unicast prefix, the one the
+    /// provider routes to the host (Scaleway: the server's /64 or a part of
+    /// the delegated /48); on an internal bridge a unique local one
+    /// (`fd00::/8`), which the host forwards to and, with `masquerade`,
+    /// NATs out of the public bridge's address (E0144).
+    pub cidr6: Option<Located<Ipv6Net>>,
+    /// The host's own IPv6 address on this bridge, inside `cidr6` (E0143);
+    /// required with `cidr6` (E0146).
+    pub host_address6: Option<Located<Ipv6Addr>>,
+    /// IPv6 upstream router (public bridge with `cidr6` only, required
+    /// there: E0146): an address in `cidr6` or a link-local one such as
+    /// `fe80::1`, which is what many providers announce.
+    pub gateway6: Option<Located<Ipv6Addr>>,
     /// Masquerade this network's traffic out of the public bridge (internal bridges only).
     #[serde(default)]
     pub masquerade: bool,
@@ -254,6 +268,11 @@ pub struct Nic {
     pub bridge: Located<String>,
     /// Address on that bridge; the prefix length comes from the bridge.
     pub address: Located<Ipv4Addr>,
+    /// IPv6 address on that bridge, inside its `cidr6` (E0143), claimed by
+    /// nothing else (E0145). Optional: without it the NIC is IPv4 only.
+    /// The NIC's IPv6 default route is the host's `host_address6` when
+    /// the NIC has the IPv4 default route and the bridge `masquerade`s.
+    pub address6: Option<Located<Ipv6Addr>>,
     /// Default route through this NIC. Default: the bridge's router when the VM
     /// has a single untagged NIC.
     pub gateway: Option<Located<Ipv4Addr>>,
@@ -657,8 +676,9 @@ pub struct SniRoute {
     /// connection is closed. The edge sees real client addresses (the host
     /// forwards without rewriting the source), so this is where a source
     /// allow-list is enforced; nothing behind the TLS passthrough can.
-    /// Default: every source.
-    pub allow: Option<Located<Vec<Located<Ipv4Net>>>>,
+    /// IPv4 or IPv6 networks; an IPv6 one only when the edge has an IPv6
+    /// address (E0147). Default: every source.
+    pub allow: Option<Located<Vec<Located<IpNet>>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -692,6 +712,11 @@ pub struct Forward {
     #[serde(default = "default_protocol")]
     pub protocol: Protocol,
     pub to: Located<TargetRef>,
+    /// Forward the port on the public bridge's IPv6 address too, to the
+    /// target's IPv6 address, which it then must have (E0142). Default:
+    /// `true` when the public bridge has a `cidr6`; `false` keeps the
+    /// forward IPv4 only (a VIP, which has no IPv6 address).
+    pub ipv6: Option<Located<bool>>,
 }
 
 fn default_protocol() -> Protocol {

@@ -15,6 +15,7 @@ mod images;
 mod machines;
 mod names;
 mod network;
+mod network6;
 mod platform;
 mod routes;
 mod secrets;
@@ -162,6 +163,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let talos = machines::talos(&mut checker, blueprint, &bridges);
     machines::check_control_planes(&mut checker, blueprint);
     network::check_addresses(&mut checker, blueprint, &bridges);
+    network6::check_addresses6(&mut checker, blueprint);
     network::check_vip_announcers(&mut checker, blueprint, &bridges);
     let teleport = teleport::teleport(&mut checker, blueprint, &project);
     let targets = targets::Targets::new(
@@ -172,8 +174,8 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
         &bridges,
         teleport.as_ref(),
     );
-    let edge = routes::edge(&mut checker, blueprint, &project, &targets);
-    let forwards = routes::forwards(&mut checker, blueprint, &targets);
+    let edge = routes::edge(&mut checker, blueprint, &project, &targets, &vms);
+    let forwards = routes::forwards(&mut checker, blueprint, &targets, &vms, &bridges);
     routes::check_public_hosts(&mut checker, blueprint, edge.as_ref(), teleport.as_ref());
     routes::check_kube_forward(&mut checker, blueprint, &forwards, teleport.as_ref());
     let firewall = firewall::firewall(
