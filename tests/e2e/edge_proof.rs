@@ -416,7 +416,10 @@ fn from_internet(model: &Model, source: Ipv4Addr, port: u16, hello: Hello, entry
             Hello::Tls(Some(sni)) => match route_for(edge, sni) {
                 Some(route)
                     if !route.allow.is_empty()
-                        && !route.allow.iter().any(|n| n.contains(&source)) =>
+                        && !route
+                            .allow
+                            .iter()
+                            .any(|n| n.contains(&std::net::IpAddr::from(source))) =>
                 {
                     probe.because.push(route_label(route));
                     probe

@@ -637,7 +637,8 @@ pub struct SniRoute {
 pub struct Edge {
     pub vm: String,
     /// The edge VM's IPv6 address, on the NIC that holds its internal
-    /// IPv4 one: HAProxy binds it too.
+    /// IPv4 one: where the dual-stack forwards send IPv6 clients, and
+    /// HAProxy then binds IPv6 too.
     pub address6: Option<Ipv6Addr>,
     pub https_port: Port,
     pub http_port: Port,

@@ -150,18 +150,21 @@ fn rulesets(model: &Model) -> (Ruleset, Option<Ruleset>) {
         .internal_bridges()
         .map(|b| b.name.to_string())
         .collect();
-    let forward = |protocol: &'static str, port: u16, from: IpAddr, name: &str, to: IpAddr, to_port: u16| Forward {
-        protocol,
-        port,
-        public_bridge: public.name.to_string(),
-        public_address: from.to_string(),
-        public_match: address_match(from),
-        target: name.to_string(),
-        destination: destination(to, to_port),
-        address_match: address_match(to),
-        target_port: to_port,
-        bridge: bridge_of(model, to),
-    };
+    let forward =
+        |protocol: &'static str, port: u16, from: IpAddr, name: &str, to: IpAddr, to_port: u16| {
+            Forward {
+                protocol,
+                port,
+                public_bridge: public.name.to_string(),
+                public_address: from.to_string(),
+                public_match: address_match(from),
+                target: name.to_string(),
+                destination: destination(to, to_port),
+                address_match: address_match(to),
+                target_port: to_port,
+                bridge: bridge_of(model, to),
+            }
+        };
     let v4 = Ruleset {
         restore: "iptables-restore",
         public_bridge: public.name.to_string(),

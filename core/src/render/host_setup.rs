@@ -48,6 +48,8 @@ struct Data<'a> {
     /// With Teleport: where the host's sshd keys for it live, and the
     /// Teleport VM they are fetched from.
     teleport_keys: Option<TeleportKeys>,
+    /// The public bridge has IPv6: the host network has its IPv6 ruleset.
+    ipv6: bool,
 }
 
 /// The host's keys as Teleport's OpenSSH node: `dir` on the host, copied
@@ -113,6 +115,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
             user: CSI_USER,
             marker: CSI_KEY_MARKER,
         }),
+        ipv6: model.public_bridge().v6.is_some(),
         installed: EMERGENCY_COMMAND,
         command: EMERGENCY_COMMAND
             .rsplit('/')

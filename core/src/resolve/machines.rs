@@ -278,6 +278,9 @@ pub(super) fn vms(
                 Some("add one: `nics = [{ bridge = \"vmbr1\", address = \"10.0.0.5\" }]`".into());
         }
         let single = vm.nics.len() == 1;
+        let public_v6 = bridges
+            .iter()
+            .any(|b| b.role == BridgeRole::Public && b.v6.is_some());
         let mut nics = Vec::new();
         let mut default_routes: Vec<Span> = Vec::new();
         for (n, nic) in vm.nics.iter().enumerate() {
@@ -341,7 +344,9 @@ pub(super) fn vms(
             let gateway6 = match (gateway, bridge.v6) {
                 (Some(_), Some(v6)) if address6.is_some() => match bridge.role {
                     BridgeRole::Public => v6.gateway,
-                    BridgeRole::Internal => bridge.masquerade.then_some(v6.host_address),
+                    BridgeRole::Internal => {
+                        (bridge.masquerade && public_v6).then_some(v6.host_address)
+                    }
                 },
                 _ => None,
             };

@@ -14,21 +14,16 @@ use crate::diagnostics::rules;
 use crate::model;
 
 /// Global unicast: what a provider routes to the host.
-const GLOBAL_UNICAST: Ipv6Net = ipnet_const(0x2000_u16, 3);
+const GLOBAL_UNICAST: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0), 3);
 /// Unique local addresses (RFC 4193), the locally assigned half.
-const UNIQUE_LOCAL: Ipv6Net = ipnet_const(0xfd00_u16, 8);
+const UNIQUE_LOCAL: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0), 8);
 /// Link-local: where providers' routers often answer (`fe80::1`).
-const LINK_LOCAL: Ipv6Net = ipnet_const(0xfe80_u16, 10);
+const LINK_LOCAL: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10);
 
-const fn ipnet_const(first: u16, prefix: u8) -> Ipv6Net {
-    match Ipv6Net::new(Ipv6Addr::new(first, 0, 0, 0, 0, 0, 0, 0), prefix) {
-        Ok(net) => net,
-        Err(_) => panic!("a valid prefix length"),
-    }
-}
-
-/// The IPv6 side of `bridge`, if it has a complete and valid one; every
-/// problem reported.
+/// The IPv6 side of `bridge`, if it has `cidr6` and `host_address6`;
+/// every problem reported. A refused prefix or address is still returned
+/// (no model is built with an error), so the NICs on the bridge are
+/// checked against what the blueprint says rather than reported again.
 pub(super) fn bridge_v6(
     checker: &mut Checker,
     bridge: &Bridge,
@@ -50,8 +45,18 @@ pub(super) fn bridge_v6(
     }
     let Some(cidr6) = &bridge.cidr6 else {
         for (key, span) in [
-            ("host_address6", bridge.host_address6.as_ref().map(|a| a.span())),
-            ("gateway6", bridge.gateway6.as_ref().filter(|_| public).map(|g| g.span())),
+            (
+                "host_address6",
+                bridge.host_address6.as_ref().map(|a| a.span()),
+            ),
+            (
+                "gateway6",
+                bridge
+                    .gateway6
+                    .as_ref()
+                    .filter(|_| public)
+                    .map(|g| g.span()),
+            ),
         ] {
             if let Some(span) = span {
                 checker
@@ -61,13 +66,13 @@ pub(super) fn bridge_v6(
                         format!("{path}.{key}"),
                         format!("bridge `{}` has `{key}` but no `cidr6`", *bridge.name),
                     )
-                    .help = Some("add the bridge's IPv6 prefix as `cidr6`, or remove the key".into());
+                    .help =
+                    Some("add the bridge's IPv6 prefix as `cidr6`, or remove the key".into());
             }
         }
         return None;
     };
     let network = cidr6.trunc();
-    let mut valid = true;
     if network != **cidr6 {
         checker
             .error(
@@ -79,7 +84,6 @@ pub(super) fn bridge_v6(
             .help = Some(format!(
             "write `cidr6 = \"{network}\"` and put the host's address in `host_address6`"
         ));
-        valid = false;
     }
     let (scope, wanted, fix) = if public {
         (
@@ -107,7 +111,6 @@ pub(super) fn bridge_v6(
         );
         diagnostic.label = format!("not in {scope}");
         diagnostic.help = Some(fix.into());
-        valid = false;
     }
     let Some(host_address) = &bridge.host_address6 else {
         checker
@@ -115,12 +118,15 @@ pub(super) fn bridge_v6(
                 &rules::IPV6_BRIDGE_INCOMPLETE,
                 cidr6.span(),
                 format!("{path}.host_address6"),
-                format!("bridge `{}` has a `cidr6` but no `host_address6`", *bridge.name),
+                format!(
+                    "bridge `{}` has a `cidr6` but no `host_address6`",
+                    *bridge.name
+                ),
             )
             .help = Some("set `host_address6` to the host's own address in the prefix".into());
         return None;
     };
-    valid &= check_in_prefix(
+    check_in_prefix(
         checker,
         host_address,
         &format!("{path}.host_address6"),
@@ -130,7 +136,7 @@ pub(super) fn bridge_v6(
     let gateway = match (&bridge.gateway6, public) {
         (Some(gateway), true) => {
             if !LINK_LOCAL.contains(&**gateway) {
-                valid &= check_in_prefix(
+                check_in_prefix(
                     checker,
                     gateway,
                     &format!("{path}.gateway6"),
@@ -146,17 +152,19 @@ pub(super) fn bridge_v6(
                     &rules::IPV6_BRIDGE_INCOMPLETE,
                     cidr6.span(),
                     format!("{path}.gateway6"),
-                    format!("public bridge `{}` has a `cidr6` but no `gateway6`", *bridge.name),
+                    format!(
+                        "public bridge `{}` has a `cidr6` but no `gateway6`",
+                        *bridge.name
+                    ),
                 )
                 .help = Some(
                 "set `gateway6` to the upstream IPv6 router (often link-local, `fe80::1`)".into(),
             );
-            valid = false;
             None
         }
         (_, false) => None,
     };
-    valid.then_some(model::BridgeV6 {
+    Some(model::BridgeV6 {
         network,
         host_address: **host_address,
         gateway,
@@ -171,25 +179,32 @@ fn check_in_prefix(
     path: &str,
     network: Ipv6Net,
     bridge: &str,
-) -> bool {
+) {
     let problem = if !network.contains(&**address) {
-        format!("{} is outside bridge `{bridge}`'s `cidr6` ({network})", **address)
+        format!(
+            "{} is outside bridge `{bridge}`'s `cidr6` ({network})",
+            **address
+        )
     } else if **address == network.network() && network.prefix_len() < 127 {
         format!(
             "{} is the subnet-router anycast address of bridge `{bridge}` ({network})",
             **address
         )
     } else {
-        return true;
+        return;
     };
     checker
-        .error(&rules::IPV6_ADDRESS_OUTSIDE_PREFIX, address.span(), path, problem)
+        .error(
+            &rules::IPV6_ADDRESS_OUTSIDE_PREFIX,
+            address.span(),
+            path,
+            problem,
+        )
         .label = format!("not a host address in {network}");
-    false
 }
 
-/// A NIC's IPv6 address with its bridge's prefix length, or `None` (then
-/// reported, unless the NIC has none).
+/// A NIC's IPv6 address with its bridge's prefix length; `None` when it
+/// has none, or its bridge has no `cidr6` (reported).
 pub(super) fn nic_address6(
     checker: &mut Checker,
     address6: Option<&Located<Ipv6Addr>>,
@@ -203,7 +218,10 @@ pub(super) fn nic_address6(
                 &rules::IPV6_ADDRESS_OUTSIDE_PREFIX,
                 address6.span(),
                 path,
-                format!("bridge `{}` has no `cidr6`, so no IPv6 address on it", bridge.name),
+                format!(
+                    "bridge `{}` has no `cidr6`, so no IPv6 address on it",
+                    bridge.name
+                ),
             )
             .help = Some(format!(
             "give bridge `{}` a unique local `cidr6` and `host_address6`, or remove `address6`",
@@ -211,22 +229,22 @@ pub(super) fn nic_address6(
         ));
         return None;
     };
-    check_in_prefix(checker, address6, path, v6.network, &bridge.name)
-        .then(|| Ipv6Net::new(**address6, v6.network.prefix_len()).ok())
-        .flatten()
+    check_in_prefix(checker, address6, path, v6.network, &bridge.name);
+    Ipv6Net::new(**address6, v6.network.prefix_len()).ok()
 }
 
 /// No IPv6 address claimed twice on one bridge: the host's, the NICs'.
 pub(super) fn check_addresses6(checker: &mut Checker, blueprint: &Blueprint) {
     let mut claims: BTreeMap<(&str, Ipv6Addr), (Span, String)> = BTreeMap::new();
-    let bridges = blueprint
-        .bridges
-        .iter()
-        .enumerate()
-        .filter_map(|(i, b)| {
-            let address = b.host_address6.as_ref()?;
-            Some((b.name.as_str(), address, format!("bridge[{i}].host_address6"), "the host".to_string()))
-        });
+    let bridges = blueprint.bridges.iter().enumerate().filter_map(|(i, b)| {
+        let address = b.host_address6.as_ref()?;
+        Some((
+            b.name.as_str(),
+            address,
+            format!("bridge[{i}].host_address6"),
+            "the host".to_string(),
+        ))
+    });
     let nics = blueprint.vms.iter().enumerate().flat_map(|(i, vm)| {
         vm.nics.iter().enumerate().filter_map(move |(n, nic)| {
             let address = nic.address6.as_ref()?;
@@ -251,7 +269,9 @@ pub(super) fn check_addresses6(checker: &mut Checker, blueprint: &Blueprint) {
                     ),
                 );
                 diagnostic.label = format!("{what} claims it again");
-                diagnostic.related.push((first.clone(), format!("{other} claims it")));
+                diagnostic
+                    .related
+                    .push((first.clone(), format!("{other} claims it")));
             }
             None => {
                 claims.insert((bridge, **address), (address.span(), what));

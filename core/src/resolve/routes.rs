@@ -22,9 +22,11 @@ pub(super) fn edge(
     vms: &[model::Vm],
 ) -> Option<model::Edge> {
     let edge = blueprint.edge.as_ref()?;
-    let address6 = targets
-        .internal_address(&edge.vm)
-        .and_then(|address| vms.iter().find(|vm| vm.name == *edge.vm)?.address6_beside(address));
+    let address6 = targets.internal_address(&edge.vm).and_then(|address| {
+        vms.iter()
+            .find(|vm| vm.name == *edge.vm)?
+            .address6_beside(address)
+    });
     if !blueprint.vms.iter().any(|vm| *vm.name == *edge.vm) {
         checker.error(
             &rules::UNDEFINED_TARGET,
@@ -299,7 +301,10 @@ fn forward6(
                 format!("{path}.ipv6"),
                 "`ipv6 = true`, but the public bridge has no `cidr6`",
             )
-            .help = Some("give the public bridge `cidr6`, `host_address6` and `gateway6`, or remove `ipv6`".into());
+            .help = Some(
+            "give the public bridge `cidr6`, `host_address6` and `gateway6`, or remove `ipv6`"
+                .into(),
+        );
         return None;
     }
     let address6 = vms
