@@ -678,6 +678,8 @@ pub struct SniRoute {
     /// allow-list is enforced; nothing behind the TLS passthrough can.
     /// IPv4 or IPv6 networks; an IPv6 one only when the edge has an IPv6
     /// address (E0147). Default: every source.
+    #[serde(default)]
+    #[schemars(schema_with = "ip_networks")]
     pub allow: Option<Located<Vec<Located<IpNet>>>>,
 }
 
@@ -717,6 +719,21 @@ pub struct Forward {
     /// `true` when the public bridge has a `cidr6`; `false` keeps the
     /// forward IPv4 only (a VIP, which has no IPv6 address).
     pub ipv6: Option<Located<bool>>,
+}
+
+/// A list of IPv4 or IPv6 networks. `IpNet`'s own schema is a `oneOf`
+/// whose IPv6 pattern also matches every IPv4 network, so it would refuse
+/// them all; `anyOf` says what is meant.
+fn ip_networks(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["array", "null"],
+        "items": {
+            "anyOf": [
+                generator.subschema_for::<Ipv4Net>(),
+                generator.subschema_for::<Ipv6Net>(),
+            ]
+        }
+    })
 }
 
 fn default_protocol() -> Protocol {
