@@ -519,6 +519,9 @@ pub struct Platform {
     pub dns: DnsProvider,
     /// The host's public address, which `*.apps.<domain>` resolves to.
     pub public_address: Ipv4Addr,
+    /// Its public IPv6 address, published too (AAAA) when a dual-stack
+    /// forward carries the edge's HTTPS port to it.
+    pub public_address6: Option<Ipv6Addr>,
     pub versions: PlatformVersions,
 }
 

@@ -192,7 +192,10 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let cilium = cilium::cilium(&mut checker, blueprint);
     let flux = cluster::flux(&mut checker, blueprint);
     let onepassword_connect = cluster::onepassword_connect(&mut checker, blueprint);
-    let platform = platform::platform(&mut checker, blueprint, &bridges, &vips, edge.as_ref());
+    let mut platform = platform::platform(&mut checker, blueprint, &bridges, &vips, edge.as_ref());
+    if let Some(platform) = &mut platform {
+        platform.public_address6 = routes::edge_address6(edge.as_ref(), &forwards, &bridges);
+    }
     let artifacts = artifacts::store(&mut checker, blueprint);
 
     if checker.diagnostics.has_errors() {
