@@ -650,6 +650,22 @@ pub struct Edge {
     pub http: Option<Endpoint>,
 }
 
+/// The public IPv6 address clients reach the edge's HTTPS port on: the
+/// public bridge's, when a dual-stack forward carries that port to the
+/// edge. What the platform publishes as AAAA and preflight asks for.
+pub fn edge_public_address6(
+    edge: Option<&Edge>,
+    forwards: &[PortForward],
+    public: &Bridge,
+) -> Option<Ipv6Addr> {
+    let edge = edge?;
+    let public = public.v6?;
+    forwards
+        .iter()
+        .any(|f| f.to.name == edge.vm && f.to.port == edge.https_port && f.to6.is_some())
+        .then_some(public.host_address)
+}
+
 #[derive(Clone, Debug)]
 pub struct PortForward {
     pub protocol: Protocol,
@@ -771,6 +787,11 @@ impl TalosCluster {
 impl Model {
     pub fn public_bridge(&self) -> &Bridge {
         &self.bridges.public
+    }
+
+    /// [`edge_public_address6`] of this platform.
+    pub fn edge_address6(&self) -> Option<Ipv6Addr> {
+        edge_public_address6(self.edge.as_ref(), &self.forwards, self.public_bridge())
     }
 
     pub fn internal_bridges(&self) -> impl Iterator<Item = &Bridge> {

@@ -194,7 +194,10 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let onepassword_connect = cluster::onepassword_connect(&mut checker, blueprint);
     let mut platform = platform::platform(&mut checker, blueprint, &bridges, &vips, edge.as_ref());
     if let Some(platform) = &mut platform {
-        platform.public_address6 = routes::edge_address6(edge.as_ref(), &forwards, &bridges);
+        platform.public_address6 = bridges
+            .iter()
+            .find(|b| b.role == crate::blueprint::BridgeRole::Public)
+            .and_then(|public| model::edge_public_address6(edge.as_ref(), &forwards, public));
     }
     let artifacts = artifacts::store(&mut checker, blueprint);
 

@@ -278,21 +278,6 @@ pub(super) fn forwards(
     out
 }
 
-/// The public IPv6 address clients reach the edge's HTTPS port on: the
-/// public bridge's, when a dual-stack forward carries that port to the edge.
-pub(super) fn edge_address6(
-    edge: Option<&model::Edge>,
-    forwards: &[model::PortForward],
-    bridges: &[model::Bridge],
-) -> Option<Ipv6Addr> {
-    let edge = edge?;
-    let public = bridges.iter().find(|b| b.role == BridgeRole::Public)?.v6?;
-    forwards
-        .iter()
-        .any(|f| f.to.name == edge.vm && f.to.port == edge.https_port && f.to6.is_some())
-        .then_some(public.host_address)
-}
-
 /// A forward's IPv6 target, when it is dual stack: by default whenever
 /// the public bridge has IPv6, unless it says `ipv6 = false` (E0142).
 fn forward6(
