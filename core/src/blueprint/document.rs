@@ -270,8 +270,9 @@ pub struct Nic {
     pub address: Located<Ipv4Addr>,
     /// IPv6 address on that bridge, inside its `cidr6` (E0143), claimed by
     /// nothing else (E0145). Optional: without it the NIC is IPv4 only.
-    /// The NIC's IPv6 default route is the host's `host_address6` when
-    /// the NIC has the IPv4 default route and the bridge `masquerade`s.
+    /// The NIC's IPv6 default route goes with its IPv4 one: the host's
+    /// `host_address6` on an internal bridge that `masquerade`s (when the
+    /// public bridge has IPv6), the public bridge's `gateway6` on it.
     pub address6: Option<Located<Ipv6Addr>>,
     /// Default route through this NIC. Default: the bridge's router when the VM
     /// has a single untagged NIC.
