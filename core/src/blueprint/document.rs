@@ -737,6 +737,17 @@ fn ip_networks(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+/// One IPv4 or IPv6 network, or none (see `ip_networks`).
+fn ip_network(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            generator.subschema_for::<Ipv4Net>(),
+            generator.subschema_for::<Ipv6Net>(),
+            { "type": "null" },
+        ]
+    })
+}
+
 fn default_protocol() -> Protocol {
     Protocol::Tcp
 }
@@ -773,8 +784,11 @@ pub struct TemporaryRule {
     pub port: Located<Port>,
     #[serde(default = "default_protocol")]
     pub protocol: Protocol,
-    /// Source network. Default: the operator's address.
-    pub source: Option<Located<Ipv4Net>>,
+    /// Source network, IPv4 or IPv6 (an IPv6 one only when the public
+    /// bridge has a `cidr6`, E0147). Default: the operator's address.
+    #[serde(default)]
+    #[schemars(schema_with = "ip_network")]
+    pub source: Option<Located<IpNet>>,
     /// Last day the rule may exist. Required: a temporary rule without an end is
     /// a permanent hole.
     pub expires: Option<Located<Date>>,

@@ -317,10 +317,11 @@ rules! {
          like `fe80::1`); without the router the host has no IPv6 default route. An internal \
          bridge has no upstream router: the host is its router.";
     IPV6_SOURCE_WITHOUT_IPV6 = "E0147" "ipv6-source-without-ipv6" Error:
-        "A route's `allow` list names an IPv6 network, but the edge has no IPv6 address: no \
-         IPv6 client can reach the edge, so the entry admits nobody and a reader would \
-         believe otherwise. Give the edge VM an `address6` on a bridge with a `cidr6` (and \
-         the public bridge a `cidr6`), or remove the entry.";
+        "An IPv6 source where nothing is reachable over IPv6: a route's `allow` list names \
+         an IPv6 network but the edge has no IPv6 address, or a `[[firewall.temporary]]` \
+         rule's `source` is IPv6 but the public bridge has no `cidr6`. No IPv6 client can \
+         get there, so the entry admits nobody and a reader would believe otherwise. Give \
+         the edge VM an `address6` (and the public bridge a `cidr6`), or remove the entry.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

@@ -691,7 +691,9 @@ impl Firewall {
     pub fn admits_tcp(&self, ip: std::net::Ipv4Addr, port: u16) -> bool {
         self.input_policy == Policy::Accept
             || self.temporary.iter().any(|rule| {
-                rule.protocol == Protocol::Tcp && rule.port.0 == port && rule.source.contains(&ip)
+                rule.protocol == Protocol::Tcp
+                    && rule.port.0 == port
+                    && rule.source.contains(&std::net::IpAddr::V4(ip))
             })
     }
 }
@@ -701,7 +703,8 @@ pub struct TemporaryRule {
     pub name: String,
     pub protocol: Protocol,
     pub port: Port,
-    pub source: Ipv4Net,
+    /// IPv4 or IPv6 (Proxmox's firewall takes both in one file).
+    pub source: IpNet,
     pub expires: Date,
 }
 
