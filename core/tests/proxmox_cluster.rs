@@ -241,3 +241,18 @@ fn a_forward_to_a_vip_is_refused_in_a_cluster() {
     let found = refused(&source, "E0167", "to = \"ingress:8080\"");
     assert!(found.message.contains("`ingress`"), "{}", found.message);
 }
+
+#[test]
+fn ipv6_on_a_vnet_is_refused() {
+    let source = edited(
+        "vni = 30001\n",
+        "vni = 30001\ncidr6 = \"fd30::/64\"\nhost_address6 = \"fd30::1\"\n",
+    );
+    let found = findings(&source);
+    assert!(
+        found
+            .iter()
+            .any(|d| d.rule.code == "E0163" && d.message.contains("IPv4 only")),
+        "{found:?}"
+    );
+}

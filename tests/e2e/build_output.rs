@@ -4,7 +4,9 @@
 use std::fs;
 
 use crate::support::{
-    build, host_only_blueprints, repo_root, run, text, tree, valid_blueprints, waddlec, cluster_blueprints};
+    build, cluster_blueprints, host_only_blueprints, repo_root, run, text, tree, valid_blueprints,
+    waddlec,
+};
 
 #[test]
 fn builds_are_byte_identical_whatever_the_cwd_umask_locale_or_out_dir() {

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    artifacts, build, host_only_blueprints, model, require, run, text, valid_blueprints, cluster_blueprints};
+    artifacts, build, cluster_blueprints, host_only_blueprints, model, require, run, text,
+    valid_blueprints,
+};
 
 /// The Python that has cloud-init's modules (Debian's, not a pyenv one).
 const SYSTEM_PYTHON: &str = "/usr/bin/python3";
@@ -227,6 +229,7 @@ fn sshd_accepts_the_hardening_drop_in() {
 #[test]
 fn network_config_renders_the_static_addresses_and_route_cloud_init_will_apply() {
     require("cloud-init");
+    let mut dual_stack_nics = 0;
     for blueprint in valid_blueprints()
         .into_iter()
         .chain(host_only_blueprints())
@@ -269,9 +272,24 @@ fn network_config_renders_the_static_addresses_and_route_cloud_init_will_apply()
                 }
                 let dns: Vec<String> = model.proxmox.dns.iter().map(|d| d.to_string()).collect();
                 assert!(unit.contains(&format!("DNS={}", dns.join(" "))), "{unit}");
+                // A dual-stack NIC: its IPv6 address and default route too.
+                if let Some(address6) = nic.address6 {
+                    assert!(unit.contains(&format!("Address={address6}")), "{unit}");
+                    dual_stack_nics += 1;
+                }
+                if let Some(gateway6) = nic.gateway6 {
+                    assert!(unit.contains(&format!("Gateway={gateway6}")), "{unit}");
+                }
+                let gateways = unit.matches("Gateway=").count();
+                assert_eq!(
+                    gateways,
+                    usize::from(nic.gateway.is_some()) + usize::from(nic.gateway6.is_some()),
+                    "{unit}"
+                );
             }
         }
     }
+    assert!(dual_stack_nics > 0, "some example's NICs are dual stack");
 }
 
 #[test]

@@ -325,11 +325,11 @@ fn host_admits(
         };
     }
     let firewall = &model.firewall;
-    if let Some(rule) = firewall
-        .temporary
-        .iter()
-        .find(|t| t.protocol == Protocol::Tcp && t.port.0 == port && t.source.contains(&source))
-    {
+    if let Some(rule) = firewall.temporary.iter().find(|t| {
+        t.protocol == Protocol::Tcp
+            && t.port.0 == port
+            && t.source.contains(&std::net::IpAddr::V4(source))
+    }) {
         return Ok(format!(
             "[[firewall.temporary]] {} port = {} from {} (expires {})",
             rule.name, rule.port, rule.source, rule.expires
@@ -416,7 +416,10 @@ fn from_internet(model: &Model, source: Ipv4Addr, port: u16, hello: Hello, entry
             Hello::Tls(Some(sni)) => match route_for(edge, sni) {
                 Some(route)
                     if !route.allow.is_empty()
-                        && !route.allow.iter().any(|n| n.contains(&source)) =>
+                        && !route
+                            .allow
+                            .iter()
+                            .any(|n| n.contains(&std::net::IpAddr::from(source))) =>
                 {
                     probe.because.push(route_label(route));
                     probe
@@ -701,9 +704,14 @@ impl Lab {
             (STRANGER, "stranger"),
             (neighbour, "neighbour on the public subnet"),
         ];
+        // The lab's clients are IPv4 (the waddle blueprint is); an IPv6
+        // source would have none to stand for it.
         for rule in &model.firewall.temporary {
-            if !clients.iter().any(|(c, _)| rule.source.contains(c)) {
-                let inside = rule.source.hosts().next().unwrap();
+            let ipnet::IpNet::V4(source) = rule.source else {
+                continue;
+            };
+            if !clients.iter().any(|(c, _)| source.contains(c)) {
+                let inside = source.hosts().next().unwrap();
                 clients.push((inside, "temporary rule source"));
             }
         }

@@ -28,11 +28,24 @@
 //! address (which the internet routes via the host: the rendered DROP for
 //! the internal bridge takes it, no answer at all). No listener hears
 //! anything else. About 3 s a blueprint.
+//!
+//! Where the public bridge has IPv6 (`services.toml`), the same again over
+//! IPv6 with the rendered `host-network6.rules` (applied by the same
+//! script): the bridges get their `host_address6`, the internet namespace
+//! answers as the link-local `gateway6` and holds a client in another
+//! documentation prefix, each target VM with an `address6` listens on it
+//! too, and every dual-stack forward carries its own protocol from the
+//! public IPv6 address to the VM's unique local one, the client's address
+//! kept; a forward with `ipv6 = false`, the other protocol, an unforwarded
+//! port and the ULA addresses straight from the internet get nothing.
+//! Addresses go up with `nodad`, so duplicate address detection does not
+//! hold them tentative. Stand-ins: the internet namespace plays the
+//! provider's router and a remote client of either family.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -43,8 +56,16 @@ use crate::support::{build, host_only_blueprints, model, repo_root, require};
 
 /// A client on the internet that no rule names.
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 99);
+/// Its IPv6 address, outside every prefix the blueprints use.
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x99);
 /// A UDP port every target VM listens on and no forward names.
 const UNFORWARDED_UDP: u16 = 40_000;
+
+/// Run in each namespace before its links exist: no duplicate address
+/// detection, so link-local addresses (the routers' next hops) are usable
+/// at once rather than tentative for the first seconds of the probes.
+const NO_DAD: &str =
+    "sysctl -q -w net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0";
 
 /// What a target VM listens on.
 type Ports = BTreeSet<(Protocol, u16)>;
@@ -54,7 +75,11 @@ fn every_forward_carries_its_own_protocol_and_nothing_else_gets_through() {
     for tool in ["ip", "iptables-restore", "iptables-save", "python3"] {
         require(tool);
     }
+    for tool in ["ip6tables-restore", "ip6tables-save"] {
+        require(tool);
+    }
     let mut udp_forwards = 0;
+    let mut dual_udp_forwards = 0;
     for blueprint in host_only_blueprints() {
         let model = model(&blueprint);
         let (scratch, out) = build(&blueprint);
@@ -63,9 +88,18 @@ fn every_forward_carries_its_own_protocol_and_nothing_else_gets_through() {
             .iter()
             .filter(|f| f.protocol == Protocol::Udp)
             .count();
+        dual_udp_forwards += model
+            .forwards
+            .iter()
+            .filter(|f| f.protocol == Protocol::Udp && f.to6.is_some())
+            .count();
         prove(&model, &out, scratch.path());
     }
     assert!(udp_forwards > 0, "the examples forward UDP somewhere");
+    assert!(
+        dual_udp_forwards > 0,
+        "the examples forward UDP over IPv6 somewhere"
+    );
 }
 
 fn prove(model: &Model, out: &Path, dir: &Path) {
@@ -78,6 +112,9 @@ fn prove(model: &Model, out: &Path, dir: &Path) {
     let gateway = public.gateway.expect("the public bridge has a gateway");
     let internet = Netns::new("fwd-inet");
     let host = Netns::new("fwd-host");
+    for ns in [&internet, &host] {
+        ns.sh(NO_DAD);
+    }
     for bridge in &model.host().bridges {
         host.sh(&format!(
             "ip link add {name} type bridge && ip addr add {address}/{prefix} dev {name} \
@@ -98,6 +135,36 @@ fn prove(model: &Model, out: &Path, dir: &Path) {
         "ip link set uplink master {} up && ip route add default via {gateway}",
         public.name
     ));
+    if let Some(public6) = public.v6 {
+        for bridge in &model.host().bridges {
+            if let Some(v6) = bridge.v6 {
+                host.sh(&format!(
+                    "ip -6 addr add {}/{} dev {} nodad",
+                    v6.host_address,
+                    v6.network.prefix_len(),
+                    bridge.name
+                ));
+            }
+        }
+        let gateway6 = public6.gateway.expect("the public bridge has gateway6");
+        internet.sh(&format!(
+            "ip -6 addr add {gateway6}/64 dev eth0 nodad && ip -6 addr add {CLIENT6}/128 dev eth0 nodad \
+             && ip -6 route add {} dev eth0",
+            public6.network
+        ));
+        host.sh(&format!(
+            "ip -6 route add default via {gateway6} dev {}",
+            public.name
+        ));
+        for bridge in model.internal_bridges() {
+            if let Some(v6) = bridge.v6 {
+                internet.sh(&format!(
+                    "ip -6 route add {} via {}",
+                    v6.network, public6.host_address
+                ));
+            }
+        }
+    }
     // The internet routes the internal networks via the host, as a
     // neighbour at the provider could.
     for bridge in model.internal_bridges() {
@@ -120,6 +187,14 @@ fn prove(model: &Model, out: &Path, dir: &Path) {
         }
         entry.1.insert((Protocol::Udp, UNFORWARDED_UDP));
     }
+    // Every address a VM listens on: its IPv4 one, and its IPv6 one where
+    // its NIC has it, with the same ports.
+    let addresses = |name: &str, address: Ipv4Addr| -> Vec<IpAddr> {
+        let vm = model.vm(name).expect("a forward targets a VM");
+        std::iter::once(IpAddr::V4(address))
+            .chain(vm.address6_beside(address).map(IpAddr::V6))
+            .collect()
+    };
     // Dropped before the namespaces they run in: killed, then deleted.
     let mut machines = Vec::new();
     let mut _processes = Vec::new();
@@ -134,6 +209,7 @@ fn prove(model: &Model, out: &Path, dir: &Path) {
             .gateway
             .expect("the target VM routes via the host's internal address");
         let ns = Netns::new(&format!("fwd-{vm_name}"));
+        ns.sh(NO_DAD);
         ns.sh(&format!(
             "ip link add eth0 type veth peer name tap{id}i0 netns {host} \
              && ip addr add {cidr} dev eth0 && ip link set eth0 up \
@@ -142,24 +218,47 @@ fn prove(model: &Model, out: &Path, dir: &Path) {
             host = host.name,
             cidr = nic.address
         ));
+        if let Some(address6) = nic.address6 {
+            let via6 = nic
+                .gateway6
+                .expect("a dual-stack target routes IPv6 via the host");
+            ns.sh(&format!(
+                "ip -6 addr add {address6} dev eth0 nodad && ip -6 route add default via {via6}"
+            ));
+        }
         host.sh(&format!(
             "ip link set tap{}i0 master {} up",
             vm.id, nic.bridge
         ));
-        let specs: Vec<String> = ports
-            .iter()
-            .map(|(protocol, port)| format!("{}:{address}:{port}", protocol.as_str()))
+        let specs: Vec<String> = addresses(vm_name, *address)
+            .into_iter()
+            .flat_map(|ip| {
+                ports.iter().map(move |(protocol, port)| {
+                    format!("{}:{}:{port}", protocol.as_str(), shown(ip))
+                })
+            })
             .collect();
         _processes.push(serve(&ns, &log, &specs));
         machines.push(ns);
     }
 
     let network = out.join("host/network");
+    let rules6 = network.join("host-network6.rules");
+    assert_eq!(
+        rules6.exists(),
+        public.v6.is_some(),
+        "{name}: an IPv6 ruleset exactly when the public bridge has IPv6"
+    );
     host.sh(&format!(
-        "sysctl -q -p {} && {} {}",
+        "sysctl -q -p {} && {} {} {}",
         network.join("90-waddlec.conf").display(),
         network.join("waddlec-host-network").display(),
-        network.join("host-network.rules").display()
+        network.join("host-network.rules").display(),
+        if rules6.exists() {
+            rules6.display().to_string()
+        } else {
+            String::new()
+        }
     ));
 
     // Through the public address: each forward's own protocol is answered
@@ -183,6 +282,30 @@ fn prove(model: &Model, out: &Path, dir: &Path) {
     }
     specs.push(probe(Protocol::Udp, public.host_address, UNFORWARDED_UDP));
     expected.push(None);
+    // The same through the public IPv6 address: a dual-stack forward's own
+    // protocol reaches the target's IPv6 listener, nothing else anything.
+    if let Some(public6) = public.v6 {
+        let public6 = IpAddr::V6(public6.host_address);
+        for forward in &model.forwards {
+            let port = forward.to.port.0;
+            let other = match forward.protocol {
+                Protocol::Tcp => Protocol::Udp,
+                Protocol::Udp => Protocol::Tcp,
+            };
+            specs.push(probe(forward.protocol, public6, forward.port.0));
+            expected.push(forward.to6.map(|address6| {
+                let label = format!("[{address6}]:{port}");
+                match forward.protocol {
+                    Protocol::Tcp => label,
+                    Protocol::Udp => format!("{label}/udp"),
+                }
+            }));
+            specs.push(probe(other, public6, forward.port.0));
+            expected.push(None);
+        }
+        specs.push(probe(Protocol::Udp, public6, UNFORWARDED_UDP));
+        expected.push(None);
+    }
     let results = run_probes(&internet, &specs);
     for ((spec, result), expected) in specs.iter().zip(&results).zip(&expected) {
         match expected {
@@ -200,11 +323,13 @@ fn prove(model: &Model, out: &Path, dir: &Path) {
 
     // Straight to the internal addresses: dropped, not even refused.
     let direct: Vec<String> = listeners
-        .values()
-        .flat_map(|(address, ports)| {
-            ports
-                .iter()
-                .map(move |(protocol, port)| probe(*protocol, *address, *port))
+        .iter()
+        .flat_map(|(name, (address, ports))| {
+            addresses(name, *address).into_iter().flat_map(move |ip| {
+                ports
+                    .iter()
+                    .map(move |(protocol, port)| probe(*protocol, ip, *port))
+            })
         })
         .collect();
     for (spec, result) in direct.iter().zip(run_probes(&internet, &direct)) {
@@ -225,7 +350,14 @@ fn prove(model: &Model, out: &Path, dir: &Path) {
     let mut wanted: Vec<String> = expected
         .iter()
         .flatten()
-        .map(|label| format!("{label} peer={CLIENT}"))
+        .map(|label| {
+            let client = if label.starts_with('[') {
+                IpAddr::V6(CLIENT6)
+            } else {
+                IpAddr::V4(CLIENT)
+            };
+            format!("{label} peer={client}")
+        })
         .collect();
     wanted.sort();
     assert_eq!(
@@ -235,14 +367,12 @@ fn prove(model: &Model, out: &Path, dir: &Path) {
 
     // The listeners the internet never reached do answer the host.
     let local: Vec<String> = listeners
-        .values()
-        .flat_map(|(address, ports)| {
-            ports.iter().map(move |(protocol, port)| {
-                format!(
-                    "{},{},{address},{port}",
-                    protocol.as_str(),
-                    via_host(model, *address)
-                )
+        .iter()
+        .flat_map(|(name, (address, ports))| {
+            addresses(name, *address).into_iter().flat_map(move |ip| {
+                ports.iter().map(move |(protocol, port)| {
+                    format!("{},{},{ip},{port}", protocol.as_str(), via_host(model, ip))
+                })
             })
         })
         .collect();
@@ -272,20 +402,66 @@ fn prove(model: &Model, out: &Path, dir: &Path) {
             "{name}: the DNAT rule `{rule}` counted the one probe:\n{nat}"
         );
     }
+    if public.v6.is_none() {
+        return;
+    }
+    let nat6 = host.sh("ip6tables-save -c -t nat");
+    for forward in &model.forwards {
+        let protocol = forward.protocol.as_str();
+        let Some(address6) = forward.to6 else {
+            continue;
+        };
+        let rule = format!(
+            "-p {protocol} -m {protocol} --dport {} -j DNAT --to-destination [{address6}]:{}",
+            forward.port, forward.to.port
+        );
+        let packets: Vec<&str> = nat6
+            .lines()
+            .filter(|l| l.contains("-A WDLC-PREROUTING") && l.ends_with(&rule))
+            .filter_map(|l| l.strip_prefix('[')?.split(':').next())
+            .collect();
+        assert_eq!(
+            packets,
+            ["1"],
+            "{name}: the IPv6 DNAT rule `{rule}` counted the one probe:\n{nat6}"
+        );
+    }
 }
 
-/// The host's own address on the bridge that holds `address`.
-fn via_host(model: &Model, address: Ipv4Addr) -> Ipv4Addr {
+/// An address as the listeners and the log write it: IPv6 in brackets.
+fn shown(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// The host's own address, of the same family, on the bridge that holds
+/// `address`.
+fn via_host(model: &Model, address: IpAddr) -> IpAddr {
     model
         .internal_bridges()
-        .find(|b| b.network.contains(&address))
-        .map(|b| b.host_address)
+        .find_map(|b| match address {
+            IpAddr::V4(v4) => b
+                .network
+                .contains(&v4)
+                .then_some(IpAddr::V4(b.host_address)),
+            IpAddr::V6(v6) => {
+                b.v6.filter(|n| n.network.contains(&v6))
+                    .map(|n| IpAddr::V6(n.host_address))
+            }
+        })
         .expect("the VM is on an internal bridge")
 }
 
-/// A `sni_lab.py probe` spec from the internet's client.
-fn probe(protocol: Protocol, host: Ipv4Addr, port: u16) -> String {
-    format!("{},{CLIENT},{host},{port}", protocol.as_str())
+/// A `sni_lab.py probe` spec from the internet's client of `host`'s family.
+fn probe(protocol: Protocol, host: impl Into<IpAddr>, port: u16) -> String {
+    let host = host.into();
+    let client = match host {
+        IpAddr::V4(_) => IpAddr::V4(CLIENT),
+        IpAddr::V6(_) => IpAddr::V6(CLIENT6),
+    };
+    format!("{},{client},{host},{port}", protocol.as_str())
 }
 
 fn run_probes(ns: &Netns, specs: &[String]) -> Vec<String> {

@@ -11,7 +11,9 @@ use waddlec::model::{Model, SniHost};
 
 use crate::support::netns::{Netns, Reaped};
 use crate::support::{
-    build, host_only_blueprints, model, repo_root, require, run, text, valid_blueprints, cluster_blueprints};
+    build, cluster_blueprints, host_only_blueprints, model, repo_root, require, run, text,
+    valid_blueprints,
+};
 
 #[test]
 fn every_rendered_haproxy_cfg_passes_haproxy_c() {
@@ -90,12 +92,17 @@ impl EdgeLab {
         // address) and the internal network holding every backend address.
         let ns = Netns::new("edge");
         let internal = Netns::new("back");
-        let edge_nic = model
+        let nic = model
             .vm(&edge.vm)
             .and_then(|vm| vm.nics.first())
-            .expect("edge VM has a NIC")
-            .address;
+            .expect("edge VM has a NIC");
+        let edge_nic = nic.address;
         ns.sh(&format!("ip link add v0 type veth peer name v1 netns {} && ip addr add {edge_nic} dev v0 && ip link set v0 up", internal.name));
+        // Its IPv6 address too, usable at once (no duplicate address
+        // detection), for probes over IPv6.
+        if let Some(address6) = nic.address6 {
+            ns.sh(&format!("ip -6 addr add {address6} dev v0 nodad"));
+        }
         let mut sinks: Vec<String> = edge
             .routes
             .iter()
@@ -244,11 +251,15 @@ fn sni_routing_sends_each_name_where_the_blueprint_says_and_drops_the_rest() {
 
 /// The host-only examples' routes, each name probed: a route to a service
 /// an ordinary VM declares (`www` → `web:443`) lands there like Teleport's.
+/// Where the edge VM has an IPv6 address (`services.toml`), each name is
+/// probed over IPv6 too, to that address: HAProxy's IPv6 bind routes it to
+/// the same (IPv4) backend.
 #[test]
 fn every_route_of_the_host_only_examples_reaches_its_backend() {
     require("haproxy");
     require("python3");
     let mut to_ordinary_vms = 0;
+    let mut over_ipv6 = 0;
     for blueprint in host_only_blueprints() {
         let model = model(&blueprint);
         let edge = model.edge.as_ref().expect("the example has an edge");
@@ -260,12 +271,18 @@ fn every_route_of_the_host_only_examples_reaches_its_backend() {
                 SniHost::Wildcard { suffix } => format!("x{suffix}"),
             };
             let reached = lab.probe(&format!("tls 127.0.0.1 {} {name}", edge.https_port));
-            assert_eq!(
-                reached,
-                Some(format!("{}:{}", route.backend.address, route.backend.port)),
-                "{}: SNI `{name}`",
-                blueprint.display()
-            );
+            let backend = Some(format!("{}:{}", route.backend.address, route.backend.port));
+            assert_eq!(reached, backend, "{}: SNI `{name}`", blueprint.display());
+            if let Some(address6) = edge.address6 {
+                let reached = lab.probe(&format!("tls {address6} {} {name}", edge.https_port));
+                assert_eq!(
+                    reached,
+                    backend,
+                    "{}: SNI `{name}` over IPv6",
+                    blueprint.display()
+                );
+                over_ipv6 += 1;
+            }
             let ordinary = route.backend.name != edge.vm
                 && model
                     .teleport
@@ -278,6 +295,7 @@ fn every_route_of_the_host_only_examples_reaches_its_backend() {
         to_ordinary_vms > 0,
         "some example routes a name to a service an ordinary VM declares"
     );
+    assert!(over_ipv6 > 0, "some example's edge is dual stack");
 }
 
 /// A route's allow-list, enforced where the real client address is seen:
@@ -340,4 +358,53 @@ fn a_route_s_allow_list_admits_only_its_sources_and_never_falls_through() {
         lab.probe(&format!("tls 127.0.0.1 {https} teleport.waddle.social")),
         Some(teleport)
     );
+}
+
+/// An IPv6 network in an allow-list: `services.toml`'s `www` route limited
+/// to the edge's own IPv6 address, so a probe to that address (whose
+/// source it is) reaches the web VM, and probes from `::1` and
+/// `127.0.0.1` are closed.
+#[test]
+fn an_ipv6_allow_list_admits_only_its_sources() {
+    require("haproxy");
+    require("python3");
+    let dir = tempfile::tempdir().unwrap();
+    let mut document: toml::Table = fs::read_to_string(&host_only_blueprints()[1])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let edge6 = "fd60:6060:6060::10";
+    let routes = document["edge"]["route"].as_array_mut().unwrap();
+    let www = routes
+        .iter_mut()
+        .find(|r| r["to"].as_str() == Some("web:443"))
+        .expect("services.toml routes www to web:443");
+    www.as_table_mut().unwrap().insert(
+        "allow".into(),
+        toml::Value::Array(vec![format!("{edge6}/128").into()]),
+    );
+    let blueprint = dir.path().join("allow6.toml");
+    fs::write(&blueprint, toml::to_string(&document).unwrap()).unwrap();
+    let model = model(&blueprint);
+    let edge = model.edge.as_ref().unwrap();
+    assert_eq!(edge.address6, Some(edge6.parse().unwrap()));
+    let (_guard, out) = build(&blueprint);
+    let mut lab = EdgeLab::start(&model, &out, dir.path());
+    let https = edge.https_port;
+    let web = Some("10.60.0.30:443".to_string());
+    let name = "www.post.example.net";
+    assert_eq!(lab.probe(&format!("tls {edge6} {https} {name}")), web);
+    for source in ["::1", "127.0.0.1"] {
+        assert_eq!(
+            lab.probe(&format!("tls {source} {https} {name}")),
+            None,
+            "{source} is outside the allow-list"
+        );
+        // The same source is served by a route without a list.
+        assert_eq!(
+            lab.probe(&format!("tls {source} {https} teleport.post.example.net")),
+            Some("10.60.0.20:3080".to_string()),
+            "{source} reaches the edge"
+        );
+    }
 }

@@ -1,7 +1,10 @@
 //! The host ruleset, actually applied (not `--test`, which the nft backend
 //! passes with typos) by the rendered apply script inside fresh network
 //! namespaces, with both iptables backends, beside a stand-in pve-firewall
-//! chain that must survive.
+//! chain that must survive. A blueprint whose public bridge has IPv6 gets
+//! its IPv6 ruleset applied the same way with `ip6tables` of the same
+//! backend, its public bridge made in the namespace (the script sets its
+//! `accept_ra`).
 
 use std::fs;
 
@@ -15,6 +18,9 @@ struct Backend {
     iptables: &'static str,
     restore: &'static str,
     save: &'static str,
+    ip6tables: &'static str,
+    restore6: &'static str,
+    save6: &'static str,
 }
 
 const BACKENDS: &[Backend] = &[
@@ -23,19 +29,34 @@ const BACKENDS: &[Backend] = &[
         iptables: "iptables-nft",
         restore: "iptables-nft-restore",
         save: "iptables-nft-save",
+        ip6tables: "ip6tables-nft",
+        restore6: "ip6tables-nft-restore",
+        save6: "ip6tables-nft-save",
     },
     Backend {
         name: "legacy",
         iptables: "iptables-legacy",
         restore: "iptables-legacy-restore",
         save: "iptables-legacy-save",
+        ip6tables: "ip6tables-legacy",
+        restore6: "ip6tables-legacy-restore",
+        save6: "ip6tables-legacy-save",
     },
 ];
 
 /// `iptables-save` without comments and counters, so two dumps compare equal
 /// when the rules are the same.
 fn rules(ns: &Netns, backend: &Backend) -> String {
-    ns.sh(&format!("{} -c", backend.save))
+    dump(ns, backend.save)
+}
+
+/// The same for IPv6.
+fn rules6(ns: &Netns, backend: &Backend) -> String {
+    dump(ns, backend.save6)
+}
+
+fn dump(ns: &Netns, save: &str) -> String {
+    ns.sh(&format!("{save} -c"))
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| {
@@ -78,11 +99,26 @@ fn ruleset_applies_twice_without_duplicates_and_keeps_pve_firewall_chains() {
             .filter(|l| l.starts_with("-A "))
             .count();
         assert!(expected_rules >= 3, "the ruleset has rules");
+        let ruleset6 = host.join("network/host-network6.rules");
+        let expected_rules6 = fs::read_to_string(&ruleset6)
+            .ok()
+            .map(|text| text.lines().filter(|l| l.starts_with("-A ")).count());
+        let model = crate::support::model(blueprint);
+        let node = host.file_name().unwrap().to_str().unwrap();
+        let public = model
+            .proxmox
+            .host(node)
+            .unwrap_or(model.host())
+            .bridges
+            .public
+            .clone();
         for backend in BACKENDS {
             let ns = Netns::new(&format!("fw{}", backend.name));
             // A cluster's VNets, as SDN leaves them on each host: bridges.
             for vnet in &vnets {
-                ns.sh(&format!("ip link add {vnet} type bridge && ip link set {vnet} up"));
+                ns.sh(&format!(
+                    "ip link add {vnet} type bridge && ip link set {vnet} up"
+                ));
             }
             // pve-firewall's chains as it would leave them.
             ns.sh(&format!(
@@ -90,15 +126,22 @@ fn ruleset_applies_twice_without_duplicates_and_keeps_pve_firewall_chains() {
                  && {ipt} -N PVEFW-INPUT && {ipt} -A PVEFW-INPUT -i lo -j ACCEPT && {ipt} -A INPUT -j PVEFW-INPUT",
                 ipt = backend.iptables
             ));
+            if expected_rules6.is_some() {
+                ns.sh(&format!("ip link add {} type bridge", public.name));
+            }
             let apply = format!(
-                "IPTABLES={} IPTABLES_RESTORE={} {} {}",
+                "IPTABLES={} IPTABLES_RESTORE={} IP6TABLES={} IP6TABLES_RESTORE={} {} {}{}",
                 backend.iptables,
                 backend.restore,
+                backend.ip6tables,
+                backend.restore6,
                 script.display(),
-                ruleset.display()
+                ruleset.display(),
+                expected_rules6.map_or(String::new(), |_| format!(" {}", ruleset6.display()))
             );
             ns.sh(&apply);
             let first = rules(&ns, backend);
+            let first6 = rules6(&ns, backend);
             ns.sh(&apply);
             let second = rules(&ns, backend);
             let context = format!(
@@ -114,6 +157,42 @@ fn ruleset_applies_twice_without_duplicates_and_keeps_pve_firewall_chains() {
                     1,
                     "{context}: the host's one address on {vnet}:\n{addresses}"
                 );
+            }
+            if let Some(expected6) = expected_rules6 {
+                let second6 = rules6(&ns, backend);
+                assert_eq!(
+                    first6, second6,
+                    "{context}: re-applying changed the IPv6 ruleset"
+                );
+                let ours = second6
+                    .lines()
+                    .filter(|l| l.starts_with("-A WDLC-"))
+                    .count();
+                assert_eq!(
+                    ours, expected6,
+                    "{context}: every IPv6 rule loaded exactly once:\n{second6}"
+                );
+                for jump in [
+                    "-A PREROUTING -j WDLC-PREROUTING",
+                    "-A POSTROUTING -j WDLC-POSTROUTING",
+                    "-A FORWARD -j WDLC-FORWARD",
+                ] {
+                    assert_eq!(
+                        second6.lines().filter(|l| *l == jump).count(),
+                        1,
+                        "{context}: IPv6 `{jump}` once:\n{second6}"
+                    );
+                }
+                for (key, value) in [
+                    ("net.ipv6.conf.all.forwarding".to_string(), "1"),
+                    (format!("net.ipv6.conf.{}.accept_ra", public.name), "2"),
+                ] {
+                    assert_eq!(
+                        ns.sh(&format!("sysctl -n {key}")).trim(),
+                        value,
+                        "{context}: {key}"
+                    );
+                }
             }
             assert_eq!(first, second, "{context}: re-applying changed the ruleset");
             let ours = second.lines().filter(|l| l.starts_with("-A WDLC-")).count();

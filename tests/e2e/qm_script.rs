@@ -40,7 +40,7 @@ fn generated_scripts_pass_shellcheck() {
             let script = script.strip_prefix(&out).unwrap().to_path_buf();
             let output = run(Command::new("shellcheck")
                 .args(["--shell=bash", "--severity=style"])
-                .arg(out.join(script)));
+                .arg(out.join(&script)));
             assert!(
                 output.status.success(),
                 "{} from {}:\n{}",
@@ -140,9 +140,16 @@ fn qm_script_creates_each_vm_once_and_is_idempotent() {
     // Each host's script on a host of its own: a cluster's hosts each
     // create only the VMs they run.
     let scripts = trees.iter().flat_map(|((guard, out), blueprint)| {
-        host_dirs(out).into_iter().enumerate().map(move |(i, host)| {
-            (guard.path().join(format!("host-{i}")), host.join("create-vms.sh"), blueprint)
-        })
+        host_dirs(out)
+            .into_iter()
+            .enumerate()
+            .map(move |(i, host)| {
+                (
+                    guard.path().join(format!("host-{i}")),
+                    host.join("create-vms.sh"),
+                    blueprint,
+                )
+            })
     });
     for (dir, script, blueprint) in scripts {
         fs::create_dir_all(&dir).unwrap();

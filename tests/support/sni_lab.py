@@ -17,6 +17,8 @@ Peers that say who they are (the network proof, tests/e2e/edge_proof.rs):
       (TLS: plus " sni=NAME", "-" without SNI) to LOG, then send "ADDR:PORT"
       back (TLS: inside the session; HTTP: as the body). UDP: per datagram,
       "ADDR:PORT/udp peer=IP" logged and "ADDR:PORT/udp" sent back to it.
+      An IPv6 ADDR is written in brackets, `tcp:[fd00::5]:443`, and so
+      in the log and the answer.
   sni_lab.py probe KIND,SRC,HOST,PORT[,SNI]...
       connect from SRC to HOST:PORT, all probes at once; KIND is `tls` (a
       real ClientHello, no SNI when omitted), `hello` (the same ClientHello,
@@ -130,32 +132,37 @@ def serve(log, cert, key, specs):
 
     def accept(kind, listener, label):
         while True:
-            conn, (peer, _) = listener.accept()
-            threading.Thread(target=handle, args=(kind, label, conn, peer), daemon=True).start()
+            conn, address = listener.accept()
+            threading.Thread(target=handle, args=(kind, label, conn, address[0]), daemon=True).start()
 
     def answer(listener, label):
         while True:
-            _, (peer, peer_port) = listener.recvfrom(4096)
-            record(f"{label} peer={peer}")
-            listener.sendto(label.encode(), (peer, peer_port))
+            _, address = listener.recvfrom(4096)
+            record(f"{label} peer={address[0]}")
+            listener.sendto(label.encode(), address)
 
     threads = []
     for spec in specs:
-        kind, host, port = spec.split(":")
+        # KIND:HOST:PORT, an IPv6 HOST in brackets: `tcp:[fd00::5]:443`.
+        kind, rest = spec.split(":", 1)
+        host, port = rest.rsplit(":", 1)
+        host = host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
         if kind == "udp":
-            listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            listener = socket.socket(family, socket.SOCK_DGRAM)
             listener.bind((host, int(port)))
-            t = threading.Thread(target=answer, args=(listener, f"{host}:{port}/udp"), daemon=True)
+            t = threading.Thread(target=answer, args=(listener, f"{shown}:{port}/udp"), daemon=True)
             t.start()
             threads.append(t)
             continue
         if kind not in ("tls", "http", "tcp"):
             sys.exit(f"unknown listener kind {kind}")
-        listener = socket.socket()
+        listener = socket.socket(family)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, int(port)))
         listener.listen(16)
-        t = threading.Thread(target=accept, args=(kind, listener, f"{host}:{port}"), daemon=True)
+        t = threading.Thread(target=accept, args=(kind, listener, f"{shown}:{port}"), daemon=True)
         t.start()
         threads.append(t)
     print("ready", flush=True)
@@ -164,7 +171,8 @@ def serve(log, cert, key, specs):
 
 
 def probe_udp(source, host, port):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as udp:
         udp.bind((source, 0))
         udp.settimeout(2)
         udp.connect((host, int(port)))

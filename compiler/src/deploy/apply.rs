@@ -134,10 +134,11 @@ pub fn apply(
             Step::CreateBridge {
                 bridge,
                 cidr,
+                cidr6,
                 vlan_aware,
             } => {
                 report(&line);
-                let mut form = bridge_form(cidr, *vlan_aware);
+                let mut form = bridge_form(cidr, cidr6.as_deref(), *vlan_aware);
                 form.insert(0, ("iface".to_string(), bridge.clone()));
                 host.pve
                     .post(&format!("{}/network", node_path(host)), &form)
@@ -152,7 +153,8 @@ pub fn apply(
                     .ok_or_else(|| ApplyError::NotDesiredBridge {
                         bridge: bridge.clone(),
                     })?;
-                let mut form = bridge_form(&wanted.cidr, wanted.vlan_aware);
+                let mut form =
+                    bridge_form(&wanted.cidr, wanted.cidr6.as_deref(), wanted.vlan_aware);
                 // What the blueprint's bridge does not have is deleted.
                 let changed = |key: &str| changes.iter().any(|c| c.key == key);
                 let mut deleted = Vec::new();
@@ -161,6 +163,9 @@ pub fn apply(
                 }
                 if changed("bridge_vlan_aware") && !wanted.vlan_aware {
                     deleted.push("bridge_vlan_aware");
+                }
+                if changed("cidr6") && wanted.cidr6.is_none() {
+                    deleted.push("cidr6");
                 }
                 if !deleted.is_empty() {
                     form.push(("delete".to_string(), deleted.join(",")));
@@ -451,10 +456,11 @@ fn qemu_path(host: &Host<'_>, vmid: u32) -> String {
 }
 
 /// A bridge as the blueprint has it (`POST`/`PUT …/network`): the host's
-/// address, no ports, up at boot, VLAN-aware if the blueprint says so, and
-/// the comment that marks it as waddlec's.
-fn bridge_form(cidr: &str, vlan_aware: bool) -> Vec<(String, String)> {
+/// address (and IPv6 address), no ports, up at boot, VLAN-aware if the
+/// blueprint says so, and the comment that marks it as waddlec's.
+fn bridge_form(cidr: &str, cidr6: Option<&str>, vlan_aware: bool) -> Vec<(String, String)> {
     let vlan = vlan_aware.then_some(("bridge_vlan_aware", "1"));
+    let cidr6 = cidr6.map(|cidr6| ("cidr6", cidr6));
     [
         ("type", "bridge"),
         ("cidr", cidr),
@@ -462,6 +468,7 @@ fn bridge_form(cidr: &str, vlan_aware: bool) -> Vec<(String, String)> {
         ("comments", BRIDGE_MARKER),
     ]
     .into_iter()
+    .chain(cidr6)
     .chain(vlan)
     .map(|(key, value)| (key.to_string(), value.to_string()))
     .collect()

@@ -42,6 +42,9 @@ pub struct DesiredBridge {
     pub public: bool,
     /// The host's address on it with the network's prefix (`10.10.0.1/24`).
     pub cidr: String,
+    /// Its IPv6 address with the prefix length (`fd10::1/64`), if the
+    /// bridge has IPv6.
+    pub cidr6: Option<String>,
     /// `bridge_vlan_aware`: its VMs' NICs may carry VLAN tags.
     pub vlan_aware: bool,
 }
@@ -163,6 +166,9 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
             name: bridge.name.to_string(),
             public: bridge.role == crate::model::BridgeRole::Public,
             cidr: format!("{}/{}", bridge.host_address, bridge.network.prefix_len()),
+            cidr6: bridge
+                .v6
+                .map(|v6| format!("{}/{}", v6.host_address, v6.network.prefix_len())),
             vlan_aware: bridge.vlan_aware,
         })
         .collect();

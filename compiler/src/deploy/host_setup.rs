@@ -35,6 +35,9 @@ const CSI_FILES: &[&str] = &[
 /// blueprint has Teleport.
 const TELEPORT_FILES: &[&str] = &["ssh/teleport-node.conf"];
 
+/// The IPv6 ruleset, in the tree when the public bridge has IPv6.
+const IPV6_FILES: &[&str] = &["network/host-network6.rules"];
+
 /// How to reach the host.
 #[derive(Clone, Debug)]
 pub struct Ssh {
@@ -196,10 +199,12 @@ fn archive(host: &Path) -> Result<Vec<u8>, HostSetupError> {
     let mut builder = tar::Builder::new(Vec::new());
     let csi = host.join("democratic-csi").is_dir();
     let teleport = host.join("ssh").is_dir();
+    let ipv6 = host.join(IPV6_FILES[0]).is_file();
     let names = HOST_FILES
         .iter()
         .chain(CSI_FILES.iter().filter(|_| csi))
-        .chain(TELEPORT_FILES.iter().filter(|_| teleport));
+        .chain(TELEPORT_FILES.iter().filter(|_| teleport))
+        .chain(IPV6_FILES.iter().filter(|_| ipv6));
     for name in names {
         let path = host.join(name);
         let read_error = |source| HostSetupError::Read {

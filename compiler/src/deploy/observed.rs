@@ -36,6 +36,8 @@ pub struct HostIface {
     pub autostart: bool,
     /// `10.10.0.1/24`, from `cidr` or `address` + `netmask`; empty if none.
     pub cidr: String,
+    /// `fd10::1/64`, from `cidr6` or `address6` + `netmask6`; empty if none.
+    pub cidr6: String,
     /// `bridge_ports`, empty if none.
     pub ports: String,
     /// `bridge_vlan_aware`.
@@ -155,6 +157,15 @@ fn network(envelope: &Value) -> HostNetwork {
                     .unwrap_or_else(|| address.to_string()),
                 (None, None) => String::new(),
             };
+            // Proxmox's netmask6 is the prefix length already.
+            let cidr6 = match (item["cidr6"].as_str(), item["address6"].as_str()) {
+                (Some(cidr6), _) => cidr6.to_string(),
+                (None, Some(address6)) => match item["netmask6"].as_str() {
+                    Some(prefix) => format!("{address6}/{prefix}"),
+                    None => address6.to_string(),
+                },
+                (None, None) => String::new(),
+            };
             Some((
                 iface.clone(),
                 HostIface {
@@ -163,6 +174,7 @@ fn network(envelope: &Value) -> HostNetwork {
                     active: flag(&item["active"]),
                     autostart: flag(&item["autostart"]),
                     cidr,
+                    cidr6,
                     ports: text(&item["bridge_ports"]),
                     vlan_aware: flag(&item["bridge_vlan_aware"]),
                     comments: text(&item["comments"]),
@@ -216,9 +228,10 @@ mod tests {
             "changes": "--- /etc/network/interfaces\n+++ /etc/network/interfaces.new\n",
             "data": [
                 {"iface": "vmbr0", "type": "bridge", "active": 1, "autostart": 1,
-                 "address": "203.0.113.10", "netmask": "255.255.255.0", "bridge_ports": "eno1"},
+                 "address": "203.0.113.10", "netmask": "255.255.255.0", "bridge_ports": "eno1",
+                 "address6": "2001:db8:10::10", "netmask6": "64"},
                 {"iface": "vmbr1", "type": "bridge", "cidr": "10.10.0.1/24",
-                 "comments": "managed by waddlec\n"},
+                 "cidr6": "fd10::1/64", "comments": "managed by waddlec\n"},
             ]
         }));
         assert!(network.changes.starts_with("--- "));
@@ -226,6 +239,8 @@ mod tests {
         assert!(network.ifaces["vmbr0"].active);
         assert_eq!(network.ifaces["vmbr1"].cidr, "10.10.0.1/24");
         assert!(!network.ifaces["vmbr1"].active);
+        assert_eq!(network.ifaces["vmbr0"].cidr6, "2001:db8:10::10/64");
+        assert_eq!(network.ifaces["vmbr1"].cidr6, "fd10::1/64");
     }
 
     #[test]

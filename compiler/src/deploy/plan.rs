@@ -61,6 +61,9 @@ pub enum Step {
     CreateBridge {
         bridge: String,
         cidr: String,
+        /// The host's IPv6 address with its prefix, if the bridge has IPv6.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cidr6: Option<String>,
         /// `bridge_vlan_aware`.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         vlan_aware: bool,
@@ -323,10 +326,12 @@ fn line(step: &Step) -> String {
         Step::CreateBridge {
             bridge,
             cidr,
+            cidr6,
             vlan_aware,
         } => {
             let vlan = if *vlan_aware { ", VLAN-aware" } else { "" };
-            format!("bridge   create {bridge} {cidr} (no ports, autostart{vlan})")
+            let cidr6 = cidr6.as_ref().map_or(String::new(), |c| format!(" {c}"));
+            format!("bridge   create {bridge} {cidr}{cidr6} (no ports, autostart{vlan})")
         }
         Step::UpdateBridge { bridge, changes } => {
             format!("bridge   update {bridge}: {}", changes_text(changes))
@@ -737,6 +742,22 @@ fn bridge_steps(desired: &Desired, observed: &Observed, skip_host: bool) -> Vec<
                     },
                     address(&bridge.cidr)
                 )),
+                Some(iface)
+                    if bridge
+                        .cidr6
+                        .as_deref()
+                        .is_some_and(|cidr6| address(&iface.cidr6) != address(cidr6)) =>
+                {
+                    Some(format!(
+                        "holds {}, not the host's IPv6 address {}",
+                        if iface.cidr6.is_empty() {
+                            "no IPv6 address"
+                        } else {
+                            &iface.cidr6
+                        },
+                        address(bridge.cidr6.as_deref().unwrap_or_default())
+                    ))
+                }
                 Some(_) => None,
             };
             steps.push(match problem {
@@ -755,6 +776,7 @@ fn bridge_steps(desired: &Desired, observed: &Observed, skip_host: bool) -> Vec<
                 steps.push(Step::CreateBridge {
                     bridge: bridge.name.clone(),
                     cidr: bridge.cidr.clone(),
+                    cidr6: bridge.cidr6.clone(),
                     vlan_aware: bridge.vlan_aware,
                 });
                 to_apply.push(bridge.name.clone());
@@ -843,7 +865,7 @@ fn address(cidr: &str) -> &str {
     cidr.split('/').next().unwrap_or_default()
 }
 
-/// How a host's bridge differs from the blueprint's: the host's address,
+/// How a host's bridge differs from the blueprint's: the host's addresses,
 /// autostart, no ports, VLAN awareness.
 fn bridge_changes(bridge: &DesiredBridge, iface: &HostIface) -> Vec<Change> {
     let mut changes = Vec::new();
@@ -852,6 +874,14 @@ fn bridge_changes(bridge: &DesiredBridge, iface: &HostIface) -> Vec<Change> {
             key: "cidr".into(),
             from: iface.cidr.clone(),
             to: bridge.cidr.clone(),
+        });
+    }
+    let cidr6 = bridge.cidr6.clone().unwrap_or_default();
+    if iface.cidr6 != cidr6 {
+        changes.push(Change {
+            key: "cidr6".into(),
+            from: iface.cidr6.clone(),
+            to: cidr6,
         });
     }
     if !iface.autostart {
@@ -1287,6 +1317,7 @@ mod tests {
             active,
             autostart: true,
             cidr: cidr.into(),
+            cidr6: String::new(),
             ports: if name == "vmbr0" {
                 "eno1".into()
             } else {
@@ -1343,12 +1374,14 @@ mod tests {
                     name: "vmbr0".into(),
                     public: true,
                     cidr: "203.0.113.10/24".into(),
+                    cidr6: None,
                     vlan_aware: false,
                 },
                 DesiredBridge {
                     name: "vmbr1".into(),
                     public: false,
                     cidr: "10.10.0.1/24".into(),
+                    cidr6: None,
                     vlan_aware: false,
                 },
             ],
@@ -1979,6 +2012,55 @@ mod tests {
             .steps
             .iter()
             .any(|step| matches!(step, Step::UpdateBridge { .. } | Step::ApplyNetwork { .. })));
+    }
+
+    /// The blueprint with IPv6 on both bridges.
+    fn dual_stack() -> Desired {
+        let mut desired = desired();
+        desired.bridges[0].cidr6 = Some("2001:db8:10::10/64".into());
+        desired.bridges[1].cidr6 = Some("fd10:1010:1010::1/64".into());
+        desired
+    }
+
+    #[test]
+    fn the_uplink_must_hold_the_public_ipv6_address() {
+        let conflict = plan(&dual_stack(), &deployed(), &[]);
+        assert_eq!(
+            conflict.lines()[0],
+            "CONFLICT bridge vmbr0: the public bridge holds no IPv6 address, not the host's IPv6 address 2001:db8:10::10; waddlec never changes the uplink you reach the host through: fix the host's network or the blueprint's [[bridge]] vmbr0"
+        );
+        let mut host = deployed();
+        host.network.ifaces.get_mut("vmbr0").unwrap().cidr6 = "2001:db8:10::10/64".into();
+        host.network.ifaces.get_mut("vmbr1").unwrap().cidr6 = "fd10:1010:1010::1/64".into();
+        let quiet = plan(&dual_stack(), &host, &[]);
+        assert!(plan_is_quiet(&quiet), "{:#?}", quiet.lines());
+    }
+
+    #[test]
+    fn an_internal_bridge_gets_its_ipv6_address_created_and_updated() {
+        let created = plan(&dual_stack(), &bare(), &[]);
+        assert!(
+            created.steps.iter().any(|step| *step
+                == Step::CreateBridge {
+                    bridge: "vmbr1".into(),
+                    cidr: "10.10.0.1/24".into(),
+                    cidr6: Some("fd10:1010:1010::1/64".into()),
+                    vlan_aware: false,
+                }),
+            "{:#?}",
+            created.lines()
+        );
+        let mut host = deployed();
+        host.network.ifaces.get_mut("vmbr0").unwrap().cidr6 = "2001:db8:10::10/64".into();
+        let updated = plan(&dual_stack(), &host, &[]);
+        assert!(
+            updated
+                .lines()
+                .iter()
+                .any(|l| l == "bridge   update vmbr1: cidr6 none → fd10:1010:1010::1/64"),
+            "{:#?}",
+            updated.lines()
+        );
     }
 
     #[test]

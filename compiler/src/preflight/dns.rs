@@ -1,7 +1,9 @@
 //! Each name the edge routes resolves to the host's public address (the
 //! public bridge's `host_address`, where the forwards to the edge listen):
-//! an `A` query per `[[edge.route]] sni` to the resolver (`net::dns`). A
-//! wildcard route (`*.apps.example.org`) is asked for one name under it
+//! an `A` query per `[[edge.route]] sni` to the resolver (`net::dns`), and
+//! an `AAAA` query for the public IPv6 address when a dual-stack forward
+//! carries the edge's HTTPS port (`Model::edge_address6`). A wildcard
+//! route (`*.apps.example.org`) is asked for one name under it
 //! (`waddlec-preflight.apps.example.org`), which only a wildcard record
 //! answers.
 //!
@@ -12,12 +14,12 @@
 //! proven only by an update, which a read-only check does not make: the
 //! passing check says so rather than claim it.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::{Options, Subject};
 use crate::checks::Check;
 use crate::model::DnsProvider;
-use crate::net::dns::{lookup_a, system_resolver, Answer, DnsError};
+use crate::net::dns::{lookup, system_resolver, Answer, DnsError, RecordType};
 
 const LAYER: &str = "dns";
 
@@ -28,7 +30,16 @@ pub fn check(subject: &Subject<'_>, options: &Options) -> Vec<Check> {
     let Some(edge) = &subject.document.edge else {
         return Vec::new();
     };
-    let public = subject.model.host().bridges.public.host_address;
+    let mut publics = vec![(
+        RecordType::A,
+        IpAddr::V4(subject.model.host().bridges.public.host_address),
+    )];
+    publics.extend(
+        subject
+            .model
+            .edge_address6()
+            .map(|address6| (RecordType::Aaaa, IpAddr::V6(address6))),
+    );
     let resolver = match options.resolver.map_or_else(system_resolver, Ok) {
         Ok(resolver) => resolver,
         Err(err) => {
@@ -42,19 +53,22 @@ pub fn check(subject: &Subject<'_>, options: &Options) -> Vec<Check> {
     };
     edge.routes
         .iter()
-        .map(|route| {
+        .flat_map(|route| {
             let host = route.sni.value.as_str();
             let asked = match host.strip_prefix("*.") {
                 Some(suffix) => format!("{PROBE}.{suffix}"),
                 None => host.to_string(),
             };
-            one(
-                host,
-                &asked,
-                public,
-                lookup_a(resolver, &asked, options.timeout),
-            )
-            .from_line(subject.line(&route.sni.span))
+            publics.iter().map(move |&(kind, public)| {
+                one(
+                    host,
+                    &asked,
+                    kind,
+                    public,
+                    lookup(resolver, &asked, kind, options.timeout),
+                )
+                .from_line(subject.line(&route.sni.span))
+            })
         })
         .collect()
 }
@@ -72,7 +86,7 @@ pub fn update_server(subject: &Subject<'_>, options: &Options) -> Option<Check> 
         .as_ref()
         .and_then(|p| p.dns.server.as_ref())
         .map(|s| subject.line(&s.span()));
-    let check = match lookup_a(server, zone, options.timeout) {
+    let check = match lookup(server, zone, RecordType::A, options.timeout) {
         Ok(Answer::Addresses(_) | Answer::NoAddress) => Check::pass(
             LAYER,
             name,
@@ -107,13 +121,26 @@ pub fn update_server(subject: &Subject<'_>, options: &Options) -> Option<Check> 
     })
 }
 
-fn one(host: &str, asked: &str, public: Ipv4Addr, answer: Result<Answer, DnsError>) -> Check {
-    let record = format!("add the DNS record `{host} A {public}`");
+/// The check of one name and record type: `host`'s records (asked as
+/// `asked`) must include `public`. An AAAA check is named `host AAAA`.
+fn one(
+    host: &str,
+    asked: &str,
+    kind: RecordType,
+    public: IpAddr,
+    answer: Result<Answer, DnsError>,
+) -> Check {
+    let record = format!("add the DNS record `{host} {} {public}`", kind.as_str());
     let asked_note = if asked == host {
         String::new()
     } else {
         format!(" (asked {asked})")
     };
+    let name = match kind {
+        RecordType::A => host.to_string(),
+        RecordType::Aaaa => format!("{host} AAAA"),
+    };
+    let host = name.as_str();
     match answer {
         Ok(Answer::Addresses(found)) if found.contains(&public) => {
             Check::pass(LAYER, host, format!("resolves to {public}{asked_note}"))
@@ -140,7 +167,7 @@ fn one(host: &str, asked: &str, public: Ipv4Addr, answer: Result<Answer, DnsErro
         Ok(Answer::NoAddress) => Check::failed(
             LAYER,
             host,
-            format!("the name has no A record{asked_note}"),
+            format!("the name has no {} record{asked_note}", kind.as_str()),
             record,
         ),
         Err(err) => Check::unreachable(
@@ -157,16 +184,20 @@ mod tests {
     use super::*;
     use crate::checks::Outcome;
 
-    const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+    use std::net::Ipv4Addr;
+
+    const PUBLIC: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
+    const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
 
     #[test]
     fn the_public_address_among_the_answers_passes_and_another_fails_naming_it() {
-        let found = Answer::Addresses(vec![Ipv4Addr::new(198, 51, 100, 7), PUBLIC]);
-        assert!(one("a.example", "a.example", PUBLIC, Ok(found)).passed());
-        let elsewhere = Answer::Addresses(vec![Ipv4Addr::new(198, 51, 100, 7)]);
+        let found = Answer::Addresses(vec![OTHER, PUBLIC]);
+        assert!(one("a.example", "a.example", RecordType::A, PUBLIC, Ok(found)).passed());
+        let elsewhere = Answer::Addresses(vec![OTHER]);
         let Outcome::Failed { why, fix } = one(
             "*.apps.example",
             "waddlec-preflight.apps.example",
+            RecordType::A,
             PUBLIC,
             Ok(elsewhere),
         )
@@ -188,12 +219,45 @@ mod tests {
             seconds: 1,
         });
         assert!(matches!(
-            one("a.example", "a.example", PUBLIC, timeout).outcome,
+            one("a.example", "a.example", RecordType::A, PUBLIC, timeout).outcome,
             Outcome::Unreachable { .. }
         ));
         assert!(matches!(
-            one("a.example", "a.example", PUBLIC, Ok(Answer::NoSuchName)).outcome,
+            one(
+                "a.example",
+                "a.example",
+                RecordType::A,
+                PUBLIC,
+                Ok(Answer::NoSuchName)
+            )
+            .outcome,
             Outcome::Failed { .. }
         ));
+    }
+
+    #[test]
+    fn a_missing_aaaa_record_fails_naming_the_record_to_add() {
+        let public6: IpAddr = "2001:db8::10".parse().unwrap();
+        let check = one(
+            "a.example",
+            "a.example",
+            RecordType::Aaaa,
+            public6,
+            Ok(Answer::NoAddress),
+        );
+        assert_eq!(check.name, "a.example AAAA");
+        let Outcome::Failed { why, fix } = check.outcome else {
+            panic!("not failed");
+        };
+        assert_eq!(why, "the name has no AAAA record");
+        assert_eq!(fix, "add the DNS record `a.example AAAA 2001:db8::10`");
+        assert!(one(
+            "a.example",
+            "a.example",
+            RecordType::Aaaa,
+            public6,
+            Ok(Answer::Addresses(vec![public6]))
+        )
+        .passed());
     }
 }

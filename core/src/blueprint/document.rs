@@ -4,9 +4,9 @@
 //! this file reads as the reference of the language.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -254,6 +254,20 @@ pub struct Bridge {
     pub vni: Option<Located<u32>>,
     /// Upstream router (public bridges only).
     pub gateway: Option<Located<Ipv4Addr>>,
+    /// The bridge's IPv6 prefix (optional: without it the bridge is IPv4
+    /// only). On the public bridge a global unicast prefix, the one the
+    /// provider routes to the host (Scaleway: the server's /64 or a part of
+    /// the delegated /48); on an internal bridge a unique local one
+    /// (`fd00::/8`), which the host forwards to and, with `masquerade`,
+    /// NATs out of the public bridge's address (E0144).
+    pub cidr6: Option<Located<Ipv6Net>>,
+    /// The host's own IPv6 address on this bridge, inside `cidr6` (E0143);
+    /// required with `cidr6` (E0146).
+    pub host_address6: Option<Located<Ipv6Addr>>,
+    /// IPv6 upstream router (public bridge with `cidr6` only, required
+    /// there: E0146): an address in `cidr6` or a link-local one such as
+    /// `fe80::1`, which is what many providers announce.
+    pub gateway6: Option<Located<Ipv6Addr>>,
     /// Masquerade this network's traffic out of the public bridge (internal bridges only).
     #[serde(default)]
     pub masquerade: bool,
@@ -363,6 +377,12 @@ pub struct Nic {
     pub bridge: Located<String>,
     /// Address on that bridge; the prefix length comes from the bridge.
     pub address: Located<Ipv4Addr>,
+    /// IPv6 address on that bridge, inside its `cidr6` (E0143), claimed by
+    /// nothing else (E0145). Optional: without it the NIC is IPv4 only.
+    /// The NIC's IPv6 default route goes with its IPv4 one: the host's
+    /// `host_address6` on an internal bridge that `masquerade`s (when the
+    /// public bridge has IPv6), the public bridge's `gateway6` on it.
+    pub address6: Option<Located<Ipv6Addr>>,
     /// Default route through this NIC. Default: the bridge's router when the VM
     /// has a single untagged NIC.
     pub gateway: Option<Located<Ipv4Addr>>,
@@ -769,8 +789,11 @@ pub struct SniRoute {
     /// connection is closed. The edge sees real client addresses (the host
     /// forwards without rewriting the source), so this is where a source
     /// allow-list is enforced; nothing behind the TLS passthrough can.
-    /// Default: every source.
-    pub allow: Option<Located<Vec<Located<Ipv4Net>>>>,
+    /// IPv4 or IPv6 networks; an IPv6 one only when the edge has an IPv6
+    /// address (E0147). Default: every source.
+    #[serde(default)]
+    #[schemars(schema_with = "ip_networks")]
+    pub allow: Option<Located<Vec<Located<IpNet>>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -804,6 +827,37 @@ pub struct Forward {
     #[serde(default = "default_protocol")]
     pub protocol: Protocol,
     pub to: Located<TargetRef>,
+    /// Forward the port on the public bridge's IPv6 address too, to the
+    /// target's IPv6 address, which it then must have (E0142). Default:
+    /// `true` when the public bridge has a `cidr6`; `false` keeps the
+    /// forward IPv4 only (a VIP, which has no IPv6 address).
+    pub ipv6: Option<Located<bool>>,
+}
+
+/// A list of IPv4 or IPv6 networks. `IpNet`'s own schema is a `oneOf`
+/// whose IPv6 pattern also matches every IPv4 network, so it would refuse
+/// them all; `anyOf` says what is meant.
+fn ip_networks(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["array", "null"],
+        "items": {
+            "anyOf": [
+                generator.subschema_for::<Ipv4Net>(),
+                generator.subschema_for::<Ipv6Net>(),
+            ]
+        }
+    })
+}
+
+/// One IPv4 or IPv6 network, or none (see `ip_networks`).
+fn ip_network(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            generator.subschema_for::<Ipv4Net>(),
+            generator.subschema_for::<Ipv6Net>(),
+            { "type": "null" },
+        ]
+    })
 }
 
 fn default_protocol() -> Protocol {
@@ -842,8 +896,11 @@ pub struct TemporaryRule {
     pub port: Located<Port>,
     #[serde(default = "default_protocol")]
     pub protocol: Protocol,
-    /// Source network. Default: the operator's address.
-    pub source: Option<Located<Ipv4Net>>,
+    /// Source network, IPv4 or IPv6 (an IPv6 one only when the public
+    /// bridge has a `cidr6`, E0147). Default: the operator's address.
+    #[serde(default)]
+    #[schemars(schema_with = "ip_network")]
+    pub source: Option<Located<IpNet>>,
     /// Last day the rule may exist. Required: a temporary rule without an end is
     /// a permanent hole.
     pub expires: Option<Located<Date>>,

@@ -49,7 +49,7 @@ rules! {
          components the blueprint does not use are not needed.";
     INVALID_VALUE = "E0004" "invalid-value" Error:
         "A value has the wrong type or spelling: an address that does not parse (or an IPv6 \
-         one: waddlec speaks IPv4 only for now), an unknown enum variant, a target that is not \
+         one where an IPv4 address is asked: IPv6 goes in the `…6` keys), an unknown enum variant, a target that is not \
          `NAME:PORT`, an e-mail address (letters, digits and `._%+-` before the `@`: no quote, \
          `$`, backtick or space, which a YAML or shell reader could act on), SSH public key, \
          certificate fingerprint, Debian snapshot timestamp, backup retention or Flux version \
@@ -336,6 +336,40 @@ rules! {
          failure takes the Kubernetes API down with it. With three hosts or more, put the \
          control planes on different hosts (`host`, or `cluster.placement = \"spread\"`); with \
          fewer, no placement survives losing the wrong host. `--strict` makes this fatal.";
+    FORWARD_WITHOUT_IPV6 = "E0142" "forward-without-ipv6" Error:
+        "A public IPv6 address cannot be translated to an IPv4 one by the host's DNAT: a \
+         forward is dual stack (the public bridge has a `cidr6`, and the forward does not say \
+         `ipv6 = false`) only if its target has an IPv6 address too, on an internal bridge \
+         with a `cidr6`; and `ipv6 = true` needs a public bridge with a `cidr6`. Give the \
+         target's NIC an `address6`, or set `ipv6 = false` to keep the forward IPv4 only \
+         (a VIP has no IPv6 address).";
+    IPV6_ADDRESS_OUTSIDE_PREFIX = "E0143" "ipv6-address-outside-prefix" Error:
+        "An IPv6 address on a bridge must lie inside that bridge's `cidr6` (and a `cidr6` is \
+         written as its network, without host bits); an `address6` on a bridge without \
+         `cidr6` has no prefix to live in. Otherwise the host has no route to it and the \
+         forwards would send traffic nowhere.";
+    IPV6_PREFIX_SCOPE = "E0144" "ipv6-prefix-scope" Error:
+        "The public bridge's `cidr6` is the global unicast prefix the provider routes to the \
+         host (`2000::/3`); an internal bridge's is a unique local prefix (`fd00::/8`, RFC \
+         4193), which the internet never routes, so nothing reaches an internal network but \
+         through the host's forwards. A ULA prefix on the uplink would reach nobody, and a \
+         global one inside would be routable around the forwards.";
+    DUPLICATE_IPV6_ADDRESS = "E0145" "duplicate-ipv6-address" Error:
+        "Two things claim the same IPv6 address on one bridge (the host's `host_address6`, \
+         a NIC's `address6`). Neighbour discovery then answers for whichever replies first, \
+         and traffic goes to the wrong machine intermittently (and duplicate address \
+         detection may disable the address on one of them).";
+    IPV6_BRIDGE_INCOMPLETE = "E0146" "ipv6-bridge-incomplete" Error:
+        "A bridge's IPv6 side is `cidr6` with the host's `host_address6` in it, and on the \
+         public bridge also `gateway6`, the upstream router (in the prefix, or link-local \
+         like `fe80::1`); without the router the host has no IPv6 default route. An internal \
+         bridge has no upstream router: the host is its router.";
+    IPV6_SOURCE_WITHOUT_IPV6 = "E0147" "ipv6-source-without-ipv6" Error:
+        "An IPv6 source where nothing is reachable over IPv6: a route's `allow` list names \
+         an IPv6 network but the edge has no IPv6 address, or a `[[firewall.temporary]]` \
+         rule's `source` is IPv6 but the public bridge has no `cidr6`. No IPv6 client can \
+         get there, so the entry admits nobody and a reader would believe otherwise. Give \
+         the edge VM an `address6` (and the public bridge a `cidr6`), or remove the entry.";
     TEMPORARY_RULE_EXPIRED = "W0201" "temporary-rule-expired" Warning:
         "A temporary firewall rule is past its `expires` date. It is still rendered (builds do \
          not depend on the clock), but it should be removed from the blueprint now; \

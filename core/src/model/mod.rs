@@ -7,9 +7,9 @@
 
 pub mod checked;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use waddle_images::ByteSize;
 
 pub use crate::blueprint::{
@@ -214,10 +214,22 @@ pub struct Bridge {
     pub host_address: Ipv4Addr,
     /// Upstream router of a public bridge.
     pub gateway: Option<Ipv4Addr>,
+    /// The bridge's IPv6 side, if it has one: the public bridge's global
+    /// prefix, or an internal bridge's unique local one.
+    pub v6: Option<BridgeV6>,
     pub masquerade: bool,
     /// `bridge_vlan_aware`: NICs on it may carry a VLAN tag. Never on the
     /// public bridge.
     pub vlan_aware: bool,
+}
+
+/// A bridge's IPv6 prefix and the host's address in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BridgeV6 {
+    pub network: Ipv6Net,
+    pub host_address: Ipv6Addr,
+    /// Upstream router of the public bridge: in `network` or link-local.
+    pub gateway: Option<Ipv6Addr>,
 }
 
 /// The baked Debian image's EFI system partition: systemd-boot, one kernel
@@ -376,6 +388,18 @@ pub struct Vm {
     pub nics: Vec<Nic>,
 }
 
+impl Vm {
+    /// The IPv6 address of the NIC that holds the IPv4 `address`, if it
+    /// has one: where a dual-stack forward or the edge reaches the VM.
+    pub fn address6_beside(&self, address: Ipv4Addr) -> Option<Ipv6Addr> {
+        self.nics
+            .iter()
+            .find(|nic| nic.address.addr() == address)?
+            .address6
+            .map(|net| net.addr())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Nic {
     pub bridge: BridgeName,
@@ -385,6 +409,12 @@ pub struct Nic {
     /// Address with the bridge's prefix length.
     pub address: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
+    /// IPv6 address with the bridge's `cidr6` prefix length, if the NIC
+    /// has one.
+    pub address6: Option<Ipv6Net>,
+    /// IPv6 default route: the host's address on a masquerading bridge,
+    /// for the NIC that has the IPv4 default route.
+    pub gateway6: Option<Ipv6Addr>,
     /// The VLAN (1 to 4094) Proxmox puts the NIC on, on a VLAN-aware
     /// bridge; `None`: the bridge's untagged VLAN.
     pub tag: Option<u16>,
@@ -529,6 +559,9 @@ pub struct Platform {
     pub dns: DnsProvider,
     /// The host's public address, which `*.apps.<domain>` resolves to.
     pub public_address: Ipv4Addr,
+    /// Its public IPv6 address, published too (AAAA) when a dual-stack
+    /// forward carries the edge's HTTPS port to it.
+    pub public_address6: Option<Ipv6Addr>,
     pub versions: PlatformVersions,
 }
 
@@ -639,13 +672,17 @@ pub enum SniHost {
 pub struct SniRoute {
     pub host: SniHost,
     pub backend: Endpoint,
-    /// Source networks admitted; empty admits every source.
-    pub allow: Vec<Ipv4Net>,
+    /// Source networks admitted, IPv4 or IPv6; empty admits every source.
+    pub allow: Vec<IpNet>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Edge {
     pub vm: String,
+    /// The edge VM's IPv6 address, on the NIC that holds its internal
+    /// IPv4 one: where the dual-stack forwards send IPv6 clients, and
+    /// HAProxy then binds IPv6 too.
+    pub address6: Option<Ipv6Addr>,
     pub https_port: Port,
     pub http_port: Port,
     /// Exact hosts first, then wildcards, each group in blueprint order.
@@ -653,11 +690,30 @@ pub struct Edge {
     pub http: Option<Endpoint>,
 }
 
+/// The public IPv6 address clients reach the edge's HTTPS port on: the
+/// public bridge's, when a dual-stack forward carries that port to the
+/// edge. What the platform publishes as AAAA and preflight asks for.
+pub fn edge_public_address6(
+    edge: Option<&Edge>,
+    forwards: &[PortForward],
+    public: &Bridge,
+) -> Option<Ipv6Addr> {
+    let edge = edge?;
+    let public = public.v6?;
+    forwards
+        .iter()
+        .any(|f| f.to.name == edge.vm && f.to.port == edge.https_port && f.to6.is_some())
+        .then_some(public.host_address)
+}
+
 #[derive(Clone, Debug)]
 pub struct PortForward {
     pub protocol: Protocol,
     pub port: Port,
     pub to: Endpoint,
+    /// The target's IPv6 address when the forward is dual stack (the
+    /// public bridge has a `cidr6` and the forward did not opt out).
+    pub to6: Option<Ipv6Addr>,
 }
 
 #[derive(Clone, Debug)]
@@ -675,7 +731,9 @@ impl Firewall {
     pub fn admits_tcp(&self, ip: std::net::Ipv4Addr, port: u16) -> bool {
         self.input_policy == Policy::Accept
             || self.temporary.iter().any(|rule| {
-                rule.protocol == Protocol::Tcp && rule.port.0 == port && rule.source.contains(&ip)
+                rule.protocol == Protocol::Tcp
+                    && rule.port.0 == port
+                    && rule.source.contains(&std::net::IpAddr::V4(ip))
             })
     }
 }
@@ -685,7 +743,8 @@ pub struct TemporaryRule {
     pub name: String,
     pub protocol: Protocol,
     pub port: Port,
-    pub source: Ipv4Net,
+    /// IPv4 or IPv6 (Proxmox's firewall takes both in one file).
+    pub source: IpNet,
     pub expires: Date,
 }
 
@@ -833,6 +892,13 @@ impl Model {
     /// The internal networks, as the first host has them: their names,
     /// networks and settings are every host's (only each host's own
     /// address on them differs).
+    /// [`edge_public_address6`] of this platform.
+    pub fn edge_address6(&self) -> Option<Ipv6Addr> {
+        let edge = self.edge.as_ref()?;
+        let host = self.host_of(self.vm(&edge.vm)?);
+        edge_public_address6(Some(edge), &self.forwards, &host.bridges.public)
+    }
+
     pub fn internal_bridges(&self) -> impl Iterator<Item = &Bridge> {
         self.proxmox.hosts[0].bridges.internal.iter()
     }

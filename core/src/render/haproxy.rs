@@ -1,7 +1,8 @@
 //! `haproxy.cfg` for the edge VM: SNI routing in TCP mode, plain HTTP to one
 //! backend, one backend per distinct destination, and per-route source
 //! allow-lists (the edge sees real client addresses: the host's DNAT keeps
-//! the source).
+//! the source). With IPv6 (the edge VM has an `address6`) the
+//! frontends bind IPv6 too, and an allow-list may name IPv6 networks.
 
 use serde::Serialize;
 
@@ -39,6 +40,9 @@ struct Http {
 #[derive(Serialize)]
 struct Data<'a> {
     project: &'a str,
+    /// The edge VM has an IPv6 address: bind IPv6 too (every IPv6 address
+    /// of the VM, so a tentative address at boot cannot fail the bind).
+    ipv6: bool,
     https_port: u16,
     http_port: u16,
     routes: Vec<Route>,
@@ -121,6 +125,7 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         .collect();
     let data = Data {
         project: &model.project.name,
+        ipv6: edge.address6.is_some(),
         https_port: edge.https_port.0,
         http_port: edge.http_port.0,
         routes,

@@ -48,6 +48,8 @@ struct Data<'a> {
     /// With Teleport: where the host's sshd keys for it live, and the
     /// Teleport VM they are fetched from.
     teleport_keys: Option<TeleportKeys>,
+    /// The public bridge has IPv6: the host network has its IPv6 ruleset.
+    ipv6: bool,
 }
 
 /// The host's keys as Teleport's OpenSSH node: `dir` on the host, copied
@@ -118,6 +120,7 @@ pub fn render(
             user: CSI_USER,
             marker: CSI_KEY_MARKER,
         }),
+        ipv6: host.bridges.public.v6.is_some(),
         installed: EMERGENCY_COMMAND,
         command: EMERGENCY_COMMAND
             .rsplit('/')

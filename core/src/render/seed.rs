@@ -57,6 +57,8 @@ struct Ethernet {
     /// On a cluster's VNet: VXLAN's headers come out of the uplink's.
     #[serde(skip_serializing_if = "Option::is_none")]
     mtu: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway6: Option<String>,
     nameservers: Nameservers,
 }
 
@@ -75,8 +77,9 @@ pub fn link_name(index: usize) -> String {
     format!("eth{index}")
 }
 
-/// `network-config` (version 2): static addresses, the default route on the
-/// NIC that has the gateway, the host's DNS servers.
+/// `network-config` (version 2): static addresses (an IPv6 one beside the
+/// IPv4 one where the NIC has it), the default routes on the NIC that has
+/// the gateway, the host's DNS servers.
 pub fn network_config(model: &Model, vm: &Vm) -> Result<String, YamlError> {
     let ethernets = vm
         .nics
@@ -89,9 +92,12 @@ pub fn network_config(model: &Model, vm: &Vm) -> Result<String, YamlError> {
                     macaddress: nic.mac.clone(),
                 },
                 set_name: name.clone(),
-                addresses: vec![nic.address.to_string()],
+                addresses: std::iter::once(nic.address.to_string())
+                    .chain(nic.address6.map(|a| a.to_string()))
+                    .collect(),
                 gateway4: nic.gateway.map(|g| g.to_string()),
                 mtu: model.vnet_mtu(&nic.bridge),
+                gateway6: nic.gateway6.map(|g| g.to_string()),
                 nameservers: Nameservers {
                     addresses: model.proxmox.dns.iter().map(|a| a.to_string()).collect(),
                 },

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::Checker;
 use crate::blueprint::{Blueprint, Date, Policy, Protocol, Span};
@@ -98,7 +98,7 @@ pub(super) fn firewall(
                     "not a network address (host bits set)"
                 };
                 let fix = if source.prefix_len() == 0 {
-                    format!("{}/32", source.addr())
+                    IpNet::from(source.addr()).to_string()
                 } else {
                     source.trunc().to_string()
                 };
@@ -112,10 +112,31 @@ pub(super) fn firewall(
                     .help = Some(format!("write the network itself, e.g. `{fix}`"));
             }
         }
+        if let Some(source) = rule.source.as_ref().filter(|s| s.addr().is_ipv6()) {
+            let public_v6 = bridges
+                .iter()
+                .any(|b| b.role == crate::blueprint::BridgeRole::Public && b.v6.is_some());
+            if !public_v6 {
+                checker
+                    .error(
+                        &rules::IPV6_SOURCE_WITHOUT_IPV6,
+                        source.span(),
+                        format!("{path}.source"),
+                        format!(
+                            "{} is an IPv6 network, but the host has no public IPv6 address",
+                            source.value
+                        ),
+                    )
+                    .help = Some(
+                    "give the public bridge `cidr6`, `host_address6` and `gateway6`, or write an IPv4 source"
+                        .into(),
+                );
+            }
+        }
         let source = rule
             .source
             .as_ref()
-            .map_or_else(|| Ipv4Net::from(operator.ip), |s| s.trunc());
+            .map_or_else(|| IpNet::V4(Ipv4Net::from(operator.ip)), |s| s.trunc());
         temporary.push(model::TemporaryRule {
             name: rule.name.to_string(),
             protocol: rule.protocol,
@@ -165,13 +186,20 @@ fn check_sources_outside(
     bridges: &[model::Bridge],
     operator: &model::Operator,
 ) {
-    let internal = |net: &Ipv4Net| {
+    let internal = |net: &IpNet| {
         bridges
             .iter()
             .filter(|b| b.role == crate::blueprint::BridgeRole::Internal)
-            .find(|b| b.network.contains(&net.network()) || net.contains(&b.network.network()))
+            .find(|b| match net {
+                IpNet::V4(net) => {
+                    b.network.contains(&net.network()) || net.contains(&b.network.network())
+                }
+                IpNet::V6(net) => b.v6.is_some_and(|v6| {
+                    v6.network.contains(&net.network()) || net.contains(&v6.network.network())
+                }),
+            })
     };
-    if let Some(bridge) = internal(&Ipv4Net::from(operator.ip)) {
+    if let Some(bridge) = internal(&IpNet::V4(Ipv4Net::from(operator.ip))) {
         let diagnostic = checker.error(
             &rules::OPERATOR_LOCKED_OUT,
             blueprint.operator.ip.span(),
@@ -349,4 +377,74 @@ fn check_operator_access(
     diagnostic
         .related
         .push((operator_ip.span(), "the operator's address".into()));
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::blueprint::{Date, SourceFile};
+    use crate::CompileError;
+
+    /// The codes and paths `check` finds in the bundled blueprint with
+    /// `edit` applied.
+    fn findings(edit: impl Fn(&str) -> String) -> Vec<(String, String)> {
+        let source = SourceFile {
+            name: "waddle.toml".into(),
+            text: edit(include_str!("../../../blueprints/waddle.toml")),
+        };
+        let today = Date {
+            year: 2000,
+            month: 1,
+            day: 1,
+        };
+        match crate::check(&source, today) {
+            Ok(_) => Vec::new(),
+            Err(CompileError::Invalid(diagnostics)) => diagnostics
+                .sorted()
+                .into_iter()
+                .map(|d| (d.rule.code.to_string(), d.path.unwrap_or_default()))
+                .collect(),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    /// An IPv6 temporary source is rendered only when the host has a
+    /// public IPv6 address; without one it is E0147.
+    #[test]
+    fn an_ipv6_temporary_source_needs_a_public_ipv6_address() {
+        let v6_rule = |text: &str| {
+            text.replacen(
+                "name = \"operator-ssh\"\nport = 22\n",
+                "name = \"operator-ssh\"\nport = 22\nsource = \"2001:db8:99::/48\"\n",
+                1,
+            )
+        };
+        assert_eq!(
+            findings(v6_rule),
+            [(
+                "E0147".to_string(),
+                "firewall.temporary[0].source".to_string()
+            )]
+        );
+        let dual_stack = |text: &str| {
+            v6_rule(text).replacen(
+                "gateway = \"203.0.113.1\"\n",
+                "gateway = \"203.0.113.1\"\ncidr6 = \"2001:db8:10::/64\"\n\
+                 host_address6 = \"2001:db8:10::10\"\ngateway6 = \"fe80::1\"\n",
+                1,
+            )
+        };
+        // The forwards then want IPv6 targets; every one says `ipv6 = false`.
+        let ipv4_forwards = |text: &str| {
+            [80, 443, 3023, 3024, 3026]
+                .iter()
+                .fold(dual_stack(text), |text, port| {
+                    text.replacen(
+                        &format!("[[forward]]\nport = {port}\n"),
+                        &format!("[[forward]]\nport = {port}\nipv6 = false\n"),
+                        1,
+                    )
+                })
+        };
+        assert_eq!(findings(ipv4_forwards), []);
+    }
 }

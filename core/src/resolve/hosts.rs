@@ -158,11 +158,23 @@ fn cluster_hosts(
         .iter()
         .filter(|(_, b)| b.role == BridgeRole::Internal)
     {
-        check_vnet_name(
-            checker,
-            &blueprint.bridges[*i].name,
-            &format!("bridge[{i}].name"),
-        );
+        let bridge = &blueprint.bridges[*i];
+        check_vnet_name(checker, &bridge.name, &format!("bridge[{i}].name"));
+        // One `host_address6` cannot be every host's, and the SDN subnets
+        // are IPv4: a cluster's VNets stay IPv4 for now.
+        if let Some(cidr6) = &bridge.cidr6 {
+            checker
+                .error(
+                    &rules::HOST_ADDRESSES,
+                    cidr6.span(),
+                    format!("bridge[{i}].cidr6"),
+                    format!(
+                        "VNet `{}` of a cluster is IPv4 only: each host would need its own IPv6 address on it",
+                        *bridge.name
+                    ),
+                )
+                .help = Some("remove `cidr6` and `host_address6`; a cluster's uplinks may still be dual stack".into());
+        }
     }
     let mut hosts = Vec::new();
     let mut public_addresses: BTreeMap<Ipv4Addr, (Span, &str)> = BTreeMap::new();

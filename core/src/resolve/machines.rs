@@ -10,7 +10,7 @@ use waddle_images::ByteSize;
 
 use super::network::check_in_network;
 use super::{names, versions, Checker};
-use crate::blueprint::{Blueprint, Located, SettingsRef, Span};
+use crate::blueprint::{Blueprint, BridgeRole, Located, SettingsRef, Span};
 use crate::diagnostics::rules;
 use crate::model::{self, CheckedString, GuestOs, TalosRole};
 
@@ -284,6 +284,9 @@ pub(super) fn vms(
                 Some("add one: `nics = [{ bridge = \"vmbr1\", address = \"10.0.0.5\" }]`".into());
         }
         let single = vm.nics.len() == 1;
+        let public_v6 = bridges
+            .iter()
+            .any(|b| b.role == BridgeRole::Public && b.v6.is_some());
         let mut nics = Vec::new();
         let mut default_routes: Vec<Span> = Vec::new();
         for (n, nic) in vm.nics.iter().enumerate() {
@@ -335,12 +338,32 @@ pub(super) fn vms(
                 .tag
                 .as_ref()
                 .and_then(|tag| vlan_tag(checker, blueprint, tag, &nic_path, bridge));
+            let address6 = super::network6::nic_address6(
+                checker,
+                nic.address6.as_ref(),
+                &format!("{nic_path}.address6"),
+                bridge,
+            );
+            // The IPv6 default route goes with the IPv4 one: the upstream
+            // router on the public bridge, the host on an internal bridge
+            // only where it NATs IPv6 out (`masquerade`).
+            let gateway6 = match (gateway, bridge.v6) {
+                (Some(_), Some(v6)) if address6.is_some() => match bridge.role {
+                    BridgeRole::Public => v6.gateway,
+                    BridgeRole::Internal => {
+                        (bridge.masquerade && public_v6).then_some(v6.host_address)
+                    }
+                },
+                _ => None,
+            };
             nics.push(model::Nic {
                 bridge: bridge.name.clone(),
                 mac: mac_address(*vm.id, nics.len()),
                 address: Ipv4Net::new(*nic.address, bridge.network.prefix_len())
                     .unwrap_or(bridge.network),
                 gateway,
+                address6,
+                gateway6,
                 tag,
             });
         }
@@ -588,6 +611,9 @@ pub(super) fn talos_nodes(
                     mac: mac_address(*node.id, 0),
                     address: nic.address,
                     gateway: Some(nic.gateway),
+                    // Talos nodes stay IPv4 only (the cluster network).
+                    address6: None,
+                    gateway6: None,
                     tag: None,
                 }],
             ))

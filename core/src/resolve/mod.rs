@@ -16,6 +16,7 @@ mod images;
 mod machines;
 mod names;
 mod network;
+mod network6;
 mod placement;
 mod platform;
 mod routes;
@@ -187,6 +188,7 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let talos = machines::talos(&mut checker, blueprint, &bridges);
     machines::check_control_planes(&mut checker, blueprint);
     network::check_addresses(&mut checker, blueprint, &bridges);
+    network6::check_addresses6(&mut checker, blueprint);
     network::check_vip_announcers(&mut checker, blueprint, &bridges);
     let teleport = teleport::teleport(&mut checker, blueprint, &project);
     let targets = targets::Targets::new(
@@ -197,8 +199,8 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
         &bridges,
         teleport.as_ref(),
     );
-    let edge = routes::edge(&mut checker, blueprint, &project, &targets);
-    let forwards = routes::forwards(&mut checker, blueprint, &targets);
+    let edge = routes::edge(&mut checker, blueprint, &project, &targets, &vms);
+    let forwards = routes::forwards(&mut checker, blueprint, &targets, &vms, &bridges);
     placement::check_forward_targets(&mut checker, blueprint);
     routes::check_public_hosts(&mut checker, blueprint, edge.as_ref(), teleport.as_ref());
     routes::check_kube_forward(&mut checker, blueprint, &forwards, teleport.as_ref());
@@ -216,7 +218,13 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let cilium = cilium::cilium(&mut checker, blueprint);
     let flux = cluster::flux(&mut checker, blueprint);
     let onepassword_connect = cluster::onepassword_connect(&mut checker, blueprint);
-    let platform = platform::platform(&mut checker, blueprint, &bridges, &vips, edge.as_ref());
+    let mut platform = platform::platform(&mut checker, blueprint, &bridges, &vips, edge.as_ref());
+    if let Some(platform) = &mut platform {
+        platform.public_address6 = bridges
+            .iter()
+            .find(|b| b.role == crate::blueprint::BridgeRole::Public)
+            .and_then(|public| model::edge_public_address6(edge.as_ref(), &forwards, public));
+    }
     let artifacts = artifacts::store(&mut checker, blueprint);
 
     if checker.diagnostics.has_errors() {

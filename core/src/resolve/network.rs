@@ -114,6 +114,7 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<(usiz
             diagnostic.label = "on the public bridge".into();
             diagnostic.help = Some("make the uplink VLAN-aware on the host if it needs to be, and remove `vlan_aware` here; tagged NICs go on an internal bridge".into());
         }
+        let v6 = super::network6::bridge_v6(checker, bridge, &path);
         let Ok(name) = name else { continue };
         indices.push(i);
         out.push(model::Bridge {
@@ -122,6 +123,7 @@ pub(super) fn bridges(checker: &mut Checker, blueprint: &Blueprint) -> Vec<(usiz
             network,
             host_address,
             gateway: bridge.gateway.as_ref().map(|g| **g),
+            v6,
             masquerade: bridge.masquerade,
             vlan_aware: vlan_aware.is_some_and(|flag| **flag),
         });

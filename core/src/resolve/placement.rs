@@ -276,6 +276,9 @@ pub(super) fn check_forward_targets(checker: &mut Checker, blueprint: &Blueprint
             ),
         );
         diagnostic.label = "not a VM".into();
-        diagnostic.help = Some("forward to a `[[vm]]` (e.g. the edge, which proxies to the VIP: an `[[edge.route]]`)".into());
+        diagnostic.help = Some(
+            "forward to a `[[vm]]` (e.g. the edge, which proxies to the VIP: an `[[edge.route]]`)"
+                .into(),
+        );
     }
 }

@@ -222,6 +222,8 @@ pub fn platform(
         gateway: gateway?,
         dns: dns?,
         public_address: public.host_address,
+        // Set by `resolve` once the forwards are known.
+        public_address6: None,
         versions,
     })
 }

@@ -3,10 +3,11 @@
 //! Teleport serves is routed to it.
 
 use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
 
 use super::targets::{edge_ports, Sender, Targets};
 use super::{check_dns_name, names, Checker};
-use crate::blueprint::{Blueprint, Located, Port, Protocol};
+use crate::blueprint::{Blueprint, BridgeRole, Forward, Located, Port, Protocol};
 use crate::diagnostics::rules;
 use crate::model::{self, SniHost};
 
@@ -18,8 +19,14 @@ pub(super) fn edge(
     blueprint: &Blueprint,
     project: &model::Project,
     targets: &Targets,
+    vms: &[model::Vm],
 ) -> Option<model::Edge> {
     let edge = blueprint.edge.as_ref()?;
+    let address6 = targets.internal_address(&edge.vm).and_then(|address| {
+        vms.iter()
+            .find(|vm| vm.name == *edge.vm)?
+            .address6_beside(address)
+    });
     if !blueprint.vms.iter().any(|vm| *vm.name == *edge.vm) {
         checker.error(
             &rules::UNDEFINED_TARGET,
@@ -101,7 +108,27 @@ pub(super) fn edge(
                 );
                 continue;
             }
-            Some(allow) => allow.iter().map(|net| net.value.trunc()).collect(),
+            Some(allow) => {
+                for (n, net) in allow.iter().enumerate() {
+                    if net.value.addr().is_ipv6() && address6.is_none() {
+                        checker
+                            .error(
+                                &rules::IPV6_SOURCE_WITHOUT_IPV6,
+                                net.span(),
+                                format!("edge.route[{i}].allow[{n}]"),
+                                format!(
+                                    "{} is an IPv6 network, but the edge `{}` has no IPv6 address",
+                                    net.value, *edge.vm
+                                ),
+                            )
+                            .help = Some(format!(
+                            "give `{}`'s NIC an `address6`, or remove the entry",
+                            *edge.vm
+                        ));
+                    }
+                }
+                allow.iter().map(|net| net.value.trunc()).collect()
+            }
             None => Vec::new(),
         };
         let route = model::SniRoute {
@@ -126,6 +153,7 @@ pub(super) fn edge(
         .and_then(|http| targets.endpoint(checker, &http.to, "edge.http.to", Sender::HttpRoute));
     Some(model::Edge {
         vm: edge.vm.to_string(),
+        address6,
         https_port: *https_port,
         http_port: *http_port,
         routes: exact,
@@ -192,7 +220,12 @@ pub(super) fn forwards(
     checker: &mut Checker,
     blueprint: &Blueprint,
     targets: &Targets,
+    vms: &[model::Vm],
+    bridges: &[model::Bridge],
 ) -> Vec<model::PortForward> {
+    let public_v6 = bridges
+        .iter()
+        .any(|b| b.role == BridgeRole::Public && b.v6.is_some());
     let mut seen: BTreeMap<(Protocol, u16), &Located<Port>> = BTreeMap::new();
     let mut out = Vec::new();
     for (i, forward) in blueprint.forwards.iter().enumerate() {
@@ -234,13 +267,67 @@ pub(super) fn forwards(
         ) else {
             continue;
         };
+        let to6 = forward6(checker, forward, &path, &to, vms, public_v6);
         out.push(model::PortForward {
             protocol: forward.protocol,
             port: *forward.port,
             to,
+            to6,
         });
     }
     out
+}
+
+/// A forward's IPv6 target, when it is dual stack: by default whenever
+/// the public bridge has IPv6, unless it says `ipv6 = false` (E0142).
+fn forward6(
+    checker: &mut Checker,
+    forward: &Forward,
+    path: &str,
+    to: &model::Endpoint,
+    vms: &[model::Vm],
+    public_v6: bool,
+) -> Option<Ipv6Addr> {
+    let asked = forward.ipv6.as_ref();
+    if !asked.map_or(public_v6, |flag| **flag) {
+        return None;
+    }
+    if !public_v6 {
+        let flag = asked?;
+        checker
+            .error(
+                &rules::FORWARD_WITHOUT_IPV6,
+                flag.span(),
+                format!("{path}.ipv6"),
+                "`ipv6 = true`, but the public bridge has no `cidr6`",
+            )
+            .help = Some(
+            "give the public bridge `cidr6`, `host_address6` and `gateway6`, or remove `ipv6`"
+                .into(),
+        );
+        return None;
+    }
+    let address6 = vms
+        .iter()
+        .find(|vm| vm.name == to.name)
+        .and_then(|vm| vm.address6_beside(to.address));
+    if address6.is_none() {
+        let diagnostic = checker.error(
+            &rules::FORWARD_WITHOUT_IPV6,
+            forward.to.span(),
+            format!("{path}.to"),
+            format!(
+                "the public bridge has IPv6, but `{}` ({}) has no IPv6 address to forward port {} to",
+                to.name, to.address, *forward.port
+            ),
+        );
+        diagnostic.label = "IPv4 only".into();
+        diagnostic.help = Some(format!(
+            "give `{}`'s NIC an `address6` in its bridge's `cidr6`, or set `ipv6 = false` on the forward",
+            to.name
+        ));
+    }
+    address6
 }
 
 /// Teleport's own name and its app names only work if the edge sends them to

@@ -72,6 +72,11 @@ pub(super) struct Targets {
 }
 
 impl Targets {
+    /// The internal address of the VM or VIP `name`, if it has one.
+    pub(super) fn internal_address(&self, name: &str) -> Option<Ipv4Addr> {
+        self.by_name.get(name)?.internal_address
+    }
+
     /// Also checks each `[[vm]]`'s `services` (E0127, E0150).
     pub(super) fn new(
         checker: &mut Checker,

@@ -302,7 +302,8 @@ fn release_with_crds(mut release: Value) -> Value {
 /// Every name the edge routes that the Gateway's routes do not publish
 /// (External DNS's gateway sources publish the names routes attach under a
 /// wildcard the Gateway serves): Teleport's `teleport.`, `proxmox.`, its
-/// apps' wildcard… Each an A record at the host's public address, which
+/// apps' wildcard… Each an A record at the host's public address (and an
+/// AAAA record at its IPv6 one when the edge is reachable over IPv6), which
 /// External DNS keeps (its CRD source), so none is made by hand.
 pub fn external_dns_records(model: &Model, platform: &Platform) -> Component {
     let hosts: Vec<String> = model
@@ -317,12 +318,20 @@ pub fn external_dns_records(model: &Model, platform: &Platform) -> Component {
         .collect();
     let endpoints: Vec<Value> = hosts
         .iter()
-        .map(|host| {
-            json!({
+        .flat_map(|host| {
+            let aaaa = platform.public_address6.map(|address6| {
+                json!({
+                    "dnsName": host,
+                    "recordType": "AAAA",
+                    "targets": [address6.to_string()],
+                })
+            });
+            std::iter::once(json!({
                 "dnsName": host,
                 "recordType": "A",
                 "targets": [platform.public_address.to_string()],
-            })
+            }))
+            .chain(aaaa)
         })
         .collect();
     Component::new(
@@ -676,10 +685,15 @@ pub fn cilium_gateway(platform: &Platform) -> Component {
     let gateway = &platform.gateway;
     let mut metadata = Metadata::namespaced(GATEWAY_NS, &gateway.name);
     // External DNS would publish the VIP (private); the world reaches the
-    // Gateway through the host's public address and the edge.
+    // Gateway through the host's public address and the edge. The
+    // annotation takes a comma-separated list, an IPv6 address published
+    // as AAAA (External DNS's annotations reference).
+    let targets: Vec<String> = std::iter::once(platform.public_address.to_string())
+        .chain(platform.public_address6.map(|a| a.to_string()))
+        .collect();
     metadata.annotations.insert(
         "external-dns.alpha.kubernetes.io/target".into(),
-        platform.public_address.to_string(),
+        targets.join(","),
     );
     let all = json!({"namespaces": {"from": "All"}});
     let mut listeners = Vec::new();

@@ -387,4 +387,103 @@ mod tests {
             ]
         );
     }
+
+    /// The bundled blueprint with IPv6 added: the public bridge's /64, a
+    /// ULA prefix inside, the edge's and Teleport's VMs on it, so every
+    /// forward is dual stack; `forward_443` replaces the HTTPS forward's
+    /// `to` line.
+    fn dual_stack_model(forward_443: &str) -> Model {
+        let text = include_str!("../../../../blueprints/waddle.toml")
+            .replacen("to = \"haproxy:443\"\n", forward_443, 1)
+            .replacen(
+                "gateway = \"203.0.113.1\"\n",
+                "gateway = \"203.0.113.1\"\ncidr6 = \"2001:db8:10::/64\"\nhost_address6 = \"2001:db8:10::10\"\ngateway6 = \"fe80::1\"\n",
+                1,
+            )
+            .replacen(
+                "host_address = \"10.10.0.1\"\n",
+                "host_address = \"10.10.0.1\"\ncidr6 = \"fd10:1010:1010::/64\"\nhost_address6 = \"fd10:1010:1010::1\"\n",
+                1,
+            )
+            .replacen("address = \"10.10.0.3\" }", "address = \"10.10.0.3\", address6 = \"fd10:1010:1010::3\" }", 1)
+            .replacen("address = \"10.10.0.2\" }", "address = \"10.10.0.2\", address6 = \"fd10:1010:1010::2\" }", 1);
+        let source = SourceFile {
+            name: "waddle.toml".into(),
+            text,
+        };
+        let today = Date {
+            year: 2000,
+            month: 1,
+            day: 1,
+        };
+        crate::check(&source, today)
+            .expect("the dual-stack blueprint")
+            .model
+    }
+
+    /// With the edge reachable over IPv6, every name the platform
+    /// publishes gets an AAAA record beside its A record, and the
+    /// Gateway's target annotation names both addresses.
+    #[test]
+    fn a_dual_stack_edge_publishes_aaaa_records_beside_the_a_records() {
+        let model = dual_stack_model("to = \"haproxy:443\"\n");
+        let platform = model.platform.as_ref().expect("a platform");
+        assert_eq!(
+            platform.public_address6,
+            Some("2001:db8:10::10".parse().unwrap())
+        );
+        let records = infrastructure::external_dns_records(&model, platform);
+        let endpoints = &records.files[0].1[0]["spec"]["endpoints"];
+        let pairs: Vec<(String, String, String)> = endpoints
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["dnsName"].as_str().unwrap().to_string(),
+                    e["recordType"].as_str().unwrap().to_string(),
+                    e["targets"][0].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        for name in [
+            "teleport.waddle.social",
+            "proxmox.waddle.social",
+            "*.teleport.waddle.social",
+        ] {
+            for (kind, target) in [("A", "203.0.113.10"), ("AAAA", "2001:db8:10::10")] {
+                assert!(
+                    pairs.contains(&(name.into(), kind.into(), target.into())),
+                    "{name} {kind} {target} in {pairs:?}"
+                );
+            }
+        }
+        let gateway = infrastructure::cilium_gateway(platform);
+        let annotation = &gateway
+            .files
+            .iter()
+            .flat_map(|(_, objects)| objects)
+            .find(|o| o["kind"] == "Gateway")
+            .unwrap()["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/target"];
+        assert_eq!(annotation, "203.0.113.10,2001:db8:10::10");
+    }
+
+    /// A forward that keeps the edge's HTTPS port IPv4 only publishes no
+    /// AAAA record: it would send IPv6 clients nowhere.
+    #[test]
+    fn no_aaaa_record_without_an_ipv6_path_to_the_edge() {
+        let model = dual_stack_model("to = \"haproxy:443\"\nipv6 = false\n");
+        let platform = model.platform.as_ref().expect("a platform");
+        assert_eq!(platform.public_address6, None);
+        let records = infrastructure::external_dns_records(&model, platform);
+        let endpoints = records.files[0].1[0]["spec"]["endpoints"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(!endpoints.is_empty());
+        assert!(
+            endpoints.iter().all(|e| e["recordType"] == "A"),
+            "{endpoints:?}"
+        );
+    }
 }
