@@ -468,8 +468,9 @@ fn flux_keeps_the_bootstrap_objects_current() {
     assert_eq!(repository["spec"]["url"], "https://helm.cilium.io/");
 }
 
-/// Every name the edge routes has an A record at the host's public address,
-/// kept by External DNS: the Gateway's wildcards through its routes (the
+/// Every name the edge routes has an A record at the host's public address
+/// (and an AAAA one at its IPv6 address when the edge is dual stack, as in
+/// `lab.toml`), kept by External DNS: the Gateway's wildcards through its routes (the
 /// gateway sources), every other name through one DNSEndpoint (the CRD
 /// source, enabled, with the chart's CRD installed and upgraded).
 #[test]
@@ -497,11 +498,16 @@ fn external_dns_publishes_every_edge_name_the_gateway_does_not() {
         };
         assert_eq!(record["kind"], "DNSEndpoint");
         let endpoints = record["spec"]["endpoints"].as_array().unwrap();
+        // With IPv6 at the edge, each name's AAAA record follows its A.
+        let address6 = model.edge_address6();
+        let per_name = 1 + usize::from(address6.is_some());
         let names: Vec<&str> = endpoints
             .iter()
+            .step_by(per_name)
             .map(|e| e["dnsName"].as_str().unwrap())
             .collect();
         assert_eq!(names, expected, "{}", blueprint.display());
+        assert_eq!(endpoints.len(), expected.len() * per_name);
         if blueprint == valid_blueprints()[0] {
             assert_eq!(
                 names,
@@ -512,12 +518,18 @@ fn external_dns_publishes_every_edge_name_the_gateway_does_not() {
                 ]
             );
         }
-        for endpoint in endpoints {
+        for pair in endpoints.chunks(per_name) {
+            let endpoint = &pair[0];
             assert_eq!(endpoint["recordType"], "A");
             assert_eq!(
                 endpoint["targets"],
                 serde_json::json!([platform.public_address.to_string()])
             );
+            if let (Some(address6), [a, aaaa]) = (address6, pair) {
+                assert_eq!(aaaa["dnsName"], a["dnsName"]);
+                assert_eq!(aaaa["recordType"], "AAAA");
+                assert_eq!(aaaa["targets"], serde_json::json!([address6.to_string()]));
+            }
         }
         // The gateway's wildcards are left to the routes under them.
         for (host, _) in &platform.gateway.https {
