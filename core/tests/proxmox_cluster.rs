@@ -12,55 +12,21 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
+mod common;
+
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 
-use waddlec_core::blueprint::{Date, SourceFile};
+use common::{checked, findings};
+use waddlec_core::blueprint::SourceFile;
 use waddlec_core::diagnostics::{report, Diagnostic};
-use waddlec_core::model::Model;
-use waddlec_core::{check, CompileError};
-
-const TODAY: Date = Date {
-    year: 2026,
-    month: 12,
-    day: 6,
-};
 
 fn example() -> SourceFile {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    SourceFile {
-        name: "blueprints/examples/three-hosts.toml".into(),
-        text: std::fs::read_to_string(root.join("blueprints/examples/three-hosts.toml")).unwrap(),
-    }
+    common::example("three-hosts.toml")
 }
 
 /// The example with `from` replaced by `to` (exactly once).
 fn edited(from: &str, to: &str) -> SourceFile {
-    let mut source = example();
-    assert_eq!(source.text.matches(from).count(), 1, "`{from}` is unique");
-    source.text = source.text.replacen(from, to, 1);
-    source
-}
-
-fn checked(source: &SourceFile) -> (Model, Vec<Diagnostic>) {
-    match check(source, TODAY) {
-        Ok(checked) => (checked.model, checked.warnings.sorted()),
-        Err(CompileError::Invalid(diagnostics)) => {
-            panic!(
-                "{}",
-                report::render_text(source, &diagnostics.sorted(), false)
-            )
-        }
-        Err(other) => panic!("{other}"),
-    }
-}
-
-fn findings(source: &SourceFile) -> Vec<Diagnostic> {
-    match check(source, TODAY) {
-        Err(CompileError::Invalid(diagnostics)) => diagnostics.sorted(),
-        Err(other) => panic!("{other}"),
-        Ok(_) => panic!("{} compiled", source.name),
-    }
+    common::edited(example(), from, to)
 }
 
 /// The one finding of `source`, which must be under `code` and point at

@@ -8,55 +8,29 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
+mod common;
+
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 
-use waddlec_core::blueprint::{Date, SourceFile};
-use waddlec_core::diagnostics::{report, Diagnostic};
+use waddlec_core::blueprint::SourceFile;
+use waddlec_core::diagnostics::Diagnostic;
 use waddlec_core::model::{Model, Protocol, SniHost};
-use waddlec_core::{check, CompileError};
-
-const TODAY: Date = Date {
-    year: 2000,
-    month: 1,
-    day: 1,
-};
 
 fn example() -> SourceFile {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    SourceFile {
-        name: "blueprints/examples/services.toml".into(),
-        text: std::fs::read_to_string(root.join("blueprints/examples/services.toml")).unwrap(),
-    }
+    common::example("services.toml")
 }
 
 /// The example with `from` replaced by `to` (exactly once).
 fn edited(from: &str, to: &str) -> SourceFile {
-    let mut source = example();
-    assert_eq!(source.text.matches(from).count(), 1, "`{from}` is unique");
-    source.text = source.text.replace(from, to);
-    source
+    common::edited(example(), from, to)
 }
 
 fn model(source: &SourceFile) -> Model {
-    match check(source, TODAY) {
-        Ok(checked) => checked.model,
-        Err(CompileError::Invalid(diagnostics)) => {
-            panic!(
-                "{}",
-                report::render_text(source, &diagnostics.sorted(), false)
-            )
-        }
-        Err(other) => panic!("{other}"),
-    }
+    common::checked(source).0
 }
 
 fn findings(source: &SourceFile) -> Vec<Diagnostic> {
-    match check(source, TODAY) {
-        Err(CompileError::Invalid(diagnostics)) => diagnostics.sorted(),
-        Err(other) => panic!("{other}"),
-        Ok(_) => panic!("{} compiled", source.name),
-    }
+    common::findings(source)
 }
 
 const WIREGUARD_FORWARD: &str = "port = 51820\nprotocol = \"udp\"\nto = \"wireguard:51820\"";
