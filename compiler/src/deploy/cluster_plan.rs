@@ -419,29 +419,203 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::deploy::observed::Observed;
+    use crate::plan::vm::VmConfig;
 
-    fn vm(config: &[(&str, &str)]) -> HostVm {
-        HostVm {
-            vmid: 100,
-            name: "edge".into(),
-            config: config
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            ..HostVm::default()
+    /// The cluster example's model: edge on pve1, the Talos nodes spread.
+    fn model() -> Model {
+        let source = crate::blueprint::SourceFile {
+            name: "three-hosts.toml".into(),
+            text: include_str!("../../../blueprints/examples/three-hosts.toml").into(),
+        };
+        let today = crate::blueprint::Date {
+            year: 2026,
+            month: 1,
+            day: 1,
+        };
+        let document = crate::blueprint::parse(&source).unwrap();
+        crate::resolve::resolve(&document, today).unwrap().0
+    }
+
+    fn sdn() -> SdnObjects {
+        serde_json::from_value(serde_json::json!({
+            "zone": {"zone": "trio", "type": "vxlan"}, "vnets": [], "subnets": []
+        }))
+        .unwrap()
+    }
+
+    /// The edge, wanted on `node`.
+    fn edge_on(node: &str) -> Desired {
+        Desired {
+            bridges: Vec::new(),
+            uploads: Vec::new(),
+            vms: vec![VmConfig {
+                vmid: 3000,
+                name: "edge".into(),
+                params: vec![("name".into(), "edge".into())],
+                disk: "6G".into(),
+                node: node.into(),
+                image_volume: "local:import/debian-edge.qcow2".into(),
+                seed_volume: "local:import/edge-seed-0123456789ab.raw".into(),
+                debian: true,
+                agent: true,
+            }],
+            talos: BTreeMap::new(),
         }
+    }
+
+    /// Three online nodes with `local-zfs` on `with_disks`, the edge
+    /// running on pve1 with its disks there.
+    fn cluster(with_disks: &[&str]) -> ClusterObserved {
+        let mut observed = ClusterObserved::default();
+        for node in ["pve1", "pve2", "pve3"] {
+            observed.members.insert(node.into(), true);
+            observed.nodes.insert(node.into(), Observed::default());
+            let storages = if with_disks.contains(&node) {
+                vec!["local".to_string(), "local-zfs".to_string()]
+            } else {
+                vec!["local".to_string()]
+            };
+            observed.disk_storages.insert(node.into(), storages);
+        }
+        let edge = HostVm {
+            vmid: 3000,
+            name: "edge".into(),
+            running: true,
+            config: [
+                ("scsi0", "local-zfs:vm-3000-disk-0,size=6G"),
+                ("name", "edge"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            pending: BTreeMap::new(),
+        };
+        observed
+            .nodes
+            .get_mut("pve1")
+            .unwrap()
+            .vms
+            .insert(3000, edge);
+        observed.placed.insert(3000, "pve1".into());
+        // The SDN is as wanted.
+        observed.sdn.zones = vec![sdn().zone];
+        observed
+    }
+
+    /// As a cluster deploy runs: `--skip-host`, the uplinks unseen here.
+    fn skip_host<'a>() -> Options<'a> {
+        Options {
+            skip_host: true,
+            ..Options::default()
+        }
+    }
+
+    fn steps_on<'a>(plan: &'a ClusterPlan, node: &str) -> &'a [Step] {
+        &plan.nodes.iter().find(|n| n.node == node).unwrap().steps
+    }
+
+    fn names_vm(step: &Step, id: u32) -> bool {
+        serde_json::to_value(step).unwrap()["vmid"] == id
+    }
+
+    #[test]
+    fn a_vm_wanted_on_another_node_migrates_with_its_local_disks_and_continues_there() {
+        let plan = plan_cluster(
+            &model(),
+            &edge_on("pve2"),
+            &sdn(),
+            &cluster(&["pve1", "pve2", "pve3"]),
+            &skip_host(),
+        );
+        assert_eq!(
+            plan.placement,
+            [PlacementStep::Migrate {
+                vmid: 3000,
+                name: "edge".into(),
+                from: "pve1".into(),
+                to: "pve2".into(),
+                online: true,
+                target_storage: Some("local-zfs".into()),
+            }]
+        );
+        assert!(!steps_on(&plan, "pve1").iter().any(|s| names_vm(s, 3000)));
+        let on_pve2: Vec<&Step> = steps_on(&plan, "pve2")
+            .iter()
+            .filter(|s| names_vm(s, 3000))
+            .collect();
+        assert!(!on_pve2.is_empty(), "{plan:#?}");
+        assert!(
+            !on_pve2.iter().any(|s| matches!(s, Step::Create { .. })),
+            "{on_pve2:?}"
+        );
+    }
+
+    #[test]
+    fn a_vm_that_cannot_migrate_is_replaced_only_when_allowed() {
+        let observed = cluster(&["pve1", "pve3"]);
+        let held = plan_cluster(&model(), &edge_on("pve2"), &sdn(), &observed, &skip_host());
+        let PlacementStep::Relocate {
+            allowed, reason, ..
+        } = &held.placement[0]
+        else {
+            panic!("{:?}", held.placement)
+        };
+        assert!(!allowed);
+        assert!(reason.contains("pve2 has no storage local-zfs"), "{reason}");
+        assert_eq!(held.held_back(), 1);
+        assert!(!held.changes_anything());
+        for node in ["pve1", "pve2"] {
+            assert!(
+                !steps_on(&held, node).iter().any(|s| names_vm(s, 3000)),
+                "{node}"
+            );
+        }
+        let names = ["edge".to_string()];
+        let options = Options {
+            allow_replace: &names,
+            ..skip_host()
+        };
+        let replaced = plan_cluster(&model(), &edge_on("pve2"), &sdn(), &observed, &options);
+        assert!(matches!(
+            replaced.placement[0],
+            PlacementStep::Relocate { allowed: true, .. }
+        ));
+        assert!(steps_on(&replaced, "pve2")
+            .iter()
+            .any(|s| matches!(s, Step::Create { vmid: 3000, .. })));
+    }
+
+    #[test]
+    fn an_offline_node_with_blueprint_vms_is_a_conflict_and_gets_no_plan() {
+        let mut observed = cluster(&["pve1", "pve2", "pve3"]);
+        observed.members.insert("pve1".into(), false);
+        observed.nodes.remove("pve1");
+        let plan = plan_cluster(&model(), &edge_on("pve1"), &sdn(), &observed, &skip_host());
+        assert_eq!(plan.conflicts(), 1);
+        assert_eq!(
+            plan.placement[0].line(),
+            "CONFLICT node pve1: is offline, and the blueprint places VM edge on it: nothing is changed anywhere until it is back (or the blueprint places them on another host)"
+        );
+        assert!(plan.nodes.iter().all(|n| n.node != "pve1"));
     }
 
     #[test]
     fn a_vms_disk_storages_leave_out_cdroms_and_other_keys() {
-        let found = disk_storages(&vm(&[
-            ("scsi0", "local-zfs:vm-100-disk-0,discard=on,size=6G"),
-            ("scsi1", "local-zfs:vm-100-disk-1,size=1M"),
-            ("efidisk0", "nas:vm-100-disk-2,efitype=4m"),
-            ("ide2", "local:iso/x.iso,media=cdrom"),
-            ("net0", "virtio=BC:24:11:00:00:01,bridge=vnet1"),
-            ("scsihw", "virtio-scsi-single"),
-        ]));
+        let found = disk_storages(&HostVm {
+            config: [
+                ("scsi0", "local-zfs:vm-100-disk-0,discard=on,size=6G"),
+                ("scsi1", "local-zfs:vm-100-disk-1,size=1M"),
+                ("efidisk0", "nas:vm-100-disk-2,efitype=4m"),
+                ("ide2", "local:iso/x.iso,media=cdrom"),
+                ("net0", "virtio=BC:24:11:00:00:01,bridge=vnet1"),
+                ("scsihw", "virtio-scsi-single"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..HostVm::default()
+        });
         assert_eq!(
             found.into_iter().collect::<Vec<_>>(),
             ["local-zfs".to_string(), "nas".to_string()]
