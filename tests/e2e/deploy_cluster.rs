@@ -313,6 +313,13 @@ fn a_node_that_runs_vms_of_the_blueprint_and_is_offline_stops_the_deploy_before_
         plan.contains("CONFLICT node pve3: is offline, and the blueprint places VM"),
         "{plan}"
     );
+    // The same plan as JSON: the conflict under `placement`, by node.
+    let json = lab.deploy(&["--format", "json"]);
+    assert_eq!(json.status.code(), Some(6), "{}", text(&json.stderr));
+    let plan: Value = serde_json::from_str(&text(&json.stdout)).unwrap();
+    assert_eq!(plan["placement"][0]["action"], "conflict", "{plan:#}");
+    assert_eq!(plan["placement"][0]["node"], "pve3", "{plan:#}");
+    assert_eq!(plan["sdn"][0]["action"], "create", "{plan:#}");
     assert_eq!(lab.sim.changes_since(0), Vec::<String>::new());
     lab.assert_no_violations();
 }
