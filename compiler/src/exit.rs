@@ -209,7 +209,7 @@ impl Code for DeployError {
     fn exit_code(&self) -> u8 {
         match self {
             DeployError::Desired(err) => err.exit_code(),
-            DeployError::UnknownVm { .. } => USAGE,
+            DeployError::UnknownVm { .. } | DeployError::ClusterHostSetup => USAGE,
             DeployError::NoFingerprint => INVALID,
             DeployError::FingerprintDisagrees { .. } => CONFLICT,
             DeployError::Token(_) | DeployError::TalosSecrets(_) => SECRETS,
@@ -452,6 +452,7 @@ mod tests {
             (Box::new(Outcome::DryRun { held_back: 1 }), CONFLICT),
             (Box::new(Outcome::Declined), USAGE),
             (Box::new(DeployError::NoFingerprint), INVALID),
+            (Box::new(DeployError::ClusterHostSetup), USAGE),
             (
                 Box::new(DeployError::Apply(ApplyError::NotDesired { vmid: 9 })),
                 INTERNAL,

@@ -18,6 +18,7 @@ mod cluster_manifests;
 mod csi_gate;
 mod debian_images;
 mod deploy;
+mod deploy_cluster;
 mod deploy_etcd;
 mod deploy_kubernetes;
 mod deploy_rollout;

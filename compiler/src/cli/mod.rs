@@ -354,15 +354,15 @@ fn compile_blueprint(
 }
 
 /// Refuses a `[cluster]` blueprint for a command that acts on one host
-/// (`deploy`, `status`, `host init`, `cluster bootstrap`, `preflight`):
-/// such a blueprint builds, but nothing puts it on a cluster yet.
+/// (`status`, `host init`, `cluster bootstrap`, `preflight`): such a
+/// blueprint builds and deploys, but these do not know a cluster yet.
 fn one_host(command: &str, model: &crate::model::Model) -> Result<(), u8> {
     if model.proxmox.single_host().is_some() {
         return Ok(());
     }
     eprintln!(
         "error: `waddlec {command}` acts on one `[host]`, and this blueprint describes a `[cluster]` of {} hosts\n  \
-         = help: `waddlec build` compiles it (each host's files under `hosts/NODE/`, the SDN objects and the placement under `hosts/`); deploying to a cluster is not built yet",
+         = help: `waddlec build` compiles it (each host's files under `hosts/NODE/`, the SDN objects and the placement under `hosts/`); `waddlec deploy --skip-host --skip-preflight` deploys it through the API; `{command}` is not built for a cluster yet",
         model.proxmox.hosts.len()
     );
     Err(exit::INVALID)
@@ -372,12 +372,7 @@ fn one_host(command: &str, model: &crate::model::Model) -> Result<(), u8> {
 /// made the deployable tree (secrets read, upstream inputs from the pinned
 /// cache): what `deploy` and `status` compare the host with. Prints why not
 /// and returns the exit code.
-fn compile_deployable(
-    command: &str,
-    path: &Path,
-    format: Format,
-    color: bool,
-) -> Result<crate::Compiled, u8> {
+fn compile_deployable(path: &Path, format: Format, color: bool) -> Result<crate::Compiled, u8> {
     let source = read_source(path)?;
     let dir = blueprint_dir(path);
     let cache = crate::net::fetch::Cache::new(crate::net::fetch::Cache::default_dir());
@@ -393,7 +388,6 @@ fn compile_deployable(
         crate::UpstreamSource::Fetch(&mut upstream),
     )
     .map_err(|err| compile_failed(&source, err, format, color))
-    .and_then(|compiled| one_host(command, &compiled.model).map(|()| compiled))
 }
 
 /// Prints diagnostics in the chosen format (text on stderr, JSON on stdout).

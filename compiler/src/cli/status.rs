@@ -114,7 +114,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn run(args: &StatusArgs, color: bool) -> u8 {
     let dir = blueprint_dir(&args.blueprint);
-    let compiled = match compile_deployable("status", &args.blueprint, args.format, color) {
+    let compiled = match compile_deployable(&args.blueprint, args.format, color)
+        .and_then(|compiled| super::one_host("status", &compiled.model).map(|()| compiled))
+    {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };

@@ -490,7 +490,11 @@ fn remove_import(host: &Host<'_>, file: &str, timeouts: Timeouts) -> Result<(), 
 }
 
 /// Waits for the task an API call returned, if it returned one.
-fn wait(host: &Host<'_>, answer: serde_json::Value, timeout: Duration) -> Result<(), PveError> {
+pub(super) fn wait(
+    host: &Host<'_>,
+    answer: serde_json::Value,
+    timeout: Duration,
+) -> Result<(), PveError> {
     match answer.as_str() {
         Some(upid) if upid.starts_with("UPID:") => host.pve.wait_task(host.node, upid, timeout),
         _ => Ok(()),
@@ -752,7 +756,7 @@ fn refresh_seed(host: &Host<'_>, vm: &VmConfig, timeouts: Timeouts) -> Result<()
 
 /// Stops (hard: the VM is about to be destroyed) and destroys a VM with its
 /// disks.
-fn destroy(host: &Host<'_>, vmid: u32, timeouts: Timeouts) -> Result<(), PveError> {
+pub(super) fn destroy(host: &Host<'_>, vmid: u32, timeouts: Timeouts) -> Result<(), PveError> {
     let path = qemu_path(host, vmid);
     let status = host.pve.get(&format!("{path}/status/current"), &[])?;
     if status["status"] == "running" {

@@ -49,6 +49,21 @@ pub struct DesiredBridge {
     pub vlan_aware: bool,
 }
 
+impl DesiredBridge {
+    /// A bridge as a host of the model has it.
+    pub fn of(bridge: &crate::model::Bridge) -> DesiredBridge {
+        DesiredBridge {
+            name: bridge.name.to_string(),
+            public: bridge.role == crate::model::BridgeRole::Public,
+            cidr: format!("{}/{}", bridge.host_address, bridge.network.prefix_len()),
+            cidr6: bridge
+                .v6
+                .map(|v6| format!("{}/{}", v6.host_address, v6.network.prefix_len())),
+            vlan_aware: bridge.vlan_aware,
+        }
+    }
+}
+
 /// Everything the host should have.
 #[derive(Clone, Debug)]
 pub struct Desired {
@@ -59,6 +74,43 @@ pub struct Desired {
     /// The Talos nodes' in-place targets, by VMID: what an existing node
     /// is upgraded to or sent instead of being replaced.
     pub talos: BTreeMap<u32, TalosTarget>,
+}
+
+impl Desired {
+    /// The part of a cluster's desired state on `node`: its VMs, the files
+    /// they are created from, their Talos targets, and `bridges` (a
+    /// cluster node's uplink only: its internal networks are SDN VNets).
+    pub fn on_node(&self, node: &str, bridges: Vec<DesiredBridge>) -> Desired {
+        let vms: Vec<VmConfig> = self
+            .vms
+            .iter()
+            .filter(|vm| vm.node == node)
+            .cloned()
+            .collect();
+        let files: Vec<String> = vms
+            .iter()
+            .flat_map(|vm| {
+                let (image, seed) = super::plan::files_of(vm);
+                [image, seed]
+            })
+            .collect();
+        Desired {
+            bridges,
+            uploads: self
+                .uploads
+                .iter()
+                .filter(|upload| files.contains(&upload.file))
+                .cloned()
+                .collect(),
+            talos: self
+                .talos
+                .iter()
+                .filter(|(vmid, _)| vms.iter().any(|vm| vm.vmid == **vmid))
+                .map(|(vmid, target)| (*vmid, target.clone()))
+                .collect(),
+            vms,
+        }
+    }
 }
 
 /// What a Talos node should run: the factory installer of its schematic and
@@ -162,15 +214,7 @@ pub fn desired(compiled: &Compiled, tree: &Path) -> Result<Desired, DesiredError
         .host()
         .bridges
         .iter()
-        .map(|bridge| DesiredBridge {
-            name: bridge.name.to_string(),
-            public: bridge.role == crate::model::BridgeRole::Public,
-            cidr: format!("{}/{}", bridge.host_address, bridge.network.prefix_len()),
-            cidr6: bridge
-                .v6
-                .map(|v6| format!("{}/{}", v6.host_address, v6.network.prefix_len())),
-            vlan_aware: bridge.vlan_aware,
-        })
+        .map(DesiredBridge::of)
         .collect();
     let mut talos = BTreeMap::new();
     let rollout = compiled.model.rollout_order();

@@ -4,9 +4,15 @@
 //! (`host_setup --check`), show the `plan`, refuse a firewall change that
 //! would lock the operator out (`guard`), then under the host's deploy
 //! `lock` run the host setup and `apply` the plan. Every run re-reads the
-//! host, so a deploy killed at any point and run again converges.
+//! host, so a deploy killed at any point and run again converges. A
+//! `[cluster]` goes through `cluster` instead: its SDN (`sdn`), where its
+//! VMs live (`cluster_observed`, `cluster_plan`: migrations), and each
+//! node's plan as above.
 
 pub mod apply;
+pub mod cluster;
+pub mod cluster_observed;
+pub mod cluster_plan;
 pub mod desired;
 pub mod etcd;
 pub mod guard;
@@ -15,5 +21,6 @@ pub mod lock;
 pub mod observed;
 pub mod plan;
 pub mod rollout;
+pub mod sdn;
 pub mod talos;
 pub mod workflow;

@@ -80,6 +80,8 @@ pub trait Ui {
     /// The plan: the API steps, the host setup's changes and the
     /// firewall's EMERGENCY lines (kept, or to be closed).
     fn show(&self, plan: &Plan, host: &host_setup::Report);
+    /// A cluster's plan: the SDN, where VMs go, each node's steps.
+    fn show_cluster(&self, plan: &super::cluster_plan::ClusterPlan);
     /// Whether to apply the plan just shown.
     fn confirm(&self) -> bool;
     /// One step done (`host …`, `create vm …`).
@@ -145,11 +147,13 @@ pub enum DeployError {
     TalosReach(#[from] TalosReachError),
     #[error("{0}; nothing was changed")]
     Store(#[from] StoreError),
+    #[error("deploy sets up the hosts of a [cluster] only through the API so far: each host's own setup over SSH (its `hosts/NODE/` files: network script, firewall, sysctl) is not built yet. Install those on each host yourself, then run `waddlec deploy --skip-host`; nothing was changed")]
+    ClusterHostSetup,
 }
 
 /// The blueprint's artifact store, if it has one, with the tree's images
 /// it holds whole marked in `desired`: the host pulls those itself.
-fn open_store(
+pub(super) fn open_store(
     compiled: &Compiled,
     blueprint_dir: &Path,
     desired: &mut Desired,
@@ -168,28 +172,34 @@ fn open_store(
     Ok(Some(store))
 }
 
-/// Deploys `request.compiled` onto its host: see the module doc.
-pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
-    let compiled = request.compiled;
-    let mut desired = desired(compiled, request.tree)?;
-    let store = open_store(compiled, request.blueprint_dir, &mut desired)?;
+/// The operator's `--allow-replace` and `--allow-restart` names, each a
+/// VM of the blueprint.
+pub(super) fn check_names(request: &Request<'_>) -> Result<(), DeployError> {
     for (flag, names) in [
         ("--allow-replace", request.allow_replace),
         ("--allow-restart", request.allow_restart),
     ] {
-        if let Some(unknown) = names.iter().find(|name| compiled.model.vm(name).is_none()) {
+        if let Some(unknown) = names
+            .iter()
+            .find(|name| request.compiled.model.vm(name).is_none())
+        {
             return Err(DeployError::UnknownVm {
                 flag,
                 name: unknown.clone(),
             });
         }
     }
-    let options = Options {
-        allow_replace: request.allow_replace,
-        allow_restart: request.allow_restart,
-        skip_host: request.skip_host,
-    };
-    let host = &compiled.model.host();
+    Ok(())
+}
+
+/// The API client: the blueprint's API (or `--api`) with its token, the
+/// certificate pinned by the first host's `api_fingerprint` or the
+/// fingerprint `host init` recorded (which must agree when both exist).
+/// For a cluster, whose every node answers for all, that is the first
+/// host's pin.
+pub(super) fn connect(request: &Request<'_>) -> Result<Pve, DeployError> {
+    let compiled = request.compiled;
+    let host = compiled.model.host();
     let fingerprint = match (
         host.api_fingerprint.as_deref(),
         request.recorded_fingerprint,
@@ -210,7 +220,26 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     )
     .map_err(DeployError::Token)?;
     let url = request.api.unwrap_or(&compiled.model.proxmox.api_url);
-    let pve = Pve::new(url, fingerprint, &token).map_err(DeployError::Client)?;
+    Pve::new(url, fingerprint, &token).map_err(DeployError::Client)
+}
+
+/// Deploys `request.compiled` onto its host: see the module doc. A
+/// `[cluster]` is deployed by `cluster::run`.
+pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
+    if request.compiled.model.proxmox.single_host().is_none() {
+        return super::cluster::run(request, ui);
+    }
+    let compiled = request.compiled;
+    let mut desired = desired(compiled, request.tree)?;
+    let store = open_store(compiled, request.blueprint_dir, &mut desired)?;
+    check_names(request)?;
+    let options = Options {
+        allow_replace: request.allow_replace,
+        allow_restart: request.allow_restart,
+        skip_host: request.skip_host,
+    };
+    let host = &compiled.model.host();
+    let pve = connect(request)?;
     let read_host = || -> Result<(Plan, Observed), PveError> {
         let observed = observe(&pve, &host.node, &host.file_storage)?;
         Ok((plan(&desired, &observed, &options), observed))

@@ -859,10 +859,11 @@ impl TalosCluster {
 }
 
 impl Model {
-    /// The host the actors that know one host act on (deploy, status,
-    /// host init, cluster bootstrap, preflight): the lone `[host]`. Their
-    /// commands refuse a `[cluster]` blueprint before acting, so for them
-    /// it is the only host.
+    /// The host the actors that know one host act on (status, host init,
+    /// cluster bootstrap, preflight, and deploy of a lone host): the lone
+    /// `[host]`. Their commands refuse a `[cluster]` blueprint before
+    /// acting, so for them it is the only host; a cluster's deploy reads
+    /// only its API pin here (the first host's).
     pub fn host(&self) -> &Host {
         &self.proxmox.hosts[0]
     }

@@ -36,12 +36,23 @@ impl PveSim {
     /// Started in `dir` (so its `pvesh.sock` path is known before it
     /// starts) with more arguments (e.g. boot mode's).
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
+        Self::start_nodes_in(dir, &[NODE], args)
+    }
+
+    /// A cluster of `nodes` (the first answers the API) with more
+    /// arguments (`--storage …`, `--bridge NODE/…`).
+    pub fn start_cluster(nodes: &[&str], args: &[&str]) -> Self {
+        Self::start_nodes_in(tempfile::tempdir().unwrap(), nodes, args)
+    }
+
+    fn start_nodes_in(dir: tempfile::TempDir, nodes: &[&str], args: &[&str]) -> Self {
         let log = fs::File::create(dir.path().join("sim.log")).unwrap();
         let child = Command::new("/usr/bin/python3")
             .arg(repo_root().join("tests/pve-sim/pve_sim.py"))
             .arg("--dir")
             .arg(dir.path())
-            .args(["--node", NODE, "--token", TOKEN])
+            .args(nodes.iter().flat_map(|node| ["--node", node]))
+            .args(["--token", TOKEN])
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -1,0 +1,624 @@
+//! The plan for a `[cluster]`, pure like `plan`: the SDN steps first, then
+//! where VMs must go (a VM found on another node than the blueprint's is
+//! migrated when the target node has the storage for its disks, else
+//! replaced there only with `--allow-replace`), then each online node's
+//! own plan — `plan::plan` on that node's share of the desired state (its
+//! VMs, the files they are made from, its uplink; the internal networks
+//! are VNets, never Linux bridges here) against what the node has, a
+//! migrated VM counted as already there. A node that runs VMs of the
+//! blueprint and is offline is a conflict, as is a VM on an offline node.
+//! On a storage in `shared_storages` a file is uploaded once, by the first
+//! node whose plan needs it.
+//!
+//! What a cluster deploy does not do yet is refused rather than half done:
+//! a Talos node changed in place or replaced needs its live cluster, which
+//! deploy reaches through one host's SSH (a conflict naming the node).
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::cluster_observed::ClusterObserved;
+use super::desired::{Desired, DesiredBridge};
+use super::observed::HostVm;
+use super::plan::{plan, Options, Plan, Step};
+use super::sdn::{self, SdnObjects, SdnStep};
+use crate::model::Model;
+
+/// Where a VM goes, or why it cannot be placed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum PlacementStep {
+    /// `POST /nodes/{from}/qemu/{vmid}/migrate`: the VM, its disks and,
+    /// when it runs, its memory move to `to`; the rest of its plan is on
+    /// `to`.
+    Migrate {
+        vmid: u32,
+        name: String,
+        from: String,
+        to: String,
+        /// It runs: a live migration (`online=1`).
+        online: bool,
+        /// Its disks are on a node's own storage: copied to this storage
+        /// of `to` (`with-local-disks=1`, `targetstorage`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target_storage: Option<String>,
+    },
+    /// It cannot migrate (`reason`): destroyed on `from` and created on
+    /// `to` by that node's plan, with `--allow-replace`; held back
+    /// otherwise.
+    Relocate {
+        vmid: u32,
+        name: String,
+        from: String,
+        to: String,
+        reason: String,
+        allowed: bool,
+    },
+    /// Cannot proceed on `node` (stops the deploy before any change).
+    Conflict { node: String, reason: String },
+}
+
+impl PlacementStep {
+    pub fn line(&self) -> String {
+        match self {
+            PlacementStep::Migrate {
+                vmid,
+                name,
+                from,
+                to,
+                online,
+                target_storage,
+            } => {
+                let how = if *online { "live" } else { "offline" };
+                let disks = target_storage
+                    .as_ref()
+                    .map(|storage| format!(", its local disks copied to {to}'s {storage}"))
+                    .unwrap_or_default();
+                format!("migrate  VM {vmid} {name} {from} → {to} ({how}{disks})")
+            }
+            PlacementStep::Relocate {
+                vmid,
+                name,
+                from,
+                to,
+                reason,
+                allowed,
+            } => {
+                if *allowed {
+                    format!("replace  VM {vmid} {name} {from} → {to}: {reason}; destroyed on {from} (its disks are lost), created on {to}")
+                } else {
+                    format!("replace  VM {vmid} {name} {from} → {to}: {reason} — needs --allow-replace {name}, not done")
+                }
+            }
+            PlacementStep::Conflict { node, reason } => format!("CONFLICT node {node}: {reason}"),
+        }
+    }
+}
+
+/// One node's share of the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodePlan {
+    pub node: String,
+    #[serde(skip)]
+    pub file_storage: String,
+    pub steps: Vec<Step>,
+}
+
+/// The whole cluster's plan, in the order it is carried out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ClusterPlan {
+    pub sdn: Vec<SdnStep>,
+    pub placement: Vec<PlacementStep>,
+    pub nodes: Vec<NodePlan>,
+}
+
+impl ClusterPlan {
+    /// The node plans as `Plan`s.
+    fn plans(&self) -> impl Iterator<Item = Plan> + '_ {
+        self.nodes.iter().map(|node| Plan {
+            steps: node.steps.clone(),
+        })
+    }
+
+    /// True if applying would change the cluster.
+    pub fn changes_anything(&self) -> bool {
+        self.sdn
+            .iter()
+            .any(|step| matches!(step, SdnStep::Create { .. } | SdnStep::Apply))
+            || self.placement.iter().any(|step| {
+                matches!(
+                    step,
+                    PlacementStep::Migrate { .. } | PlacementStep::Relocate { allowed: true, .. }
+                )
+            })
+            || self.plans().any(|plan| plan.changes_anything())
+    }
+
+    /// How many conflicts stop the deploy before any change.
+    pub fn conflicts(&self) -> usize {
+        self.sdn
+            .iter()
+            .filter(|step| matches!(step, SdnStep::Conflict { .. }))
+            .count()
+            + self
+                .placement
+                .iter()
+                .filter(|step| matches!(step, PlacementStep::Conflict { .. }))
+                .count()
+            + self
+                .plans()
+                .map(|plan| plan.conflicts().len())
+                .sum::<usize>()
+    }
+
+    /// Steps left undone on purpose.
+    pub fn held_back(&self) -> usize {
+        self.placement
+            .iter()
+            .filter(|step| matches!(step, PlacementStep::Relocate { allowed: false, .. }))
+            .count()
+            + self.plans().map(|plan| plan.held_back()).sum::<usize>()
+    }
+
+    /// One line per step, for people: each node's under its name.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.sdn.iter().map(SdnStep::line).collect();
+        lines.extend(self.placement.iter().map(PlacementStep::line));
+        for node in &self.nodes {
+            lines.push(format!("node     {}", node.node));
+            lines.extend(
+                Plan {
+                    steps: node.steps.clone(),
+                }
+                .lines()
+                .into_iter()
+                .map(|line| format!("  {line}")),
+            );
+        }
+        lines
+    }
+}
+
+/// The steps that take the cluster `observed` to `desired` (the whole
+/// blueprint's) and `sdn`, as far as `options` allow.
+pub fn plan_cluster(
+    model: &Model,
+    desired: &Desired,
+    sdn: &SdnObjects,
+    observed: &ClusterObserved,
+    options: &Options<'_>,
+) -> ClusterPlan {
+    let mut placement = Vec::new();
+    let mut nodes = observed.nodes.clone();
+    // VMs held on their old node: not created on the new one.
+    let mut held: Vec<u32> = Vec::new();
+    for host in &model.proxmox.hosts {
+        let names: Vec<&str> = desired
+            .vms
+            .iter()
+            .filter(|vm| vm.node == host.node)
+            .map(|vm| vm.name.as_str())
+            .collect();
+        if !names.is_empty() && !observed.nodes.contains_key(&host.node) {
+            let state = match observed.members.get(&host.node) {
+                Some(_) => "is offline",
+                None => "is not a member of the cluster",
+            };
+            placement.push(PlacementStep::Conflict {
+                node: host.node.clone(),
+                reason: format!(
+                    "{state}, and the blueprint places VM {} on it: nothing is changed anywhere until it is back (or the blueprint places them on another host)",
+                    names.join(", ")
+                ),
+            });
+        }
+    }
+    for vm in &desired.vms {
+        let Some(to) = nodes.get(&vm.node) else {
+            continue;
+        };
+        if to.vms.contains_key(&vm.vmid) {
+            continue;
+        }
+        let Some(from) = observed
+            .placed
+            .get(&vm.vmid)
+            .filter(|from| **from != vm.node)
+        else {
+            continue;
+        };
+        let Some(found) = nodes
+            .get(from)
+            .and_then(|node| node.vms.get(&vm.vmid))
+            .cloned()
+        else {
+            placement.push(PlacementStep::Conflict {
+                node: from.clone(),
+                reason: format!(
+                    "VM {} {} is on {from}, which is offline; the blueprint places it on {}: it moves once {from} is back",
+                    vm.vmid, vm.name, vm.node
+                ),
+            });
+            held.push(vm.vmid);
+            continue;
+        };
+        if found.name != vm.name {
+            placement.push(PlacementStep::Conflict {
+                node: from.clone(),
+                reason: format!(
+                    "VMID {} is taken on {from} by `{}`, not the blueprint's `{}`; remove or renumber it",
+                    vm.vmid, found.name, vm.name
+                ),
+            });
+            held.push(vm.vmid);
+            continue;
+        }
+        if let Some(node) = nodes.get_mut(from) {
+            node.vms.remove(&vm.vmid);
+        }
+        match migration(model, &found, from, &vm.node, observed) {
+            Ok(target_storage) => {
+                placement.push(PlacementStep::Migrate {
+                    vmid: vm.vmid,
+                    name: vm.name.clone(),
+                    from: from.clone(),
+                    to: vm.node.clone(),
+                    online: found.running,
+                    target_storage,
+                });
+                if let Some(node) = nodes.get_mut(&vm.node) {
+                    node.vms.insert(vm.vmid, found);
+                }
+            }
+            Err(reason) => {
+                let allowed = options.allow_replace.contains(&vm.name);
+                if !allowed {
+                    held.push(vm.vmid);
+                }
+                placement.push(PlacementStep::Relocate {
+                    vmid: vm.vmid,
+                    name: vm.name.clone(),
+                    from: from.clone(),
+                    to: vm.node.clone(),
+                    reason,
+                    allowed,
+                });
+            }
+        }
+    }
+    let mut uploaded: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut node_plans = Vec::new();
+    for host in &model.proxmox.hosts {
+        let Some(node_observed) = nodes.get(&host.node) else {
+            continue;
+        };
+        let mut share = desired.on_node(&host.node, vec![DesiredBridge::of(&host.bridges.public)]);
+        share.vms.retain(|vm| !held.contains(&vm.vmid));
+        let mut steps = plan(&share, node_observed, options).steps;
+        let shared = model.proxmox.is_shared(&host.file_storage);
+        steps.retain(|step| match step {
+            Step::Upload { file, .. } | Step::Pull { file, .. } if shared => {
+                uploaded.insert((host.file_storage.to_string(), file.clone()))
+            }
+            _ => true,
+        });
+        let live: Vec<Step> = steps
+            .iter()
+            .filter_map(|step| needs_live_talos(step, &share))
+            .collect();
+        steps.extend(live);
+        node_plans.push(NodePlan {
+            node: host.node.clone(),
+            file_storage: host.file_storage.to_string(),
+            steps,
+        });
+    }
+    ClusterPlan {
+        sdn: sdn::steps(sdn, &observed.sdn),
+        placement,
+        nodes: node_plans,
+    }
+}
+
+/// Whether `vm` may migrate from `from` to `to`: `Ok` with the target
+/// storage for its disks when they are on a node's own storage, or why
+/// not.
+fn migration(
+    model: &Model,
+    vm: &HostVm,
+    from: &str,
+    to: &str,
+    observed: &ClusterObserved,
+) -> Result<Option<String>, String> {
+    let Some(target) = model.proxmox.host(to) else {
+        return Err(format!("{to} is not a host of the blueprint"));
+    };
+    let has = observed.disk_storages.get(to).cloned().unwrap_or_default();
+    let storages = disk_storages(vm);
+    let mut local = false;
+    for storage in &storages {
+        let shared = model
+            .proxmox
+            .shared_storages
+            .iter()
+            .any(|s| **s == *storage);
+        if shared {
+            if !has.contains(storage) {
+                return Err(format!(
+                    "{to} does not have the shared storage {storage} its disks are on"
+                ));
+            }
+        } else {
+            local = true;
+        }
+    }
+    if !local {
+        return Ok(None);
+    }
+    let wanted = target.disk_storage.to_string();
+    if has.contains(&wanted) {
+        Ok(Some(wanted))
+    } else {
+        Err(format!(
+            "its disks are on {from}'s own storage and {to} has no storage {wanted} for VM disks to copy them to"
+        ))
+    }
+}
+
+/// The storages a VM's disks are on (`scsi0: local-zfs:vm-100-disk-0,…`),
+/// CD-ROMs and empty drives left out.
+fn disk_storages(vm: &HostVm) -> BTreeSet<String> {
+    const DRIVES: &[&str] = &[
+        "scsi", "virtio", "sata", "ide", "efidisk", "tpmstate", "unused",
+    ];
+    vm.config
+        .iter()
+        .filter(|(key, _)| {
+            DRIVES.iter().any(|prefix| {
+                key.strip_prefix(prefix)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+        })
+        .filter(|(_, value)| !value.contains("media=cdrom"))
+        .filter_map(|(_, value)| {
+            let volume = value.split(',').next()?;
+            let (storage, _) = volume.split_once(':')?;
+            Some(storage.to_string())
+        })
+        .collect()
+}
+
+/// A conflict for a step that needs the live Talos cluster, which a
+/// cluster deploy does not open yet.
+fn needs_live_talos(step: &Step, share: &Desired) -> Option<Step> {
+    let vmid = match step {
+        Step::ApplyConfig { vmid, .. }
+        | Step::KubernetesControlPlane { vmid, .. }
+        | Step::Upgrade { vmid, .. } => *vmid,
+        Step::Replace {
+            vmid,
+            allowed: true,
+            ..
+        }
+        | Step::Restart {
+            vmid,
+            allowed: true,
+            ..
+        } if share.talos.contains_key(vmid) => *vmid,
+        _ => return None,
+    };
+    Some(Step::Conflict {
+        vmid,
+        reason: "changing a Talos node in place, replacing or restarting one needs the live Talos cluster, which deploy reaches through one host's SSH: not built for a [cluster] yet; nothing was changed".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::deploy::observed::Observed;
+    use crate::plan::vm::VmConfig;
+
+    /// The cluster example's model: edge on pve1, the Talos nodes spread.
+    fn model() -> Model {
+        let source = crate::blueprint::SourceFile {
+            name: "three-hosts.toml".into(),
+            text: include_str!("../../../blueprints/examples/three-hosts.toml").into(),
+        };
+        let today = crate::blueprint::Date {
+            year: 2026,
+            month: 1,
+            day: 1,
+        };
+        let document = crate::blueprint::parse(&source).unwrap();
+        crate::resolve::resolve(&document, today).unwrap().0
+    }
+
+    fn sdn() -> SdnObjects {
+        serde_json::from_value(serde_json::json!({
+            "zone": {"zone": "trio", "type": "vxlan"}, "vnets": [], "subnets": []
+        }))
+        .unwrap()
+    }
+
+    /// The edge, wanted on `node`.
+    fn edge_on(node: &str) -> Desired {
+        Desired {
+            bridges: Vec::new(),
+            uploads: Vec::new(),
+            vms: vec![VmConfig {
+                vmid: 3000,
+                name: "edge".into(),
+                params: vec![("name".into(), "edge".into())],
+                disk: "6G".into(),
+                node: node.into(),
+                image_volume: "local:import/debian-edge.qcow2".into(),
+                seed_volume: "local:import/edge-seed-0123456789ab.raw".into(),
+                debian: true,
+                agent: true,
+            }],
+            talos: BTreeMap::new(),
+        }
+    }
+
+    /// Three online nodes with `local-zfs` on `with_disks`, the edge
+    /// running on pve1 with its disks there.
+    fn cluster(with_disks: &[&str]) -> ClusterObserved {
+        let mut observed = ClusterObserved::default();
+        for node in ["pve1", "pve2", "pve3"] {
+            observed.members.insert(node.into(), true);
+            observed.nodes.insert(node.into(), Observed::default());
+            let storages = if with_disks.contains(&node) {
+                vec!["local".to_string(), "local-zfs".to_string()]
+            } else {
+                vec!["local".to_string()]
+            };
+            observed.disk_storages.insert(node.into(), storages);
+        }
+        let edge = HostVm {
+            vmid: 3000,
+            name: "edge".into(),
+            running: true,
+            config: [
+                ("scsi0", "local-zfs:vm-3000-disk-0,size=6G"),
+                ("name", "edge"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            pending: BTreeMap::new(),
+        };
+        observed
+            .nodes
+            .get_mut("pve1")
+            .unwrap()
+            .vms
+            .insert(3000, edge);
+        observed.placed.insert(3000, "pve1".into());
+        // The SDN is as wanted.
+        observed.sdn.zones = vec![sdn().zone];
+        observed
+    }
+
+    /// As a cluster deploy runs: `--skip-host`, the uplinks unseen here.
+    fn skip_host<'a>() -> Options<'a> {
+        Options {
+            skip_host: true,
+            ..Options::default()
+        }
+    }
+
+    fn steps_on<'a>(plan: &'a ClusterPlan, node: &str) -> &'a [Step] {
+        &plan.nodes.iter().find(|n| n.node == node).unwrap().steps
+    }
+
+    fn names_vm(step: &Step, id: u32) -> bool {
+        serde_json::to_value(step).unwrap()["vmid"] == id
+    }
+
+    #[test]
+    fn a_vm_wanted_on_another_node_migrates_with_its_local_disks_and_continues_there() {
+        let plan = plan_cluster(
+            &model(),
+            &edge_on("pve2"),
+            &sdn(),
+            &cluster(&["pve1", "pve2", "pve3"]),
+            &skip_host(),
+        );
+        assert_eq!(
+            plan.placement,
+            [PlacementStep::Migrate {
+                vmid: 3000,
+                name: "edge".into(),
+                from: "pve1".into(),
+                to: "pve2".into(),
+                online: true,
+                target_storage: Some("local-zfs".into()),
+            }]
+        );
+        assert!(!steps_on(&plan, "pve1").iter().any(|s| names_vm(s, 3000)));
+        let on_pve2: Vec<&Step> = steps_on(&plan, "pve2")
+            .iter()
+            .filter(|s| names_vm(s, 3000))
+            .collect();
+        assert!(!on_pve2.is_empty(), "{plan:#?}");
+        assert!(
+            !on_pve2.iter().any(|s| matches!(s, Step::Create { .. })),
+            "{on_pve2:?}"
+        );
+    }
+
+    #[test]
+    fn a_vm_that_cannot_migrate_is_replaced_only_when_allowed() {
+        let observed = cluster(&["pve1", "pve3"]);
+        let held = plan_cluster(&model(), &edge_on("pve2"), &sdn(), &observed, &skip_host());
+        let PlacementStep::Relocate {
+            allowed, reason, ..
+        } = &held.placement[0]
+        else {
+            panic!("{:?}", held.placement)
+        };
+        assert!(!allowed);
+        assert!(reason.contains("pve2 has no storage local-zfs"), "{reason}");
+        assert_eq!(held.held_back(), 1);
+        assert!(!held.changes_anything());
+        for node in ["pve1", "pve2"] {
+            assert!(
+                !steps_on(&held, node).iter().any(|s| names_vm(s, 3000)),
+                "{node}"
+            );
+        }
+        let names = ["edge".to_string()];
+        let options = Options {
+            allow_replace: &names,
+            ..skip_host()
+        };
+        let replaced = plan_cluster(&model(), &edge_on("pve2"), &sdn(), &observed, &options);
+        assert!(matches!(
+            replaced.placement[0],
+            PlacementStep::Relocate { allowed: true, .. }
+        ));
+        assert!(steps_on(&replaced, "pve2")
+            .iter()
+            .any(|s| matches!(s, Step::Create { vmid: 3000, .. })));
+    }
+
+    #[test]
+    fn an_offline_node_with_blueprint_vms_is_a_conflict_and_gets_no_plan() {
+        let mut observed = cluster(&["pve1", "pve2", "pve3"]);
+        observed.members.insert("pve1".into(), false);
+        observed.nodes.remove("pve1");
+        let plan = plan_cluster(&model(), &edge_on("pve1"), &sdn(), &observed, &skip_host());
+        assert_eq!(plan.conflicts(), 1);
+        assert_eq!(
+            plan.placement[0].line(),
+            "CONFLICT node pve1: is offline, and the blueprint places VM edge on it: nothing is changed anywhere until it is back (or the blueprint places them on another host)"
+        );
+        assert!(plan.nodes.iter().all(|n| n.node != "pve1"));
+    }
+
+    #[test]
+    fn a_vms_disk_storages_leave_out_cdroms_and_other_keys() {
+        let found = disk_storages(&HostVm {
+            config: [
+                ("scsi0", "local-zfs:vm-100-disk-0,discard=on,size=6G"),
+                ("scsi1", "local-zfs:vm-100-disk-1,size=1M"),
+                ("efidisk0", "nas:vm-100-disk-2,efitype=4m"),
+                ("ide2", "local:iso/x.iso,media=cdrom"),
+                ("net0", "virtio=BC:24:11:00:00:01,bridge=vnet1"),
+                ("scsihw", "virtio-scsi-single"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..HostVm::default()
+        });
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            ["local-zfs".to_string(), "nas".to_string()]
+        );
+    }
+}
