@@ -26,8 +26,9 @@ pub enum Outcome {
 }
 
 /// One check: the layer it belongs to (`host`, `vms`, `talos`…), what it
-/// checks, what it found, and the blueprint line it comes from when there
-/// is one (`blueprints/waddle.toml:12:1`).
+/// checks, what it found, the blueprint line it comes from when there is
+/// one (`blueprints/waddle.toml:12:1`), and the Proxmox node it was made
+/// on when that matters (a VM's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     pub layer: String,
@@ -36,6 +37,8 @@ pub struct Check {
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Check {
@@ -87,12 +90,19 @@ impl Check {
         self
     }
 
+    /// Names the Proxmox node the check was made on.
+    pub fn on_node(mut self, node: impl Into<String>) -> Check {
+        self.node = Some(node.into());
+        self
+    }
+
     fn new(layer: &str, name: impl Into<String>, outcome: Outcome) -> Check {
         Check {
             layer: layer.to_owned(),
             name: name.into(),
             outcome,
             source: None,
+            node: None,
         }
     }
 
@@ -136,7 +146,7 @@ impl Report {
     }
 
     /// The text form: one line per check (`ok`, `FAILED`, `UNREACHABLE`,
-    /// then layer and name), what was seen after a pass, why and the fix
+    /// then layer and name, and `[node]` when it names one), what was seen after a pass, why and the fix
     /// indented under the others, and a closing count.
     pub fn render_text(&self, color: bool) -> String {
         let paint = |code: &str, text: &str| {
@@ -165,8 +175,12 @@ impl Report {
                     (paint("33;1", "UNREACHABLE"), explained(why, fix, check))
                 }
             };
+            let node = check
+                .node
+                .as_ref()
+                .map_or(String::new(), |node| format!(" [{node}]"));
             out.push_str(&format!(
-                "{mark} {layer:<width$}  {name}{body}\n",
+                "{mark} {layer:<width$}  {name}{node}{body}\n",
                 layer = check.layer,
                 name = check.name,
             ));
@@ -245,5 +259,18 @@ mod tests {
                 "why": "refused", "fix": "bootstrap the cluster"
             }]})
         );
+    }
+
+    #[test]
+    fn a_check_made_on_a_node_names_it_in_text_and_json() {
+        let on = report(vec![
+            Check::pass("vms", "VM 100 edge running", "").on_node("pve2")
+        ]);
+        assert_eq!(
+            on.render_text(false),
+            "ok          vms  VM 100 edge running [pve2]\n1 of 1 checks passed\n"
+        );
+        let value = serde_json::to_value(on).expect("serializes");
+        assert_eq!(value["checks"][0]["node"], "pve2");
     }
 }
