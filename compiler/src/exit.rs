@@ -283,6 +283,8 @@ impl Code for StatusError {
     fn exit_code(&self) -> u8 {
         match self {
             StatusError::Token(err) | StatusError::TalosSecrets(err) => err.exit_code(),
+            // The build made it: a bug, not the operator's doing.
+            StatusError::SdnObjects(_) => INTERNAL,
         }
     }
 }

@@ -114,9 +114,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn run(args: &StatusArgs, color: bool) -> u8 {
     let dir = blueprint_dir(&args.blueprint);
-    let compiled = match compile_deployable(&args.blueprint, args.format, color)
-        .and_then(|compiled| super::one_host("status", &compiled.model).map(|()| compiled))
-    {
+    let compiled = match compile_deployable(&args.blueprint, args.format, color) {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };

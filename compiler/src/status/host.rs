@@ -1,9 +1,10 @@
 //! The host layer: the Proxmox API answering with the pinned certificate
-//! (and the host read through it, which the VMs layer uses), the
-//! blueprint's bridges active with their addresses, and over ssh (one
-//! read-only command: `iptables-save` and `cat`) the forwards' `WDLC-*`
-//! chains loaded as the build wrote them and hooked into the built-in
-//! chains, and the Proxmox firewall's `cluster.fw` and `host.fw` as built.
+//! (and the platform read through it, which the VMs layer uses: the one
+//! host, or a cluster through `cluster`), the blueprint's bridges active
+//! with their addresses, and over ssh (one read-only command:
+//! `iptables-save` and `cat`) the forwards' `WDLC-*` chains loaded as the
+//! build wrote them and hooked into the built-in chains, and the Proxmox
+//! firewall's `cluster.fw` and `host.fw` as built.
 //!
 //! Whether pve-firewall itself runs (`pve-firewall status`) is not checked.
 
@@ -11,29 +12,73 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::checks::Check;
+use crate::deploy::cluster_observed::observe_cluster;
 use crate::deploy::host_setup::Ssh;
 use crate::deploy::observed::{observe, Observed};
-use crate::model::Model;
+use crate::deploy::sdn::{SdnObjects, SdnObserved};
+use crate::model::{Bridge, Model};
 use crate::net::pve::{Pve, PveError};
 use crate::net::ssh::{self, Failure};
 use crate::secrets::Secret;
 use crate::Compiled;
 
-const LAYER: &str = "host";
+pub(super) const LAYER: &str = "host";
 /// The rendered forwards, in the tree.
 const RULES: &str = "host/network/host-network.rules";
 
-/// The API, answering, and what it said about the host.
+/// The API, answering, and what it said about the platform.
 pub struct Reached {
     pub pve: Pve,
-    /// The Proxmox node the VMs are on.
-    pub node: String,
-    pub observed: Observed,
+    /// Every node the API knows, online or not (a lone host: itself).
+    pub members: BTreeMap<String, bool>,
+    /// VMID → the node it lives on, for every VM the API lists.
+    pub placed: BTreeMap<u32, String>,
+    /// What each online node of the blueprint has.
+    pub nodes: BTreeMap<String, Observed>,
+    /// A cluster's SDN objects, as it has them.
+    pub sdn: Option<SdnObserved>,
 }
 
-/// The API check, and the host read through it if it answered.
+/// What the API said, before it is joined to the client that asked.
+struct Seen {
+    members: BTreeMap<String, bool>,
+    placed: BTreeMap<u32, String>,
+    nodes: BTreeMap<String, Observed>,
+    sdn: Option<SdnObserved>,
+}
+
+/// Reads a cluster (`sdn`: the build's SDN objects) as `deploy` does, or
+/// the one host: itself online, with every VM it has.
+fn read_platform(pve: &Pve, model: &Model, sdn: Option<&SdnObjects>) -> Result<Seen, PveError> {
+    if let Some(objects) = sdn {
+        let cluster = observe_cluster(pve, model, objects)?;
+        return Ok(Seen {
+            members: cluster.members,
+            placed: cluster.placed,
+            nodes: cluster.nodes,
+            sdn: Some(cluster.sdn),
+        });
+    }
+    let host = model.host();
+    let observed = observe(pve, &host.node, &host.file_storage)?;
+    Ok(Seen {
+        members: BTreeMap::from([(host.node.clone(), true)]),
+        placed: observed
+            .vms
+            .keys()
+            .map(|vmid| (*vmid, host.node.clone()))
+            .collect(),
+        nodes: BTreeMap::from([(host.node.clone(), observed)]),
+        sdn: None,
+    })
+}
+
+/// The API check, and the platform read through it if it answered: a
+/// cluster (`sdn`: the build's SDN objects) through `/cluster/…` and each
+/// online node, as `deploy` reads it.
 pub fn reach_api(
     model: &Model,
+    sdn: Option<&SdnObjects>,
     url: &str,
     recorded: Option<&str>,
     token: &Secret,
@@ -77,12 +122,11 @@ pub fn reach_api(
             )
         }
     };
-    let read = pve.get("/version", &[]).and_then(|version| {
-        let observed = observe(&pve, &model.host().node, &model.host().file_storage)?;
-        Ok((version, observed))
-    });
+    let read = pve
+        .get("/version", &[])
+        .and_then(|version| Ok((version, read_platform(&pve, model, sdn)?)));
     match read {
-        Ok((version, observed)) => (
+        Ok((version, seen)) => (
             Check::pass(
                 LAYER,
                 name,
@@ -93,8 +137,10 @@ pub fn reach_api(
             ),
             Some(Reached {
                 pve,
-                node: model.host().node.clone(),
-                observed,
+                members: seen.members,
+                placed: seen.placed,
+                nodes: seen.nodes,
+                sdn: seen.sdn,
             }),
         ),
         Err(e) => (api_problem(name, &e), None),
@@ -138,10 +184,15 @@ fn api_problem(name: String, error: &PveError) -> Check {
 pub fn bridges(model: &Model, observed: &Observed) -> Vec<Check> {
     std::iter::once(&model.host().bridges.public)
         .chain(&model.host().bridges.internal)
-        .map(|bridge| {
-            let name = format!("bridge {}", bridge.name);
-            let cidr = format!("{}/{}", bridge.host_address, bridge.network.prefix_len());
-            match observed.network.ifaces.get(bridge.name.as_str()) {
+        .map(|bridge| bridge_check(format!("bridge {}", bridge.name), bridge, observed))
+        .collect()
+}
+
+/// One bridge on the node `observed` read: present, active, with the
+/// node's address.
+pub(super) fn bridge_check(name: String, bridge: &Bridge, observed: &Observed) -> Check {
+    let cidr = format!("{}/{}", bridge.host_address, bridge.network.prefix_len());
+    match observed.network.ifaces.get(bridge.name.as_str()) {
                 None => Check::failed(
                     LAYER,
                     name,
@@ -162,8 +213,6 @@ pub fn bridges(model: &Model, observed: &Observed) -> Vec<Check> {
                 ),
                 Some(_) => Check::pass(LAYER, name, format!("active, {cidr}")),
             }
-        })
-        .collect()
 }
 
 /// The checks that read the host over ssh.

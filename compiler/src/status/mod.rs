@@ -6,10 +6,14 @@
 //!
 //! 1. `host` — the Proxmox API with the pinned certificate, the bridges,
 //!    and over ssh the forwards' `WDLC-*` chains (loaded as built, hooked)
-//!    and the Proxmox firewall's files as built;
-//! 2. `vms` — each VM running, its guest agent answering, booted from the
-//!    image and seed of the current build (its description's record);
-//! 3. `edge` — from this machine, through the public address: each SNI
+//!    and the Proxmox firewall's files as built; for a `[cluster]`
+//!    (`cluster`) each node online, its uplink, and the SDN as built and
+//!    applied, the ssh part reported as not checked;
+//! 2. `vms` — each VM on its blueprint node, running, its guest agent
+//!    answering, booted from the image and seed of the current build (its
+//!    description's record);
+//! 3. `edge` — from this machine, through the public address of the host
+//!    that runs the edge VM: each SNI
 //!    route answered with a certificate for its name, an unknown name
 //!    refused, each TCP forward accepting;
 //! 4. `teleport` — `/webapi/ping` through the edge, the version as pinned;
@@ -27,6 +31,7 @@
 //! edge, the cluster behind the tunnel). Every network call is bounded by
 //! `Request::call_timeout`, so a run never hangs.
 
+mod cluster;
 mod edge;
 mod host;
 pub mod kubernetes;
@@ -115,6 +120,8 @@ pub enum StatusError {
     Token(SecretError),
     #[error("the Talos secrets, to reach the cluster: {0}")]
     TalosSecrets(SecretError),
+    #[error("the cluster's SDN objects of the build: {0}")]
+    SdnObjects(String),
 }
 
 /// Checks `request.layers` in order; `progress` hears each layer begin.
@@ -123,7 +130,12 @@ pub fn run(request: &Request<'_>, progress: &dyn Fn(Layer)) -> Result<Report, St
     let wants = |layer| request.layers.contains(&layer);
     let mut report = Report::default();
 
-    // The host's API serves both the host and the VMs layer.
+    // The API serves both the host and the VMs layer; a cluster is read
+    // with its SDN objects.
+    let sdn = match &model.proxmox.sdn {
+        Some(_) => Some(cluster::sdn_objects(request.compiled).map_err(StatusError::SdnObjects)?),
+        None => None,
+    };
     let api = if wants(Layer::Host) || wants(Layer::Vms) {
         let token = secrets::read(
             "host.api_token",
@@ -134,6 +146,7 @@ pub fn run(request: &Request<'_>, progress: &dyn Fn(Layer)) -> Result<Report, St
         let url = request.api.unwrap_or(&model.proxmox.api_url);
         Some(host::reach_api(
             model,
+            sdn.as_ref(),
             url,
             request.recorded_fingerprint,
             &token,
@@ -145,23 +158,43 @@ pub fn run(request: &Request<'_>, progress: &dyn Fn(Layer)) -> Result<Report, St
     if let Some((check, reached)) = api.as_ref().filter(|_| wants(Layer::Host)) {
         progress(Layer::Host);
         report.push(check.clone());
-        if let Some(reached) = reached {
-            report.extend(host::bridges(model, &reached.observed));
+        match (&sdn, reached) {
+            (Some(objects), Some(reached)) => {
+                report.extend(cluster::nodes(model, reached));
+                report.extend(cluster::uplinks(model, reached));
+                report.extend(cluster::sdn(objects, reached));
+            }
+            (None, Some(reached)) => {
+                if let Some(observed) = reached.nodes.get(&model.host().node) {
+                    report.extend(host::bridges(model, observed));
+                }
+            }
+            (_, None) => {}
         }
-        report.extend(host::over_ssh(
-            request.compiled,
-            &request.ssh,
-            request.call_timeout,
-        ));
+        if sdn.is_some() {
+            report.extend(cluster::not_over_ssh(model));
+        } else {
+            report.extend(host::over_ssh(
+                request.compiled,
+                &request.ssh,
+                request.call_timeout,
+            ));
+        }
     }
     if let Some((check, reached)) = api.as_ref().filter(|_| wants(Layer::Vms)) {
         progress(Layer::Vms);
         report.extend(vms::check(request.compiled, reached.as_ref(), check));
     }
 
+    // The edge VM's host holds the public address the internet reaches.
+    let edge_host = model
+        .edge
+        .as_ref()
+        .and_then(|edge| model.vm(&edge.vm))
+        .map_or(model.host(), |vm| model.host_of(vm));
     let public = request
         .public_address
-        .unwrap_or(IpAddr::V4(model.host().bridges.public.host_address));
+        .unwrap_or(IpAddr::V4(edge_host.bridges.public.host_address));
     let mut edge_down = None;
     if wants(Layer::Edge) && model.edge.is_some() {
         progress(Layer::Edge);

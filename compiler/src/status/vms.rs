@@ -1,10 +1,13 @@
-//! The VMs layer, from the host as the API showed it: each VM of the
-//! blueprint present under its name and running, its guest agent
-//! answering (`POST …/agent/ping`, which only asks the agent to answer),
-//! and booted from the image and seed of the current build — the files
-//! its description records, as `deploy` decides whether a VM is current.
+//! The VMs layer, from the platform as the API showed it: each VM of the
+//! blueprint present under its name, on the node the blueprint places it
+//! on (a cluster: where `/cluster/resources` says it lives), running, its
+//! guest agent answering (`POST …/agent/ping`, which only asks the agent
+//! to answer), and booted from the image and seed of the current build —
+//! the files its description records, as `deploy` decides whether a VM is
+//! current. Every check names the node it was made on.
 
 use crate::checks::{Check, Outcome};
+use crate::deploy::observed::HostVm;
 use crate::plan::vm::{described_files, vm_configs, VmConfig};
 use crate::Compiled;
 
@@ -30,22 +33,86 @@ pub fn check(compiled: &Compiled, reached: Option<&Reached>, api: &Check) -> Vec
                     format!("behind the Proxmox API: {why}"),
                     "see the host layer's API check",
                 )
+                .on_node(&vm.node)
             })
             .collect();
     };
-    wanted.iter().flat_map(|vm| one(vm, reached)).collect()
+    let cluster = compiled.model.proxmox.single_host().is_none();
+    wanted
+        .iter()
+        .flat_map(|vm| placed(vm, reached, cluster))
+        .collect()
 }
 
-fn one(vm: &VmConfig, reached: &Reached) -> Vec<Check> {
+/// Where the VM lives, against the blueprint (a cluster), then its own
+/// checks on that node.
+fn placed(vm: &VmConfig, reached: &Reached, cluster: bool) -> Vec<Check> {
     let name = |what: &str| format!("VM {} {} {what}", vm.vmid, vm.name);
-    let Some(host) = reached.observed.vms.get(&vm.vmid) else {
+    let Some(node) = reached.placed.get(&vm.vmid) else {
+        let whose = if cluster { "cluster" } else { "host" };
         return vec![Check::failed(
             LAYER,
             name("exists"),
-            "the host has no such VM",
+            format!("the {whose} has no such VM"),
             "run `waddlec deploy`",
-        )];
+        )
+        .on_node(&vm.node)];
     };
+    let mut checks = Vec::new();
+    if cluster {
+        checks.push(
+            if *node == vm.node {
+                Check::pass(
+                    LAYER,
+                    name("node"),
+                    format!("on {node}, as the blueprint places it"),
+                )
+            } else {
+                Check::failed(
+                    LAYER,
+                    name("node"),
+                    format!("runs on {node}, the blueprint places it on {}", vm.node),
+                    "run `waddlec deploy`: it migrates the VM to the blueprint's node",
+                )
+            }
+            .on_node(node),
+        );
+    }
+    if reached.members.get(node) == Some(&false) {
+        checks.push(
+            Check::unreachable(
+                LAYER,
+                format!("VM {} {}", vm.vmid, vm.name),
+                format!("its node {node} is offline"),
+                format!("see the host layer's `node {node}` check"),
+            )
+            .on_node(node),
+        );
+        return checks;
+    }
+    match reached.nodes.get(node).and_then(|n| n.vms.get(&vm.vmid)) {
+        Some(host) => checks.extend(
+            one(vm, node, host, reached)
+                .into_iter()
+                .map(|check| check.on_node(node)),
+        ),
+        // A node of the cluster the blueprint does not use: not read.
+        None => checks.push(
+            Check::unreachable(
+                LAYER,
+                format!("VM {} {}", vm.vmid, vm.name),
+                format!("{node} is no host of the blueprint: its VMs are not read"),
+                "run `waddlec deploy`: it migrates the VM to the blueprint's node",
+            )
+            .on_node(node),
+        ),
+    }
+    checks
+}
+
+/// The VM's own checks on `node`, which has it as `host`.
+fn one(vm: &VmConfig, node: &str, host: &HostVm, reached: &Reached) -> Vec<Check> {
+    let name = |what: &str| format!("VM {} {} {what}", vm.vmid, vm.name);
     if host.name != vm.name {
         return vec![Check::failed(
             LAYER,
@@ -87,7 +154,7 @@ fn one(vm: &VmConfig, reached: &Reached) -> Vec<Check> {
             name("running"),
             "stopped",
             format!(
-                "start it: `qm start {}` on the host, or in the Proxmox UI",
+                "start it: `qm start {}` on {node}, or in the Proxmox UI",
                 vm.vmid
             ),
         ));
@@ -97,7 +164,7 @@ fn one(vm: &VmConfig, reached: &Reached) -> Vec<Check> {
     if vm.agent {
         let path = format!(
             "/nodes/{}/qemu/{}/agent/ping",
-            crate::net::pve::segment(&reached.node),
+            crate::net::pve::segment(node),
             vm.vmid
         );
         checks.push(match reached.pve.post(&path, &[]) {
