@@ -40,6 +40,7 @@ mod qm_script;
 mod registry_digest;
 mod secret_confinement;
 mod status;
+mod status_cluster;
 mod status_edge;
 mod status_kubernetes;
 mod support;

@@ -6,6 +6,7 @@
 //! fixtures from here, never from another test file.
 
 pub mod apid;
+pub mod cluster_lab;
 pub mod deploy_lab;
 pub mod file_server;
 pub mod git_server;

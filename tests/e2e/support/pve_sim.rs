@@ -156,11 +156,31 @@ impl PveSim {
         self.call_with_token("POST", token, path)
     }
 
+    /// `POST /api2/json{path}` with the form `params`, with API token
+    /// `token`: what a change made behind waddlec's back sends.
+    pub fn post_form_with_token(
+        &self,
+        token: &str,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> (u16, String) {
+        let form: Vec<String> = params
+            .iter()
+            .flat_map(|(key, value)| ["--data-urlencode".to_string(), format!("{key}={value}")])
+            .collect();
+        self.call("POST", token, path, &form)
+    }
+
     fn call_with_token(&self, method: &str, token: &str, path: &str) -> (u16, String) {
+        self.call(method, token, path, &[])
+    }
+
+    fn call(&self, method: &str, token: &str, path: &str, form: &[String]) -> (u16, String) {
         let output = super::run(
             Command::new("curl")
                 .args(["-sk", "-X", method, "-w", "\n%{http_code}", "-H"])
                 .arg(format!("Authorization: PVEAPIToken={token}"))
+                .args(form)
                 .arg(format!("{}/api2/json{path}", self.url)),
         );
         let out = super::text(&output.stdout);
