@@ -44,7 +44,7 @@ pub struct StatusArgs {
     blueprint: PathBuf,
     /// `json` prints `{"checks": [...]}` on stdout, one object per check
     /// (`layer`, `name`, `result`: pass|failed|unreachable, `detail` or
-    /// `why` and `fix`).
+    /// `why` and `fix`, and a VM's `node`).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Check only this layer (repeat for several); default: all of them.
