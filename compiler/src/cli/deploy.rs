@@ -219,21 +219,7 @@ impl Ui for Terminal {
                 super::print_out(&format!("{json:#}"));
             }
             Format::Text => {
-                if !host.emergency.is_empty() {
-                    // Above everything: access opened from the console.
-                    eprintln!(
-                        "EMERGENCY access on the host's firewall (opened from the console with \
-                         waddlec-emergency):"
-                    );
-                    for line in &host.emergency {
-                        eprintln!("  {line}");
-                    }
-                    if host.emergency.iter().any(|l| l.starts_with("kept ")) {
-                        eprintln!(
-                            "  kept by this deploy; close with: waddlec deploy --close-emergency"
-                        );
-                    }
-                }
+                show_emergency("the host's", &host.emergency);
                 for change in &host.changes {
                     super::print_out(&format!("host     {change}"));
                 }
@@ -257,6 +243,9 @@ impl Ui for Terminal {
                 super::print_out(&format!("{json:#}"));
             }
             Format::Text => {
+                for node in &plan.nodes {
+                    show_emergency(&format!("{}'s", node.node), &node.emergency);
+                }
                 for line in plan.lines() {
                     super::print_out(&line);
                 }
@@ -286,6 +275,23 @@ impl Ui for Terminal {
 
     fn warn(&self, message: &str) {
         eprintln!("warning: {message}");
+    }
+}
+
+/// The EMERGENCY lines of `whose` firewall, above everything: access
+/// opened from the console.
+fn show_emergency(whose: &str, emergency: &[String]) {
+    if emergency.is_empty() {
+        return;
+    }
+    eprintln!(
+        "EMERGENCY access on {whose} firewall (opened from the console with waddlec-emergency):"
+    );
+    for line in emergency {
+        eprintln!("  {line}");
+    }
+    if emergency.iter().any(|l| l.starts_with("kept ")) {
+        eprintln!("  kept by this deploy; close with: waddlec deploy --close-emergency");
     }
 }
 

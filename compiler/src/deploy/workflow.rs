@@ -30,7 +30,7 @@ use super::desired::Desired;
 use super::desired::{desired, DesiredError};
 use super::etcd::{decide, gate, LiveTalos};
 use super::guard::{self, LockOut};
-use super::host_setup::{self, HostSetupError, Ssh};
+use super::host_setup::{self, HostFiles, HostSetupError, Ssh};
 use super::lock::{HostLock, LockError};
 use super::observed::{observe, Observed};
 use super::plan::{plan, step_upgrades, ConfigPreview, Options, Plan, Step};
@@ -147,8 +147,14 @@ pub enum DeployError {
     TalosReach(#[from] TalosReachError),
     #[error("{0}; nothing was changed")]
     Store(#[from] StoreError),
-    #[error("deploy sets up the hosts of a [cluster] only through the API so far: each host's own setup over SSH (its `hosts/NODE/` files: network script, firewall, sysctl) is not built yet. Install those on each host yourself, then run `waddlec deploy --skip-host`; nothing was changed")]
-    ClusterHostSetup,
+    #[error("cluster host {node}: its `ssh` goes through Teleport, which deploy logs in through (the lock-out guard's proof) for a lone [host] only so far; write its `ssh` as a direct `user@host` (a firewall rule admitting you to port 22), or set the hosts up yourself and deploy with --skip-host; nothing was changed")]
+    ClusterHostThroughTeleport { node: String },
+    #[error("on {node}: {source}")]
+    HostLockOut {
+        node: String,
+        #[source]
+        source: LockOut,
+    },
 }
 
 /// The blueprint's artifact store, if it has one, with the tree's images
@@ -305,7 +311,12 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     let host_report = if request.skip_host {
         host_setup::Report::default()
     } else {
-        host_setup::run(&request.ssh, request.tree, true, request.close_emergency)?
+        host_setup::run(
+            &request.ssh,
+            &HostFiles::of_host(request.tree),
+            true,
+            request.close_emergency,
+        )?
     };
     let host_changes = &host_report.changes;
     ui.show(&shown, &host_report);
@@ -387,10 +398,11 @@ fn apply_under_lock(
     if !host_report.changes.is_empty() {
         // As for the API steps: apply only what was shown.
         let close = request.close_emergency;
-        if host_setup::run(&request.ssh, request.tree, true, close)? != *host_report {
+        let files = HostFiles::of_host(request.tree);
+        if host_setup::run(&request.ssh, &files, true, close)? != *host_report {
             return Err(DeployError::Changed);
         }
-        let done = host_setup::run(&request.ssh, request.tree, false, close)?;
+        let done = host_setup::run(&request.ssh, &files, false, close)?;
         for line in done.changes.iter().chain(&done.emergency) {
             ui.step(&format!("host {line}"));
         }
