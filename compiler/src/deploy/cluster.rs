@@ -92,15 +92,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
             shown: &reports,
             close_emergency: request.close_emergency,
         };
-        let result = apply_cluster(
-            &pve,
-            &shown,
-            &desired,
-            store.as_ref(),
-            timeouts,
-            &setup,
-            ui,
-        );
+        let result = apply_cluster(&pve, &shown, &desired, store.as_ref(), timeouts, &setup, ui);
         ui.uploads_done();
         result
     })();

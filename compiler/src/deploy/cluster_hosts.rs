@@ -66,7 +66,14 @@ pub fn hosts(model: &Model, tree: &Path, first: &Ssh) -> Result<Vec<ClusterHost>
 pub fn check(hosts: &[ClusterHost], close_emergency: bool) -> Result<Vec<Report>, DeployError> {
     hosts
         .iter()
-        .map(|host| Ok(host_setup::run(&host.ssh, &host.files, true, close_emergency)?))
+        .map(|host| {
+            Ok(host_setup::run_with(
+                &host.ssh,
+                &host.files,
+                true,
+                close_emergency,
+            )?)
+        })
         .collect()
 }
 
@@ -127,7 +134,7 @@ pub fn apply(
         if report.changes.is_empty() {
             continue;
         }
-        let done = host_setup::run(&host.ssh, &host.files, false, close_emergency)?;
+        let done = host_setup::run_with(&host.ssh, &host.files, false, close_emergency)?;
         for line in done.changes.iter().chain(&done.emergency) {
             ui.step(&format!("{} host {line}", host.host.node));
         }

@@ -174,7 +174,11 @@ impl ClusterPlan {
         lines.extend(self.placement.iter().map(PlacementStep::line));
         for node in &self.nodes {
             lines.push(format!("node     {}", node.node));
-            lines.extend(node.host.iter().map(|change| format!("  host     {change}")));
+            lines.extend(
+                node.host
+                    .iter()
+                    .map(|change| format!("  host     {change}")),
+            );
             lines.extend(
                 Plan {
                     steps: node.steps.clone(),

@@ -137,11 +137,11 @@ impl Ssh {
         Ssh {
             target: host.ssh_target.to_string(),
             config: self.config.clone(),
-            root: self.root.as_ref().map(|root| format!("{root}/{}", host.node)),
-            host_key: self
-                .host_key
-                .clone()
-                .filter(|(node, _)| *node == host.node),
+            root: self
+                .root
+                .as_ref()
+                .map(|root| format!("{root}/{}", host.node)),
+            host_key: self.host_key.clone().filter(|(node, _)| *node == host.node),
             teleport: None,
         }
     }
@@ -202,6 +202,16 @@ pub struct Report {
 /// Runs the setup (or, with `check`, only asks what it would change; with
 /// `close_emergency`, removes the EMERGENCY lines instead of keeping them).
 pub fn run(
+    host: &Ssh,
+    tree: &Path,
+    check: bool,
+    close_emergency: bool,
+) -> Result<Report, HostSetupError> {
+    run_with(host, &HostFiles::of_host(tree), check, close_emergency)
+}
+
+/// [`run`] with `files` staged: a cluster host's.
+pub fn run_with(
     host: &Ssh,
     files: &HostFiles,
     check: bool,

@@ -30,7 +30,7 @@ use super::desired::Desired;
 use super::desired::{desired, DesiredError};
 use super::etcd::{decide, gate, LiveTalos};
 use super::guard::{self, LockOut};
-use super::host_setup::{self, HostFiles, HostSetupError, Ssh};
+use super::host_setup::{self, HostSetupError, Ssh};
 use super::lock::{HostLock, LockError};
 use super::observed::{observe, Observed};
 use super::plan::{plan, step_upgrades, ConfigPreview, Options, Plan, Step};
@@ -311,12 +311,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     let host_report = if request.skip_host {
         host_setup::Report::default()
     } else {
-        host_setup::run(
-            &request.ssh,
-            &HostFiles::of_host(request.tree),
-            true,
-            request.close_emergency,
-        )?
+        host_setup::run(&request.ssh, request.tree, true, request.close_emergency)?
     };
     let host_changes = &host_report.changes;
     ui.show(&shown, &host_report);
@@ -398,11 +393,10 @@ fn apply_under_lock(
     if !host_report.changes.is_empty() {
         // As for the API steps: apply only what was shown.
         let close = request.close_emergency;
-        let files = HostFiles::of_host(request.tree);
-        if host_setup::run(&request.ssh, &files, true, close)? != *host_report {
+        if host_setup::run(&request.ssh, request.tree, true, close)? != *host_report {
             return Err(DeployError::Changed);
         }
-        let done = host_setup::run(&request.ssh, &files, false, close)?;
+        let done = host_setup::run(&request.ssh, request.tree, false, close)?;
         for line in done.changes.iter().chain(&done.emergency) {
             ui.step(&format!("host {line}"));
         }
