@@ -73,7 +73,7 @@ pub struct DeployArgs {
     #[arg(long, value_name = "URL", default_value_t = crate::net::factory::default_url())]
     factory_url: String,
     /// Leave the host's own setup (sysctl, forwards and NAT, firewall,
-    /// storage content) alone: API steps only.
+    /// storage content) alone, every host's for a cluster: API steps only.
     #[arg(long)]
     skip_host: bool,
     /// Remove the EMERGENCY lines `waddlec-emergency` added from the host's
@@ -84,7 +84,8 @@ pub struct DeployArgs {
     /// The ssh config file for reaching `host.ssh` (`ssh -F`); default: yours.
     #[arg(long, value_name = "FILE")]
     ssh_config: Option<PathBuf>,
-    /// Install the host's files under DIR instead of / (tests).
+    /// Install the host's files under DIR instead of / (tests); a
+    /// cluster's hosts under DIR/NODE.
     #[arg(long, value_name = "DIR", hide = true)]
     host_root: Option<String>,
     /// Do not run `waddlec preflight`'s checks first.
