@@ -141,3 +141,129 @@ pub fn apply(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cluster example's model, its text edited by `edit`.
+    fn model(edit: impl Fn(&str) -> String) -> Model {
+        let source = crate::blueprint::SourceFile {
+            name: "three-hosts.toml".into(),
+            text: edit(include_str!(
+                "../../../blueprints/examples/three-hosts.toml"
+            )),
+        };
+        let today = crate::blueprint::Date {
+            year: 2026,
+            month: 1,
+            day: 1,
+        };
+        let document = crate::blueprint::parse(&source).unwrap();
+        crate::resolve::resolve(&document, today).unwrap().0
+    }
+
+    fn cluster_hosts(model: &Model) -> Vec<ClusterHost> {
+        let first = Ssh {
+            target: "root@pve1".into(),
+            config: None,
+            root: Some("/roots".into()),
+            host_key: Some(("pve1".into(), "ssh-ed25519 AAAA".into())),
+            teleport: None,
+        };
+        hosts(model, Path::new("dist"), &first).unwrap()
+    }
+
+    fn changing(lines: &[&str]) -> Report {
+        Report {
+            changes: lines.iter().map(|line| line.to_string()).collect(),
+            emergency: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_host_its_own_files_and_root_and_only_the_last_cluster_fw() {
+        let hosts = cluster_hosts(&model(str::to_string));
+        let staged: Vec<_> = hosts
+            .iter()
+            .map(|host| {
+                (
+                    host.ssh.root.clone().unwrap(),
+                    host.files.dir.clone(),
+                    host.files.cluster_fw.is_some(),
+                    host.ssh.host_key.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            staged,
+            [
+                ("/roots/pve1".into(), "dist/hosts/pve1".into(), false, true),
+                ("/roots/pve2".into(), "dist/hosts/pve2".into(), false, false),
+                ("/roots/pve3".into(), "dist/hosts/pve3".into(), true, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cluster_fw_change_guards_every_host_a_host_fw_change_its_own() {
+        // No rule admits the operator to SSH: every host would lock out.
+        let model = model(|text| {
+            text.replace(
+                "name = \"operator-ssh\"\nport = 22",
+                "name = \"operator-ssh\"\nport = 2222",
+            )
+        });
+        let hosts = cluster_hosts(&model);
+        let proof = Proof::default();
+        let quiet = || changing(&[]);
+        let reports = [
+            quiet(),
+            quiet(),
+            changing(&["would change: /etc/sysctl.d/x"]),
+        ];
+        assert!(guard(&model, &hosts, &reports, proof).is_ok());
+        let reports = [
+            quiet(),
+            changing(&["would change: /etc/pve/nodes/pve2/host.fw"]),
+            quiet(),
+        ];
+        let refused = guard(&model, &hosts, &reports, proof).unwrap_err();
+        assert!(refused.to_string().starts_with("on pve2: "), "{refused}");
+        let reports = [
+            quiet(),
+            quiet(),
+            changing(&["would change: /etc/pve/firewall/cluster.fw"]),
+        ];
+        let refused = guard(&model, &hosts, &reports, proof).unwrap_err();
+        assert!(refused.to_string().starts_with("on pve1: "), "{refused}");
+    }
+
+    #[test]
+    fn reports_go_under_their_nodes() {
+        let model = model(str::to_string);
+        let hosts = cluster_hosts(&model);
+        let mut plan = ClusterPlan::default();
+        plan.nodes.push(NodePlan {
+            node: "pve2".into(),
+            file_storage: "local".into(),
+            steps: Vec::new(),
+            host: Vec::new(),
+            emergency: Vec::new(),
+        });
+        let reports = [
+            changing(&["would change: /etc/pve/nodes/pve1/host.fw"]),
+            changing(&[]),
+            changing(&["would change: /etc/pve/firewall/cluster.fw"]),
+        ];
+        attach(&mut plan, &hosts, &reports);
+        let nodes: Vec<_> = plan.nodes.iter().map(|n| n.node.as_str()).collect();
+        assert_eq!(nodes, ["pve2", "pve1", "pve3"]);
+        assert!(plan.changes_anything());
+        let lines = plan.lines().join("\n");
+        assert!(
+            lines.contains("node     pve3\n  host     would change: /etc/pve/firewall/cluster.fw"),
+            "{lines}"
+        );
+    }
+}
