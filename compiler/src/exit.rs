@@ -209,7 +209,7 @@ impl Code for DeployError {
     fn exit_code(&self) -> u8 {
         match self {
             DeployError::Desired(err) => err.exit_code(),
-            DeployError::UnknownVm { .. } | DeployError::ClusterHostSetup => USAGE,
+            DeployError::UnknownVm { .. } | DeployError::ClusterHostThroughTeleport { .. } => USAGE,
             DeployError::NoFingerprint => INVALID,
             DeployError::FingerprintDisagrees { .. } => CONFLICT,
             DeployError::Token(_) | DeployError::TalosSecrets(_) => SECRETS,
@@ -224,7 +224,10 @@ impl Code for DeployError {
             DeployError::Remote(_) | DeployError::HostSetup(_) | DeployError::Apply(_) => {
                 UNAVAILABLE
             }
-            DeployError::Conflicts | DeployError::LockOut(_) | DeployError::Changed => CONFLICT,
+            DeployError::Conflicts
+            | DeployError::LockOut(_)
+            | DeployError::HostLockOut { .. }
+            | DeployError::Changed => CONFLICT,
             DeployError::Lock(err) => err.exit_code(),
         }
     }
@@ -454,7 +457,12 @@ mod tests {
             (Box::new(Outcome::DryRun { held_back: 1 }), CONFLICT),
             (Box::new(Outcome::Declined), USAGE),
             (Box::new(DeployError::NoFingerprint), INVALID),
-            (Box::new(DeployError::ClusterHostSetup), USAGE),
+            (
+                Box::new(DeployError::ClusterHostThroughTeleport {
+                    node: "pve2".into(),
+                }),
+                USAGE,
+            ),
             (
                 Box::new(DeployError::Apply(ApplyError::NotDesired { vmid: 9 })),
                 INTERNAL,

@@ -73,7 +73,7 @@ pub struct DeployArgs {
     #[arg(long, value_name = "URL", default_value_t = crate::net::factory::default_url())]
     factory_url: String,
     /// Leave the host's own setup (sysctl, forwards and NAT, firewall,
-    /// storage content) alone: API steps only.
+    /// storage content) alone, every host's for a cluster: API steps only.
     #[arg(long)]
     skip_host: bool,
     /// Remove the EMERGENCY lines `waddlec-emergency` added from the host's
@@ -84,7 +84,8 @@ pub struct DeployArgs {
     /// The ssh config file for reaching `host.ssh` (`ssh -F`); default: yours.
     #[arg(long, value_name = "FILE")]
     ssh_config: Option<PathBuf>,
-    /// Install the host's files under DIR instead of / (tests).
+    /// Install the host's files under DIR instead of / (tests); a
+    /// cluster's hosts under DIR/NODE.
     #[arg(long, value_name = "DIR", hide = true)]
     host_root: Option<String>,
     /// Do not run `waddlec preflight`'s checks first.
@@ -219,21 +220,7 @@ impl Ui for Terminal {
                 super::print_out(&format!("{json:#}"));
             }
             Format::Text => {
-                if !host.emergency.is_empty() {
-                    // Above everything: access opened from the console.
-                    eprintln!(
-                        "EMERGENCY access on the host's firewall (opened from the console with \
-                         waddlec-emergency):"
-                    );
-                    for line in &host.emergency {
-                        eprintln!("  {line}");
-                    }
-                    if host.emergency.iter().any(|l| l.starts_with("kept ")) {
-                        eprintln!(
-                            "  kept by this deploy; close with: waddlec deploy --close-emergency"
-                        );
-                    }
-                }
+                show_emergency("the host's", &host.emergency);
                 for change in &host.changes {
                     super::print_out(&format!("host     {change}"));
                 }
@@ -257,6 +244,9 @@ impl Ui for Terminal {
                 super::print_out(&format!("{json:#}"));
             }
             Format::Text => {
+                for node in &plan.nodes {
+                    show_emergency(&format!("{}'s", node.node), &node.emergency);
+                }
                 for line in plan.lines() {
                     super::print_out(&line);
                 }
@@ -286,6 +276,23 @@ impl Ui for Terminal {
 
     fn warn(&self, message: &str) {
         eprintln!("warning: {message}");
+    }
+}
+
+/// The EMERGENCY lines of `whose` firewall, above everything: access
+/// opened from the console.
+fn show_emergency(whose: &str, emergency: &[String]) {
+    if emergency.is_empty() {
+        return;
+    }
+    eprintln!(
+        "EMERGENCY access on {whose} firewall (opened from the console with waddlec-emergency):"
+    );
+    for line in emergency {
+        eprintln!("  {line}");
+    }
+    if emergency.iter().any(|l| l.starts_with("kept ")) {
+        eprintln!("  kept by this deploy; close with: waddlec deploy --close-emergency");
     }
 }
 

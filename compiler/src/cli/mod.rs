@@ -362,7 +362,7 @@ fn one_host(command: &str, model: &crate::model::Model) -> Result<(), u8> {
     }
     eprintln!(
         "error: `waddlec {command}` acts on one `[host]`, and this blueprint describes a `[cluster]` of {} hosts\n  \
-         = help: `waddlec build` compiles it (each host's files under `hosts/NODE/`, the SDN objects and the placement under `hosts/`); `waddlec deploy --skip-host --skip-preflight` deploys it through the API and `waddlec status` checks it; `{command}` is not built for a cluster yet",
+         = help: `waddlec build` compiles it (each host's files under `hosts/NODE/`, the SDN objects and the placement under `hosts/`); `waddlec deploy --skip-preflight` deploys it (through the API, each host set up over its SSH) and `waddlec status` checks it; `{command}` is not built for a cluster yet",
         model.proxmox.hosts.len()
     );
     Err(exit::INVALID)

@@ -1,59 +1,72 @@
 //! `waddlec deploy` of a `[cluster]`: the same tree checks, question and
 //! lock as for one host, around the cluster's plan (`cluster_plan`): the
-//! cluster read (`cluster_observed`), the plan shown, confirmed, read and
-//! planned again under the deploy lock (a resource pool, cluster-wide), and
-//! applied in its order — SDN objects created and applied, VMs migrated
+//! cluster read (`cluster_observed`), each host's own setup asked what it
+//! would change (`cluster_hosts`, unless `--skip-host`), the plan shown with
+//! those changes under their nodes, the lock-out guard asked for each host
+//! whose firewall changes, confirmed, read, planned and asked again under
+//! the deploy lock (a resource pool, cluster-wide), and applied in its
+//! order — SDN objects created and applied, each host set up, VMs migrated
 //! (or, allowed, replaced on their new node), then each node's plan by
 //! `apply`, as for a lone host, against that node.
 //!
-//! Not yet for a cluster, and refused rather than half done: each host's
-//! own setup over SSH (`--skip-host` is required), and any step that needs
-//! the live Talos cluster (a conflict in the plan).
+//! Not yet for a cluster, and refused rather than half done: a host reached
+//! through Teleport (`cluster_hosts`), and any step that needs the live
+//! Talos cluster (a conflict in the plan).
 
 use std::time::Duration;
 
 use super::apply::{self, apply, ApplyError, Host, Timeouts};
+use super::cluster_hosts::{self, ClusterHost};
 use super::cluster_observed::{observe_cluster, ClusterObserved};
 use super::cluster_plan::{plan_cluster, ClusterPlan, PlacementStep};
 use super::desired::desired;
+use super::guard::Proof;
+use super::host_setup::Report;
 use super::lock::HostLock;
 use super::plan::Options;
 use super::sdn::{self, SdnObjects};
 use super::workflow::{check_names, connect, open_store, DeployError, Outcome, Request, Ui};
+use crate::model::Model;
 use crate::net::pve::{segment, Pve, PveError};
 
 /// Deploys `request.compiled`, a `[cluster]`: see the module doc.
 pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
-    if !request.skip_host {
-        return Err(DeployError::ClusterHostSetup);
-    }
     let compiled = request.compiled;
     let model = &compiled.model;
     let mut desired = desired(compiled, request.tree)?;
     let store = open_store(compiled, request.blueprint_dir, &mut desired)?;
     check_names(request)?;
     let sdn_objects = SdnObjects::read(request.tree)?;
+    let hosts = if request.skip_host {
+        Vec::new()
+    } else {
+        cluster_hosts::hosts(model, request.tree, &request.ssh)?
+    };
     let options = Options {
         allow_replace: request.allow_replace,
         allow_restart: request.allow_restart,
         skip_host: request.skip_host,
     };
     let pve = connect(request)?;
-    let read_plan = || -> Result<ClusterPlan, PveError> {
+    // The plan, each host's setup report under its node, and whether the
+    // Teleport VM runs (the guard's way to the API through Teleport).
+    let read_plan = || -> Result<(ClusterPlan, Vec<Report>, bool), DeployError> {
         let observed: ClusterObserved = observe_cluster(&pve, model, &sdn_objects)?;
-        Ok(plan_cluster(
-            model,
-            &desired,
-            &sdn_objects,
-            &observed,
-            &options,
-        ))
+        let mut plan = plan_cluster(model, &desired, &sdn_objects, &observed, &options);
+        let reports = cluster_hosts::check(&hosts, request.close_emergency)?;
+        cluster_hosts::attach(&mut plan, &hosts, &reports);
+        Ok((plan, reports, teleport_up(model, &observed)))
     };
-    let shown = read_plan()?;
+    let (shown, reports, teleport_up) = read_plan()?;
     ui.show_cluster(&shown);
     if shown.conflicts() > 0 {
         return Err(DeployError::Conflicts);
     }
+    let proof = Proof {
+        teleport_up,
+        logged_in_through_teleport: false,
+    };
+    cluster_hosts::guard(model, &hosts, &reports, proof)?;
     let held_back = shown.held_back();
     if !shown.changes_anything() {
         return Ok(Outcome::NothingToDo { held_back });
@@ -66,7 +79,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     }
     let lock = HostLock::acquire(&pve, request.holder, request.break_lock)?;
     let applied = (|| -> Result<(), DeployError> {
-        if read_plan()? != shown {
+        if read_plan()?.0 != shown {
             return Err(DeployError::Changed);
         }
         let timeouts = Timeouts {
@@ -74,9 +87,14 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
             talos: request.talos_wait,
             ..Timeouts::default()
         };
-        let result = apply_cluster(&pve, &shown, &desired, store.as_ref(), timeouts, ui);
+        let setup = Setup {
+            hosts: &hosts,
+            shown: &reports,
+            close_emergency: request.close_emergency,
+        };
+        let result = apply_cluster(&pve, &shown, &desired, store.as_ref(), timeouts, &setup, ui);
         ui.uploads_done();
-        Ok(result?)
+        result
     })();
     if let Err(err) = lock.release() {
         ui.warn(&format!(
@@ -86,15 +104,37 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     applied.map(|()| Outcome::Applied { held_back })
 }
 
-/// Carries out `plan` in its order.
+/// Whether the blueprint's Teleport VM runs, on whichever node.
+fn teleport_up(model: &Model, observed: &ClusterObserved) -> bool {
+    model.teleport.as_ref().is_some_and(|teleport| {
+        model.vm(&teleport.vm).is_some_and(|vm| {
+            observed
+                .nodes
+                .values()
+                .any(|node| node.vms.get(&vm.id).is_some_and(|found| found.running))
+        })
+    })
+}
+
+/// The hosts' setup as shown in the plan (none with `--skip-host`).
+struct Setup<'a> {
+    hosts: &'a [ClusterHost],
+    shown: &'a [Report],
+    close_emergency: bool,
+}
+
+/// Carries out `plan` in its order, the hosts set up once the SDN is
+/// applied (their VNets exist) and before any VM is moved or made (a
+/// host's setup gives its storages the content types the images need).
 fn apply_cluster(
     pve: &Pve,
     plan: &ClusterPlan,
     desired: &super::desired::Desired,
     store: Option<&crate::store::ArtifactStore>,
     timeouts: Timeouts,
+    setup: &Setup<'_>,
     ui: &dyn Ui,
-) -> Result<(), ApplyError> {
+) -> Result<(), DeployError> {
     for step in &plan.sdn {
         let line = step.line();
         if matches!(step, sdn::SdnStep::Keep { .. }) {
@@ -104,6 +144,7 @@ fn apply_cluster(
         sdn::apply(pve, step, timeouts.task)
             .map_err(|source| ApplyError::Step { step: line, source })?;
     }
+    cluster_hosts::apply(setup.hosts, setup.shown, setup.close_emergency, ui)?;
     for step in &plan.placement {
         let line = step.line();
         let fail = |source| ApplyError::Step {

@@ -103,6 +103,12 @@ pub struct NodePlan {
     #[serde(skip)]
     pub file_storage: String,
     pub steps: Vec<Step>,
+    /// What the host's own setup would change (`changed: …` lines of
+    /// `host_setup --check`), none with `--skip-host`: not planned here,
+    /// but asked of the host by `cluster_hosts`.
+    pub host: Vec<String>,
+    /// Its firewall's EMERGENCY lines (kept, or to be closed).
+    pub emergency: Vec<String>,
 }
 
 /// The whole cluster's plan, in the order it is carried out.
@@ -133,6 +139,7 @@ impl ClusterPlan {
                 )
             })
             || self.plans().any(|plan| plan.changes_anything())
+            || self.nodes.iter().any(|node| !node.host.is_empty())
     }
 
     /// How many conflicts stop the deploy before any change.
@@ -167,6 +174,11 @@ impl ClusterPlan {
         lines.extend(self.placement.iter().map(PlacementStep::line));
         for node in &self.nodes {
             lines.push(format!("node     {}", node.node));
+            lines.extend(
+                node.host
+                    .iter()
+                    .map(|change| format!("  host     {change}")),
+            );
             lines.extend(
                 Plan {
                     steps: node.steps.clone(),
@@ -312,6 +324,8 @@ pub fn plan_cluster(
             node: host.node.clone(),
             file_storage: host.file_storage.to_string(),
             steps,
+            host: Vec::new(),
+            emergency: Vec::new(),
         });
     }
     ClusterPlan {

@@ -11,8 +11,10 @@
 //!   ([`Proof::logged_in_through_teleport`]). A blueprint that merely says
 //!   the host is reached through Teleport proves nothing: the seed's Phase 3
 //!   deletes the direct SSH rule only "after confirming Teleport works".
+//!
+//! For a `[cluster]` the question is asked of each host ([`check_host`]).
 
-use crate::model::{Model, Policy, SshRoute, SSH_PORT};
+use crate::model::{Host, Model, Policy, SshRoute, SSH_PORT};
 
 /// A port the operator must keep reaching, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +62,12 @@ fn hint(access: &Access) -> &'static str {
 /// The operator's paths to the host, given what this run has proven.
 /// Ok if every path survives the firewall.
 pub fn check(model: &Model, proof: Proof) -> Result<(), LockOut> {
+    check_host(model, model.host(), proof)
+}
+
+/// [`check`] for `host`, one of `model`'s: a cluster's firewall rules are
+/// the blueprint's for every host, and each host is reached its own way.
+pub fn check_host(model: &Model, host: &Host, proof: Proof) -> Result<(), LockOut> {
     if model.firewall.input_policy == Policy::Accept {
         return Ok(());
     }
@@ -77,7 +85,7 @@ pub fn check(model: &Model, proof: Proof) -> Result<(), LockOut> {
     for access in needed {
         let direct = model.firewall.admits_tcp(model.operator.ip, access.port);
         let through_teleport = if access.port == SSH_PORT {
-            model.host().ssh_route == SshRoute::Teleport && proof.logged_in_through_teleport
+            host.ssh_route == SshRoute::Teleport && proof.logged_in_through_teleport
         } else {
             proof.teleport_up
                 && model

@@ -6,6 +6,10 @@
 //! how the plan shows what would change. The EMERGENCY lines the console's
 //! `waddlec-emergency` added to the firewall are reported apart from the
 //! changes: kept, unless the deploy is told to close them.
+//!
+//! A host of a `[cluster]` gets its own `hosts/NODE/` files the same way
+//! ([`HostFiles::of_cluster_host`]), through its own `ssh_target`
+//! ([`Ssh::to_cluster_host`]).
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +22,6 @@ const HOST_FILES: &[&str] = &[
     "network/host-network.rules",
     "network/waddlec-host-network",
     "network/waddlec-host-network.service",
-    "firewall/cluster.fw",
     "firewall/host.fw",
     "emergency-recovery.sh",
 ];
@@ -37,6 +40,40 @@ const TELEPORT_FILES: &[&str] = &["ssh/teleport-node.conf"];
 
 /// The IPv6 ruleset, in the tree when the public bridge has IPv6.
 const IPV6_FILES: &[&str] = &["network/host-network6.rules"];
+
+/// Where `cluster.fw` goes in the stage: a lone host's `host/` has it there.
+const CLUSTER_FW: &str = "firewall/cluster.fw";
+
+/// The files one host's setup is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFiles {
+    /// The host's own files: the tree's `host/`, or a cluster's
+    /// `hosts/NODE/`.
+    pub dir: PathBuf,
+    /// `cluster.fw`, staged as `firewall/cluster.fw`; `None` for a host of
+    /// a cluster whose setup leaves the cluster's one file to another's.
+    pub cluster_fw: Option<PathBuf>,
+}
+
+impl HostFiles {
+    /// A lone host's: the tree's `host/`, `cluster.fw` in it.
+    pub fn of_host(tree: &Path) -> HostFiles {
+        let dir = tree.join("host");
+        HostFiles {
+            cluster_fw: Some(dir.join(CLUSTER_FW)),
+            dir,
+        }
+    }
+
+    /// A cluster host's: the tree's `hosts/NODE/`, with the cluster's
+    /// `hosts/cluster.fw` when `with_cluster_fw`.
+    pub fn of_cluster_host(tree: &Path, node: &str, with_cluster_fw: bool) -> HostFiles {
+        HostFiles {
+            dir: tree.join("hosts").join(node),
+            cluster_fw: with_cluster_fw.then(|| tree.join("hosts/cluster.fw")),
+        }
+    }
+}
 
 /// How to reach the host.
 #[derive(Clone, Debug)]
@@ -88,6 +125,24 @@ impl Ssh {
             root,
             host_key,
             teleport,
+        }
+    }
+
+    /// How to reach `host`, a host of a `[cluster]`, given how the first
+    /// is reached: its own `ssh_target`, straight (a cluster host through
+    /// Teleport is refused before this); the same ssh config; under
+    /// `ROOT/NODE` with a test's root (the hosts' filesystems are apart);
+    /// the host record's key only if it is this host's.
+    pub fn to_cluster_host(&self, host: &crate::model::Host) -> Ssh {
+        Ssh {
+            target: host.ssh_target.to_string(),
+            config: self.config.clone(),
+            root: self
+                .root
+                .as_ref()
+                .map(|root| format!("{root}/{}", host.node)),
+            host_key: self.host_key.clone().filter(|(node, _)| *node == host.node),
+            teleport: None,
         }
     }
 
@@ -152,7 +207,17 @@ pub fn run(
     check: bool,
     close_emergency: bool,
 ) -> Result<Report, HostSetupError> {
-    let archive = archive(&tree.join("host"))?;
+    run_with(host, &HostFiles::of_host(tree), check, close_emergency)
+}
+
+/// [`run`] with `files` staged: a cluster host's.
+pub fn run_with(
+    host: &Ssh,
+    files: &HostFiles,
+    check: bool,
+    close_emergency: bool,
+) -> Result<Report, HostSetupError> {
+    let archive = archive(files)?;
     let mut script = String::from(
         "set -eu; stage=$(mktemp -d); trap 'rm -rf \"$stage\"' EXIT; \
          tar -x -C \"$stage\" -f -; bash \"$stage/setup.sh\" \"$stage\"",
@@ -195,7 +260,8 @@ pub fn run(
 }
 
 /// The host files as a tar with fixed owners and times.
-fn archive(host: &Path) -> Result<Vec<u8>, HostSetupError> {
+fn archive(files: &HostFiles) -> Result<Vec<u8>, HostSetupError> {
+    let host = files.dir.as_path();
     let mut builder = tar::Builder::new(Vec::new());
     let csi = host.join("democratic-csi").is_dir();
     let teleport = host.join("ssh").is_dir();
@@ -204,9 +270,10 @@ fn archive(host: &Path) -> Result<Vec<u8>, HostSetupError> {
         .iter()
         .chain(CSI_FILES.iter().filter(|_| csi))
         .chain(TELEPORT_FILES.iter().filter(|_| teleport))
-        .chain(IPV6_FILES.iter().filter(|_| ipv6));
-    for name in names {
-        let path = host.join(name);
+        .chain(IPV6_FILES.iter().filter(|_| ipv6))
+        .map(|name| (*name, host.join(name)))
+        .chain(files.cluster_fw.clone().map(|path| (CLUSTER_FW, path)));
+    for (name, path) in names {
         let read_error = |source| HostSetupError::Read {
             path: path.display().to_string(),
             source,

@@ -5,12 +5,14 @@
 //! would lock the operator out (`guard`), then under the host's deploy
 //! `lock` run the host setup and `apply` the plan. Every run re-reads the
 //! host, so a deploy killed at any point and run again converges. A
-//! `[cluster]` goes through `cluster` instead: its SDN (`sdn`), where its
-//! VMs live (`cluster_observed`, `cluster_plan`: migrations), and each
-//! node's plan as above.
+//! `[cluster]` goes through `cluster` instead: its SDN (`sdn`), each
+//! host's own setup (`cluster_hosts`), where its VMs live
+//! (`cluster_observed`, `cluster_plan`: migrations), and each node's plan
+//! as above.
 
 pub mod apply;
 pub mod cluster;
+pub mod cluster_hosts;
 pub mod cluster_observed;
 pub mod cluster_plan;
 pub mod desired;

@@ -147,8 +147,14 @@ pub enum DeployError {
     TalosReach(#[from] TalosReachError),
     #[error("{0}; nothing was changed")]
     Store(#[from] StoreError),
-    #[error("deploy sets up the hosts of a [cluster] only through the API so far: each host's own setup over SSH (its `hosts/NODE/` files: network script, firewall, sysctl) is not built yet. Install those on each host yourself, then run `waddlec deploy --skip-host`; nothing was changed")]
-    ClusterHostSetup,
+    #[error("cluster host {node}: its `ssh` goes through Teleport, which deploy logs in through (the lock-out guard's proof) for a lone [host] only so far; write its `ssh` as a direct `user@host` (a firewall rule admitting you to port 22), or set the hosts up yourself and deploy with --skip-host; nothing was changed")]
+    ClusterHostThroughTeleport { node: String },
+    #[error("on {node}: {source}")]
+    HostLockOut {
+        node: String,
+        #[source]
+        source: LockOut,
+    },
 }
 
 /// The blueprint's artifact store, if it has one, with the tree's images

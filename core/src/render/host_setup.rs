@@ -50,6 +50,10 @@ struct Data<'a> {
     teleport_keys: Option<TeleportKeys>,
     /// The public bridge has IPv6: the host network has its IPv6 ruleset.
     ipv6: bool,
+    /// A host of a `[cluster]`: `cluster.fw` is the cluster's one file, in
+    /// the stage of one host's setup only (`deploy::cluster_hosts`), and
+    /// installed only where it is staged.
+    cluster: bool,
 }
 
 /// The host's keys as Teleport's OpenSSH node: `dir` on the host, copied
@@ -121,6 +125,7 @@ pub fn render(
             marker: CSI_KEY_MARKER,
         }),
         ipv6: host.bridges.public.v6.is_some(),
+        cluster: model.proxmox.single_host().is_none(),
         installed: EMERGENCY_COMMAND,
         command: EMERGENCY_COMMAND
             .rsplit('/')

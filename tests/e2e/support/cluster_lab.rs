@@ -85,12 +85,20 @@ impl ClusterLab {
             .args(args))
     }
 
+    /// A deploy through the API only (`--skip-host`).
     pub fn deploy(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["--skip-host"];
+        args.extend_from_slice(extra);
+        self.deploy_setting_up(&args)
+    }
+
+    /// A deploy that also sets each host up, unless `extra` says
+    /// `--skip-host`.
+    pub fn deploy_setting_up(&self, extra: &[&str]) -> Output {
         let mut args = vec![
             "deploy",
             "blueprint.toml",
             "--skip-preflight",
-            "--skip-host",
             "--tree",
             "dist",
             "--api",
