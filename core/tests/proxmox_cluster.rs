@@ -222,3 +222,55 @@ fn ipv6_on_a_vnet_is_refused() {
         "{found:?}"
     );
 }
+
+/// The platform's DNS records point at the edge: with the edge on pve2,
+/// at pve2's public address, not the first host's.
+#[test]
+fn the_platform_publishes_the_edge_hosts_address() {
+    let source = edited("host = \"pve1\"\nimage", "host = \"pve2\"\nimage");
+    let platform = r#"
+[flux]
+url = "ssh://git@git.trio.example.net/infra/platform.git"
+deploy_key = "env:WADDLE_TRIO_FLUX_DEPLOY_KEY"
+known_hosts = ["git.trio.example.net ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIxk0n0wnh0sth5l4b0gusl4bk3yF0rT3sts00000000"]
+
+[onepassword_connect]
+credentials = "env:WADDLE_TRIO_OP_CREDENTIALS"
+token = "env:WADDLE_TRIO_OP_TOKEN"
+
+[platform]
+vault = "Trio"
+
+[platform.storage]
+dataset = "tank/kube"
+ssh_public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNvbWUtbGFiLWtleS1mb3ItZGVtb2NyYXRpYy1jc2kwMDA trio-csi"
+
+[platform.backups]
+bucket = "trio-pg"
+endpoint = "https://objects.trio.example.net"
+region = "trio-1"
+"#;
+    let versions = "cilium = \"1.19.0\"\n";
+    let pins = concat!(
+        "cilium = \"1.19.0\"\n",
+        "cilium_cli = \"v0.19.0\"\n",
+        "democratic_csi = \"0.15.1\"\n",
+        "flux_operator = \"0.40.0\"\n",
+        "cert_manager = \"1.19.3\"\n",
+        "external_dns = \"1.20.0\"\n",
+        "external_secrets = \"2.0.0\"\n",
+        "onepassword_connect = \"2.3.0\"\n",
+        "cloudnative_pg = \"1.28.1\"\n",
+        "spicedb_operator = \"1.22.0\"\n",
+        "spicedb = \"v1.47.1\"\n",
+        "cloudnative_pg_chart = \"0.27.1\"\n",
+        "barman_cloud_plugin_chart = \"0.5.0\"\n",
+        "democratic_csi_image = \"v1.9.4\"\n",
+    );
+    let text = source.text.replacen(versions, pins, 1) + platform;
+    let source = SourceFile { text, ..source };
+    let (model, _) = checked(&source);
+    let pve2 = model.proxmox.host("pve2").unwrap().public_address();
+    assert_eq!(model.host_of(model.vm("edge").unwrap()).node, "pve2");
+    assert_eq!(model.platform.as_ref().unwrap().public_address, pve2);
+}

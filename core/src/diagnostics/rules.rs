@@ -312,8 +312,8 @@ rules! {
     VNET_IDENTIFIER = "E0164" "vnet-identifier" Error:
         "A cluster's internal bridge becomes an SDN VNet of its zone, which Proxmox carries \
          between the hosts as VXLAN: it needs a VXLAN network identifier (`vni`, 1 to \
-         16777215) of its own, and a name Proxmox accepts for a VNet (a lowercase letter, \
-         then up to 7 lowercase letters or digits). A `vni` anywhere else would be ignored. \
+         16777215) of its own, and a name Proxmox accepts for a VNet (2 to 8 lowercase \
+         letters and digits, a letter first). A `vni` anywhere else would be ignored. \
          Give each internal bridge of a cluster a distinct `vni` and a short name.";
     UNPLACED_MACHINE = "E0165" "unplaced-machine" Error:
         "In a cluster every VM runs on one host, which decides its gateway, its disks' storage \

@@ -220,10 +220,22 @@ pub fn resolve(blueprint: &Blueprint, today: Date) -> Result<(Model, Diagnostics
     let onepassword_connect = cluster::onepassword_connect(&mut checker, blueprint);
     let mut platform = platform::platform(&mut checker, blueprint, &bridges, &vips, edge.as_ref());
     if let Some(platform) = &mut platform {
-        platform.public_address6 = bridges
-            .iter()
-            .find(|b| b.role == crate::blueprint::BridgeRole::Public)
-            .and_then(|public| model::edge_public_address6(edge.as_ref(), &forwards, public));
+        // The DNS names point at the public address of the host that runs
+        // the edge: in a cluster, not necessarily the first.
+        let edge_host = edge
+            .as_ref()
+            .and_then(|edge| vms.iter().find(|vm| vm.name == edge.vm))
+            .and_then(|vm| proxmox.as_ref()?.host(&vm.host));
+        let public = edge_host.map(|host| &host.bridges.public).or_else(|| {
+            bridges
+                .iter()
+                .find(|b| b.role == crate::blueprint::BridgeRole::Public)
+        });
+        if let Some(public) = public {
+            platform.public_address = public.host_address;
+            platform.public_address6 =
+                model::edge_public_address6(edge.as_ref(), &forwards, public);
+        }
     }
     let artifacts = artifacts::store(&mut checker, blueprint);
 
