@@ -208,7 +208,8 @@ fn flag(value: &Value) -> bool {
     }
 }
 
-fn text(value: &Value) -> String {
+/// A value as the API's form takes it (and as a plain string reads it).
+pub(super) fn text(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         Value::Null => String::new(),

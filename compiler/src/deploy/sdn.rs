@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::desired::DesiredError;
+use super::observed::text;
 use crate::net::pve::{segment, Pve, PveError};
 
 /// Where the build writes the SDN objects.
@@ -306,15 +307,6 @@ fn step_vnet(step: &SdnStep) -> Option<String> {
     match step {
         SdnStep::Create { id, .. } => id.rsplit_once(" on ").map(|(_, vnet)| vnet.to_string()),
         _ => None,
-    }
-}
-
-/// A value as the API's form takes it.
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
     }
 }
 
