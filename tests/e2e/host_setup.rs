@@ -32,6 +32,7 @@ fn setup_lab() -> (SshHost, SecretLab, tempfile::TempDir, Ssh) {
         config: Some(host.config.clone()),
         root: Some(root.path().display().to_string()),
         host_key: None,
+        recorded_keys: Vec::new(),
         teleport: None,
     };
     (host, lab, root, ssh)

@@ -319,6 +319,7 @@ fn the_host_setup_installs_the_drop_in_once_the_keys_are_there() {
         config: Some(host.config.clone()),
         root: Some(root.display().to_string()),
         host_key: Some(("waddle-host".into(), key.join(" "))),
+        recorded_keys: Vec::new(),
         teleport: None,
     };
     let installed = "/etc/ssh/sshd_config.d/waddlec-teleport-node.conf";

@@ -11,7 +11,7 @@ use super::{blueprint_dir, exit, print_out, Format};
 use crate::bootstrap::{self, Settings, TeleportSsh};
 use crate::deploy::host_setup::Ssh;
 use crate::exit::Code as _;
-use crate::host::record::HostRecord;
+use crate::host::record::{HostRecord, HostRecords};
 use crate::render::cluster::bootstrap_secrets::Values;
 use crate::secrets::{self, SecretError};
 
@@ -130,8 +130,8 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
             return err.exit_code();
         }
     };
-    let host_record = match HostRecord::for_blueprint(&args.blueprint, &model.host().node) {
-        Ok(record) => record,
+    let records = match HostRecords::for_blueprint(&args.blueprint, model) {
+        Ok(records) => records,
         Err(err) => {
             eprintln!("error: {err}");
             return exit::IO;
@@ -143,7 +143,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         model,
         args.ssh_config.clone(),
         None,
-        None,
+        Vec::new(),
         super::tsh_known_hosts(),
     );
     let host_teleport = host.teleport.clone().filter(|_| args.host_ssh.is_none());
@@ -167,7 +167,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
             target,
             jump_key: jump
                 .as_ref()
-                .and(host_record.as_ref())
+                .and(records.of(&model.host().node))
                 .map(HostRecord::host_key),
             jump,
             through: host_teleport
@@ -182,7 +182,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         host_ssh,
         host_teleport,
         ssh_config: args.ssh_config.clone(),
-        host_key: host_record.as_ref().map(HostRecord::host_key),
+        host_key: records.of(&model.host().node).map(HostRecord::host_key),
         teleport,
         wait: args.wait,
     };

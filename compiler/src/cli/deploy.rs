@@ -20,7 +20,7 @@ use crate::deploy::host_setup::{self, Ssh};
 use crate::deploy::plan::Plan;
 use crate::deploy::workflow::{self, Outcome, Request, Ui};
 use crate::exit::{self, Code as _};
-use crate::host::record::HostRecord;
+use crate::host::record::HostRecords;
 use crate::net::pve::Progress;
 
 #[derive(Args)]
@@ -127,14 +127,13 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
-    let host_record =
-        match HostRecord::for_blueprint(&common.blueprint, &compiled.model.host().node) {
-            Ok(record) => record,
-            Err(err) => {
-                eprintln!("error: {err}");
-                return exit::IO;
-            }
-        };
+    let records = match HostRecords::for_blueprint(&common.blueprint, &compiled.model) {
+        Ok(records) => records,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit::IO;
+        }
+    };
     let holder = holder();
     let request = Request {
         compiled: &compiled,
@@ -152,10 +151,12 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
             &compiled.model,
             args.ssh_config.clone(),
             args.host_root.clone(),
-            host_record.as_ref().map(HostRecord::host_key),
+            records.host_keys(),
             super::tsh_known_hosts(),
         ),
-        recorded_fingerprint: host_record.as_ref().map(|r| r.api_fingerprint.as_str()),
+        recorded_fingerprint: records
+            .of(&compiled.model.host().node)
+            .map(|r| r.api_fingerprint.as_str()),
         dry_run: args.dry_run,
         holder: &holder,
         factory: &args.factory_url,

@@ -10,7 +10,7 @@ use crate::deploy::host_setup::Ssh;
 use crate::exit::Code as _;
 use crate::host::identity::{self, Identity};
 use crate::host::init::{self, Outcome, Report, Request};
-use crate::host::record::HostRecord;
+use crate::host::record::HostRecords;
 use crate::host::token::TokenOutcome;
 use crate::host::token_store::{Kept, TokenStore};
 
@@ -95,10 +95,10 @@ fn host_init(args: &HostInitArgs) -> u8 {
         model,
         args.ssh_config.clone(),
         args.host_root.clone(),
-        None,
+        Vec::new(),
         super::tsh_known_hosts(),
     );
-    let record = HostRecord::path_for(&args.blueprint);
+    let record = HostRecords::path_for(&args.blueprint, model, &host.node);
     let base = args
         .blueprint
         .parent()

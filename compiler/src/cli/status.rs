@@ -14,7 +14,7 @@ use super::{blueprint_dir, compile_deployable, print_out, Format};
 use crate::checks::Report;
 use crate::deploy::host_setup::Ssh;
 use crate::exit::{self, Code as _};
-use crate::host::record::HostRecord;
+use crate::host::record::HostRecords;
 use crate::status::{self, Layer, Request};
 
 /// Between two looks under `--wait`.
@@ -119,8 +119,8 @@ pub fn run(args: &StatusArgs, color: bool) -> u8 {
         Err(code) => return code,
     };
     let model = &compiled.model;
-    let record = match HostRecord::for_blueprint(&args.blueprint, &model.host().node) {
-        Ok(record) => record,
+    let records = match HostRecords::for_blueprint(&args.blueprint, model) {
+        Ok(records) => records,
         Err(err) => {
             eprintln!("error: {err}");
             return exit::IO;
@@ -144,12 +144,14 @@ pub fn run(args: &StatusArgs, color: bool) -> u8 {
         compiled: &compiled,
         blueprint_dir: &dir,
         api: args.api.as_deref(),
-        recorded_fingerprint: record.as_ref().map(|r| r.api_fingerprint.as_str()),
+        recorded_fingerprint: records
+            .of(&model.host().node)
+            .map(|r| r.api_fingerprint.as_str()),
         ssh: Ssh::to_host(
             model,
             args.ssh_config.clone(),
             args.host_root.clone(),
-            record.as_ref().map(HostRecord::host_key),
+            records.host_keys(),
             super::tsh_known_hosts(),
         ),
         layers: &layers,

@@ -169,6 +169,7 @@ mod tests {
             config: None,
             root: Some("/roots".into()),
             host_key: Some(("pve1".into(), "ssh-ed25519 AAAA".into())),
+            recorded_keys: vec![("pve1".into(), "ssh-ed25519 AAAA".into())],
             teleport: None,
         };
         hosts(model, Path::new("dist"), &first).unwrap()

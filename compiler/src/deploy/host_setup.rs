@@ -89,6 +89,9 @@ pub struct Ssh {
     /// through Teleport, whose proxy speaks for the host with a certificate
     /// from Teleport's host CA.
     pub host_key: Option<(String, String)>,
+    /// Every host record's key `(node, key)`: where a cluster's other
+    /// hosts find theirs ([`Ssh::to_cluster_host`]).
+    pub recorded_keys: Vec<(String, String)>,
     /// `host.ssh = "teleport:…"`: `target` is `login@node.CLUSTER`, reached
     /// through Teleport's proxy.
     pub teleport: Option<ssh::TeleportProxy>,
@@ -98,15 +101,20 @@ impl Ssh {
     /// How `model`'s `host.ssh` reaches the host: through Teleport, the
     /// destination `login@node.CLUSTER` by the proxy's public address (the
     /// `public_addr` of the rendered `teleport.yaml`), with tsh's
-    /// known_hosts at `tsh_known_hosts`.
+    /// known_hosts at `tsh_known_hosts`; pinned to the first host's key
+    /// among `recorded_keys` (the host records', `(node, key)`).
     pub fn to_host(
         model: &crate::model::Model,
         config: Option<PathBuf>,
         root: Option<String>,
-        host_key: Option<(String, String)>,
+        recorded_keys: Vec<(String, String)>,
         tsh_known_hosts: PathBuf,
     ) -> Ssh {
         let target = model.host().ssh_target.to_string();
+        let host_key = recorded_keys
+            .iter()
+            .find(|(node, _)| *node == model.host().node)
+            .cloned();
         let teleport = model
             .teleport
             .as_ref()
@@ -124,6 +132,7 @@ impl Ssh {
             config,
             root,
             host_key,
+            recorded_keys,
             teleport,
         }
     }
@@ -132,7 +141,7 @@ impl Ssh {
     /// is reached: its own `ssh_target`, straight (a cluster host through
     /// Teleport is refused before this); the same ssh config; under
     /// `ROOT/NODE` with a test's root (the hosts' filesystems are apart);
-    /// the host record's key only if it is this host's.
+    /// pinned to this host's own record's key.
     pub fn to_cluster_host(&self, host: &crate::model::Host) -> Ssh {
         Ssh {
             target: host.ssh_target.to_string(),
@@ -141,7 +150,12 @@ impl Ssh {
                 .root
                 .as_ref()
                 .map(|root| format!("{root}/{}", host.node)),
-            host_key: self.host_key.clone().filter(|(node, _)| *node == host.node),
+            host_key: self
+                .recorded_keys
+                .iter()
+                .find(|(node, _)| *node == host.node)
+                .cloned(),
+            recorded_keys: self.recorded_keys.clone(),
             teleport: None,
         }
     }

@@ -4,6 +4,10 @@
 //! host's SSH host key (every later SSH to the host pins it) and the SHA-256
 //! fingerprint of the certificate its API serves (`deploy` trusts exactly
 //! that one). Nothing in it is secret.
+//!
+//! A `[cluster]` has one record per node (`<blueprint>.NODE.host.toml`,
+//! e.g. `three-hosts.pve2.host.toml`), each learned from that node:
+//! [`HostRecords`] reads them all.
 
 use std::path::{Path, PathBuf};
 
@@ -102,33 +106,70 @@ impl HostRecord {
             source,
         };
         let text = toml::to_string(self).map_err(|e| write(std::io::Error::other(e)))?;
-        let temp = path.with_extension("host.toml.new");
+        let mut temp = path.as_os_str().to_owned();
+        temp.push(".new");
+        let temp = PathBuf::from(temp);
         std::fs::write(&temp, format!("{HEADER}{text}")).map_err(write)?;
         std::fs::rename(&temp, path).map_err(write)
-    }
-
-    /// The record beside `blueprint`, if there is one, checked to be of
-    /// the blueprint's node.
-    pub fn for_blueprint(blueprint: &Path, node: &str) -> Result<Option<HostRecord>, RecordError> {
-        let path = Self::path_for(blueprint);
-        let record = Self::load(&path)?;
-        if let Some(record) = &record {
-            if record.node != node {
-                return Err(RecordError::Invalid {
-                    path: path.display().to_string(),
-                    problem: format!(
-                        "it records node `{}`, but the blueprint's host is `{node}`",
-                        record.node
-                    ),
-                });
-            }
-        }
-        Ok(record)
     }
 
     /// The host key to pin, as `(alias, key)`.
     pub fn host_key(&self) -> (String, String) {
         (self.node.clone(), self.ssh_host_key.clone())
+    }
+}
+
+/// The records of every host of a blueprint: one for a `[host]`, one per
+/// node for a `[cluster]`. A host not initialised yet has none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostRecords {
+    records: Vec<HostRecord>,
+}
+
+impl HostRecords {
+    /// Where `node`'s record lives: beside the blueprint, `waddle.host.toml`
+    /// for a lone host, `three-hosts.pve2.host.toml` for a cluster's node.
+    pub fn path_for(blueprint: &Path, model: &crate::model::Model, node: &str) -> PathBuf {
+        match model.proxmox.single_host() {
+            Some(_) => HostRecord::path_for(blueprint),
+            None => blueprint.with_extension(format!("{node}.host.toml")),
+        }
+    }
+
+    /// The records of `model`'s hosts beside `blueprint`, each checked to be
+    /// of its node.
+    pub fn for_blueprint(
+        blueprint: &Path,
+        model: &crate::model::Model,
+    ) -> Result<HostRecords, RecordError> {
+        let mut records = Vec::new();
+        for host in &model.proxmox.hosts {
+            let path = Self::path_for(blueprint, model, &host.node);
+            let Some(record) = HostRecord::load(&path)? else {
+                continue;
+            };
+            if record.node != host.node {
+                return Err(RecordError::Invalid {
+                    path: path.display().to_string(),
+                    problem: format!(
+                        "it records node `{}`, but the blueprint's host is `{}`",
+                        record.node, host.node
+                    ),
+                });
+            }
+            records.push(record);
+        }
+        Ok(HostRecords { records })
+    }
+
+    /// `node`'s record, if it has one.
+    pub fn of(&self, node: &str) -> Option<&HostRecord> {
+        self.records.iter().find(|r| r.node == node)
+    }
+
+    /// Every recorded host key, as `(node, key)`.
+    pub fn host_keys(&self) -> Vec<(String, String)> {
+        self.records.iter().map(HostRecord::host_key).collect()
     }
 }
 
@@ -169,5 +210,44 @@ mod tests {
         .unwrap();
         let err = HostRecord::load(&path).unwrap_err();
         assert!(err.to_string().contains("ssh_host_key"), "{err}");
+    }
+
+    fn cluster_example() -> crate::model::Model {
+        let source = crate::blueprint::SourceFile {
+            name: "three-hosts.toml".into(),
+            text: include_str!("../../../blueprints/examples/three-hosts.toml").into(),
+        };
+        let today = crate::blueprint::Date {
+            year: 2026,
+            month: 1,
+            day: 1,
+        };
+        let document = crate::blueprint::parse(&source).unwrap();
+        crate::resolve::resolve(&document, today).unwrap().0
+    }
+
+    /// A cluster's nodes each have their own record, read by node; one of
+    /// another node's name in a node's file is refused.
+    #[test]
+    fn a_cluster_has_a_record_per_node() {
+        let model = cluster_example();
+        let dir = tempfile::tempdir().unwrap();
+        let blueprint = dir.path().join("three-hosts.toml");
+        let path = HostRecords::path_for(&blueprint, &model, "pve2");
+        assert!(path.ends_with("three-hosts.pve2.host.toml"), "{path:?}");
+        let record = |node: &str| HostRecord {
+            version: 1,
+            node: node.into(),
+            ssh_host_key: KEY.into(),
+            api_fingerprint: "AB:CD".into(),
+        };
+        record("pve2").save(&path).unwrap();
+        let records = HostRecords::for_blueprint(&blueprint, &model).unwrap();
+        assert_eq!(records.of("pve2"), Some(&record("pve2")));
+        assert_eq!(records.of("pve1"), None);
+        assert_eq!(records.host_keys(), [("pve2".to_string(), KEY.to_string())]);
+        record("pve3").save(&path).unwrap();
+        let err = HostRecords::for_blueprint(&blueprint, &model).unwrap_err();
+        assert!(err.to_string().contains("pve2.host.toml"), "{err}");
     }
 }
