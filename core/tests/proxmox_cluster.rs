@@ -8,7 +8,9 @@
 //! an unknown host (E0161), a host without its VNet address (E0163), a
 //! VNet without a VNI (E0164), an unplaced machine (E0165), `[host]` beside
 //! `[cluster]` (E0160), a forward to a VIP (E0167), and two of three
-//! control planes on one host (W0204, which `--strict` makes fatal).
+//! control planes on one host (W0204, which `--strict` makes fatal), and a
+//! port forwarded twice on one host (E0114; once on each of two hosts is
+//! fine). The same refusals, rendered, are the corpus's 160–168.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
@@ -206,6 +208,46 @@ fn a_forward_to_a_vip_is_refused_in_a_cluster() {
     );
     let found = refused(&source, "E0167", "to = \"ingress:8080\"");
     assert!(found.message.contains("`ingress`"), "{}", found.message);
+}
+
+/// Each host forwards its own public address: the same port may be
+/// forwarded on two hosts, but not twice on one (E0114 names the host).
+#[test]
+fn one_port_is_forwarded_once_per_host() {
+    let second_edge =
+        "[[vm]]\nid = 3001\nname = \"mail\"\nhost = \"pve2\"\nimage = \"debian-edge\"\n\
+                       cores = 1\nmemory = \"1G\"\ndisk = \"4G\"\n\
+                       nics = [{ bridge = \"vnet1\", address = \"10.30.0.6\" }]\n\
+                       services = [{ port = 443 }]\n\n[talos]";
+    let on_two_hosts = common::edited(
+        edited("[talos]", second_edge),
+        "[firewall]",
+        "[[forward]]\nport = 443\nto = \"mail:443\"\n\n[firewall]",
+    );
+    let (model, warnings) = checked(&on_two_hosts);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let on = |port: u16| {
+        let mut hosts: Vec<&str> = model
+            .forwards
+            .iter()
+            .filter(|f| f.port.0 == port)
+            .map(|f| model.host_of(model.vm(&f.to.name).unwrap()).node.as_str())
+            .collect();
+        hosts.sort();
+        hosts
+    };
+    assert_eq!(on(443), ["pve1", "pve2"]);
+
+    let twice_on_pve1 = edited(
+        "[firewall]",
+        "[[forward]]\nport = 443\nto = \"edge:443\"\n\n[firewall]",
+    );
+    let found = refused(&twice_on_pve1, "E0114", "port = 443");
+    assert!(
+        found.message.contains("on host `pve1`"),
+        "{}",
+        found.message
+    );
 }
 
 #[test]

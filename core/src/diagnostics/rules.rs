@@ -123,7 +123,9 @@ rules! {
          bridge, a public bridge marked `vlan_aware` (waddlec only checks the uplink, it \
          creates and changes internal bridges), or more than one default route on a VM.";
     DUPLICATE_ROUTE = "E0114" "duplicate-route" Error:
-        "The same SNI host or forwarded port appears twice; only one of them could ever match.";
+        "The same SNI host or forwarded port appears twice; only one of them could ever match. \
+         In a `[cluster]` each host forwards its own public address: a port may be forwarded \
+         once per host (to VMs on different hosts).";
     VMID_OUT_OF_RANGE = "E0116" "vmid-out-of-range" Error:
         "Proxmox VMIDs are 100 to 999999999; lower numbers are reserved.";
     UNROUTED_PUBLIC_HOST = "E0117" "unrouted-public-host" Error:

@@ -303,18 +303,28 @@ fn uplink<'a>(
         }
         [(first, _), rest @ ..] => {
             for (i, bridge) in rest {
+                let claimed = blueprint.bridges[*i].host.as_ref();
                 let diagnostic = checker.error(
                     &rules::ONE_UPLINK_PER_HOST,
-                    blueprint.bridges[*i].role.span(),
-                    format!("bridge[{i}]"),
+                    claimed.map_or(blueprint.bridges[*i].role.span(), Located::span),
+                    format!("bridge[{i}].host"),
                     format!(
                         "bridge `{}` is a second public bridge of host `{}`",
                         bridge.name, *host.node
                     ),
                 );
-                diagnostic
-                    .related
-                    .push((blueprint.bridges[*first].role.span(), "its first".into()));
+                diagnostic.label = "second uplink".into();
+                diagnostic.related.push((
+                    blueprint.bridges[*first]
+                        .host
+                        .as_ref()
+                        .map_or(blueprint.bridges[*first].role.span(), Located::span),
+                    "its first".into(),
+                ));
+                diagnostic.help = Some(format!(
+                    "a host has one uplink (its public address, gateway and forwards): name another host in `host`, or make `{}` internal",
+                    bridge.name
+                ));
             }
             None
         }

@@ -226,21 +226,35 @@ pub(super) fn forwards(
     let public_v6 = bridges
         .iter()
         .any(|b| b.role == BridgeRole::Public && b.v6.is_some());
-    let mut seen: BTreeMap<(Protocol, u16), &Located<Port>> = BTreeMap::new();
+    // A forward is on the public address of the host its target runs on:
+    // in a cluster one port may be forwarded once per host.
+    let mut seen: BTreeMap<(&str, Protocol, u16), &Located<Port>> = BTreeMap::new();
     let mut out = Vec::new();
     for (i, forward) in blueprint.forwards.iter().enumerate() {
         let path = format!("forward[{i}]");
-        let key = (forward.protocol, forward.port.0);
+        let host = vms
+            .iter()
+            .find(|vm| vm.name == *forward.to.name)
+            .map_or("", |vm| vm.host.as_str());
+        let key = (host, forward.protocol, forward.port.0);
         if let Some(first) = seen.insert(key, &forward.port) {
-            checker
-                .error(
-                    &rules::DUPLICATE_ROUTE,
-                    forward.port.span(),
-                    format!("{path}.port"),
-                    format!("port {} is forwarded twice", *forward.port),
-                )
+            let (on, help) = match blueprint.cluster {
+                Some(_) => (
+                    format!(" on host `{host}`"),
+                    "remove one of the two, or forward the port to a VM on another host (each host forwards its own public address)",
+                ),
+                None => (String::new(), "remove one of the two forwards"),
+            };
+            let diagnostic = checker.error(
+                &rules::DUPLICATE_ROUTE,
+                forward.port.span(),
+                format!("{path}.port"),
+                format!("port {} is forwarded twice{on}", *forward.port),
+            );
+            diagnostic
                 .related
                 .push((first.span(), "first forward".into()));
+            diagnostic.help = Some(help.into());
         }
         if let Some((_, what)) = HOST_PORTS
             .iter()
