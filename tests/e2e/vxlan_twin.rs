@@ -442,14 +442,39 @@ impl Twin {
             ));
             vms.insert(vm.name.clone(), ns);
         }
-        Twin {
+        let twin = Twin {
             servers: Vec::new(),
             vms,
             hosts,
             _underlay: underlay,
             program,
             vxlan,
+        };
+        // Wired as rendered: each VM's gateway is the address the rendered
+        // script gave its own host's VNet bridge.
+        for vm in &r.vms {
+            let ping = twin
+                .vm(vm)
+                .try_sh(&format!("ping -n -c 1 -W 2 {}", vm.gateway));
+            assert!(
+                ping.status.success(),
+                "{} reaches its gateway {}: {}",
+                vm.name,
+                vm.gateway,
+                text(&ping.stdout)
+            );
+            let bridge = twin.hosts[&vm.node].sh(&format!("cat /sys/class/net/{}/address", r.vnet));
+            assert_eq!(
+                twin.neighbour(vm, &vm.gateway).as_deref(),
+                Some(bridge.trim()),
+                "{}'s gateway {} is {}'s {}",
+                vm.name,
+                vm.gateway,
+                vm.node,
+                r.vnet
+            );
         }
+        twin
     }
 
     fn vm(&self, vm: &Vm) -> &Netns {
