@@ -7,7 +7,8 @@
 # read and check seed disks and ESPs, xz-utils for image fixtures,
 # mmdebstrap for Debian bases, fdisk for sfdisk, systemd for
 # `systemd-analyze verify`, groff-base to check the manual pages, sudo for
-# `visudo -c` of the sudoers rule the host setup installs, perl (JSON::PP,
+# `visudo -c` of the sudoers rule the host setup installs, iputils-ping
+# (`ping -M do` proves the VXLAN VNet's MTU), perl (JSON::PP,
 # as the host setup reads `qm guest exec`'s answer on Proxmox), age (the
 # reference implementation) to decrypt what waddlec encrypts, kubectl (if
 # none is installed, Debian's kubernetes-client) to read merged kubeconfigs;
@@ -22,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-pip python3-yaml procps openssl openssh-server mtools dosfstools xz-utils mmdebstrap fdisk libarchive13 systemd curl groff-base sudo age perl)
+packages=(haproxy cloud-init iptables shellcheck iproute2 python3 python3-pip python3-yaml procps openssl openssh-server mtools dosfstools xz-utils mmdebstrap fdisk libarchive13 systemd curl groff-base sudo iputils-ping age perl)
 backports=(e2fsprogs qemu-utils qemu-system-x86 ovmf)
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"

@@ -53,3 +53,4 @@ mod teleport;
 mod teleport_node;
 mod test_data;
 mod twin;
+mod vxlan_twin;
