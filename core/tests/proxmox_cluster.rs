@@ -265,11 +265,9 @@ fn ipv6_on_a_vnet_is_refused() {
     );
 }
 
-/// The platform's DNS records point at the edge: with the edge on pve2,
-/// at pve2's public address, not the first host's.
-#[test]
-fn the_platform_publishes_the_edge_hosts_address() {
-    let source = edited("host = \"pve1\"\nimage", "host = \"pve2\"\nimage");
+/// `source` with a platform (Flux, 1Password Connect, democratic-csi,
+/// backups) and the versions it pins.
+fn with_platform(source: SourceFile) -> SourceFile {
     let platform = r#"
 [flux]
 url = "ssh://git@git.trio.example.net/infra/platform.git"
@@ -310,9 +308,50 @@ region = "trio-1"
         "democratic_csi_image = \"v1.9.4\"\n",
     );
     let text = source.text.replacen(versions, pins, 1) + platform;
-    let source = SourceFile { text, ..source };
+    SourceFile { text, ..source }
+}
+
+/// The platform's DNS records point at the edge: with the edge on pve2,
+/// at pve2's public address, not the first host's.
+#[test]
+fn the_platform_publishes_the_edge_hosts_address() {
+    let source = with_platform(edited(
+        "host = \"pve1\"\nimage",
+        "host = \"pve2\"\nimage",
+    ));
     let (model, _) = checked(&source);
     let pve2 = model.proxmox.host("pve2").unwrap().public_address();
     assert_eq!(model.host_of(model.vm("edge").unwrap()).node, "pve2");
     assert_eq!(model.platform.as_ref().unwrap().public_address, pve2);
+}
+
+/// democratic-csi's volumes are the first host's: only its tree has the
+/// driver's user and forced command, and only its `host.fw` admits the
+/// Talos nodes' SSH and iSCSI; the iSCSI portal is its VNet address.
+#[test]
+fn only_the_storage_host_serves_democratic_csi() {
+    let compiled = waddlec_core::compile(&with_platform(example()), common::TODAY)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let file = |path: &str| {
+        compiled
+            .artifacts
+            .iter()
+            .find(|a| a.path == path)
+            .map(|a| String::from_utf8_lossy(&a.contents).into_owned())
+    };
+    let csi = |node: &str| file(&format!("hosts/{node}/democratic-csi/sudoers")).is_some();
+    assert_eq!([csi("pve1"), csi("pve2"), csi("pve3")], [true, false, false]);
+    let admits_iscsi = |node: &str| {
+        file(&format!("hosts/{node}/firewall/host.fw"))
+            .unwrap()
+            .lines()
+            .any(|line| line.contains("-dport 3260"))
+    };
+    assert_eq!(
+        [admits_iscsi("pve1"), admits_iscsi("pve2"), admits_iscsi("pve3")],
+        [true, false, false]
+    );
+    let setup = |node: &str| file(&format!("hosts/{node}/setup.sh")).unwrap();
+    assert!(setup("pve1").contains("10.30.0.1:3260"));
+    assert!(!setup("pve2").contains("3260"));
 }

@@ -11,6 +11,9 @@
 //!   shares (any node that runs pods attaches them; each target's portal
 //!   is the host's address on their bridge);
 //! - the Proxmox API from the Teleport VM, when a Teleport app fronts it.
+//!
+//! democratic-csi's SSH and iSCSI are only on the storage host
+//! ([`Model::storage_host`]): in a cluster, the others admit neither.
 
 use std::net::Ipv4Addr;
 
@@ -73,7 +76,9 @@ impl Model {
             .teleport
             .as_ref()
             .is_some_and(|teleport| teleport.fronts_port(api_port));
-        let storage = self.platform.is_some();
+        let storage = self
+            .storage_host()
+            .is_some_and(|storage| storage.node == host.node);
         let mut ssh = Vec::new();
         if storage {
             ssh.extend(nodes("democratic-csi manages its volumes"));

@@ -868,6 +868,15 @@ impl Model {
         &self.proxmox.hosts[0]
     }
 
+    /// The host whose ZFS pool democratic-csi's volumes come from, when
+    /// there is a platform: the first host (`Platform::storage_host` is
+    /// its address on the Talos bridge). Only it gets democratic-csi's
+    /// user and admits its SSH and iSCSI; in a cluster the volumes are
+    /// that one host's, reached across the VNet.
+    pub fn storage_host(&self) -> Option<&Host> {
+        self.platform.as_ref().map(|_| self.host())
+    }
+
     /// The host `vm` runs on.
     pub fn host_of(&self, vm: &Vm) -> &Host {
         self.proxmox

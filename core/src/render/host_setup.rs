@@ -23,7 +23,8 @@
 //! democratic-csi's files (`host/democratic-csi/`): the forced command
 //! (`waddlec-csi-gate`: the driver's commands and nothing else, see the
 //! template), the sudoers rule for `targetcli` alone, and the user's
-//! `authorized_keys`.
+//! `authorized_keys`: on the storage host only (`Model::storage_host`, a
+//! cluster's first host).
 
 use serde::Serialize;
 
@@ -111,12 +112,17 @@ pub fn render(
     model: &Model,
     host: &Host,
 ) -> Result<Vec<Artifact>, RenderError> {
+    // democratic-csi's side is only on the host its volumes come from.
+    let storage = model
+        .platform
+        .as_ref()
+        .filter(|_| model.storage_host().is_some_and(|s| s.node == host.node));
     let data = Data {
         project: &model.project.name,
         node: &host.node,
         file_storage: &host.file_storage,
         disk_storage: &host.disk_storage,
-        csi: model.platform.as_ref().map(|platform| Csi {
+        csi: storage.map(|platform| Csi {
             dataset: platform.dataset.to_string(),
             quota: platform.storage_quota.map(|quota| quota.bytes()),
             portal: platform.storage_host.to_string(),
@@ -153,7 +159,7 @@ pub fn render(
         )
         .executable(),
     ];
-    if let Some(platform) = &model.platform {
+    if let Some(platform) = storage {
         let nodes: Vec<String> = model
             .talos_nodes()
             .map(|node| node.ip().to_string())
