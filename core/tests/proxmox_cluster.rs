@@ -315,10 +315,7 @@ region = "trio-1"
 /// at pve2's public address, not the first host's.
 #[test]
 fn the_platform_publishes_the_edge_hosts_address() {
-    let source = with_platform(edited(
-        "host = \"pve1\"\nimage",
-        "host = \"pve2\"\nimage",
-    ));
+    let source = with_platform(edited("host = \"pve1\"\nimage", "host = \"pve2\"\nimage"));
     let (model, _) = checked(&source);
     let pve2 = model.proxmox.host("pve2").unwrap().public_address();
     assert_eq!(model.host_of(model.vm("edge").unwrap()).node, "pve2");
@@ -340,7 +337,10 @@ fn only_the_storage_host_serves_democratic_csi() {
             .map(|a| String::from_utf8_lossy(&a.contents).into_owned())
     };
     let csi = |node: &str| file(&format!("hosts/{node}/democratic-csi/sudoers")).is_some();
-    assert_eq!([csi("pve1"), csi("pve2"), csi("pve3")], [true, false, false]);
+    assert_eq!(
+        [csi("pve1"), csi("pve2"), csi("pve3")],
+        [true, false, false]
+    );
     let admits_iscsi = |node: &str| {
         file(&format!("hosts/{node}/firewall/host.fw"))
             .unwrap()
@@ -348,7 +348,11 @@ fn only_the_storage_host_serves_democratic_csi() {
             .any(|line| line.contains("-dport 3260"))
     };
     assert_eq!(
-        [admits_iscsi("pve1"), admits_iscsi("pve2"), admits_iscsi("pve3")],
+        [
+            admits_iscsi("pve1"),
+            admits_iscsi("pve2"),
+            admits_iscsi("pve3")
+        ],
         [true, false, false]
     );
     let setup = |node: &str| file(&format!("hosts/{node}/setup.sh")).unwrap();

@@ -1,7 +1,8 @@
 //! The plan for a `[cluster]`, pure like `plan`: the SDN steps first, then
 //! where VMs must go (a VM found on another node than the blueprint's is
 //! migrated when the target node has the storage for its disks, else
-//! replaced there only with `--allow-replace`), then each online node's
+//! replaced there only with `--allow-replace`, as is a Debian VM whose
+//! seed changes with the move), then each online node's
 //! own plan — `plan::plan` on that node's share of the desired state (its
 //! VMs, the files they are made from, its uplink; the internal networks
 //! are VNets, never Linux bridges here) against what the node has, a
@@ -21,9 +22,10 @@ use serde::Serialize;
 use super::cluster_observed::ClusterObserved;
 use super::desired::{Desired, DesiredBridge};
 use super::observed::HostVm;
-use super::plan::{plan, Options, Plan, Step};
+use super::plan::{files_of, plan, Options, Plan, Step};
 use super::sdn::{self, SdnObjects, SdnStep};
 use crate::model::Model;
+use crate::plan::vm::{described_files, VmConfig};
 
 /// Where a VM goes, or why it cannot be placed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -269,7 +271,11 @@ pub fn plan_cluster(
         if let Some(node) = nodes.get_mut(from) {
             node.vms.remove(&vm.vmid);
         }
-        match migration(model, &found, from, &vm.node, observed) {
+        let moved = match reseeded_by_the_move(vm, &found, desired) {
+            Some(reason) => Err(reason),
+            None => migration(model, &found, from, &vm.node, observed),
+        };
+        match moved {
             Ok(target_storage) => {
                 placement.push(PlacementStep::Migrate {
                     vmid: vm.vmid,
@@ -333,6 +339,29 @@ pub fn plan_cluster(
         placement,
         nodes: node_plans,
     }
+}
+
+/// Why a Debian VM is recreated rather than migrated: its seed changes
+/// with its host (the default route is its host's own address on the
+/// VNet) and cloud-init applies a VM's network only when it is created.
+/// Migrated, it would keep routing through its old host, which has no
+/// state for the new host's forwards: its replies would be lost. A Talos
+/// node's new configuration is applied in place after its migration.
+fn reseeded_by_the_move(vm: &VmConfig, found: &HostVm, desired: &Desired) -> Option<String> {
+    if desired.talos.contains_key(&vm.vmid) {
+        return None;
+    }
+    let (_, seed) = files_of(vm);
+    let (_, found_seed) = found
+        .config
+        .get("description")
+        .and_then(|d| described_files(d))?;
+    (found_seed != seed).then(|| {
+        format!(
+            "its seed changes with the move ({found_seed} → {seed}: its gateway is its host's address on the VNet), and cloud-init sets a VM's network only when it is created, so it is created anew on {}",
+            vm.node
+        )
+    })
 }
 
 /// Whether `vm` may migrate from `from` to `to`: `Ok` with the target
@@ -598,6 +627,72 @@ mod tests {
         assert!(steps_on(&replaced, "pve2")
             .iter()
             .any(|s| matches!(s, Step::Create { vmid: 3000, .. })));
+    }
+
+    /// A Debian VM whose seed changes with its host is not migrated (it
+    /// would keep its old host as gateway): it is created anew on its new
+    /// node with `--allow-replace`, and left where it is without.
+    #[test]
+    fn a_debian_vm_whose_seed_changes_with_the_move_is_recreated_not_migrated() {
+        let mut observed = cluster(&["pve1", "pve2", "pve3"]);
+        let described = |seed: &str| {
+            format!(
+                "{}image=debian-edge.qcow2 seed={seed}",
+                crate::plan::vm::DESCRIPTION_PREFIX
+            )
+        };
+        let edge = observed
+            .nodes
+            .get_mut("pve1")
+            .unwrap()
+            .vms
+            .get_mut(&3000)
+            .unwrap();
+        edge.config.insert(
+            "description".into(),
+            described("edge-seed-ffffffffffff.raw"),
+        );
+        let held = plan_cluster(&model(), &edge_on("pve2"), &sdn(), &observed, &skip_host());
+        let PlacementStep::Relocate {
+            allowed, reason, ..
+        } = &held.placement[0]
+        else {
+            panic!("{:?}", held.placement)
+        };
+        assert!(!allowed);
+        assert!(
+            reason.contains("its gateway is its host's address"),
+            "{reason}"
+        );
+        assert!(!held.changes_anything());
+        let names = ["edge".to_string()];
+        let options = Options {
+            allow_replace: &names,
+            ..skip_host()
+        };
+        let replaced = plan_cluster(&model(), &edge_on("pve2"), &sdn(), &observed, &options);
+        assert!(steps_on(&replaced, "pve2")
+            .iter()
+            .any(|s| matches!(s, Step::Create { vmid: 3000, .. })));
+
+        // The same seed on both hosts: migrated.
+        let edge = observed
+            .nodes
+            .get_mut("pve1")
+            .unwrap()
+            .vms
+            .get_mut(&3000)
+            .unwrap();
+        edge.config.insert(
+            "description".into(),
+            described("edge-seed-0123456789ab.raw"),
+        );
+        let migrated = plan_cluster(&model(), &edge_on("pve2"), &sdn(), &observed, &skip_host());
+        assert!(
+            matches!(migrated.placement[0], PlacementStep::Migrate { .. }),
+            "{:?}",
+            migrated.placement
+        );
     }
 
     #[test]
