@@ -665,8 +665,9 @@ fn cluster_lab() -> SecretLab {
 /// Preflight of a `[cluster]` (no refusal any more): the edge's names
 /// must resolve to the public address of the host that runs the edge VM,
 /// pve2's here; the first host's address fails naming pve2's. And
-/// `deploy` of the cluster runs the same checks first, stopping at that
-/// failure before the tree or any host is looked for.
+/// `deploy` and `cluster bootstrap` of the cluster run the same checks
+/// first, stopping at that failure before the tree or any host is
+/// looked for.
 #[test]
 fn a_cluster_s_edge_names_must_resolve_to_the_edge_vm_s_host_and_deploy_checks_that_first() {
     let lab = cluster_lab();
@@ -745,4 +746,16 @@ fn a_cluster_s_edge_names_must_resolve_to_the_edge_vm_s_host_and_deploy_checks_t
     assert!(stderr.contains("FAILED      dns"), "{stderr}");
     assert!(stderr.contains(PVE2_PUBLIC), "{stderr}");
     assert!(!stderr.contains("no-such-tree"), "{stderr}");
+    // So does cluster bootstrap.
+    let output = waddlec(&[
+        "cluster",
+        "bootstrap",
+        "blueprint.toml",
+        "--host-ssh",
+        "nowhere.invalid",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(8), "{stderr}");
+    assert!(stderr.contains("FAILED      dns"), "{stderr}");
+    assert!(!stderr.contains("nowhere.invalid"), "{stderr}");
 }
