@@ -5,7 +5,9 @@
 //! trusting only the bundle's OS CA) and a stand-in Kubernetes API
 //! (`tests/support/kube_api_stand_in.py`, client certificates verified
 //! against the bundle's Kubernetes CA). The same sshd plays the Teleport VM,
-//! with Teleport's kubeconfig installed under a scratch root.
+//! with Teleport's kubeconfig installed under a scratch root. A `[cluster]`
+//! (the three-host example) is bootstrapped the same way through the one
+//! host it must take, the one that runs its first control plane.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -14,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::apid::{pem_text, Apid};
+use crate::support::apid::{pem_text, Apid, NODE};
 use crate::support::free_addr;
 use crate::support::kube_api::KubeApi;
 use crate::support::ssh_host::SshHost;
 use crate::support::talos_lab::SecretLab;
-use crate::support::{require, run, text, valid_blueprints};
+use crate::support::{repo_root, require, run, text, valid_blueprints};
 
 const FLUX_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nflux-deploy-key-5ecret-a1b2c3\n-----END OPENSSH PRIVATE KEY-----";
 const OP_CREDENTIALS: &str = "{\"verifier\":{\"salt\":\"op-cred-5ecret-d4e5f6\"}}";
@@ -397,4 +399,228 @@ fn teleport_s_kubeconfig_goes_only_to_the_host_key_its_seed_gave_it() {
         "nothing was installed"
     );
     assert_no_secret("stderr", &stderr);
+}
+
+/// A bundle-initialised `[cluster]`: the three-host example (no Teleport,
+/// no bootstrap secrets) with each host reached as `ssh = "NODE"`, its
+/// first control plane cp-1 placed on pve2, so the host the tunnel must
+/// take is not the first host, and its VNet moved from 10.30.0.0/22 to
+/// 10.10.0.0/22 with cp-1 at the address the stand-in apid's certificate
+/// names (`apid::NODE`).
+fn cluster_lab() -> SecretLab {
+    let lab = SecretLab::edited(
+        &repo_root().join("blueprints/examples/three-hosts.toml"),
+        |document| {
+            *document = toml::to_string(document)
+                .unwrap()
+                .replace("10.30.", "10.10.")
+                .parse()
+                .unwrap();
+            for host in document["cluster"]["host"].as_array_mut().unwrap() {
+                let host = host.as_table_mut().unwrap();
+                let node = host["node"].as_str().unwrap().to_string();
+                host.insert("ssh".into(), node.into());
+            }
+            let cp1 = document["talos"]["node"][0].as_table_mut().unwrap();
+            assert_eq!(cp1["name"].as_str(), Some("cp-1"));
+            cp1.insert("address".into(), NODE.into());
+            cp1.insert("host".into(), "pve2".into());
+        },
+    );
+    lab.init();
+    lab
+}
+
+/// `NAME.NODE.host.toml`: `node`'s host record pinning `key` (`TYPE BASE64`).
+fn write_record(lab: &SecretLab, node: &str, key: &str) {
+    fs::write(
+        lab.path(&format!("blueprint.{node}.host.toml")),
+        format!(
+            "version = 1\nnode = \"{node}\"\nssh_host_key = \"{key}\"\napi_fingerprint = \"{}\"\n",
+            ["AB"; 32].join(":")
+        ),
+    )
+    .unwrap();
+}
+
+/// A fresh ed25519 public key, `TYPE BASE64`: a host key nobody presents.
+fn stray_key(dir: &std::path::Path) -> String {
+    let path = dir.join("stray");
+    let output = run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&path));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    public_key(&fs::read_to_string(path.with_extension("pub")).unwrap())
+}
+
+/// `TYPE BASE64` of an OpenSSH public key line.
+fn public_key(line: &str) -> String {
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A `[cluster]` is bootstrapped through the host that runs its first
+/// control plane (pve2, not the first host pve1), reached by pve2's own
+/// `ssh` and pinned to pve2's own host record. Only pve2 exists (the
+/// sshd lab, `Host pve2` in the ssh config): a tunnel through pve1 would
+/// not connect. Inside it the cluster's addresses lead to the stand-in
+/// apid (cp-1) and Kubernetes API (the VIP), which serves the example's
+/// five nodes Ready. pve1's record pins a key nobody presents, and then
+/// pve2's does: the tunnel is refused, so the pin is pve2's own.
+#[test]
+fn a_cluster_is_bootstrapped_through_the_host_of_its_first_control_plane() {
+    for tool in ["openssl", "python3", "iptables", "ssh-keygen"] {
+        require(tool);
+    }
+    let lab = cluster_lab();
+    let bundle = waddlec::secrets::talos_bundle::load(&lab.path("secrets/cluster.yaml")).unwrap();
+    let host = SshHost::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab.path("ssh_config");
+    fs::write(
+        &config,
+        fs::read_to_string(&host.config)
+            .unwrap()
+            .replace("Host waddle-host", "Host pve2"),
+    )
+    .unwrap();
+    let stray = stray_key(dir.path());
+    write_record(&lab, "pve1", &stray);
+    write_record(&lab, "pve2", &public_key(&host.host_public_key()));
+
+    let apid_addr = free_addr(&host.host_side);
+    let apid = Apid::start(apid_addr, &bundle, Vec::new());
+    let nodes = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"];
+    // The node list as the API server lists it (core/v1 NodeList), each
+    // Ready.
+    let state = dir.path().join("state.json");
+    fs::write(
+        &state,
+        serde_json::json!({"resources": [{
+            "group": "", "version": "v1", "plural": "nodes", "kind": "Node",
+            "namespaced": false,
+            "items": nodes.iter().map(|name| serde_json::json!({
+                "metadata": {"name": name},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+            })).collect::<Vec<_>>(),
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    let kube_addr = free_addr(&host.host_side);
+    let kube = KubeApi::serving(
+        dir.path(),
+        kube_addr,
+        (
+            &pem_text(&bundle.certs.k8s.crt),
+            &pem_text(&bundle.certs.k8s.key),
+        ),
+        &state,
+    );
+    host.netns.sh(&format!(
+        "ip route add 10.10.0.0/22 via {gw} && \
+         iptables -t nat -A OUTPUT -d {NODE}/32 -p tcp --dport 50000 -j DNAT --to-destination {apid_addr} && \
+         iptables -t nat -A OUTPUT -d 10.10.1.100/32 -p tcp --dport 6443 -j DNAT --to-destination {kube_addr}",
+        gw = host.host_side
+    ));
+    let bootstrap = |wait: &str| {
+        run(waddlec_in(&lab)
+            .args([
+                "cluster",
+                "bootstrap",
+                "blueprint.toml",
+                "--skip-preflight",
+                "--format",
+                "json",
+                "--wait",
+                wait,
+            ])
+            .arg("--ssh-config")
+            .arg(&config))
+    };
+
+    let output = bootstrap("60s");
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("==> tunnel through the Proxmox host: via pve2 (pve2)"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["etcd_bootstrapped"], true);
+    assert_eq!(report["nodes_ready"], serde_json::json!(nodes));
+    assert_eq!(report["secrets_applied"], serde_json::json!([]));
+    {
+        let calls = apid.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].role, "os:admin");
+    }
+    let requests = kube.requests();
+    assert!(requests.iter().any(|r| r["path"] == "/api/v1/nodes"));
+
+    // pve2 pinned to a key it does not present: refused at the tunnel.
+    write_record(&lab, "pve2", &stray);
+    let output = bootstrap("10s");
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("tunnel through the Proxmox host"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Host key verification failed")
+            || stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{stderr}"
+    );
+    assert_eq!(apid.calls().len(), 1);
+}
+
+/// A `[cluster]`'s hosts are not Teleport's OpenSSH nodes: when the host
+/// the tunnel must take (cp-1's, pve2) names `ssh = "teleport:…"`, the
+/// bootstrap is refused (exit 2) before any secret is read or any host
+/// reached, saying how to reach it instead.
+#[test]
+fn a_cluster_s_tunnel_host_reached_through_teleport_is_refused_saying_how_to_reach_it() {
+    let lab = SecretLab::edited(
+        &repo_root().join("blueprints/examples/three-hosts.toml"),
+        |document| {
+            let hosts = document["cluster"]["host"].as_array_mut().unwrap();
+            hosts[1]
+                .as_table_mut()
+                .unwrap()
+                .insert("ssh".into(), "teleport:root@pve2".into());
+            document["talos"]["node"][0]
+                .as_table_mut()
+                .unwrap()
+                .insert("host".into(), "pve2".into());
+            let teleport: toml::Table = toml::from_str(
+                "vm = \"edge\"\npublic_host = \"teleport.trio.example.net\"\n\
+                 [[role]]\nname = \"admin\"\nlogins = [\"root\"]\n",
+            )
+            .unwrap();
+            document.insert("teleport".into(), teleport.into());
+            document["versions"]
+                .as_table_mut()
+                .unwrap()
+                .insert("teleport".into(), "18.2.1".into());
+            let route: toml::Table =
+                toml::from_str("sni = \"teleport.trio.example.net\"\nto = \"edge:3080\"").unwrap();
+            document["edge"]["route"]
+                .as_array_mut()
+                .unwrap()
+                .push(route.into());
+        },
+    );
+    let output = lab.waddlec(&["cluster", "bootstrap", "blueprint.toml"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the bootstrap tunnels through pve2, the host that runs the first control plane, and pve2's `ssh` goes through Teleport"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("or pass --host-ssh TARGET"), "{stderr}");
+    assert!(!stderr.contains("preflight"), "{stderr}");
+    assert!(!stderr.contains("==> tunnel"), "{stderr}");
 }

@@ -634,3 +634,128 @@ fn an_rfc2136_server_is_asked_about_the_zone_and_cloudflare_is_not() {
     let check = find(&found, "dns", &format!("update server {address}"));
     assert_eq!(check["result"], "unreachable", "{check}");
 }
+
+/// pve2's public address in the three-host example.
+const PVE2_PUBLIC: &str = "203.0.113.12";
+/// pve1's, the first host's.
+const PVE1_PUBLIC: &str = "203.0.113.11";
+const TRIO_TOKEN_ENV: &str = "WADDLE_TRIO_PVE_TOKEN";
+
+/// A `[cluster]`: the three-host example with its edge VM moved to pve2,
+/// so the host the edge's names must point to is not the first host. Its
+/// Talos bundle is made, so only the DNS check can fail.
+fn cluster_lab() -> SecretLab {
+    let lab = SecretLab::edited(
+        &repo_root().join("blueprints/examples/three-hosts.toml"),
+        |document| {
+            let vms = document["vm"].as_array_mut().unwrap();
+            let edge = vms
+                .iter_mut()
+                .find(|vm| vm["name"].as_str() == Some("edge"))
+                .unwrap();
+            edge.as_table_mut()
+                .unwrap()
+                .insert("host".into(), "pve2".into());
+        },
+    );
+    lab.init();
+    lab
+}
+
+/// Preflight of a `[cluster]` (no refusal any more): the edge's names
+/// must resolve to the public address of the host that runs the edge VM,
+/// pve2's here; the first host's address fails naming pve2's. And
+/// `deploy` and `cluster bootstrap` of the cluster run the same checks
+/// first, stopping at that failure before the tree or any host is
+/// looked for.
+#[test]
+fn a_cluster_s_edge_names_must_resolve_to_the_edge_vm_s_host_and_deploy_checks_that_first() {
+    let lab = cluster_lab();
+    let dns = StandInServer::start(
+        "dns_stand_in.py",
+        &json!({"*.trio.example.net": [PVE2_PUBLIC]}),
+    );
+    let resolver = format!("127.0.0.1:{}", dns.port);
+    let env = [(TRIO_TOKEN_ENV, "root@pam!waddlec=trio-5ecret")];
+    let waddlec = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--resolver", &resolver, "--check-timeout", "3"]);
+        lab.waddlec_with(&all, &env)
+    };
+    let name = "*.trio.example.net";
+
+    let output = waddlec(&["preflight", "blueprint.toml", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let found = checks(&output);
+    let check = find(&found, "dns", name);
+    assert_eq!(check["result"], "pass", "{check}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("resolves to {PVE2_PUBLIC}")),
+        "{check}"
+    );
+    assert_eq!(
+        find(&found, "secrets", "cluster.api_token")["result"],
+        "pass"
+    );
+    assert!(dns.log().contains("waddlec-preflight.trio.example.net"));
+
+    // The first host's address: the name points at the wrong host.
+    dns.set(&json!({"*.trio.example.net": [PVE1_PUBLIC]}));
+    let output = waddlec(&["preflight", "blueprint.toml", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(8), "{}", text(&output.stderr));
+    let found = checks(&output);
+    let check = find(&found, "dns", name);
+    assert_eq!(check["result"], "failed", "{check}");
+    assert_eq!(
+        check["why"],
+        format!(
+            "resolves to {PVE1_PUBLIC} (asked waddlec-preflight.trio.example.net), not the public address {PVE2_PUBLIC} of pve2, the host that runs the edge VM"
+        ),
+        "{check}"
+    );
+    assert!(
+        check["fix"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`{name} A {PVE2_PUBLIC}`")),
+        "{check}"
+    );
+    assert!(
+        found
+            .iter()
+            .filter(|c| c["layer"] != "dns")
+            .all(|c| c["result"] == "pass"),
+        "{found:#?}"
+    );
+
+    // deploy runs it first for a cluster too, and stops there.
+    let output = waddlec(&[
+        "deploy",
+        "blueprint.toml",
+        "--tree",
+        "no-such-tree",
+        "--api",
+        "https://127.0.0.1:1",
+        "--yes",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(8), "{stderr}");
+    assert!(stderr.contains("FAILED      dns"), "{stderr}");
+    assert!(stderr.contains(PVE2_PUBLIC), "{stderr}");
+    assert!(!stderr.contains("no-such-tree"), "{stderr}");
+    // So does cluster bootstrap.
+    let output = waddlec(&[
+        "cluster",
+        "bootstrap",
+        "blueprint.toml",
+        "--host-ssh",
+        "nowhere.invalid",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(8), "{stderr}");
+    assert!(stderr.contains("FAILED      dns"), "{stderr}");
+    assert!(!stderr.contains("nowhere.invalid"), "{stderr}");
+}

@@ -3,7 +3,9 @@
 //! and stopped with a message naming what it waited for:
 //!
 //! 1. a tunnel through the Proxmox host (the nodes have no public address)
-//!    to the first control plane's Talos API and the API VIP;
+//!    to the first control plane's Talos API and the API VIP; in a
+//!    `[cluster]` through the host that runs that control plane
+//!    ([`tunnel_host`]);
 //! 2. etcd bootstrapped on the first control plane (`Model::bootstrap_node`,
 //!    `net::talos_api`; a node bootstrapped before is success);
 //! 3. the API server ready on the VIP (`/readyz`), as a short-lived admin;
@@ -21,7 +23,7 @@ mod teleport;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::model::{Model, KUBE_API_PORT, TALOS_API_PORT};
+use crate::model::{Host, Model, KUBE_API_PORT, TALOS_API_PORT};
 use crate::net::kube_api::{KubeApi, KubeError};
 use crate::net::ssh::PinnedHost;
 use crate::net::ssh_tunnel::{SshTunnel, TunnelError};
@@ -59,16 +61,33 @@ impl std::fmt::Display for Step {
     }
 }
 
+/// The Proxmox host the bootstrap reaches the cluster through (its tunnel,
+/// and the jump to the Teleport VM): the host that runs the bootstrap node,
+/// the first control plane. A lone `[host]` runs it. In a `[cluster]` each
+/// host has its own address on every VNet, one L2 segment across the hosts,
+/// so any host reaches every node, the API VIP and the Teleport VM; the
+/// bootstrap node's host is the one the bootstrap needs up anyway (etcd
+/// starts on that node), so choosing it adds no other host the bootstrap
+/// depends on, and the Talos API's traffic stays on that host. `None`
+/// only without a Talos cluster.
+pub fn tunnel_host(model: &Model) -> Option<&Host> {
+    model.bootstrap_node().map(|node| model.host_of(node.vm))
+}
+
 /// How to reach things and how long to wait.
 pub struct Settings {
-    /// `host.ssh`, or an override (through Teleport: `login@node.CLUSTER`).
+    /// The node of the host the tunnel goes through ([`tunnel_host`]), for
+    /// progress.
+    pub host_node: String,
+    /// That host's `ssh`, or an override (through Teleport:
+    /// `login@node.CLUSTER`).
     pub host_ssh: String,
     /// `host.ssh = "teleport:…"` without an override: the tunnel goes
     /// through Teleport's proxy.
     pub host_teleport: Option<crate::net::ssh::TeleportProxy>,
     pub ssh_config: Option<PathBuf>,
-    /// The host's pinned key `(node, key)`, from the host record; without
-    /// one, the operator's own known_hosts must know the host.
+    /// That host's pinned key `(node, key)`, from its own host record;
+    /// without one, the operator's own known_hosts must know the host.
     pub host_key: Option<(String, String)>,
     /// Where Teleport's kubeconfig goes, if the blueprint gives Teleport
     /// cluster access.
@@ -139,7 +158,10 @@ pub fn run(
     let first_address = first.ip();
     let mut report = Report::default();
 
-    progress(Step::Tunnel, &format!("via {}", settings.host_ssh));
+    progress(
+        Step::Tunnel,
+        &format!("via {} ({})", settings.host_ssh, settings.host_node),
+    );
     let tunnel_error = |source| BootstrapError::Tunnel {
         step: Step::Tunnel,
         source,
@@ -340,5 +362,62 @@ fn wait_for<T>(
             Err(last) => tracing::debug!(%step, %last, "waiting"),
         }
         std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(name: &str, text: String) -> Model {
+        let source = crate::blueprint::SourceFile {
+            name: name.into(),
+            text,
+        };
+        let today = crate::blueprint::Date {
+            year: 2026,
+            month: 1,
+            day: 1,
+        };
+        let document = crate::blueprint::parse(&source).unwrap();
+        crate::resolve::resolve(&document, today).unwrap().0
+    }
+
+    /// The cluster example, its text edited by `edit`.
+    fn cluster(edit: impl Fn(&str) -> String) -> Model {
+        model(
+            "three-hosts.toml",
+            edit(include_str!(
+                "../../../blueprints/examples/three-hosts.toml"
+            )),
+        )
+    }
+
+    #[test]
+    fn the_tunnel_goes_through_the_host_of_the_first_control_plane() {
+        // Spread: cp-1 on pve1, the first host.
+        let spread = cluster(|text| text.to_string());
+        assert_eq!(spread.bootstrap_node().unwrap().name(), "cp-1");
+        assert_eq!(tunnel_host(&spread).unwrap().node, "pve1");
+        // cp-1 placed on pve2: the tunnel follows it, not the first host.
+        let moved = cluster(|text| {
+            text.replace(
+                "name = \"cp-1\"\naddress = \"10.30.1.10\"",
+                "name = \"cp-1\"\naddress = \"10.30.1.10\"\nhost = \"pve2\"",
+            )
+        });
+        assert_eq!(moved.bootstrap_node().unwrap().name(), "cp-1");
+        assert_eq!(tunnel_host(&moved).unwrap().node, "pve2");
+        assert_eq!(moved.host().node, "pve1");
+    }
+
+    #[test]
+    fn a_lone_host_is_its_own_tunnel() {
+        let lone = model(
+            "waddle.toml",
+            include_str!("../../../blueprints/waddle.toml").to_string(),
+        );
+        assert!(lone.proxmox.single_host().is_some());
+        assert_eq!(tunnel_host(&lone).unwrap().node, lone.host().node);
     }
 }

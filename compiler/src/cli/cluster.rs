@@ -1,6 +1,9 @@
 //! `waddlec cluster bootstrap`: reads the Talos credentials and the
-//! bootstrap secrets, then runs `bootstrap` with progress on stderr and the
-//! report (text, or `--format json` on stdout).
+//! bootstrap secrets, chooses the Proxmox host to tunnel through
+//! (`bootstrap::tunnel_host`: a `[cluster]`'s host that runs the first
+//! control plane, reached by its own `ssh` and pinned to its own record),
+//! then runs `bootstrap` with progress on stderr and the report (text, or
+//! `--format json` on stdout).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,7 +14,8 @@ use super::{blueprint_dir, exit, print_out, Format};
 use crate::bootstrap::{self, Settings, TeleportSsh};
 use crate::deploy::host_setup::Ssh;
 use crate::exit::Code as _;
-use crate::host::record::{HostRecord, HostRecords};
+use crate::host::record::HostRecords;
+use crate::model::SshRoute;
 use crate::render::cluster::bootstrap_secrets::Values;
 use crate::secrets::{self, SecretError};
 
@@ -19,7 +23,8 @@ use crate::secrets::{self, SecretError};
 pub enum ClusterCommand {
     /// Bring the booted Talos nodes up as a cluster: bootstrap etcd on the
     /// first node through the Talos API (reached through an SSH tunnel via
-    /// the Proxmox host), wait for the API server on the VIP, apply the
+    /// the Proxmox host; in a [cluster], the host that runs the first
+    /// control plane, which reaches every node over the VNets), wait for the API server on the VIP, apply the
     /// bootstrap secrets (Flux deploy key, 1Password Connect), install
     /// Teleport's kubeconfig on the Teleport VM, and wait for every node to
     /// be Ready. Each step waits at most --wait and stops with what it
@@ -38,11 +43,14 @@ pub struct BootstrapArgs {
     /// An ssh config file to use instead of the user's (`ssh -F`).
     #[arg(long, value_name = "FILE")]
     ssh_config: Option<PathBuf>,
-    /// Reach the Proxmox host as TARGET instead of the blueprint's `host.ssh`.
+    /// Reach the Proxmox host as TARGET instead of the blueprint's
+    /// `host.ssh` (in a [cluster]: the `ssh` of the host that runs the
+    /// first control plane; its host record's key is still pinned).
     #[arg(long, value_name = "TARGET")]
     host_ssh: Option<String>,
     /// Reach the Teleport VM as TARGET directly, instead of
-    /// `<operator.login>@<its address>` through the Proxmox host.
+    /// `<operator.login>@<its address>` through the Proxmox host (the one
+    /// the tunnel goes through).
     #[arg(long, value_name = "TARGET")]
     teleport_ssh: Option<String>,
     /// Install Teleport's kubeconfig under DIR instead of / (tests).
@@ -77,13 +85,24 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         Err(code) => return code,
     };
     let model = &compiled.model;
-    if let Err(code) = super::one_host("cluster bootstrap", model) {
-        return code;
-    }
-    let Some(cluster) = &model.talos else {
+    let (Some(cluster), Some(through)) = (&model.talos, bootstrap::tunnel_host(model)) else {
         eprintln!("error: {} has no [talos] cluster to bootstrap", source.name);
         return exit::USAGE;
     };
+    // A cluster's hosts are not Teleport's OpenSSH nodes: the host the
+    // tunnel goes through must be reached directly (deploy refuses such a
+    // host too), unless --host-ssh says how.
+    if model.proxmox.single_host().is_none()
+        && through.ssh_route == SshRoute::Teleport
+        && args.host_ssh.is_none()
+    {
+        eprintln!(
+            "error: the bootstrap tunnels through {node}, the host that runs the first control plane, and {node}'s `ssh` goes through Teleport, which a `[cluster]`'s hosts are not nodes of\n  \
+             = help: give `[[cluster.host]]` {node} a direct `ssh` (`user@address`), or pass --host-ssh TARGET",
+            node = through.node
+        );
+        return exit::USAGE;
+    }
     if !args.skip_preflight {
         if let Err(code) = super::preflight::gate(&source, model, &args.blueprint, &args.preflight)
         {
@@ -137,15 +156,21 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
             return exit::IO;
         }
     };
-    // `host.ssh` as deploy reaches it (through Teleport, `login@node.CLUSTER`
-    // by its proxy), unless --host-ssh names a direct destination.
-    let host = Ssh::to_host(
+    // The tunnel's host as deploy reaches it (a lone host through
+    // Teleport: `login@node.CLUSTER` by its proxy; a cluster's host by its
+    // own `ssh`), pinned to its own record's key, unless --host-ssh names
+    // a direct destination.
+    let first = Ssh::to_host(
         model,
         args.ssh_config.clone(),
         None,
-        Vec::new(),
+        records.host_keys(),
         super::tsh_known_hosts(),
     );
+    let host = match model.proxmox.single_host() {
+        Some(_) => first,
+        None => first.to_cluster_host(through),
+    };
     let host_teleport = host.teleport.clone().filter(|_| args.host_ssh.is_none());
     let host_ssh = args.host_ssh.clone().unwrap_or(host.target);
     let teleport = model.teleport.as_ref().and_then(|teleport| {
@@ -165,10 +190,7 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         };
         Some(TeleportSsh {
             target,
-            jump_key: jump
-                .as_ref()
-                .and(records.of(&model.host().node))
-                .map(HostRecord::host_key),
+            jump_key: jump.as_ref().and(host.host_key.clone()),
             jump,
             through: host_teleport
                 .clone()
@@ -179,10 +201,11 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         })
     });
     let settings = Settings {
+        host_node: through.node.clone(),
         host_ssh,
         host_teleport,
         ssh_config: args.ssh_config.clone(),
-        host_key: records.of(&model.host().node).map(HostRecord::host_key),
+        host_key: host.host_key.clone(),
         teleport,
         wait: args.wait,
     };

@@ -108,14 +108,6 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
             Ok(checked) => checked,
             Err(err) => return compile_failed(&source, err.into(), common.format, color),
         };
-        if checked.model.proxmox.single_host().is_none() {
-            // Preflight checks one `[host]`'s services (it refuses a
-            // cluster): a cluster deploy goes without it, said so.
-            eprintln!(
-                "error: `waddlec preflight` does not check a `[cluster]` yet, and deploy runs it first\n  = help: check the blueprint's services yourself, then deploy with --skip-preflight"
-            );
-            return exit::USAGE;
-        }
         if let Err(code) =
             super::preflight::gate(&source, &checked.model, &common.blueprint, &args.preflight)
         {

@@ -1,7 +1,9 @@
 //! `waddlec preflight`, and the same checks as the first step of `deploy`
 //! and `cluster bootstrap` (`--skip-preflight` to leave them out): the
 //! arguments, the report (text on stdout, or `--format json`), the exit
-//! code `checks::Report` decides. The checks are `crate::preflight`.
+//! code `checks::Report` decides. The checks are `crate::preflight`; they
+//! take a `[cluster]` as a lone `[host]` (the edge's names are checked
+//! against the public address of the host that runs the edge VM).
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -31,7 +33,8 @@ Checks, in this order (each only if the blueprint names what it checks):
   cloudflare   the DNS token is active (token verify), lists the zone
                (Zone:Read) and reads its DNS records (DNS:Read); DNS:Edit
                cannot be checked without changing a record, so it is not
-  dns          each [[edge.route]] name resolves to the public address
+  dns          each [[edge.route]] name resolves to the public address of
+               the host that runs the edge VM (in a [cluster], that host's)
 
 Nothing is changed anywhere, and no secret value is printed or logged.
 A check that could not reach its service (timeout, refused connection)
@@ -131,9 +134,6 @@ pub fn run(args: &PreflightArgs, color: bool) -> u8 {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
-    if let Err(code) = super::one_host("preflight", &compiled.model) {
-        return code;
-    }
     let only = args.only.iter().map(|&k| k.into()).collect();
     let report = match check(
         &source,

@@ -1,8 +1,10 @@
-//! Each name the edge routes resolves to the host's public address (the
-//! public bridge's `host_address`, where the forwards to the edge listen):
-//! an `A` query per `[[edge.route]] sni` to the resolver (`net::dns`), and
-//! an `AAAA` query for the public IPv6 address when a dual-stack forward
-//! carries the edge's HTTPS port (`Model::edge_address6`). A wildcard
+//! Each name the edge routes resolves to the public address of the host
+//! that runs the edge VM (its public bridge's `host_address`, where the
+//! forwards to the edge listen; in a `[cluster]` not necessarily the first
+//! host, and the same address the platform's DNS records publish): an `A`
+//! query per `[[edge.route]] sni` to the resolver (`net::dns`), and an
+//! `AAAA` query for that host's public IPv6 address when a dual-stack
+//! forward carries the edge's HTTPS port (`Model::edge_address6`). A wildcard
 //! route (`*.apps.example.org`) is asked for one name under it
 //! (`waddlec-preflight.apps.example.org`), which only a wildcard record
 //! answers.
@@ -14,11 +16,11 @@
 //! proven only by an update, which a read-only check does not make: the
 //! passing check says so rather than claim it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Options, Subject};
 use crate::checks::Check;
-use crate::model::DnsProvider;
+use crate::model::{DnsProvider, Model};
 use crate::net::dns::{lookup, system_resolver, Answer, DnsError, RecordType};
 
 const LAYER: &str = "dns";
@@ -30,10 +32,9 @@ pub fn check(subject: &Subject<'_>, options: &Options) -> Vec<Check> {
     let Some(edge) = &subject.document.edge else {
         return Vec::new();
     };
-    let mut publics = vec![(
-        RecordType::A,
-        IpAddr::V4(subject.model.host().bridges.public.host_address),
-    )];
+    let (public, of) = edge_host(subject.model);
+    let of = of.as_str();
+    let mut publics = vec![(RecordType::A, IpAddr::V4(public))];
     publics.extend(
         subject
             .model
@@ -65,12 +66,32 @@ pub fn check(subject: &Subject<'_>, options: &Options) -> Vec<Check> {
                     &asked,
                     kind,
                     public,
+                    of,
                     lookup(resolver, &asked, kind, options.timeout),
                 )
                 .from_line(subject.line(&route.sni.span))
             })
         })
         .collect()
+}
+
+/// The public IPv4 address the edge's names must resolve to, and how a
+/// failure names it: the address of the host that runs the edge VM, as
+/// `resolve` derives `Platform::public_address` (the DNS records External
+/// DNS publishes) and as `Model::edge_address6` finds the IPv6 one. A lone
+/// host is the only host; in a `[cluster]` the failure names the node,
+/// since each host has a public address of its own.
+fn edge_host(model: &Model) -> (Ipv4Addr, String) {
+    let host = model
+        .edge
+        .as_ref()
+        .and_then(|edge| model.vm(&edge.vm))
+        .map_or_else(|| model.host(), |vm| model.host_of(vm));
+    let of = match model.proxmox.single_host() {
+        Some(_) => String::new(),
+        None => format!(" of {}, the host that runs the edge VM", host.node),
+    };
+    (host.public_address(), of)
 }
 
 /// The RFC 2136 server answers for the zone, if the blueprint names one.
@@ -122,12 +143,14 @@ pub fn update_server(subject: &Subject<'_>, options: &Options) -> Option<Check> 
 }
 
 /// The check of one name and record type: `host`'s records (asked as
-/// `asked`) must include `public`. An AAAA check is named `host AAAA`.
+/// `asked`) must include `public` (which `of` says whose it is, or is
+/// empty). An AAAA check is named `host AAAA`.
 fn one(
     host: &str,
     asked: &str,
     kind: RecordType,
     public: IpAddr,
+    of: &str,
     answer: Result<Answer, DnsError>,
 ) -> Check {
     let record = format!("add the DNS record `{host} {} {public}`", kind.as_str());
@@ -149,7 +172,7 @@ fn one(
             LAYER,
             host,
             format!(
-                "resolves to {}{asked_note}, not the public address {public}",
+                "resolves to {}{asked_note}, not the public address {public}{of}",
                 found
                     .iter()
                     .map(ToString::to_string)
@@ -192,13 +215,22 @@ mod tests {
     #[test]
     fn the_public_address_among_the_answers_passes_and_another_fails_naming_it() {
         let found = Answer::Addresses(vec![OTHER, PUBLIC]);
-        assert!(one("a.example", "a.example", RecordType::A, PUBLIC, Ok(found)).passed());
+        assert!(one(
+            "a.example",
+            "a.example",
+            RecordType::A,
+            PUBLIC,
+            "",
+            Ok(found)
+        )
+        .passed());
         let elsewhere = Answer::Addresses(vec![OTHER]);
         let Outcome::Failed { why, fix } = one(
             "*.apps.example",
             "waddlec-preflight.apps.example",
             RecordType::A,
             PUBLIC,
+            "",
             Ok(elsewhere),
         )
         .outcome
@@ -219,7 +251,7 @@ mod tests {
             seconds: 1,
         });
         assert!(matches!(
-            one("a.example", "a.example", RecordType::A, PUBLIC, timeout).outcome,
+            one("a.example", "a.example", RecordType::A, PUBLIC, "", timeout).outcome,
             Outcome::Unreachable { .. }
         ));
         assert!(matches!(
@@ -228,6 +260,7 @@ mod tests {
                 "a.example",
                 RecordType::A,
                 PUBLIC,
+                "",
                 Ok(Answer::NoSuchName)
             )
             .outcome,
@@ -243,6 +276,7 @@ mod tests {
             "a.example",
             RecordType::Aaaa,
             public6,
+            "",
             Ok(Answer::NoAddress),
         );
         assert_eq!(check.name, "a.example AAAA");
@@ -256,8 +290,67 @@ mod tests {
             "a.example",
             RecordType::Aaaa,
             public6,
+            "",
             Ok(Answer::Addresses(vec![public6]))
         )
         .passed());
+    }
+
+    /// The cluster example's model, its text edited by `edit`.
+    fn cluster(edit: impl Fn(&str) -> String) -> Model {
+        let source = crate::blueprint::SourceFile {
+            name: "three-hosts.toml".into(),
+            text: edit(include_str!(
+                "../../../blueprints/examples/three-hosts.toml"
+            )),
+        };
+        let today = crate::blueprint::Date {
+            year: 2026,
+            month: 1,
+            day: 1,
+        };
+        let document = crate::blueprint::parse(&source).unwrap();
+        crate::resolve::resolve(&document, today).unwrap().0
+    }
+
+    #[test]
+    fn in_a_cluster_the_names_must_resolve_to_the_edge_vm_s_host_as_the_platform_publishes() {
+        let model = cluster(|text| text.to_string());
+        assert_eq!(
+            edge_host(&model),
+            (
+                Ipv4Addr::new(203, 0, 113, 11),
+                " of pve1, the host that runs the edge VM".to_string()
+            )
+        );
+        // The edge moved to pve2: its names follow it, not the first host.
+        let model = cluster(|text| {
+            text.replace(
+                "host = \"pve1\"\nimage = \"debian-edge\"",
+                "host = \"pve2\"\nimage = \"debian-edge\"",
+            )
+        });
+        let (public, of) = edge_host(&model);
+        assert_eq!(public, Ipv4Addr::new(203, 0, 113, 12));
+        assert_eq!(of, " of pve2, the host that runs the edge VM");
+        assert_ne!(model.host().public_address(), public);
+        let Outcome::Failed { why, .. } = one(
+            "a.trio.example.net",
+            "a.trio.example.net",
+            RecordType::A,
+            IpAddr::V4(public),
+            &of,
+            Ok(Answer::Addresses(vec![IpAddr::V4(Ipv4Addr::new(
+                203, 0, 113, 11,
+            ))])),
+        )
+        .outcome
+        else {
+            panic!("not failed");
+        };
+        assert_eq!(
+            why,
+            "resolves to 203.0.113.11, not the public address 203.0.113.12 of pve2, the host that runs the edge VM"
+        );
     }
 }

@@ -8,7 +8,8 @@
 //! repository answers to the deploy key), `cloudflare` (the DNS token is
 //! active and reads the zone; with Cloudflare as the DNS provider) and
 //! `dns` (an RFC 2136 provider's server answers for the zone; each edge
-//! name resolves to the public address). Each gives [`Check`]s naming the blueprint line they
+//! name resolves to the public address of the host that runs the edge VM,
+//! in a `[cluster]` too). Each gives [`Check`]s naming the blueprint line they
 //! come from (`file:line:col`, from the parsed document's spans).
 //!
 //! Nothing here writes anywhere but to temp files of its own (the deploy
