@@ -859,11 +859,11 @@ impl TalosCluster {
 }
 
 impl Model {
-    /// The host the actors that know one host act on (status, host init,
-    /// cluster bootstrap, preflight, and deploy of a lone host): the lone
-    /// `[host]`. Their commands refuse a `[cluster]` blueprint before
-    /// acting, so for them it is the only host; a cluster's deploy reads
-    /// only its API pin here (the first host's).
+    /// The first host: a lone `[host]`, or a cluster's first
+    /// `[[cluster.host]]`, whose API pin a cluster's deploy and status
+    /// use (any node answers for all) and whose SSH reaches the cluster's
+    /// shared `/etc/pve`. What belongs to one host of a cluster is found
+    /// by `host_of`, `proxmox.host(node)` or `storage_host`.
     pub fn host(&self) -> &Host {
         &self.proxmox.hosts[0]
     }
