@@ -7,10 +7,12 @@
 //!
 //! The host and VMs layers: every VM check passes and names the VM's node
 //! (text and JSON), the SDN as built and applied, and over each host's own
-//! ssh its chains, its own `host.fw` (`cluster.fw` on the one host that
-//! installs it) and its own VNet address, each check naming its node: 0.
+//! ssh (pinned to its own host record's key) its chains, its own `host.fw`
+//! (`cluster.fw` on the one host that installs it) and its own VNet
+//! address, each check naming its node: 0.
 //! Then a drift on one host (its `host.fw` edited, a chain unhooked) fails
-//! only that host's checks, naming it; one host's sshd down makes that
+//! only that host's checks, naming it; a host whose record pins another's
+//! key is unreachable alone, saying why; one host's sshd down makes that
 //! host's ssh unreachable, naming it, the others still read; then a node
 //! offline fails its own check naming it, its VMs unreachable behind it;
 //! then a VM migrated behind the blueprint's back (the simulator's migrate
@@ -90,6 +92,22 @@ fn not_passed(checks: &[Value]) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Writes `node`'s host record beside the lab's blueprint, as `host init`
+/// would: pinning `key` (`TYPE BASE64 COMMENT`) and the simulator's API
+/// certificate.
+fn record(lab: &ClusterLab, node: &str, key: &str) {
+    let key: Vec<&str> = key.split_whitespace().take(2).collect();
+    std::fs::write(
+        lab.lab.path(&format!("blueprint.{node}.host.toml")),
+        format!(
+            "version = 1\nnode = \"{node}\"\nssh_host_key = \"{}\"\napi_fingerprint = \"{}\"\n",
+            key.join(" "),
+            lab.sim.fingerprint
+        ),
+    )
+    .unwrap();
+}
+
 /// The VMID the simulator gave the blueprint's VM `name`.
 fn vmid(lab: &ClusterLab, name: &str) -> String {
     vm(&lab.sim.state(), name).0.to_string()
@@ -103,10 +121,14 @@ fn status_of_a_cluster_reads_each_host_over_its_own_ssh_and_each_vm_on_its_node(
     assert!(deployed.status.success(), "{}", text(&deployed.stderr));
     let placed = placement(&lab);
     let before = lab.sim.requests().len();
+    // Each host's record pins its own sshd's key.
+    for (node, host) in NODES.iter().zip(&hosts.hosts) {
+        record(&lab, node, &host.host_public_key());
+    }
 
     // Healthy: every VM check passes on the blueprint's node; the host
     // layer's API, nodes and SDN pass, and so does every host's ssh part,
-    // each check naming its node: 0.
+    // each over its own pinned ssh, each check naming its node: 0.
     let (checks, code) = report(&lab, &hosts);
     for (name, node) in &placed {
         let id = vmid(&lab, name);
@@ -220,6 +242,29 @@ fn status_of_a_cluster_reads_each_host_over_its_own_ssh_and_each_vm_on_its_node(
     );
     std::fs::write(&drifted, built).unwrap();
     pve2.sh("iptables -w -I FORWARD 1 -j WDLC-FORWARD");
+
+    // pve2's record pins pve1's key: pve2 alone is unreachable, saying
+    // why; each host's ssh pins its own record's key.
+    record(&lab, "pve2", &hosts.hosts[0].host_public_key());
+    let (checks, code) = report(&lab, &hosts);
+    assert_eq!(
+        not_passed(&checks),
+        [(
+            "unreachable".to_string(),
+            "ssh pve2".to_string(),
+            "pve2".to_string()
+        )]
+    );
+    assert_eq!(code, 75);
+    let pinned = find_on(&checks, "ssh pve2", "pve2");
+    assert!(
+        pinned["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("its host key is not the one recorded"),
+        "{pinned:#}"
+    );
+    record(&lab, "pve2", &hosts.hosts[1].host_public_key());
 
     // pve3's sshd down: its ssh part is one unreachable check naming it;
     // the other hosts are still read, and pass (75: nothing failed).
