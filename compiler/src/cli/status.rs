@@ -44,7 +44,7 @@ pub struct StatusArgs {
     blueprint: PathBuf,
     /// `json` prints `{"checks": [...]}` on stdout, one object per check
     /// (`layer`, `name`, `result`: pass|failed|unreachable, `detail` or
-    /// `why` and `fix`, and a VM's `node`).
+    /// `why` and `fix`, and the `node` of a VM's check or a cluster host's).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Check only this layer (repeat for several); default: all of them.
@@ -65,7 +65,8 @@ pub struct StatusArgs {
     /// the certificate pin still applies.
     #[arg(long, value_name = "URL")]
     api: Option<String>,
-    /// The ssh config file for reaching `host.ssh` (`ssh -F`); default: yours.
+    /// The ssh config file for reaching `host.ssh` (`ssh -F`), or each
+    /// cluster host's `ssh`; default: yours.
     #[arg(long, value_name = "FILE")]
     ssh_config: Option<PathBuf>,
     /// Where the internet reaches the platform, if not at the public
@@ -76,7 +77,8 @@ pub struct StatusArgs {
     /// besides the system's roots (a staging ACME issuer).
     #[arg(long, value_name = "FILE")]
     edge_ca: Option<PathBuf>,
-    /// Read the host's files under DIR instead of / (tests).
+    /// Read the host's files under DIR instead of / (a cluster host's under
+    /// DIR/NODE) (tests).
     #[arg(long, value_name = "DIR", hide = true)]
     host_root: Option<String>,
 }

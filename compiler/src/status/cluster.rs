@@ -5,16 +5,20 @@
 //! build's `hosts/sdn.json` has them and applied (compared as `deploy`
 //! compares them, `deploy::sdn::steps`; nothing is changed).
 //!
-//! Not checked for a cluster yet, and said so by one `unreachable` check
-//! per host: what the lone host's layer reads over ssh (the `WDLC-*`
-//! chains and the Proxmox firewall's files).
+//! Over ssh, every host as `host` reads the lone one (the `WDLC-*` chains,
+//! the Proxmox firewall's files) and its own address on each VNet, each
+//! through its own `ssh`, against its own files of the build (`over_ssh`).
+
+use std::path::Path;
+use std::time::Duration;
 
 use crate::checks::Check;
+use crate::deploy::host_setup::{HostFiles, Ssh};
 use crate::deploy::sdn::{self, Kind, SdnObjects, SdnStep, SDN_PATH};
-use crate::model::Model;
+use crate::model::{Model, SshRoute};
 use crate::Compiled;
 
-use super::host::{bridge_check, Reached, LAYER};
+use super::host::{self, bridge_check, Reached, LAYER};
 
 /// The build's SDN objects (`hosts/sdn.json`), as `deploy` reads them
 /// from the tree.
@@ -140,27 +144,88 @@ fn noun(kind: Kind) -> &'static str {
     }
 }
 
-/// What the lone host's layer reads over ssh, not read on a cluster's
-/// hosts: one check per host saying so.
-pub fn not_over_ssh(model: &Model) -> Vec<Check> {
-    model
-        .proxmox
-        .hosts
+/// What the lone host's layer reads over ssh, on every host of the
+/// cluster: each over its own ssh (`Ssh::to_cluster_host` of `first`, the
+/// request's way to the first host), against its own `hosts/NODE/` files,
+/// `cluster.fw` on the one host whose setup installs it (the last, as
+/// `deploy::cluster_hosts` stages it), each check naming its node. A host
+/// that does not answer is unreachable on its own; the others are read.
+pub fn over_ssh(compiled: &Compiled, first: &Ssh, timeout: Duration) -> Vec<Check> {
+    let hosts = &compiled.model.proxmox.hosts;
+    hosts
         .iter()
-        .map(|host| {
-            Check::unreachable(
-                LAYER,
-                format!("ssh {}", host.ssh_target),
-                format!(
-                    "not checked: `waddlec status` does not read a cluster's hosts over ssh yet \
-                     (the forwards' WDLC-* chains and the Proxmox firewall's files on {})",
-                    host.node
-                ),
-                format!(
-                    "compare `iptables-save` and /etc/pve/nodes/{node}/host.fw on {node} with the build's hosts/{node}/ yourself",
-                    node = host.node
-                ),
-            )
+        .enumerate()
+        .flat_map(|(i, host)| {
+            let checks = if host.ssh_route == SshRoute::Teleport {
+                vec![Check::unreachable(
+                    LAYER,
+                    format!("ssh {}", host.ssh_target),
+                    "not read: its `ssh` goes through Teleport, which status takes to a lone [host] only so far",
+                    format!(
+                        "write {}'s `ssh` as a direct `user@host`, or compare `iptables-save` and its firewall files with the build's hosts/{}/ yourself",
+                        host.node, host.node
+                    ),
+                )]
+            } else {
+                let files =
+                    HostFiles::of_cluster_host(Path::new(""), &host.node, i + 1 == hosts.len());
+                host::over_ssh(compiled, &first.to_cluster_host(host), host, &files, timeout)
+            };
+            checks.into_iter().map(|check| check.on_node(&host.node))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_host_through_teleport_is_unreachable_on_its_own_node_and_not_dialled() {
+        let source = crate::blueprint::SourceFile {
+            name: "three-hosts.toml".into(),
+            text: include_str!("../../../blueprints/examples/three-hosts.toml").into(),
+        };
+        let today = crate::blueprint::Date {
+            year: 2026,
+            month: 1,
+            day: 1,
+        };
+        let mut compiled = crate::compile(&source, today).unwrap();
+        for host in &mut compiled.model.proxmox.hosts {
+            host.ssh_route = SshRoute::Teleport;
+        }
+        // Nothing listens there: a host dialled would be `no answer`.
+        let first = Ssh {
+            target: "root@192.0.2.1".into(),
+            config: None,
+            root: None,
+            host_key: None,
+            recorded_keys: Vec::new(),
+            teleport: None,
+        };
+        let checks = over_ssh(&compiled, &first, Duration::from_millis(200));
+        let seen: Vec<(Option<String>, String)> = checks
+            .iter()
+            .map(|check| (check.node.clone(), check.name.clone()))
+            .collect();
+        let wanted: Vec<(Option<String>, String)> = compiled
+            .model
+            .proxmox
+            .hosts
+            .iter()
+            .map(|host| (Some(host.node.clone()), format!("ssh {}", host.ssh_target)))
+            .collect();
+        assert_eq!(seen, wanted);
+        for check in &checks {
+            match &check.outcome {
+                crate::checks::Outcome::Unreachable { why, fix } => {
+                    assert!(why.contains("through Teleport"), "{why}");
+                    let node = check.node.as_deref().unwrap();
+                    assert!(fix.contains(&format!("hosts/{node}/")), "{fix}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

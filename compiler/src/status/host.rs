@@ -2,29 +2,34 @@
 //! (and the platform read through it, which the VMs layer uses: the one
 //! host, or a cluster through `cluster`), the blueprint's bridges active
 //! with their addresses, and over ssh (one read-only command:
-//! `iptables-save` and `cat`) the forwards' `WDLC-*` chains loaded as the
-//! build wrote them and hooked into the built-in chains, and the Proxmox
-//! firewall's `cluster.fw` and `host.fw` as built.
+//! `iptables-save`, `cat` and `ip address show`) the forwards' `WDLC-*`
+//! chains loaded as the build wrote them and hooked into the built-in
+//! chains, the Proxmox firewall's `cluster.fw` and `host.fw` as built, and
+//! on a cluster's host its own address on each SDN VNet (`cluster` runs
+//! these on every host, each over its own ssh).
 //!
 //! Whether pve-firewall itself runs (`pve-firewall status`) is not checked.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::checks::Check;
 use crate::deploy::cluster_observed::observe_cluster;
-use crate::deploy::host_setup::Ssh;
+use crate::deploy::host_setup::{HostFiles, Ssh};
 use crate::deploy::observed::{observe, Observed};
 use crate::deploy::sdn::{SdnObjects, SdnObserved};
-use crate::model::{Bridge, Model};
+use crate::model::{Bridge, Host, Model};
 use crate::net::pve::{Pve, PveError};
 use crate::net::ssh::{self, Failure};
 use crate::secrets::Secret;
 use crate::Compiled;
 
 pub(super) const LAYER: &str = "host";
-/// The rendered forwards, in the tree.
-const RULES: &str = "host/network/host-network.rules";
+/// The rendered forwards, in a host's files.
+const RULES: &str = "network/host-network.rules";
+/// The host's Proxmox firewall file, in a host's files.
+const HOST_FW: &str = "firewall/host.fw";
 
 /// The API, answering, and what it said about the platform.
 pub struct Reached {
@@ -215,23 +220,46 @@ pub(super) fn bridge_check(name: String, bridge: &Bridge, observed: &Observed) -
             }
 }
 
-/// The checks that read the host over ssh.
-pub fn over_ssh(compiled: &Compiled, host: &Ssh, timeout: Duration) -> Vec<Check> {
+/// The checks that read `host` over `ssh`, against its `files` of the
+/// build (a lone host's `host/`, a cluster host's `hosts/NODE/`, with
+/// `cluster.fw` where its setup installs it): the chains, the Proxmox
+/// firewall's files, and its own address on each SDN VNet (a cluster's),
+/// which its network script puts there.
+pub fn over_ssh(
+    compiled: &Compiled,
+    ssh: &Ssh,
+    host: &Host,
+    files: &HostFiles,
+    timeout: Duration,
+) -> Vec<Check> {
     let model = &compiled.model;
-    let root = host.root.clone().unwrap_or_default();
-    let files = firewall_files(model);
+    let root = ssh.root.clone().unwrap_or_default();
+    let firewall = firewall_files(host, files);
+    let vnets: Vec<&Bridge> = host
+        .bridges
+        .internal
+        .iter()
+        .filter(|bridge| model.vnet_mtu(&bridge.name).is_some())
+        .collect();
     let mut script = String::from(
         "printf '@@nat\\n'; iptables-save -t nat || printf '@@failed\\n'; \
          printf '@@filter\\n'; iptables-save -t filter || printf '@@failed\\n'; ",
     );
-    for (artifact, path) in &files {
+    for (artifact, path) in &firewall {
         let full = format!("{root}{path}");
         script.push_str(&format!(
             "printf '@@{artifact}\\n'; cat {} 2>/dev/null || printf '@@missing\\n'; ",
             ssh::quote(&full)
         ));
     }
-    let pinned = match ssh::PinnedHost::new(host.host_key.as_ref()) {
+    for vnet in &vnets {
+        script.push_str(&format!(
+            "printf '@@vnet {}\\n'; ip -4 -o address show dev {} 2>/dev/null || printf '@@missing\\n'; ",
+            vnet.name,
+            ssh::quote(vnet.name.as_str())
+        ));
+    }
+    let pinned = match ssh::PinnedHost::new(ssh.host_key.as_ref()) {
         Ok(pinned) => pinned,
         Err(e) => {
             return vec![Check::unreachable(
@@ -243,49 +271,43 @@ pub fn over_ssh(compiled: &Compiled, host: &Ssh, timeout: Duration) -> Vec<Check
         }
     };
     // Through Teleport the proxy speaks for the host: nothing pinned.
-    let remote = ssh::Remote {
-        target: &host.target,
-        config: host.config.as_deref(),
-        jump: None,
-        jump_known_host: None,
-        known_host: pinned
-            .as_ref()
-            .filter(|_| host.teleport.is_none())
-            .map(ssh::PinnedHost::known),
-        teleport: host.teleport.as_ref(),
-    };
-    tracing::info!(target = %host.target, "reading the host's chains and firewall over ssh");
+    let remote = ssh.remote(pinned.as_ref());
+    tracing::info!(target = %ssh.target, node = %host.node, "reading the host's chains and firewall over ssh");
     let output = match ssh::run_within(&remote, &script, timeout) {
         Ok(output) => output,
         Err(e) => {
+            let node = &host.node;
             let (why, fix) = match e.failure() {
                 Failure::HostKey => (
                     "its host key is not the one recorded",
-                    "check it, then `waddlec host init --repin`",
+                    format!("check it on {node}, then `waddlec host init --repin`"),
                 ),
                 Failure::KeyRefused => (
                     "it refused your key",
-                    "load your key into your agent (`ssh-add`)",
+                    format!("load your key for {node} into your agent (`ssh-add`)"),
                 ),
                 _ => (
                     "no answer",
-                    "make sure `ssh` to host.ssh logs in without a prompt",
+                    format!(
+                        "make sure `ssh` to {node} (its `ssh` in the blueprint) logs in without a prompt"
+                    ),
                 ),
             };
             return vec![Check::unreachable(
                 LAYER,
-                format!("ssh {}", host.target),
+                format!("ssh {}", ssh.target),
                 format!("{why}: {e}"),
                 fix,
             )];
         }
     };
     let sections = sections(&output);
-    let mut checks = chains(compiled, &sections);
-    for (artifact, path) in &files {
+    let rules = files.dir.join(RULES).to_string_lossy().into_owned();
+    let mut checks = chains(compiled, &rules, &sections);
+    for (artifact, path) in &firewall {
         let name = format!("Proxmox firewall {path}");
         let built = artifact_text(compiled, artifact);
-        let check = match sections.get(*artifact).map(String::as_str) {
+        let check = match sections.get(artifact.as_str()).map(String::as_str) {
             Some("@@missing\n") | None => Check::failed(
                 LAYER,
                 name,
@@ -320,21 +342,72 @@ pub fn over_ssh(compiled: &Compiled, host: &Ssh, timeout: Duration) -> Vec<Check
         };
         checks.push(check);
     }
+    checks.extend(
+        vnets
+            .iter()
+            .map(|vnet| vnet_address(vnet, sections.get(&format!("vnet {}", vnet.name)))),
+    );
     checks
 }
 
-/// The firewall files: where the build has them, where the host keeps them.
-fn firewall_files(model: &Model) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "host/firewall/host.fw",
-            format!("/etc/pve/nodes/{}/host.fw", model.host().node),
-        ),
-        (
-            "host/firewall/cluster.fw",
-            "/etc/pve/firewall/cluster.fw".to_string(),
-        ),
-    ]
+/// The host's own address on a VNet, from `ip -4 -o address show dev
+/// VNET` (`None`, or `@@missing`: no such interface).
+fn vnet_address(vnet: &Bridge, shown: Option<&String>) -> Check {
+    let name = format!("vnet {} address", vnet.name);
+    let cidr = format!("{}/{}", vnet.host_address, vnet.network.prefix_len());
+    let shown = match shown.map(String::as_str) {
+        Some("@@missing\n") | None => {
+            return Check::failed(
+                LAYER,
+                name,
+                "the host has no such interface",
+                "run `waddlec deploy` (it applies the SDN, which makes the VNet on every node)",
+            )
+        }
+        Some(shown) => shown,
+    };
+    let addresses: Vec<&str> = shown
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|word| *word == "inet")?;
+            words.next()
+        })
+        .collect();
+    if addresses.contains(&cidr.as_str()) {
+        Check::pass(LAYER, name, cidr)
+    } else {
+        Check::failed(
+            LAYER,
+            name,
+            format!(
+                "has {}, the blueprint says {cidr}",
+                if addresses.is_empty() {
+                    "no IPv4 address".to_string()
+                } else {
+                    addresses.join(", ")
+                }
+            ),
+            "run `waddlec deploy`, or `systemctl restart waddlec-host-network` on the host (its network script puts the address there)",
+        )
+    }
+}
+
+/// The firewall files: where the build has them (`files`), where the host
+/// keeps them (its own `host.fw` under its node).
+fn firewall_files(host: &Host, files: &HostFiles) -> Vec<(String, String)> {
+    let built = |path: &Path| path.to_string_lossy().into_owned();
+    std::iter::once((
+        built(&files.dir.join(HOST_FW)),
+        format!("/etc/pve/nodes/{}/host.fw", host.node),
+    ))
+    .chain(
+        files
+            .cluster_fw
+            .as_deref()
+            .map(|path| (built(path), "/etc/pve/firewall/cluster.fw".to_string())),
+    )
+    .collect()
 }
 
 fn artifact_text(compiled: &Compiled, path: &str) -> Option<String> {
@@ -404,8 +477,12 @@ fn rules(text: &str) -> BTreeMap<(String, String), Vec<Vec<String>>> {
 /// Each chain the build declares: loaded with its rules, and jumped to
 /// from the built-in chain it is named after (`WDLC-FORWARD` from
 /// `FORWARD`), as `waddlec-host-network` hooks it.
-fn chains(compiled: &Compiled, sections: &BTreeMap<String, String>) -> Vec<Check> {
-    let Some(built) = artifact_text(compiled, RULES) else {
+fn chains(
+    compiled: &Compiled,
+    rules_path: &str,
+    sections: &BTreeMap<String, String>,
+) -> Vec<Check> {
+    let Some(built) = artifact_text(compiled, rules_path) else {
         return Vec::new();
     };
     let seen_text = |table: &str| sections.get(table).cloned();
@@ -466,6 +543,76 @@ fn chains(compiled: &Compiled, sections: &BTreeMap<String, String>) -> Vec<Check
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cluster example's model.
+    fn cluster() -> Model {
+        let source = crate::blueprint::SourceFile {
+            name: "three-hosts.toml".into(),
+            text: include_str!("../../../blueprints/examples/three-hosts.toml").into(),
+        };
+        let today = crate::blueprint::Date {
+            year: 2026,
+            month: 1,
+            day: 1,
+        };
+        let document = crate::blueprint::parse(&source).unwrap();
+        crate::resolve::resolve(&document, today).unwrap().0
+    }
+
+    #[test]
+    fn a_cluster_hosts_firewall_files_are_its_own_and_cluster_fw_only_where_staged() {
+        let model = cluster();
+        let pve2 = &model.proxmox.hosts[1];
+        let own = HostFiles::of_cluster_host(Path::new(""), "pve2", false);
+        assert_eq!(
+            firewall_files(pve2, &own),
+            [(
+                "hosts/pve2/firewall/host.fw".to_string(),
+                "/etc/pve/nodes/pve2/host.fw".to_string()
+            )]
+        );
+        let last = HostFiles::of_cluster_host(Path::new(""), "pve2", true);
+        assert_eq!(
+            firewall_files(pve2, &last)[1],
+            (
+                "hosts/cluster.fw".to_string(),
+                "/etc/pve/firewall/cluster.fw".to_string()
+            )
+        );
+        let lone = HostFiles::of_host(Path::new(""));
+        assert_eq!(firewall_files(pve2, &lone)[1].0, "host/firewall/cluster.fw");
+    }
+
+    #[test]
+    fn a_vnet_address_is_found_among_what_ip_shows() {
+        let model = cluster();
+        let vnet = &model.proxmox.hosts[1].bridges.internal[0];
+        let shown = |text: &str| vnet_address(vnet, Some(&text.to_string()));
+        let line = |cidr: &str| {
+            format!("7: vnet1    inet {cidr} scope global vnet1\\       valid_lft forever preferred_lft forever\n")
+        };
+        let two = format!("{}{}", line("10.30.0.9/22"), line("10.30.0.2/22"));
+        assert_eq!(
+            shown(&two).outcome,
+            crate::checks::Outcome::Pass {
+                detail: "10.30.0.2/22".into()
+            }
+        );
+        let other = shown(&line("10.30.0.9/22"));
+        assert!(
+            matches!(&other.outcome, crate::checks::Outcome::Failed { why, .. }
+                if why == "has 10.30.0.9/22, the blueprint says 10.30.0.2/22"),
+            "{other:?}"
+        );
+        for missing in [shown("@@missing\n"), vnet_address(vnet, None)] {
+            assert!(
+                matches!(&missing.outcome, crate::checks::Outcome::Failed { why, .. }
+                    if why == "the host has no such interface"),
+                "{missing:?}"
+            );
+        }
+        assert_eq!(shown("").name, "vnet vnet1 address");
+    }
 
     #[test]
     fn rules_compare_whatever_order_iptables_save_prints_options_in() {

@@ -8,7 +8,8 @@
 //!    and over ssh the forwards' `WDLC-*` chains (loaded as built, hooked)
 //!    and the Proxmox firewall's files as built; for a `[cluster]`
 //!    (`cluster`) each node online, its uplink, and the SDN as built and
-//!    applied, the ssh part reported as not checked;
+//!    applied, and the ssh part on every host over its own ssh, each check
+//!    naming its node;
 //! 2. `vms` — each VM on its blueprint node, running, its guest agent
 //!    answering, booted from the image and seed of the current build (its
 //!    description's record);
@@ -44,7 +45,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::checks::{Check, Report};
-use crate::deploy::host_setup::Ssh;
+use crate::deploy::host_setup::{HostFiles, Ssh};
 use crate::model::{Model, KUBE_API_PORT, TALOS_API_PORT};
 use crate::net::kube_api::KubeApi;
 use crate::net::ssh::PinnedHost;
@@ -172,11 +173,17 @@ pub fn run(request: &Request<'_>, progress: &dyn Fn(Layer)) -> Result<Report, St
             (_, None) => {}
         }
         if sdn.is_some() {
-            report.extend(cluster::not_over_ssh(model));
+            report.extend(cluster::over_ssh(
+                request.compiled,
+                &request.ssh,
+                request.call_timeout,
+            ));
         } else {
             report.extend(host::over_ssh(
                 request.compiled,
                 &request.ssh,
+                model.host(),
+                &HostFiles::of_host(Path::new("")),
                 request.call_timeout,
             ));
         }

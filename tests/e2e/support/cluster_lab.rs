@@ -3,13 +3,16 @@
 //! `--with-secrets --no-images` and stand-in images (`qemu-img create`),
 //! against the Proxmox VE API simulator (`tests/pve-sim/`) started as a
 //! three-node cluster (pve1..pve3, each with its uplink, `local` and
-//! `local-zfs`); deployed through the one API with `--skip-host`.
+//! `local-zfs`); deployed through the one API with `--skip-host`, or with
+//! each host set up over ssh on [`SshCluster`]'s three real sshds.
 
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
 
 use super::pve_sim::{PveSim, TOKEN};
+use super::ssh_host::SshHost;
 use super::talos_lab::{SecretLab, GITHUB_SECRET, GITHUB_SECRET_ENV};
 use super::{repo_root, require, run, stand_in_images, text, waddlec};
 
@@ -138,6 +141,81 @@ impl ClusterLab {
                     .then(|| format!("{node} {}", r["params"]["filename"].as_str().unwrap_or("")))
             })
             .collect()
+    }
+}
+
+/// The three hosts as real sshds (`SshHost`: each in its own network
+/// namespace, with the stand-ins of `tests/support/host_tools_stand_in.py`
+/// and the simulator's own `pvesh`; real `iptables`, `sysctl` and `ip`),
+/// each host `ssh = "NODE"` ([`over_ssh`]) through one ssh config naming
+/// all three, each installing under its own root `ROOT/NODE`
+/// (`--host-root ROOT`). Their VNet `vnet1` is a Linux bridge made in each
+/// namespace, as applying the SDN zone makes it on a node.
+pub struct SshCluster {
+    /// In the order of [`NODES`].
+    pub hosts: Vec<SshHost>,
+    config: PathBuf,
+    roots: tempfile::TempDir,
+}
+
+impl SshCluster {
+    pub fn start(lab: &ClusterLab) -> Self {
+        let mut config = String::new();
+        let hosts: Vec<SshHost> = NODES
+            .iter()
+            .map(|node| {
+                let host = SshHost::start_with_pve(&lab.sim.pvesh_socket());
+                host.netns
+                    .sh("ip link add vnet1 type bridge && ip link set vnet1 up");
+                config.push_str(
+                    &std::fs::read_to_string(&host.config)
+                        .unwrap()
+                        .replace("Host waddle-host", &format!("Host {node}")),
+                );
+                host
+            })
+            .collect();
+        let path = lab.lab.path("ssh_config");
+        std::fs::write(&path, config).unwrap();
+        SshCluster {
+            hosts,
+            config: path,
+            roots: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `path` under `node`'s root.
+    pub fn file(&self, node: &str, path: &str) -> PathBuf {
+        self.roots.path().join(node).join(path)
+    }
+
+    /// `--ssh-config` and `--host-root`: how a command reaches the hosts.
+    pub fn args(&self) -> Vec<String> {
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            "--ssh-config".into(),
+            path(&self.config),
+            "--host-root".into(),
+            path(self.roots.path()),
+        ]
+    }
+
+    /// A deploy that sets each host up, with `extra`.
+    pub fn deploy(&self, lab: &ClusterLab, extra: &[&str]) -> Output {
+        let args = self.args();
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        lab.deploy_setting_up(&args)
+    }
+}
+
+/// Each host reached as the node it is (the blueprint edit for
+/// [`SshCluster`]).
+pub fn over_ssh(document: &mut toml::Table) {
+    for host in document["cluster"]["host"].as_array_mut().unwrap() {
+        let host = host.as_table_mut().unwrap();
+        let node = host["node"].as_str().unwrap().to_string();
+        host.insert("ssh".into(), node.into());
     }
 }
 
