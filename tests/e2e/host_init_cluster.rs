@@ -349,7 +349,8 @@ fn host_init_of_a_cluster_pins_each_host_and_makes_the_identity_once() {
 /// names pve2 and says how to go on, pve3 is not touched; reachable again,
 /// the next run goes on (pve1 unchanged, the identity not made again).
 /// Then a changed key on pve3 is refused naming pve3, every record left as
-/// it was, until --repin.
+/// it was, until --repin; and a blueprint `api_fingerprint` that is not
+/// what pve2's API serves is refused on pve2.
 #[test]
 fn a_cluster_host_that_fails_stops_the_run_there_and_the_next_run_goes_on() {
     let lab = Lab::new();
@@ -413,4 +414,25 @@ fn a_cluster_host_that_fails_stops_the_run_there_and_the_next_run_goes_on() {
         .map(|n| fs::read(lab.record(n)).unwrap())
         .collect();
     assert_eq!(after, records);
+
+    // The blueprint pins pve2 to another certificate (pve1's): refused on
+    // pve2, before pve3.
+    let pve1 = fingerprint(&lab.file("pve1", "etc/pve/local/pve-ssl.pem"));
+    let path = lab.dir.path().join("blueprint.toml");
+    let mut document: toml::Table = fs::read_to_string(&path).unwrap().parse().unwrap();
+    document["cluster"]["host"].as_array_mut().unwrap()[1]
+        .as_table_mut()
+        .unwrap()
+        .insert("api_fingerprint".into(), pve1.clone().into());
+    fs::write(&path, toml::to_string(&document).unwrap()).unwrap();
+    let output = lab.init(&[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("on pve2: ")
+            && stderr.contains(&pve1)
+            && stderr.contains("api_fingerprint"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("on pve3"), "{stderr}");
 }
