@@ -27,6 +27,7 @@ mod edge_proof;
 mod forward_proof;
 mod haproxy;
 mod host_init;
+mod host_init_cluster;
 mod host_network;
 mod host_setup;
 mod image;

@@ -1,5 +1,5 @@
 //! `waddlec host init`: the arguments and the report around `host::init`,
-//! the first touch of the Proxmox host.
+//! the first touch of the Proxmox host, or of each host of a `[cluster]`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,10 +9,11 @@ use super::{exit, Format};
 use crate::deploy::host_setup::Ssh;
 use crate::exit::Code as _;
 use crate::host::identity::{self, Identity};
-use crate::host::init::{self, Outcome, Report, Request};
+use crate::host::init::{self, HostReport, Outcome, Report, Request, Target};
 use crate::host::record::HostRecords;
 use crate::host::token::TokenOutcome;
 use crate::host::token_store::{Kept, TokenStore};
+use crate::model::SshRoute;
 
 #[derive(Subcommand)]
 pub enum HostCommand {
@@ -38,12 +39,21 @@ pub enum HostCommand {
     /// certificate that changed is refused (exit 6) until you check it and
     /// pass --repin; a token that no longer works is replaced only with
     /// --rotate.
+    ///
+    /// A `[cluster]`: each `[[cluster.host]]` in order, over its own `ssh`,
+    /// gets steps 1 and 3 (its record is `NAME.NODE.host.toml`, with the
+    /// certificate its own API serves); step 2 is done once, over the first
+    /// host, since users, roles and tokens are the cluster's (`/etc/pve`),
+    /// with the grants a cluster deploy needs too (SDN, migration, the
+    /// cluster's status). If a host fails, the hosts before it stay done and
+    /// the error names the host: fix it and run again, it goes on from there.
+    /// With --format json a cluster's report lists each node under `hosts`.
     Init(HostInitArgs),
 }
 
 #[derive(Args)]
 pub struct HostInitArgs {
-    /// The blueprint whose `[host]` names the host.
+    /// The blueprint whose `[host]` (or `[cluster]`) names the host(s).
     #[arg(default_value = "blueprints/waddle.toml")]
     blueprint: PathBuf,
     /// Show what would be recorded and changed; change nothing.
@@ -87,10 +97,6 @@ fn host_init(args: &HostInitArgs) -> u8 {
         Err(code) => return code,
     };
     let model = &compiled.model;
-    if let Err(code) = super::one_host("host init", model) {
-        return code;
-    }
-    let host = model.host();
     let ssh = Ssh::to_host(
         model,
         args.ssh_config.clone(),
@@ -98,7 +104,29 @@ fn host_init(args: &HostInitArgs) -> u8 {
         Vec::new(),
         super::tsh_known_hosts(),
     );
-    let record = HostRecords::path_for(&args.blueprint, model, &host.node);
+    let hosts: Vec<Target> = match model.proxmox.single_host() {
+        Some(host) => vec![target(args, model, host, ssh)],
+        None => {
+            if let Some(host) = model
+                .proxmox
+                .hosts
+                .iter()
+                .find(|host| host.ssh_route == SshRoute::Teleport)
+            {
+                eprintln!(
+                    "error: cluster host {}: its `ssh` goes through Teleport, which `host init` uses for a lone [host] only; write its `ssh` as a direct `user@host` (your known_hosts vouching for it); nothing was changed",
+                    host.node
+                );
+                return exit::INVALID;
+            }
+            model
+                .proxmox
+                .hosts
+                .iter()
+                .map(|host| target(args, model, host, ssh.to_cluster_host(host)))
+                .collect()
+        }
+    };
     let base = args
         .blueprint
         .parent()
@@ -110,19 +138,14 @@ fn host_init(args: &HostInitArgs) -> u8 {
         print: args.print_token,
     };
     let identity = Identity::of(model);
-    let address = model.host().bridges.public.host_address.to_string();
     let api_url = args
         .api
         .clone()
         .unwrap_or_else(|| model.proxmox.api_url.to_string());
     let request = Request {
-        node: &host.node,
-        ssh: &ssh,
-        record: &record,
-        blueprint_fingerprint: host.api_fingerprint.as_deref(),
+        hosts: &hosts,
         repin: args.repin,
         dry_run: args.dry_run,
-        address: &address,
         identity: &identity,
         store: &store,
         rotate: args.rotate,
@@ -131,22 +154,58 @@ fn host_init(args: &HostInitArgs) -> u8 {
     };
     match init::run(&request) {
         Ok(report) => {
-            print_report(args, &record, &report);
+            print_report(args, &hosts, &report);
             exit::OK
         }
-        Err(err) => {
-            eprintln!("error: {err}");
-            err.exit_code()
+        // A lone host's error says it all; a cluster's names the host.
+        Err(stopped) if hosts.len() == 1 => {
+            eprintln!("error: {}", stopped.error);
+            stopped.error.exit_code()
+        }
+        Err(stopped) => {
+            eprintln!("error: {stopped}");
+            stopped.error.exit_code()
         }
     }
 }
 
-fn print_report(args: &HostInitArgs, path: &Path, report: &Report) {
-    let (verb, recorded) = match &report.record {
+/// `host`, reached by `ssh`, as `host init` visits it.
+fn target<'a>(
+    args: &HostInitArgs,
+    model: &crate::model::Model,
+    host: &'a crate::model::Host,
+    ssh: Ssh,
+) -> Target<'a> {
+    Target {
+        node: &host.node,
+        ssh,
+        record: HostRecords::path_for(&args.blueprint, model, &host.node),
+        blueprint_fingerprint: host.api_fingerprint.as_deref(),
+        address: host.public_address().to_string(),
+    }
+}
+
+/// `recorded` (or would record, …) and the record's values, as lines.
+fn record_lines(path: &Path, record: &Outcome) -> String {
+    let (verb, recorded) = verb(record);
+    format!(
+        "{} {verb} host {}:\n  ssh host key     {}\n  API certificate  {}",
+        path.display(),
+        recorded.node,
+        recorded.ssh_host_key,
+        recorded.api_fingerprint,
+    )
+}
+
+fn verb(record: &Outcome) -> (&'static str, &crate::host::record::HostRecord) {
+    match record {
         Outcome::Unchanged(r) => ("already records", r),
         Outcome::WouldRecord(r) => ("would record", r),
         Outcome::Recorded(r) => ("recorded", r),
-    };
+    }
+}
+
+fn print_report(args: &HostInitArgs, targets: &[Target], report: &Report) {
     let token = match &report.token {
         TokenOutcome::Unchanged => "kept (it works)".to_string(),
         TokenOutcome::WouldCreate => "would be made".to_string(),
@@ -154,27 +213,33 @@ fn print_report(args: &HostInitArgs, path: &Path, report: &Report) {
         TokenOutcome::Created(kept) => format!("made, {}", kept_line(kept)),
         TokenOutcome::Rotated(kept) => format!("replaced, {}", kept_line(kept)),
     };
-    if args.format == Format::Json {
-        let json = serde_json::json!({
-            "record": recorded,
-            "changes": report.changes,
-            "token": token,
-        });
-        super::print_out(&serde_json::to_string_pretty(&json).unwrap_or_default());
-    }
-    if args.dry_run {
-        for change in &report.changes {
-            eprintln!("{change}");
+    if let [HostReport {
+        record, changes, ..
+    }] = report.hosts.as_slice()
+    {
+        // A lone host: its files' changes after the API's.
+        let changes: Vec<&String> = report.changes.iter().chain(changes).collect();
+        if args.format == Format::Json {
+            let json = serde_json::json!({
+                "record": verb(record).1,
+                "changes": changes,
+                "token": token,
+            });
+            super::print_out(&serde_json::to_string_pretty(&json).unwrap_or_default());
         }
+        if args.dry_run {
+            for change in &changes {
+                eprintln!("{change}");
+            }
+        }
+        eprintln!(
+            "{}\n  API token        {} {token}",
+            record_lines(&targets[0].record, record),
+            identity::token_id(),
+        );
+    } else {
+        print_cluster(args, targets, report, &token);
     }
-    eprintln!(
-        "{} {verb} host {}:\n  ssh host key     {}\n  API certificate  {}\n  API token        {} {token}",
-        path.display(),
-        recorded.node,
-        recorded.ssh_host_key,
-        recorded.api_fingerprint,
-        identity::token_id(),
-    );
     if let TokenOutcome::Created(Kept::ToPrint { name, value })
     | TokenOutcome::Rotated(Kept::ToPrint { name, value }) = &report.token
     {
@@ -183,9 +248,64 @@ fn print_report(args: &HostInitArgs, path: &Path, report: &Report) {
         );
         eprintln!("{name}={}", value.expose());
     }
-    if matches!(report.record, Outcome::Recorded(_)) {
-        eprintln!("commit it: deploy and every SSH to the host pin these now");
+    let recorded = report
+        .hosts
+        .iter()
+        .filter(|host| matches!(host.record, Outcome::Recorded(_)))
+        .count();
+    match recorded {
+        0 => {}
+        1 if report.hosts.len() == 1 => {
+            eprintln!("commit it: deploy and every SSH to the host pin these now");
+        }
+        _ => eprintln!("commit them: deploy and every SSH to the hosts pin these now"),
     }
+}
+
+/// A cluster's report: each node's record and its files' changes, then the
+/// cluster's API identity, made over the first host.
+fn print_cluster(args: &HostInitArgs, targets: &[Target], report: &Report, token: &str) {
+    let first = report.hosts.first().map(|h| h.node.as_str()).unwrap_or("");
+    if args.format == Format::Json {
+        let hosts: Vec<serde_json::Value> = report
+            .hosts
+            .iter()
+            .zip(targets)
+            .map(|(host, target)| {
+                serde_json::json!({
+                    "node": host.node,
+                    "path": target.record.display().to_string(),
+                    "outcome": verb(&host.record).0,
+                    "record": verb(&host.record).1,
+                    "changes": host.changes,
+                })
+            })
+            .collect();
+        let json = serde_json::json!({
+            "hosts": hosts,
+            "changes": report.changes,
+            "token": token,
+            "identity_made_on": first,
+        });
+        super::print_out(&serde_json::to_string_pretty(&json).unwrap_or_default());
+    }
+    if args.dry_run {
+        for change in &report.changes {
+            eprintln!("{change}");
+        }
+    }
+    for (host, target) in report.hosts.iter().zip(targets) {
+        if args.dry_run {
+            for change in &host.changes {
+                eprintln!("{}: {change}", host.node);
+            }
+        }
+        eprintln!("{}", record_lines(&target.record, &host.record));
+    }
+    eprintln!(
+        "the cluster's API identity (over {first}):\n  API token        {} {token}",
+        identity::token_id(),
+    );
 }
 
 fn kept_line(kept: &Kept) -> String {

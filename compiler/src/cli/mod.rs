@@ -353,21 +353,6 @@ fn compile_blueprint(
     }
 }
 
-/// Refuses a `[cluster]` blueprint for a command that acts on one host
-/// (`host init`, `cluster bootstrap`, `preflight`): such a
-/// blueprint builds and deploys, but these do not know a cluster yet.
-fn one_host(command: &str, model: &crate::model::Model) -> Result<(), u8> {
-    if model.proxmox.single_host().is_some() {
-        return Ok(());
-    }
-    eprintln!(
-        "error: `waddlec {command}` acts on one `[host]`, and this blueprint describes a `[cluster]` of {} hosts\n  \
-         = help: `waddlec build` compiles it (each host's files under `hosts/NODE/`, the SDN objects and the placement under `hosts/`); `waddlec deploy --skip-preflight` deploys it (through the API, each host set up over its SSH) and `waddlec status` checks it; `{command}` is not built for a cluster yet",
-        model.proxmox.hosts.len()
-    );
-    Err(exit::INVALID)
-}
-
 /// Reads the blueprint at `path` and compiles it as `build --with-secrets`
 /// made the deployable tree (secrets read, upstream inputs from the pinned
 /// cache): what `deploy` and `status` compare the host with. Prints why not

@@ -8,8 +8,18 @@
 //! (`harden`: sshd keys only, its name in /etc/hosts). Idempotent; a value
 //! that changed is refused until the operator has checked it and asks for
 //! `repin`; `dry_run` reads everything and changes nothing.
+//!
+//! A `[cluster]` is its hosts, visited in blueprint order, each over its
+//! own SSH and into its own record: its key, the certificate its own API
+//! serves (`/etc/pve/local` is that node's directory), its hardening. The
+//! API identity is the cluster's, kept in the `/etc/pve` every node shares
+//! (`identity`'s module doc): it is made once, over the first host's pinned
+//! SSH, and its token checked against the cluster's one API, whose
+//! certificate deploy pins by the first host's record. A run stopped by one
+//! host ([`Stopped`]) leaves the hosts before it done; the next run finds
+//! them unchanged and goes on.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use ssh_key::PublicKey;
 
@@ -24,21 +34,29 @@ use crate::net::pve::{fingerprint, Pve, PveError};
 use crate::net::ssh::{self, Failure, SshError};
 use crate::secrets::Secret;
 
-/// What to do.
-pub struct Request<'a> {
+/// One host to visit.
+pub struct Target<'a> {
     /// The Proxmox node name (`host.node`).
     pub node: &'a str,
-    pub ssh: &'a Ssh,
-    /// Where the record lives.
-    pub record: &'a Path,
-    /// `host.api_fingerprint`, if the blueprint sets one: it must agree.
+    /// Its own SSH (a cluster host's from `Ssh::to_cluster_host`).
+    pub ssh: Ssh,
+    /// Where its record lives.
+    pub record: PathBuf,
+    /// Its `api_fingerprint`, if the blueprint sets one: it must agree.
     pub blueprint_fingerprint: Option<&'a str>,
+    /// Its public address (its name's line in /etc/hosts).
+    pub address: String,
+}
+
+/// What to do.
+pub struct Request<'a> {
+    /// The lone host, or a cluster's hosts in blueprint order; the first
+    /// is where the API identity is made.
+    pub hosts: &'a [Target<'a>],
     /// Replace recorded values that changed (after checking them).
     pub repin: bool,
     /// Show what would be recorded and done; change nothing.
     pub dry_run: bool,
-    /// The host's public address (its name's line in /etc/hosts).
-    pub address: &'a str,
     /// The API identity deploy should have.
     pub identity: &'a Identity,
     /// Where the token is kept.
@@ -54,10 +72,44 @@ pub struct Request<'a> {
 /// What a run that did not fail did (or would do).
 #[derive(Debug)]
 pub struct Report {
-    pub record: Outcome,
-    /// Access-control and host-file changes, one line each.
+    /// Each host, in the request's order.
+    pub hosts: Vec<HostReport>,
+    /// Access-control changes, one line each.
     pub changes: Vec<String>,
     pub token: TokenOutcome,
+}
+
+/// What was done (or would be) on one host.
+#[derive(Debug)]
+pub struct HostReport {
+    pub node: String,
+    pub record: Outcome,
+    /// Its own files' changes, one line each.
+    pub changes: Vec<String>,
+}
+
+/// A run that one host stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("on {node}: {error}\n  = help: {}", retry(.node, .done, *.dry_run))]
+pub struct Stopped {
+    pub node: String,
+    /// The hosts before it, done (recorded and hardened), or read.
+    pub done: Vec<String>,
+    pub dry_run: bool,
+    #[source]
+    pub error: Box<HostInitError>,
+}
+
+/// What the API identity step did: its changes, and the token's outcome.
+type Api = (Vec<String>, TokenOutcome);
+
+fn retry(node: &str, done: &[String], dry_run: bool) -> String {
+    let kept = match done {
+        [] => "no host comes before it".to_string(),
+        done if dry_run => format!("{} were read", done.join(", ")),
+        done => format!("{} stay recorded and done", done.join(", ")),
+    };
+    format!("{kept}; once {node} is fixed, run `waddlec host init` again: it goes on from {node}")
 }
 
 /// How the record ended.
@@ -121,21 +173,90 @@ impl From<PveshError> for HostInitError {
 }
 
 /// Does everything: see the module doc.
-pub fn run(request: &Request<'_>) -> Result<Report, HostInitError> {
-    let record = pin(request)?;
+pub fn run(request: &Request<'_>) -> Result<Report, Stopped> {
+    let mut hosts: Vec<HostReport> = Vec::new();
+    let mut api = None;
+    for (i, target) in request.hosts.iter().enumerate() {
+        let visited = visit(request, target, i == 0).map_err(|error| Stopped {
+            node: target.node.to_string(),
+            done: hosts.iter().map(|h| h.node.clone()).collect(),
+            dry_run: request.dry_run,
+            error: Box::new(error),
+        })?;
+        hosts.push(visited.0);
+        api = api.or(visited.1);
+    }
+    let (changes, token) = api.expect("a blueprint has a host, and the first makes the identity");
+    Ok(Report {
+        hosts,
+        changes,
+        token,
+    })
+}
+
+/// One host: its record, then (the first only) the API identity, then its
+/// own files.
+fn visit(
+    request: &Request<'_>,
+    target: &Target<'_>,
+    first: bool,
+) -> Result<(HostReport, Option<Api>), HostInitError> {
+    let record = pin(request, target)?;
     let seen = match &record {
         Outcome::Unchanged(r) | Outcome::WouldRecord(r) | Outcome::Recorded(r) => r.clone(),
     };
     // From here on, only the key just read is accepted.
     let pinned = ssh::PinnedHost::new(Some(&seen.host_key())).map_err(SshError::Spawn)?;
-    let remote = request.ssh.remote(pinned.as_ref());
+    let remote = target.ssh.remote(pinned.as_ref());
     let pvesh = Pvesh { remote };
-    let observed = identity::observe(&pvesh)?;
+    let api = if first {
+        Some(make_identity(request, &pvesh, &seen)?)
+    } else {
+        None
+    };
+    let root = target.ssh.root.as_deref().unwrap_or("");
+    let harden = Harden {
+        remote: &pvesh.remote,
+        root,
+        node: target.node,
+        address: &target.address,
+    };
+    let host_files = if request.dry_run {
+        harden.check()?
+    } else {
+        harden.apply()?
+    };
+    if !request.dry_run {
+        for line in &host_files {
+            if request.hosts.len() > 1 {
+                (request.report)(&format!("{}: {line}", target.node));
+            } else {
+                (request.report)(line);
+            }
+        }
+    }
+    let report = HostReport {
+        node: target.node.to_string(),
+        record,
+        changes: host_files,
+    };
+    Ok((report, api))
+}
+
+/// Deploy's API user, roles, ACLs and token, with `pvesh` on one host;
+/// the token checked against the API that serves the certificate of
+/// `seen`.
+fn make_identity(
+    request: &Request<'_>,
+    pvesh: &Pvesh<'_>,
+    seen: &HostRecord,
+) -> Result<Api, HostInitError> {
+    let observed = identity::observe(pvesh)?;
     let access = identity::changes(request.identity, &observed);
     let user_existed = !access.contains(&identity::Change::CreateUser);
     let mut changes: Vec<String> = Vec::new();
     let apply = |batch: &[identity::Change], changes: &mut Vec<String>| {
-        identity::apply(&pvesh, batch, &|line| {
+        identity::apply(pvesh, batch, &|line| {
             (request.report)(&format!("changed: {line}"));
         })?;
         changes.extend(batch.iter().map(|c| format!("changed: {}", c.line())));
@@ -158,7 +279,7 @@ pub fn run(request: &Request<'_>) -> Result<Report, HostInitError> {
     };
     let token = token::converge(
         &TokenRequest {
-            pvesh: &pvesh,
+            pvesh,
             store: request.store,
             rotate: request.rotate,
             dry_run: request.dry_run,
@@ -168,42 +289,20 @@ pub fn run(request: &Request<'_>) -> Result<Report, HostInitError> {
     )?;
     if !request.dry_run {
         // The token exists now (a new one has no grants yet).
-        let observed = identity::observe(&pvesh)?;
+        let observed = identity::observe(pvesh)?;
         let second: Vec<identity::Change> = identity::changes(request.identity, &observed)
             .into_iter()
             .filter(identity::Change::is_for_token)
             .collect();
         apply(&second, &mut changes)?;
     }
-    let root = request.ssh.root.as_deref().unwrap_or("");
-    let harden = Harden {
-        remote: &pvesh.remote,
-        root,
-        node: request.node,
-        address: request.address,
-    };
-    let host_files = if request.dry_run {
-        harden.check()?
-    } else {
-        harden.apply()?
-    };
-    for line in &host_files {
-        if !request.dry_run {
-            (request.report)(line);
-        }
-    }
-    changes.extend(host_files);
-    Ok(Report {
-        record,
-        changes,
-        token,
-    })
+    Ok((changes, token))
 }
 
 /// Reads the host's key and certificate and records them.
-fn pin(request: &Request<'_>) -> Result<Outcome, HostInitError> {
-    let seen = read_host(request)?;
-    if let Some(blueprint) = request.blueprint_fingerprint {
+fn pin(request: &Request<'_>, target: &Target<'_>) -> Result<Outcome, HostInitError> {
+    let seen = read_host(target)?;
+    if let Some(blueprint) = target.blueprint_fingerprint {
         if !blueprint.eq_ignore_ascii_case(&seen.api_fingerprint) {
             return Err(HostInitError::BlueprintDisagrees {
                 blueprint: blueprint.to_string(),
@@ -211,13 +310,13 @@ fn pin(request: &Request<'_>) -> Result<Outcome, HostInitError> {
             });
         }
     }
-    let recorded = HostRecord::load(request.record)?;
+    let recorded = HostRecord::load(&target.record)?;
     if let Some(recorded) = &recorded {
         if *recorded == seen {
             return Ok(Outcome::Unchanged(seen));
         }
         if !request.repin {
-            let path = request.record.display().to_string();
+            let path = target.record.display().to_string();
             let changed = |what, recorded: &str, seen: &str, check| HostInitError::Changed {
                 what,
                 path: path.clone(),
@@ -246,7 +345,7 @@ fn pin(request: &Request<'_>) -> Result<Outcome, HostInitError> {
     if request.dry_run {
         return Ok(Outcome::WouldRecord(seen));
     }
-    seen.save(request.record)?;
+    seen.save(&target.record)?;
     Ok(Outcome::Recorded(seen))
 }
 
@@ -261,8 +360,8 @@ cert=$root/etc/pve/local/pveproxy-ssl.pem
 [ -f "$cert" ] || cert=$root/etc/pve/local/pve-ssl.pem
 cat "$cert""#;
 
-fn read_host(request: &Request<'_>) -> Result<HostRecord, HostInitError> {
-    let ssh = request.ssh;
+fn read_host(target: &Target<'_>) -> Result<HostRecord, HostInitError> {
+    let ssh = &target.ssh;
     // First touch: the operator's own known_hosts (or, through Teleport,
     // tsh's) vouches for the host.
     let remote = ssh.remote(None);
@@ -292,7 +391,7 @@ fn read_host(request: &Request<'_>) -> Result<HostRecord, HostInitError> {
         })?;
     Ok(HostRecord {
         version: 1,
-        node: request.node.to_string(),
+        node: target.node.to_string(),
         ssh_host_key: ssh_host_key
             .split(' ')
             .take(2)
