@@ -136,15 +136,17 @@ keep_emergency() {
     while IFS= read -r line; do
         echo "emergency: kept $line"
     done < <(grep -F '# EMERGENCY' "$live")
+    # The lines reach awk through its environment: `awk -v` would turn a
+    # backslash in them into an escape sequence.
     if grep -qF '# EMERGENCY firewall off' "$live"; then
-        awk -v line="$(grep -F '# EMERGENCY firewall off' "$live" | head -n 1)" '
-            /^enable: 1$/ && !done { print line; print "enable: 0"; done = 1; next }
+        line="$(grep -F '# EMERGENCY firewall off' "$live" | head -n 1)" awk '
+            /^enable: 1$/ && !done { print ENVIRON["line"]; print "enable: 0"; done = 1; next }
             { print }
         ' "$stage/$name" >"$stage/$name.merged"
     else
-        awk -v rules="$(grep -F '# EMERGENCY' "$live")" '
+        rules="$(grep -F '# EMERGENCY' "$live")" awk '
             { print }
-            /^\[RULES\]$/ { print rules }
+            /^\[RULES\]$/ { print ENVIRON["rules"] }
         ' "$stage/$name" >"$stage/$name.merged"
     fi
     mv -f "$stage/$name.merged" "$stage/$name"
