@@ -68,6 +68,7 @@ Exit codes:
       not an output tree)
   3   --check: the output tree is out of date
   4   a secret is missing or unreadable (e.g. no Talos secrets bundle yet,
+      an `op://` reference 1Password's `op` does not give,
       or an age-encrypted one the [talos.age] identity cannot decrypt),
       or `secrets init` refused to overwrite one, or host init cannot keep
       the API token where host.api_token points
@@ -85,7 +86,7 @@ Exit codes:
   8   status, preflight (and deploy, cluster bootstrap, which run
       preflight first): a check found something not as the blueprint
       says (each failed check is printed with what to do)
-  69  a remote service (Image Factory, 1Password, the cluster) failed,
+  69  a remote service (Image Factory, the cluster) failed,
       disagreed or did not answer in time, or a host program an image needs
       (mmdebstrap, mke2fs) is missing, or git failed (platform
       publish: e.g. no user.name/user.email, the remote unreachable)
