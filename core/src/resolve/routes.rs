@@ -232,10 +232,15 @@ pub(super) fn forwards(
     let mut out = Vec::new();
     for (i, forward) in blueprint.forwards.iter().enumerate() {
         let path = format!("forward[{i}]");
-        let host = vms
-            .iter()
-            .find(|vm| vm.name == *forward.to.name)
-            .map_or("", |vm| vm.host.as_str());
+        // A lone host forwards everything on its one address (a VIP too);
+        // in a cluster a forward's target is a VM (E0167).
+        let host = match blueprint.cluster {
+            Some(_) => vms
+                .iter()
+                .find(|vm| vm.name == *forward.to.name)
+                .map_or("", |vm| vm.host.as_str()),
+            None => "",
+        };
         let key = (host, forward.protocol, forward.port.0);
         if let Some(first) = seen.insert(key, &forward.port) {
             let (on, help) = match blueprint.cluster {
