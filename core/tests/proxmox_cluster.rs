@@ -10,7 +10,8 @@
 //! `[cluster]` (E0160), a forward to a VIP (E0167), and two of three
 //! control planes on one host (W0204, which `--strict` makes fatal), and a
 //! port forwarded twice on one host (E0114; once on each of two hosts is
-//! fine). The same refusals, rendered, are the corpus's 160–168.
+//! fine). The same refusals, rendered, are the corpus's 160–168. With
+//! `[teleport]`, every host is Teleport's OpenSSH node.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
 
@@ -358,4 +359,164 @@ fn only_the_storage_host_serves_democratic_csi() {
     let setup = |node: &str| file(&format!("hosts/{node}/setup.sh")).unwrap();
     assert!(setup("pve1").contains("10.30.0.1:3260"));
     assert!(!setup("pve2").contains("3260"));
+}
+
+/// `source` with Teleport (a minimal `[teleport]` as
+/// `blueprints/examples/services.toml` has it) on a VM of pve2's.
+fn with_teleport(source: SourceFile) -> SourceFile {
+    let source = common::edited(
+        source,
+        "[[image]]\nname = \"debian-edge\"\nos = \"debian\"\n",
+        "[[image]]\nname = \"debian-edge\"\nos = \"debian\"\n\n\
+         [[image]]\nname = \"debian-teleport\"\nos = \"debian\"\n",
+    );
+    let source = common::edited(
+        source,
+        "[talos]\n",
+        r#"[[vm]]
+id = 3001
+name = "teleport"
+host = "pve2"
+image = "debian-teleport"
+cores = 2
+memory = "2G"
+disk = "8G"
+nics = [{ bridge = "vnet1", address = "10.30.0.20" }]
+
+[talos]
+"#,
+    );
+    let source = common::edited(
+        source,
+        "[[edge.route]]\nsni = \"*.trio.example.net\"",
+        "[[edge.route]]\nsni = \"teleport.trio.example.net\"\nto = \"teleport:3080\"\n\n\
+         [[edge.route]]\nsni = \"*.trio.example.net\"",
+    );
+    let source = common::edited(
+        source,
+        "[firewall]\n",
+        r#"[teleport]
+vm = "teleport"
+public_host = "teleport.trio.example.net"
+
+[[teleport.role]]
+name = "ops-admin"
+logins = ["deploy"]
+
+[firewall]
+"#,
+    );
+    common::edited(
+        source,
+        "cilium = \"1.19.0\"\n",
+        "cilium = \"1.19.0\"\nteleport = \"18.2.1\"\n",
+    )
+}
+
+/// With `[teleport]`, every host of the cluster is its OpenSSH node: one
+/// node resource per host (its own UUID, at its own VNet address), each
+/// host's sshd drop-in, one host certificate per host signed on the
+/// Teleport VM into that host's directory, and each host's firewall
+/// admitting the Teleport VM's SSH at that host's VNet address. pve2 runs
+/// the VM and copies its keys with `qm guest exec`; pve1 and pve3 through
+/// the cluster's API, on pve2.
+#[test]
+fn every_host_of_the_cluster_is_teleports_openssh_node() {
+    let compiled = waddlec_core::compile(&with_teleport(example()), common::TODAY)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let file = |path: &str| {
+        compiled
+            .artifacts
+            .iter()
+            .find(|a| a.path == path)
+            .map(|a| String::from_utf8_lossy(&a.contents).into_owned())
+            .unwrap_or_else(|| panic!("no {path}"))
+    };
+    let hosts = [
+        ("pve1", "10.30.0.1"),
+        ("pve2", "10.30.0.2"),
+        ("pve3", "10.30.0.3"),
+    ];
+
+    let resources = file("vms/teleport/teleport-resources.yaml");
+    let nodes: Vec<&str> = resources
+        .split("\n---\n")
+        .filter(|doc| doc.contains("kind: node\n"))
+        .collect();
+    assert_eq!(nodes.len(), 3, "{resources}");
+    let name = |node: &str| {
+        node.lines()
+            .find_map(|line| line.trim().strip_prefix("name: "))
+            .unwrap()
+            .to_string()
+    };
+    let mut uuids: Vec<String> = nodes.iter().map(|node| name(node)).collect();
+    for ((node, address), resource) in hosts.iter().zip(&nodes) {
+        assert!(resource.contains("sub_kind: openssh"), "{resource}");
+        assert!(
+            resource.contains(&format!("addr: {address}:22")),
+            "{resource}"
+        );
+        assert!(
+            resource.contains(&format!("hostname: {node}")),
+            "{resource}"
+        );
+        assert!(
+            resource.contains(&format!("waddlec-host: {node}")),
+            "{resource}"
+        );
+    }
+    uuids.sort();
+    uuids.dedup();
+    assert_eq!(uuids.len(), 3, "each host its own UUID");
+
+    let keys = file("vms/teleport/waddlec-teleport-node-keys");
+    let signed: Vec<&str> = keys
+        .lines()
+        .filter(|line| line.starts_with("node_keys "))
+        .collect();
+    assert_eq!(signed.len(), 3, "{keys}");
+    for (((node, address), line), resource) in hosts.iter().zip(&signed).zip(&nodes) {
+        let expected = format!(
+            "node_keys '/var/lib/teleport/waddlec-node/{node}' '{address},{node},{}'",
+            name(resource)
+        );
+        assert_eq!(*line, expected);
+        let drop_in = file(&format!("hosts/{node}/ssh/teleport-node.conf"));
+        assert!(
+            drop_in.contains(&format!("#   {address},{node},{}", name(resource))),
+            "{drop_in}"
+        );
+        let host_fw = file(&format!("hosts/{node}/firewall/host.fw"));
+        assert!(
+            host_fw.lines().any(|line| line.starts_with(&format!(
+                "IN ACCEPT -i vnet1 -source 10.30.0.20 -dest {address} -p tcp -dport 22 "
+            ))),
+            "{host_fw}"
+        );
+    }
+
+    let setup = |node: &str| file(&format!("hosts/{node}/setup.sh"));
+    assert!(setup("pve2").contains(
+        "qm guest exec 3001 --timeout 10 -- cat \"/var/lib/teleport/waddlec-node/pve2/$name\""
+    ));
+    assert!(!setup("pve2").contains("pvesh create"));
+    for node in ["pve1", "pve3"] {
+        let setup = setup(node);
+        assert!(!setup.contains("qm guest exec 3001"), "{setup}");
+        assert!(
+            setup.contains("pvesh create '/nodes/pve2/qemu/3001/agent/exec'"),
+            "{setup}"
+        );
+        assert!(
+            setup.contains("pvesh get '/nodes/pve2/qemu/3001/agent/exec-status'"),
+            "{setup}"
+        );
+        assert!(
+            setup.contains(&format!(
+                "guest_cat \"/var/lib/teleport/waddlec-node/{node}/$name\""
+            )),
+            "{setup}"
+        );
+    }
 }

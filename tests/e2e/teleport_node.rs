@@ -13,6 +13,11 @@
 //! them (`sshd -t`, whose warnings about a key it cannot load count as a
 //! refusal), then reloads sshd.
 //!
+//! A host of a `[cluster]` that does not run the Teleport VM copies its
+//! keys through the cluster's API instead (the stand-in `pvesh`'s
+//! `agent/exec` and `agent/exec-status`, whose grammar and answers follow
+//! the API schema, `tests/data/schemas/proxmox/apidata.json`).
+//!
 //! The CAs are `ssh-keygen`'s, standing in for Teleport's `openssh` CA
 //! (`tctl auth export --type=openssh`) and host CA (`tctl auth sign
 //! --host=… --format=openssh`); the drop-in's absolute paths are moved
@@ -23,11 +28,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use waddlec::deploy::host_setup::{self, Ssh};
+use waddlec::deploy::host_setup::{self, HostFiles, Ssh};
 
 use crate::support::ssh_host::SshHost;
 use crate::support::talos_lab::SecretLab;
-use crate::support::{build, require, run, text, valid_blueprints};
+use crate::support::{build, repo_root, require, run, text, valid_blueprints};
 
 const KEY_DIR: &str = "/etc/ssh/waddlec-teleport";
 /// Where the Teleport VM's `waddlec-teleport-node-keys` leaves them.
@@ -86,21 +91,27 @@ fn log_in(
     run(ssh.arg(format!("root@{address}")).arg("true"))
 }
 
-/// The certificate's principals, as the drop-in's comment lists them.
+/// The certificate's principals, as the drop-in's comment lists them, of
+/// `blueprints/waddle.toml`'s host.
 fn principals(drop_in: &str) -> String {
-    let principals = drop_in
+    let principals = listed_principals(drop_in);
+    assert!(
+        principals.starts_with("10.10.0.1,waddle-proxmox01,"),
+        "{principals}"
+    );
+    principals
+}
+
+/// The principals the drop-in's comment lists.
+fn listed_principals(drop_in: &str) -> String {
+    drop_in
         .lines()
         .skip_while(|line| !line.contains("principals"))
         .nth(1)
         .unwrap()
         .trim_start_matches('#')
         .trim()
-        .to_string();
-    assert!(
-        principals.starts_with("10.10.0.1,waddle-proxmox01,"),
-        "{principals}"
-    );
-    principals
+        .to_string()
 }
 
 /// The CAs in `w`; under `keys`, what the Teleport VM hands the host (the
@@ -483,4 +494,155 @@ fn the_teleport_vms_keys_serve_the_hosts_sshd() {
     .unwrap();
     let accepted = log_in_with_certificate(&address(&host), w);
     assert!(accepted.status.success(), "{}", text(&accepted.stderr));
+}
+
+/// `blueprints/examples/three-hosts.toml` with Teleport (a minimal
+/// `[teleport]`, as `blueprints/examples/services.toml` has it) on a VM of
+/// pve2's, [`CLUSTER_TELEPORT_VMID`].
+fn three_hosts_with_teleport() -> String {
+    let example =
+        fs::read_to_string(repo_root().join("blueprints/examples/three-hosts.toml")).unwrap();
+    [
+        (
+            "[[image]]\nname = \"debian-edge\"\nos = \"debian\"\n",
+            "[[image]]\nname = \"debian-edge\"\nos = \"debian\"\n\n\
+             [[image]]\nname = \"debian-teleport\"\nos = \"debian\"\n",
+        ),
+        (
+            "[talos]\n",
+            "[[vm]]\nid = 3001\nname = \"teleport\"\nhost = \"pve2\"\n\
+             image = \"debian-teleport\"\ncores = 2\nmemory = \"2G\"\ndisk = \"8G\"\n\
+             nics = [{ bridge = \"vnet1\", address = \"10.30.0.20\" }]\n\n[talos]\n",
+        ),
+        (
+            "[[edge.route]]\nsni = \"*.trio.example.net\"",
+            "[[edge.route]]\nsni = \"teleport.trio.example.net\"\nto = \"teleport:3080\"\n\n\
+             [[edge.route]]\nsni = \"*.trio.example.net\"",
+        ),
+        (
+            "[firewall]\n",
+            "[teleport]\nvm = \"teleport\"\npublic_host = \"teleport.trio.example.net\"\n\n\
+             [[teleport.role]]\nname = \"ops-admin\"\nlogins = [\"deploy\"]\n\n[firewall]\n",
+        ),
+        (
+            "cilium = \"1.19.0\"\n",
+            "cilium = \"1.19.0\"\nteleport = \"18.2.1\"\n",
+        ),
+    ]
+    .into_iter()
+    .fold(example, |text, (from, to)| {
+        assert_eq!(text.matches(from).count(), 1, "`{from}` is unique");
+        text.replacen(from, to, 1)
+    })
+}
+
+/// The Teleport VM of [`three_hosts_with_teleport`].
+const CLUSTER_TELEPORT_VMID: u32 = 3001;
+
+/// A host of a `[cluster]` that does not run the Teleport VM (pve1; the VM
+/// is on pve2): its setup copies its own keys (`VM_KEY_DIR/pve1`) through
+/// the cluster's API, the stand-in `pvesh`'s `agent/exec` and
+/// `agent/exec-status` (grammar and answers from apidata.json; the first
+/// status of each command says it is still running, so the setup's polling
+/// is tried), never with `qm guest exec`, then installs its drop-in, which
+/// sshd loads; a second run changes nothing. Every rendered setup passes
+/// shellcheck, and pve2's, whose node runs the VM, uses `qm guest exec`.
+#[test]
+fn a_cluster_host_copies_its_keys_through_the_clusters_api() {
+    require("sshd");
+    require("shellcheck");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let blueprint = w.join("three-hosts-teleport.toml");
+    fs::write(&blueprint, three_hosts_with_teleport()).unwrap();
+    let (_guard, tree) = build(&blueprint);
+    for node in ["pve1", "pve2", "pve3"] {
+        let script = tree.join(format!("hosts/{node}/setup.sh"));
+        let output = run(Command::new("shellcheck")
+            .args(["--shell=bash", "--severity=style"])
+            .arg(&script));
+        assert!(output.status.success(), "{node}: {}", text(&output.stdout));
+    }
+    let pve2 = fs::read_to_string(tree.join("hosts/pve2/setup.sh")).unwrap();
+    assert!(pve2.contains(&format!("qm guest exec {CLUSTER_TELEPORT_VMID} ")));
+    assert!(!pve2.contains("pvesh create"));
+
+    let host = SshHost::start();
+    // The VNet, as applying the SDN zone makes it on a node.
+    host.netns
+        .sh("ip link add vnet1 type bridge && ip link set vnet1 up");
+    let root = host.host_root();
+    let keys = root.join(KEY_DIR.trim_start_matches('/'));
+    let drop_in_file = tree.join("hosts/pve1/ssh/teleport-node.conf");
+    let drop_in = fs::read_to_string(&drop_in_file).unwrap();
+    let principals = listed_principals(&drop_in);
+    assert!(principals.starts_with("10.30.0.1,pve1,"), "{principals}");
+    fs::write(&drop_in_file, relocated(&drop_in, &host)).unwrap();
+    let key: Vec<String> = host
+        .host_public_key()
+        .split_whitespace()
+        .take(2)
+        .map(str::to_string)
+        .collect();
+    let ssh = Ssh {
+        target: "waddle-host".into(),
+        config: Some(host.config.clone()),
+        root: Some(root.display().to_string()),
+        host_key: Some(("waddle-host".into(), key.join(" "))),
+        recorded_keys: Vec::new(),
+        teleport: None,
+    };
+    let files = HostFiles::of_cluster_host(&tree, "pve1", false);
+    let vm_dir = format!("{VM_KEY_DIR}/pve1");
+    let vm_keys = host
+        .guest_root(CLUSTER_TELEPORT_VMID)
+        .join(vm_dir.trim_start_matches('/'));
+    teleport_keys(w, &vm_keys, &principals);
+
+    let installed = "/etc/ssh/sshd_config.d/waddlec-teleport-node.conf";
+    let teleport_changes = |changes: Vec<String>| -> Vec<String> {
+        changes
+            .into_iter()
+            .filter(|c| c.contains(KEY_DIR) || c.contains(installed))
+            .collect()
+    };
+    let changed = teleport_changes(
+        host_setup::run_with(&ssh, &files, false, false)
+            .unwrap()
+            .changes,
+    );
+    let expected: Vec<String> = ["openssh-ca.pub", "host_key-cert.pub", "host_key"]
+        .iter()
+        .map(|file| format!("changed: {KEY_DIR}/{file}"))
+        .chain([format!("changed: {installed}")])
+        .collect();
+    assert_eq!(changed, expected);
+    for file in ["host_key", "host_key-cert.pub", "openssh-ca.pub"] {
+        assert_eq!(
+            fs::read(keys.join(file)).unwrap(),
+            fs::read(vm_keys.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let calls = host.calls();
+    assert!(
+        calls.contains(&format!(
+            "pvesh create /nodes/pve2/qemu/{CLUSTER_TELEPORT_VMID}/agent/exec \
+             --command cat --command {vm_dir}/host_key --output-format json"
+        )),
+        "{calls}"
+    );
+    assert!(
+        calls.contains(&format!(
+            "pvesh get /nodes/pve2/qemu/{CLUSTER_TELEPORT_VMID}/agent/exec-status --pid "
+        )),
+        "{calls}"
+    );
+    assert!(!calls.contains("qm guest exec"), "{calls}");
+    let again = teleport_changes(
+        host_setup::run_with(&ssh, &files, false, false)
+            .unwrap()
+            .changes,
+    );
+    assert!(again.is_empty(), "{again:?}");
 }

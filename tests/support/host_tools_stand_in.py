@@ -29,7 +29,17 @@ calls a tool wrongly fails its test:
 * getent(1), glibc 2.41: `getent DATABASE KEY`; a key not found exits 2,
   an unknown database exits 1.
 * pvesh(1): `pvesh get|set /storage/ID [--content LIST]
-  [--output-format json]` — only what the host setup asks of storages.
+  [--output-format json]` — what the host setup asks of storages — and the
+  guest agent through the cluster's API (apidata.json): `pvesh create
+  /nodes/{node}/qemu/{vmid}/agent/exec --command PART [--command PART...]
+  [--input-data DATA]` (`command` an array, required, one option per
+  part; `additionalProperties: 0`), answering `{"pid": N}`, and `pvesh get
+  /nodes/{node}/qemu/{vmid}/agent/exec-status --pid N` (`pid` an integer,
+  required), answering `exited` false the first time a pid is asked about
+  (a command still running) and then its exec-status object as `qm guest
+  exec` has it; `node` a pve-node name, `vmid` 100–999999999, a pid never
+  started an error. The guest is `guests/VMID/` as for qm, and `--command`
+  runs only `cat FILE` there.
 * qm(1), qemu-server 9 (`qm guest exec <vmid> [<extra-args>] [OPTIONS]`,
   options `--pass-stdin <boolean>`, `--synchronous <boolean>`, `--timeout
   <integer>`, the command after `--`): only `guest exec`, and in the guest
@@ -238,8 +248,75 @@ def getent(args):
         usage("getent", f"Unknown database: {database}", 1)
 
 
+AGENT_PATH = re.compile(r"/nodes/([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)/qemu/([^/]+)/agent/(exec|exec-status)")
+
+
+def pvesh_agent(verb, path, options):
+    """`agent/exec` and `agent/exec-status`, as apidata.json has them."""
+    match = AGENT_PATH.fullmatch(path)
+    vmid, call = match.group(3), match.group(4)
+    if not re.fullmatch(r"[1-9][0-9]{2,8}", vmid):
+        usage("pvesh", "400 Parameter verification failed.\nvmid: type check ('integer') failed", 255)
+    expected = {"exec": "create", "exec-status": "get"}[call]
+    if verb != expected:
+        usage("pvesh", f"Method '{verb.upper()} {path}' not implemented", 255)
+    allowed = {"exec": ("command", "input-data"), "exec-status": ("pid",)}[call]
+    given = {}
+    while options:
+        option = options.pop(0)
+        name = option[2:] if option.startswith("--") else None
+        if name not in allowed:
+            usage("pvesh", f"400 Parameter verification failed.\n{option.lstrip('-')}: property is not defined in schema and the schema does not allow additional properties", 255)
+        if not options:
+            usage("pvesh", f"400 Parameter verification failed.\n{name}: missing value", 255)
+        given.setdefault(name, []).append(options.pop(0))
+    runs = os.path.join(os.path.dirname(LOG), "agent-exec")
+    if call == "exec":
+        if "command" not in given:
+            usage("pvesh", "400 Parameter verification failed.\ncommand: property is missing and it is not optional", 255)
+        if len(given.get("input-data", [])) > 1:
+            usage("pvesh", "400 Parameter verification failed.\ninput-data: type check ('string') failed", 255)
+        guest = os.path.join(os.path.dirname(LOG), "guests", vmid)
+        if not os.path.isdir(guest):
+            usage("pvesh", "QEMU guest agent is not running", 255)
+        command = given["command"]
+        if command[0] != "cat" or len(command) != 2:
+            status = {"exited": 1, "exitcode": 127, "err-data": f"stand-in guest: cannot run {command[0]}\n"}
+        else:
+            try:
+                with open(os.path.join(guest, command[1].lstrip("/")), encoding="utf-8") as handle:
+                    status = {"exited": 1, "exitcode": 0, "out-data": handle.read()}
+            except FileNotFoundError:
+                status = {"exited": 1, "exitcode": 1, "err-data": f"cat: {command[1]}: No such file or directory\n"}
+        os.makedirs(runs, exist_ok=True)
+        pid = 1000 + len(os.listdir(runs))
+        with open(os.path.join(runs, f"{vmid}-{pid}"), "w", encoding="utf-8") as handle:
+            json.dump(status, handle)
+        print(json.dumps({"pid": pid}))
+        return
+    pids = given.get("pid", [])
+    if len(pids) != 1 or not re.fullmatch(r"-?[0-9]+", pids[0]):
+        usage("pvesh", "400 Parameter verification failed.\npid: type check ('integer') failed", 255)
+    run = os.path.join(runs, f"{vmid}-{pids[0]}")
+    if not os.path.isfile(run):
+        usage("pvesh", f"Agent error: PID {pids[0]} does not exist", 255)
+    if not os.path.exists(run + ".asked"):
+        open(run + ".asked", "w", encoding="utf-8").close()
+        print(json.dumps({"exited": 0}))
+        return
+    with open(run, encoding="utf-8") as handle:
+        print(json.dumps(json.load(handle), indent=3, sort_keys=True))
+
+
 def pvesh(args):
-    args = [a for a in args if a not in ("--output-format", "json")]
+    if "--output-format" in args:
+        at = args.index("--output-format")
+        if at + 1 >= len(args) or args[at + 1] not in ("json", "json-pretty", "text", "yaml"):
+            usage("pvesh", "400 Parameter verification failed.\noutput-format: value is not a valid enum value", 255)
+        args = args[:at] + args[at + 2:]
+    if len(args) >= 2 and AGENT_PATH.fullmatch(args[1]):
+        pvesh_agent(args[0], args[1], args[2:])
+        return
     if len(args) < 2 or args[0] not in ("get", "set") or not args[1].startswith("/storage/"):
         usage("pvesh", "400 Parameter verification failed.", 255)
     name = args[1][len("/storage/"):]

@@ -7,9 +7,14 @@
 //! what runs as root on the host.
 //!
 //! With Teleport, the setup also copies the host's keys as Teleport's
-//! OpenSSH node from the Teleport VM, through its guest agent (`qm guest
-//! exec`, run as root on this host: the private host key never crosses a
-//! network), and installs the sshd drop-in once they are there.
+//! OpenSSH node from the Teleport VM, through its guest agent, and
+//! installs the sshd drop-in once they are there: with `qm guest exec` on
+//! the host that runs the VM (as root on this host: the private host key
+//! never crosses a network), and on a cluster's other hosts through the
+//! cluster's API as root (`pvesh create /nodes/NODE/qemu/VMID/agent/exec`,
+//! then `…/agent/exec-status`; both `proxyto: node` in the API schema, so
+//! pvesh runs them on the VM's node over the cluster's own channel between
+//! its nodes: the key leaves no node but for another of the cluster).
 //!
 //! `host/emergency-recovery.sh`: the way back in from the out-of-band
 //! console (EMERGENCY rules admitting one address, or the firewall off),
@@ -48,7 +53,7 @@ struct Data<'a> {
     /// before the setup installs `ssh/teleport-node.conf`.
     /// With Teleport: where the host's sshd keys for it live, and the
     /// Teleport VM they are fetched from.
-    teleport_keys: Option<TeleportKeys>,
+    teleport_keys: Option<TeleportKeys<'a>>,
     /// The public bridge has IPv6: the host network has its IPv6 ruleset.
     ipv6: bool,
     /// A host of a `[cluster]`: `cluster.fw` is the cluster's one file, in
@@ -58,12 +63,15 @@ struct Data<'a> {
 }
 
 /// The host's keys as Teleport's OpenSSH node: `dir` on the host, copied
-/// from `vm_dir` on the Teleport VM (`vmid`) through its guest agent.
+/// from `vm_dir` on the Teleport VM (`vmid`) through its guest agent: with
+/// `qm guest exec` on the host that runs the VM, through the cluster's API
+/// (`pvesh`, proxied to `through`, the VM's node) on the others.
 #[derive(Serialize)]
-struct TeleportKeys {
+struct TeleportKeys<'a> {
     dir: &'static str,
     vmid: u32,
-    vm_dir: &'static str,
+    vm_dir: String,
+    through: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -138,10 +146,14 @@ pub fn render(
             .next()
             .unwrap_or(EMERGENCY_COMMAND),
         teleport_keys: model.teleport.as_ref().and_then(|teleport| {
+            super::teleport_node::address(model, host)?;
+            let vm = model.vm(&teleport.vm)?;
+            let runs_on = model.host_of(vm).node.as_str();
             Some(TeleportKeys {
                 dir: super::teleport_node::KEY_DIR,
-                vmid: model.vm(&teleport.vm)?.id,
-                vm_dir: super::teleport_node::VM_KEY_DIR,
+                vmid: vm.id,
+                vm_dir: super::teleport_node::vm_key_dir(model, host),
+                through: (runs_on != host.node).then_some(runs_on),
             })
         }),
     };

@@ -163,6 +163,7 @@ pub fn render_all(
         let mut files = host_network::render(templates, model, host)?;
         files.extend(host_firewall::render(templates, model, host)?);
         files.extend(host_setup::render(templates, model, host)?);
+        files.extend(teleport_node::drop_in(templates, model, host)?);
         Ok(files)
     })?);
     artifacts.push(host_firewall::render_cluster(templates, model)?);
@@ -171,7 +172,7 @@ pub fn render_all(
     artifacts.extend(talos::render(model, secrets, &inline_manifests)?);
     artifacts.extend(teleport::render(model, secrets)?);
     artifacts.extend(teleport::units(templates, model)?);
-    artifacts.extend(teleport_node::render(templates, model)?);
+    artifacts.extend(teleport_node::keys_script(templates, model)?);
     artifacts.extend(platform::render(templates, model)?);
     // Seeds once every file a VM receives is rendered.
     let seeds = cloud_init::render(model, secrets, &artifacts)?;

@@ -120,7 +120,7 @@ pub fn render(model: &Model, secrets: &SecretValues) -> Result<Vec<Artifact>, Ya
     if let (Some(github), Some(client_secret)) = (&teleport.github, &secrets.github_client_secret) {
         resources.push(yaml::document(&connector(teleport, github, client_secret))?);
     }
-    if let Some(node) = super::teleport_node::resource(model) {
+    for node in super::teleport_node::resources(model) {
         resources.push(yaml::document(&node)?);
     }
     let dir = format!("vms/{}", teleport.vm);

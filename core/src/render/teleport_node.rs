@@ -17,11 +17,17 @@
 //! given): the host setup copies the three files to the host's
 //! [`KEY_DIR`] through the VM's guest agent (`render::host_setup`).
 //!
+//! In a `[cluster]` every host is a node the same way: one resource per
+//! host, each host's own drop-in (`hosts/NODE/ssh/teleport-node.conf`,
+//! through `render::per_host`), and one certificate per host, signed into
+//! `VM_KEY_DIR/NODE/`; a lone host's paths stay as they were.
+//!
 //! The node's name must be a UUID: it is derived from the project and the
 //! host's node name, so it never changes between builds and the host
 //! certificate's principals (address, node name, UUID) stay valid.
-//! `spec.addr` is the host's address on the Teleport VM's bridge, where the
-//! host firewall admits the Teleport VM to SSH (`Model::host_access`).
+//! `spec.addr` is the host's address on the Teleport VM's bridge (a
+//! cluster host's own VNet address), where the host firewall admits the
+//! Teleport VM to SSH (`Model::host_access`).
 //! The label `waddlec-host` names the host; the rendered roles admit every
 //! node label (`node_labels: {"*": "*"}`), so each role's logins apply.
 
@@ -64,31 +70,43 @@ struct NodeSpec<'a> {
     hostname: &'a str,
 }
 
-/// The host's node resource, when the blueprint has Teleport and the
-/// Teleport VM reaches the host's sshd.
-pub(super) fn resource(model: &Model) -> Option<NodeResource<'_>> {
-    let address = address(model)?;
-    let host = model.proxmox.single_host()?;
-    Some(NodeResource {
-        kind: "node",
-        version: "v2",
-        sub_kind: "openssh",
-        metadata: NodeMetadata {
-            name: uuid(model, host),
-            labels: [(HOST_LABEL, host.node.as_str())].into(),
-        },
-        spec: NodeSpec {
-            addr: format!("{address}:{SSH_PORT}"),
-            hostname: &host.node,
-        },
-    })
+/// One node resource per host the Teleport VM reaches: a lone host, or
+/// each host of a cluster.
+pub(super) fn resources(model: &Model) -> Vec<NodeResource<'_>> {
+    nodes(model)
+        .into_iter()
+        .map(|(host, address)| NodeResource {
+            kind: "node",
+            version: "v2",
+            sub_kind: "openssh",
+            metadata: NodeMetadata {
+                name: uuid(model, host),
+                labels: [(HOST_LABEL, host.node.as_str())].into(),
+            },
+            spec: NodeSpec {
+                addr: format!("{address}:{SSH_PORT}"),
+                hostname: &host.node,
+            },
+        })
+        .collect()
 }
 
-/// The host's address as the Teleport VM reaches its sshd. Only a lone
-/// host is Teleport's node: a cluster's hosts are not (yet).
-fn address(model: &Model) -> Option<Ipv4Addr> {
+/// Every host that is Teleport's node, with its address as the Teleport
+/// VM reaches its sshd, in blueprint order.
+fn nodes(model: &Model) -> Vec<(&Host, Ipv4Addr)> {
+    model
+        .proxmox
+        .hosts
+        .iter()
+        .filter_map(|host| Some((host, address(model, host)?)))
+        .collect()
+}
+
+/// `host`'s address as the Teleport VM reaches its sshd: its own address
+/// on the Teleport VM's bridge (a cluster host's VNet address), where its
+/// firewall admits the Teleport VM.
+pub(super) fn address(model: &Model, host: &Host) -> Option<Ipv4Addr> {
     let teleport = model.teleport.as_ref()?;
-    let host = model.proxmox.single_host()?;
     model
         .host_access(host)
         .into_iter()
@@ -96,6 +114,15 @@ fn address(model: &Model) -> Option<Ipv4Addr> {
         .flat_map(|access| access.sources)
         .find(|source| source.vm == teleport.vm)
         .map(|source| source.host_address)
+}
+
+/// Where the Teleport VM leaves `host`'s files: [`VM_KEY_DIR`] for a lone
+/// host, `VM_KEY_DIR/NODE` for each host of a cluster.
+pub(super) fn vm_key_dir(model: &Model, host: &Host) -> String {
+    match model.proxmox.single_host() {
+        Some(_) => VM_KEY_DIR.to_string(),
+        None => format!("{VM_KEY_DIR}/{}", host.node),
+    }
 }
 
 /// A UUID (version 8, RFC 9562: custom) from the project and node names.
@@ -125,12 +152,14 @@ fn principals(model: &Model, host: &Host, address: Ipv4Addr) -> String {
     format!("{address},{},{}", host.node, uuid(model, host))
 }
 
-/// `host/ssh/teleport-node.conf`, the host's sshd drop-in, and the
-/// Teleport VM's `waddlec-teleport-node-keys`.
-pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
-    let (Some(teleport), Some(address), Some(host)) =
-        (&model.teleport, address(model), model.proxmox.single_host())
-    else {
+/// `host/ssh/teleport-node.conf`, `host`'s sshd drop-in, when it is
+/// Teleport's node.
+pub fn drop_in(
+    templates: &Templates,
+    model: &Model,
+    host: &Host,
+) -> Result<Vec<Artifact>, RenderError> {
+    let (Some(teleport), Some(address)) = (&model.teleport, address(model, host)) else {
         return Ok(Vec::new());
     };
     #[derive(Serialize)]
@@ -148,39 +177,71 @@ pub fn render(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, Ren
         dir: KEY_DIR,
         principals: principals(model, host, address),
     };
+    Ok(vec![Artifact::file(
+        "host/ssh/teleport-node.conf",
+        "sshd-config",
+        templates.render("sshd-teleport-node.conf", &data)?,
+    )])
+}
+
+/// The Teleport VM's `waddlec-teleport-node-keys`: a lone host's keys in
+/// [`VM_KEY_DIR`], or each cluster host's in its own directory below it.
+pub fn keys_script(templates: &Templates, model: &Model) -> Result<Vec<Artifact>, RenderError> {
+    let nodes = nodes(model);
+    let Some(teleport) = model.teleport.as_ref().filter(|_| !nodes.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    /// A lone host: its node name and principals.
+    #[derive(Serialize)]
+    struct Lone<'a> {
+        hostname: &'a str,
+        principals: String,
+    }
+    /// A cluster host: where its files go, for which principals.
+    #[derive(Serialize)]
+    struct Node<'a> {
+        hostname: &'a str,
+        dir: String,
+        principals: String,
+    }
     #[derive(Serialize)]
     struct Keys<'a> {
         project: &'a str,
-        hostname: &'a str,
         dir: &'static str,
-        principals: String,
+        lone: Option<Lone<'a>>,
+        hosts: Vec<Node<'a>>,
     }
+    let lone = model.proxmox.single_host().is_some();
     let keys = Keys {
         project: &model.project.name,
-        hostname: &host.node,
         dir: VM_KEY_DIR,
-        principals: principals(model, host, address),
+        lone: nodes.iter().find(|_| lone).map(|&(host, address)| Lone {
+            hostname: &host.node,
+            principals: principals(model, host, address),
+        }),
+        hosts: nodes
+            .iter()
+            .filter(|_| !lone)
+            .map(|&(host, address)| Node {
+                hostname: &host.node,
+                dir: vm_key_dir(model, host),
+                principals: principals(model, host, address),
+            })
+            .collect(),
     };
-    Ok(vec![
-        Artifact::file(
-            "host/ssh/teleport-node.conf",
-            "sshd-config",
-            templates.render("sshd-teleport-node.conf", &data)?,
-        ),
-        Artifact::file(
-            format!("vms/{}/waddlec-teleport-node-keys", teleport.vm),
-            "teleport-node-keys-script",
-            templates.render("teleport-node-keys.sh", &keys)?,
-        )
-        .executable()
-        .for_guest(&teleport.vm, NODE_KEYS_COMMAND, 0o755),
-    ])
+    Ok(vec![Artifact::file(
+        format!("vms/{}/waddlec-teleport-node-keys", teleport.vm),
+        "teleport-node-keys-script",
+        templates.render("teleport-node-keys.sh", &keys)?,
+    )
+    .executable()
+    .for_guest(&teleport.vm, NODE_KEYS_COMMAND, 0o755)])
 }
 
-/// The command the resources unit runs after `tctl create`, when the host
+/// The command the resources unit runs after `tctl create`, when a host
 /// is a node.
 pub fn node_keys_command(model: &Model) -> Option<&'static str> {
-    address(model).map(|_| NODE_KEYS_COMMAND)
+    (!nodes(model).is_empty()).then_some(NODE_KEYS_COMMAND)
 }
 
 #[cfg(test)]
@@ -214,7 +275,8 @@ mod tests {
     #[test]
     fn the_node_is_the_host_on_the_teleport_vms_bridge() {
         let model = waddle();
-        let node = crate::yaml::document(&resource(&model).unwrap()).unwrap();
+        let [node] = resources(&model).try_into().ok().unwrap();
+        let node = crate::yaml::document(&node).unwrap();
         assert!(node.contains("sub_kind: openssh"), "{node}");
         assert!(node.contains("addr: 10.10.0.1:22"), "{node}");
         assert!(node.contains("hostname: waddle-proxmox01"), "{node}");
