@@ -516,11 +516,11 @@ mod tests {
             ),
             (
                 Box::new(HostInitError::Changed {
-                    what: "SSH host key",
+                    pinned: crate::host::init::Pinned::SshHostKey,
                     path: "b.host.toml".into(),
+                    repin: "--repin".into(),
                     recorded: "a".into(),
                     seen: "b".into(),
-                    check: "x",
                 }),
                 CONFLICT,
             ),

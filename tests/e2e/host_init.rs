@@ -284,6 +284,17 @@ fn a_changed_certificate_is_refused_until_repinned() {
     assert!(stderr.contains("--repin"), "{stderr}");
     assert_eq!(fs::read(lab.record()).unwrap(), written);
     assert_eq!(lab.sim.requests().len(), before, "pvesh was called");
+
+    // --repin says what it replaces, old and new.
+    let output = lab.init(&["--repin", "--dry-run"]);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "would re-pin waddle-proxmox01: API certificate {recorded} → {renewed}"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(lab.record()).unwrap(), written);
 }
 
 /// A machine that is not a Proxmox host (no API certificate) is told so,

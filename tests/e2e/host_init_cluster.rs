@@ -406,9 +406,28 @@ fn a_cluster_host_that_fails_stops_the_run_there_and_the_next_run_goes_on() {
         stderr.contains("on pve3: ")
             && stderr.contains("blueprint.pve3.host.toml")
             && stderr.contains("SSH host key")
-            && stderr.contains("--repin"),
+            && stderr.contains("--repin=pve3"),
         "{stderr}"
     );
+    // A bare --repin would re-pin whatever changed, unseen: a cluster's
+    // names the node checked. Naming another node re-pins nothing.
+    let bare = lab.init(&["--repin"]);
+    assert_eq!(bare.status.code(), Some(2), "{}", text(&bare.stderr));
+    assert!(
+        text(&bare.stderr).contains("`--repin=NODE` with NODE one of pve1, pve2, pve3"),
+        "{}",
+        text(&bare.stderr)
+    );
+    let unknown = lab.init(&["--repin=pve9"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown.stderr));
+    let other_node = lab.init(&["--repin=pve2"]);
+    assert_eq!(
+        other_node.status.code(),
+        Some(6),
+        "{}",
+        text(&other_node.stderr)
+    );
+    assert!(text(&other_node.stderr).contains("--repin=pve3"));
     let after: Vec<Vec<u8>> = NODES
         .iter()
         .map(|n| fs::read(lab.record(n)).unwrap())

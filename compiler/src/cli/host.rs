@@ -9,7 +9,7 @@ use super::{exit, Format};
 use crate::deploy::host_setup::Ssh;
 use crate::exit::Code as _;
 use crate::host::identity::{self, Identity};
-use crate::host::init::{self, HostReport, Outcome, Report, Request, Target};
+use crate::host::init::{self, HostReport, Outcome, Repin, Report, Request, Target};
 use crate::host::record::HostRecords;
 use crate::host::token::TokenOutcome;
 use crate::host::token_store::{Kept, TokenStore};
@@ -59,9 +59,19 @@ pub struct HostInitArgs {
     /// Show what would be recorded and changed; change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Record a changed host key or certificate (after checking it).
-    #[arg(long)]
-    repin: bool,
+    /// Record a changed host key or certificate (after checking it on the
+    /// host's console). A `[cluster]` names the node(s) checked:
+    /// `--repin=pve3` (repeat it, or `--repin=pve2,pve3`); any other
+    /// node's change is still refused.
+    #[arg(
+        long,
+        value_name = "NODE",
+        num_args = 0..=1,
+        require_equals = true,
+        value_delimiter = ',',
+        action = clap::ArgAction::Append
+    )]
+    repin: Option<Vec<String>>,
     /// Make a new token when the kept one no longer works, or replace the
     /// value host.api_token points to (the old token stops working).
     #[arg(long)]
@@ -137,6 +147,32 @@ fn host_init(args: &HostInitArgs) -> u8 {
         base,
         print: args.print_token,
     };
+    let repin = match (&args.repin, model.proxmox.single_host()) {
+        (None, _) => Repin::No,
+        (Some(_), Some(_)) => Repin::Any,
+        (Some(nodes), None) => {
+            let unknown: Vec<&String> = nodes
+                .iter()
+                .filter(|node| model.proxmox.host(node).is_none())
+                .collect();
+            if nodes.is_empty() || !unknown.is_empty() {
+                let hosts: Vec<&str> = hosts.iter().map(|t| t.node).collect();
+                eprintln!(
+                    "error: in a cluster, --repin names the node(s) whose new key or certificate you checked on their console: `--repin=NODE` with NODE one of {}{}; nothing was changed",
+                    hosts.join(", "),
+                    match unknown.as_slice() {
+                        [] => String::new(),
+                        unknown => format!(
+                            " (not {})",
+                            unknown.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    }
+                );
+                return exit::USAGE;
+            }
+            Repin::Nodes(nodes)
+        }
+    };
     let identity = Identity::of(model);
     let api_url = args
         .api
@@ -144,7 +180,7 @@ fn host_init(args: &HostInitArgs) -> u8 {
         .unwrap_or_else(|| model.proxmox.api_url.to_string());
     let request = Request {
         hosts: &hosts,
-        repin: args.repin,
+        repin,
         dry_run: args.dry_run,
         identity: &identity,
         store: &store,

@@ -53,8 +53,9 @@ pub struct Request<'a> {
     /// The lone host, or a cluster's hosts in blueprint order; the first
     /// is where the API identity is made.
     pub hosts: &'a [Target<'a>],
-    /// Replace recorded values that changed (after checking them).
-    pub repin: bool,
+    /// Which hosts' changed values may replace their records (after the
+    /// operator checked them).
+    pub repin: Repin<'a>,
     /// Show what would be recorded and done; change nothing.
     pub dry_run: bool,
     /// The API identity deploy should have.
@@ -67,6 +68,51 @@ pub struct Request<'a> {
     pub api_url: &'a str,
     /// Hears each change as it is made.
     pub report: &'a dyn Fn(&str),
+}
+
+/// What a host record pins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinned {
+    SshHostKey,
+    ApiCertificate,
+}
+
+impl Pinned {
+    fn what(self) -> &'static str {
+        match self {
+            Pinned::SshHostKey => "SSH host key",
+            Pinned::ApiCertificate => "API certificate",
+        }
+    }
+
+    /// How to check it on the host's console.
+    fn check(self) -> &'static str {
+        match self {
+            Pinned::SshHostKey => "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub",
+            Pinned::ApiCertificate => "pvenode cert info",
+        }
+    }
+}
+
+/// Which hosts `--repin` names.
+#[derive(Clone, Copy, Debug)]
+pub enum Repin<'a> {
+    /// None: a changed value is refused.
+    No,
+    /// A lone host's bare `--repin`.
+    Any,
+    /// A cluster's `--repin=NODE,…`: each node checked on its own.
+    Nodes(&'a [String]),
+}
+
+impl Repin<'_> {
+    fn allows(&self, node: &str) -> bool {
+        match self {
+            Repin::No => false,
+            Repin::Any => true,
+            Repin::Nodes(nodes) => nodes.iter().any(|n| n == node),
+        }
+    }
 }
 
 /// What a run that did not fail did (or would do).
@@ -138,14 +184,17 @@ pub enum HostInitError {
     #[error(transparent)]
     Record(#[from] RecordError),
     #[error(
-        "the host's {what} changed: {path} records {recorded}, the host now has {seen}. If you changed it on purpose (reinstall, new certificate), check the new value on the host's console (`{check}`) and run `waddlec host init --repin`"
+        "the host's {what} changed: {path} records {recorded}, the host now has {seen}. If you changed it on purpose (reinstall, new certificate), check the new value on the host's console (`{check}`) and run `waddlec host init {repin}`",
+        what = .pinned.what(),
+        check = .pinned.check(),
     )]
     Changed {
-        what: &'static str,
+        pinned: Pinned,
         path: String,
+        /// `--repin`, or a cluster's `--repin=NODE`.
+        repin: String,
         recorded: String,
         seen: String,
-        check: &'static str,
     },
     #[error(
         "host.api_fingerprint in the blueprint is {blueprint}, but the host's API serves {seen}; remove host.api_fingerprint (the host record pins it now) or correct it"
@@ -315,30 +364,51 @@ fn pin(request: &Request<'_>, target: &Target<'_>) -> Result<Outcome, HostInitEr
         if *recorded == seen {
             return Ok(Outcome::Unchanged(seen));
         }
-        if !request.repin {
+        if !request.repin.allows(target.node) {
             let path = target.record.display().to_string();
-            let changed = |what, recorded: &str, seen: &str, check| HostInitError::Changed {
-                what,
+            let repin = match request.hosts.len() {
+                1 => "--repin".to_string(),
+                _ => format!("--repin={}", target.node),
+            };
+            let changed = |pinned, recorded: &str, seen: &str| HostInitError::Changed {
+                pinned,
                 path: path.clone(),
+                repin: repin.clone(),
                 recorded: recorded.to_string(),
                 seen: seen.to_string(),
-                check,
             };
             if recorded.ssh_host_key != seen.ssh_host_key {
                 return Err(changed(
-                    "SSH host key",
+                    Pinned::SshHostKey,
                     &recorded.ssh_host_key,
                     &seen.ssh_host_key,
-                    "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub",
                 ));
             }
             if recorded.api_fingerprint != seen.api_fingerprint {
                 return Err(changed(
-                    "API certificate",
+                    Pinned::ApiCertificate,
                     &recorded.api_fingerprint,
                     &seen.api_fingerprint,
-                    "pvenode cert info",
                 ));
+            }
+        }
+    }
+    if let Some(recorded) = &recorded {
+        let verb = if request.dry_run {
+            "would re-pin"
+        } else {
+            "re-pinned"
+        };
+        for (what, old, new) in [
+            ("ssh host key", &recorded.ssh_host_key, &seen.ssh_host_key),
+            (
+                "API certificate",
+                &recorded.api_fingerprint,
+                &seen.api_fingerprint,
+            ),
+        ] {
+            if old != new {
+                (request.report)(&format!("{verb} {}: {what} {old} → {new}", target.node));
             }
         }
     }
