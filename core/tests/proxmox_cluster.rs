@@ -7,10 +7,11 @@
 //! the blueprint with its rule: two hosts on one public address (E0166),
 //! an unknown host (E0161), a host without its VNet address (E0163), a
 //! VNet without a VNI (E0164), an unplaced machine (E0165), `[host]` beside
-//! `[cluster]` (E0160), a forward to a VIP (E0167), and two of three
-//! control planes on one host (W0204, which `--strict` makes fatal), and a
-//! port forwarded twice on one host (E0114; once on each of two hosts is
-//! fine). The same refusals, rendered, are the corpus's 160–168. With
+//! `[cluster]` (E0160), a forward to a VIP (E0167), two of three control
+//! planes on one host (W0204, which `--strict` makes fatal), an API URL
+//! naming no host (E0168), and a port forwarded twice on one host (E0114;
+//! once on each of two hosts is fine). The same refusals, rendered, are
+//! the corpus's 160–170. With
 //! `[teleport]`, every host is Teleport's OpenSSH node.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test here
@@ -519,4 +520,32 @@ fn every_host_of_the_cluster_is_teleports_openssh_node() {
             "{setup}"
         );
     }
+}
+
+/// `cluster.api` names the node whose certificate is pinned: by node name
+/// (or `NODE.domain`), public or underlay address; by default the first
+/// host's public address. A URL naming no host is E0168.
+#[test]
+fn the_api_url_names_the_host_whose_certificate_is_pinned() {
+    let (model, _) = checked(&example());
+    assert_eq!(model.proxmox.api_host().node, "pve1");
+    for (api, node) in [
+        ("https://pve2:8006", "pve2"),
+        ("https://pve2.trio.example.net:8006", "pve2"),
+        ("https://203.0.113.13:8006", "pve3"),
+        ("https://172.16.0.12:8006", "pve2"),
+    ] {
+        let source = edited(
+            "[cluster]\n",
+            &format!("[cluster]\napi = \"{api}\"\n"),
+        );
+        let (model, _) = checked(&source);
+        assert_eq!(model.proxmox.api_host().node, node, "{api}");
+    }
+    let source = edited(
+        "[cluster]\n",
+        "[cluster]\napi = \"https://pve.trio.example.net:8006\"\n",
+    );
+    let found = refused(&source, "E0168", "api = ");
+    assert!(found.message.contains("pve1, pve2, pve3"), "{}", found.message);
 }

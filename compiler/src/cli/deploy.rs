@@ -147,7 +147,7 @@ pub fn run(args: &DeployArgs, color: bool) -> u8 {
             super::tsh_known_hosts(),
         ),
         recorded_fingerprint: records
-            .of(&compiled.model.host().node)
+            .of(&compiled.model.proxmox.api_host().node)
             .map(|r| r.api_fingerprint.as_str()),
         dry_run: args.dry_run,
         holder: &holder,

@@ -40,10 +40,11 @@ pub enum HostCommand {
     /// pass --repin; a token that no longer works is replaced only with
     /// --rotate.
     ///
-    /// A `[cluster]`: each `[[cluster.host]]` in order, over its own `ssh`,
-    /// gets steps 1 and 3 (its record is `NAME.NODE.host.toml`, with the
-    /// certificate its own API serves); step 2 is done once, over the first
-    /// host, since users, roles and tokens are the cluster's (`/etc/pve`),
+    /// A `[cluster]`: each `[[cluster.host]]`, over its own `ssh`, gets
+    /// steps 1 and 3 (its record is `NAME.NODE.host.toml`, with the
+    /// certificate its own API serves); step 2 is done once, over the host
+    /// `cluster.api` names (visited first, the others then in order), since
+    /// users, roles and tokens are the cluster's (`/etc/pve`),
     /// with the grants a cluster deploy needs too (SDN, migration, the
     /// cluster's status). If a host fails, the hosts before it stay done and
     /// the error names the host: fix it and run again, it goes on from there.
@@ -127,12 +128,19 @@ fn host_init(args: &HostInitArgs) -> u8 {
                     "error: cluster host {}: its `ssh` goes through Teleport, which `host init` uses for a lone [host] only; write its `ssh` as a direct `user@host` (your known_hosts vouching for it); nothing was changed",
                     host.node
                 );
-                return exit::INVALID;
+                return exit::USAGE;
             }
-            model
-                .proxmox
-                .hosts
-                .iter()
+            // The host the API URL names first: the identity is made over
+            // it, and the token checked against the certificate it serves.
+            let api = model.proxmox.api_host();
+            std::iter::once(api)
+                .chain(
+                    model
+                        .proxmox
+                        .hosts
+                        .iter()
+                        .filter(|host| host.node != api.node),
+                )
                 .map(|host| target(args, model, host, ssh.to_cluster_host(host)))
                 .collect()
         }

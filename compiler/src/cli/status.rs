@@ -147,7 +147,7 @@ pub fn run(args: &StatusArgs, color: bool) -> u8 {
         blueprint_dir: &dir,
         api: args.api.as_deref(),
         recorded_fingerprint: records
-            .of(&model.host().node)
+            .of(&model.proxmox.api_host().node)
             .map(|r| r.api_fingerprint.as_str()),
         ssh: Ssh::to_host(
             model,

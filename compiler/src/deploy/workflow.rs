@@ -199,13 +199,13 @@ pub(super) fn check_names(request: &Request<'_>) -> Result<(), DeployError> {
 }
 
 /// The API client: the blueprint's API (or `--api`) with its token, the
-/// certificate pinned by the first host's `api_fingerprint` or the
+/// certificate pinned by the API host's `api_fingerprint` or the
 /// fingerprint `host init` recorded (which must agree when both exist).
-/// For a cluster, whose every node answers for all, that is the first
-/// host's pin.
+/// For a cluster, whose every node answers for all with its own
+/// certificate, that is the pin of the node `cluster.api` names.
 pub(super) fn connect(request: &Request<'_>) -> Result<Pve, DeployError> {
     let compiled = request.compiled;
-    let host = compiled.model.host();
+    let host = compiled.model.proxmox.api_host();
     let fingerprint = match (
         host.api_fingerprint.as_deref(),
         request.recorded_fingerprint,

@@ -36,7 +36,7 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 pub enum PveError {
     #[error("cannot set up the Proxmox client: {0}")]
     Setup(String),
-    #[error("{url} presents a certificate with fingerprint {seen}, not the pinned {pinned}; if the host's certificate was renewed on purpose, check it on the host (`pvenode cert info`) and update host.api_fingerprint")]
+    #[error("{url} presents a certificate with fingerprint {seen}, not the pinned {pinned}; if the host's certificate was renewed on purpose, check it on the host the URL reaches (`pvenode cert info`) and re-pin it (`waddlec host init --repin`, or that host's `api_fingerprint` in the blueprint)")]
     Fingerprint {
         url: String,
         seen: String,

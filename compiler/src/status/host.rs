@@ -90,7 +90,7 @@ pub fn reach_api(
     timeout: Duration,
 ) -> (Check, Option<Reached>) {
     let name = format!("Proxmox API {url}");
-    let pinned = match (model.host().api_fingerprint.as_deref(), recorded) {
+    let pinned = match (model.proxmox.api_host().api_fingerprint.as_deref(), recorded) {
         (Some(blueprint), Some(recorded)) if !blueprint.eq_ignore_ascii_case(recorded) => {
             return (
                 Check::failed(

@@ -332,6 +332,11 @@ rules! {
          host that translated it. A forward's target is therefore a `[[vm]]` (which stays on \
          its host), never a VIP, which moves between Talos nodes on any host. Forward to a VM; \
          reach a VIP through the edge's routes.";
+    API_NOT_A_HOST = "E0168" "api-not-a-host" Error:
+        "Every node of a Proxmox cluster answers the API for all, each with its own \
+         certificate. deploy, status and host init pin the certificate of the node `cluster.api` \
+         reaches, so the URL must name one host of the cluster: its node name (or \
+         `NODE.domain`), its public address or its address on the hosts' network.";
     QUORUM_LOST_WITH_HOST = "W0204" "quorum-lost-with-host" Warning:
         "etcd runs on every control plane and works only while a majority of them agree. When \
          one host runs so many control planes that losing it loses that majority, one host \

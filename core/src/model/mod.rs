@@ -107,6 +107,9 @@ pub struct Operator {
 #[derive(Clone, Debug)]
 pub struct Proxmox {
     pub api_url: HttpsUrl,
+    /// The node `api_url` reaches (a lone host's, or the cluster host it
+    /// names): its certificate is the one deploy and status pin.
+    pub api_node: String,
     pub api_token: SecretRef,
     pub dns: Vec<Ipv4Addr>,
     /// In blueprint order: the one `[host]`, or the `[[cluster.host]]`s.
@@ -817,6 +820,12 @@ impl Proxmox {
     /// The port the Proxmox API listens on, from its URL.
     pub fn api_port(&self) -> u16 {
         url_port(&self.api_url).unwrap_or(8006)
+    }
+
+    /// The host `api_url` reaches, whose certificate the API client pins.
+    pub fn api_host(&self) -> &Host {
+        self.host(&self.api_node)
+            .expect("resolve names the API's node among the hosts")
     }
 
     /// The host named `node`.

@@ -104,11 +104,13 @@ fn single(
         "host.api",
         &rules::INVALID_LOCATION,
     );
+    let resolved = resolved?;
     Some(model::Proxmox {
         api_url,
+        api_node: resolved.node.clone(),
         api_token: host.api_token.value.clone(),
         dns: host.dns.iter().map(|d| **d).collect(),
-        hosts: vec![resolved?],
+        hosts: vec![resolved],
         shared_storages: Vec::new(),
         sdn: None,
     })
@@ -235,7 +237,7 @@ fn cluster_hosts(
     let first_public = hosts
         .first()
         .map_or(Ipv4Addr::UNSPECIFIED, |(h, _)| h.public_address());
-    let api_url = checker.parse_or(
+    let api_url: model::HttpsUrl = checker.parse_or(
         &cluster.api,
         &format!("https://{first_public}:8006"),
         "cluster.api",
@@ -257,14 +259,59 @@ fn cluster_hosts(
     if hosts.len() != cluster.hosts.len() || hosts.is_empty() {
         return None;
     }
+    let api_node = api_node(checker, cluster, api_url.as_str(), &hosts)?;
     Some(model::Proxmox {
         api_url,
+        api_node,
         api_token: cluster.api_token.value.clone(),
         dns: cluster.dns.iter().map(|d| **d).collect(),
         hosts: hosts.into_iter().map(|(h, _)| h).collect(),
         shared_storages,
         sdn: Some(sdn),
     })
+}
+
+/// The host `cluster.api` reaches: named by its node name (or
+/// `NODE.domain`), its public address or its address on the hosts'
+/// network. Each node serves its own certificate, so the API client pins
+/// that host's; a URL naming none of them is E0168.
+fn api_node(
+    checker: &mut Checker,
+    cluster: &Cluster,
+    api_url: &str,
+    hosts: &[(model::Host, Ipv4Addr)],
+) -> Option<String> {
+    let named = url::Url::parse(api_url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let found = hosts.iter().find(|(host, underlay)| {
+        host.node == named
+            || named.split('.').next() == Some(host.node.as_str()) && named.contains('.')
+            || host.public_address().to_string() == named
+            || underlay.to_string() == named
+    });
+    if let Some((host, _)) = found {
+        return Some(host.node.clone());
+    }
+    let nodes: Vec<&str> = hosts.iter().map(|(h, _)| h.node.as_str()).collect();
+    let span = cluster
+        .api
+        .as_ref()
+        .map_or(cluster.api_token.span(), Located::span);
+    let diagnostic = checker.error(
+        &rules::API_NOT_A_HOST,
+        span,
+        "cluster.api",
+        format!(
+            "`{api_url}` names none of the cluster's hosts ({})",
+            nodes.join(", ")
+        ),
+    );
+    diagnostic.help = Some(
+        "name one host: its node name (or NODE.domain), its public address or its `underlay` address; deploy pins the certificate that node's API serves".into(),
+    );
+    None
 }
 
 /// A cluster host's one uplink (E0162), with its blueprint index.
