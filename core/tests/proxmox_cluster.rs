@@ -535,10 +535,7 @@ fn the_api_url_names_the_host_whose_certificate_is_pinned() {
         ("https://203.0.113.13:8006", "pve3"),
         ("https://172.16.0.12:8006", "pve2"),
     ] {
-        let source = edited(
-            "[cluster]\n",
-            &format!("[cluster]\napi = \"{api}\"\n"),
-        );
+        let source = edited("[cluster]\n", &format!("[cluster]\napi = \"{api}\"\n"));
         let (model, _) = checked(&source);
         assert_eq!(model.proxmox.api_host().node, node, "{api}");
     }
@@ -547,5 +544,9 @@ fn the_api_url_names_the_host_whose_certificate_is_pinned() {
         "[cluster]\napi = \"https://pve.trio.example.net:8006\"\n",
     );
     let found = refused(&source, "E0168", "api = ");
-    assert!(found.message.contains("pve1, pve2, pve3"), "{}", found.message);
+    assert!(
+        found.message.contains("pve1, pve2, pve3"),
+        "{}",
+        found.message
+    );
 }

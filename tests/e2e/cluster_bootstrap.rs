@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::apid::{pem_text, Apid, NODE};
+use crate::support::cluster_lab::write_record;
 use crate::support::free_addr;
 use crate::support::kube_api::KubeApi;
 use crate::support::ssh_host::SshHost;
@@ -431,18 +432,6 @@ fn cluster_lab() -> SecretLab {
     lab
 }
 
-/// `NAME.NODE.host.toml`: `node`'s host record pinning `key` (`TYPE BASE64`).
-fn write_record(lab: &SecretLab, node: &str, key: &str) {
-    fs::write(
-        lab.path(&format!("blueprint.{node}.host.toml")),
-        format!(
-            "version = 1\nnode = \"{node}\"\nssh_host_key = \"{key}\"\napi_fingerprint = \"{}\"\n",
-            ["AB"; 32].join(":")
-        ),
-    )
-    .unwrap();
-}
-
 /// A fresh ed25519 public key, `TYPE BASE64`: a host key nobody presents.
 fn stray_key(dir: &std::path::Path) -> String {
     let path = dir.join("stray");
@@ -487,8 +476,18 @@ fn a_cluster_is_bootstrapped_through_the_host_of_its_first_control_plane() {
     )
     .unwrap();
     let stray = stray_key(dir.path());
-    write_record(&lab, "pve1", &stray);
-    write_record(&lab, "pve2", &public_key(&host.host_public_key()));
+    let record = |node: &str, key: &str| {
+        write_record(
+            &lab.path("blueprint.toml"),
+            node,
+            key,
+            &["AB"; 32].join(":"),
+        )
+    };
+    // pve1 and pve3 pinned to a key nobody has: only pve2 is reached.
+    record("pve1", &stray);
+    record("pve2", &public_key(&host.host_public_key()));
+    record("pve3", &stray);
 
     let apid_addr = free_addr(&host.host_side);
     let apid = Apid::start(apid_addr, &bundle, Vec::new());
@@ -561,7 +560,7 @@ fn a_cluster_is_bootstrapped_through_the_host_of_its_first_control_plane() {
     assert!(requests.iter().any(|r| r["path"] == "/api/v1/nodes"));
 
     // pve2 pinned to a key it does not present: refused at the tunnel.
-    write_record(&lab, "pve2", &stray);
+    record("pve2", &stray);
     let output = bootstrap("10s");
     let stderr = text(&output.stderr);
     assert!(!output.status.success(), "{stderr}");

@@ -569,3 +569,56 @@ fn the_console_closes_what_it_opened() {
         );
     }
 }
+
+/// A host whose blueprint no longer gives it democratic-csi's volumes (the
+/// platform removed here; in a cluster, every host but the storage host)
+/// loses what an earlier setup made for the driver: its key, forced
+/// command and sudo rule, so nobody logs in as it. Its datasets stay.
+#[test]
+fn a_host_without_democratic_csi_loses_its_key_gate_and_sudo_rule() {
+    let host = SshHost::start();
+    let lab = SecretLab::edited(&valid_blueprints()[0], |document| {
+        document.remove("platform");
+    });
+    lab.init();
+    let output = lab.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let root = tempfile::tempdir().unwrap();
+    let ssh = Ssh {
+        target: "waddle-host".into(),
+        config: Some(host.config.clone()),
+        root: Some(root.path().display().to_string()),
+        host_key: None,
+        recorded_keys: Vec::new(),
+        teleport: None,
+    };
+    let leftovers = [
+        "var/lib/democratic-csi/.ssh/authorized_keys",
+        "usr/local/sbin/waddlec-csi-gate",
+        "etc/sudoers.d/waddlec-democratic-csi",
+    ];
+    for leftover in leftovers {
+        let path = root.path().join(leftover);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, "left by an earlier setup\n").unwrap();
+    }
+    let tree = lab.path("dist");
+    let planned = host_setup::run(&ssh, &tree, true, false).unwrap();
+    for leftover in leftovers {
+        let line = format!("would change: /{leftover} removed (democratic-csi is not this host's)");
+        assert!(planned.changes.contains(&line), "{line}: {planned:?}");
+        assert!(
+            root.path().join(leftover).exists(),
+            "--check removed {leftover}"
+        );
+    }
+    host_setup::run(&ssh, &tree, false, false).unwrap();
+    for leftover in leftovers {
+        assert!(!root.path().join(leftover).exists(), "{leftover} stayed");
+    }
+    let again = host_setup::run(&ssh, &tree, true, false).unwrap();
+    assert!(
+        !again.changes.iter().any(|c| c.contains("democratic-csi")),
+        "{again:?}"
+    );
+}

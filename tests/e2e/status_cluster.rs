@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::cluster_lab::{over_ssh, placement, vm, ClusterLab, SshCluster, NODES};
+use crate::support::cluster_lab::{
+    over_ssh, placement, vm, write_record, ClusterLab, SshCluster, NODES,
+};
 use crate::support::pve_sim::TOKEN;
 use crate::support::{sh, text};
 
@@ -92,22 +94,6 @@ fn not_passed(checks: &[Value]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Writes `node`'s host record beside the lab's blueprint, as `host init`
-/// would: pinning `key` (`TYPE BASE64 COMMENT`) and the simulator's API
-/// certificate.
-fn record(lab: &ClusterLab, node: &str, key: &str) {
-    let key: Vec<&str> = key.split_whitespace().take(2).collect();
-    std::fs::write(
-        lab.lab.path(&format!("blueprint.{node}.host.toml")),
-        format!(
-            "version = 1\nnode = \"{node}\"\nssh_host_key = \"{}\"\napi_fingerprint = \"{}\"\n",
-            key.join(" "),
-            lab.sim.fingerprint
-        ),
-    )
-    .unwrap();
-}
-
 /// The VMID the simulator gave the blueprint's VM `name`.
 fn vmid(lab: &ClusterLab, name: &str) -> String {
     vm(&lab.sim.state(), name).0.to_string()
@@ -123,7 +109,12 @@ fn status_of_a_cluster_reads_each_host_over_its_own_ssh_and_each_vm_on_its_node(
     let before = lab.sim.requests().len();
     // Each host's record pins its own sshd's key.
     for (node, host) in NODES.iter().zip(&hosts.hosts) {
-        record(&lab, node, &host.host_public_key());
+        write_record(
+            &lab.lab.path("blueprint.toml"),
+            node,
+            &host.host_public_key(),
+            &lab.sim.fingerprint,
+        );
     }
 
     // Healthy: every VM check passes on the blueprint's node; the host
@@ -245,7 +236,12 @@ fn status_of_a_cluster_reads_each_host_over_its_own_ssh_and_each_vm_on_its_node(
 
     // pve2's record pins pve1's key: pve2 alone is unreachable, saying
     // why; each host's ssh pins its own record's key.
-    record(&lab, "pve2", &hosts.hosts[0].host_public_key());
+    write_record(
+        &lab.lab.path("blueprint.toml"),
+        "pve2",
+        &hosts.hosts[0].host_public_key(),
+        &lab.sim.fingerprint,
+    );
     let (checks, code) = report(&lab, &hosts);
     assert_eq!(
         not_passed(&checks),
@@ -264,7 +260,12 @@ fn status_of_a_cluster_reads_each_host_over_its_own_ssh_and_each_vm_on_its_node(
             .starts_with("its host key is not the one recorded"),
         "{pinned:#}"
     );
-    record(&lab, "pve2", &hosts.hosts[1].host_public_key());
+    write_record(
+        &lab.lab.path("blueprint.toml"),
+        "pve2",
+        &hosts.hosts[1].host_public_key(),
+        &lab.sim.fingerprint,
+    );
 
     // pve3's sshd down: its ssh part is one unreachable check naming it;
     // the other hosts are still read, and pass (75: nothing failed).

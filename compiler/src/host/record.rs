@@ -43,6 +43,8 @@ pub enum RecordError {
     },
     #[error("the host record {path} is invalid: {problem}; `waddlec host init --repin` writes it again from the host")]
     Invalid { path: String, problem: String },
+    #[error("host records exist for {recorded} but not for {missing}: `waddlec host init` stopped before them, and an SSH to them would pin nothing; run it again (it goes on from {first_missing})", first_missing = .missing.split(", ").next().unwrap_or_default())]
+    Incomplete { recorded: String, missing: String },
     #[error("cannot write the host record {path}: {source}")]
     Write {
         path: String,
@@ -137,7 +139,9 @@ impl HostRecords {
     }
 
     /// The records of `model`'s hosts beside `blueprint`, each checked to be
-    /// of its node.
+    /// of its node: none (never initialised: the operator's known_hosts
+    /// vouch), or one for every host. A cluster that `host init` left half
+    /// done is refused rather than reached half pinned.
     pub fn for_blueprint(
         blueprint: &Path,
         model: &crate::model::Model,
@@ -158,6 +162,20 @@ impl HostRecords {
                 });
             }
             records.push(record);
+        }
+        let missing: Vec<&str> = model
+            .proxmox
+            .hosts
+            .iter()
+            .map(|host| host.node.as_str())
+            .filter(|node| !records.iter().any(|r| r.node == *node))
+            .collect();
+        if !records.is_empty() && !missing.is_empty() {
+            let recorded: Vec<&str> = records.iter().map(|r| r.node.as_str()).collect();
+            return Err(RecordError::Incomplete {
+                recorded: recorded.join(", "),
+                missing: missing.join(", "),
+            });
         }
         Ok(HostRecords { records })
     }
@@ -241,11 +259,27 @@ mod tests {
             ssh_host_key: KEY.into(),
             api_fingerprint: "AB:CD".into(),
         };
+        assert_eq!(
+            HostRecords::for_blueprint(&blueprint, &model).unwrap(),
+            HostRecords::default()
+        );
         record("pve2").save(&path).unwrap();
+        // Half done: pve2 recorded, pve1 and pve3 not.
+        let err = HostRecords::for_blueprint(&blueprint, &model).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("exist for pve2 but not for pve1, pve3")
+                && err.to_string().contains("goes on from pve1"),
+            "{err}"
+        );
+        for node in ["pve1", "pve3"] {
+            record(node)
+                .save(&HostRecords::path_for(&blueprint, &model, node))
+                .unwrap();
+        }
         let records = HostRecords::for_blueprint(&blueprint, &model).unwrap();
         assert_eq!(records.of("pve2"), Some(&record("pve2")));
-        assert_eq!(records.of("pve1"), None);
-        assert_eq!(records.host_keys(), [("pve2".to_string(), KEY.to_string())]);
+        assert_eq!(records.host_keys().len(), 3);
         record("pve3").save(&path).unwrap();
         let err = HostRecords::for_blueprint(&blueprint, &model).unwrap_err();
         assert!(err.to_string().contains("pve2.host.toml"), "{err}");

@@ -49,8 +49,10 @@ struct Data<'a> {
     installed: &'static str,
     /// Its name on the console's PATH.
     command: &'static str,
-    /// With Teleport: where the drop-in's keys and certificate must be
-    /// before the setup installs `ssh/teleport-node.conf`.
+    /// democratic-csi's files a host without its volumes must not have:
+    /// what an earlier setup may have left (its key, forced command, sudo
+    /// rule), removed.
+    csi_leftovers: [String; 3],
     /// With Teleport: where the host's sshd keys for it live, and the
     /// Teleport VM they are fetched from.
     teleport_keys: Option<TeleportKeys<'a>>,
@@ -83,6 +85,7 @@ struct Csi {
     basename: &'static str,
     user: &'static str,
     marker: &'static str,
+    sudoers: &'static str,
 }
 
 /// The files of democratic-csi's user, as `host/democratic-csi/` has them.
@@ -109,6 +112,8 @@ const CSI_KEY_MARKER: &str = "waddlec:democratic-csi";
 pub const CSI_USER: &str = "democratic-csi";
 /// Its forced command.
 const CSI_GATE: &str = "/usr/local/sbin/waddlec-csi-gate";
+/// Its sudo rule.
+const CSI_SUDOERS: &str = "/etc/sudoers.d/waddlec-democratic-csi";
 /// Where the setup installs the emergency script (on root's PATH).
 pub const EMERGENCY_COMMAND: &str = "/usr/local/sbin/waddlec-emergency";
 /// The IQN prefix of every target the driver creates.
@@ -137,7 +142,13 @@ pub fn render(
             basename: CSI_IQN_BASENAME,
             user: CSI_USER,
             marker: CSI_KEY_MARKER,
+            sudoers: CSI_SUDOERS,
         }),
+        csi_leftovers: [
+            format!("/var/lib/{CSI_USER}/.ssh/authorized_keys"),
+            CSI_GATE.to_string(),
+            CSI_SUDOERS.to_string(),
+        ],
         ipv6: host.bridges.public.v6.is_some(),
         cluster: model.proxmox.single_host().is_none(),
         installed: EMERGENCY_COMMAND,

@@ -250,3 +250,18 @@ pub fn vm<'a>(state: &'a Value, name: &str) -> (&'a str, &'a Value) {
         .map(|(id, vm)| (id.as_str(), vm))
         .unwrap_or_else(|| panic!("no VM {name} in {:#}", state["vms"]))
 }
+
+/// Writes `node`'s host record beside `blueprint` as `host init` would
+/// (`NAME.NODE.host.toml`), pinning `key` (`TYPE BASE64`, a comment
+/// dropped) and the API certificate `api_fingerprint`.
+pub fn write_record(blueprint: &Path, node: &str, key: &str, api_fingerprint: &str) {
+    let key: Vec<&str> = key.split_whitespace().take(2).collect();
+    waddlec::host::record::HostRecord {
+        version: 1,
+        node: node.to_string(),
+        ssh_host_key: key.join(" "),
+        api_fingerprint: api_fingerprint.to_string(),
+    }
+    .save(&blueprint.with_extension(format!("{node}.host.toml")))
+    .unwrap();
+}
