@@ -246,6 +246,16 @@ fn host_init_of_a_cluster_pins_each_host_and_makes_the_identity_once() {
     assert!(output.status.success(), "{stderr}");
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["identity_made_on"], "pve1");
+    // pvesh ran on pve1's host alone (each sshd's own log).
+    let pvesh_on = |i: usize| {
+        lab.hosts[i]
+            .calls()
+            .lines()
+            .filter(|line| line.starts_with("pvesh "))
+            .count()
+    };
+    assert!(pvesh_on(0) > 0, "{}", lab.hosts[0].calls());
+    assert_eq!((pvesh_on(1), pvesh_on(2)), (0, 0));
     // The text report: each node's record, then the cluster's identity.
     for node in NODES {
         assert!(
@@ -283,13 +293,14 @@ fn host_init_of_a_cluster_pins_each_host_and_makes_the_identity_once() {
             "{node}"
         );
         assert_eq!(host(&report, node)["outcome"], "recorded");
-        // Hardened: its own drop-in, its own name and address.
+        // Hardened: its own drop-in, its own name at its address on the
+        // hosts' network (its cluster address, not its public one).
         assert!(lab
             .file(node, "etc/ssh/sshd_config.d/00-waddlec.conf")
             .exists());
         let hosts = fs::read_to_string(lab.file(node, "etc/hosts")).unwrap();
         let address = format!(
-            "203.0.113.{} {node}",
+            "172.16.0.{} {node}",
             11 + NODES.iter().position(|n| n == node).unwrap()
         );
         assert!(hosts.contains(&address), "{node}: {hosts}");

@@ -81,11 +81,12 @@ pub struct HostInitArgs {
     /// (keep it in your secret store: it is not shown again).
     #[arg(long)]
     print_token: bool,
-    /// The API's URL instead of host.api, to check the kept token with
-    /// (e.g. through an SSH tunnel).
+    /// The API's URL instead of the blueprint's (`host.api`, `cluster.api`),
+    /// to check the kept token with (e.g. through an SSH tunnel).
     #[arg(long, value_name = "URL")]
     api: Option<String>,
-    /// The ssh config file for reaching `host.ssh` (`ssh -F`); default: yours.
+    /// The ssh config file for reaching each host's `ssh` (`ssh -F`);
+    /// default: yours.
     #[arg(long, value_name = "FILE")]
     ssh_config: Option<PathBuf>,
     /// Read and change the host's files under DIR instead of / (tests).
@@ -225,8 +226,27 @@ fn target<'a>(
         ssh,
         record: HostRecords::path_for(&args.blueprint, model, &host.node),
         blueprint_fingerprint: host.api_fingerprint.as_deref(),
-        address: host.public_address().to_string(),
+        address: hosts_file_address(model, host).to_string(),
     }
+}
+
+/// The address `host`'s name gets in its /etc/hosts when missing: a lone
+/// host's public address; a cluster node's address on the hosts' network,
+/// which Proxmox takes a node's cluster address from (`pvecm`, and
+/// migrations by default), never its public one.
+fn hosts_file_address(
+    model: &crate::model::Model,
+    host: &crate::model::Host,
+) -> std::net::Ipv4Addr {
+    let underlay = model.proxmox.sdn.as_ref().and_then(|sdn| {
+        let index = model
+            .proxmox
+            .hosts
+            .iter()
+            .position(|h| h.node == host.node)?;
+        sdn.peers.get(index).copied()
+    });
+    underlay.unwrap_or_else(|| host.public_address())
 }
 
 /// `recorded` (or would record, …) and the record's values, as lines.

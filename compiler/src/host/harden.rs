@@ -20,7 +20,8 @@ pub struct Harden<'a> {
     /// The host's files are under this directory (tests), else `/`.
     pub root: &'a str,
     pub node: &'a str,
-    /// The host's public address, for `/etc/hosts`.
+    /// The address its name gets in `/etc/hosts` when missing: a lone
+    /// host's public address, a cluster node's on the hosts' network.
     pub address: &'a str,
 }
 

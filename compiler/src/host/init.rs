@@ -44,7 +44,8 @@ pub struct Target<'a> {
     pub record: PathBuf,
     /// Its `api_fingerprint`, if the blueprint sets one: it must agree.
     pub blueprint_fingerprint: Option<&'a str>,
-    /// Its public address (its name's line in /etc/hosts).
+    /// Its name's address in /etc/hosts: public for a lone host, on the
+    /// hosts' network for a cluster node.
     pub address: String,
 }
 
@@ -197,14 +198,14 @@ pub enum HostInitError {
         seen: String,
     },
     #[error(
-        "host.api_fingerprint in the blueprint is {blueprint}, but the host's API serves {seen}; remove host.api_fingerprint (the host record pins it now) or correct it"
+        "the host's `api_fingerprint` in the blueprint is {blueprint}, but its API serves {seen}; remove that `api_fingerprint` (the host record pins it now) or correct it"
     )]
     BlueprintDisagrees { blueprint: String, seen: String },
 }
 
 fn ssh_message(error: &SshError) -> String {
     let fix = match error.failure() {
-        Failure::Unreachable => "the host did not answer: check host.ssh, the address and that sshd runs",
+        Failure::Unreachable => "the host did not answer: check its `ssh` in the blueprint, the address and that sshd runs",
         Failure::KeyRefused => "the host refused your key: put your public key in root's authorized_keys (the installer's console or the provider's rescue system), or name the key in your ssh config",
         Failure::HostKey => "your ssh does not trust the host's key: check its fingerprint on the console (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and add it to your known_hosts",
         Failure::Command => "a command on the host failed",
