@@ -29,5 +29,7 @@ pub mod publish;
 pub mod secrets;
 pub mod status;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 
 pub use build::{compile, compile_with, CompileError, SecretSource, UpstreamSource};

@@ -369,29 +369,7 @@ fn wait_for<T>(
 mod tests {
     use super::*;
 
-    fn model(name: &str, text: String) -> Model {
-        let source = crate::blueprint::SourceFile {
-            name: name.into(),
-            text,
-        };
-        let today = crate::blueprint::Date {
-            year: 2026,
-            month: 1,
-            day: 1,
-        };
-        let document = crate::blueprint::parse(&source).unwrap();
-        crate::resolve::resolve(&document, today).unwrap().0
-    }
-
-    /// The cluster example, its text edited by `edit`.
-    fn cluster(edit: impl Fn(&str) -> String) -> Model {
-        model(
-            "three-hosts.toml",
-            edit(include_str!(
-                "../../../blueprints/examples/three-hosts.toml"
-            )),
-        )
-    }
+    use crate::test_support::{cluster, model};
 
     #[test]
     fn the_tunnel_goes_through_the_host_of_the_first_control_plane() {

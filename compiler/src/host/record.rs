@@ -230,25 +230,11 @@ mod tests {
         assert!(err.to_string().contains("ssh_host_key"), "{err}");
     }
 
-    fn cluster_example() -> crate::model::Model {
-        let source = crate::blueprint::SourceFile {
-            name: "three-hosts.toml".into(),
-            text: include_str!("../../../blueprints/examples/three-hosts.toml").into(),
-        };
-        let today = crate::blueprint::Date {
-            year: 2026,
-            month: 1,
-            day: 1,
-        };
-        let document = crate::blueprint::parse(&source).unwrap();
-        crate::resolve::resolve(&document, today).unwrap().0
-    }
-
     /// A cluster's nodes each have their own record, read by node; one of
     /// another node's name in a node's file is refused.
     #[test]
     fn a_cluster_has_a_record_per_node() {
-        let model = cluster_example();
+        let model = crate::test_support::cluster(str::to_string);
         let dir = tempfile::tempdir().unwrap();
         let blueprint = dir.path().join("three-hosts.toml");
         let path = HostRecords::path_for(&blueprint, &model, "pve2");

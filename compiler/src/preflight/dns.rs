@@ -296,22 +296,7 @@ mod tests {
         .passed());
     }
 
-    /// The cluster example's model, its text edited by `edit`.
-    fn cluster(edit: impl Fn(&str) -> String) -> Model {
-        let source = crate::blueprint::SourceFile {
-            name: "three-hosts.toml".into(),
-            text: edit(include_str!(
-                "../../../blueprints/examples/three-hosts.toml"
-            )),
-        };
-        let today = crate::blueprint::Date {
-            year: 2026,
-            month: 1,
-            day: 1,
-        };
-        let document = crate::blueprint::parse(&source).unwrap();
-        crate::resolve::resolve(&document, today).unwrap().0
-    }
+    use crate::test_support::cluster;
 
     #[test]
     fn in_a_cluster_the_names_must_resolve_to_the_edge_vm_s_host_as_the_platform_publishes() {

@@ -184,14 +184,9 @@ mod tests {
     fn a_cluster_host_through_teleport_is_unreachable_on_its_own_node_and_not_dialled() {
         let source = crate::blueprint::SourceFile {
             name: "three-hosts.toml".into(),
-            text: include_str!("../../../blueprints/examples/three-hosts.toml").into(),
+            text: crate::test_support::THREE_HOSTS.into(),
         };
-        let today = crate::blueprint::Date {
-            year: 2026,
-            month: 1,
-            day: 1,
-        };
-        let mut compiled = crate::compile(&source, today).unwrap();
+        let mut compiled = crate::compile(&source, crate::test_support::TODAY).unwrap();
         for host in &mut compiled.model.proxmox.hosts {
             host.ssh_route = SshRoute::Teleport;
         }

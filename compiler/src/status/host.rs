@@ -545,23 +545,10 @@ mod tests {
     use super::*;
 
     /// The cluster example's model.
-    fn cluster() -> Model {
-        let source = crate::blueprint::SourceFile {
-            name: "three-hosts.toml".into(),
-            text: include_str!("../../../blueprints/examples/three-hosts.toml").into(),
-        };
-        let today = crate::blueprint::Date {
-            year: 2026,
-            month: 1,
-            day: 1,
-        };
-        let document = crate::blueprint::parse(&source).unwrap();
-        crate::resolve::resolve(&document, today).unwrap().0
-    }
 
     #[test]
     fn a_cluster_hosts_firewall_files_are_its_own_and_cluster_fw_only_where_staged() {
-        let model = cluster();
+        let model = crate::test_support::cluster(str::to_string);
         let pve2 = &model.proxmox.hosts[1];
         let own = HostFiles::of_cluster_host(Path::new(""), "pve2", false);
         assert_eq!(
@@ -585,7 +572,7 @@ mod tests {
 
     #[test]
     fn a_vnet_address_is_found_among_what_ip_shows() {
-        let model = cluster();
+        let model = crate::test_support::cluster(str::to_string);
         let vnet = &model.proxmox.hosts[1].bridges.internal[0];
         let shown = |text: &str| vnet_address(vnet, Some(&text.to_string()));
         let line = |cidr: &str| {
