@@ -561,8 +561,14 @@ fn human(bytes: u64) -> String {
 }
 
 /// The steps that take `observed` to `desired`, as far as `options`
-/// allow.
+/// allow, in `rollout`'s order and pace.
 pub fn plan(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Plan {
+    rollout::roll(unpaced(desired, observed, options), desired)
+}
+
+/// [`plan`]'s steps before `rollout` orders and paces them: a cluster's
+/// plan rolls every node's Talos steps together.
+pub fn unpaced(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Vec<Step> {
     let mut vm_steps = Vec::new();
     let missing = |file: &str| {
         desired
@@ -645,8 +651,7 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Pl
             }),
         }
     }
-    let steps = rollout::order(steps, desired);
-    rollout::pace(Plan { steps }, desired)
+    steps
 }
 
 /// A machine-config diff fit to show: every line holding one of `secrets`
