@@ -321,6 +321,38 @@ impl Plan {
     }
 }
 
+impl Step {
+    /// The VM the step is about; `None` for a bridge's or a file's.
+    pub fn vmid(&self) -> Option<u32> {
+        match self {
+            Step::Create { vmid, .. }
+            | Step::Replace { vmid, .. }
+            | Step::EtcdLeave { vmid, .. }
+            | Step::EtcdRejoin { vmid, .. }
+            | Step::ApplyConfig { vmid, .. }
+            | Step::KubernetesControlPlane { vmid, .. }
+            | Step::Upgrade { vmid, .. }
+            | Step::Update { vmid, .. }
+            | Step::Resize { vmid, .. }
+            | Step::Restart { vmid, .. }
+            | Step::Start { vmid, .. }
+            | Step::Keep { vmid, .. }
+            | Step::Conflict { vmid, .. }
+            | Step::Unknown { vmid, .. } => Some(*vmid),
+            Step::CreateBridge { .. }
+            | Step::UpdateBridge { .. }
+            | Step::ApplyNetwork { .. }
+            | Step::KeepBridge { .. }
+            | Step::BridgeConflict { .. }
+            | Step::RemoveSeed { .. }
+            | Step::Upload { .. }
+            | Step::Pull { .. }
+            | Step::KeepUpload { .. }
+            | Step::MissingFile { .. } => None,
+        }
+    }
+}
+
 fn line(step: &Step) -> String {
     match step {
         Step::CreateBridge {

@@ -9,7 +9,9 @@
 //! (`talos`, through a tunnel via the host) and carries `etcd`'s decision:
 //! the node's way out of etcd before the replace and the wait for its
 //! return after, or a conflict (an unhealthy or unknown member, quorum at
-//! risk) that stops the deploy before any change (`TalosGate`).
+//! risk) that stops the deploy before any change. The same judgement
+//! (`TalosGate`) serves a `[cluster]`'s deploy, over every node's Talos
+//! steps at once.
 //!
 //! With an artifact store (`[artifacts]`), the images it holds are pulled
 //! by the host itself (`download-url`) instead of uploaded from here.
@@ -389,7 +391,9 @@ fn apply_under_lock(
 /// The live Talos cluster a plan needs, and the plan judged against it:
 /// each in-place step with what its node says, paced by `rollout`, every
 /// control plane it takes away or changes checked against etcd, each
-/// replaced control plane wrapped in `etcd`'s decision.
+/// replaced control plane wrapped in `etcd`'s decision. Shared by a lone
+/// host's deploy and a cluster's, which judges every node's Talos steps as
+/// one plan.
 pub(super) struct TalosGate {
     /// Open only when the plan replaces a control plane, or changes or
     /// restarts a Talos node.
