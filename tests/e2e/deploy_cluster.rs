@@ -11,12 +11,16 @@
 //! real sshds (`support::ssh_host`, see its test).
 
 use std::process::Output;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::support::cluster_lab::{placement, vm, ClusterLab, NODES};
+use crate::support::deploy_lab::{name_as_blueprint, relay, LabNode, CPS};
+use crate::support::pve_sim::TOKEN;
 use crate::support::ssh_host::SshHost;
-use crate::support::text;
+use crate::support::talos_cluster::TalosCluster;
+use crate::support::{require, text};
 
 #[test]
 fn a_cluster_deploy_places_each_vm_on_its_node_over_the_sdn_and_recreates_a_moved_debian_vm() {
@@ -406,4 +410,284 @@ fn a_cluster_deploy_sets_each_host_up_with_its_own_files_and_cluster_fw_once() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_to_string(&host_fw).unwrap(), before);
+}
+
+/// The cluster's Talos nodes as the lab names them: the simulated
+/// cluster's hostnames and addresses (`talos-cp1`… on `10.10.0.10`…, then
+/// `talos-w1`…), the example's VMIDs.
+const TALOS_NODES: [(&str, u32); 5] = [
+    ("talos-cp1", 3100),
+    ("talos-cp2", 3101),
+    ("talos-cp3", 3102),
+    ("talos-w1", 3110),
+    ("talos-w2", 3111),
+];
+
+/// The example with its Talos nodes named and addressed as the simulated
+/// cluster's (its VNet `10.10.0.0/22`: the hosts `.1`-`.3`, the edge
+/// `.5`, the nodes from `.10`), and its first host reached as
+/// `waddle-host`, the sshd of `support::ssh_host`.
+fn as_talos_lab(document: &mut toml::Table) {
+    let hosts = document["cluster"]["host"].as_array_mut().unwrap();
+    for (i, host) in hosts.iter_mut().enumerate() {
+        let host = host.as_table_mut().unwrap();
+        let mut addresses = toml::Table::new();
+        addresses.insert("vnet1".into(), format!("10.10.0.{}", i + 1).into());
+        host.insert("addresses".into(), addresses.into());
+        if i == 0 {
+            host.insert("ssh".into(), "waddle-host".into());
+        }
+    }
+    for bridge in document["bridge"].as_array_mut().unwrap() {
+        let bridge = bridge.as_table_mut().unwrap();
+        if bridge["name"].as_str() == Some("vnet1") {
+            bridge.insert("cidr".into(), "10.10.0.0/22".into());
+        }
+    }
+    let edge = document["vm"].as_array_mut().unwrap()[0]
+        .as_table_mut()
+        .unwrap();
+    edge.insert(
+        "nics".into(),
+        toml::Value::Array(vec![toml::Value::Table(
+            [
+                ("bridge".to_string(), toml::Value::from("vnet1")),
+                ("address".to_string(), toml::Value::from("10.10.0.5")),
+            ]
+            .into_iter()
+            .collect(),
+        )]),
+    );
+    let talos = document["talos"].as_table_mut().unwrap();
+    talos.insert("api_vip".into(), "10.10.1.100".into());
+    let nodes = talos["node"].as_array_mut().unwrap();
+    for (i, (node, (name, vmid))) in nodes.iter_mut().zip(TALOS_NODES).enumerate() {
+        let node = node.as_table_mut().unwrap();
+        assert_eq!(node["id"].as_integer(), Some(i64::from(vmid)));
+        node.insert("name".into(), name.into());
+        node.insert("address".into(), format!("10.10.0.{}", 10 + i).into());
+    }
+    for vip in document["vip"].as_array_mut().unwrap() {
+        vip.as_table_mut()
+            .unwrap()
+            .insert("address".into(), "10.10.1.200".into());
+    }
+}
+
+/// The cluster lab with a Talos cluster behind its first host: a real
+/// sshd (`support::ssh_host`) playing pve1, recorded with its host key as
+/// `host init` records it, inside whose namespace every node's address
+/// `10.10.0.1X:50000` is DNAT'd to its stand-in apid
+/// (`support::talos_cluster`: mTLS from the lab's own bundle, one
+/// simulated etcd, machine configs parsed as Talos parses them), as each
+/// host reaches every node over the VNet. Only pve1 has an sshd: a deploy
+/// that tried another host's SSH would fail.
+struct TalosTrio {
+    lab: ClusterLab,
+    host: SshHost,
+    cluster: TalosCluster,
+}
+
+impl TalosTrio {
+    /// Built, the nodes renamed as the blueprint's, and deployed once (no
+    /// Talos step: nothing goes through the tunnel).
+    fn deployed() -> Self {
+        require("curl");
+        let lab = ClusterLab::new(&[], as_talos_lab);
+        let host = SshHost::start();
+        let key: Vec<String> = host
+            .host_public_key()
+            .split_whitespace()
+            .take(2)
+            .map(str::to_string)
+            .collect();
+        std::fs::write(
+            lab.lab.path("blueprint.pve1.host.toml"),
+            format!(
+                "version = 1\nnode = \"pve1\"\nssh_host_key = \"{}\"\napi_fingerprint = \"{}\"\n",
+                key.join(" "),
+                lab.sim.fingerprint
+            ),
+        )
+        .unwrap();
+        let credentials = lab.lab.credentials();
+        let cluster = TalosCluster::start(&credentials.bundle, CPS.len(), 2);
+        let nodes: Vec<LabNode> = TALOS_NODES
+            .iter()
+            .map(|(name, vmid)| LabNode {
+                name: name.to_string(),
+                vmid: *vmid,
+            })
+            .collect();
+        name_as_blueprint(&cluster, &credentials, &nodes);
+        let mut rules = format!("ip route add 10.10.0.0/24 via {}", host.host_side);
+        for i in 0..nodes.len() {
+            let relay = relay(&host.host_side, cluster.endpoint(i).connect);
+            rules.push_str(&format!(
+                " && iptables -t nat -A OUTPUT -d {}/32 -p tcp --dport 50000 -j DNAT --to-destination {relay}",
+                cluster.name(i)
+            ));
+        }
+        host.netns.sh(&rules);
+        let trio = TalosTrio { lab, host, cluster };
+        let output = trio.deploy();
+        let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert!(!stdout.contains("config   "), "{stdout}");
+        trio
+    }
+
+    fn deploy(&self) -> Output {
+        let config = self.host.config.display().to_string();
+        self.lab
+            .deploy(&["--ssh-config", &config, "--talos-wait", "60"])
+    }
+
+    /// VM `name`'s description names an older seed, as if it ran an older
+    /// config: its next plan changes it in place.
+    fn age_seed(&self, name: &str) {
+        let state = self.lab.sim.state();
+        let (vmid, found) = vm(&state, name);
+        let node = found["node"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{found:#}"));
+        let description = found["config"]["description"].as_str().unwrap();
+        let seed = description
+            .split_whitespace()
+            .find(|w| w.starts_with("seed="))
+            .unwrap();
+        let old = description.replace(seed, &format!("seed={name}-seed-000000000000.raw"));
+        let output = crate::support::run(
+            std::process::Command::new("curl")
+                .args(["-sS", "-k", "--fail-with-body", "-X", "PUT"])
+                .arg("-H")
+                .arg(format!("Authorization: PVEAPIToken={TOKEN}"))
+                .arg("--data-urlencode")
+                .arg(format!("description={old}"))
+                .arg(format!(
+                    "{}/api2/json/nodes/{node}/qemu/{vmid}/config",
+                    self.lab.sim.url
+                )),
+        );
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+
+    /// The node `name` is at in the simulated cluster.
+    fn index(name: &str) -> usize {
+        TALOS_NODES.iter().position(|(n, _)| *n == name).unwrap()
+    }
+
+    /// The config `name` runs is its build's seed `user-data`.
+    fn runs_its_build(&self, name: &str) -> bool {
+        let built = std::fs::read(
+            self.lab
+                .lab
+                .path(&format!("dist/vms/{name}/seed/user-data")),
+        )
+        .unwrap();
+        self.cluster.config(Self::index(name)) == built
+    }
+}
+
+/// Day 2 on a cluster: a control plane on pve2 and a worker on another
+/// host whose configs changed are applied in place through the one tunnel
+/// via pve1's sshd, one node at a time with etcd checked; a second deploy
+/// has nothing to do and opens no tunnel.
+#[test]
+fn a_changed_talos_config_is_applied_in_place_through_the_first_hosts_tunnel() {
+    let trio = TalosTrio::deployed();
+    let placed: std::collections::BTreeMap<String, String> =
+        placement(&trio.lab).into_iter().collect();
+    assert_eq!(placed["talos-cp2"], "pve2", "{placed:?}");
+    let worker = ["talos-w1", "talos-w2"]
+        .into_iter()
+        .find(|w| placed[*w] != "pve2")
+        .unwrap();
+    for name in ["talos-cp2", worker] {
+        trio.age_seed(name);
+        let i = TalosTrio::index(name);
+        trio.cluster.set_reboot_time(i, Duration::from_millis(500));
+        assert!(!trio.runs_its_build(name));
+    }
+    let calls = trio.cluster.calls().len();
+    let before = trio.lab.sim.requests().len();
+    let output = trio.deploy();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // What the plan shows: each under its own host, with the node's diff.
+    let vmid = |name: &str| TALOS_NODES[TalosTrio::index(name)].1;
+    for name in ["talos-cp2", worker] {
+        let planned = format!("config   VM {} {name} in place", vmid(name));
+        assert!(stdout.contains(&planned), "{name}: {stdout}");
+        assert!(trio.runs_its_build(name), "{name}: {stderr}");
+        assert!(trio.cluster.is_up(TalosTrio::index(name)));
+    }
+    assert!(stdout.contains("key: (redacted)"), "{stdout}");
+    // Each on its own host's API, the control plane first; nothing
+    // destroyed.
+    let applied: Vec<usize> = trio.cluster.calls()[calls..]
+        .iter()
+        .filter(|c| c.method == "ApplyConfiguration")
+        .map(|c| c.target.unwrap_or(c.entry))
+        .collect();
+    let (cp2, w) = (TalosTrio::index("talos-cp2"), TalosTrio::index(worker));
+    assert!(
+        applied.contains(&cp2) && applied.contains(&w),
+        "{applied:?}"
+    );
+    assert!(
+        applied.iter().all(|i| [cp2, w].contains(i)),
+        "only the changed nodes: {applied:?}"
+    );
+    let changes = trio.lab.sim.changes_since(before);
+    assert!(
+        !changes
+            .iter()
+            .any(|c| c.starts_with("DELETE ") && c.contains("/qemu/31")),
+        "{changes:?}"
+    );
+    // Carried out on each VM's own host, one node at a time: the worker
+    // starts only once the control plane is done.
+    let done = |name: &str| {
+        let node = &placed[name];
+        [
+            format!("{node} talos    {name} reboots into its new config"),
+            format!("{node} talos    {name} applied its new config live"),
+        ]
+        .iter()
+        .find_map(|line| stderr.find(line.as_str()))
+    };
+    let starts = |name: &str| {
+        stderr.find(&format!(
+            "{} config   VM {} {name} in place",
+            placed[name],
+            vmid(name)
+        ))
+    };
+    for name in ["talos-cp2", worker] {
+        assert!(
+            starts(name) < done(name) && starts(name).is_some(),
+            "{name}: {stderr}"
+        );
+    }
+    assert!(done("talos-cp2") < starts(worker), "{stderr}");
+    let mut members: Vec<String> = trio
+        .cluster
+        .members()
+        .into_iter()
+        .map(|m| m.hostname)
+        .collect();
+    members.sort();
+    assert_eq!(members, CPS);
+    trio.lab.assert_no_violations();
+
+    // Again: nothing to do, no Talos call (no tunnel), only reads.
+    let calls = trio.cluster.calls().len();
+    let before = trio.lab.sim.requests().len();
+    let again = trio.deploy();
+    let (stdout, stderr) = (text(&again.stdout), text(&again.stderr));
+    assert!(again.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("nothing to do"), "{stderr}");
+    assert_eq!(trio.cluster.calls().len(), calls);
+    assert_eq!(trio.lab.sim.changes_since(before), Vec::<String>::new());
 }

@@ -9,9 +9,20 @@
 //! (or, allowed, replaced on their new node), then each node's plan by
 //! `apply`, as for a lone host, against that node.
 //!
+//! A plan that changes a Talos node in place, upgrades it, or replaces
+//! or restarts one (`--allow-replace`, `--allow-restart`) reads the live
+//! Talos cluster as a lone host's deploy does (`workflow::TalosGate`):
+//! through ONE tunnel via the first host's SSH (`request.ssh`, pinned to
+//! its record's key) — every host has its own address on the internal
+//! network, a VNet spanning them all, so any host reaches every Talos node.
+//! Every node's Talos steps are judged together (`cluster_plan`): etcd's
+//! quorum sees every control-plane step of the whole cluster, and they are
+//! carried out after every node's other steps, one Talos node at a time
+//! across the hosts, with a lone host's checks before and waits after.
+//!
 //! Not yet for a cluster, and refused rather than half done: a host reached
-//! through Teleport (`cluster_hosts`), and any step that needs the live
-//! Talos cluster (a conflict in the plan).
+//! through Teleport (`cluster_hosts`), and a control plane moved to another
+//! host by replacing it (`cluster_plan`).
 
 use std::time::Duration;
 
@@ -25,7 +36,9 @@ use super::host_setup::Report;
 use super::lock::HostLock;
 use super::plan::Options;
 use super::sdn::{self, SdnObjects};
-use super::workflow::{check_names, connect, open_store, DeployError, Outcome, Request, Ui};
+use super::workflow::{
+    check_names, connect, open_store, DeployError, Outcome, Request, TalosGate, Ui,
+};
 use crate::model::Model;
 use crate::net::pve::{segment, Pve, PveError};
 
@@ -57,7 +70,10 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         cluster_hosts::attach(&mut plan, &hosts, &reports);
         Ok((plan, reports, teleport_up(model, &observed)))
     };
-    let (shown, reports, teleport_up) = read_plan()?;
+    let (ungated, reports, teleport_up) = read_plan()?;
+    let talos = TalosGate::open(request, &ungated.talos(&desired), &desired)?;
+    let judged = |plan: ClusterPlan| plan.judge_talos(&desired, |p| talos.judge(p, &desired));
+    let shown = judged(ungated);
     ui.show_cluster(&shown);
     if shown.conflicts() > 0 {
         return Err(DeployError::Conflicts);
@@ -79,7 +95,7 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     }
     let lock = HostLock::acquire(&pve, request.holder, request.break_lock)?;
     let applied = (|| -> Result<(), DeployError> {
-        if read_plan()?.0 != shown {
+        if judged(read_plan()?.0) != shown {
             return Err(DeployError::Changed);
         }
         let timeouts = Timeouts {
@@ -92,7 +108,12 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
             shown: &reports,
             close_emergency: request.close_emergency,
         };
-        let result = apply_cluster(&pve, &shown, &desired, store.as_ref(), timeouts, &setup, ui);
+        let target = Target {
+            pve: &pve,
+            store: store.as_ref(),
+            talos: &talos,
+        };
+        let result = apply_cluster(&target, &shown, &desired, timeouts, &setup, ui);
         ui.uploads_done();
         result
     })();
@@ -123,18 +144,28 @@ struct Setup<'a> {
     close_emergency: bool,
 }
 
+/// Where the plan is carried out: the cluster's API, the artifact store,
+/// the live Talos cluster (when the plan needs it).
+struct Target<'a> {
+    pve: &'a Pve,
+    store: Option<&'a crate::store::ArtifactStore>,
+    talos: &'a TalosGate,
+}
+
 /// Carries out `plan` in its order, the hosts set up once the SDN is
 /// applied (their VNets exist) and before any VM is moved or made (a
-/// host's setup gives its storages the content types the images need).
+/// host's setup gives its storages the content types the images need);
+/// every node's own steps, then the Talos steps one node at a time across
+/// the cluster.
 fn apply_cluster(
-    pve: &Pve,
+    target: &Target<'_>,
     plan: &ClusterPlan,
     desired: &super::desired::Desired,
-    store: Option<&crate::store::ArtifactStore>,
     timeouts: Timeouts,
     setup: &Setup<'_>,
     ui: &dyn Ui,
 ) -> Result<(), DeployError> {
+    let (pve, store) = (target.pve, target.store);
     for step in &plan.sdn {
         let line = step.line();
         if matches!(step, sdn::SdnStep::Keep { .. }) {
@@ -192,27 +223,24 @@ fn apply_cluster(
             PlacementStep::Relocate { .. } | PlacementStep::Conflict { .. } => {}
         }
     }
-    for node in &plan.nodes {
-        let target = Host {
+    let runs = plan
+        .nodes
+        .iter()
+        .map(|node| (node, ClusterPlan::local_steps(node, desired)))
+        .chain(plan.talos_runs(desired));
+    for (node, steps) in runs {
+        let host = Host {
             pve,
             node: &node.node,
             file_storage: &node.file_storage,
-            etcd: None,
-            members: &[],
+            etcd: target.talos.live(),
+            members: target.talos.members(),
             store,
         };
-        let steps = super::plan::Plan {
-            steps: node.steps.clone(),
-        };
         let on_node = |line: &str| ui.step(&format!("{} {line}", node.node));
-        apply(
-            &target,
-            desired,
-            &steps,
-            timeouts,
-            &on_node,
-            &|file: &str| ui.upload(file),
-        )?;
+        apply(&host, desired, &steps, timeouts, &on_node, &|file: &str| {
+            ui.upload(file)
+        })?;
     }
     Ok(())
 }

@@ -11,18 +11,28 @@
 //! On a storage in `shared_storages` a file is uploaded once, by the first
 //! node whose plan needs it.
 //!
-//! What a cluster deploy does not do yet is refused rather than half done:
-//! a Talos node changed in place or replaced needs its live cluster, which
-//! deploy reaches through one host's SSH (a conflict naming the node).
+//! Every node's Talos steps — in-place changes, allowed replaces and
+//! restarts of Talos nodes, their etcd steps — are taken out of the node
+//! plans and ordered, paced and judged as one plan (`rollout::roll` here,
+//! the live cluster's judgement by the workflow's `TalosGate`), exactly as
+//! a lone host's plan with all those VMs would be, then put back under
+//! their nodes: two control planes replaced on two hosts are refused as
+//! two on one host are, and the rollout goes one Talos node at a time
+//! across the hosts ([`ClusterPlan::talos_runs`]).
+//!
+//! What a cluster deploy does not do is refused rather than half done: a
+//! control plane moved to another host by replacing it there (its etcd
+//! member would not leave first).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use super::cluster_observed::ClusterObserved;
 use super::desired::{Desired, DesiredBridge};
 use super::observed::HostVm;
-use super::plan::{files_of, plan, Options, Plan, Step};
+use super::plan::{files_of, unpaced, Options, Plan, Step};
+use super::rollout;
 use super::sdn::{self, SdnObjects, SdnStep};
 use crate::model::Model;
 use crate::plan::vm::{described_files, VmConfig};
@@ -170,6 +180,73 @@ impl ClusterPlan {
             + self.plans().map(|plan| plan.held_back()).sum::<usize>()
     }
 
+    /// Every node's Talos steps as one plan, in `rollout`'s order, and the
+    /// node (index in `nodes`) of each VM they name.
+    fn talos_steps(&self, desired: &Desired) -> (Plan, BTreeMap<u32, usize>) {
+        let mut at = BTreeMap::new();
+        let mut steps = Vec::new();
+        for (index, node) in self.nodes.iter().enumerate() {
+            for step in node.steps.iter().filter(|step| is_talos(step, desired)) {
+                if let Some(vmid) = step.vmid() {
+                    at.insert(vmid, index);
+                }
+                steps.push(step.clone());
+            }
+        }
+        let steps = rollout::order(steps, desired);
+        (Plan { steps }, at)
+    }
+
+    /// Every node's Talos steps as one plan (what the live cluster is
+    /// opened for).
+    pub fn talos(&self, desired: &Desired) -> Plan {
+        self.talos_steps(desired).0
+    }
+
+    /// The plan with every node's Talos steps taken out, `judge`d together
+    /// as one plan, and each step put back under its VM's node.
+    pub fn judge_talos(mut self, desired: &Desired, judge: impl FnOnce(Plan) -> Plan) -> Self {
+        let (together, at) = self.talos_steps(desired);
+        for node in &mut self.nodes {
+            node.steps.retain(|step| !is_talos(step, desired));
+        }
+        for step in judge(together).steps {
+            self.nodes[node_of(&at, &step)].steps.push(step);
+        }
+        self
+    }
+
+    /// The Talos steps in the order they are carried out, one Talos node
+    /// at a time across the cluster: runs of consecutive steps on one
+    /// node, each run with that node's plan.
+    pub fn talos_runs(&self, desired: &Desired) -> Vec<(&NodePlan, Plan)> {
+        let (together, at) = self.talos_steps(desired);
+        let mut runs: Vec<(usize, Plan)> = Vec::new();
+        for step in together.steps {
+            let index = node_of(&at, &step);
+            match runs.last_mut() {
+                Some((last, run)) if *last == index => run.steps.push(step),
+                _ => runs.push((index, Plan { steps: vec![step] })),
+            }
+        }
+        runs.into_iter()
+            .map(|(index, run)| (&self.nodes[index], run))
+            .collect()
+    }
+
+    /// A node's steps other than its Talos steps: carried out node by
+    /// node, before any Talos step.
+    pub fn local_steps(node: &NodePlan, desired: &Desired) -> Plan {
+        Plan {
+            steps: node
+                .steps
+                .iter()
+                .filter(|step| !is_talos(step, desired))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// One line per step, for people: each node's under its name.
     pub fn lines(&self) -> Vec<String> {
         let mut lines: Vec<String> = self.sdn.iter().map(SdnStep::line).collect();
@@ -289,6 +366,19 @@ pub fn plan_cluster(
                     node.vms.insert(vm.vmid, found);
                 }
             }
+            Err(reason)
+                if options.allow_replace.contains(&vm.name)
+                    && desired.talos.get(&vm.vmid).is_some_and(|t| t.control_plane) =>
+            {
+                held.push(vm.vmid);
+                placement.push(PlacementStep::Conflict {
+                    node: from.clone(),
+                    reason: format!(
+                        "control plane {} cannot migrate to {} ({reason}), and replacing it there is not built: its etcd member would not leave etcd first; give {} what it lacks, or place {} back on {from}, then deploy again",
+                        vm.name, vm.node, vm.node, vm.name
+                    ),
+                });
+            }
             Err(reason) => {
                 let allowed = options.allow_replace.contains(&vm.name);
                 if !allowed {
@@ -313,7 +403,7 @@ pub fn plan_cluster(
         };
         let mut share = desired.on_node(&host.node, vec![DesiredBridge::of(&host.bridges.public)]);
         share.vms.retain(|vm| !held.contains(&vm.vmid));
-        let mut steps = plan(&share, node_observed, options).steps;
+        let mut steps = unpaced(&share, node_observed, options);
         let shared = model.proxmox.is_shared(&host.file_storage);
         steps.retain(|step| match step {
             Step::Upload { file, .. } | Step::Pull { file, .. } if shared => {
@@ -321,11 +411,6 @@ pub fn plan_cluster(
             }
             _ => true,
         });
-        let live: Vec<Step> = steps
-            .iter()
-            .filter_map(|step| needs_live_talos(step, &share))
-            .collect();
-        steps.extend(live);
         node_plans.push(NodePlan {
             node: host.node.clone(),
             file_storage: host.file_storage.to_string(),
@@ -338,6 +423,29 @@ pub fn plan_cluster(
         sdn: sdn::steps(sdn, &observed.sdn),
         placement,
         nodes: node_plans,
+    }
+    .judge_talos(desired, |together| rollout::roll(together.steps, desired))
+}
+
+/// The node (index in `nodes`) of a Talos step's VM, from `at`. Every
+/// step the judge adds names a VM of a step it was given, so each has one.
+fn node_of(at: &BTreeMap<u32, usize>, step: &Step) -> usize {
+    step.vmid()
+        .and_then(|vmid| at.get(&vmid))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Whether `step` is one of a Talos node's that the cluster rolls as one
+/// plan: an in-place step, an etcd step, an allowed replace or restart.
+fn is_talos(step: &Step, desired: &Desired) -> bool {
+    match step {
+        Step::ApplyConfig { .. }
+        | Step::KubernetesControlPlane { .. }
+        | Step::Upgrade { .. }
+        | Step::EtcdLeave { .. }
+        | Step::EtcdRejoin { .. } => true,
+        _ => rollout::goes_alone(step, desired).is_some(),
     }
 }
 
@@ -432,37 +540,15 @@ fn disk_storages(vm: &HostVm) -> BTreeSet<String> {
         .collect()
 }
 
-/// A conflict for a step that needs the live Talos cluster, which a
-/// cluster deploy does not open yet.
-fn needs_live_talos(step: &Step, share: &Desired) -> Option<Step> {
-    let vmid = match step {
-        Step::ApplyConfig { vmid, .. }
-        | Step::KubernetesControlPlane { vmid, .. }
-        | Step::Upgrade { vmid, .. } => *vmid,
-        Step::Replace {
-            vmid,
-            allowed: true,
-            ..
-        }
-        | Step::Restart {
-            vmid,
-            allowed: true,
-            ..
-        } if share.talos.contains_key(vmid) => *vmid,
-        _ => return None,
-    };
-    Some(Step::Conflict {
-        vmid,
-        reason: "changing a Talos node in place, replacing or restarting one needs the live Talos cluster, which deploy reaches through one host's SSH: not built for a [cluster] yet; nothing was changed".into(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::deploy::desired::TalosTarget;
+    use crate::deploy::etcd::{gate, Decision};
     use crate::deploy::observed::Observed;
+    use crate::deploy::plan;
     use crate::plan::vm::VmConfig;
 
     /// The cluster example's model: edge on pve1, the Talos nodes spread.
@@ -707,6 +793,252 @@ mod tests {
             "CONFLICT node pve1: is offline, and the blueprint places VM edge on it: nothing is changed anywhere until it is back (or the blueprint places them on another host)"
         );
         assert!(plan.nodes.iter().all(|n| n.node != "pve1"));
+    }
+
+    /// The example's Talos nodes, each on its host as the blueprint
+    /// spreads them, deployed running Talos v1.12.0 (`talos-v1.12.0.qcow2`)
+    /// with `NAME-seed-old.raw`: `(vmid, name, node, rollout position)`,
+    /// control planes first.
+    const TALOS: [(u32, &str, &str, usize); 5] = [
+        (3100, "cp-1", "pve1", 0),
+        (3101, "cp-2", "pve2", 1),
+        (3102, "cp-3", "pve3", 2),
+        (3110, "worker-1", "pve1", 3),
+        (3111, "worker-2", "pve2", 4),
+    ];
+
+    /// The blueprint wanting each Talos node on `image` with seed
+    /// `NAME-SEED.raw`, and the cluster as deployed.
+    fn talos(image: &str, seed: &str) -> (Desired, ClusterObserved) {
+        let mut desired = edge_on("pve1");
+        desired.vms.clear();
+        let mut observed = cluster(&["pve1", "pve2", "pve3"]);
+        for (vmid, name, node, rollout) in TALOS {
+            desired.vms.push(VmConfig {
+                vmid,
+                name: name.into(),
+                params: vec![("name".into(), name.into())],
+                disk: "10G".into(),
+                node: node.into(),
+                image_volume: format!("local:import/{image}"),
+                seed_volume: format!("local:import/{name}-{seed}.raw"),
+                debian: false,
+                agent: true,
+            });
+            desired.talos.insert(
+                vmid,
+                TalosTarget {
+                    version: "v1.12.2".into(),
+                    schematic: "abc".into(),
+                    kubernetes: "1.35.1".into(),
+                    config: b"version: v1alpha1".to_vec(),
+                    control_plane: rollout < 3,
+                    rollout,
+                },
+            );
+            let found = HostVm {
+                vmid,
+                name: name.into(),
+                running: true,
+                config: [
+                    ("name", name.to_string()),
+                    ("scsi0", format!("local-zfs:vm-{vmid}-disk-0,size=10G")),
+                    (
+                        "description",
+                        format!("Managed by waddlec. image=talos-v1.12.0.qcow2 seed={name}-seed-old.raw kubernetes=1.35.1"),
+                    ),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+                pending: BTreeMap::new(),
+            };
+            let on = observed.nodes.get_mut(node).unwrap();
+            on.vms.insert(vmid, found);
+            observed.placed.insert(vmid, node.into());
+        }
+        (desired, observed)
+    }
+
+    /// The same VMs and host state on one lone host.
+    fn one_host(observed: &ClusterObserved) -> Observed {
+        let mut host = Observed::default();
+        for node in observed.nodes.values() {
+            host.vms.extend(node.vms.clone());
+        }
+        host
+    }
+
+    /// `NODE ACTION NAME` of each step of `steps` that changes a Talos
+    /// node.
+    fn talos_order<'a>(steps: impl Iterator<Item = (&'a str, &'a Step)>) -> Vec<String> {
+        steps
+            .filter_map(|(node, step)| {
+                let value = serde_json::to_value(step).unwrap();
+                let name = value["name"].as_str()?;
+                let action = value["action"].as_str().unwrap();
+                let talos = TALOS.iter().any(|(_, n, _, _)| *n == name);
+                (talos && action != "keep").then(|| format!("{node} {action} {name}"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_in_place_talos_config_change_in_a_cluster_plans_an_apply_config() {
+        let (desired, observed) = talos("talos-v1.12.0.qcow2", "seed-new");
+        let plan = plan_cluster(&model(), &desired, &sdn(), &observed, &skip_host());
+        assert_eq!(plan.conflicts(), 0, "{:#?}", plan.lines());
+        for (vmid, name, node, _) in TALOS {
+            let applies: Vec<&Step> = steps_on(&plan, node)
+                .iter()
+                .filter(|step| {
+                    matches!(step, Step::ApplyConfig { vmid: v, now: true, preview: None, .. } if *v == vmid)
+                })
+                .collect();
+            assert_eq!(applies.len(), 1, "{name} on {node}: {:#?}", plan.lines());
+        }
+        assert!(plan.changes_anything());
+        // What the live cluster is opened for: every node's config.
+        assert_eq!(plan.talos(&desired).steps.len(), TALOS.len());
+    }
+
+    #[test]
+    fn the_talos_rollout_goes_one_node_at_a_time_across_the_hosts_as_on_one_host() {
+        let (desired, observed) = talos("talos-v1.12.2.qcow2", "seed-new");
+        let plan = plan_cluster(&model(), &desired, &sdn(), &observed, &skip_host());
+        assert_eq!(plan.conflicts(), 0, "{:#?}", plan.lines());
+        let runs = plan.talos_runs(&desired);
+        let across: Vec<String> = talos_order(
+            runs.iter()
+                .flat_map(|(node, run)| run.steps.iter().map(|step| (node.node.as_str(), step))),
+        );
+        // Every upgrade before any config, control planes first, each
+        // step on its VM's own host.
+        assert_eq!(
+            across,
+            [
+                "pve1 upgrade cp-1",
+                "pve2 upgrade cp-2",
+                "pve3 upgrade cp-3",
+                "pve1 upgrade worker-1",
+                "pve2 upgrade worker-2",
+                "pve1 apply-config cp-1",
+                "pve2 apply-config cp-2",
+                "pve3 apply-config cp-3",
+                "pve1 apply-config worker-1",
+                "pve2 apply-config worker-2",
+            ]
+        );
+        // Consecutive steps on one host are one run: the next run is
+        // another host's.
+        assert!(runs.windows(2).all(|w| w[0].0.node != w[1].0.node));
+        // The very order a lone host with these VMs would go in.
+        let alone = plan::plan(&desired, &one_host(&observed), &skip_host());
+        let strip = |line: &String| line.split_once(' ').unwrap().1.to_string();
+        assert_eq!(
+            across.iter().map(strip).collect::<Vec<_>>(),
+            talos_order(alone.steps.iter().map(|step| ("-", step)))
+                .iter()
+                .map(strip)
+                .collect::<Vec<_>>()
+        );
+        // A node's own steps (the edge, unknown here, on pve1) are not
+        // the Talos ones.
+        for node in &plan.nodes {
+            let local = ClusterPlan::local_steps(node, &desired);
+            let steps = local.steps.iter().map(|step| (node.node.as_str(), step));
+            assert_eq!(talos_order(steps), Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn two_control_planes_replaced_on_two_hosts_are_refused_as_two_on_one_host() {
+        let (desired, observed) = talos("talos-v1.12.0.qcow2", "seed-new");
+        let names = ["cp-1".to_string(), "cp-2".to_string()];
+        let options = Options {
+            allow_replace: &names,
+            ..skip_host()
+        };
+        let plan = plan_cluster(&model(), &desired, &sdn(), &observed, &options);
+        let alone = plan::plan(&desired, &one_host(&observed), &options);
+        let conflicts: Vec<&Step> = plan
+            .nodes
+            .iter()
+            .flat_map(|node| node.steps.iter())
+            .filter(|step| matches!(step, Step::Conflict { .. }))
+            .collect();
+        assert_eq!(conflicts, alone.conflicts(), "{:#?}", plan.lines());
+        let [Step::Conflict { vmid, reason }] = conflicts[..] else {
+            panic!("{conflicts:?}")
+        };
+        assert!(reason.contains("more than one node away"), "{reason}");
+        // Under the second replaced node's own host.
+        assert!(steps_on(&plan, "pve2").contains(conflicts[0]));
+        assert_eq!(*vmid, 3101);
+
+        // The etcd gate on top, as the workflow judges with the live
+        // cluster: each replace gets its node's exit and rejoin, on its own
+        // host, and the refusal stays.
+        let expected: Vec<String> = ["cp-1", "cp-2", "cp-3"].map(String::from).to_vec();
+        let decisions: BTreeMap<u32, Decision> = [(3100, 0x100), (3101, 0x101)]
+            .into_iter()
+            .map(|(vmid, member)| (vmid, Decision::Leave { member }))
+            .collect();
+        let gated = plan.judge_talos(&desired, |together| gate(together, &decisions, &expected));
+        assert_eq!(gated.conflicts(), 1, "{:#?}", gated.lines());
+        for (node, vmid) in [("pve1", 3100), ("pve2", 3101)] {
+            let actions: Vec<String> = steps_on(&gated, node)
+                .iter()
+                .filter(|step| names_vm(step, vmid) && !matches!(step, Step::Conflict { .. }))
+                .map(|step| serde_json::to_value(step).unwrap()["action"].to_string())
+                .collect();
+            assert_eq!(
+                actions,
+                ["\"etcd-leave\"", "\"replace\"", "\"etcd-rejoin\""],
+                "{node}: {actions:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_control_plane_that_cannot_migrate_is_not_replaced_on_its_new_host() {
+        let (mut desired, observed) = talos("talos-v1.12.0.qcow2", "seed-old");
+        // The blueprint moves cp-1 to pve2, which has no local-zfs here.
+        let mut observed = observed;
+        observed
+            .disk_storages
+            .insert("pve2".into(), vec!["local".into()]);
+        desired.vms[0].node = "pve2".into();
+        let cp1 = observed.nodes["pve1"].vms[&3100].clone();
+        let mut with_disk = cp1.clone();
+        with_disk
+            .config
+            .insert("scsi0".into(), "local-zfs:vm-3100-disk-0,size=10G".into());
+        observed
+            .nodes
+            .get_mut("pve1")
+            .unwrap()
+            .vms
+            .insert(3100, with_disk);
+        let names = ["cp-1".to_string()];
+        let options = Options {
+            allow_replace: &names,
+            ..skip_host()
+        };
+        let plan = plan_cluster(&model(), &desired, &sdn(), &observed, &options);
+        let [PlacementStep::Conflict { node, reason }] = &plan.placement[..] else {
+            panic!("{:?}", plan.placement)
+        };
+        assert_eq!(node, "pve1");
+        assert!(
+            reason.contains("control plane cp-1 cannot migrate to pve2")
+                && reason.contains("would not leave etcd first"),
+            "{reason}"
+        );
+        assert!(!plan
+            .nodes
+            .iter()
+            .any(|n| n.steps.iter().any(|s| matches!(s, Step::Create { .. }))));
     }
 
     #[test]

@@ -321,6 +321,38 @@ impl Plan {
     }
 }
 
+impl Step {
+    /// The VM the step is about; `None` for a bridge's or a file's.
+    pub fn vmid(&self) -> Option<u32> {
+        match self {
+            Step::Create { vmid, .. }
+            | Step::Replace { vmid, .. }
+            | Step::EtcdLeave { vmid, .. }
+            | Step::EtcdRejoin { vmid, .. }
+            | Step::ApplyConfig { vmid, .. }
+            | Step::KubernetesControlPlane { vmid, .. }
+            | Step::Upgrade { vmid, .. }
+            | Step::Update { vmid, .. }
+            | Step::Resize { vmid, .. }
+            | Step::Restart { vmid, .. }
+            | Step::Start { vmid, .. }
+            | Step::Keep { vmid, .. }
+            | Step::Conflict { vmid, .. }
+            | Step::Unknown { vmid, .. } => Some(*vmid),
+            Step::CreateBridge { .. }
+            | Step::UpdateBridge { .. }
+            | Step::ApplyNetwork { .. }
+            | Step::KeepBridge { .. }
+            | Step::BridgeConflict { .. }
+            | Step::RemoveSeed { .. }
+            | Step::Upload { .. }
+            | Step::Pull { .. }
+            | Step::KeepUpload { .. }
+            | Step::MissingFile { .. } => None,
+        }
+    }
+}
+
 fn line(step: &Step) -> String {
     match step {
         Step::CreateBridge {
@@ -561,8 +593,14 @@ fn human(bytes: u64) -> String {
 }
 
 /// The steps that take `observed` to `desired`, as far as `options`
-/// allow.
+/// allow, in `rollout`'s order and pace.
 pub fn plan(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Plan {
+    rollout::roll(unpaced(desired, observed, options), desired)
+}
+
+/// [`plan`]'s steps before `rollout` orders and paces them: a cluster's
+/// plan rolls every node's Talos steps together.
+pub fn unpaced(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Vec<Step> {
     let mut vm_steps = Vec::new();
     let missing = |file: &str| {
         desired
@@ -645,8 +683,7 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &Options<'_>) -> Pl
             }),
         }
     }
-    let steps = rollout::order(steps, desired);
-    rollout::pace(Plan { steps }, desired)
+    steps
 }
 
 /// A machine-config diff fit to show: every line holding one of `secrets`

@@ -140,6 +140,17 @@ pub fn order(steps: Vec<Step>, desired: &Desired) -> Vec<Step> {
     rest
 }
 
+/// `steps` ordered ([`order`]) and paced ([`pace`]): a lone host's plan,
+/// or every Talos step of a cluster's nodes together.
+pub fn roll(steps: Vec<Step>, desired: &Desired) -> Plan {
+    pace(
+        Plan {
+            steps: order(steps, desired),
+        },
+        desired,
+    )
+}
+
 /// Whether a step takes its node away for a while: an upgrade, the
 /// control-plane phase (the node's API server and scheduler restart), a
 /// config that needs a reboot (or may: not previewed yet).
@@ -153,6 +164,24 @@ fn disrupts(step: &Step) -> bool {
     }
 }
 
+/// The Talos node an allowed replace or restart takes away: such a step
+/// goes alone ([`pace`]).
+pub fn goes_alone(step: &Step, desired: &Desired) -> Option<u32> {
+    match step {
+        Step::Replace {
+            vmid,
+            allowed: true,
+            ..
+        }
+        | Step::Restart {
+            vmid,
+            allowed: true,
+            ..
+        } if desired.talos.contains_key(vmid) => Some(*vmid),
+        _ => None,
+    }
+}
+
 /// A replace or restart of a Talos node goes alone: the first allowed one
 /// goes, a second is a conflict, and every node with an in-place step that
 /// takes it away waits, all its steps, for a later deploy. Without one,
@@ -161,19 +190,7 @@ pub fn pace(plan: Plan, desired: &Desired) -> Plan {
     let alone: Vec<u32> = plan
         .steps
         .iter()
-        .filter_map(|step| match step {
-            Step::Replace {
-                vmid,
-                allowed: true,
-                ..
-            }
-            | Step::Restart {
-                vmid,
-                allowed: true,
-                ..
-            } if desired.talos.contains_key(vmid) => Some(*vmid),
-            _ => None,
-        })
+        .filter_map(|step| goes_alone(step, desired))
         .collect();
     let mut steps = plan.steps;
     // A node whose upgrade waits keeps its config too: the new config may

@@ -3,7 +3,10 @@
 //! Proxmox host to every control plane's Talos API, as the bundle's
 //! talosctl admin. Reads the cluster into `etcd::ClusterView` and carries
 //! out what `etcd::decide` planned ([`LiveTalos`]); opened only when the
-//! plan replaces a control plane.
+//! plan replaces a control plane, or changes or restarts a Talos node. For
+//! a `[cluster]` the host is the first one (`request.ssh`): every host has
+//! its own address on the internal network, a VNet spanning all hosts, so
+//! one tunnel through any host reaches every node, wherever its VM runs.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};

@@ -9,7 +9,9 @@
 //! (`talos`, through a tunnel via the host) and carries `etcd`'s decision:
 //! the node's way out of etcd before the replace and the wait for its
 //! return after, or a conflict (an unhealthy or unknown member, quorum at
-//! risk) that stops the deploy before any change.
+//! risk) that stops the deploy before any change. The same judgement
+//! (`TalosGate`) serves a `[cluster]`'s deploy, over every node's Talos
+//! steps at once.
 //!
 //! With an artifact store (`[artifacts]`), the images it holds are pulled
 //! by the host itself (`download-url`) instead of uploaded from here.
@@ -251,40 +253,8 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         Ok((plan(&desired, &observed, &options), observed))
     };
     let (ungated, observed) = read_host()?;
-    // Replacing a control plane: the live cluster decides how, or whether.
-    let cps = control_planes(&compiled.model);
-    let live =
-        if replaced_control_planes(&ungated, &cps).is_empty() && !in_place(&ungated, &desired) {
-            None
-        } else {
-            Some(open_cluster(request, &cps)?)
-        };
-    let expected: Vec<String> = cps.iter().map(|(_, name, _)| name.clone()).collect();
-    // An upgrade's Talos version must be one the factory has an installer
-    // for: asked once, before anything changes.
-    let factory = ungated
-        .steps
-        .iter()
-        .any(|step| matches!(step, Step::Upgrade { .. }))
-        .then(|| {
-            crate::net::factory::versions(request.factory).map_err(|e| {
-                format!("cannot ask the Image Factory which Talos versions it has ({e}); an upgrade is never sent blind: check the network, or --factory-url")
-            })
-        });
-    let with_etcd = |plan: Plan| -> Plan {
-        let Some(live) = &live else { return plan };
-        let plan = preview_in_place(plan, live, &desired, &expected, factory.as_ref());
-        let replaced = replaced_control_planes(&plan, &cps);
-        if replaced.is_empty() {
-            return plan;
-        }
-        let view = live.view();
-        let decisions: BTreeMap<u32, _> = replaced
-            .into_iter()
-            .map(|(vmid, name)| (vmid, decide(&view, &name)))
-            .collect();
-        gate(plan, &decisions, &expected)
-    };
+    let talos = TalosGate::open(request, &ungated, &desired)?;
+    let with_etcd = |plan: Plan| talos.judge(plan, &desired);
     let read_plan = || -> Result<(Plan, Observed), PveError> {
         let (plan, observed) = read_host()?;
         Ok((with_etcd(plan), observed))
@@ -355,8 +325,8 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
         pve: &pve,
         node: &host.node,
         file_storage: &host.file_storage,
-        etcd: live.as_ref().map(|l| l as &dyn LiveTalos),
-        members: &expected,
+        etcd: talos.live(),
+        members: talos.members(),
         store: store.as_ref(),
     };
     let applied = apply_under_lock(
@@ -416,6 +386,84 @@ fn apply_under_lock(
     );
     ui.uploads_done();
     Ok(result?)
+}
+
+/// The live Talos cluster a plan needs, and the plan judged against it:
+/// each in-place step with what its node says, paced by `rollout`, every
+/// control plane it takes away or changes checked against etcd, each
+/// replaced control plane wrapped in `etcd`'s decision. Shared by a lone
+/// host's deploy and a cluster's, which judges every node's Talos steps as
+/// one plan.
+pub(super) struct TalosGate {
+    /// Open only when the plan replaces a control plane, or changes or
+    /// restarts a Talos node.
+    live: Option<LiveCluster>,
+    cps: Vec<(u32, String, std::net::Ipv4Addr)>,
+    /// The control planes by hostname: etcd's members to be.
+    expected: Vec<String>,
+    /// The Image Factory's versions, asked once when the plan upgrades.
+    factory: Option<Result<FactoryVersions, String>>,
+}
+
+impl TalosGate {
+    /// Opens the tunnel through `request.ssh` if `plan` (not yet judged)
+    /// needs the live cluster, and asks the factory if it upgrades a node.
+    pub(super) fn open(
+        request: &Request<'_>,
+        plan: &Plan,
+        desired: &Desired,
+    ) -> Result<TalosGate, DeployError> {
+        let cps = control_planes(&request.compiled.model);
+        let live = if replaced_control_planes(plan, &cps).is_empty() && !in_place(plan, desired) {
+            None
+        } else {
+            Some(open_cluster(request, &cps)?)
+        };
+        let expected = cps.iter().map(|(_, name, _)| name.clone()).collect();
+        // An upgrade's Talos version must be one the factory has an
+        // installer for: asked once, before anything changes.
+        let factory = plan
+            .steps
+            .iter()
+            .any(|step| matches!(step, Step::Upgrade { .. }))
+            .then(|| {
+                crate::net::factory::versions(request.factory).map_err(|e| {
+                    format!("cannot ask the Image Factory which Talos versions it has ({e}); an upgrade is never sent blind: check the network, or --factory-url")
+                })
+            });
+        Ok(TalosGate {
+            live,
+            cps,
+            expected,
+            factory,
+        })
+    }
+
+    /// `plan` judged against the live cluster (unchanged without one).
+    pub(super) fn judge(&self, plan: Plan, desired: &Desired) -> Plan {
+        let Some(live) = &self.live else { return plan };
+        let plan = preview_in_place(plan, live, desired, &self.expected, self.factory.as_ref());
+        let replaced = replaced_control_planes(&plan, &self.cps);
+        if replaced.is_empty() {
+            return plan;
+        }
+        let view = live.view();
+        let decisions: BTreeMap<u32, _> = replaced
+            .into_iter()
+            .map(|(vmid, name)| (vmid, decide(&view, &name)))
+            .collect();
+        gate(plan, &decisions, &self.expected)
+    }
+
+    /// The live cluster, for `apply`.
+    pub(super) fn live(&self) -> Option<&dyn LiveTalos> {
+        self.live.as_ref().map(|live| live as &dyn LiveTalos)
+    }
+
+    /// The control planes by hostname, for `apply`.
+    pub(super) fn members(&self) -> &[String] {
+        &self.expected
+    }
 }
 
 /// Whether `plan` changes a Talos node in place, or restarts one.
