@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::cluster_lab::{placement, vm, ClusterLab, NODES};
+use crate::support::cluster_lab::{over_ssh, placement, vm, ClusterLab, SshCluster, NODES};
 use crate::support::deploy_lab::{name_as_blueprint, relay, LabNode, CPS};
 use crate::support::pve_sim::TOKEN;
 use crate::support::ssh_host::SshHost;
@@ -216,69 +216,6 @@ fn on_a_shared_file_storage_each_image_is_uploaded_once_for_every_node() {
         assert_eq!(vm(&state, &name).1["node"], node.as_str(), "{name}");
     }
     lab.assert_no_violations();
-}
-
-/// The three hosts as real sshds (`SshHost`: each in its own network
-/// namespace, with the stand-ins `systemctl`, `zfs`, `targetcli`,
-/// `useradd`, `getent` and `qm` of `tests/support/host_tools_stand_in.py`
-/// and the simulator's own `pvesh`; real `iptables`, `sysctl` and `ip`),
-/// each host `ssh = "NODE"` through one ssh config naming all three, each
-/// installing under its own root `ROOT/NODE` (`--host-root ROOT`). Their
-/// VNet `vnet1` is a Linux bridge made in each namespace, as applying the
-/// SDN zone makes it on a node.
-struct SshCluster {
-    hosts: Vec<SshHost>,
-    config: std::path::PathBuf,
-    roots: tempfile::TempDir,
-}
-
-impl SshCluster {
-    fn start(lab: &ClusterLab) -> Self {
-        let mut config = String::new();
-        let hosts: Vec<SshHost> = NODES
-            .iter()
-            .map(|node| {
-                let host = SshHost::start_with_pve(&lab.sim.pvesh_socket());
-                host.netns
-                    .sh("ip link add vnet1 type bridge && ip link set vnet1 up");
-                config.push_str(
-                    &std::fs::read_to_string(&host.config)
-                        .unwrap()
-                        .replace("Host waddle-host", &format!("Host {node}")),
-                );
-                host
-            })
-            .collect();
-        let path = lab.lab.path("ssh_config");
-        std::fs::write(&path, config).unwrap();
-        SshCluster {
-            hosts,
-            config: path,
-            roots: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// `path` under `node`'s root.
-    fn file(&self, node: &str, path: &str) -> std::path::PathBuf {
-        self.roots.path().join(node).join(path)
-    }
-
-    fn deploy(&self, lab: &ClusterLab, extra: &[&str]) -> Output {
-        let config = self.config.display().to_string();
-        let root = self.roots.path().display().to_string();
-        let mut args = vec!["--ssh-config", &config, "--host-root", &root];
-        args.extend_from_slice(extra);
-        lab.deploy_setting_up(&args)
-    }
-}
-
-/// Each host reached as the node it is.
-fn over_ssh(document: &mut toml::Table) {
-    for host in document["cluster"]["host"].as_array_mut().unwrap() {
-        let host = host.as_table_mut().unwrap();
-        let node = host["node"].as_str().unwrap().to_string();
-        host.insert("ssh".into(), node.into());
-    }
 }
 
 #[test]
