@@ -553,18 +553,9 @@ mod tests {
 
     /// The cluster example's model: edge on pve1, the Talos nodes spread.
     fn model() -> Model {
-        let source = crate::blueprint::SourceFile {
-            name: "three-hosts.toml".into(),
-            text: include_str!("../../../blueprints/examples/three-hosts.toml").into(),
-        };
-        let today = crate::blueprint::Date {
-            year: 2026,
-            month: 1,
-            day: 1,
-        };
-        let document = crate::blueprint::parse(&source).unwrap();
-        crate::resolve::resolve(&document, today).unwrap().0
+        crate::test_support::cluster(str::to_string)
     }
+
 
     fn sdn() -> SdnObjects {
         serde_json::from_value(serde_json::json!({
