@@ -21,8 +21,15 @@ use crate::support::{run, sh, text, valid_blueprints};
 /// An sshd host, a lab with its deployable tree built, a scratch root the
 /// setup installs under, and the way to reach the host.
 fn setup_lab() -> (SshHost, SecretLab, tempfile::TempDir, Ssh) {
+    setup_lab_edited(|_| {})
+}
+
+/// [`setup_lab`] with the blueprint changed by `edit`.
+fn setup_lab_edited(
+    edit: impl FnOnce(&mut toml::Table),
+) -> (SshHost, SecretLab, tempfile::TempDir, Ssh) {
     let host = SshHost::start();
-    let lab = SecretLab::new(&valid_blueprints()[0]);
+    let lab = SecretLab::edited(&valid_blueprints()[0], edit);
     lab.init();
     let output = lab.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -576,22 +583,9 @@ fn the_console_closes_what_it_opened() {
 /// command and sudo rule, so nobody logs in as it. Its datasets stay.
 #[test]
 fn a_host_without_democratic_csi_loses_its_key_gate_and_sudo_rule() {
-    let host = SshHost::start();
-    let lab = SecretLab::edited(&valid_blueprints()[0], |document| {
+    let (_host, lab, root, ssh) = setup_lab_edited(|document| {
         document.remove("platform");
     });
-    lab.init();
-    let output = lab.waddlec(&["build", "blueprint.toml", "--with-secrets", "--no-images"]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let root = tempfile::tempdir().unwrap();
-    let ssh = Ssh {
-        target: "waddle-host".into(),
-        config: Some(host.config.clone()),
-        root: Some(root.path().display().to_string()),
-        host_key: None,
-        recorded_keys: Vec::new(),
-        teleport: None,
-    };
     let leftovers = [
         "var/lib/democratic-csi/.ssh/authorized_keys",
         "usr/local/sbin/waddlec-csi-gate",
