@@ -324,6 +324,15 @@ fn the_platform_publishes_the_edge_hosts_address() {
     assert_eq!(model.platform.as_ref().unwrap().public_address, pve2);
 }
 
+/// The text of the artifact at `path`, if the build has one.
+fn artifact(compiled: &waddlec_core::Compiled, path: &str) -> Option<String> {
+    compiled
+        .artifacts
+        .iter()
+        .find(|a| a.path == path)
+        .map(|a| String::from_utf8_lossy(&a.contents).into_owned())
+}
+
 /// democratic-csi's volumes are the first host's: only its tree has the
 /// driver's user and forced command, and only its `host.fw` admits the
 /// Talos nodes' SSH and iSCSI; the iSCSI portal is its VNet address.
@@ -331,13 +340,7 @@ fn the_platform_publishes_the_edge_hosts_address() {
 fn only_the_storage_host_serves_democratic_csi() {
     let compiled = waddlec_core::compile(&with_platform(example()), common::TODAY)
         .unwrap_or_else(|e| panic!("{e:?}"));
-    let file = |path: &str| {
-        compiled
-            .artifacts
-            .iter()
-            .find(|a| a.path == path)
-            .map(|a| String::from_utf8_lossy(&a.contents).into_owned())
-    };
+    let file = |path: &str| artifact(&compiled, path);
     let csi = |node: &str| file(&format!("hosts/{node}/democratic-csi/sudoers")).is_some();
     assert_eq!(
         [csi("pve1"), csi("pve2"), csi("pve3")],
@@ -425,14 +428,7 @@ logins = ["deploy"]
 fn every_host_of_the_cluster_is_teleports_openssh_node() {
     let compiled = waddlec_core::compile(&with_teleport(example()), common::TODAY)
         .unwrap_or_else(|e| panic!("{e:?}"));
-    let file = |path: &str| {
-        compiled
-            .artifacts
-            .iter()
-            .find(|a| a.path == path)
-            .map(|a| String::from_utf8_lossy(&a.contents).into_owned())
-            .unwrap_or_else(|| panic!("no {path}"))
-    };
+    let file = |path: &str| artifact(&compiled, path).unwrap_or_else(|| panic!("no {path}"));
     let hosts = [
         ("pve1", "10.30.0.1"),
         ("pve2", "10.30.0.2"),

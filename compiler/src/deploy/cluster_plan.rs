@@ -556,7 +556,6 @@ mod tests {
         crate::test_support::cluster(str::to_string)
     }
 
-
     fn sdn() -> SdnObjects {
         serde_json::from_value(serde_json::json!({
             "zone": {"zone": "trio", "type": "vxlan"}, "vnets": [], "subnets": []
