@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::cluster_lab::{over_ssh, placement, vm, ClusterLab, SshCluster, NODES};
+use crate::support::cluster_lab::{
+    over_ssh, placement, vm, write_record, ClusterLab, SshCluster, NODES,
+};
 use crate::support::deploy_lab::{name_as_blueprint, relay, LabNode, CPS};
 use crate::support::pve_sim::TOKEN;
 use crate::support::ssh_host::SshHost;
@@ -432,21 +434,17 @@ impl TalosTrio {
         require("curl");
         let lab = ClusterLab::new(&[], as_talos_lab);
         let host = SshHost::start();
-        let key: Vec<String> = host
-            .host_public_key()
-            .split_whitespace()
-            .take(2)
-            .map(str::to_string)
-            .collect();
-        std::fs::write(
-            lab.lab.path("blueprint.pve1.host.toml"),
-            format!(
-                "version = 1\nnode = \"pve1\"\nssh_host_key = \"{}\"\napi_fingerprint = \"{}\"\n",
-                key.join(" "),
-                lab.sim.fingerprint
-            ),
-        )
-        .unwrap();
+        // Every host recorded (records are all or none); only pve1 is
+        // reached, so the others pin its key too.
+        let blueprint = lab.lab.path("blueprint.toml");
+        for node in NODES {
+            write_record(
+                &blueprint,
+                node,
+                &host.host_public_key(),
+                &lab.sim.fingerprint,
+            );
+        }
         let credentials = lab.lab.credentials();
         let cluster = TalosCluster::start(&credentials.bundle, CPS.len(), 2);
         let nodes: Vec<LabNode> = TALOS_NODES
