@@ -546,3 +546,22 @@ fn the_api_url_names_the_host_whose_certificate_is_pinned() {
         found.message
     );
 }
+
+/// Spread is stable for control planes: naming a worker's host moves no
+/// control plane (they are spread by control planes alone).
+#[test]
+fn placing_a_worker_moves_no_control_plane() {
+    let hosts_of = |source: &SourceFile| {
+        let (model, _) = checked(source);
+        ["cp-1", "cp-2", "cp-3"].map(|name| model.host_of(model.vm(name).unwrap()).node.clone())
+    };
+    let spread = hosts_of(&example());
+    assert_eq!(spread, ["pve1", "pve2", "pve3"]);
+    for host in ["pve1", "pve2", "pve3"] {
+        let pinned = edited(
+            "name = \"worker-1\"\naddress = \"10.30.1.20\"",
+            &format!("name = \"worker-1\"\naddress = \"10.30.1.20\"\nhost = \"{host}\""),
+        );
+        assert_eq!(hosts_of(&pinned), spread, "worker-1 on {host}");
+    }
+}

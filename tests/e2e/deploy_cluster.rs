@@ -625,4 +625,58 @@ fn a_changed_talos_config_is_applied_in_place_through_the_first_hosts_tunnel() {
     assert!(stderr.contains("nothing to do"), "{stderr}");
     assert_eq!(trio.cluster.calls().len(), calls);
     assert_eq!(trio.lab.sim.changes_since(before), Vec::<String>::new());
+
+    // The worker moved to another host in the blueprint: migrated with its
+    // disks (not replaced), then its new config (its gateway is its new
+    // host's) applied in place through the same tunnel.
+    let from = placed[worker].clone();
+    let to = NODES.iter().find(|n| **n != from).unwrap().to_string();
+    trio.lab.edit(|document| {
+        for node in document["talos"]["node"].as_array_mut().unwrap() {
+            let node = node.as_table_mut().unwrap();
+            if node["name"].as_str() == Some(worker) {
+                node.insert("host".into(), to.clone().into());
+            }
+        }
+    });
+    trio.lab.build();
+    let calls = trio.cluster.calls().len();
+    let before = trio.lab.sim.requests().len();
+    let moved = trio.deploy();
+    let (stdout, stderr) = (text(&moved.stdout), text(&moved.stderr));
+    assert!(moved.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "migrate  VM {} {worker} {from} → {to}",
+            vmid(worker)
+        )),
+        "{stdout}"
+    );
+    let changes = trio.lab.sim.changes_since(before);
+    let migrate = format!("POST /api2/json/nodes/{from}/qemu/{}/migrate", vmid(worker));
+    assert!(changes.contains(&migrate), "{changes:?}");
+    // Spread places the other worker again; no control plane moves, and no
+    // VM is destroyed.
+    assert!(
+        !changes
+            .iter()
+            .any(|c| c.starts_with("DELETE ") && c.contains("/qemu/")),
+        "{changes:?}"
+    );
+    for cp in ["talos-cp1", "talos-cp2", "talos-cp3"] {
+        let moved = format!("/qemu/{}/migrate", vmid(cp));
+        assert!(
+            !changes.iter().any(|c| c.ends_with(&moved)),
+            "{cp}: {changes:?}"
+        );
+    }
+    assert_eq!(vm(&trio.lab.sim.state(), worker).1["node"], to.as_str());
+    assert!(
+        trio.cluster.calls()[calls..]
+            .iter()
+            .any(|c| c.method == "ApplyConfiguration"),
+        "{stderr}"
+    );
+    assert!(trio.runs_its_build(worker), "{stderr}");
+    trio.lab.assert_no_violations();
 }

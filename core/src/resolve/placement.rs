@@ -5,7 +5,8 @@
 //! its `host`; a Talos node names one or is placed by
 //! `cluster.placement = "spread"`: control planes first (by VMID), each on
 //! the host with the fewest control planes so far (the placed ones
-//! counted; the first of equals in blueprint order), then the workers,
+//! counted; the first of equals in blueprint order; workers do not count,
+//! so placing a worker never moves a control plane), then the workers,
 //! each on the host with the fewest Talos nodes, so no host runs two
 //! control planes while another runs none.
 //! Unknown hosts are E0161, unplaced machines E0165, and a placement where
@@ -139,15 +140,16 @@ pub(super) fn place(
     for node in spread {
         let control_plane = role(node) == TalosRole::ControlPlane;
         // The least loaded host, the first of equals: control planes by
-        // control planes, then nodes; workers by nodes.
+        // control planes alone (so placing a worker never moves one),
+        // workers by nodes.
         let host = order
             .iter()
             .min_by_key(|host| {
                 let (planes, nodes) = load[**host];
                 if control_plane {
-                    (planes, nodes)
+                    planes
                 } else {
-                    (nodes, 0)
+                    nodes
                 }
             })
             .copied()
