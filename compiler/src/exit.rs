@@ -209,7 +209,7 @@ impl Code for DeployError {
     fn exit_code(&self) -> u8 {
         match self {
             DeployError::Desired(err) => err.exit_code(),
-            DeployError::UnknownVm { .. } | DeployError::ClusterHostThroughTeleport { .. } => USAGE,
+            DeployError::UnknownVm { .. } => USAGE,
             DeployError::NoFingerprint => INVALID,
             DeployError::FingerprintDisagrees { .. } => CONFLICT,
             DeployError::Token(_) | DeployError::TalosSecrets(_) => SECRETS,
@@ -457,12 +457,6 @@ mod tests {
             (Box::new(Outcome::DryRun { held_back: 1 }), CONFLICT),
             (Box::new(Outcome::Declined), USAGE),
             (Box::new(DeployError::NoFingerprint), INVALID),
-            (
-                Box::new(DeployError::ClusterHostThroughTeleport {
-                    node: "pve2".into(),
-                }),
-                USAGE,
-            ),
             (
                 Box::new(DeployError::Apply(ApplyError::NotDesired { vmid: 9 })),
                 INTERNAL,

@@ -7,8 +7,9 @@
 //!
 //! The trees are real `build --with-secrets --no-images` output with small
 //! stand-in images (`qemu-img create`), as in `deploy.rs`. Most deploys
-//! here are `--skip-host`; the one that sets the hosts up reaches three
-//! real sshds (`support::ssh_host`, see its test).
+//! here are `--skip-host`; the ones that set the hosts up reach three
+//! real sshds (`support::ssh_host`, see its test), straight or through
+//! Teleport (`support::tsh`, the stand-in `tsh proxy ssh`).
 
 use std::process::Output;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::support::deploy_lab::{name_as_blueprint, relay, LabNode, CPS};
 use crate::support::pve_sim::TOKEN;
 use crate::support::ssh_host::SshHost;
 use crate::support::talos_cluster::TalosCluster;
+use crate::support::tsh::Tsh;
 use crate::support::{require, text};
 
 #[test]
@@ -349,6 +351,100 @@ fn a_cluster_deploy_sets_each_host_up_with_its_own_files_and_cluster_fw_once() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_to_string(&host_fw).unwrap(), before);
+}
+
+/// The Teleport of [`through_teleport`]: its cluster and proxy.
+const TRIO_CLUSTER: &str = "teleport.trio.example.net";
+const TRIO_PROXY: &str = "teleport.trio.example.net:443";
+
+/// The example with a Teleport (on the edge VM, a role granting `root`),
+/// each host `ssh = "teleport:root@NODE"`, and no rule admitting the
+/// operator to SSH on port 22.
+fn through_teleport(document: &mut toml::Table) {
+    for host in document["cluster"]["host"].as_array_mut().unwrap() {
+        let host = host.as_table_mut().unwrap();
+        let node = host["node"].as_str().unwrap().to_string();
+        host.insert("ssh".into(), format!("teleport:root@{node}").into());
+    }
+    let teleport: toml::Table = toml::from_str(&format!(
+        "vm = \"edge\"\npublic_host = \"{TRIO_CLUSTER}\"\n\
+         [[role]]\nname = \"admin\"\nlogins = [\"root\"]\n"
+    ))
+    .unwrap();
+    document.insert("teleport".into(), teleport.into());
+    document["versions"]
+        .as_table_mut()
+        .unwrap()
+        .insert("teleport".into(), "18.2.1".into());
+    let route: toml::Table =
+        toml::from_str(&format!("sni = \"{TRIO_CLUSTER}\"\nto = \"edge:3080\"")).unwrap();
+    document["edge"]["route"]
+        .as_array_mut()
+        .unwrap()
+        .push(route.into());
+    for rule in document["firewall"]["temporary"].as_array_mut().unwrap() {
+        let rule = rule.as_table_mut().unwrap();
+        if rule["name"].as_str() == Some("operator-ssh") {
+            rule.insert("port".into(), 2222.into());
+        }
+    }
+}
+
+/// Every host reached through Teleport (`tsh proxy ssh`, the stand-in
+/// relaying to each host's sshd), none admitted to SSH directly: deploy
+/// sets each host up through Teleport, logs in through it on each host
+/// before that host's firewall goes out, and every ssh it ran went by
+/// `tsh config`'s ProxyCommand to `root@NODE.CLUSTER`.
+#[test]
+fn a_cluster_deploy_sets_each_host_up_through_teleport_after_its_own_login() {
+    let lab = ClusterLab::new(&[], through_teleport);
+    let cluster = SshCluster::start(&lab);
+    let nodes: Vec<(&str, &SshHost)> = NODES.iter().copied().zip(&cluster.hosts).collect();
+    let tsh = Tsh::for_nodes(&nodes, TRIO_CLUSTER, TRIO_PROXY, &cluster.config);
+    let config = tsh.config.display().to_string();
+    let root = cluster.roots.path().display().to_string();
+    let output =
+        lab.deploy_setting_up_with(&tsh.env(), &["--ssh-config", &config, "--host-root", &root]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for node in NODES {
+        let host_fw =
+            std::fs::read_to_string(cluster.file(node, &format!("etc/pve/nodes/{node}/host.fw")))
+                .unwrap_or_else(|e| panic!("{node}: {e}"));
+        assert!(
+            !host_fw.contains("-dport 22 -log nolog # temporary")
+                && host_fw.contains("-dport 2222 "),
+            "{node}: {host_fw}"
+        );
+    }
+    assert!(cluster
+        .file("pve3", "etc/pve/firewall/cluster.fw")
+        .is_file());
+    let calls = tsh.calls();
+    for node in NODES {
+        let expected = format!(
+            "proxy ssh --cluster={TRIO_CLUSTER} --proxy={TRIO_PROXY} root@{node}.{TRIO_CLUSTER}:22"
+        );
+        // The check, the login, the check again under the lock, the setup.
+        let made = calls.lines().filter(|line| *line == expected).count();
+        assert!(made >= 4, "{node}: {calls}");
+    }
+    assert!(
+        calls.lines().all(|line| line.starts_with(&format!(
+            "proxy ssh --cluster={TRIO_CLUSTER} --proxy={TRIO_PROXY} root@"
+        ))),
+        "{calls}"
+    );
+    // The only requests the simulator refuses: the guest-agent calls that
+    // copy the Teleport node's files off the Teleport VM (`agent/exec`,
+    // which pve-sim does not implement; the setup goes on without them).
+    let violations = lab.sim.violations();
+    assert!(
+        violations.iter().all(|v| v["path"]
+            .as_str()
+            .is_some_and(|path| path.ends_with("/agent/exec"))),
+        "{violations:#?}"
+    );
 }
 
 /// The cluster's Talos nodes as the lab names them: the simulated

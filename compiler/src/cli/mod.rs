@@ -317,9 +317,7 @@ pub fn run() -> ExitCode {
 /// `$TELEPORT_HOME/known_hosts`, else `~/.tsh/known_hosts` (tsh's own
 /// `TELEPORT_HOME` and default profile directory).
 fn tsh_known_hosts() -> std::path::PathBuf {
-    let teleport_home = std::env::var_os("TELEPORT_HOME").map(std::path::PathBuf::from);
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    crate::net::ssh::TeleportProxy::known_hosts_in(teleport_home.as_deref(), home.as_deref())
+    crate::net::ssh::TeleportProxy::tsh_known_hosts()
 }
 
 /// Reads a blueprint; prints why not (a non-UTF-8 file as a finding) and

@@ -20,9 +20,11 @@
 //! carried out after every node's other steps, one Talos node at a time
 //! across the hosts, with a lone host's checks before and waits after.
 //!
-//! Not yet for a cluster, and refused rather than half done: a host reached
-//! through Teleport (`cluster_hosts`), and a control plane moved to another
-//! host by replacing it (`cluster_plan`).
+//! A host reached through Teleport is set up through it, and logged in to
+//! through it before the lock-out guard holds for it (`cluster_hosts`).
+//!
+//! Not yet for a cluster, and refused rather than half done: a control
+//! plane moved to another host by replacing it (`cluster_plan`).
 
 use std::time::Duration;
 
@@ -78,6 +80,8 @@ pub fn run(request: &Request<'_>, ui: &dyn Ui) -> Result<Outcome, DeployError> {
     if shown.conflicts() > 0 {
         return Err(DeployError::Conflicts);
     }
+    // Each host through Teleport is logged in to by the guard itself, its
+    // login the proof for that host only.
     let proof = Proof {
         teleport_up,
         logged_in_through_teleport: false,

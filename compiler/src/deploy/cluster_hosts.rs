@@ -13,11 +13,17 @@
 //! operator in) before `cluster.fw` (the policy that needs them), so when
 //! the policy reaches the cluster every node's `host.fw` is in place.
 //!
+//! A host whose `ssh` is `teleport:LOGIN@NODE` is reached as a lone host
+//! through Teleport is: `LOGIN@NODE.CLUSTER` by the blueprint's proxy, its
+//! record's key never used (Teleport's host CA speaks for it); the others
+//! straight, pinned to their own record's key.
+//!
 //! The lock-out guard holds for each host whose `host.fw` changes, and for
-//! every host when `cluster.fw` does. A login through Teleport, the guard's
-//! proof for SSH without a direct rule, is made for a lone host only: a
-//! cluster host whose `ssh` goes through Teleport is refused before any
-//! host is asked.
+//! every host when `cluster.fw` does. Each host through Teleport it holds
+//! for is logged in to through Teleport first, on a connection of its own,
+//! as a lone host's deploy does: that login is the guard's proof for SSH
+//! without a direct rule, for that host only; a failed login stops the
+//! deploy before anything changes.
 
 use std::path::Path;
 
@@ -25,7 +31,8 @@ use super::cluster_plan::{ClusterPlan, NodePlan};
 use super::guard::{self, Proof};
 use super::host_setup::{self, HostFiles, Report, Ssh};
 use super::workflow::{DeployError, Ui};
-use crate::model::{Host, Model, SshRoute};
+use crate::model::{Host, Model};
+use crate::net::ssh::TeleportProxy;
 
 /// Where `cluster.fw` lands on a host: the sign its change is the
 /// cluster's, not one node's.
@@ -40,26 +47,35 @@ pub struct ClusterHost {
 }
 
 /// The cluster's hosts in blueprint order, each reached as `first` (the
-/// request's way to the first host) says, the last with `cluster.fw`.
+/// request's way to the first host) says, the last with `cluster.fw`. A
+/// host through Teleport goes by `first`'s proxy, or, when the first host
+/// is reached straight, by the blueprint's (tsh's known_hosts where tsh
+/// keeps them, as `Ssh::to_host` is given them).
 pub fn hosts(model: &Model, tree: &Path, first: &Ssh) -> Result<Vec<ClusterHost>, DeployError> {
+    let teleport = first
+        .teleport
+        .clone()
+        .or_else(|| Ssh::teleport_proxy(model, TeleportProxy::tsh_known_hosts()));
+    Ok(hosts_through(model, tree, first, teleport.as_ref()))
+}
+
+/// [`hosts`], a host through Teleport going by `teleport`.
+fn hosts_through(
+    model: &Model,
+    tree: &Path,
+    first: &Ssh,
+    teleport: Option<&TeleportProxy>,
+) -> Vec<ClusterHost> {
     let hosts = &model.proxmox.hosts;
-    if let Some(host) = hosts
-        .iter()
-        .find(|host| host.ssh_route == SshRoute::Teleport)
-    {
-        return Err(DeployError::ClusterHostThroughTeleport {
-            node: host.node.clone(),
-        });
-    }
-    Ok(hosts
+    hosts
         .iter()
         .enumerate()
         .map(|(i, host)| ClusterHost {
             host: host.clone(),
-            ssh: first.to_cluster_host(host),
+            ssh: first.to_cluster_host_through(host, teleport),
             files: HostFiles::of_cluster_host(tree, &host.node, i + 1 == hosts.len()),
         })
-        .collect())
+        .collect()
 }
 
 /// What each host's setup would change, in the order of `hosts`.
@@ -100,12 +116,31 @@ pub fn attach(plan: &mut ClusterPlan, hosts: &[ClusterHost], reports: &[Report])
 
 /// The lock-out guard for every host whose firewall `reports` change:
 /// its own `host.fw`, or the cluster's `cluster.fw`, which every host is
-/// behind.
+/// behind. `teleport_up` is `proof`'s only part for every host; a host
+/// through Teleport is logged in to first ([`log_in`]), its login the
+/// proof for its own SSH only.
 pub fn guard(
     model: &Model,
     hosts: &[ClusterHost],
     reports: &[Report],
     proof: Proof,
+) -> Result<(), DeployError> {
+    guard_with(model, hosts, reports, proof, log_in)
+}
+
+/// Logs in to `ssh`'s host through Teleport (`host_setup`'s login, the
+/// lone host's): ssh's own words when it fails.
+fn log_in(ssh: &Ssh) -> Result<(), String> {
+    host_setup::log_in_through_teleport(ssh).map_err(|err| err.to_string())
+}
+
+/// [`guard`], logging in through Teleport with `log_in`.
+fn guard_with(
+    model: &Model,
+    hosts: &[ClusterHost],
+    reports: &[Report],
+    proof: Proof,
+    log_in: impl Fn(&Ssh) -> Result<(), String>,
 ) -> Result<(), DeployError> {
     let changes = |report: &Report, what: &str| report.changes.iter().any(|c| c.contains(what));
     let cluster_fw = reports.iter().any(|report| changes(report, CLUSTER_FW));
@@ -113,10 +148,30 @@ pub fn guard(
         if !cluster_fw && !changes(report, "/etc/pve/") {
             continue;
         }
-        guard::check_host(model, &host.host, proof).map_err(|source| DeployError::HostLockOut {
+        let lock_out = |source| DeployError::HostLockOut {
             node: host.host.node.clone(),
             source,
-        })?;
+        };
+        // This host's own login, never another's.
+        let logged_in_through_teleport = match &host.ssh.teleport {
+            Some(teleport) => {
+                log_in(&host.ssh).map_err(|reason| {
+                    lock_out(guard::unproven(
+                        model,
+                        &host.ssh.target,
+                        &teleport.proxy,
+                        &reason,
+                    ))
+                })?;
+                true
+            }
+            None => false,
+        };
+        let proof = Proof {
+            teleport_up: proof.teleport_up,
+            logged_in_through_teleport,
+        };
+        guard::check_host(model, &host.host, proof).map_err(lock_out)?;
     }
     Ok(())
 }
@@ -163,16 +218,163 @@ mod tests {
         crate::resolve::resolve(&document, today).unwrap().0
     }
 
-    fn cluster_hosts(model: &Model) -> Vec<ClusterHost> {
-        let first = Ssh {
+    fn first() -> Ssh {
+        Ssh {
             target: "root@pve1".into(),
             config: None,
             root: Some("/roots".into()),
             host_key: Some(("pve1".into(), "ssh-ed25519 AAAA".into())),
-            recorded_keys: vec![("pve1".into(), "ssh-ed25519 AAAA".into())],
+            recorded_keys: vec![
+                ("pve1".into(), "ssh-ed25519 AAAA".into()),
+                ("pve2".into(), "ssh-ed25519 BBBB".into()),
+            ],
             teleport: None,
+        }
+    }
+
+    fn cluster_hosts(model: &Model) -> Vec<ClusterHost> {
+        hosts(model, Path::new("dist"), &first()).unwrap()
+    }
+
+    fn proxy() -> TeleportProxy {
+        TeleportProxy {
+            cluster: "teleport.example.org".into(),
+            proxy: "teleport.example.org:443".into(),
+            known_hosts: "/home/op/.tsh/known_hosts".into(),
+        }
+    }
+
+    /// `model` with pve2's `ssh` through Teleport (`teleport:` before its
+    /// own target), and its hosts reached by `proxy()`.
+    fn pve2_through_teleport(mut model: Model) -> (Model, Vec<ClusterHost>) {
+        let pve2 = &mut model.proxmox.hosts[1];
+        assert_eq!(pve2.node, "pve2");
+        pve2.ssh_route = crate::model::SshRoute::Teleport;
+        let hosts = hosts_through(&model, Path::new("dist"), &first(), Some(&proxy()));
+        (model, hosts)
+    }
+
+    /// The cluster example without the operator's SSH rule.
+    fn without_ssh_rule() -> Model {
+        model(|text| {
+            text.replace(
+                "name = \"operator-ssh\"\nport = 22",
+                "name = \"operator-ssh\"\nport = 2222",
+            )
+        })
+    }
+
+    #[test]
+    fn a_host_through_teleport_goes_by_the_proxy_unpinned_the_others_straight_pinned() {
+        let (_, hosts) = pve2_through_teleport(model(str::to_string));
+        let pve2 = &hosts[1].ssh;
+        let login_at_node = hosts[1].host.ssh_target.to_string();
+        assert_eq!(pve2.target, format!("{login_at_node}.teleport.example.org"));
+        assert_eq!(pve2.teleport, Some(proxy()));
+        assert_eq!(pve2.host_key, None);
+        assert!(pve2.remote(None).teleport.is_some());
+        assert_eq!(pve2.root.as_deref(), Some("/roots/pve2"));
+        let pve1 = &hosts[0].ssh;
+        assert_eq!(pve1.teleport, None);
+        assert_eq!(
+            pve1.host_key,
+            Some(("pve1".into(), "ssh-ed25519 AAAA".into()))
+        );
+        assert!(!pve1.target.contains("teleport"), "{}", pve1.target);
+        assert_eq!(hosts[2].ssh.teleport, None);
+    }
+
+    #[test]
+    fn a_first_host_through_teleport_lends_its_proxy() {
+        let mut model = model(str::to_string);
+        model.proxmox.hosts[1].ssh_route = crate::model::SshRoute::Teleport;
+        let through = Ssh {
+            teleport: Some(proxy()),
+            ..first()
         };
-        hosts(model, Path::new("dist"), &first).unwrap()
+        let hosts = hosts(&model, Path::new("dist"), &through).unwrap();
+        assert_eq!(hosts[1].ssh.teleport, Some(proxy()));
+        assert!(
+            hosts[1].ssh.target.ends_with(".teleport.example.org"),
+            "{}",
+            hosts[1].ssh.target
+        );
+        assert_eq!(hosts[0].ssh.teleport, None);
+    }
+
+    #[test]
+    fn a_host_through_teleport_is_logged_in_to_before_its_firewall_changes() {
+        let (model, hosts) = pve2_through_teleport(without_ssh_rule());
+        let proof = Proof::default();
+        let quiet = || changing(&[]);
+        let reports = [
+            quiet(),
+            changing(&["would change: /etc/pve/nodes/pve2/host.fw"]),
+            quiet(),
+        ];
+        // Its login is made, on pve2 alone, and is the proof.
+        let logged_in = std::cell::RefCell::new(Vec::new());
+        let log_in = |ssh: &Ssh| {
+            logged_in.borrow_mut().push(ssh.target.clone());
+            Ok(())
+        };
+        assert!(guard_with(&model, &hosts, &reports, proof, log_in).is_ok());
+        assert_eq!(*logged_in.borrow(), [hosts[1].ssh.target.clone()]);
+        assert!(hosts[1].ssh.target.ends_with(".teleport.example.org"));
+        // No login made, no proof: the guard refuses, naming the host.
+        let failed = |_: &Ssh| Err("ERROR: Not logged in.".to_string());
+        let refused = guard_with(&model, &hosts, &reports, proof, failed).unwrap_err();
+        let refused = refused.to_string();
+        assert!(refused.starts_with("on pve2: "), "{refused}");
+        for part in [
+            "Not logged in",
+            "tsh login --proxy=teleport.example.org:443",
+        ] {
+            assert!(refused.contains(part), "{part}: {refused}");
+        }
+    }
+
+    #[test]
+    fn one_hosts_teleport_login_proves_nothing_for_a_host_reached_straight() {
+        let (model, hosts) = pve2_through_teleport(without_ssh_rule());
+        let reports = [
+            changing(&[]),
+            changing(&[]),
+            changing(&["would change: /etc/pve/firewall/cluster.fw"]),
+        ];
+        let logged_in = std::cell::RefCell::new(Vec::new());
+        let log_in = |ssh: &Ssh| {
+            logged_in.borrow_mut().push(ssh.target.clone());
+            Ok(())
+        };
+        let refused = guard_with(&model, &hosts, &reports, Proof::default(), log_in).unwrap_err();
+        // pve1 is straight, without a rule for SSH: refused before pve2's login.
+        assert!(refused.to_string().starts_with("on pve1: "), "{refused}");
+        assert!(logged_in.borrow().is_empty());
+        // Even a proof handed in for the run is not pve1's login.
+        let handed = Proof {
+            teleport_up: true,
+            logged_in_through_teleport: true,
+        };
+        let refused = guard_with(&model, &hosts, &reports, handed, |_: &Ssh| Ok(())).unwrap_err();
+        assert!(refused.to_string().starts_with("on pve1: "), "{refused}");
+    }
+
+    #[test]
+    fn a_host_through_teleport_with_a_direct_rule_still_logs_in() {
+        let (model, hosts) = pve2_through_teleport(model(str::to_string));
+        let reports = [
+            changing(&[]),
+            changing(&["would change: /etc/pve/nodes/pve2/host.fw"]),
+            changing(&[]),
+        ];
+        assert!(guard_with(&model, &hosts, &reports, Proof::default(), |_: &Ssh| Ok(())).is_ok());
+        let failed = |_: &Ssh| Err("refused".to_string());
+        let refused = guard_with(&model, &hosts, &reports, Proof::default(), failed).unwrap_err();
+        assert!(
+            !refused.to_string().contains("no firewall rule"),
+            "{refused}"
+        );
     }
 
     fn changing(lines: &[&str]) -> Report {
@@ -200,7 +402,7 @@ mod tests {
             staged,
             [
                 ("/roots/pve1".into(), "dist/hosts/pve1".into(), false, true),
-                ("/roots/pve2".into(), "dist/hosts/pve2".into(), false, false),
+                ("/roots/pve2".into(), "dist/hosts/pve2".into(), false, true),
                 ("/roots/pve3".into(), "dist/hosts/pve3".into(), true, false),
             ]
         );

@@ -12,7 +12,10 @@
 //!   the host is reached through Teleport proves nothing: the seed's Phase 3
 //!   deletes the direct SSH rule only "after confirming Teleport works".
 //!
-//! For a `[cluster]` the question is asked of each host ([`check_host`]).
+//! For a `[cluster]` the question is asked of each host ([`check_host`]),
+//! with that host's own proof: a host through Teleport is logged in to on
+//! its own, and one host's login proves nothing for another
+//! (`cluster_hosts::guard`).
 
 use crate::model::{Host, Model, Policy, SshRoute, SSH_PORT};
 

@@ -115,15 +115,8 @@ impl Ssh {
             .iter()
             .find(|(node, _)| *node == model.host().node)
             .cloned();
-        let teleport = model
-            .teleport
-            .as_ref()
-            .filter(|_| model.host().ssh_route == crate::model::SshRoute::Teleport)
-            .map(|teleport| ssh::TeleportProxy {
-                cluster: teleport.public_host.clone(),
-                proxy: format!("{}:443", teleport.public_host),
-                known_hosts: tsh_known_hosts,
-            });
+        let teleport = Ssh::teleport_proxy(model, tsh_known_hosts)
+            .filter(|_| model.host().ssh_route == crate::model::SshRoute::Teleport);
         Ssh {
             target: match &teleport {
                 Some(proxy) => proxy.destination(&target),
@@ -137,14 +130,47 @@ impl Ssh {
         }
     }
 
+    /// The proxy of `model`'s `[teleport]`, as `to_host` reaches a host
+    /// through it: the cluster and proxy its `public_host` names, tsh's
+    /// known_hosts at `tsh_known_hosts`.
+    pub fn teleport_proxy(
+        model: &crate::model::Model,
+        tsh_known_hosts: PathBuf,
+    ) -> Option<ssh::TeleportProxy> {
+        model.teleport.as_ref().map(|teleport| ssh::TeleportProxy {
+            cluster: teleport.public_host.clone(),
+            proxy: format!("{}:443", teleport.public_host),
+            known_hosts: tsh_known_hosts,
+        })
+    }
+
     /// How to reach `host`, a host of a `[cluster]`, given how the first
-    /// is reached: its own `ssh_target`, straight (a cluster host through
-    /// Teleport is refused before this); the same ssh config; under
-    /// `ROOT/NODE` with a test's root (the hosts' filesystems are apart);
-    /// pinned to this host's own record's key.
+    /// is reached: [`Ssh::to_cluster_host_through`] the first host's
+    /// Teleport proxy, if it has one.
     pub fn to_cluster_host(&self, host: &crate::model::Host) -> Ssh {
+        self.to_cluster_host_through(host, self.teleport.as_ref())
+    }
+
+    /// How to reach `host`, a host of a `[cluster]`: its own `ssh_target`,
+    /// through `teleport` (the blueprint's proxy, [`Ssh::teleport_proxy`])
+    /// as `login@node.CLUSTER` when its `ssh` goes through Teleport (never
+    /// pinned to its record's key then, as a lone host), else straight and
+    /// pinned to its own record's key; the same ssh config; under
+    /// `ROOT/NODE` with a test's root (the hosts' filesystems are apart).
+    pub fn to_cluster_host_through(
+        &self,
+        host: &crate::model::Host,
+        teleport: Option<&ssh::TeleportProxy>,
+    ) -> Ssh {
+        let teleport = teleport
+            .filter(|_| host.ssh_route == crate::model::SshRoute::Teleport)
+            .cloned();
+        let target = host.ssh_target.to_string();
         Ssh {
-            target: host.ssh_target.to_string(),
+            target: match &teleport {
+                Some(proxy) => proxy.destination(&target),
+                None => target,
+            },
             config: self.config.clone(),
             root: self
                 .root
@@ -154,9 +180,10 @@ impl Ssh {
                 .recorded_keys
                 .iter()
                 .find(|(node, _)| *node == host.node)
+                .filter(|_| teleport.is_none())
                 .cloned(),
             recorded_keys: self.recorded_keys.clone(),
-            teleport: None,
+            teleport,
         }
     }
 

@@ -149,8 +149,6 @@ pub enum DeployError {
     TalosReach(#[from] TalosReachError),
     #[error("{0}; nothing was changed")]
     Store(#[from] StoreError),
-    #[error("cluster host {node}: its `ssh` goes through Teleport, which deploy logs in through (the lock-out guard's proof) for a lone [host] only so far; write its `ssh` as a direct `user@host` (a firewall rule admitting you to port 22), or set the hosts up yourself and deploy with --skip-host; nothing was changed")]
-    ClusterHostThroughTeleport { node: String },
     #[error("on {node}: {source}")]
     HostLockOut {
         node: String,

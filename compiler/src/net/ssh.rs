@@ -89,6 +89,15 @@ impl TeleportProxy {
             (None, None) => std::path::PathBuf::from(".tsh/known_hosts"),
         }
     }
+
+    /// tsh's known_hosts, where `tsh login` writes Teleport's host CA:
+    /// `$TELEPORT_HOME/known_hosts`, else `~/.tsh/known_hosts` (tsh's own
+    /// `TELEPORT_HOME` and default profile directory).
+    pub fn tsh_known_hosts() -> std::path::PathBuf {
+        let teleport_home = std::env::var_os("TELEPORT_HOME").map(std::path::PathBuf::from);
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        TeleportProxy::known_hosts_in(teleport_home.as_deref(), home.as_deref())
+    }
 }
 
 /// A pinned host key: a known_hosts file, the name its entry has, and the

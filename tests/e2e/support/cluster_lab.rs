@@ -80,11 +80,17 @@ impl ClusterLab {
     }
 
     pub fn waddlec(&self, args: &[&str]) -> Output {
+        self.waddlec_with(&[], args)
+    }
+
+    /// [`ClusterLab::waddlec`] with `env` besides (`tsh`'s, say).
+    pub fn waddlec_with(&self, env: &[(String, String)], args: &[&str]) -> Output {
         run(waddlec()
             .current_dir(self.lab.path(""))
             .env(GITHUB_SECRET_ENV, GITHUB_SECRET)
             .env(TOKEN_ENV, TOKEN)
             .env("WADDLEC_CACHE_DIR", self.lab.path("cache"))
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .args(args))
     }
 
@@ -98,6 +104,11 @@ impl ClusterLab {
     /// A deploy that also sets each host up, unless `extra` says
     /// `--skip-host`.
     pub fn deploy_setting_up(&self, extra: &[&str]) -> Output {
+        self.deploy_setting_up_with(&[], extra)
+    }
+
+    /// [`ClusterLab::deploy_setting_up`] with `env` besides.
+    pub fn deploy_setting_up_with(&self, env: &[(String, String)], extra: &[&str]) -> Output {
         let mut args = vec![
             "deploy",
             "blueprint.toml",
@@ -111,7 +122,7 @@ impl ClusterLab {
             "20",
         ];
         args.extend_from_slice(extra);
-        self.waddlec(&args)
+        self.waddlec_with(env, &args)
     }
 
     /// Rewrites the lab's blueprint.

@@ -76,6 +76,60 @@ impl Tsh {
         Tsh { home, config }
     }
 
+    /// `tsh` logged in to `proxy`, the proxy of `cluster`, with each of
+    /// `nodes` (`(node, host)`) registered as that node, and the ssh config
+    /// `base` with, for each node's `NODE.CLUSTER`, that host's login key,
+    /// as `tsh config`'s `Host *.CLUSTER` block gives the user's.
+    pub fn for_nodes(
+        nodes: &[(&str, &SshHost)],
+        cluster: &str,
+        proxy: &str,
+        base: &std::path::Path,
+    ) -> Tsh {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path();
+        let bin = dir.join("bin");
+        fs::create_dir(&bin).unwrap();
+        std::os::unix::fs::symlink(
+            super::repo_root().join("tests/support/tsh_stand_in.py"),
+            bin.join("tsh"),
+        )
+        .unwrap();
+        let (mut registered, mut known_hosts) = (String::new(), String::new());
+        let mut config = fs::read_to_string(base).unwrap();
+        for (node, host) in nodes {
+            let host_config = fs::read_to_string(&host.config).unwrap();
+            let setting = |name: &str| -> String {
+                host_config
+                    .lines()
+                    .find_map(|line| line.trim().strip_prefix(&format!("{name} ")))
+                    .unwrap()
+                    .to_string()
+            };
+            registered.push_str(&format!("{node} {}:22\n", setting("HostName")));
+            known_hosts.push_str(&format!(
+                "{node}.{cluster} {}\n",
+                host.host_public_key().trim_end()
+            ));
+            config.push_str(&format!(
+                "\nHost {node}.{cluster}\n  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  ConnectTimeout 10\n",
+                setting("IdentityFile")
+            ));
+        }
+        fs::write(dir.join("nodes"), registered).unwrap();
+        fs::write(dir.join("known_hosts"), known_hosts).unwrap();
+        let proxy_host = proxy.split(':').next().unwrap();
+        fs::write(dir.join("current-profile"), proxy_host).unwrap();
+        fs::write(
+            dir.join(format!("{proxy_host}.yaml")),
+            format!("web_proxy_addr: {proxy}\n"),
+        )
+        .unwrap();
+        let path = dir.join("ssh_config");
+        fs::write(&path, config).unwrap();
+        Tsh { home, config: path }
+    }
+
     /// The environment `waddlec` runs in: `tsh` first on the PATH, and
     /// `TELEPORT_HOME`.
     pub fn env(&self) -> Vec<(String, String)> {
