@@ -165,8 +165,8 @@ impl ClusterLab {
 pub struct SshCluster {
     /// In the order of [`NODES`].
     pub hosts: Vec<SshHost>,
-    config: PathBuf,
-    roots: tempfile::TempDir,
+    pub config: PathBuf,
+    pub roots: tempfile::TempDir,
 }
 
 impl SshCluster {
