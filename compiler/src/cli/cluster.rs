@@ -89,15 +89,15 @@ fn bootstrap(args: &BootstrapArgs) -> u8 {
         eprintln!("error: {} has no [talos] cluster to bootstrap", source.name);
         return exit::USAGE;
     };
-    // A cluster's hosts are not Teleport's OpenSSH nodes: the host the
-    // tunnel goes through must be reached directly (deploy refuses such a
-    // host too), unless --host-ssh says how.
+    // The bootstrap's tunnel through a cluster host goes straight to it:
+    // a host reached through Teleport is refused, unless --host-ssh says
+    // how to reach it.
     if model.proxmox.single_host().is_none()
         && through.ssh_route == SshRoute::Teleport
         && args.host_ssh.is_none()
     {
         eprintln!(
-            "error: the bootstrap tunnels through {node}, the host that runs the first control plane, and {node}'s `ssh` goes through Teleport, which a `[cluster]`'s hosts are not nodes of\n  \
+            "error: the bootstrap tunnels through {node}, the host that runs the first control plane, and {node}'s `ssh` goes through Teleport, which `cluster bootstrap` uses for a lone [host] only so far\n  \
              = help: give `[[cluster.host]]` {node} a direct `ssh` (`user@address`), or pass --host-ssh TARGET",
             node = through.node
         );

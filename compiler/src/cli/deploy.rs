@@ -54,8 +54,9 @@ pub struct DeployArgs {
     /// Remove a deploy lock a killed deploy left on the host.
     #[arg(long)]
     break_lock: bool,
-    /// Reach the API here instead of `host.api` (e.g. through an SSH tunnel,
-    /// `https://127.0.0.1:8006`); the certificate pin still applies.
+    /// Reach the API here instead of `host.api` (`cluster.api`), e.g.
+    /// through an SSH tunnel, `https://127.0.0.1:8006`; the certificate pin
+    /// still applies.
     #[arg(long, value_name = "URL")]
     api: Option<String>,
     /// Seconds to wait for a started VM's guest agent.
@@ -81,7 +82,8 @@ pub struct DeployArgs {
     /// Without it a deploy keeps them and shows them above the plan.
     #[arg(long, conflicts_with = "skip_host")]
     close_emergency: bool,
-    /// The ssh config file for reaching `host.ssh` (`ssh -F`); default: yours.
+    /// The ssh config file for reaching `host.ssh`, or each cluster host's
+    /// `ssh` (`ssh -F`); default: yours.
     #[arg(long, value_name = "FILE")]
     ssh_config: Option<PathBuf>,
     /// Install the host's files under DIR instead of / (tests); a

@@ -31,7 +31,8 @@ pub enum HostCommand {
     ///    1Password CLI, `env:` printed once with --print-token).
     /// 3. Sets sshd to keys only (a drop-in, proven by a fresh login before
     ///    it stays; without that proof the host undoes it by itself) and
-    ///    adds the host's name to /etc/hosts if it is missing.
+    ///    adds the host's name to /etc/hosts if it is missing (a cluster
+    ///    node's at its `underlay` address).
     ///
     /// Your ssh must already trust the host (its key in your known_hosts,
     /// checked on the console or the provider's panel): that is the root of
@@ -48,7 +49,10 @@ pub enum HostCommand {
     /// with the grants a cluster deploy needs too (SDN, migration, the
     /// cluster's status). If a host fails, the hosts before it stay done and
     /// the error names the host: fix it and run again, it goes on from there.
-    /// With --format json a cluster's report lists each node under `hosts`.
+    /// A changed key or certificate is re-pinned with --repin=NODE only. A
+    /// host whose `ssh` goes through Teleport is refused (exit 2): host init
+    /// needs your direct SSH. With --format json a cluster's report lists
+    /// each node under `hosts`.
     Init(HostInitArgs),
 }
 

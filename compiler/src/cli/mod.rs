@@ -207,7 +207,9 @@ enum Command {
     /// there. A second deploy with nothing changed does nothing. With
     /// `host.ssh = "teleport:LOGIN@NODE"` it logs in through Teleport
     /// (`tsh login` first) before anything else, and only then may the
-    /// firewall drop your direct SSH rule.
+    /// firewall drop your direct SSH rule (in a `[cluster]`, on each host
+    /// whose `ssh` goes through Teleport and whose firewall changes: one
+    /// login per host, proving that host only).
     Deploy(deploy::DeployArgs),
     /// Check, read-only, that every external thing the blueprint names
     /// exists and works: secret references, the 1Password items the

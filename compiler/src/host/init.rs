@@ -9,13 +9,14 @@
 //! that changed is refused until the operator has checked it and asks for
 //! `repin`; `dry_run` reads everything and changes nothing.
 //!
-//! A `[cluster]` is its hosts, visited in blueprint order, each over its
-//! own SSH and into its own record: its key, the certificate its own API
-//! serves (`/etc/pve/local` is that node's directory), its hardening. The
-//! API identity is the cluster's, kept in the `/etc/pve` every node shares
-//! (`identity`'s module doc): it is made once, over the first host's pinned
-//! SSH, and its token checked against the cluster's one API, whose
-//! certificate deploy pins by the first host's record. A run stopped by one
+//! A `[cluster]` is its hosts, visited the host `cluster.api` names first
+//! (the CLI orders them), each over its own SSH and into its own record:
+//! its key, the certificate its own API serves (`/etc/pve/local` is that
+//! node's directory), its hardening. The API identity is the cluster's,
+//! kept in the `/etc/pve` every node shares (`identity`'s module doc): it
+//! is made once, over the first visited host's pinned SSH, and its token
+//! checked against the cluster's one API, whose certificate deploy pins by
+//! that host's record. A run stopped by one
 //! host ([`Stopped`]) leaves the hosts before it done; the next run finds
 //! them unchanged and goes on.
 
@@ -51,8 +52,8 @@ pub struct Target<'a> {
 
 /// What to do.
 pub struct Request<'a> {
-    /// The lone host, or a cluster's hosts in blueprint order; the first
-    /// is where the API identity is made.
+    /// The lone host, or a cluster's hosts (the `cluster.api` host first);
+    /// the first is where the API identity is made.
     pub hosts: &'a [Target<'a>],
     /// Which hosts' changed values may replace their records (after the
     /// operator checked them).

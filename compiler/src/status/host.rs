@@ -280,7 +280,10 @@ pub fn over_ssh(
             let (why, fix) = match e.failure() {
                 Failure::HostKey => (
                     "its host key is not the one recorded",
-                    format!("check it on {node}, then `waddlec host init --repin`"),
+                    match model.proxmox.single_host() {
+                        Some(_) => format!("check it on {node}, then `waddlec host init --repin`"),
+                        None => format!("check it on {node}, then `waddlec host init --repin={node}`"),
+                    },
                 ),
                 Failure::KeyRefused => (
                     "it refused your key",

@@ -869,9 +869,9 @@ impl TalosCluster {
 
 impl Model {
     /// The first host: a lone `[host]`, or a cluster's first
-    /// `[[cluster.host]]`, whose API pin a cluster's deploy and status
-    /// use (any node answers for all) and whose SSH reaches the cluster's
-    /// shared `/etc/pve`. What belongs to one host of a cluster is found
+    /// `[[cluster.host]]`, whose SSH a cluster deploy's Talos tunnel goes
+    /// through and whose storage democratic-csi uses. The API's host is
+    /// `proxmox.api_host()`; what belongs to one host of a cluster is found
     /// by `host_of`, `proxmox.host(node)` or `storage_host`.
     pub fn host(&self) -> &Host {
         &self.proxmox.hosts[0]
